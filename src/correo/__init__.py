@@ -1,0 +1,3 @@
+"""correo: a complete Internet mail system in one Python package."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,268 @@
+"""Configuration: ``DATA/correo.toml`` loaded into typed, validated settings.
+
+Every key is documented in docs/config.md.  Unknown keys are errors: a typo such as
+``mesage_size`` silently ignored would leave a mail server with a limit its
+administrator believes is set.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SERVICES",
+    "AuthSettings",
+    "Config",
+    "ConfigError",
+    "DnsSettings",
+    "Limits",
+    "LogSettings",
+    "SmtpSettings",
+    "TlsSettings",
+    "default_listen",
+    "load_config",
+    "parse_hostport",
+    "render_default_config",
+]
+
+#: Services a ``[listen]`` list can name, in start-up order.
+SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+_LATER_SERVICES = ("imap", "imaps", "lmtp", "sieve")
+
+_DEFAULT_PORTS = {
+    "smtp": 2525,
+    "submission": 2587,
+    "submissions": 2465,
+    "pop3": 2110,
+    "pop3s": 2995,
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the administrator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits; each bounds what one peer can make the server spend."""
+
+    message_size: int = 50 * 1024 * 1024
+    recipients: int = 100
+    command_line: int = 2048
+    data_line: int = 0
+    connections: int = 1000
+    connections_per_ip: int = 50
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    bad_commands: int = 20
+    pop3_line: int = 512
+    auth_line: int = 12288
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    free_failures: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 15.0
+    lockout_failures: int = 10
+    lockout_seconds: float = 300.0
+    allow_plaintext: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    certificate: str = "tls/cert.pem"
+    key: str = "tls/key.pem"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    recipient_delimiter: str = "+"
+    max_received_headers: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path
+    hostname: str
+    listen: Mapping[str, tuple[tuple[str, int], ...]]
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    limits: Limits = field(default_factory=Limits)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path from the config relative to the data directory."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.data_dir / p
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """Parse ``host:port`` or ``[v6]:port``."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(
+            f"bad listen address {text!r}: expected host:port, "
+            "e.g. 127.0.0.1:2525 (port 0 = any free port)"
+        )
+    return host, int(port)
+
+
+def _section(cls: type[Any], raw: object, name: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in [{name}] (see docs/config.md)")
+        default = getattr(cls(), key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            value = tuple(value) if ok else value
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(f"[{name}] {key} has the wrong type: {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"[{name}] {key} must not be negative")
+        values[key] = value
+    return cls(**values)
+
+
+def load_config(data_dir: Path) -> Config:
+    """Read and validate ``DATA/correo.toml``."""
+    path = data_dir / "correo.toml"
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} not found: create it with 'correo init --data {data_dir} --domain DOMAIN'"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log"}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
+    server = raw.get("server", {})
+    if not isinstance(server, dict) or set(server) - {"hostname"}:
+        raise ConfigError(f"{path}: [server] takes only 'hostname'")
+    hostname = server.get("hostname", "localhost")
+    if not isinstance(hostname, str) or not hostname:
+        raise ConfigError(f"{path}: [server] hostname must be a non-empty string")
+    listen_raw = raw.get("listen", {})
+    if not isinstance(listen_raw, dict):
+        raise ConfigError(f"{path}: [listen] must be a table")
+    listen: dict[str, tuple[tuple[str, int], ...]] = {}
+    for service, addresses in listen_raw.items():
+        if service not in SERVICES and service not in _LATER_SERVICES:
+            raise ConfigError(f"{path}: unknown service {service!r} in [listen]")
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(f'{path}: [listen] {service} must be a list of "host:port"')
+        listen[service] = tuple(parse_hostport(a) for a in addresses)
+    log = _section(LogSettings, raw.get("log"), "log")
+    if log.level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{path}: [log] level must be debug, info, warning or error")
+    return Config(
+        data_dir=data_dir,
+        hostname=hostname,
+        listen=listen,
+        tls=_section(TlsSettings, raw.get("tls"), "tls"),
+        limits=_section(Limits, raw.get("limits"), "limits"),
+        auth=_section(AuthSettings, raw.get("auth"), "auth"),
+        smtp=_section(SmtpSettings, raw.get("smtp"), "smtp"),
+        dns=_section(DnsSettings, raw.get("dns"), "dns"),
+        log=log,
+    )
+
+
+def default_listen(host: str = "127.0.0.1") -> dict[str, list[str]]:
+    return {s: [f"{host}:{p}"] for s, p in _DEFAULT_PORTS.items()}
+
+
+def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None = None) -> str:
+    """The commented ``correo.toml`` written by ``correo init``."""
+    listen = listen or default_listen()
+    lines = [
+        "# correo configuration; every key is explained in docs/config.md.",
+        "# Paths are relative to this file's directory.",
+        "",
+        "[server]",
+        f'hostname = "{hostname}"',
+        "",
+        '# Each service listens on a list of "host:port"; an empty list turns it off.',
+        "# Production ports: smtp 25, submission 587, submissions 465, pop3 110, pop3s 995.",
+        "[listen]",
+    ]
+    for service in SERVICES:
+        addrs = ", ".join(f'"{a}"' for a in listen.get(service, []))
+        lines.append(f"{service} = [{addrs}]")
+    d = Limits()
+    a = AuthSettings()
+    lines += [
+        "",
+        "[tls]",
+        f'certificate = "{TlsSettings().certificate}"',
+        f'key = "{TlsSettings().key}"',
+        "",
+        "[limits]",
+        f"message_size = {d.message_size}        # bytes; SIZE advertised in EHLO",
+        f"recipients = {d.recipients}                 # RCPT per message",
+        f"command_line = {d.command_line}              # bytes per SMTP command line",
+        f"data_line = {d.data_line}                    # bytes per message line; 0 = no limit",
+        f"connections = {d.connections}              # simultaneous connections, all services",
+        f"connections_per_ip = {d.connections_per_ip}",
+        f"command_timeout = {d.command_timeout}        # seconds waiting for a command",
+        f"data_timeout = {d.data_timeout}           # seconds waiting for message data",
+        f"bad_commands = {d.bad_commands}                # errors in a row before disconnect",
+        "",
+        "[auth]",
+        f"free_failures = {a.free_failures}       # failed logins before delays start",
+        f"max_delay = {a.max_delay}",
+        f"lockout_failures = {a.lockout_failures}   # failures before a temporary lockout",
+        f"lockout_seconds = {a.lockout_seconds}",
+        "allow_plaintext = false  # true lets passwords cross unencrypted connections",
+        "",
+        "[smtp]",
+        'recipient_delimiter = "+"   # user+tag@domain delivers to user@domain',
+        "",
+        "[dns]",
+        'nameservers = []            # e.g. ["127.0.0.1:5353"]; empty = system resolver',
+        "",
+        "[log]",
+        'level = "info"              # debug logs every command',
+        'file = ""                   # empty = standard error',
+        "",
+    ]
+    return "\n".join(lines)

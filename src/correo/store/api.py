@@ -1,0 +1,172 @@
+"""The mail store API, in mail terms.
+
+Every protocol server (SMTP delivery, POP3, later IMAP and the queue runner) changes
+mail only through this interface, so the SQLite implementation used now and a
+PostgreSQL one later are interchangeable.  All methods are ``async``: the embedded
+implementation runs its blocking I/O on threads, a networked one would use an async
+driver.
+
+Durability contract: when an awaited write method returns, the change is on stable
+storage (fsync'd).  Implementations batch concurrent writes into one flush (group
+commit) so this costs one disk flush per batch, not per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "INBOX",
+    "Delivered",
+    "DeliveryTarget",
+    "Envelope",
+    "MailStore",
+    "MailboxState",
+    "MessageInfo",
+    "QueueEntry",
+    "QueuedRecipient",
+    "Spool",
+    "StoreError",
+]
+
+INBOX = "INBOX"
+
+
+class StoreError(Exception):
+    """The store could not complete an operation (disk full, corrupt database…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The SMTP envelope of an accepted message (RFC 5321 §2.3.1)."""
+
+    sender: str  # "" for the null reverse-path
+    helo: str = ""
+    peer: str = ""
+    authenticated: str | None = None
+    envid: str | None = None  # RFC 3461 ENVID
+    ret: str | None = None  # RFC 3461 RET=FULL|HDRS
+    body: str | None = None  # 7BIT | 8BITMIME | BINARYMIME
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """One local copy to file: an account's mailbox."""
+
+    account: str
+    mailbox: str = INBOX
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    """A recipient left for the outbound MTA, with its RFC 3461 parameters."""
+
+    address: str
+    notify: str | None = None
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Where each local copy went, and the queue id if anything was queued."""
+
+    uids: tuple[tuple[DeliveryTarget, int], ...]
+    queue_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    uid: int
+    size: int
+    internal_date: float
+    flags: tuple[str, ...] = ()
+    modseq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxState:
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    exists: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: int
+    sender: str
+    size: int
+    created: float
+    recipients: tuple[tuple[str, str, str], ...] = field(
+        default=()
+    )  # (address, status, last error)
+
+
+class Spool(Protocol):
+    """A message being received: bytes stream in, bounded memory.
+
+    Small messages stay in memory; large ones spill to a file in the store's own
+    temporary area, so committing them is a rename, not a copy.
+    """
+
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+class MailStore(Protocol):
+    """What correo needs from a mail store."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def new_spool(self) -> Spool: ...
+
+    async def deliver(
+        self,
+        spool: Spool,
+        envelope: Envelope,
+        targets: Sequence[DeliveryTarget],
+        queued: Sequence[QueuedRecipient] = (),
+        *,
+        queue_skip: int = 0,
+    ) -> Delivered:
+        """File one message, atomically and durably, for every target and the queue.
+
+        The queued copy omits the spool's first ``queue_skip`` bytes (the Return-Path
+        that only final delivery adds, RFC 5321 §4.4).
+        """
+        ...
+
+    async def create_account(self, account: str) -> None: ...
+
+    async def delete_account(self, account: str) -> None: ...
+
+    async def list_messages(self, account: str, mailbox: str = INBOX) -> list[MessageInfo]: ...
+
+    def read_message(
+        self, account: str, mailbox: str, uid: int, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        """Stream a message's bytes; raises StoreError if it no longer exists."""
+        ...
+
+    async def expunge(self, account: str, mailbox: str, uids: Sequence[int]) -> int:
+        """Remove messages durably; returns how many were removed."""
+        ...
+
+    async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState: ...
+
+    async def wait_for_change(
+        self, account: str, mailbox: str, modseq: int, timeout: float
+    ) -> bool:
+        """Wait until the mailbox's HIGHESTMODSEQ exceeds ``modseq``; False on timeout."""
+        ...
+
+    async def queue_list(self) -> list[QueueEntry]: ...

@@ -1,0 +1,77 @@
+"""Receiving a message into bounded memory.
+
+Up to ``memory_limit`` bytes stay in a bytearray (the common case: small mail goes
+straight into the database in the same commit as its metadata); beyond that the
+bytes spill to a file in the store's temporary folder, so a 100 MB message costs
+``memory_limit`` of RAM, not 100 MB.  The file is fsync'd and renamed into place only
+when the message is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["FileSpool"]
+
+
+class FileSpool:
+    """A :class:`correo.store.api.Spool` backed by memory, then a file."""
+
+    __slots__ = ("_fd", "buffer", "memory_limit", "name", "path", "size", "tmp_dir")
+
+    def __init__(self, tmp_dir: Path, memory_limit: int = 256 * 1024) -> None:
+        self.tmp_dir = tmp_dir
+        self.memory_limit = memory_limit
+        self.buffer = bytearray()
+        self.size = 0
+        self.path: Path | None = None
+        self.name = ""
+        self._fd = -1
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._fd < 0:
+            if len(self.buffer) + len(data) <= self.memory_limit:
+                self.buffer += data
+                return
+            self._spill()
+        _write_all(self._fd, data)
+
+    def _spill(self) -> None:
+        self.name = secrets.token_hex(12)
+        self.path = self.tmp_dir / self.name
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        _write_all(self._fd, self.buffer)
+        self.buffer = bytearray()
+
+    @property
+    def in_memory(self) -> bool:
+        return self._fd < 0
+
+    def sync_and_close(self) -> None:
+        """Flush the spilled file to disk (called by the store's committer)."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
+        self.buffer = bytearray()
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

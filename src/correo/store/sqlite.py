@@ -1,0 +1,550 @@
+"""The embedded mail store: SQLite (WAL) for metadata and small bodies, files for large ones.
+
+Layout under the store folder::
+
+    mail.db        accounts, mailboxes, messages, blobs ≤ spool memory limit, queue
+    blobs/xx/…     bodies larger than the spool's memory limit (one file each)
+    tmp/           spool files of messages being received
+
+Why bodies in the database: a 5 KB message inserted in the same transaction as its
+metadata costs no extra fsync — the batch's one WAL fsync covers both — whereas one
+file per message costs a file fsync plus a directory fsync each, which no batching
+across sessions can share.  Large bodies stay files so they stream and never bloat
+the WAL.  One body is shared by every local copy (and the queue) through a
+reference count.  See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from correo.store.api import (
+    INBOX,
+    Delivered,
+    DeliveryTarget,
+    Envelope,
+    MailboxState,
+    MessageInfo,
+    QueuedRecipient,
+    QueueEntry,
+    Spool,
+    StoreError,
+)
+from correo.store.committer import AfterCommit, GroupCommitter
+from correo.store.spool import FileSpool
+
+__all__ = ["SqliteStore"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1, subscribed INTEGER NOT NULL DEFAULT 1,
+    special_use TEXT, UNIQUE (account_id, name));
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL,
+    data BLOB, path TEXT);
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, blob_id INTEGER NOT NULL,
+    size INTEGER NOT NULL, internal_date REAL NOT NULL, flags TEXT NOT NULL DEFAULT '',
+    modseq INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY, blob_id INTEGER NOT NULL, skip INTEGER NOT NULL,
+    sender TEXT NOT NULL, envid TEXT, ret TEXT, body TEXT, smtputf8 INTEGER NOT NULL,
+    authenticated TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS queue_recipients (
+    queue_id INTEGER NOT NULL, address TEXT NOT NULL, notify TEXT, orcpt TEXT,
+    status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL, last_error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (queue_id, address)) WITHOUT ROWID;
+"""
+
+
+def _connect(path: Path, *, writer: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: in WAL mode every COMMIT fsyncs the WAL; NORMAL would not survive a power cut.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if writer:
+        conn.execute("PRAGMA wal_autocheckpoint=4000")
+    else:
+        conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+class SqliteStore:
+    """:class:`correo.store.api.MailStore` on SQLite plus files."""
+
+    def __init__(
+        self, root: Path, *, spool_memory: int = 256 * 1024, recover: bool = False
+    ) -> None:
+        self.root = root
+        self.recover = recover
+        self.db_path = root / "mail.db"
+        self.blob_dir = root / "blobs"
+        self.tmp_dir = root / "tmp"
+        self.spool_memory = spool_memory
+        self._committer = GroupCommitter(lambda: _connect(self.db_path, writer=True))
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="correo-store-read")
+        self._local = threading.local()
+        self._mailbox_ids: dict[tuple[str, str], int] = {}  # writer-thread cache
+        self._waiters: dict[tuple[str, str], set[asyncio.Future[None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_fd = -1
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create or open the store; with ``recover`` also take the owner lock and sweep."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare)
+        self._committer.start()
+
+    def _prepare(self) -> None:
+        for d in (self.root, self.blob_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.db_path, writer=True)
+        try:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            referenced = {
+                row[0] for row in conn.execute("SELECT path FROM blobs WHERE path IS NOT NULL")
+            }
+        finally:
+            conn.close()
+        if self.recover:
+            self._lock_owner()
+            self._sweep(referenced)
+
+    def _lock_owner(self) -> None:
+        """One serving process per store: a second one would sweep the first one's spool."""
+        fd = os.open(self.root / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"another correo server is already using {self.root}") from None
+        self._lock_fd = fd
+
+    def _sweep(self, referenced: set[str]) -> None:
+        """Crash recovery, only by the process that owns the store (the server)."""
+        # Spool files of interrupted sessions were never acknowledged: drop them.
+        for leftover in self.tmp_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+        # Blob files renamed into place by a commit that then never happened.
+        for shard in self.blob_dir.iterdir():
+            for blob in shard.iterdir():
+                if f"{shard.name}/{blob.name}" not in referenced:
+                    blob.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._committer.stop)
+        self._readers.shutdown(wait=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.db_path, writer=False)
+            self._local.conn = conn
+        return conn
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, fn, *args)
+
+    async def _write(self, op: Any) -> Any:
+        return await self._committer.submit(op)
+
+    def _notify_later(self, keys: list[tuple[str, str]]) -> AfterCommit:
+        loop = self._loop
+
+        def action() -> None:
+            if loop is not None and keys:
+                loop.call_soon_threadsafe(self._wake, keys)
+
+        return action
+
+    def _wake(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            for future in self._waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    def _account_id(self, conn: sqlite3.Connection, account: str, create: bool) -> int | None:
+        row = conn.execute("SELECT id FROM accounts WHERE name=?", (account,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        cur = conn.execute(
+            "INSERT INTO accounts (name, created) VALUES (?, ?)", (account, time.time())
+        )
+        return int(cur.lastrowid or 0)
+
+    def _next_uidvalidity(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key='uidvalidity'").fetchone()
+        value = max(int(time.time()), (int(row[0]) + 1) if row else 0)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            (value,),
+        )
+        return value
+
+    def _mailbox_id(self, conn: sqlite3.Connection, account: str, mailbox: str) -> int:
+        """Writer thread: the mailbox id, creating the account and INBOX on first use."""
+        key = (account, mailbox)
+        cached = self._mailbox_ids.get(key)
+        if cached is not None:
+            return cached
+        account_id = self._account_id(conn, account, create=True)
+        row = conn.execute(
+            "SELECT id FROM mailboxes WHERE account_id=? AND name=?", (account_id, mailbox)
+        ).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (?, ?, ?)",
+                (account_id, mailbox, self._next_uidvalidity(conn)),
+            )
+            mailbox_id = int(cur.lastrowid or 0)
+            # Not cached: a rolled-back savepoint would leave a stale id behind.
+            return mailbox_id
+        mailbox_id = int(row[0])
+        self._mailbox_ids[key] = mailbox_id
+        return mailbox_id
+
+    def _find_mailbox(self, conn: sqlite3.Connection, account: str, mailbox: str) -> int | None:
+        row = conn.execute(
+            "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id "
+            "WHERE a.name=? AND m.name=?",
+            (account, mailbox),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    # -- writing --------------------------------------------------------------------
+
+    def new_spool(self) -> Spool:
+        return FileSpool(self.tmp_dir, self.spool_memory)
+
+    async def deliver(
+        self,
+        spool: Spool,
+        envelope: Envelope,
+        targets: Sequence[DeliveryTarget],
+        queued: Sequence[QueuedRecipient] = (),
+        *,
+        queue_skip: int = 0,
+    ) -> Delivered:
+        if not isinstance(spool, FileSpool):
+            raise TypeError("SqliteStore.deliver needs a spool from its own new_spool()")
+        if not targets and not queued:
+            raise ValueError("deliver() needs at least one target or queued recipient")
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> tuple[Delivered, list[AfterCommit]]:
+            path: str | None = None
+            data: bytearray | None = None
+            if spool.in_memory:
+                data = spool.buffer
+            else:
+                assert spool.path is not None
+                spool.sync_and_close()
+                shard = spool.name[:2]
+                shard_dir = self.blob_dir / shard
+                if not shard_dir.exists():
+                    shard_dir.mkdir(exist_ok=True)
+                    _fsync_dir(self.blob_dir)
+                os.rename(spool.path, shard_dir / spool.name)
+                _fsync_dir(shard_dir)
+                spool.path = None  # now owned by the store
+                path = f"{shard}/{spool.name}"
+            refs = len(targets) + (1 if queued else 0)
+            cur = conn.execute(
+                "INSERT INTO blobs (size, refs, data, path) VALUES (?, ?, ?, ?)",
+                (spool.size, refs, data, path),
+            )
+            blob_id = cur.lastrowid
+            uids: list[tuple[DeliveryTarget, int]] = []
+            touched: list[tuple[str, str]] = []
+            for target in targets:
+                mailbox_id = self._mailbox_id(conn, target.account, target.mailbox)
+                uid, modseq = conn.execute(
+                    "UPDATE mailboxes SET uidnext=uidnext+1, highestmodseq=highestmodseq+1 "
+                    "WHERE id=? RETURNING uidnext-1, highestmodseq",
+                    (mailbox_id,),
+                ).fetchone()
+                conn.execute(
+                    "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags,"
+                    " modseq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (mailbox_id, uid, blob_id, spool.size, now, " ".join(target.flags), modseq),
+                )
+                uids.append((target, int(uid)))
+                touched.append((target.account, target.mailbox))
+            queue_id: int | None = None
+            if queued:
+                qcur = conn.execute(
+                    "INSERT INTO queue (blob_id, skip, sender, envid, ret, body, smtputf8,"
+                    " authenticated, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        blob_id,
+                        queue_skip,
+                        envelope.sender,
+                        envelope.envid,
+                        envelope.ret,
+                        envelope.body,
+                        int(envelope.smtputf8),
+                        envelope.authenticated,
+                        now,
+                    ),
+                )
+                queue_id = int(qcur.lastrowid or 0)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO queue_recipients (queue_id, address, notify, orcpt,"
+                    " next_attempt) VALUES (?, ?, ?, ?, ?)",
+                    [(queue_id, r.address, r.notify, r.orcpt, now) for r in queued],
+                )
+            return Delivered(tuple(uids), queue_id), [self._notify_later(touched)]
+
+        try:
+            result: Delivered = await self._write(op)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not store message: {exc}") from exc
+        finally:
+            spool.discard()
+        return result
+
+    async def create_account(self, account: str) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            self._mailbox_id(conn, account, INBOX)
+            return None, []
+
+        await self._write(op)
+
+    async def delete_account(self, account: str) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            account_id = self._account_id(conn, account, create=False)
+            if account_id is None:
+                return None, []
+            boxes = [
+                r[0]
+                for r in conn.execute("SELECT id FROM mailboxes WHERE account_id=?", (account_id,))
+            ]
+            freed: list[str] = []
+            for mailbox_id in boxes:
+                rows = conn.execute(
+                    "DELETE FROM messages WHERE mailbox_id=? RETURNING blob_id", (mailbox_id,)
+                ).fetchall()
+                freed += self._release_blobs(conn, [r[0] for r in rows])
+                conn.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE account_id=?", (account_id,))
+            conn.execute("DELETE FROM accounts WHERE id=?", (account_id,))
+            self._mailbox_ids = {k: v for k, v in self._mailbox_ids.items() if k[0] != account}
+            return None, [self._unlink_later(freed)]
+
+        await self._write(op)
+
+    def _release_blobs(self, conn: sqlite3.Connection, blob_ids: list[int]) -> list[str]:
+        """Drop one reference from each blob; returns files to unlink after commit."""
+        freed: list[str] = []
+        for blob_id in blob_ids:
+            row = conn.execute(
+                "UPDATE blobs SET refs=refs-1 WHERE id=? RETURNING refs, path", (blob_id,)
+            ).fetchone()
+            if row is not None and row[0] <= 0:
+                conn.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
+                if row[1]:
+                    freed.append(row[1])
+        return freed
+
+    def _unlink_later(self, paths: list[str]) -> AfterCommit:
+        def action() -> None:
+            for rel in paths:
+                (self.blob_dir / rel).unlink(missing_ok=True)
+
+        return action
+
+    async def expunge(self, account: str, mailbox: str, uids: Sequence[int]) -> int:
+        wanted = sorted(set(uids))
+
+        def op(conn: sqlite3.Connection) -> tuple[int, list[AfterCommit]]:
+            mailbox_id = self._find_mailbox(conn, account, mailbox)
+            if mailbox_id is None or not wanted:
+                return 0, []
+            (modseq,) = conn.execute(
+                "UPDATE mailboxes SET highestmodseq=highestmodseq+1 WHERE id=? "
+                "RETURNING highestmodseq",
+                (mailbox_id,),
+            ).fetchone()
+            blob_ids: list[int] = []
+            removed = 0
+            for uid in wanted:
+                row = conn.execute(
+                    "DELETE FROM messages WHERE mailbox_id=? AND uid=? RETURNING blob_id",
+                    (mailbox_id, uid),
+                ).fetchone()
+                if row is None:
+                    continue
+                removed += 1
+                blob_ids.append(row[0])
+                conn.execute(
+                    "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                    (mailbox_id, uid, modseq),
+                )
+            freed = self._release_blobs(conn, blob_ids)
+            return removed, [self._unlink_later(freed), self._notify_later([(account, mailbox)])]
+
+        try:
+            removed: int = await self._write(op)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not remove messages: {exc}") from exc
+        return removed
+
+    # -- reading --------------------------------------------------------------------
+
+    async def list_messages(self, account: str, mailbox: str = INBOX) -> list[MessageInfo]:
+        def read() -> list[MessageInfo]:
+            conn = self._reader()
+            mailbox_id = self._find_mailbox(conn, account, mailbox)
+            if mailbox_id is None:
+                return []
+            return [
+                MessageInfo(uid, size, date, tuple(flags.split()), modseq)
+                for uid, size, date, flags, modseq in conn.execute(
+                    "SELECT uid, size, internal_date, flags, modseq FROM messages "
+                    "WHERE mailbox_id=? ORDER BY uid",
+                    (mailbox_id,),
+                )
+            ]
+
+        result: list[MessageInfo] = await self._read(read)
+        return result
+
+    async def read_message(
+        self, account: str, mailbox: str, uid: int, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        def locate() -> tuple[bytes | None, str | None]:
+            conn = self._reader()
+            row = conn.execute(
+                "SELECT b.data, b.path FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id "
+                "JOIN accounts a ON a.id = x.account_id JOIN blobs b ON b.id = m.blob_id "
+                "WHERE a.name=? AND x.name=? AND m.uid=?",
+                (account, mailbox, uid),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"message {uid} of {account}/{mailbox} does not exist")
+            return row[0], row[1]
+
+        data, path = await self._read(locate)
+        if data is not None:
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            return
+        assert path is not None
+        try:
+            fh = await asyncio.to_thread(open, self.blob_dir / path, "rb")
+        except FileNotFoundError as exc:
+            raise StoreError(f"message {uid} of {account}/{mailbox} does not exist") from exc
+        try:
+            while True:
+                chunk = await self._read(fh.read, chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            fh.close()
+
+    async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState:
+        def read() -> MailboxState:
+            conn = self._reader()
+            row = conn.execute(
+                "SELECT m.id, m.uidvalidity, m.uidnext, m.highestmodseq FROM mailboxes m "
+                "JOIN accounts a ON a.id = m.account_id WHERE a.name=? AND m.name=?",
+                (account, mailbox),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"mailbox {mailbox} of {account} does not exist")
+            (count,) = conn.execute(
+                "SELECT count(*) FROM messages WHERE mailbox_id=?", (row[0],)
+            ).fetchone()
+            return MailboxState(row[1], row[2], row[3], count)
+
+        state: MailboxState = await self._read(read)
+        return state
+
+    async def wait_for_change(
+        self, account: str, mailbox: str, modseq: int, timeout: float
+    ) -> bool:
+        key = (account, mailbox)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, set()).add(future)
+        try:
+            state = await self.mailbox_state(account, mailbox)
+            if state.highestmodseq > modseq:
+                return True
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    self._waiters.pop(key, None)
+
+    async def queue_list(self) -> list[QueueEntry]:
+        def read() -> list[QueueEntry]:
+            conn = self._reader()
+            entries = []
+            for qid, sender, size, skip, created in conn.execute(
+                "SELECT q.id, q.sender, b.size, q.skip, q.created FROM queue q "
+                "JOIN blobs b ON b.id = q.blob_id ORDER BY q.id"
+            ):
+                rcpts = tuple(
+                    (a, s, e)
+                    for a, s, e in conn.execute(
+                        "SELECT address, status, last_error FROM queue_recipients "
+                        "WHERE queue_id=? ORDER BY address",
+                        (qid,),
+                    )
+                )
+                entries.append(QueueEntry(qid, sender, size - skip, created, rcpts))
+            return entries
+
+        result: list[QueueEntry] = await self._read(read)
+        return result
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(batches, writes) committed so far: writes/batches is the group-commit factor."""
+        return self._committer.batches, self._committer.writes
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

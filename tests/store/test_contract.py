@@ -1,0 +1,155 @@
+"""The MailStore contract, run against every implementation (SQLite now)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from correo.store.api import DeliveryTarget, Envelope, MailStore, QueuedRecipient, StoreError
+from correo.store.sqlite import SqliteStore
+
+Factory = Callable[[Path], MailStore]
+IMPLEMENTATIONS: dict[str, Factory] = {
+    "sqlite": lambda p: SqliteStore(p, spool_memory=1024, recover=True),
+}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def factory(request: pytest.FixtureRequest) -> Factory:
+    return IMPLEMENTATIONS[request.param]
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def opened(factory: Factory, path: Path) -> MailStore:
+    store = factory(path)
+    await store.open()
+    return store
+
+
+async def put(
+    store: MailStore,
+    data: bytes,
+    targets: list[DeliveryTarget],
+    queued: list[QueuedRecipient] | None = None,
+) -> object:
+    spool = store.new_spool()
+    for i in range(0, len(data), 700):
+        spool.write(data[i : i + 700])
+    return await store.deliver(spool, Envelope("s@x.test"), targets, queued or [])
+
+
+async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([c async for c in chunks])
+
+
+@pytest.mark.parametrize("size", [0, 10, 1024, 1025, 300_000])
+def test_deliver_and_read_back_small_and_large(factory: Factory, tmp_path: Path, size: int) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        delivered = await put(store, data, [DeliveryTarget("a@x.test"), DeliveryTarget("b@x.test")])
+        assert len(delivered.uids) == 2  # type: ignore[attr-defined]
+        for account in ("a@x.test", "b@x.test"):
+            (info,) = await store.list_messages(account)
+            assert info.size == size
+            assert await read_all(store.read_message(account, "INBOX", info.uid)) == data
+        await store.close()
+
+    run(go())
+
+
+def test_uids_strictly_increase_and_are_never_reused(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        target = [DeliveryTarget("a@x.test")]
+        await asyncio.gather(*[put(store, b"m%d" % i, target) for i in range(50)])
+        uids = [m.uid for m in await store.list_messages("a@x.test")]
+        assert uids == list(range(1, 51))
+        state = await store.mailbox_state("a@x.test")
+        assert await store.expunge("a@x.test", "INBOX", uids[-5:]) == 5
+        await put(store, b"later", target)
+        await store.close()
+        store = await opened(factory, tmp_path)
+        after = await store.mailbox_state("a@x.test")
+        assert after.uidvalidity == state.uidvalidity
+        assert [m.uid for m in await store.list_messages("a@x.test")][-1] == 51
+        assert after.highestmodseq > state.highestmodseq
+        await store.close()
+
+    run(go())
+
+
+def test_expunge_frees_shared_bodies_only_when_unreferenced(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        big = b"x" * 5000
+        await put(store, big, [DeliveryTarget("a@x.test"), DeliveryTarget("b@x.test")])
+        blobs = list((tmp_path / "blobs").rglob("*"))
+        assert any(p.is_file() for p in blobs)
+        await store.expunge("a@x.test", "INBOX", [1])
+        assert await read_all(store.read_message("b@x.test", "INBOX", 1)) == big
+        with pytest.raises(StoreError):
+            await read_all(store.read_message("a@x.test", "INBOX", 1))
+        await store.expunge("b@x.test", "INBOX", [1])
+        assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
+        await store.close()
+
+    run(go())
+
+
+def test_queue_entries_and_change_feed(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        state = await store.mailbox_state("a@x.test")
+        waiter = asyncio.create_task(
+            store.wait_for_change("a@x.test", "INBOX", state.highestmodseq, 5)
+        )
+        await asyncio.sleep(0.05)
+        await put(
+            store,
+            b"Return-Path: <s@x.test>\r\nbody",
+            [DeliveryTarget("a@x.test")],
+            [QueuedRecipient("r@far.test", "FAILURE", None)],
+        )
+        assert await waiter is True
+        assert await store.wait_for_change("a@x.test", "INBOX", 10**9, 0.05) is False
+        (entry,) = await store.queue_list()
+        assert entry.sender == "s@x.test" and entry.recipients[0][0] == "r@far.test"
+        await store.close()
+
+    run(go())
+
+
+def test_crash_leftovers_are_swept(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        spool = store.new_spool()
+        spool.write(b"y" * 5000)  # spilled to tmp/, never committed
+        await store.close()
+        (tmp_path / "blobs" / "ab").mkdir(exist_ok=True)
+        (tmp_path / "blobs" / "ab" / "orphan").write_bytes(b"never committed")
+        store = await opened(factory, tmp_path)
+        assert list((tmp_path / "tmp").iterdir()) == []
+        assert not (tmp_path / "blobs" / "ab" / "orphan").exists()
+        await store.close()
+
+    run(go())
+
+
+def test_second_owner_is_refused(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        with pytest.raises(StoreError):
+            await opened(factory, tmp_path)
+        await store.close()
+
+    run(go())

@@ -1,1 +1,50 @@
-"""correo.pop3"""
+"""correo.pop3: the sans-I/O POP3 server core (RFC 1939, 2449, 2595, 5034)."""
+
+from correo.pop3.server import (
+    LEGAL,
+    NEED_DATA,
+    PAUSED,
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    ConnectionClosed,
+    Event,
+    LocalProtocolError,
+    MaildropEntry,
+    Pop3Connection,
+    Pop3Limits,
+    Pop3Reply,
+    Pop3State,
+    Quit,
+    Respond,
+    Retrieve,
+    Sentinel,
+    StartTls,
+    UserPass,
+)
+from correo.pop3.stuffing import DotStuffer, TopFilter
+
+__all__ = [
+    "LEGAL",
+    "NEED_DATA",
+    "PAUSED",
+    "Auth",
+    "AuthCancel",
+    "AuthResponse",
+    "ConnectionClosed",
+    "DotStuffer",
+    "Event",
+    "LocalProtocolError",
+    "MaildropEntry",
+    "Pop3Connection",
+    "Pop3Limits",
+    "Pop3Reply",
+    "Pop3State",
+    "Quit",
+    "Respond",
+    "Retrieve",
+    "Sentinel",
+    "StartTls",
+    "TopFilter",
+    "UserPass",
+]

@@ -1,0 +1,172 @@
+"""Authentication-failure throttling, pure: the clock is injected.
+
+Counts failed logins per client network and per account. A few failures are
+free (typos); then each one doubles the delay before the next attempt is
+answered, up to a cap; at ``lockout_failures`` the key is locked for
+``lockout_seconds``, refused even with the right password. Both keys are
+checked: one IP guessing many accounts and many IPs guessing one account are
+both slowed. IPv6 clients are counted per /64, since one host usually owns a
+whole /64 (RFC 4291 §2.5.4) and could otherwise rotate addresses freely.
+
+Entries idle for ``lockout_seconds`` are forgotten, and at most
+``max_tracked`` are kept (oldest evicted), so memory stays bounded under a
+spray from many addresses.
+
+Usage by a session::
+
+    verdict = throttle.check(ip, user)       # before verifying
+    if verdict.locked: sleep(verdict.delay); refuse
+    sleep(verdict.delay); ok = verify(...)
+    throttle.success(ip, user) if ok else throttle.failure(ip, user)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["AuthThrottle", "ThrottlePolicy", "Verdict", "ip_key"]
+
+_MAX_KEY = 320  # longer "accounts" are truncated: a key, not a store for peer data
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """Limits; the defaults allow typos and make online guessing hopeless."""
+
+    free_failures: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 15.0
+    lockout_failures: int = 10
+    lockout_seconds: float = 300.0
+    max_tracked: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.free_failures < 0 or self.lockout_failures < 1 or self.max_tracked < 1:
+            raise ValueError("throttle counts must be positive")
+        if self.base_delay < 0 or self.max_delay < 0 or self.lockout_seconds <= 0:
+            raise ValueError("throttle durations must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``delay``: seconds to wait before answering (also when locked, so a
+    locked key is no fast oracle); ``retry_after``: seconds until unlocked."""
+
+    locked: bool
+    delay: float
+    retry_after: float = 0.0
+
+
+_OPEN = Verdict(False, 0.0)
+
+
+class _Entry:
+    __slots__ = ("failures", "last", "locked_until")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.last = 0.0
+        self.locked_until = 0.0
+
+
+def ip_key(ip: str) -> str:
+    """The counter key for a client address: IPv4 as is, IPv6 per /64."""
+    text = ip.strip("[]").split("%", 1)[0]  # brackets and zone ids vary per connection
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return "ip:" + ip[:_MAX_KEY]  # e.g. a Unix socket path: counted as given
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return f"ip:{addr.ipv4_mapped}"
+        prefix = ipaddress.IPv6Address(int(addr) >> 64 << 64)
+        return f"ip:{prefix}/64"
+    return f"ip:{addr}"
+
+
+def _account_key(account: str) -> str:
+    return "acct:" + account[:_MAX_KEY].lower()
+
+
+class AuthThrottle:
+    """Per-IP and per-account failure counters with delays and lockout."""
+
+    def __init__(
+        self,
+        policy: ThrottlePolicy = ThrottlePolicy(),  # frozen, safe to share
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._policy = policy
+        self._clock = clock
+        # Ordered by last failure: the front is the oldest, for decay and eviction.
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _keys(self, ip: str, account: str | None) -> tuple[str, ...]:
+        if account is None:
+            return (ip_key(ip),)
+        return (ip_key(ip), _account_key(account))
+
+    def _expire(self, now: float) -> None:
+        # An entry's lock ends no later than last + lockout_seconds, so idle = gone.
+        entries, idle = self._entries, self._policy.lockout_seconds
+        while entries:
+            first = next(iter(entries.values()))
+            if now - first.last < idle:
+                break
+            entries.popitem(last=False)
+
+    def _delay(self, failures: int) -> float:
+        p = self._policy
+        extra = failures - p.free_failures
+        if extra <= 0:
+            return 0.0
+        return float(min(p.max_delay, p.base_delay * 2.0 ** min(extra - 1, 64)))
+
+    def check(self, ip: str, account: str | None) -> Verdict:
+        """What to do before verifying a password for ``account`` from ``ip``."""
+        now = self._clock()
+        self._expire(now)
+        verdict = _OPEN
+        for key in self._keys(ip, account):
+            entry = self._entries.get(key)
+            if entry is None:
+                continue
+            if now < entry.locked_until:
+                return Verdict(True, self._policy.max_delay, entry.locked_until - now)
+            delay = self._delay(entry.failures)
+            if delay > verdict.delay:
+                verdict = Verdict(False, delay)
+        return verdict
+
+    def failure(self, ip: str, account: str | None) -> None:
+        """Record a failed authentication (``account`` None if none was named)."""
+        now = self._clock()
+        self._expire(now)
+        p, entries = self._policy, self._entries
+        for key in self._keys(ip, account):
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = _Entry()
+            else:
+                entries.move_to_end(key)
+            entry.failures += 1
+            entry.last = now
+            if entry.failures >= p.lockout_failures and now >= entry.locked_until:
+                entry.locked_until = now + p.lockout_seconds
+        while len(entries) > p.max_tracked:
+            entries.popitem(last=False)  # evict the oldest
+
+    def success(self, ip: str, account: str) -> None:
+        """Forget the failures of this account and this IP (a lock still runs out)."""
+        now = self._clock()
+        for key in self._keys(ip, account):
+            entry = self._entries.get(key)
+            if entry is not None and now >= entry.locked_until:
+                del self._entries[key]

@@ -1,0 +1,132 @@
+"""The ``correo`` command line: set up a data folder, manage accounts, run the server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from correo import __version__
+from correo.cli import admin, setup
+from correo.config import ConfigError
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_DATA = os.environ.get("CORREO_DATA", "correo-data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="correo",
+        description="correo: SMTP (MX and submission), a durable mail store and POP3.",
+        epilog="Start with: correo init --data DIR --domain example.org; "
+        "then: correo --data DIR serve",
+    )
+    parser.add_argument("--version", action="version", version=f"correo {__version__}")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None,
+        help="data folder holding correo.toml, the store and the TLS files "
+        f"(default: $CORREO_DATA or ./{DEFAULT_DATA})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "init", help="create a data folder: correo.toml, TLS certificate, empty store"
+    )
+    p.add_argument(
+        "--data", metavar="DIR", dest="init_data", default=None, help="data folder to create"
+    )
+    p.add_argument("--domain", required=True, help="the first local mail domain, e.g. example.org")
+    p.add_argument(
+        "--hostname", default=None, help="this server's host name (default: mail.DOMAIN)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing data folder's config and certificate",
+    )
+    p.set_defaults(func=setup.cmd_init)
+
+    p = sub.add_parser(
+        "serve", help="run every configured service in the foreground until SIGTERM/SIGINT"
+    )
+    p.set_defaults(func=setup.cmd_serve)
+
+    p = sub.add_parser(
+        "demo", help="set up a demo folder (example.test, two users) if missing, then serve"
+    )
+    p.set_defaults(func=setup.cmd_demo)
+
+    p = sub.add_parser("user", help="manage mail accounts")
+    usub = p.add_subparsers(dest="action", metavar="ACTION")
+    usub.required = True
+    a = usub.add_parser(
+        "add", help="add an account; the password is prompted for, or read from one line of stdin"
+    )
+    a.add_argument("address")
+    a.set_defaults(func=admin.cmd_user_add)
+    a = usub.add_parser("passwd", help="change an account's password")
+    a.add_argument("address")
+    a.set_defaults(func=admin.cmd_user_passwd)
+    a = usub.add_parser(
+        "del", help="remove an account from the directory (its stored mail is kept)"
+    )
+    a.add_argument("address")
+    a.set_defaults(func=admin.cmd_user_del)
+    a = usub.add_parser("list", help="list accounts")
+    a.set_defaults(func=admin.cmd_user_list)
+
+    p = sub.add_parser(
+        "alias", help="manage aliases (ALIAS delivers to TARGET; @domain is a catch-all)"
+    )
+    asub = p.add_subparsers(dest="action", metavar="ACTION")
+    asub.required = True
+    a = asub.add_parser("add", help="add an alias")
+    a.add_argument("alias")
+    a.add_argument("target")
+    a.set_defaults(func=admin.cmd_alias_add)
+    a = asub.add_parser("del", help="remove an alias")
+    a.add_argument("alias")
+    a.set_defaults(func=admin.cmd_alias_del)
+    a = asub.add_parser("list", help="list aliases")
+    a.set_defaults(func=admin.cmd_alias_list)
+
+    p = sub.add_parser("domain", help="manage local domains")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION")
+    dsub.required = True
+    a = dsub.add_parser("add", help="accept mail for another domain")
+    a.add_argument("domain")
+    a.set_defaults(func=admin.cmd_domain_add)
+    a = dsub.add_parser("list", help="list local domains")
+    a.set_defaults(func=admin.cmd_domain_list)
+
+    p = sub.add_parser("queue", help="inspect the outbound queue")
+    qsub = p.add_subparsers(dest="action", metavar="ACTION")
+    qsub.required = True
+    a = qsub.add_parser("list", help="list queued messages (id, size, age, sender, recipients)")
+    a.set_defaults(func=admin.cmd_queue_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    data = getattr(args, "init_data", None) or args.data or DEFAULT_DATA
+    args.data_dir = Path(data).absolute()
+    try:
+        result: int = args.func(args)
+    except (ConfigError, admin.AdminError) as exc:
+        print(f"correo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``correo init``, ``correo serve`` and ``correo demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from correo.config import load_config, render_default_config
+from correo.directory import Directory, DirectoryError
+from correo.log import configure
+from correo.server.app import MailServer, run_server
+from correo.server.tls import generate_self_signed
+from correo.store.sqlite import SqliteStore
+
+__all__ = ["cmd_demo", "cmd_init", "cmd_serve", "init_data_dir"]
+
+DEMO_DOMAIN = "example.test"
+DEMO_USERS = ("alice", "bob")
+
+
+class InitError(Exception):
+    pass
+
+
+def init_data_dir(data: Path, domain: str, hostname: str | None, force: bool = False) -> None:
+    """Create DATA/correo.toml, a self-signed certificate and an empty store."""
+    config_path = data / "correo.toml"
+    if data.exists() and any(data.iterdir()) and not force:
+        raise InitError(
+            f"{data} already exists and is not empty; use --force to overwrite its config"
+        )
+    hostname = hostname or f"mail.{domain}"
+    data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    config_path.write_text(render_default_config(hostname), encoding="utf-8")
+    config = load_config(data)
+    cert, key = config.path(config.tls.certificate), config.path(config.tls.key)
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    if force or not (cert.exists() and key.exists()):
+        generate_self_signed(cert, key, hostname)
+    directory = Directory(data / "directory.db")
+    try:
+        if not directory.is_local_domain(domain):
+            directory.add_domain(domain)
+    finally:
+        directory.close()
+
+    async def make_store() -> None:
+        store = SqliteStore(data / "store")
+        await store.open()
+        await store.close()
+
+    asyncio.run(make_store())
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    try:
+        init_data_dir(args.data_dir, args.domain, args.hostname, args.force)
+    except (InitError, DirectoryError) as exc:
+        print(f"correo: {exc}", file=sys.stderr)
+        return 1
+    print(f"Created {args.data_dir}/correo.toml for {args.domain}.")
+    print(f"Next: correo --data {args.data_dir} user add postmaster@{args.domain}")
+    print(f"Then: correo --data {args.data_dir} serve")
+    return 0
+
+
+def _print_where(server: MailServer) -> None:
+    names = {
+        "smtp": "SMTP (MX, no auth)",
+        "submission": "Submission (STARTTLS + AUTH)",
+        "submissions": "Submission (implicit TLS + AUTH)",
+        "pop3": "POP3 (STLS)",
+        "pop3s": "POP3 (implicit TLS)",
+    }
+    print(f"correo is running for {server.config.hostname}; connect to:", flush=False)
+    for service, addresses in server.bound.items():
+        for host, port in addresses:
+            print(f"  {names.get(service, service):34} {host}:{port}")
+    print("Stop with Ctrl-C (or SIGTERM). Logs follow on standard error.", flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.data_dir)
+    configure(config.log.level, config.log.file or None)
+    try:
+        import uvloop  # optional extra: correo[fast]
+    except ImportError:
+        asyncio.run(run_server(config, on_ready=_print_where))
+    else:
+        uvloop.run(run_server(config, on_ready=_print_where))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Quick start: a demo domain and two users with printed passwords, then serve."""
+    data: Path = args.data_dir
+    secrets_file = data / "demo-passwords.txt"
+    if not (data / "correo.toml").exists():
+        init_data_dir(data, DEMO_DOMAIN, "localhost")
+        directory = Directory(data / "directory.db")
+        lines = []
+        try:
+            for user in DEMO_USERS:
+                password = secrets.token_urlsafe(12)
+                directory.add_user(f"{user}@{DEMO_DOMAIN}", password)
+                lines.append(f"{user}@{DEMO_DOMAIN} {password}\n")
+        finally:
+            directory.close()
+        fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(lines)
+    print(f"Demo data folder: {data}")
+    if secrets_file.exists():
+        print("Demo accounts (address password):")
+        for line in secrets_file.read_text().splitlines():
+            print(f"  {line}")
+    print(
+        "TLS uses a self-signed certificate: tell clients to accept it "
+        "(for example swaks --tls --tls-verify off …)."
+    )
+    return cmd_serve(args)

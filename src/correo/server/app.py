@@ -1,0 +1,193 @@
+"""The mail server process: opens the store and directory, listens, shuts down gracefully.
+
+``correo serve`` runs everything in one asyncio loop.  On SIGTERM/SIGINT the listeners
+close first (no new connections), idle sessions get a 421 / -ERR and are closed, and
+sessions in the middle of a transaction are given ``grace`` seconds to finish, so
+nothing acknowledged is lost and nothing half-received is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from correo.config import Config
+from correo.directory import Directory
+from correo.log import Logger, get_logger
+from correo.server.connection import Connection
+from correo.server.context import ServerContext
+from correo.server.pop3_session import Pop3Session
+from correo.server.smtp_session import SmtpSession
+from correo.server.throttle import AuthThrottle, ThrottlePolicy
+from correo.server.tls import server_context
+from correo.store.sqlite import SqliteStore
+
+__all__ = ["MailServer", "run_server"]
+
+#: service -> (protocol, implicit TLS)
+_SERVICES: dict[str, tuple[str, bool]] = {
+    "smtp": ("smtp", False),
+    "submission": ("smtp", False),
+    "submissions": ("smtp", True),
+    "pop3": ("pop3", False),
+    "pop3s": ("pop3", True),
+}
+
+
+class _Session(Protocol):
+    shutdown_requested: bool
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    async def run(self) -> None: ...
+
+
+@dataclass
+class _Live:
+    session: _Session
+    task: asyncio.Task[None]
+    ip: str
+
+
+class MailServer:
+    def __init__(self, config: Config, log: Logger | None = None) -> None:
+        self.config = config
+        self.log = log or get_logger()
+        self.store = SqliteStore(config.data_dir / "store", recover=True)
+        self.directory: Directory | None = None
+        self.ctx: ServerContext | None = None
+        self._servers: list[asyncio.Server] = []
+        self._live: dict[asyncio.Task[None], _Live] = {}
+        self._per_ip: Counter[str] = Counter()
+        self.bound: dict[str, list[tuple[str, int]]] = {}
+
+    async def start(self) -> None:
+        config = self.config
+        tls: ssl.SSLContext | None = None
+        cert, key = config.path(config.tls.certificate), config.path(config.tls.key)
+        if cert.exists() and key.exists():
+            tls = server_context(cert, key)
+        await self.store.open()
+        self.directory = Directory(
+            config.data_dir / "directory.db", recipient_delimiter=config.smtp.recipient_delimiter
+        )
+        auth = config.auth
+        throttle = AuthThrottle(
+            ThrottlePolicy(
+                free_failures=auth.free_failures,
+                base_delay=auth.base_delay,
+                max_delay=auth.max_delay,
+                lockout_failures=auth.lockout_failures,
+                lockout_seconds=auth.lockout_seconds,
+            )
+        )
+        self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
+        for service, addresses in config.listen.items():
+            if service not in _SERVICES:
+                continue  # configured for a later release of correo
+            protocol, implicit = _SERVICES[service]
+            if implicit and tls is None:
+                raise RuntimeError(f"{service} needs a TLS certificate ({cert}) and key ({key})")
+            for host, port in addresses:
+                server = await asyncio.start_server(
+                    self._handler(service, protocol, implicit),
+                    host,
+                    port,
+                    ssl=tls if implicit else None,
+                    ssl_handshake_timeout=30 if implicit else None,
+                    reuse_address=True,
+                    limit=2**20,
+                )
+                self._servers.append(server)
+                for sock in server.sockets:
+                    name = sock.getsockname()
+                    self.bound.setdefault(service, []).append((str(name[0]), int(name[1])))
+        self.log.info(
+            "server.ready",
+            hostname=config.hostname,
+            services=" ".join(f"{s}={h}:{p}" for s, addrs in self.bound.items() for h, p in addrs),
+        )
+
+    def _handler(
+        self, service: str, protocol: str, implicit: bool
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            assert self.ctx is not None
+            conn = Connection(reader, writer, tls=implicit)
+            limits = self.config.limits
+            if len(self._live) >= limits.connections or (
+                limits.connections_per_ip
+                and self._per_ip[conn.peer_ip] >= limits.connections_per_ip
+            ):
+                self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
+                if protocol == "smtp":
+                    conn.write(b"421 4.7.0 Too many connections, try again later\r\n")
+                else:
+                    conn.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
+                await conn.close()
+                return
+            session: _Session
+            if protocol == "smtp":
+                session = SmtpSession(self.ctx, conn, service)
+            else:
+                session = Pop3Session(self.ctx, conn)
+            task = asyncio.current_task()
+            assert task is not None
+            self._live[task] = _Live(session, task, conn.peer_ip)
+            self._per_ip[conn.peer_ip] += 1
+            try:
+                await session.run()
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # a bug must cost one session, never the server
+                self.log.error(
+                    "server.session_crashed", service=service, peer=conn.peer, error=repr(exc)
+                )
+                await conn.close()
+            finally:
+                del self._live[task]
+                self._per_ip[conn.peer_ip] -= 1
+                if self._per_ip[conn.peer_ip] <= 0:
+                    del self._per_ip[conn.peer_ip]
+
+        return handle
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
+        self.log.info("server.stopping", sessions=len(self._live))
+        for server in self._servers:
+            server.close()
+        for live in list(self._live.values()):
+            live.session.shutdown_requested = True
+            if not live.session.in_transaction:
+                live.task.cancel()
+        if self._live:
+            _, pending = await asyncio.wait([lv.task for lv in self._live.values()], timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        await self.store.close()
+        if self.directory is not None:
+            self.directory.close()
+        self.log.info("server.stopped")
+
+
+async def run_server(config: Config, on_ready: Callable[[MailServer], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    server = MailServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(server)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,82 @@
+"""A thin wrapper over an asyncio stream pair: buffered writes, timeouts, STARTTLS.
+
+Protocol sessions queue replies with :meth:`write` and flush once per batch of
+pipelined commands, so a burst of N commands costs one socket write, not N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from correo.server.tls import describe
+
+__all__ = ["Connection"]
+
+_READ_SIZE = 65536
+
+
+class Connection:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool = False
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_ip: str = str(peer[0])
+        self.peer_port: int = int(peer[1]) if len(peer) > 1 else 0
+        self.tls_active = tls
+        self._out: list[bytes] = []
+        self.closed = False
+
+    @property
+    def peer(self) -> str:
+        return f"{self.peer_ip}:{self.peer_port}"
+
+    @property
+    def tls_description(self) -> str | None:
+        obj = self.writer.get_extra_info("ssl_object")
+        return describe(obj) if isinstance(obj, ssl.SSLObject) else None
+
+    async def read(self, timeout: float) -> bytes:
+        """Read what is available; b"" at EOF; raises TimeoutError when idle too long."""
+        try:
+            async with asyncio.timeout(timeout if timeout > 0 else None):
+                return await self.reader.read(_READ_SIZE)
+        except (ConnectionError, ssl.SSLError):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._out.append(data)
+
+    async def flush(self) -> None:
+        if not self._out or self.closed:
+            self._out.clear()
+            return
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError, RuntimeError):
+            self.closed = True
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
+        """Upgrade in place (RFC 3207, RFC 2595); raises on handshake failure."""
+        await self.flush()
+        async with asyncio.timeout(timeout):
+            await self.writer.start_tls(context)
+        self.tls_active = True
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        await self.flush()
+        self.closed = True
+        try:
+            self.writer.close()
+            async with asyncio.timeout(5):
+                await self.writer.wait_closed()
+        except (ConnectionError, ssl.SSLError, TimeoutError, RuntimeError):
+            pass

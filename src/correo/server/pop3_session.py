@@ -1,0 +1,233 @@
+"""The asyncio shell around :mod:`correo.pop3`: one instance per POP3 connection.
+
+The core answers most commands itself from the maildrop listing it was given; this
+shell authenticates, locks the maildrop (one session at a time, RFC 1939 §8), streams
+messages from the store, and applies deletions durably at QUIT (the UPDATE state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from correo.pop3 import (
+    NEED_DATA,
+    PAUSED,
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    ConnectionClosed,
+    DotStuffer,
+    MaildropEntry,
+    Pop3Connection,
+    Pop3Limits,
+    Pop3Reply,
+    Quit,
+    Respond,
+    Retrieve,
+    StartTls,
+    TopFilter,
+    UserPass,
+)
+from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
+from correo.server.auth import check_password
+from correo.server.connection import Connection
+from correo.server.context import ServerContext, new_session_id
+from correo.store.api import INBOX, StoreError
+
+__all__ = ["Pop3Session"]
+
+
+class Pop3Session:
+    def __init__(self, ctx: ServerContext, conn: Connection) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.id = new_session_id()
+        limits = ctx.config.limits
+        self.core = Pop3Connection(
+            Pop3Limits(
+                max_line=limits.pop3_line,
+                max_auth_line=limits.auth_line,
+                max_bad_commands=limits.bad_commands,
+                allow_plaintext_auth=ctx.config.auth.allow_plaintext,
+                stls_available=ctx.tls is not None,
+            )
+        )
+        self.core.tls_active = conn.tls_active
+        self.account: str | None = None
+        self.mechanism: Mechanism | None = None
+        self.closing = False
+        self.shutdown_requested = False
+        self.in_transaction = False
+        self.sizes: dict[int, int] = {}
+
+    async def run(self) -> None:
+        log = self.ctx.log
+        log.info("pop3.connect", session=self.id, peer=self.conn.peer)
+        started = time.monotonic()
+        try:
+            self.conn.write(Pop3Reply(True, "correo POP3 server ready").to_bytes())
+            await self.conn.flush()
+            await self._loop()
+        except asyncio.CancelledError:
+            self.conn.write(Pop3Reply(False, "Server shutting down", code="SYS/TEMP").to_bytes())
+            raise
+        finally:
+            if self.account is not None:
+                self.ctx.maildrops_in_use.discard(self.account)
+            await self.conn.close()
+            log.info(
+                "pop3.disconnect",
+                session=self.id,
+                peer=self.conn.peer,
+                user=self.account,
+                seconds=time.monotonic() - started,
+            )
+
+    async def _loop(self) -> None:
+        timeout = self.ctx.config.limits.command_timeout
+        while not self.closing and not self.conn.closed:
+            try:
+                data = await self.conn.read(timeout)
+            except TimeoutError:
+                # RFC 1939 §3: an autologout timer; no UPDATE state for an idle client.
+                self.conn.write(Pop3Reply(False, "Autologout; idle for too long").to_bytes())
+                return
+            self.core.receive_data(data)
+            while not self.closing:
+                event = self.core.next_event()
+                if event is NEED_DATA or event is PAUSED:
+                    break
+                if isinstance(event, ConnectionClosed):
+                    self.closing = True
+                    break
+                await self._handle(event)
+            await self.conn.flush()
+
+    async def _handle(self, event: object) -> None:
+        match event:
+            case Respond(data=data):
+                self.conn.write(data)
+            case Retrieve():
+                await self._retrieve(event)
+            case UserPass(user=user, password=password):
+                await self._login(user, password)
+            case Auth(mechanism=name, initial=initial):
+                mechanism = server_mechanism(name)
+                if mechanism is None:
+                    self._send(False, "Unsupported SASL mechanism")
+                    return
+                self.mechanism = mechanism
+                await self._sasl(mechanism.start(initial))
+            case AuthResponse(data=data):
+                if self.mechanism is None:
+                    self._send(False, "No authentication in progress")
+                    return
+                await self._sasl(self.mechanism.step(data))
+            case AuthCancel():
+                self.mechanism = None
+                self._send(False, "Authentication cancelled")
+            case StartTls():
+                await self._starttls()
+            case Quit(deleted=deleted):
+                await self._quit(deleted)
+            case _:
+                raise AssertionError(f"unhandled POP3 event {event!r}")
+
+    def _send(self, ok: bool, text: str, code: str | None = None) -> None:
+        self.conn.write(self.core.send(Pop3Reply(ok, text, code=code)))
+
+    async def _starttls(self) -> None:
+        if self.ctx.tls is None or self.conn.tls_active:
+            self._send(False, "TLS not available")
+            return
+        self._send(True, "Begin TLS negotiation")
+        try:
+            await self.conn.start_tls(self.ctx.tls)
+        except (OSError, TimeoutError) as exc:
+            self.ctx.log.info("pop3.tls_failed", session=self.id, error=str(exc))
+            self.closing = True
+            self.conn.closed = True
+            return
+        self.core.tls_started()
+
+    async def _sasl(self, step: Challenge | Credentials | Failed) -> None:
+        if isinstance(step, Challenge):
+            self.conn.write(self.core.send_challenge(step.data))
+            return
+        self.mechanism = None
+        if isinstance(step, Failed):
+            self._send(False, "Malformed authentication data", code="AUTH")
+            return
+        if step.authzid not in ("", step.authcid):
+            self._send(False, "Authorization identity not permitted", code="AUTH")
+            return
+        await self._login(step.authcid, step.password)
+
+    async def _login(self, user: str, password: str) -> None:
+        outcome = await check_password(
+            self.ctx, session=self.id, peer_ip=self.conn.peer_ip, user=user, password=password
+        )
+        if outcome.locked:
+            self._send(False, "Too many failed logins; try again later", code="SYS/TEMP")
+            return
+        account = outcome.account
+        if account is None:
+            self._send(False, "Authentication failed", code="AUTH")
+            return
+        if account in self.ctx.maildrops_in_use:
+            self._send(False, "Maildrop already locked by another session", code="IN-USE")
+            return
+        self.ctx.maildrops_in_use.add(account)
+        self.account = account
+        try:
+            state = await self.ctx.store.mailbox_state(account, INBOX)
+            messages = await self.ctx.store.list_messages(account, INBOX)
+        except StoreError:
+            messages = []
+            state = None
+        prefix = state.uidvalidity if state is not None else 0
+        entries = [MaildropEntry(m.uid, m.size, f"{prefix}.{m.uid}") for m in messages]
+        self.sizes = {m.uid: m.size for m in messages}
+        self.ctx.log.info("pop3.maildrop", session=self.id, user=account, messages=len(entries))
+        self.conn.write(self.core.open_maildrop(entries))
+
+    async def _retrieve(self, event: Retrieve) -> None:
+        assert self.account is not None
+        chunks = self.ctx.store.read_message(self.account, INBOX, event.uid)
+        stuffer = DotStuffer()
+        top = TopFilter(event.top_lines) if event.top_lines is not None else None
+        started = False
+        try:
+            async for chunk in chunks:
+                if not started:
+                    self.conn.write(self.core.begin_message(self.sizes.get(event.uid, 0)))
+                    started = True
+                data = top.feed(chunk) if top is not None else chunk
+                self.conn.write(stuffer.feed(data))
+                await self.conn.flush()
+                if top is not None and top.done:
+                    break
+        except StoreError:
+            if not started:
+                self.conn.write(self.core.send(Pop3Reply(False, "Message no longer exists")))
+                return
+            raise
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        if not started:
+            self.conn.write(self.core.begin_message(self.sizes.get(event.uid, 0)))
+        self.conn.write(stuffer.finish())
+        self.core.message_sent()
+
+    async def _quit(self, deleted: tuple[int, ...]) -> None:
+        assert self.account is not None
+        try:
+            if deleted:
+                await self.ctx.store.expunge(self.account, INBOX, deleted)
+        except StoreError as exc:
+            self.ctx.log.error("pop3.update_failed", session=self.id, error=str(exc))
+            self._send(False, "Some deleted messages not removed", code="SYS/TEMP")
+            return
+        self.ctx.log.info("pop3.update", session=self.id, user=self.account, deleted=len(deleted))
+        self._send(True, f"correo POP3 server signing off ({len(deleted)} messages deleted)")

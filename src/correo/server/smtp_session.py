@@ -1,0 +1,561 @@
+"""The asyncio shell around :mod:`correo.smtp`: one instance per SMTP connection.
+
+The sans-I/O core parses and keeps protocol state; this module supplies policy (who may
+relay, who may send as whom, limits), performs effects (TLS, password checks, storing
+the message) and turns every outcome into a reply.  Roles:
+
+* ``mx`` — mail for local domains from anyone, no AUTH (RFC 5321);
+* ``submission`` / ``submissions`` — AUTH required, under TLS (RFC 6409, RFC 8314).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime, make_msgid
+
+from correo.delivery.routing import route_recipient
+from correo.delivery.trace import protocol_name, received_field, return_path_field
+from correo.message.headers import HeaderCollector, addresses_in, parse_fields
+from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
+from correo.server.auth import check_password
+from correo.server.connection import Connection
+from correo.server.context import ServerContext, new_session_id
+from correo.smtp import (
+    NEED_DATA,
+    Auth,
+    AuthCancel,
+    AuthResponse,
+    CommandError,
+    ConnectionClosed,
+    Data,
+    DataChunk,
+    DataEnd,
+    Expn,
+    Helo,
+    Help,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Reply,
+    Rset,
+    ServerConnection,
+    SmtpLimits,
+    StartTls,
+    State,
+    Vrfy,
+    ehlo_reply,
+)
+from correo.store.api import DeliveryTarget, Envelope, QueuedRecipient, Spool, StoreError
+
+__all__ = ["SmtpSession"]
+
+_NOTIFY_VALUES = {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
+
+
+@dataclass
+class _Transaction:
+    sender: str
+    params: dict[str, str | None]
+    targets: list[DeliveryTarget] = field(default_factory=list)
+    remote: list[QueuedRecipient] = field(default_factory=list)
+    rcpt_count: int = 0
+    spool: Spool | None = None
+    headers: HeaderCollector | None = None
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    queue_id: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+class SmtpSession:
+    def __init__(self, ctx: ServerContext, conn: Connection, role: str) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.role = role
+        self.submission = role in ("submission", "submissions")
+        self.id = new_session_id()
+        limits = ctx.config.limits
+        self.core = ServerConnection(
+            SmtpLimits(
+                max_command_line=limits.command_line,
+                max_data_line=limits.data_line,
+                max_message_size=limits.message_size,
+                max_auth_line=limits.auth_line,
+                max_unknown_commands=limits.bad_commands,
+            )
+        )
+        self.core.tls_active = conn.tls_active
+        self.helo = ""
+        self.extended = False
+        self.user: str | None = None
+        self.tx: _Transaction | None = None
+        self.mechanism: Mechanism | None = None
+        self.messages = 0
+        self.closing = False
+        self.shutdown_requested = False
+
+    # -- driving loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        log = self.ctx.log
+        log.info("smtp.connect", session=self.id, peer=self.conn.peer, role=self.role)
+        started = time.monotonic()
+        try:
+            self.conn.write(Reply(220, None, f"{self.ctx.hostname} ESMTP correo").to_bytes())
+            await self.conn.flush()
+            await self._loop()
+        except asyncio.CancelledError:
+            # Graceful shutdown between transactions (RFC 5321 §3.8).
+            self.conn.write(
+                Reply(421, "4.3.2", "Service shutting down, try again later").to_bytes()
+            )
+            raise
+        finally:
+            self._abort_transaction()
+            await self.conn.close()
+            log.info(
+                "smtp.disconnect",
+                session=self.id,
+                peer=self.conn.peer,
+                messages=self.messages,
+                seconds=time.monotonic() - started,
+            )
+
+    @property
+    def in_transaction(self) -> bool:
+        """True from an accepted MAIL to the reply after the data: don't cut it off."""
+        return self.tx is not None
+
+    async def _loop(self) -> None:
+        limits = self.ctx.config.limits
+        while not self.closing and not self.conn.closed:
+            in_data = self.core.state in (State.DATA, State.BDAT)
+            timeout = limits.data_timeout if in_data else limits.command_timeout
+            try:
+                data = await self.conn.read(timeout)
+            except TimeoutError:
+                self.conn.write(
+                    Reply(421, "4.4.2", f"{self.ctx.hostname} Timeout, closing").to_bytes()
+                )
+                self.ctx.log.info("smtp.timeout", session=self.id, peer=self.conn.peer)
+                return
+            self.core.receive_data(data)
+            while not self.closing:
+                event = self.core.next_event()
+                if event is NEED_DATA:
+                    break
+                if isinstance(event, ConnectionClosed):
+                    return
+                await self._handle(event)
+            await self.conn.flush()
+            if self.shutdown_requested and self.tx is None:
+                self.conn.write(Reply(421, "4.3.2", "Service shutting down").to_bytes())
+                return
+
+    def _reply(self, code: int, status: str | None, text: str | tuple[str, ...]) -> None:
+        self.conn.write(self.core.send(Reply(code, status, text)))
+
+    async def _handle(self, event: object) -> None:
+        match event:
+            case DataChunk(data=data):
+                self._data_chunk(data)
+            case DataEnd():
+                await self._data_end(event)
+            case Helo():
+                self._helo(event)
+            case MailFrom():
+                self._mail(event)
+            case RcptTo():
+                self._rcpt(event)
+            case Data():
+                self._data()
+            case Rset():
+                self._abort_transaction()
+                self._reply(250, "2.0.0", "Ok")
+            case Noop():
+                self._reply(250, "2.0.0", "Ok")
+            case Quit():
+                self._reply(221, "2.0.0", "Bye")
+                self.closing = True
+            case StartTls():
+                await self._starttls()
+            case Auth():
+                await self._auth_start(event)
+            case AuthResponse(data=data):
+                await self._auth_step(data)
+            case AuthCancel():
+                self.mechanism = None
+                self._reply(501, "5.0.0", "Authentication cancelled")
+            case Vrfy():
+                self._reply(
+                    252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"
+                )
+            case Expn():
+                self._reply(502, "5.5.1", "EXPN not available")
+            case Help():
+                self._reply(
+                    214,
+                    "2.0.0",
+                    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS AUTH",
+                )
+            case CommandError(reply=reply, close=close):
+                self.ctx.log.debug("smtp.error", session=self.id, reply=reply.code)
+                self.conn.write(self.core.send(reply))
+                if close:
+                    self.closing = True
+            case _:
+                raise AssertionError(f"unhandled SMTP event {event!r}")
+
+    # -- commands -------------------------------------------------------------------
+
+    def _extensions(self) -> list[str]:
+        ext = ["PIPELINING"]
+        size = self.ctx.config.limits.message_size
+        ext.append(f"SIZE {size}" if size else "SIZE")
+        ext += ["8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN"]
+        if not self.conn.tls_active and self.ctx.tls is not None:
+            ext.append("STARTTLS")
+        may_auth = self.conn.tls_active or self.ctx.config.auth.allow_plaintext
+        if self.submission and may_auth and self.user is None:
+            ext.append("AUTH PLAIN LOGIN")
+        return ext
+
+    def _helo(self, event: Helo) -> None:
+        self._abort_transaction()
+        self.helo = event.name
+        self.extended = event.extended
+        if event.extended:
+            reply = ehlo_reply(self.ctx.hostname, event.name, self._extensions())
+            self.conn.write(self.core.send(reply))
+        else:
+            self._reply(250, None, f"{self.ctx.hostname}")
+
+    async def _starttls(self) -> None:
+        if self.ctx.tls is None:
+            self._reply(454, "4.7.0", "TLS not available")
+            return
+        self._reply(220, "2.0.0", "Ready to start TLS")
+        try:
+            await self.conn.start_tls(self.ctx.tls)
+        except (OSError, TimeoutError) as exc:
+            self.ctx.log.info(
+                "smtp.tls_failed", session=self.id, peer=self.conn.peer, error=str(exc)
+            )
+            self.closing = True
+            self.conn.closed = True
+            return
+        self.core.tls_started()
+        self.helo = ""
+        self.ctx.log.info("smtp.tls", session=self.id, tls=self.conn.tls_description)
+
+    async def _auth_start(self, event: Auth) -> None:
+        if not self.submission:
+            self._reply(503, "5.5.1", "Authentication not enabled on this port; use submission")
+            return
+        if not self.conn.tls_active and not self.ctx.config.auth.allow_plaintext:
+            self._reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+            return
+        if self.tx is not None:
+            self._reply(503, "5.5.1", "AUTH not permitted during a mail transaction")
+            return
+        mechanism = server_mechanism(event.mechanism)
+        if mechanism is None:
+            self._reply(504, "5.5.4", "Unrecognized authentication type")
+            return
+        self.mechanism = mechanism
+        await self._auth_result(mechanism.start(event.initial))
+
+    async def _auth_step(self, data: bytes) -> None:
+        if self.mechanism is None:
+            self._reply(503, "5.5.1", "No authentication in progress")
+            return
+        await self._auth_result(self.mechanism.step(data))
+
+    async def _auth_result(self, step: Challenge | Credentials | Failed) -> None:
+        if isinstance(step, Challenge):
+            self._reply(334, None, base64.b64encode(step.data).decode())
+            return
+        self.mechanism = None
+        if isinstance(step, Failed):
+            self._reply(501, "5.5.2", "Malformed authentication data")
+            return
+        ok = step.authzid in ("", step.authcid)
+        account = await self._verify(step.authcid, step.password) if ok else None
+        if account is None:
+            return
+        self.user = account
+        self._reply(235, "2.7.0", "Authentication successful")
+
+    async def _verify(self, user: str, password: str) -> str | None:
+        """Check a password (throttled); sends the failure reply itself (RFC 4954 §6)."""
+        outcome = await check_password(
+            self.ctx, session=self.id, peer_ip=self.conn.peer_ip, user=user, password=password
+        )
+        if outcome.locked:
+            self._reply(454, "4.7.0", "Too many failed authentications; try again later")
+        elif outcome.account is None:
+            self._reply(535, "5.7.8", "Authentication credentials invalid")
+        return outcome.account
+
+    def _mail(self, event: MailFrom) -> None:
+        if self.submission and self.user is None:
+            self._reply(530, "5.7.0", "Authentication required")
+            return
+        if self.shutdown_requested:
+            self._reply(421, "4.3.2", "Service shutting down")
+            self.closing = True
+            return
+        params = event.params
+        unknown = set(params) - {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"}
+        if unknown:
+            self._reply(555, "5.5.4", f"Unsupported MAIL parameter {sorted(unknown)[0]}")
+            return
+        limit = self.ctx.config.limits.message_size
+        size = params.get("SIZE")
+        if size is not None:
+            if not size.isdigit() or len(size) > 20:
+                self._reply(501, "5.5.4", "Bad SIZE parameter")
+                return
+            if limit and int(size) > limit:
+                self._reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+                return
+        body = (params.get("BODY") or "7BIT").upper()
+        if body not in ("7BIT", "8BITMIME"):
+            self._reply(555, "5.5.4", "Unsupported BODY type")
+            return
+        ret = params.get("RET")
+        if ret is not None and ret.upper() not in ("FULL", "HDRS"):
+            self._reply(501, "5.5.4", "Bad RET parameter")
+            return
+        if "SMTPUTF8" in params and params["SMTPUTF8"] is not None:
+            self._reply(501, "5.5.4", "SMTPUTF8 takes no value")
+            return
+        sender = "" if event.path.address is None else str(event.path.address)
+        if self.submission and sender:
+            assert self.user is not None
+            if not self.ctx.directory.may_send_as(self.user, sender):
+                self.ctx.log.warning("smtp.spoof", session=self.id, user=self.user, sender=sender)
+                self._reply(553, "5.7.1", f"Sender address rejected: not owned by {self.user}")
+                return
+        self.tx = _Transaction(sender=sender, params=dict(params))
+        self._reply(250, "2.1.0", "Sender OK")
+
+    def _rcpt(self, event: RcptTo) -> None:
+        tx = self.tx
+        assert tx is not None  # the core refuses RCPT outside a transaction
+        if tx.rcpt_count >= self.ctx.config.limits.recipients:
+            self._reply(452, "4.5.3", "Too many recipients")
+            return
+        params = event.params
+        unknown = set(params) - {"NOTIFY", "ORCPT"}
+        if unknown:
+            self._reply(555, "5.5.4", f"Unsupported RCPT parameter {sorted(unknown)[0]}")
+            return
+        notify = params.get("NOTIFY")
+        if notify is not None:
+            values = {v.strip().upper() for v in notify.split(",")}
+            if not values <= _NOTIFY_VALUES or ("NEVER" in values and len(values) > 1):
+                self._reply(501, "5.5.4", "Bad NOTIFY parameter")  # RFC 3461 §4.1
+                return
+        address = event.path.address
+        assert address is not None
+        if address.domain == "":  # <postmaster> (RFC 5321 §4.5.1)
+            domains = self.ctx.directory.domains()
+            if not domains:
+                self._reply(550, "5.1.1", "No postmaster here")
+                return
+            local_part, domain = "postmaster", domains[0]
+        else:
+            local_part, domain = address.local, address.domain
+        route = route_recipient(
+            self.ctx.directory,
+            local_part,
+            domain,
+            may_relay=self.submission and self.user is not None,
+        )
+        self.ctx.log.debug(
+            "smtp.rcpt", session=self.id, rcpt=f"{local_part}@{domain}", reply=route.code
+        )
+        if route.accepted:
+            tx.rcpt_count += 1
+            for target in route.local:
+                if target not in tx.targets:
+                    tx.targets.append(target)
+            for remote in route.remote:
+                tx.remote.append(QueuedRecipient(remote, notify, params.get("ORCPT")))
+        self._reply(route.code, route.status, route.text)
+
+    def _data(self) -> None:
+        tx = self.tx
+        assert tx is not None
+        tx.spool = self.ctx.store.new_spool()
+        tx.headers = HeaderCollector()
+        self._reply(354, None, "End data with <CR><LF>.<CR><LF>")
+
+    def _data_chunk(self, data: bytes) -> None:
+        tx = self.tx
+        if tx is None:
+            return  # the core refused this BDAT; it only drains the octets
+        if tx.spool is None:  # first BDAT chunk (RFC 3030)
+            tx.spool = self.ctx.store.new_spool()
+            tx.headers = HeaderCollector()
+        assert tx.headers is not None
+        if not tx.headers.complete:
+            rest = tx.headers.feed(data)
+            if rest is None:
+                return
+            data = rest
+            self._begin_message(tx)
+        try:
+            tx.spool.write(data)
+        except OSError as exc:
+            self.ctx.log.error("smtp.spool_failed", session=self.id, error=str(exc))
+            tx.spool.discard()
+            tx.spool = _BrokenSpool()
+
+    def _begin_message(self, tx: _Transaction) -> None:
+        """Header section complete: write trace fields, submission fix-ups, header."""
+        assert tx.spool is not None and tx.headers is not None
+        fields = parse_fields(tx.headers.header)
+        tx.queue_id = new_session_id()
+        trace = received_field(
+            helo=self.helo or "unknown",
+            peer_ip=self.conn.peer_ip,
+            hostname=self.ctx.hostname,
+            protocol=protocol_name(
+                extended=self.extended,
+                tls=self.conn.tls_active,
+                authenticated=self.user is not None,
+            ),
+            queue_id=tx.queue_id,
+            tls=self.conn.tls_description,
+            authenticated=self.user if self.submission else None,
+            recipient=str(tx.targets[0].account)
+            if len(tx.targets) == 1 and not tx.remote
+            else None,
+        )
+        tx.spool.write(return_path_field(tx.sender))
+        tx.spool.write(trace)
+        tx.spool.write(tx.headers.header)
+        if self.submission:
+            names = {name for name, _ in fields}
+            # RFC 6409 §8.3 and §8.2: the MSA may add a missing Message-ID and Date.
+            if "message-id" not in names:
+                domain = self.ctx.hostname
+                tx.spool.write(f"Message-ID: {make_msgid(domain=domain)}\r\n".encode())
+            if "date" not in names:
+                tx.spool.write(
+                    f"Date: {format_datetime(datetime.now(UTC), usegmt=True)}\r\n".encode()
+                )
+        tx.fields = fields
+
+    async def _data_end(self, event: DataEnd) -> None:
+        tx = self.tx
+        if tx is None:
+            self._reply(503, "5.5.1", "No transaction")
+            return
+        if not event.last:
+            self._reply(250, "2.0.0", "Chunk received")
+            return
+        spool = tx.spool
+        if event.error is not None:
+            self.conn.write(self.core.send(event.error))
+            self.ctx.log.info("smtp.rejected", session=self.id, reply=event.error.code)
+            self._abort_transaction()
+            return
+        assert tx.headers is not None and spool is not None
+        if not tx.headers.complete:
+            tx.headers.finish()
+            self._begin_message(tx)
+        reply = self._content_policy(tx)
+        if reply is None and isinstance(spool, _BrokenSpool):
+            reply = Reply(451, "4.3.0", "Local error writing the message; try again later")
+        if reply is not None:
+            self.conn.write(self.core.send(reply))
+            self._abort_transaction()
+            return
+        envelope = Envelope(
+            sender=tx.sender,
+            helo=self.helo,
+            peer=self.conn.peer_ip,
+            authenticated=self.user,
+            envid=tx.params.get("ENVID"),
+            ret=tx.params.get("RET"),
+            body=tx.params.get("BODY"),
+            smtputf8="SMTPUTF8" in tx.params,
+        )
+        skip = len(return_path_field(tx.sender))
+        try:
+            delivered = await self.ctx.store.deliver(
+                spool, envelope, tx.targets, tx.remote, queue_skip=skip
+            )
+        except (StoreError, OSError) as exc:
+            self.ctx.log.error("smtp.store_failed", session=self.id, error=str(exc))
+            self.conn.write(
+                self.core.send(
+                    Reply(451, "4.3.0", "Local error storing the message; try again later")
+                )
+            )
+            self._abort_transaction()
+            return
+        tx.spool = None
+        self.messages += 1
+        self.ctx.log.info(
+            "smtp.accepted",
+            session=self.id,
+            id=tx.queue_id,
+            peer=self.conn.peer,
+            user=self.user,
+            sender=tx.sender or "<>",
+            local=len(tx.targets),
+            queued=len(tx.remote),
+            size=spool.size,
+            queue_id=delivered.queue_id,
+            ms=round((time.monotonic() - tx.started) * 1000, 1),
+        )
+        self.tx = None
+        self.conn.write(self.core.send(Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")))
+
+    def _content_policy(self, tx: _Transaction) -> Reply | None:
+        fields = tx.fields
+        received = sum(1 for name, _ in fields if name == "received")
+        if received >= self.ctx.config.smtp.max_received_headers:
+            return Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
+        if self.submission:
+            assert self.user is not None
+            if tx.headers is not None and tx.headers.overflow:
+                return Reply(552, "5.3.4", "Header section too large")
+            senders = [
+                a for name, v in fields if name in ("from", "sender") for a in addresses_in(v)
+            ]
+            if not senders:
+                return Reply(550, "5.6.0", "Message has no From: header")
+            for address in senders:
+                if not self.ctx.directory.may_send_as(self.user, address):
+                    self.ctx.log.warning(
+                        "smtp.spoof", session=self.id, user=self.user, header_from=address
+                    )
+                    return Reply(553, "5.7.1", f"From: address {address} not owned by {self.user}")
+        return None
+
+    def _abort_transaction(self) -> None:
+        tx = self.tx
+        if tx is not None and tx.spool is not None:
+            tx.spool.discard()
+        self.tx = None
+
+
+class _BrokenSpool:
+    """Stands in after a spool write failed, so the rest of the data is drained."""
+
+    size = 0
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass

@@ -1,0 +1,167 @@
+"""Shared fixtures: a real correo server in a subprocess, on ephemeral loopback ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DOMAIN = "example.test"
+PASSWORDS = {
+    "alice@example.test": "alice-secret-1",
+    "bob@example.test": "bob-secret-2",
+    "carol@example.test": "carol-secret-3",
+}
+SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+
+
+def correo(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the correo CLI as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "correo.cli.main", "--data", str(data), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def make_data_dir(data: Path, overrides: dict[str, str] | None = None) -> None:
+    """``correo init`` + users, every service on port 0; ``overrides`` sets config keys."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "correo.cli.main",
+            "init",
+            "--data",
+            str(data),
+            "--domain",
+            DOMAIN,
+            "--hostname",
+            "localhost",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    config = (data / "correo.toml").read_text()
+    for service in SERVICES:
+        config = re.sub(
+            rf"^{service} = \[.*\]$", f'{service} = ["127.0.0.1:0"]', config, flags=re.M
+        )
+    config = config.replace('level = "info"', 'level = "debug"')
+    for key, value in (overrides or {}).items():
+        config, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", config, flags=re.M)
+        assert n == 1, key
+    (data / "correo.toml").write_text(config)
+    for address, password in PASSWORDS.items():
+        r = correo(data, "user", "add", address, stdin=password + "\n")
+        assert r.returncode == 0, r.stderr
+
+
+@dataclass
+class Server:
+    data: Path
+    proc: subprocess.Popen[str] | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    log_lines: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "correo.cli.main", "--data", str(self.data), "serve"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ready = threading.Event()
+        lines = self.log_lines
+
+        def pump(stream: object) -> None:
+            for line in stream:  # type: ignore[attr-defined]
+                lines.append(line)
+                if "event=server.ready" in line:
+                    self.ports = {
+                        m.group(1): int(m.group(2))
+                        for m in re.finditer(r"(\w+)=127\.0\.0\.1:(\d+)", line)
+                    }
+                    ready.set()
+
+        threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start:\n" + "".join(lines))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def log(self) -> str:
+        return "".join(self.log_lines)
+
+
+def client_tls() -> ssl.SSLContext:
+    """Our test certificate is self-signed: verification off, TLS 1.2+ still enforced."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("correo") / "data"
+    make_data_dir(data)
+    srv = Server(data)
+    srv.start()
+    yield srv
+    code = srv.stop()
+    assert code == 0, srv.log()[-3000:]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """Factory: start a private server with config overrides (stopped at teardown)."""
+    started: list[Server] = []
+
+    def start(overrides: dict[str, str] | None = None) -> Server:
+        data = tmp_path / f"data{len(started)}"
+        make_data_dir(data, overrides)
+        srv = Server(data)
+        srv.start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.stop()
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")

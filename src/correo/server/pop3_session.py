@@ -222,6 +222,7 @@ class Pop3Session:
 
     async def _quit(self, deleted: tuple[int, ...]) -> None:
         assert self.account is not None
+        self.in_transaction = True  # a graceful shutdown lets the UPDATE state finish
         try:
             if deleted:
                 await self.ctx.store.expunge(self.account, INBOX, deleted)

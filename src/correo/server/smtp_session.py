@@ -97,6 +97,7 @@ class SmtpSession:
         self.messages = 0
         self.closing = False
         self.shutdown_requested = False
+        self.last_code = 0
 
     # -- driving loop ---------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class SmtpSession:
 
     async def _loop(self) -> None:
         limits = self.ctx.config.limits
+        debug = self.ctx.log.enabled("debug")
         while not self.closing and not self.conn.closed:
             in_data = self.core.state in (State.DATA, State.BDAT)
             timeout = limits.data_timeout if in_data else limits.command_timeout
@@ -150,14 +152,29 @@ class SmtpSession:
                     break
                 if isinstance(event, ConnectionClosed):
                     return
-                await self._handle(event)
+                if debug and not isinstance(event, DataChunk):
+                    started = time.monotonic()
+                    await self._handle(event)
+                    self.ctx.log.debug(
+                        "smtp.command",
+                        session=self.id,
+                        command=type(event).__name__,
+                        reply=self.last_code,
+                        ms=round((time.monotonic() - started) * 1000, 2),
+                    )
+                else:
+                    await self._handle(event)
             await self.conn.flush()
             if self.shutdown_requested and self.tx is None:
                 self.conn.write(Reply(421, "4.3.2", "Service shutting down").to_bytes())
                 return
 
     def _reply(self, code: int, status: str | None, text: str | tuple[str, ...]) -> None:
-        self.conn.write(self.core.send(Reply(code, status, text)))
+        self._send(Reply(code, status, text))
+
+    def _send(self, reply: Reply) -> None:
+        self.last_code = reply.code
+        self.conn.write(self.core.send(reply))
 
     async def _handle(self, event: object) -> None:
         match event:
@@ -204,7 +221,7 @@ class SmtpSession:
                 )
             case CommandError(reply=reply, close=close):
                 self.ctx.log.debug("smtp.error", session=self.id, reply=reply.code)
-                self.conn.write(self.core.send(reply))
+                self._send(reply)
                 if close:
                     self.closing = True
             case _:
@@ -230,7 +247,7 @@ class SmtpSession:
         self.extended = event.extended
         if event.extended:
             reply = ehlo_reply(self.ctx.hostname, event.name, self._extensions())
-            self.conn.write(self.core.send(reply))
+            self._send(reply)
         else:
             self._reply(250, None, f"{self.ctx.hostname}")
 
@@ -463,7 +480,7 @@ class SmtpSession:
             return
         spool = tx.spool
         if event.error is not None:
-            self.conn.write(self.core.send(event.error))
+            self._send(event.error)
             self.ctx.log.info("smtp.rejected", session=self.id, reply=event.error.code)
             self._abort_transaction()
             return
@@ -475,7 +492,7 @@ class SmtpSession:
         if reply is None and isinstance(spool, _BrokenSpool):
             reply = Reply(451, "4.3.0", "Local error writing the message; try again later")
         if reply is not None:
-            self.conn.write(self.core.send(reply))
+            self._send(reply)
             self._abort_transaction()
             return
         envelope = Envelope(
@@ -518,7 +535,7 @@ class SmtpSession:
             ms=round((time.monotonic() - tx.started) * 1000, 1),
         )
         self.tx = None
-        self.conn.write(self.core.send(Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}")))
+        self._send(Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}"))
 
     def _content_policy(self, tx: _Transaction) -> Reply | None:
         fields = tx.fields

@@ -153,3 +153,53 @@ def test_second_owner_is_refused(factory: Factory, tmp_path: Path) -> None:
         await store.close()
 
     run(go())
+
+
+def test_queue_life_cycle(factory: Factory, tmp_path: Path) -> None:
+    from correo.store.api import RecipientUpdate
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        spool = store.new_spool()
+        spool.write(b"Return-Path: <s@x.test>\r\n" + b"Subject: q\r\n\r\n" + b"b" * 3000)
+        delivered = await store.deliver(
+            spool,
+            Envelope("s@x.test", envid="E1", ret="HDRS"),
+            [],
+            [
+                QueuedRecipient("r1@far.test", "FAILURE", "rfc822;r1@far.test"),
+                QueuedRecipient("r2@far.test"),
+            ],
+            queue_skip=len(b"Return-Path: <s@x.test>\r\n"),
+        )
+        qid = delivered.queue_id
+        assert qid is not None
+        (due,) = await store.queue_due(now=10**10)
+        assert due.id == qid and due.envid == "E1" and due.ret == "HDRS" and due.size == 3014
+        assert [r.address for r in due.recipients] == ["r1@far.test", "r2@far.test"]
+        assert due.recipients[0].orcpt == "rfc822;r1@far.test"
+        body = await read_all(store.queue_read(qid))
+        assert body.startswith(b"Subject: q\r\n") and len(body) == 3014
+        later = 10**10 + 600
+        done = await store.queue_update(
+            qid,
+            [
+                RecipientUpdate("r1@far.test", "delivered"),
+                RecipientUpdate("r2@far.test", "queued", later, "451 busy"),
+            ],
+        )
+        assert done is False
+        assert await store.queue_due(now=10**10) == []
+        assert await store.queue_next_due() == later
+        assert await store.queue_retry(qid, now=5.0) == 1
+        (again,) = await store.queue_due(now=10)
+        assert again.recipients[1].attempts == 1 and again.recipients[1].last_error == "451 busy"
+        assert (
+            await store.queue_update(qid, [RecipientUpdate("r2@far.test", "failed", 0, "550 no")])
+            is True
+        )
+        assert await store.queue_get(qid) is None and await store.queue_next_due() is None
+        assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
+        await store.close()
+
+    run(go())

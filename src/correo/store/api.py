@@ -26,7 +26,10 @@ __all__ = [
     "MailboxState",
     "MessageInfo",
     "QueueEntry",
+    "QueueRecipientState",
+    "QueuedMessage",
     "QueuedRecipient",
+    "RecipientUpdate",
     "Spool",
     "StoreError",
 ]
@@ -106,6 +109,48 @@ class QueueEntry:
     )  # (address, status, last error)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRecipientState:
+    """One recipient of a queued message and where its delivery stands."""
+
+    address: str
+    notify: str | None
+    orcpt: str | None
+    status: str  # "queued", "delivered" or "failed"
+    attempts: int
+    next_attempt: float
+    last_error: str = ""
+    warned: bool = False  # a delay DSN was sent
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message waiting for the outbound MTA, with its envelope (RFC 3461 fields)."""
+
+    id: int
+    sender: str
+    size: int
+    created: float
+    envid: str | None
+    ret: str | None
+    body: str | None
+    smtputf8: bool
+    authenticated: str | None
+    recipients: tuple[QueueRecipientState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientUpdate:
+    """The outcome of one delivery attempt for one recipient."""
+
+    address: str
+    status: str  # "queued" (retry at next_attempt), "delivered" or "failed"
+    next_attempt: float = 0.0
+    last_error: str = ""
+    counted: bool = True  # False for "not attempted" (e.g. the run was interrupted)
+    warned: bool | None = None
+
+
 class Spool(Protocol):
     """A message being received: bytes stream in, bounded memory.
 
@@ -170,3 +215,30 @@ class MailStore(Protocol):
         ...
 
     async def queue_list(self) -> list[QueueEntry]: ...
+
+    async def queue_due(self, now: float, limit: int = 100) -> list[QueuedMessage]:
+        """Messages with a recipient still ``queued`` whose next attempt is due."""
+        ...
+
+    async def queue_get(self, queue_id: int) -> QueuedMessage | None: ...
+
+    def queue_read(self, queue_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        """The queued message's bytes (without the local-delivery Return-Path)."""
+        ...
+
+    async def queue_update(self, queue_id: int, updates: Sequence[RecipientUpdate]) -> bool:
+        """Record attempt outcomes durably; True when the message left the queue.
+
+        A message is removed only once every recipient is delivered or failed.
+        """
+        ...
+
+    async def queue_delete(self, queue_id: int) -> bool: ...
+
+    async def queue_retry(self, queue_id: int | None = None, now: float | None = None) -> int:
+        """Make queued recipients (of one message, or all) due now; returns how many."""
+        ...
+
+    async def queue_next_due(self) -> float | None:
+        """The earliest next attempt of any queued recipient, or None if the queue is idle."""
+        ...

@@ -34,8 +34,11 @@ from correo.store.api import (
     Envelope,
     MailboxState,
     MessageInfo,
+    QueuedMessage,
     QueuedRecipient,
     QueueEntry,
+    QueueRecipientState,
+    RecipientUpdate,
     Spool,
     StoreError,
 )
@@ -72,7 +75,9 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
     queue_id INTEGER NOT NULL, address TEXT NOT NULL, notify TEXT, orcpt TEXT,
     status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL, last_error TEXT NOT NULL DEFAULT '',
+    warned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (queue_id, address)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, next_attempt);
 """
 
 
@@ -457,23 +462,8 @@ class SqliteStore:
             return row[0], row[1]
 
         data, path = await self._read(locate)
-        if data is not None:
-            for start in range(0, len(data), chunk_size):
-                yield data[start : start + chunk_size]
-            return
-        assert path is not None
-        try:
-            fh = await asyncio.to_thread(open, self.blob_dir / path, "rb")
-        except FileNotFoundError as exc:
-            raise StoreError(f"message {uid} of {account}/{mailbox} does not exist") from exc
-        try:
-            while True:
-                chunk = await self._read(fh.read, chunk_size)
-                if not chunk:
-                    break
-                yield chunk
-        finally:
-            fh.close()
+        async for chunk in self._blob_chunks(data, path, 0, chunk_size):
+            yield chunk
 
     async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState:
         def read() -> MailboxState:
@@ -534,6 +524,173 @@ class SqliteStore:
             return entries
 
         result: list[QueueEntry] = await self._read(read)
+        return result
+
+    # -- outbound queue ---------------------------------------------------------------
+
+    def _queued_message(self, conn: sqlite3.Connection, row: Any) -> QueuedMessage:
+        qid, sender, size, skip, created, envid, ret, body, smtputf8, auth = row
+        recipients = tuple(
+            QueueRecipientState(a, n, o, s, at, na, e, bool(w))
+            for a, n, o, s, at, na, e, w in conn.execute(
+                "SELECT address, notify, orcpt, status, attempts, next_attempt, last_error, warned"
+                " FROM queue_recipients WHERE queue_id=? ORDER BY address",
+                (qid,),
+            )
+        )
+        return QueuedMessage(
+            qid, sender, size - skip, created, envid, ret, body, bool(smtputf8), auth, recipients
+        )
+
+    _QUEUE_COLUMNS = (
+        "q.id, q.sender, b.size, q.skip, q.created, q.envid, q.ret, q.body, q.smtputf8,"
+        " q.authenticated FROM queue q JOIN blobs b ON b.id = q.blob_id"
+    )
+
+    async def queue_due(self, now: float, limit: int = 100) -> list[QueuedMessage]:
+        def read() -> list[QueuedMessage]:
+            conn = self._reader()
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT queue_id FROM queue_recipients WHERE status='queued'"
+                    " AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+                    (now, limit),
+                )
+            ]
+            out = []
+            for qid in ids:
+                row = conn.execute(f"SELECT {self._QUEUE_COLUMNS} WHERE q.id=?", (qid,)).fetchone()
+                if row is not None:
+                    out.append(self._queued_message(conn, row))
+            return out
+
+        result: list[QueuedMessage] = await self._read(read)
+        return result
+
+    async def queue_get(self, queue_id: int) -> QueuedMessage | None:
+        def read() -> QueuedMessage | None:
+            conn = self._reader()
+            row = conn.execute(f"SELECT {self._QUEUE_COLUMNS} WHERE q.id=?", (queue_id,)).fetchone()
+            return None if row is None else self._queued_message(conn, row)
+
+        result: QueuedMessage | None = await self._read(read)
+        return result
+
+    async def queue_read(self, queue_id: int, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        def locate() -> tuple[bytes | None, str | None, int]:
+            row = (
+                self._reader()
+                .execute(
+                    "SELECT b.data, b.path, q.skip FROM queue q JOIN blobs b ON b.id = q.blob_id"
+                    " WHERE q.id=?",
+                    (queue_id,),
+                )
+                .fetchone()
+            )
+            if row is None:
+                raise StoreError(f"queue entry {queue_id} does not exist")
+            return row[0], row[1], int(row[2])
+
+        data, path, skip = await self._read(locate)
+        async for chunk in self._blob_chunks(data, path, skip, chunk_size):
+            yield chunk
+
+    async def _blob_chunks(
+        self, data: bytes | None, path: str | None, skip: int, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        if data is not None:
+            for start in range(skip, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            return
+        assert path is not None
+        try:
+            fh = await asyncio.to_thread(open, self.blob_dir / path, "rb")
+        except FileNotFoundError as exc:
+            raise StoreError(f"message body {path} is missing") from exc
+        try:
+            if skip:
+                await self._read(fh.seek, skip)
+            while True:
+                chunk = await self._read(fh.read, chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            fh.close()
+
+    def _drop_queue_entry(self, conn: sqlite3.Connection, queue_id: int) -> list[str]:
+        row = conn.execute("DELETE FROM queue WHERE id=? RETURNING blob_id", (queue_id,)).fetchone()
+        conn.execute("DELETE FROM queue_recipients WHERE queue_id=?", (queue_id,))
+        return [] if row is None else self._release_blobs(conn, [row[0]])
+
+    async def queue_update(self, queue_id: int, updates: Sequence[RecipientUpdate]) -> bool:
+        def op(conn: sqlite3.Connection) -> tuple[bool, list[AfterCommit]]:
+            for u in updates:
+                conn.execute(
+                    "UPDATE queue_recipients SET status=?, next_attempt=?, last_error=?,"
+                    " attempts=attempts+?, warned=COALESCE(?, warned)"
+                    " WHERE queue_id=? AND address=?",
+                    (
+                        u.status,
+                        u.next_attempt,
+                        u.last_error,
+                        int(u.counted),
+                        None if u.warned is None else int(u.warned),
+                        queue_id,
+                        u.address,
+                    ),
+                )
+            (pending,) = conn.execute(
+                "SELECT count(*) FROM queue_recipients WHERE queue_id=? AND status='queued'",
+                (queue_id,),
+            ).fetchone()
+            if pending:
+                return False, []
+            return True, [self._unlink_later(self._drop_queue_entry(conn, queue_id))]
+
+        done: bool = await self._write(op)
+        return done
+
+    async def queue_delete(self, queue_id: int) -> bool:
+        def op(conn: sqlite3.Connection) -> tuple[bool, list[AfterCommit]]:
+            exists = conn.execute("SELECT 1 FROM queue WHERE id=?", (queue_id,)).fetchone()
+            if exists is None:
+                return False, []
+            return True, [self._unlink_later(self._drop_queue_entry(conn, queue_id))]
+
+        deleted: bool = await self._write(op)
+        return deleted
+
+    async def queue_retry(self, queue_id: int | None = None, now: float | None = None) -> int:
+        when = time.time() if now is None else now
+
+        def op(conn: sqlite3.Connection) -> tuple[int, list[AfterCommit]]:
+            if queue_id is None:
+                cur = conn.execute(
+                    "UPDATE queue_recipients SET next_attempt=? WHERE status='queued'", (when,)
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE queue_recipients SET next_attempt=? WHERE status='queued'"
+                    " AND queue_id=?",
+                    (when, queue_id),
+                )
+            return cur.rowcount, []
+
+        count: int = await self._write(op)
+        return count
+
+    async def queue_next_due(self) -> float | None:
+        def read() -> float | None:
+            (value,) = (
+                self._reader()
+                .execute("SELECT min(next_attempt) FROM queue_recipients WHERE status='queued'")
+                .fetchone()
+            )
+            return None if value is None else float(value)
+
+        result: float | None = await self._read(read)
         return result
 
     @property

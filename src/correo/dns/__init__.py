@@ -1,0 +1,28 @@
+"""correo.dns: the one door to DNS.
+
+Policy code (SPF, DKIM, DMARC, MX routing) takes a :class:`Resolver` argument, so tests
+use :class:`FakeResolver` and production uses :class:`DnsPythonResolver` (dnspython's
+async resolver, optionally pointed at ``[dns] nameservers``).
+"""
+
+from correo.dns.api import (
+    DnsError,
+    DnsNoData,
+    DnsNotFound,
+    DnsTempError,
+    MxRecord,
+    Resolver,
+)
+from correo.dns.fake import FakeResolver
+from correo.dns.real import DnsPythonResolver
+
+__all__ = [
+    "DnsError",
+    "DnsNoData",
+    "DnsNotFound",
+    "DnsPythonResolver",
+    "DnsTempError",
+    "FakeResolver",
+    "MxRecord",
+    "Resolver",
+]

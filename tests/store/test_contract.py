@@ -203,3 +203,75 @@ def test_queue_life_cycle(factory: Factory, tmp_path: Path) -> None:
         await store.close()
 
     run(go())
+
+
+def test_mailboxes_create_rename_delete(factory: Factory, tmp_path: Path) -> None:
+    from correo.store.api import MailboxError
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Work/Projects/2026", None)
+        await store.create_mailbox("a@x.test", "Sent", "\\Sent")
+        names = {m.name: m for m in await store.list_mailboxes("a@x.test")}
+        assert set(names) == {"INBOX", "Work", "Work/Projects", "Work/Projects/2026", "Sent"}
+        assert names["Sent"].special_use == "\\Sent"
+        with pytest.raises(MailboxError) as info:
+            await store.create_mailbox("a@x.test", "Sent")
+        assert info.value.code == "ALREADYEXISTS"
+        with pytest.raises(MailboxError) as info:
+            await store.delete_mailbox("a@x.test", "Work")
+        assert info.value.code == "HASCHILDREN"
+        await store.rename_mailbox("a@x.test", "Work", "Archive/Old")
+        names2 = {m.name for m in await store.list_mailboxes("a@x.test")}
+        assert {"Archive/Old", "Archive/Old/Projects", "Archive/Old/Projects/2026"} <= names2
+        assert "Work" not in names2
+        await put(store, b"in inbox", [DeliveryTarget("a@x.test")])
+        await store.rename_mailbox("a@x.test", "INBOX", "Old INBOX")
+        assert await store.list_messages("a@x.test", "INBOX") == []
+        assert len(await store.list_messages("a@x.test", "Old INBOX")) == 1
+        await store.delete_mailbox("a@x.test", "Old INBOX")
+        with pytest.raises(MailboxError):
+            await store.delete_mailbox("a@x.test", "INBOX")
+        await store.close()
+
+    run(go())
+
+
+def test_flags_modseq_copy_move_and_changes(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Archive")
+        for i in range(3):
+            await put(
+                store, b"m%d" % i, [DeliveryTarget("a@x.test", flags=("\\seen",) if i == 0 else ())]
+            )
+        msgs = await store.list_messages("a@x.test")
+        assert msgs[0].flags == ("\\Seen",)
+        base = (await store.mailbox_status("a@x.test", "INBOX")).highestmodseq
+        changed, failed = await store.store_flags(
+            "a@x.test", "INBOX", [1, 2, 3], "add", ["\\Flagged", "$Work"]
+        )
+        assert [m.uid for m in changed] == [1, 2, 3] and failed == []
+        assert all(m.modseq > base for m in changed)
+        changed, failed = await store.store_flags(
+            "a@x.test", "INBOX", [1, 2], "remove", ["$work"], unchanged_since=base
+        )
+        assert changed == [] and failed == [1, 2]  # modified since `base`
+        status = await store.mailbox_status("a@x.test", "INBOX")
+        assert (status.messages, status.unseen) == (3, 2)
+        pairs = await store.copy_messages("a@x.test", "INBOX", [1, 3], "Archive")
+        assert pairs == [(1, 1), (3, 2)]
+        moved = await store.copy_messages("a@x.test", "INBOX", [2], "Archive", move=True)
+        assert moved == [(2, 3)]
+        archive = await store.list_messages("a@x.test", "Archive")
+        assert [m.flags for m in archive][0] == ("$Work", "\\Flagged", "\\Seen")
+        assert await read_all(store.read_message("a@x.test", "Archive", 3)) == b"m1"
+        changes = await store.changes_since("a@x.test", "INBOX", status.highestmodseq)
+        assert changes.expunged == (2,) and changes.messages == ()
+        first = await store.take_recent("a@x.test", "Archive")
+        assert first == 1 and await store.take_recent("a@x.test", "Archive") == 4
+        await store.close()
+
+    run(go())

@@ -19,11 +19,16 @@ from typing import Protocol
 
 __all__ = [
     "INBOX",
+    "Changes",
     "Delivered",
     "DeliveryTarget",
     "Envelope",
     "MailStore",
+    "MailboxError",
+    "MailboxInfo",
     "MailboxState",
+    "MailboxStatus",
+    "MessageFacts",
     "MessageInfo",
     "QueueEntry",
     "QueueRecipientState",
@@ -88,6 +93,60 @@ class MessageInfo:
     internal_date: float
     flags: tuple[str, ...] = ()
     modseq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What IMAP needs of a message's structure, computed once when it is stored.
+
+    ``envelope``, ``bodystructure`` and ``body`` are the IMAP wire forms (RFC 9051
+    §7.5.2); ``tree`` is the serialised part tree with byte offsets for BODY[section];
+    ``sent_date`` the Date: field as a timestamp for SEARCH SENT*.
+    """
+
+    envelope: bytes
+    bodystructure: bytes
+    body: bytes
+    tree: bytes
+    sent_date: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    name: str
+    special_use: str | None = None
+    subscribed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """STATUS data (RFC 9051 §6.3.11)."""
+
+    messages: int
+    uidnext: int
+    uidvalidity: int
+    unseen: int
+    deleted: int
+    size: int
+    highestmodseq: int
+    recent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a mailbox after a MODSEQ: the session's view catches up from this."""
+
+    highestmodseq: int
+    messages: tuple[MessageInfo, ...]  # added or with changed flags, by UID
+    expunged: tuple[int, ...]  # UIDs
+
+
+class MailboxError(StoreError):
+    """A mailbox operation was refused; ``code`` is the IMAP response code to use."""
+
+    def __init__(self, message: str, code: str = "CANNOT") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +241,8 @@ class MailStore(Protocol):
         queued: Sequence[QueuedRecipient] = (),
         *,
         queue_skip: int = 0,
+        facts: MessageFacts | None = None,
+        internal_date: float | None = None,
     ) -> Delivered:
         """File one message, atomically and durably, for every target and the queue.
 
@@ -213,6 +274,62 @@ class MailStore(Protocol):
     ) -> bool:
         """Wait until the mailbox's HIGHESTMODSEQ exceeds ``modseq``; False on timeout."""
         ...
+
+    # -- mailboxes, flags, copies: what IMAP needs (RFC 9051) ----------------------------
+
+    async def list_mailboxes(self, account: str) -> list[MailboxInfo]: ...
+
+    async def create_mailbox(self, account: str, name: str, special_use: str | None = None) -> None:
+        """Raises MailboxError (code ALREADYEXISTS) when it exists."""
+        ...
+
+    async def delete_mailbox(self, account: str, name: str) -> None: ...
+
+    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
+        """Renames ``old`` and its children; renaming INBOX moves its messages (§6.3.6)."""
+        ...
+
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None: ...
+
+    async def mailbox_status(self, account: str, mailbox: str) -> MailboxStatus: ...
+
+    async def take_recent(self, account: str, mailbox: str) -> int:
+        """The first UID that is \\Recent for the caller; later callers see none of them."""
+        ...
+
+    async def fetch_facts(
+        self, account: str, mailbox: str, uids: Sequence[int]
+    ) -> dict[int, MessageFacts]:
+        """Stored structure facts by UID (messages stored without facts are absent)."""
+        ...
+
+    async def save_facts(self, account: str, mailbox: str, uid: int, facts: MessageFacts) -> None:
+        """Attach facts computed later to a message stored without them."""
+        ...
+
+    async def store_flags(
+        self,
+        account: str,
+        mailbox: str,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        """Set (``mode`` "replace"), add ("add") or remove ("remove") flags durably.
+
+        Returns the messages whose flags changed (new MODSEQ each) and, with
+        UNCHANGEDSINCE (RFC 7162 §3.1.3), the UIDs that failed the test.
+        """
+        ...
+
+    async def copy_messages(
+        self, account: str, source: str, uids: Sequence[int], target: str, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """Copy (or move, atomically) messages; returns (source UID, new UID) pairs."""
+        ...
+
+    async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes: ...
 
     async def queue_list(self) -> list[QueueEntry]: ...
 

@@ -33,6 +33,7 @@ from correo.store.api import (
     DeliveryTarget,
     Envelope,
     MailboxState,
+    MessageFacts,
     MessageInfo,
     QueuedMessage,
     QueuedRecipient,
@@ -44,6 +45,7 @@ from correo.store.api import (
 )
 from correo.store.committer import AfterCommit, GroupCommitter
 from correo.store.spool import FileSpool
+from correo.store.sqlite_mailboxes import MailboxOps, normalize_flags
 
 __all__ = ["SqliteStore"]
 
@@ -56,10 +58,11 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
     uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,
     highestmodseq INTEGER NOT NULL DEFAULT 1, subscribed INTEGER NOT NULL DEFAULT 1,
-    special_use TEXT, UNIQUE (account_id, name));
+    special_use TEXT, recent_uid INTEGER NOT NULL DEFAULT 1, UNIQUE (account_id, name));
 CREATE TABLE IF NOT EXISTS blobs (
     id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL,
-    data BLOB, path TEXT);
+    data BLOB, path TEXT, envelope BLOB, bodystructure BLOB, body BLOB, tree BLOB,
+    sent_date REAL);
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, blob_id INTEGER NOT NULL,
     size INTEGER NOT NULL, internal_date REAL NOT NULL, flags TEXT NOT NULL DEFAULT '',
@@ -94,7 +97,7 @@ def _connect(path: Path, *, writer: bool) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore:
+class SqliteStore(MailboxOps):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
     def __init__(
@@ -261,12 +264,14 @@ class SqliteStore:
         queued: Sequence[QueuedRecipient] = (),
         *,
         queue_skip: int = 0,
+        facts: MessageFacts | None = None,
+        internal_date: float | None = None,
     ) -> Delivered:
         if not isinstance(spool, FileSpool):
             raise TypeError("SqliteStore.deliver needs a spool from its own new_spool()")
         if not targets and not queued:
             raise ValueError("deliver() needs at least one target or queued recipient")
-        now = time.time()
+        now = time.time() if internal_date is None else internal_date
 
         def op(conn: sqlite3.Connection) -> tuple[Delivered, list[AfterCommit]]:
             path: str | None = None
@@ -287,8 +292,9 @@ class SqliteStore:
                 path = f"{shard}/{spool.name}"
             refs = len(targets) + (1 if queued else 0)
             cur = conn.execute(
-                "INSERT INTO blobs (size, refs, data, path) VALUES (?, ?, ?, ?)",
-                (spool.size, refs, data, path),
+                "INSERT INTO blobs (size, refs, data, path, envelope, bodystructure, body, tree,"
+                " sent_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (spool.size, refs, data, path, *_facts_row(facts)),
             )
             blob_id = cur.lastrowid
             uids: list[tuple[DeliveryTarget, int]] = []
@@ -303,7 +309,15 @@ class SqliteStore:
                 conn.execute(
                     "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags,"
                     " modseq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (mailbox_id, uid, blob_id, spool.size, now, " ".join(target.flags), modseq),
+                    (
+                        mailbox_id,
+                        uid,
+                        blob_id,
+                        spool.size,
+                        now,
+                        " ".join(normalize_flags(target.flags)),
+                        modseq,
+                    ),
                 )
                 uids.append((target, int(uid)))
                 touched.append((target.account, target.mailbox))
@@ -697,6 +711,12 @@ class SqliteStore:
     def commit_stats(self) -> tuple[int, int]:
         """(batches, writes) committed so far: writes/batches is the group-commit factor."""
         return self._committer.batches, self._committer.writes
+
+
+def _facts_row(facts: MessageFacts | None) -> tuple[object, ...]:
+    if facts is None:
+        return (None, None, None, None, None)
+    return (facts.envelope, facts.bodystructure, facts.body, facts.tree, facts.sent_date)
 
 
 def _fsync_dir(path: Path) -> None:

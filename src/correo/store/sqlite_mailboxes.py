@@ -1,0 +1,433 @@
+"""Mailbox, flag and copy operations of :class:`SqliteStore` (what IMAP needs).
+
+Kept apart from ``sqlite.py`` so the core of the store (delivery, durability, blobs)
+stays small. Every write goes through the group committer; every read through the
+reader pool. One new MODSEQ is assigned per operation and shared by the messages it
+changes (RFC 7162 §3.1 needs it strictly greater than every earlier one, not unique).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from correo.store.api import (
+    INBOX,
+    Changes,
+    MailboxError,
+    MailboxInfo,
+    MailboxStatus,
+    MessageFacts,
+    MessageInfo,
+)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from correo.store.committer import AfterCommit
+
+__all__ = ["SYSTEM_FLAGS", "MailboxOps", "normalize_flags"]
+
+SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+
+
+def normalize_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    """System flags in canonical case, keywords as given, no case-insensitive duplicates."""
+    seen: dict[str, str] = {}
+    for flag in flags:
+        key = flag.lower()
+        if key == "\\recent":
+            continue  # RFC 9051 §2.3.2: \Recent is session state, never stored
+        seen.setdefault(key, SYSTEM_FLAGS.get(key, flag))
+    return tuple(sorted(seen.values(), key=str.lower))
+
+
+def _flags(text: str) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+class MailboxOps:
+    """Mixed into SqliteStore, which provides the helpers declared here."""
+
+    if TYPE_CHECKING:
+        _mailbox_ids: dict[tuple[str, str], int]
+
+        def _reader(self) -> sqlite3.Connection: ...
+        async def _read(self, fn: Any, *args: Any) -> Any: ...
+        async def _write(self, op: Any) -> Any: ...
+        def _find_mailbox(
+            self, conn: sqlite3.Connection, account: str, mailbox: str
+        ) -> int | None: ...
+        def _account_id(
+            self, conn: sqlite3.Connection, account: str, create: bool
+        ) -> int | None: ...
+        def _next_uidvalidity(self, conn: sqlite3.Connection) -> int: ...
+        def _notify_later(self, keys: list[tuple[str, str]]) -> AfterCommit: ...
+        def _unlink_later(self, paths: list[str]) -> AfterCommit: ...
+        def _release_blobs(self, conn: sqlite3.Connection, blob_ids: list[int]) -> list[str]: ...
+
+    def _box(self, conn: sqlite3.Connection, account: str, name: str) -> int:
+        mailbox_id = self._find_mailbox(conn, account, name)
+        if mailbox_id is None:
+            raise MailboxError(f"mailbox {name} does not exist", "NONEXISTENT")
+        return mailbox_id
+
+    def _forget_names(self, account: str) -> None:
+        self._mailbox_ids = {k: v for k, v in self._mailbox_ids.items() if k[0] != account}
+
+    def _new_modseq(self, conn: sqlite3.Connection, mailbox_id: int) -> int:
+        (modseq,) = conn.execute(
+            "UPDATE mailboxes SET highestmodseq=highestmodseq+1 WHERE id=? RETURNING highestmodseq",
+            (mailbox_id,),
+        ).fetchone()
+        return int(modseq)
+
+    async def list_mailboxes(self, account: str) -> list[MailboxInfo]:
+        def read() -> list[MailboxInfo]:
+            return [
+                MailboxInfo(name, special, bool(sub))
+                for name, special, sub in self._reader().execute(
+                    "SELECT m.name, m.special_use, m.subscribed FROM mailboxes m"
+                    " JOIN accounts a ON a.id = m.account_id WHERE a.name=? ORDER BY m.name",
+                    (account,),
+                )
+            ]
+
+        result: list[MailboxInfo] = await self._read(read)
+        return result
+
+    async def create_mailbox(self, account: str, name: str, special_use: str | None = None) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            if self._find_mailbox(conn, account, name) is not None:
+                raise MailboxError(f"mailbox {name} already exists", "ALREADYEXISTS")
+            account_id = self._account_id(conn, account, create=True)
+            parts = name.split("/")
+            # RFC 9051 §6.3.4: create the superior names that are missing.
+            for depth in range(1, len(parts) + 1):
+                path = "/".join(parts[:depth])
+                if self._find_mailbox(conn, account, path) is None:
+                    conn.execute(
+                        "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)"
+                        " VALUES (?, ?, ?, ?)",
+                        (
+                            account_id,
+                            path,
+                            self._next_uidvalidity(conn),
+                            special_use if path == name else None,
+                        ),
+                    )
+            return None, []
+
+        await self._write(op)
+
+    async def delete_mailbox(self, account: str, name: str) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            if name.upper() == INBOX:
+                raise MailboxError("INBOX cannot be deleted", "CANNOT")
+            mailbox_id = self._box(conn, account, name)
+            child = conn.execute(
+                "SELECT 1 FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+                " WHERE a.name=? AND m.name LIKE ? ESCAPE '\\' LIMIT 1",
+                (account, _like_prefix(name)),
+            ).fetchone()
+            if child is not None:
+                raise MailboxError(f"mailbox {name} has children; delete them first", "HASCHILDREN")
+            rows = conn.execute(
+                "DELETE FROM messages WHERE mailbox_id=? RETURNING blob_id", (mailbox_id,)
+            ).fetchall()
+            freed = self._release_blobs(conn, [r[0] for r in rows])
+            conn.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
+            self._forget_names(account)
+            return None, [self._unlink_later(freed), self._notify_later([(account, name)])]
+
+        await self._write(op)
+
+    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            source = self._box(conn, account, old)
+            if self._find_mailbox(conn, account, new) is not None:
+                raise MailboxError(f"mailbox {new} already exists", "ALREADYEXISTS")
+            self._forget_names(account)
+            if old == INBOX:
+                # RFC 9051 §6.3.6: renaming INBOX moves its messages; INBOX stays, empty.
+                account_id = self._account_id(conn, account, create=False)
+                cur = conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (?, ?, ?)",
+                    (account_id, new, self._next_uidvalidity(conn)),
+                )
+                target = int(cur.lastrowid or 0)
+                uids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT uid FROM messages WHERE mailbox_id=? ORDER BY uid", (source,)
+                    )
+                ]
+                self._copy(conn, source, uids, target, move=True)
+                return None, [self._notify_later([(account, INBOX)])]
+            account_id = self._account_id(conn, account, create=False)
+            for mailbox_id, name in conn.execute(
+                "SELECT id, name FROM mailboxes WHERE account_id=? AND (name=? OR name LIKE ?"
+                " ESCAPE '\\')",
+                (account_id, old, _like_prefix(old)),
+            ).fetchall():
+                conn.execute(
+                    "UPDATE mailboxes SET name=? WHERE id=?", (new + name[len(old) :], mailbox_id)
+                )
+            return None, [self._notify_later([(account, old)])]
+
+        await self._write(op)
+
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            mailbox_id = self._box(conn, account, name)
+            conn.execute(
+                "UPDATE mailboxes SET subscribed=? WHERE id=?", (int(subscribed), mailbox_id)
+            )
+            return None, []
+
+        await self._write(op)
+
+    async def mailbox_status(self, account: str, mailbox: str) -> MailboxStatus:
+        def read() -> MailboxStatus:
+            conn = self._reader()
+            row = conn.execute(
+                "SELECT m.id, m.uidnext, m.uidvalidity, m.highestmodseq, m.recent_uid"
+                " FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+                " WHERE a.name=? AND m.name=?",
+                (account, mailbox),
+            ).fetchone()
+            if row is None:
+                raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+            mailbox_id, uidnext, uidvalidity, modseq, recent_uid = row
+            count, unseen, deleted, size, recent = conn.execute(
+                "SELECT count(*), coalesce(sum(flags NOT LIKE '%\\Seen%'), 0),"
+                " coalesce(sum(flags LIKE '%\\Deleted%'), 0), coalesce(sum(size), 0),"
+                " coalesce(sum(uid >= ?), 0) FROM messages WHERE mailbox_id=?",
+                (recent_uid, mailbox_id),
+            ).fetchone()
+            return MailboxStatus(count, uidnext, uidvalidity, unseen, deleted, size, modseq, recent)
+
+        result: MailboxStatus = await self._read(read)
+        return result
+
+    async def take_recent(self, account: str, mailbox: str) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, list[AfterCommit]]:
+            mailbox_id = self._box(conn, account, mailbox)
+            (first,) = conn.execute(
+                "SELECT recent_uid FROM mailboxes WHERE id=?", (mailbox_id,)
+            ).fetchone()
+            conn.execute("UPDATE mailboxes SET recent_uid=uidnext WHERE id=?", (mailbox_id,))
+            return int(first), []
+
+        first: int = await self._write(op)
+        return first
+
+    async def fetch_facts(
+        self, account: str, mailbox: str, uids: Sequence[int]
+    ) -> dict[int, MessageFacts]:
+        wanted = list(uids)
+
+        def read() -> dict[int, MessageFacts]:
+            conn = self._reader()
+            mailbox_id = self._find_mailbox(conn, account, mailbox)
+            if mailbox_id is None:
+                return {}
+            out: dict[int, MessageFacts] = {}
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for uid, env, bs, body, tree, sent in conn.execute(
+                    "SELECT m.uid, b.envelope, b.bodystructure, b.body, b.tree, b.sent_date"
+                    f" FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                    f" WHERE m.mailbox_id=? AND m.uid IN ({marks}) AND b.envelope IS NOT NULL",
+                    (mailbox_id, *batch),
+                ):
+                    out[uid] = MessageFacts(env, bs, body, tree, sent)
+            return out
+
+        result: dict[int, MessageFacts] = await self._read(read)
+        return result
+
+    async def save_facts(self, account: str, mailbox: str, uid: int, facts: MessageFacts) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            mailbox_id = self._box(conn, account, mailbox)
+            conn.execute(
+                "UPDATE blobs SET envelope=?, bodystructure=?, body=?, tree=?, sent_date=?"
+                " WHERE id=(SELECT blob_id FROM messages WHERE mailbox_id=? AND uid=?)",
+                (
+                    facts.envelope,
+                    facts.bodystructure,
+                    facts.body,
+                    facts.tree,
+                    facts.sent_date,
+                    mailbox_id,
+                    uid,
+                ),
+            )
+            return None, []
+
+        await self._write(op)
+
+    async def store_flags(
+        self,
+        account: str,
+        mailbox: str,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"bad flag mode {mode!r}")
+        given = normalize_flags(flags)
+        given_keys = {f.lower() for f in given}
+        wanted = sorted(set(uids))
+
+        def op(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[list[MessageInfo], list[int]], list[AfterCommit]]:
+            mailbox_id = self._box(conn, account, mailbox)
+            changed: list[tuple[int, int, float, tuple[str, ...]]] = []
+            failed: list[int] = []
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for uid, size, date, text, modseq in conn.execute(
+                    "SELECT uid, size, internal_date, flags, modseq FROM messages"
+                    f" WHERE mailbox_id=? AND uid IN ({marks}) ORDER BY uid",
+                    (mailbox_id, *batch),
+                ).fetchall():
+                    if unchanged_since is not None and modseq > unchanged_since:
+                        failed.append(uid)  # RFC 7162 §3.1.3
+                        continue
+                    current = _flags(text)
+                    if mode == "replace":
+                        new = given
+                    elif mode == "add":
+                        new = normalize_flags(current + given)
+                    else:
+                        new = tuple(f for f in current if f.lower() not in given_keys)
+                    if new != current:
+                        changed.append((uid, size, date, new))
+            if not changed:
+                return ([], failed), []
+            modseq = self._new_modseq(conn, mailbox_id)
+            conn.executemany(
+                "UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
+                [(" ".join(new), modseq, mailbox_id, uid) for uid, _, _, new in changed],
+            )
+            infos = [MessageInfo(uid, size, date, new, modseq) for uid, size, date, new in changed]
+            return (infos, failed), [self._notify_later([(account, mailbox)])]
+
+        result: tuple[list[MessageInfo], list[int]] = await self._write(op)
+        return result
+
+    def _copy(
+        self,
+        conn: sqlite3.Connection,
+        source: int,
+        uids: Sequence[int],
+        target: int,
+        *,
+        move: bool,
+    ) -> list[tuple[int, int]]:
+        pairs: list[tuple[int, int]] = []
+        rows = []
+        for start in range(0, len(uids), 500):
+            batch = list(uids[start : start + 500])
+            marks = ",".join("?" * len(batch))
+            rows += conn.execute(
+                "SELECT uid, blob_id, size, internal_date, flags FROM messages"
+                f" WHERE mailbox_id=? AND uid IN ({marks}) ORDER BY uid",
+                (source, *batch),
+            ).fetchall()
+        if not rows:
+            return pairs
+        (first_uid, modseq) = conn.execute(
+            "UPDATE mailboxes SET uidnext=uidnext+?, highestmodseq=highestmodseq+1 WHERE id=?"
+            " RETURNING uidnext-?, highestmodseq",
+            (len(rows), target, len(rows)),
+        ).fetchone()
+        for offset, (uid, blob_id, size, date, flags) in enumerate(rows):
+            new_uid = first_uid + offset
+            conn.execute(
+                "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags,"
+                " modseq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (target, new_uid, blob_id, size, date, flags, modseq),
+            )
+            pairs.append((uid, new_uid))
+        blob_ids = [r[1] for r in rows]
+        if move:
+            removed_modseq = self._new_modseq(conn, source)
+            conn.executemany(
+                "DELETE FROM messages WHERE mailbox_id=? AND uid=?",
+                [(source, r[0]) for r in rows],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                [(source, r[0], removed_modseq) for r in rows],
+            )
+        else:
+            conn.executemany("UPDATE blobs SET refs=refs+1 WHERE id=?", [(b,) for b in blob_ids])
+        return pairs
+
+    async def copy_messages(
+        self,
+        account: str,
+        source: str,
+        uids: Sequence[int],
+        target: str,
+        *,
+        move: bool = False,
+    ) -> list[tuple[int, int]]:
+        wanted = sorted(set(uids))
+
+        def op(conn: sqlite3.Connection) -> tuple[list[tuple[int, int]], list[AfterCommit]]:
+            src = self._box(conn, account, source)
+            dst = self._box(conn, account, target)
+            if src == dst and move:
+                return [], []
+            pairs = self._copy(conn, src, wanted, dst, move=move)
+            touched = [(account, target)] + ([(account, source)] if move else [])
+            return pairs, [self._notify_later(touched)]
+
+        result: list[tuple[int, int]] = await self._write(op)
+        return result
+
+    async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes:
+        def read() -> Changes:
+            conn = self._reader()
+            row = conn.execute(
+                "SELECT m.id, m.highestmodseq FROM mailboxes m JOIN accounts a"
+                " ON a.id = m.account_id WHERE a.name=? AND m.name=?",
+                (account, mailbox),
+            ).fetchone()
+            if row is None:
+                raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+            mailbox_id, highest = row
+            messages = tuple(
+                MessageInfo(uid, size, date, _flags(flags), ms)
+                for uid, size, date, flags, ms in conn.execute(
+                    "SELECT uid, size, internal_date, flags, modseq FROM messages"
+                    " WHERE mailbox_id=? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            )
+            expunged = tuple(
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            )
+            return Changes(int(highest), messages, expunged)
+
+        result: Changes = await self._read(read)
+        return result
+
+
+def _like_prefix(name: str) -> str:
+    escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "/%"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 
+from correo.delivery.facts import FactsBuilder
 from correo.delivery.routing import route_recipient
 from correo.delivery.trace import protocol_name, received_field, return_path_field
 from correo.message.headers import HeaderCollector, addresses_in, parse_fields
@@ -67,6 +68,7 @@ class _Transaction:
     spool: Spool | None = None
     headers: HeaderCollector | None = None
     fields: list[tuple[str, str]] = field(default_factory=list)
+    facts: FactsBuilder | None = None
     queue_id: str = ""
     started: float = field(default_factory=time.monotonic)
 
@@ -427,12 +429,20 @@ class SmtpSession:
                 return
             data = rest
             self._begin_message(tx)
+        self._spool(tx, data)
+
+    def _spool(self, tx: _Transaction, data: bytes) -> None:
+        """Stream message bytes to the store's spool and the IMAP facts builder."""
+        assert tx.spool is not None
         try:
             tx.spool.write(data)
         except OSError as exc:
             self.ctx.log.error("smtp.spool_failed", session=self.id, error=str(exc))
             tx.spool.discard()
             tx.spool = _BrokenSpool()
+            tx.facts = None
+        if tx.facts is not None:
+            tx.facts.feed(data)
 
     def _begin_message(self, tx: _Transaction) -> None:
         """Header section complete: write trace fields, submission fix-ups, header."""
@@ -455,18 +465,19 @@ class SmtpSession:
             if len(tx.targets) == 1 and not tx.remote
             else None,
         )
-        tx.spool.write(return_path_field(tx.sender))
-        tx.spool.write(trace)
-        tx.spool.write(tx.headers.header)
+        tx.facts = FactsBuilder()
+        self._spool(tx, return_path_field(tx.sender))
+        self._spool(tx, trace)
+        self._spool(tx, tx.headers.header)
         if self.submission:
             names = {name for name, _ in fields}
             # RFC 6409 §8.3 and §8.2: the MSA may add a missing Message-ID and Date.
             if "message-id" not in names:
                 domain = self.ctx.hostname
-                tx.spool.write(f"Message-ID: {make_msgid(domain=domain)}\r\n".encode())
+                self._spool(tx, f"Message-ID: {make_msgid(domain=domain)}\r\n".encode())
             if "date" not in names:
-                tx.spool.write(
-                    f"Date: {format_datetime(datetime.now(UTC), usegmt=True)}\r\n".encode()
+                self._spool(
+                    tx, f"Date: {format_datetime(datetime.now(UTC), usegmt=True)}\r\n".encode()
                 )
         tx.fields = fields
 
@@ -507,8 +518,9 @@ class SmtpSession:
         )
         skip = len(return_path_field(tx.sender))
         try:
+            facts = tx.facts.finish() if tx.facts is not None and tx.targets else None
             delivered = await self.ctx.store.deliver(
-                spool, envelope, tx.targets, tx.remote, queue_skip=skip
+                spool, envelope, tx.targets, tx.remote, queue_skip=skip, facts=facts
             )
         except (StoreError, OSError) as exc:
             self.ctx.log.error("smtp.store_failed", session=self.id, error=str(exc))

@@ -13,7 +13,7 @@ commit) so this costs one disk flush per batch, not per message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -258,9 +258,15 @@ class MailStore(Protocol):
     async def list_messages(self, account: str, mailbox: str = INBOX) -> list[MessageInfo]: ...
 
     def read_message(
-        self, account: str, mailbox: str, uid: int, chunk_size: int = 65536
+        self,
+        account: str,
+        mailbox: str,
+        uid: int,
+        chunk_size: int = 65536,
+        start: int = 0,
+        end: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """Stream a message's bytes; raises StoreError if it no longer exists."""
+        """Stream bytes ``start``..``end`` of a message; StoreError if it no longer exists."""
         ...
 
     async def expunge(self, account: str, mailbox: str, uids: Sequence[int]) -> int:
@@ -333,8 +339,14 @@ class MailStore(Protocol):
 
     async def queue_list(self) -> list[QueueEntry]: ...
 
-    async def queue_due(self, now: float, limit: int = 100) -> list[QueuedMessage]:
-        """Messages with a recipient still ``queued`` whose next attempt is due."""
+    async def queue_due(
+        self, now: float, limit: int = 100, exclude: Collection[int] = ()
+    ) -> list[QueuedMessage]:
+        """Messages with a recipient still ``queued`` whose next attempt is due.
+
+        ``exclude``: ids the caller is already working on (the runner's in-flight set),
+        so a full queue does not return the same busy messages on every refill.
+        """
         ...
 
     async def queue_get(self, queue_id: int) -> QueuedMessage | None: ...

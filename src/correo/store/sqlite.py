@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -461,7 +461,13 @@ class SqliteStore(MailboxOps):
         return result
 
     async def read_message(
-        self, account: str, mailbox: str, uid: int, chunk_size: int = 65536
+        self,
+        account: str,
+        mailbox: str,
+        uid: int,
+        chunk_size: int = 65536,
+        start: int = 0,
+        end: int | None = None,
     ) -> AsyncIterator[bytes]:
         def locate() -> tuple[bytes | None, str | None]:
             conn = self._reader()
@@ -476,7 +482,7 @@ class SqliteStore(MailboxOps):
             return row[0], row[1]
 
         data, path = await self._read(locate)
-        async for chunk in self._blob_chunks(data, path, 0, chunk_size):
+        async for chunk in self._blob_chunks(data, path, start, chunk_size, end):
             yield chunk
 
     async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState:
@@ -561,17 +567,27 @@ class SqliteStore(MailboxOps):
         " q.authenticated FROM queue q JOIN blobs b ON b.id = q.blob_id"
     )
 
-    async def queue_due(self, now: float, limit: int = 100) -> list[QueuedMessage]:
+    async def queue_due(
+        self, now: float, limit: int = 100, exclude: Collection[int] = ()
+    ) -> list[QueuedMessage]:
+        skip = sorted(set(exclude))
+
         def read() -> list[QueuedMessage]:
             conn = self._reader()
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT DISTINCT queue_id FROM queue_recipients WHERE status='queued'"
-                    " AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
-                    (now, limit),
-                )
-            ]
+            ids: list[int] = []
+            # Over-fetch by the excluded count, then drop them in Python: a NOT IN list of
+            # hundreds of parameters would hit SQLite's variable limit.
+            excluded = set(skip)
+            for (qid,) in conn.execute(
+                "SELECT queue_id FROM queue_recipients WHERE status='queued'"
+                " AND next_attempt <= ? GROUP BY queue_id ORDER BY min(next_attempt), queue_id"
+                " LIMIT ?",
+                (now, limit + len(skip)),
+            ):
+                if qid not in excluded:
+                    ids.append(qid)
+                    if len(ids) >= limit:
+                        break
             out = []
             for qid in ids:
                 row = conn.execute(f"SELECT {self._QUEUE_COLUMNS} WHERE q.id=?", (qid,)).fetchone()
@@ -611,11 +627,18 @@ class SqliteStore(MailboxOps):
             yield chunk
 
     async def _blob_chunks(
-        self, data: bytes | None, path: str | None, skip: int, chunk_size: int
+        self,
+        data: bytes | None,
+        path: str | None,
+        skip: int,
+        chunk_size: int,
+        end: int | None = None,
     ) -> AsyncIterator[bytes]:
+        """Bytes ``skip``..``end`` of a body, inline or from its file, in chunks."""
         if data is not None:
-            for start in range(skip, len(data), chunk_size):
-                yield data[start : start + chunk_size]
+            stop = len(data) if end is None else min(end, len(data))
+            for start in range(skip, stop, chunk_size):
+                yield data[start : min(start + chunk_size, stop)]
             return
         assert path is not None
         try:
@@ -625,10 +648,14 @@ class SqliteStore(MailboxOps):
         try:
             if skip:
                 await self._read(fh.seek, skip)
-            while True:
-                chunk = await self._read(fh.read, chunk_size)
+            left = -1 if end is None else max(0, end - skip)
+            while left != 0:
+                size = chunk_size if left < 0 else min(chunk_size, left)
+                chunk = await self._read(fh.read, size)
                 if not chunk:
                     break
+                if left > 0:
+                    left -= len(chunk)
                 yield chunk
         finally:
             fh.close()

@@ -1,0 +1,758 @@
+"""The sans-I/O IMAP server connection (RFC 9051, RFC 3501).
+
+Driving pattern (as in h11)::
+
+    conn = ImapConnection(ImapLimits())
+    sock.send(conn.greeting(caps))
+    while True:
+        ev = conn.next_event()
+        if ev is NEED_DATA: conn.receive_data(sock.recv(65536)); continue
+        match ev:
+            case Respond(data): sock.send(data)           # the core answered by itself
+            case CommandEvent(tag, command): ...  # run it, write responses.py bytes
+            case AppendStart(): sock.send(conn.append_accept())   # or append_reject(...)
+            case ConnectionClosed(): break
+
+The core frames commands (lines plus literals), enforces every limit while
+reading, checks the state table, parses, and answers malformed input itself
+with tagged ``BAD`` (``* BAD`` if the tag is unreadable, RFC 9051 §7.1).  It
+reads nothing beyond the current command, so the shell's transitions
+(``authenticated()``, ``selected()``, ``tls_started()``...) made before the next
+``next_event()`` apply to the next command.
+
+Resynchronisation after a rejected command: a synchronising literal whose
+``+`` was never sent is not transmitted by the client (RFC 9051 §7.5), so the
+next line is a new command; a LITERAL+ literal (RFC 7888) is discarded octet
+by octet without buffering, and then the rest of the command line with it.
+
+Errors: the peer's mistakes never raise; :class:`LocalProtocolError` is raised
+only when the shell calls a method out of turn.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from correo.imap.commands import (
+    COMMAND_NAMES,
+    Append,
+    Authenticate,
+    Command,
+    Compress,
+    Idle,
+    Login,
+    ParseOptions,
+    StartTLS,
+    command_name,
+    parse_append_head,
+    parse_append_message,
+    parse_command,
+)
+from correo.imap.errors import LocalProtocolError, ParseError
+from correo.imap.reader import ImapLimits, LiteralMarker, Reader, find_literal_marker
+from correo.imap.responses import continuation, tagged, untagged
+from correo.imap.states import ImapState, is_legal
+
+__all__ = [
+    "NEED_DATA",
+    "PAUSED",
+    "AppendAborted",
+    "AppendChunk",
+    "AppendDone",
+    "AppendEnd",
+    "AppendStart",
+    "AuthCancel",
+    "AuthResponse",
+    "CommandEvent",
+    "ConnectionClosed",
+    "Event",
+    "IdleDone",
+    "ImapConnection",
+    "Respond",
+    "Sentinel",
+]
+
+CRLF = b"\r\n"
+_TAIL = 32  # enough octets of a discarded line to see a literal marker at its end
+
+
+class Sentinel(enum.Enum):
+    """Non-event answers of :meth:`ImapConnection.next_event`."""
+
+    NEED_DATA = "NEED_DATA"  # feed more bytes with receive_data()
+    PAUSED = "PAUSED"  # an AppendStart awaits append_accept()/append_reject()
+
+
+NEED_DATA = Sentinel.NEED_DATA
+PAUSED = Sentinel.PAUSED
+
+
+# ---- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """The core answered by itself: write ``data`` as-is."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEvent:
+    """A valid command, legal in the current state: run it and answer ``tag``."""
+
+    tag: str
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class AppendStart:
+    """One APPEND message is announced (RFC 9051 §6.3.12, RFC 3502 for the 2nd and later).
+
+    The core pauses until the shell calls ``append_accept()`` or ``append_reject()``.
+    """
+
+    tag: str
+    mailbox: str
+    flags: tuple[str, ...]
+    date: dt.datetime | None
+    size: int
+    binary: bool  # literal8: the message may hold NUL and 8-bit data (RFC 3516 §4.1)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendChunk:
+    """Octets of the current APPEND message, in order."""
+
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"AppendChunk(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEnd:
+    """The current APPEND message is complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendDone:
+    """The APPEND command ended well-formed: commit every message and answer ``tag``."""
+
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendAborted:
+    """The APPEND broke off after an AppendStart: drop all its messages and write ``data``."""
+
+    tag: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdleDone:
+    """IDLE ended. ``error`` None: the client sent DONE, answer ``tag OK``; else write it."""
+
+    tag: str
+    error: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """The decoded client answer to the last ``send_challenge()`` (RFC 9051 §6.2.2)."""
+
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"AuthResponse(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCancel:
+    """The client sent ``*``: answer the AUTHENTICATE tag with BAD (RFC 9051 §6.2.2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """EOF, LOGOUT or too many errors: close the socket; any partial APPEND is void."""
+
+
+Event = (
+    Respond
+    | CommandEvent
+    | AppendStart
+    | AppendChunk
+    | AppendEnd
+    | AppendDone
+    | AppendAborted
+    | IdleDone
+    | AuthResponse
+    | AuthCancel
+    | ConnectionClosed
+)
+
+
+class _Mode(enum.Enum):
+    COMMAND = enum.auto()  # reading command lines
+    LITERAL = enum.auto()  # reading a (small) literal of the current command
+    APPEND_WAIT = enum.auto()  # AppendStart emitted, shell to accept/reject
+    APPEND_DATA = enum.auto()  # streaming a message literal
+    APPEND_NEXT = enum.auto()  # the line after a message: next message or end
+    DISCARD = enum.auto()  # dropping the octets of a rejected LITERAL+ literal
+    DISCARD_LINE = enum.auto()  # dropping the rest of a rejected command line
+    IDLE = enum.auto()  # only DONE is valid (RFC 2177 §3)
+    AUTH = enum.auto()  # the next line is a SASL response
+    CLOSED = enum.auto()
+
+
+# capabilities ENABLE can switch on, and what they imply (RFC 9051 §6.3.1, RFC 7162 §3.2.3)
+_ENABLEABLE = {
+    "IMAP4REV2": ("IMAP4rev2",),
+    "UTF8=ACCEPT": ("UTF8=ACCEPT",),
+    "CONDSTORE": ("CONDSTORE",),
+    "QRESYNC": ("QRESYNC", "CONDSTORE"),
+}
+
+
+class ImapConnection:
+    """One IMAP server session as a pure state machine."""
+
+    def __init__(self, limits: ImapLimits | None = None, *, tls_active: bool = False) -> None:
+        self._limits = limits if limits is not None else ImapLimits()
+        self._tls = tls_active  # True for implicit TLS (port 993, RFC 8314)
+        self._state = ImapState.NOT_AUTHENTICATED
+        self._mode = _Mode.COMMAND
+        self._buf = bytearray()
+        self._eof = False
+        self._bad = 0
+        self._enabled: set[str] = set()
+        self._compressed = False
+        self._read_only = False
+        self._options = self._make_options()
+        self._may: frozenset[str] = frozenset()  # helper calls allowed before next_event()
+        self._reset_command()
+        self._lit = bytearray()
+        self._need = 0
+        self._tail = b""
+        self._bad_head = b""
+        self._append: LiteralMarker | None = None
+        self._append_head: Append | None = None
+        self._append_started = False
+        self._special_tag = ""  # tag of the IDLE / AUTHENTICATE in progress
+
+    # ---- introspection ------------------------------------------------------
+
+    @property
+    def state(self) -> ImapState:
+        return self._state
+
+    @property
+    def limits(self) -> ImapLimits:
+        return self._limits
+
+    @property
+    def tls_active(self) -> bool:
+        return self._tls
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names and quoted strings are UTF-8 (IMAP4rev2 or UTF8=ACCEPT enabled)."""
+        return bool(self._enabled & {"IMAP4rev2", "UTF8=ACCEPT"})
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4rev2" in self._enabled
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self._enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self._enabled
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        return frozenset(self._enabled)
+
+    @property
+    def compression_active(self) -> bool:
+        return self._compressed
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    def _make_options(self) -> ParseOptions:
+        lim = self._limits
+        return ParseOptions(
+            utf8=self.utf8,
+            max_ranges=lim.max_ranges,
+            max_search_keys=lim.max_search_keys,
+            max_depth=lim.max_depth,
+        )
+
+    def _plaintext_ok(self) -> bool:
+        return self._tls or self._limits.allow_plaintext_auth
+
+    # ---- input --------------------------------------------------------------------
+
+    def greeting(
+        self, capabilities: tuple[str, ...] = (), text: str = "correo IMAP ready"
+    ) -> bytes:
+        """``* OK [CAPABILITY ...] text`` (RFC 9051 §7.1.1)."""
+        code = "CAPABILITY " + " ".join(capabilities) if capabilities else None
+        return untagged("OK", text, code)
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer (decompressed if COMPRESS is on); ``b""`` means EOF."""
+        if self._mode is _Mode.CLOSED:
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._mode is _Mode.DISCARD and not self._buf:
+            drop = min(self._need, len(data))  # never buffer octets we will throw away
+            self._need -= drop
+            data = data[drop:]
+        self._buf += data
+
+    def next_event(self) -> Event | Sentinel:
+        """The next event, ``NEED_DATA``, or ``PAUSED`` while an AppendStart is unanswered."""
+        if self._mode is _Mode.APPEND_WAIT:
+            return PAUSED
+        allowed, self._may = self._may, frozenset()
+        while True:
+            if self._mode is _Mode.CLOSED:
+                return ConnectionClosed()
+            result = self._step()
+            if result is None:
+                continue
+            if result is NEED_DATA:
+                if self._eof:
+                    self._mode = _Mode.CLOSED
+                    return ConnectionClosed()
+                self._may = allowed  # nothing happened: idle_started() etc. still allowed
+            return result
+
+    def _step(self) -> Event | Sentinel | None:
+        match self._mode:
+            case _Mode.COMMAND:
+                return self._command_step()
+            case _Mode.LITERAL:
+                return self._literal_step()
+            case _Mode.APPEND_DATA:
+                return self._append_data_step()
+            case _Mode.APPEND_NEXT:
+                return self._append_next_step()
+            case _Mode.DISCARD:
+                return self._discard_step()
+            case _Mode.DISCARD_LINE:
+                return self._discard_line_step()
+            case _Mode.IDLE:
+                return self._idle_step()
+            case _Mode.AUTH:
+                return self._auth_step()
+        raise AssertionError(self._mode)  # pragma: no cover - CLOSED/APPEND_WAIT handled above
+
+    # ---- framing ---------------------------------------------------------------------
+
+    def _reset_command(self) -> None:
+        self._lines: list[bytes] = []
+        self._lits: list[bytes] = []
+        self._bins: list[bool] = []
+        self._text_used = 0
+        self._lit_used = 0
+        self._tag = "*"
+        self._name = ""
+
+    def _take_line(self, limit: int) -> bytes | ParseError | None:
+        """One CRLF-terminated line (CRLF stripped), an error, or None for NEED_DATA."""
+        buf = self._buf
+        end = buf.find(b"\n", 0, limit)
+        self._bad_head = bytes(buf[:64])
+        if end < 0:
+            if len(buf) < limit:
+                return None
+            self._tail = b""
+            self._mode = _Mode.DISCARD_LINE  # resync at the end of the over-long line
+            return ParseError("line too long", "TOOBIG")
+        raw = bytes(buf[:end])
+        del buf[: end + 1]
+        self._text_used += end + 1
+        if not raw.endswith(b"\r"):
+            self._after_bad_line(raw)
+            return ParseError("bare LF: lines end with CRLF")  # RFC 9051 §2.2
+        line = raw[:-1]
+        if b"\r" in line or b"\x00" in line:
+            self._after_bad_line(line)
+            return ParseError("bare CR or NUL in command")  # RFC 9051 §9: CTLs outside literals
+        return line
+
+    def _after_bad_line(self, line: bytes) -> None:
+        """Skip an announced LITERAL+ literal of a line we reject."""
+        marker = find_literal_marker(line)
+        if marker is not None and not marker.sync:
+            self._need = marker.size
+            self._mode = _Mode.DISCARD
+        else:
+            self._mode = _Mode.COMMAND
+
+    def _reject(self, err: ParseError, line: bytes | None = None) -> Event:
+        """Answer the current command with err; resync on the line's literal marker."""
+        if line is not None:
+            self._after_bad_line(line)
+        elif self._mode not in (_Mode.DISCARD, _Mode.DISCARD_LINE):
+            self._mode = _Mode.COMMAND
+        data = tagged(self._tag, err.status, err.text, err.code)
+        tag = self._tag
+        self._reset_command()
+        if self._append_started:
+            self._append_started = False
+            return AppendAborted(tag, self._count_bad(data))
+        if err.status == "BAD":
+            data = self._count_bad(data)
+        return Respond(data)
+
+    def _count_bad(self, data: bytes) -> bytes:
+        self._bad += 1
+        if self._bad >= self._limits.max_bad_commands:
+            self._mode = _Mode.CLOSED
+            return data + untagged("BYE", "Too many invalid commands")
+        return data
+
+    def _command_step(self) -> Event | Sentinel | None:
+        got = self._take_line(self._limits.max_line - self._text_used)
+        if got is None:
+            return NEED_DATA
+        if isinstance(got, ParseError):
+            if not self._lines:
+                head = command_name(self._bad_head)  # RFC 9051 §7.1: "*" if no tag
+                self._tag = head[0] if head else "*"
+            return self._reject(got)
+        line = got
+        if not self._lines:
+            head = command_name(line)
+            if head is None:
+                return self._reject(ParseError("invalid tag", "CLIENTBUG"), line)
+            self._tag, self._name = head
+        self._lines.append(line)
+        marker = find_literal_marker(line)
+        if marker is None:
+            return self._complete()
+        early = self._check_name()
+        if early is not None:
+            return self._reject(early, line)
+        if self._name == "APPEND":
+            try:
+                head_cmd = parse_append_head(self._lines, self._lits, self._options)
+            except ParseError as exc:
+                return self._reject(exc, line)
+            if head_cmd is not None:
+                self._append_head = head_cmd
+                self._reset_command_keep_tag()
+                return self._start_append(marker)
+        if marker.binary:
+            return self._reject(ParseError("literal8 only for APPEND", "CLIENTBUG"), line)
+        if (
+            marker.size > self._limits.max_literal
+            or self._lit_used + marker.size > self._limits.max_command_literals
+        ):
+            return self._reject(ParseError("literal too big", "TOOBIG"), line)
+        self._lit_used += marker.size
+        self._need = marker.size
+        self._lit = bytearray()
+        self._mode = _Mode.LITERAL
+        if marker.sync:
+            return Respond(continuation("OK"))  # RFC 9051 §7.5: only after checking the size
+        return None
+
+    def _reset_command_keep_tag(self) -> None:
+        tag, name = self._tag, self._name
+        self._reset_command()
+        self._tag, self._name = tag, name
+
+    def _check_name(self) -> ParseError | None:
+        if self._name not in COMMAND_NAMES:
+            return ParseError("unknown command", "CLIENTBUG")
+        if not is_legal(self._state, self._name):
+            return ParseError(f"{self._name} not allowed in this state", "CLIENTBUG")
+        return None
+
+    def _literal_step(self) -> Event | Sentinel | None:
+        buf = self._buf
+        take = min(self._need, len(buf))
+        self._lit += buf[:take]
+        del buf[:take]
+        self._need -= take
+        if self._need:
+            return NEED_DATA
+        self._lits.append(bytes(self._lit))
+        self._bins.append(False)
+        self._lit = bytearray()
+        self._mode = _Mode.COMMAND
+        return None
+
+    def _complete(self) -> Event:
+        early = self._check_name()
+        if early is not None:
+            return self._reject(early)
+        try:
+            command = parse_command(
+                self._lines, self._lits, binary=self._bins, options=self._options
+            )
+        except ParseError as exc:
+            return self._reject(exc)
+        match command:
+            case Login() | Authenticate() if not self._plaintext_ok():
+                # RFC 9051 §6.2.3 LOGINDISABLED / §7.1 PRIVACYREQUIRED
+                return self._reject(ParseError("authentication needs TLS", "PRIVACYREQUIRED", "NO"))
+            case StartTLS() if self._tls:
+                return self._reject(ParseError("TLS already active", "CLIENTBUG"))
+            case Compress() if self._compressed:
+                # RFC 4978 §3
+                return self._reject(ParseError("already compressing", "COMPRESSIONACTIVE", "NO"))
+            case StartTLS():
+                self._may = frozenset({"tls"})
+            case Compress():
+                self._may = frozenset({"compress"})
+            case Idle():
+                self._may = frozenset({"idle"})
+                self._special_tag = self._tag
+            case Authenticate():
+                self._may = frozenset({"challenge"})
+                self._special_tag = self._tag
+        tag = self._tag
+        self._reset_command()
+        self._bad = 0
+        return CommandEvent(tag, command)
+
+    # ---- APPEND ----------------------------------------------------------------------
+
+    def _start_append(self, marker: LiteralMarker) -> Event:
+        head = self._append_head
+        assert head is not None
+        if marker.size > self._limits.max_append:
+            # RFC 7889 §4 / RFC 7888 §4: too big for APPENDLIMIT
+            status = "NO" if marker.sync else "BAD"
+            err = ParseError("message exceeds APPENDLIMIT", "TOOBIG", status)
+            self._need = 0 if marker.sync else marker.size
+            self._mode = _Mode.COMMAND if marker.sync else _Mode.DISCARD
+            return self._reject(err)
+        self._append = marker
+        self._append_started = True
+        self._mode = _Mode.APPEND_WAIT
+        return AppendStart(
+            self._tag, head.mailbox, head.flags, head.date, marker.size, marker.binary
+        )
+
+    def append_accept(self) -> bytes:
+        """Let the message in; returns the ``+`` continuation to write (b"" for LITERAL+)."""
+        marker = self._expect_append()
+        self._need = marker.size
+        self._mode = _Mode.APPEND_DATA
+        return continuation("OK") if marker.sync else b""
+
+    def append_reject(self, status: str, text: str, code: str | None = None) -> bytes:
+        """Refuse the whole APPEND (RFC 3502 §6: all or nothing); returns the tagged reply."""
+        marker = self._expect_append()
+        data = tagged(self._tag, status, text, code)
+        if marker.sync:
+            self._mode = _Mode.COMMAND  # the client never sends the octets (RFC 9051 §7.5)
+        else:
+            self._need = marker.size  # RFC 7888 §4: LITERAL+ octets arrive anyway
+            self._mode = _Mode.DISCARD
+        self._append_started = False
+        self._reset_command()
+        return data
+
+    def _expect_append(self) -> LiteralMarker:
+        if self._mode is not _Mode.APPEND_WAIT or self._append is None:
+            raise LocalProtocolError("no APPEND message is waiting for a decision")
+        return self._append
+
+    def _append_data_step(self) -> Event | Sentinel | None:
+        if self._need == 0:
+            self._mode = _Mode.APPEND_NEXT
+            return AppendEnd()
+        buf = self._buf
+        if not buf:
+            return NEED_DATA
+        take = min(self._need, len(buf))
+        if take == len(buf):
+            chunk = bytes(buf)
+            buf.clear()
+        else:
+            chunk = bytes(buf[:take])
+            del buf[:take]
+        self._need -= take
+        return AppendChunk(chunk)
+
+    def _append_next_step(self) -> Event | Sentinel | None:
+        self._text_used = 0
+        got = self._take_line(self._limits.max_line)
+        if got is None:
+            return NEED_DATA
+        if isinstance(got, ParseError):
+            return self._reject(got)
+        if not got:
+            tag = self._tag
+            self._append_started = False
+            self._reset_command()
+            self._mode = _Mode.COMMAND
+            self._bad = 0
+            return AppendDone(tag)  # RFC 3502 §3: CRLF ends the command
+        marker = find_literal_marker(got)
+        try:
+            if marker is None:
+                raise ParseError("expected another message or end of APPEND")
+            flags, date = parse_append_message(Reader([got], [], max_depth=self._limits.max_depth))
+        except ParseError as exc:
+            return self._reject(exc, got)
+        head = self._append_head
+        assert head is not None
+        self._append_head = Append(head.mailbox, flags, date)
+        return self._start_append(marker)
+
+    # ---- discarding -------------------------------------------------------------------
+
+    def _discard_step(self) -> Event | Sentinel | None:
+        buf = self._buf
+        take = min(self._need, len(buf))
+        del buf[:take]
+        self._need -= take
+        if self._need:
+            return NEED_DATA
+        self._tail = b""
+        self._mode = _Mode.DISCARD_LINE
+        return None
+
+    def _discard_line_step(self) -> Event | Sentinel | None:
+        buf = self._buf
+        end = buf.find(b"\n")
+        if end < 0:
+            self._tail = (self._tail + bytes(buf[-_TAIL:]))[-_TAIL:]
+            buf.clear()
+            return NEED_DATA
+        line = (self._tail + bytes(buf[max(0, end - _TAIL) : end]))[-_TAIL:]
+        del buf[: end + 1]
+        self._tail = b""
+        self._after_bad_line(line.removesuffix(b"\r"))
+        return None
+
+    # ---- IDLE and AUTHENTICATE ------------------------------------------------------
+
+    def _idle_step(self) -> Event | Sentinel | None:
+        got = self._take_line(self._limits.max_line)
+        if got is None:
+            return NEED_DATA
+        self._text_used = 0  # DONE is not part of any command's budget
+        tag = self._special_tag
+        if isinstance(got, ParseError) or got.upper() != b"DONE":  # RFC 2177 §3
+            if not isinstance(got, ParseError):
+                self._after_bad_line(got)
+            elif self._mode is _Mode.IDLE:
+                self._mode = _Mode.COMMAND
+            data = self._count_bad(tagged(tag, "BAD", "expected DONE", "CLIENTBUG"))
+            return IdleDone(tag, data)
+        self._mode = _Mode.COMMAND
+        self._bad = 0
+        return IdleDone(tag)
+
+    def _auth_step(self) -> Event | Sentinel | None:
+        got = self._take_line(self._limits.max_auth_line)
+        if got is None:
+            return NEED_DATA
+        self._text_used = 0  # SASL lines have their own limit
+        self._tag = self._special_tag
+        if isinstance(got, ParseError):
+            return self._reject(got)
+        self._mode = _Mode.COMMAND
+        if got == b"*":
+            return AuthCancel()  # RFC 9051 §6.2.2: the exchange is cancelled
+        try:
+            data = base64.b64decode(got, validate=True)
+        except (binascii.Error, ValueError):
+            return self._reject(ParseError("invalid base64 in SASL response"))
+        self._may = frozenset({"challenge"})
+        return AuthResponse(data)
+
+    # ---- the shell's side -----------------------------------------------------------
+
+    def _allow(self, what: str) -> None:
+        if what not in self._may:
+            raise LocalProtocolError(f"{what} not expected now")
+        self._may = frozenset()
+
+    def send_challenge(self, data: bytes) -> bytes:
+        """``+ base64`` after AUTHENTICATE or an AuthResponse; the next line is the answer."""
+        self._allow("challenge")
+        self._mode = _Mode.AUTH
+        return b"+ " + base64.b64encode(data) + CRLF
+
+    def idle_started(self) -> bytes:
+        """Accept IDLE: returns ``+ idling``; from now on only DONE is read (RFC 2177 §3)."""
+        self._allow("idle")
+        self._mode = _Mode.IDLE
+        return continuation("idling")
+
+    def tls_started(self) -> None:
+        """The STARTTLS handshake finished: forget all plaintext read so far."""
+        self._allow("tls")
+        # RFC 9051 §6.2.1 / CVE-2011-0411: octets pipelined after STARTTLS came in
+        # plaintext and must not be run as commands under TLS.
+        self._buf.clear()
+        self._reset_command()
+        self._mode = _Mode.COMMAND
+        self._tls = True
+
+    def compression_started(self) -> bytes:
+        """COMPRESS answered OK: returns octets already buffered, which are compressed
+        data (RFC 4978 §3); the shell inflates them and feeds them back."""
+        self._allow("compress")
+        self._compressed = True
+        leftover = bytes(self._buf)
+        self._buf.clear()
+        return leftover
+
+    def authenticated(self) -> None:
+        """LOGIN/AUTHENTICATE succeeded (RFC 9051 §3.2)."""
+        if self._state is not ImapState.NOT_AUTHENTICATED:
+            raise LocalProtocolError("already authenticated")
+        self._may = frozenset()
+        self._state = ImapState.AUTHENTICATED
+
+    def selected(self, read_only: bool) -> None:
+        """SELECT/EXAMINE succeeded (RFC 9051 §3.3); a failed one should call unselected()."""
+        if self._state not in (ImapState.AUTHENTICATED, ImapState.SELECTED):
+            raise LocalProtocolError("not authenticated")
+        self._state = ImapState.SELECTED
+        self._read_only = read_only
+
+    def unselected(self) -> None:
+        """CLOSE/UNSELECT, or a failed SELECT: back to authenticated (RFC 9051 §6.3.2)."""
+        if self._state not in (ImapState.AUTHENTICATED, ImapState.SELECTED):
+            raise LocalProtocolError("not authenticated")
+        self._state = ImapState.AUTHENTICATED
+        self._read_only = False
+
+    def logout(self) -> None:
+        """After writing ``* BYE`` and the tagged OK: next_event() returns ConnectionClosed."""
+        self._state = ImapState.LOGOUT
+        self._mode = _Mode.CLOSED
+
+    def enable(self, *capabilities: str) -> tuple[str, ...]:
+        """Switch on ENABLE-able extensions; returns those newly enabled, for ``* ENABLED``."""
+        added: list[str] = []
+        for cap in capabilities:
+            for name in _ENABLEABLE.get(cap.upper(), ()):
+                if name not in self._enabled:
+                    self._enabled.add(name)
+                    added.append(name)
+        self._options = self._make_options()
+        return tuple(added)

@@ -21,6 +21,7 @@ __all__ = [
     "DnsSettings",
     "Limits",
     "LogSettings",
+    "OutboundSettings",
     "SmtpSettings",
     "TlsSettings",
     "default_listen",
@@ -30,8 +31,8 @@ __all__ = [
 ]
 
 #: Services a ``[listen]`` list can name, in start-up order.
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
-_LATER_SERVICES = ("imap", "imaps", "lmtp", "sieve")
+SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
+_LATER_SERVICES = ("lmtp", "sieve")
 
 _DEFAULT_PORTS = {
     "smtp": 2525,
@@ -39,6 +40,8 @@ _DEFAULT_PORTS = {
     "submissions": 2465,
     "pop3": 2110,
     "pop3s": 2995,
+    "imap": 2143,
+    "imaps": 2993,
 }
 
 
@@ -96,6 +99,53 @@ class LogSettings:
     file: str = ""
 
 
+# -- outbound MTA (issue 4) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """The queue runner and SMTP client (docs/config.md "[outbound]", docs/mta.md)."""
+
+    enabled: bool = True
+    port: int = 25  # port of MX hosts (tests may change it)
+    helo_name: str = ""  # "" = [server] hostname
+    tls: str = "opportunistic"  # MX delivery: "opportunistic" or "none"
+    max_connections: int = 50
+    max_per_destination: int = 10
+    max_messages_per_connection: int = 100
+    retry_initial: float = 300.0
+    retry_max: float = 3600.0
+    give_up: float = 432000.0
+    delay_warning: float = 14400.0  # 0 = no delay DSN
+    poll_interval: float = 2.0
+    connect_timeout: float = 30.0
+    greeting_timeout: float = 300.0  # RFC 5321 §4.5.3.2.1
+    command_timeout: float = 300.0  # RFC 5321 §4.5.3.2.2-3
+    data_timeout: float = 180.0  # RFC 5321 §4.5.3.2.4-5 (120 s for DATA, 180 s per block)
+    data_end_timeout: float = 600.0  # RFC 5321 §4.5.3.2.6
+    relayhost: str = ""  # smart host: "[host]:port" or "host:port"
+    relayhost_tls: str = "required"  # "required", "opportunistic" or "none"
+    relayhost_tls_verify: bool = True
+    relayhost_username: str = ""
+    relayhost_password_file: str = ""
+    transport: tuple[str, ...] = ()  # "domain next-hop", e.g. "example.net lmtp:127.0.0.1:24"
+    bounce_size_limit: int = 50000  # larger messages are returned as headers only
+
+
+def _outbound(raw: object, path: Path) -> OutboundSettings:
+    out: OutboundSettings = _section(OutboundSettings, raw, "outbound")
+    if out.tls not in ("opportunistic", "none"):
+        raise ConfigError(f"{path}: [outbound] tls must be opportunistic or none")
+    if out.relayhost_tls not in ("required", "opportunistic", "none"):
+        raise ConfigError(
+            f"{path}: [outbound] relayhost_tls must be required, opportunistic or none"
+        )
+    return out
+
+
+# -- end outbound MTA --------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
@@ -107,6 +157,7 @@ class Config:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -171,7 +222,7 @@ def load_config(data_dir: Path) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log"}
+    allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log", "outbound"}
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -204,6 +255,7 @@ def load_config(data_dir: Path) -> Config:
         smtp=_section(SmtpSettings, raw.get("smtp"), "smtp"),
         dns=_section(DnsSettings, raw.get("dns"), "dns"),
         log=log,
+        outbound=_outbound(raw.get("outbound"), path),
     )
 
 

@@ -76,6 +76,8 @@ def _print_where(server: MailServer) -> None:
         "submissions": "Submission (implicit TLS + AUTH)",
         "pop3": "POP3 (STLS)",
         "pop3s": "POP3 (implicit TLS)",
+        "imap": "IMAP (STARTTLS)",
+        "imaps": "IMAP (implicit TLS)",
     }
     print(f"correo is running for {server.config.hostname}; connect to:", flush=False)
     for service, addresses in server.bound.items():

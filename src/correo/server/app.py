@@ -18,9 +18,12 @@ from typing import Protocol
 
 from correo.config import Config
 from correo.directory import Directory
+from correo.dns import DnsPythonResolver
 from correo.log import Logger, get_logger
+from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection
 from correo.server.context import ServerContext
+from correo.server.imap.session import ImapSession
 from correo.server.pop3_session import Pop3Session
 from correo.server.smtp_session import SmtpSession
 from correo.server.throttle import AuthThrottle, ThrottlePolicy
@@ -36,6 +39,8 @@ _SERVICES: dict[str, tuple[str, bool]] = {
     "submissions": ("smtp", True),
     "pop3": ("pop3", False),
     "pop3s": ("pop3", True),
+    "imap": ("imap", False),
+    "imaps": ("imap", True),
 }
 
 
@@ -66,6 +71,7 @@ class MailServer:
         self._live: dict[asyncio.Task[None], _Live] = {}
         self._per_ip: Counter[str] = Counter()
         self.bound: dict[str, list[tuple[str, int]]] = {}
+        self.runner: QueueRunner | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -108,6 +114,12 @@ class MailServer:
                 for sock in server.sockets:
                     name = sock.getsockname()
                     self.bound.setdefault(service, []).append((str(name[0]), int(name[1])))
+        if config.outbound.enabled:  # the outbound MTA (correo.queue.runner)
+            resolver = DnsPythonResolver(config.dns.nameservers)
+            self.runner = QueueRunner(
+                config, self.store, self.directory, self.log, resolver, wakeup=self.ctx.queue_wakeup
+            )
+            self.runner.start()
         self.log.info(
             "server.ready",
             hostname=config.hostname,
@@ -128,6 +140,8 @@ class MailServer:
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
                 if protocol == "smtp":
                     conn.write(b"421 4.7.0 Too many connections, try again later\r\n")
+                elif protocol == "imap":
+                    conn.write(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
                 else:
                     conn.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
                 await conn.close()
@@ -135,6 +149,8 @@ class MailServer:
             session: _Session
             if protocol == "smtp":
                 session = SmtpSession(self.ctx, conn, service)
+            elif protocol == "imap":
+                session = ImapSession(self.ctx, conn)
             else:
                 session = Pop3Session(self.ctx, conn)
             task = asyncio.current_task()
@@ -160,6 +176,8 @@ class MailServer:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
+        if self.runner is not None:
+            await self.runner.stop()
         self.log.info("server.stopping", sessions=len(self._live))
         for server in self._servers:
             server.close()

@@ -1,0 +1,1 @@
+"""The IMAP server shell: session, selected-mailbox view, FETCH, LIST."""

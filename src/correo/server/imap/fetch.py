@@ -1,0 +1,196 @@
+"""FETCH: turn fetch items into response bytes (RFC 9051 §6.4.5, §7.5.2; RFC 3516).
+
+Metadata comes from the session's view, structure from the facts stored at delivery;
+only body sections read message bytes, and only the byte range they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from correo.delivery.facts import facts_from_bytes, load_tree
+from correo.imap.commands import FetchAtt
+from correo.imap.responses import format_internal_date
+from correo.message.imapfmt import TransferDecoder, header_fields, section
+from correo.message.imapfmt import _resolve as resolve_part
+from correo.message.structure import Part
+from correo.server.imap.view import MailboxView
+from correo.store.api import MailStore, MessageFacts, StoreError
+
+__all__ = ["FetchPlan", "render_message"]
+
+_STRUCTURE_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE"})
+
+
+@dataclass
+class FetchPlan:
+    """What a FETCH needs beyond the view: computed once per command."""
+
+    items: tuple[FetchAtt, ...]
+    uid_command: bool
+    condstore: bool
+    needs_facts: bool = False
+    sets_seen: bool = False
+    names: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(cls, items: Sequence[FetchAtt], *, uid_command: bool, condstore: bool) -> FetchPlan:
+        names = frozenset(i.name for i in items)
+        needs = bool(names & _STRUCTURE_ITEMS) or any(
+            i.section is not None
+            or i.name in ("BODY", "BINARY", "BINARY.SIZE", "RFC822.HEADER", "RFC822.TEXT")
+            for i in items
+        )
+        plan = cls(
+            tuple(items),
+            uid_command,
+            condstore,
+            needs_facts=needs,
+            sets_seen=any(i.sets_seen for i in items),
+            names=names,
+        )
+        return plan
+
+
+async def ensure_facts(
+    store: MailStore, view: MailboxView, uids: Sequence[int]
+) -> dict[int, MessageFacts]:
+    """Stored facts, computing (and saving) them for messages stored without."""
+    facts = await store.fetch_facts(view.account, view.name, uids)
+    for uid in uids:
+        if uid in facts:
+            continue
+        try:
+            data = await read_range(store, view, uid, 0, None)
+        except StoreError:
+            continue
+        computed = facts_from_bytes(data)
+        facts[uid] = computed
+        await store.save_facts(view.account, view.name, uid, computed)
+    return facts
+
+
+async def read_range(
+    store: MailStore, view: MailboxView, uid: int, start: int, end: int | None
+) -> bytes:
+    chunks = [c async for c in store.read_message(view.account, view.name, uid, 65536, start, end)]
+    return b"".join(chunks)
+
+
+def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
+    if partial is None:
+        return data
+    origin, count = partial
+    return data[origin : origin + count]
+
+
+def _literal(data: bytes, binary: bool = False) -> bytes:
+    # RFC 3516 §4.3: literal8 only when the decoded data holds NUL
+    lead = b"~{" if binary and b"\x00" in data else b"{"
+    return lead + b"%d}\r\n" % len(data) + data
+
+
+async def _section_bytes(
+    store: MailStore, view: MailboxView, uid: int, tree: Part, att: FetchAtt
+) -> bytes | None:
+    sec = att.section
+    assert sec is not None
+    spec_parts = ".".join(map(str, sec.part))
+    text = sec.text or ""
+    spec = f"{spec_parts}.{text}" if spec_parts and text else spec_parts or text
+    base = spec
+    if text.startswith("HEADER.FIELDS"):
+        base = f"{spec_parts}.HEADER" if spec_parts else "HEADER"
+    rng = section(tree, base)
+    if rng is None:
+        return None
+    data = await read_range(store, view, uid, rng[0], rng[1])
+    if text.startswith("HEADER.FIELDS"):
+        data = header_fields(data, sec.fields, text.endswith(".NOT"))
+    return data
+
+
+async def _binary_bytes(
+    store: MailStore, view: MailboxView, uid: int, tree: Part, att: FetchAtt
+) -> bytes | None:
+    """BINARY[part]: the part's content with its transfer encoding undone (RFC 3516)."""
+    sec = att.section
+    assert sec is not None
+    if not sec.part:
+        return await read_range(store, view, uid, tree.header_start, tree.body_end)
+    found = resolve_part(tree, list(sec.part))
+    if found is None:
+        return None
+    part, _ = found
+    if part.is_multipart:
+        return None
+    raw = await read_range(store, view, uid, part.header_end, part.body_end)
+    decoder = TransferDecoder(part.encoding)
+    return decoder.feed(raw) + decoder.finish()
+
+
+async def render_message(
+    store: MailStore,
+    view: MailboxView,
+    uid: int,
+    plan: FetchPlan,
+    facts: MessageFacts | None,
+) -> AsyncIterator[bytes]:
+    """Yield the pieces of one ``* n FETCH (...)`` response."""
+    info = view.info[uid]
+    seq = view.seq(uid)
+    tree: Part | None = load_tree(facts) if facts is not None else None
+    parts: list[bytes] = []
+    if plan.uid_command and "UID" not in plan.names:
+        parts.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
+    for att in plan.items:
+        name = att.name
+        if name == "UID":
+            parts.append(b"UID %d" % uid)
+        elif name == "FLAGS":
+            parts.append(b"FLAGS " + view.flag_list(uid))
+        elif name == "INTERNALDATE":
+            parts.append(b"INTERNALDATE " + format_internal_date(info.internal_date))
+        elif name == "RFC822.SIZE":
+            parts.append(b"RFC822.SIZE %d" % info.size)
+        elif name == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % info.modseq)
+        elif name == "ENVELOPE" and facts is not None:
+            parts.append(b"ENVELOPE (" + facts.envelope + b")")
+        elif name == "BODYSTRUCTURE" and facts is not None:
+            parts.append(b"BODYSTRUCTURE (" + facts.bodystructure + b")")
+        elif name == "BODY" and att.section is None and facts is not None:
+            parts.append(b"BODY (" + facts.body + b")")
+        elif name == "RFC822":
+            data = await read_range(store, view, uid, 0, None)
+            parts.append(b"RFC822 " + _literal(data))
+        elif name == "RFC822.HEADER" and tree is not None:
+            data = await read_range(store, view, uid, tree.header_start, tree.header_end)
+            parts.append(b"RFC822.HEADER " + _literal(data))
+        elif name == "RFC822.TEXT" and tree is not None:
+            data = await read_range(store, view, uid, tree.header_end, tree.body_end)
+            parts.append(b"RFC822.TEXT " + _literal(data))
+        elif name == "BODY" and att.section is not None and tree is not None:
+            body = await _section_bytes(store, view, uid, tree, att)
+            label = att.response_name()
+            if body is None:
+                parts.append(label + b' ""')  # RFC 9051 §6.4.5: a missing section is empty
+            else:
+                parts.append(label + b" " + _literal(_partial(body, att.partial)))
+        elif name in ("BINARY", "BINARY.SIZE") and att.section is not None and tree is not None:
+            body = await _binary_bytes(store, view, uid, tree, att)
+            if body is None:
+                body = b""
+            if name == "BINARY.SIZE":
+                parts.append(
+                    b"BINARY.SIZE[%s] %d"
+                    % (".".join(map(str, att.section.part)).encode(), len(body))
+                )
+            else:
+                parts.append(
+                    att.response_name() + b" " + _literal(_partial(body, att.partial), True)
+                )
+    if plan.condstore and "MODSEQ" not in plan.names:
+        parts.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
+    yield b"* %d FETCH (" % (seq or 0) + b" ".join(parts) + b")\r\n"

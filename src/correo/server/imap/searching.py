@@ -1,0 +1,160 @@
+"""SEARCH and SORT execution: the store-backed message view the pure evaluator asks.
+
+Each message loads only what the program needs: flags and sizes are in the session's
+view already; header keys read the header section; BODY/TEXT read and decode the text
+parts (RFC 9051 §6.4.4: case-insensitive substring of the decoded text).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+
+from correo.delivery.facts import load_tree
+from correo.imap.search import (
+    And,
+    BodyKey,
+    DateKey,
+    HeaderKey,
+    Not,
+    Or,
+    SearchKey,
+    TextKey,
+    compile_program,
+)
+from correo.message.encoded import decode_header
+from correo.message.headers import parse_fields
+from correo.message.imapfmt import TransferDecoder
+from correo.message.structure import Part
+from correo.message.text import html_to_text
+from correo.server.imap.fetch import ensure_facts, read_range
+from correo.server.imap.view import MailboxView
+from correo.store.api import MailStore, MessageFacts
+
+__all__ = ["run_search"]
+
+
+def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
+    """(headers, body, sent date) the program needs."""
+    match key:
+        case HeaderKey():
+            return True, False, False
+        case BodyKey():
+            return False, True, False
+        case TextKey():
+            return True, True, False
+        case DateKey(sent=sent):
+            return False, False, sent
+        case Not(inner):
+            return _needs(inner)
+        case Or(left, right):
+            a, b = _needs(left), _needs(right)
+            return a[0] or b[0], a[1] or b[1], a[2] or b[2]
+        case And(keys):
+            result = (False, False, False)
+            for k in keys:
+                n = _needs(k)
+                result = (result[0] or n[0], result[1] or n[1], result[2] or n[2])
+            return result
+    return False, False, False
+
+
+def _text_of(data: bytes, part: Part) -> list[str]:
+    """Decoded text of every text/* part (HTML as text)."""
+    out: list[str] = []
+    for p in part.walk():
+        if p.is_multipart or p.type.lower() != "text":
+            continue
+        decoder = TransferDecoder(p.encoding)
+        raw = decoder.feed(data[p.header_end : p.body_end]) + decoder.finish()
+        charset = (p.param("charset") or "utf-8").strip().lower()
+        try:
+            text = raw.decode(charset, "replace")
+        except LookupError:
+            text = raw.decode("utf-8", "replace")
+        out.append(html_to_text(text) if p.subtype.lower() == "html" else text)
+    return out
+
+
+class _Subject:
+    """One message as the evaluator sees it."""
+
+    __slots__ = ("_body", "_headers", "info", "sent_date", "seq")
+
+    def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
+        self.info = view.info[uid]
+        self.seq = seq
+        self.sent_date = dt.datetime.fromtimestamp(sent, dt.UTC) if sent is not None else None
+        self._headers: dict[str, list[str]] = {}
+        self._body: str = ""
+
+    @property
+    def uid(self) -> int:
+        return self.info.uid
+
+    @property
+    def flags(self) -> AbstractSet[str]:
+        return frozenset(self.info.flags)
+
+    @property
+    def internal_date(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.info.internal_date, dt.UTC)
+
+    @property
+    def size(self) -> int:
+        return self.info.size
+
+    @property
+    def modseq(self) -> int:
+        return self.info.modseq
+
+    def header(self, name: str) -> Sequence[str]:
+        return self._headers.get(name.lower(), [])
+
+    def body_contains(self, needle: str) -> bool:
+        return needle.casefold() in self._body
+
+    def text_contains(self, needle: str) -> bool:
+        folded = needle.casefold()
+        if folded in self._body:
+            return True
+        return any(folded in v.casefold() for vs in self._headers.values() for v in vs)
+
+
+async def run_search(
+    store: MailStore,
+    view: MailboxView,
+    program: SearchKey,
+    *,
+    candidates: Sequence[int] | None = None,
+) -> list[int]:
+    """UIDs (ascending) of the messages matching ``program``."""
+    headers, body, sent = _needs(program)
+    uids = list(candidates) if candidates is not None else list(view.uids)
+    matcher = compile_program(
+        program, max_seq=view.exists, max_uid=view.max_uid(), saved=frozenset(view.saved)
+    )
+    facts: dict[int, MessageFacts] = {}
+    if headers or body or sent:
+        facts = await ensure_facts(store, view, uids)
+    matched: list[int] = []
+    for uid in uids:
+        seq = view.seq(uid)
+        if seq is None:
+            continue
+        f = facts.get(uid)
+        subject = _Subject(view, uid, seq, f.sent_date if f is not None else None)
+        if (headers or body) and f is not None:
+            tree = load_tree(f)
+            if body:
+                data = await read_range(store, view, uid, 0, None)
+                subject._body = "\n".join(_text_of(data, tree)).casefold()
+                raw_header = data[tree.header_start : tree.header_end]
+            else:
+                raw_header = await read_range(store, view, uid, tree.header_start, tree.header_end)
+            for name, value in parse_fields(raw_header):
+                subject._headers.setdefault(name, []).append(decode_header(value))
+        if matcher(subject):
+            matched.append(uid)
+    return matched

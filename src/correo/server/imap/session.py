@@ -1,0 +1,961 @@
+"""The asyncio shell around :mod:`correo.imap`: one instance per IMAP connection.
+
+The sans-I/O core frames and parses commands and enforces the state table; this
+module runs each command against the store and the session's view of its selected
+mailbox (:mod:`correo.server.imap.view`), and writes the responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from correo.delivery.facts import FactsBuilder
+from correo.imap import commands as c
+from correo.imap.reader import ImapLimits
+from correo.imap.responses import (
+    esearch,
+    list_response,
+    mailbox_name,
+    search_response,
+    status_response,
+    tagged,
+    untagged,
+)
+from correo.imap.server import (
+    NEED_DATA,
+    PAUSED,
+    AppendAborted,
+    AppendChunk,
+    AppendDone,
+    AppendEnd,
+    AppendStart,
+    AuthCancel,
+    AuthResponse,
+    CommandEvent,
+    ConnectionClosed,
+    IdleDone,
+    ImapConnection,
+    Respond,
+)
+from correo.imap.states import ImapState
+from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
+from correo.server.auth import check_password
+from correo.server.connection import Connection
+from correo.server.context import ServerContext, new_session_id
+from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message
+from correo.server.imap.names import (
+    DELIMITER,
+    SPECIAL_USE,
+    MailboxNameError,
+    check_name,
+    matcher,
+    normalize,
+)
+from correo.server.imap.ordering import sort_uids, thread_uids
+from correo.server.imap.searching import run_search
+from correo.server.imap.view import MailboxView, format_uids
+from correo.store.api import INBOX, Envelope, MailboxError, Spool, StoreError
+
+__all__ = ["ImapSession"]
+
+_BASE_CAPS = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ENABLE", "ID", "IDLE")
+_AUTH_CAPS = (
+    "NAMESPACE",
+    "UIDPLUS",
+    "MOVE",
+    "UNSELECT",
+    "CHILDREN",
+    "SPECIAL-USE",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "ESEARCH",
+    "SEARCHRES",
+    "CONDSTORE",
+    "QRESYNC",
+    "BINARY",
+    "MULTIAPPEND",
+    "UTF8=ACCEPT",
+    "STATUS=SIZE",
+    "SORT",
+    "THREAD=REFERENCES",
+    "THREAD=ORDEREDSUBJECT",
+    "COMPRESS=DEFLATE",
+)
+_SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+_IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are pushed)
+
+Handler = Callable[[str, Any], Awaitable[None]]
+
+
+class _Deflate:
+    """COMPRESS=DEFLATE (RFC 4978): raw deflate both ways, flushed per write."""
+
+    def __init__(self) -> None:
+        self.inflater = zlib.decompressobj(-15)
+        self.deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+
+    def inflate(self, data: bytes) -> bytes:
+        out = self.inflater.decompress(data, 1 << 20)
+        while self.inflater.unconsumed_tail:
+            out += self.inflater.decompress(self.inflater.unconsumed_tail, 1 << 20)
+        return out
+
+    def deflate(self, data: bytes) -> bytes:
+        return self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
+
+
+class _Append:
+    """One message of an APPEND command being received."""
+
+    __slots__ = ("date", "facts", "flags", "mailbox", "spool")
+
+    def __init__(self, mailbox: str, flags: tuple[str, ...], date: float | None, spool: Spool):
+        self.mailbox = mailbox
+        self.flags = flags
+        self.date = date
+        self.spool = spool
+        self.facts = FactsBuilder()
+
+
+class ImapSession:
+    def __init__(self, ctx: ServerContext, conn: Connection) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.id = new_session_id()
+        limits = ctx.config.limits
+        self.core = ImapConnection(
+            ImapLimits(
+                max_append=limits.message_size or 1 << 40,
+                max_bad_commands=limits.bad_commands,
+                max_auth_line=limits.auth_line,
+                allow_plaintext_auth=ctx.config.auth.allow_plaintext,
+            ),
+            tls_active=conn.tls_active,
+        )
+        self.user: str | None = None
+        self.view: MailboxView | None = None
+        self.mechanism: Mechanism | None = None
+        self.auth_tag = ""
+        self.appends: list[_Append] = []
+        self.append_failed: str | None = None
+        self.deflate: _Deflate | None = None
+        self.closing = False
+        self.shutdown_requested = False
+        self.busy = False
+        self.handlers: dict[type, Handler] = {
+            c.Capability: self.cmd_capability,
+            c.Noop: self.cmd_noop,
+            c.Check: self.cmd_noop,
+            c.Logout: self.cmd_logout,
+            c.StartTLS: self.cmd_starttls,
+            c.Authenticate: self.cmd_authenticate,
+            c.Login: self.cmd_login,
+            c.Enable: self.cmd_enable,
+            c.Select: self.cmd_select,
+            c.Examine: self.cmd_select,
+            c.Create: self.cmd_create,
+            c.Delete: self.cmd_delete,
+            c.Rename: self.cmd_rename,
+            c.Subscribe: self.cmd_subscribe,
+            c.Unsubscribe: self.cmd_subscribe,
+            c.List: self.cmd_list,
+            c.Lsub: self.cmd_lsub,
+            c.Namespace: self.cmd_namespace,
+            c.Status: self.cmd_status,
+            c.Idle: self.cmd_idle,
+            c.Close: self.cmd_close,
+            c.Unselect: self.cmd_close,
+            c.Expunge: self.cmd_expunge,
+            c.UidExpunge: self.cmd_expunge,
+            c.Search: self.cmd_search,
+            c.Sort: self.cmd_sort,
+            c.Thread: self.cmd_thread,
+            c.Fetch: self.cmd_fetch,
+            c.Store: self.cmd_store,
+            c.Copy: self.cmd_copy,
+            c.Move: self.cmd_copy,
+            c.Id: self.cmd_id,
+            c.Compress: self.cmd_compress,
+            c.GetQuota: self.cmd_quota,
+            c.GetQuotaRoot: self.cmd_quota,
+        }
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.busy or bool(self.appends)
+
+    def write(self, data: bytes) -> None:
+        self.conn.write(self.deflate.deflate(data) if self.deflate is not None else data)
+
+    def capabilities(self) -> tuple[str, ...]:
+        caps = list(_BASE_CAPS)
+        if self.core.state is ImapState.NOT_AUTHENTICATED:
+            if not self.conn.tls_active and self.ctx.tls is not None:
+                caps.append("STARTTLS")
+            if self.conn.tls_active or self.ctx.config.auth.allow_plaintext:
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+            return tuple(caps)
+        size = self.ctx.config.limits.message_size
+        caps += _AUTH_CAPS
+        if size:
+            caps.append(f"APPENDLIMIT={size}")
+        if self.deflate is not None:
+            caps.remove("COMPRESS=DEFLATE")
+        return tuple(caps)
+
+    async def run(self) -> None:
+        log = self.ctx.log
+        log.info("imap.connect", session=self.id, peer=self.conn.peer)
+        started = time.monotonic()
+        try:
+            self.write(self.core.greeting(self.capabilities(), "correo IMAP4rev2 server ready"))
+            await self.conn.flush()
+            await self._loop()
+        except asyncio.CancelledError:
+            self.write(untagged("BYE", "Server shutting down"))
+            raise
+        finally:
+            for append in self.appends:
+                append.spool.discard()
+            await self.conn.flush()
+            await self.conn.close()
+            log.info(
+                "imap.disconnect",
+                session=self.id,
+                peer=self.conn.peer,
+                user=self.user,
+                seconds=time.monotonic() - started,
+            )
+
+    async def _read(self, timeout: float) -> bytes:
+        data = await self.conn.read(timeout)
+        if data and self.deflate is not None:
+            data = self.deflate.inflate(data)
+        return data
+
+    async def _loop(self) -> None:
+        # RFC 9051 §5.4: at least 30 minutes of inactivity before an autologout.
+        timeout = max(self.ctx.config.limits.command_timeout, 1800.0)
+        if self.user is None:
+            timeout = self.ctx.config.limits.command_timeout
+        while not self.closing and not self.conn.closed:
+            try:
+                data = await self._read(timeout)
+            except TimeoutError:
+                self.write(untagged("BYE", "Autologout; idle for too long"))
+                return
+            self.core.receive_data(data)
+            await self._drain()
+            await self.conn.flush()
+            if self.shutdown_requested and not self.in_transaction:
+                self.write(untagged("BYE", "Server shutting down"))
+                return
+
+    async def _drain(self) -> None:
+        while not self.closing:
+            event = self.core.next_event()
+            if event is NEED_DATA or event is PAUSED:
+                return
+            await self._event(event)
+
+    async def _event(self, event: object) -> None:
+        match event:
+            case Respond(data=data):
+                self.write(data)
+            case CommandEvent(tag=tag, command=command):
+                handler = self.handlers.get(type(command))
+                if handler is None:
+                    self.write(tagged(tag, "BAD", "Command not supported", "CLIENTBUG"))
+                    return
+                started = time.monotonic()
+                self.busy = True
+                try:
+                    await handler(tag, command)
+                except MailboxError as exc:
+                    self.write(tagged(tag, "NO", str(exc), exc.code))
+                except StoreError as exc:
+                    self.ctx.log.error("imap.store_failed", session=self.id, error=str(exc))
+                    self.write(tagged(tag, "NO", "Temporary server failure", "UNAVAILABLE"))
+                finally:
+                    self.busy = False
+                if self.ctx.log.enabled("debug"):
+                    self.ctx.log.debug(
+                        "imap.command",
+                        session=self.id,
+                        command=type(command).__name__,
+                        ms=round((time.monotonic() - started) * 1000, 2),
+                    )
+            case AppendStart():
+                await self._append_start(event)
+            case AppendChunk(data=data):
+                if self.appends:
+                    self.appends[-1].spool.write(data)
+                    self.appends[-1].facts.feed(data)
+            case AppendEnd():
+                pass
+            case AppendDone(tag=tag):
+                await self._append_done(tag)
+            case AppendAborted(data=data):
+                self._drop_appends()
+                self.write(data)
+            case AuthResponse(data=data):
+                if self.mechanism is not None:
+                    await self._sasl(self.mechanism.step(data))
+            case AuthCancel():
+                self.mechanism = None
+                self.write(tagged(self.auth_tag, "BAD", "Authentication cancelled"))
+            case IdleDone(tag=tag, error=error):
+                self.write(error if error is not None else tagged(tag, "OK", "IDLE terminated"))
+            case ConnectionClosed():
+                self.closing = True
+            case _:
+                raise AssertionError(f"unhandled IMAP event {event!r}")
+
+    async def _updates(self, *, allow_expunge: bool = True) -> None:
+        """Untagged EXISTS/EXPUNGE/FETCH for changes made elsewhere (RFC 9051 §7)."""
+        view = self.view
+        if view is None:
+            return
+        changes = await self.ctx.store.changes_since(view.account, view.name, view.highestmodseq)
+        if changes.messages or changes.expunged or view.pending_expunge:
+            for line in view.catch_up(
+                changes,
+                allow_expunge=allow_expunge,
+                qresync=self.core.qresync,
+                condstore=self.core.condstore,
+            ):
+                self.write(line)
+        view.highestmodseq = max(view.highestmodseq, changes.highestmodseq)
+
+    # -- any state ------------------------------------------------------------------
+
+    async def cmd_capability(self, tag: str, cmd: c.Capability) -> None:
+        self.write(b"* CAPABILITY " + " ".join(self.capabilities()).encode() + b"\r\n")
+        self.write(tagged(tag, "OK", "CAPABILITY completed"))
+
+    async def cmd_noop(self, tag: str, cmd: object) -> None:
+        await self._updates()
+        self.write(tagged(tag, "OK", "NOOP completed"))
+
+    async def cmd_logout(self, tag: str, cmd: c.Logout) -> None:
+        self.write(untagged("BYE", "correo IMAP server logging out"))
+        self.write(tagged(tag, "OK", "LOGOUT completed"))
+        self.core.logout()
+        self.closing = True
+
+    async def cmd_id(self, tag: str, cmd: c.Id) -> None:
+        self.write(b'* ID ("name" "correo" "vendor" "correo")\r\n')  # RFC 2971 §3.3
+        self.write(tagged(tag, "OK", "ID completed"))
+
+    async def cmd_starttls(self, tag: str, cmd: c.StartTLS) -> None:
+        if self.ctx.tls is None:
+            self.write(tagged(tag, "NO", "TLS not available"))
+            self.core.tls_started()  # nothing to discard; resume reading commands
+            return
+        self.write(tagged(tag, "OK", "Begin TLS negotiation now"))
+        try:
+            await self.conn.start_tls(self.ctx.tls)
+        except (OSError, TimeoutError) as exc:
+            self.ctx.log.info("imap.tls_failed", session=self.id, error=str(exc))
+            self.closing = True
+            self.conn.closed = True
+            return
+        self.core.tls_started()
+
+    # -- authentication -------------------------------------------------------------
+
+    async def _login(self, tag: str, user: str, password: str) -> None:
+        outcome = await check_password(
+            self.ctx, session=self.id, peer_ip=self.conn.peer_ip, user=user, password=password
+        )
+        if outcome.locked:
+            self.write(tagged(tag, "NO", "Too many failed logins; try again later", "UNAVAILABLE"))
+            return
+        if outcome.account is None:
+            self.write(tagged(tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED"))
+            return
+        self.user = outcome.account
+        self.core.authenticated()
+        await self._ensure_special_use()
+        caps = "CAPABILITY " + " ".join(self.capabilities())
+        self.write(tagged(tag, "OK", "Logged in", caps))
+
+    async def _ensure_special_use(self) -> None:
+        assert self.user is not None
+        existing = {m.name for m in await self.ctx.store.list_mailboxes(self.user)}
+        if INBOX not in existing:
+            await self.ctx.store.create_account(self.user)
+        for name, use in SPECIAL_USE.items():
+            if name not in existing:
+                try:
+                    await self.ctx.store.create_mailbox(self.user, name, use)
+                except MailboxError:
+                    pass  # created concurrently by another session
+
+    async def cmd_login(self, tag: str, cmd: c.Login) -> None:
+        await self._login(tag, cmd.username, cmd.password)
+
+    async def cmd_authenticate(self, tag: str, cmd: c.Authenticate) -> None:
+        mechanism = server_mechanism(cmd.mechanism)
+        if mechanism is None:
+            self.write(tagged(tag, "NO", "Unsupported authentication mechanism", "CANNOT"))
+            return
+        self.mechanism = mechanism
+        self.auth_tag = tag
+        await self._sasl(mechanism.start(cmd.initial))
+
+    async def _sasl(self, step: Challenge | Credentials | Failed) -> None:
+        tag = self.auth_tag
+        if isinstance(step, Challenge):
+            self.write(self.core.send_challenge(step.data))
+            return
+        self.mechanism = None
+        if isinstance(step, Failed):
+            self.write(tagged(tag, "NO", "Malformed authentication data", "AUTHENTICATIONFAILED"))
+            return
+        if step.authzid not in ("", step.authcid):
+            self.write(tagged(tag, "NO", "Authorization identity refused", "AUTHORIZATIONFAILED"))
+            return
+        await self._login(tag, step.authcid, step.password)
+
+    async def cmd_enable(self, tag: str, cmd: c.Enable) -> None:
+        added = self.core.enable(*cmd.capabilities)
+        if added:
+            self.write(b"* ENABLED " + " ".join(added).encode() + b"\r\n")
+        self.write(tagged(tag, "OK", "ENABLE completed"))
+
+    async def cmd_compress(self, tag: str, cmd: c.Compress) -> None:
+        self.write(tagged(tag, "OK", "DEFLATE active"))
+        await self.conn.flush()
+        leftover = self.core.compression_started()
+        self.deflate = _Deflate()
+        if leftover:
+            self.core.receive_data(self.deflate.inflate(leftover))
+
+    async def cmd_quota(self, tag: str, cmd: object) -> None:
+        self.write(tagged(tag, "NO", "No quotas on this server", "NONEXISTENT"))
+
+    # -- mailboxes ------------------------------------------------------------------
+
+    def _name(self, tag: str, raw: str) -> str | None:
+        try:
+            return check_name(raw)
+        except MailboxNameError as exc:
+            self.write(tagged(tag, "NO", str(exc), "CANNOT"))
+            return None
+
+    async def cmd_select(self, tag: str, cmd: c.Select | c.Examine) -> None:
+        assert self.user is not None
+        read_only = isinstance(cmd, c.Examine)
+        if self.view is not None:
+            self.view = None
+            self.core.unselected()
+            self.write(untagged("OK", "Previous mailbox closed", "CLOSED"))  # RFC 7162 §3.2.11
+        name = normalize(cmd.mailbox)
+        store = self.ctx.store
+        try:
+            status = await store.mailbox_status(self.user, name)
+        except MailboxError:
+            self.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+            return
+        first_recent = status.uidnext if read_only else await store.take_recent(self.user, name)
+        messages = await store.list_messages(self.user, name)
+        view = MailboxView(
+            self.user,
+            name,
+            read_only=read_only,
+            uidvalidity=status.uidvalidity,
+            uidnext=status.uidnext,
+            highestmodseq=status.highestmodseq,
+            messages=messages,
+            first_recent=first_recent,
+        )
+        view.rev2 = self.core.rev2
+        if cmd.condstore or cmd.qresync is not None:
+            self.core.enable("CONDSTORE")
+        self.view = view
+        self.core.selected(read_only)
+        self.write(f"* FLAGS ({_SYSTEM_FLAGS})\r\n".encode())
+        self.write(b"* %d EXISTS\r\n" % view.exists)
+        if not self.core.rev2:
+            self.write(b"* %d RECENT\r\n" % view.recent)
+        self.write(untagged("OK", "Flags permitted", f"PERMANENTFLAGS ({_SYSTEM_FLAGS} \\*)"))
+        self.write(untagged("OK", "UIDs valid", f"UIDVALIDITY {view.uidvalidity}"))
+        self.write(untagged("OK", "Predicted next UID", f"UIDNEXT {view.uidnext}"))
+        self.write(untagged("OK", "Highest", f"HIGHESTMODSEQ {view.highestmodseq}"))
+        if self.core.rev2:
+            self.write(list_response([], DELIMITER, name, True))  # RFC 9051 §6.3.2
+        if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
+            await self._qresync(cmd.qresync)
+        code = "READ-ONLY" if read_only else "READ-WRITE"
+        self.write(
+            tagged(tag, "OK", "SELECT completed" if not read_only else "EXAMINE completed", code)
+        )
+
+    async def _qresync(self, q: c.Qresync) -> None:
+        """RFC 7162 §3.2.5: what changed since the client's MODSEQ."""
+        view = self.view
+        assert view is not None
+        changes = await self.ctx.store.changes_since(view.account, view.name, q.modseq)
+        gone = list(changes.expunged)
+        if q.known_uids is not None:
+            known = q.known_uids.resolve(max(view.max_uid(), max(gone, default=0)))
+            gone = [u for u in gone if any(lo <= u <= hi for lo, hi in known)]
+        if gone:
+            self.write(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
+        for m in changes.messages:
+            seq = view.seq(m.uid)
+            if seq is not None:
+                self.write(
+                    b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                    % (seq, m.uid, view.flag_list(m.uid), m.modseq)
+                )
+
+    async def cmd_create(self, tag: str, cmd: c.Create) -> None:
+        assert self.user is not None
+        name = self._name(tag, cmd.mailbox.rstrip(DELIMITER))
+        if name is None:
+            return
+        if name == INBOX:
+            self.write(tagged(tag, "NO", "INBOX always exists", "ALREADYEXISTS"))
+            return
+        use = cmd.special_use[0] if cmd.special_use else None
+        await self.ctx.store.create_mailbox(self.user, name, use)
+        self.write(tagged(tag, "OK", "CREATE completed"))
+
+    async def cmd_delete(self, tag: str, cmd: c.Delete) -> None:
+        assert self.user is not None
+        name = normalize(cmd.mailbox)
+        if self.view is not None and self.view.name == name:
+            self.view = None
+            self.core.unselected()
+        await self.ctx.store.delete_mailbox(self.user, name)
+        self.write(tagged(tag, "OK", "DELETE completed"))
+
+    async def cmd_rename(self, tag: str, cmd: c.Rename) -> None:
+        assert self.user is not None
+        new = self._name(tag, cmd.new_name)
+        if new is None:
+            return
+        if new == INBOX:
+            self.write(tagged(tag, "NO", "INBOX already exists", "ALREADYEXISTS"))
+            return
+        await self.ctx.store.rename_mailbox(self.user, normalize(cmd.mailbox), new)
+        self.write(tagged(tag, "OK", "RENAME completed"))
+
+    async def cmd_subscribe(self, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> None:
+        assert self.user is not None
+        subscribed = isinstance(cmd, c.Subscribe)
+        await self.ctx.store.set_subscribed(self.user, normalize(cmd.mailbox), subscribed)
+        self.write(
+            tagged(tag, "OK", "SUBSCRIBE completed" if subscribed else "UNSUBSCRIBE completed")
+        )
+
+    async def cmd_namespace(self, tag: str, cmd: c.Namespace) -> None:
+        self.write(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+        self.write(tagged(tag, "OK", "NAMESPACE completed"))
+
+    async def cmd_list(self, tag: str, cmd: c.List) -> None:
+        assert self.user is not None
+        utf8 = self.core.utf8
+        if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
+            # RFC 9051 §6.3.9: the hierarchy delimiter and root
+            self.write(b'* LIST (\\Noselect) "/" ""\r\n')
+            self.write(tagged(tag, "OK", "LIST completed"))
+            return
+        boxes = await self.ctx.store.list_mailboxes(self.user)
+        names = {b.name for b in boxes}
+        by_name = {b.name: b for b in boxes}
+        patterns = [matcher(cmd.reference, p) for p in cmd.patterns]
+        selection, options = cmd.selection, cmd.return_options
+        want_subscribed = "SUBSCRIBED" in selection
+        want_special = "SPECIAL-USE" in selection
+        for box in boxes:
+            if not any(p.match(box.name) for p in patterns):
+                continue
+            if want_subscribed and not box.subscribed:
+                continue
+            if want_special and not box.special_use:
+                continue
+            flags = []
+            has_children = any(n.startswith(box.name + DELIMITER) for n in names)
+            flags.append("\\HasChildren" if has_children else "\\HasNoChildren")
+            if box.special_use and (not cmd.extended or "SPECIAL-USE" in options or want_special):
+                flags.append(box.special_use)
+            if box.subscribed and ("SUBSCRIBED" in options or want_subscribed):
+                flags.append("\\Subscribed")
+            self.write(list_response(flags, DELIMITER, box.name, utf8))
+            if "STATUS" in options and cmd.status_items:  # RFC 5819
+                await self._status_line(box.name, cmd.status_items)
+        del by_name
+        self.write(tagged(tag, "OK", "LIST completed"))
+
+    async def cmd_lsub(self, tag: str, cmd: c.Lsub) -> None:
+        assert self.user is not None
+        pattern = matcher(cmd.reference, cmd.pattern)
+        for box in await self.ctx.store.list_mailboxes(self.user):
+            if box.subscribed and pattern.match(box.name):
+                self.write(list_response([], DELIMITER, box.name, self.core.utf8, kind="LSUB"))
+        self.write(tagged(tag, "OK", "LSUB completed"))
+
+    async def _status_line(self, name: str, items: tuple[str, ...]) -> None:
+        assert self.user is not None
+        st = await self.ctx.store.mailbox_status(self.user, name)
+        values = {
+            "MESSAGES": st.messages,
+            "UIDNEXT": st.uidnext,
+            "UIDVALIDITY": st.uidvalidity,
+            "UNSEEN": st.unseen,
+            "DELETED": st.deleted,
+            "SIZE": st.size,
+            "RECENT": st.recent,
+            "HIGHESTMODSEQ": st.highestmodseq,
+            "APPENDLIMIT": self.ctx.config.limits.message_size,
+        }
+        wanted = {i.upper(): values[i.upper()] for i in items if i.upper() in values}
+        self.write(status_response(name, wanted, self.core.utf8))
+
+    async def cmd_status(self, tag: str, cmd: c.Status) -> None:
+        try:
+            await self._status_line(normalize(cmd.mailbox), cmd.items)
+        except MailboxError:
+            self.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+            return
+        self.write(tagged(tag, "OK", "STATUS completed"))
+
+    # -- APPEND (streamed, RFC 3502 all or nothing) -----------------------------------
+
+    async def _append_start(self, event: AppendStart) -> None:
+        assert self.user is not None
+        name = normalize(event.mailbox)
+        if self.append_failed is None:
+            try:
+                await self.ctx.store.mailbox_status(self.user, name)
+            except MailboxError:
+                self.append_failed = "TRYCREATE"
+        if self.append_failed is not None:
+            self._drop_appends()
+            code, self.append_failed = self.append_failed, None
+            self.write(self.core.append_reject("NO", "No such mailbox", code))
+            return
+        date = event.date.timestamp() if event.date is not None else None
+        self.appends.append(_Append(name, event.flags, date, self.ctx.store.new_spool()))
+        self.write(self.core.append_accept())
+        await self.conn.flush()
+
+    def _drop_appends(self) -> None:
+        for append in self.appends:
+            append.spool.discard()
+        self.appends = []
+
+    async def _append_done(self, tag: str) -> None:
+        assert self.user is not None
+        appends, self.appends = self.appends, []
+        store = self.ctx.store
+        done: list[tuple[str, int]] = []
+        try:
+            for a in appends:
+                result = await store.deliver(
+                    a.spool,
+                    Envelope(sender="", authenticated=self.user),
+                    [_target(self.user, a.mailbox, a.flags)],
+                    facts=a.facts.finish(),
+                    internal_date=a.date,
+                )
+                done.append((a.mailbox, result.uids[0][1]))
+        except StoreError as exc:
+            for mailbox, uid in done:  # RFC 3502 §6: all or nothing
+                await store.expunge(self.user, mailbox, [uid])
+            for a in appends:
+                a.spool.discard()
+            self.ctx.log.error("imap.append_failed", session=self.id, error=str(exc))
+            self.write(tagged(tag, "NO", "APPEND failed", "UNAVAILABLE"))
+            return
+        status = await store.mailbox_status(self.user, done[-1][0])
+        uids = format_uids(uid for _, uid in done)
+        if self.view is not None:
+            await self._updates(allow_expunge=False)
+        self.write(tagged(tag, "OK", "APPEND completed", f"APPENDUID {status.uidvalidity} {uids}"))
+
+    # -- IDLE ---------------------------------------------------------------------
+
+    async def cmd_idle(self, tag: str, cmd: c.Idle) -> None:
+        self.write(self.core.idle_started())
+        await self._updates()
+        await self.conn.flush()
+        self.busy = False
+        read_task: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                view = self.view
+                if read_task is None:
+                    read_task = asyncio.create_task(self._read(1800.0))
+                waiters: set[asyncio.Future[Any]] = {read_task}
+                if view is not None:
+                    waiters.add(
+                        asyncio.ensure_future(
+                            self.ctx.store.wait_for_change(
+                                view.account, view.name, view.highestmodseq, _IDLE_POLL
+                            )
+                        )
+                    )
+                done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for fut in pending:
+                    if fut is not read_task:
+                        fut.cancel()
+                if read_task in done:
+                    try:
+                        data = read_task.result()
+                    except TimeoutError:
+                        data = b""
+                    read_task = None
+                    self.core.receive_data(data)
+                    if not data:
+                        self.closing = True
+                    return  # _drain picks up IdleDone (or the next command)
+                await self._updates()
+                await self.conn.flush()
+                if self.shutdown_requested:
+                    self.write(untagged("BYE", "Server shutting down"))
+                    self.closing = True
+                    return
+        finally:
+            if read_task is not None:
+                read_task.cancel()
+
+    # -- selected state -------------------------------------------------------------
+
+    def _uids(self, sequence: Any, uid: bool) -> list[int]:
+        view = self.view
+        assert view is not None
+        if sequence.saved:
+            return [u for u in view.saved if u in view.info]
+        if uid:
+            return view.uids_for_uid_ranges(sequence.resolve(view.max_uid()))
+        return view.uids_for_seq_ranges(sequence.resolve(view.exists))
+
+    async def cmd_close(self, tag: str, cmd: c.Close | c.Unselect) -> None:
+        view = self.view
+        assert view is not None and self.user is not None
+        if isinstance(cmd, c.Close) and not view.read_only:
+            deleted = [u for u in view.uids if "\\Deleted" in view.info[u].flags]
+            if deleted:
+                await self.ctx.store.expunge(self.user, view.name, deleted)  # silently (§6.4.1)
+        self.view = None
+        self.core.unselected()
+        self.write(
+            tagged(
+                tag, "OK", "CLOSE completed" if isinstance(cmd, c.Close) else "UNSELECT completed"
+            )
+        )
+
+    async def cmd_expunge(self, tag: str, cmd: c.Expunge | c.UidExpunge) -> None:
+        view = self.view
+        assert view is not None and self.user is not None
+        if view.read_only:
+            self.write(tagged(tag, "NO", "Mailbox is read-only", "READ-ONLY"))
+            return
+        await self._updates()
+        candidates = view.uids
+        if isinstance(cmd, c.UidExpunge):
+            candidates = self._uids(cmd.uids, True)
+        deleted = [u for u in candidates if "\\Deleted" in view.info[u].flags]
+        if deleted:
+            await self.ctx.store.expunge(self.user, view.name, deleted)
+            for line in view.expunged_now(deleted, self.core.qresync):
+                self.write(line)
+        await self._updates()
+        self.write(tagged(tag, "OK", "EXPUNGE completed"))
+
+    async def cmd_search(self, tag: str, cmd: c.Search) -> None:
+        view = self.view
+        assert view is not None
+        await self._updates(allow_expunge=False)
+        matched = await run_search(self.ctx.store, view, cmd.criteria)
+        result = (
+            matched if cmd.uid else [s for s in (view.seq(u) for u in matched) if s is not None]
+        )
+        modseq = None
+        if self.core.condstore and _uses_modseq(cmd.criteria) and matched:
+            modseq = max(view.info[u].modseq for u in matched)
+        if cmd.return_options is None:
+            self.write(search_response(result, modseq))
+        else:
+            opts = {o.upper() for o in cmd.return_options} or {"ALL"}
+            if "SAVE" in opts:
+                view.saved = matched  # RFC 5182
+                opts.discard("SAVE")
+            if opts:
+                self.write(
+                    esearch(
+                        tag,
+                        uid=cmd.uid,
+                        min=min(result) if "MIN" in opts and result else None,
+                        max=max(result) if "MAX" in opts and result else None,
+                        count=len(result) if "COUNT" in opts else None,
+                        all=result if "ALL" in opts else None,
+                        modseq=modseq,
+                    )
+                )
+        self.write(tagged(tag, "OK", "SEARCH completed"))
+
+    async def cmd_sort(self, tag: str, cmd: c.Sort) -> None:
+        view = self.view
+        assert view is not None
+        await self._updates(allow_expunge=False)
+        matched = await run_search(self.ctx.store, view, cmd.search)
+        ordered = await sort_uids(self.ctx.store, view, matched, cmd.criteria)
+        result = ordered if cmd.uid else [view.seq(u) or 0 for u in ordered]
+        self.write(b"* SORT" + b"".join(b" %d" % n for n in result) + b"\r\n")
+        self.write(tagged(tag, "OK", "SORT completed"))
+
+    async def cmd_thread(self, tag: str, cmd: c.Thread) -> None:
+        view = self.view
+        assert view is not None
+        await self._updates(allow_expunge=False)
+        matched = await run_search(self.ctx.store, view, cmd.search)
+        text = await thread_uids(self.ctx.store, view, matched, cmd.algorithm, uid=cmd.uid)
+        self.write(b"* THREAD " + text + b"\r\n")
+        self.write(tagged(tag, "OK", "THREAD completed"))
+
+    async def cmd_fetch(self, tag: str, cmd: c.Fetch) -> None:
+        view = self.view
+        assert view is not None and self.user is not None
+        await self._updates(allow_expunge=False)
+        uids = self._uids(cmd.sequence, cmd.uid)
+        if cmd.changedsince is not None:
+            uids = [u for u in uids if view.info[u].modseq > cmd.changedsince]
+            if cmd.vanished and cmd.uid:
+                changes = await self.ctx.store.changes_since(
+                    view.account, view.name, cmd.changedsince
+                )
+                known = cmd.sequence.resolve(view.max_uid())
+                gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in known)]
+                if gone:
+                    self.write(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
+        plan = FetchPlan.of(
+            cmd.items,
+            uid_command=cmd.uid,
+            condstore=self.core.condstore or cmd.changedsince is not None,
+        )
+        if plan.sets_seen and not view.read_only:
+            unseen = [u for u in uids if "\\Seen" not in view.info[u].flags]
+            if unseen:
+                changed, _ = await self.ctx.store.store_flags(
+                    self.user, view.name, unseen, "add", ["\\Seen"]
+                )
+                view.update_flags(changed)
+                if "FLAGS" not in plan.names:
+                    plan = FetchPlan.of(
+                        (*cmd.items, c.FetchAtt("FLAGS")),
+                        uid_command=cmd.uid,
+                        condstore=plan.condstore,
+                    )
+        facts = {}
+        for start in range(0, len(uids), 1000):
+            batch = uids[start : start + 1000]
+            if plan.needs_facts:
+                facts = await ensure_facts(self.ctx.store, view, batch)
+            for uid in batch:
+                if uid not in view.info:
+                    continue
+                async for piece in render_message(self.ctx.store, view, uid, plan, facts.get(uid)):
+                    self.write(piece)
+            await self.conn.flush()
+        self.write(tagged(tag, "OK", "FETCH completed"))
+
+    async def cmd_store(self, tag: str, cmd: c.Store) -> None:
+        view = self.view
+        assert view is not None and self.user is not None
+        if view.read_only:
+            self.write(tagged(tag, "NO", "Mailbox is read-only", "READ-ONLY"))
+            return
+        await self._updates(allow_expunge=False)
+        uids = self._uids(cmd.sequence, cmd.uid)
+        changed, failed = await self.ctx.store.store_flags(
+            self.user, view.name, uids, cmd.mode, cmd.flags, cmd.unchangedsince
+        )
+        view.update_flags(changed)
+        changed_uids = {m.uid for m in changed}
+        condstore = self.core.condstore or cmd.unchangedsince is not None
+        for uid in uids:
+            if uid in failed or uid not in view.info:
+                continue
+            if cmd.silent and not (condstore and uid in changed_uids):
+                continue
+            seq = view.seq(uid)
+            items = [b"FLAGS " + view.flag_list(uid)] if not cmd.silent else []
+            if cmd.uid:
+                items.insert(0, b"UID %d" % uid)
+            if condstore:
+                items.append(b"MODSEQ (%d)" % view.info[uid].modseq)
+            self.write(b"* %d FETCH (" % (seq or 0) + b" ".join(items) + b")\r\n")
+        if failed:
+            numbers = failed if cmd.uid else [view.seq(u) or 0 for u in failed]
+            self.write(
+                tagged(tag, "OK", "Conditional STORE failed", f"MODIFIED {format_uids(numbers)}")
+            )
+        else:
+            self.write(tagged(tag, "OK", "STORE completed"))
+
+    async def cmd_copy(self, tag: str, cmd: c.Copy | c.Move) -> None:
+        view = self.view
+        assert view is not None and self.user is not None
+        move = isinstance(cmd, c.Move)
+        if move and view.read_only:
+            self.write(tagged(tag, "NO", "Mailbox is read-only", "READ-ONLY"))
+            return
+        target = normalize(cmd.mailbox)
+        try:
+            status = await self.ctx.store.mailbox_status(self.user, target)
+        except MailboxError:
+            self.write(tagged(tag, "NO", "No such mailbox", "TRYCREATE"))
+            return
+        await self._updates(allow_expunge=False)
+        uids = self._uids(cmd.sequence, cmd.uid)
+        pairs = await self.ctx.store.copy_messages(self.user, view.name, uids, target, move=move)
+        if pairs:
+            source_uids = format_uids(p[0] for p in pairs)
+            code = f"COPYUID {status.uidvalidity} {source_uids} {format_uids(p[1] for p in pairs)}"
+        else:
+            code = None
+        if move:
+            if code:
+                self.write(untagged("OK", "Moved", code))  # RFC 6851 §4.3
+            for line in view.expunged_now([p[0] for p in pairs], self.core.qresync):
+                self.write(line)
+            self.write(tagged(tag, "OK", "MOVE completed"))
+        else:
+            self.write(tagged(tag, "OK", "COPY completed", code))
+
+
+def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:
+    from correo.store.api import DeliveryTarget
+
+    return DeliveryTarget(account, mailbox, flags)
+
+
+def _uses_modseq(key: object) -> bool:
+    from correo.imap.search import And, ModSeqKey, Not, Or
+
+    match key:
+        case ModSeqKey():
+            return True
+        case Not(inner):
+            return _uses_modseq(inner)
+        case Or(left, right):
+            return _uses_modseq(left) or _uses_modseq(right)
+        case And(keys):
+            return any(_uses_modseq(k) for k in keys)
+    return False
+
+
+_ = mailbox_name

@@ -1,0 +1,169 @@
+"""A session's view of its selected mailbox: sequence numbers, flags, pending changes.
+
+IMAP sequence numbers are per session: a message expunged by another session keeps
+its number here until this session may be told (RFC 9051 §7.5.1: never during FETCH,
+STORE or SEARCH by sequence number). The view catches up from the store's change
+feed and turns the difference into untagged responses.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from correo.store.api import Changes, MessageInfo
+
+__all__ = ["MailboxView"]
+
+
+class MailboxView:
+    def __init__(
+        self,
+        account: str,
+        name: str,
+        *,
+        read_only: bool,
+        uidvalidity: int,
+        uidnext: int,
+        highestmodseq: int,
+        messages: Iterable[MessageInfo],
+        first_recent: int,
+    ) -> None:
+        self.account = account
+        self.name = name
+        self.read_only = read_only
+        self.uidvalidity = uidvalidity
+        self.uidnext = uidnext
+        self.highestmodseq = highestmodseq
+        self.first_recent = first_recent
+        self.uids: list[int] = []
+        self.info: dict[int, MessageInfo] = {}
+        for m in messages:
+            self.uids.append(m.uid)
+            self.info[m.uid] = m
+        self.pending_expunge: set[int] = set()
+        self.saved: list[int] = []  # SEARCHRES "$" (RFC 5182), as UIDs
+        self.rev2 = False  # IMAP4rev2 has no \Recent (RFC 9051 §2.3.2)
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    @property
+    def recent(self) -> int:
+        return len(self.uids) - bisect.bisect_left(self.uids, self.first_recent)
+
+    def is_recent(self, uid: int) -> bool:
+        return uid >= self.first_recent
+
+    def seq(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uids_for_seq_ranges(self, ranges: list[tuple[int, int]]) -> list[int]:
+        out: list[int] = []
+        n = len(self.uids)
+        for lo, hi in ranges:
+            if lo > n:
+                continue
+            out.extend(self.uids[lo - 1 : min(hi, n)])
+        return out
+
+    def uids_for_uid_ranges(self, ranges: list[tuple[int, int]]) -> list[int]:
+        out: list[int] = []
+        for lo, hi in ranges:
+            i = bisect.bisect_left(self.uids, lo)
+            j = bisect.bisect_right(self.uids, hi)
+            out.extend(self.uids[i:j])
+        return out
+
+    def max_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def update_flags(self, infos: Iterable[MessageInfo]) -> None:
+        for m in infos:
+            if m.uid in self.info:
+                self.info[m.uid] = m
+            if m.modseq > self.highestmodseq:
+                self.highestmodseq = m.modseq
+
+    def catch_up(
+        self, changes: Changes, *, allow_expunge: bool, qresync: bool, condstore: bool
+    ) -> list[bytes]:
+        """Apply changes from the store; returns untagged responses to send, in order."""
+        out: list[bytes] = []
+        self.pending_expunge.update(u for u in changes.expunged if u in self.info)
+        if allow_expunge and self.pending_expunge:
+            out += self._announce_expunges(qresync)
+        new: list[MessageInfo] = []
+        known_max = self.max_uid()
+        for m in changes.messages:
+            if m.uid in self.info:
+                old = self.info[m.uid]
+                self.info[m.uid] = m
+                if old.flags != m.flags and m.uid not in self.pending_expunge:
+                    seq = self.seq(m.uid)
+                    assert seq is not None
+                    flags = self.flag_list(m.uid)
+                    extra = b" MODSEQ (%d)" % m.modseq if condstore else b""
+                    uid_part = b" UID %d" % m.uid if qresync else b""
+                    out.append(b"* %d FETCH (FLAGS %s%s%s)\r\n" % (seq, flags, uid_part, extra))
+            elif m.uid > known_max:
+                new.append(m)
+        if new:
+            for m in new:
+                self.uids.append(m.uid)
+                self.info[m.uid] = m
+            self.uidnext = max(self.uidnext, self.uids[-1] + 1)
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
+        return out
+
+    def _announce_expunges(self, qresync: bool) -> list[bytes]:
+        gone = sorted(self.pending_expunge)
+        self.pending_expunge.clear()
+        if qresync:
+            # RFC 7162 §3.2.10: VANISHED (UIDs) instead of EXPUNGE (sequence numbers).
+            for uid in gone:
+                self._remove(uid)
+            return [b"* VANISHED " + format_uids(gone).encode() + b"\r\n"]
+        out = []
+        for uid in reversed(gone):  # highest first so earlier numbers stay valid
+            seq = self.seq(uid)
+            if seq is not None:
+                out.append(b"* %d EXPUNGE\r\n" % seq)
+                self._remove(uid)
+        return out
+
+    def expunged_now(self, uids: Iterable[int], qresync: bool) -> list[bytes]:
+        """This session's own EXPUNGE: announce at once (RFC 9051 §6.4.3)."""
+        self.pending_expunge.update(u for u in uids if u in self.info)
+        return self._announce_expunges(qresync)
+
+    def _remove(self, uid: int) -> None:
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            del self.uids[i]
+        self.info.pop(uid, None)
+
+    def flag_list(self, uid: int) -> bytes:
+        flags = list(self.info[uid].flags)
+        if not self.rev2 and self.is_recent(uid):
+            flags.append("\\Recent")
+        return ("(" + " ".join(flags) + ")").encode()
+
+
+def format_uids(uids: Iterable[int]) -> str:
+    """``1:3,7,9:10`` from sorted UIDs."""
+    parts: list[str] = []
+    start = prev = -2
+    for uid in sorted(uids):
+        if uid == prev + 1:
+            prev = uid
+            continue
+        if start > 0:
+            parts.append(str(start) if start == prev else f"{start}:{prev}")
+        start = prev = uid
+    if start > 0:
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+    return ",".join(parts)

@@ -18,9 +18,7 @@ from typing import Protocol
 
 from correo.config import Config
 from correo.directory import Directory
-from correo.dns import DnsPythonResolver
 from correo.log import Logger, get_logger
-from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection
 from correo.server.context import ServerContext
 from correo.server.imap.session import ImapSession
@@ -71,7 +69,6 @@ class MailServer:
         self._live: dict[asyncio.Task[None], _Live] = {}
         self._per_ip: Counter[str] = Counter()
         self.bound: dict[str, list[tuple[str, int]]] = {}
-        self.runner: QueueRunner | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -114,12 +111,6 @@ class MailServer:
                 for sock in server.sockets:
                     name = sock.getsockname()
                     self.bound.setdefault(service, []).append((str(name[0]), int(name[1])))
-        if config.outbound.enabled:  # the outbound MTA (correo.queue.runner)
-            resolver = DnsPythonResolver(config.dns.nameservers)
-            self.runner = QueueRunner(
-                config, self.store, self.directory, self.log, resolver, wakeup=self.ctx.queue_wakeup
-            )
-            self.runner.start()
         self.log.info(
             "server.ready",
             hostname=config.hostname,
@@ -176,8 +167,6 @@ class MailServer:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
-        if self.runner is not None:
-            await self.runner.stop()
         self.log.info("server.stopping", sessions=len(self._live))
         for server in self._servers:
             server.close()

@@ -1,0 +1,250 @@
+"""Where mail for a domain goes: transport map, smart host, or DNS MX.
+
+Pure policy over a :class:`correo.dns.Resolver` (the only effect is DNS), so tests use
+the in-memory resolver.  The result is an ordered list of addresses to try:
+
+* MX records by preference, random order among equal preferences (RFC 5321 §5.1);
+* no MX record (NODATA) → the domain itself, "implicit MX" (RFC 5321 §5.1);
+* a null MX ``MX 0 .`` → permanent failure 5.1.10 (RFC 7505 §3);
+* CNAMEs are followed by the resolver; IPv6 addresses before IPv4 for each host;
+* IDNA domains are looked up by their A-labels (RFC 5890).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from correo.directory.addresses import AddressError, normalize_domain
+from correo.dns.api import DnsError, DnsNoData, DnsNotFound, DnsTempError, Resolver
+
+__all__ = [
+    "NextHop",
+    "Route",
+    "RouteError",
+    "RoutingTable",
+    "Target",
+    "parse_next_hop",
+    "resolve_route",
+]
+
+TlsMode = Literal["none", "opportunistic", "required"]
+_MAX_MX = 10  # hosts tried per attempt; more only costs time against a broken domain
+_MAX_TARGETS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """A transport-map entry or the smart host: how to reach a destination."""
+
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    host: str = ""  # "" = the recipient domain itself (MX lookup)
+    port: int = 25
+    mx: bool = True  # False when written "[host]": connect to host's A/AAAA directly
+    tls: TlsMode = "opportunistic"
+    verify: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One address to connect to, with what to do once connected."""
+
+    hostname: str  # the MX host name: TLS server name, logs, DSN Remote-MTA
+    address: str
+    port: int
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    tls: TlsMode = "opportunistic"
+    verify: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteError:
+    permanent: bool
+    status: str
+    text: str
+
+    def diagnostic(self) -> str:
+        return f"{'550' if self.permanent else '451'} {self.status} {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    targets: tuple[Target, ...] = ()
+    error: RouteError | None = None
+
+
+def parse_next_hop(text: str, *, default_port: int = 25) -> NextHop:
+    """``smtp:[host]:port``, ``smtp:host``, ``lmtp:host:port``, ``[host]:port`` or ``host``.
+
+    Brackets turn the MX lookup off, as in Postfix's transport(5).  Raises ValueError.
+    """
+    protocol: Literal["smtp", "lmtp"] = "smtp"
+    rest = text.strip()
+    head, sep, tail = rest.partition(":")
+    if sep and head.lower() in ("smtp", "lmtp"):
+        protocol = "lmtp" if head.lower() == "lmtp" else "smtp"
+        rest = tail
+    mx = True
+    port = default_port if protocol == "smtp" else 24
+    if rest.startswith("["):
+        host, close, after = rest[1:].partition("]")
+        if not close:
+            raise ValueError(f"unclosed bracket in next hop {text!r}")
+        mx = False
+        if after:
+            if not after.startswith(":") or not after[1:].isdigit():
+                raise ValueError(f"bad port in next hop {text!r}")
+            port = int(after[1:])
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if not sep:
+            host = rest
+        elif port_text.isdigit():
+            port = int(port_text)
+        else:
+            raise ValueError(f"bad port in next hop {text!r}")
+    if protocol == "lmtp":
+        mx = False
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"bad next hop {text!r}")
+    return NextHop(protocol, host.lower(), port, mx)
+
+
+class RoutingTable:
+    """Transport map and smart host, as configured; local domains never get here."""
+
+    def __init__(
+        self,
+        transport: Mapping[str, NextHop] | None = None,
+        relayhost: NextHop | None = None,
+        *,
+        port: int = 25,
+        tls: TlsMode = "opportunistic",
+    ) -> None:
+        self.transport = {k.lower(): v for k, v in (transport or {}).items()}
+        self.relayhost = relayhost
+        self.default = NextHop(port=port, tls=tls)
+
+    def next_hop(self, domain: str) -> NextHop:
+        """Exact domain, then parent domains written ``.example.org``, then the smart host."""
+        d = domain.lower()
+        hop = self.transport.get(d)
+        if hop is None:
+            labels = d.split(".")
+            for i in range(1, len(labels)):
+                hop = self.transport.get("." + ".".join(labels[i:]))
+                if hop is not None:
+                    break
+        if hop is None:
+            hop = self.relayhost or self.default
+        return hop
+
+    def destination(self, domain: str) -> str:
+        """The key for concurrency limits and connection reuse."""
+        hop = self.next_hop(domain)
+        if hop.host:
+            return f"{hop.protocol}:{hop.host}:{hop.port}"
+        return f"{hop.protocol}:{domain.lower()}"
+
+
+async def _addresses(resolver: Resolver, host: str) -> tuple[list[str], bool, bool]:
+    """(IPv6 then IPv4 addresses, some lookup failed temporarily, the name does not exist)."""
+    found: list[str] = []
+    temp = False
+    missing = 0
+    for lookup in (resolver.aaaa, resolver.a):
+        try:
+            found += await lookup(host)
+        except DnsTempError:
+            temp = True
+        except DnsNotFound:
+            missing += 1
+        except DnsNoData:
+            pass
+        except DnsError:
+            temp = True
+    return found, temp, missing == 2
+
+
+async def resolve_route(
+    hop: NextHop, domain: str, resolver: Resolver, rng: random.Random | None = None
+) -> Route:
+    """The ordered targets for ``domain`` through ``hop``, or why there are none."""
+    rng = rng or random.Random()
+    name = hop.host or domain
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if _is_ip(name):  # an IP address as next hop (transport map, smart host)
+        return Route((_target(hop, name, name),))
+    try:
+        name = normalize_domain(name)  # IDNA A-labels for DNS (RFC 5891 §5)
+    except AddressError as exc:
+        return Route(error=RouteError(True, "5.1.2", f"bad destination domain: {exc}"))
+    hosts: list[str]
+    if hop.mx:
+        try:
+            records = await resolver.mx(name)
+        except DnsNotFound:
+            return Route(error=RouteError(True, "5.1.2", f"domain {name} does not exist"))
+        except DnsNoData:
+            records = []
+        except DnsError as exc:
+            return Route(error=RouteError(False, "4.4.3", f"DNS lookup failed: {exc}"))
+        if any(r.host in ("", ".") for r in records):
+            # RFC 7505 §3: a null MX says the domain accepts no mail.
+            return Route(error=RouteError(True, "5.1.10", f"domain {name} accepts no mail"))
+        if records:
+            by_pref: dict[int, list[str]] = {}
+            for r in records:
+                by_pref.setdefault(r.preference, []).append(r.host)
+            hosts = []
+            for pref in sorted(by_pref):
+                group = by_pref[pref]
+                rng.shuffle(group)  # RFC 5321 §5.1: randomise among equal preferences
+                hosts += group
+        else:
+            hosts = [name]  # RFC 5321 §5.1: implicit MX
+    else:
+        hosts = [name]
+    targets: list[Target] = []
+    temp = False
+    for host in _dedupe(hosts)[:_MAX_MX]:
+        if _is_ip(host):
+            targets.append(_target(hop, host, host))
+            continue
+        addrs, t, _missing = await _addresses(resolver, host)
+        temp = temp or t
+        targets += [_target(hop, host, a) for a in addrs]
+        if len(targets) >= _MAX_TARGETS:
+            break
+    if not targets:
+        if temp:
+            return Route(error=RouteError(False, "4.4.3", f"no address for {name} (DNS failure)"))
+        return Route(error=RouteError(True, "5.4.4", f"no address found for {name}"))
+    return Route(tuple(targets[:_MAX_TARGETS]))
+
+
+def _target(hop: NextHop, hostname: str, address: str) -> Target:
+    t = Target(hostname, address, hop.port, hop.protocol, hop.tls, hop.verify)
+    if hop.username is not None:
+        t = replace(t, username=hop.username, password=hop.password)
+    return t
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _dedupe(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,659 @@
+"""The queue runner: takes due messages from the store and delivers them.
+
+Shape (like Postfix's qmgr + smtp):
+
+* one main loop wakes on ``kick()`` (submission queued something), on a finished
+  message, or every ``poll_interval`` seconds (the CLI changed the store), and starts
+  a task per due message, up to a bound on messages in flight;
+* a message task splits its due recipients: local domains go to the store (never out),
+  the rest are grouped by destination (the domain, or its transport/smart host);
+* each destination has a job queue and up to ``max_per_destination`` workers; a worker
+  holds one connection and delivers job after job over it (connection reuse), all
+  workers together bounded by ``max_connections``;
+* a recipient's "delivered" outcome is committed as soon as the message task sees it,
+  before anything else about that message, which keeps the window in which a crash
+  could cause a duplicate (the peer said 250, our commit not yet durable) down to one
+  group-commit flush;
+* when every job of the message is done: one DSN for all recipients that failed in
+  this attempt (RFC 3464), delay warnings, and the retry times (a pure schedule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from correo.config import Config
+from correo.delivery.facts import FactsBuilder
+from correo.delivery.local import LocalDelivery, LocalRecipient
+from correo.directory import Directory
+from correo.dns.api import Resolver
+from correo.log import Logger
+from correo.message.headers import HeaderCollector, parse_fields
+from correo.queue.attempt import (
+    ConnectFailed,
+    Outcome,
+    RecipientResult,
+    SmtpSession,
+    Timeouts,
+)
+from correo.queue.dsn import RecipientReport, compose_dsn, header_section
+from correo.queue.routing import (
+    NextHop,
+    Route,
+    RoutingTable,
+    TlsMode,
+    parse_next_hop,
+    resolve_route,
+)
+from correo.queue.schedule import RetryPolicy, decide, should_warn
+from correo.store.api import (
+    DeliveryTarget,
+    Envelope,
+    MailStore,
+    QueuedMessage,
+    QueuedRecipient,
+    QueueRecipientState,
+    RecipientUpdate,
+    StoreError,
+)
+
+__all__ = ["QueueRunner", "routing_table"]
+
+
+def routing_table(config: Config) -> RoutingTable:
+    """Transport map and smart host from ``[outbound]`` (docs/config.md)."""
+    out = config.outbound
+    transport: dict[str, NextHop] = {}
+    for entry in out.transport:
+        domain, _, spec = entry.strip().partition(" ")
+        transport[domain.lower()] = parse_next_hop(spec, default_port=out.port)
+    relay: NextHop | None = None
+    if out.relayhost:
+        hop = parse_next_hop(out.relayhost, default_port=587)
+        password = None
+        if out.relayhost_password_file:
+            password = config.path(out.relayhost_password_file).read_text().strip()
+        relay = NextHop(
+            hop.protocol,
+            hop.host,
+            hop.port,
+            hop.mx,
+            _tls_mode(out.relayhost_tls),
+            out.relayhost_tls_verify,
+            out.relayhost_username or None,
+            password,
+        )
+    return RoutingTable(transport, relay, port=out.port, tls=_tls_mode(out.tls))
+
+
+def _tls_mode(text: str) -> TlsMode:
+    return "required" if text == "required" else "none" if text == "none" else "opportunistic"
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+@dataclass(eq=False)
+class _Job:
+    message: QueuedMessage
+    domain: str
+    recipients: list[QueueRecipientState]
+    done: asyncio.Future[list[RecipientResult]]
+
+
+@dataclass(eq=False)
+class _Destination:
+    key: str
+    jobs: deque[_Job] = field(default_factory=deque)
+    workers: int = 0
+
+
+class QueueRunner:
+    """Delivers the outbound queue; ``start()``/``stop()`` from the server."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: MailStore,
+        directory: Directory,
+        log: Logger,
+        resolver: Resolver,
+        *,
+        wakeup: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.time,
+        mda: LocalDelivery | None = None,
+    ) -> None:
+        out = config.outbound
+        self.config = config
+        self.store = store
+        self.directory = directory
+        self.log = log
+        self.resolver = resolver
+        self.wakeup = wakeup or asyncio.Event()
+        self.mda = mda
+        self.clock = clock
+        self.table = routing_table(config)
+        self.policy = RetryPolicy(
+            initial=out.retry_initial,
+            maximum=out.retry_max,
+            give_up=out.give_up,
+            delay_warning=out.delay_warning,
+        )
+        self.timeouts = Timeouts(
+            connect=out.connect_timeout,
+            greeting=out.greeting_timeout,
+            command=out.command_timeout,
+            data=out.data_timeout,
+            data_end=out.data_end_timeout,
+        )
+        self.helo = out.helo_name or config.hostname
+        self.max_inflight = max(100, 4 * out.max_connections)
+        self._connections = asyncio.Semaphore(out.max_connections)
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._dests: dict[str, _Destination] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._main: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._rng = random.Random()
+        self.delivered = 0  # counters for logs and benchmarks
+        self.deferred = 0
+        self.failed = 0
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._main = asyncio.create_task(self._loop(), name="queue-runner")
+
+    def kick(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self.wakeup.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Take no new work; let transactions in progress end for ``grace`` seconds."""
+        self._stopping = True
+        if self._main is not None:
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+        if self._workers:
+            await asyncio.wait(list(self._workers), timeout=grace)
+        for task in [*self._workers, *self._inflight.values()]:
+            task.cancel()
+        pending = [*self._workers, *self._inflight.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def _loop(self) -> None:
+        poll = max(0.05, self.config.outbound.poll_interval)
+        while not self._stopping:
+            try:
+                await self._fill()
+                next_due = await self.store.queue_next_due()
+            except (StoreError, OSError) as exc:
+                self.log.error("queue.store_error", error=str(exc))
+                next_due = None
+            delay = poll
+            if next_due is not None and next_due > self.clock():
+                delay = min(poll, next_due - self.clock())
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), max(0.01, delay))
+            except TimeoutError:
+                pass
+
+    async def _fill(self) -> None:
+        room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        due = await self.store.queue_due(self.clock(), room, exclude=list(self._inflight))
+        for message in due:
+            if message.id in self._inflight or self._stopping:
+                continue
+            task = asyncio.create_task(self._run_message(message))
+            self._inflight[message.id] = task
+            task.add_done_callback(self._finished_callback(message.id))
+
+    def _finished_callback(self, queue_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def finished(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(queue_id, None)
+            self.wakeup.set()
+
+        return finished
+
+    # -- one message -------------------------------------------------------------------
+
+    async def _run_message(self, message: QueuedMessage) -> None:
+        try:
+            await self._attempt(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one bad message must not stop the queue
+            self.log.error("queue.message_crashed", queue_id=message.id, error=repr(exc))
+
+    async def _attempt(self, message: QueuedMessage) -> None:
+        now = self.clock()
+        due = [r for r in message.recipients if r.status == "queued" and r.next_attempt <= now]
+        if not due:
+            return
+        results: list[RecipientResult] = []
+        received = await self._received_count(message.id)
+        if received >= self.config.smtp.max_received_headers:
+            # RFC 5321 §6.3: a message with too many trace fields is looping.
+            text = f"mail loop: {received} Received: header fields"
+            results = [RecipientResult(r.address, "failed", "5.4.6", text, "", False) for r in due]
+            await self._conclude(message, due, results)
+            return
+        local: list[QueueRecipientState] = []
+        groups: dict[str, list[QueueRecipientState]] = {}
+        for r in due:
+            domain = _domain(r.address)
+            if self.directory.is_local_domain(domain) and domain not in self.table.transport:
+                local.append(r)
+            else:
+                groups.setdefault(domain, []).append(r)
+        futures: list[asyncio.Future[list[RecipientResult]]] = []
+        loop = asyncio.get_running_loop()
+        for domain, rcpts in groups.items():
+            fut: asyncio.Future[list[RecipientResult]] = loop.create_future()
+            self._enqueue(_Job(message, domain, rcpts, fut))
+            futures.append(fut)
+        pending: list[asyncio.Future[list[RecipientResult]] | asyncio.Task[list[RecipientResult]]]
+        pending = list(futures)
+        if local:
+            pending.append(asyncio.ensure_future(self._deliver_local(message, local)))
+        for next_done in asyncio.as_completed(pending):
+            batch = await next_done
+            delivered = [x for x in batch if x.outcome == "delivered"]
+            if delivered:
+                # Commit at once: this is the duplicate window after the peer's 250.
+                await self.store.queue_update(
+                    message.id,
+                    [RecipientUpdate(x.address, "delivered", 0.0, x.diagnostic) for x in delivered],
+                )
+                self.delivered += len(delivered)
+                for x in delivered:
+                    self.log.info(
+                        "queue.delivered",
+                        queue_id=message.id,
+                        rcpt=x.address,
+                        relay=x.remote_mta or "local",
+                        reply=x.diagnostic,
+                    )
+            results += [x for x in batch if x.outcome != "delivered"]
+        if results:
+            await self._conclude(message, due, results)
+
+    async def _conclude(
+        self,
+        message: QueuedMessage,
+        due: Sequence[QueueRecipientState],
+        results: Sequence[RecipientResult],
+    ) -> None:
+        """Retry times, give-ups, one failure DSN, one delay DSN; then commit."""
+        now = self.clock()
+        state = {r.address: r for r in due}
+        updates: list[RecipientUpdate] = []
+        failed: list[RecipientReport] = []
+        delayed: list[RecipientReport] = []
+        for x in results:
+            r = state[x.address]
+            report = RecipientReport(
+                x.address,
+                "failed",
+                x.status,
+                x.diagnostic,
+                x.remote_mta,
+                r.orcpt,
+                now,
+                diagnostic_type="smtp" if x.from_server else "X-correo",
+            )
+            if x.outcome == "failed":
+                self.failed += 1
+                updates.append(RecipientUpdate(x.address, "failed", 0.0, x.diagnostic))
+                if _notify(r, "FAILURE"):
+                    failed.append(report)
+                self.log.info(
+                    "queue.bounced", queue_id=message.id, rcpt=x.address, reason=x.diagnostic
+                )
+                continue
+            decision = decide(self.policy, message.created, r.attempts + 1, now)
+            if decision.action == "give_up":
+                self.failed += 1
+                text = f"{x.diagnostic} (gave up after {r.attempts + 1} attempts)"
+                updates.append(RecipientUpdate(x.address, "failed", 0.0, text))
+                status = x.status if x.status[0] in "45" else "4.4.7"
+                if _notify(r, "FAILURE"):
+                    failed.append(replace(report, status=status, diagnostic=text))
+                self.log.info("queue.expired", queue_id=message.id, rcpt=x.address, reason=text)
+                continue
+            self.deferred += 1
+            warn = should_warn(self.policy, message.created, now, r.warned) and _notify(r, "DELAY")
+            updates.append(
+                RecipientUpdate(
+                    x.address, "queued", decision.at, x.diagnostic, warned=True if warn else None
+                )
+            )
+            if warn:
+                delayed.append(
+                    RecipientReport(
+                        x.address,
+                        "delayed",
+                        x.status if x.status.startswith("4") else "4.0.0",
+                        x.diagnostic,
+                        x.remote_mta,
+                        r.orcpt,
+                        now,
+                        message.created + self.policy.give_up,
+                        "smtp" if x.from_server else "X-correo",
+                    )
+                )
+            self.log.info(
+                "queue.deferred",
+                queue_id=message.id,
+                rcpt=x.address,
+                reason=x.diagnostic,
+                retry_in=round(decision.at - now, 1),
+            )
+        # DSN first, then the commit: a crash in between repeats the DSN, never loses it.
+        if message.sender:  # RFC 3461 §6.1 / RFC 5321 §4.5.5: never to the null sender
+            for reports in (failed, delayed):
+                if reports:
+                    await self._send_dsn(message, reports)
+        if updates:
+            await self.store.queue_update(message.id, updates)
+
+    async def _received_count(self, queue_id: int) -> int:
+        collector = HeaderCollector()
+        body = self.store.queue_read(queue_id)
+        try:
+            async for chunk in body:
+                if collector.feed(chunk) is not None:
+                    break
+            else:
+                collector.finish()
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return sum(1 for name, _ in parse_fields(collector.header) if name == "received")
+
+    # -- remote delivery ---------------------------------------------------------------
+
+    def _enqueue(self, job: _Job) -> None:
+        key = self.table.destination(job.domain)
+        dest = self._dests.get(key)
+        if dest is None:
+            dest = self._dests[key] = _Destination(key)
+        dest.jobs.append(job)
+        limit = self.config.outbound.max_per_destination
+        while dest.workers < limit and dest.workers < len(dest.jobs):
+            dest.workers += 1
+            task = asyncio.create_task(self._worker(dest))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    async def _worker(self, dest: _Destination) -> None:
+        session: SmtpSession | None = None
+        route: Route | None = None
+        per_connection = max(1, self.config.outbound.max_messages_per_connection)
+        try:
+            async with self._connections:
+                while dest.jobs and not self._stopping:
+                    job = dest.jobs.popleft()
+                    try:
+                        if route is None:
+                            hop = self.table.next_hop(job.domain)
+                            route = await resolve_route(hop, job.domain, self.resolver, self._rng)
+                        if route.error is not None:
+                            err = route.error
+                            outcome: Outcome = "failed" if err.permanent else "deferred"
+                            job.done.set_result(
+                                [
+                                    RecipientResult(
+                                        r.address, outcome, err.status, err.text, "", False
+                                    )
+                                    for r in job.recipients
+                                ]
+                            )
+                            if dest.key.count(":") == 1:
+                                route = None  # MX routes are per domain; look up the next
+                            continue
+                        if session is not None and (
+                            not session.usable or session.messages >= per_connection
+                        ):
+                            await session.close()
+                            session = None
+                        if session is None:
+                            session, error = await self._connect(route)
+                            if session is None:
+                                self._defer_all(dest, job, error)
+                                break
+                        body = self.store.queue_read(job.message.id)
+                        job.done.set_result(
+                            await session.deliver(job.message, job.recipients, body)
+                        )
+                    except asyncio.CancelledError:
+                        if not job.done.done():
+                            job.done.cancel()
+                        raise
+                    except Exception as exc:
+                        self.log.error("queue.worker_error", destination=dest.key, error=repr(exc))
+                        if not job.done.done():
+                            job.done.set_result(
+                                [
+                                    RecipientResult(
+                                        r.address,
+                                        "deferred",
+                                        "4.3.0",
+                                        f"local error: {exc}",
+                                        "",
+                                        False,
+                                    )
+                                    for r in job.recipients
+                                ]
+                            )
+                        if session is not None:
+                            await session.close(quit=False)
+                            session = None
+        finally:
+            dest.workers -= 1
+            if session is not None:
+                await session.close()
+            if not dest.jobs and dest.workers == 0:
+                self._dests.pop(dest.key, None)
+
+    def _defer_all(self, dest: _Destination, job: _Job, error: str) -> None:
+        """Every host failed: this job and the rest queued for the destination wait."""
+        jobs = [job]
+        while dest.jobs:
+            jobs.append(dest.jobs.popleft())
+        for j in jobs:
+            if not j.done.done():
+                j.done.set_result(
+                    [
+                        RecipientResult(r.address, "deferred", "4.4.1", error, "", False)
+                        for r in j.recipients
+                    ]
+                )
+
+    async def _connect(self, route: Route) -> tuple[SmtpSession | None, str]:
+        error = "no host to try"
+        for target in route.targets:
+            for use_tls in (True, False):
+                try:
+                    session = await SmtpSession.open(
+                        target,
+                        helo=self.helo,
+                        timeouts=self.timeouts,
+                        log=self.log,
+                        use_tls=use_tls,
+                    )
+                except ConnectFailed as exc:
+                    error = exc.text
+                    self.log.info("queue.connect_failed", host=target.hostname, error=exc.text)
+                    # Opportunistic TLS that fails: Postfix-style plaintext retry.
+                    if exc.tls_failed and target.tls == "opportunistic":
+                        continue
+                    break
+                self.log.debug(
+                    "queue.connected",
+                    host=target.hostname,
+                    address=target.address,
+                    port=target.port,
+                    tls=session.tls or "none",
+                )
+                return session, error
+        return None, error
+
+    # -- local delivery and bounces ---------------------------------------------------
+
+    async def _deliver_local(
+        self, message: QueuedMessage, recipients: Sequence[QueueRecipientState]
+    ) -> list[RecipientResult]:
+        """Recipients in local domains go to the store, never out (issue 4 §2)."""
+        targets: list[DeliveryTarget] = []
+        local: list[LocalRecipient] = []
+        forwards: list[QueuedRecipient] = []
+        results: list[RecipientResult] = []
+        ok: list[str] = []
+        for r in recipients:
+            res = self.directory.resolve(r.address)
+            if res is None or (res.account is None and not res.forward):
+                results.append(
+                    RecipientResult(r.address, "failed", "5.1.1", "550 5.1.1 user unknown", "")
+                )
+                continue
+            if res.account is not None:
+                t = DeliveryTarget(res.account)
+                if t not in targets:
+                    targets.append(t)
+                    local.append(LocalRecipient(res.account, r.address))
+            forwards += [QueuedRecipient(f, r.notify, r.orcpt) for f in res.forward]
+            ok.append(r.address)
+        if not ok:
+            return results
+        prefix = f"Return-Path: <{message.sender}>\r\n".encode()  # RFC 5321 §4.4
+        spool = self.store.new_spool()
+        facts = FactsBuilder()
+        envelope = Envelope(
+            sender=message.sender,
+            envid=message.envid,
+            ret=message.ret,
+            body=message.body,
+            smtputf8=message.smtputf8,
+            authenticated=message.authenticated,
+        )
+        try:
+            spool.write(prefix)
+            facts.feed(prefix)
+            async for chunk in self.store.queue_read(message.id):
+                spool.write(chunk)
+                facts.feed(chunk)
+            if self.mda is not None and local:
+                # Sieve, vacation and the junk filter apply to queued local mail too.
+                await self.mda.deliver(
+                    spool,
+                    envelope,
+                    local,
+                    forwards,
+                    queue_skip=len(prefix),
+                    facts=facts.finish(),
+                    refusal="none",
+                )
+            else:
+                await self.store.deliver(
+                    spool,
+                    envelope,
+                    targets,
+                    forwards,
+                    queue_skip=len(prefix),
+                    facts=facts.finish() if targets else None,
+                )
+        except (StoreError, OSError) as exc:
+            spool.discard()
+            text = f"451 4.3.0 local delivery failed: {exc}"
+            return results + [RecipientResult(a, "deferred", "4.3.0", text, "", False) for a in ok]
+        if forwards:
+            self.kick()
+        return results + [
+            RecipientResult(a, "delivered", "2.0.0", "250 2.0.0 delivered to mailbox", "")
+            for a in ok
+        ]
+
+    async def _send_dsn(self, message: QueuedMessage, reports: list[RecipientReport]) -> None:
+        """Compose and file a DSN to the envelope sender, from the null sender."""
+        limit = self.config.outbound.bounce_size_limit
+        headers_only = (message.ret or "").upper() == "HDRS" or message.size > limit
+        original = await self._read_prefix(message.id, limit if not headers_only else 256 * 1024)
+        if headers_only:
+            original = header_section(original)
+        dsn = compose_dsn(
+            reporting_mta=self.config.hostname,
+            recipient=message.sender,
+            reports=reports,
+            original=original,
+            headers_only=headers_only,
+            arrival=message.created,
+            now=self.clock(),
+            envid=message.envid,
+        )
+        envelope = Envelope(sender="", helo=self.config.hostname, body="8BITMIME")
+        spool = self.store.new_spool()
+        try:
+            resolution = (
+                self.directory.resolve(message.sender)
+                if self.directory.is_local_domain(_domain(message.sender))
+                else None
+            )
+            if resolution is not None and resolution.account is not None:
+                prefix = b"Return-Path: <>\r\n"
+                spool.write(prefix + dsn)
+                await self.store.deliver(
+                    spool, envelope, [DeliveryTarget(resolution.account)], queue_skip=len(prefix)
+                )
+            elif self.directory.is_local_domain(_domain(message.sender)):
+                spool.discard()
+                self.log.warning("queue.dsn_undeliverable", sender=message.sender)
+                return
+            else:
+                spool.write(dsn)
+                await self.store.deliver(spool, envelope, [], [QueuedRecipient(message.sender)])
+                self.kick()
+        except (StoreError, OSError) as exc:
+            spool.discard()
+            self.log.error("queue.dsn_failed", queue_id=message.id, error=str(exc))
+            raise
+        self.log.info(
+            "queue.dsn",
+            queue_id=message.id,
+            to=message.sender,
+            action=reports[0].action,
+            recipients=len(reports),
+        )
+
+    async def _read_prefix(self, queue_id: int, limit: int) -> bytes:
+        data = bytearray()
+        body: AsyncIterator[bytes] = self.store.queue_read(queue_id)
+        try:
+            async for chunk in body:
+                data += chunk
+                if len(data) >= limit:
+                    break
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return bytes(data[:limit])
+
+
+def _notify(r: QueueRecipientState, what: str) -> bool:
+    """RFC 3461 §4.1: absent NOTIFY means FAILURE (and DELAY at our discretion)."""
+    if not r.notify:
+        return what in ("FAILURE", "DELAY")
+    values = {v.strip().upper() for v in r.notify.split(",")}
+    return what in values

@@ -1,0 +1,123 @@
+"""``correo sieve put|get|list|activate|deactivate|delete|check``: manage Sieve scripts.
+
+The same store methods and validation ManageSieve uses, for administrators and
+scripts; works while the server runs (the store is shared through SQLite WAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from correo.config import load_config
+from correo.directory import Directory
+from correo.sieve import check
+from correo.store.api import MailboxError
+from correo.store.sqlite import SqliteStore
+
+__all__ = ["register"]
+
+
+class _Fail(Exception):
+    pass
+
+
+def _account(args: argparse.Namespace) -> str:
+    directory = Directory(args.data_dir / "directory.db")
+    try:
+        for address in directory.users():
+            if address.lower() == args.user.lower():
+                return str(address)
+    finally:
+        directory.close()
+    raise _Fail(f"no such user: {args.user}")
+
+
+def _read(path: str) -> str:
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Fail("the script is not UTF-8") from None
+
+
+def _errors(text: str) -> list[str]:
+    return [str(e) for e in check(text)]
+
+
+async def _run(args: argparse.Namespace) -> int:
+    action: str = args.sieve_action
+    if action == "check":
+        errors = _errors(_read(args.file))
+        for e in errors:
+            print(e, file=sys.stderr)
+        return 1 if errors else 0
+    load_config(args.data_dir)
+    account = _account(args)
+    store = SqliteStore(args.data_dir / "store")
+    await store.open()
+    try:
+        if action == "list":
+            for name, active in await store.sieve_list(account):
+                print(f"{name}{'  (active)' if active else ''}")
+        elif action == "get":
+            text = await store.sieve_get(account, args.name)
+            if text is None:
+                raise _Fail(f"no script {args.name!r}")
+            sys.stdout.write(text)
+        elif action == "put":
+            text = _read(args.file)
+            errors = _errors(text)
+            if errors:
+                raise _Fail("script not stored:\n  " + "\n  ".join(errors))
+            await store.sieve_put(account, args.name, text)
+            if args.activate:
+                await store.sieve_activate(account, args.name)
+        elif action == "activate":
+            await store.sieve_activate(account, args.name)
+        elif action == "deactivate":
+            await store.sieve_activate(account, None)
+        elif action == "delete":
+            await store.sieve_delete(account, args.name)
+    except MailboxError as exc:
+        raise _Fail(str(exc)) from None
+    finally:
+        await store.close()
+    return 0
+
+
+def cmd_sieve(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except (_Fail, OSError) as exc:
+        print(f"correo: {exc}", file=sys.stderr)
+        return 1
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sieve", help="manage users' Sieve filter scripts")
+    ssub = p.add_subparsers(dest="sieve_action", metavar="ACTION")
+    ssub.required = True
+    a = ssub.add_parser("list", help="list a user's scripts (the active one is marked)")
+    a.add_argument("user")
+    a = ssub.add_parser("get", help="print a script")
+    a.add_argument("user")
+    a.add_argument("name")
+    a = ssub.add_parser("put", help="store a script after checking it (FILE or - for stdin)")
+    a.add_argument("user")
+    a.add_argument("name")
+    a.add_argument("file")
+    a.add_argument("--activate", action="store_true", help="also make it the active script")
+    a = ssub.add_parser("activate", help="make a script the active one")
+    a.add_argument("user")
+    a.add_argument("name")
+    a = ssub.add_parser("deactivate", help="turn filtering off for a user")
+    a.add_argument("user")
+    a = ssub.add_parser("delete", help="delete an inactive script")
+    a.add_argument("user")
+    a.add_argument("name")
+    a = ssub.add_parser("check", help="check a script; errors with line and column")
+    a.add_argument("file")
+    p.set_defaults(func=cmd_sieve)

@@ -1,0 +1,699 @@
+"""Local delivery: the one path from an accepted message to the recipients' mailboxes.
+
+SMTP (MX and submission), LMTP and the queue runner all end here.  For each local
+account this runs the junk filter, then the account's active Sieve script, and turns
+the resulting actions into store targets, queued redirects, rejections and vacation
+replies.  Rules that keep mail safe:
+
+* one ``store.deliver`` call covers every mailbox copy and every redirect, so the
+  message is filed atomically and durably before the caller answers 250;
+* any failure while deciding (a broken script, a store read error, a bad mailbox
+  name) falls back to the implicit keep into INBOX and is logged — nothing is lost
+  (RFC 5228 §2.10.6);
+* the script reads the spooled bytes through bounded windows: the header section and
+  at most ``[delivery] sieve_body_limit`` bytes for the body test, never the whole of
+  a 100 MB message;
+* redirect loops stop after ``max_redirect_hops`` ``X-Correo-Redirected`` markers, and
+  the interpreter bounds redirects per run (flood).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from correo import sieve
+from correo.config import Config
+from correo.delivery.autoreply import rejection_message, vacation_message
+from correo.delivery.facts import FactsBuilder
+from correo.directory import Directory
+from correo.dns import Resolver
+from correo.junk import JunkFilter, Verdict, strip_spam_headers, tokenize
+from correo.log import Logger
+from correo.store.api import (
+    INBOX,
+    DeliveryTarget,
+    Envelope,
+    MailboxError,
+    MailStore,
+    MessageFacts,
+    QueuedRecipient,
+    Spool,
+    StoreError,
+)
+from correo.store.spool import FileSpool
+
+__all__ = [
+    "DeliveryReport",
+    "LocalDelivery",
+    "LocalRecipient",
+    "Outcome",
+    "Refusal",
+    "read_spool",
+]
+
+#: How rejections (RFC 5429) reach the sender: ``each`` per-recipient reply (LMTP),
+#: ``all`` one reply when every recipient refuses, else a notice (SMTP), ``none``
+#: always a notice (the queue runner, which has no client to answer).
+Refusal = Literal["each", "all", "none"]
+
+_HEADER_LIMIT = 256 * 1024  # the header section read for Sieve (HeaderCollector's bound)
+_MARKER = b"X-Correo-Redirected"
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRecipient:
+    """One accepted local recipient: the account and the address as the envelope gave it."""
+
+    account: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The reply for one recipient (LMTP sends one each, RFC 2033 §4.2)."""
+
+    code: int
+    status: str
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code < 300
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    outcomes: tuple[Outcome, ...]  # one per recipient, in the order given
+    queue_id: int | None = None
+    refused: Outcome | None = None  # refusal="all": every recipient refused; reply this
+
+
+DELIVERED = Outcome(250, "2.0.0", "Delivered")
+DEFERRED = Outcome(451, "4.3.0", "Temporary local error; try again later")
+
+
+@dataclass
+class _Plan:
+    """What one account's delivery decided."""
+
+    account: str
+    address: str
+    targets: list[DeliveryTarget] = field(default_factory=list)
+    redirects: list[str] = field(default_factory=list)
+    reject: sieve.Reject | None = None
+    vacation: sieve.Vacation | None = None
+    verdict: Verdict | None = None
+    quarantine: bool = False  # DMARC p=quarantine (RFC 7489 §6.3): Junk unless Sieve says
+    deferred: bool = False  # LMTP only: a temporary failure, this recipient gets 451
+
+
+def read_spool(spool: Spool, start: int, end: int) -> bytes:
+    """Bytes ``start``..``end`` of a spool being delivered (memory or spilled file)."""
+    end = min(end, spool.size)
+    if start >= end or not isinstance(spool, FileSpool):
+        return b""
+    if spool.in_memory:
+        return bytes(spool.buffer[start:end])
+    assert spool.path is not None
+    with open(spool.path, "rb") as fh:
+        fh.seek(start)
+        return fh.read(end - start)
+
+
+def _spool_chunks(spool: Spool, start: int) -> Iterable[bytes]:
+    if not isinstance(spool, FileSpool):
+        return
+    if spool.in_memory:
+        view = memoryview(spool.buffer)
+        for i in range(start, len(view), _CHUNK):
+            yield bytes(view[i : i + _CHUNK])
+        return
+    assert spool.path is not None
+    with open(spool.path, "rb") as fh:
+        fh.seek(start)
+        while chunk := fh.read(_CHUNK):
+            yield chunk
+
+
+def _header_end(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    return len(data) if end < 0 else end + 2
+
+
+class _SpoolView:
+    """The Sieve MessageView over a spool: bounded windows, our own spam verdict."""
+
+    def __init__(
+        self, window: bytes, size: int, mailboxes: Iterable[str], verdict: Verdict | None
+    ) -> None:
+        self._bytes = sieve.BytesMessageView(window, mailboxes=mailboxes)
+        self._size = size
+        self._verdict = verdict
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def header(self, name: str) -> list[str]:
+        return self._bytes.header(name)
+
+    def body_text(self, transform: sieve.BodyTransform) -> Iterable[str]:
+        return self._bytes.body_text(transform)
+
+    def mailbox_exists(self, name: str) -> bool:
+        return self._bytes.mailbox_exists(name)
+
+    def spam_score(self) -> float | None:
+        # Never from a header: a sender could write X-Spam-Score: 0 (RFC 5235 §2.2).
+        return None if self._verdict is None else self._verdict.percent
+
+
+def _mailbox_name(name: str) -> str | None:
+    """A Sieve fileinto name usable as a store mailbox, or None (RFC 5228 §4.1)."""
+    if name.upper() == "INBOX":
+        return INBOX
+    if (
+        not name
+        or len(name) > 255
+        or any(ord(c) < 32 or c == "\x7f" for c in name)
+        or name.startswith("/")
+        or name.endswith("/")
+        or "//" in name
+        or any(c in name for c in "*%")
+    ):
+        return None
+    return name
+
+
+class LocalDelivery:
+    """Delivers accepted messages to local accounts (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: MailStore,
+        directory: Directory,
+        log: Logger,
+        *,
+        resolver: Resolver | None = None,
+        wakeup: asyncio.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.directory = directory
+        self.log = log
+        self.wakeup = wakeup
+        self.junk: JunkFilter | None = (
+            JunkFilter(config.junk, store, log, hostname=config.hostname, resolver=resolver)
+            if config.junk.enabled
+            else None
+        )
+        self._scripts: dict[str, tuple[str, sieve.Script | None]] = {}
+
+    # -- the entry point ----------------------------------------------------------------
+
+    async def deliver(
+        self,
+        spool: Spool,
+        envelope: Envelope,
+        recipients: Sequence[LocalRecipient],
+        queued: Sequence[QueuedRecipient] = (),
+        *,
+        queue_skip: int = 0,
+        facts: MessageFacts | None = None,
+        refusal: Refusal = "all",
+        check_peer: bool = True,
+        session: str = "",
+        quarantine: bool = False,
+    ) -> DeliveryReport:
+        """File the message for every recipient; raises StoreError/OSError if it cannot.
+
+        ``spool`` starts with the Return-Path field (``queue_skip`` bytes) that final
+        delivery adds; the spool is consumed (committed or discarded) in every case.
+        ``check_peer``: look the envelope's peer up in DNS blocklists (not for LMTP,
+        whose peer is the MTA handing the mail over).
+        """
+        if not check_peer:
+            envelope = replace(envelope, peer="")
+        try:
+            return await self._deliver(
+                spool, envelope, recipients, queued, queue_skip, facts, refusal, session, quarantine
+            )
+        finally:
+            spool.discard()  # no-op once the store owns it
+
+    async def _deliver(
+        self,
+        spool: Spool,
+        envelope: Envelope,
+        recipients: Sequence[LocalRecipient],
+        queued: Sequence[QueuedRecipient],
+        queue_skip: int,
+        facts: MessageFacts | None,
+        refusal: Refusal,
+        session: str,
+        quarantine: bool = False,
+    ) -> DeliveryReport:
+        head = read_spool(spool, 0, _HEADER_LIMIT)
+        header_end = _header_end(head)
+        header = head[:header_end]
+        limit = self.config.delivery.sieve_body_limit
+        window = head if limit <= len(head) else read_spool(spool, 0, max(limit, header_end))
+        hops = sum(
+            1
+            for line in header.split(b"\r\n")
+            if line[: len(_MARKER) + 1].lower() == _MARKER.lower() + b":"
+        )
+        base_score, base_reasons, tokens = await self._message_signals(
+            spool, envelope, header, window, recipients
+        )
+        plans: dict[str, _Plan] = {}
+        for r in recipients:
+            if r.account in plans:
+                continue
+            plan = _Plan(r.account, r.address, quarantine=quarantine)
+            plans[r.account] = plan
+            try:
+                await self._plan(
+                    plan,
+                    envelope,
+                    window,
+                    spool.size,
+                    hops,
+                    base_score,
+                    base_reasons,
+                    tokens,
+                    session,
+                )
+            except (StoreError, OSError) as exc:
+                if refusal != "each":
+                    raise
+                # LMTP can defer one recipient (RFC 2033 §4.2): the MTA retries it later.
+                self.log.error(
+                    "delivery.deferred", session=session, account=r.account, error=str(exc)
+                )
+                plan.deferred = True
+                plan.targets, plan.redirects, plan.reject, plan.vacation = [], [], None, None
+            except Exception as exc:  # never lose a message: implicit keep (RFC 5228 §2.10.6)
+                self.log.error(
+                    "delivery.plan_failed", session=session, account=r.account, error=repr(exc)
+                )
+                plan.targets = [DeliveryTarget(r.account)]
+                plan.redirects, plan.reject, plan.vacation = [], None, None
+
+        # Refusals (RFC 5429): per recipient, as one reply, or as a notice afterwards.
+        refused = {a for a, p in plans.items() if p.reject is not None}
+        if refusal == "all" and refused and len(refused) == len(plans) and not queued:
+            self.log.info("delivery.rejected", session=session, accounts=len(refused))
+            return DeliveryReport(
+                tuple(self._refusal(plans[r.account]) for r in recipients),
+                refused=self._refusal(plans[recipients[0].account]),
+            )
+
+        # Group plans by the header block written in front of the message (X-Spam
+        # verdicts can differ per recipient); almost always there is one group.
+        groups: dict[bytes, list[_Plan]] = {}
+        for plan in plans.values():
+            groups.setdefault(self._prefix_fields(plan, hops), []).append(plan)
+        queue_id: int | None = None
+        first = True
+        for fields_, members in groups.items():
+            targets = [t for p in members for t in p.targets]
+            redirects = [QueuedRecipient(addr) for p in members for addr in p.redirects]
+            extra = list(queued) if first else []
+            if not targets and not redirects and not extra:
+                continue
+            if fields_:
+                new_spool, new_facts = self._rewrite(spool, queue_skip, fields_, header_end)
+                delivered = await self.store.deliver(
+                    new_spool,
+                    envelope,
+                    targets,
+                    extra + redirects,
+                    queue_skip=queue_skip,
+                    facts=new_facts,
+                )
+            else:
+                delivered = await self.store.deliver(
+                    spool if len(groups) == 1 else self._copy(spool),
+                    envelope,
+                    targets,
+                    extra + redirects,
+                    queue_skip=queue_skip,
+                    facts=facts,
+                )
+            first = False
+            if delivered.queue_id is not None:
+                queue_id = delivered.queue_id
+        if queue_id is not None and self.wakeup is not None:
+            self.wakeup.set()
+
+        outcomes: list[Outcome] = []
+        for r in recipients:
+            plan = plans[r.account]
+            if plan.deferred:
+                outcomes.append(DEFERRED)
+            elif plan.reject is not None and refusal == "each":
+                outcomes.append(self._refusal(plan))
+            else:
+                outcomes.append(DELIVERED)
+        # After the commit: replies and notices are best effort (logged on failure).
+        for plan in plans.values():
+            if plan.reject is not None and refusal != "each":
+                await self._send_rejection(plan, envelope, header, session)
+            if plan.vacation is not None:
+                await self._send_vacation(plan, envelope, header, session)
+        for plan in plans.values():
+            self.log.info(
+                "delivery.local",
+                session=session,
+                account=plan.account,
+                mailboxes=",".join(t.mailbox for t in plan.targets) or "-",
+                redirects=len(plan.redirects),
+                rejected=plan.reject is not None,
+                vacation=plan.vacation is not None,
+                spam=None if plan.verdict is None else plan.verdict.score,
+            )
+        return DeliveryReport(tuple(outcomes), queue_id)
+
+    # -- deciding -----------------------------------------------------------------------
+
+    async def _message_signals(
+        self,
+        spool: Spool,
+        envelope: Envelope,
+        header: bytes,
+        window: bytes,
+        recipients: Sequence[LocalRecipient],
+    ) -> tuple[float | None, list[str], set[str]]:
+        """Message-wide junk score (None: not scanned) and the classifier's tokens."""
+        junk = self.junk
+        if junk is None or not junk.applies(spool.size) or envelope.authenticated:
+            return None, [], set()  # authenticated submissions are not scored
+        if junk.settings.rspamd_url:
+            data = read_spool(spool, 0, spool.size)
+            score = await junk.rspamd_score(
+                data,
+                peer_ip=envelope.peer,
+                helo=envelope.helo,
+                sender=envelope.sender,
+                recipients=[r.address for r in recipients],
+            )
+            if score is not None:
+                return score, ["rspamd"], set()
+        auth, reasons = junk.auth_score(header)
+        dnsbl, more = await junk.dnsbl_score(envelope.peer)
+        data = window if len(window) >= spool.size else read_spool(spool, 0, spool.size)
+        return auth + dnsbl, reasons + more, tokenize(data, max_bytes=junk.settings.max_size)
+
+    async def _plan(
+        self,
+        plan: _Plan,
+        envelope: Envelope,
+        window: bytes,
+        size: int,
+        hops: int,
+        base_score: float | None,
+        base_reasons: list[str],
+        tokens: set[str],
+        session: str,
+    ) -> None:
+        account = plan.account
+        if base_score is not None and self.junk is not None:
+            extra, why = 0.0, list[str]()
+            if tokens:
+                extra, why = await self.junk.bayes_score(account, tokens)
+            plan.verdict = self.junk.verdict(base_score + extra, [*base_reasons, *why])
+        mailboxes = {m.name for m in await self.store.list_mailboxes(account)} | {INBOX}
+        default = self._default_mailbox(plan.address, mailboxes)
+        implicit = default
+        if plan.verdict is not None and plan.verdict.spam and self.junk is not None:
+            implicit = self.junk.settings.folder
+        if plan.quarantine:
+            implicit = self.junk.settings.folder if self.junk is not None else "Junk"
+        result = await self._run_script(plan, envelope, window, size, mailboxes, session)
+        targets: dict[str, DeliveryTarget] = {}
+
+        def add(mailbox: str, flags: tuple[str, ...]) -> None:
+            if mailbox not in targets:
+                targets[mailbox] = DeliveryTarget(account, mailbox, flags)
+
+        keep = result is None or result.implicit_keep
+        if result is not None:
+            for action in result.actions:
+                match action:
+                    case sieve.Keep(flags=flags):
+                        add(default, flags)  # an explicit keep overrides the junk verdict
+                    case sieve.FileInto(mailbox=name, flags=flags, create=create):
+                        box = await self._fileinto(account, name, create, mailboxes, session)
+                        add(box if box is not None else INBOX, flags)
+                    case sieve.Redirect(address=address):
+                        if hops >= self.config.delivery.max_redirect_hops:
+                            self.log.warning(  # a loop: keep it here instead
+                                "delivery.redirect_loop", session=session, account=account
+                            )
+                            keep = True
+                        else:
+                            plan.redirects.append(address)
+                    case sieve.Discard():
+                        pass
+                    case sieve.Reject():
+                        plan.reject = action
+                    case sieve.Vacation():
+                        plan.vacation = action
+        if keep:
+            flags = result.implicit_keep_flags if result is not None else ()
+            add(implicit, flags)
+        if implicit not in mailboxes and implicit in targets:
+            await self._ensure_mailbox(account, implicit, "\\Junk")
+        plan.targets = list(targets.values())
+
+    def _default_mailbox(self, address: str, mailboxes: set[str]) -> str:
+        """``user+folder@domain`` files into ``folder`` when it exists (issue 7 §5)."""
+        if not self.config.delivery.subaddress_folders:
+            return INBOX
+        local = address.rpartition("@")[0]
+        delimiter = self.config.smtp.recipient_delimiter
+        if not delimiter or delimiter not in local:
+            return INBOX
+        detail = local.split(delimiter, 1)[1]
+        if detail in mailboxes:
+            return detail
+        for name in mailboxes:  # a case-insensitive match, since addresses are
+            if name.lower() == detail.lower():
+                return name
+        return INBOX
+
+    async def _run_script(
+        self,
+        plan: _Plan,
+        envelope: Envelope,
+        window: bytes,
+        size: int,
+        mailboxes: set[str],
+        session: str,
+    ) -> sieve.Result | None:
+        active = await self.store.sieve_active(plan.account)
+        if active is None:
+            return None
+        name, text = active
+        cached = self._scripts.get(plan.account)
+        if cached is not None and cached[0] == text:
+            script = cached[1]
+        else:
+            try:
+                script = sieve.parse(text)
+            except sieve.SieveError as exc:
+                self.log.warning(
+                    "delivery.sieve_error",
+                    session=session,
+                    account=plan.account,
+                    script=name,
+                    error=str(exc),
+                )
+                script = None
+            if len(self._scripts) > 1000:
+                self._scripts.clear()
+            self._scripts[plan.account] = (text, script)
+        if script is None:
+            return None  # broken script: implicit keep
+        view = _SpoolView(window, size, mailboxes, plan.verdict)
+        result = sieve.run(
+            script,
+            view,
+            sieve.Envelope(
+                sender=envelope.sender,
+                recipient=plan.address,
+                original_recipient=plan.address,
+                auth=envelope.authenticated,
+            ),
+            now=datetime.now(UTC),
+        )
+        if result.errors:
+            self.log.warning(
+                "delivery.sieve_runtime_error",
+                session=session,
+                account=plan.account,
+                script=name,
+                error="; ".join(result.errors),
+            )
+        return result
+
+    async def _fileinto(
+        self, account: str, name: str, create: bool, mailboxes: set[str], session: str
+    ) -> str | None:
+        box = _mailbox_name(name)
+        if box is None:
+            self.log.warning("delivery.bad_mailbox", session=session, account=account, name=name)
+            return None
+        if box in mailboxes:
+            return box
+        if create or self.config.delivery.fileinto_create:  # RFC 5490 §3.2
+            await self._ensure_mailbox(account, box, None)
+            mailboxes.add(box)
+            return box
+        # RFC 5228 §4.1: a missing mailbox makes fileinto fail: implicit keep instead.
+        self.log.info("delivery.no_mailbox", session=session, account=account, name=box)
+        return None
+
+    async def _ensure_mailbox(self, account: str, name: str, special: str | None) -> None:
+        try:
+            await self.store.create_mailbox(account, name, special)
+        except MailboxError:
+            pass  # created meanwhile
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _prefix_fields(self, plan: _Plan, hops: int) -> bytes:
+        out = b"" if plan.verdict is None else plan.verdict.header()
+        if plan.redirects:
+            out += _MARKER + f": {hops + 1} {plan.account}\r\n".encode()
+        return out
+
+    def _rewrite(
+        self, spool: Spool, queue_skip: int, fields_: bytes, header_end: int
+    ) -> tuple[Spool, MessageFacts]:
+        """A copy: Return-Path, our fields, the header without forged X-Spam, the body."""
+        out = self.store.new_spool()
+        builder = FactsBuilder()
+        try:
+            header = read_spool(spool, 0, header_end)
+            for data in (
+                header[:queue_skip],
+                fields_,
+                strip_spam_headers(header[queue_skip:]),
+            ):
+                out.write(data)
+                builder.feed(data)
+            for chunk in _spool_chunks(spool, header_end):
+                out.write(chunk)
+                builder.feed(chunk)
+        except BaseException:
+            out.discard()
+            raise
+        return out, builder.finish()
+
+    def _copy(self, spool: Spool) -> Spool:
+        out = self.store.new_spool()
+        for chunk in _spool_chunks(spool, 0):
+            out.write(chunk)
+        return out
+
+    # -- rejections and vacation replies ------------------------------------------------
+
+    @staticmethod
+    def _refusal(plan: _Plan) -> Outcome:
+        reason = plan.reject.reason if plan.reject is not None else ""
+        text = " ".join(reason.split())[:200] or "Message rejected"
+        return Outcome(550, "5.7.1", text)  # RFC 5429 §2.1 / §2.2
+
+    async def _send_rejection(
+        self, plan: _Plan, envelope: Envelope, header: bytes, session: str
+    ) -> None:
+        if not envelope.sender or plan.reject is None:
+            return  # RFC 5429 §2.1: never notify the null reverse-path
+        data = rejection_message(
+            to=envelope.sender,
+            recipient=plan.address,
+            reason=plan.reject.reason,
+            original_header=header,
+            hostname=self.config.hostname,
+        )
+        await self._send_generated(data, envelope.sender, "rejection", plan.account, session)
+
+    async def _send_vacation(
+        self, plan: _Plan, envelope: Envelope, header: bytes, session: str
+    ) -> None:
+        action = plan.vacation
+        assert action is not None
+        view = sieve.BytesMessageView(header + b"\r\n")
+        own = set(self.directory.owned_addresses(plan.account)) | {plan.account}
+        allowed = sieve.vacation_allowed(
+            view,
+            sieve.Envelope(envelope.sender, plan.address, plan.address),
+            [*own, *action.addresses],
+        )
+        if not allowed:
+            self.log.info("delivery.vacation_skipped", session=session, account=plan.account)
+            return
+        try:
+            if await self.store.vacation_seen(
+                plan.account, action.handle, envelope.sender, action.days
+            ):
+                self.log.debug("delivery.vacation_suppressed", session=session)
+                return
+        except StoreError as exc:
+            self.log.error("delivery.vacation_failed", session=session, error=str(exc))
+            return
+        subject = action.subject
+        if subject is None:
+            subject = "Auto: " + (view.header("subject") or ["Your message"])[0]
+        msgid = next(iter(view.header("message-id")), None)
+        refs = next(iter(view.header("references")), None)
+        data = vacation_message(
+            from_=action.from_ or plan.account,
+            to=envelope.sender,
+            subject=subject,
+            reason=action.reason,
+            mime=action.mime,
+            in_reply_to=msgid,
+            references=refs,
+            hostname=self.config.hostname,
+        )
+        await self._send_generated(data, envelope.sender, "vacation", plan.account, session)
+
+    async def _send_generated(
+        self, data: bytes, to: str, kind: str, account: str, session: str
+    ) -> None:
+        """File a generated message from ``<>``: locally if ``to`` is ours, else queued."""
+        envelope = Envelope(sender="", helo=self.config.hostname, body="8BITMIME")
+        domain = to.rpartition("@")[2]
+        spool = self.store.new_spool()
+        try:
+            resolution = (
+                self.directory.resolve(to) if self.directory.is_local_domain(domain) else None
+            )
+            if resolution is not None and resolution.account is not None:
+                prefix = b"Return-Path: <>\r\n"
+                spool.write(prefix + data)
+                await self.store.deliver(
+                    spool, envelope, [DeliveryTarget(resolution.account)], queue_skip=len(prefix)
+                )
+            elif self.directory.is_local_domain(domain):
+                spool.discard()
+                return
+            else:
+                spool.write(data)
+                await self.store.deliver(spool, envelope, [], [QueuedRecipient(to)])
+                if self.wakeup is not None:
+                    self.wakeup.set()
+        except (StoreError, OSError) as exc:
+            spool.discard()
+            self.log.error(f"delivery.{kind}_failed", session=session, error=str(exc))
+            return
+        self.log.info(f"delivery.{kind}", session=session, account=account, to=to)

@@ -1,0 +1,379 @@
+"""The ManageSieve server connection as a pure state machine (h11 style).
+
+``receive_data(bytes)`` buffers, ``next_event()`` returns a command, a
+:class:`CommandError` carrying the NO/BYE to send, :class:`ConnectionClosed`, or
+``NEED_DATA``.  Each command is answered with ``send(Response)`` (data blocks such as
+LISTSCRIPTS lines go first through ``send_data``); the response drives the state:
+an OK to AUTHENTICATE authenticates, an OK to STARTTLS waits for ``tls_started()``.
+
+Bounds hold while reading: a command line (outside literals) is at most
+``max_line`` bytes, and literals announced larger than ``max_literal`` are refused
+from their header, their octets skipped without being buffered.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from .commands import (
+    COMMANDS,
+    ArgumentError,
+    Authenticate,
+    Capability,
+    CheckScript,
+    Command,
+    DeleteScript,
+    GetScript,
+    HaveSpace,
+    ListScripts,
+    Logout,
+    Noop,
+    PutScript,
+    RenameScript,
+    SaslCancel,
+    SaslResponse,
+    SetActive,
+    StartTls,
+    Unauthenticate,
+    build_command,
+)
+from .responses import Response, quote
+
+__all__ = [
+    "LEGAL",
+    "NEED_DATA",
+    "CommandError",
+    "ConnectionClosed",
+    "LocalProtocolError",
+    "NeedData",
+    "SieveLimits",
+    "SieveServerConnection",
+    "State",
+]
+
+
+class LocalProtocolError(Exception):
+    """Our own misuse of the connection object (a bug in the shell)."""
+
+
+class NeedData(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA: Final = NeedData.NEED_DATA
+
+
+@dataclass(frozen=True, slots=True)
+class CommandError:
+    """A malformed or illegal command: send ``response``; ``close`` after BYE."""
+
+    response: Response
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SieveLimits:
+    max_line: int = 8192  # bytes of a command outside its literals
+    max_literal: int = 1024 * 1024  # bytes of all literals of one command
+    max_errors: int = 20  # bad commands in a row before BYE
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not-authenticated"
+    SASL = "sasl"  # AUTHENTICATE in progress: the next line is a client response
+    AUTHENTICATED = "authenticated"
+    TLS_PENDING = "tls-pending"
+    CLOSED = "closed"
+
+
+_ANY = (Capability, Logout, Noop)
+#: Which command is legal in which state (RFC 5804 §2).
+LEGAL: dict[State, frozenset[type]] = {
+    State.NOT_AUTHENTICATED: frozenset({*_ANY, StartTls, Authenticate}),
+    State.AUTHENTICATED: frozenset(
+        {
+            *_ANY,
+            HaveSpace,
+            PutScript,
+            ListScripts,
+            SetActive,
+            GetScript,
+            DeleteScript,
+            RenameScript,
+            CheckScript,
+            Unauthenticate,
+        }
+    ),
+    State.SASL: frozenset({SaslResponse, SaslCancel}),
+    State.TLS_PENDING: frozenset(),
+    State.CLOSED: frozenset(),
+}
+
+_ATOM = re.compile(rb"[A-Za-z]{1,32}")
+_QUOTED = re.compile(rb'"((?:[^"\\\r\n]|\\["\\]){0,1024})"')
+_LITERAL = re.compile(rb"\{([0-9]{1,10})(\+?)\}\r\n")
+_NUMBER = re.compile(rb"[0-9]{1,10}")
+_UNQUOTE = re.compile(rb"\\([\"\\])")
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    args: list[bytes | int]
+    end: int
+    atom: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Need:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Bad:
+    text: str
+    skip: int  # bytes to drop from the buffer start, then the rest of the line
+
+
+def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need | _Bad:
+    """One line: ``atom *(SP arg) CRLF`` (or, in SASL, just one string)."""
+    pos = 0
+    name: bytes | None = None
+    if atom:
+        m = _ATOM.match(buf)
+        if m is None:
+            if len(buf) < 2 or buf.find(b"\r\n") >= 0:
+                return _Bad("Bad command", 0) if len(buf) >= 2 else _Need()
+            return _Bad("Bad command", 0)
+        name = m.group()
+        pos = m.end()
+        if pos == len(buf):
+            return _Need()
+    args: list[bytes | int] = []
+    literal_total = 0
+    while True:
+        if buf.startswith(b"\r\n", pos):
+            return _Line(args, pos + 2, name)
+        if pos >= len(buf) or (pos + 1 == len(buf) and buf[pos] == 0x0D):
+            break
+        if atom or args:
+            if buf[pos] != 0x20:
+                return _Bad("Syntax error: expected a space", 0)
+            pos += 1
+            if pos >= len(buf):
+                break
+        elif buf[pos] == 0x20:  # tolerate a leading space in a SASL response line
+            pos += 1
+            continue
+        first = buf[pos]
+        if first == 0x22:  # '"'
+            m = _QUOTED.match(buf, pos)
+            if m is None:
+                crlf = buf.find(b"\r\n", pos)
+                if crlf >= 0 or len(buf) - pos > 1026:
+                    return _Bad("Syntax error in quoted string", 0)
+                break
+            args.append(_UNQUOTE.sub(rb"\1", m.group(1)))
+            pos = m.end()
+        elif first == 0x7B:  # '{': RFC 5804 §4 literal, {n+} (and {n}, tolerated)
+            m = _LITERAL.match(buf, pos)
+            if m is None:
+                if len(buf) - pos < 16 and buf.find(b"\r\n", pos) < 0:
+                    break
+                return _Bad("Syntax error in literal", 0)
+            size = int(m.group(1))
+            literal_total += size
+            if literal_total > limits.max_literal:
+                return _Bad("Literal too big", m.end() + size)
+            if len(buf) < m.end() + size:
+                return _Need()
+            args.append(bytes(buf[m.end() : m.end() + size]))
+            pos = m.end() + size
+        elif 0x30 <= first <= 0x39:
+            m = _NUMBER.match(buf, pos)
+            assert m is not None
+            if m.end() == len(buf):
+                break
+            args.append(int(m.group()))
+            pos = m.end()
+        else:
+            return _Bad("Syntax error: expected a string", 0)
+    if len(buf) - literal_total > limits.max_line:
+        return _Bad("Line too long", 0)
+    return _Need()
+
+
+class SieveServerConnection:
+    """One ManageSieve session's protocol state; performs no I/O."""
+
+    def __init__(self, limits: SieveLimits | None = None) -> None:
+        self.limits = limits or SieveLimits()
+        self.tls_active = False
+        self._state = State.NOT_AUTHENTICATED
+        self._buf = bytearray()
+        self._eof = False
+        self._skip = 0  # bytes still to drop (the octets of a refused literal)
+        self._skip_line = False  # then drop up to and including the next CRLF
+        self._awaiting: Command | None = None
+        self._errors = 0
+        self._error_pending = False  # a CommandError waits for its NO
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer; ``b""`` means EOF."""
+        if self._state is State.CLOSED:
+            return
+        if not data:
+            self._eof = True
+            return
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = data[dropped:]
+        self._buf += data
+
+    def next_event(self) -> Command | CommandError | ConnectionClosed | NeedData:
+        if self._awaiting is not None or self._error_pending:
+            raise LocalProtocolError("the previous event has not been answered")
+        if self._state is State.TLS_PENDING:
+            raise LocalProtocolError("call tls_started() after the TLS handshake")
+        if self._state is State.CLOSED:
+            return ConnectionClosed()
+        if self._skip_line and not self._drop_line():
+            return self._end_or_need()
+        sasl = self._state is State.SASL
+        parsed = _parse(self._buf, self.limits, atom=not sasl)
+        if isinstance(parsed, _Need):
+            return self._end_or_need()
+        if isinstance(parsed, _Bad):
+            drop = min(parsed.skip, len(self._buf))
+            self._skip = parsed.skip - drop
+            del self._buf[:drop]
+            self._skip_line = True
+            self._drop_line()
+            if sasl:  # RFC 5804 §2.1: a broken exchange fails the authentication
+                self._state = State.NOT_AUTHENTICATED
+            return self._error(parsed.text)
+        del self._buf[: parsed.end]
+        event: Command
+        if sasl:
+            if len(parsed.args) != 1 or not isinstance(parsed.args[0], bytes):
+                self._state = State.NOT_AUTHENTICATED
+                return self._error("Expected one string in the SASL exchange")
+            value = parsed.args[0]
+            event = SaslCancel() if value == b"*" else SaslResponse(value)  # RFC 5804 §2.1
+        else:
+            assert parsed.atom is not None
+            name = parsed.atom.decode("ascii").upper()
+            if name not in COMMANDS:
+                return self._error(f"Unknown command {name[:32]}")
+            try:
+                event = build_command(name, parsed.args)
+            except ArgumentError as exc:
+                return self._error(f"{name}: {exc}")
+            if type(event) not in LEGAL[self._state]:
+                return self._error(f"{name} is not allowed now")
+            if isinstance(event, StartTls) and self.tls_active:
+                return self._error("TLS is already active")
+        self._errors = 0
+        self._awaiting = event
+        return event
+
+    def send_data(self, data: bytes) -> bytes:
+        """Data lines before the response (capabilities, script list, script)."""
+        if self._awaiting is None and self._state is not State.NOT_AUTHENTICATED:
+            raise LocalProtocolError("send_data() with no command to answer")
+        return data
+
+    def send_challenge(self, data: bytes) -> bytes:
+        """A SASL server challenge (RFC 5804 §2.1): a string; the client answers one."""
+        if not isinstance(self._awaiting, (Authenticate, SaslResponse)):
+            raise LocalProtocolError("send_challenge() outside AUTHENTICATE")
+        self._awaiting = None
+        self._state = State.SASL
+        return quote(base64.b64encode(data)) + b"\r\n"
+
+    def send(self, response: Response) -> bytes:
+        """The final response to the pending command (or an unsolicited BYE)."""
+        event = self._awaiting
+        self._awaiting = None
+        ok = response.kind == "OK"
+        if self._error_pending:
+            self._error_pending = False
+            event = None
+            if response.kind == "NO":
+                return response.to_bytes()
+        if response.kind == "BYE":
+            self._close()
+            return response.to_bytes()
+        match event:
+            case Authenticate() | SaslResponse() | SaslCancel():
+                self._state = State.AUTHENTICATED if ok else State.NOT_AUTHENTICATED
+            case StartTls():
+                if ok:  # RFC 5804 §2.2: TLS negotiation starts after this OK
+                    self._state = State.TLS_PENDING
+            case Logout():
+                self._close()  # RFC 5804 §2.3: the server closes after OK
+            case Unauthenticate():
+                if ok:  # RFC 5804 §2.14
+                    self._state = State.NOT_AUTHENTICATED
+            case None:
+                if not (self._state is State.NOT_AUTHENTICATED and ok):
+                    raise LocalProtocolError("send() with no command to answer")
+            case _:
+                pass
+        return response.to_bytes()
+
+    def tls_started(self) -> None:
+        """The TLS handshake finished: forget everything sent in plaintext."""
+        if self._state is not State.TLS_PENDING:
+            raise LocalProtocolError("tls_started() without an accepted STARTTLS")
+        self._buf.clear()  # no command injection across the upgrade (cf. CVE-2011-0411)
+        self.tls_active = True
+        self._state = State.NOT_AUTHENTICATED
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _drop_line(self) -> bool:
+        if self._skip:
+            return False
+        end = self._buf.find(b"\r\n")
+        if end < 0:  # bounded: the rest of a bad line is never kept (but a CR might
+            keep = self._buf.endswith(b"\r")  # start the CRLF that ends it)
+            self._buf.clear()
+            if keep:
+                self._buf += b"\r"
+            return False
+        del self._buf[: end + 2]
+        self._skip_line = False
+        return True
+
+    def _end_or_need(self) -> ConnectionClosed | NeedData:
+        if self._eof:
+            self._close()
+            return ConnectionClosed()
+        return NEED_DATA
+
+    def _error(self, text: str) -> CommandError:
+        self._errors += 1
+        if self._errors >= self.limits.max_errors:
+            self._close()
+            return CommandError(Response("BYE", None, "Too many errors"), close=True)
+        self._error_pending = True
+        return CommandError(Response("NO", None, text))
+
+    def _close(self) -> None:
+        self._state = State.CLOSED
+        self._awaiting = None
+        self._buf.clear()

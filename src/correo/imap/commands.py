@@ -626,7 +626,13 @@ def _rename(r: Reader, o: ParseOptions) -> Command:
 
 
 def _pattern(r: Reader, o: ParseOptions) -> str:
-    return decode_mailbox(r.list_mailbox(), o.utf8)
+    raw = r.list_mailbox()
+    try:
+        return decode_mailbox(raw, o.utf8)
+    except ParseError:
+        # A pattern is not a name: one that is not valid mUTF-7 simply matches nothing
+        # that was named with valid mUTF-7 (as Dovecot does), so take it literally.
+        return raw.decode("utf-8", "replace")
 
 
 _SELECTION = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})

@@ -175,7 +175,7 @@ async def render_message(
             body = await _section_bytes(store, view, uid, tree, att)
             label = att.response_name()
             if body is None:
-                parts.append(label + b' ""')  # RFC 9051 §6.4.5: a missing section is empty
+                parts.append(label + b" {0}\r\n")  # RFC 9051 §6.4.5: a missing section is empty
             else:
                 parts.append(label + b" " + _literal(_partial(body, att.partial)))
         elif name in ("BINARY", "BINARY.SIZE") and att.section is not None and tree is not None:

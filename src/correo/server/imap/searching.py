@@ -8,6 +8,7 @@ parts (RFC 9051 §6.4.4: case-insensitive substring of the decoded text).
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
@@ -77,14 +78,23 @@ def _text_of(data: bytes, part: Part) -> list[str]:
     return out
 
 
+def _local_date(value: str) -> dt.datetime | None:
+    """The Date field in its own zone: SENT* compare the date as written (RFC 9051 §6.4.4)."""
+    try:
+        return email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 class _Subject:
     """One message as the evaluator sees it."""
 
-    __slots__ = ("_body", "_headers", "info", "sent_date", "seq")
+    __slots__ = ("_body", "_headers", "info", "recent", "sent_date", "seq")
 
     def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
         self.info = view.info[uid]
         self.seq = seq
+        self.recent = view.is_recent(uid)
         self.sent_date = dt.datetime.fromtimestamp(sent, dt.UTC) if sent is not None else None
         self._headers: dict[str, list[str]] = {}
         self._body: str = ""
@@ -95,6 +105,8 @@ class _Subject:
 
     @property
     def flags(self) -> AbstractSet[str]:
+        if self.recent:
+            return frozenset((*self.info.flags, "\\Recent"))
         return frozenset(self.info.flags)
 
     @property
@@ -145,7 +157,7 @@ async def run_search(
             continue
         f = facts.get(uid)
         subject = _Subject(view, uid, seq, f.sent_date if f is not None else None)
-        if (headers or body) and f is not None:
+        if (headers or body or sent) and f is not None:
             tree = load_tree(f)
             if body:
                 data = await read_range(store, view, uid, 0, None)
@@ -155,6 +167,8 @@ async def run_search(
                 raw_header = await read_range(store, view, uid, tree.header_start, tree.header_end)
             for name, value in parse_fields(raw_header):
                 subject._headers.setdefault(name, []).append(decode_header(value))
+                if name == "date" and sent:
+                    subject.sent_date = _local_date(value) or subject.sent_date
         if matcher(subject):
             matched.append(uid)
     return matched

@@ -42,6 +42,7 @@ from correo.imap.server import (
     Respond,
 )
 from correo.imap.states import ImapState
+from correo.junk import on_imap_move  # issue 7: junk training
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
 from correo.server.connection import Connection
@@ -85,7 +86,6 @@ _AUTH_CAPS = (
     "THREAD=ORDEREDSUBJECT",
     "COMPRESS=DEFLATE",
 )
-_SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are pushed)
 
 Handler = Callable[[str, Any], Awaitable[None]]
@@ -325,6 +325,8 @@ class ImapSession:
         if view is None:
             return
         changes = await self.ctx.store.changes_since(view.account, view.name, view.highestmodseq)
+        if not view.read_only and any(m.uid > view.max_uid() for m in changes.messages):
+            await self.ctx.store.take_recent(view.account, view.name)  # they are \Recent here
         if changes.messages or changes.expunged or view.pending_expunge:
             for line in view.catch_up(
                 changes,
@@ -334,6 +336,14 @@ class ImapSession:
             ):
                 self.write(line)
         view.highestmodseq = max(view.highestmodseq, changes.highestmodseq)
+
+    def _condstore_on(self) -> None:
+        """RFC 7162 §3.1: a CONDSTORE-enabling command; first time, say HIGHESTMODSEQ."""
+        if self.core.condstore:
+            return
+        self.core.enable("CONDSTORE")
+        if self.view is not None:
+            self.write(untagged("OK", "Highest", f"HIGHESTMODSEQ {self.view.highestmodseq}"))
 
     # -- any state ------------------------------------------------------------------
 
@@ -466,8 +476,12 @@ class ImapSession:
         except MailboxError:
             self.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
             return
-        first_recent = status.uidnext if read_only else await store.take_recent(self.user, name)
         messages = await store.list_messages(self.user, name)
+        if read_only:  # EXAMINE sees \Recent without claiming it (RFC 3501 §6.3.2)
+            recent = status.recent
+            first_recent = messages[-recent].uid if 0 < recent <= len(messages) else status.uidnext
+        else:
+            first_recent = await store.take_recent(self.user, name)
         view = MailboxView(
             self.user,
             name,
@@ -483,11 +497,17 @@ class ImapSession:
             self.core.enable("CONDSTORE")
         self.view = view
         self.core.selected(read_only)
-        self.write(f"* FLAGS ({_SYSTEM_FLAGS})\r\n".encode())
+        flags_lines = view.flags_responses()
+        self.write(flags_lines[0])
         self.write(b"* %d EXISTS\r\n" % view.exists)
         if not self.core.rev2:
             self.write(b"* %d RECENT\r\n" % view.recent)
-        self.write(untagged("OK", "Flags permitted", f"PERMANENTFLAGS ({_SYSTEM_FLAGS} \\*)"))
+            unseen = next(
+                (i for i, u in enumerate(view.uids, 1) if "\\Seen" not in view.info[u].flags), 0
+            )
+            if unseen:
+                self.write(untagged("OK", "First unseen", f"UNSEEN {unseen}"))  # RFC 3501 §6.3.1
+        self.write(flags_lines[1])
         self.write(untagged("OK", "UIDs valid", f"UIDVALIDITY {view.uidvalidity}"))
         self.write(untagged("OK", "Predicted next UID", f"UIDNEXT {view.uidnext}"))
         self.write(untagged("OK", "Highest", f"HIGHESTMODSEQ {view.highestmodseq}"))
@@ -779,6 +799,8 @@ class ImapSession:
         view = self.view
         assert view is not None
         await self._updates(allow_expunge=False)
+        if _uses_modseq(cmd.criteria):
+            self._condstore_on()
         matched = await run_search(self.ctx.store, view, cmd.criteria)
         result = (
             matched if cmd.uid else [s for s in (view.seq(u) for u in matched) if s is not None]
@@ -790,6 +812,10 @@ class ImapSession:
             self.write(search_response(result, modseq))
         else:
             opts = {o.upper() for o in cmd.return_options} or {"ALL"}
+            if modseq is not None and opts - {"SAVE"} <= {"MIN", "MAX"}:
+                # RFC 7162 §3.1.5: the MODSEQ of just the messages returned
+                ends = [f(matched) for f, o in ((min, "MIN"), (max, "MAX")) if o in opts]
+                modseq = max(view.info[u].modseq for u in ends) if ends else modseq
             if "SAVE" in opts:
                 view.saved = matched  # RFC 5182
                 opts.discard("SAVE")
@@ -831,6 +857,8 @@ class ImapSession:
         assert view is not None and self.user is not None
         await self._updates(allow_expunge=False)
         uids = self._uids(cmd.sequence, cmd.uid)
+        if cmd.changedsince is not None or any(i.name == "MODSEQ" for i in cmd.items):
+            self._condstore_on()
         if cmd.changedsince is not None:
             uids = [u for u in uids if view.info[u].modseq > cmd.changedsince]
             if cmd.vanished and cmd.uid:
@@ -880,10 +908,14 @@ class ImapSession:
             return
         await self._updates(allow_expunge=False)
         uids = self._uids(cmd.sequence, cmd.uid)
+        if cmd.unchangedsince is not None:
+            self._condstore_on()
         changed, failed = await self.ctx.store.store_flags(
             self.user, view.name, uids, cmd.mode, cmd.flags, cmd.unchangedsince
         )
         view.update_flags(changed)
+        for line in view.new_keywords(changed):
+            self.write(line)
         changed_uids = {m.uid for m in changed}
         condstore = self.core.condstore or cmd.unchangedsince is not None
         for uid in uids:
@@ -932,9 +964,13 @@ class ImapSession:
                 self.write(untagged("OK", "Moved", code))  # RFC 6851 §4.3
             for line in view.expunged_now([p[0] for p in pairs], self.core.qresync):
                 self.write(line)
+        if target == view.name and pairs:
+            await self._updates(allow_expunge=False)  # into itself: new EXISTS now
+        if move:
             self.write(tagged(tag, "OK", "MOVE completed"))
         else:
             self.write(tagged(tag, "OK", "COPY completed", code))
+        await on_imap_move(self.ctx, self.user, view.name, target, [p[1] for p in pairs])
 
 
 def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:

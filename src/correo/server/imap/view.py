@@ -13,7 +13,9 @@ from collections.abc import Iterable
 
 from correo.store.api import Changes, MessageInfo
 
-__all__ = ["MailboxView"]
+__all__ = ["SYSTEM_FLAGS", "MailboxView", "format_uids"]
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 class MailboxView:
@@ -41,6 +43,8 @@ class MailboxView:
         for m in messages:
             self.uids.append(m.uid)
             self.info[m.uid] = m
+        self.keywords: set[str] = {f for m in self.info.values() for f in m.flags}
+        self.keywords.difference_update(SYSTEM_FLAGS)
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # SEARCHRES "$" (RFC 5182), as UIDs
         self.rev2 = False  # IMAP4rev2 has no \Recent (RFC 9051 §2.3.2)
@@ -77,6 +81,25 @@ class MailboxView:
             out.extend(self.uids[i:j])
         return out
 
+    def flags_responses(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` listing system flags and known keywords."""
+        names = " ".join((*SYSTEM_FLAGS, *sorted(self.keywords)))
+        out = [b"* FLAGS (%s)\r\n" % names.encode()]
+        if self.read_only:
+            out.append(b"* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
+        else:
+            out.append(b"* OK [PERMANENTFLAGS (%s \\*)] Flags permitted\r\n" % names.encode())
+        return out
+
+    def new_keywords(self, infos: Iterable[MessageInfo]) -> list[bytes]:
+        """RFC 9051 §7.3.5: announce keywords before a FETCH FLAGS uses them."""
+        fresh = {f for m in infos for f in m.flags if f not in self.keywords}
+        fresh.difference_update(SYSTEM_FLAGS)
+        if not fresh:
+            return []
+        self.keywords |= fresh
+        return self.flags_responses()
+
     def max_uid(self) -> int:
         return self.uids[-1] if self.uids else 0
 
@@ -97,6 +120,7 @@ class MailboxView:
             out += self._announce_expunges(qresync)
         new: list[MessageInfo] = []
         known_max = self.max_uid()
+        out += self.new_keywords(changes.messages)
         for m in changes.messages:
             if m.uid in self.info:
                 old = self.info[m.uid]
@@ -116,6 +140,8 @@ class MailboxView:
                 self.info[m.uid] = m
             self.uidnext = max(self.uidnext, self.uids[-1] + 1)
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
+            if not self.rev2:
+                out.append(b"* %d RECENT\r\n" % self.recent)  # RFC 3501 §7.3.2
         self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
         return out
 

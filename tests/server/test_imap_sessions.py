@@ -1,0 +1,173 @@
+"""Two sessions on one mailbox, IDLE with SMTP delivery, and hostile input (real sockets)."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import time
+
+import pytest
+
+from tests.conftest import Server
+from tests.server.imap_helpers import RawImap, imap, message, unique
+
+ALICE = "alice@example.test"
+
+
+def _session(server: Server, box: str) -> RawImap:
+    raw = RawImap(server.ports["imaps"])
+    raw.login()
+    out = raw.cmd("s", f"SELECT {box}")
+    assert out[-1].startswith(b"s OK"), out
+    return raw
+
+
+def test_two_sessions_see_flags_exists_and_expunge_at_allowed_points(server: Server) -> None:
+    box = unique("two")
+    setup = imap(server)
+    setup.create(box)
+    for i in range(3):
+        setup.append(box, None, None, message(f"m{i}"))
+    setup.logout()
+    a, b = _session(server, box), _session(server, box)
+    assert a.cmd("1", "STORE 2 +FLAGS (\\Deleted)")[-1].startswith(b"1 OK")
+    assert a.cmd("2", "EXPUNGE")[0] == b"* 2 EXPUNGE"
+    assert a.cmd("3", "STORE 1 +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"3 OK")
+    # RFC 9051 §7.5.1: no EXPUNGE during FETCH, STORE or SEARCH by sequence number
+    for tag, command in (
+        ("f", "FETCH 1:* (FLAGS)"),
+        ("t", "STORE 3 +FLAGS (\\Seen)"),
+        ("q", "SEARCH ALL"),
+    ):
+        out = b.cmd(tag, command)
+        assert not any(line.endswith(b"EXPUNGE") for line in out), out
+    out = b.cmd("q2", "SEARCH ALL")
+    assert b"* SEARCH 1 2 3" in out  # the expunged message keeps its number until NOOP
+    out = b.cmd("n", "NOOP")
+    assert b"* 2 EXPUNGE" in out, out
+    assert b.cmd("q3", "SEARCH ALL")[0] == b"* SEARCH 1 2"
+    a.send(
+        b"x APPEND " + box.encode() + b" {%d+}\r\n" % len(message("new")) + message("new") + b"\r\n"
+    )
+    a.until(b"x")
+    out = b.cmd("n2", "NOOP")
+    assert b"* 3 EXISTS" in out
+    # a flag change made by the other session arrives as FETCH FLAGS
+    a.cmd("4", "STORE 1 +FLAGS.SILENT (\\Answered)")
+    out = b.cmd("n3", "NOOP")
+    assert any(re.match(rb"\* 1 FETCH \(FLAGS \(.*\\Answered", line) for line in out), out
+    a.close()
+    b.close()
+
+
+def test_uid_fetch_may_announce_expunge(server: Server) -> None:
+    box = unique("uidfetch")
+    setup = imap(server)
+    setup.create(box)
+    for i in range(2):
+        setup.append(box, None, None, message(f"m{i}"))
+    setup.logout()
+    a, b = _session(server, box), _session(server, box)
+    a.cmd("1", "STORE 1 +FLAGS (\\Deleted)")
+    a.cmd("2", "EXPUNGE")
+    out = b.cmd("u", "UID FETCH 1:* (FLAGS)")
+    # either form is allowed; what matters is that the gone message is not returned
+    assert not any(b"UID 1 " in line or b"(UID 1)" in line for line in out if b"FETCH" in line)
+    a.close()
+    b.close()
+
+
+def test_idle_receives_smtp_delivery_within_a_second(server: Server) -> None:
+    raw = _session(server, "INBOX")
+    raw.send(b"i IDLE\r\n")
+    assert raw.line().startswith(b"+ ")
+    started = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
+        smtp.sendmail(
+            "someone@remote.test", [ALICE], message("over smtp", sender="someone@remote.test")
+        )
+    raw.sock.settimeout(1.5)
+    line = raw.line()
+    while not line.endswith(b"EXISTS"):
+        line = raw.line()
+    assert time.monotonic() - started < 1.0 + 0.5  # SMTP transaction included
+    raw.sock.settimeout(10)
+    raw.send(b"DONE\r\n")
+    assert raw.until(b"i")[-1] == b"i OK IDLE terminated"
+    raw.close()
+
+
+# -- hostile input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "expect"),
+    [
+        (b"a1 SELECT ../bob@example.test/INBOX", b"a1 NO"),
+        (b"a2 SELECT ~bob@example.test/INBOX", b"a2 NO"),
+        (b"a3 CREATE ../escape", b"a3 NO [CANNOT]"),
+        (b"a4 CREATE ~bob", b"a4 NO [CANNOT]"),
+        (b"a5 CREATE a/../../b", b"a5 NO [CANNOT]"),
+        (b'a6 CREATE "foo%bar"', b"a6 NO [CANNOT]"),
+        (b'a7 CREATE "x\\\\y"', b"a7 "),  # backslash is an ordinary character
+        (b"a8 CREATE /etc/passwd", b"a8 NO [CANNOT]"),
+        (b"a9 CREATE " + b"n" * 2000, b"a9 NO [CANNOT]"),
+        (b"b1 FETCH 1:* (" + b"(" * 200 + b")", b"b1 BAD"),
+        (b"b2 SEARCH " + b"(" * 500 + b"ALL" + b")" * 500, b"b2 BAD"),
+        (b"b3 FETCH " + b",".join(b"%d" % i for i in range(1, 40000, 2)) + b" FLAGS", b"b3 BAD"),
+        (b"b4 SEARCH " + b" ".join([b"OR ALL"] * 2000) + b" ALL", b"b4 BAD"),
+        (b"b5 FROBNICATE", b"b5 BAD"),
+        (b"b6 FETCH 4294967296 FLAGS", b"b6 BAD"),
+        (b"b7 UID FETCH 1:* (BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20])", b"b7 "),
+        (b"\x00\x01\x02 garbage", b"* BAD"),
+    ],
+)
+def test_hostile_commands_get_bad_or_no_and_session_survives(
+    server: Server, command: bytes, expect: bytes
+) -> None:
+    raw = _session(server, "INBOX")
+    raw.send(command + b"\r\n")
+    line = raw.line()
+    while line.startswith(b"* ") and not expect.startswith(b"*"):
+        line = raw.line()
+    assert line.startswith(expect), line[:200]
+    assert raw.cmd("z", "NOOP")[-1].startswith(b"z OK")
+    bob = imap(server, "bob@example.test")
+    listing = bob.list('""', "*")[1]
+    assert not any(b"escape" in (x or b"") for x in listing)  # type: ignore[operator]
+    bob.logout()
+    raw.close()
+
+
+def test_huge_literals_refused_before_continuation(server: Server) -> None:
+    raw = _session(server, "INBOX")
+    raw.send(b"h1 APPEND INBOX {999999999999}\r\n")
+    assert raw.line().startswith(b"h1 NO [TOOBIG]")
+    raw.send(b"h2 LOGIN {999999999}\r\n")
+    assert raw.line().startswith(b"h2 BAD")
+    raw.send(b"h3 SELECT {99999999+}\r\n")
+    line = raw.line()
+    assert line.startswith((b"h3 BAD", b"* BYE")), line
+    raw.close()
+    raw = _session(server, "INBOX")
+    assert raw.cmd("ok", "NOOP")[-1].startswith(b"ok OK")
+    raw.close()
+
+
+def test_other_users_mail_is_unreachable(server: Server) -> None:
+    bob = imap(server, "bob@example.test")
+    secret = unique("secret")
+    bob.create(secret)
+    bob.append(secret, None, None, message("bob's secret"))
+    bob.logout()
+    alice = imap(server)
+    for name in (
+        secret,
+        f"../{secret}",
+        f"~bob@example.test/{secret}",
+        f"bob@example.test/{secret}",
+    ):
+        assert alice.select(f'"{name}"')[0] == "NO", name
+        assert alice.status(f'"{name}"', "(MESSAGES)")[0] == "NO", name
+    assert not any(secret.encode() in (x or b"") for x in alice.list('""', "*")[1])  # type: ignore[operator]
+    alice.logout()

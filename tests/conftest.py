@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.server.dnsserver import DnsServer
+
 DOMAIN = "example.test"
 PASSWORDS = {
     "alice@example.test": "alice-secret-1",
     "bob@example.test": "bob-secret-2",
     "carol@example.test": "carol-secret-3",
 }
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
+SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "lmtp", "sieve")
 
 
 def correo(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,8 +39,24 @@ def correo(data: Path, *args: str, stdin: str | None = None) -> subprocess.Compl
     )
 
 
+_QUIET_DNS: DnsServer | None = None
+
+
+def quiet_dns() -> str:
+    """A local DNS server with an empty zone: every lookup is a fast NXDOMAIN.
+
+    Test servers use it unless a test brings its own zone, so SPF/DMARC checks and the
+    queue runner never wait on (or depend on) the machine's resolver.
+    """
+    global _QUIET_DNS
+    if _QUIET_DNS is None:
+        _QUIET_DNS = DnsServer({})
+    return _QUIET_DNS.address
+
+
 def make_data_dir(data: Path, overrides: dict[str, str] | None = None) -> None:
     """``correo init`` + users, every service on port 0; ``overrides`` sets config keys."""
+    overrides = {"nameservers": f'["{quiet_dns()}"]', **(overrides or {})}
     result = subprocess.run(
         [
             sys.executable,

@@ -18,8 +18,11 @@ __all__ = [
     "AuthSettings",
     "Config",
     "ConfigError",
+    "DeliverySettings",
     "DnsSettings",
+    "JunkSettings",
     "Limits",
+    "LmtpSettings",
     "LogSettings",
     "OutboundSettings",
     "SmtpSettings",
@@ -31,8 +34,18 @@ __all__ = [
 ]
 
 #: Services a ``[listen]`` list can name, in start-up order.
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
-_LATER_SERVICES = ("lmtp", "sieve")
+SERVICES = (
+    "smtp",
+    "submission",
+    "submissions",
+    "pop3",
+    "pop3s",
+    "imap",
+    "imaps",
+    "lmtp",
+    "sieve",
+)
+_LATER_SERVICES: tuple[str, ...] = ()
 
 _DEFAULT_PORTS = {
     "smtp": 2525,
@@ -42,6 +55,8 @@ _DEFAULT_PORTS = {
     "pop3s": 2995,
     "imap": 2143,
     "imaps": 2993,
+    "lmtp": 2424,  # issue 7: loopback only; Postfix hands mail over here
+    "sieve": 4190,  # RFC 5804 §1.8 registered port
 }
 
 
@@ -146,6 +161,46 @@ def _outbound(raw: object, path: Path) -> OutboundSettings:
 # -- end outbound MTA --------------------------------------------------------------------
 
 
+# -- MDA (issue 7): local delivery, LMTP, junk filter ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """Local delivery and Sieve (docs/config.md "[delivery]", docs/mda.md)."""
+
+    subaddress_folders: bool = True  # user+folder@domain files into "folder" if it exists
+    fileinto_create: bool = False  # fileinto creates missing mailboxes even without :create
+    sieve_body_limit: int = 1024 * 1024  # bytes of a message the Sieve body test reads
+    max_redirect_hops: int = 5  # X-Correo-Redirected markers before redirect is refused
+    max_script_size: int = 64 * 1024  # bytes per Sieve script (ManageSieve HAVESPACE)
+    max_scripts: int = 20  # scripts per account
+
+
+@dataclass(frozen=True, slots=True)
+class LmtpSettings:
+    socket: str = "lmtp.sock"  # unix socket in the data folder; "" = none
+
+
+@dataclass(frozen=True, slots=True)
+class JunkSettings:
+    """The junk filter (docs/mda.md "Junk filter")."""
+
+    enabled: bool = True
+    threshold: float = 5.0  # X-Spam-Score at or above this: X-Spam: yes, Junk folder
+    folder: str = "Junk"
+    dnsbl: tuple[str, ...] = ()  # e.g. ["zen.spamhaus.org"]
+    dnsbl_score: float = 3.0  # added per listing zone
+    auth_fail_score: float = 3.0  # added for dmarc=fail / spf=fail in our Authentication-Results
+    bayes_weight: float = 10.0  # score = weight x spam probability (0..1)
+    bayes_min_messages: int = 10  # spam and ham each before the classifier votes
+    max_size: int = 512 * 1024  # larger messages are not scanned (and get no X-Spam header)
+    rspamd_url: str = ""  # e.g. "http://127.0.0.1:11333"; its score replaces ours
+    rspamd_timeout: float = 5.0
+
+
+# -- end MDA --------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
@@ -158,6 +213,9 @@ class Config:
     dns: DnsSettings = field(default_factory=DnsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)  # issue 7
+    lmtp: LmtpSettings = field(default_factory=LmtpSettings)
+    junk: JunkSettings = field(default_factory=JunkSettings)
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -223,6 +281,7 @@ def load_config(data_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log", "outbound"}
+    allowed |= {"delivery", "lmtp", "junk"}  # issue 7
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -256,7 +315,38 @@ def load_config(data_dir: Path) -> Config:
         dns=_section(DnsSettings, raw.get("dns"), "dns"),
         log=log,
         outbound=_outbound(raw.get("outbound"), path),
+        delivery=_section(DeliverySettings, raw.get("delivery"), "delivery"),
+        lmtp=_section(LmtpSettings, raw.get("lmtp"), "lmtp"),
+        junk=_section(JunkSettings, raw.get("junk"), "junk"),
     )
+
+
+def _render_mda() -> list[str]:
+    """The issue 7 sections of the default config (docs/config.md, docs/mda.md)."""
+    d, j = DeliverySettings(), JunkSettings()
+    return [
+        "[delivery]",
+        "subaddress_folders = true   # user+folder@domain files into folder if it exists",
+        "fileinto_create = false     # Sieve fileinto creates missing folders without :create",
+        f"sieve_body_limit = {d.sieve_body_limit}  # bytes the Sieve body test reads",
+        f"max_redirect_hops = {d.max_redirect_hops}",
+        f"max_script_size = {d.max_script_size}",
+        f"max_scripts = {d.max_scripts}",
+        "",
+        "[lmtp]",
+        'socket = "lmtp.sock"        # unix socket for a local MTA; "" = none',
+        "",
+        "[junk]",
+        f"threshold = {j.threshold}              # X-Spam-Score from here on: Junk folder",
+        'folder = "Junk"',
+        'dnsbl = []                  # e.g. ["zen.spamhaus.org"]',
+        f"dnsbl_score = {j.dnsbl_score}",
+        f"auth_fail_score = {j.auth_fail_score}",
+        f"max_size = {j.max_size}          # larger messages are not scanned",
+        f"bayes_min_messages = {j.bayes_min_messages}  # each of spam and ham, first",
+        'rspamd_url = ""             # e.g. "http://127.0.0.1:11333"',
+        "",
+    ]
 
 
 def default_listen(host: str = "127.0.0.1") -> dict[str, list[str]]:
@@ -316,5 +406,6 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         'level = "info"              # debug logs every command',
         'file = ""                   # empty = standard error',
         "",
+        *_render_mda(),
     ]
     return "\n".join(lines)

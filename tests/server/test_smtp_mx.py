@@ -35,9 +35,9 @@ def test_inbound_mail_is_stored_with_trace_fields(server: Server) -> None:
     stored = mailbox(server.ports["pop3s"], "alice@example.test")
     assert len(stored) == before + 1
     text = stored[-1]
-    assert text.startswith(
-        b"Return-Path: <someone@sender.example>\r\nReceived: from sender.example ([127.0.0.1])"
-    )
+    assert text.startswith(b"Return-Path: <someone@sender.example>\r\n")
+    assert b"\r\nReceived: from sender.example ([127.0.0.1])" in text
+    assert b"\r\nAuthentication-Results: localhost;" in text  # added by the MX (RFC 8601)
     assert b"Subject: mx one" in text and text.endswith(b"Hello.")
 
 

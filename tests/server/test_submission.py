@@ -54,12 +54,17 @@ def test_submit_local_and_remote(server: Server) -> None:
         and b"authenticated as alice@example.test" in text
         and b"TLSv1." in text
     )
-    listing = correo(server.data, "queue", "list")
-    assert (
-        listing.returncode == 0
-        and "far@remote.example" in listing.stdout
-        and "<alice@example.test>" in listing.stdout
-    )
+    # The remote recipient went to the outbound queue; its domain does not exist (the
+    # test DNS answers NXDOMAIN), so the MTA returns an RFC 3464 report to alice.
+    deadline = time.monotonic() + 15
+    reports: list[bytes] = []
+    while not reports and time.monotonic() < deadline:
+        reports = [m for m in mailbox(server.ports["pop3s"], ALICE) if b"far@remote.example" in m]
+        time.sleep(0.2)
+    assert reports, "no delivery status notification"
+    assert b"Content-Type: multipart/report; report-type=delivery-status" in reports[0]
+    assert b"Final-Recipient: rfc822; far@remote.example" in reports[0]
+    assert b"Status: 5.1.2" in reports[0]
 
 
 def test_implicit_tls_and_login_mechanism(server: Server) -> None:

@@ -266,12 +266,67 @@ def test_flags_modseq_copy_move_and_changes(factory: Factory, tmp_path: Path) ->
         moved = await store.copy_messages("a@x.test", "INBOX", [2], "Archive", move=True)
         assert moved == [(2, 3)]
         archive = await store.list_messages("a@x.test", "Archive")
-        assert [m.flags for m in archive][0] == ("$Work", "\\Flagged", "\\Seen")
+        assert archive[0].flags == ("$Work", "\\Flagged", "\\Seen")
         assert await read_all(store.read_message("a@x.test", "Archive", 3)) == b"m1"
         changes = await store.changes_since("a@x.test", "INBOX", status.highestmodseq)
         assert changes.expunged == (2,) and changes.messages == ()
         first = await store.take_recent("a@x.test", "Archive")
         assert first == 1 and await store.take_recent("a@x.test", "Archive") == 4
+        await store.close()
+
+    run(go())
+
+
+# -- import bookkeeping: message digests (issue 5 §3) -----------------------------------
+
+
+def test_message_digests_computed_recorded_and_shared_by_copies(
+    factory: Factory, tmp_path: Path
+) -> None:
+    import hashlib
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Archive")
+        small, large = b"small message", b"L" * 5000  # inline body and file body
+        for data in (small, large):
+            await put(store, data, [DeliveryTarget("a@x.test")])
+        want = {1: hashlib.sha256(small).hexdigest(), 2: hashlib.sha256(large).hexdigest()}
+        assert await store.message_digests("a@x.test", "INBOX") == want  # computed lazily
+        assert await store.message_digests("a@x.test", "INBOX") == want  # now remembered
+        await put(store, b"third", [DeliveryTarget("a@x.test", "Archive")])
+        await store.record_digests("a@x.test", "Archive", {1: "f" * 64, 99: "0" * 64})
+        assert await store.message_digests("a@x.test", "Archive") == {1: "f" * 64}
+        await store.copy_messages("a@x.test", "INBOX", [2], "Archive")
+        got = await store.message_digests("a@x.test", "Archive")
+        assert got == {1: "f" * 64, 2: want[2]}
+        await store.expunge("a@x.test", "INBOX", [1])
+        assert await store.message_digests("a@x.test", "INBOX") == {2: want[2]}
+        assert await store.message_digests("a@x.test", "Nope") == {}
+        await store.close()
+
+    run(go())
+
+
+# -- outbound queue: the runner's in-flight exclusion (issue 4) ---------------------------
+
+
+def test_queue_due_excludes_messages_in_flight(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        ids = []
+        for i in range(5):
+            spool = store.new_spool()
+            spool.write(b"Subject: %d\r\n\r\nx\r\n" % i)
+            d = await store.deliver(spool, Envelope("s@x.test"), [], [QueuedRecipient("r@y.test")])
+            assert d.queue_id is not None
+            ids.append(d.queue_id)
+        first = [m.id for m in await store.queue_due(now=10**10, limit=2)]
+        assert first == ids[:2]
+        rest = [m.id for m in await store.queue_due(now=10**10, limit=10, exclude=first)]
+        assert rest == ids[2:]
+        assert await store.queue_due(now=10**10, limit=10, exclude=ids) == []
         await store.close()
 
     run(go())

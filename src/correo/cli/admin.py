@@ -7,9 +7,10 @@ import asyncio
 import getpass
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from correo.directory import Directory, DirectoryError
+from correo.mailauth.keys import ensure_domain_keys
 from correo.store.sqlite import SqliteStore
 
 __all__ = [
@@ -19,7 +20,10 @@ __all__ = [
     "cmd_alias_list",
     "cmd_domain_add",
     "cmd_domain_list",
+    "cmd_queue_delete",
+    "cmd_queue_flush",
     "cmd_queue_list",
+    "cmd_queue_show",
     "cmd_user_add",
     "cmd_user_del",
     "cmd_user_list",
@@ -128,7 +132,9 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    return _run(args, lambda d: d.add_domain(args.domain))
+    _run(args, lambda d: d.add_domain(args.domain))
+    ensure_domain_keys(args.data_dir, args.domain)  # DKIM keys for outbound signing
+    return 0
 
 
 def cmd_domain_list(args: argparse.Namespace) -> int:
@@ -164,6 +170,83 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
     asyncio.run(read())
     return 0
+
+
+def _with_store(args: argparse.Namespace, action: Callable[[SqliteStore], Awaitable[int]]) -> int:
+    """Open the store (also while the server runs: SQLite WAL), run, close."""
+    _directory(args).close()
+
+    async def run() -> int:
+        store = SqliteStore(args.data_dir / "store")
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_queue_show(args: argparse.Namespace) -> int:
+    async def show(store: SqliteStore) -> int:
+        msg = await store.queue_get(args.id)
+        if msg is None:
+            raise AdminError(f"no queued message {args.id}")
+        now = time.time()
+        print(f"id: {msg.id}\nsender: <{msg.sender}>\nsize: {msg.size}")
+        print(f"age: {_age(int(now - msg.created))}\nbody: {msg.body or '7BIT'}")
+        for label, value in (
+            ("envid", msg.envid),
+            ("ret", msg.ret),
+            ("authenticated", msg.authenticated),
+        ):
+            if value:
+                print(f"{label}: {value}")
+        if msg.smtputf8:
+            print("smtputf8: yes")
+        for r in msg.recipients:
+            due = (
+                ""
+                if r.status != "queued"
+                else f" next in {_age(max(0, int(r.next_attempt - now)))}"
+            )
+            print(f"  {r.address} [{r.status}] attempts={r.attempts}{due}")
+            if r.last_error:
+                print(f"      {r.last_error}")
+        header = bytearray()
+        async for chunk in store.queue_read(args.id):
+            header += chunk
+            if b"\r\n\r\n" in header or len(header) > 65536:
+                break
+        end = header.find(b"\r\n\r\n")
+        print("--")
+        print(bytes(header[: end if end >= 0 else 65536]).decode("utf-8", "replace"))
+        return 0
+
+    return _with_store(args, show)
+
+
+def cmd_queue_flush(args: argparse.Namespace) -> int:
+    """``flush [ID]`` and ``retry ID``: due now; a running server picks it up at its next poll."""
+
+    async def flush(store: SqliteStore) -> int:
+        count = await store.queue_retry(args.id, time.time())
+        if args.id is not None and count == 0:
+            raise AdminError(f"no queued recipient in message {args.id}")
+        print(f"{count} recipient(s) due now")
+        return 0
+
+    return _with_store(args, flush)
+
+
+def cmd_queue_delete(args: argparse.Namespace) -> int:
+    async def delete(store: SqliteStore) -> int:
+        if not await store.queue_delete(args.id):
+            raise AdminError(f"no queued message {args.id}")
+        print(f"deleted {args.id}")
+        return 0
+
+    return _with_store(args, delete)
 
 
 def _age(seconds: int) -> str:

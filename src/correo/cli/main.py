@@ -9,7 +9,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from correo import __version__
-from correo.cli import admin, setup
+from correo.cli import (
+    admin,
+    dns_cmds,
+    importexport,
+    junk_cmds,  # issue 7
+    mail,
+    sendmail,
+    setup,
+    sieve_cmds,  # issue 7
+)
 from correo.config import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -105,11 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     a = dsub.add_parser("list", help="list local domains")
     a.set_defaults(func=admin.cmd_domain_list)
 
-    p = sub.add_parser("queue", help="inspect the outbound queue")
+    p = sub.add_parser("queue", help="inspect and manage the outbound queue")
     qsub = p.add_subparsers(dest="action", metavar="ACTION")
     qsub.required = True
     a = qsub.add_parser("list", help="list queued messages (id, size, age, sender, recipients)")
     a.set_defaults(func=admin.cmd_queue_list)
+    a = qsub.add_parser("show", help="one message: envelope, recipients, attempts, header")
+    a.add_argument("id", type=int)
+    a.set_defaults(func=admin.cmd_queue_show)
+    a = qsub.add_parser("flush", help="make every queued message (or one) due now")
+    a.add_argument("id", type=int, nargs="?")
+    a.set_defaults(func=admin.cmd_queue_flush)
+    a = qsub.add_parser("retry", help="make one queued message due now")
+    a.add_argument("id", type=int)
+    a.set_defaults(func=admin.cmd_queue_flush)
+    a = qsub.add_parser("delete", help="remove a message from the queue (no bounce)")
+    a.add_argument("id", type=int)
+    a.set_defaults(func=admin.cmd_queue_delete)
+    sendmail.add_parser(sub)
+
+    dns_cmds.register(sub)  # dns, dns check, dkim rotate, check message (issue 6)
+    importexport.register(sub)  # import, export (issue 5)
+    mail.register(sub)  # mail send/list/read/… and fetch (issue 5)
+    sieve_cmds.register(sub)  # sieve put/get/list/activate/check (issue 7)
+    junk_cmds.register(sub)  # junk train (issue 7)
     return parser
 
 

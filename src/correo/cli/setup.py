@@ -12,6 +12,7 @@ from pathlib import Path
 from correo.config import load_config, render_default_config
 from correo.directory import Directory, DirectoryError
 from correo.log import configure
+from correo.mailauth.keys import ensure_domain_keys
 from correo.server.app import MailServer, run_server
 from correo.server.tls import generate_self_signed
 from correo.store.sqlite import SqliteStore
@@ -48,6 +49,7 @@ def init_data_dir(data: Path, domain: str, hostname: str | None, force: bool = F
             directory.add_domain(domain)
     finally:
         directory.close()
+    ensure_domain_keys(data, domain)  # DKIM keys for outbound signing
 
     async def make_store() -> None:
         store = SqliteStore(data / "store")

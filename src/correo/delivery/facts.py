@@ -8,13 +8,14 @@ and part tree are ready to store beside it, so FETCH never parses a message agai
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
 from correo.message.imapfmt import bodystructure, envelope
 from correo.message.structure import Part, StructureBuilder
 from correo.store.api import MessageFacts
 
-__all__ = ["FactsBuilder", "facts_from_bytes", "facts_of", "load_tree"]
+__all__ = ["FactsBuilder", "facts_from_bytes", "facts_of", "load_tree", "shift_part"]
 
 
 class FactsBuilder:
@@ -26,8 +27,12 @@ class FactsBuilder:
     def feed(self, data: bytes) -> None:
         self._builder.feed(data)
 
-    def finish(self) -> MessageFacts:
-        return facts_of(self._builder.finish())
+    def finish(self, inserted: tuple[int, int] | None = None) -> MessageFacts:
+        """``inserted`` = (offset, length) of header bytes added to the spool afterwards."""
+        part = self._builder.finish()
+        if inserted is not None and inserted[1]:
+            part = shift_part(part, *inserted)
+        return facts_of(part)
 
 
 def facts_of(part: Part) -> MessageFacts:
@@ -44,6 +49,22 @@ def facts_of(part: Part) -> MessageFacts:
         body=bodystructure(part, False),
         tree=json.dumps(part.to_json(), separators=(",", ":")).encode(),
         sent_date=sent,
+    )
+
+
+def shift_part(part: Part, at: int, delta: int) -> Part:
+    """The same tree after ``delta`` bytes were inserted at offset ``at`` (in the header)."""
+
+    def move(offset: int) -> int:
+        return offset + delta if offset >= at else offset
+
+    return replace(
+        part,
+        header_start=move(part.header_start),
+        header_end=move(part.header_end),
+        body_end=move(part.body_end),
+        children=tuple(shift_part(c, at, delta) for c in part.children),
+        message=shift_part(part.message, at, delta) if part.message is not None else None,
     )
 
 

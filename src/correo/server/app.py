@@ -9,6 +9,7 @@ nothing acknowledged is lost and nothing half-received is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 from collections import Counter
@@ -17,11 +18,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from correo.config import Config
+from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
+from correo.dns import DnsPythonResolver
 from correo.log import Logger, get_logger
+from correo.mailauth.keys import load_signer
+from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection
 from correo.server.context import ServerContext
 from correo.server.imap.session import ImapSession
+from correo.server.lmtp_session import LmtpSession  # issue 7
+from correo.server.managesieve_session import ManageSieveSession  # issue 7
 from correo.server.pop3_session import Pop3Session
 from correo.server.smtp_session import SmtpSession
 from correo.server.throttle import AuthThrottle, ThrottlePolicy
@@ -39,6 +46,8 @@ _SERVICES: dict[str, tuple[str, bool]] = {
     "pop3s": ("pop3", True),
     "imap": ("imap", False),
     "imaps": ("imap", True),
+    "lmtp": ("lmtp", False),
+    "sieve": ("sieve", False),
 }
 
 
@@ -69,6 +78,7 @@ class MailServer:
         self._live: dict[asyncio.Task[None], _Live] = {}
         self._per_ip: Counter[str] = Counter()
         self.bound: dict[str, list[tuple[str, int]]] = {}
+        self.runner: QueueRunner | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -91,6 +101,17 @@ class MailServer:
             )
         )
         self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
+        self.ctx.resolver = DnsPythonResolver(config.dns.nameservers)
+        self.ctx.dkim_signers = load_signer(config.data_dir, self.directory.domains())
+        self.ctx.mda = LocalDelivery(  # issue 7: Sieve, junk filter, vacation
+            config,
+            self.store,
+            self.directory,
+            self.log,
+            resolver=DnsPythonResolver(config.dns.nameservers),
+            wakeup=self.ctx.queue_wakeup,
+        )
+        await self._start_lmtp_socket()
         for service, addresses in config.listen.items():
             if service not in _SERVICES:
                 continue  # configured for a later release of correo
@@ -111,11 +132,35 @@ class MailServer:
                 for sock in server.sockets:
                     name = sock.getsockname()
                     self.bound.setdefault(service, []).append((str(name[0]), int(name[1])))
+        if config.outbound.enabled:  # the outbound MTA (correo.queue.runner)
+            resolver = DnsPythonResolver(config.dns.nameservers)
+            self.runner = QueueRunner(
+                config,
+                self.store,
+                self.directory,
+                self.log,
+                resolver,
+                wakeup=self.ctx.queue_wakeup,
+                mda=self.ctx.mda,
+            )
+            self.runner.start()
         self.log.info(
             "server.ready",
             hostname=config.hostname,
             services=" ".join(f"{s}={h}:{p}" for s, addrs in self.bound.items() for h, p in addrs),
         )
+
+    async def _start_lmtp_socket(self) -> None:
+        """The LMTP unix socket (``[lmtp] socket``), mode 0660, for a local MTA (issue 7)."""
+        if not self.config.lmtp.socket:
+            return
+        path = self.config.path(self.config.lmtp.socket)
+        path.unlink(missing_ok=True)  # a stale socket from an earlier run
+        server = await asyncio.start_unix_server(
+            self._handler("lmtp", "lmtp", False), str(path), limit=2**20
+        )
+        os.chmod(path, 0o660)
+        self._servers.append(server)
 
     def _handler(
         self, service: str, protocol: str, implicit: bool
@@ -129,8 +174,10 @@ class MailServer:
                 and self._per_ip[conn.peer_ip] >= limits.connections_per_ip
             ):
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
-                if protocol == "smtp":
+                if protocol in ("smtp", "lmtp"):
                     conn.write(b"421 4.7.0 Too many connections, try again later\r\n")
+                elif protocol == "sieve":
+                    conn.write(b'BYE (TRYLATER) "Too many connections"\r\n')
                 elif protocol == "imap":
                     conn.write(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
                 else:
@@ -142,6 +189,10 @@ class MailServer:
                 session = SmtpSession(self.ctx, conn, service)
             elif protocol == "imap":
                 session = ImapSession(self.ctx, conn)
+            elif protocol == "lmtp":
+                session = LmtpSession(self.ctx, conn)
+            elif protocol == "sieve":
+                session = ManageSieveSession(self.ctx, conn)
             else:
                 session = Pop3Session(self.ctx, conn)
             task = asyncio.current_task()
@@ -167,6 +218,8 @@ class MailServer:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
+        if self.runner is not None:
+            await self.runner.stop()
         self.log.info("server.stopping", sessions=len(self._live))
         for server in self._servers:
             server.close()

@@ -7,12 +7,18 @@ import itertools
 import secrets
 import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from correo.config import Config
 from correo.directory import Directory
 from correo.log import Logger
 from correo.server.throttle import AuthThrottle
 from correo.store.api import MailStore
+
+if TYPE_CHECKING:
+    from correo.delivery.local import LocalDelivery
+    from correo.dns import Resolver
+    from correo.mailauth.signing import DkimSigner
 
 __all__ = ["ServerContext", "new_session_id"]
 
@@ -36,6 +42,14 @@ class ServerContext:
     maildrops_in_use: set[str] = field(default_factory=set)
     #: Concurrent password verifications (each costs ~19 MiB and tens of ms of CPU).
     auth_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    #: Set after queuing outbound mail: the queue runner wakes at once (issue 4).
+    queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Local delivery with Sieve and the junk filter (issue 7); set by MailServer.start.
+    mda: LocalDelivery | None = None
+    #: DNS for SPF/DKIM/DMARC (issue 6); set by MailServer.start from [dns].
+    resolver: Resolver | None = None
+    #: DKIM signers by domain for submitted mail (issue 6).
+    dkim_signers: dict[str, DkimSigner] = field(default_factory=dict)
 
     @property
     def hostname(self) -> str:

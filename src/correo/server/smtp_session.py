@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 
 from correo.delivery.facts import FactsBuilder
+from correo.delivery.local import DeliveryReport, LocalRecipient
 from correo.delivery.routing import route_recipient
 from correo.delivery.trace import protocol_name, received_field, return_path_field
+from correo.mailauth.inbound import Action, MessageAuthenticator
+from correo.mailauth.results import strip_forged_results
+from correo.mailauth.signing import SigningStream
 from correo.message.headers import HeaderCollector, addresses_in, parse_fields
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
@@ -51,7 +55,15 @@ from correo.smtp import (
     Vrfy,
     ehlo_reply,
 )
-from correo.store.api import DeliveryTarget, Envelope, QueuedRecipient, Spool, StoreError
+from correo.store.api import (
+    DeliveryTarget,
+    Envelope,
+    MessageFacts,
+    QueuedRecipient,
+    Spool,
+    StoreError,
+)
+from correo.store.spool import FileSpool
 
 __all__ = ["SmtpSession"]
 
@@ -69,7 +81,12 @@ class _Transaction:
     headers: HeaderCollector | None = None
     fields: list[tuple[str, str]] = field(default_factory=list)
     facts: FactsBuilder | None = None
+    auth: MessageAuthenticator | None = None
+    signing: SigningStream | None = None
+    quarantine: bool = False
     queue_id: str = ""
+    #: One entry per accepted RCPT: its local recipient, or None if only forwarded.
+    rcpts: list[LocalRecipient | None] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -406,22 +423,38 @@ class SmtpSession:
                     tx.targets.append(target)
             for remote in route.remote:
                 tx.remote.append(QueuedRecipient(remote, notify, params.get("ORCPT")))
+            first = route.local[0].account if route.local else None
+            tx.rcpts.append(LocalRecipient(first, f"{local_part}@{domain}") if first else None)
         self._reply(route.code, route.status, route.text)
 
     def _data(self) -> None:
         tx = self.tx
         assert tx is not None
+        self._open_spool(tx)
+        self._reply(354, None, "End data with <CR><LF>.<CR><LF>")
+
+    def _open_spool(self, tx: _Transaction) -> None:
         tx.spool = self.ctx.store.new_spool()
         tx.headers = HeaderCollector()
-        self._reply(354, None, "End data with <CR><LF>.<CR><LF>")
+        resolver = self.ctx.resolver
+        if not self.submission and not self.core.lmtp and resolver is not None:
+            # SPF, DKIM, DMARC and ARC on inbound mail (MX role), streamed with the data.
+            tx.auth = MessageAuthenticator(
+                resolver,
+                ip=self.conn.peer_ip,
+                helo=self.helo,
+                mail_from=tx.sender,
+                authserv_id=self.ctx.hostname,
+            )
 
     def _data_chunk(self, data: bytes) -> None:
         tx = self.tx
         if tx is None:
             return  # the core refused this BDAT; it only drains the octets
         if tx.spool is None:  # first BDAT chunk (RFC 3030)
-            tx.spool = self.ctx.store.new_spool()
-            tx.headers = HeaderCollector()
+            self._open_spool(tx)
+        if tx.auth is not None:
+            tx.auth.feed(data)
         assert tx.headers is not None
         if not tx.headers.complete:
             rest = tx.headers.feed(data)
@@ -443,6 +476,8 @@ class SmtpSession:
             tx.facts = None
         if tx.facts is not None:
             tx.facts.feed(data)
+        if tx.signing is not None:
+            tx.signing.feed(data)
 
     def _begin_message(self, tx: _Transaction) -> None:
         """Header section complete: write trace fields, submission fix-ups, header."""
@@ -457,6 +492,7 @@ class SmtpSession:
                 extended=self.extended,
                 tls=self.conn.tls_active,
                 authenticated=self.user is not None,
+                lmtp=self.core.lmtp,
             ),
             queue_id=tx.queue_id,
             tls=self.conn.tls_description,
@@ -467,8 +503,15 @@ class SmtpSession:
         )
         tx.facts = FactsBuilder()
         self._spool(tx, return_path_field(tx.sender))
+        sender_domain = _domain_of(fields, ("from",))
+        signer = self.ctx.dkim_signers.get(sender_domain) if self.submission else None
+        if signer is not None:
+            tx.signing = signer.stream()  # sees exactly what is queued after Return-Path
         self._spool(tx, trace)
-        self._spool(tx, tx.headers.header)
+        header = tx.headers.header
+        if tx.auth is not None:
+            header = strip_forged_results(header, self.ctx.hostname)  # RFC 8601 §5
+        self._spool(tx, header)
         if self.submission:
             names = {name for name, _ in fields}
             # RFC 6409 §8.3 and §8.2: the MSA may add a missing Message-ID and Date.
@@ -500,6 +543,25 @@ class SmtpSession:
             tx.headers.finish()
             self._begin_message(tx)
         reply = self._content_policy(tx)
+        prefix = b""
+        if reply is None and tx.auth is not None:
+            verdict = await tx.auth.finish()
+            prefix = verdict.header
+            self.ctx.log.info(
+                "smtp.auth_results",
+                session=self.id,
+                id=tx.queue_id,
+                spf=verdict.spf.result,
+                dmarc=verdict.dmarc.status if verdict.dmarc is not None else None,
+                action=verdict.action.value,
+            )
+            if verdict.action is Action.REJECT:  # RFC 7489 §6.3 p=reject
+                reply = Reply(550, "5.7.1", verdict.reject_text)
+            elif verdict.action is Action.JUNK:  # p=quarantine
+                tx.targets = [replace(t, mailbox="Junk") for t in tx.targets]
+                tx.quarantine = True
+        if reply is None and tx.signing is not None:
+            prefix = tx.signing.finish()
         if reply is None and isinstance(spool, _BrokenSpool):
             reply = Reply(451, "4.3.0", "Local error writing the message; try again later")
         if reply is not None:
@@ -518,20 +580,25 @@ class SmtpSession:
         )
         skip = len(return_path_field(tx.sender))
         try:
-            facts = tx.facts.finish() if tx.facts is not None and tx.targets else None
-            delivered = await self.ctx.store.deliver(
-                spool, envelope, tx.targets, tx.remote, queue_skip=skip, facts=facts
-            )
+            if prefix and not isinstance(spool, _BrokenSpool):
+                await _insert(spool, skip, prefix)
+            inserted = (skip, len(prefix))
+            facts = tx.facts.finish(inserted) if tx.facts is not None and tx.targets else None
+            delivered = await self._deliver(tx, spool, envelope, skip, facts)
         except (StoreError, OSError) as exc:
             self.ctx.log.error("smtp.store_failed", session=self.id, error=str(exc))
-            self.conn.write(
-                self.core.send(
-                    Reply(451, "4.3.0", "Local error storing the message; try again later")
-                )
-            )
+            self._send(Reply(451, "4.3.0", "Local error storing the message; try again later"))
+            tx.spool = None  # consumed by the delivery
             self._abort_transaction()
             return
+        if delivered.refused is not None:  # RFC 5429 §2.1: Sieve reject before the 250
+            refused = delivered.refused
+            self._send(Reply(refused.code, refused.status, refused.text))
+            self.tx = None
+            return
         tx.spool = None
+        if delivered.queue_id is not None:
+            self.ctx.queue_wakeup.set()  # the queue runner delivers it now
         self.messages += 1
         self.ctx.log.info(
             "smtp.accepted",
@@ -547,6 +614,39 @@ class SmtpSession:
             ms=round((time.monotonic() - tx.started) * 1000, 1),
         )
         self.tx = None
+        self._answer_data(tx, delivered)
+
+    async def _deliver(
+        self,
+        tx: _Transaction,
+        spool: Spool,
+        envelope: Envelope,
+        skip: int,
+        facts: MessageFacts | None,
+    ) -> DeliveryReport:
+        """Local delivery (Sieve, junk filter) and queueing, in one store transaction."""
+        mda = self.ctx.mda
+        local = [r for r in tx.rcpts if r is not None]
+        if mda is None or not local:
+            d = await self.ctx.store.deliver(
+                spool, envelope, tx.targets, tx.remote, queue_skip=skip, facts=facts
+            )
+            return DeliveryReport((), d.queue_id)
+        return await mda.deliver(
+            spool,
+            envelope,
+            local,
+            tx.remote,
+            queue_skip=skip,
+            facts=facts,
+            refusal="each" if self.core.lmtp else "all",
+            check_peer=not self.core.lmtp,
+            session=self.id,
+            quarantine=tx.quarantine,
+        )
+
+    def _answer_data(self, tx: _Transaction, delivered: DeliveryReport) -> None:
+        """The reply to the end of the data (LMTP overrides: one per recipient)."""
         self._send(Reply(250, "2.0.0", f"Ok: queued as {tx.queue_id}"))
 
     def _content_policy(self, tx: _Transaction) -> Reply | None:
@@ -576,6 +676,23 @@ class SmtpSession:
         if tx is not None and tx.spool is not None:
             tx.spool.discard()
         self.tx = None
+
+
+def _domain_of(fields: list[tuple[str, str]], names: tuple[str, ...]) -> str:
+    """The lowercased domain of the first address in the first of ``names`` present."""
+    for name, value in fields:
+        if name in names:
+            for address in addresses_in(value):
+                return address.rpartition("@")[2].lower()
+    return ""
+
+
+async def _insert(spool: Spool, offset: int, data: bytes) -> None:
+    """Splice late header fields into the spool; a spilled spool is rewritten off-loop."""
+    if isinstance(spool, FileSpool) and not spool.in_memory:
+        await asyncio.to_thread(spool.insert, offset, data)
+    elif isinstance(spool, FileSpool):
+        spool.insert(offset, data)
 
 
 class _BrokenSpool:

@@ -371,3 +371,69 @@ class MailStore(Protocol):
     async def queue_next_due(self) -> float | None:
         """The earliest next attempt of any queued recipient, or None if the queue is idle."""
         ...
+
+    # -- MDA (issue 7): Sieve scripts, vacation memory, junk-filter tokens ----------------
+    # Kept here rather than in the directory: scripts, vacation memory and token counts
+    # are per-account user data that follow the mailboxes (backup, account deletion).
+
+    async def sieve_list(self, account: str) -> list[tuple[str, bool]]:
+        """The account's scripts as (name, active), by name."""
+        ...
+
+    async def sieve_get(self, account: str, name: str) -> str | None: ...
+
+    async def sieve_put(self, account: str, name: str, text: str) -> None:
+        """Create or replace a script (an active one stays active, RFC 5804 §2.6)."""
+        ...
+
+    async def sieve_delete(self, account: str, name: str) -> None:
+        """MailboxError code NONEXISTENT or ACTIVE (RFC 5804 §2.10)."""
+        ...
+
+    async def sieve_rename(self, account: str, old: str, new: str) -> None:
+        """MailboxError code NONEXISTENT or ALREADYEXISTS (RFC 5804 §2.11.1)."""
+        ...
+
+    async def sieve_activate(self, account: str, name: str | None) -> None:
+        """Make ``name`` the only active script; None deactivates all (RFC 5804 §2.8)."""
+        ...
+
+    async def sieve_active(self, account: str) -> tuple[str, str] | None:
+        """(name, text) of the active script, or None."""
+        ...
+
+    async def vacation_seen(self, account: str, handle: str, sender: str, days: int) -> bool:
+        """Check-and-record a vacation response (RFC 5230 §4.2), durably.
+
+        True when ``sender`` already got the ``handle`` response within ``days``
+        (no reply now); otherwise records the reply as sent now and returns False.
+        """
+        ...
+
+    async def junk_counts(
+        self, account: str, tokens: Collection[str]
+    ) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        """(spam messages, ham messages, token -> (spam count, ham count)) for the account."""
+        ...
+
+    async def junk_learn(
+        self, account: str, tokens: Collection[str], spam: bool, *, unlearn: bool = False
+    ) -> None:
+        """Count one message's tokens as spam or ham (or take a count back), bounded in size."""
+        ...
+
+    # -- import bookkeeping: message digests (issue 5 §3) ------------------------------
+    # Importers skip messages already present, so a rerun adds no duplicates.
+
+    async def message_digests(self, account: str, mailbox: str) -> dict[int, str]:
+        """SHA-256 (hex) of every message's stored bytes in a mailbox, by UID.
+
+        Digests recorded with :meth:`record_digests` are reused; any message lacking one
+        (delivered by SMTP, or imported by a run that stopped before recording) is hashed
+        now and remembered, so the answer is complete however the mail arrived.
+        """
+        ...
+
+    async def record_digests(self, account: str, mailbox: str, digests: dict[int, str]) -> None:
+        """Remember digests the caller computed while storing (UID -> SHA-256 hex)."""
+        ...

@@ -57,6 +57,31 @@ class FileSpool:
             os.close(self._fd)
             self._fd = -1
 
+    def insert(self, offset: int, data: bytes) -> None:
+        """Insert header fields known only at the end (Authentication-Results, DKIM-Signature).
+
+        In memory this is a bytearray splice; a spilled message is rewritten once into a
+        new spool file (a sequential copy, which costs far less than receiving it did).
+        """
+        if not data:
+            return
+        self.size += len(data)
+        if self._fd < 0:
+            self.buffer[offset:offset] = data
+            return
+        assert self.path is not None
+        old_path, old_fd = self.path, self._fd
+        self._fd = -1
+        os.close(old_fd)
+        self._spill()  # a fresh file with the (empty) buffer
+        with open(old_path, "rb") as src:
+            head = src.read(offset)
+            _write_all(self._fd, head)
+            _write_all(self._fd, data)
+            while chunk := src.read(1 << 20):
+                _write_all(self._fd, chunk)
+        os.unlink(old_path)
+
     def discard(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

@@ -45,7 +45,9 @@ from correo.store.api import (
 )
 from correo.store.committer import AfterCommit, GroupCommitter
 from correo.store.spool import FileSpool
+from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # import digests (issue 5)
 from correo.store.sqlite_mailboxes import MailboxOps, normalize_flags
+from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # MDA section (issue 7)
 
 __all__ = ["SqliteStore"]
 
@@ -97,7 +99,7 @@ def _connect(path: Path, *, writer: bool) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(MailboxOps):
+class SqliteStore(MailboxOps, MdaOps, DigestOps):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
     def __init__(
@@ -131,6 +133,8 @@ class SqliteStore(MailboxOps):
         conn = _connect(self.db_path, writer=True)
         try:
             conn.executescript(_SCHEMA)
+            conn.executescript(MDA_SCHEMA)  # MDA section (issue 7): scripts, vacation, junk
+            conn.executescript(DIGEST_SCHEMA)  # import digests (issue 5 §3)
             conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             referenced = {
                 row[0] for row in conn.execute("SELECT path FROM blobs WHERE path IS NOT NULL")

@@ -1,0 +1,235 @@
+"""``correo dns``, ``correo dns check``, ``correo dkim rotate`` and ``correo check message``.
+
+Administrators need two answers when mail goes astray: what should my zone hold, and
+what does a given message look like to a receiver.  These commands print the first
+ready to paste into a zone file and compute the second with the same code the MX runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from correo.config import ConfigError, load_config
+from correo.dns import DnsError, DnsPythonResolver, Resolver
+from correo.mailauth.inbound import MessageAuthenticator
+from correo.mailauth.keys import dns_record, load_domain_keys, rotate_keys
+
+__all__ = [
+    "Record",
+    "cmd_check_message",
+    "cmd_dkim_rotate",
+    "cmd_dns",
+    "expected_records",
+    "register",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    name: str  # absolute, without the final dot
+    rtype: str
+    value: str
+
+    def zone_line(self) -> str:
+        value = self.value
+        if self.rtype == "TXT":
+            value = _txt_strings(value)
+        return f"{self.name}.\t3600\tIN\t{self.rtype}\t{value}"
+
+
+def _txt_strings(text: str) -> str:
+    """A TXT value as quoted character-strings of at most 255 octets (RFC 1035 §3.3.14)."""
+    pieces = [text[i : i + 255] for i in range(0, len(text), 255)] or [""]
+    return " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in pieces)
+
+
+def expected_records(data_dir: Path, domain: str, hostname: str) -> list[Record]:
+    """Every record a correo domain should publish."""
+    domain = domain.lower().rstrip(".")
+    host = hostname.lower().rstrip(".")
+    records = [
+        Record(domain, "MX", f"10 {host}."),
+        Record(domain, "TXT", "v=spf1 mx -all"),  # RFC 7208: only our MX sends for the domain
+    ]
+    for key in load_domain_keys(data_dir, domain):
+        records.append(Record(f"{key.selector}._domainkey.{domain}", "TXT", dns_record(key.key)))
+    records += [
+        Record(
+            f"_dmarc.{domain}",
+            "TXT",
+            f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@{domain}",
+        ),
+        # RFC 8461 §3.1: the policy id changes whenever mta-sts.txt changes
+        Record(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=1"),
+        Record(f"mta-sts.{domain}", "CNAME", f"{host}."),
+        Record(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
+        # RFC 6186 §3.1 / RFC 8314 §5.1: client autoconfiguration
+        Record(f"_submissions._tcp.{domain}", "SRV", f"0 1 465 {host}."),
+        Record(f"_submission._tcp.{domain}", "SRV", f"1 1 587 {host}."),
+        Record(f"_imaps._tcp.{domain}", "SRV", f"0 1 993 {host}."),
+        Record(f"_imap._tcp.{domain}", "SRV", "0 0 0 ."),  # not offered: cleartext IMAP
+        Record(f"_pop3s._tcp.{domain}", "SRV", f"0 1 995 {host}."),
+    ]
+    return records
+
+
+def mta_sts_policy(hostname: str) -> str:
+    """The body of https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 §3.2)."""
+    return f"version: STSv1\nmode: enforce\nmx: {hostname}\nmax_age: 604800\n"
+
+
+async def _check(resolver: Resolver, record: Record) -> tuple[bool | None, str]:
+    """Is the published record what we expect? (ok or None if unchecked, what was found)."""
+    try:
+        match record.rtype:
+            case "MX":
+                found = [f"{m.preference} {m.host}." for m in await resolver.mx(record.name)]
+                want_host = record.value.split()[1]
+                return any(f.split()[1] == want_host for f in found), ", ".join(found)
+            case "TXT":
+                texts = [t.decode("utf-8", "replace") for t in await resolver.txt(record.name)]
+                prefix = record.value.split(";")[0]
+                same = [t for t in texts if t.split(";")[0].strip() == prefix]
+                if record.name.split(".")[0].endswith("_domainkey") or "._domainkey." in (
+                    record.name
+                ):
+                    ok = any(t.replace(" ", "") == record.value.replace(" ", "") for t in texts)
+                else:
+                    ok = len(same) == 1
+                return ok, " | ".join(texts)
+            case _:
+                return None, "(the resolver has no lookup for this type)"
+    except DnsError as exc:
+        return False, f"missing ({type(exc).__name__})"
+
+
+def _resolver(data_dir: Path) -> Resolver:
+    try:
+        config = load_config(data_dir)
+        return DnsPythonResolver(config.dns.nameservers)
+    except (ConfigError, OSError):  # no data folder: the system resolver
+        return DnsPythonResolver()
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    words: list[str] = args.words
+    if len(words) == 2 and words[0] == "check":
+        return _dns_check(args.data_dir, words[1])
+    if len(words) != 1:
+        print("usage: correo dns DOMAIN | correo dns check DOMAIN", file=sys.stderr)
+        return 2
+    config = load_config(args.data_dir)
+    domain = words[0]
+    print(f"; DNS records for {domain} (correo at {config.hostname})")
+    for record in expected_records(args.data_dir, domain, config.hostname):
+        print(record.zone_line())
+    print(f"; also an A/AAAA record for {config.hostname} and its PTR (reverse DNS)")
+    print(f"; MTA-STS policy to serve at https://mta-sts.{domain}/.well-known/mta-sts.txt:")
+    for line in mta_sts_policy(config.hostname).splitlines():
+        print(f";   {line}")
+    return 0
+
+
+def _dns_check(data_dir: Path, domain: str) -> int:
+    config = load_config(data_dir)
+    resolver = _resolver(data_dir)
+    records = expected_records(data_dir, domain, config.hostname)
+
+    async def run() -> list[tuple[Record, bool | None, str]]:
+        results = await asyncio.gather(*(_check(resolver, r) for r in records))
+        return [(r, ok, found) for r, (ok, found) in zip(records, results, strict=True)]
+
+    bad = 0
+    for record, ok, found in asyncio.run(run()):
+        if ok is None:
+            print(f"check   {record.rtype:5} {record.name}  (by hand: want {record.value})")
+            continue
+        status = "ok     " if ok else "MISSING" if found.startswith("missing") else "WRONG  "
+        bad += not ok
+        print(f"{status} {record.rtype:5} {record.name}")
+        if not ok:
+            print(f"        want: {record.value}")
+            print(f"        have: {found}")
+    print(f"-- {len(records) - bad} of {len(records)} records as expected")
+    return 0 if bad == 0 else 1
+
+
+def cmd_dkim_rotate(args: argparse.Namespace) -> int:
+    keys = rotate_keys(args.data_dir, args.domain)
+    print(f"New DKIM keys for {args.domain}; publish these, keep the retired ones until")
+    print("mail signed with them has been delivered (a few days), then delete their files:")
+    for key in keys:
+        state = "retired" if key.retired else "active "
+        print(f"{state} {key.selector}._domainkey.{key.domain}.\tIN\tTXT\t", end="")
+        print(_txt_strings(dns_record(key.key)))
+    return 0
+
+
+def cmd_check_message(args: argparse.Namespace) -> int:
+    data = Path(args.file).read_bytes()
+    if b"\r\n" not in data:
+        data = data.replace(b"\n", b"\r\n")  # a message saved with Unix line ends
+    resolver = _resolver(args.data_dir)
+    mail_from = args.mail_from or ""
+    auth = MessageAuthenticator(
+        resolver,
+        ip=args.ip or "0.0.0.0",
+        helo=args.helo or "unknown",
+        mail_from=mail_from,
+        authserv_id="correo-check",
+    )
+    auth.feed(data)
+    verdict = asyncio.run(auth.finish())
+    if args.ip:
+        spf = verdict.spf.mail_from
+        print(f"SPF:   {spf.result} ({spf.domain}: {spf.mechanism or spf.problem})")
+    else:
+        print("SPF:   not checked (give --ip, --helo and --mail-from)")
+    if not verdict.dkim:
+        print("DKIM:  none (no signature)")
+    for r in verdict.dkim:
+        extra = f" - {r.reason}" if r.reason else ""
+        print(f"DKIM:  {r.status} d={r.domain} s={r.selector} a={r.algorithm}{extra}")
+    d = verdict.dmarc
+    print(
+        f"DMARC: {d.status} from={d.from_domain or '?'} policy={d.policy} "
+        f"disposition={d.disposition}{' - ' + d.reason if d.reason else ''}"
+    )
+    a = verdict.arc
+    print(
+        f"ARC:   {a.status}{f' i={a.instances}' if a.instances else ''}"
+        f"{' - ' + a.reason if a.reason else ''}"
+    )
+    print(f"Action: {verdict.action}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``dns``, ``dkim`` and ``check`` to the correo command line."""
+    p = sub.add_parser(
+        "dns",
+        help="print the DNS records to publish for DOMAIN; 'dns check DOMAIN' verifies them",
+    )
+    p.add_argument("words", nargs="+", metavar="[check] DOMAIN")
+    p.set_defaults(func=cmd_dns)
+
+    p = sub.add_parser("dkim", help="manage DKIM signing keys")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION")
+    dsub.required = True
+    a = dsub.add_parser("rotate", help="add new keys for DOMAIN; older ones stay published")
+    a.add_argument("domain")
+    a.set_defaults(func=cmd_dkim_rotate)
+
+    p = sub.add_parser("check", help="diagnostics")
+    csub = p.add_subparsers(dest="action", metavar="WHAT")
+    csub.required = True
+    a = csub.add_parser("message", help="SPF, DKIM, DMARC and ARC results for a stored message")
+    a.add_argument("file")
+    a.add_argument("--ip", default=None, help="the connecting client's IP address")
+    a.add_argument("--helo", default=None, help="the client's HELO/EHLO name")
+    a.add_argument("--mail-from", dest="mail_from", default=None, help="the MAIL FROM address")
+    a.set_defaults(func=cmd_check_message)

@@ -1,0 +1,330 @@
+"""IMAP side by side: correo against a private Debian Dovecot on the same machine (issue 3 §5).
+
+    python bench/imap_bench.py [--target correo|dovecot|both] [--messages 10000] [--idle 1000]
+
+Both servers get the same mailbox: ``--messages`` messages of 2-100 KB (seeded random
+text with one rare word in one message), appended over IMAP. Then, per server, the
+wall time of: APPEND (rate), SELECT, FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE
+ENVELOPE) twice, FETCH 1:* BODYSTRUCTURE twice, 1,000 random UID FETCH BODY.PEEK[],
+UID SEARCH TEXT <rare word>, STORE +FLAGS.SILENT 1:*, UID FETCH 1:* (UID FLAGS); then
+``--idle`` connections in IDLE: server memory (PSS of its process tree) per connection
+and the time for one APPEND to reach all of them as ``* n EXISTS``.
+
+Dovecot runs as root-started private instance (own config in --workdir, maildir,
+plaintext login on loopback, no FTS plugin). Needs root for Dovecot; correo needs
+nothing. Raise ``ulimit -n`` for 10,000 IDLE connections (the script tries itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import imaplib
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from correo_server import CorreoServer
+from measure import proc_pss_kib, process_tree
+
+__all__ = ["main"]
+
+USER, PASSWORD = "user1@bench.test", "benchpass"
+RARE = "xylophonequartz"
+WORDS = [
+    "mail",
+    "server",
+    "message",
+    "folder",
+    "network",
+    "protocol",
+    "client",
+    "reply",
+    "thread",
+    "draft",
+    "account",
+    "meeting",
+    "report",
+    "budget",
+    "travel",
+    "weather",
+    "garden",
+    "coffee",
+    "music",
+    "river",
+]
+
+
+def make_messages(n: int, seed: int = 3) -> list[bytes]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        size = rnd.randint(2_000, 100_000)
+        words: list[str] = []
+        length = 0
+        while length < size:
+            w = rnd.choice(WORDS)
+            words.append(w)
+            length += len(w) + 1
+        if i == n // 2:
+            words.insert(len(words) // 2, RARE)
+        body = "\r\n".join(" ".join(words[j : j + 12]) for j in range(0, len(words), 12))
+        head = (
+            f"From: Sender {i % 50} <sender{i % 50}@example.org>\r\n"
+            f"To: {USER}\r\nSubject: message number {i} {rnd.choice(WORDS)}\r\n"
+            f"Date: Mon, 01 Jan 2024 {i % 24:02d}:00:00 +0000\r\n"
+            f"Message-ID: <{i}.{seed}@example.org>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        )
+        out.append(head.encode() + body.encode() + b"\r\n")
+    return out
+
+
+# -- Dovecot -------------------------------------------------------------------------------
+
+
+def dovecot_start(work: Path, port: int) -> subprocess.Popen[bytes] | None:
+    """A private Dovecot serving IMAP on ``port`` (started with ``dovecot -F``)."""
+    if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
+        return None
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "home").mkdir(parents=True)
+    uid, gid = 8, 8  # Debian's "mail"
+    os.chown(work / "home", uid, gid)
+    (work / "users").write_text(
+        f"{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{work}/home\n", encoding="utf-8"
+    )
+    conf = work / "dovecot.conf"
+    conf.write_text(f"""\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {work}/run
+state_dir = {work}/state
+instance_name = dovecot-imapbench
+log_path = {work}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+first_valid_uid = {uid}
+mail_uid = {uid}
+mail_gid = {gid}
+mail_location = maildir:~/Maildir
+default_process_limit = 20000
+default_client_limit = 20000
+default_vsz_limit = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {work}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {work}/users
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  process_min_avail = 2
+  service_count = 0
+  client_limit = 20000
+}}
+service imap {{
+  process_limit = 20000
+}}
+protocol imap {{
+  mail_max_userip_connections = 20000
+}}
+""")
+    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(conf)])
+    _wait_port(port)
+    return proc
+
+
+def correo_start(work: Path, port: int) -> CorreoServer:
+    shutil.rmtree(work, ignore_errors=True)
+    srv = CorreoServer(work, smtp_port=port + 1, pop3s_port=port + 2, users=1)
+    srv.setup()
+    toml = work / "correo.toml"
+    text = toml.read_text()
+    text = re.sub(r'(?m)^(\w+) = \["127\.0\.0\.1:\d+"\]$', r'\1 = ["127.0.0.1:0"]', text)
+    text = re.sub(r"(?m)^imap = \[.*\]$", f'imap = ["127.0.0.1:{port}"]', text)
+    text = re.sub(r"(?m)^smtp = \[.*\]$", f'smtp = ["127.0.0.1:{port + 1}"]', text)
+    text = re.sub(r"(?m)^pop3s = \[.*\]$", f'pop3s = ["127.0.0.1:{port + 2}"]', text)
+    text = re.sub(r"(?m)^allow_plaintext = .*$", "allow_plaintext = true", text)
+    text = re.sub(r"(?m)^level = .*$", 'level = "warning"', text)
+    text = re.sub(r"(?m)^connections = \d+", "connections = 20000", text)
+    text = re.sub(r"(?m)^connections_per_ip = \d+", "connections_per_ip = 20000", text)
+    toml.write_text(text)
+    srv.start()
+    _wait_port(port)
+    return srv
+
+
+def _wait_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+# -- the measurements ------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def login(port: int) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=600)
+    client.login(USER, PASSWORD)
+    return client
+
+
+def run_ops(port: int, messages: list[bytes]) -> dict[str, float]:
+    r: dict[str, float] = {}
+    c = login(port)
+    started = time.perf_counter()
+    for m in messages:
+        typ, _ = c.append("INBOX", None, None, m)
+        assert typ == "OK"
+    r["APPEND msgs/s"] = len(messages) / (time.perf_counter() - started)
+    c.logout()
+    c = login(port)
+    r["SELECT"] = timed(lambda: c.select("INBOX"))
+    env = "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
+    r["FETCH ENVELOPE 1st"] = timed(lambda: c.fetch("1:*", env))
+    r["FETCH ENVELOPE again"] = timed(lambda: c.fetch("1:*", env))
+    r["FETCH BODYSTRUCTURE 1st"] = timed(lambda: c.fetch("1:*", "BODYSTRUCTURE"))
+    r["FETCH BODYSTRUCTURE again"] = timed(lambda: c.fetch("1:*", "BODYSTRUCTURE"))
+    rnd = random.Random(7)
+    picks = [rnd.randint(1, len(messages)) for _ in range(1000)]
+
+    def bodies() -> None:
+        for uid in picks:
+            typ, _ = c.uid("FETCH", str(uid), "BODY.PEEK[]")
+            assert typ == "OK"
+
+    r["1000 UID FETCH BODY[]"] = timed(bodies)
+    found: list[object] = []
+    r["UID SEARCH TEXT rare"] = timed(lambda: found.append(c.uid("SEARCH", "TEXT", RARE)))
+    typ, data = found[0]  # type: ignore[misc]
+    assert data[0].split() == [str(len(messages) // 2 + 1).encode()], data
+    r["STORE +FLAGS 1:*"] = timed(lambda: c.store("1:*", "+FLAGS.SILENT", "(\\Flagged)"))
+    r["UID FETCH 1:* (UID FLAGS)"] = timed(lambda: c.uid("FETCH", "1:*", "(UID FLAGS)"))
+    c.logout()
+    return r
+
+
+async def _idler(port: int, ready: asyncio.Event, seen: list[float]) -> asyncio.StreamWriter:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    writer.write(f'a LOGIN "{USER}" "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
+    while not (line := await asyncio.wait_for(reader.readline(), 30)).startswith(b"+"):
+        if not line or line.startswith(b"* BYE"):
+            raise ConnectionError("server refused an IDLE connection")
+
+    async def wait() -> None:
+        await ready.wait()
+        while True:
+            line = await reader.readline()
+            if not line or line.endswith(b"EXISTS\r\n"):
+                seen.append(time.perf_counter())
+                return
+
+    asyncio.get_running_loop().create_task(wait())
+    return writer
+
+
+async def idle_test(port: int, n: int, pids: Callable[[], list[int]]) -> dict[str, float]:
+    before = sum(proc_pss_kib(p) for p in pids())
+    ready, seen = asyncio.Event(), []
+    writers: list[asyncio.StreamWriter] = []
+    for start in range(0, n, 200):
+        writers += await asyncio.gather(
+            *(_idler(port, ready, seen) for _ in range(min(200, n - start)))
+        )
+    await asyncio.sleep(2)
+    after = sum(proc_pss_kib(p) for p in pids())
+    ready.set()
+    started = time.perf_counter()
+    c = await asyncio.to_thread(login, port)
+    await asyncio.to_thread(c.append, "INBOX", None, None, make_messages(1, seed=99)[0])
+    deadline = time.monotonic() + 60
+    while len(seen) < n and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a count
+        await asyncio.sleep(0.01)
+    fanout = (max(seen) - started) if len(seen) == n else float("nan")
+    for w in writers:
+        w.close()
+    await asyncio.to_thread(c.logout)
+    return {
+        f"IDLE x{n} KiB/conn": (after - before) / n,
+        f"IDLE x{n} fan-out s": fanout,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--target", choices=["correo", "dovecot", "both"], default="both")
+    p.add_argument("--messages", type=int, default=10_000)
+    p.add_argument("--idle", type=int, nargs="*", default=[1000])
+    p.add_argument("--workdir", type=Path, default=Path("/var/tmp/correo-imapbench"))
+    a = p.parse_args(argv)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    messages = make_messages(a.messages)
+    results: dict[str, dict[str, float]] = {}
+    for target in ("correo", "dovecot") if a.target == "both" else (a.target,):
+        port = 21430 if target == "correo" else 21440
+        work = a.workdir / target
+        if target == "correo":
+            srv = correo_start(work, port)
+            root, stop = srv.pid, srv.stop
+        else:
+            proc = dovecot_start(work, port)
+            if proc is None:
+                print("dovecot not installed; skipped")
+                continue
+            root, stop = proc.pid, proc.terminate
+        try:
+            r = run_ops(port, messages)
+            for n in a.idle:
+                r |= asyncio.run(idle_test(port, n, lambda root=root: process_tree(root)))
+            results[target] = r
+        finally:
+            stop()
+    names = list(next(iter(results.values())))
+    print(f"{'operation':32} " + " ".join(f"{t:>12}" for t in results) + "   ratio")
+    for name in names:
+        vals = [results[t].get(name, float("nan")) for t in results]
+        ratio = ""
+        if len(vals) == 2 and vals[0]:
+            ratio = (
+                f"{vals[1] / vals[0]:8.1f}x" if "/s" not in name else f"{vals[0] / vals[1]:8.1f}x"
+            )
+        print(f"{name:32} " + " ".join(f"{v:12.4f}" for v in vals) + "  " + ratio)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

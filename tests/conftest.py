@@ -18,6 +18,9 @@ import pytest
 
 from tests.server.dnsserver import DnsServer
 
+# The MTA fixtures (``dns_server``, ``instances``), registered once for every module.
+pytest_plugins = ["tests.server.conftest_mta"]
+
 DOMAIN = "example.test"
 PASSWORDS = {
     "alice@example.test": "alice-secret-1",
@@ -93,6 +96,8 @@ def make_data_dir(data: Path, overrides: dict[str, str] | None = None) -> None:
 
 @dataclass
 class Server:
+    """``correo serve`` in a subprocess; ``ports`` maps each service to its bound port."""
+
     data: Path
     proc: subprocess.Popen[str] | None = None
     ports: dict[str, int] = field(default_factory=dict)
@@ -113,8 +118,8 @@ class Server:
                 lines.append(line)
                 if "event=server.ready" in line:
                     self.ports = {
-                        m.group(1): int(m.group(2))
-                        for m in re.finditer(r"(\w+)=127\.0\.0\.1:(\d+)", line)
+                        m.group(1): int(m.group(3))
+                        for m in re.finditer(r"(\w+)=([\d.]+):(\d+)", line)
                     }
                     ready.set()
 

@@ -1,7 +1,8 @@
 """A small authoritative DNS server for tests: UDP and TCP on 127.0.0.1, zone in a dict.
 
 ``zone`` maps a name to ``{rtype: [value, ...]}`` in zone-file presentation format,
-except TXT values, which are the plain text (split into 255-octet strings here).
+except TXT values, which are the plain text (split into 255-octet strings here).  Names
+inside MX and CNAME values may omit the final dot ("10 mx.a.test"; "0 ." is a null MX).
 Unknown names answer NXDOMAIN, known names without the type answer NODATA; a CNAME is
 followed inside the zone.  The zone may be changed while the server runs.
 """
@@ -23,7 +24,14 @@ __all__ = ["DnsServer", "Zone"]
 Zone = dict[str, dict[str, list[str]]]
 
 
+def _absolute(name: str) -> str:
+    return name if name.endswith(".") else name + "."
+
+
 def _rdata(rtype: str, value: str) -> str:
+    if rtype == "MX":  # there is no zone origin: a relative exchange would not encode
+        pref, host = value.split()
+        return f"{pref} {_absolute(host)}"
     if rtype != "TXT":
         return value
     pieces = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]

@@ -53,16 +53,17 @@ class RawSmtp:
         self.sock.close()
 
 
-def pop3(port: int, user: str) -> poplib.POP3_SSL:
+def pop3(port: int, user: str, password: str | None = None) -> poplib.POP3_SSL:
+    """Logged in as ``user``; the password defaults to the fixture's ``PASSWORDS``."""
     client = poplib.POP3_SSL("127.0.0.1", port, context=client_tls(), timeout=10)
     client.user(user)
-    client.pass_(PASSWORDS[user])
+    client.pass_(PASSWORDS[user] if password is None else password)
     return client
 
 
-def mailbox(port: int, user: str) -> list[bytes]:
+def mailbox(port: int, user: str, password: str | None = None) -> list[bytes]:
     """Every message in the user's INBOX, as bytes (POP3 RETR, no deletion)."""
-    client = pop3(port, user)
+    client = pop3(port, user, password)
     try:
         count, _ = client.stat()
         return [b"\r\n".join(client.retr(i + 1)[1]) for i in range(count)]

@@ -20,8 +20,6 @@ from collections import Counter
 
 from tests.server.conftest_mta import DnsServer, Instance, message
 
-pytest_plugins = ["tests.server.conftest_mta"]
-
 COUNT = 30
 
 

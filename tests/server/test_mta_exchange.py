@@ -8,8 +8,6 @@ import time
 
 from tests.server.conftest_mta import DnsServer, Instance, correo, message
 
-pytest_plugins = ["tests.server.conftest_mta"]
-
 
 def test_two_instances_exchange_mail_both_ways(instances: object) -> None:
     a: Instance = instances("a.test", "127.0.0.2")  # type: ignore[operator]

@@ -9,8 +9,6 @@ import time
 
 from tests.server.conftest_mta import Instance, correo
 
-pytest_plugins = ["tests.server.conftest_mta"]
-
 
 def sendmail(data: object, *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(

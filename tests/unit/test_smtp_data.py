@@ -22,6 +22,7 @@ from correo.smtp import (
     State,
 )
 from correo.smtp.data import DotDecoder
+from tests.unit.test_smtp_server import pump as server_pump
 
 OK = Reply(250, "2.0.0", "OK")
 Policy = Callable[[ServerConnection, Event], list[Reply]]
@@ -41,17 +42,8 @@ def auto(conn: ServerConnection, ev: Event) -> list[Reply]:
 def pump(
     conn: ServerConnection, chunks: Iterable[bytes], policy: Policy = auto, eof: bool = False
 ) -> tuple[list[Event], bytes]:
-    events: list[Event] = []
-    out = b""
-    for chunk in [*[c for c in chunks if c], b""] if eof else [c for c in chunks if c]:
-        conn.receive_data(chunk)
-        while (ev := conn.next_event()) is not NEED_DATA:
-            events.append(ev)
-            if isinstance(ev, ConnectionClosed):
-                return events, out
-            if not isinstance(ev, DataChunk):
-                out += conn.send_many(policy(conn, ev))
-    return events, out
+    """``test_smtp_server.pump`` with the accept-everything policy by default."""
+    return server_pump(conn, chunks, policy, eof)
 
 
 def coalesce(events: Sequence[Event]) -> list[Event]:

@@ -15,6 +15,7 @@ from email.utils import getaddresses, parseaddr
 from pathlib import Path
 
 from correo.message import Attachment, compose, parse_structure
+from correo.message.headers import drop_fields
 from correo.mua.client import ClientError, Imap, connect_imap, submit
 from correo.mua.fetch import fetch
 from correo.mua.profile import Account, ProfileError, load_account, password_for
@@ -170,18 +171,7 @@ def strip_bcc(message: bytes) -> bytes:
     """The message without its Bcc: field (RFC 5322 §3.6.3: hidden from recipients)."""
     end = message.find(b"\r\n\r\n")
     head, body = (message, b"") if end < 0 else (message[: end + 2], message[end + 2 :])
-    lines = head.split(b"\r\n")
-    out: list[bytes] = []
-    dropping = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if not dropping:
-                out.append(line)
-            continue
-        dropping = line[:4].lower() == b"bcc:"
-        if not dropping:
-            out.append(line)
-    return b"\r\n".join(out) + body
+    return drop_fields(head, (b"bcc:",)) + body
 
 
 def _body(args: argparse.Namespace) -> str:

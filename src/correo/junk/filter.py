@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from correo.config import JunkSettings
 from correo.dns import DnsError, Resolver
 from correo.log import Logger
+from correo.message.headers import drop_fields
 from correo.store.api import MailStore, StoreError
 
 from .bayes import spam_probability
@@ -63,18 +64,7 @@ class Verdict:
 
 def strip_spam_headers(header: bytes) -> bytes:
     """Drop X-Spam-Score / X-Spam fields (and their folded lines) a sender supplied."""
-    lines = header.split(b"\r\n")
-    out: list[bytes] = []
-    dropping = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if not dropping:
-                out.append(line)
-            continue
-        dropping = line.lower().startswith(_SPAM_FIELDS)
-        if not dropping:
-            out.append(line)
-    return b"\r\n".join(out)
+    return drop_fields(header, _SPAM_FIELDS)
 
 
 def _header_values(header: bytes, name: bytes) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from email.utils import getaddresses
 
-__all__ = ["HeaderCollector", "addresses_in", "parse_fields"]
+__all__ = ["HeaderCollector", "addresses_in", "drop_fields", "parse_fields"]
 
 
 class HeaderCollector:
@@ -74,6 +74,25 @@ def parse_fields(header: bytes) -> list[tuple[str, str]]:
             continue  # RFC 5322 §2.2: not a field; record nothing, carry on
         fields.append((name.lower(), value.strip()))
     return fields
+
+
+def drop_fields(header: bytes, prefixes: tuple[bytes, ...]) -> bytes:
+    """``header`` without the fields whose ``name:`` is in ``prefixes`` (lowercase).
+
+    Continuation lines (RFC 5322 §2.2.3) go with the field they fold.
+    """
+    width = max(map(len, prefixes), default=0)
+    out: list[bytes] = []
+    dropping = False
+    for line in header.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                out.append(line)
+            continue
+        dropping = line[:width].lower().startswith(prefixes)
+        if not dropping:
+            out.append(line)
+    return b"\r\n".join(out)
 
 
 def addresses_in(value: str) -> list[str]:

@@ -11,8 +11,9 @@ UID SEARCH TEXT <rare word>, STORE +FLAGS.SILENT 1:*, UID FETCH 1:* (UID FLAGS);
 and the time for one APPEND to reach all of them as ``* n EXISTS``.
 
 Dovecot runs as root-started private instance (own config in --workdir, maildir,
-plaintext login on loopback, no FTS plugin). Needs root for Dovecot; correo needs
-nothing. Raise ``ulimit -n`` for 10,000 IDLE connections (the script tries itself).
+plaintext login on loopback, no FTS plugin, ``mail_fsync = always`` so that both
+servers acknowledge an APPEND only once it is on stable storage). Needs root for
+Dovecot; correo needs nothing. Raise ``ulimit -n`` for 10,000 IDLE connections (the script tries itself).
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ first_valid_uid = {uid}
 mail_uid = {uid}
 mail_gid = {gid}
 mail_location = maildir:~/Maildir
+# equal durability: correo fsyncs every acknowledged write (SQLite WAL, synchronous=FULL)
+mail_fsync = always
 default_process_limit = 20000
 default_client_limit = 20000
 default_vsz_limit = 0

@@ -330,3 +330,57 @@ def test_queue_due_excludes_messages_in_flight(factory: Factory, tmp_path: Path)
         await store.close()
 
     run(go())
+
+
+def test_change_counter_moves_with_every_commit_to_the_mailbox(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await put(store, b"Subject: a\r\n\r\nx\r\n", [DeliveryTarget("a@x.test")])
+        first = store.change_counter("a@x.test", "INBOX")
+        assert store.change_counter("a@x.test", "INBOX") == first  # reads change nothing
+        await store.list_messages("a@x.test")
+        assert store.change_counter("a@x.test", "INBOX") == first
+        await store.store_flags("a@x.test", "INBOX", [1], "add", ["\\Seen"])
+        second = store.change_counter("a@x.test", "INBOX")
+        assert second > first
+        await put(store, b"Subject: b\r\n\r\ny\r\n", [DeliveryTarget("b@x.test")])
+        assert store.change_counter("a@x.test", "INBOX") == second  # another mailbox
+        await store.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    ("needles", "expected"),
+    [
+        (["quartz"], {1}),
+        (["xylophone", "quartz"], {1}),
+        (["nowhere"], set()),
+        (["ab"], {1, 2, 3}),  # shorter than a trigram: every message may match
+        ([], {1, 2, 3}),
+    ],
+)
+def test_text_index_candidates_superset_and_unindexed(
+    factory: Factory, tmp_path: Path, needles: list[str], expected: set[int]
+) -> None:
+    """Indexed messages are filtered by trigrams; unindexed ones are always candidates."""
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        for body in (b"one", b"two", b"three"):
+            await put(store, b"Subject: s\r\n\r\n" + body + b"\r\n", [DeliveryTarget("a@x.test")])
+        maybe, unindexed = await store.text_candidates("a@x.test", "INBOX", needles)
+        assert maybe == {1, 2, 3} and unindexed == {1, 2, 3}
+        await store.index_text("a@x.test", "INBOX", {1: "a xylophonequartz b", 2: "plain"})
+        await store.index_text("a@x.test", "INBOX", {1: "replaced? no: kept"})  # no-op
+        maybe, unindexed = await store.text_candidates("a@x.test", "INBOX", needles)
+        assert unindexed == {3}
+        assert maybe == expected | {3}
+        await store.expunge("a@x.test", "INBOX", [1])
+        maybe, _ = await store.text_candidates("a@x.test", "INBOX", needles)
+        assert 1 not in maybe
+        await store.close()
+
+    run(go())

@@ -337,6 +337,28 @@ class MailStore(Protocol):
 
     async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes: ...
 
+    def change_counter(self, account: str, mailbox: str) -> int:
+        """Count of this process's commits that touched the mailbox, read without I/O.
+
+        Unchanged since the last look means no change *from this process*; writers in
+        other processes (the CLI) are not counted, so callers still poll now and then.
+        """
+        ...
+
+    async def text_candidates(
+        self, account: str, mailbox: str, needles: Sequence[str]
+    ) -> tuple[set[int], set[int]]:
+        """(UIDs that may contain all ``needles``, UIDs not indexed yet).
+
+        The first is a superset of the matches, to verify, and includes the second;
+        needles and indexed text are compared as given (callers casefold both).
+        """
+        ...
+
+    async def index_text(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
+        """Record the searchable text of messages by UID for :meth:`text_candidates`."""
+        ...
+
     async def queue_list(self) -> list[QueueEntry]: ...
 
     async def queue_due(

@@ -25,7 +25,7 @@ from correo.store.api import (
 if TYPE_CHECKING:
     from typing import Any
 
-    from correo.store.committer import AfterCommit
+    from correo.store.committer import AfterCommit, GroupCommitter
 
 __all__ = ["SYSTEM_FLAGS", "MailboxOps", "normalize_flags"]
 
@@ -52,9 +52,11 @@ class MailboxOps:
 
     if TYPE_CHECKING:
         _mailbox_ids: dict[tuple[str, str], int]
+        _text_committer: GroupCommitter
 
         def _reader(self) -> sqlite3.Connection: ...
         async def _read(self, fn: Any, *args: Any) -> Any: ...
+        def _read_now(self, fn: Any, *args: Any) -> Any: ...
         async def _write(self, op: Any) -> Any: ...
         def _find_mailbox(
             self, conn: sqlite3.Connection, account: str, mailbox: str
@@ -94,7 +96,7 @@ class MailboxOps:
                 )
             ]
 
-        result: list[MailboxInfo] = await self._read(read)
+        result: list[MailboxInfo] = self._read_now(read)
         return result
 
     async def create_mailbox(self, account: str, name: str, special_use: str | None = None) -> None:
@@ -209,7 +211,7 @@ class MailboxOps:
             ).fetchone()
             return MailboxStatus(count, uidnext, uidvalidity, unseen, deleted, size, modseq, recent)
 
-        result: MailboxStatus = await self._read(read)
+        result: MailboxStatus = self._read_now(read)
         return result
 
     async def take_recent(self, account: str, mailbox: str) -> int:
@@ -247,7 +249,7 @@ class MailboxOps:
                     out[uid] = MessageFacts(env, bs, body, tree, sent)
             return out
 
-        result: dict[int, MessageFacts] = await self._read(read)
+        result: dict[int, MessageFacts] = self._read_now(read)
         return result
 
     async def save_facts(self, account: str, mailbox: str, uid: int, facts: MessageFacts) -> None:
@@ -424,8 +426,104 @@ class MailboxOps:
             )
             return Changes(int(highest), messages, expunged)
 
-        result: Changes = await self._read(read)
+        result: Changes = self._read_now(read)
         return result
+
+    # -- SEARCH TEXT/BODY index (FTS5 trigram, RFC 9051 §6.4.4 substring semantics) ----
+
+    async def text_candidates(
+        self, account: str, mailbox: str, needles: Sequence[str]
+    ) -> tuple[set[int], set[int]]:
+        """(UIDs that may contain every needle, UIDs whose text is not indexed yet).
+
+        The first set is a superset of the true matches: the trigram index can only say
+        "all trigrams occur somewhere", so callers verify each candidate; messages not
+        indexed yet are always candidates (the second set is a subset of the first).
+        """
+        grams = _trigrams(needles)
+
+        def read() -> tuple[set[int], set[int]]:
+            conn = self._reader()
+            row = conn.execute(
+                "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a"
+                " ON a.id = m.account_id WHERE a.name=? AND m.name=?",
+                (account, mailbox),
+            ).fetchone()
+            if row is None:
+                return set(), set()
+            key = (row[0], row[1])
+            present = {
+                r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id=?", key[:1])
+            }
+            indexed = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM text.docs WHERE mailbox_id=? AND uidvalidity=?", key
+                )
+            }
+            unindexed = present - indexed
+            if not grams:
+                return present, unindexed
+            query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+            hits = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM text.docs WHERE mailbox_id=? AND uidvalidity=? AND id IN"
+                    " (SELECT rowid FROM text.body WHERE body MATCH ?)",
+                    (*key, query),
+                )
+            }
+            return (hits & present) | unindexed, unindexed
+
+        result: tuple[set[int], set[int]] = await self._read(read)
+        return result
+
+    async def index_text(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
+        """Index the searchable text of messages (by UID); already indexed ones are kept."""
+        items = sorted(texts.items())
+        if not items:
+            return
+
+        def locate() -> tuple[int, int] | None:
+            row = (
+                self._reader()
+                .execute(
+                    "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a"
+                    " ON a.id = m.account_id WHERE a.name=? AND m.name=?",
+                    (account, mailbox),
+                )
+                .fetchone()
+            )
+            return None if row is None else (int(row[0]), int(row[1]))
+
+        key: tuple[int, int] | None = self._read_now(locate)
+        if key is None:
+            return
+
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            for uid, text in items:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO docs (mailbox_id, uidvalidity, uid) VALUES (?, ?, ?)",
+                    (*key, uid),
+                )
+                if cur.rowcount:
+                    conn.execute(
+                        "INSERT INTO body (rowid, text) VALUES (?, ?)", (cur.lastrowid, text)
+                    )
+            return None, []
+
+        await self._text_committer.submit(op)
+
+
+_MAX_GRAMS = 48  # a subset of a needle's trigrams still selects a superset
+
+
+def _trigrams(needles: Sequence[str]) -> list[str]:
+    grams: dict[str, None] = {}
+    for needle in needles:
+        for i in range(len(needle) - 2):
+            grams.setdefault(needle[i : i + 3], None)
+    return list(grams)[:_MAX_GRAMS]
 
 
 def _like_prefix(name: str) -> str:

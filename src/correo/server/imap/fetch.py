@@ -18,9 +18,18 @@ from correo.message.structure import Part
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts, StoreError
 
-__all__ = ["FetchPlan", "render_message"]
+__all__ = ["FetchPlan", "render_message", "render_meta"]
 
 _STRUCTURE_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE"})
+_META_ITEMS = frozenset(
+    {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "ENVELOPE", "BODYSTRUCTURE"}
+)
+
+
+def _whole(att: FetchAtt) -> bool:
+    """BODY[] / BINARY[]: the whole message, which needs no part tree."""
+    sec = att.section
+    return sec is not None and not sec.part and not sec.text
 
 
 @dataclass
@@ -31,22 +40,33 @@ class FetchPlan:
     uid_command: bool
     condstore: bool
     needs_facts: bool = False
+    needs_tree: bool = False
+    metadata_only: bool = False
     sets_seen: bool = False
     names: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
     def of(cls, items: Sequence[FetchAtt], *, uid_command: bool, condstore: bool) -> FetchPlan:
         names = frozenset(i.name for i in items)
-        needs = bool(names & _STRUCTURE_ITEMS) or any(
-            i.section is not None
-            or i.name in ("BODY", "BINARY", "BINARY.SIZE", "RFC822.HEADER", "RFC822.TEXT")
+        # The JSON part tree is only for sections; ENVELOPE/BODYSTRUCTURE are stored as
+        # wire bytes and a whole-message read (BODY[], RFC822) needs no facts at all.
+        tree = any(
+            (i.section is not None and not (i.name == "BODY" and _whole(i)))
+            or i.name in ("BINARY", "BINARY.SIZE", "RFC822.HEADER", "RFC822.TEXT")
             for i in items
+        )
+        needs = (
+            tree
+            or bool(names & _STRUCTURE_ITEMS)
+            or any(i.name == "BODY" and i.section is None for i in items)
         )
         plan = cls(
             tuple(items),
             uid_command,
             condstore,
             needs_facts=needs,
+            needs_tree=tree,
+            metadata_only=all(i.name in _META_ITEMS for i in items),
             sets_seen=any(i.sets_seen for i in items),
             names=names,
         )
@@ -130,6 +150,35 @@ async def _binary_bytes(
     return decoder.feed(raw) + decoder.finish()
 
 
+def render_meta(
+    view: MailboxView, uid: int, seq: int, plan: FetchPlan, facts: MessageFacts | None
+) -> bytes:
+    """One ``* n FETCH`` response of metadata items only: no I/O, no part tree."""
+    info = view.info[uid]
+    parts: list[bytes] = []
+    if plan.uid_command and "UID" not in plan.names:
+        parts.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
+    for att in plan.items:
+        name = att.name
+        if name == "UID":
+            parts.append(b"UID %d" % uid)
+        elif name == "FLAGS":
+            parts.append(b"FLAGS " + view.flag_list(uid))
+        elif name == "INTERNALDATE":
+            parts.append(b"INTERNALDATE " + format_internal_date(info.internal_date))
+        elif name == "RFC822.SIZE":
+            parts.append(b"RFC822.SIZE %d" % info.size)
+        elif name == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % info.modseq)
+        elif name == "ENVELOPE" and facts is not None:
+            parts.append(b"ENVELOPE (" + facts.envelope + b")")
+        elif name == "BODYSTRUCTURE" and facts is not None:
+            parts.append(b"BODYSTRUCTURE (" + facts.bodystructure + b")")
+    if plan.condstore and "MODSEQ" not in plan.names:
+        parts.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
+    return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+
+
 async def render_message(
     store: MailStore,
     view: MailboxView,
@@ -140,7 +189,7 @@ async def render_message(
     """Yield the pieces of one ``* n FETCH (...)`` response."""
     info = view.info[uid]
     seq = view.seq(uid)
-    tree: Part | None = load_tree(facts) if facts is not None else None
+    tree: Part | None = load_tree(facts) if facts is not None and plan.needs_tree else None
     parts: list[bytes] = []
     if plan.uid_command and "UID" not in plan.names:
         parts.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
@@ -171,8 +220,11 @@ async def render_message(
         elif name == "RFC822.TEXT" and tree is not None:
             data = await read_range(store, view, uid, tree.header_end, tree.body_end)
             parts.append(b"RFC822.TEXT " + _literal(data))
-        elif name == "BODY" and att.section is not None and tree is not None:
-            body = await _section_bytes(store, view, uid, tree, att)
+        elif name == "BODY" and att.section is not None and (tree is not None or _whole(att)):
+            if tree is None:
+                body: bytes | None = await read_range(store, view, uid, 0, None)
+            else:
+                body = await _section_bytes(store, view, uid, tree, att)
             label = att.response_name()
             if body is None:
                 parts.append(label + b" {0}\r\n")  # RFC 9051 §6.4.5: a missing section is empty

@@ -3,12 +3,20 @@
 Each message loads only what the program needs: flags and sizes are in the session's
 view already; header keys read the header section; BODY/TEXT read and decode the text
 parts (RFC 9051 §6.4.4: case-insensitive substring of the decoded text).
+
+BODY/TEXT go through the store's trigram index first: it holds exactly the text the
+evaluator compares (casefolded), so it can only over-select; the evaluator then checks
+the few candidates. Appended messages are indexed in the background; others (SMTP
+delivery, imports) the first time a search has to read them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
+import json
+import weakref
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
@@ -31,9 +39,12 @@ from correo.message.structure import Part
 from correo.message.text import html_to_text
 from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.view import MailboxView
-from correo.store.api import MailStore, MessageFacts
+from correo.store.api import MailStore, MessageFacts, StoreError
 
-__all__ = ["run_search"]
+__all__ = ["TextIndexer", "index_soon", "index_text_of", "run_search"]
+
+_MAX_INDEXED = 4 << 20  # characters; a longer text stays unindexed and is always scanned
+_MAX_INDEX_READ = 2 << 20  # bytes; bigger messages are not read whole in the background
 
 
 def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
@@ -76,6 +87,74 @@ def _text_of(data: bytes, part: Part) -> list[str]:
             text = raw.decode("utf-8", "replace")
         out.append(html_to_text(text) if p.subtype.lower() == "html" else text)
     return out
+
+
+def index_text_of(data: bytes, tree: Part) -> str:
+    """The indexed text: what BODY/TEXT compare against (body text, decoded header
+    values), casefolded, so every evaluator match is a substring of it."""
+    heads = [decode_header(v) for _, v in parse_fields(data[tree.header_start : tree.header_end])]
+    return "\n".join(["\n".join(_text_of(data, tree)), *heads]).casefold()
+
+
+def _required_needles(key: SearchKey) -> list[str]:
+    """BODY/TEXT strings every match must contain (conjunction members only)."""
+    match key:
+        case TextKey(value=value) | BodyKey(value=value):
+            return [value]
+        case And(keys):
+            return [n for k in keys for n in _required_needles(k)]
+    return []
+
+
+class TextIndexer:
+    """Indexes appended messages off the APPEND's critical path, in batches."""
+
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+        self.pending: dict[tuple[str, str], dict[int, bytes]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, account: str, mailbox: str, uid: int, tree: bytes) -> None:
+        self.pending.setdefault((account, mailbox), {})[uid] = tree
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                (account, mailbox), items = self.pending.popitem()
+                texts: dict[int, str] = {}
+                for uid, tree_json in items.items():
+                    try:
+                        chunks = [c async for c in self.store.read_message(account, mailbox, uid)]
+                        tree = Part.from_json(json.loads(tree_json))
+                    except (StoreError, ValueError):
+                        continue  # expunged meanwhile, or no usable tree: searched by scan
+                    text = index_text_of(b"".join(chunks), tree)
+                    if len(text) <= _MAX_INDEXED:
+                        texts[uid] = text
+                    await asyncio.sleep(0)  # let sessions run between messages
+                try:
+                    await self.store.index_text(account, mailbox, texts)
+                except StoreError:
+                    pass  # unindexed messages are still found, by scanning
+        finally:
+            self.task = None
+
+
+_INDEXERS: weakref.WeakKeyDictionary[MailStore, TextIndexer] = weakref.WeakKeyDictionary()
+
+
+def index_soon(
+    store: MailStore, account: str, mailbox: str, uid: int, size: int, facts: MessageFacts
+) -> None:
+    """Queue an appended message for the text index (small enough to read whole)."""
+    if size > _MAX_INDEX_READ:
+        return
+    indexer = _INDEXERS.get(store)
+    if indexer is None:
+        indexer = _INDEXERS[store] = TextIndexer(store)
+    indexer.add(account, mailbox, uid, facts.tree)
 
 
 def _local_date(value: str) -> dt.datetime | None:
@@ -147,6 +226,12 @@ async def run_search(
     matcher = compile_program(
         program, max_seq=view.exists, max_uid=view.max_uid(), saved=frozenset(view.saved)
     )
+    unindexed: AbstractSet[int] = frozenset()
+    if body:
+        needles = [n.casefold() for n in _required_needles(program)]
+        maybe, unindexed = await store.text_candidates(view.account, view.name, needles)
+        uids = [u for u in uids if u in maybe]
+    texts: dict[int, str] = {}
     facts: dict[int, MessageFacts] = {}
     if headers or body or sent:
         facts = await ensure_facts(store, view, uids)
@@ -163,6 +248,10 @@ async def run_search(
                 data = await read_range(store, view, uid, 0, None)
                 subject._body = "\n".join(_text_of(data, tree)).casefold()
                 raw_header = data[tree.header_start : tree.header_end]
+                if uid in unindexed:  # backfill what this search had to read anyway
+                    text = index_text_of(data, tree)
+                    if len(text) <= _MAX_INDEXED:
+                        texts[uid] = text
             else:
                 raw_header = await read_range(store, view, uid, tree.header_start, tree.header_end)
             for name, value in parse_fields(raw_header):
@@ -171,4 +260,6 @@ async def run_search(
                     subject.sent_date = _local_date(value) or subject.sent_date
         if matcher(subject):
             matched.append(uid)
+    if texts:
+        await store.index_text(view.account, view.name, texts)
     return matched

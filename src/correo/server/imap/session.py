@@ -8,6 +8,7 @@ mailbox (:mod:`correo.server.imap.view`), and writes the responses.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,7 @@ from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechan
 from correo.server.auth import check_password
 from correo.server.connection import Connection
 from correo.server.context import ServerContext, new_session_id
-from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message
+from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message, render_meta
 from correo.server.imap.names import (
     DELIMITER,
     SPECIAL_USE,
@@ -57,7 +58,7 @@ from correo.server.imap.names import (
     normalize,
 )
 from correo.server.imap.ordering import sort_uids, thread_uids
-from correo.server.imap.searching import run_search
+from correo.server.imap.searching import index_soon, run_search
 from correo.server.imap.view import MailboxView, format_uids
 from correo.store.api import INBOX, Envelope, MailboxError, Spool, StoreError
 
@@ -87,8 +88,13 @@ _AUTH_CAPS = (
     "COMPRESS=DEFLATE",
 )
 _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are pushed)
+# Without a change counted by this process, re-read the change feed at most this often
+# (writers in other processes, e.g. the CLI import, are only seen by the query).
+_RECHECK = 1.0
 
 Handler = Callable[[str, Any], Awaitable[None]]
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class _Deflate:
@@ -146,6 +152,8 @@ class ImapSession:
         self.closing = False
         self.shutdown_requested = False
         self.busy = False
+        self.seen_counter = -1  # store.change_counter() when the feed was last read
+        self.checked_at = 0.0
         self.handlers: dict[type, Handler] = {
             c.Capability: self.cmd_capability,
             c.Noop: self.cmd_noop,
@@ -235,6 +243,21 @@ class ImapSession:
                 seconds=time.monotonic() - started,
             )
 
+    def _quickack(self) -> None:
+        """ACK a literal's bytes now rather than after the 40 ms delayed-ACK timer.
+
+        A client with Nagle on (imaplib, most) holds the CRLF ending an APPEND until its
+        literal is acknowledged; the kernel delays that ACK when no reply is due, which
+        caps one connection at ~25 APPENDs a second.
+        """
+        sock = self.conn.writer.get_extra_info("socket")
+        if _QUICKACK is None or sock is None:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:
+            pass
+
     async def _read(self, timeout: float) -> bytes:
         data = await self.conn.read(timeout)
         if data and self.deflate is not None:
@@ -255,6 +278,8 @@ class ImapSession:
             self.core.receive_data(data)
             await self._drain()
             await self.conn.flush()
+            if self.appends:
+                self._quickack()
             if self.shutdown_requested and not self.in_transaction:
                 self.write(untagged("BYE", "Server shutting down"))
                 return
@@ -324,7 +349,17 @@ class ImapSession:
         view = self.view
         if view is None:
             return
-        changes = await self.ctx.store.changes_since(view.account, view.name, view.highestmodseq)
+        store = self.ctx.store
+        counter = store.change_counter(view.account, view.name)  # read before the query
+        now = time.monotonic()
+        if (
+            counter == self.seen_counter
+            and now - self.checked_at < _RECHECK
+            and not (allow_expunge and view.pending_expunge)
+        ):
+            return  # nothing committed here since the last look, and it was recent
+        changes = await store.changes_since(view.account, view.name, view.highestmodseq)
+        self.seen_counter, self.checked_at = counter, now
         if not view.read_only and any(m.uid > view.max_uid() for m in changes.messages):
             await self.ctx.store.take_recent(view.account, view.name)  # they are \Recent here
         if changes.messages or changes.expunged or view.pending_expunge:
@@ -471,6 +506,8 @@ class ImapSession:
             self.write(untagged("OK", "Previous mailbox closed", "CLOSED"))  # RFC 7162 §3.2.11
         name = normalize(cmd.mailbox)
         store = self.ctx.store
+        self.seen_counter = store.change_counter(self.user, name)
+        self.checked_at = time.monotonic()
         try:
             status = await store.mailbox_status(self.user, name)
         except MailboxError:
@@ -658,8 +695,8 @@ class ImapSession:
         name = normalize(event.mailbox)
         if self.append_failed is None:
             try:
-                await self.ctx.store.mailbox_status(self.user, name)
-            except MailboxError:
+                await self.ctx.store.mailbox_state(self.user, name)  # cheaper than STATUS
+            except StoreError:
                 self.append_failed = "TRYCREATE"
         if self.append_failed is not None:
             self._drop_appends()
@@ -682,15 +719,19 @@ class ImapSession:
         store = self.ctx.store
         done: list[tuple[str, int]] = []
         try:
+            indexed = []
             for a in appends:
+                facts = a.facts.finish()
+                size = a.spool.size
                 result = await store.deliver(
                     a.spool,
                     Envelope(sender="", authenticated=self.user),
                     [_target(self.user, a.mailbox, a.flags)],
-                    facts=a.facts.finish(),
+                    facts=facts,
                     internal_date=a.date,
                 )
                 done.append((a.mailbox, result.uids[0][1]))
+                indexed.append((a.mailbox, result.uids[0][1], size, facts))
         except StoreError as exc:
             for mailbox, uid in done:  # RFC 3502 §6: all or nothing
                 await store.expunge(self.user, mailbox, [uid])
@@ -699,7 +740,9 @@ class ImapSession:
             self.ctx.log.error("imap.append_failed", session=self.id, error=str(exc))
             self.write(tagged(tag, "NO", "APPEND failed", "UNAVAILABLE"))
             return
-        status = await store.mailbox_status(self.user, done[-1][0])
+        for mailbox, uid, size, facts in indexed:
+            index_soon(store, self.user, mailbox, uid, size, facts)  # SEARCH TEXT index
+        status = await store.mailbox_state(self.user, done[-1][0])
         uids = format_uids(uid for _, uid in done)
         if self.view is not None:
             await self._updates(allow_expunge=False)
@@ -892,11 +935,21 @@ class ImapSession:
             batch = uids[start : start + 1000]
             if plan.needs_facts:
                 facts = await ensure_facts(self.ctx.store, view, batch)
-            for uid in batch:
-                if uid not in view.info:
-                    continue
-                async for piece in render_message(self.ctx.store, view, uid, plan, facts.get(uid)):
-                    self.write(piece)
+            if plan.metadata_only:
+                out = []
+                for uid in batch:
+                    seq = view.seq(uid)
+                    if seq is not None:
+                        out.append(render_meta(view, uid, seq, plan, facts.get(uid)))
+                self.write(b"".join(out))
+            else:
+                for uid in batch:
+                    if uid not in view.info:
+                        continue
+                    async for piece in render_message(
+                        self.ctx.store, view, uid, plan, facts.get(uid)
+                    ):
+                        self.write(piece)
             await self.conn.flush()
         self.write(tagged(tag, "OK", "FETCH completed"))
 

@@ -13,7 +13,8 @@ and the time for one APPEND to reach all of them as ``* n EXISTS``.
 Dovecot runs as root-started private instance (own config in --workdir, maildir,
 plaintext login on loopback, no FTS plugin, ``mail_fsync = always`` so that both
 servers acknowledge an APPEND only once it is on stable storage). Needs root for
-Dovecot; correo needs nothing. Raise ``ulimit -n`` for 10,000 IDLE connections (the script tries itself).
+Dovecot; correo needs nothing. Raise ``ulimit -n`` for 10,000 IDLE connections (the
+script tries itself).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -9,7 +10,7 @@ import dns.exception
 import dns.resolver
 import dns.reversename
 
-from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord
+from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord
 
 __all__ = ["DnsPythonResolver"]
 
@@ -31,8 +32,25 @@ class DnsPythonResolver:
             self._resolver = dns.asyncresolver.Resolver()
         self._resolver.lifetime = timeout
         self._resolver.timeout = min(timeout, 5.0)
+        # Every inbound message asks the same few names (SPF, DMARC, DKIM keys of busy
+        # senders): answers, negative ones included, are cached for their TTL, and
+        # identical lookups in flight at the same moment share one query.
+        self._resolver.cache = dns.resolver.LRUCache(10_000)
+        self._inflight: dict[tuple[str, str], asyncio.Future[dns.resolver.Answer]] = {}
 
     async def _query(self, name: str, rtype: str) -> dns.resolver.Answer:
+        key = (name.lower(), rtype)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        future: asyncio.Future[dns.resolver.Answer] = asyncio.ensure_future(
+            self._resolve(name, rtype)
+        )
+        self._inflight[key] = future
+        future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(future)
+
+    async def _resolve(self, name: str, rtype: str) -> dns.resolver.Answer:
         try:
             return await self._resolver.resolve(name, rtype, search=False)
         except dns.resolver.NXDOMAIN as exc:
@@ -65,3 +83,18 @@ class DnsPythonResolver:
         return [
             r.target.to_text(omit_final_dot=True).lower() for r in await self._query(name, "PTR")
         ]
+
+    async def srv(self, name: str) -> list[SrvRecord]:
+        return sorted(
+            SrvRecord(
+                int(r.priority),
+                int(r.weight),
+                int(r.port),
+                r.target.to_text(omit_final_dot=True).lower().rstrip("."),
+            )
+            for r in await self._query(name, "SRV")
+        )
+
+    async def cname(self, name: str) -> str:
+        answer = await self._query(name, "CNAME")
+        return str(answer[0].target.to_text(omit_final_dot=True).lower())

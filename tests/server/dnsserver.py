@@ -2,7 +2,8 @@
 
 ``zone`` maps a name to ``{rtype: [value, ...]}`` in zone-file presentation format,
 except TXT values, which are the plain text (split into 255-octet strings here).  Names
-inside MX and CNAME values may omit the final dot ("10 mx.a.test"; "0 ." is a null MX).
+inside MX, SRV and CNAME values may omit the final dot ("10 mx.a.test"; "0 ." is a null
+MX; "0 1 465 mail.a.test" an SRV record).
 Unknown names answer NXDOMAIN, known names without the type answer NODATA; a CNAME is
 followed inside the zone.  The zone may be changed while the server runs.
 """
@@ -29,9 +30,15 @@ def _absolute(name: str) -> str:
 
 
 def _rdata(rtype: str, value: str) -> str:
-    if rtype == "MX":  # there is no zone origin: a relative exchange would not encode
+    # there is no zone origin: a relative name would not encode
+    if rtype == "MX":
         pref, host = value.split()
         return f"{pref} {_absolute(host)}"
+    if rtype == "SRV":
+        *numbers, target = value.split()
+        return " ".join([*numbers, _absolute(target)])
+    if rtype == "CNAME":
+        return _absolute(value.strip())
     if rtype != "TXT":
         return value
     pieces = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
@@ -63,10 +70,17 @@ class DnsServer:
                 if reply is not None:
                     self.wfile.write(len(reply).to_bytes(2, "big") + reply)
 
-        self._udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
-        self.port = self._udp.server_address[1]
         socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+        for attempt in range(20):  # the UDP port's TCP twin may be taken: pick another
+            self._udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Udp)
+            self.port = self._udp.server_address[1]
+            try:
+                self._tcp = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Tcp)
+                break
+            except OSError:
+                self._udp.server_close()
+                if attempt == 19:
+                    raise
         for srv in (self._udp, self._tcp):
             threading.Thread(target=srv.serve_forever, daemon=True).start()
 

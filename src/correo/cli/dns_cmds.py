@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from correo.config import ConfigError, load_config
-from correo.dns import DnsError, DnsPythonResolver, Resolver
+from correo.dns import DnsError, DnsNoData, DnsNotFound, DnsPythonResolver, Resolver
 from correo.mailauth.inbound import MessageAuthenticator
 from correo.mailauth.keys import dns_record, load_domain_keys, rotate_keys
 
 __all__ = [
     "Record",
+    "check_domain",
+    "check_record",
     "cmd_check_message",
     "cmd_dkim_rotate",
     "cmd_dns",
@@ -82,8 +85,8 @@ def mta_sts_policy(hostname: str) -> str:
     return f"version: STSv1\nmode: enforce\nmx: {hostname}\nmax_age: 604800\n"
 
 
-async def _check(resolver: Resolver, record: Record) -> tuple[bool | None, str]:
-    """Is the published record what we expect? (ok or None if unchecked, what was found)."""
+async def check_record(resolver: Resolver, record: Record) -> tuple[bool | None, str]:
+    """Is the published record what we expect? (ok, or None if unchecked; what was found)."""
     try:
         match record.rtype:
             case "MX":
@@ -91,20 +94,69 @@ async def _check(resolver: Resolver, record: Record) -> tuple[bool | None, str]:
                 want_host = record.value.split()[1]
                 return any(f.split()[1] == want_host for f in found), ", ".join(found)
             case "TXT":
-                texts = [t.decode("utf-8", "replace") for t in await resolver.txt(record.name)]
-                prefix = record.value.split(";")[0]
-                same = [t for t in texts if t.split(";")[0].strip() == prefix]
-                if record.name.split(".")[0].endswith("_domainkey") or "._domainkey." in (
-                    record.name
-                ):
-                    ok = any(t.replace(" ", "") == record.value.replace(" ", "") for t in texts)
-                else:
-                    ok = len(same) == 1
-                return ok, " | ".join(texts)
+                return await _check_txt(resolver, record)
+            case "SRV":
+                return await _check_srv(resolver, record)
+            case "CNAME":
+                return await _check_cname(resolver, record)
             case _:
                 return None, "(the resolver has no lookup for this type)"
     except DnsError as exc:
         return False, f"missing ({type(exc).__name__})"
+
+
+async def _check_txt(resolver: Resolver, record: Record) -> tuple[bool, str]:
+    texts = [t.decode("utf-8", "replace") for t in await resolver.txt(record.name)]
+    shown = " | ".join(texts)
+    if "._domainkey." in record.name:
+        return any(t.replace(" ", "") == record.value.replace(" ", "") for t in texts), shown
+    prefix = record.value.split(";")[0]
+    same = [t for t in texts if t.split(";")[0].strip() == prefix]
+    # RFC 7208 §4.5, RFC 7489 §6.6.3, RFC 8461 §3.1: more than one such record = none
+    if len(same) != 1:
+        return False, shown
+    if prefix == "v=STSv1":
+        return _STS_ID.search(same[0]) is not None, shown
+    return True, shown
+
+
+_STS_ID = re.compile(r";\s*id=[A-Za-z0-9]{1,32}\s*(;|$)")  # RFC 8461 §3.1: sts-id
+
+
+async def _check_srv(resolver: Resolver, record: Record) -> tuple[bool, str]:
+    """Port and target must match; priority and weight are the administrator's choice."""
+    _, _, port, target = record.value.split()
+    want_port, want_target = int(port), target.rstrip(".").lower()
+    found = await resolver.srv(record.name)
+    shown = ", ".join(f"{r.priority} {r.weight} {r.port} {r.target}." for r in found)
+    if want_target == "":
+        # RFC 6186 §4: a lone target of "." says the service is not offered at all
+        return [r.target for r in found] == [""], shown
+    return any(r.port == want_port and r.target == want_target for r in found), shown
+
+
+async def _check_cname(resolver: Resolver, record: Record) -> tuple[bool, str]:
+    """An alias of our host, or (also fine) its own addresses equal to our host's."""
+    want = record.value.rstrip(".").lower()
+    try:
+        target = await resolver.cname(record.name)
+        return target == want, f"CNAME {target}."
+    except DnsNoData:
+        pass
+    have = set(await _addresses(resolver, record.name))
+    ours = set(await _addresses(resolver, want))
+    shown = "A/AAAA " + ", ".join(sorted(have)) if have else "missing (DnsNoData)"
+    return bool(have) and have == ours, shown
+
+
+async def _addresses(resolver: Resolver, name: str) -> list[str]:
+    found: list[str] = []
+    for lookup in (resolver.a, resolver.aaaa):
+        try:
+            found += await lookup(name)
+        except (DnsNoData, DnsNotFound):
+            continue
+    return found
 
 
 def _resolver(data_dir: Path) -> Resolver:
@@ -134,17 +186,20 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return 0
 
 
+async def check_domain(
+    resolver: Resolver, records: list[Record]
+) -> list[tuple[Record, bool | None, str]]:
+    """Each expected record with its verdict and what the DNS holds, in order."""
+    results = await asyncio.gather(*(check_record(resolver, r) for r in records))
+    return [(r, ok, found) for r, (ok, found) in zip(records, results, strict=True)]
+
+
 def _dns_check(data_dir: Path, domain: str) -> int:
     config = load_config(data_dir)
     resolver = _resolver(data_dir)
     records = expected_records(data_dir, domain, config.hostname)
-
-    async def run() -> list[tuple[Record, bool | None, str]]:
-        results = await asyncio.gather(*(_check(resolver, r) for r in records))
-        return [(r, ok, found) for r, (ok, found) in zip(records, results, strict=True)]
-
     bad = 0
-    for record, ok, found in asyncio.run(run()):
+    for record, ok, found in asyncio.run(check_domain(resolver, records)):
         if ok is None:
             print(f"check   {record.rtype:5} {record.name}  (by hand: want {record.value})")
             continue

@@ -12,6 +12,7 @@ from correo.dns.api import (
     DnsTempError,
     MxRecord,
     Resolver,
+    SrvRecord,
 )
 from correo.dns.fake import FakeResolver
 from correo.dns.real import DnsPythonResolver
@@ -25,4 +26,5 @@ __all__ = [
     "FakeResolver",
     "MxRecord",
     "Resolver",
+    "SrvRecord",
 ]

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["DnsError", "DnsNoData", "DnsNotFound", "DnsTempError", "MxRecord", "Resolver"]
+__all__ = [
+    "DnsError",
+    "DnsNoData",
+    "DnsNotFound",
+    "DnsTempError",
+    "MxRecord",
+    "Resolver",
+    "SrvRecord",
+]
 
 
 class DnsError(Exception):
@@ -36,6 +44,16 @@ class MxRecord:
     host: str  # absolute name without the trailing dot; "" for a null MX (RFC 7505)
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class SrvRecord:
+    """One SRV record (RFC 2782); mail clients find their servers this way (RFC 6186)."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str  # absolute, no trailing dot; "" for "." = service not offered (RFC 2782)
+
+
 class Resolver(Protocol):
     """Asynchronous lookups; each raises a :class:`DnsError` subclass on failure."""
 
@@ -50,3 +68,14 @@ class Resolver(Protocol):
         ...
 
     async def ptr(self, address: str) -> list[str]: ...
+
+    async def srv(self, name: str) -> list[SrvRecord]:
+        """Sorted by priority, then weight (callers pick by RFC 2782's rules)."""
+        ...
+
+    async def cname(self, name: str) -> str:
+        """The canonical name *name* is an alias of (one hop, not followed further).
+
+        Raises :class:`DnsNoData` when *name* exists but is not an alias.
+        """
+        ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
-from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord
+from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord
 
 __all__ = ["FakeResolver"]
 
@@ -14,6 +14,10 @@ Zone = Mapping[str, Mapping[str, Sequence[object]]]
 
 class FakeResolver:
     """``FakeResolver({"example.com": {"MX": [(10, "mx.example.com")], "TXT": ["v=spf1 -all"]}})``.
+
+    SRV values are ``(priority, weight, port, target)`` tuples, a CNAME value the target
+    name; as in the DNS, other types at an alias are not looked up through it here
+    except by :meth:`cname` itself.
 
     Names are case-insensitive; a type listed as ``"TIMEOUT"`` raises DnsTempError.
     ``queries`` records every lookup, so tests can count them (SPF's lookup limits).
@@ -62,6 +66,17 @@ class FakeResolver:
     async def ptr(self, address: str) -> list[str]:
         reverse = ipaddress.ip_address(address).reverse_pointer
         return [str(v).rstrip(".").lower() for v in self._lookup(reverse, "PTR")]
+
+    async def srv(self, name: str) -> list[SrvRecord]:
+        records = []
+        for value in self._lookup(name, "SRV"):
+            assert isinstance(value, tuple) and len(value) == 4, value
+            priority, weight, port, target = value
+            records.append(SrvRecord(int(priority), int(weight), int(port), _key(str(target))))
+        return sorted(records)
+
+    async def cname(self, name: str) -> str:
+        return _key(str(self._lookup(name, "CNAME")[0]))
 
 
 def _key(name: str) -> str:

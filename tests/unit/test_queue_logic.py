@@ -5,17 +5,43 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import io
 import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
 
+import argon2
 import pytest
 
+from correo.delivery.routing import RecipientRoute, route_recipient
+from correo.directory import Directory, PasswordScheme
 from correo.dns import FakeResolver
-from correo.queue.attempt import downgrade_8bit
+from correo.log import Logger
+from correo.queue.attempt import RecipientResult, SmtpSession, Timeouts, downgrade_8bit
 from correo.queue.dsn import RecipientReport, compose_dsn, xtext_decode
-from correo.queue.routing import NextHop, RoutingTable, parse_next_hop, resolve_route
+from correo.queue.routing import (
+    NextHop,
+    RoutingTable,
+    Target,
+    handoff_domains,
+    parse_next_hop,
+    resolve_route,
+)
 from correo.queue.schedule import RetryPolicy, decide, next_attempt, should_warn
+from correo.store.api import QueuedMessage, QueueRecipientState
 
 P = RetryPolicy()
+_LOG = Logger(io.StringIO())
+FAST = argon2.Parameters(
+    type=argon2.Type.ID,
+    version=19,
+    salt_len=16,
+    hash_len=32,
+    time_cost=1,
+    memory_cost=8,
+    parallelism=1,
+)
 
 
 @pytest.mark.parametrize(
@@ -193,3 +219,177 @@ def test_8bit_downgrade() -> None:
     parsed = email.message_from_bytes(out)
     assert parsed.get_payload(decode=True).rstrip() == "Grüße".encode()  # type: ignore[union-attr]
     assert downgrade_8bit("Subject: Grüße\r\n\r\nx\r\n".encode()) is None
+
+
+# -- success notices, RFC 6533, LMTP hand-off -----------------------------------------
+
+
+def _parts(raw: bytes) -> list[email.message.Message]:
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    assert msg.get_content_type() == "multipart/report"
+    parts = msg.get_payload()
+    assert isinstance(parts, list) and len(parts) == 3
+    return parts
+
+
+@pytest.mark.parametrize(
+    ("action", "remote", "words"),
+    [
+        ("delivered", "", b"delivered: 250 2.0.0 delivered to mailbox"),
+        ("relayed", "mx.y.test", b"relayed (host mx.y.test said: 250 2.0.0 ok)"),
+        ("expanded", "", b"expanded: 250 2.0.0 alias expanded"),
+    ],
+)
+def test_success_dsn(action: str, remote: str, words: bytes) -> None:
+    """RFC 3461 §6.2 / RFC 3464 §2.3.3: a success report, headers returned."""
+    diagnostic = "250 2.0.0 ok" if remote else words.split(b": ", 1)[1].decode()
+    raw = compose_dsn(
+        reporting_mta="mx.x.test",
+        recipient="a@x.test",
+        reports=[RecipientReport("b@y.test", action, "2.0.0", diagnostic, remote)],  # type: ignore[arg-type]
+        original=ORIGINAL,
+        headers_only=True,
+        arrival=0.0,
+        now=1.0,
+    )
+    _human, status, returned = _parts(raw)
+    assert b"Subject: Successful Mail Delivery Report" in raw
+    assert words in raw and b"could not" not in raw
+    group = status.get_payload()[1]  # type: ignore[index]
+    assert group["Action"] == action and group["Status"] == "2.0.0"
+    assert (group["Remote-MTA"] is not None) == bool(remote)
+    assert returned["Content-Description"] == "Delivered message"
+    assert returned.get_content_type() == "text/rfc822-headers"
+
+
+def test_global_dsn_for_smtputf8_mail() -> None:
+    """RFC 6533: message/global-delivery-status, UTF-8 addresses, message/global."""
+    original = "From: jörg@x.test\r\nSubject: grüße\r\n\r\nbody\r\n".encode()
+    raw = compose_dsn(
+        reporting_mta="mx.x.test",
+        recipient="jörg@x.test",
+        reports=[RecipientReport("müller@y.test", "failed", "5.1.1", "550 5.1.1 unknown")],
+        original=original,
+        headers_only=False,
+        arrival=0.0,
+        now=1.0,
+        utf8=True,
+    )
+    _human, status, returned = _parts(raw)
+    assert status.get_content_type() == "message/global-delivery-status"
+    assert "Final-Recipient: utf-8; müller@y.test".encode() in raw  # RFC 6533 §3
+    assert returned.get_content_type() == "message/global"
+    assert "To: <jörg@x.test>".encode() in raw
+    assert original in raw
+    heads = compose_dsn(
+        reporting_mta="m",
+        recipient="a@x.test",
+        reports=[RecipientReport("b@y.test", "failed", "5.0.0")],
+        original=original,
+        headers_only=True,
+        arrival=0.0,
+        now=1.0,
+        utf8=True,
+    )
+    assert b"Content-Type: message/global-headers" in heads  # RFC 6533 §6.3
+    assert b"Final-Recipient: rfc822; b@y.test" in heads  # ASCII keeps rfc822
+
+
+def test_handoff_domains() -> None:
+    transport = (
+        "example.test lmtp:127.0.0.1:24",
+        "Other.Test lmtp:[::1]:2424",
+        "remote.test smtp:[10.0.0.5]:2525",
+        ".sub.test lmtp:127.0.0.1",
+        "broken.test lmtp:[oops",
+    )
+    assert handoff_domains(transport) == frozenset({"example.test", "other.test"})
+    assert handoff_domains(()) == frozenset()
+
+
+def test_route_recipient_handoff_and_success_notice(tmp_path: Path) -> None:
+    """Hand-off and NOTIFY=SUCCESS queue a validated local recipient; unknown stays 550."""
+    d = Directory(tmp_path / "dir.db", passwords=PasswordScheme(FAST))
+    try:
+        d.add_domain("example.test")
+        d.add_user("alice@example.test", "secret-password-1")
+        d.add_alias("info@example.test", "alice@example.test")
+        d.add_alias("team@example.test", "x@remote.test")
+        ho = frozenset({"example.test"})
+
+        def go(local: str, **kw: object) -> RecipientRoute:
+            return route_recipient(d, local, "example.test", may_relay=False, **kw)  # type: ignore[arg-type]
+
+        plain = go("alice")
+        assert plain.local and not plain.remote
+        assert go("alice", handoff=ho).remote == ("alice@example.test",)
+        assert go("alice+news", handoff=ho).remote == ("alice+news@example.test",)
+        assert go("info", handoff=ho).remote == ("alice@example.test",)
+        assert go("team", handoff=ho).remote == ("x@remote.test",)
+        assert go("nobody", handoff=ho).code == 550
+        notify = go("info", notify_success=True)
+        assert notify.remote == ("info@example.test",) and not notify.local
+        assert go("nobody", notify_success=True).code == 550
+        # Still no open relay: a remote domain from an unauthenticated peer.
+        assert route_recipient(d, "x", "remote.test", may_relay=False, handoff=ho).code == 554
+    finally:
+        d.close()
+
+
+async def _peer(extensions: bytes, lmtp: bool) -> list[RecipientResult]:
+    """A minimal SMTP/LMTP peer (asyncio) answering 250 to everything."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 peer ready\r\n")
+        in_data = False
+        while line := await reader.readline():
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    writer.write(b"250 2.0.0 ok\r\n")
+                continue
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"LHLO"):
+                writer.write(b"250-peer\r\n" + extensions + b"250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                in_data = True
+                writer.write(b"354 go\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    protocol: Literal["smtp", "lmtp"] = "lmtp" if lmtp else "smtp"
+    target = Target("peer.test", "127.0.0.1", port, protocol, "none")
+    session = await SmtpSession.open(target, helo="me.test", timeouts=Timeouts(), log=_LOG)
+    message = QueuedMessage(1, "a@x.test", 20, 0.0, None, None, None, False, None, ())
+    rcpt = QueueRecipientState("b@y.test", "SUCCESS", None, "queued", 0, 0.0)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"Subject: t\r\n\r\nhi\r\n"
+
+    try:
+        return await session.deliver(message, [rcpt], body())
+    finally:
+        await session.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("extensions", "lmtp", "action"),
+    [
+        (b"", False, "relayed"),  # RFC 3461 §6.2: left the DSN world
+        (b"250-DSN\r\n", False, ""),  # NOTIFY passed on: the peer reports
+        (b"", True, "delivered"),  # LMTP is final delivery
+    ],
+)
+def test_success_action_depends_on_the_peer(extensions: bytes, lmtp: bool, action: str) -> None:
+    (result,) = asyncio.run(_peer(extensions, lmtp))
+    assert result.outcome == "delivered"
+    assert result.success_action == action

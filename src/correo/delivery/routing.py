@@ -4,16 +4,25 @@ This is the anti-relay decision, so it is deliberately simple: a recipient is lo
 only if the directory resolves it; anything in a local domain that does not resolve is
 unknown (``%`` hacks, quoted ``@`` in local parts and source routes all end here);
 anything else is remote, which only an authenticated submission may use.
+
+A local recipient still goes to the outbound queue in two cases, after the same
+check: its domain is handed to an external MDA over LMTP (``handoff``), or the
+sender asked for a success notice (``notify_success``), which the queue's local
+delivery issues (RFC 3461 §6.2).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from correo.directory import Directory
 from correo.store.api import DeliveryTarget
 
 __all__ = ["RecipientRoute", "route_recipient"]
+
+
+_QUEUED = "Recipient OK (queued for delivery)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +39,43 @@ class RecipientRoute:
 
 
 def route_recipient(
-    directory: Directory, local_part: str, domain: str, *, may_relay: bool
+    directory: Directory,
+    local_part: str,
+    domain: str,
+    *,
+    may_relay: bool,
+    handoff: Collection[str] = frozenset(),
+    notify_success: bool = False,
 ) -> RecipientRoute:
-    """Decide one RCPT TO (RFC 5321 §3.3, §3.6.2 on relaying)."""
+    """Decide one RCPT TO (RFC 5321 §3.3, §3.6.2 on relaying).
+
+    ``handoff``: lowercased local domains delivered by an external MDA over LMTP.
+    """
     literal = domain.startswith("[")
     address = f"{local_part}@{domain}"
     if not literal and directory.is_local_domain(domain):
         resolution = directory.resolve(address)
         if resolution is None or (resolution.account is None and not resolution.forward):
             return RecipientRoute(550, "5.1.1", "Recipient address rejected: user unknown")
+        forward = tuple(resolution.forward)
+        if domain.lower() in handoff:
+            # The MDA knows the mailbox by its canonical name (a subaddress of it is
+            # passed as written); aliases are expanded here, like any forward.
+            mailbox: tuple[str, ...] = ()
+            if resolution.account:
+                user, _, host = resolution.account.rpartition("@")
+                own = resolution.detail is not None and domain.lower() == host.lower()
+                if own and local_part.lower().startswith(user.lower()):
+                    mailbox = (address,)
+                else:
+                    mailbox = (resolution.account,)
+            return RecipientRoute(250, "2.1.5", _QUEUED, remote=mailbox + forward)
+        if notify_success:
+            return RecipientRoute(250, "2.1.5", _QUEUED, remote=(address,))
         local = (DeliveryTarget(resolution.account),) if resolution.account else ()
-        return RecipientRoute(250, "2.1.5", "Recipient OK", local, tuple(resolution.forward))
+        return RecipientRoute(250, "2.1.5", "Recipient OK", local, forward)
     if may_relay and not literal:
-        return RecipientRoute(250, "2.1.5", "Recipient OK (queued for delivery)", remote=(address,))
+        return RecipientRoute(250, "2.1.5", _QUEUED, remote=(address,))
     if may_relay:
         return RecipientRoute(550, "5.1.2", "Address literals are not accepted as recipients")
     return RecipientRoute(554, "5.7.1", "Relay access denied")

@@ -53,11 +53,13 @@ __all__ = [
     "Outcome",
     "RecipientResult",
     "SmtpSession",
+    "SuccessAction",
     "Timeouts",
     "downgrade_8bit",
 ]
 
 Outcome = Literal["delivered", "deferred", "failed"]
+SuccessAction = Literal["delivered", "relayed", "expanded", ""]
 E = TypeVar("E", bound=Event)
 _CHUNK = 256 * 1024
 _DOWNGRADE_LIMIT = 32 * 1024 * 1024  # 7-bit conversion happens in memory
@@ -82,6 +84,10 @@ class RecipientResult:
     diagnostic: str  # "550 5.1.1 ..." as the server said it, or our own text
     remote_mta: str = ""
     from_server: bool = True  # False: our own diagnosis (no Diagnostic-Code: smtp;)
+    #: On success, the action a NOTIFY=SUCCESS report of ours states (RFC 3461 §6.2):
+    #: "delivered" (final delivery, LMTP), "relayed" (a peer without DSN), "expanded"
+    #: (an alias), or "" when the NOTIFY was passed on and the next hop reports.
+    success_action: SuccessAction = "delivered"
 
 
 class ConnectFailed(Exception):
@@ -359,8 +365,19 @@ class SmtpSession:
         return RecipientResult(address, outcome, status, text, self.target.hostname, False)
 
     def _result(self, address: str, reply: ServerReply) -> RecipientResult:
+        # RFC 3461 §6.2: a DSN-aware peer got our NOTIFY and reports itself; otherwise
+        # an LMTP hop is final delivery and an SMTP hop leaves the DSN world.
+        core = self.core
+        action: SuccessAction = (
+            "" if core.extensions.dsn else "delivered" if core.lmtp else "relayed"
+        )
         return RecipientResult(
-            address, _outcome(reply), _status(reply), reply.diagnostic(), self.target.hostname
+            address,
+            _outcome(reply),
+            _status(reply),
+            reply.diagnostic(),
+            self.target.hostname,
+            success_action=action,
         )
 
     async def _transaction(

@@ -2,8 +2,10 @@
 
 Pure composition: the runner gives the reports and the original message (or its
 header section) and gets the bytes to queue.  One DSN covers every recipient that
-failed (or was delayed) in one delivery attempt; it is never sent to the null sender
-(RFC 5321 §6.1, RFC 3461 §6.1) — the caller checks, and :func:`compose_dsn` refuses.
+failed (or was delayed, or was delivered when the sender asked for NOTIFY=SUCCESS) in
+one delivery attempt; it is never sent to the null sender (RFC 5321 §6.1, RFC 3461
+§6.1) — the caller checks, and :func:`compose_dsn` refuses.  When the original message
+used SMTPUTF8, the report is the internationalized form of RFC 6533.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Literal
 
-__all__ = ["RecipientReport", "compose_dsn", "header_section", "xtext_decode"]
+__all__ = ["SUCCESS_ACTIONS", "RecipientReport", "compose_dsn", "header_section", "xtext_decode"]
 
 Action = Literal["failed", "delayed", "delivered", "relayed", "expanded"]
+#: RFC 3464 §2.3.3 actions that report success (RFC 3461 §6.2: NOTIFY=SUCCESS).
+SUCCESS_ACTIONS: frozenset[str] = frozenset({"delivered", "relayed", "expanded"})
 _XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -70,17 +74,21 @@ def compose_dsn(
     now: float,
     envid: str | None = None,
     postmaster: str | None = None,
+    utf8: bool = False,
 ) -> bytes:
     """The complete DSN message addressed to ``recipient`` (the original envelope sender).
 
     ``original`` is the returned content: the whole message, or only its header section
-    when ``headers_only`` (RET=HDRS, or the message is too large to return).
+    when ``headers_only`` (RET=HDRS, or the message is too large to return).  ``utf8``
+    (the original used SMTPUTF8) selects the RFC 6533 media types, whose fields may hold
+    UTF-8 addresses; such a DSN must itself travel with SMTPUTF8.
     """
     if not recipient:
         raise ValueError("a DSN is never sent to the null reverse-path (RFC 3461 §6.1)")
     if not reports:
         raise ValueError("a DSN needs at least one recipient report")
     delayed = all(r.action == "delayed" for r in reports)
+    success = all(r.action in SUCCESS_ACTIONS for r in reports)
     boundary = f"=_correo_{secrets.token_hex(12)}"
     sender = postmaster or f"MAILER-DAEMON@{reporting_mta}"
     subject = (
@@ -110,6 +118,12 @@ def compose_dsn(
             "Your message could not be delivered yet to the recipients below.",
             "The mail system will keep trying; you need not send it again.",
         ]
+    elif success:
+        human += [
+            "Your message was successfully delivered to the destinations below.",
+            "A destination marked relayed did not offer delivery notifications:",
+            "you will not receive further notice of delivery from there.",
+        ]
     else:
         human += [
             "I'm sorry to have to inform you that your message could not",
@@ -119,7 +133,8 @@ def compose_dsn(
     for r in reports:
         why = _clean(r.diagnostic) or r.status
         where = f" (host {r.remote_mta} said: {why})" if r.remote_mta else f": {why}"
-        human.append(f"<{r.address}>{where}")
+        done = f" {r.action}" if success else ""
+        human.append(f"<{r.address}>{done}{where}")
     # RFC 3464 §2.2: per-message fields.
     status = [f"Reporting-MTA: dns; {reporting_mta}"]
     if envid:
@@ -130,7 +145,9 @@ def compose_dsn(
         if r.orcpt:
             kind, _, addr = r.orcpt.partition(";")
             status.append(f"Original-Recipient: {kind.strip()};{_clean(xtext_decode(addr))}")
-        status.append(f"Final-Recipient: rfc822; {r.address}")  # RFC 3464 §2.3.2
+        # RFC 3464 §2.3.2; RFC 6533 §3: the utf-8 address type for non-ASCII addresses
+        kind = "utf-8" if utf8 and not r.address.isascii() else "rfc822"
+        status.append(f"Final-Recipient: {kind}; {r.address}")
         status.append(f"Action: {r.action}")  # §2.3.3
         status.append(f"Status: {r.status}")  # §2.3.4
         if r.remote_mta:
@@ -142,22 +159,34 @@ def compose_dsn(
         if r.retry_until is not None:
             status.append(f"Will-Retry-Until: {_date(r.retry_until)}")  # §2.3.9
     if headers_only:
-        returned_type = "text/rfc822-headers"  # RFC 6522 §4
+        # RFC 6522 §4; RFC 6533 §6.3 for a header section that may hold UTF-8
+        returned_type = "message/global-headers" if utf8 else "text/rfc822-headers"
         returned = header_section(original)
     else:
-        returned_type = "message/rfc822"
+        returned_type = "message/global" if utf8 else "message/rfc822"  # RFC 6533 §6.1
         returned = original
+    # RFC 6533 §6.2: message/global-delivery-status may carry UTF-8 field values.
+    status_type = "message/global-delivery-status" if utf8 else "message/delivery-status"
+    status_bytes = "\r\n".join(status).encode("utf-8" if utf8 else "ascii", "replace")
+    human_bytes = "\r\n".join(human).encode("utf-8" if utf8 else "ascii", "replace")
+    charset = "us-ascii" if human_bytes.isascii() else "utf-8"
+    description = "Delivered message" if success else "Undelivered message"
     eight_bit = not returned.isascii()
     parts = [
         "\r\n".join(head).encode(),
         f"\r\n--{boundary}\r\n".encode(),
-        b"Content-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
-        "\r\n".join(human).encode("ascii", "replace") + b"\r\n",
+        b"Content-Description: Notification\r\n",
+        f"Content-Type: text/plain; charset={charset}\r\n".encode(),
+        b"Content-Transfer-Encoding: 8bit\r\n" if not human_bytes.isascii() else b"",
+        b"\r\n",
+        human_bytes + b"\r\n",
         f"\r\n--{boundary}\r\n".encode(),
-        b"Content-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n",
-        "\r\n".join(status).encode("ascii", "replace") + b"\r\n",
+        f"Content-Description: Delivery report\r\nContent-Type: {status_type}\r\n".encode(),
+        b"Content-Transfer-Encoding: 8bit\r\n" if not status_bytes.isascii() else b"",
+        b"\r\n",
+        status_bytes + b"\r\n",
         f"\r\n--{boundary}\r\n".encode(),
-        f"Content-Description: Undelivered message\r\nContent-Type: {returned_type}\r\n".encode(),
+        f"Content-Description: {description}\r\nContent-Type: {returned_type}\r\n".encode(),
         b"Content-Transfer-Encoding: 8bit\r\n" if eight_bit else b"",
         b"\r\n",
         returned if returned.endswith(b"\r\n") or not returned else returned + b"\r\n",

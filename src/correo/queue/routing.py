@@ -12,6 +12,7 @@ the in-memory resolver.  The result is an ordered list of addresses to try:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "RouteError",
     "RoutingTable",
     "Target",
+    "handoff_domains",
     "parse_next_hop",
     "resolve_route",
 ]
@@ -115,6 +117,27 @@ def parse_next_hop(text: str, *, default_port: int = 25) -> NextHop:
     if not host or not 0 < port < 65536:
         raise ValueError(f"bad next hop {text!r}")
     return NextHop(protocol, host.lower(), port, mx)
+
+
+@functools.lru_cache(maxsize=8)
+def handoff_domains(transport: tuple[str, ...]) -> frozenset[str]:
+    """Domains whose transport entry is an ``lmtp:`` next hop (``[outbound] transport``).
+
+    For a local domain this means: the mailbox lives at an external MDA, so accepted
+    mail is queued for the LMTP hop rather than filed in correo's store (issue 4 §3).
+    Only exact domains count (not ``.parent`` patterns); malformed entries are skipped
+    here — the queue runner reports them when it starts.
+    """
+    found: set[str] = set()
+    for entry in transport:
+        domain, _, spec = entry.strip().partition(" ")
+        try:
+            hop = parse_next_hop(spec)
+        except ValueError:
+            continue
+        if hop.protocol == "lmtp" and domain and not domain.startswith("."):
+            found.add(domain.lower())
+    return frozenset(found)
 
 
 class RoutingTable:

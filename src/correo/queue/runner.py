@@ -15,7 +15,11 @@ Shape (like Postfix's qmgr + smtp):
   could cause a duplicate (the peer said 250, our commit not yet durable) down to one
   group-commit flush;
 * when every job of the message is done: one DSN for all recipients that failed in
-  this attempt (RFC 3464), delay warnings, and the retry times (a pure schedule).
+  this attempt (RFC 3464), delay warnings, and the retry times (a pure schedule); and
+  one success DSN for the recipients delivered in this attempt that asked for one with
+  NOTIFY=SUCCESS and whose next hop did not take the duty over (RFC 3461 §6.2).
+  It is sent after the delivery commit (the duplicate window comes first): a crash in
+  between loses that notice, never a message.
 """
 
 from __future__ import annotations
@@ -39,14 +43,16 @@ from correo.queue.attempt import (
     Outcome,
     RecipientResult,
     SmtpSession,
+    SuccessAction,
     Timeouts,
 )
-from correo.queue.dsn import RecipientReport, compose_dsn, header_section
+from correo.queue.dsn import SUCCESS_ACTIONS, RecipientReport, compose_dsn, header_section
 from correo.queue.routing import (
     NextHop,
     Route,
     RoutingTable,
     TlsMode,
+    handoff_domains,
     parse_next_hop,
     resolve_route,
 )
@@ -139,6 +145,8 @@ class QueueRunner:
         self.mda = mda
         self.clock = clock
         self.table = routing_table(config)
+        #: Local domains whose delivery an external MDA does over LMTP (issue 4 §3).
+        self.handoff = handoff_domains(out.transport)
         self.policy = RetryPolicy(
             initial=out.retry_initial,
             maximum=out.retry_max,
@@ -252,7 +260,7 @@ class QueueRunner:
         groups: dict[str, list[QueueRecipientState]] = {}
         for r in due:
             domain = _domain(r.address)
-            if self.directory.is_local_domain(domain) and domain not in self.table.transport:
+            if self.directory.is_local_domain(domain) and domain not in self.handoff:
                 local.append(r)
             else:
                 groups.setdefault(domain, []).append(r)
@@ -266,6 +274,12 @@ class QueueRunner:
         pending = list(futures)
         if local:
             pending.append(asyncio.ensure_future(self._deliver_local(message, local)))
+        state = {r.address: r for r in due}
+        success: list[RecipientReport] = []
+        returned: tuple[bytes, bool] | None = None
+        if message.sender and any(_notify(r, "SUCCESS") for r in due):
+            # Read what the notice returns now: the last "delivered" commit removes it.
+            returned = await self._returned(message, success=True)
         for next_done in asyncio.as_completed(pending):
             batch = await next_done
             delivered = [x for x in batch if x.outcome == "delivered"]
@@ -276,6 +290,20 @@ class QueueRunner:
                     [RecipientUpdate(x.address, "delivered", 0.0, x.diagnostic) for x in delivered],
                 )
                 self.delivered += len(delivered)
+                success += [
+                    RecipientReport(
+                        x.address,
+                        x.success_action,
+                        "2.0.0" if x.status[0] != "2" else x.status,
+                        x.diagnostic,
+                        x.remote_mta,
+                        state[x.address].orcpt,
+                        self.clock(),
+                        diagnostic_type="smtp" if x.from_server else "X-correo",
+                    )
+                    for x in delivered
+                    if x.success_action and _notify(state[x.address], "SUCCESS")
+                ]
                 for x in delivered:
                     self.log.info(
                         "queue.delivered",
@@ -285,6 +313,11 @@ class QueueRunner:
                         reply=x.diagnostic,
                     )
             results += [x for x in batch if x.outcome != "delivered"]
+        if success and returned is not None:  # RFC 3461 §6.1: never to the null sender
+            try:
+                await self._send_dsn(message, success, returned)
+            except (StoreError, OSError):
+                pass  # logged by _send_dsn; the deliveries themselves are committed
         if results:
             await self._conclude(message, due, results)
 
@@ -521,6 +554,7 @@ class QueueRunner:
         forwards: list[QueuedRecipient] = []
         results: list[RecipientResult] = []
         ok: list[str] = []
+        actions: dict[str, SuccessAction] = {}
         for r in recipients:
             res = self.directory.resolve(r.address)
             if res is None or (res.account is None and not res.forward):
@@ -533,7 +567,19 @@ class QueueRunner:
                 if t not in targets:
                     targets.append(t)
                     local.append(LocalRecipient(res.account, r.address))
-            forwards += [QueuedRecipient(f, r.notify, r.orcpt) for f in res.forward]
+            notify = r.notify
+            if res.account is not None:
+                actions[r.address] = "delivered"
+            elif len(res.forward) == 1:
+                actions[r.address] = ""  # RFC 3461 §6.2.7.3: NOTIFY goes on with the mail
+            else:
+                # RFC 3461 §6.2.7.3: an alias to several addresses reports "expanded";
+                # SUCCESS is not asked again of each of them.
+                actions[r.address] = "expanded"
+                notify = _without_success(r.notify)
+            if res.account is not None and res.forward:
+                notify = _without_success(r.notify)  # reported as delivered here
+            forwards += [QueuedRecipient(f, notify, r.orcpt) for f in res.forward]
             ok.append(r.address)
         if not ok:
             return results
@@ -581,17 +627,40 @@ class QueueRunner:
         if forwards:
             self.kick()
         return results + [
-            RecipientResult(a, "delivered", "2.0.0", "250 2.0.0 delivered to mailbox", "")
+            RecipientResult(
+                a,
+                "delivered",
+                "2.0.0",
+                "250 2.0.0 delivered to mailbox"
+                if actions[a] == "delivered"
+                else "250 2.0.0 alias expanded",
+                "",
+                False,
+                actions[a],
+            )
             for a in ok
         ]
 
-    async def _send_dsn(self, message: QueuedMessage, reports: list[RecipientReport]) -> None:
-        """Compose and file a DSN to the envelope sender, from the null sender."""
+    async def _returned(self, message: QueuedMessage, *, success: bool) -> tuple[bytes, bool]:
+        """What a DSN returns of the message, and whether that is the header section only."""
         limit = self.config.outbound.bounce_size_limit
-        headers_only = (message.ret or "").upper() == "HDRS" or message.size > limit
+        ret = (message.ret or "").upper()
+        # RFC 3461 §4.3: without RET the choice is ours; a success notice needs no copy.
+        headers_only = ret == "HDRS" or (success and ret != "FULL") or message.size > limit
         original = await self._read_prefix(message.id, limit if not headers_only else 256 * 1024)
-        if headers_only:
-            original = header_section(original)
+        return (header_section(original) if headers_only else original), headers_only
+
+    async def _send_dsn(
+        self,
+        message: QueuedMessage,
+        reports: list[RecipientReport],
+        returned: tuple[bytes, bool] | None = None,
+    ) -> None:
+        """Compose and file a DSN to the envelope sender, from the null sender."""
+        if returned is None:
+            success = all(r.action in SUCCESS_ACTIONS for r in reports)
+            returned = await self._returned(message, success=success)
+        original, headers_only = returned
         dsn = compose_dsn(
             reporting_mta=self.config.hostname,
             recipient=message.sender,
@@ -601,8 +670,11 @@ class QueueRunner:
             arrival=message.created,
             now=self.clock(),
             envid=message.envid,
+            utf8=message.smtputf8,  # RFC 6533
         )
-        envelope = Envelope(sender="", helo=self.config.hostname, body="8BITMIME")
+        envelope = Envelope(
+            sender="", helo=self.config.hostname, body="8BITMIME", smtputf8=message.smtputf8
+        )
         spool = self.store.new_spool()
         try:
             resolution = (
@@ -649,6 +721,14 @@ class QueueRunner:
             if aclose is not None:
                 await aclose()
         return bytes(data[:limit])
+
+
+def _without_success(notify: str | None) -> str | None:
+    """The NOTIFY for addresses an alias expands to, once success was reported."""
+    if not notify or "SUCCESS" not in notify.upper():
+        return notify
+    kept = [v.strip().upper() for v in notify.split(",") if v.strip().upper() != "SUCCESS"]
+    return ",".join(kept) or "NEVER"
 
 
 def _notify(r: QueueRecipientState, what: str) -> bool:

@@ -527,8 +527,8 @@ def test_owned_and_may_send_as(populated: Directory) -> None:
 
 
 def test_reload_after_other_connection_writes(db_path: Path) -> None:
-    server = Directory(db_path, passwords=PasswordScheme(FAST))
-    cli = Directory(db_path, passwords=PasswordScheme(FAST))
+    server = Directory(db_path, passwords=PasswordScheme(FAST), recheck=0)
+    cli = Directory(db_path, passwords=PasswordScheme(FAST), recheck=0)
     try:
         assert server.domains() == []
         cli.add_domain("example.com")
@@ -556,8 +556,8 @@ def test_reload_after_other_connection_writes(db_path: Path) -> None:
 
 
 def test_concurrent_readers_and_writer(db_path: Path) -> None:
-    server = Directory(db_path, passwords=PasswordScheme(FAST))
-    cli = Directory(db_path, passwords=PasswordScheme(FAST))
+    server = Directory(db_path, passwords=PasswordScheme(FAST), recheck=0)
+    cli = Directory(db_path, passwords=PasswordScheme(FAST), recheck=0)
     cli.add_domain("example.com")
     errors: list[BaseException] = []
     stop = threading.Event()

@@ -15,7 +15,14 @@ from correo.message.imapfmt import bodystructure, envelope
 from correo.message.structure import Part, StructureBuilder
 from correo.store.api import MessageFacts
 
-__all__ = ["FactsBuilder", "facts_from_bytes", "facts_of", "load_tree", "shift_part"]
+__all__ = [
+    "FactsBuilder",
+    "facts_from_bytes",
+    "facts_of",
+    "load_tree",
+    "shift_facts",
+    "shift_part",
+]
 
 
 class FactsBuilder:
@@ -66,6 +73,15 @@ def shift_part(part: Part, at: int, delta: int) -> Part:
         children=tuple(shift_part(c, at, delta) for c in part.children),
         message=shift_part(part.message, at, delta) if part.message is not None else None,
     )
+
+
+def shift_facts(facts: MessageFacts, at: int, delta: int) -> MessageFacts:
+    """Facts of the message after ``delta`` header bytes were inserted at ``at``.
+
+    ENVELOPE and BODYSTRUCTURE do not depend on offsets; only the part tree moves.
+    """
+    tree = shift_part(load_tree(facts), at, delta)
+    return replace(facts, tree=json.dumps(tree.to_json(), separators=(",", ":")).encode())
 
 
 def facts_from_bytes(data: bytes) -> MessageFacts:

@@ -20,6 +20,7 @@ replies.  Rules that keep mail safe:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from typing import Literal
 from correo import sieve
 from correo.config import Config
 from correo.delivery.autoreply import rejection_message, vacation_message
-from correo.delivery.facts import FactsBuilder
+from correo.delivery.facts import FactsBuilder, shift_facts
 from correo.directory import Directory
 from correo.dns import Resolver
 from correo.junk import JunkFilter, Verdict, strip_spam_headers, tokenize
@@ -63,6 +64,9 @@ Refusal = Literal["each", "all", "none"]
 _HEADER_LIMIT = 256 * 1024  # the header section read for Sieve (HeaderCollector's bound)
 _MARKER = b"X-Correo-Redirected"
 _CHUNK = 64 * 1024
+
+
+_MAILBOX_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,7 @@ class LocalDelivery:
             else None
         )
         self._scripts: dict[str, tuple[str, sieve.Script | None]] = {}
+        self._mailbox_cache: dict[str, tuple[float, set[str]]] = {}
 
     # -- the entry point ----------------------------------------------------------------
 
@@ -328,7 +333,19 @@ class LocalDelivery:
             extra = list(queued) if first else []
             if not targets and not redirects and not extra:
                 continue
-            if fields_:
+            if fields_ and len(groups) == 1 and facts is not None:
+                new_spool, new_facts = await self._splice(
+                    spool, queue_skip, fields_, header_end, facts
+                )
+                delivered = await self.store.deliver(
+                    new_spool,
+                    envelope,
+                    targets,
+                    extra + redirects,
+                    queue_skip=queue_skip,
+                    facts=new_facts,
+                )
+            elif fields_:
                 new_spool, new_facts = self._rewrite(spool, queue_skip, fields_, header_end)
                 delivered = await self.store.deliver(
                     new_spool,
@@ -369,7 +386,16 @@ class LocalDelivery:
             if plan.vacation is not None:
                 await self._send_vacation(plan, envelope, header, session)
         for plan in plans.values():
-            self.log.info(
+            plain = (
+                [t.mailbox for t in plan.targets] == [INBOX]
+                and not plan.redirects
+                and plan.reject is None
+                and plan.vacation is None
+                and (plan.verdict is None or not plan.verdict.spam)
+            )
+            # One info line per message is smtp.accepted; say more only when Sieve or the
+            # junk filter did something other than keeping the message in INBOX.
+            (self.log.debug if plain else self.log.info)(
                 "delivery.local",
                 session=session,
                 account=plan.account,
@@ -408,6 +434,9 @@ class LocalDelivery:
                 return score, ["rspamd"], set()
         auth, reasons = junk.auth_score(header)
         dnsbl, more = await junk.dnsbl_score(envelope.peer)
+        if not await junk.any_trained({r.account for r in recipients}):
+            # An untrained classifier has nothing to say: do not spend the tokenizing.
+            return auth + dnsbl, reasons + more, set()
         data = window if len(window) >= spool.size else read_spool(spool, 0, spool.size)
         return auth + dnsbl, reasons + more, tokenize(data, max_bytes=junk.settings.max_size)
 
@@ -429,7 +458,7 @@ class LocalDelivery:
             if tokens:
                 extra, why = await self.junk.bayes_score(account, tokens)
             plan.verdict = self.junk.verdict(base_score + extra, [*base_reasons, *why])
-        mailboxes = {m.name for m in await self.store.list_mailboxes(account)} | {INBOX}
+        mailboxes = await self._mailboxes(account)
         default = self._default_mailbox(plan.address, mailboxes)
         implicit = default
         if plan.verdict is not None and plan.verdict.spam and self.junk is not None:
@@ -544,6 +573,18 @@ class LocalDelivery:
             )
         return result
 
+    async def _mailboxes(self, account: str) -> set[str]:
+        """The account's mailbox names, cached for a second: every delivery asks."""
+        now = time.monotonic()
+        cached = self._mailbox_cache.get(account)
+        if cached is not None and now - cached[0] < _MAILBOX_CACHE_SECONDS:
+            return cached[1]
+        names = {m.name for m in await self.store.list_mailboxes(account)} | {INBOX}
+        if len(self._mailbox_cache) > 10_000:
+            self._mailbox_cache.clear()  # bounded: a cache, not a directory
+        self._mailbox_cache[account] = (now, names)
+        return names
+
     async def _fileinto(
         self, account: str, name: str, create: bool, mailboxes: set[str], session: str
     ) -> str | None:
@@ -597,6 +638,22 @@ class LocalDelivery:
             out.discard()
             raise
         return out, builder.finish()
+
+    async def _splice(
+        self, spool: Spool, queue_skip: int, fields_: bytes, header_end: int, facts: MessageFacts
+    ) -> tuple[Spool, MessageFacts]:
+        """The common case in place: insert our fields after Return-Path, shift the offsets.
+
+        Only when the sender supplied no X-Spam fields to remove; otherwise a full copy.
+        """
+        header = read_spool(spool, queue_skip, header_end)
+        if strip_spam_headers(header) != header or not isinstance(spool, FileSpool):
+            return self._rewrite(spool, queue_skip, fields_, header_end)
+        if spool.in_memory:
+            spool.insert(queue_skip, fields_)
+        else:
+            await asyncio.to_thread(spool.insert, queue_skip, fields_)
+        return spool, shift_facts(facts, queue_skip, len(fields_))
 
     def _copy(self, spool: Spool) -> Spool:
         out = self.store.new_spool()

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS aliases_domain ON aliases(domain)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+
+
+#: Seconds between looks for changes made by another process (the CLI); 0 = every
+#: lookup, so ``correo user add`` takes effect on the very next SMTP command.
+_RECHECK = 0.0
 
 
 class DirectoryError(Exception):
@@ -128,13 +134,16 @@ class Directory:
         *,
         recipient_delimiter: str = "+",
         passwords: PasswordScheme | None = None,
+        recheck: float = _RECHECK,
     ) -> None:
         self._path = Path(path)
+        self._recheck = recheck  # seconds between looks for other processes' writes
         self._norm = AddressNormalizer(recipient_delimiter)
         self._passwords = passwords if passwords is not None else PasswordScheme()
         self._lock = threading.RLock()
         self._snap: _Snapshot | None = None
         self._version = -1
+        self._checked = 0.0
         self._stale = True
         self._conn: sqlite3.Connection | None = self._open()
 
@@ -208,8 +217,13 @@ class Directory:
         return self._conn
 
     def _snapshot(self) -> _Snapshot:
+        snap = self._snap
+        now = time.monotonic()
+        if snap is not None and not self._stale and now - self._checked < self._recheck:
+            return snap  # hot path: every RCPT and every login looks addresses up
         with self._lock:
             conn = self._connection()
+            self._checked = now
             try:
                 (version,) = conn.execute("PRAGMA data_version").fetchone()
                 if self._snap is None or self._stale or version != self._version:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -39,6 +41,7 @@ __all__ = ["JunkFilter", "Verdict", "on_imap_move", "strip_spam_headers"]
 _SPAM_FIELDS = (b"x-spam-score:", b"x-spam:")
 _RESULT = re.compile(r"\b(spf|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 _MAX_TRAIN = 200  # messages trained per IMAP move (the rest are skipped, logged)
+_MAX_RSPAMD_REPLY = 1024 * 1024  # bytes of an rspamd /checkv2 reply we read
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,7 @@ class JunkFilter:
         self.log = log
         self.hostname = hostname.lower()
         self.resolver = resolver
+        self._trained: dict[str, tuple[float, bool]] = {}
 
     def applies(self, size: int) -> bool:
         return self.settings.enabled and (
@@ -162,23 +166,51 @@ class JunkFilter:
                 try:
                     writer.write(request)
                     await writer.drain()
-                    response = await reader.read(1024 * 1024)
+                    # HTTP/1.0: the reply ends at EOF (RFC 1945 §7.2.2); one read() may
+                    # return only its first segment, so read on, bounded.
+                    response = bytearray()
+                    while chunk := await reader.read(_MAX_RSPAMD_REPLY + 1 - len(response)):
+                        response += chunk
+                        if len(response) > _MAX_RSPAMD_REPLY:
+                            raise OSError("reply too large")
                 finally:
                     writer.close()
         except (OSError, TimeoutError) as exc:
             self.log.warning("junk.rspamd_failed", error=str(exc))
             return None
-        head, _, body = response.partition(b"\r\n\r\n")
+        head, _, body = bytes(response).partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
             self.log.warning("junk.rspamd_failed", status=head[:40].decode("latin-1"))
             return None
         try:
             score = float(json.loads(body)["score"])
         except (ValueError, KeyError, TypeError):
+            self.log.warning("junk.rspamd_failed", error="reply without a score")
             return None
-        return score
+        return score if math.isfinite(score) else None
 
     # -- per recipient ------------------------------------------------------------------
+
+    async def any_trained(self, accounts: Iterable[str]) -> bool:
+        """Whether any account has enough spam and ham learnt for Bayes to speak."""
+        minimum = self.settings.bayes_min_messages
+        now = time.monotonic()
+        for account in accounts:
+            cached = self._trained.get(account)
+            if cached is not None and now - cached[0] < 5.0:  # training is rarely urgent
+                if cached[1]:
+                    return True
+                continue
+            try:
+                nspam, nham, _ = await self.store.junk_counts(account, ())
+            except StoreError:
+                continue
+            if len(self._trained) > 10_000:
+                self._trained.clear()
+            self._trained[account] = (now, nspam >= minimum and nham >= minimum)
+            if self._trained[account][1]:
+                return True
+        return False
 
     async def bayes_score(self, account: str, tokens: set[str]) -> tuple[float, list[str]]:
         try:
@@ -202,6 +234,7 @@ class JunkFilter:
         """Learn one message; returns the number of tokens counted."""
         tokens = tokenize(data, max_bytes=self.settings.max_size or 512 * 1024)
         await self.store.junk_learn(account, tokens, spam)
+        self._trained.pop(account, None)
         return len(tokens)
 
 

@@ -25,6 +25,7 @@ from correo.mailauth.inbound import Action, MessageAuthenticator
 from correo.mailauth.results import strip_forged_results
 from correo.mailauth.signing import SigningStream
 from correo.message.headers import HeaderCollector, addresses_in, parse_fields
+from correo.queue.routing import handoff_domains
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
 from correo.server.connection import Connection
@@ -84,6 +85,7 @@ class _Transaction:
     auth: MessageAuthenticator | None = None
     signing: SigningStream | None = None
     quarantine: bool = False
+    auth_summary: tuple[str, str] | None = None  # (SPF result, DMARC result) for the log
     queue_id: str = ""
     #: One entry per accepted RCPT: its local recipient, or None if only forwarded.
     rcpts: list[LocalRecipient | None] = field(default_factory=list)
@@ -412,6 +414,9 @@ class SmtpSession:
             local_part,
             domain,
             may_relay=self.submission and self.user is not None,
+            # issue 4: LMTP hand-off of local domains; NOTIFY=SUCCESS via the queue
+            handoff=handoff_domains(self.ctx.config.outbound.transport),
+            notify_success=notify is not None and "SUCCESS" in notify.upper(),
         )
         self.ctx.log.debug(
             "smtp.rcpt", session=self.id, rcpt=f"{local_part}@{domain}", reply=route.code
@@ -547,14 +552,19 @@ class SmtpSession:
         if reply is None and tx.auth is not None:
             verdict = await tx.auth.finish()
             prefix = verdict.header
-            self.ctx.log.info(
-                "smtp.auth_results",
-                session=self.id,
-                id=tx.queue_id,
-                spf=verdict.spf.result,
-                dmarc=verdict.dmarc.status if verdict.dmarc is not None else None,
-                action=verdict.action.value,
+            tx.auth_summary = (
+                str(verdict.spf.result),
+                verdict.dmarc.status if verdict.dmarc is not None else "none",
             )
+            if verdict.action is not Action.ACCEPT:
+                self.ctx.log.info(
+                    "smtp.auth_results",
+                    session=self.id,
+                    id=tx.queue_id,
+                    spf=verdict.spf.result,
+                    dmarc=verdict.dmarc.status if verdict.dmarc is not None else None,
+                    action=verdict.action.value,
+                )
             if verdict.action is Action.REJECT:  # RFC 7489 §6.3 p=reject
                 reply = Reply(550, "5.7.1", verdict.reject_text)
             elif verdict.action is Action.JUNK:  # p=quarantine
@@ -611,6 +621,8 @@ class SmtpSession:
             queued=len(tx.remote),
             size=spool.size,
             queue_id=delivered.queue_id,
+            spf=tx.auth_summary[0] if tx.auth_summary else None,
+            dmarc=tx.auth_summary[1] if tx.auth_summary else None,
             ms=round((time.monotonic() - tx.started) * 1000, 1),
         )
         self.tx = None

@@ -66,7 +66,7 @@ _MARKER = b"X-Correo-Redirected"
 _CHUNK = 64 * 1024
 
 
-_MAILBOX_CACHE_SECONDS = 1.0
+_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +219,7 @@ class LocalDelivery:
         )
         self._scripts: dict[str, tuple[str, sieve.Script | None]] = {}
         self._mailbox_cache: dict[str, tuple[float, set[str]]] = {}
+        self._active_cache: dict[str, tuple[float, tuple[str, str] | None]] = {}
 
     # -- the entry point ----------------------------------------------------------------
 
@@ -527,7 +528,16 @@ class LocalDelivery:
         mailboxes: set[str],
         session: str,
     ) -> sieve.Result | None:
-        active = await self.store.sieve_active(plan.account)
+        now = time.monotonic()
+        hit = self._active_cache.get(plan.account)
+        if hit is not None and now - hit[0] < _CACHE_SECONDS:
+            active = hit[1]
+        else:
+            # Every delivery asks; a script change takes effect within a second.
+            active = await self.store.sieve_active(plan.account)
+            if len(self._active_cache) > 10_000:
+                self._active_cache.clear()
+            self._active_cache[plan.account] = (now, active)
         if active is None:
             return None
         name, text = active
@@ -573,11 +583,16 @@ class LocalDelivery:
             )
         return result
 
+    def forget(self, account: str) -> None:
+        """Drop what is cached about an account (its script or folders just changed)."""
+        self._active_cache.pop(account, None)
+        self._mailbox_cache.pop(account, None)
+
     async def _mailboxes(self, account: str) -> set[str]:
-        """The account's mailbox names, cached for a second: every delivery asks."""
+        """The account's mailbox names, cached briefly: every delivery asks."""
         now = time.monotonic()
         cached = self._mailbox_cache.get(account)
-        if cached is not None and now - cached[0] < _MAILBOX_CACHE_SECONDS:
+        if cached is not None and now - cached[0] < _CACHE_SECONDS:
             return cached[1]
         names = {m.name for m in await self.store.list_mailboxes(account)} | {INBOX}
         if len(self._mailbox_cache) > 10_000:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -10,9 +11,13 @@ import dns.exception
 import dns.resolver
 import dns.reversename
 
-from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord
+from correo.dns.api import DnsError, DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord
 
 __all__ = ["DnsPythonResolver"]
+
+_CACHE_SIZE = 10_000
+_MAX_TTL = 3600.0
+_NEGATIVE_TTL = 60.0  # seconds; RFC 2308 lets resolvers choose up to the SOA minimum
 
 
 class DnsPythonResolver:
@@ -35,11 +40,19 @@ class DnsPythonResolver:
         # Every inbound message asks the same few names (SPF, DMARC, DKIM keys of busy
         # senders): answers, negative ones included, are cached for their TTL, and
         # identical lookups in flight at the same moment share one query.
-        self._resolver.cache = dns.resolver.LRUCache(10_000)
         self._inflight: dict[tuple[str, str], asyncio.Future[dns.resolver.Answer]] = {}
+        # (name, type) -> (expiry, answer or the DnsError to raise again)
+        self._cache: dict[tuple[str, str], tuple[float, dns.resolver.Answer | DnsError]] = {}
 
     async def _query(self, name: str, rtype: str) -> dns.resolver.Answer:
         key = (name.lower(), rtype)
+        hit = self._cache.get(key)
+        if hit is not None:
+            if hit[0] > time.monotonic():
+                if isinstance(hit[1], DnsError):
+                    raise type(hit[1])(str(hit[1]))
+                return hit[1]
+            del self._cache[key]
         shared = self._inflight.get(key)
         if shared is not None:
             return await asyncio.shield(shared)
@@ -50,17 +63,32 @@ class DnsPythonResolver:
         future.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(future)
 
+    def _remember(
+        self, key: tuple[str, str], value: dns.resolver.Answer | DnsError, ttl: float
+    ) -> None:
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()  # crude but bounded; refilled by the next lookups
+        self._cache[key] = (time.monotonic() + ttl, value)
+
     async def _resolve(self, name: str, rtype: str) -> dns.resolver.Answer:
+        key = (name.lower(), rtype)
         try:
-            return await self._resolver.resolve(name, rtype, search=False)
+            answer = await self._resolver.resolve(name, rtype, search=False)
         except dns.resolver.NXDOMAIN as exc:
-            raise DnsNotFound(f"{name}: NXDOMAIN") from exc
+            error: DnsError = DnsNotFound(f"{name}: NXDOMAIN")
+            self._remember(key, error, _NEGATIVE_TTL)  # RFC 2308 negative caching
+            raise error from exc
         except dns.resolver.NoAnswer as exc:
-            raise DnsNoData(f"{name}: no {rtype} record") from exc
+            error = DnsNoData(f"{name}: no {rtype} record")
+            self._remember(key, error, _NEGATIVE_TTL)
+            raise error from exc
         except (dns.resolver.NoNameservers, dns.exception.Timeout) as exc:
             raise DnsTempError(f"{name}/{rtype}: {exc}") from exc
         except dns.exception.DNSException as exc:
             raise DnsTempError(f"{name}/{rtype}: {exc}") from exc
+        ttl = answer.rrset.ttl if answer.rrset is not None else 0
+        self._remember(key, answer, min(float(ttl), _MAX_TTL))
+        return answer
 
     async def mx(self, domain: str) -> list[MxRecord]:
         answer = await self._query(domain, "MX")

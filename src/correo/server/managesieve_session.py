@@ -186,6 +186,7 @@ class ManageSieveSession:
                     self._respond("NO", refusal[0], refusal[1])
                     return
                 await store.sieve_put(user, name, text)
+                self._changed(user)
                 self.ctx.log.info("sieve.put", session=self.id, user=user, script=name)
                 self._respond("OK")
             case CheckScript(script=script):
@@ -195,16 +196,24 @@ class ManageSieveSession:
                     self._respond("OK")
             case SetActive(name=name):
                 await store.sieve_activate(user, name or None)
+                self._changed(user)
                 self.ctx.log.info("sieve.activate", session=self.id, user=user, script=name)
                 self._respond("OK")
             case DeleteScript(name=name):
                 await store.sieve_delete(user, name)
+                self._changed(user)
                 self._respond("OK")
             case RenameScript(old=old, new=new):
                 await store.sieve_rename(user, old, new)
+                self._changed(user)
                 self._respond("OK")
             case _:
                 raise AssertionError(f"unhandled ManageSieve event {event!r}")
+
+    def _changed(self, user: str) -> None:
+        """The next delivery must see the new script at once, not after the cache ages."""
+        if self.ctx.mda is not None:
+            self.ctx.mda.forget(user)
 
     def _validate(self, script: bytes) -> str | None:
         """The script text if it is valid; otherwise the NO is already sent (§2.6)."""

@@ -576,6 +576,11 @@ class ImapSession:
                     % (seq, m.uid, view.flag_list(m.uid), m.modseq)
                 )
 
+    def _mailboxes_changed(self) -> None:
+        """Local delivery caches folder names briefly; +folder must see this change now."""
+        if self.ctx.mda is not None and self.user is not None:
+            self.ctx.mda.forget(self.user)
+
     async def cmd_create(self, tag: str, cmd: c.Create) -> None:
         assert self.user is not None
         name = self._name(tag, cmd.mailbox.rstrip(DELIMITER))
@@ -586,6 +591,7 @@ class ImapSession:
             return
         use = cmd.special_use[0] if cmd.special_use else None
         await self.ctx.store.create_mailbox(self.user, name, use)
+        self._mailboxes_changed()
         self.write(tagged(tag, "OK", "CREATE completed"))
 
     async def cmd_delete(self, tag: str, cmd: c.Delete) -> None:
@@ -595,6 +601,7 @@ class ImapSession:
             self.view = None
             self.core.unselected()
         await self.ctx.store.delete_mailbox(self.user, name)
+        self._mailboxes_changed()
         self.write(tagged(tag, "OK", "DELETE completed"))
 
     async def cmd_rename(self, tag: str, cmd: c.Rename) -> None:
@@ -606,6 +613,7 @@ class ImapSession:
             self.write(tagged(tag, "NO", "INBOX already exists", "ALREADYEXISTS"))
             return
         await self.ctx.store.rename_mailbox(self.user, normalize(cmd.mailbox), new)
+        self._mailboxes_changed()
         self.write(tagged(tag, "OK", "RENAME completed"))
 
     async def cmd_subscribe(self, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> None:

@@ -51,7 +51,7 @@ from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # MDA section (issue 7)
 
 __all__ = ["SqliteStore"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS blobs (
     id INTEGER PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL,
     data BLOB, path TEXT, envelope BLOB, bodystructure BLOB, body BLOB, tree BLOB,
     sent_date REAL);
+CREATE TABLE IF NOT EXISTS blob_facts (
+    blob_id INTEGER PRIMARY KEY, envelope BLOB NOT NULL, bodystructure BLOB, body BLOB,
+    tree BLOB, sent_date REAL);
 CREATE TABLE IF NOT EXISTS messages (
     mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, blob_id INTEGER NOT NULL,
     size INTEGER NOT NULL, internal_date REAL NOT NULL, flags TEXT NOT NULL DEFAULT '',
@@ -153,6 +156,9 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
             conn.executescript(_SCHEMA)
             conn.executescript(MDA_SCHEMA)  # MDA section (issue 7): scripts, vacation, junk
             conn.executescript(DIGEST_SCHEMA)  # import digests (issue 5 §3)
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version < 2:
+                _move_facts(conn)
             conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             referenced = {
                 row[0] for row in conn.execute("SELECT path FROM blobs WHERE path IS NOT NULL")
@@ -347,11 +353,16 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
                 path = f"{shard}/{spool.name}"
             refs = len(targets) + (1 if queued else 0)
             cur = conn.execute(
-                "INSERT INTO blobs (size, refs, data, path, envelope, bodystructure, body, tree,"
-                " sent_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (spool.size, refs, data, path, *_facts_row(facts)),
+                "INSERT INTO blobs (size, refs, data, path) VALUES (?, ?, ?, ?)",
+                (spool.size, refs, data, path),
             )
             blob_id = cur.lastrowid
+            if facts is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO blob_facts (blob_id, envelope, bodystructure, body,"
+                    " tree, sent_date) VALUES (?, ?, ?, ?, ?, ?)",
+                    (blob_id, *_facts_row(facts)),
+                )
             uids: list[tuple[DeliveryTarget, int]] = []
             touched: list[tuple[str, str]] = []
             for target in targets:
@@ -448,6 +459,7 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
             ).fetchone()
             if row is not None and row[0] <= 0:
                 conn.execute("DELETE FROM blobs WHERE id=?", (blob_id,))
+                conn.execute("DELETE FROM blob_facts WHERE blob_id=?", (blob_id,))
                 if row[1]:
                     freed.append(row[1])
         return freed
@@ -795,9 +807,25 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         return self._committer.batches, self._committer.writes
 
 
-def _facts_row(facts: MessageFacts | None) -> tuple[object, ...]:
-    if facts is None:
-        return (None, None, None, None, None)
+def _move_facts(conn: sqlite3.Connection) -> None:
+    """Schema 1 kept facts after the inline body: reading them walked its overflow pages."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT OR IGNORE INTO blob_facts SELECT id, envelope, bodystructure, body, tree,"
+            " sent_date FROM blobs WHERE envelope IS NOT NULL"
+        )
+        conn.execute(
+            "UPDATE blobs SET envelope=NULL, bodystructure=NULL, body=NULL, tree=NULL,"
+            " sent_date=NULL WHERE envelope IS NOT NULL"
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _facts_row(facts: MessageFacts) -> tuple[object, ...]:
     return (facts.envelope, facts.bodystructure, facts.body, facts.tree, facts.sent_date)
 
 

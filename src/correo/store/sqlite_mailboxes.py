@@ -241,9 +241,10 @@ class MailboxOps:
                 batch = wanted[start : start + 500]
                 marks = ",".join("?" * len(batch))
                 for uid, env, bs, body, tree, sent in conn.execute(
-                    "SELECT m.uid, b.envelope, b.bodystructure, b.body, b.tree, b.sent_date"
-                    f" FROM messages m JOIN blobs b ON b.id = m.blob_id"
-                    f" WHERE m.mailbox_id=? AND m.uid IN ({marks}) AND b.envelope IS NOT NULL",
+                    # facts live apart from blobs: reading them skips the inline body
+                    "SELECT m.uid, f.envelope, f.bodystructure, f.body, f.tree, f.sent_date"
+                    f" FROM messages m JOIN blob_facts f ON f.blob_id = m.blob_id"
+                    f" WHERE m.mailbox_id=? AND m.uid IN ({marks})",
                     (mailbox_id, *batch),
                 ):
                     out[uid] = MessageFacts(env, bs, body, tree, sent)
@@ -256,8 +257,9 @@ class MailboxOps:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
             mailbox_id = self._box(conn, account, mailbox)
             conn.execute(
-                "UPDATE blobs SET envelope=?, bodystructure=?, body=?, tree=?, sent_date=?"
-                " WHERE id=(SELECT blob_id FROM messages WHERE mailbox_id=? AND uid=?)",
+                "INSERT OR REPLACE INTO blob_facts (blob_id, envelope, bodystructure, body,"
+                " tree, sent_date) SELECT blob_id, ?, ?, ?, ?, ? FROM messages"
+                " WHERE mailbox_id=? AND uid=?",
                 (
                     facts.envelope,
                     facts.bodystructure,

@@ -91,6 +91,7 @@ _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are
 # Without a change counted by this process, re-read the change feed at most this often
 # (writers in other processes, e.g. the CLI import, are only seen by the query).
 _RECHECK = 1.0
+_HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at most
 
 Handler = Callable[[str, Any], Awaitable[None]]
 
@@ -949,16 +950,21 @@ class ImapSession:
                     seq = view.seq(uid)
                     if seq is not None:
                         out.append(render_meta(view, uid, seq, plan, facts.get(uid)))
-                self.write(b"".join(out))
+                data = b"".join(out)
+                pending = len(data)
+                self.write(data)
             else:
+                pending = 0
                 for uid in batch:
                     if uid not in view.info:
                         continue
                     async for piece in render_message(
                         self.ctx.store, view, uid, plan, facts.get(uid)
                     ):
+                        pending += len(piece)
                         self.write(piece)
-            await self.conn.flush()
+            if start + 1000 < len(uids) or pending > _HOLD_BACK:
+                await self.conn.flush()  # a small last batch goes out with the tagged reply
         self.write(tagged(tag, "OK", "FETCH completed"))
 
     async def cmd_store(self, tag: str, cmd: c.Store) -> None:

@@ -150,6 +150,33 @@ async def _binary_bytes(
     return decoder.feed(raw) + decoder.finish()
 
 
+def _meta_item(
+    view: MailboxView, uid: int, att: FetchAtt, facts: MessageFacts | None
+) -> bytes | None:
+    """A metadata item's bytes, or None if ``att`` needs message data (or is unknown)."""
+    info = view.info[uid]
+    name = att.name
+    if name == "UID":
+        return b"UID %d" % uid
+    if name == "FLAGS":
+        return b"FLAGS " + view.flag_list(uid)
+    if name == "INTERNALDATE":
+        return b"INTERNALDATE " + format_internal_date(info.internal_date)
+    if name == "RFC822.SIZE":
+        return b"RFC822.SIZE %d" % info.size
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % info.modseq
+    if facts is None:
+        return None
+    if name == "ENVELOPE":
+        return b"ENVELOPE (" + facts.envelope + b")"
+    if name == "BODYSTRUCTURE":
+        return b"BODYSTRUCTURE (" + facts.bodystructure + b")"
+    if name == "BODY" and att.section is None:
+        return b"BODY (" + facts.body + b")"
+    return None
+
+
 def render_meta(
     view: MailboxView, uid: int, seq: int, plan: FetchPlan, facts: MessageFacts | None
 ) -> bytes:
@@ -159,21 +186,9 @@ def render_meta(
     if plan.uid_command and "UID" not in plan.names:
         parts.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
     for att in plan.items:
-        name = att.name
-        if name == "UID":
-            parts.append(b"UID %d" % uid)
-        elif name == "FLAGS":
-            parts.append(b"FLAGS " + view.flag_list(uid))
-        elif name == "INTERNALDATE":
-            parts.append(b"INTERNALDATE " + format_internal_date(info.internal_date))
-        elif name == "RFC822.SIZE":
-            parts.append(b"RFC822.SIZE %d" % info.size)
-        elif name == "MODSEQ":
-            parts.append(b"MODSEQ (%d)" % info.modseq)
-        elif name == "ENVELOPE" and facts is not None:
-            parts.append(b"ENVELOPE (" + facts.envelope + b")")
-        elif name == "BODYSTRUCTURE" and facts is not None:
-            parts.append(b"BODYSTRUCTURE (" + facts.bodystructure + b")")
+        item = _meta_item(view, uid, att, facts)
+        if item is not None:
+            parts.append(item)
     if plan.condstore and "MODSEQ" not in plan.names:
         parts.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
@@ -195,22 +210,9 @@ async def render_message(
         parts.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
     for att in plan.items:
         name = att.name
-        if name == "UID":
-            parts.append(b"UID %d" % uid)
-        elif name == "FLAGS":
-            parts.append(b"FLAGS " + view.flag_list(uid))
-        elif name == "INTERNALDATE":
-            parts.append(b"INTERNALDATE " + format_internal_date(info.internal_date))
-        elif name == "RFC822.SIZE":
-            parts.append(b"RFC822.SIZE %d" % info.size)
-        elif name == "MODSEQ":
-            parts.append(b"MODSEQ (%d)" % info.modseq)
-        elif name == "ENVELOPE" and facts is not None:
-            parts.append(b"ENVELOPE (" + facts.envelope + b")")
-        elif name == "BODYSTRUCTURE" and facts is not None:
-            parts.append(b"BODYSTRUCTURE (" + facts.bodystructure + b")")
-        elif name == "BODY" and att.section is None and facts is not None:
-            parts.append(b"BODY (" + facts.body + b")")
+        item = _meta_item(view, uid, att, facts)
+        if item is not None:
+            parts.append(item)
         elif name == "RFC822":
             data = await read_range(store, view, uid, 0, None)
             parts.append(b"RFC822 " + _literal(data))

@@ -80,6 +80,8 @@ def _print_where(server: MailServer) -> None:
         "pop3s": "POP3 (implicit TLS)",
         "imap": "IMAP (STARTTLS)",
         "imaps": "IMAP (implicit TLS)",
+        "lmtp": "LMTP (from another MTA)",
+        "sieve": "ManageSieve",
     }
     print(f"correo is running for {server.config.hostname}; connect to:", flush=False)
     for service, addresses in server.bound.items():

@@ -35,6 +35,7 @@ from correo.imap.search import (
 from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
 from correo.message.imapfmt import TransferDecoder
+from correo.message.mime import parse_address_list
 from correo.message.structure import Part
 from correo.message.text import html_to_text
 from correo.server.imap.fetch import ensure_facts, read_range
@@ -45,6 +46,28 @@ __all__ = ["TextIndexer", "index_soon", "index_text_of", "run_search"]
 
 _MAX_INDEXED = 4 << 20  # characters; a longer text stays unindexed and is always scanned
 _MAX_INDEX_READ = 2 << 20  # bytes; bigger messages are not read whole in the background
+
+
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+
+
+def _address_text(value: str) -> str:
+    """Address fields written the canonical way, ``Display Name <local@domain>``.
+
+    RFC 9051 §6.4.4 compares against the field's text; clients type what they see, the
+    display name and the address without quotes, comments or folding, so an address
+    field also matches in this form (the decoded raw value is matched as well).
+    """
+    out: list[str] = []
+    for a in parse_address_list(value):
+        if a.host is None:
+            if a.mailbox is not None:  # RFC 5322 §3.4 group start: "name:"
+                out.append(decode_header(a.mailbox) + ":")
+            continue
+        local = "" if a.mailbox == "MISSING_MAILBOX" else a.mailbox or ""
+        spec = local if a.host == "MISSING_DOMAIN" else f"{local}@{a.host}"
+        out.append(f"{decode_header(a.name)} <{spec}>" if a.name else spec)
+    return ", ".join(out)
 
 
 def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
@@ -255,7 +278,10 @@ async def run_search(
             else:
                 raw_header = await read_range(store, view, uid, tree.header_start, tree.header_end)
             for name, value in parse_fields(raw_header):
-                subject._headers.setdefault(name, []).append(decode_header(value))
+                values = subject._headers.setdefault(name, [])
+                values.append(decode_header(value))
+                if name in _ADDRESS_FIELDS and headers:
+                    values.append(_address_text(value))
                 if name == "date" and sent:
                     subject.sent_date = _local_date(value) or subject.sent_date
         if matcher(subject):

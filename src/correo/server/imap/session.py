@@ -11,13 +11,15 @@ import asyncio
 import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from correo.delivery.facts import FactsBuilder
 from correo.imap import commands as c
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
+    Item,
+    Raw,
     esearch,
     list_response,
     mailbox_name,
@@ -639,37 +641,64 @@ class ImapSession:
             return
         boxes = await self.ctx.store.list_mailboxes(self.user)
         names = {b.name for b in boxes}
-        by_name = {b.name: b for b in boxes}
+        subscribed = sorted(b.name for b in boxes if b.subscribed)
         patterns = [matcher(cmd.reference, p) for p in cmd.patterns]
         selection, options = cmd.selection, cmd.return_options
         want_subscribed = "SUBSCRIBED" in selection
         want_special = "SPECIAL-USE" in selection
+        recursive = "RECURSIVEMATCH" in selection
         for box in boxes:
             if not any(p.match(box.name) for p in patterns):
                 continue
+            extended: dict[str, Item] | None = None
+            if recursive and want_subscribed and _has_descendant(subscribed, box.name):
+                # RFC 5258 §3.5: a match with subscribed descendants carries CHILDINFO
+                extended = {"CHILDINFO": [Raw(b'"SUBSCRIBED"')]}
             if want_subscribed and not box.subscribed:
-                continue
+                # RFC 5258 §3.5: only for a subscribed descendant the patterns hide;
+                # servers SHOULD suppress redundant responses
+                prefix = box.name + DELIMITER
+                hidden = (
+                    n
+                    for n in subscribed
+                    if n.startswith(prefix) and not any(p.match(n) for p in patterns)
+                )
+                if extended is None or next(hidden, None) is None:
+                    continue
             if want_special and not box.special_use:
                 continue
             flags = []
-            has_children = any(n.startswith(box.name + DELIMITER) for n in names)
+            has_children = _has_descendant(names, box.name)
             flags.append("\\HasChildren" if has_children else "\\HasNoChildren")
             if box.special_use and (not cmd.extended or "SPECIAL-USE" in options or want_special):
                 flags.append(box.special_use)
             if box.subscribed and ("SUBSCRIBED" in options or want_subscribed):
-                flags.append("\\Subscribed")
-            self.write(list_response(flags, DELIMITER, box.name, utf8))
+                flags.append("\\Subscribed")  # RFC 5258 §3.4
+            self.write(list_response(flags, DELIMITER, box.name, utf8, extended))
             if "STATUS" in options and cmd.status_items:  # RFC 5819
                 await self._status_line(box.name, cmd.status_items)
-        del by_name
         self.write(tagged(tag, "OK", "LIST completed"))
 
     async def cmd_lsub(self, tag: str, cmd: c.Lsub) -> None:
         assert self.user is not None
         pattern = matcher(cmd.reference, cmd.pattern)
-        for box in await self.ctx.store.list_mailboxes(self.user):
-            if box.subscribed and pattern.match(box.name):
-                self.write(list_response([], DELIMITER, box.name, self.core.utf8, kind="LSUB"))
+        boxes = await self.ctx.store.list_mailboxes(self.user)
+        subscribed = [b.name for b in boxes if b.subscribed]
+        listed = {n for n in subscribed if pattern.match(n)}
+        hidden: set[str] = set()
+        for name in subscribed:
+            if name in listed:
+                continue
+            # RFC 3501 §6.3.9: "%" hid a subscribed child; its matching parent is \Noselect
+            levels = name.split(DELIMITER)
+            for depth in range(len(levels) - 1, 0, -1):
+                parent = DELIMITER.join(levels[:depth])
+                if parent not in listed and pattern.match(parent):
+                    hidden.add(parent)
+                    break
+        for name in sorted(listed | hidden):
+            flags = ["\\Noselect"] if name in hidden else []
+            self.write(list_response(flags, DELIMITER, name, self.core.utf8, kind="LSUB"))
         self.write(tagged(tag, "OK", "LSUB completed"))
 
     async def _status_line(self, name: str, items: tuple[str, ...]) -> None:
@@ -1020,7 +1049,15 @@ class ImapSession:
             return
         await self._updates(allow_expunge=False)
         uids = self._uids(cmd.sequence, cmd.uid)
-        pairs = await self.ctx.store.copy_messages(self.user, view.name, uids, target, move=move)
+        into_self = target == view.name
+        store = self.ctx.store
+        pairs = await store.copy_messages(
+            self.user, view.name, uids, target, move=move and not into_self
+        )
+        if move and into_self and pairs:
+            # RFC 6851 §3.3: moving into the source mailbox is allowed; the messages get
+            # new UIDs, so it is a copy and then an expunge of the originals.
+            await store.expunge(self.user, view.name, [p[0] for p in pairs])
         if pairs:
             source_uids = format_uids(p[0] for p in pairs)
             code = f"COPYUID {status.uidvalidity} {source_uids} {format_uids(p[1] for p in pairs)}"
@@ -1031,13 +1068,19 @@ class ImapSession:
                 self.write(untagged("OK", "Moved", code))  # RFC 6851 §4.3
             for line in view.expunged_now([p[0] for p in pairs], self.core.qresync):
                 self.write(line)
-        if target == view.name and pairs:
-            await self._updates(allow_expunge=False)  # into itself: new EXISTS now
+        if into_self and pairs:
+            # RFC 6851 §4.4: the EXPUNGEs above first, then EXISTS for the new messages
+            await self._updates(allow_expunge=False)
         if move:
             self.write(tagged(tag, "OK", "MOVE completed"))
         else:
             self.write(tagged(tag, "OK", "COPY completed", code))
         await on_imap_move(self.ctx, self.user, view.name, target, [p[1] for p in pairs])
+
+
+def _has_descendant(names: Iterable[str], name: str) -> bool:
+    prefix = name + DELIMITER
+    return any(n.startswith(prefix) for n in names)
 
 
 def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:

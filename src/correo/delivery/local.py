@@ -20,7 +20,6 @@ replies.  Rules that keep mail safe:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from correo.store.api import (
     StoreError,
 )
 from correo.store.spool import FileSpool
+from correo.ttlcache import Missing, TtlCache
 
 __all__ = [
     "DeliveryReport",
@@ -218,8 +218,9 @@ class LocalDelivery:
             else None
         )
         self._scripts: dict[str, tuple[str, sieve.Script | None]] = {}
-        self._mailbox_cache: dict[str, tuple[float, set[str]]] = {}
-        self._active_cache: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        # Every delivery asks; a change takes effect within _CACHE_SECONDS.
+        self._mailbox_cache: TtlCache[str, set[str]] = TtlCache(_CACHE_SECONDS)
+        self._active_cache: TtlCache[str, tuple[str, str] | None] = TtlCache(_CACHE_SECONDS)
 
     # -- the entry point ----------------------------------------------------------------
 
@@ -528,16 +529,11 @@ class LocalDelivery:
         mailboxes: set[str],
         session: str,
     ) -> sieve.Result | None:
-        now = time.monotonic()
-        hit = self._active_cache.get(plan.account)
-        if hit is not None and now - hit[0] < _CACHE_SECONDS:
-            active = hit[1]
-        else:
-            # Every delivery asks; a script change takes effect within a second.
-            active = await self.store.sieve_active(plan.account)
-            if len(self._active_cache) > 10_000:
-                self._active_cache.clear()
-            self._active_cache[plan.account] = (now, active)
+        active = self._active_cache.get(plan.account)
+        if isinstance(active, Missing):
+            active = self._active_cache.put(
+                plan.account, await self.store.sieve_active(plan.account)
+            )
         if active is None:
             return None
         name, text = active
@@ -585,19 +581,15 @@ class LocalDelivery:
 
     def forget(self, account: str) -> None:
         """Drop what is cached about an account (its script or folders just changed)."""
-        self._active_cache.pop(account, None)
-        self._mailbox_cache.pop(account, None)
+        self._active_cache.forget(account)
+        self._mailbox_cache.forget(account)
 
     async def _mailboxes(self, account: str) -> set[str]:
         """The account's mailbox names, cached briefly: every delivery asks."""
-        now = time.monotonic()
-        cached = self._mailbox_cache.get(account)
-        if cached is not None and now - cached[0] < _CACHE_SECONDS:
-            return cached[1]
-        names = {m.name for m in await self.store.list_mailboxes(account)} | {INBOX}
-        if len(self._mailbox_cache) > 10_000:
-            self._mailbox_cache.clear()  # bounded: a cache, not a directory
-        self._mailbox_cache[account] = (now, names)
+        names = self._mailbox_cache.get(account)
+        if isinstance(names, Missing):
+            listed = {m.name for m in await self.store.list_mailboxes(account)}
+            names = self._mailbox_cache.put(account, listed | {INBOX})
         return names
 
     async def _fileinto(

@@ -18,7 +18,6 @@ import ipaddress
 import json
 import math
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ from correo.dns import DnsError, Resolver
 from correo.log import Logger
 from correo.message.headers import drop_fields
 from correo.store.api import MailStore, StoreError
+from correo.ttlcache import Missing, TtlCache
 
 from .bayes import spam_probability
 from .tokens import tokenize
@@ -95,7 +95,7 @@ class JunkFilter:
         self.log = log
         self.hostname = hostname.lower()
         self.resolver = resolver
-        self._trained: dict[str, tuple[float, bool]] = {}
+        self._trained: TtlCache[str, bool] = TtlCache(5.0)  # training is rarely urgent
 
     def applies(self, size: int) -> bool:
         return self.settings.enabled and (
@@ -194,21 +194,15 @@ class JunkFilter:
     async def any_trained(self, accounts: Iterable[str]) -> bool:
         """Whether any account has enough spam and ham learnt for Bayes to speak."""
         minimum = self.settings.bayes_min_messages
-        now = time.monotonic()
         for account in accounts:
-            cached = self._trained.get(account)
-            if cached is not None and now - cached[0] < 5.0:  # training is rarely urgent
-                if cached[1]:
-                    return True
-                continue
-            try:
-                nspam, nham, _ = await self.store.junk_counts(account, ())
-            except StoreError:
-                continue
-            if len(self._trained) > 10_000:
-                self._trained.clear()
-            self._trained[account] = (now, nspam >= minimum and nham >= minimum)
-            if self._trained[account][1]:
+            trained = self._trained.get(account)
+            if isinstance(trained, Missing):
+                try:
+                    nspam, nham, _ = await self.store.junk_counts(account, ())
+                except StoreError:
+                    continue
+                trained = self._trained.put(account, nspam >= minimum and nham >= minimum)
+            if trained:
                 return True
         return False
 
@@ -234,7 +228,7 @@ class JunkFilter:
         """Learn one message; returns the number of tokens counted."""
         tokens = tokenize(data, max_bytes=self.settings.max_size or 512 * 1024)
         await self.store.junk_learn(account, tokens, spam)
-        self._trained.pop(account, None)
+        self._trained.forget(account)
         return len(tokens)
 
 

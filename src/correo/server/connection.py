@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from correo.log import Logger
 from correo.server.tls import describe
 
 __all__ = ["Connection"]
@@ -68,6 +69,23 @@ class Connection:
         async with asyncio.timeout(timeout):
             await self.writer.start_tls(context)
         self.tls_active = True
+
+    async def upgrade_tls(
+        self, context: ssl.SSLContext, log: Logger, protocol: str, session: str
+    ) -> bool:
+        """STARTTLS/STLS after the go-ahead reply: the handshake, logged either way.
+
+        On failure the connection is unusable (the peer may be half-way through a
+        handshake), so it is marked closed and False returned.
+        """
+        try:
+            await self.start_tls(context)
+        except (OSError, TimeoutError) as exc:
+            log.info(f"{protocol}.tls_failed", session=session, peer=self.peer, error=str(exc))
+            self.closed = True
+            return False
+        log.info(f"{protocol}.tls", session=session, tls=self.tls_description)
+        return True
 
     async def close(self) -> None:
         if self.closed:

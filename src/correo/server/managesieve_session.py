@@ -244,12 +244,8 @@ class ManageSieveSession:
             self._respond("NO", None, "TLS not available")
             return
         self._respond("OK", None, "Begin TLS negotiation now")
-        try:
-            await self.conn.start_tls(self.ctx.tls)
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.info("sieve.tls_failed", session=self.id, error=str(exc))
+        if not await self.conn.upgrade_tls(self.ctx.tls, self.ctx.log, "sieve", self.id):
             self.closing = True
-            self.conn.closed = True
             return
         self.core.tls_started()
         self._capabilities()  # RFC 5804 §2.2: capabilities again after the handshake

@@ -142,12 +142,8 @@ class Pop3Session:
             self._send(False, "TLS not available")
             return
         self._send(True, "Begin TLS negotiation")
-        try:
-            await self.conn.start_tls(self.ctx.tls)
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.info("pop3.tls_failed", session=self.id, error=str(exc))
+        if not await self.conn.upgrade_tls(self.ctx.tls, self.ctx.log, "pop3", self.id):
             self.closing = True
-            self.conn.closed = True
             return
         self.core.tls_started()
 

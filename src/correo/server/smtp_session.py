@@ -277,18 +277,11 @@ class SmtpSession:
             self._reply(454, "4.7.0", "TLS not available")
             return
         self._reply(220, "2.0.0", "Ready to start TLS")
-        try:
-            await self.conn.start_tls(self.ctx.tls)
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.info(
-                "smtp.tls_failed", session=self.id, peer=self.conn.peer, error=str(exc)
-            )
+        if not await self.conn.upgrade_tls(self.ctx.tls, self.ctx.log, "smtp", self.id):
             self.closing = True
-            self.conn.closed = True
             return
         self.core.tls_started()
         self.helo = ""
-        self.ctx.log.info("smtp.tls", session=self.id, tls=self.conn.tls_description)
 
     async def _auth_start(self, event: Auth) -> None:
         if not self.submission:

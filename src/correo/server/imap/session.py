@@ -409,12 +409,8 @@ class ImapSession:
             self.core.tls_started()  # nothing to discard; resume reading commands
             return
         self.write(tagged(tag, "OK", "Begin TLS negotiation now"))
-        try:
-            await self.conn.start_tls(self.ctx.tls)
-        except (OSError, TimeoutError) as exc:
-            self.ctx.log.info("imap.tls_failed", session=self.id, error=str(exc))
+        if not await self.conn.upgrade_tls(self.ctx.tls, self.ctx.log, "imap", self.id):
             self.closing = True
-            self.conn.closed = True
             return
         self.core.tls_started()
 

@@ -89,6 +89,7 @@ class AuthSettings:
     lockout_failures: int = 10
     lockout_seconds: float = 300.0
     allow_plaintext: bool = False
+    remember_logins: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +396,7 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         f"lockout_failures = {a.lockout_failures}   # failures before a temporary lockout",
         f"lockout_seconds = {a.lockout_seconds}",
         "allow_plaintext = false  # true lets passwords cross unencrypted connections",
+        f"remember_logins = {a.remember_logins}  # seconds a verified login skips argon2",
         "",
         "[smtp]",
         'recipient_delimiter = "+"   # user+tag@domain delivers to user@domain',

@@ -616,3 +616,42 @@ def test_fuzz_resolve(fuzz_directory: Directory, address: str) -> None:
     res = fuzz_directory.resolve(address)
     assert res is None or isinstance(res, Resolution)
     assert isinstance(fuzz_directory.may_send_as("alice@example.com", address), bool)
+
+
+class _CountingScheme(PasswordScheme):
+    def __init__(self) -> None:
+        super().__init__(FAST)
+        self.verifications = 0
+
+    def verify(self, encoded_hash: str, password: str) -> bool:
+        self.verifications += 1
+        return super().verify(encoded_hash, password)
+
+
+def test_remembered_logins_skip_argon2_until_the_password_changes(db_path: Path) -> None:
+    scheme = _CountingScheme()
+    d = Directory(db_path, passwords=scheme, remember_logins=60)
+    d.add_domain("example.com")
+    d.add_user("alice@example.com", SECRET)
+    assert d.verify_password("alice@example.com", SECRET) == "alice@example.com"
+    assert d.verify_password("Alice@Example.com", SECRET) == "alice@example.com"
+    assert scheme.verifications == 1  # the second login was remembered
+    assert d.verify_password("alice@example.com", "wrong password") is None
+    assert scheme.verifications == 2  # failures are never remembered
+    d.set_password("alice@example.com", "a new long passphrase")
+    assert d.verify_password("alice@example.com", SECRET) is None
+    assert d.verify_password("alice@example.com", "a new long passphrase") == "alice@example.com"
+    d.del_user("alice@example.com")
+    assert d.verify_password("alice@example.com", "a new long passphrase") is None
+    d.close()
+
+
+def test_remembering_is_off_when_ttl_is_zero(db_path: Path) -> None:
+    scheme = _CountingScheme()
+    d = Directory(db_path, passwords=scheme)
+    d.add_domain("example.com")
+    d.add_user("alice@example.com", SECRET)
+    for _ in range(3):
+        assert d.verify_password("alice@example.com", SECRET) == "alice@example.com"
+    assert scheme.verifications == 3
+    d.close()

@@ -13,10 +13,13 @@ against the database itself, not the snapshot, so two writers cannot race.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
+import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +124,51 @@ def _resolve(snap: _Snapshot, norm: AddressNormalizer, address: str) -> Resoluti
     return None  # deeper than MAX_ALIAS_DEPTH
 
 
+class _RememberedLogins:
+    """Recently verified (account, password) pairs, so reconnecting clients skip argon2.
+
+    A phone or desktop client opens several connections and reopens them all day; each
+    argon2id verification costs tens of milliseconds and ~19 MiB. Only successes are
+    kept, for ``ttl`` seconds, as keyed hashes (a per-process random key, never the
+    password); the stored hash is part of the key, so a password change ends them.
+    """
+
+    _MAX = 50_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._key = secrets.token_bytes(32)
+        self._until: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _digest(self, name: str, password: str, encoded: str) -> bytes:
+        material = "\0".join((name, password, encoded)).encode("utf-8", "surrogatepass")
+        return hmac.digest(self._key, material, "sha256")
+
+    def knows(self, name: str, password: str, encoded: str) -> bool:
+        if self.ttl <= 0:
+            return False
+        digest = self._digest(name, password, encoded)
+        with self._lock:
+            until = self._until.get(digest)
+            if until is None:
+                return False
+            if until < time.monotonic():
+                del self._until[digest]
+                return False
+            return True
+
+    def remember(self, name: str, password: str, encoded: str) -> None:
+        if self.ttl <= 0:
+            return
+        digest = self._digest(name, password, encoded)
+        with self._lock:
+            self._until[digest] = time.monotonic() + self.ttl
+            self._until.move_to_end(digest)
+            while len(self._until) > self._MAX:
+                self._until.popitem(last=False)
+
+
 class Directory:
     """Accounts, domains and aliases, stored in an SQLite file.
 
@@ -135,8 +183,10 @@ class Directory:
         recipient_delimiter: str = "+",
         passwords: PasswordScheme | None = None,
         recheck: float = _RECHECK,
+        remember_logins: float = 0.0,
     ) -> None:
         self._path = Path(path)
+        self._logins = _RememberedLogins(remember_logins)
         self._recheck = recheck  # seconds between looks for other processes' writes
         self._norm = AddressNormalizer(recipient_delimiter)
         self._passwords = passwords if passwords is not None else PasswordScheme()
@@ -405,10 +455,13 @@ class Directory:
         if name is None or encoded is None:
             self._passwords.dummy_verify(password)
             return None
+        if self._logins.knows(name, password, encoded):
+            return name
         if not self._passwords.verify(encoded, password):
             return None
         if self._passwords.needs_rehash(encoded):
             self._rehash(name, encoded, password)
+        self._logins.remember(name, password, encoded)
         return name
 
     def _rehash(self, name: str, old: str, password: str) -> None:

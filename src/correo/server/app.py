@@ -88,7 +88,9 @@ class MailServer:
             tls = server_context(cert, key)
         await self.store.open()
         self.directory = Directory(
-            config.data_dir / "directory.db", recipient_delimiter=config.smtp.recipient_delimiter
+            config.data_dir / "directory.db",
+            recipient_delimiter=config.smtp.recipient_delimiter,
+            remember_logins=config.auth.remember_logins,
         )
         auth = config.auth
         throttle = AuthThrottle(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from correo.config import Config
 from correo.directory import Directory
 from correo.log import Logger
+from correo.server.imap.shared import SharedMailboxes
 from correo.server.throttle import AuthThrottle
 from correo.store.api import MailStore
 
@@ -50,6 +51,8 @@ class ServerContext:
     resolver: Resolver | None = None
     #: DKIM signers by domain for submitted mail (issue 6).
     dkim_signers: dict[str, DkimSigner] = field(default_factory=dict)
+    #: Mailbox snapshots and change feeds that IMAP sessions share (issue 3).
+    imap: SharedMailboxes = field(default_factory=SharedMailboxes)
 
     @property
     def hostname(self) -> str:

@@ -276,9 +276,13 @@ class MailStore(Protocol):
     async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState: ...
 
     async def wait_for_change(
-        self, account: str, mailbox: str, modseq: int, timeout: float
+        self, account: str, mailbox: str, modseq: int, timeout: float, counter: int | None = None
     ) -> bool:
-        """Wait until the mailbox's HIGHESTMODSEQ exceeds ``modseq``; False on timeout."""
+        """Wait until the mailbox's HIGHESTMODSEQ exceeds ``modseq``; False on timeout.
+
+        ``counter``: the :meth:`change_counter` the caller read ``modseq`` under; while it
+        is unchanged the store need not look (idle sessions by the thousand).
+        """
         ...
 
     # -- mailboxes, flags, copies: what IMAP needs (RFC 9051) ----------------------------

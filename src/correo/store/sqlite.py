@@ -571,15 +571,16 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         return state
 
     async def wait_for_change(
-        self, account: str, mailbox: str, modseq: int, timeout: float
+        self, account: str, mailbox: str, modseq: int, timeout: float, counter: int | None = None
     ) -> bool:
         key = (account, mailbox)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, set()).add(future)
         try:
-            state = await self.mailbox_state(account, mailbox)
-            if state.highestmodseq > modseq:
-                return True
+            if counter is None or counter != self._versions.get(key, 0):
+                state = await self.mailbox_state(account, mailbox)
+                if state.highestmodseq > modseq:
+                    return True
             await asyncio.wait_for(future, timeout)
             return True
         except TimeoutError:

@@ -215,6 +215,24 @@ class MailboxOps:
         return result
 
     async def take_recent(self, account: str, mailbox: str) -> int:
+        def claimed() -> int | None:
+            row = (
+                self._reader()
+                .execute(
+                    "SELECT m.recent_uid, m.uidnext FROM mailboxes m JOIN accounts a"
+                    " ON a.id = m.account_id WHERE a.name=? AND m.name=?",
+                    (account, mailbox),
+                )
+                .fetchone()
+            )
+            return int(row[0]) if row is not None and row[0] >= row[1] else None
+
+        # Idle sessions by the thousand all ask when a message arrives; one claims it,
+        # the others must not queue a write transaction each to learn that.
+        already: int | None = self._read_now(claimed)
+        if already is not None:
+            return already
+
         def op(conn: sqlite3.Connection) -> tuple[int, list[AfterCommit]]:
             mailbox_id = self._box(conn, account, mailbox)
             (first,) = conn.execute(

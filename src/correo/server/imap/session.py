@@ -61,8 +61,9 @@ from correo.server.imap.names import (
 )
 from correo.server.imap.ordering import sort_uids, thread_uids
 from correo.server.imap.searching import index_soon, run_search
+from correo.server.imap.shared import Snapshot
 from correo.server.imap.view import MailboxView, format_uids
-from correo.store.api import INBOX, Envelope, MailboxError, Spool, StoreError
+from correo.store.api import INBOX, Envelope, MailboxError, MailboxStatus, Spool, StoreError
 
 __all__ = ["ImapSession"]
 
@@ -95,7 +96,7 @@ _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are
 _RECHECK = 1.0
 _HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at most
 
-Handler = Callable[[str, Any], Awaitable[None]]
+Handler = Callable[["ImapSession", str, Any], Awaitable[None]]
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
@@ -157,43 +158,6 @@ class ImapSession:
         self.busy = False
         self.seen_counter = -1  # store.change_counter() when the feed was last read
         self.checked_at = 0.0
-        self.handlers: dict[type, Handler] = {
-            c.Capability: self.cmd_capability,
-            c.Noop: self.cmd_noop,
-            c.Check: self.cmd_noop,
-            c.Logout: self.cmd_logout,
-            c.StartTLS: self.cmd_starttls,
-            c.Authenticate: self.cmd_authenticate,
-            c.Login: self.cmd_login,
-            c.Enable: self.cmd_enable,
-            c.Select: self.cmd_select,
-            c.Examine: self.cmd_select,
-            c.Create: self.cmd_create,
-            c.Delete: self.cmd_delete,
-            c.Rename: self.cmd_rename,
-            c.Subscribe: self.cmd_subscribe,
-            c.Unsubscribe: self.cmd_subscribe,
-            c.List: self.cmd_list,
-            c.Lsub: self.cmd_lsub,
-            c.Namespace: self.cmd_namespace,
-            c.Status: self.cmd_status,
-            c.Idle: self.cmd_idle,
-            c.Close: self.cmd_close,
-            c.Unselect: self.cmd_close,
-            c.Expunge: self.cmd_expunge,
-            c.UidExpunge: self.cmd_expunge,
-            c.Search: self.cmd_search,
-            c.Sort: self.cmd_sort,
-            c.Thread: self.cmd_thread,
-            c.Fetch: self.cmd_fetch,
-            c.Store: self.cmd_store,
-            c.Copy: self.cmd_copy,
-            c.Move: self.cmd_copy,
-            c.Id: self.cmd_id,
-            c.Compress: self.cmd_compress,
-            c.GetQuota: self.cmd_quota,
-            c.GetQuotaRoot: self.cmd_quota,
-        }
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -299,14 +263,14 @@ class ImapSession:
             case Respond(data=data):
                 self.write(data)
             case CommandEvent(tag=tag, command=command):
-                handler = self.handlers.get(type(command))
+                handler = _HANDLERS.get(type(command))
                 if handler is None:
                     self.write(tagged(tag, "BAD", "Command not supported", "CLIENTBUG"))
                     return
                 started = time.monotonic()
                 self.busy = True
                 try:
-                    await handler(tag, command)
+                    await handler(self, tag, command)
                 except MailboxError as exc:
                     self.write(tagged(tag, "NO", str(exc), exc.code))
                 except StoreError as exc:
@@ -361,7 +325,9 @@ class ImapSession:
             and not (allow_expunge and view.pending_expunge)
         ):
             return  # nothing committed here since the last look, and it was recent
-        changes = await store.changes_since(view.account, view.name, view.highestmodseq)
+        changes = await self.ctx.imap.changes_since(
+            store, view.account, view.name, view.highestmodseq, counter
+        )
         self.seen_counter, self.checked_at = counter, now
         if not view.read_only and any(m.uid > view.max_uid() for m in changes.messages):
             await self.ctx.store.take_recent(view.account, view.name)  # they are \Recent here
@@ -373,6 +339,7 @@ class ImapSession:
                 condstore=self.core.condstore,
             ):
                 self.write(line)
+            return  # catch_up moved HIGHESTMODSEQ (and may have adopted a shared snapshot)
         view.highestmodseq = max(view.highestmodseq, changes.highestmodseq)
 
     def _condstore_on(self) -> None:
@@ -512,10 +479,11 @@ class ImapSession:
         except MailboxError:
             self.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
             return
-        messages = await store.list_messages(self.user, name)
+        messages = await self._snapshot(name, status)
         if read_only:  # EXAMINE sees \Recent without claiming it (RFC 3501 §6.3.2)
             recent = status.recent
-            first_recent = messages[-recent].uid if 0 < recent <= len(messages) else status.uidnext
+            uids = messages.uids
+            first_recent = uids[-recent] if 0 < recent <= len(uids) else status.uidnext
         else:
             first_recent = await store.take_recent(self.user, name)
         view = MailboxView(
@@ -527,6 +495,7 @@ class ImapSession:
             highestmodseq=status.highestmodseq,
             messages=messages,
             first_recent=first_recent,
+            shared=self.ctx.imap,
         )
         view.rev2 = self.core.rev2
         if cmd.condstore or cmd.qresync is not None:
@@ -555,6 +524,28 @@ class ImapSession:
         self.write(
             tagged(tag, "OK", "SELECT completed" if not read_only else "EXAMINE completed", code)
         )
+
+    async def _snapshot(self, name: str, status: MailboxStatus) -> Snapshot:
+        """The mailbox's messages at ``status``'s MODSEQ, shared with other sessions."""
+        assert self.user is not None
+        shared = self.ctx.imap
+        snap = shared.snapshot(self.user, name, status.uidvalidity, status.highestmodseq)
+        if snap is not None:
+            return snap
+        messages = await self.ctx.store.list_messages(self.user, name)
+        snap = Snapshot([m.uid for m in messages], {m.uid: m for m in messages}, 0)
+        # Shared only if nothing committed between the two reads: a commit adds a higher
+        # MODSEQ or (expunge alone) changes the count.
+        if len(messages) == status.messages and all(
+            m.modseq <= status.highestmodseq for m in messages
+        ):
+            snap = shared.publish(
+                self.user,
+                name,
+                status.uidvalidity,
+                Snapshot(snap.uids, snap.info, status.highestmodseq),
+            )
+        return snap
 
     async def _qresync(self, q: c.Qresync) -> None:
         """RFC 7162 §3.2.5: what changed since the client's MODSEQ."""
@@ -800,7 +791,11 @@ class ImapSession:
                     waiters.add(
                         asyncio.ensure_future(
                             self.ctx.store.wait_for_change(
-                                view.account, view.name, view.highestmodseq, _IDLE_POLL
+                                view.account,
+                                view.name,
+                                view.highestmodseq,
+                                _IDLE_POLL,
+                                counter=self.seen_counter,
                             )
                         )
                     )
@@ -1072,6 +1067,45 @@ class ImapSession:
         else:
             self.write(tagged(tag, "OK", "COPY completed", code))
         await on_imap_move(self.ctx, self.user, view.name, target, [p[1] for p in pairs])
+
+
+_HANDLERS: dict[type, Handler] = {
+    c.Capability: ImapSession.cmd_capability,
+    c.Noop: ImapSession.cmd_noop,
+    c.Check: ImapSession.cmd_noop,
+    c.Logout: ImapSession.cmd_logout,
+    c.StartTLS: ImapSession.cmd_starttls,
+    c.Authenticate: ImapSession.cmd_authenticate,
+    c.Login: ImapSession.cmd_login,
+    c.Enable: ImapSession.cmd_enable,
+    c.Select: ImapSession.cmd_select,
+    c.Examine: ImapSession.cmd_select,
+    c.Create: ImapSession.cmd_create,
+    c.Delete: ImapSession.cmd_delete,
+    c.Rename: ImapSession.cmd_rename,
+    c.Subscribe: ImapSession.cmd_subscribe,
+    c.Unsubscribe: ImapSession.cmd_subscribe,
+    c.List: ImapSession.cmd_list,
+    c.Lsub: ImapSession.cmd_lsub,
+    c.Namespace: ImapSession.cmd_namespace,
+    c.Status: ImapSession.cmd_status,
+    c.Idle: ImapSession.cmd_idle,
+    c.Close: ImapSession.cmd_close,
+    c.Unselect: ImapSession.cmd_close,
+    c.Expunge: ImapSession.cmd_expunge,
+    c.UidExpunge: ImapSession.cmd_expunge,
+    c.Search: ImapSession.cmd_search,
+    c.Sort: ImapSession.cmd_sort,
+    c.Thread: ImapSession.cmd_thread,
+    c.Fetch: ImapSession.cmd_fetch,
+    c.Store: ImapSession.cmd_store,
+    c.Copy: ImapSession.cmd_copy,
+    c.Move: ImapSession.cmd_copy,
+    c.Id: ImapSession.cmd_id,
+    c.Compress: ImapSession.cmd_compress,
+    c.GetQuota: ImapSession.cmd_quota,
+    c.GetQuotaRoot: ImapSession.cmd_quota,
+}
 
 
 def _has_descendant(names: Iterable[str], name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
+from correo.server.imap.shared import SharedMailboxes, Snapshot
 from correo.store.api import Changes, MessageInfo
 
 __all__ = ["SYSTEM_FLAGS", "MailboxView", "format_uids"]
@@ -19,6 +20,14 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
 class MailboxView:
+    """One session's selected mailbox, sharing the message list until it must differ.
+
+    ``uids`` and ``info`` start as a :class:`~correo.server.imap.shared.Snapshot`'s and
+    are copied (``_own``) only when this session changes them itself or holds back an
+    expunge; after a full catch-up the view adopts the shared snapshot again, so idle
+    sessions on one mailbox cost no more than their own few fields.
+    """
+
     def __init__(
         self,
         account: str,
@@ -28,8 +37,9 @@ class MailboxView:
         uidvalidity: int,
         uidnext: int,
         highestmodseq: int,
-        messages: Iterable[MessageInfo],
+        messages: Iterable[MessageInfo] | Snapshot,
         first_recent: int,
+        shared: SharedMailboxes | None = None,
     ) -> None:
         self.account = account
         self.name = name
@@ -38,16 +48,50 @@ class MailboxView:
         self.uidnext = uidnext
         self.highestmodseq = highestmodseq
         self.first_recent = first_recent
-        self.uids: list[int] = []
-        self.info: dict[int, MessageInfo] = {}
-        for m in messages:
-            self.uids.append(m.uid)
-            self.info[m.uid] = m
+        self.shared = shared
+        # the snapshot this view reads (None: its own copy); holding it keeps it shared
+        self._snap: Snapshot | None = None
+        if isinstance(messages, Snapshot):
+            self.uids, self.info = messages.uids, messages.info
+            self._snap = messages
+        else:
+            self.uids = []
+            self.info = {}
+            for m in messages:
+                self.uids.append(m.uid)
+                self.info[m.uid] = m
         self.keywords: set[str] = {f for m in self.info.values() for f in m.flags}
         self.keywords.difference_update(SYSTEM_FLAGS)
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # SEARCHRES "$" (RFC 5182), as UIDs
         self.rev2 = False  # IMAP4rev2 has no \Recent (RFC 9051 §2.3.2)
+
+    def _own(self) -> None:
+        """Copy the shared list before this session changes it."""
+        if self._snap is not None:
+            self.uids = list(self.uids)
+            self.info = dict(self.info)
+            self._snap = None
+
+    def share(self) -> None:
+        """Point at the shared snapshot for this view's MODSEQ (publishing ours if none).
+
+        Only valid when the view holds exactly the store's state at ``highestmodseq``:
+        after a catch-up that applied every change and held back no expunge.
+        """
+        if self.shared is None or self.pending_expunge:
+            return
+        snap = self.shared.snapshot(self.account, self.name, self.uidvalidity, self.highestmodseq)
+        if snap is None:
+            self._own()  # the published lists must never change under their readers
+            snap = self.shared.publish(
+                self.account,
+                self.name,
+                self.uidvalidity,
+                Snapshot(self.uids, self.info, self.highestmodseq),
+            )
+        if len(snap.uids) == len(self.uids):
+            self.uids, self.info, self._snap = snap.uids, snap.info, snap
 
     @property
     def exists(self) -> int:
@@ -104,18 +148,29 @@ class MailboxView:
         return self.uids[-1] if self.uids else 0
 
     def update_flags(self, infos: Iterable[MessageInfo]) -> None:
+        """This session's own STORE: its view changes now; HIGHESTMODSEQ does not move,
+        so the next catch-up still sees what other sessions changed in between."""
+        self._own()
         for m in infos:
             if m.uid in self.info:
                 self.info[m.uid] = m
-            if m.modseq > self.highestmodseq:
-                self.highestmodseq = m.modseq
 
     def catch_up(
         self, changes: Changes, *, allow_expunge: bool, qresync: bool, condstore: bool
     ) -> list[bytes]:
         """Apply changes from the store; returns untagged responses to send, in order."""
-        out: list[bytes] = []
-        self.pending_expunge.update(u for u in changes.expunged if u in self.info)
+        gone = {u for u in changes.expunged if u in self.info} | self.pending_expunge
+        if self.shared is not None and (allow_expunge or not gone):
+            highest = max(self.highestmodseq, changes.highestmodseq)
+            snap = self.shared.snapshot(self.account, self.name, self.uidvalidity, highest)
+            if snap is not None:
+                out = self._adopt(snap, changes, sorted(gone), qresync, condstore)
+                if out is not None:
+                    return out
+        out = []
+        if changes.expunged or changes.messages:
+            self._own()
+        self.pending_expunge = gone
         if allow_expunge and self.pending_expunge:
             out += self._announce_expunges(qresync)
         new: list[MessageInfo] = []
@@ -128,22 +183,61 @@ class MailboxView:
                 if old.flags != m.flags and m.uid not in self.pending_expunge:
                     seq = self.seq(m.uid)
                     assert seq is not None
-                    flags = self.flag_list(m.uid)
-                    extra = b" MODSEQ (%d)" % m.modseq if condstore else b""
-                    uid_part = b" UID %d" % m.uid if qresync else b""
-                    out.append(b"* %d FETCH (FLAGS %s%s%s)\r\n" % (seq, flags, uid_part, extra))
+                    out.append(self._flags_fetch(seq, m, qresync, condstore))
             elif m.uid > known_max:
                 new.append(m)
         if new:
             for m in new:
                 self.uids.append(m.uid)
                 self.info[m.uid] = m
-            self.uidnext = max(self.uidnext, self.uids[-1] + 1)
-            out.append(b"* %d EXISTS\r\n" % len(self.uids))
-            if not self.rev2:
-                out.append(b"* %d RECENT\r\n" % self.recent)  # RFC 3501 §7.3.2
+            out += self._grown()
         self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
+        self.share()
         return out
+
+    def _adopt(
+        self, snap: Snapshot, changes: Changes, gone: list[int], qresync: bool, condstore: bool
+    ) -> list[bytes] | None:
+        """Catch up by pointing at ``snap``: the same responses as applying ``changes``
+        to this view, without copying it (the fan-out of one new message to idle sessions).
+        """
+        known_max = self.max_uid()
+        added = sum(1 for m in changes.messages if m.uid > known_max)
+        if len(snap.uids) != len(self.uids) - len(gone) + added:
+            return None  # not the state these changes lead to: take the slow path
+        out: list[bytes] = []
+        if gone and qresync:  # RFC 7162 §3.2.10
+            out.append(b"* VANISHED " + format_uids(gone).encode() + b"\r\n")
+        elif gone:
+            # highest first: removing a higher number leaves the lower ones valid
+            for uid in reversed(gone):
+                out.append(b"* %d EXPUNGE\r\n" % (bisect.bisect_left(self.uids, uid) + 1))
+        out += self.new_keywords(changes.messages)
+        old_info, new_uids, dropped = self.info, snap.uids, set(gone)
+        for m in changes.messages:
+            old = old_info.get(m.uid)
+            if old is not None and m.uid not in dropped and old.flags != m.flags:
+                seq = bisect.bisect_left(new_uids, m.uid) + 1
+                out.append(self._flags_fetch(seq, m, qresync, condstore))
+        self.uids, self.info, self._snap = snap.uids, snap.info, snap
+        self.pending_expunge = set()
+        self.highestmodseq = snap.highestmodseq
+        if added:
+            out += self._grown()
+        return out
+
+    def _grown(self) -> list[bytes]:
+        self.uidnext = max(self.uidnext, self.uids[-1] + 1)
+        out = [b"* %d EXISTS\r\n" % len(self.uids)]
+        if not self.rev2:
+            out.append(b"* %d RECENT\r\n" % self.recent)  # RFC 3501 §7.3.2
+        return out
+
+    def _flags_fetch(self, seq: int, m: MessageInfo, qresync: bool, condstore: bool) -> bytes:
+        flags = self._flag_bytes(m)
+        extra = b" MODSEQ (%d)" % m.modseq if condstore else b""
+        uid_part = b" UID %d" % m.uid if qresync else b""
+        return b"* %d FETCH (FLAGS %s%s%s)\r\n" % (seq, flags, uid_part, extra)
 
     def _announce_expunges(self, qresync: bool) -> list[bytes]:
         gone = sorted(self.pending_expunge)
@@ -163,6 +257,7 @@ class MailboxView:
 
     def expunged_now(self, uids: Iterable[int], qresync: bool) -> list[bytes]:
         """This session's own EXPUNGE: announce at once (RFC 9051 §6.4.3)."""
+        self._own()
         self.pending_expunge.update(u for u in uids if u in self.info)
         return self._announce_expunges(qresync)
 
@@ -173,8 +268,11 @@ class MailboxView:
         self.info.pop(uid, None)
 
     def flag_list(self, uid: int) -> bytes:
-        flags = list(self.info[uid].flags)
-        if not self.rev2 and self.is_recent(uid):
+        return self._flag_bytes(self.info[uid])
+
+    def _flag_bytes(self, m: MessageInfo) -> bytes:
+        flags = list(m.flags)
+        if not self.rev2 and self.is_recent(m.uid):
             flags.append("\\Recent")
         return ("(" + " ".join(flags) + ")").encode()
 

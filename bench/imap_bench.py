@@ -1,6 +1,6 @@
 """IMAP side by side: correo against a private Debian Dovecot on the same machine (issue 3 §5).
 
-    python bench/imap_bench.py [--target correo|dovecot|both] [--messages 10000] [--idle 1000]
+    python bench/imap_bench.py [--target correo|dovecot|both] [--messages 10000] [--idle 1000 10000]
 
 Both servers get the same mailbox: ``--messages`` messages of 2-100 KB (seeded random
 text with one rare word in one message), appended over IMAP. Then, per server, the
@@ -244,7 +244,8 @@ async def _idler(port: int, ready: asyncio.Event, seen: list[float]) -> asyncio.
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await reader.readline()
     writer.write(f'a LOGIN "{USER}" "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
-    while not (line := await asyncio.wait_for(reader.readline(), 30)).startswith(b"+"):
+    # generous: thousands of logins and SELECTs of a 10,000-message mailbox queue up
+    while not (line := await asyncio.wait_for(reader.readline(), 300)).startswith(b"+"):
         if not line or line.startswith(b"* BYE"):
             raise ConnectionError("server refused an IDLE connection")
 
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", choices=["correo", "dovecot", "both"], default="both")
     p.add_argument("--messages", type=int, default=10_000)
-    p.add_argument("--idle", type=int, nargs="*", default=[1000])
+    p.add_argument("--idle", type=int, nargs="*", default=[1000, 10_000])
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/correo-imapbench"))
     a = p.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

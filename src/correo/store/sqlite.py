@@ -574,18 +574,22 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         self, account: str, mailbox: str, modseq: int, timeout: float, counter: int | None = None
     ) -> bool:
         key = (account, mailbox)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(key, set()).add(future)
+        # a bare timer, not asyncio.wait_for: thousands of idle sessions wait here at once
+        timer = loop.call_later(timeout, _expire, future)
         try:
             if counter is None or counter != self._versions.get(key, 0):
                 state = await self.mailbox_state(account, mailbox)
                 if state.highestmodseq > modseq:
                     return True
-            await asyncio.wait_for(future, timeout)
+            await future
             return True
         except TimeoutError:
             return False
         finally:
+            timer.cancel()
             waiters = self._waiters.get(key)
             if waiters is not None:
                 waiters.discard(future)
@@ -806,6 +810,11 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
     def commit_stats(self) -> tuple[int, int]:
         """(batches, writes) committed so far: writes/batches is the group-commit factor."""
         return self._committer.batches, self._committer.writes
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _move_facts(conn: sqlite3.Connection) -> None:

@@ -329,7 +329,12 @@ class ImapSession:
             store, view.account, view.name, view.highestmodseq, counter
         )
         self.seen_counter, self.checked_at = counter, now
-        if not view.read_only and any(m.uid > view.max_uid() for m in changes.messages):
+        top = changes.messages[-1].uid if changes.messages else 0
+        if (
+            not view.read_only
+            and top > view.max_uid()
+            and self.ctx.imap.claims_recent(view.account, view.name, view.uidvalidity, top)
+        ):
             await self.ctx.store.take_recent(view.account, view.name)  # they are \Recent here
         if changes.messages or changes.expunged or view.pending_expunge:
             for line in view.catch_up(

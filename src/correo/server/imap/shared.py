@@ -21,6 +21,7 @@ __all__ = ["SharedMailboxes", "Snapshot"]
 
 _CHANGES_KEPT = 64  # recent change-feed answers remembered, across all mailboxes
 _CHANGES_TTL = 1.0  # seconds: writes by other processes are not counted (see _updates)
+_RECENT_KEPT = 10_000  # mailboxes whose last \\Recent claim is remembered
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -44,6 +45,19 @@ class SharedMailboxes:
         default_factory=weakref.WeakValueDictionary
     )
     _changes: OrderedDict[ChangesKey, tuple[float, Changes]] = field(default_factory=OrderedDict)
+    _recent: OrderedDict[tuple[str, str, int], int] = field(default_factory=OrderedDict)
+
+    def claims_recent(self, account: str, mailbox: str, uidvalidity: int, uid: int) -> bool:
+        """True for the first session here to see ``uid`` arrive: it asks the store to
+        make it \\Recent (RFC 3501 §2.3.2: one session gets it); the others need not ask."""
+        key = (account, mailbox, uidvalidity)
+        if self._recent.get(key, 0) >= uid:
+            return False
+        self._recent[key] = uid
+        self._recent.move_to_end(key)
+        if len(self._recent) > _RECENT_KEPT:
+            self._recent.popitem(last=False)
+        return True
 
     def snapshot(
         self, account: str, mailbox: str, uidvalidity: int, highestmodseq: int

@@ -669,8 +669,9 @@ def _list(r: Reader, o: ParseOptions) -> Command:
         selection = frozenset(_paren_keywords(r, allow_empty=True))
         if not selection <= _SELECTION:
             raise ParseError("unknown LIST selection option")
-        if selection == {"RECURSIVEMATCH"}:
-            raise ParseError("RECURSIVEMATCH needs another selection option")  # RFC 5258 §3
+        if "RECURSIVEMATCH" in selection and selection <= {"RECURSIVEMATCH", "REMOTE"}:
+            # RFC 5258 §3: RECURSIVEMATCH needs a selection option other than REMOTE
+            raise ParseError("RECURSIVEMATCH needs another selection option")
         r.sp()
     reference = _mailbox(r, o)
     r.sp()

@@ -10,6 +10,7 @@ our own code inject a response.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -30,6 +31,7 @@ __all__ = [
     "fetch_response",
     "flags_line",
     "format_internal_date",
+    "internal_datetime",
     "list_response",
     "literal",
     "mailbox_name",
@@ -259,18 +261,37 @@ def vanished(uids: Iterable[int], earlier: bool = False) -> bytes:
     return lead + text.encode() + CRLF
 
 
-def format_internal_date(ts: dt.datetime | float) -> bytes:
-    """Quoted ``"17-Jul-1996 02:44:25 -0700"`` (RFC 9051 §9 date-time); floats are UTC."""
-    when = ts if isinstance(ts, dt.datetime) else dt.datetime.fromtimestamp(ts, dt.UTC)
+@functools.lru_cache(maxsize=256)
+def _zone(minutes: int) -> dt.tzinfo:
+    if minutes == 0 or not -1440 < minutes < 1440:
+        return dt.UTC
+    return dt.timezone(dt.timedelta(minutes=minutes))
+
+
+def internal_datetime(ts: float, zone: int = 0) -> dt.datetime:
+    """A stored INTERNALDATE (UTC timestamp, zone in minutes east of UTC) as the client set it.
+
+    RFC 9051 §6.4.4: SEARCH BEFORE/ON/SINCE compare the date of this value, in its own zone.
+    """
+    return dt.datetime.fromtimestamp(ts, _zone(zone))
+
+
+def format_internal_date(ts: dt.datetime | float, zone: int = 0) -> bytes:
+    """Quoted ``"17-Jul-1996 02:44:25 -0700"`` (RFC 9051 §9 date-time).
+
+    A float is a UTC timestamp shown in ``zone`` (minutes east of UTC): RFC 9051 §2.3.3
+    returns INTERNALDATE in the zone APPEND gave it.
+    """
+    when = ts if isinstance(ts, dt.datetime) else internal_datetime(ts, zone)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     offset = when.utcoffset() or dt.timedelta(0)
     minutes = int(offset.total_seconds()) // 60
     sign = "-" if minutes < 0 else "+"
     minutes = abs(minutes)
-    zone = f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
     text = (
         f'"{when.day:2d}-{_MONTHS[when.month - 1]}-{when.year:04d} '
-        f'{when.hour:02d}:{when.minute:02d}:{when.second:02d} {zone}"'
+        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} "
+        f'{sign}{minutes // 60:02d}{minutes % 60:02d}"'
     )
     return text.encode("ascii")

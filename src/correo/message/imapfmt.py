@@ -18,10 +18,11 @@ import binascii
 import re
 
 from .mime import Address, Params, split_header_fields
-from .structure import Envelope, Part
+from .structure import Envelope, Part, parse_structure
 
 __all__ = [
     "TransferDecoder",
+    "base64_binary_parts",
     "bodystructure",
     "decode_transfer",
     "envelope",
@@ -289,9 +290,26 @@ def _b64(data: bytes) -> bytes:
     return out
 
 
+_QP_BAD_EQ = re.compile(rb"=(?![0-9A-Fa-f]{2})")
+
+
 def _qp(data: bytes) -> bytes:
-    """Tolerant quoted-printable (RFC 2045 §6.7); bare-LF soft breaks too."""
-    return binascii.a2b_qp(data)
+    """Quoted-printable as RFC 2045 §6.7 reads it, tolerant of what it asks to tolerate.
+
+    Per line (CRLF or bare LF): trailing blanks were added in transport and go (rule 3);
+    a final ``=`` is a soft break, also when blanks follow it (rule 5); hard breaks
+    come out as CRLF. ``=`` without two hex digits stays literal (note 1), lowercase
+    hex is accepted (note 2). The escapes themselves are left to binascii (C).
+    """
+    lines = data.split(b"\n")
+    last = lines.pop()  # after the last LF: empty, or a line without its end yet
+    out: list[bytes] = []
+    for line in lines:
+        line = line.rstrip(b" \t\r")
+        out.append(line[:-1] if line[-1:] == b"=" else line + b"\r\n")
+    last = last.rstrip(b" \t\r")
+    out.append(last[:-1] if last[-1:] == b"=" else last)
+    return binascii.a2b_qp(_QP_BAD_EQ.sub(b"=3D", b"".join(out)))
 
 
 def decode_transfer(data: bytes, cte: str | None) -> bytes:
@@ -330,8 +348,11 @@ class TransferDecoder:
             buf = self._buf + data
             cut = buf.rfind(b"\n") + 1
             if not cut and len(buf) > 65536:
-                eq = buf.find(b"=", len(buf) - 2)
-                cut = eq if eq >= 0 else len(buf)
+                # an overlong line: cut before its trailing blanks and any "=", which
+                # mean something only once the line's end is known (RFC 2045 §6.7)
+                cut = len(buf.rstrip(b" \t\r"))
+                eq = buf.find(b"=", max(cut - 2, 0), cut)
+                cut = (eq if eq >= 0 else cut) or len(buf)  # all blanks: bounded anyway
             self._buf = buf[cut:]
             return _qp(buf[:cut]) if cut else b""
         return bytes(data)
@@ -343,3 +364,47 @@ class TransferDecoder:
         if self._kind == "quoted-printable":
             return _qp(buf)
         return b""
+
+
+_CTE_FIELD = re.compile(rb"(?im)^content-transfer-encoding[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*")
+
+
+def _leaves(part: Part) -> list[Part]:
+    if part.is_multipart:
+        return [leaf for child in part.children for leaf in _leaves(child)]
+    if part.message is not None:
+        return _leaves(part.message)
+    return [part]
+
+
+def base64_binary_parts(data: bytes) -> bytes | None:
+    """The message with every leaf part whose body holds NUL re-encoded as base64.
+
+    RFC 9051 §4.3 lets unencoded binary reach a client only in a BINARY[] literal8, and
+    §6.3.12 lets a server store APPEND data under a reversible transfer encoding: so
+    BODY[] stays a plain literal and BINARY[] still returns the original octets.
+    None when no part needs it.
+    """
+    if b"\x00" not in data:
+        return None
+    tree = parse_structure(data)
+    out = data
+    changed = False
+    for leaf in sorted(_leaves(tree), key=lambda p: p.header_start, reverse=True):
+        body = data[leaf.header_end : leaf.body_end]
+        if b"\x00" not in body:
+            continue
+        header = _CTE_FIELD.sub(b"", data[leaf.header_start : leaf.header_end])
+        blank = 2 if header.endswith(b"\r\n") else 1 if header.endswith(b"\n") else 0
+        if header[:-blank].endswith(b"\n") or len(header) == blank:
+            at = len(header) - blank
+        else:  # no blank line ended the header: the body began right after it
+            at, header = len(header), header + b"\r\n"
+        header = header[:at] + b"Content-Transfer-Encoding: base64\r\n" + header[at:]
+        encoded = binascii.b2a_base64(body, newline=False)
+        lines = b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+        if leaf.body_end == len(data):
+            lines += b"\r\n"
+        out = out[: leaf.header_start] + header + lines + out[leaf.body_end :]
+        changed = True
+    return out if changed else None

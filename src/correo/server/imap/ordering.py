@@ -17,32 +17,49 @@ from correo.store.api import MailStore
 
 __all__ = ["base_subject", "sort_uids", "thread_uids"]
 
+# RFC 5256 §5 ABNF: subj-blob, subj-refwd, subj-leader, subj-trailer
+_BLOB = r"\[[^\[\]]*\][ \t]*"
+_LEADER = re.compile(rf"(?:{_BLOB})*(?:re|fwd?)[ \t]*(?:{_BLOB})?:|[ \t]+", re.IGNORECASE)
+_BLOB_RE = re.compile(_BLOB)
+_TRAILERS = re.compile(r"(?:\(fwd\)|[ \t])+$", re.IGNORECASE)
+# kept for THREAD=REFERENCES: is a subject a reply or a forward (RFC 5256 §4 step 5)?
 _PREFIX = re.compile(r"^(?:\s*(?:re|fwd?)\s*(?:\[[^\]]*\])?\s*:|\s*\[[^\]]*\])", re.IGNORECASE)
 _TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.IGNORECASE)
+# i;ascii-casemap (RFC 4790 §9.2), the collation of RFC 5256 §2.1: a-z as A-Z, nothing else
+_CASEMAP = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def base_subject(subject: str | None) -> str:
-    """RFC 5256 §2.1: the subject without Re:/Fwd:/[list] prefixes and (fwd) trailers."""
-    text = " ".join(decode_header(subject or "").split())
+    """RFC 5256 §2.1 base subject, in i;ascii-casemap form for comparing."""
+    text = " ".join(decode_header(subject or "").split())  # step 1
     while True:
-        before = text
-        text = _TRAILER.sub("", text)
-        stripped = _PREFIX.sub("", text, count=1).strip()
-        if stripped or not text:
-            text = stripped
-        if text.lower().startswith("[fwd:") and text.endswith("]"):
-            text = text[5:-1].strip()
-        if text == before:
-            return text.casefold()
+        text = _TRAILERS.sub("", text)  # step 2
+        while True:  # steps 3-5
+            m = _LEADER.match(text)
+            if m is not None and m.end():
+                text = text[m.end() :]
+                continue
+            m = _BLOB_RE.match(text)
+            if m is not None and m.end() < len(text):  # step 4: a non-empty base remains
+                text = text[m.end() :]
+                continue
+            break
+        if text[:5].lower() == "[fwd:" and text.endswith("]"):  # step 6
+            text = text[5:-1]
+            continue
+        return text.translate(_CASEMAP)
 
 
 def _first_mailbox(addrs: tuple[Address, ...] | None, display: bool) -> str:
+    """RFC 5256 §3: the addr-mailbox of the first address (a group's name when the list
+    starts with a group); RFC 5957 §3: DISPLAY* use its display name, else mailbox@host."""
     for a in addrs or ():
-        if a.mailbox is None or a.host is None:
-            continue  # group markers
         if display and a.name:
-            return decode_header(a.name).casefold()
-        return (a.mailbox or "").casefold()
+            return decode_header(a.name).translate(_CASEMAP)
+        text = a.mailbox or ""
+        if display and a.host:
+            text += "@" + a.host
+        return text.translate(_CASEMAP)
     return ""
 
 

@@ -200,8 +200,8 @@ def test_append_appenduid_and_multiappend(server: Server) -> None:
     raw.close()
     client.select(box)
     data = _ok(client.fetch("1:*", "(FLAGS INTERNALDATE)"))
-    # the same instant; the server keeps internal dates in UTC
-    assert b"$Work" in data[0] and b'" 5-Feb-2024 12:14:15 +0000"' in data[0]  # type: ignore[operator]
+    # RFC 9051 §2.3.3: the date comes back in the zone APPEND gave
+    assert b"$Work" in data[0] and b'" 5-Feb-2024 13:14:15 +0100"' in data[0]  # type: ignore[operator]
     assert b"\\Seen" in data[1] and b"\\Seen" not in data[2]  # type: ignore[operator]
     client.logout()
 

@@ -384,3 +384,113 @@ def test_text_index_candidates_superset_and_unindexed(
         await store.close()
 
     run(go())
+
+
+# -- subscriptions and INTERNALDATE zones (schema 3) ------------------------------------
+
+
+def test_subscriptions_are_names_that_outlive_their_mailbox(
+    factory: Factory, tmp_path: Path
+) -> None:
+    """RFC 9051 §6.3.7: deleting a mailbox keeps its subscription; CREATE makes none."""
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Mine", subscribe=False)
+        await store.create_mailbox("a@x.test", "Sent", "\\Sent")  # server-made: subscribed
+        assert await store.list_subscriptions("a@x.test") == ["INBOX", "Sent"]
+        boxes = {b.name: b.subscribed for b in await store.list_mailboxes("a@x.test")}
+        assert boxes == {"INBOX": True, "Mine": False, "Sent": True}
+        await store.set_subscribed("a@x.test", "Mine", True)
+        await store.set_subscribed("a@x.test", "Nowhere/yet", True)  # need not exist
+        await store.delete_mailbox("a@x.test", "Mine")
+        assert await store.list_subscriptions("a@x.test") == [
+            "INBOX",
+            "Mine",
+            "Nowhere/yet",
+            "Sent",
+        ]
+        await store.set_subscribed("a@x.test", "Mine", False)
+        await store.set_subscribed("a@x.test", "Mine", False)  # idempotent
+        assert "Mine" not in await store.list_subscriptions("a@x.test")
+        # a client's RENAME carries the subscriptions of the mailbox and its children
+        await store.create_mailbox("a@x.test", "Work/Deep")
+        await store.rename_mailbox("a@x.test", "Work", "Job")
+        subs = await store.list_subscriptions("a@x.test")
+        assert "Job/Deep" in subs and "Work/Deep" not in subs
+        await store.delete_account("a@x.test")
+        assert await store.list_subscriptions("a@x.test") == []
+        await store.close()
+
+    run(go())
+
+
+def test_internal_date_keeps_its_zone_through_copy_and_flags(
+    factory: Factory, tmp_path: Path
+) -> None:
+    """RFC 9051 §2.3.3: the zone APPEND gave is kept; deliveries get the server's zone."""
+    from correo.store.api import local_zone
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Other")
+        spool = store.new_spool()
+        spool.write(b"Subject: z\r\n\r\nbody\r\n")
+        await store.deliver(
+            spool,
+            Envelope(""),
+            [DeliveryTarget("a@x.test")],
+            internal_date=837596665.0,
+            internal_zone=-420,
+        )
+        await put(store, b"Subject: smtp\r\n\r\nx\r\n", [DeliveryTarget("a@x.test")])
+        first, second = await store.list_messages("a@x.test")
+        assert (first.internal_date, first.zone) == (837596665.0, -420)
+        assert second.zone == local_zone(second.internal_date)
+        changed, _ = await store.store_flags("a@x.test", "INBOX", [1], "add", ["\\Seen"])
+        assert changed[0].zone == -420
+        await store.copy_messages("a@x.test", "INBOX", [1], "Other")
+        (copied,) = await store.list_messages("a@x.test", "Other")
+        assert copied.zone == -420
+        feed = await store.changes_since("a@x.test", "INBOX", 0)
+        assert {m.uid: m.zone for m in feed.messages}[1] == -420
+        await store.close()
+
+    run(go())
+
+
+def test_schema_2_store_is_migrated_on_open(tmp_path: Path) -> None:
+    """Subscription marks become rows; old messages get zone 0 (+0000)."""
+    import sqlite3
+
+    async def make() -> None:
+        store = SqliteStore(tmp_path)
+        await store.open()
+        await store.create_mailbox("a@x.test", "Kept")
+        await store.create_mailbox("a@x.test", "Dropped")
+        await put(store, b"Subject: old\r\n\r\nx\r\n", [DeliveryTarget("a@x.test")])
+        await store.close()
+
+    run(make())
+    conn = sqlite3.connect(tmp_path / "mail.db")
+    conn.execute("DROP TABLE subscriptions")
+    conn.execute("ALTER TABLE messages DROP COLUMN zone")
+    conn.execute("UPDATE mailboxes SET subscribed = (name != 'Dropped')")
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+
+    async def check() -> None:
+        store = SqliteStore(tmp_path)
+        await store.open()
+        assert await store.list_subscriptions("a@x.test") == ["INBOX", "Kept"]
+        (info,) = await store.list_messages("a@x.test")
+        assert info.zone == 0
+        await store.close()
+
+    run(check())
+    conn = sqlite3.connect(tmp_path / "mail.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()

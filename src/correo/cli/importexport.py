@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from correo.delivery.facts import FactsBuilder
+from correo.delivery.textindex import index_delivered, indexer_for
 from correo.directory import Directory
 from correo.mua.mailfile import (
     LocalMessage,
@@ -170,6 +171,7 @@ async def _import(
             progress.finish()
             added += a
             skipped += s
+        await indexer_for(store).drain()
     finally:
         await store.close()
     return added, skipped
@@ -202,6 +204,7 @@ async def _import_folder(
             facts=facts,
             internal_date=msg.internal_date,
         )
+        index_delivered(store, delivered)  # SEARCH TEXT index, drained before closing
         return delivered.uids[0][1], digest
 
     async def settle(last: bool) -> None:

@@ -29,6 +29,7 @@ from correo import sieve
 from correo.config import Config
 from correo.delivery.autoreply import rejection_message, vacation_message
 from correo.delivery.facts import FactsBuilder, shift_facts
+from correo.delivery.textindex import index_delivered
 from correo.directory import Directory
 from correo.dns import Resolver
 from correo.junk import JunkFilter, Verdict, strip_spam_headers, tokenize
@@ -367,6 +368,7 @@ class LocalDelivery:
                     facts=facts,
                 )
             first = False
+            index_delivered(self.store, delivered)  # SEARCH TEXT index, in the background
             if delivered.queue_id is not None:
                 queue_id = delivered.queue_id
         if queue_id is not None and self.wakeup is not None:

@@ -13,7 +13,8 @@ commit) so this costs one disk flush per batch, not per message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+import time
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +38,7 @@ __all__ = [
     "RecipientUpdate",
     "Spool",
     "StoreError",
+    "local_zone",
 ]
 
 INBOX = "INBOX"
@@ -88,11 +90,20 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class MessageInfo:
+    """``internal_date`` is a UTC timestamp; ``zone`` its offset in minutes east of UTC,
+    as APPEND gave it (RFC 9051 §2.3.3: INTERNALDATE is returned as it was set)."""
+
     uid: int
     size: int
     internal_date: float
     flags: tuple[str, ...] = ()
     modseq: int = 0
+    zone: int = 0
+
+
+def local_zone(when: float) -> int:
+    """The server's UTC offset in minutes at ``when``: the zone of a delivery's INTERNALDATE."""
+    return time.localtime(when).tm_gmtoff // 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +254,12 @@ class MailStore(Protocol):
         queue_skip: int = 0,
         facts: MessageFacts | None = None,
         internal_date: float | None = None,
+        internal_zone: int | None = None,
     ) -> Delivered:
         """File one message, atomically and durably, for every target and the queue.
+
+        ``internal_zone``: minutes east of UTC to show INTERNALDATE in (APPEND's own);
+        None means the server's local zone at ``internal_date`` (SMTP, LMTP deliveries).
 
         The queued copy omits the spool's first ``queue_skip`` bytes (the Return-Path
         that only final delivery adds, RFC 5321 §4.4).
@@ -269,6 +284,12 @@ class MailStore(Protocol):
         """Stream bytes ``start``..``end`` of a message; StoreError if it no longer exists."""
         ...
 
+    async def read_inline(self, account: str, mailbox: str, uid: int) -> bytes | None:
+        """The whole message if the store keeps it inline (small: one indexed read, no
+        chunks), else None: stream it with :meth:`read_message`. StoreError if it is gone.
+        """
+        ...
+
     async def expunge(self, account: str, mailbox: str, uids: Sequence[int]) -> int:
         """Remove messages durably; returns how many were removed."""
         ...
@@ -289,8 +310,15 @@ class MailStore(Protocol):
 
     async def list_mailboxes(self, account: str) -> list[MailboxInfo]: ...
 
-    async def create_mailbox(self, account: str, name: str, special_use: str | None = None) -> None:
-        """Raises MailboxError (code ALREADYEXISTS) when it exists."""
+    async def create_mailbox(
+        self, account: str, name: str, special_use: str | None = None, subscribe: bool = True
+    ) -> None:
+        """Raises MailboxError (code ALREADYEXISTS) when it exists.
+
+        ``subscribe``: mailboxes the server creates (delivery, special-use, import) are
+        subscribed so LSUB clients see them; IMAP CREATE passes False (RFC 9051 §6.3.4
+        creates no subscription).
+        """
         ...
 
     async def delete_mailbox(self, account: str, name: str) -> None: ...
@@ -299,7 +327,14 @@ class MailStore(Protocol):
         """Renames ``old`` and its children; renaming INBOX moves its messages (§6.3.6)."""
         ...
 
-    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None: ...
+    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        """Subscriptions are names, not mailboxes: any name may be subscribed, and deleting
+        a mailbox keeps its subscription (RFC 9051 §6.3.7)."""
+        ...
+
+    async def list_subscriptions(self, account: str) -> list[str]:
+        """Every subscribed name, sorted, whether or not the mailbox exists."""
+        ...
 
     async def mailbox_status(self, account: str, mailbox: str) -> MailboxStatus: ...
 
@@ -308,9 +343,13 @@ class MailStore(Protocol):
         ...
 
     async def fetch_facts(
-        self, account: str, mailbox: str, uids: Sequence[int]
+        self, account: str, mailbox: str, uids: Sequence[int], *, tree: bool = True
     ) -> dict[int, MessageFacts]:
-        """Stored structure facts by UID (messages stored without facts are absent)."""
+        """Stored structure facts by UID (messages stored without facts are absent).
+
+        ``tree=False`` leaves the part tree out (``b""``): ENVELOPE and BODYSTRUCTURE
+        alone need not read it.
+        """
         ...
 
     async def save_facts(self, account: str, mailbox: str, uid: int, facts: MessageFacts) -> None:
@@ -361,6 +400,10 @@ class MailStore(Protocol):
 
     async def index_text(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
         """Record the searchable text of messages by UID for :meth:`text_candidates`."""
+        ...
+
+    async def index_texts(self, texts: Mapping[tuple[str, str], Mapping[int, str]]) -> None:
+        """:meth:`index_text` for many (account, mailbox) at once, as one index write."""
         ...
 
     async def queue_list(self) -> list[QueueEntry]: ...

@@ -9,7 +9,7 @@ changes (RFC 7162 §3.1 needs it strictly greater than every earlier one, not un
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from correo.store.api import (
@@ -23,9 +23,10 @@ from correo.store.api import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from typing import Any
 
-    from correo.store.committer import AfterCommit, GroupCommitter
+    from correo.store.committer import AfterCommit, GroupCommitter, WriteOp
 
 __all__ = ["SYSTEM_FLAGS", "MailboxOps", "normalize_flags"]
 
@@ -53,6 +54,7 @@ class MailboxOps:
     if TYPE_CHECKING:
         _mailbox_ids: dict[tuple[str, str], int]
         _text_committer: GroupCommitter
+        _loop: asyncio.AbstractEventLoop | None
 
         def _reader(self) -> sqlite3.Connection: ...
         async def _read(self, fn: Any, *args: Any) -> Any: ...
@@ -90,8 +92,10 @@ class MailboxOps:
             return [
                 MailboxInfo(name, special, bool(sub))
                 for name, special, sub in self._reader().execute(
-                    "SELECT m.name, m.special_use, m.subscribed FROM mailboxes m"
-                    " JOIN accounts a ON a.id = m.account_id WHERE a.name=? ORDER BY m.name",
+                    "SELECT m.name, m.special_use, s.name IS NOT NULL FROM mailboxes m"
+                    " JOIN accounts a ON a.id = m.account_id LEFT JOIN subscriptions s"
+                    " ON s.account_id = m.account_id AND s.name = m.name"
+                    " WHERE a.name=? ORDER BY m.name",
                     (account,),
                 )
             ]
@@ -99,7 +103,9 @@ class MailboxOps:
         result: list[MailboxInfo] = self._read_now(read)
         return result
 
-    async def create_mailbox(self, account: str, name: str, special_use: str | None = None) -> None:
+    async def create_mailbox(
+        self, account: str, name: str, special_use: str | None = None, subscribe: bool = True
+    ) -> None:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
             if self._find_mailbox(conn, account, name) is not None:
                 raise MailboxError(f"mailbox {name} already exists", "ALREADYEXISTS")
@@ -119,6 +125,11 @@ class MailboxOps:
                             special_use if path == name else None,
                         ),
                     )
+            if subscribe:
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
+                    (account_id, name),
+                )
             return None, []
 
         await self._write(op)
@@ -142,7 +153,11 @@ class MailboxOps:
             conn.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
             self._forget_names(account)
-            return None, [self._unlink_later(freed), self._notify_later([(account, name)])]
+            return None, [
+                self._unlink_later(freed),
+                self._notify_later([(account, name)]),
+                self._text_later(_forget_text(mailbox_id, None)),  # the text index rows
+            ]
 
         await self._write(op)
 
@@ -177,19 +192,49 @@ class MailboxOps:
                 conn.execute(
                     "UPDATE mailboxes SET name=? WHERE id=?", (new + name[len(old) :], mailbox_id)
                 )
+                # The client renamed it: its subscription follows (only a server-made
+                # removal is forbidden, RFC 9051 §6.3.7).
+                if conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id=? AND name=? RETURNING 1",
+                    (account_id, name),
+                ).fetchone():
+                    conn.execute(
+                        "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
+                        (account_id, new + name[len(old) :]),
+                    )
             return None, [self._notify_later([(account, old)])]
 
         await self._write(op)
 
     async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
-            mailbox_id = self._box(conn, account, name)
-            conn.execute(
-                "UPDATE mailboxes SET subscribed=? WHERE id=?", (int(subscribed), mailbox_id)
-            )
+            account_id = self._account_id(conn, account, create=True)
+            if subscribed:
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
+                    (account_id, name),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name)
+                )
             return None, []
 
         await self._write(op)
+
+    async def list_subscriptions(self, account: str) -> list[str]:
+        def read() -> list[str]:
+            return [
+                name
+                for (name,) in self._reader().execute(
+                    "SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id"
+                    " WHERE a.name=? ORDER BY s.name",
+                    (account,),
+                )
+            ]
+
+        result: list[str] = self._read_now(read)
+        return result
 
     async def mailbox_status(self, account: str, mailbox: str) -> MailboxStatus:
         def read() -> MailboxStatus:
@@ -245,9 +290,11 @@ class MailboxOps:
         return first
 
     async def fetch_facts(
-        self, account: str, mailbox: str, uids: Sequence[int]
+        self, account: str, mailbox: str, uids: Sequence[int], *, tree: bool = True
     ) -> dict[int, MessageFacts]:
-        wanted = list(uids)
+        wanted = sorted(set(uids))
+        # without the part tree (the largest column) when the caller needs no sections
+        columns = "f.envelope, f.bodystructure, f.body, " + ("f.tree" if tree else "x''")
 
         def read() -> dict[int, MessageFacts]:
             conn = self._reader()
@@ -257,15 +304,24 @@ class MailboxOps:
             out: dict[int, MessageFacts] = {}
             for start in range(0, len(wanted), 500):
                 batch = wanted[start : start + 500]
-                marks = ",".join("?" * len(batch))
-                for uid, env, bs, body, tree, sent in conn.execute(
+                lo, hi = batch[0], batch[-1]
+                args: tuple[int, ...]
+                if hi - lo < 2 * len(batch):
+                    # dense UIDs (1:*, a sync): one range scan beats 500 index probes
+                    where, args = "m.uid BETWEEN ? AND ?", (mailbox_id, lo, hi)
+                    keep: set[int] | None = set(batch) if hi - lo + 1 != len(batch) else None
+                else:
+                    marks = ",".join("?" * len(batch))
+                    where, args, keep = f"m.uid IN ({marks})", (mailbox_id, *batch), None
+                for uid, env, bs, body, tr, sent in conn.execute(
                     # facts live apart from blobs: reading them skips the inline body
-                    "SELECT m.uid, f.envelope, f.bodystructure, f.body, f.tree, f.sent_date"
-                    f" FROM messages m JOIN blob_facts f ON f.blob_id = m.blob_id"
-                    f" WHERE m.mailbox_id=? AND m.uid IN ({marks})",
-                    (mailbox_id, *batch),
+                    f"SELECT m.uid, {columns}, f.sent_date FROM messages m"
+                    f" JOIN blob_facts f ON f.blob_id = m.blob_id"
+                    f" WHERE m.mailbox_id=? AND {where}",
+                    args,
                 ):
-                    out[uid] = MessageFacts(env, bs, body, tree, sent)
+                    if keep is None or uid in keep:
+                        out[uid] = MessageFacts(env, bs, body, tr, sent)
             return out
 
         result: dict[int, MessageFacts] = self._read_now(read)
@@ -311,13 +367,13 @@ class MailboxOps:
             conn: sqlite3.Connection,
         ) -> tuple[tuple[list[MessageInfo], list[int]], list[AfterCommit]]:
             mailbox_id = self._box(conn, account, mailbox)
-            changed: list[tuple[int, int, float, tuple[str, ...]]] = []
+            changed: list[tuple[int, int, float, tuple[str, ...], int]] = []
             failed: list[int] = []
             for start in range(0, len(wanted), 500):
                 batch = wanted[start : start + 500]
                 marks = ",".join("?" * len(batch))
-                for uid, size, date, text, modseq in conn.execute(
-                    "SELECT uid, size, internal_date, flags, modseq FROM messages"
+                for uid, size, date, text, modseq, zone in conn.execute(
+                    "SELECT uid, size, internal_date, flags, modseq, zone FROM messages"
                     f" WHERE mailbox_id=? AND uid IN ({marks}) ORDER BY uid",
                     (mailbox_id, *batch),
                 ).fetchall():
@@ -332,15 +388,18 @@ class MailboxOps:
                     else:
                         new = tuple(f for f in current if f.lower() not in given_keys)
                     if new != current:
-                        changed.append((uid, size, date, new))
+                        changed.append((uid, size, date, new, zone))
             if not changed:
                 return ([], failed), []
             modseq = self._new_modseq(conn, mailbox_id)
             conn.executemany(
                 "UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
-                [(" ".join(new), modseq, mailbox_id, uid) for uid, _, _, new in changed],
+                [(" ".join(new), modseq, mailbox_id, uid) for uid, _, _, new, _ in changed],
             )
-            infos = [MessageInfo(uid, size, date, new, modseq) for uid, size, date, new in changed]
+            infos = [
+                MessageInfo(uid, size, date, new, modseq, zone)
+                for uid, size, date, new, zone in changed
+            ]
             return (infos, failed), [self._notify_later([(account, mailbox)])]
 
         result: tuple[list[MessageInfo], list[int]] = await self._write(op)
@@ -361,7 +420,7 @@ class MailboxOps:
             batch = list(uids[start : start + 500])
             marks = ",".join("?" * len(batch))
             rows += conn.execute(
-                "SELECT uid, blob_id, size, internal_date, flags FROM messages"
+                "SELECT uid, blob_id, size, internal_date, flags, zone FROM messages"
                 f" WHERE mailbox_id=? AND uid IN ({marks}) ORDER BY uid",
                 (source, *batch),
             ).fetchall()
@@ -372,12 +431,12 @@ class MailboxOps:
             " RETURNING uidnext-?, highestmodseq",
             (len(rows), target, len(rows)),
         ).fetchone()
-        for offset, (uid, blob_id, size, date, flags) in enumerate(rows):
+        for offset, (uid, blob_id, size, date, flags, zone) in enumerate(rows):
             new_uid = first_uid + offset
             conn.execute(
                 "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags,"
-                " modseq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (target, new_uid, blob_id, size, date, flags, modseq),
+                " modseq, zone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (target, new_uid, blob_id, size, date, flags, modseq, zone),
             )
             pairs.append((uid, new_uid))
         blob_ids = [r[1] for r in rows]
@@ -413,7 +472,8 @@ class MailboxOps:
                 return [], []
             pairs = self._copy(conn, src, wanted, dst, move=move)
             touched = [(account, target)] + ([(account, source)] if move else [])
-            return pairs, [self._notify_later(touched)]
+            copied = self._text_copied(conn, src, dst, pairs, move)  # the text index follows
+            return pairs, [self._notify_later(touched), copied]
 
         result: list[tuple[int, int]] = await self._write(op)
         return result
@@ -430,9 +490,9 @@ class MailboxOps:
                 raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
             mailbox_id, highest = row
             messages = tuple(
-                MessageInfo(uid, size, date, _flags(flags), ms)
-                for uid, size, date, flags, ms in conn.execute(
-                    "SELECT uid, size, internal_date, flags, modseq FROM messages"
+                MessageInfo(uid, size, date, _flags(flags), ms, zone)
+                for uid, size, date, flags, ms, zone in conn.execute(
+                    "SELECT uid, size, internal_date, flags, modseq, zone FROM messages"
                     " WHERE mailbox_id=? AND modseq > ? ORDER BY uid",
                     (mailbox_id, modseq),
                 )
@@ -459,10 +519,12 @@ class MailboxOps:
         The first set is a superset of the true matches: the trigram index can only say
         "all trigrams occur somewhere", so callers verify each candidate; messages not
         indexed yet are always candidates (the second set is a subset of the first).
+        Rows of messages gone meanwhile (an expunge by another process, a crash before
+        the index caught up) are dropped in the background.
         """
         grams = _trigrams(needles)
 
-        def read() -> tuple[set[int], set[int]]:
+        def read() -> tuple[set[int], set[int], tuple[int, int] | None, set[int]]:
             conn = self._reader()
             row = conn.execute(
                 "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a"
@@ -470,20 +532,21 @@ class MailboxOps:
                 (account, mailbox),
             ).fetchone()
             if row is None:
-                return set(), set()
-            key = (row[0], row[1])
-            present = {
-                r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id=?", key[:1])
-            }
+                return set(), set(), None, set()
+            key = (int(row[0]), int(row[1]))
+            # Index first: a message indexed between the two reads must not look stale.
             indexed = {
                 r[0]
                 for r in conn.execute(
                     "SELECT uid FROM text.docs WHERE mailbox_id=? AND uidvalidity=?", key
                 )
             }
-            unindexed = present - indexed
+            present = {
+                r[0] for r in conn.execute("SELECT uid FROM messages WHERE mailbox_id=?", key[:1])
+            }
+            unindexed, stale = present - indexed, indexed - present
             if not grams:
-                return present, unindexed
+                return present, unindexed, key, stale
             query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
             hits = {
                 r[0]
@@ -493,46 +556,149 @@ class MailboxOps:
                     (*key, query),
                 )
             }
-            return (hits & present) | unindexed, unindexed
+            return (hits & present) | unindexed, unindexed, key, stale
 
-        result: tuple[set[int], set[int]] = await self._read(read)
-        return result
+        maybe, unindexed, key, stale = await self._read(read)
+        if key is not None and stale:
+            self._text_submit(_forget_text(key[0], sorted(stale)))
+        return maybe, unindexed
 
     async def index_text(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
         """Index the searchable text of messages (by UID); already indexed ones are kept."""
-        items = sorted(texts.items())
-        if not items:
+        await self.index_texts({(account, mailbox): texts})
+
+    async def index_texts(self, texts: Mapping[tuple[str, str], Mapping[int, str]]) -> None:
+        """One index write for many mailboxes: one FTS5 segment per batch, not per message."""
+        wanted = [(key, sorted(items.items())) for key, items in texts.items() if items]
+        if not wanted:
             return
 
-        def locate() -> tuple[int, int] | None:
-            row = (
-                self._reader()
-                .execute(
+        def locate() -> list[tuple[int, int, list[tuple[int, str]]]]:
+            conn = self._reader()
+            out = []
+            for (account, mailbox), items in wanted:
+                row = conn.execute(
                     "SELECT m.id, m.uidvalidity FROM mailboxes m JOIN accounts a"
                     " ON a.id = m.account_id WHERE a.name=? AND m.name=?",
                     (account, mailbox),
-                )
-                .fetchone()
-            )
-            return None if row is None else (int(row[0]), int(row[1]))
+                ).fetchone()
+                if row is not None:
+                    out.append((int(row[0]), int(row[1]), items))
+            return out
 
-        key: tuple[int, int] | None = self._read_now(locate)
-        if key is None:
+        located: list[tuple[int, int, list[tuple[int, str]]]] = self._read_now(locate)
+        if not located:
             return
 
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
-            for uid, text in items:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO docs (mailbox_id, uidvalidity, uid) VALUES (?, ?, ?)",
-                    (*key, uid),
-                )
-                if cur.rowcount:
-                    conn.execute(
-                        "INSERT INTO body (rowid, text) VALUES (?, ?)", (cur.lastrowid, text)
+            for mailbox_id, uidvalidity, items in located:
+                for uid, text in items:
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO docs (mailbox_id, uidvalidity, uid)"
+                        " VALUES (?, ?, ?)",
+                        (mailbox_id, uidvalidity, uid),
                     )
+                    if cur.rowcount:
+                        conn.execute(
+                            "INSERT INTO body (rowid, text) VALUES (?, ?)", (cur.lastrowid, text)
+                        )
             return None, []
 
         await self._text_committer.submit(op)
+
+    def _text_submit(self, op: WriteOp) -> None:
+        """Queue a text-index write without waiting (event-loop thread).
+
+        Best effort: a lost write leaves a message unindexed (found by scanning and
+        backfilled) or a row of a gone message (swept by :meth:`text_candidates`).
+        """
+        self._text_committer.submit(op).add_done_callback(_consume)
+
+    def _text_later(self, op: WriteOp) -> AfterCommit:
+        """After a mail commit (writer thread): hand ``op`` to the text index's writer."""
+        loop = self._loop
+
+        def action() -> None:
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._text_submit, op)
+                except RuntimeError:
+                    pass  # loop closed: the sweep in text_candidates catches up
+
+        return action
+
+    def _text_copied(
+        self,
+        conn: sqlite3.Connection,
+        source: int,
+        target: int,
+        pairs: list[tuple[int, int]],
+        move: bool,
+    ) -> AfterCommit:
+        """The index follows a COPY (rows duplicated) or MOVE (rows re-keyed): no re-read."""
+        sql = "SELECT uidvalidity FROM mailboxes WHERE id=?"
+        (src_v,) = conn.execute(sql, (source,)).fetchone()
+        (dst_v,) = conn.execute(sql, (target,)).fetchone()
+        return self._text_later(_copy_text(source, int(src_v), target, int(dst_v), pairs, move))
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: a failed best-effort write is not an error
+
+
+def _forget_text(mailbox_id: int, uids: Sequence[int] | None) -> WriteOp:
+    """Drop the index rows of expunged messages (``None``: the whole mailbox)."""
+
+    def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+        if uids is None:
+            rows = conn.execute(
+                "DELETE FROM docs WHERE mailbox_id=? RETURNING id", (mailbox_id,)
+            ).fetchall()
+        else:
+            rows = []
+            for start in range(0, len(uids), 500):
+                batch = list(uids[start : start + 500])
+                marks = ",".join("?" * len(batch))
+                rows += conn.execute(
+                    f"DELETE FROM docs WHERE mailbox_id=? AND uid IN ({marks}) RETURNING id",
+                    (mailbox_id, *batch),
+                ).fetchall()
+        conn.executemany("DELETE FROM body WHERE rowid=?", rows)
+        return None, []
+
+    return op
+
+
+def _copy_text(
+    source: int, src_v: int, target: int, dst_v: int, pairs: list[tuple[int, int]], move: bool
+) -> WriteOp:
+    def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+        for old, new in pairs:
+            row = conn.execute(
+                "SELECT id FROM docs WHERE mailbox_id=? AND uidvalidity=? AND uid=?",
+                (source, src_v, old),
+            ).fetchone()
+            if row is None:
+                continue  # not indexed yet: the copy is backfilled like any new message
+            if move:
+                conn.execute(
+                    "UPDATE OR IGNORE docs SET mailbox_id=?, uidvalidity=?, uid=? WHERE id=?",
+                    (target, dst_v, new, row[0]),
+                )
+                continue
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO docs (mailbox_id, uidvalidity, uid) VALUES (?, ?, ?)",
+                (target, dst_v, new),
+            )
+            if cur.rowcount:
+                conn.execute(
+                    "INSERT INTO body (rowid, text) SELECT ?, text FROM body WHERE rowid=?",
+                    (cur.lastrowid, row[0]),
+                )
+        return None, []
+
+    return op
 
 
 _MAX_GRAMS = 48  # a subset of a needle's trigrams still selects a superset

@@ -2,12 +2,22 @@
 
 Metadata comes from the session's view, structure from the facts stored at delivery;
 only body sections read message bytes, and only the byte range they need.
+
+Repeated FETCHes of a mailbox (every client start, every sync) are the hot path: the
+immutable items of a message (INTERNALDATE, ENVELOPE, BODYSTRUCTURE, BODY) are kept as
+ready response bytes in a :class:`WireCache` shared by every session of a store,
+bounded in bytes, so a repeated ``FETCH 1:* (... ENVELOPE)`` reads nothing from the
+store and formats nothing but sequence numbers and flags.
 """
 
 from __future__ import annotations
 
+import bisect
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from correo.delivery.facts import facts_from_bytes, load_tree
 from correo.imap.commands import FetchAtt
@@ -16,9 +26,18 @@ from correo.message.imapfmt import TransferDecoder, header_fields, section
 from correo.message.imapfmt import _resolve as resolve_part
 from correo.message.structure import Part
 from correo.server.imap.view import MailboxView
-from correo.store.api import MailStore, MessageFacts, StoreError
+from correo.store.api import MailStore, MessageFacts, MessageInfo, StoreError
 
-__all__ = ["FetchPlan", "render_message", "render_meta"]
+__all__ = [
+    "FetchPlan",
+    "WireCache",
+    "ensure_facts",
+    "read_range",
+    "render_message",
+    "render_meta",
+    "render_meta_batch",
+    "wire_cache",
+]
 
 _STRUCTURE_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE"})
 _META_ITEMS = frozenset(
@@ -47,6 +66,17 @@ class FetchPlan:
 
     @classmethod
     def of(cls, items: Sequence[FetchAtt], *, uid_command: bool, condstore: bool) -> FetchPlan:
+        """The plan for these items, shared: a client repeats the same few item lists."""
+        key = (tuple(items), uid_command, condstore)
+        plan = _PLANS.get(key)
+        if plan is None:
+            if len(_PLANS) >= _PLANS_KEPT:
+                _PLANS.clear()
+            plan = _PLANS[key] = cls._make(items, uid_command=uid_command, condstore=condstore)
+        return plan
+
+    @classmethod
+    def _make(cls, items: Sequence[FetchAtt], *, uid_command: bool, condstore: bool) -> FetchPlan:
         names = frozenset(i.name for i in items)
         # The JSON part tree is only for sections; ENVELOPE/BODYSTRUCTURE are stored as
         # wire bytes and a whole-message read (BODY[], RFC822) needs no facts at all.
@@ -73,11 +103,18 @@ class FetchPlan:
         return plan
 
 
+_PLANS: dict[tuple[tuple[FetchAtt, ...], bool, bool], FetchPlan] = {}
+_PLANS_KEPT = 256
+
+
 async def ensure_facts(
-    store: MailStore, view: MailboxView, uids: Sequence[int]
+    store: MailStore, view: MailboxView, uids: Sequence[int], *, tree: bool = True
 ) -> dict[int, MessageFacts]:
-    """Stored facts, computing (and saving) them for messages stored without."""
-    facts = await store.fetch_facts(view.account, view.name, uids)
+    """Stored facts, computing (and saving) them for messages stored without.
+
+    ``tree=False``: the part tree may be left out (empty), for ENVELOPE/BODYSTRUCTURE only.
+    """
+    facts = await store.fetch_facts(view.account, view.name, uids, tree=tree)
     for uid in uids:
         if uid in facts:
             continue
@@ -105,15 +142,54 @@ def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
     return data[origin : origin + count]
 
 
-def _literal(data: bytes, binary: bool = False) -> bytes:
+def _clip(start: int, end: int, partial: tuple[int, int] | None) -> tuple[int, int]:
+    """The bytes ``<origin.count>`` of the range ``start``..``end`` select (RFC 9051 §6.4.5)."""
+    if partial is None:
+        return start, end
+    lo = min(start + partial[0], end)
+    return lo, min(end, lo + partial[1])
+
+
+def _literal_head(data: bytes, binary: bool = False) -> bytes:
     # RFC 3516 §4.3: literal8 only when the decoded data holds NUL
     lead = b"~{" if binary and b"\x00" in data else b"{"
-    return lead + b"%d}\r\n" % len(data) + data
+    return lead + b"%d}\r\n" % len(data)
 
 
-async def _section_bytes(
-    store: MailStore, view: MailboxView, uid: int, tree: Part, att: FetchAtt
-) -> bytes | None:
+class _Source:
+    """One message's bytes for the sections of one FETCH response.
+
+    A small (inline) body is read once, in one indexed query, and sliced; a big one is
+    read range by range through the store's stream, never whole.
+    """
+
+    __slots__ = ("checked", "data", "store", "uid", "view")
+
+    def __init__(self, store: MailStore, view: MailboxView, uid: int) -> None:
+        self.store = store
+        self.view = view
+        self.uid = uid
+        self.data: bytes | None = None
+        self.checked = False
+
+    async def inline(self) -> bytes | None:
+        """The whole message if it is small enough to be kept inline, else None."""
+        if not self.checked:
+            view = self.view
+            self.data = await self.store.read_inline(view.account, view.name, self.uid)
+            self.checked = True
+        return self.data
+
+    async def range(self, start: int, end: int | None) -> bytes:
+        data = await self.inline()
+        if data is None:
+            return await read_range(self.store, self.view, self.uid, start, end)
+        if start == 0 and (end is None or end >= len(data)):
+            return data  # the whole message: no copy
+        return data[start:end]
+
+
+async def _section_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None:
     sec = att.section
     assert sec is not None
     spec_parts = ".".join(map(str, sec.part))
@@ -125,27 +201,25 @@ async def _section_bytes(
     rng = section(tree, base)
     if rng is None:
         return None
-    data = await read_range(store, view, uid, rng[0], rng[1])
+    data = await src.range(rng[0], rng[1])
     if text.startswith("HEADER.FIELDS"):
         data = header_fields(data, sec.fields, text.endswith(".NOT"))
     return data
 
 
-async def _binary_bytes(
-    store: MailStore, view: MailboxView, uid: int, tree: Part, att: FetchAtt
-) -> bytes | None:
+async def _binary_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None:
     """BINARY[part]: the part's content with its transfer encoding undone (RFC 3516)."""
     sec = att.section
     assert sec is not None
     if not sec.part:
-        return await read_range(store, view, uid, tree.header_start, tree.body_end)
+        return await src.range(tree.header_start, tree.body_end)
     found = resolve_part(tree, list(sec.part))
     if found is None:
         return None
     part, _ = found
     if part.is_multipart:
         return None
-    raw = await read_range(store, view, uid, part.header_end, part.body_end)
+    raw = await src.range(part.header_end, part.body_end)
     decoder = TransferDecoder(part.encoding)
     return decoder.feed(raw) + decoder.finish()
 
@@ -161,7 +235,7 @@ def _meta_item(
     if name == "FLAGS":
         return b"FLAGS " + view.flag_list(uid)
     if name == "INTERNALDATE":
-        return b"INTERNALDATE " + format_internal_date(info.internal_date)
+        return b"INTERNALDATE " + format_internal_date(info.internal_date, info.zone)
     if name == "RFC822.SIZE":
         return b"RFC822.SIZE %d" % info.size
     if name == "MODSEQ":
@@ -194,6 +268,236 @@ def render_meta(
     return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
 
 
+# -- the metadata hot path: whole batches, cached immutable items ------------------------
+
+
+class _Wire:
+    """One message's immutable items as response bytes (``None``: not known yet)."""
+
+    __slots__ = ("body", "bodystructure", "date", "envelope")
+
+    def __init__(self) -> None:
+        self.date: bytes | None = None
+        self.envelope: bytes | None = None
+        self.bodystructure: bytes | None = None
+        self.body: bytes | None = None
+
+
+_ENTRY_OVERHEAD = 200  # bytes of Python objects per cached message, beyond its items
+
+BoxKey = tuple[str, str, int]  # account, mailbox, UIDVALIDITY
+
+
+class WireCache:
+    """Immutable FETCH items of recently fetched messages, shared by a store's sessions.
+
+    A message's INTERNALDATE and structure never change while its mailbox keeps its
+    UIDVALIDITY and the UID is not reused (RFC 9051 §2.3.1.1), and a store never gives one
+    UIDVALIDITY to two mailboxes, so ``(account, mailbox, UIDVALIDITY, UID)`` names the
+    content for good: no invalidation needed. Bounded in bytes: whole mailboxes are
+    dropped least recently used first, then the oldest entries of a mailbox too big alone.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._boxes: OrderedDict[BoxKey, dict[int, _Wire]] = OrderedDict()
+        self._sizes: dict[BoxKey, int] = {}
+
+    def box(self, key: BoxKey) -> dict[int, _Wire]:
+        """The mailbox's entries (created empty), marked most recently used."""
+        box = self._boxes.get(key)
+        if box is None:
+            box = self._boxes[key] = {}
+            self._sizes[key] = 0
+        else:
+            self._boxes.move_to_end(key)
+        return box
+
+    def grew(self, key: BoxKey, added: int) -> None:
+        """Account ``added`` bytes to ``key``'s mailbox, then evict down to the bound."""
+        if key not in self._boxes:
+            return  # dropped while its entries were being filled: they are not kept
+        self._sizes[key] += added
+        self.size += added
+        if self.size <= self.max_bytes:
+            return
+        for old in list(self._boxes):  # least recently used first
+            if self.size <= self.max_bytes:
+                return
+            if old != key:
+                del self._boxes[old]
+                self.size -= self._sizes.pop(old)
+        # one mailbox bigger than the bound: drop its oldest entries (insertion order)
+        box = self._boxes[key]
+        target = self.max_bytes * 3 // 4
+        while box and self.size > target:
+            freed = _wire_size(box.pop(next(iter(box))))
+            self.size -= freed
+            self._sizes[key] -= freed
+
+
+def _wire_size(wire: _Wire) -> int:
+    return _ENTRY_OVERHEAD + sum(
+        len(b) for b in (wire.date, wire.envelope, wire.bodystructure, wire.body) if b
+    )
+
+
+_CACHES: weakref.WeakKeyDictionary[MailStore, WireCache] = weakref.WeakKeyDictionary()
+
+
+def wire_cache(store: MailStore) -> WireCache:
+    """The cache of ``store``'s sessions (one per store object, dropped with it)."""
+    cache = _CACHES.get(store)
+    if cache is None:
+        cache = _CACHES[store] = WireCache()
+    return cache
+
+
+# Each metadata item is a format piece and a column of values for a whole batch, built
+# with C-level map() calls: the per-message work is one ``fmt % row`` in map().
+_PIECES: dict[str, bytes] = {
+    "UID": b"UID %d",
+    "FLAGS": b"FLAGS %b",
+    "RFC822.SIZE": b"RFC822.SIZE %d",
+    "MODSEQ": b"MODSEQ (%d)",
+    "INTERNALDATE": b"%b",  # the cached item bytes carry their own names
+    "ENVELOPE": b"%b",
+    "BODYSTRUCTURE": b"%b",
+    "BODY": b"%b",
+}
+_WIRE_FIELDS = {
+    "INTERNALDATE": "date",
+    "ENVELOPE": "envelope",
+    "BODYSTRUCTURE": "bodystructure",
+    "BODY": "body",
+}
+_INFO_FIELDS = {"RFC822.SIZE": attrgetter("size"), "MODSEQ": attrgetter("modseq")}
+
+
+def _columns(plan: FetchPlan) -> tuple[bytes, tuple[str, ...]]:
+    """The response format of a metadata-only plan and the item of each ``%``."""
+    names: list[str] = []
+    if plan.uid_command and "UID" not in plan.names:
+        names.append("UID")  # RFC 9051 §6.4.9: UID FETCH always returns UID
+    names += [a.name for a in plan.items]
+    if plan.condstore and "MODSEQ" not in plan.names:
+        names.append("MODSEQ")  # RFC 7162 §3.1.4.1
+    fmt = b"* %d FETCH (" + b" ".join(_PIECES[n] for n in names) + b")\r\n"
+    return fmt, tuple(names)
+
+
+def _flag_column(view: MailboxView, uids: list[int], infos: list[MessageInfo]) -> list[bytes]:
+    """FLAGS of each message, formatted once per distinct flag set (there are few)."""
+    if not view.rev2 and max(uids) >= view.first_recent:
+        return [view.flag_list(u) for u in uids]  # some carry \Recent (RFC 3501 §2.3.2)
+    flags = list(map(attrgetter("flags"), infos))
+    memo = {f: view.flag_list(u) for f, u in dict(zip(flags, uids, strict=True)).items()}
+    return list(map(memo.__getitem__, flags))
+
+
+async def render_meta_batch(
+    store: MailStore, view: MailboxView, uids: Sequence[int], plan: FetchPlan
+) -> bytes:
+    """The ``* n FETCH`` responses of a metadata-only plan for ``uids``, as one buffer.
+
+    Structure items come from the shared :class:`WireCache`; only messages missing
+    there are read from the store (one batched query, without the part tree).
+    """
+    all_uids = view.uids
+    infos_by_uid = view.info
+    batch = [u for u in uids if u in infos_by_uid]
+    if not batch:
+        return b""
+    fmt, names = _columns(plan)
+    wire_names = [n for n in names if n in _WIRE_FIELDS]
+    wires: list[_Wire] = []
+    if wire_names:
+        wires = await _wires(store, view, batch, "INTERNALDATE" in wire_names, plan.needs_facts)
+        if plan.needs_facts and any(w.envelope is None for w in wires):
+            # expunged meanwhile, facts gone: those messages without their structure
+            out = []
+            for uid, wire in zip(batch, wires, strict=True):
+                seq = view.seq(uid)
+                if seq is not None:
+                    out.append(render_meta(view, uid, seq, plan, _facts_of(wire)))
+            return b"".join(out)
+    infos = list(map(infos_by_uid.__getitem__, batch))
+    first = bisect.bisect_left(all_uids, batch[0])
+    seqs: Sequence[int]
+    if all_uids[first : first + len(batch)] == batch:  # a run of the mailbox: 1:*, n:m
+        seqs = range(first + 1, first + len(batch) + 1)
+    else:
+        seqs = [bisect.bisect_left(all_uids, u) + 1 for u in batch]
+    columns: list[Sequence[object]] = [seqs]
+    flags: list[bytes] | None = None
+    for name in names:
+        if name == "UID":
+            columns.append(batch)
+        elif name == "FLAGS":
+            if flags is None:
+                flags = _flag_column(view, batch, infos)
+            columns.append(flags)
+        elif name in _INFO_FIELDS:
+            columns.append(list(map(_INFO_FIELDS[name], infos)))
+        else:
+            columns.append(list(map(attrgetter(_WIRE_FIELDS[name]), wires)))
+    return b"".join(map(fmt.__mod__, zip(*columns, strict=True)))
+
+
+def _facts_of(wire: _Wire) -> MessageFacts | None:
+    if wire.envelope is None or wire.bodystructure is None or wire.body is None:
+        return None
+    return MessageFacts(
+        wire.envelope[len(b"ENVELOPE (") : -1],
+        wire.bodystructure[len(b"BODYSTRUCTURE (") : -1],
+        wire.body[len(b"BODY (") : -1],
+        b"",
+    )
+
+
+async def _wires(
+    store: MailStore, view: MailboxView, uids: list[int], date: bool, structure: bool
+) -> list[_Wire]:
+    """The cached items of ``uids`` (all present in the view), filling what is missing."""
+    cache = wire_cache(store)
+    key = (view.account, view.name, view.uidvalidity)
+    box = cache.box(key)
+    infos = view.info
+    wires = list(map(box.get, uids))
+    added = 0
+    missing: list[tuple[int, _Wire]] = []
+    if (
+        None in wires
+        or (date and any(w.date is None for w in wires if w is not None))
+        or (structure and any(w.envelope is None for w in wires if w is not None))
+    ):
+        for i, uid in enumerate(uids):
+            wire = wires[i]
+            if wire is None:
+                wire = wires[i] = box[uid] = _Wire()
+                added += _ENTRY_OVERHEAD
+            if date and wire.date is None:
+                info = infos[uid]
+                wire.date = b"INTERNALDATE " + format_internal_date(info.internal_date, info.zone)
+                added += len(wire.date)
+            if structure and wire.envelope is None:
+                missing.append((uid, wire))
+    if missing:
+        facts = await ensure_facts(store, view, [uid for uid, _ in missing], tree=False)
+        for uid, wire in missing:
+            found = facts.get(uid)
+            if found is None:
+                continue  # expunged meanwhile: the caller leaves its structure out
+            wire.envelope = b"ENVELOPE (" + found.envelope + b")"
+            wire.bodystructure = b"BODYSTRUCTURE (" + found.bodystructure + b")"
+            wire.body = b"BODY (" + found.body + b")"
+            added += len(wire.envelope) + len(wire.bodystructure) + len(wire.body)
+    if added:
+        cache.grew(key, added)
+    return wires  # type: ignore[return-value]  # every None was replaced above
+
+
 async def render_message(
     store: MailStore,
     view: MailboxView,
@@ -201,50 +505,162 @@ async def render_message(
     plan: FetchPlan,
     facts: MessageFacts | None,
 ) -> AsyncIterator[bytes]:
-    """Yield the pieces of one ``* n FETCH (...)`` response."""
+    """Yield the pieces of one ``* n FETCH (...)`` response.
+
+    Literal data is yielded as its own piece, never concatenated: the connection joins
+    everything once when it writes (a 50 KB body is copied once, not at every step).
+    """
     info = view.info[uid]
     seq = view.seq(uid)
     tree: Part | None = load_tree(facts) if facts is not None and plan.needs_tree else None
-    parts: list[bytes] = []
+    src = _Source(store, view, uid)
+    small: list[bytes] = []  # items since the last literal, joined with spaces
+    pieces: list[bytes] = []  # finished pieces (text and literal data)
+    streams: dict[int, AsyncIterator[bytes]] = {}  # index in pieces -> chunks to send there
+
+    def literal(label: bytes, data: bytes, binary: bool = False) -> None:
+        small.append(label + b" " + _literal_head(data, binary))
+        pieces.append(b" ".join(small))
+        pieces.append(data)
+        small.clear()
+        small.append(b"")  # the next item follows the literal after a space
+
+    async def big(att: FetchAtt, start: int, end: int) -> bool:
+        """Stream a large range of a file-backed message as a literal; False if small."""
+        lo, hi = _clip(start, end, att.partial)
+        if hi - lo < _STREAM_MIN or await src.inline() is not None:
+            return False
+        chunks = store.read_message(view.account, view.name, uid, 65536, lo, hi)
+        stream(att.response_name() + b" {%d}\r\n" % (hi - lo), chunks)
+        return True
+
+    def stream(label_and_head: bytes, chunks: AsyncIterator[bytes]) -> None:
+        small.append(label_and_head)
+        pieces.append(b" ".join(small))
+        small.clear()
+        small.append(b"")
+        streams[len(pieces)] = chunks
+        pieces.append(b"")  # the chunks go here
+
+    async def big_binary(att: FetchAtt, tree: Part) -> bool:
+        """BINARY[part] of a large file-backed part: decoded twice, never held whole.
+
+        The literal's length (and whether it needs literal8) is only known after
+        decoding, so a first pass counts and a second one sends (RFC 3516 §4.2).
+        """
+        sec = att.section
+        assert sec is not None
+        found = resolve_part(tree, list(sec.part)) if sec.part else None
+        if found is None or found[0].is_multipart:
+            return False
+        part = found[0]
+        if part.body_end - part.header_end < _STREAM_MIN or await src.inline() is not None:
+            return False
+        size, nul = 0, False
+        async for piece in _decoded(store, view, uid, part, 0, None):
+            size += len(piece)
+            nul = nul or b"\x00" in piece
+        if att.name == "BINARY.SIZE":
+            small.append(b"BINARY.SIZE[%s] %d" % (".".join(map(str, sec.part)).encode(), size))
+            return True
+        lo, hi = _clip(0, size, att.partial)
+        head = b"%s%s{%d}\r\n" % (att.response_name(), b" ~" if nul else b" ", hi - lo)
+        stream(head, _decoded(store, view, uid, part, lo, hi))
+        return True
+
     if plan.uid_command and "UID" not in plan.names:
-        parts.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
+        small.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
     for att in plan.items:
         name = att.name
         item = _meta_item(view, uid, att, facts)
         if item is not None:
-            parts.append(item)
+            small.append(item)
         elif name == "RFC822":
-            data = await read_range(store, view, uid, 0, None)
-            parts.append(b"RFC822 " + _literal(data))
+            if not await big(att, 0, info.size):
+                literal(b"RFC822", await src.range(0, None))
         elif name == "RFC822.HEADER" and tree is not None:
-            data = await read_range(store, view, uid, tree.header_start, tree.header_end)
-            parts.append(b"RFC822.HEADER " + _literal(data))
+            literal(b"RFC822.HEADER", await src.range(tree.header_start, tree.header_end))
         elif name == "RFC822.TEXT" and tree is not None:
-            data = await read_range(store, view, uid, tree.header_end, tree.body_end)
-            parts.append(b"RFC822.TEXT " + _literal(data))
+            if not await big(att, tree.header_end, tree.body_end):
+                literal(b"RFC822.TEXT", await src.range(tree.header_end, tree.body_end))
         elif name == "BODY" and att.section is not None and (tree is not None or _whole(att)):
+            whole = _whole(att) or (tree is not None and _plain_range(tree, att) is not None)
+            rng = (0, info.size) if _whole(att) or tree is None else _plain_range(tree, att)
+            if whole and rng is not None and await big(att, *rng):
+                continue
             if tree is None:
-                body: bytes | None = await read_range(store, view, uid, 0, None)
+                body: bytes | None = await src.range(0, None)
             else:
-                body = await _section_bytes(store, view, uid, tree, att)
-            label = att.response_name()
-            if body is None:
-                parts.append(label + b" {0}\r\n")  # RFC 9051 §6.4.5: a missing section is empty
-            else:
-                parts.append(label + b" " + _literal(_partial(body, att.partial)))
+                body = await _section_bytes(src, tree, att)
+            # RFC 9051 §6.4.5: a missing section is empty
+            literal(att.response_name(), b"" if body is None else _partial(body, att.partial))
         elif name in ("BINARY", "BINARY.SIZE") and att.section is not None and tree is not None:
-            body = await _binary_bytes(store, view, uid, tree, att)
+            if await big_binary(att, tree):
+                continue
+            body = await _binary_bytes(src, tree, att)
             if body is None:
                 body = b""
             if name == "BINARY.SIZE":
-                parts.append(
+                small.append(
                     b"BINARY.SIZE[%s] %d"
                     % (".".join(map(str, att.section.part)).encode(), len(body))
                 )
             else:
-                parts.append(
-                    att.response_name() + b" " + _literal(_partial(body, att.partial), True)
-                )
+                literal(att.response_name(), _partial(body, att.partial), True)
     if plan.condstore and "MODSEQ" not in plan.names:
-        parts.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
-    yield b"* %d FETCH (" % (seq or 0) + b" ".join(parts) + b")\r\n"
+        small.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
+    head = b"* %d FETCH (" % (seq or 0)
+    if not pieces:
+        yield head + b" ".join(small) + b")\r\n"
+        return
+    pieces[0] = head + pieces[0]
+    for index, piece in enumerate(pieces):
+        chunks = streams.get(index)
+        if chunks is None:
+            yield piece
+            continue
+        async for chunk in chunks:
+            yield chunk  # the session drains the socket as these go: memory stays flat
+    yield b" ".join(small) + b")\r\n"
+
+
+_STREAM_MIN = 1 << 20  # literals from file-backed bodies at least this big are streamed
+
+
+async def _decoded(
+    store: MailStore, view: MailboxView, uid: int, part: Part, lo: int, hi: int | None
+) -> AsyncIterator[bytes]:
+    """Bytes ``lo``..``hi`` of a part's decoded content, decoded as it is read."""
+    decoder = TransferDecoder(part.encoding)
+    pos = 0
+    chunks = store.read_message(view.account, view.name, uid, 65536, part.header_end, part.body_end)
+    done = False
+    try:
+        while not done:
+            raw = await anext(chunks, None)
+            if raw is None:
+                out, done = decoder.finish(), True
+            else:
+                out = decoder.feed(raw)
+            start, pos = pos, pos + len(out)
+            if pos <= lo or not out:
+                continue
+            piece = out[max(lo - start, 0) : None if hi is None else max(hi - start, 0)]
+            if piece:
+                yield piece
+            if hi is not None and pos >= hi:
+                break
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()  # the blob file, at once rather than when collected
+
+
+def _plain_range(tree: Part, att: FetchAtt) -> tuple[int, int] | None:
+    """The stored bytes of a BODY[section] that is sent as stored (not HEADER.FIELDS)."""
+    sec = att.section
+    if sec is None or (sec.text or "").startswith("HEADER.FIELDS"):
+        return None
+    spec_parts = ".".join(map(str, sec.part))
+    text = sec.text or ""
+    return section(tree, f"{spec_parts}.{text}" if spec_parts and text else spec_parts or text)

@@ -4,23 +4,35 @@ Each message loads only what the program needs: flags and sizes are in the sessi
 view already; header keys read the header section; BODY/TEXT read and decode the text
 parts (RFC 9051 §6.4.4: case-insensitive substring of the decoded text).
 
-BODY/TEXT go through the store's trigram index first: it holds exactly the text the
-evaluator compares (casefolded), so it can only over-select; the evaluator then checks
-the few candidates. Appended messages are indexed in the background; others (SMTP
-delivery, imports) the first time a search has to read them.
+BODY/TEXT go through the store's trigram index first: it holds the words of exactly
+the text the evaluator compares (casefolded), so it can only over-select; the evaluator
+then checks the few candidates. Every stored message is indexed in the background
+(correo.delivery.textindex); one the index has not reached yet is scanned by the
+search, which hands its text to the index without waiting for the write. Waiting for
+the indexer instead would not be faster: scanning costs what extracting does, and the
+trigram insert of the word set is small beside it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import email.utils
-import json
-import weakref
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
 from correo.delivery.facts import load_tree
+from correo.delivery.textindex import (
+    ADDRESS_FIELDS,
+    MAX_INDEXED,
+    TextIndexer,
+    address_text,
+    body_texts,
+    index_form,
+    index_needles,
+    index_text_of,
+    indexer_for,
+)
+from correo.imap.responses import internal_datetime
 from correo.imap.search import (
     And,
     BodyKey,
@@ -34,40 +46,13 @@ from correo.imap.search import (
 )
 from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
-from correo.message.imapfmt import TransferDecoder
-from correo.message.mime import parse_address_list
-from correo.message.structure import Part
-from correo.message.text import html_to_text
 from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.view import MailboxView
-from correo.store.api import MailStore, MessageFacts, StoreError
+from correo.store.api import MailStore, MessageFacts
 
 __all__ = ["TextIndexer", "index_soon", "index_text_of", "run_search"]
 
-_MAX_INDEXED = 4 << 20  # characters; a longer text stays unindexed and is always scanned
-_MAX_INDEX_READ = 2 << 20  # bytes; bigger messages are not read whole in the background
-
-
-_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
-
-
-def _address_text(value: str) -> str:
-    """Address fields written the canonical way, ``Display Name <local@domain>``.
-
-    RFC 9051 §6.4.4 compares against the field's text; clients type what they see, the
-    display name and the address without quotes, comments or folding, so an address
-    field also matches in this form (the decoded raw value is matched as well).
-    """
-    out: list[str] = []
-    for a in parse_address_list(value):
-        if a.host is None:
-            if a.mailbox is not None:  # RFC 5322 §3.4 group start: "name:"
-                out.append(decode_header(a.mailbox) + ":")
-            continue
-        local = "" if a.mailbox == "MISSING_MAILBOX" else a.mailbox or ""
-        spec = local if a.host == "MISSING_DOMAIN" else f"{local}@{a.host}"
-        out.append(f"{decode_header(a.name)} <{spec}>" if a.name else spec)
-    return ", ".join(out)
+_BACKFILL_CHARS = 64 << 20  # the rest is indexed by a later search
 
 
 def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
@@ -95,30 +80,6 @@ def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
     return False, False, False
 
 
-def _text_of(data: bytes, part: Part) -> list[str]:
-    """Decoded text of every text/* part (HTML as text)."""
-    out: list[str] = []
-    for p in part.walk():
-        if p.is_multipart or p.type.lower() != "text":
-            continue
-        decoder = TransferDecoder(p.encoding)
-        raw = decoder.feed(data[p.header_end : p.body_end]) + decoder.finish()
-        charset = (p.param("charset") or "utf-8").strip().lower()
-        try:
-            text = raw.decode(charset, "replace")
-        except LookupError:
-            text = raw.decode("utf-8", "replace")
-        out.append(html_to_text(text) if p.subtype.lower() == "html" else text)
-    return out
-
-
-def index_text_of(data: bytes, tree: Part) -> str:
-    """The indexed text: what BODY/TEXT compare against (body text, decoded header
-    values), casefolded, so every evaluator match is a substring of it."""
-    heads = [decode_header(v) for _, v in parse_fields(data[tree.header_start : tree.header_end])]
-    return "\n".join(["\n".join(_text_of(data, tree)), *heads]).casefold()
-
-
 def _required_needles(key: SearchKey) -> list[str]:
     """BODY/TEXT strings every match must contain (conjunction members only)."""
     match key:
@@ -129,55 +90,12 @@ def _required_needles(key: SearchKey) -> list[str]:
     return []
 
 
-class TextIndexer:
-    """Indexes appended messages off the APPEND's critical path, in batches."""
-
-    def __init__(self, store: MailStore) -> None:
-        self.store = store
-        self.pending: dict[tuple[str, str], dict[int, bytes]] = {}
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, account: str, mailbox: str, uid: int, tree: bytes) -> None:
-        self.pending.setdefault((account, mailbox), {})[uid] = tree
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while self.pending:
-                (account, mailbox), items = self.pending.popitem()
-                texts: dict[int, str] = {}
-                for uid, tree_json in items.items():
-                    try:
-                        chunks = [c async for c in self.store.read_message(account, mailbox, uid)]
-                        tree = Part.from_json(json.loads(tree_json))
-                    except (StoreError, ValueError):
-                        continue  # expunged meanwhile, or no usable tree: searched by scan
-                    text = index_text_of(b"".join(chunks), tree)
-                    if len(text) <= _MAX_INDEXED:
-                        texts[uid] = text
-                    await asyncio.sleep(0)  # let sessions run between messages
-                try:
-                    await self.store.index_text(account, mailbox, texts)
-                except StoreError:
-                    pass  # unindexed messages are still found, by scanning
-        finally:
-            self.task = None
-
-
-_INDEXERS: weakref.WeakKeyDictionary[MailStore, TextIndexer] = weakref.WeakKeyDictionary()
-
-
 def index_soon(
     store: MailStore, account: str, mailbox: str, uid: int, size: int, facts: MessageFacts
 ) -> None:
-    """Queue an appended message for the text index (small enough to read whole)."""
-    if size > _MAX_INDEX_READ:
-        return
-    indexer = _INDEXERS.get(store)
-    if indexer is None:
-        indexer = _INDEXERS[store] = TextIndexer(store)
-    indexer.add(account, mailbox, uid, facts.tree)
+    """Queue an appended message for the text index (APPEND's hook)."""
+    del size, facts  # the indexer reads both from the store, bounded
+    indexer_for(store).add([(account, mailbox, uid)])
 
 
 def _local_date(value: str) -> dt.datetime | None:
@@ -213,7 +131,7 @@ class _Subject:
 
     @property
     def internal_date(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.info.internal_date, dt.UTC)
+        return internal_datetime(self.info.internal_date, self.info.zone)  # RFC 9051 §6.4.4
 
     @property
     def size(self) -> int:
@@ -251,10 +169,12 @@ async def run_search(
     )
     unindexed: AbstractSet[int] = frozenset()
     if body:
-        needles = [n.casefold() for n in _required_needles(program)]
+        needles = index_needles(_required_needles(program))
         maybe, unindexed = await store.text_candidates(view.account, view.name, needles)
         uids = [u for u in uids if u in maybe]
+        indexer_for(store).claim(view.account, view.name, unindexed)  # scanned here
     texts: dict[int, str] = {}
+    backfill = _BACKFILL_CHARS  # bounds what one search holds for the index
     facts: dict[int, MessageFacts] = {}
     if headers or body or sent:
         facts = await ensure_facts(store, view, uids)
@@ -269,23 +189,23 @@ async def run_search(
             tree = load_tree(f)
             if body:
                 data = await read_range(store, view, uid, 0, None)
-                subject._body = "\n".join(_text_of(data, tree)).casefold()
+                subject._body = "\n".join(body_texts(data, tree)).casefold()
                 raw_header = data[tree.header_start : tree.header_end]
-                if uid in unindexed:  # backfill what this search had to read anyway
+                if uid in unindexed and backfill > 0:  # what this search read anyway
                     text = index_text_of(data, tree)
-                    if len(text) <= _MAX_INDEXED:
-                        texts[uid] = text
+                    if len(text) <= MAX_INDEXED:
+                        texts[uid] = form = index_form(text)
+                        backfill -= len(form)
             else:
                 raw_header = await read_range(store, view, uid, tree.header_start, tree.header_end)
             for name, value in parse_fields(raw_header):
                 values = subject._headers.setdefault(name, [])
                 values.append(decode_header(value))
-                if name in _ADDRESS_FIELDS and headers:
-                    values.append(_address_text(value))
+                if name in ADDRESS_FIELDS and headers:
+                    values.append(address_text(value))
                 if name == "date" and sent:
                     subject.sent_date = _local_date(value) or subject.sent_date
         if matcher(subject):
             matched.append(uid)
-    if texts:
-        await store.index_text(view.account, view.name, texts)
+    indexer_for(store).write(view.account, view.name, texts)  # not awaited: off the reply
     return matched

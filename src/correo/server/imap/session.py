@@ -8,6 +8,7 @@ mailbox (:mod:`correo.server.imap.view`), and writes the responses.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
 import time
 import zlib
@@ -46,11 +47,17 @@ from correo.imap.server import (
 )
 from correo.imap.states import ImapState
 from correo.junk import on_imap_move  # issue 7: junk training
+from correo.message.imapfmt import base64_binary_parts
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
 from correo.server.connection import Connection
 from correo.server.context import ServerContext, new_session_id
-from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message, render_meta
+from correo.server.imap.fetch import (
+    FetchPlan,
+    ensure_facts,
+    render_message,
+    render_meta_batch,
+)
 from correo.server.imap.names import (
     DELIMITER,
     SPECIAL_USE,
@@ -64,6 +71,7 @@ from correo.server.imap.searching import index_soon, run_search
 from correo.server.imap.shared import Snapshot
 from correo.server.imap.view import MailboxView, format_uids
 from correo.store.api import INBOX, Envelope, MailboxError, MailboxStatus, Spool, StoreError
+from correo.store.spool import FileSpool
 
 __all__ = ["ImapSession"]
 
@@ -95,6 +103,7 @@ _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are
 # (writers in other processes, e.g. the CLI import, are only seen by the query).
 _RECHECK = 1.0
 _HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at most
+_STREAM_FLUSH = 1 << 20  # within one FETCH, written out (and drained) at least this often
 
 Handler = Callable[["ImapSession", str, Any], Awaitable[None]]
 
@@ -121,13 +130,23 @@ class _Deflate:
 class _Append:
     """One message of an APPEND command being received."""
 
-    __slots__ = ("date", "facts", "flags", "mailbox", "spool")
+    __slots__ = ("date", "facts", "flags", "mailbox", "nul", "spool", "zone")
 
-    def __init__(self, mailbox: str, flags: tuple[str, ...], date: float | None, spool: Spool):
+    def __init__(
+        self,
+        mailbox: str,
+        flags: tuple[str, ...],
+        date: dt.datetime | None,
+        spool: Spool,
+    ):
         self.mailbox = mailbox
         self.flags = flags
-        self.date = date
+        self.date = date.timestamp() if date is not None else None
+        offset = date.utcoffset() if date is not None else None
+        # RFC 9051 §2.3.3: INTERNALDATE comes back in the zone APPEND gave
+        self.zone = int(offset.total_seconds()) // 60 if offset is not None else None
         self.spool = spool
+        self.nul = False  # a literal8 carried NUL: see _binary_to_base64
         self.facts = FactsBuilder()
 
 
@@ -291,6 +310,8 @@ class ImapSession:
                 if self.appends:
                     self.appends[-1].spool.write(data)
                     self.appends[-1].facts.feed(data)
+                    if b"\x00" in data:
+                        self.appends[-1].nul = True
             case AppendEnd():
                 pass
             case AppendDone(tag=tag):
@@ -585,7 +606,7 @@ class ImapSession:
             self.write(tagged(tag, "NO", "INBOX always exists", "ALREADYEXISTS"))
             return
         use = cmd.special_use[0] if cmd.special_use else None
-        await self.ctx.store.create_mailbox(self.user, name, use)
+        await self.ctx.store.create_mailbox(self.user, name, use, subscribe=False)  # §6.3.4
         self._mailboxes_changed()
         self.write(tagged(tag, "OK", "CREATE completed"))
 
@@ -614,7 +635,11 @@ class ImapSession:
     async def cmd_subscribe(self, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> None:
         assert self.user is not None
         subscribed = isinstance(cmd, c.Subscribe)
-        await self.ctx.store.set_subscribed(self.user, normalize(cmd.mailbox), subscribed)
+        # RFC 9051 §6.3.7: a name need not exist to be subscribed; it must be a valid one.
+        name = self._name(tag, cmd.mailbox) if subscribed else normalize(cmd.mailbox)
+        if name is None:
+            return
+        await self.ctx.store.set_subscribed(self.user, name, subscribed)
         self.write(
             tagged(tag, "OK", "SUBSCRIBE completed" if subscribed else "UNSUBSCRIBE completed")
         )
@@ -631,25 +656,39 @@ class ImapSession:
             self.write(b'* LIST (\\Noselect) "/" ""\r\n')
             self.write(tagged(tag, "OK", "LIST completed"))
             return
-        boxes = await self.ctx.store.list_mailboxes(self.user)
-        names = {b.name for b in boxes}
-        subscribed = sorted(b.name for b in boxes if b.subscribed)
+        boxes = {b.name: b for b in await self.ctx.store.list_mailboxes(self.user)}
         patterns = [matcher(cmd.reference, p) for p in cmd.patterns]
         selection, options = cmd.selection, cmd.return_options
         want_subscribed = "SUBSCRIBED" in selection
         want_special = "SPECIAL-USE" in selection
         recursive = "RECURSIVEMATCH" in selection
-        for box in boxes:
-            if not any(p.match(box.name) for p in patterns):
+        if want_subscribed:
+            # RFC 5258 §3.1: subscribed names, whether or not such a mailbox exists
+            subscribed = await self.ctx.store.list_subscriptions(self.user)
+            candidates = set(subscribed)
+            if recursive:  # RFC 5258 §3.5: parents may be listed for their children
+                for sub in subscribed:
+                    levels = sub.split(DELIMITER)
+                    candidates.update(
+                        DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))
+                    )
+            names = sorted(candidates)
+        else:
+            subscribed = sorted(n for n, b in boxes.items() if b.subscribed)
+            names = list(boxes)
+        is_subscribed = set(subscribed)
+        for name in names:
+            if not any(p.match(name) for p in patterns):
                 continue
+            box = boxes.get(name)
             extended: dict[str, Item] | None = None
-            if recursive and want_subscribed and _has_descendant(subscribed, box.name):
+            if recursive and want_subscribed and _has_descendant(subscribed, name):
                 # RFC 5258 §3.5: a match with subscribed descendants carries CHILDINFO
                 extended = {"CHILDINFO": [Raw(b'"SUBSCRIBED"')]}
-            if want_subscribed and not box.subscribed:
+            if want_subscribed and name not in is_subscribed:
                 # RFC 5258 §3.5: only for a subscribed descendant the patterns hide;
                 # servers SHOULD suppress redundant responses
-                prefix = box.name + DELIMITER
+                prefix = name + DELIMITER
                 hidden = (
                     n
                     for n in subscribed
@@ -657,25 +696,30 @@ class ImapSession:
                 )
                 if extended is None or next(hidden, None) is None:
                     continue
-            if want_special and not box.special_use:
+            if want_special and (box is None or not box.special_use):
                 continue
             flags = []
-            has_children = _has_descendant(names, box.name)
-            flags.append("\\HasChildren" if has_children else "\\HasNoChildren")
-            if box.special_use and (not cmd.extended or "SPECIAL-USE" in options or want_special):
-                flags.append(box.special_use)
-            if box.subscribed and ("SUBSCRIBED" in options or want_subscribed):
+            if box is None:
+                flags.append("\\NonExistent")  # RFC 5258 §3.4: a subscription outlived it
+            else:
+                has_children = _has_descendant(boxes, name)
+                flags.append("\\HasChildren" if has_children else "\\HasNoChildren")
+                if box.special_use and (
+                    not cmd.extended or "SPECIAL-USE" in options or want_special
+                ):
+                    flags.append(box.special_use)
+            if name in is_subscribed and ("SUBSCRIBED" in options or want_subscribed):
                 flags.append("\\Subscribed")  # RFC 5258 §3.4
-            self.write(list_response(flags, DELIMITER, box.name, utf8, extended))
-            if "STATUS" in options and cmd.status_items:  # RFC 5819
-                await self._status_line(box.name, cmd.status_items)
+            self.write(list_response(flags, DELIMITER, name, utf8, extended))
+            if "STATUS" in options and cmd.status_items and box is not None:  # RFC 5819
+                await self._status_line(name, cmd.status_items)
         self.write(tagged(tag, "OK", "LIST completed"))
 
     async def cmd_lsub(self, tag: str, cmd: c.Lsub) -> None:
         assert self.user is not None
         pattern = matcher(cmd.reference, cmd.pattern)
-        boxes = await self.ctx.store.list_mailboxes(self.user)
-        subscribed = [b.name for b in boxes if b.subscribed]
+        # RFC 9051 §6.3.7: subscribed names are listed even when the mailbox is gone
+        subscribed = await self.ctx.store.list_subscriptions(self.user)
         listed = {n for n in subscribed if pattern.match(n)}
         hidden: set[str] = set()
         for name in subscribed:
@@ -733,8 +777,7 @@ class ImapSession:
             code, self.append_failed = self.append_failed, None
             self.write(self.core.append_reject("NO", "No such mailbox", code))
             return
-        date = event.date.timestamp() if event.date is not None else None
-        self.appends.append(_Append(name, event.flags, date, self.ctx.store.new_spool()))
+        self.appends.append(_Append(name, event.flags, event.date, self.ctx.store.new_spool()))
         self.write(self.core.append_accept())
         await self.conn.flush()
 
@@ -751,6 +794,8 @@ class ImapSession:
         try:
             indexed = []
             for a in appends:
+                if a.nul:
+                    await self._binary_to_base64(a)
                 facts = a.facts.finish()
                 size = a.spool.size
                 result = await store.deliver(
@@ -759,6 +804,7 @@ class ImapSession:
                     [_target(self.user, a.mailbox, a.flags)],
                     facts=facts,
                     internal_date=a.date,
+                    internal_zone=a.zone,
                 )
                 done.append((a.mailbox, result.uids[0][1]))
                 indexed.append((a.mailbox, result.uids[0][1], size, facts))
@@ -777,6 +823,26 @@ class ImapSession:
         if self.view is not None:
             await self._updates(allow_expunge=False)
         self.write(tagged(tag, "OK", "APPEND completed", f"APPENDUID {status.uidvalidity} {uids}"))
+
+    async def _binary_to_base64(self, a: _Append) -> None:
+        """RFC 9051 §4.3/§6.3.12: NUL may reach a client only in BINARY[]; store such parts
+        base64-encoded (reversible), in memory: the APPEND limit bounds it and it is rare."""
+        spool = a.spool
+        if not isinstance(spool, FileSpool):
+            return
+        if spool.in_memory:
+            data = bytes(spool.buffer)
+        else:
+            assert spool.path is not None
+            data = await asyncio.to_thread(spool.path.read_bytes)
+        converted = base64_binary_parts(data)
+        if converted is None:
+            return
+        a.spool = self.ctx.store.new_spool()
+        a.spool.write(converted)
+        a.facts = FactsBuilder()
+        a.facts.feed(converted)
+        spool.discard()
 
     # -- IDLE ---------------------------------------------------------------------
 
@@ -967,18 +1033,13 @@ class ImapSession:
         facts = {}
         for start in range(0, len(uids), 1000):
             batch = uids[start : start + 1000]
-            if plan.needs_facts:
-                facts = await ensure_facts(self.ctx.store, view, batch)
             if plan.metadata_only:
-                out = []
-                for uid in batch:
-                    seq = view.seq(uid)
-                    if seq is not None:
-                        out.append(render_meta(view, uid, seq, plan, facts.get(uid)))
-                data = b"".join(out)
+                data = await render_meta_batch(self.ctx.store, view, batch, plan)
                 pending = len(data)
                 self.write(data)
             else:
+                if plan.needs_facts:
+                    facts = await ensure_facts(self.ctx.store, view, batch)
                 pending = 0
                 for uid in batch:
                     if uid not in view.info:
@@ -988,6 +1049,9 @@ class ImapSession:
                     ):
                         pending += len(piece)
                         self.write(piece)
+                        if pending > _STREAM_FLUSH:  # a streamed literal: keep memory flat
+                            await self.conn.flush()
+                            pending = 0
             if start + 1000 < len(uids) or pending > _HOLD_BACK:
                 await self.conn.flush()  # a small last batch goes out with the tagged reply
         self.write(tagged(tag, "OK", "FETCH completed"))

@@ -1,0 +1,266 @@
+"""Background SEARCH TEXT/BODY indexing of newly stored messages (issue 3 §5).
+
+Every path that stores a message — IMAP APPEND, SMTP/LMTP/queue local delivery,
+``correo import`` — hands the new UIDs to :func:`index_delivered` after the commit: the
+acknowledgement never waits for the index. One :class:`TextIndexer` per store reads
+each message once (copies delivered to several mailboxes share the work), extracts the
+text the search evaluator compares, and writes it to the store's trigram index, whose
+writer is a separate low-priority thread.
+
+What is indexed is the *word set* of that text: with ``detail='none'`` a trigram index
+only records which trigrams a document contains, so repeated words add cost (about
+60 ns per character) and no selectivity. Needles are split the same way
+(:func:`index_needles`): each whitespace-free piece of a needle lies inside one word of
+any text containing the needle, so the index still only over-selects and the evaluator
+keeps the exact RFC 9051 §6.4.4 substring semantics.
+
+The queue is bounded; messages it drops, and those of a crashed or restarted process,
+are found by the search-time backfill (``correo.server.imap.searching``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from correo.delivery.facts import load_tree
+from correo.message.encoded import decode_header
+from correo.message.headers import parse_fields
+from correo.message.imapfmt import TransferDecoder
+from correo.message.mime import parse_address_list
+from correo.message.structure import Part
+from correo.message.text import html_to_text
+from correo.store.api import Delivered, MailStore, StoreError
+
+__all__ = [
+    "ADDRESS_FIELDS",
+    "MAX_INDEXED",
+    "TextIndexer",
+    "address_text",
+    "body_texts",
+    "header_value",
+    "index_delivered",
+    "index_form",
+    "index_needles",
+    "index_text_of",
+    "indexer_for",
+]
+
+MAX_INDEXED = 4 << 20  # characters; a longer text stays unindexed and is always scanned
+_MAX_INDEX_READ = 2 << 20  # bytes; bigger messages are not read whole in the background
+_QUEUE_LIMIT = 50_000  # messages waiting; beyond that the search-time backfill finds them
+_BUSY_LAG = 0.0005  # seconds other callbacks took in one loop turn: sessions are busy
+_BUSY_FACTOR = 9.0  # then sleep this many times the last message's extraction time
+_MAX_BUFFERED = 2000  # extracted texts waiting for the index writer before extraction waits
+
+Target = tuple[str, str, int]  # (account, mailbox, uid)
+
+ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+
+
+def body_texts(data: bytes, part: Part) -> list[str]:
+    """Decoded text of every text/* part (HTML as text): what BODY compares against."""
+    out: list[str] = []
+    for p in part.walk():
+        if p.is_multipart or p.type.lower() != "text":
+            continue
+        decoder = TransferDecoder(p.encoding)
+        raw = decoder.feed(data[p.header_end : p.body_end]) + decoder.finish()
+        charset = (p.param("charset") or "utf-8").strip().lower()
+        try:
+            text = raw.decode(charset, "replace")
+        except LookupError:
+            text = raw.decode("utf-8", "replace")
+        out.append(html_to_text(text) if p.subtype.lower() == "html" else text)
+    return out
+
+
+def address_text(value: str) -> str:
+    """Address fields written the canonical way, ``Display Name <local@domain>``.
+
+    RFC 9051 §6.4.4 compares against the field's text; clients type what they see, the
+    display name and the address without quotes, comments or folding, so an address
+    field also matches in this form (the decoded raw value is matched as well).
+    """
+    out: list[str] = []
+    for a in parse_address_list(value):
+        if a.host is None:
+            if a.mailbox is not None:  # RFC 5322 §3.4 group start: "name:"
+                out.append(decode_header(a.mailbox) + ":")
+            continue
+        local = "" if a.mailbox == "MISSING_MAILBOX" else a.mailbox or ""
+        spec = local if a.host == "MISSING_DOMAIN" else f"{local}@{a.host}"
+        out.append(f"{decode_header(a.name)} <{spec}>" if a.name else spec)
+    return ", ".join(out)
+
+
+def header_value(value: str) -> str:
+    """``decode_header`` with a fast path: plain ASCII without encoded words is itself."""
+    if value.isascii() and "=?" not in value and "\n" not in value:
+        return value
+    return decode_header(value)
+
+
+def index_text_of(data: bytes, tree: Part) -> str:
+    """What BODY/TEXT compare against (body text, decoded header values, the canonical
+    form of address fields), casefolded, so every evaluator match is a substring of it."""
+    section = data[tree.header_start : tree.header_end]
+    if section.isascii() and b"=?" not in section and b"\\" not in section:
+        # Each value is a substring of the raw section, and the index ignores white space
+        # (needles are split on it): no need to parse the fields one by one.
+        heads = [section.decode("ascii")]
+        return "\n".join(["\n".join(body_texts(data, tree)), *heads]).casefold()
+    heads = []
+    for name, value in parse_fields(section):
+        heads.append(header_value(value))
+        if name in ADDRESS_FIELDS and "\\" in value:  # only quoted-pairs make it differ
+            heads.append(address_text(value))
+    return "\n".join(["\n".join(body_texts(data, tree)), *heads]).casefold()
+
+
+_DEDUPE_FROM = 8192  # characters; below, deduplicating costs more than it saves
+
+
+def index_form(text: str) -> str:
+    """The distinct words of ``text`` in first-seen order: the same trigram matches for
+    whitespace-free needles, a fraction of the characters (see the module docstring)."""
+    if len(text) < _DEDUPE_FROM:
+        return text
+    return " ".join(dict.fromkeys(text.split()))
+
+
+def index_needles(needles: Iterable[str]) -> list[str]:
+    """Casefolded whitespace-free pieces of the needles, to look up in the index."""
+    return [piece for needle in needles for piece in needle.casefold().split()]
+
+
+class TextIndexer:
+    """Indexes newly stored messages off the acknowledgement path, in FIFO order."""
+
+    def __init__(self, store: MailStore, limit: int = _QUEUE_LIMIT) -> None:
+        self.store = store
+        self.limit = limit
+        self.jobs: deque[tuple[Target, ...]] = deque()
+        self.pending: set[Target] = set()  # queued and not yet taken by a search
+        self.dropped = 0
+        self.task: asyncio.Task[None] | None = None
+        self._buffer: dict[tuple[str, str], dict[int, str]] = {}
+        self._buffered = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, targets: Sequence[Target]) -> None:
+        """Queue copies of one message (same bytes); over the bound they are dropped."""
+        if not targets:
+            return
+        if len(self.pending) + len(targets) > self.limit:
+            self.dropped += len(targets)  # found later by the search-time backfill
+            return
+        self.jobs.append(tuple(targets))
+        self.pending.update(targets)
+        self._idle.clear()
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def claim(self, account: str, mailbox: str, uids: Iterable[int]) -> None:
+        """A search scanned these messages itself: do not extract them again."""
+        for uid in uids:
+            self.pending.discard((account, mailbox, uid))
+
+    def write(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
+        """Queue an index write without waiting for it (best effort, batched)."""
+        if not texts:
+            return
+        self._buffer.setdefault((account, mailbox), {}).update(texts)
+        self._buffered += len(texts)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """One store write for everything buffered while the previous one ran."""
+        try:
+            while self._buffer:
+                batch, self._buffer, self._buffered = self._buffer, {}, 0
+                try:
+                    await self.store.index_texts(batch)
+                except Exception:  # best effort: unindexed mail is found by scanning
+                    pass
+        finally:
+            self._flusher = None
+
+    async def drain(self) -> None:
+        """Wait until every queued message is indexed (or skipped) and written."""
+        await self._idle.wait()
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while self.jobs:
+                job = self.jobs.popleft()
+                targets = [t for t in job if t in self.pending]
+                self.pending.difference_update(job)
+                text = await self._extract(targets) if targets else None
+                if text is not None:
+                    for account, mailbox, uid in targets:
+                        self.write(account, mailbox, {uid: text})
+                while self._buffered > _MAX_BUFFERED and self._flusher is not None:
+                    await asyncio.shield(self._flusher)  # the writer sets the pace
+                await self._yield(loop.time() - started)
+                started = loop.time()
+        finally:
+            self.task = None
+            self._idle.set()
+
+    @staticmethod
+    async def _yield(work: float) -> None:
+        """Let sessions run; while they keep the loop busy, take a small share of it.
+
+        Acknowledgements come first: under an SMTP or APPEND burst the indexer uses at
+        most about 1/(1+_BUSY_FACTOR) of the loop and catches up when the burst ends.
+        """
+        loop = asyncio.get_running_loop()
+        before = loop.time()
+        await asyncio.sleep(0)
+        if loop.time() - before > _BUSY_LAG:
+            await asyncio.sleep(min(work * _BUSY_FACTOR, 0.05))
+
+    async def _extract(self, targets: Sequence[Target]) -> str | None:
+        """The index form of the first copy still there (None: leave it to the backfill)."""
+        for account, mailbox, uid in targets:
+            try:
+                facts = (await self.store.fetch_facts(account, mailbox, [uid])).get(uid)
+                if facts is None:
+                    continue  # expunged meanwhile, or facts not computed yet
+                tree = load_tree(facts)
+                if tree.body_end > _MAX_INDEX_READ:
+                    return None
+                chunks = [c async for c in self.store.read_message(account, mailbox, uid)]
+            except (StoreError, ValueError):
+                continue
+            text = index_text_of(b"".join(chunks), tree)
+            return index_form(text) if len(text) <= MAX_INDEXED else None
+        return None
+
+
+_INDEXERS: weakref.WeakKeyDictionary[MailStore, TextIndexer] = weakref.WeakKeyDictionary()
+
+
+def indexer_for(store: MailStore) -> TextIndexer:
+    """The one indexer of ``store`` in this process."""
+    indexer = _INDEXERS.get(store)
+    if indexer is None:
+        indexer = _INDEXERS[store] = TextIndexer(store)
+    return indexer
+
+
+def index_delivered(store: MailStore, delivered: Delivered) -> None:
+    """Queue the messages a ``store.deliver`` call just committed (one blob, N copies)."""
+    targets = [(t.account, t.mailbox, uid) for t, uid in delivered.uids]
+    if targets:
+        indexer_for(store).add(targets)

@@ -28,6 +28,7 @@ __all__ = [
     "envelope",
     "header_fields",
     "istring",
+    "resolve_part",
     "section",
 ]
 
@@ -191,7 +192,7 @@ def _split_spec(spec: str) -> tuple[list[int], str] | None:
     return (nums, text) if text in _SECTION_TEXTS else None
 
 
-def _resolve(root: Part, numbers: list[int]) -> tuple[Part, bool] | None:
+def resolve_part(root: Part, numbers: list[int]) -> tuple[Part, bool] | None:
     """Follow part numbers (RFC 9051 §6.4.5); bool says "this is a message, not a part".
 
     A non-multipart message has one part, number 1, which is its body; the parts of a
@@ -234,7 +235,7 @@ def section(root: Part, spec: str) -> tuple[int, int] | None:
         if text == "MIME":
             return None  # RFC 9051 §6.4.5: MIME needs a part number
         return _message_section(root, text)
-    found = _resolve(root, nums)
+    found = resolve_part(root, nums)
     if found is None:
         return None
     part, is_message = found

@@ -22,8 +22,7 @@ from operator import attrgetter
 from correo.delivery.facts import facts_from_bytes, load_tree
 from correo.imap.commands import FetchAtt
 from correo.imap.responses import format_internal_date
-from correo.message.imapfmt import TransferDecoder, header_fields, section
-from correo.message.imapfmt import _resolve as resolve_part
+from correo.message.imapfmt import TransferDecoder, header_fields, resolve_part, section
 from correo.message.structure import Part
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts, MessageInfo, StoreError

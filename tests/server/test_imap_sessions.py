@@ -60,6 +60,32 @@ def test_two_sessions_see_flags_exists_and_expunge_at_allowed_points(server: Ser
     b.close()
 
 
+def test_own_store_is_not_echoed_and_interleaved_stores_are_never_lost(server: Server) -> None:
+    """A STORE fast-forwards its session's view only when nothing else changed meanwhile."""
+    box = unique("ff")
+    setup = imap(server)
+    setup.create(box)
+    for i in range(4):
+        setup.append(box, None, None, message(f"m{i}"))
+    setup.logout()
+    a, b = _session(server, box), _session(server, box)
+    assert a.cmd("1", "STORE 1:* +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"1 OK")
+    assert not any(b"FETCH" in line for line in a.cmd("2", "NOOP"))  # nothing echoed
+    assert sum(b"\\Flagged" in line for line in b.cmd("3", "NOOP")) == 4
+    # b changes message 1, then a stores on message 2 before looking: a must still be
+    # told of b's change (its STORE's MODSEQ is not the next one after its view's)
+    assert b.cmd("4", "STORE 1 +FLAGS.SILENT (\\Answered)")[-1].startswith(b"4 OK")
+    out = a.cmd("5", "STORE 2 +FLAGS.SILENT (\\Seen)")
+    assert out[-1].startswith(b"5 OK")
+    out += a.cmd("6", "NOOP")  # b's change is told during the STORE or at the latest now
+    assert any(re.match(rb"\* 1 FETCH \(FLAGS \(.*\\Answered", line) for line in out), out
+    assert not any(line.startswith(b"* 2 FETCH") for line in out), out
+    out = b.cmd("7", "FETCH 2 (FLAGS)")
+    assert any(b"\\Seen" in line for line in out), out
+    a.close()
+    b.close()
+
+
 def test_uid_fetch_may_announce_expunge(server: Server) -> None:
     box = unique("uidfetch")
     setup = imap(server)

@@ -45,6 +45,7 @@ __all__ = [
     "index_form",
     "index_needles",
     "index_text_of",
+    "indexable",
     "indexer_for",
 ]
 
@@ -243,9 +244,14 @@ class TextIndexer:
                 chunks = [c async for c in self.store.read_message(account, mailbox, uid)]
             except (StoreError, ValueError):
                 continue
-            text = index_text_of(b"".join(chunks), tree)
-            return index_form(text) if len(text) <= MAX_INDEXED else None
+            return indexable(b"".join(chunks), tree)
         return None
+
+
+def indexable(data: bytes, tree: Part) -> str | None:
+    """The index form of a message in hand, None if too long to index."""
+    text = index_text_of(data, tree)
+    return index_form(text) if len(text) <= MAX_INDEXED else None
 
 
 _INDEXERS: weakref.WeakKeyDictionary[MailStore, TextIndexer] = weakref.WeakKeyDictionary()

@@ -50,7 +50,7 @@ from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts
 
-__all__ = ["TextIndexer", "index_soon", "index_text_of", "run_search"]
+__all__ = ["TextIndexer", "index_text_of", "run_search"]
 
 _BACKFILL_CHARS = 64 << 20  # the rest is indexed by a later search
 
@@ -88,14 +88,6 @@ def _required_needles(key: SearchKey) -> list[str]:
         case And(keys):
             return [n for k in keys for n in _required_needles(k)]
     return []
-
-
-def index_soon(
-    store: MailStore, account: str, mailbox: str, uid: int, size: int, facts: MessageFacts
-) -> None:
-    """Queue an appended message for the text index (APPEND's hook)."""
-    del size, facts  # the indexer reads both from the store, bounded
-    indexer_for(store).add([(account, mailbox, uid)])
 
 
 def _local_date(value: str) -> dt.datetime | None:

@@ -8,14 +8,16 @@ mailbox (:mod:`correo.server.imap.view`), and writes the responses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from correo.delivery.facts import FactsBuilder
+from correo.delivery.facts import FactsBuilder, load_tree
+from correo.delivery.textindex import indexable, indexer_for
 from correo.imap import commands as c
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
@@ -67,10 +69,18 @@ from correo.server.imap.names import (
     normalize,
 )
 from correo.server.imap.ordering import sort_uids, thread_uids
-from correo.server.imap.searching import index_soon, run_search
+from correo.server.imap.searching import run_search
 from correo.server.imap.shared import Snapshot
 from correo.server.imap.view import MailboxView, format_uids
-from correo.store.api import INBOX, Envelope, MailboxError, MailboxStatus, Spool, StoreError
+from correo.store.api import (
+    INBOX,
+    Envelope,
+    MailboxError,
+    MailboxStatus,
+    MessageInfo,
+    Spool,
+    StoreError,
+)
 from correo.store.spool import FileSpool
 
 __all__ = ["ImapSession"]
@@ -367,6 +377,24 @@ class ImapSession:
                 self.write(line)
             return  # catch_up moved HIGHESTMODSEQ (and may have adopted a shared snapshot)
         view.highestmodseq = max(view.highestmodseq, changes.highestmodseq)
+
+    async def _stored(self, changed: Sequence[MessageInfo]) -> None:
+        """This session's own STORE: into its view now, and when nothing else happened
+        meanwhile, its view *is* the mailbox at the new MODSEQ (no re-read of 10,000
+        changes by the next command; other sessions adopt it from the shared snapshot)."""
+        view = self.view
+        assert view is not None
+        view.update_flags(changed)
+        modseqs = {m.modseq for m in changed}
+        if len(modseqs) != 1 or view.pending_expunge:
+            return
+        (modseq,) = modseqs
+        if modseq != view.highestmodseq + 1:
+            return  # someone else changed the mailbox since this view caught up
+        state = await self.ctx.store.mailbox_state(view.account, view.name)
+        if state.highestmodseq == modseq:
+            view.highestmodseq = modseq
+            view.share()
 
     def _condstore_on(self) -> None:
         """RFC 7162 §3.1: a CONDSTORE-enabling command; first time, say HIGHESTMODSEQ."""
@@ -797,17 +825,27 @@ class ImapSession:
                 if a.nul:
                     await self._binary_to_base64(a)
                 facts = a.facts.finish()
-                size = a.spool.size
-                result = await store.deliver(
-                    a.spool,
-                    Envelope(sender="", authenticated=self.user),
-                    [_target(self.user, a.mailbox, a.flags)],
-                    facts=facts,
-                    internal_date=a.date,
-                    internal_zone=a.zone,
+                spool = a.spool
+                held = bytes(spool.buffer) if isinstance(spool, FileSpool) else b""
+                commit = asyncio.ensure_future(
+                    store.deliver(
+                        spool,
+                        Envelope(sender="", authenticated=self.user),
+                        [_target(self.user, a.mailbox, a.flags)],
+                        facts=facts,
+                        internal_date=a.date,
+                        internal_zone=a.zone,
+                    )
                 )
+                text = None
+                if held and len(held) == spool.size:  # small: it never left memory
+                    await asyncio.sleep(0)  # the commit goes to the writer thread first
+                    # the SEARCH text, extracted while the commit waits for its fsync
+                    with contextlib.suppress(ValueError):  # best effort: SEARCH scans it
+                        text = indexable(held, load_tree(facts))
+                result = await commit
                 done.append((a.mailbox, result.uids[0][1]))
-                indexed.append((a.mailbox, result.uids[0][1], size, facts))
+                indexed.append((a.mailbox, result.uids[0][1], text))
         except StoreError as exc:
             for mailbox, uid in done:  # RFC 3502 §6: all or nothing
                 await store.expunge(self.user, mailbox, [uid])
@@ -816,8 +854,11 @@ class ImapSession:
             self.ctx.log.error("imap.append_failed", session=self.id, error=str(exc))
             self.write(tagged(tag, "NO", "APPEND failed", "UNAVAILABLE"))
             return
-        for mailbox, uid, size, facts in indexed:
-            index_soon(store, self.user, mailbox, uid, size, facts)  # SEARCH TEXT index
+        for mailbox, uid, text in indexed:  # the SEARCH TEXT index
+            if text is not None:
+                indexer_for(store).write(self.user, mailbox, {uid: text})
+            else:
+                indexer_for(store).add([(self.user, mailbox, uid)])
         status = await store.mailbox_state(self.user, done[-1][0])
         uids = format_uids(uid for _, uid in done)
         if self.view is not None:
@@ -1023,7 +1064,7 @@ class ImapSession:
                 changed, _ = await self.ctx.store.store_flags(
                     self.user, view.name, unseen, "add", ["\\Seen"]
                 )
-                view.update_flags(changed)
+                await self._stored(changed)
                 if "FLAGS" not in plan.names:
                     plan = FetchPlan.of(
                         (*cmd.items, c.FetchAtt("FLAGS")),
@@ -1069,7 +1110,7 @@ class ImapSession:
         changed, failed = await self.ctx.store.store_flags(
             self.user, view.name, uids, cmd.mode, cmd.flags, cmd.unchangedsince
         )
-        view.update_flags(changed)
+        await self._stored(changed)
         for line in view.new_keywords(changed):
             self.write(line)
         changed_uids = {m.uid for m in changed}

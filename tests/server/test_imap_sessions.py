@@ -22,13 +22,19 @@ def _session(server: Server, box: str) -> RawImap:
     return raw
 
 
-def test_two_sessions_see_flags_exists_and_expunge_at_allowed_points(server: Server) -> None:
-    box = unique("two")
+def _box_with(server: Server, prefix: str, count: int) -> str:
+    """A new mailbox holding ``count`` messages m0, m1, ..."""
+    box = unique(prefix)
     setup = imap(server)
     setup.create(box)
-    for i in range(3):
+    for i in range(count):
         setup.append(box, None, None, message(f"m{i}"))
     setup.logout()
+    return box
+
+
+def test_two_sessions_see_flags_exists_and_expunge_at_allowed_points(server: Server) -> None:
+    box = _box_with(server, "two", 3)
     a, b = _session(server, box), _session(server, box)
     assert a.cmd("1", "STORE 2 +FLAGS (\\Deleted)")[-1].startswith(b"1 OK")
     assert a.cmd("2", "EXPUNGE")[0] == b"* 2 EXPUNGE"
@@ -62,12 +68,7 @@ def test_two_sessions_see_flags_exists_and_expunge_at_allowed_points(server: Ser
 
 def test_own_store_is_not_echoed_and_interleaved_stores_are_never_lost(server: Server) -> None:
     """A STORE fast-forwards its session's view only when nothing else changed meanwhile."""
-    box = unique("ff")
-    setup = imap(server)
-    setup.create(box)
-    for i in range(4):
-        setup.append(box, None, None, message(f"m{i}"))
-    setup.logout()
+    box = _box_with(server, "ff", 4)
     a, b = _session(server, box), _session(server, box)
     assert a.cmd("1", "STORE 1:* +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"1 OK")
     assert not any(b"FETCH" in line for line in a.cmd("2", "NOOP"))  # nothing echoed
@@ -87,12 +88,7 @@ def test_own_store_is_not_echoed_and_interleaved_stores_are_never_lost(server: S
 
 
 def test_uid_fetch_may_announce_expunge(server: Server) -> None:
-    box = unique("uidfetch")
-    setup = imap(server)
-    setup.create(box)
-    for i in range(2):
-        setup.append(box, None, None, message(f"m{i}"))
-    setup.logout()
+    box = _box_with(server, "uidfetch", 2)
     a, b = _session(server, box), _session(server, box)
     a.cmd("1", "STORE 1 +FLAGS (\\Deleted)")
     a.cmd("2", "EXPUNGE")

@@ -573,19 +573,27 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         start: int = 0,
         end: int | None = None,
     ) -> AsyncIterator[bytes]:
+        # an inline body yields only the range asked for (a header: its first pages)
+        cut = "substr(b.data, ?)" if end is None else "substr(b.data, ?, ?)"
+        bounds = (start + 1,) if end is None else (start + 1, max(0, end - start))
+
         def locate() -> tuple[bytes | None, str | None]:
             conn = self._reader()
             row = conn.execute(
-                "SELECT b.data, b.path FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id "
-                "JOIN accounts a ON a.id = x.account_id JOIN blobs b ON b.id = m.blob_id "
-                "WHERE a.name=? AND x.name=? AND m.uid=?",
-                (account, mailbox, uid),
+                f"SELECT {cut}, b.path FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id"
+                " JOIN accounts a ON a.id = x.account_id JOIN blobs b ON b.id = m.blob_id"
+                " WHERE a.name=? AND x.name=? AND m.uid=?",
+                (*bounds, account, mailbox, uid),
             ).fetchone()
             if row is None:
                 raise StoreError(f"message {uid} of {account}/{mailbox} does not exist")
+            if row[0] is None and row[1] is None:
+                return b"", None  # an empty inline body
             return row[0], row[1]
 
         data, path = self._read_now(locate)
+        if data is not None:
+            start, end = 0, None  # already cut to the range
         async for chunk in self._blob_chunks(data, path, start, chunk_size, end):
             yield chunk
 

@@ -180,6 +180,9 @@ class _Source:
         return self.data
 
     async def range(self, start: int, end: int | None) -> bytes:
+        if not self.checked and end is not None and end - start <= _SMALL_RANGE:
+            # a header or a small part: read just that, not the whole (inline) body
+            return await read_range(self.store, self.view, self.uid, start, end)
         data = await self.inline()
         if data is None:
             return await read_range(self.store, self.view, self.uid, start, end)
@@ -623,6 +626,7 @@ async def render_message(
     yield b" ".join(small) + b")\r\n"
 
 
+_SMALL_RANGE = 16 << 10  # sections up to this size are read alone, not via the whole body
 _STREAM_MIN = 1 << 20  # literals from file-backed bodies at least this big are streamed
 
 

@@ -193,3 +193,28 @@ def test_other_users_mail_is_unreachable(server: Server) -> None:
         assert alice.status(f'"{name}"', "(MESSAGES)")[0] == "NO", name
     assert not any(secret.encode() in (x or b"") for x in alice.list('""', "*")[1])  # type: ignore[operator]
     alice.logout()
+
+
+def test_append_when_the_spool_cannot_be_written_is_no_and_the_session_goes_on(
+    start_server: object,
+) -> None:
+    """A full or broken disk under APPEND: NO [UNAVAILABLE], nothing stored, no crash."""
+    srv: Server = start_server()  # type: ignore[operator]
+    client = imap(srv)
+    big = message("big", ("y" * 78 + "\r\n") * 5000)
+    tmp = srv.data / "store" / "tmp"
+    moved = tmp.with_name("tmp.away")
+    tmp.rename(moved)
+    tmp.write_bytes(b"")  # a file where the spool directory was: creating spool files fails
+    try:
+        typ, data = client.append("INBOX", None, None, big)  # over the in-memory spool limit
+        assert typ == "NO" and b"[UNAVAILABLE]" in data[0], data
+    finally:
+        tmp.unlink()
+        moved.rename(tmp)
+    typ, _ = client.append("INBOX", None, None, big)  # the same session, disk back
+    assert typ == "OK"
+    client.select("INBOX")
+    typ, data = client.search(None, "SUBJECT", "big")
+    assert typ == "OK" and len(data[0].split()) == 1  # only the second one was stored
+    client.logout()

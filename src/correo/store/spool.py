@@ -89,8 +89,8 @@ class FileSpool:
         if self.path is not None:
             try:
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # never created (disk full) or already gone; start-up sweeps the rest
             self.path = None
         self.buffer = bytearray()
 

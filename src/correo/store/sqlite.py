@@ -444,7 +444,7 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
 
         try:
             result: Delivered = await self._write(op)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # disk full, I/O error: nothing was stored
             raise StoreError(f"could not store message: {exc}") from exc
         finally:
             spool.discard()

@@ -140,7 +140,7 @@ class _Deflate:
 class _Append:
     """One message of an APPEND command being received."""
 
-    __slots__ = ("date", "facts", "flags", "mailbox", "nul", "spool", "zone")
+    __slots__ = ("date", "facts", "failed", "flags", "mailbox", "nul", "spool", "zone")
 
     def __init__(
         self,
@@ -157,6 +157,7 @@ class _Append:
         self.zone = int(offset.total_seconds()) // 60 if offset is not None else None
         self.spool = spool
         self.nul = False  # a literal8 carried NUL: see _binary_to_base64
+        self.failed = False  # the spool could not be written (disk full): NO at the end
         self.facts = FactsBuilder()
 
 
@@ -317,11 +318,17 @@ class ImapSession:
             case AppendStart():
                 await self._append_start(event)
             case AppendChunk(data=data):
-                if self.appends:
-                    self.appends[-1].spool.write(data)
-                    self.appends[-1].facts.feed(data)
+                if self.appends and not self.appends[-1].failed:
+                    append = self.appends[-1]
+                    try:
+                        append.spool.write(data)
+                    except OSError as exc:  # the literal is still read to its end
+                        append.failed = True
+                        self.ctx.log.error("imap.append_failed", session=self.id, error=str(exc))
+                        return
+                    append.facts.feed(data)
                     if b"\x00" in data:
-                        self.appends[-1].nul = True
+                        append.nul = True
             case AppendEnd():
                 pass
             case AppendDone(tag=tag):
@@ -819,6 +826,11 @@ class ImapSession:
         appends, self.appends = self.appends, []
         store = self.ctx.store
         done: list[tuple[str, int]] = []
+        if any(a.failed for a in appends):
+            for a in appends:
+                a.spool.discard()
+            self.write(tagged(tag, "NO", "APPEND failed: cannot store the message", "UNAVAILABLE"))
+            return
         try:
             indexed = []
             for a in appends:

@@ -54,6 +54,19 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICK
 
 
+def tree_cpu_seconds(pids: Iterable[int]) -> float:
+    """User+system CPU seconds used so far by these processes (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / _TICK
+
+
 def self_cpu_seconds() -> float:
     """CPU of this process (the load generator and its sampler threads)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -336,3 +336,21 @@ def test_dates_and_sequence_in_search() -> None:
     assert "date=datetime.date(2024, 2, 1)" in repr(cmd.criteria)
     assert f"(2, {STAR})" in repr(cmd.criteria)
     assert dt.date(2024, 2, 1)
+
+
+def test_repeated_fetch_item_lists_parse_the_same_each_time() -> None:
+    """The remembered FETCH tails give the same commands as a fresh parse."""
+    from correo.imap import commands as cmds
+
+    cmds._FETCH_TAILS.clear()
+    first = cmds.parse_command([b"a UID FETCH 7 (BODY.PEEK[] FLAGS)"], [])
+    again = cmds.parse_command([b"b UID FETCH 9:12,20 (BODY.PEEK[] FLAGS)"], [])
+    assert isinstance(first, cmds.Fetch) and isinstance(again, cmds.Fetch)
+    assert first.items == again.items
+    assert again.sequence.resolve(100) == [(9, 12), (20, 20)]
+    plain = cmds.parse_command([b"c FETCH 9 (BODY.PEEK[] FLAGS)"], [])
+    assert isinstance(plain, cmds.Fetch) and not plain.uid  # UID FETCH's tail is its own
+    assert all(i.name != "UID" for i in plain.items)
+    for _ in range(2):  # a bad tail is never remembered: refused every time
+        with pytest.raises(cmds.ParseError):
+            cmds.parse_command([b"d FETCH 1 (BODY.PEEK[] BOGUS)"], [])

@@ -904,45 +904,70 @@ def _fetch_att(r: Reader) -> list[FetchAtt]:
     raise ParseError(f"unknown FETCH item {name}")
 
 
+# Clients repeat a few FETCH item lists thousands of times ("(BODY.PEEK[])", "(UID
+# FLAGS)"): what follows the sequence set is parsed once and remembered, bounded.
+_FETCH_TAILS: dict[tuple[bool, bytes], tuple[tuple[FetchAtt, ...], int | None, bool]] = {}
+_FETCH_TAILS_KEPT = 256
+
+
 def _fetch(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
     def parse(r: Reader, o: ParseOptions) -> Command:
         r.sp()
         seq = r.sequence_set(max_ranges=o.max_ranges)
         r.sp()
-        items: list[FetchAtt] = []
-        if r.peek() == 0x28:
-            r.open_paren()
-            items += _fetch_att(r)
-            while r.take(b" "):
-                items += _fetch_att(r)
-            r.close_paren()
+        tail = r.plain_rest()
+        if tail is not None and len(tail) <= 512:
+            known = _FETCH_TAILS.get((uid, tail))
+            if known is not None:
+                r.skip_rest()
+                return Fetch(uid, seq, *known)
         else:
-            items = _fetch_att(r)
-        changedsince: int | None = None
-        vanished = False
-        if r.take(b" "):  # RFC 4466 fetch-modifiers
-            r.open_paren()
-            while True:
-                mod = r.keyword()
-                if mod == "CHANGEDSINCE" and changedsince is None:
-                    r.sp()
-                    changedsince = r.number(MAX_NUMBER64)  # RFC 7162 §3.1.4.1
-                elif mod == "VANISHED" and uid and not vanished:
-                    vanished = True  # RFC 7162 §3.2.6: UID FETCH only
-                else:
-                    raise ParseError(f"invalid FETCH modifier {mod}")
-                if not r.take(b" "):
-                    break
-            r.close_paren()
-            if vanished and changedsince is None:
-                raise ParseError("VANISHED needs CHANGEDSINCE")  # RFC 7162 §3.2.6
-        if uid and not any(i.name == "UID" for i in items):
-            items.append(FetchAtt("UID"))  # RFC 9051 §6.4.9: UID FETCH always returns UID
-        if changedsince is not None and not any(i.name == "MODSEQ" for i in items):
-            items.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1
-        return _done(Fetch(uid, seq, tuple(dict.fromkeys(items)), changedsince, vanished), r)
+            tail = None
+        command = _fetch_rest(r, uid, seq)
+        if tail is not None:
+            if len(_FETCH_TAILS) >= _FETCH_TAILS_KEPT:
+                _FETCH_TAILS.clear()
+            _FETCH_TAILS[(uid, tail)] = (command.items, command.changedsince, command.vanished)
+        return command
 
     return parse
+
+
+def _fetch_rest(r: Reader, uid: bool, seq: SequenceSet) -> Fetch:
+    """FETCH after its sequence set: the items and modifiers (RFC 9051 §6.4.5, RFC 7162)."""
+    items: list[FetchAtt] = []
+    if r.peek() == 0x28:
+        r.open_paren()
+        items += _fetch_att(r)
+        while r.take(b" "):
+            items += _fetch_att(r)
+        r.close_paren()
+    else:
+        items = _fetch_att(r)
+    changedsince: int | None = None
+    vanished = False
+    if r.take(b" "):  # RFC 4466 fetch-modifiers
+        r.open_paren()
+        while True:
+            mod = r.keyword()
+            if mod == "CHANGEDSINCE" and changedsince is None:
+                r.sp()
+                changedsince = r.number(MAX_NUMBER64)  # RFC 7162 §3.1.4.1
+            elif mod == "VANISHED" and uid and not vanished:
+                vanished = True  # RFC 7162 §3.2.6: UID FETCH only
+            else:
+                raise ParseError(f"invalid FETCH modifier {mod}")
+            if not r.take(b" "):
+                break
+        r.close_paren()
+        if vanished and changedsince is None:
+            raise ParseError("VANISHED needs CHANGEDSINCE")  # RFC 7162 §3.2.6
+    if uid and not any(i.name == "UID" for i in items):
+        items.append(FetchAtt("UID"))  # RFC 9051 §6.4.9: UID FETCH always returns UID
+    if changedsince is not None and not any(i.name == "MODSEQ" for i in items):
+        items.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1
+    r.end()
+    return Fetch(uid, seq, tuple(dict.fromkeys(items)), changedsince, vanished)
 
 
 def _store(uid: bool) -> Callable[[Reader, ParseOptions], Command]:

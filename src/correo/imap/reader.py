@@ -157,6 +157,16 @@ class Reader:
         m = _ATOM.match(self._line, self._pos, self._end)
         return m is not None and m.group().upper() == word
 
+    def plain_rest(self) -> bytes | None:
+        """What is left of a one-line command without literals (None otherwise)."""
+        if len(self._lines) == 1 and self._end == len(self._line):
+            return self._line[self._pos :]
+        return None
+
+    def skip_rest(self) -> None:
+        """Consume the rest of a one-line command (after :meth:`plain_rest`)."""
+        self._pos = len(self._line)
+
     def end(self) -> None:
         if not self.at_end():
             raise ParseError("unexpected data at end of command")

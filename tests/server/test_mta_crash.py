@@ -24,10 +24,11 @@ COUNT = 30
 
 
 class HoldingRelay:
-    """TCP relay 127.0.0.5:25 -> 127.0.0.3:25; ``hold`` stops client-to-server bytes."""
+    """TCP relay 127.0.0.5:25 -> 127.0.0.3:25; ``hold`` drops client-to-server bytes."""
 
     def __init__(self) -> None:
         self.hold = threading.Event()
+        self.sockets: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.5", 25), reuse_port=False)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -42,18 +43,22 @@ class HoldingRelay:
             except OSError:
                 client.close()  # b.test is down: the sender sees a dropped connection
                 continue
+            self.sockets += (client, upstream)
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, holdable: bool) -> None:
+        dropping = False
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                while holdable and self.hold.is_set():
-                    time.sleep(0.01)  # keep the bytes: the peer never sees them
-                dst.sendall(data)
+                # Held bytes are dropped for good, not delayed: released after the kill, a
+                # held final "." would complete a transaction whose sender is dead.
+                dropping = dropping or (holdable and self.hold.is_set())
+                if not dropping:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -64,7 +69,13 @@ class HoldingRelay:
                     pass
 
     def close(self) -> None:
+        """Stop, and end the connections (b's stalled session would delay its shutdown)."""
         self.listener.close()
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv(); FIN to b
+            except OSError:
+                pass
 
 
 def test_kill_9_mid_queue_then_every_message_once(instances: object, dns_server: DnsServer) -> None:

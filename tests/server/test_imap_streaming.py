@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import imaplib
 import re
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def _peak_rss(server: Server) -> int:
     return int(match.group(1)) * 1024
 
 
+def _selected_with(server: Server, box: str, data: bytes) -> tuple[imaplib.IMAP4, int]:
+    """A session with ``data`` appended to a new ``box``, selected; and the peak RSS then."""
+    client = imap(server)
+    client.create(box)
+    assert client.append(box, None, None, data)[0] == "OK"
+    client.select(box)
+    return client, _peak_rss(server)
+
+
 def _big_message() -> bytes:
     head = (
         b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: big\r\n"
@@ -38,11 +48,7 @@ def _big_message() -> bytes:
 def test_fetch_of_a_big_message_streams_with_flat_memory(server: Server) -> None:
     data = _big_message()
     header_end = data.index(b"\r\n\r\n") + 4
-    client = imap(server)
-    client.create("Big")
-    assert client.append("Big", None, None, data)[0] == "OK"
-    client.select("Big")
-    before = _peak_rss(server)
+    client, before = _selected_with(server, "Big", data)
     typ, got = client.fetch("1", "(BODY.PEEK[])")
     assert typ == "OK"
     assert hashlib.sha256(got[0][1]).digest() == hashlib.sha256(data).digest()
@@ -67,11 +73,7 @@ def test_binary_of_a_big_attachment_streams_decoded(server: Server) -> None:
         b"--b1\r\nContent-Type: application/octet-stream\r\n"
         b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b1--\r\n"
     )
-    client = imap(server)
-    client.create("Attach")
-    assert client.append("Attach", None, None, data)[0] == "OK"
-    client.select("Attach")
-    before = _peak_rss(server)
+    client, before = _selected_with(server, "Attach", data)
     typ, got = client.fetch("1", "(BINARY.SIZE[2])")
     assert typ == "OK" and b"BINARY.SIZE[2] %d" % len(payload) in got[0]
     tag = client._new_tag()  # imaplib does not know literal8 (~{n}); read it by hand

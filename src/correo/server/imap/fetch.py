@@ -191,19 +191,25 @@ class _Source:
         return data[start:end]
 
 
-async def _section_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None:
+def _section_range(tree: Part, att: FetchAtt) -> tuple[int, int] | None:
+    """The stored bytes BODY[section] is taken from (for HEADER.FIELDS: the header)."""
     sec = att.section
     assert sec is not None
     spec_parts = ".".join(map(str, sec.part))
     text = sec.text or ""
-    spec = f"{spec_parts}.{text}" if spec_parts and text else spec_parts or text
-    base = spec
     if text.startswith("HEADER.FIELDS"):
-        base = f"{spec_parts}.HEADER" if spec_parts else "HEADER"
-    rng = section(tree, base)
+        text = "HEADER"
+    return section(tree, f"{spec_parts}.{text}" if spec_parts and text else spec_parts or text)
+
+
+async def _section_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None:
+    rng = _section_range(tree, att)
     if rng is None:
         return None
     data = await src.range(rng[0], rng[1])
+    sec = att.section
+    assert sec is not None
+    text = sec.text or ""
     if text.startswith("HEADER.FIELDS"):
         data = header_fields(data, sec.fields, text.endswith(".NOT"))
     return data
@@ -586,9 +592,13 @@ async def render_message(
             if not await big(att, tree.header_end, tree.body_end):
                 literal(b"RFC822.TEXT", await src.range(tree.header_end, tree.body_end))
         elif name == "BODY" and att.section is not None and (tree is not None or _whole(att)):
-            whole = _whole(att) or (tree is not None and _plain_range(tree, att) is not None)
-            rng = (0, info.size) if _whole(att) or tree is None else _plain_range(tree, att)
-            if whole and rng is not None and await big(att, *rng):
+            if _whole(att) or tree is None:
+                rng: tuple[int, int] | None = (0, info.size)
+            elif not (att.section.text or "").startswith("HEADER.FIELDS"):
+                rng = _section_range(tree, att)  # sent as stored: may stream
+            else:
+                rng = None
+            if rng is not None and await big(att, *rng):
                 continue
             if tree is None:
                 body: bytes | None = await src.range(0, None)
@@ -657,13 +667,3 @@ async def _decoded(
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()  # the blob file, at once rather than when collected
-
-
-def _plain_range(tree: Part, att: FetchAtt) -> tuple[int, int] | None:
-    """The stored bytes of a BODY[section] that is sent as stored (not HEADER.FIELDS)."""
-    sec = att.section
-    if sec is None or (sec.text or "").startswith("HEADER.FIELDS"):
-        return None
-    spec_parts = ".".join(map(str, sec.part))
-    text = sec.text or ""
-    return section(tree, f"{spec_parts}.{text}" if spec_parts and text else spec_parts or text)

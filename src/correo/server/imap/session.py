@@ -594,19 +594,15 @@ class ImapSession:
         if snap is not None:
             return snap
         messages = await self.ctx.store.list_messages(self.user, name)
-        snap = Snapshot([m.uid for m in messages], {m.uid: m for m in messages}, 0)
+        uids, info = [m.uid for m in messages], {m.uid: m for m in messages}
         # Shared only if nothing committed between the two reads: a commit adds a higher
         # MODSEQ or (expunge alone) changes the count.
         if len(messages) == status.messages and all(
             m.modseq <= status.highestmodseq for m in messages
         ):
-            snap = shared.publish(
-                self.user,
-                name,
-                status.uidvalidity,
-                Snapshot(snap.uids, snap.info, status.highestmodseq),
-            )
-        return snap
+            fresh = Snapshot(uids, info, status.highestmodseq)
+            return shared.publish(self.user, name, status.uidvalidity, fresh)
+        return Snapshot(uids, info, 0)  # this session's own, never published
 
     async def _qresync(self, q: c.Qresync) -> None:
         """RFC 7162 §3.2.5: what changed since the client's MODSEQ."""

@@ -205,13 +205,7 @@ class MailboxView:
         added = sum(1 for m in changes.messages if m.uid > known_max)
         if len(snap.uids) != len(self.uids) - len(gone) + added:
             return None  # not the state these changes lead to: take the slow path
-        out: list[bytes] = []
-        if gone and qresync:  # RFC 7162 §3.2.10
-            out.append(b"* VANISHED " + format_uids(gone).encode() + b"\r\n")
-        elif gone:
-            # highest first: removing a higher number leaves the lower ones valid
-            for uid in reversed(gone):
-                out.append(b"* %d EXPUNGE\r\n" % (bisect.bisect_left(self.uids, uid) + 1))
+        out = self._expunge_lines(gone, qresync)
         out += self.new_keywords(changes.messages)
         old_info, new_uids, dropped = self.info, snap.uids, set(gone)
         for m in changes.messages:
@@ -242,18 +236,21 @@ class MailboxView:
     def _announce_expunges(self, qresync: bool) -> list[bytes]:
         gone = sorted(self.pending_expunge)
         self.pending_expunge.clear()
+        out = self._expunge_lines(gone, qresync)
+        for uid in gone:
+            self._remove(uid)
+        return out
+
+    def _expunge_lines(self, gone: list[int], qresync: bool) -> list[bytes]:
+        """EXPUNGE (or VANISHED) for sorted ``gone``, numbered by the view before removal."""
+        if not gone:
+            return []
         if qresync:
             # RFC 7162 §3.2.10: VANISHED (UIDs) instead of EXPUNGE (sequence numbers).
-            for uid in gone:
-                self._remove(uid)
             return [b"* VANISHED " + format_uids(gone).encode() + b"\r\n"]
-        out = []
-        for uid in reversed(gone):  # highest first so earlier numbers stay valid
-            seq = self.seq(uid)
-            if seq is not None:
-                out.append(b"* %d EXPUNGE\r\n" % seq)
-                self._remove(uid)
-        return out
+        # highest first: removing a higher number leaves the lower ones valid
+        seqs = (self.seq(uid) for uid in reversed(gone))
+        return [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
 
     def expunged_now(self, uids: Iterable[int], qresync: bool) -> list[bytes]:
         """This session's own EXPUNGE: announce at once (RFC 9051 §6.4.3)."""

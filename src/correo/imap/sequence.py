@@ -38,6 +38,10 @@ class SequenceSet:
     ) -> SequenceSet:
         """Parse strictly; raise ParseError (BAD) on any deviation from the grammar."""
         data = text.encode("ascii", "replace") if isinstance(text, str) else text
+        if data.isdigit() and data[0] != 0x30 and len(data) <= 10:  # one number: most common
+            n = int(data)
+            if n <= MAX_NUMBER:
+                return cls(((n, n),))
         if data == b"$":
             return cls((), saved=True)  # RFC 5182 §2
         if data.count(b",") >= max_ranges:

@@ -51,6 +51,7 @@ from correo.imap.commands import (
     parse_append_head,
     parse_append_message,
     parse_command,
+    quick_fetch,
 )
 from correo.imap.errors import LocalProtocolError, ParseError
 from correo.imap.reader import ImapLimits, LiteralMarker, Reader, find_literal_marker
@@ -437,6 +438,12 @@ class ImapConnection:
             return self._reject(got)
         line = got
         if not self._lines:
+            if self._state is ImapState.SELECTED:
+                quick = quick_fetch(line, self._options)
+                if quick is not None:  # the common case, without the general parser
+                    self._text_used = 0
+                    self._bad = 0
+                    return CommandEvent(*quick)
             head = command_name(line)
             if head is None:
                 return self._reject(ParseError("invalid tag", "CLIENTBUG"), line)

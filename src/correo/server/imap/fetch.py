@@ -29,6 +29,7 @@ from correo.store.api import MailStore, MessageFacts, MessageInfo, StoreError
 
 __all__ = [
     "FetchPlan",
+    "Rendered",
     "WireCache",
     "ensure_facts",
     "read_range",
@@ -65,10 +66,16 @@ class FetchPlan:
 
     @classmethod
     def of(cls, items: Sequence[FetchAtt], *, uid_command: bool, condstore: bool) -> FetchPlan:
-        """The plan for these items, shared: a client repeats the same few item lists."""
-        key = (tuple(items), uid_command, condstore)
+        """The plan for these items, shared: a client repeats the same few item lists.
+
+        Keyed by the identity of the item tuple, which the parser shares between
+        commands with the same item list (hashing the items costs more than the
+        lookup); the plan holds the tuple, so its id is not reused while cached.
+        """
+        items = tuple(items)  # the same object when it is a tuple already
+        key = (id(items), uid_command, condstore)
         plan = _PLANS.get(key)
-        if plan is None:
+        if plan is None or plan.items is not items:
             if len(_PLANS) >= _PLANS_KEPT:
                 _PLANS.clear()
             plan = _PLANS[key] = cls._make(items, uid_command=uid_command, condstore=condstore)
@@ -102,7 +109,7 @@ class FetchPlan:
         return plan
 
 
-_PLANS: dict[tuple[tuple[FetchAtt, ...], bool, bool], FetchPlan] = {}
+_PLANS: dict[tuple[int, bool, bool], FetchPlan] = {}
 _PLANS_KEPT = 256
 
 
@@ -506,18 +513,28 @@ async def _wires(
     return wires  # type: ignore[return-value]  # every None was replaced above
 
 
+@dataclass(slots=True)
+class Rendered:
+    """One ``* n FETCH (...)`` response: its pieces, and the streams some of them stand for.
+
+    Literal data is its own piece, never concatenated: the socket write takes the list
+    as it is (a 50 KB body is not copied on the way). ``streams`` maps the index of an
+    empty placeholder piece to the chunks that go in its place, read as they are sent.
+    """
+
+    pieces: list[bytes]
+    streams: dict[int, AsyncIterator[bytes]] | None = None
+
+
 async def render_message(
     store: MailStore,
     view: MailboxView,
     uid: int,
     plan: FetchPlan,
     facts: MessageFacts | None,
-) -> AsyncIterator[bytes]:
-    """Yield the pieces of one ``* n FETCH (...)`` response.
-
-    Literal data is yielded as its own piece, never concatenated: the connection joins
-    everything once when it writes (a 50 KB body is copied once, not at every step).
-    """
+) -> Rendered:
+    """The response for one message: one await for a whole response (a message read
+    at most once), the big literals left as streams for the caller to send."""
     info = view.info[uid]
     seq = view.seq(uid)
     tree: Part | None = load_tree(facts) if facts is not None and plan.needs_tree else None
@@ -623,17 +640,10 @@ async def render_message(
         small.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
     head = b"* %d FETCH (" % (seq or 0)
     if not pieces:
-        yield head + b" ".join(small) + b")\r\n"
-        return
+        return Rendered([head + b" ".join(small) + b")\r\n"])
     pieces[0] = head + pieces[0]
-    for index, piece in enumerate(pieces):
-        chunks = streams.get(index)
-        if chunks is None:
-            yield piece
-            continue
-        async for chunk in chunks:
-            yield chunk  # the session drains the socket as these go: memory stays flat
-    yield b" ".join(small) + b")\r\n"
+    pieces.append(b" ".join(small) + b")\r\n")
+    return Rendered(pieces, streams or None)
 
 
 _SMALL_RANGE = 16 << 10  # sections up to this size are read alone, not via the whole body

@@ -56,6 +56,7 @@ from correo.server.connection import Connection
 from correo.server.context import ServerContext, new_session_id
 from correo.server.imap.fetch import (
     FetchPlan,
+    Rendered,
     ensure_facts,
     render_message,
     render_meta_batch,
@@ -290,8 +291,6 @@ class ImapSession:
 
     async def _event(self, event: object) -> None:
         match event:
-            case Respond(data=data):
-                self.write(data)
             case CommandEvent(tag=tag, command=command):
                 handler = _HANDLERS.get(type(command))
                 if handler is None:
@@ -315,6 +314,8 @@ class ImapSession:
                         command=type(command).__name__,
                         ms=round((time.monotonic() - started) * 1000, 2),
                     )
+            case Respond(data=data):
+                self.write(data)
             case AppendStart():
                 await self._append_start(event)
             case AppendChunk(data=data):
@@ -1049,8 +1050,14 @@ class ImapSession:
         assert view is not None and self.user is not None
         await self._updates(allow_expunge=False)
         uids = self._uids(cmd.sequence, cmd.uid)
-        if cmd.changedsince is not None or any(i.name == "MODSEQ" for i in cmd.items):
+        plan = FetchPlan.of(
+            cmd.items,
+            uid_command=cmd.uid,
+            condstore=self.core.condstore or cmd.changedsince is not None,
+        )
+        if not self.core.condstore and (cmd.changedsince is not None or "MODSEQ" in plan.names):
             self._condstore_on()
+            plan = FetchPlan.of(cmd.items, uid_command=cmd.uid, condstore=True)
         if cmd.changedsince is not None:
             uids = [u for u in uids if view.info[u].modseq > cmd.changedsince]
             if cmd.vanished and cmd.uid:
@@ -1061,11 +1068,6 @@ class ImapSession:
                 gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in known)]
                 if gone:
                     self.write(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
-        plan = FetchPlan.of(
-            cmd.items,
-            uid_command=cmd.uid,
-            condstore=self.core.condstore or cmd.changedsince is not None,
-        )
         if plan.sets_seen and not view.read_only:
             unseen = [u for u in uids if "\\Seen" not in view.info[u].flags]
             if unseen:
@@ -1093,17 +1095,34 @@ class ImapSession:
                 for uid in batch:
                     if uid not in view.info:
                         continue
-                    async for piece in render_message(
-                        self.ctx.store, view, uid, plan, facts.get(uid)
-                    ):
-                        pending += len(piece)
-                        self.write(piece)
-                        if pending > _STREAM_FLUSH:  # a streamed literal: keep memory flat
-                            await self.conn.flush()
-                            pending = 0
+                    out = await render_message(self.ctx.store, view, uid, plan, facts.get(uid))
+                    if out.streams is None:
+                        for piece in out.pieces:
+                            pending += len(piece)
+                            self.write(piece)
+                    else:
+                        pending = await self._send_streams(out, pending)
             if start + 1000 < len(uids) or pending > _HOLD_BACK:
                 await self.conn.flush()  # a small last batch goes out with the tagged reply
         self.write(tagged(tag, "OK", "FETCH completed"))
+
+    async def _send_streams(self, out: Rendered, pending: int) -> int:
+        """Write a response with streamed literals, draining the socket as they go so
+        memory stays flat; returns the bytes written since the last flush."""
+        streams = out.streams or {}
+        for index, piece in enumerate(out.pieces):
+            chunks = streams.get(index)
+            if chunks is None:
+                pending += len(piece)
+                self.write(piece)
+                continue
+            async for chunk in chunks:
+                pending += len(chunk)
+                self.write(chunk)
+                if pending > _STREAM_FLUSH:
+                    await self.conn.flush()
+                    pending = 0
+        return pending
 
     async def cmd_store(self, tag: str, cmd: c.Store) -> None:
         view = self.view

@@ -269,7 +269,8 @@ class ImapSession:
             timeout = self.ctx.config.limits.command_timeout
         while not self.closing and not self.conn.closed:
             try:
-                data = await self._read(timeout)
+                reading = self.conn.read(timeout) if self.deflate is None else self._read(timeout)
+                data = await reading
             except TimeoutError:
                 self.write(untagged("BYE", "Autologout; idle for too long"))
                 return

@@ -146,6 +146,9 @@ class OutboundSettings:
     relayhost_password_file: str = ""
     transport: tuple[str, ...] = ()  # "domain next-hop", e.g. "example.net lmtp:127.0.0.1:24"
     bounce_size_limit: int = 50000  # larger messages are returned as headers only
+    mta_sts: bool = True  # RFC 8461: honour recipient domains' MTA-STS policies
+    mta_sts_port: int = 443  # HTTPS port of mta-sts.<domain> (tests may change it)
+    ca_file: str = ""  # extra CAs for verified outbound TLS (MTA-STS, smart host)
 
 
 def _outbound(raw: object, path: Path) -> OutboundSettings:

@@ -116,8 +116,10 @@ def _outcome(reply: ServerReply) -> Outcome:
     return "deferred" if reply.is_transient else "failed"
 
 
-def _client_tls(verify: bool) -> ssl.SSLContext:
+def _client_tls(verify: bool, ca_file: str = "") -> ssl.SSLContext:
     ctx = ssl.create_default_context()
+    if verify and ca_file:
+        ctx.load_verify_locations(ca_file)  # besides the system's trust store
     if not verify:
         # Opportunistic TLS (RFC 7435): encryption without authentication beats plaintext.
         ctx.check_hostname = False
@@ -252,7 +254,7 @@ class SmtpSession:
         raise ConnectFailed(f"{self.where} refused our greeting: {event.reply.diagnostic()}")
 
     async def _start_tls(self) -> None:
-        ctx = _client_tls(self.target.verify)
+        ctx = _client_tls(self.target.verify, self.target.ca_file)
         try:
             await asyncio.wait_for(
                 self.writer.start_tls(ctx, server_hostname=self.target.hostname),

@@ -21,6 +21,7 @@ from typing import Literal
 
 from correo.directory.addresses import AddressError, normalize_domain
 from correo.dns.api import DnsError, DnsNoData, DnsNotFound, DnsTempError, Resolver
+from correo.mtasts.policy import Policy
 
 __all__ = [
     "NextHop",
@@ -28,6 +29,7 @@ __all__ = [
     "RouteError",
     "RoutingTable",
     "Target",
+    "apply_sts",
     "handoff_domains",
     "parse_next_hop",
     "resolve_route",
@@ -64,6 +66,7 @@ class Target:
     verify: bool = False
     username: str | None = None
     password: str | None = None
+    ca_file: str = ""  # trusted besides the system's CAs when verify is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,30 @@ async def resolve_route(
             return Route(error=RouteError(False, "4.4.3", f"no address for {name} (DNS failure)"))
         return Route(error=RouteError(True, "5.4.4", f"no address found for {name}"))
     return Route(tuple(targets[:_MAX_TARGETS]))
+
+
+def apply_sts(route: Route, policy: Policy, ca_file: str = "") -> Route:
+    """An MX route under an ``enforce`` MTA-STS policy (RFC 8461 §4, §5).
+
+    Only MX hosts the policy names remain, each to be reached over STARTTLS with a
+    certificate valid for the MX host name; none left means a temporary failure, so
+    the message waits for the next attempt (and a fresh look at the policy).
+    """
+    if policy.mode != "enforce" or route.error is not None:
+        return route
+    kept = tuple(
+        replace(t, tls="required", verify=True, ca_file=ca_file)
+        for t in route.targets
+        if policy.allows(t.hostname)
+    )
+    if not kept:
+        names = ", ".join(dict.fromkeys(t.hostname for t in route.targets))
+        return Route(
+            error=RouteError(
+                False, "4.7.5", f"no MX host ({names}) is allowed by the domain's MTA-STS policy"
+            )
+        )
+    return Route(kept)
 
 
 def _target(hop: NextHop, hostname: str, address: str) -> Target:

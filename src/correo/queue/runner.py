@@ -38,6 +38,7 @@ from correo.directory import Directory
 from correo.dns.api import Resolver
 from correo.log import Logger
 from correo.message.headers import HeaderCollector, parse_fields
+from correo.mtasts import MtaSts, PolicyCache
 from correo.queue.attempt import (
     ConnectFailed,
     Outcome,
@@ -52,6 +53,7 @@ from correo.queue.routing import (
     Route,
     RoutingTable,
     TlsMode,
+    apply_sts,
     handoff_domains,
     parse_next_hop,
     resolve_route,
@@ -145,6 +147,18 @@ class QueueRunner:
         self.mda = mda
         self.clock = clock
         self.table = routing_table(config)
+        self.ca_file = out.ca_file
+        #: Recipient domains' MTA-STS policies (RFC 8461), cached in the data folder.
+        self.sts: MtaSts | None = None
+        if out.mta_sts:
+            self.sts = MtaSts(
+                resolver,
+                PolicyCache(config.data_dir / "mta-sts.json"),
+                log,
+                port=out.mta_sts_port,
+                ca_file=str(config.path(out.ca_file)) if out.ca_file else "",
+                clock=clock,
+            )
         #: Local domains whose delivery an external MDA does over LMTP (issue 4 §3).
         self.handoff = handoff_domains(out.transport)
         self.policy = RetryPolicy(
@@ -440,8 +454,7 @@ class QueueRunner:
                     job = dest.jobs.popleft()
                     try:
                         if route is None:
-                            hop = self.table.next_hop(job.domain)
-                            route = await resolve_route(hop, job.domain, self.resolver, self._rng)
+                            route = await self._route(job.domain)
                         if route.error is not None:
                             err = route.error
                             outcome: Outcome = "failed" if err.permanent else "deferred"
@@ -513,6 +526,30 @@ class QueueRunner:
                         for r in j.recipients
                     ]
                 )
+
+    async def _route(self, domain: str) -> Route:
+        """Where to send mail for ``domain`` now: DNS, then the domain's MTA-STS policy
+        when the route is its own MX hosts (not a transport entry or the smart host)."""
+        hop = self.table.next_hop(domain)
+        route = await resolve_route(hop, domain, self.resolver, self._rng)
+        ca_file = str(self.config.path(self.config.outbound.ca_file)) if self.ca_file else ""
+        if ca_file and route.error is None:
+            route = Route(
+                tuple(replace(t, ca_file=ca_file) if t.verify else t for t in route.targets)
+            )
+        if self.sts is None or hop is not self.table.default or route.error is not None:
+            return route
+        policy = await self.sts.policy_for(domain)
+        if policy is None:
+            return route
+        if policy.mode == "testing":
+            stray = [t.hostname for t in route.targets if not policy.allows(t.hostname)]
+            if stray:
+                self.log.warning(
+                    "queue.mta_sts_testing", domain=domain, not_in_policy=",".join(stray)
+                )
+            return route
+        return apply_sts(route, policy, ca_file)
 
     async def _connect(self, route: Route) -> tuple[SmtpSession | None, str]:
         error = "no host to try"

@@ -1,0 +1,284 @@
+"""MTA-STS (RFC 8461): records, policies, MX patterns, HTTP answers, discovery and cache.
+
+Discovery runs against a real HTTPS server on loopback with a certificate from a test
+CA, and the in-memory resolver for DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from correo.dns.fake import FakeResolver
+from correo.log import Logger
+from correo.mtasts import (
+    FetchError,
+    MtaSts,
+    Policy,
+    PolicyCache,
+    PolicyError,
+    mx_matches,
+    parse_policy,
+    parse_record,
+)
+from correo.mtasts.fetch import parse_response
+from correo.queue.routing import Route, RouteError, Target, apply_sts
+from tests.pki import PolicyServer, TestCA
+
+GOOD = (
+    b"version: STSv1\r\nmode: enforce\r\nmx: mx1.example.test\r\n"
+    b"mx: *.mail.example.test\r\nmax_age: 86400\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ([b"v=STSv1; id=20261126T1;"], "20261126T1"),
+        ([b"v=STSv1;id=abc"], "abc"),
+        ([b"v=spf1 -all", b"v=STSv1; id=x1"], "x1"),  # other TXT records are ignored
+        ([b"v=STSv1; id=a", b"v=STSv1; id=b"], None),  # §3.1: not exactly one
+        ([b"v=STSv1; id="], None),
+        ([b"v=STSv1; id=" + b"a" * 33], None),  # at most 32
+        ([b"v=STSv1; id=no-dashes"], None),
+        ([b"v=STSv2; id=a"], None),
+        ([b"v=STSv1 id=a"], None),
+        ([], None),
+        ([b"v=STSv1; id=\xff"], None),
+    ],
+)
+def test_txt_record(records: list[bytes], expected: str | None) -> None:
+    assert parse_record(records) == expected
+
+
+def test_policy_fields() -> None:
+    p = parse_policy(GOOD)
+    assert p == Policy("enforce", ("mx1.example.test", "*.mail.example.test"), 86400)
+    # LF endings, unknown keys ignored, first of a repeated key kept, cap on max_age
+    p = parse_policy(
+        b"version: STSv1\nmode: testing\nfoo: bar\nmode: enforce\nmx: a.test\nmax_age: 9999999999"
+    )
+    assert p.mode == "testing" and p.max_age == 31_557_600
+    assert parse_policy(b"version: STSv1\nmode: none\nmax_age: 1\n").mx == ()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"mode: enforce\nmx: a.test\nmax_age: 1\n",  # no version
+        b"version: STSv2\nmode: enforce\nmx: a.test\nmax_age: 1\n",
+        b"version: STSv1\nmode: strict\nmx: a.test\nmax_age: 1\n",
+        b"version: STSv1\nmode: enforce\nmax_age: 1\n",  # no mx
+        b"version: STSv1\nmode: enforce\nmx: a.test\n",  # no max_age
+        b"version: STSv1\nmode: enforce\nmx: a.test\nmax_age: -1\n",
+        b"version: STSv1\nmode: enforce\nmx: a..test\nmax_age: 1\n",
+        b"version: STSv1\nmode: enforce\nmx: *.*.test\nmax_age: 1\n",
+        b"<html>not a policy</html>\n",
+        b"version: STSv1\nmode: enforce\nmx: a.test\nmax_age: 1\n\xff\n",
+    ],
+)
+def test_bad_policies(body: bytes) -> None:
+    with pytest.raises(PolicyError):
+        parse_policy(body)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "ok"),
+    [
+        ("mx1.example.test", "MX1.example.test.", True),
+        ("mx1.example.test", "mx2.example.test", False),
+        ("*.mail.example.test", "a.mail.example.test", True),
+        ("*.mail.example.test", "mail.example.test", False),  # §4.1: one label, not zero
+        ("*.mail.example.test", "a.b.mail.example.test", False),  # nor two
+        ("*.mail.example.test", "amail.example.test", False),
+    ],
+)
+def test_mx_patterns(pattern: str, host: str, ok: bool) -> None:
+    assert mx_matches(pattern, host) is ok
+
+
+def _http(status: bytes, headers: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\n" + headers + b"\r\n" + body
+
+
+def test_http_answers() -> None:
+    ok = _http(
+        b"200 OK", b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 4\r\n", b"abcdXX"
+    )
+    assert parse_response(ok) == b"abcd"
+    chunked = _http(
+        b"200 OK",
+        b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
+        b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n",
+    )
+    assert parse_response(chunked) == b"abcde"
+    for bad in (
+        _http(b"301 Moved", b"Location: https://x/\r\nContent-Type: text/plain\r\n", b""),
+        _http(b"404 Not Found", b"Content-Type: text/plain\r\n", b""),
+        _http(b"200 OK", b"Content-Type: text/html\r\n", GOOD),
+        _http(b"200 OK", b"Content-Type: text/plain\r\nContent-Length: 99\r\n", b"short"),
+        _http(b"200 OK", b"Content-Type: text/plain\r\n", b"x" * 70_000),
+        _http(b"200 OK", b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n", b"zz\r\n"),
+        b"garbage",
+    ):
+        with pytest.raises(FetchError):
+            parse_response(bad)
+
+
+def _targets(*hosts: str) -> tuple[Target, ...]:
+    return tuple(Target(h, "127.0.0.9", 25) for h in hosts)
+
+
+def test_enforce_keeps_named_mx_hosts_and_requires_verified_tls() -> None:
+    policy = parse_policy(GOOD)
+    route = apply_sts(
+        Route(_targets("mx1.example.test", "rogue.test", "x.mail.example.test")), policy, "/ca.pem"
+    )
+    assert [t.hostname for t in route.targets] == ["mx1.example.test", "x.mail.example.test"]
+    assert all(t.tls == "required" and t.verify and t.ca_file == "/ca.pem" for t in route.targets)
+    none_left = apply_sts(Route(_targets("rogue.test")), policy)
+    assert none_left.error is not None and not none_left.error.permanent
+    assert none_left.error.status == "4.7.5" and "rogue.test" in none_left.error.text
+    testing = Policy("testing", ("mx1.example.test",), 60)
+    untouched = Route(_targets("rogue.test"))
+    assert apply_sts(untouched, testing) is untouched
+    failed = Route(error=RouteError(True, "5.1.2", "no such domain"))
+    assert apply_sts(failed, policy) is failed
+
+
+# -- discovery against a real HTTPS server ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestCA, PolicyServer]]:
+    root = tmp_path_factory.mktemp("mtasts")
+    ca = TestCA(root / "ca")
+    server = PolicyServer(ca, root, ["mta-sts.example.test", "mta-sts.other.test"])
+    yield ca, server
+    server.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sts(
+    pki: tuple[TestCA, PolicyServer], resolver: FakeResolver, cache: Path, clock: Clock
+) -> MtaSts:
+    ca, server = pki
+    return MtaSts(
+        resolver,
+        PolicyCache(cache),
+        Logger(level="error"),
+        port=server.port,
+        ca_file=str(ca.cert_path),
+        timeout=5.0,
+        clock=clock,
+    )
+
+
+def _resolver(ident: str | None) -> FakeResolver:
+    zone: dict[str, dict[str, list[object]]] = {
+        "mta-sts.example.test": {"A": ["127.0.0.1"]},
+        "mta-sts.other.test": {"A": ["127.0.0.1"]},
+    }
+    if ident is not None:
+        zone["_mta-sts.example.test"] = {"TXT": [f"v=STSv1; id={ident}"]}
+    return FakeResolver(zone)  # type: ignore[arg-type]
+
+
+def test_discovery_fetches_caches_and_follows_the_id(
+    pki: tuple[TestCA, PolicyServer], tmp_path: Path
+) -> None:
+    _ca, server = pki
+    server.responses["mta-sts.example.test"] = (200, "text/plain", GOOD)
+    clock, cache = Clock(), tmp_path / "mta-sts.json"
+    sts = _sts(pki, _resolver("v1"), cache, clock)
+    before = len(server.requests)
+    policy = asyncio.run(sts.policy_for("Example.test"))
+    assert policy is not None and policy.mode == "enforce" and "mx1.example.test" in policy.mx
+    assert server.requests[before:] == ["mta-sts.example.test/.well-known/mta-sts.txt"]
+    assert asyncio.run(sts.policy_for("example.test")) == policy
+    assert len(server.requests) == before + 1  # same id: no new fetch
+
+    # a restart keeps it (the file), and neither a vanished record nor a dead policy
+    # host switches it off before max_age (§5.1)
+    server.responses["mta-sts.example.test"] = (500, "text/plain", b"")
+    again = _sts(pki, _resolver(None), cache, clock)
+    assert asyncio.run(again.policy_for("example.test")) == policy
+    changed = _sts(pki, _resolver("v2"), cache, clock)
+    assert asyncio.run(changed.policy_for("example.test")) == policy  # fetch failed: cached
+    clock.now += 86_401
+    assert asyncio.run(changed.policy_for("example.test")) is None  # expired, none to fetch
+
+    # a new id with a new policy replaces the cached one
+    server.responses["mta-sts.example.test"] = (
+        200,
+        "text/plain",
+        b"version: STSv1\nmode: testing\nmx: mx9.example.test\nmax_age: 600\n",
+    )
+    newer = asyncio.run(changed.policy_for("example.test"))
+    assert newer is not None and newer.mode == "testing" and newer.mx == ("mx9.example.test",)
+    assert '"v2"' in cache.read_text()
+
+
+def test_no_policy_without_a_record_or_with_a_bad_answer(
+    pki: tuple[TestCA, PolicyServer], tmp_path: Path
+) -> None:
+    _ca, server = pki
+    clock = Clock()
+    assert (
+        asyncio.run(_sts(pki, _resolver(None), tmp_path / "c", clock).policy_for("example.test"))
+        is None
+    )
+    for status, ctype, body in (
+        (301, "text/plain", b""),
+        (200, "text/html", GOOD),
+        (200, "text/plain", b"junk"),
+    ):
+        server.responses["mta-sts.example.test"] = (status, ctype, body)
+        sts = _sts(pki, _resolver("v1"), tmp_path / f"c{status}{ctype[5:]}", clock)
+        assert asyncio.run(sts.policy_for("example.test")) is None
+
+
+def test_unverifiable_policy_hosts_are_refused(
+    pki: tuple[TestCA, PolicyServer], tmp_path: Path
+) -> None:
+    """A certificate naming another host, or from a CA nobody trusts: no policy."""
+    ca, server = pki
+    server.responses["mta-sts.third.test"] = (200, "text/plain", GOOD)
+    resolver = _resolver(None)
+    resolver.add("_mta-sts.third.test", "TXT", "v=STSv1; id=1")
+    resolver.add("mta-sts.third.test", "A", "127.0.0.1")  # served with example.test's cert
+    sts = _sts(pki, resolver, tmp_path / "c1", Clock())
+    assert asyncio.run(sts.policy_for("third.test")) is None
+    server.responses["mta-sts.example.test"] = (200, "text/plain", GOOD)
+    untrusting = MtaSts(
+        _resolver("v1"),
+        PolicyCache(tmp_path / "c2"),
+        Logger(level="error"),
+        port=server.port,
+        ca_file="",  # the system's CAs only: the test CA is unknown
+        timeout=5.0,
+        clock=Clock(),
+    )
+    assert asyncio.run(untrusting.policy_for("example.test")) is None
+    assert (
+        asyncio.run(_sts(pki, _resolver("v1"), tmp_path / "c3", Clock()).policy_for("example.test"))
+        is not None
+    )  # the same server, trusted and named right
+    assert ca.cert_path.exists()
+
+
+def test_cache_file_survives_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "mta-sts.json"
+    path.write_text("{not json")
+    cache = PolicyCache(path)
+    assert cache.get("example.test", 0.0) is None

@@ -159,6 +159,13 @@ def _outbound(raw: object, path: Path) -> OutboundSettings:
         raise ConfigError(
             f"{path}: [outbound] relayhost_tls must be required, opportunistic or none"
         )
+    if not 0 < out.mta_sts_port < 65536:
+        raise ConfigError(f"{path}: [outbound] mta_sts_port must be a port number")
+    if out.ca_file:
+        ca = Path(out.ca_file)
+        ca = ca if ca.is_absolute() else path.parent / ca
+        if not ca.is_file():
+            raise ConfigError(f"{path}: [outbound] ca_file {ca} is not a readable file")
     return out
 
 

@@ -24,7 +24,7 @@ from correo.mtasts import (
     parse_policy,
     parse_record,
 )
-from correo.mtasts.fetch import parse_response
+from correo.mtasts.fetch import _complete, parse_response
 from correo.queue.routing import Route, RouteError, Target, apply_sts
 from tests.pki import PolicyServer, TestCA
 
@@ -122,10 +122,33 @@ def test_http_answers() -> None:
         _http(b"200 OK", b"Content-Type: text/plain\r\nContent-Length: 99\r\n", b"short"),
         _http(b"200 OK", b"Content-Type: text/plain\r\n", b"x" * 70_000),
         _http(b"200 OK", b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n", b"zz\r\n"),
-        b"garbage",
     ):
         with pytest.raises(FetchError):
             parse_response(bad)
+    chunked_head = b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+    for body in (  # sizes int() would take, and a chunk without its CRLF: refused, at once
+        b"-6\r\n",
+        b"+3\r\nabc\r\n0\r\n\r\n",
+        b"0x3\r\nabc\r\n0\r\n\r\n",
+        b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n",
+        b"3\r\nabcXX3\r\nabc\r\n0\r\n\r\n",
+        b"FFFFFFFF\r\nabc\r\n",
+        b"10001\r\n" + b"a" * 65537 + b"\r\n0\r\n\r\n",
+    ):
+        with pytest.raises(FetchError):
+            parse_response(_http(b"200 OK", chunked_head, body))
+    with pytest.raises(FetchError):
+        parse_response(b"garbage")
+
+
+def test_a_response_is_complete_by_its_own_framing() -> None:
+    """A server that keeps the connection open is not waited for past its response."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+    assert _complete(bytearray(head + b"Content-Length: 3\r\n\r\nabc"))
+    assert not _complete(bytearray(head + b"Content-Length: 3\r\n\r\nab"))
+    assert _complete(bytearray(head + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"))
+    assert not _complete(bytearray(head + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n"))
+    assert not _complete(bytearray(head + b"\r\nuntil EOF"))
 
 
 def _targets(*hosts: str) -> tuple[Target, ...]:
@@ -156,7 +179,8 @@ def test_enforce_keeps_named_mx_hosts_and_requires_verified_tls() -> None:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestCA, PolicyServer]]:
     root = tmp_path_factory.mktemp("mtasts")
     ca = TestCA(root / "ca")
-    server = PolicyServer(ca, root, ["mta-sts.example.test", "mta-sts.other.test"])
+    hosts = ["mta-sts.example.test", "mta-sts.other.test", "mta-sts.xn--exmple-cua.test"]
+    server = PolicyServer(ca, root, hosts)
     yield ca, server
     server.close()
 
@@ -224,6 +248,10 @@ def test_discovery_fetches_caches_and_follows_the_id(
         "text/plain",
         b"version: STSv1\nmode: testing\nmx: mx9.example.test\nmax_age: 600\n",
     )
+    asked = len(server.requests)
+    assert asyncio.run(changed.policy_for("example.test")) is None  # failed just now:
+    assert len(server.requests) == asked  # not asked again for five minutes
+    clock.now += 301
     newer = asyncio.run(changed.policy_for("example.test"))
     assert newer is not None and newer.mode == "testing" and newer.mx == ("mx9.example.test",)
     assert '"v2"' in cache.read_text()
@@ -282,3 +310,74 @@ def test_cache_file_survives_garbage(tmp_path: Path) -> None:
     path.write_text("{not json")
     cache = PolicyCache(path)
     assert cache.get("example.test", 0.0) is None
+
+
+def test_concurrent_callers_share_one_fetch(
+    pki: tuple[TestCA, PolicyServer], tmp_path: Path
+) -> None:
+    _ca, server = pki
+    server.responses["mta-sts.example.test"] = (200, "text/plain", GOOD)
+    sts = _sts(pki, _resolver("c1"), tmp_path / "c", Clock())
+    before = len(server.requests)
+
+    async def many() -> list[Policy | None]:
+        return list(await asyncio.gather(*(sts.policy_for("example.test") for _ in range(6))))
+
+    results = asyncio.run(many())
+    assert all(r is not None and r.mode == "enforce" for r in results)
+    assert len(server.requests) == before + 1
+
+
+def test_idna_domains_are_looked_up_by_their_a_labels(
+    pki: tuple[TestCA, PolicyServer], tmp_path: Path
+) -> None:
+    _ca, server = pki
+    server.responses["mta-sts.xn--exmple-cua.test"] = (200, "text/plain", GOOD)
+    resolver = _resolver(None)
+    resolver.add("_mta-sts.xn--exmple-cua.test", "TXT", "v=STSv1; id=1")
+    resolver.add("mta-sts.xn--exmple-cua.test", "A", "127.0.0.1")
+    policy = asyncio.run(_sts(pki, resolver, tmp_path / "c", Clock()).policy_for("exämple.test"))
+    assert policy is not None and policy.mode == "enforce"
+
+
+def test_a_policy_is_refetched_daily_and_survives_an_unwritable_cache(
+    pki: tuple[TestCA, PolicyServer], tmp_path: Path
+) -> None:
+    _ca, server = pki
+    server.responses["mta-sts.example.test"] = (
+        200,
+        "text/plain",
+        b"version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 31557600\n",
+    )
+    clock = Clock()
+    sts = _sts(pki, _resolver("d1"), tmp_path / "no-such-dir" / "mta-sts.json", clock)
+    before = len(server.requests)
+    assert asyncio.run(sts.policy_for("example.test")) is not None  # saved in memory only
+    assert asyncio.run(sts.policy_for("example.test")) is not None
+    assert len(server.requests) == before + 1
+    clock.now += 86_401  # same id, a day later: fetched again to renew it (RFC 8461 §10.2)
+    server.responses["mta-sts.example.test"] = (500, "text/plain", b"")
+    assert asyncio.run(sts.policy_for("example.test")) is not None  # failed: cached kept
+    assert len(server.requests) == before + 2
+
+
+def test_the_policy_filters_mx_hosts_before_the_caps() -> None:
+    """Twelve injected MX hosts at a better preference do not crowd out the allowed one."""
+    from correo.queue.routing import NextHop, resolve_route
+
+    resolver = FakeResolver()
+    rogue = [(5, f"rogue{i}.test") for i in range(12)]
+    resolver.add("example.test", "MX", *rogue, (50, "mx1.example.test"))
+    for i in range(12):
+        resolver.add(f"rogue{i}.test", "A", "127.0.0.66")
+    resolver.add("mx1.example.test", "A", "127.0.0.9")
+    policy = parse_policy(GOOD)
+    route = asyncio.run(resolve_route(NextHop(), "example.test", resolver, allow=policy.allows))
+    assert [t.hostname for t in route.targets] == ["mx1.example.test"]
+    only_rogues = FakeResolver()
+    only_rogues.add("example.test", "MX", *rogue)
+    refused = asyncio.run(
+        resolve_route(NextHop(), "example.test", only_rogues, allow=policy.allows)
+    )
+    assert refused.error is not None and refused.error.status == "4.7.5"
+    assert not refused.error.permanent

@@ -8,6 +8,7 @@ Redirects are not followed (§3.3) and only a ``200`` with ``text/plain`` counts
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
 from correo.dns.api import DnsError, Resolver
@@ -30,6 +31,7 @@ def tls_context(ca_file: str = "") -> ssl.SSLContext:
     if ca_file:
         ctx.load_verify_locations(ca_file)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.hostname_checks_common_name = False  # RFC 8461 §3.3, RFC 6125: a DNS-ID in the SAN
     return ctx
 
 
@@ -38,33 +40,41 @@ async def fetch_policy(
     resolver: Resolver,
     *,
     port: int = 443,
-    ca_file: str = "",
-    timeout: float = 60.0,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 30.0,
 ) -> bytes:
-    """The body of ``https://mta-sts.<domain>/.well-known/mta-sts.txt``; FetchError if not."""
+    """The body of ``https://mta-sts.<domain>/.well-known/mta-sts.txt``; FetchError if not.
+
+    ``domain`` is in A-labels. ``timeout`` bounds the whole fetch, every address tried
+    included, so a policy host that drops packets costs one timeout, not one per address.
+    """
     host = f"mta-sts.{domain}"
-    addresses: list[str] = []
-    for lookup in (resolver.aaaa, resolver.a):
-        try:
-            addresses += await lookup(host)
-        except DnsError:
-            continue
-    if not addresses:
-        raise FetchError(f"no address for {host}")
-    ctx = tls_context(ca_file)
-    request = (
-        f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: correo\r\n"
-        "Accept: text/plain\r\nConnection: close\r\n\r\n"
-    ).encode("ascii")
+    try:
+        request = (
+            f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: correo\r\n"
+            "Accept: text/plain\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
+    except UnicodeEncodeError:
+        raise FetchError(f"{host!r} is not an A-label name") from None
+    ctx = context if context is not None else tls_context()
     errors: list[str] = []
-    for address in addresses[:4]:
-        try:
-            async with asyncio.timeout(timeout):
-                return parse_response(await _exchange(address, port, host, ctx, request))
-        except FetchError:
-            raise  # the server answered, but not with a policy: another address won't do better
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            errors.append(f"{address}: {exc or 'timeout'}")
+    try:
+        async with asyncio.timeout(timeout):
+            addresses: list[str] = []
+            for lookup in (resolver.aaaa, resolver.a):
+                try:
+                    addresses += await lookup(host)
+                except DnsError:
+                    continue
+            if not addresses:
+                raise FetchError(f"no address for {host}")
+            for address in addresses[:4]:
+                try:
+                    return parse_response(await _exchange(address, port, host, ctx, request))
+                except (OSError, ssl.SSLError) as exc:
+                    errors.append(f"{address}: {exc}")
+    except TimeoutError:
+        errors.append(f"no answer within {timeout:g} s")
     raise FetchError(f"{host}: " + "; ".join(errors))
 
 
@@ -82,6 +92,8 @@ async def _exchange(
             data += chunk
             if len(data) > _MAX_HEAD + 2 * MAX_BODY:  # room for chunked framing
                 raise FetchError(f"{host}: the response is larger than {MAX_BODY} bytes")
+            if _complete(data):
+                break  # a server that keeps the connection open despite "close"
         return bytes(data)
     finally:
         writer.close()
@@ -89,6 +101,26 @@ async def _exchange(
             await writer.wait_closed()
         except (OSError, ssl.SSLError):
             pass
+
+
+def _complete(data: bytearray) -> bool:
+    """Whether ``data`` holds a whole response by its own framing (else read to EOF)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    head = bytes(data[:end]).lower()
+    body = bytes(data[end + 4 :])
+    if b"\r\ntransfer-encoding:" in head and b"chunked" in head:
+        try:
+            _unchunk(body)
+        except FetchError:
+            return False
+        return True
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            length = line.partition(b":")[2].strip()
+            return length.isdigit() and len(body) >= int(length)
+    return False
 
 
 def parse_response(data: bytes) -> bytes:
@@ -122,24 +154,29 @@ def parse_response(data: bytes) -> bytes:
     return body
 
 
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,8})[ \t]*(?:;[^\r\n]*)?")
+
+
 def _unchunk(data: bytes) -> bytes:
+    """The body of a chunked transfer coding (RFC 9112 §7.1), strictly and boundedly."""
     out = bytearray()
     pos = 0
     while True:
         end = data.find(b"\r\n", pos)
         if end < 0:
             raise FetchError("truncated chunked body")
-        size_text = data[pos:end].split(b";")[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise FetchError("malformed chunk size") from None
+        m = _CHUNK_SIZE.fullmatch(data, pos, end)
+        if m is None:
+            raise FetchError("malformed chunk size")
+        size = int(m.group(1), 16)
         if size == 0:
             return bytes(out)
         start = end + 2
-        if size > MAX_BODY or start + size + 2 > len(data):
-            raise FetchError("truncated or oversized chunk")
-        out += data[start : start + size]
-        pos = start + size + 2
-        if len(out) > MAX_BODY:
+        if len(out) + size > MAX_BODY:
             raise FetchError(f"the policy is larger than {MAX_BODY} bytes")
+        if start + size + 2 > len(data):
+            raise FetchError("truncated chunked body")
+        if data[start + size : start + size + 2] != b"\r\n":
+            raise FetchError("malformed chunk")
+        out += data[start : start + size]
+        pos = start + size + 2  # always forward: size > 0

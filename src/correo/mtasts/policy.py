@@ -28,7 +28,9 @@ MODES: dict[str, Mode] = {"enforce": "enforce", "testing": "testing", "none": "n
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: at most one year
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")  # RFC 8461 §3.1 sts-id-value
 _FIELD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-_MX_PATTERN = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\.?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_MX_PATTERN = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?")  # §3.2 ["*."] Domain
+_VERSION = re.compile(rb"v=STSv1(?:[ \t]*;|[ \t]*$)")
 
 
 class PolicyError(ValueError):
@@ -52,7 +54,8 @@ def parse_record(texts: list[bytes]) -> str | None:
     RFC 8461 §3.1: records not starting ``v=STSv1`` are ignored; unless exactly one
     record remains, the domain is taken to have no policy.
     """
-    found = [t for t in texts if t.startswith(b"v=STSv1")]
+    # the version ends at ";" or whitespace: "v=STSv10" is another version, not ours
+    found = [t for t in texts if _VERSION.match(t)]
     if len(found) != 1:
         return None
     try:

@@ -120,6 +120,7 @@ def _client_tls(verify: bool, ca_file: str = "") -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if verify and ca_file:
         ctx.load_verify_locations(ca_file)  # besides the system's trust store
+    ctx.hostname_checks_common_name = False  # RFC 6125 §6.4.4: the SAN's DNS-ID only
     if not verify:
         # Opportunistic TLS (RFC 7435): encryption without authentication beats plaintext.
         ctx.check_hostname = False

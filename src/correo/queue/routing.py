@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -38,6 +38,7 @@ __all__ = [
 TlsMode = Literal["none", "opportunistic", "required"]
 _MAX_MX = 10  # hosts tried per attempt; more only costs time against a broken domain
 _MAX_TARGETS = 20
+_NOT_IN_POLICY = "no MX host ({}) is allowed by the domain's MTA-STS policy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +201,18 @@ async def _addresses(resolver: Resolver, host: str) -> tuple[list[str], bool, bo
 
 
 async def resolve_route(
-    hop: NextHop, domain: str, resolver: Resolver, rng: random.Random | None = None
+    hop: NextHop,
+    domain: str,
+    resolver: Resolver,
+    rng: random.Random | None = None,
+    *,
+    allow: Callable[[str], bool] | None = None,
 ) -> Route:
-    """The ordered targets for ``domain`` through ``hop``, or why there are none."""
+    """The ordered targets for ``domain`` through ``hop``, or why there are none.
+
+    ``allow``: which MX host names may be used (an enforced MTA-STS policy), applied
+    before the per-attempt caps so that hosts it rejects never crowd out one it allows.
+    """
     rng = rng or random.Random()
     name = hop.host or domain
     if name.startswith("[") and name.endswith("]"):
@@ -239,6 +249,12 @@ async def resolve_route(
             hosts = [name]  # RFC 5321 §5.1: implicit MX
     else:
         hosts = [name]
+    if allow is not None:
+        allowed = [h for h in hosts if allow(h)]
+        if not allowed:
+            names = ", ".join(_dedupe(hosts)[:_MAX_MX])
+            return Route(error=RouteError(False, "4.7.5", _NOT_IN_POLICY.format(names)))
+        hosts = allowed
     targets: list[Target] = []
     temp = False
     for host in _dedupe(hosts)[:_MAX_MX]:
@@ -273,11 +289,7 @@ def apply_sts(route: Route, policy: Policy, ca_file: str = "") -> Route:
     )
     if not kept:
         names = ", ".join(dict.fromkeys(t.hostname for t in route.targets))
-        return Route(
-            error=RouteError(
-                False, "4.7.5", f"no MX host ({names}) is allowed by the domain's MTA-STS policy"
-            )
-        )
+        return Route(error=RouteError(False, "4.7.5", _NOT_IN_POLICY.format(names)))
     return Route(kept)
 
 

@@ -153,7 +153,7 @@ class QueueRunner:
         if out.mta_sts:
             self.sts = MtaSts(
                 resolver,
-                PolicyCache(config.data_dir / "mta-sts.json"),
+                PolicyCache(config.data_dir / "mta-sts.json", log),
                 log,
                 port=out.mta_sts_port,
                 ca_file=str(config.path(out.ca_file)) if out.ca_file else "",
@@ -528,25 +528,34 @@ class QueueRunner:
                 )
 
     async def _route(self, domain: str) -> Route:
-        """Where to send mail for ``domain`` now: DNS, then the domain's MTA-STS policy
-        when the route is its own MX hosts (not a transport entry or the smart host)."""
+        """Where to send mail for ``domain`` now: its MTA-STS policy when the route is the
+        domain's own MX hosts (not a transport entry or the smart host), then DNS."""
         hop = self.table.next_hop(domain)
-        route = await resolve_route(hop, domain, self.resolver, self._rng)
-        ca_file = str(self.config.path(self.config.outbound.ca_file)) if self.ca_file else ""
+        policy = None
+        if self.sts is not None and hop is self.table.default:
+            policy = await self.sts.policy_for(domain)
+        enforce = policy is not None and policy.mode == "enforce"
+        route = await resolve_route(
+            hop,
+            domain,
+            self.resolver,
+            self._rng,
+            allow=policy.allows if policy is not None and enforce else None,
+        )
+        ca_file = str(self.config.path(self.ca_file)) if self.ca_file else ""
         if ca_file and route.error is None:
             route = Route(
                 tuple(replace(t, ca_file=ca_file) if t.verify else t for t in route.targets)
             )
-        if self.sts is None or hop is not self.table.default or route.error is not None:
-            return route
-        policy = await self.sts.policy_for(domain)
-        if policy is None:
+        if policy is None or route.error is not None:
             return route
         if policy.mode == "testing":
             stray = [t.hostname for t in route.targets if not policy.allows(t.hostname)]
             if stray:
                 self.log.warning(
-                    "queue.mta_sts_testing", domain=domain, not_in_policy=",".join(stray)
+                    "queue.mta_sts_testing",
+                    domain=domain,
+                    not_in_policy=",".join(dict.fromkeys(stray)),
                 )
             return route
         return apply_sts(route, policy, ca_file)

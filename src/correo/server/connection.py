@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 
 from correo.log import Logger
 from correo.server.tls import describe
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "remaining"]
 
 _READ_SIZE = 65536
 
@@ -93,10 +94,17 @@ class Connection:
         if data:
             self._out.append(data)
 
-    async def flush(self) -> None:
+    async def flush(self, timeout: float = 0.0) -> bool:
+        """Write what is queued; False if the connection is gone.
+
+        With ``timeout`` > 0 a peer that stops reading (a client that pipelines and
+        never reads its replies) gets that long for the socket to drain, then the
+        connection is aborted: a session must not hold its slot forever. The timer is
+        only armed when the kernel did not take everything at once.
+        """
         if not self._out or self.closed:
             self._out.clear()
-            return
+            return not self.closed
         out = self._out
         self._out = []
         try:
@@ -104,9 +112,23 @@ class Connection:
                 self.writer.write(out[0])
             else:
                 self.writer.writelines(out)  # one writev: a 50 KB literal is not copied
-            await self.writer.drain()
+            if timeout > 0 and self.writer.transport.get_write_buffer_size():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self.writer.drain()
+                except TimeoutError:
+                    self.abort()
+            else:
+                await self.writer.drain()
         except (ConnectionError, ssl.SSLError, RuntimeError):
             self.closed = True
+        return not self.closed
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent data and all (a plain close would wait for a
+        peer that does not read)."""
+        self.closed = True
+        self.writer.transport.abort()
 
     async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
         """Upgrade in place (RFC 3207, RFC 2595); raises on handshake failure."""
@@ -132,17 +154,30 @@ class Connection:
         log.info(f"{protocol}.tls", session=session, tls=self.tls_description)
         return True
 
-    async def close(self) -> None:
+    async def close(self, linger: float = 5.0) -> None:
+        """Send what is queued (a last 221/BYE/-ERR) and close, waiting at most ``linger``
+        seconds for a peer that does not read before aborting."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self.closed:
             return
-        await self.flush()
+        if not await self.flush(linger):
+            return
         self.closed = True
         try:
             self.writer.close()
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(linger):
                 await self.writer.wait_closed()
         except (ConnectionError, ssl.SSLError, TimeoutError, RuntimeError):
             pass
+        if self.writer.transport.get_write_buffer_size():  # our last replies left unread
+            self.writer.transport.abort()
+
+
+def remaining(timeout: float, since: float) -> float:
+    """What is left of ``timeout`` seconds counted from ``since`` (monotonic); a timeout
+    of 0 or less means no limit and is returned as it is."""
+    if timeout <= 0:
+        return timeout
+    return max(0.001, timeout - (time.monotonic() - since))

@@ -31,7 +31,7 @@ from correo.pop3 import (
 )
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
-from correo.server.connection import Connection
+from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.store.api import INBOX, StoreError
 
@@ -67,8 +67,8 @@ class Pop3Session:
         started = time.monotonic()
         try:
             self.conn.write(Pop3Reply(True, "correo POP3 server ready").to_bytes())
-            await self.conn.flush()
-            await self._loop()
+            if await self._flush():
+                await self._loop()
         except asyncio.CancelledError:
             self.conn.write(Pop3Reply(False, "Server shutting down", code="SYS/TEMP").to_bytes())
             raise
@@ -84,16 +84,27 @@ class Pop3Session:
                 seconds=time.monotonic() - started,
             )
 
+    async def _flush(self) -> bool:
+        """Write the queued replies; False (connection dropped) if the peer won't read."""
+        if not await self.conn.flush(self.ctx.config.limits.command_timeout):
+            self.ctx.log.info("pop3.write_timeout", session=self.id, peer=self.conn.peer)
+            self.closing = True
+        return not self.conn.closed
+
     async def _loop(self) -> None:
         timeout = self.ctx.config.limits.command_timeout
+        waiting_since = time.monotonic()  # when we began waiting for the next command
         while not self.closing and not self.conn.closed:
             try:
-                data = await self.conn.read(timeout)
+                # RFC 1939 §3: the autologout timer runs for a whole command, not per
+                # byte, so a line dribbled a byte at a time (slowloris) still times out.
+                data = await self.conn.read(remaining(timeout, waiting_since))
             except TimeoutError:
                 # RFC 1939 §3: an autologout timer; no UPDATE state for an idle client.
                 self.conn.write(Pop3Reply(False, "Autologout; idle for too long").to_bytes())
                 return
             self.core.receive_data(data)
+            handled = False
             while not self.closing:
                 event = self.core.next_event()
                 if event is NEED_DATA or event is PAUSED:
@@ -102,7 +113,11 @@ class Pop3Session:
                     self.closing = True
                     break
                 await self._handle(event)
-            await self.conn.flush()
+                handled = True
+            if not await self._flush():
+                return
+            if handled:
+                waiting_since = time.monotonic()
 
     async def _handle(self, event: object) -> None:
         match event:
@@ -142,6 +157,8 @@ class Pop3Session:
             self._send(False, "TLS not available")
             return
         self._send(True, "Begin TLS negotiation")
+        if not await self._flush():
+            return
         if not await self.conn.upgrade_tls(self.ctx.tls, self.ctx.log, "pop3", self.id):
             self.closing = True
             return
@@ -193,26 +210,32 @@ class Pop3Session:
         chunks = self.ctx.store.read_message(self.account, INBOX, event.uid)
         stuffer = DotStuffer()
         top = TopFilter(event.top_lines) if event.top_lines is not None else None
+        # RFC 1939 §7: RETR's "+OK" may give the size; TOP's lines are not that size.
+        size = self.sizes.get(event.uid, 0) if top is None else None
         started = False
         try:
             async for chunk in chunks:
                 if not started:
-                    self.conn.write(self.core.begin_message(self.sizes.get(event.uid, 0)))
+                    self.conn.write(self.core.begin_message(size))
                     started = True
                 data = top.feed(chunk) if top is not None else chunk
                 self.conn.write(stuffer.feed(data))
-                await self.conn.flush()
+                if not await self._flush():
+                    return  # the client stopped reading: the session is over
                 if top is not None and top.done:
                     break
-        except StoreError:
+        except StoreError as exc:
             if not started:
                 self.conn.write(self.core.send(Pop3Reply(False, "Message no longer exists")))
                 return
-            raise
+            # Half a multi-line answer is out: no -ERR can follow it, only a hang-up.
+            self.ctx.log.warning("pop3.read_failed", session=self.id, error=str(exc))
+            self.closing = True
+            return
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
         if not started:
-            self.conn.write(self.core.begin_message(self.sizes.get(event.uid, 0)))
+            self.conn.write(self.core.begin_message(size))
         self.conn.write(stuffer.finish())
         self.core.message_sent()
 

@@ -28,7 +28,7 @@ from correo.message.headers import HeaderCollector, addresses_in, parse_fields
 from correo.queue.routing import handoff_domains
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
-from correo.server.connection import Connection
+from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.smtp import (
     NEED_DATA,
@@ -128,8 +128,8 @@ class SmtpSession:
         started = time.monotonic()
         try:
             self.conn.write(Reply(220, None, f"{self.ctx.hostname} ESMTP correo").to_bytes())
-            await self.conn.flush()
-            await self._loop()
+            if await self._flush():
+                await self._loop()
         except asyncio.CancelledError:
             # Graceful shutdown between transactions (RFC 5321 §3.8).
             self.conn.write(
@@ -152,12 +152,25 @@ class SmtpSession:
         """True from an accepted MAIL to the reply after the data: don't cut it off."""
         return self.tx is not None
 
+    async def _flush(self) -> bool:
+        """Write the queued replies; False (connection dropped) if the peer won't read."""
+        if not await self.conn.flush(self.ctx.config.limits.command_timeout):
+            self.ctx.log.info("smtp.write_timeout", session=self.id, peer=self.conn.peer)
+            self.closing = True
+        return not self.conn.closed
+
     async def _loop(self) -> None:
         limits = self.ctx.config.limits
         debug = self.ctx.log.enabled("debug")
+        waiting_since = time.monotonic()  # when we began waiting for the next command
         while not self.closing and not self.conn.closed:
             in_data = self.core.state in (State.DATA, State.BDAT)
-            timeout = limits.data_timeout if in_data else limits.command_timeout
+            if in_data:
+                timeout = limits.data_timeout  # RFC 5321 §4.5.3.2.6: per block of data
+            else:
+                # RFC 5321 §4.5.3.2.7: the wait for a whole command, not for each byte of
+                # it, so a line dribbled a byte at a time (slowloris) cannot hold a slot.
+                timeout = remaining(limits.command_timeout, waiting_since)
             try:
                 data = await self.conn.read(timeout)
             except TimeoutError:
@@ -167,12 +180,14 @@ class SmtpSession:
                 self.ctx.log.info("smtp.timeout", session=self.id, peer=self.conn.peer)
                 return
             self.core.receive_data(data)
+            handled = in_data
             while not self.closing:
                 event = self.core.next_event()
                 if event is NEED_DATA:
                     break
                 if isinstance(event, ConnectionClosed):
                     return
+                handled = True
                 if debug and not isinstance(event, DataChunk):
                     started = time.monotonic()
                     await self._handle(event)
@@ -185,7 +200,10 @@ class SmtpSession:
                     )
                 else:
                     await self._handle(event)
-            await self.conn.flush()
+            if not await self._flush():
+                return
+            if handled:
+                waiting_since = time.monotonic()
             if self.shutdown_requested and self.tx is None:
                 self.conn.write(Reply(421, "4.3.2", "Service shutting down").to_bytes())
                 return
@@ -277,6 +295,8 @@ class SmtpSession:
             self._reply(454, "4.7.0", "TLS not available")
             return
         self._reply(220, "2.0.0", "Ready to start TLS")
+        if not await self._flush():
+            return
         if not await self.conn.upgrade_tls(self.ctx.tls, self.ctx.log, "smtp", self.id):
             self.closing = True
             return
@@ -314,8 +334,11 @@ class SmtpSession:
         if isinstance(step, Failed):
             self._reply(501, "5.5.2", "Malformed authentication data")
             return
-        ok = step.authzid in ("", step.authcid)
-        account = await self._verify(step.authcid, step.password) if ok else None
+        if step.authzid not in ("", step.authcid):
+            # RFC 4954 §6: we let no one act for another; a failed AUTH is still answered.
+            self._reply(535, "5.7.8", "Authorization identity not permitted")
+            return
+        account = await self._verify(step.authcid, step.password)
         if account is None:
             return
         self.user = account
@@ -536,6 +559,9 @@ class SmtpSession:
             self.ctx.log.info("smtp.rejected", session=self.id, reply=event.error.code)
             self._abort_transaction()
             return
+        if spool is None:  # RFC 3030 §2: "BDAT 0 LAST" may be the only chunk
+            self._open_spool(tx)
+            spool = tx.spool
         assert tx.headers is not None and spool is not None
         if not tx.headers.complete:
             tx.headers.finish()

@@ -200,7 +200,7 @@ class Reader:
     def enter(self) -> None:
         self._depth += 1
         if self._depth > self._max_depth:
-            raise ParseError("parentheses nested too deeply", "LIMIT")
+            raise ParseError("nested too deeply", "LIMIT")
 
     def leave(self) -> None:
         self._depth -= 1

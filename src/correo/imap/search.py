@@ -228,12 +228,18 @@ def _key(r: Reader, budget: _Budget) -> SearchKey:
             return SizeKey(name == "LARGER", r.number(MAX_NUMBER64))  # RFC 9051: number64
         case "NOT":
             r.sp()
-            return Not(_key(r, budget))
+            r.enter()  # NOT/OR nest like parentheses: bound the recursion by max_depth
+            inner = _key(r, budget)
+            r.leave()
+            return Not(inner)
         case "OR":
             r.sp()
+            r.enter()
             left = _key(r, budget)
             r.sp()
-            return Or(left, _key(r, budget))
+            right = _key(r, budget)
+            r.leave()
+            return Or(left, right)
         case "UID":
             r.sp()
             return SeqKey(r.sequence_set(), uid=True)

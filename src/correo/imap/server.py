@@ -282,6 +282,11 @@ class ImapConnection:
         return frozenset(self._enabled)
 
     @property
+    def buffered(self) -> bool:
+        """Received octets are still unprocessed (e.g. DONE pipelined right after IDLE)."""
+        return bool(self._buf)
+
+    @property
     def compression_active(self) -> bool:
         return self._compressed
 

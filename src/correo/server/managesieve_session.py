@@ -62,6 +62,8 @@ class ManageSieveSession:
         self.mechanism: Mechanism | None = None
         self.closing = False
         self.shutdown_requested = False
+        #: How long a client that does not read its replies may hold the session.
+        self.write_timeout = ctx.config.limits.command_timeout
 
     @property
     def in_transaction(self) -> bool:
@@ -75,7 +77,7 @@ class ManageSieveSession:
         started = time.monotonic()
         try:
             self._capabilities()  # RFC 5804 §1.7: the greeting is the capability list
-            await self.conn.flush()
+            await self.conn.flush(self.write_timeout)
             await self._loop()
         except asyncio.CancelledError:
             self.conn.write(Response("BYE", "TRYLATER", "Server shutting down").to_bytes())
@@ -105,7 +107,7 @@ class ManageSieveSession:
                 if isinstance(event, ConnectionClosed):
                     return
                 await self._handle(event)
-            await self.conn.flush()
+            await self.conn.flush(self.write_timeout)
 
     def _respond(self, kind: str, code: str | None = None, text: str | None = None) -> None:
         self.conn.write(self.core.send(Response(kind, code, text)))

@@ -115,6 +115,7 @@ _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are
 _RECHECK = 1.0
 _HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at most
 _STREAM_FLUSH = 1 << 20  # within one FETCH, written out (and drained) at least this often
+_INFLATE_PIECE = 256 * 1024  # inflated octets handed to the core at a time (COMPRESS)
 
 Handler = Callable[["ImapSession", str, Any], Awaitable[None]]
 
@@ -122,17 +123,32 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class _Deflate:
-    """COMPRESS=DEFLATE (RFC 4978): raw deflate both ways, flushed per write."""
+    """COMPRESS=DEFLATE (RFC 4978): raw deflate both ways, flushed per write.
+
+    Inflating is bounded: one call yields at most ``_INFLATE_PIECE`` octets and keeps
+    the rest of the input as a backlog, so 64 KiB of compressed input (up to ~64 MiB
+    inflated) never expands in memory at once nor holds the event loop for long.
+    """
 
     def __init__(self) -> None:
         self.inflater = zlib.decompressobj(-15)
         self.deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self._full = False  # the last piece hit the bound: zlib may hold more output
+
+    @property
+    def backlog(self) -> bool:
+        """Input already received still has output to give (call :meth:`more`)."""
+        return self._full or bool(self.inflater.unconsumed_tail)
 
     def inflate(self, data: bytes) -> bytes:
-        out = self.inflater.decompress(data, 1 << 20)
-        while self.inflater.unconsumed_tail:
-            out += self.inflater.decompress(self.inflater.unconsumed_tail, 1 << 20)
+        """The first piece of ``data``'s output; b"" when it ends mid-block (not EOF)."""
+        out = self.inflater.decompress(data, _INFLATE_PIECE)
+        self._full = len(out) == _INFLATE_PIECE
         return out
+
+    def more(self) -> bytes:
+        """The next piece of the backlog."""
+        return self.inflate(self.inflater.unconsumed_tail)
 
     def deflate(self, data: bytes) -> bytes:
         return self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
@@ -168,6 +184,8 @@ class ImapSession:
         self.conn = conn
         self.id = new_session_id()
         limits = ctx.config.limits
+        #: How long a client that does not read its replies may hold the session.
+        self.write_timeout = limits.command_timeout
         self.core = ImapConnection(
             ImapLimits(
                 max_append=limits.message_size or 1 << 40,
@@ -223,7 +241,7 @@ class ImapSession:
         started = time.monotonic()
         try:
             self.write(self.core.greeting(self.capabilities(), "correo IMAP4rev2 server ready"))
-            await self.conn.flush()
+            await self.conn.flush(self.write_timeout)
             await self._loop()
         except asyncio.CancelledError:
             self.write(untagged("BYE", "Server shutting down"))
@@ -231,7 +249,7 @@ class ImapSession:
         finally:
             for append in self.appends:
                 append.spool.discard()
-            await self.conn.flush()
+            await self.conn.flush(self.write_timeout)
             await self.conn.close()
             log.info(
                 "imap.disconnect",
@@ -256,27 +274,31 @@ class ImapSession:
         except OSError:
             pass
 
-    async def _read(self, timeout: float) -> bytes:
-        data = await self.conn.read(timeout)
-        if data and self.deflate is not None:
-            data = self.deflate.inflate(data)
-        return data
-
     async def _loop(self) -> None:
         # RFC 9051 §5.4: at least 30 minutes of inactivity before an autologout.
         timeout = max(self.ctx.config.limits.command_timeout, 1800.0)
         if self.user is None:
             timeout = self.ctx.config.limits.command_timeout
         while not self.closing and not self.conn.closed:
-            try:
-                reading = self.conn.read(timeout) if self.deflate is None else self._read(timeout)
-                data = await reading
-            except TimeoutError:
-                self.write(untagged("BYE", "Autologout; idle for too long"))
-                return
-            self.core.receive_data(data)
+            deflate = self.deflate
+            if deflate is not None and deflate.backlog:
+                data = deflate.more()  # the rest of a large inflation, piece by piece
+                await asyncio.sleep(0)  # let other sessions run between pieces
+                if data:
+                    self.core.receive_data(data)
+            else:
+                try:
+                    data = await self.conn.read(timeout)
+                except TimeoutError:
+                    self.write(untagged("BYE", "Autologout; idle for too long"))
+                    return
+                if data and deflate is not None:
+                    data = deflate.inflate(data)
+                    if not data:
+                        continue  # RFC 4978: a deflate block split by TCP is not EOF
+                self.core.receive_data(data)
             await self._drain()
-            await self.conn.flush()
+            await self.conn.flush(self.write_timeout)
             if self.appends:
                 self._quickack()
             if self.shutdown_requested and not self.in_transaction:
@@ -508,11 +530,13 @@ class ImapSession:
 
     async def cmd_compress(self, tag: str, cmd: c.Compress) -> None:
         self.write(tagged(tag, "OK", "DEFLATE active"))
-        await self.conn.flush()
+        await self.conn.flush(self.write_timeout)
         leftover = self.core.compression_started()
         self.deflate = _Deflate()
         if leftover:
-            self.core.receive_data(self.deflate.inflate(leftover))
+            data = self.deflate.inflate(leftover)
+            if data:  # b"" is an incomplete block here, never EOF
+                self.core.receive_data(data)
 
     async def cmd_quota(self, tag: str, cmd: object) -> None:
         self.write(tagged(tag, "NO", "No quotas on this server", "NONEXISTENT"))
@@ -812,7 +836,7 @@ class ImapSession:
             return
         self.appends.append(_Append(name, event.flags, event.date, self.ctx.store.new_spool()))
         self.write(self.core.append_accept())
-        await self.conn.flush()
+        await self.conn.flush(self.write_timeout)
 
     def _drop_appends(self) -> None:
         for append in self.appends:
@@ -900,14 +924,16 @@ class ImapSession:
     async def cmd_idle(self, tag: str, cmd: c.Idle) -> None:
         self.write(self.core.idle_started())
         await self._updates()
-        await self.conn.flush()
+        await self.conn.flush(self.write_timeout)
         self.busy = False
         read_task: asyncio.Task[bytes] | None = None
         try:
             while True:
                 view = self.view
+                if self.core.buffered or (self.deflate is not None and self.deflate.backlog):
+                    return  # input already received (DONE may be in it): _drain/_loop see it
                 if read_task is None:
-                    read_task = asyncio.create_task(self._read(1800.0))
+                    read_task = asyncio.create_task(self.conn.read(1800.0))
                 waiters: set[asyncio.Future[Any]] = {read_task}
                 if view is not None:
                     waiters.add(
@@ -931,12 +957,16 @@ class ImapSession:
                     except TimeoutError:
                         data = b""
                     read_task = None
+                    if data and self.deflate is not None:
+                        data = self.deflate.inflate(data)
+                        if not data:
+                            continue  # an incomplete deflate block, not EOF: keep idling
                     self.core.receive_data(data)
                     if not data:
                         self.closing = True
                     return  # _drain picks up IdleDone (or the next command)
                 await self._updates()
-                await self.conn.flush()
+                await self.conn.flush(self.write_timeout)
                 if self.shutdown_requested:
                     self.write(untagged("BYE", "Server shutting down"))
                     self.closing = True
@@ -1104,7 +1134,9 @@ class ImapSession:
                     else:
                         pending = await self._send_streams(out, pending)
             if start + 1000 < len(uids) or pending > _HOLD_BACK:
-                await self.conn.flush()  # a small last batch goes out with the tagged reply
+                await self.conn.flush(
+                    self.write_timeout
+                )  # a small last batch goes out with the tagged reply
         self.write(tagged(tag, "OK", "FETCH completed"))
 
     async def _send_streams(self, out: Rendered, pending: int) -> int:
@@ -1121,7 +1153,7 @@ class ImapSession:
                 pending += len(chunk)
                 self.write(chunk)
                 if pending > _STREAM_FLUSH:
-                    await self.conn.flush()
+                    await self.conn.flush(self.write_timeout)
                     pending = 0
         return pending
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import select
 import socket
 import ssl
 import time
@@ -195,3 +196,37 @@ def test_sieve_nested_script_is_refused_cleanly(server: Server) -> None:
     assert b"OK" in until(sock, rb"(?m)^(OK|NO).*\r\n")
     sock.close()
     _no_crash(server)
+
+
+def test_a_literal_too_big_to_skip_ends_the_connection(server: Server) -> None:
+    """RFC 7888 §4: a refused LITERAL+ literal is not read for gigabytes; BAD, BYE, close."""
+    client = Imap(server)
+    client.command(b"s SELECT INBOX", b"s OK")
+    client.send(b"a SEARCH TEXT {99999999999+}\r\nxxxx")
+    out = client.read_until(rb"\* BYE [^\r]*\r\n")
+    assert b"a BAD [TOOBIG]" in out
+    client.sock.settimeout(5)
+    assert client.sock.recv(100) == b""  # closed by the server, not waiting for the octets
+    small = Imap(server)  # a refused literal within the bound is still skipped
+    small.command(b"s SELECT INBOX", b"s OK")
+    small.send(b"b SEARCH TEXT {70000+}\r\n" + b"x" * 70000 + b"\r\n")
+    assert b"b BAD [TOOBIG]" in small.read_until(rb"b BAD[^\r]*\r\n")
+    small.command(b"c NOOP", b"c OK")
+    small.close()
+    _no_crash(server)
+
+
+def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> None:
+    """The command timeout counts from a command's first octet, not from the last one."""
+    srv: Server = start_server({"command_timeout": "1.0"})  # type: ignore[operator]
+    client = Imap(srv)
+    started = time.monotonic()
+    got = b""
+    for byte in b"a NOOP and on and on and on and on and on":
+        client.send(bytes([byte]))  # every byte well inside the per-read timeout
+        time.sleep(0.2)
+        if select.select([client.sock], [], [], 0)[0] or client.sock.pending():
+            got = client.sock.recv(1000)
+            break
+    assert got.startswith(b"* BYE"), got
+    assert time.monotonic() - started < 2.5

@@ -468,3 +468,25 @@ def test_sasl_lines_do_not_eat_the_next_command_budget() -> None:
     conn.authenticated()
     conn.selected(read_only=True)
     assert isinstance(feed(conn, long_ok)[0], CommandEvent)
+
+
+def test_a_refused_literal_too_big_to_skip_closes_after_bad() -> None:
+    """RFC 7888 §4: past max_skip the server closes rather than read and drop the octets."""
+    from correo.imap.reader import ImapLimits
+    from correo.imap.server import ConnectionClosed, ImapConnection, Respond
+
+    for line in (b"a LOGIN {999999+}\r\n", b"b APPEND INBOX {999999+}\r\n"):
+        conn = ImapConnection(ImapLimits(max_append=1000, max_skip=100_000), tls_active=True)
+        if b"APPEND" in line:
+            conn.authenticated()
+        conn.receive_data(line + b"xx")
+        event = conn.next_event()
+        data = event.data if isinstance(event, Respond) else getattr(event, "data", b"")
+        assert b" BAD [TOOBIG]" in data and data.endswith(
+            b"* BYE Literal too big to skip; closing\r\n"
+        )
+        assert isinstance(conn.next_event(), ConnectionClosed)
+    within = ImapConnection(ImapLimits(max_skip=100_000), tls_active=True)
+    within.receive_data(b"c LOGIN {99999+}\r\n" + b"x" * 99_999 + b"\r\nd NOOP\r\n")
+    first = within.next_event()
+    assert isinstance(first, Respond) and b"BYE" not in first.data

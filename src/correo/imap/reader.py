@@ -338,6 +338,8 @@ class ImapLimits:
     max_ranges: ranges in one sequence set.
     max_search_keys: keys in one search program, counting nested ones.
     max_bad_commands: consecutive rejected commands before ``* BYE``.
+    max_skip: a refused LITERAL+ literal is read and dropped up to this size; a
+        bigger one ends the connection after the BAD (RFC 7888 §4 allows closing).
     allow_plaintext_auth: LOGIN/AUTHENTICATE without TLS (RFC 9051 §6.2.3 LOGINDISABLED).
     """
 
@@ -350,6 +352,7 @@ class ImapLimits:
     max_ranges: int = 10_000
     max_search_keys: int = 1000
     max_bad_commands: int = 20
+    max_skip: int = 128 * 1024 * 1024
     allow_plaintext_auth: bool = False
 
     def __post_init__(self) -> None:

@@ -404,18 +404,26 @@ class ImapConnection:
         """Skip an announced LITERAL+ literal of a line we reject."""
         marker = find_literal_marker(line)
         if marker is not None and not marker.sync:
-            self._need = marker.size
-            self._mode = _Mode.DISCARD
+            self._skip_literal(marker.size)
         else:
             self._mode = _Mode.COMMAND
+
+    def _skip_literal(self, size: int) -> None:
+        """Drop the ``size`` octets of a refused LITERAL+ literal as they come, or, when
+        that is more than ``max_skip``, close instead of reading them (RFC 7888 §4)."""
+        if size > self._limits.max_skip:
+            self._mode = _Mode.CLOSED
+        else:
+            self._need = size
+            self._mode = _Mode.DISCARD
 
     def _reject(self, err: ParseError, line: bytes | None = None) -> Event:
         """Answer the current command with err; resync on the line's literal marker."""
         if line is not None:
             self._after_bad_line(line)
-        elif self._mode not in (_Mode.DISCARD, _Mode.DISCARD_LINE):
+        elif self._mode not in (_Mode.DISCARD, _Mode.DISCARD_LINE, _Mode.CLOSED):
             self._mode = _Mode.COMMAND
-        data = tagged(self._tag, err.status, err.text, err.code)
+        data = tagged(self._tag, err.status, err.text, err.code) + self._bye_if_closed()
         tag = self._tag
         self._reset_command()
         if self._append_started:
@@ -425,7 +433,14 @@ class ImapConnection:
             data = self._count_bad(data)
         return Respond(data)
 
+    def _bye_if_closed(self) -> bytes:
+        if self._mode is _Mode.CLOSED:
+            return untagged("BYE", "Literal too big to skip; closing")
+        return b""
+
     def _count_bad(self, data: bytes) -> bytes:
+        if self._mode is _Mode.CLOSED:
+            return data  # already saying BYE
         self._bad += 1
         if self._bad >= self._limits.max_bad_commands:
             self._mode = _Mode.CLOSED
@@ -553,8 +568,10 @@ class ImapConnection:
             # RFC 7889 §4 / RFC 7888 §4: too big for APPENDLIMIT
             status = "NO" if marker.sync else "BAD"
             err = ParseError("message exceeds APPENDLIMIT", "TOOBIG", status)
-            self._need = 0 if marker.sync else marker.size
-            self._mode = _Mode.COMMAND if marker.sync else _Mode.DISCARD
+            if marker.sync:
+                self._need, self._mode = 0, _Mode.COMMAND
+            else:
+                self._skip_literal(marker.size)
             return self._reject(err)
         self._append = marker
         self._append_started = True
@@ -577,8 +594,8 @@ class ImapConnection:
         if marker.sync:
             self._mode = _Mode.COMMAND  # the client never sends the octets (RFC 9051 §7.5)
         else:
-            self._need = marker.size  # RFC 7888 §4: LITERAL+ octets arrive anyway
-            self._mode = _Mode.DISCARD
+            self._skip_literal(marker.size)  # RFC 7888 §4: LITERAL+ octets arrive anyway
+            data += self._bye_if_closed()
         self._append_started = False
         self._reset_command()
         return data

@@ -52,7 +52,7 @@ from correo.junk import on_imap_move  # issue 7: junk training
 from correo.message.imapfmt import base64_binary_parts
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
-from correo.server.connection import Connection
+from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.server.imap.fetch import (
     FetchPlan,
@@ -279,6 +279,7 @@ class ImapSession:
         timeout = max(self.ctx.config.limits.command_timeout, 1800.0)
         if self.user is None:
             timeout = self.ctx.config.limits.command_timeout
+        partial_since: float | None = None
         while not self.closing and not self.conn.closed:
             deflate = self.deflate
             if deflate is not None and deflate.backlog:
@@ -287,8 +288,17 @@ class ImapSession:
                 if data:
                     self.core.receive_data(data)
             else:
+                wait = timeout
+                if self.core.buffered:
+                    # part of a command is in: the rest gets command_timeout counted from
+                    # its first octet, so a line dribbled a byte at a time still ends
+                    if partial_since is None:
+                        partial_since = time.monotonic()
+                    wait = remaining(self.ctx.config.limits.command_timeout, partial_since)
+                else:
+                    partial_since = None
                 try:
-                    data = await self.conn.read(timeout)
+                    data = await self.conn.read(wait)
                 except TimeoutError:
                     self.write(untagged("BYE", "Autologout; idle for too long"))
                     return

@@ -27,7 +27,18 @@ PASSWORDS = {
     "bob@example.test": "bob-secret-2",
     "carol@example.test": "carol-secret-3",
 }
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "lmtp", "sieve")
+SERVICES = (
+    "smtp",
+    "submission",
+    "submissions",
+    "pop3",
+    "pop3s",
+    "imap",
+    "imaps",
+    "lmtp",
+    "sieve",
+    "https",
+)
 
 
 def correo(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

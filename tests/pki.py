@@ -62,8 +62,8 @@ class TestCA:
         self.cert_path = directory / "ca.pem"
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, hostname: str, cert_path: Path, key_path: Path) -> None:
-        """A server certificate for ``hostname`` signed by this CA."""
+    def issue(self, hostname: str, cert_path: Path, key_path: Path, *more: str) -> None:
+        """A server certificate for ``hostname`` (and ``more`` names) signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         cert = (
@@ -74,7 +74,10 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in (hostname, *more)]),
+                critical=False,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(

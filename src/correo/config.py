@@ -44,6 +44,7 @@ SERVICES = (
     "imaps",
     "lmtp",
     "sieve",
+    "https",
 )
 _LATER_SERVICES: tuple[str, ...] = ()
 
@@ -57,6 +58,7 @@ _DEFAULT_PORTS = {
     "imaps": 2993,
     "lmtp": 2424,  # issue 7: loopback only; Postfix hands mail over here
     "sieve": 4190,  # RFC 5804 §1.8 registered port
+    "https": 2443,  # MTA-STS policy and client autoconfiguration (443 in production)
 }
 
 
@@ -107,6 +109,14 @@ class SmtpSettings:
 @dataclass(frozen=True, slots=True)
 class DnsSettings:
     nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MtaStsSettings:
+    """The MTA-STS policy this server publishes for its domains on ``https``."""
+
+    mode: str = "enforce"  # "enforce", "testing" or "none" (RFC 8461 §5)
+    max_age: int = 604800  # seconds senders keep the policy (one week)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +237,7 @@ class Config:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)  # issue 7
     lmtp: LmtpSettings = field(default_factory=LmtpSettings)
     junk: JunkSettings = field(default_factory=JunkSettings)
+    mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -292,7 +303,7 @@ def load_config(data_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log", "outbound"}
-    allowed |= {"delivery", "lmtp", "junk"}  # issue 7
+    allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # issue 7; published MTA-STS
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -329,7 +340,17 @@ def load_config(data_dir: Path) -> Config:
         delivery=_section(DeliverySettings, raw.get("delivery"), "delivery"),
         lmtp=_section(LmtpSettings, raw.get("lmtp"), "lmtp"),
         junk=_section(JunkSettings, raw.get("junk"), "junk"),
+        mta_sts=_mta_sts(raw.get("mta_sts"), path),
     )
+
+
+def _mta_sts(raw: object, path: Path) -> MtaStsSettings:
+    sts: MtaStsSettings = _section(MtaStsSettings, raw, "mta_sts")
+    if sts.mode not in ("enforce", "testing", "none"):
+        raise ConfigError(f"{path}: [mta_sts] mode must be enforce, testing or none")
+    if not 0 <= sts.max_age <= 31_557_600:  # RFC 8461 §3.2
+        raise ConfigError(f"{path}: [mta_sts] max_age must be 0 to 31557600 seconds")
+    return sts
 
 
 def _render_mda() -> list[str]:
@@ -413,6 +434,11 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         "",
         "[dns]",
         'nameservers = []            # e.g. ["127.0.0.1:5353"]; empty = system resolver',
+        "",
+        "# The MTA-STS policy served on https for mta-sts.<domain> (see correo dns DOMAIN).",
+        "[mta_sts]",
+        f'mode = "{MtaStsSettings().mode}"           # enforce, testing or none',
+        f"max_age = {MtaStsSettings().max_age}           # seconds senders keep it",
         "",
         "[log]",
         'level = "info"              # debug logs every command',

@@ -57,6 +57,7 @@ def _make_template(data: Path, domain: str, users: tuple[str, ...]) -> None:
         "imaps": "[]",
         "lmtp": "[]",
         "sieve": "[]",
+        "https": "[]",
     }
     for service, value in listen.items():
         cfg = re.sub(rf"^{service} = \[.*\]$", f"{service} = {value}", cfg, flags=re.M)

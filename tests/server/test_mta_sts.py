@@ -107,3 +107,35 @@ def test_testing_mode_delivers_anyway_and_says_so(
     box = b.wait_mail("bob", 1)
     assert len(box) == 1, a.log()[-3000:]
     assert "event=queue.mta_sts_testing domain=b.test not_in_policy=mx.b.test" in a.log()
+
+
+def test_correo_publishes_a_policy_another_correo_enforces(
+    instances: object, dns_server: DnsServer, tmp_path: Path
+) -> None:
+    """b.test serves its own policy on its https listener; a.test fetches and enforces it."""
+    import re
+
+    from correo.http import mta_sts_id, mta_sts_policy
+
+    ca = TestCA(tmp_path / "own-ca")
+    port = 18443
+    a: Instance = instances(  # type: ignore[operator]
+        "a.test", "127.0.0.2", {"mta_sts_port": str(port), "ca_file": f'"{ca.cert_path}"'}
+    )
+    b: Instance = instances("b.test", "127.0.0.3", start=False)  # type: ignore[operator]
+    cfg = (b.data / "correo.toml").read_text()
+    cfg = re.sub(r"(?m)^https = \[.*\]$", f'https = ["127.0.0.3:{port}"]', cfg)
+    (b.data / "correo.toml").write_text(cfg)
+    ca.issue("mx.b.test", b.data / "tls" / "cert.pem", b.data / "tls" / "key.pem", "mta-sts.b.test")
+    ident = mta_sts_id(mta_sts_policy("mx.b.test"))
+    dns_server.zone["_mta-sts.b.test"] = {"TXT": [f"v=STSv1; id={ident}"]}
+    dns_server.zone["mta-sts.b.test"] = {"A": ["127.0.0.3"]}
+    b.start()
+    a.submit("alice@a.test", ["bob@b.test"], message("alice@a.test", "bob@b.test", "own policy"))
+    box = b.wait_mail("bob", 1)
+    assert len(box) == 1, a.log()[-3000:]
+    assert f"event=queue.mta_sts_policy domain=b.test id={ident} mode=enforce mx=mx.b.test" in (
+        a.log()
+    )
+    assert "event=https.request" in b.log() and "path=/.well-known/mta-sts.txt" in b.log()
+    assert "event=queue.tls host=mx.b.test" in a.log()

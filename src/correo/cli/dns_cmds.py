@@ -16,6 +16,7 @@ from pathlib import Path
 
 from correo.config import ConfigError, load_config
 from correo.dns import DnsError, DnsNoData, DnsNotFound, DnsPythonResolver, Resolver
+from correo.http import mta_sts_id, mta_sts_policy
 from correo.mailauth.inbound import MessageAuthenticator
 from correo.mailauth.keys import dns_record, load_domain_keys, rotate_keys
 
@@ -50,7 +51,9 @@ def _txt_strings(text: str) -> str:
     return " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in pieces)
 
 
-def expected_records(data_dir: Path, domain: str, hostname: str) -> list[Record]:
+def expected_records(
+    data_dir: Path, domain: str, hostname: str, sts_policy: str | None = None
+) -> list[Record]:
     """Every record a correo domain should publish."""
     domain = domain.lower().rstrip(".")
     host = hostname.lower().rstrip(".")
@@ -66,8 +69,12 @@ def expected_records(data_dir: Path, domain: str, hostname: str) -> list[Record]
             "TXT",
             f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@{domain}",
         ),
-        # RFC 8461 §3.1: the policy id changes whenever mta-sts.txt changes
-        Record(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=1"),
+        # RFC 8461 §3.1: the id changes whenever the policy does (it is the policy's hash)
+        Record(
+            f"_mta-sts.{domain}",
+            "TXT",
+            f"v=STSv1; id={mta_sts_id(sts_policy or mta_sts_policy(host))}",
+        ),
         Record(f"mta-sts.{domain}", "CNAME", f"{host}."),
         Record(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
         # RFC 6186 §3.1 / RFC 8314 §5.1: client autoconfiguration
@@ -78,11 +85,6 @@ def expected_records(data_dir: Path, domain: str, hostname: str) -> list[Record]
         Record(f"_pop3s._tcp.{domain}", "SRV", f"0 1 995 {host}."),
     ]
     return records
-
-
-def mta_sts_policy(hostname: str) -> str:
-    """The body of https://mta-sts.DOMAIN/.well-known/mta-sts.txt (RFC 8461 §3.2)."""
-    return f"version: STSv1\nmode: enforce\nmx: {hostname}\nmax_age: 604800\n"
 
 
 async def check_record(resolver: Resolver, record: Record) -> tuple[bool | None, str]:
@@ -177,12 +179,16 @@ def cmd_dns(args: argparse.Namespace) -> int:
     config = load_config(args.data_dir)
     domain = words[0]
     print(f"; DNS records for {domain} (correo at {config.hostname})")
-    for record in expected_records(args.data_dir, domain, config.hostname):
+    policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
+    for record in expected_records(args.data_dir, domain, config.hostname, policy):
         print(record.zone_line())
     print(f"; also an A/AAAA record for {config.hostname} and its PTR (reverse DNS)")
-    print(f"; MTA-STS policy to serve at https://mta-sts.{domain}/.well-known/mta-sts.txt:")
-    for line in mta_sts_policy(config.hostname).splitlines():
+    print(f"; MTA-STS policy served at https://mta-sts.{domain}/.well-known/mta-sts.txt")
+    print(f"; by the https listener (its certificate must name mta-sts.{domain}):")
+    for line in policy.splitlines():
         print(f";   {line}")
+    print(f"; and mail clients' settings at https://autoconfig.{domain}/mail/config-v1.1.xml")
+    print(f"; (optional: autoconfig.{domain}. CNAME {config.hostname}.)")
     return 0
 
 
@@ -197,7 +203,8 @@ async def check_domain(
 def _dns_check(data_dir: Path, domain: str) -> int:
     config = load_config(data_dir)
     resolver = _resolver(data_dir)
-    records = expected_records(data_dir, domain, config.hostname)
+    policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
+    records = expected_records(data_dir, domain, config.hostname, policy)
     bad = 0
     for record, ok, found in asyncio.run(check_domain(resolver, records)):
         if ok is None:

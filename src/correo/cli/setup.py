@@ -82,6 +82,7 @@ def _print_where(server: MailServer) -> None:
         "imaps": "IMAP (implicit TLS)",
         "lmtp": "LMTP (from another MTA)",
         "sieve": "ManageSieve",
+        "https": "HTTPS (MTA-STS, autoconfig)",
     }
     print(f"correo is running for {server.config.hostname}; connect to:", flush=False)
     for service, addresses in server.bound.items():

@@ -21,11 +21,13 @@ from correo.config import Config
 from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
 from correo.dns import DnsPythonResolver
+from correo.http import response
 from correo.log import Logger, get_logger
 from correo.mailauth.keys import load_signer
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection
 from correo.server.context import ServerContext
+from correo.server.https_session import HttpsSession
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
@@ -48,6 +50,7 @@ _SERVICES: dict[str, tuple[str, bool]] = {
     "imaps": ("imap", True),
     "lmtp": ("lmtp", False),
     "sieve": ("sieve", False),
+    "https": ("https", True),
 }
 
 
@@ -103,6 +106,7 @@ class MailServer:
             )
         )
         self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
+        self.ctx.bound = self.bound  # filled below as the listeners start
         self.ctx.resolver = DnsPythonResolver(config.dns.nameservers)
         self.ctx.dkim_signers = load_signer(config.data_dir, self.directory.domains())
         self.ctx.mda = LocalDelivery(  # issue 7: Sieve, junk filter, vacation
@@ -182,6 +186,8 @@ class MailServer:
                     conn.write(b'BYE (TRYLATER) "Too many connections"\r\n')
                 elif protocol == "imap":
                     conn.write(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
+                elif protocol == "https":
+                    conn.write(response(503, b"Too many connections\n"))
                 else:
                     conn.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
                 await conn.close()
@@ -195,6 +201,8 @@ class MailServer:
                 session = LmtpSession(self.ctx, conn)
             elif protocol == "sieve":
                 session = ManageSieveSession(self.ctx, conn)
+            elif protocol == "https":
+                session = HttpsSession(self.ctx, conn)
             else:
                 session = Pop3Session(self.ctx, conn)
             task = asyncio.current_task()

@@ -53,6 +53,8 @@ class ServerContext:
     dkim_signers: dict[str, DkimSigner] = field(default_factory=dict)
     #: Mailbox snapshots and change feeds that IMAP sessions share (issue 3).
     imap: SharedMailboxes = field(default_factory=SharedMailboxes)
+    #: Listening addresses by service as bound (port 0 in the config becomes a real one).
+    bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
     @property
     def hostname(self) -> str:

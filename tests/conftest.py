@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from correo.config import SERVICES  # every listener: tests put each on port 0
 from tests.server.dnsserver import DnsServer
 
 # The MTA fixtures (``dns_server``, ``instances``), registered once for every module.
@@ -27,18 +28,6 @@ PASSWORDS = {
     "bob@example.test": "bob-secret-2",
     "carol@example.test": "carol-secret-3",
 }
-SERVICES = (
-    "smtp",
-    "submission",
-    "submissions",
-    "pop3",
-    "pop3s",
-    "imap",
-    "imaps",
-    "lmtp",
-    "sieve",
-    "https",
-)
 
 
 def correo(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

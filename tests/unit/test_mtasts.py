@@ -218,6 +218,15 @@ def _resolver(ident: str | None) -> FakeResolver:
     return FakeResolver(zone)  # type: ignore[arg-type]
 
 
+def _publishing(server: PolicyServer, domain: str) -> FakeResolver:
+    """A resolver where ``domain`` publishes GOOD (id 1) from the test policy server."""
+    server.responses[f"mta-sts.{domain}"] = (200, "text/plain", GOOD)
+    resolver = _resolver(None)
+    resolver.add(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=1")
+    resolver.add(f"mta-sts.{domain}", "A", "127.0.0.1")
+    return resolver
+
+
 def test_discovery_fetches_caches_and_follows_the_id(
     pki: tuple[TestCA, PolicyServer], tmp_path: Path
 ) -> None:
@@ -281,10 +290,7 @@ def test_unverifiable_policy_hosts_are_refused(
 ) -> None:
     """A certificate naming another host, or from a CA nobody trusts: no policy."""
     ca, server = pki
-    server.responses["mta-sts.third.test"] = (200, "text/plain", GOOD)
-    resolver = _resolver(None)
-    resolver.add("_mta-sts.third.test", "TXT", "v=STSv1; id=1")
-    resolver.add("mta-sts.third.test", "A", "127.0.0.1")  # served with example.test's cert
+    resolver = _publishing(server, "third.test")  # served with example.test's cert
     sts = _sts(pki, resolver, tmp_path / "c1", Clock())
     assert asyncio.run(sts.policy_for("third.test")) is None
     server.responses["mta-sts.example.test"] = (200, "text/plain", GOOD)
@@ -332,10 +338,7 @@ def test_idna_domains_are_looked_up_by_their_a_labels(
     pki: tuple[TestCA, PolicyServer], tmp_path: Path
 ) -> None:
     _ca, server = pki
-    server.responses["mta-sts.xn--exmple-cua.test"] = (200, "text/plain", GOOD)
-    resolver = _resolver(None)
-    resolver.add("_mta-sts.xn--exmple-cua.test", "TXT", "v=STSv1; id=1")
-    resolver.add("mta-sts.xn--exmple-cua.test", "A", "127.0.0.1")
+    resolver = _publishing(server, "xn--exmple-cua.test")
     policy = asyncio.run(_sts(pki, resolver, tmp_path / "c", Clock()).policy_for("exämple.test"))
     assert policy is not None and policy.mode == "enforce"
 

@@ -54,6 +54,19 @@ _SERVICES: dict[str, tuple[str, bool]] = {
 }
 
 
+_TOO_MANY = {
+    "smtp": b"421 4.7.0 Too many connections, try again later\r\n",
+    "lmtp": b"421 4.7.0 Too many connections, try again later\r\n",
+    "sieve": b'BYE (TRYLATER) "Too many connections"\r\n',
+    "imap": b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+    "https": response(503, b"Too many connections\n"),
+    "pop3": b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+}
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 class _Session(Protocol):
     shutdown_requested: bool
 
@@ -118,6 +131,8 @@ class MailServer:
             wakeup=self.ctx.queue_wakeup,
         )
         await self._start_lmtp_socket()
+        command_timeout = config.limits.command_timeout
+        handshake_timeout = min(command_timeout, 30.0) if command_timeout > 0 else 30.0
         for service, addresses in config.listen.items():
             if service not in _SERVICES:
                 continue  # configured for a later release of correo
@@ -130,7 +145,8 @@ class MailServer:
                     host,
                     port,
                     ssl=tls if implicit else None,
-                    ssl_handshake_timeout=30 if implicit else None,
+                    # a client that never completes it is dropped after command_timeout
+                    ssl_handshake_timeout=handshake_timeout if implicit else None,
                     reuse_address=True,
                     limit=2**20,
                 )
@@ -168,9 +184,7 @@ class MailServer:
         os.chmod(path, 0o660)
         self._servers.append(server)
 
-    def _handler(
-        self, service: str, protocol: str, implicit: bool
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    def _handler(self, service: str, protocol: str, implicit: bool) -> Handler:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert self.ctx is not None
             conn = Connection(reader, writer, tls=implicit)
@@ -180,51 +194,48 @@ class MailServer:
                 and self._per_ip[conn.peer_ip] >= limits.connections_per_ip
             ):
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
-                if protocol in ("smtp", "lmtp"):
-                    conn.write(b"421 4.7.0 Too many connections, try again later\r\n")
-                elif protocol == "sieve":
-                    conn.write(b'BYE (TRYLATER) "Too many connections"\r\n')
-                elif protocol == "imap":
-                    conn.write(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
-                elif protocol == "https":
-                    conn.write(response(503, b"Too many connections\n"))
-                else:
-                    conn.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-                await conn.close()
+                conn.write(_TOO_MANY.get(protocol, _TOO_MANY["pop3"]))
+                await conn.close(linger=1.0)
                 return
-            session: _Session
-            if protocol == "smtp":
-                session = SmtpSession(self.ctx, conn, service)
-            elif protocol == "imap":
-                session = ImapSession(self.ctx, conn)
-            elif protocol == "lmtp":
-                session = LmtpSession(self.ctx, conn)
-            elif protocol == "sieve":
-                session = ManageSieveSession(self.ctx, conn)
-            elif protocol == "https":
-                session = HttpsSession(self.ctx, conn)
-            else:
-                session = Pop3Session(self.ctx, conn)
-            task = asyncio.current_task()
-            assert task is not None
-            self._live[task] = _Live(session, task, conn.peer_ip)
             self._per_ip[conn.peer_ip] += 1
             try:
-                await session.run()
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:  # a bug must cost one session, never the server
-                self.log.error(
-                    "server.session_crashed", service=service, peer=conn.peer, error=repr(exc)
-                )
-                await conn.close()
+                await self._serve(conn, service, protocol)
             finally:
-                del self._live[task]
                 self._per_ip[conn.peer_ip] -= 1
                 if self._per_ip[conn.peer_ip] <= 0:
                     del self._per_ip[conn.peer_ip]
 
         return handle
+
+    async def _serve(self, conn: Connection, service: str, protocol: str) -> None:
+        assert self.ctx is not None
+        session: _Session
+        if protocol == "smtp":
+            session = SmtpSession(self.ctx, conn, service)
+        elif protocol == "imap":
+            session = ImapSession(self.ctx, conn)
+        elif protocol == "lmtp":
+            session = LmtpSession(self.ctx, conn)
+        elif protocol == "sieve":
+            session = ManageSieveSession(self.ctx, conn)
+        elif protocol == "https":
+            session = HttpsSession(self.ctx, conn)
+        else:
+            session = Pop3Session(self.ctx, conn)
+        task = asyncio.current_task()
+        assert task is not None
+        self._live[task] = _Live(session, task, conn.peer_ip)
+        try:
+            await session.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a bug must cost one session, never the server
+            self.log.error(
+                "server.session_crashed", service=service, peer=conn.peer, error=repr(exc)
+            )
+            await conn.close()
+        finally:
+            del self._live[task]
 
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""

@@ -230,3 +230,28 @@ def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> 
             break
     assert got.startswith(b"* BYE"), got
     assert time.monotonic() - started < 2.5
+
+
+def test_keywords_per_mailbox_are_bounded(server: Server) -> None:
+    """FLAGS/PERMANENTFLAGS list every keyword: a client cannot make them grow forever."""
+    from correo.server.imap.view import MAX_KEYWORDS
+
+    client = Imap(server)
+    box = f"Kw{int(time.time() * 1000)}".encode()
+    client.command(b"c CREATE " + box, b"c OK")
+    client.command(b"a APPEND " + box + b" {4+}\r\nHi\r\n", b"a OK")
+    client.command(b"s SELECT " + box, b"s OK")
+    words = [b"kw%d" % i for i in range(MAX_KEYWORDS + 10)]
+    for start in range(0, MAX_KEYWORDS, 64):
+        batch = b" ".join(words[start : min(start + 64, MAX_KEYWORDS)])
+        client.command(b"t STORE 1 +FLAGS.SILENT (" + batch + b")", b"t OK")
+    client.command(b"u STORE 1 +FLAGS.SILENT (" + b" ".join(words[-10:]) + b")", b"u NO [LIMIT]")
+    client.command(b"w STORE 1 +FLAGS.SILENT (kw3 \\Seen)", b"w OK")  # known ones are fine
+    out = client.command(b"x SELECT " + box, b"x OK")
+    assert b"PERMANENTFLAGS (" in out and b"\\*)" not in out  # no new keywords now
+    client.command(b"v STORE 1 -FLAGS.SILENT (kw1 kw2)", b"v OK")  # removing always is
+    many = b" ".join(words)
+    client.command(b"y APPEND " + box + b" (" + many + b") {4+}\r\nHi\r\n", b"y NO [LIMIT]")
+    client.command(b"z NOOP", b"z OK")
+    client.close()
+    _no_crash(server)

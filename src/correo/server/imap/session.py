@@ -72,7 +72,7 @@ from correo.server.imap.names import (
 from correo.server.imap.ordering import sort_uids, thread_uids
 from correo.server.imap.searching import run_search
 from correo.server.imap.shared import Snapshot
-from correo.server.imap.view import MailboxView, format_uids
+from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, MailboxView, format_uids
 from correo.store.api import (
     INBOX,
     Envelope,
@@ -835,6 +835,11 @@ class ImapSession:
         assert self.user is not None
         name = normalize(event.mailbox)
         if self.append_failed is None:
+            if sum(f not in SYSTEM_FLAGS for f in event.flags) > MAX_KEYWORDS:
+                self._drop_appends()
+                text = f"A message carries at most {MAX_KEYWORDS} keywords"
+                self.write(self.core.append_reject("NO", text, "LIMIT"))
+                return
             try:
                 await self.ctx.store.mailbox_state(self.user, name)  # cheaper than STATUS
             except StoreError:
@@ -1175,6 +1180,12 @@ class ImapSession:
             return
         await self._updates(allow_expunge=False)
         uids = self._uids(cmd.sequence, cmd.uid)
+        if cmd.mode != "remove":
+            fresh = {f for f in cmd.flags if f not in SYSTEM_FLAGS and f not in view.keywords}
+            if fresh and len(view.keywords) + len(fresh) > MAX_KEYWORDS:
+                text = f"A mailbox holds at most {MAX_KEYWORDS} keywords"
+                self.write(tagged(tag, "NO", text, "LIMIT"))
+                return
         if cmd.unchangedsince is not None:
             self._condstore_on()
         changed, failed = await self.ctx.store.store_flags(

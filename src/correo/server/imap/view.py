@@ -14,9 +14,12 @@ from collections.abc import Iterable
 from correo.server.imap.shared import SharedMailboxes, Snapshot
 from correo.store.api import Changes, MessageInfo
 
-__all__ = ["SYSTEM_FLAGS", "MailboxView", "format_uids"]
+__all__ = ["MAX_KEYWORDS", "SYSTEM_FLAGS", "MailboxView", "format_uids"]
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+#: Distinct keywords one mailbox may hold: every FLAGS and PERMANENTFLAGS reply lists
+#: them all, so without a bound a client could make those replies grow without end.
+MAX_KEYWORDS = 256
 
 
 class MailboxView:
@@ -132,7 +135,8 @@ class MailboxView:
         if self.read_only:
             out.append(b"* OK [PERMANENTFLAGS ()] No permanent flags permitted\r\n")
         else:
-            out.append(b"* OK [PERMANENTFLAGS (%s \\*)] Flags permitted\r\n" % names.encode())
+            star = b" \\*" if len(self.keywords) < MAX_KEYWORDS else b""  # §7.1: new ones?
+            out.append(b"* OK [PERMANENTFLAGS (%s%s)] Flags permitted\r\n" % (names.encode(), star))
         return out
 
     def new_keywords(self, infos: Iterable[MessageInfo]) -> list[bytes]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from correo.cli.dns_cmds import expected_records
+from correo.http import mta_sts_id, mta_sts_policy
 from tests.conftest import DOMAIN, correo, make_data_dir
 from tests.server.dnsserver import DnsServer, Zone
 
@@ -23,7 +24,7 @@ def published_zone(data: Path) -> Zone:
         f"_dmarc.{DOMAIN}": {
             "TXT": [f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@{DOMAIN}"]
         },
-        f"_mta-sts.{DOMAIN}": {"TXT": ["v=STSv1; id=2024a"]},
+        f"_mta-sts.{DOMAIN}": {"TXT": [f"v=STSv1; id={mta_sts_id(mta_sts_policy(HOST))}"]},
         f"mta-sts.{DOMAIN}": {"CNAME": [HOST]},
         f"_smtp._tls.{DOMAIN}": {"TXT": [f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"]},
         f"_submissions._tcp.{DOMAIN}": {"SRV": [f"0 1 465 {HOST}"]},

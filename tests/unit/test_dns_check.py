@@ -9,9 +9,11 @@ import pytest
 
 from correo.cli.dns_cmds import Record, check_domain, check_record, expected_records
 from correo.dns import DnsNoData, DnsNotFound, DnsTempError, FakeResolver, SrvRecord
+from correo.http import mta_sts_id, mta_sts_policy
 
 HOST = "mail.example.org"
 DOMAIN = "example.org"
+STS_ID = mta_sts_id(mta_sts_policy(HOST))  # the policy correo serves names the id
 
 
 def good_zone() -> dict[str, dict[str, list[object]]]:
@@ -19,7 +21,7 @@ def good_zone() -> dict[str, dict[str, list[object]]]:
         DOMAIN: {"MX": [(10, HOST)], "TXT": ["v=spf1 mx -all"]},
         HOST: {"A": ["192.0.2.10"], "AAAA": ["2001:db8::10"]},
         f"_dmarc.{DOMAIN}": {"TXT": [f"v=DMARC1; p=reject; rua=mailto:postmaster@{DOMAIN}"]},
-        f"_mta-sts.{DOMAIN}": {"TXT": ["v=STSv1; id=20240101"]},
+        f"_mta-sts.{DOMAIN}": {"TXT": [f"v=STSv1; id={STS_ID}"]},
         f"mta-sts.{DOMAIN}": {"CNAME": [HOST]},
         f"_smtp._tls.{DOMAIN}": {"TXT": [f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"]},
         f"_submissions._tcp.{DOMAIN}": {"SRV": [(0, 1, 465, HOST)]},
@@ -103,6 +105,8 @@ BAD_ZONES = [
     ),
     (_with(f"_mta-sts.{DOMAIN}", "TXT", "v=STSv1; id=not-alnum!"), f"TXT _mta-sts.{DOMAIN}"),
     (_with(f"_mta-sts.{DOMAIN}", "TXT", "v=STSv1"), f"TXT _mta-sts.{DOMAIN}"),
+    # a stale id: senders would keep an old policy until it expires
+    (_with(f"_mta-sts.{DOMAIN}", "TXT", "v=STSv1; id=20240101"), f"TXT _mta-sts.{DOMAIN}"),
 ]
 
 

@@ -118,11 +118,14 @@ async def _check_txt(resolver: Resolver, record: Record) -> tuple[bool, str]:
     if len(same) != 1:
         return False, shown
     if prefix == "v=STSv1":
-        return _STS_ID.search(same[0]) is not None, shown
+        # the id of the policy correo serves: senders refetch only when it changes (§3.1)
+        found = _STS_ID.search(same[0])
+        want = _STS_ID.search(record.value)
+        return found is not None and want is not None and found[1] == want[1], shown
     return True, shown
 
 
-_STS_ID = re.compile(r";\s*id=[A-Za-z0-9]{1,32}\s*(;|$)")  # RFC 8461 §3.1: sts-id
+_STS_ID = re.compile(r";\s*id=([A-Za-z0-9]{1,32})\s*(?:;|$)")  # RFC 8461 §3.1: sts-id
 
 
 async def _check_srv(resolver: Resolver, record: Record) -> tuple[bool, str]:

@@ -147,7 +147,8 @@ class QueueRunner:
         self.mda = mda
         self.clock = clock
         self.table = routing_table(config)
-        self.ca_file = out.ca_file
+        #: Extra CAs for verified outbound TLS, resolved against the data folder once.
+        self.ca_file = str(config.path(out.ca_file)) if out.ca_file else ""
         #: Recipient domains' MTA-STS policies (RFC 8461), cached in the data folder.
         self.sts: MtaSts | None = None
         if out.mta_sts:
@@ -156,7 +157,7 @@ class QueueRunner:
                 PolicyCache(config.data_dir / "mta-sts.json", log),
                 log,
                 port=out.mta_sts_port,
-                ca_file=str(config.path(out.ca_file)) if out.ca_file else "",
+                ca_file=self.ca_file,
                 clock=clock,
             )
         #: Local domains whose delivery an external MDA does over LMTP (issue 4 §3).
@@ -534,15 +535,15 @@ class QueueRunner:
         policy = None
         if self.sts is not None and hop is self.table.default:
             policy = await self.sts.policy_for(domain)
-        enforce = policy is not None and policy.mode == "enforce"
+        enforced = policy if policy is not None and policy.mode == "enforce" else None
         route = await resolve_route(
             hop,
             domain,
             self.resolver,
             self._rng,
-            allow=policy.allows if policy is not None and enforce else None,
+            allow=enforced.allows if enforced is not None else None,
         )
-        ca_file = str(self.config.path(self.ca_file)) if self.ca_file else ""
+        ca_file = self.ca_file
         if ca_file and route.error is None:
             route = Route(
                 tuple(replace(t, ca_file=ca_file) if t.verify else t for t in route.targets)

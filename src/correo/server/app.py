@@ -25,7 +25,7 @@ from correo.http import response
 from correo.log import Logger, get_logger
 from correo.mailauth.keys import load_signer
 from correo.queue.runner import QueueRunner
-from correo.server.connection import Connection
+from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
 from correo.server.https_session import HttpsSession
 from correo.server.imap.session import ImapSession
@@ -131,8 +131,7 @@ class MailServer:
             wakeup=self.ctx.queue_wakeup,
         )
         await self._start_lmtp_socket()
-        command_timeout = config.limits.command_timeout
-        handshake_timeout = min(command_timeout, 30.0) if command_timeout > 0 else 30.0
+        handshake_timeout = capped(config.limits.command_timeout, 30.0)
         for service, addresses in config.listen.items():
             if service not in _SERVICES:
                 continue  # configured for a later release of correo
@@ -194,7 +193,7 @@ class MailServer:
                 and self._per_ip[conn.peer_ip] >= limits.connections_per_ip
             ):
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
-                conn.write(_TOO_MANY.get(protocol, _TOO_MANY["pop3"]))
+                conn.write(_TOO_MANY[protocol])
                 await conn.close(linger=1.0)
                 return
             self._per_ip[conn.peer_ip] += 1

@@ -13,7 +13,7 @@ import time
 from correo.log import Logger
 from correo.server.tls import describe
 
-__all__ = ["Connection", "remaining"]
+__all__ = ["Connection", "capped", "remaining"]
 
 _READ_SIZE = 65536
 
@@ -51,19 +51,16 @@ class Connection:
         an ``asyncio.timeout`` per read: arming and cancelling a timer on every command
         cost a busy connection about 10 µs each time.
         """
-        if timeout <= 0:
-            try:
-                return await self.reader.read(_READ_SIZE)
-            except (ConnectionError, ssl.SSLError):
-                return b""
-        loop = asyncio.get_running_loop()
-        deadline = self._deadline = loop.time() + timeout
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._expire)
-        task = self._reading = asyncio.current_task()
+        if timeout > 0:
+            loop = asyncio.get_running_loop()
+            deadline = self._deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._expire)
+            self._reading = asyncio.current_task()  # what _expire cancels
+        task = self._reading
         try:
             return await self.reader.read(_READ_SIZE)
         except (ConnectionError, ssl.SSLError):
@@ -173,6 +170,12 @@ class Connection:
             pass
         if self.writer.transport.get_write_buffer_size():  # our last replies left unread
             self.writer.transport.abort()
+
+
+def capped(timeout: float, cap: float) -> float:
+    """``timeout`` but at most ``cap``; no limit (0 or less) means ``cap``: for waits
+    that must end even when the configured timeout is off (TLS handshakes, HTTPS)."""
+    return min(timeout, cap) if timeout > 0 else cap
 
 
 def remaining(timeout: float, since: float) -> float:

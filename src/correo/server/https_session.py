@@ -11,7 +11,7 @@ import time
 
 from correo.http import HttpError, Site, parse_request, response
 from correo.http.request import MAX_HEAD
-from correo.server.connection import Connection, remaining
+from correo.server.connection import Connection, capped, remaining
 from correo.server.context import ServerContext, new_session_id
 
 __all__ = ["HttpsSession", "site_for"]
@@ -44,10 +44,9 @@ class HttpsSession:
         return False  # nothing to finish: a shutdown may cut a request off
 
     async def run(self) -> None:
-        limit = min(self.ctx.config.limits.command_timeout, 30.0) or 30.0
+        limit = capped(self.ctx.config.limits.command_timeout, 30.0)
         started = time.monotonic()
         buf = bytearray()
-        status = 0
         try:
             while (end := buf.find(b"\r\n\r\n")) < 0:
                 if len(buf) > MAX_HEAD:
@@ -61,7 +60,6 @@ class HttpsSession:
                 buf += data
             request = parse_request(bytes(buf[:end]))
             answer = self.site.answer(request)
-            status = int(answer[9:12])
             self.conn.write(answer)
             self.ctx.log.info(
                 "https.request",
@@ -69,10 +67,9 @@ class HttpsSession:
                 peer=self.conn.peer,
                 host=request.host,
                 path=request.path[:200],
-                status=status,
+                status=int(answer[9:12]),  # "HTTP/1.1 NNN"
             )
         except HttpError as exc:
-            status = exc.status
             self.conn.write(response(exc.status, (str(exc) + "\n").encode()))
             self.ctx.log.info(
                 "https.refused", session=self.id, peer=self.conn.peer, status=exc.status

@@ -102,6 +102,9 @@ class Server:
     proc: subprocess.Popen[str] | None = None
     ports: dict[str, int] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
+    #: Set by a test that stalls the loop on purpose; otherwise a stall fails the test.
+    allow_stalls: bool = False
+    _pump: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
@@ -123,7 +126,8 @@ class Server:
                     }
                     ready.set()
 
-        threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True).start()
+        self._pump = threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True)
+        self._pump.start()
         deadline = time.monotonic() + timeout
         while not ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -134,10 +138,20 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+        if self._pump is not None:
+            self._pump.join(5)  # every line the server wrote before it exited
+        self.assert_loop_never_blocked()
+        return code
+
+    def assert_loop_never_blocked(self) -> None:
+        """The server's watchdog logs ``event=loop.blocked`` when a callback ran > 100 ms."""
+        stalls = [line for line in self.log_lines if "event=loop.blocked" in line]
+        if stalls and not self.allow_stalls:
+            raise AssertionError("the event loop was blocked:\n" + "".join(stalls[:5]))
 
     def kill(self) -> None:
         assert self.proc is not None

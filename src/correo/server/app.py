@@ -35,6 +35,7 @@ from correo.server.pop3_session import Pop3Session
 from correo.server.smtp_session import SmtpSession
 from correo.server.throttle import AuthThrottle, ThrottlePolicy
 from correo.server.tls import server_context
+from correo.server.watchdog import LoopWatchdog
 from correo.store.sqlite import SqliteStore
 
 __all__ = ["MailServer", "run_server"]
@@ -262,6 +263,8 @@ class MailServer:
 async def run_server(config: Config, on_ready: Callable[[MailServer], None] | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
     server = MailServer(config)
+    watchdog = LoopWatchdog(server.log)  # logs event=loop.blocked when a callback hogs the loop
+    watchdog.start()
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -271,3 +274,4 @@ async def run_server(config: Config, on_ready: Callable[[MailServer], None] | No
         on_ready(server)
     await stop.wait()
     await server.stop()
+    watchdog.stop()

@@ -1,7 +1,13 @@
-"""SORT and THREAD (RFC 5256) over the envelopes stored with each message."""
+"""SORT and THREAD (RFC 5256) over the envelopes stored with each message.
+
+The envelopes are read on the event loop; ordering and threading them costs time that
+grows with the mailbox and with what senders wrote (References chains, subjects), so it
+runs in a worker thread and never recurses along a chain a sender could make deep.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 
@@ -11,43 +17,15 @@ from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
 from correo.message.mime import Address
 from correo.message.structure import Envelope
+from correo.message.subject import base_subject, is_reply_or_forward
 from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.view import MailboxView
-from correo.store.api import MailStore
+from correo.store.api import MailStore, MessageInfo
 
 __all__ = ["base_subject", "sort_uids", "thread_uids"]
 
-# RFC 5256 §5 ABNF: subj-blob, subj-refwd, subj-leader, subj-trailer
-_BLOB = r"\[[^\[\]]*\][ \t]*"
-_LEADER = re.compile(rf"(?:{_BLOB})*(?:re|fwd?)[ \t]*(?:{_BLOB})?:|[ \t]+", re.IGNORECASE)
-_BLOB_RE = re.compile(_BLOB)
-_TRAILERS = re.compile(r"(?:\(fwd\)|[ \t])+$", re.IGNORECASE)
-# kept for THREAD=REFERENCES: is a subject a reply or a forward (RFC 5256 §4 step 5)?
-_PREFIX = re.compile(r"^(?:\s*(?:re|fwd?)\s*(?:\[[^\]]*\])?\s*:|\s*\[[^\]]*\])", re.IGNORECASE)
-_TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.IGNORECASE)
 # i;ascii-casemap (RFC 4790 §9.2), the collation of RFC 5256 §2.1: a-z as A-Z, nothing else
 _CASEMAP = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def base_subject(subject: str | None) -> str:
-    """RFC 5256 §2.1 base subject, in i;ascii-casemap form for comparing."""
-    text = " ".join(decode_header(subject or "").split())  # step 1
-    while True:
-        text = _TRAILERS.sub("", text)  # step 2
-        while True:  # steps 3-5
-            m = _LEADER.match(text)
-            if m is not None and m.end():
-                text = text[m.end() :]
-                continue
-            m = _BLOB_RE.match(text)
-            if m is not None and m.end() < len(text):  # step 4: a non-empty base remains
-                text = text[m.end() :]
-                continue
-            break
-        if text[:5].lower() == "[fwd:" and text.endswith("]"):  # step 6
-            text = text[5:-1]
-            continue
-        return text.translate(_CASEMAP)
 
 
 def _first_mailbox(addrs: tuple[Address, ...] | None, display: bool) -> str:
@@ -78,12 +56,24 @@ async def sort_uids(
     store: MailStore, view: MailboxView, uids: Sequence[int], criteria: Sequence[SortCriterion]
 ) -> list[int]:
     envs = await _envelopes(store, view, uids)
-    ordered = sorted(uids, key=lambda u: view.seq(u) or 0)  # final tie-break: sequence number
+    seqs = {u: view.seq(u) or 0 for u in uids}
+    infos = {u: view.info[u] for u in uids}
+    return await asyncio.to_thread(_sort, uids, criteria, envs, seqs, infos)
+
+
+def _sort(
+    uids: Sequence[int],
+    criteria: Sequence[SortCriterion],
+    envs: dict[int, tuple[Envelope, float | None]],
+    seqs: dict[int, int],
+    infos: dict[int, MessageInfo],
+) -> list[int]:
+    ordered = sorted(uids, key=lambda u: seqs[u])  # final tie-break: sequence number
     for crit in reversed(criteria):  # stable sorts, last criterion first
 
         def key(uid: int, crit: SortCriterion = crit) -> tuple[float, str]:
             env, sent = envs.get(uid, (Envelope(), None))
-            info = view.info[uid]
+            info = infos[uid]
             match crit.key:
                 case "ARRIVAL":
                     return info.internal_date, ""
@@ -105,14 +95,28 @@ async def sort_uids(
     return ordered
 
 
-def _render(node: int, children: dict[int, list[int]], number: dict[int, int]) -> str:
-    kids = children.get(node, [])
-    head = str(number[node])
-    if not kids:
-        return head
-    if len(kids) == 1:
-        return head + " " + _render(kids[0], children, number)
-    return head + " " + "".join("(" + _render(k, children, number) + ")" for k in kids)
+def _render(roots: Sequence[int], children: dict[int, list[int]], number: dict[int, int]) -> str:
+    """``(1 2 (3)(4))`` without recursion: a reply chain can be as deep as the mailbox."""
+    out: list[str] = []
+    stack: list[tuple[int, bool] | str] = [(r, True) for r in reversed(roots)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        node, own_parens = item
+        kids = children.get(node, [])
+        if own_parens:
+            out.append("(")
+            stack.append(")")
+        out.append(str(number[node]))
+        if len(kids) == 1:
+            out.append(" ")
+            stack.append((kids[0], False))
+        elif kids:
+            out.append(" ")
+            stack.extend((k, True) for k in reversed(kids))
+    return "".join(out)
 
 
 async def thread_uids(
@@ -121,32 +125,34 @@ async def thread_uids(
     """``(1 2)(3 (4)(5))`` for ORDEREDSUBJECT or REFERENCES (parent links by In-Reply-To)."""
     envs = await _envelopes(store, view, uids)
     number = {u: (u if uid else view.seq(u) or 0) for u in uids}
-
-    def date(u: int) -> float:
-        sent = envs.get(u, (Envelope(), None))[1]
-        return sent if sent is not None else view.info[u].internal_date
+    dates = {u: envs.get(u, (Envelope(), None))[1] or view.info[u].internal_date for u in uids}
+    date = dates.__getitem__
 
     if algorithm.upper() != "ORDEREDSUBJECT":
         refs = await _references(store, view, uids)
-        return _references_thread(uids, envs, refs, date, number)
+        return await asyncio.to_thread(_references_thread, uids, envs, refs, date, number)
+    return await asyncio.to_thread(_ordered_subject, uids, envs, date, number)
+
+
+def _ordered_subject(
+    uids: Sequence[int],
+    envs: dict[int, tuple[Envelope, float | None]],
+    date: Callable[[int], float],
+    number: dict[int, int],
+) -> bytes:
+    """RFC 5256 §4 ORDEREDSUBJECT: by base subject, then sent date, then sequence number."""
+    bases = {u: base_subject(envs.get(u, (Envelope(), None))[0].subject) for u in uids}
     children: dict[int, list[int]] = {}
-    roots: list[int] = []
     groups: dict[str, list[int]] = {}
-    for u in sorted(  # RFC 5256 §4: by base subject, then sent date, then sequence number
-        uids,
-        key=lambda u: (
-            base_subject(envs.get(u, (Envelope(), None))[0].subject),
-            date(u),
-            number[u],
-        ),
-    ):
-        groups.setdefault(base_subject(envs.get(u, (Envelope(), None))[0].subject), []).append(u)
+    for u in sorted(uids, key=lambda u: (bases[u], date(u), number[u])):
+        groups.setdefault(bases[u], []).append(u)
+    roots: list[int] = []
     for members in groups.values():
         roots.append(members[0])
         if len(members) > 1:
             children[members[0]] = members[1:]
     roots.sort(key=lambda u: (date(u), number[u]))
-    return "".join("(" + _render(r, children, number) + ")" for r in roots).encode()
+    return _render(roots, children, number).encode()
 
 
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -156,7 +162,9 @@ async def _references(store: MailStore, view: MailboxView, uids: Sequence[int]) 
     """The References field of each message (only the header section is read)."""
     facts = await ensure_facts(store, view, uids)
     out: dict[int, str] = {}
-    for uid, f in facts.items():
+    for i, (uid, f) in enumerate(facts.items()):
+        if i % 64 == 63:
+            await asyncio.sleep(0)  # each read completes at once: let other sessions run
         tree = load_tree(f)
         header = await read_range(store, view, uid, tree.header_start, tree.header_end)
         out[uid] = " ".join(v for name, v in parse_fields(header) if name == "references")
@@ -174,13 +182,14 @@ class _Node:
         self.children: list[_Node] = []
 
     def reaches(self, other: _Node) -> bool:
-        """Is ``other`` this node or one of its descendants?"""
-        stack = [self]
-        while stack:
-            node = stack.pop()
-            if node is other:
+        """Is ``other`` this node or one of its descendants? (a walk up from ``other``)"""
+        if not self.children:  # the common case: a leaf reaches only itself
+            return other is self
+        node: _Node | None = other
+        while node is not None:
+            if node is self:
                 return True
-            stack.extend(node.children)
+            node = node.parent
         return False
 
     def adopt(self, child: _Node) -> None:
@@ -228,19 +237,7 @@ def _references_thread(
             prev.adopt(node)
     roots = [n for n in by_id.values() if n.parent is None]  # step 2
 
-    def prune(nodes: list[_Node], at_root: bool) -> list[_Node]:  # step 4
-        out: list[_Node] = []
-        for n in nodes:
-            n.children = prune(n.children, False)
-            for k in n.children:
-                k.parent = n
-            if n.uid is None and (not at_root or len(n.children) <= 1):
-                out.extend(n.children)  # promote (or drop a childless dummy)
-            else:
-                out.append(n)
-        return out
-
-    roots = prune(roots, True)
+    roots = _prune(roots)
     for n in roots:
         n.parent = None
 
@@ -251,8 +248,7 @@ def _references_thread(
         return envs.get(m.uid, (Envelope(), None))[0].subject
 
     def is_reply(n: _Node) -> bool:
-        subj = " ".join(decode_header(subject_of(n) or "").split())
-        return bool(_PREFIX.match(subj) or _TRAILER.search(subj))
+        return is_reply_or_forward(subject_of(n))
 
     table: dict[str, _Node] = {}  # step 5: group the root set by base subject
     for n in roots:
@@ -298,20 +294,77 @@ def _references_thread(
     for n in merged:
         n.parent = None
 
-    def key(n: _Node) -> tuple[float, int]:  # step 6: sent date, then sequence number
-        while n.uid is None and n.children:
-            n = min(n.children, key=key)
-        return (date(n.uid), number[n.uid]) if n.uid is not None else (0.0, 0)
+    return _render_nodes(merged, date, number).encode()
 
-    def render(n: _Node) -> str:
+
+def _prune(roots: list[_Node]) -> list[_Node]:
+    """RFC 5256 §4 step 4, bottom-up without recursion: drop childless dummies, promote
+    the children of dummies (at the root only when there is at most one)."""
+    order: list[_Node] = []
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(n.children)
+    for n in reversed(order):  # every node after all of its descendants
+        kids: list[_Node] = []
+        for k in n.children:
+            if k.uid is None:
+                kids.extend(k.children)  # already pruned: promote them
+            else:
+                kids.append(k)
+        n.children = kids
+        for k in kids:
+            k.parent = n
+    out: list[_Node] = []
+    for n in roots:
+        if n.uid is None and len(n.children) <= 1:
+            out.extend(n.children)
+        else:
+            out.append(n)
+    return out
+
+
+def _render_nodes(roots: list[_Node], date: Callable[[int], float], number: dict[int, int]) -> str:
+    """RFC 5256 §4 step 6 and the THREAD response, without recursion."""
+    keys: dict[int, tuple[float, int]] = {}  # by id(): a dummy sorts as its first child
+    order: list[_Node] = []
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        stack.extend(n.children)
+    for n in reversed(order):
+        if n.uid is not None:
+            keys[id(n)] = (date(n.uid), number[n.uid])
+        elif n.children:
+            keys[id(n)] = min(keys[id(k)] for k in n.children)
+        else:
+            keys[id(n)] = (0.0, 0)
+
+    def key(n: _Node) -> tuple[float, int]:
+        return keys[id(n)]
+
+    out: list[str] = []
+    todo: list[tuple[_Node, bool] | str] = [(n, True) for n in sorted(roots, key=key, reverse=True)]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        n, own_parens = item
         kids = sorted(n.children, key=key)
-        if n.uid is None:
-            return "".join("(" + render(k) + ")" for k in kids)
-        head = str(number[n.uid])
-        if not kids:
-            return head
+        if own_parens:
+            out.append("(")
+            todo.append(")")
+        if n.uid is None:  # a dummy: its children, each in parentheses
+            todo.extend((k, True) for k in reversed(kids))
+            continue
+        out.append(str(number[n.uid]))
         if len(kids) == 1:
-            return head + " " + render(kids[0])
-        return head + " " + "".join("(" + render(k) + ")" for k in kids)
-
-    return "".join("(" + render(n) + ")" for n in sorted(merged, key=key)).encode()
+            out.append(" ")
+            todo.append((kids[0], False))
+        elif kids:
+            out.append(" ")
+            todo.extend((k, True) for k in reversed(kids))
+    return "".join(out)

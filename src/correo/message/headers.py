@@ -4,13 +4,29 @@ The SMTP shells need a few header facts before the message is stored — From: f
 anti-spoofing on submission, Message-ID and Date for RFC 6409 §8 fix-ups, the number of
 Received: fields for loop detection — without holding the body.  The collector keeps
 only the header section, bounded, and hands back everything after it.
+
+There is one way to read fields and addresses: :func:`parse_fields` splits with
+:func:`~correo.message.mime.split_header_fields` and :func:`addresses_in` parses with
+:func:`~correo.message.mime.parse_address_list`, the functions behind IMAP ENVELOPE.
+The submission From: check, DMARC and the stored ENVELOPE therefore see the same
+``From`` — including the obsolete ``From :`` spelling — and cannot be played against
+each other.
 """
 
 from __future__ import annotations
 
-from email.utils import getaddresses
+from dataclasses import dataclass
 
-__all__ = ["HeaderCollector", "addresses_in", "drop_fields", "parse_fields"]
+from .mime import Address, parse_address_list, split_header_fields, unfold
+
+__all__ = [
+    "HeaderCollector",
+    "Originators",
+    "addresses_in",
+    "drop_fields",
+    "originators",
+    "parse_fields",
+]
 
 
 class HeaderCollector:
@@ -58,21 +74,17 @@ class HeaderCollector:
 
 
 def parse_fields(header: bytes) -> list[tuple[str, str]]:
-    """Unfold a header section into (lowercased name, value) pairs; tolerant of junk lines."""
-    text = header.decode("utf-8", "surrogateescape")
+    """Unfold a header section into (lowercased name, value) pairs; tolerant of junk lines.
+
+    ``From :`` (blanks before the colon, RFC 5322 §4.5.1 obs-optional) is a From field,
+    as IMAP ENVELOPE reads it; lines with no colon fold into the field above them.
+    """
     fields: list[tuple[str, str]] = []
-    for line in text.split("\r\n"):
-        if not line:
-            continue
-        if line[0] in " \t":
-            if fields:
-                name, value = fields[-1]
-                fields[-1] = (name, value + line)
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or any(ord(c) < 33 for c in name):
+    for name, raw in split_header_fields(header):
+        if not name or any(ord(c) < 33 or ord(c) > 126 for c in name):
             continue  # RFC 5322 §2.2: not a field; record nothing, carry on
-        fields.append((name.lower(), value.strip()))
+        value = raw[raw.index(b":") + 1 :].decode("utf-8", "surrogateescape")
+        fields.append((name, unfold(value)))
     return fields
 
 
@@ -95,6 +107,38 @@ def drop_fields(header: bytes, prefixes: tuple[bytes, ...]) -> bytes:
     return b"\r\n".join(out)
 
 
+def _address_text(a: Address) -> str:
+    """``local@domain`` of a mailbox; a missing part is left out (``bob``, ``@x.test``)."""
+    local = "" if a.mailbox == "MISSING_MAILBOX" else a.mailbox or ""
+    if a.host == "MISSING_DOMAIN":
+        return local
+    return f"{local}@{a.host}"
+
+
 def addresses_in(value: str) -> list[str]:
-    """The addr-specs in an address-list field value (display names dropped)."""
-    return [addr for _name, addr in getaddresses([value]) if addr]
+    """The addr-specs in an address-list field value (display names and groups dropped)."""
+    return [_address_text(a) for a in parse_address_list(value) if a.host is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Originators:
+    """The From and Sender fields of a message as every reader of it here sees them."""
+
+    from_fields: int  # RFC 5322 §3.6: exactly one From, at most one Sender
+    sender_fields: int
+    addresses: tuple[str, ...]  # every mailbox of every From and Sender field
+    problems: tuple[str, ...]  # ambiguities another reader could resolve differently
+
+
+def originators(fields: list[tuple[str, str]]) -> Originators:
+    """Collect the originator addresses of ``fields`` (from :func:`parse_fields`)."""
+    counts = {"from": 0, "sender": 0}
+    addresses: list[str] = []
+    problems: list[str] = []
+    for name, value in fields:
+        if name in counts:
+            counts[name] += 1
+            for a in parse_address_list(value, problems):
+                if a.host is not None:  # group markers carry no address
+                    addresses.append(_address_text(a))
+    return Originators(counts["from"], counts["sender"], tuple(addresses), tuple(problems))

@@ -24,7 +24,13 @@ from correo.delivery.trace import protocol_name, received_field, return_path_fie
 from correo.mailauth.inbound import Action, MessageAuthenticator
 from correo.mailauth.results import strip_forged_results
 from correo.mailauth.signing import SigningStream
-from correo.message.headers import HeaderCollector, addresses_in, parse_fields
+from correo.message.headers import (
+    HeaderCollector,
+    Originators,
+    addresses_in,
+    originators,
+    parse_fields,
+)
 from correo.queue.routing import handoff_domains
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
@@ -689,18 +695,31 @@ class SmtpSession:
             assert self.user is not None
             if tx.headers is not None and tx.headers.overflow:
                 return Reply(552, "5.3.4", "Header section too large")
-            senders = [
-                a for name, v in fields if name in ("from", "sender") for a in addresses_in(v)
-            ]
-            if not senders:
-                return Reply(550, "5.6.0", "Message has no From: header")
-            for address in senders:
-                if not self.ctx.directory.may_send_as(self.user, address):
-                    self.ctx.log.warning(
-                        "smtp.spoof", session=self.id, user=self.user, header_from=address
-                    )
-                    return Reply(553, "5.7.1", f"From: address {address} not owned by {self.user}")
+            return self._originator_policy(originators(fields))
         return None
+
+    def _originator_policy(self, found: Originators) -> Reply | None:
+        """Every From/Sender address must be the user's (the same parse IMAP shows)."""
+        assert self.user is not None
+        if found.from_fields == 0 or not found.addresses:
+            return Reply(550, "5.6.0", "Message has no From: header")
+        if found.from_fields > 1 or found.sender_fields > 1:  # RFC 5322 §3.6
+            return Reply(550, "5.6.0", "Message must have one From: and at most one Sender:")
+        for address in found.addresses:
+            if not self.ctx.directory.may_send_as(self.user, address):
+                shown = address if len(address) <= 200 else address[:200] + "..."
+                self.ctx.log.warning(
+                    "smtp.spoof", session=self.id, user=self.user, header_from=shown
+                )
+                # RFC 5321 §4.5.3.1.5: a reply line stays short, whatever was sent
+                return Reply(553, "5.7.1", f"From: address {shown} not owned by {self.user}")
+        if found.problems:  # owned as we read it, but another reader may see otherwise
+            self.ctx.log.warning(
+                "smtp.spoof", session=self.id, user=self.user, problem=found.problems[0]
+            )
+            return Reply(553, "5.7.1", f"From: or Sender: has {found.problems[0]}")
+        return None
+
 
     def _abort_transaction(self) -> None:
         tx = self.tx

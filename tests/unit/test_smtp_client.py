@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -219,3 +221,72 @@ def test_fuzz_dot_stuffing_round_trips(lines: list[bytes], step: int) -> None:
     wire += enc.end()
     decoded, rest = DotDecoder().feed(wire)
     assert rest == b"" and decoded == message
+
+
+# -- line-end repair on the way out (SMTP smuggling, CVE-2023-51764) -------------------
+
+
+def _crlf(data: bytes) -> bytes:
+    """Reference repair: every CRLF, lone CR and lone LF becomes one CRLF."""
+    return re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+
+
+def _only_crlf(wire: bytes) -> bool:
+    return wire.count(b"\r") == wire.count(b"\r\n") == wire.count(b"\n")
+
+
+SMUGGLED = [
+    (b"x\n.\nMAIL FROM:<evil@x>\r\n", b"x\r\n..\r\nMAIL FROM:<evil@x>\r\n.\r\n"),
+    (b"x\r\n.\nRCPT TO:<v@x>\r\n", b"x\r\n..\r\nRCPT TO:<v@x>\r\n.\r\n"),
+    (b"x\n.\r\nDATA\r\n", b"x\r\n..\r\nDATA\r\n.\r\n"),
+    (b"a\r.\rb", b"a\r\n..\r\nb\r\n.\r\n"),
+    (b"a\r\r\nb\r", b"a\r\n\r\nb\r\n.\r\n"),
+    (b".\n", b"..\r\n.\r\n"),
+    (b"\r", b"\r\n.\r\n"),
+]
+
+
+@pytest.mark.parametrize(("message", "wire"), SMUGGLED)
+def test_data_never_carries_a_bare_cr_or_lf(message: bytes, wire: bytes) -> None:
+    """Whatever the stored bytes, DATA has CRLF line ends and every "." line stuffed."""
+    for cut in range(len(message) + 1):
+        enc = DotEncoder()
+        out = enc.encode(message[:cut]) + enc.encode(message[cut:]) + enc.end()
+        assert out == wire, cut
+        assert _only_crlf(out)
+
+
+def test_bdat_never_carries_a_bare_cr_or_lf() -> None:
+    core = ready()
+    core.mail("a@x")
+    core.rcpt("b@y")
+    assert core.bdat(b"x\n.\nMAIL") == b"BDAT 10\r\nx\r\n.\r\nMAIL"
+    assert core.bdat(b"a\r") == b"BDAT 1\r\na"  # the CR may be half of a CRLF
+    assert core.bdat(b"\nb\r") == b"BDAT 3\r\n\r\nb"
+    assert core.bdat(b"c", last=True) == b"BDAT 3 LAST\r\n\r\nc"
+    core.receive_data(b"250 ok\r\n250 ok\r\n" + b"250 ok\r\n" * 3 + b"250 done\r\n")
+    assert core.state is ClientState.READY
+    core.mail("a@x")
+    core.rcpt("b@y")
+    assert core.bdat(b"tail\r", last=True) == b"BDAT 6 LAST\r\ntail\r\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"MAIL"]), max_size=60),
+    st.integers(1, 7),
+)
+def test_fuzz_outbound_data_has_no_early_end(parts: list[bytes], step: int) -> None:
+    """Invariant: any stored bytes, in any chunking, reach a strict receiver as exactly
+    one message, the CRLF-repaired input, with no bare line end (no smuggled end)."""
+    message = b"".join(parts)
+    enc = DotEncoder()
+    wire = b"".join(enc.encode(message[i : i + step]) for i in range(0, len(message), step))
+    wire += enc.end()
+    assert _only_crlf(wire)
+    decoder = DotDecoder()
+    decoded, rest = decoder.feed(wire)
+    expected = _crlf(message)
+    if expected and not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert rest == b"" and decoded == expected and not decoder.bare_line_end

@@ -248,10 +248,59 @@ def test_bdat_chunks_and_last() -> None:
 
 
 def test_bdat_payload_is_raw() -> None:
-    payload = b"a\n.\r\n\rb\x00.\r\n"
+    payload = b"a\r\n.\r\n..b\x00.\r\n"  # no end marker, no unstuffing
     events = dialogue_events([PREFIX + b"BDAT %d LAST\r\n" % len(payload) + payload])
     assert events[3] == DataChunk(payload)
     assert events[4] == DataEnd(None, last=True, bdat=True)
+
+
+# BDAT payloads (one or more chunks) that hide a bare CR or LF: refused like DATA.
+BARE_BDAT: list[list[bytes]] = [
+    [b"x\n.\nMAIL FROM:<evil@x>\r\n"],
+    [b"x\r\n.\nRCPT TO:<v@x>\r\n"],
+    [b"x\r.\rDATA\r\n"],
+    [b"a\rb\r\n"],
+    [b"a\r\r\n"],
+    [b"a\r", b"b\r\n"],  # the CR that ends a chunk is not followed by LF
+    [b"a\r\n", b"\nb"],  # an LF that starts a chunk without a CR before it
+    [b"a\r\n", b"b\r"],  # a CR at the very end of the message
+]
+
+
+@pytest.mark.parametrize("chunks", BARE_BDAT)
+def test_bdat_bare_line_end_is_refused_like_data(chunks: list[bytes]) -> None:
+    """RFC 5321 §2.3.8: BDAT octets obey DATA's line rules (no smuggling via BDAT)."""
+    wire = PREFIX
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        wire += b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"") + chunk
+    wire += b"MAIL FROM:<next@x>\r\n"
+    events = dialogue_events([wire])
+    ends = [ev for ev in events if isinstance(ev, DataEnd)]
+    assert ends[-1] == DataEnd(BARE, last=True, bdat=True)
+    assert all(b"MAIL FROM:<evil" not in ev.data for ev in events if isinstance(ev, DataChunk))
+    # The session stays in step: the next command after the chunks is read as one.
+    assert isinstance(events[-2], MailFrom) and isinstance(events[-1], ConnectionClosed)
+    for cut in range(len(PREFIX), len(wire)):
+        assert dialogue_events([wire[:cut], wire[cut:]])[-3:] == events[-3:], cut
+
+
+def test_bdat_crlf_split_across_chunks_is_fine() -> None:
+    """RFC 3030 §2: a chunk may end between the CR and the LF of one line end."""
+    wire = PREFIX + b"BDAT 2\r\na\rBDAT 2 LAST\r\n\nb"
+    events = dialogue_events([wire])
+    assert events[-2] == DataEnd(None, last=True, bdat=True)
+    assert b"".join(ev.data for ev in events if isinstance(ev, DataChunk)) == b"a\r\nb"
+
+
+def test_bdat_line_length_limit_like_data() -> None:
+    """``max_data_line`` holds for BDAT as for DATA (RFC 5321 §4.5.3.1.6)."""
+    limits = SmtpLimits(max_data_line=10)
+    long_line = b"x" * 20 + b"\r\n"
+    events = dialogue_events([PREFIX + b"BDAT %d LAST\r\n" % len(long_line) + long_line], limits)
+    assert events[-2] == DataEnd(
+        Reply(500, "5.5.2", "Line too long in message data"), last=True, bdat=True
+    )
 
 
 def test_bdat_zero_last() -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "EhloReply",
     "Extensions",
     "Greeting",
+    "LineEnds",
     "MailReply",
     "MessageReply",
     "NeedData",
@@ -375,19 +376,60 @@ class ReplyParser:
 # -- outgoing message data --------------------------------------------------------------
 
 
+class LineEnds:
+    """Streaming line-end repair: every bare CR and bare LF becomes CRLF.
+
+    RFC 5321 §2.3.8 allows CR and LF only as the pair CRLF.  A stored message may
+    still hold a lone one (an import, a DSN quoting a sloppy original, a local
+    script); sent as is, ``LF "." LF`` ends the data early at a lenient next hop and
+    what follows runs as SMTP commands there (SMTP smuggling, CVE-2023-51764).  So the
+    client repairs line ends as the last step before the wire, whatever path the
+    message came by.  A CR at the end of a chunk waits for the next one (it may be
+    the first half of a CRLF split across chunks).
+    """
+
+    __slots__ = ("_cr",)
+
+    def __init__(self) -> None:
+        self._cr = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        s = b"\r" + chunk if self._cr else chunk
+        self._cr = s.endswith(b"\r")
+        if self._cr:
+            s = s[:-1]
+        crlf = s.count(b"\r\n")
+        if s.count(b"\r") == crlf and s.count(b"\n") == crlf:
+            return s  # the usual case: nothing to repair
+        return s.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+    def flush(self) -> bytes:
+        """End of the message: a CR still waiting was a bare one."""
+        if self._cr:
+            self._cr = False
+            return b"\r\n"
+        return b""
+
+
 class DotEncoder:
     """Streaming dot-stuffing for DATA (RFC 5321 §4.5.2), bytes methods only.
 
-    Two bytes of the previous chunk are kept so a CRLF "." split across chunks is
-    still seen; the message is assumed to start at a line beginning.
+    Line ends are repaired first (:class:`LineEnds`), so the only line end on the wire
+    is CRLF and a "." after one is always stuffed.  Two bytes of the previous chunk are
+    kept so a CRLF "." split across chunks is still seen; the message is assumed to
+    start at a line beginning.
     """
 
-    __slots__ = ("_tail",)
+    __slots__ = ("_lines", "_tail")
 
     def __init__(self) -> None:
         self._tail = b"\r\n"
+        self._lines = LineEnds()
 
     def encode(self, chunk: bytes) -> bytes:
+        return self._stuff(self._lines.feed(chunk))
+
+    def _stuff(self, chunk: bytes) -> bytes:
         if not chunk:
             return b""
         s = self._tail + chunk
@@ -396,7 +438,8 @@ class DotEncoder:
 
     def end(self) -> bytes:
         """The end marker; adds the CRLF a message must end with (RFC 5321 §4.1.1.4)."""
-        return b".\r\n" if self._tail == b"\r\n" else b"\r\n.\r\n"
+        rest = self._stuff(self._lines.flush())
+        return rest + (b".\r\n" if self._tail == b"\r\n" else b"\r\n.\r\n")
 
 
 # -- the connection -----------------------------------------------------------------------
@@ -423,6 +466,7 @@ class ClientConnection:
         self._events: deque[Event] = deque()
         self._accepted: list[str] = []  # recipients with a 2xx RCPT reply (LMTP)
         self._encoder: DotEncoder | None = None
+        self._bdat_lines = LineEnds()
         self._closed = False
 
     # -- input ---------------------------------------------------------------------
@@ -579,6 +623,7 @@ class ClientConnection:
         self._check("MAIL")
         self.state = ClientState.TRANSACTION
         self._accepted = []
+        self._bdat_lines = LineEnds()
         tail = "".join(" " + p for p in params)
         return self._send("MAIL", f"MAIL FROM:<{sender}>{tail}")
 
@@ -614,8 +659,15 @@ class ClientConnection:
         self.state = ClientState.READY
 
     def bdat(self, chunk: bytes, *, last: bool = False) -> bytes:
-        """One BDAT chunk (RFC 3030 §2): no stuffing, the size says where it ends."""
+        """One BDAT chunk (RFC 3030 §2): no stuffing, the size says where it ends.
+
+        Line ends are repaired as for DATA: the next hop may relay the message with DATA,
+        or hold BDAT octets to the DATA line rules and refuse them.
+        """
         self._check("BDAT")
+        chunk = self._bdat_lines.feed(chunk)
+        if last:
+            chunk += self._bdat_lines.flush()
         self._pending.append(_Pending("BDAT", "*" if self.lmtp and last else None, last))
         self.state = ClientState.READY if last else ClientState.BDAT
         return f"BDAT {len(chunk)}{' LAST' if last else ''}\r\n".encode() + chunk

@@ -40,7 +40,7 @@ from correo.smtp.commands import (
     decode_base64,
     parse_command,
 )
-from correo.smtp.data import DotDecoder
+from correo.smtp.data import DotDecoder, LineChecker
 from correo.smtp.errors import LocalProtocolError
 from correo.smtp.replies import (
     ALREADY_AUTHENTICATED,
@@ -347,6 +347,7 @@ class ServerConnection:
         self._size = 0
         self._too_big = False
         self._bdat_failed: Reply | None = None
+        self._bdat_lines = LineChecker(self.limits.max_data_line)
 
     def _close(self) -> None:
         self._state = State.CLOSED
@@ -567,15 +568,29 @@ class ServerConnection:
             piece = bytes(self._buf[:n])
             del self._buf[:n]
             self._bdat_left -= n
-            piece = b"" if self._bdat_reject is not None else self._account(piece)
+            if self._bdat_reject is not None:
+                piece = b""
+            else:
+                # RFC 3030 §2: BDAT octets are raw, but they are relayed later over DATA,
+                # so they obey the same line rules (bare CR/LF: SMTP smuggling).
+                lines = self._bdat_lines
+                lines.feed(piece)
+                piece = b"" if lines.bare_line_end else self._account(piece)
         end: Event | None = None
         if not self._bdat_left:
             if self._bdat_reject is not None:
                 self._state = self._bdat_return
                 end = self._error(self._bdat_reject)
             else:
+                lines = self._bdat_lines
+                if self._bdat_last:
+                    lines.finish()
                 error = self._bdat_failed
-                if error is None and self._too_big:
+                if error is None and lines.bare_line_end:
+                    error = BARE_LINE_END_IN_DATA  # the reply DATA gives (CVE-2023-51764)
+                elif error is None and lines.line_too_long:
+                    error = DATA_LINE_TOO_LONG
+                elif error is None and self._too_big:
                     error = MESSAGE_TOO_BIG
                 self._errors = 0
                 end = DataEnd(error, last=self._bdat_last, bdat=True)

@@ -141,6 +141,15 @@ def downgrade_8bit(message: bytes) -> bytes | None:
     end = message.find(b"\r\n\r\n")
     if not message[: end if end >= 0 else len(message)].isascii():
         return None
+    try:
+        return _downgrade(message)
+    except RecursionError:
+        # The stdlib parser and generator recurse per MIME level: a message nested a
+        # few thousand deep cannot be converted (and must not kill the delivery).
+        return None
+
+
+def _downgrade(message: bytes) -> bytes | None:
     msg = BytesParser(policy=email.policy.compat32).parsebytes(message)
     for part in msg.walk():
         if part.is_multipart():
@@ -411,7 +420,10 @@ class SmtpSession:
                 data += chunk
                 if len(data) > _DOWNGRADE_LIMIT:
                     break
-            converted = downgrade_8bit(bytes(data)) if len(data) <= _DOWNGRADE_LIMIT else None
+            converted = None
+            if len(data) <= _DOWNGRADE_LIMIT:
+                # CPU work on sender-shaped MIME, up to 32 MiB: off the event loop.
+                converted = await asyncio.to_thread(downgrade_8bit, bytes(data))
             if converted is None:
                 text = f"{self.where} lacks 8BITMIME and the message cannot be made 7-bit"
                 return [self._ours(a, "failed", "5.6.3", text) for a in addresses]

@@ -18,8 +18,24 @@ from correo.delivery.routing import RecipientRoute, route_recipient
 from correo.directory import Directory, PasswordScheme
 from correo.dns import FakeResolver
 from correo.log import Logger
+from correo.mailauth import (
+    ArcResult,
+    ArcStatus,
+    AuthVerdict,
+    DmarcOutcome,
+    DmarcStatus,
+    SpfOutcome,
+    SpfResult,
+    SpfVerdict,
+)
 from correo.queue.attempt import RecipientResult, SmtpSession, Timeouts, downgrade_8bit
-from correo.queue.dsn import RecipientReport, compose_dsn, xtext_decode
+from correo.queue.dsn import (
+    RecipientReport,
+    compose_dsn,
+    return_path_authenticated,
+    without_success,
+    xtext_decode,
+)
 from correo.queue.routing import (
     NextHop,
     RoutingTable,
@@ -219,6 +235,65 @@ def test_8bit_downgrade() -> None:
     parsed = email.message_from_bytes(out)
     assert parsed.get_payload(decode=True).rstrip() == "Grüße".encode()  # type: ignore[union-attr]
     assert downgrade_8bit("Subject: Grüße\r\n\r\nx\r\n".encode()) is None
+
+
+def test_downgrade_of_deeply_nested_mime_gives_up_instead_of_raising() -> None:
+    """The stdlib parser recurses per MIME level; 3,000 levels are "cannot convert"."""
+    depth = 3000
+    opens = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    leaf = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9\r\n"
+    closes = b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    assert downgrade_8bit(b"From: a@x\r\nMIME-Version: 1.0\r\n" + opens + leaf + closes) is None
+
+
+def _verdict(spf: str, spf_domain: str, dmarc: str, from_domain: str) -> AuthVerdict:
+    return AuthVerdict(
+        spf=SpfVerdict(
+            SpfOutcome(SpfResult.NONE, "helo.test"), SpfOutcome(SpfResult(spf), spf_domain)
+        ),
+        dkim=(),
+        dmarc=DmarcOutcome(DmarcStatus(dmarc)),
+        arc=ArcResult(ArcStatus.NONE),
+        header=b"",
+        from_domain=from_domain,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sender", "verdict", "allowed"),
+    [
+        ("a@good.test", _verdict("pass", "good.test", "none", "other.test"), True),
+        ("a@good.test", _verdict("pass", "helo.test", "none", ""), False),  # not its domain
+        ("a@good.test", _verdict("softfail", "good.test", "none", ""), False),
+        ("a@good.test", _verdict("fail", "good.test", "pass", "good.test"), True),
+        ("a@mail.good.test", _verdict("none", "", "pass", "good.test"), True),  # relaxed
+        ("a@victim.test", _verdict("none", "", "pass", "evil.test"), False),  # not aligned
+        ("a@good.test", None, False),  # no checks ran (no resolver)
+        ("", _verdict("pass", "good.test", "pass", "good.test"), False),
+    ],
+)
+def test_success_notices_need_an_authenticated_return_path(
+    sender: str, verdict: AuthVerdict | None, allowed: bool
+) -> None:
+    assert return_path_authenticated(sender, verdict) is allowed
+
+
+@pytest.mark.parametrize(
+    ("notify", "kept"),
+    [
+        (None, None),
+        ("FAILURE", "FAILURE"),
+        ("SUCCESS", "NEVER"),
+        ("success, delay", "DELAY"),
+        ("SUCCESS,FAILURE,DELAY", "FAILURE,DELAY"),
+        ("NEVER", "NEVER"),
+    ],
+)
+def test_without_success(notify: str | None, kept: str | None) -> None:
+    assert without_success(notify) == kept
 
 
 # -- success notices, RFC 6533, LMTP hand-off -----------------------------------------

@@ -6,6 +6,15 @@ failed (or was delayed, or was delivered when the sender asked for NOTIFY=SUCCES
 one delivery attempt; it is never sent to the null sender (RFC 5321 §6.1, RFC 3461
 §6.1) — the caller checks, and :func:`compose_dsn` refuses.  When the original message
 used SMTPUTF8, the report is the internationalized form of RFC 6533.
+
+Who may ask for what (RFC 3461 §4 leaves it to the receiver, and Postfix and Exim
+limit it alike): a DSN goes to the envelope sender, which on the MX anyone can forge,
+so honouring NOTIFY=SUCCESS and RET=FULL there would mail anyone's content to a
+chosen victim from our address (backscatter, a content relay).  Mail from the MX
+therefore has its success notices dropped unless SPF (or an aligned DMARC pass)
+authenticates the return path (:func:`return_path_authenticated`,
+:func:`without_success`), and its notices never return more than the header section
+(RET=HDRS).  Authenticated submission keeps every choice.
 """
 
 from __future__ import annotations
@@ -18,7 +27,19 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Literal
 
-__all__ = ["SUCCESS_ACTIONS", "RecipientReport", "compose_dsn", "header_section", "xtext_decode"]
+from correo.mailauth.dmarc import DmarcStatus, aligned
+from correo.mailauth.inbound import AuthVerdict
+from correo.mailauth.spf import SpfResult
+
+__all__ = [
+    "SUCCESS_ACTIONS",
+    "RecipientReport",
+    "compose_dsn",
+    "header_section",
+    "return_path_authenticated",
+    "without_success",
+    "xtext_decode",
+]
 
 Action = Literal["failed", "delayed", "delivered", "relayed", "expanded"]
 #: RFC 3464 §2.3.3 actions that report success (RFC 3461 §6.2: NOTIFY=SUCCESS).
@@ -45,6 +66,31 @@ class RecipientReport:
 def xtext_decode(value: str) -> str:
     """RFC 3461 §4: ``+XX`` hex escapes."""
     return _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def without_success(notify: str | None) -> str | None:
+    """``notify`` without SUCCESS (RFC 3461 §4.1); NEVER when nothing else was asked."""
+    if not notify or "SUCCESS" not in notify.upper():
+        return notify
+    kept = [v.strip().upper() for v in notify.split(",") if v.strip().upper() != "SUCCESS"]
+    return ",".join(kept) or "NEVER"
+
+
+def return_path_authenticated(sender: str, verdict: AuthVerdict | None) -> bool:
+    """Whether the MX may send a success notice to ``sender``: its domain passed SPF,
+    or DMARC passed for a From domain aligned with it (RFC 7208 §2.4, RFC 7489 §3.1)."""
+    domain = sender.rpartition("@")[2].lower().rstrip(".")
+    if not sender or not domain or verdict is None:
+        return False
+    spf = verdict.spf
+    if spf.result is SpfResult.PASS and spf.domain.lower().rstrip(".") == domain:
+        return True
+    dmarc = verdict.dmarc
+    return (
+        dmarc.status is DmarcStatus.PASS
+        and bool(verdict.from_domain)
+        and aligned(domain, verdict.from_domain, strict=False)
+    )
 
 
 def header_section(message: bytes) -> bytes:

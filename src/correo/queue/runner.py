@@ -47,7 +47,13 @@ from correo.queue.attempt import (
     SuccessAction,
     Timeouts,
 )
-from correo.queue.dsn import SUCCESS_ACTIONS, RecipientReport, compose_dsn, header_section
+from correo.queue.dsn import (
+    SUCCESS_ACTIONS,
+    RecipientReport,
+    compose_dsn,
+    header_section,
+    without_success,
+)
 from correo.queue.routing import (
     NextHop,
     Route,
@@ -623,9 +629,9 @@ class QueueRunner:
                 # RFC 3461 §6.2.7.3: an alias to several addresses reports "expanded";
                 # SUCCESS is not asked again of each of them.
                 actions[r.address] = "expanded"
-                notify = _without_success(r.notify)
+                notify = without_success(r.notify)
             if res.account is not None and res.forward:
-                notify = _without_success(r.notify)  # reported as delivered here
+                notify = without_success(r.notify)  # reported as delivered here
             forwards += [QueuedRecipient(f, notify, r.orcpt) for f in res.forward]
             ok.append(r.address)
         if not ok:
@@ -768,14 +774,6 @@ class QueueRunner:
             if aclose is not None:
                 await aclose()
         return bytes(data[:limit])
-
-
-def _without_success(notify: str | None) -> str | None:
-    """The NOTIFY for addresses an alias expands to, once success was reported."""
-    if not notify or "SUCCESS" not in notify.upper():
-        return notify
-    kept = [v.strip().upper() for v in notify.split(",") if v.strip().upper() != "SUCCESS"]
-    return ",".join(kept) or "NEVER"
 
 
 def _notify(r: QueueRecipientState, what: str) -> bool:

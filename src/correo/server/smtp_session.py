@@ -21,7 +21,7 @@ from correo.delivery.facts import FactsBuilder
 from correo.delivery.local import DeliveryReport, LocalRecipient
 from correo.delivery.routing import route_recipient
 from correo.delivery.trace import protocol_name, received_field, return_path_field
-from correo.mailauth.inbound import Action, MessageAuthenticator
+from correo.mailauth.inbound import Action, AuthVerdict, MessageAuthenticator
 from correo.mailauth.results import strip_forged_results
 from correo.mailauth.signing import SigningStream
 from correo.message.headers import (
@@ -31,6 +31,7 @@ from correo.message.headers import (
     originators,
     parse_fields,
 )
+from correo.queue.dsn import return_path_authenticated, without_success
 from correo.queue.routing import handoff_domains
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
@@ -574,6 +575,7 @@ class SmtpSession:
             self._begin_message(tx)
         reply = self._content_policy(tx)
         prefix = b""
+        verdict: AuthVerdict | None = None
         if reply is None and tx.auth is not None:
             verdict = await tx.auth.finish()
             prefix = verdict.header
@@ -603,13 +605,20 @@ class SmtpSession:
             self._send(reply)
             self._abort_transaction()
             return
+        ret = tx.params.get("RET")
+        if not self.submission and not self.core.lmtp:
+            # The MX's sender is unauthenticated: notices return headers only, and
+            # success notices need an authenticated return path (queue/dsn.py).
+            ret = "HDRS"  # RFC 3461 §4.3
+            if not return_path_authenticated(tx.sender, verdict):
+                tx.remote = [replace(r, notify=without_success(r.notify)) for r in tx.remote]
         envelope = Envelope(
             sender=tx.sender,
             helo=self.helo,
             peer=self.conn.peer_ip,
             authenticated=self.user,
             envid=tx.params.get("ENVID"),
-            ret=tx.params.get("RET"),
+            ret=ret,
             body=tx.params.get("BODY"),
             smtputf8="SMTPUTF8" in tx.params,
         )

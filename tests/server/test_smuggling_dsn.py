@@ -404,3 +404,18 @@ def test_spf_authenticated_sender_on_the_mx_gets_a_headers_only_success_dsn(
     assert dsn.sender == "" and b"Action: delivered" in dsn.data
     assert b"Content-Type: text/rfc822-headers" in dsn.data
     assert b"Subject: spf pass" in dsn.data and b"SECRET-BODY-LINE" not in dsn.data
+
+
+def test_lmtp_bdat_with_bare_lf_is_refused_for_each_recipient(world: World) -> None:
+    """LMTP shares the SMTP core: RFC 2033 §4.2 gives the refusal once per recipient."""
+    raw = RawSmtp(world.srv.ports["lmtp"])
+    assert raw.cmd("LHLO mta.test")[0] == 250
+    assert raw.cmd("MAIL FROM:<>")[0] == 250
+    assert raw.cmd(f"RCPT TO:<{CAROL}>")[0] == 250
+    assert raw.cmd("RCPT TO:<bob@example.test>")[0] == 250
+    raw.send(b"BDAT %d LAST\r\n" % len(PAYLOAD) + PAYLOAD)
+    assert [raw.reply(), raw.reply()] == [BARE, BARE]
+    assert raw.cmd("NOOP")[0] == 250
+    raw.cmd("QUIT")
+    raw.close()
+    assert not any(b"smuggle" in m for m in mailbox(world.srv.ports["pop3s"], CAROL))

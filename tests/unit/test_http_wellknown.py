@@ -33,7 +33,7 @@ def test_requests() -> None:
         (b"GET / HTTP/2.0\r\nHost: a", 505),
         (b"POST / HTTP/1.1\r\nHost: a", 405),
         (b"GET  / HTTP/1.1\r\nHost: a", 400),
-        (b"GET http://x/ HTTP/1.1\r\nHost: a", 400),
+        (b"GET x/ HTTP/1.1\r\nHost: a", 400),  # neither origin- nor absolute-form
         (b"GET /\x7f HTTP/1.1\r\nHost: a", 400),
         (b"GET / HTTP/1.1\r\nHost : a", 400),  # RFC 9112 §5.1: no space before the colon
         (b"GET / HTTP/1.1\r\nno colon", 400),

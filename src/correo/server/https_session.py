@@ -74,5 +74,10 @@ class HttpsSession:
             self.ctx.log.info(
                 "https.refused", session=self.id, peer=self.conn.peer, status=exc.status
             )
+        except Exception as exc:  # a bug still gets an answer, and costs this request only
+            self.conn.write(response(500, b"Internal server error\n"))
+            self.ctx.log.error(
+                "https.error", session=self.id, peer=self.conn.peer, error=repr(exc)[:300]
+            )
         finally:
             await self.conn.close(linger=min(limit, 5.0))

@@ -81,6 +81,7 @@ class Limits:
     bad_commands: int = 20
     pop3_line: int = 512
     auth_line: int = 12288
+    ipv6_prefix: int = 64  # IPv6 clients are counted per network of this length (32..128)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +332,7 @@ def load_config(data_dir: Path) -> Config:
         hostname=hostname,
         listen=listen,
         tls=_section(TlsSettings, raw.get("tls"), "tls"),
-        limits=_section(Limits, raw.get("limits"), "limits"),
+        limits=_limits(raw.get("limits"), path),
         auth=_section(AuthSettings, raw.get("auth"), "auth"),
         smtp=_section(SmtpSettings, raw.get("smtp"), "smtp"),
         dns=_section(DnsSettings, raw.get("dns"), "dns"),
@@ -342,6 +343,13 @@ def load_config(data_dir: Path) -> Config:
         junk=_section(JunkSettings, raw.get("junk"), "junk"),
         mta_sts=_mta_sts(raw.get("mta_sts"), path),
     )
+
+
+def _limits(raw: object, path: Path) -> Limits:
+    limits: Limits = _section(Limits, raw, "limits")
+    if not 32 <= limits.ipv6_prefix <= 128:
+        raise ConfigError(f"{path}: [limits] ipv6_prefix must be 32 to 128")
+    return limits
 
 
 def _mta_sts(raw: object, path: Path) -> MtaStsSettings:
@@ -417,6 +425,7 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         f"data_line = {d.data_line}                    # bytes per message line; 0 = no limit",
         f"connections = {d.connections}              # simultaneous connections, all services",
         f"connections_per_ip = {d.connections_per_ip}",
+        f"ipv6_prefix = {d.ipv6_prefix}                # IPv6 clients counted per /64",
         f"command_timeout = {d.command_timeout}        # seconds waiting for a command",
         f"data_timeout = {d.data_timeout}           # seconds waiting for message data",
         f"bad_commands = {d.bad_commands}                # errors in a row before disconnect",

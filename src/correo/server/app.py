@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import ssl
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,7 +32,7 @@ from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
 from correo.server.pop3_session import Pop3Session
 from correo.server.smtp_session import SmtpSession
-from correo.server.throttle import AuthThrottle, ThrottlePolicy
+from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
 from correo.server.tls import server_context
 from correo.server.watchdog import LoopWatchdog
 from correo.store.sqlite import SqliteStore
@@ -93,7 +92,7 @@ class MailServer:
         self.ctx: ServerContext | None = None
         self._servers: list[asyncio.Server] = []
         self._live: dict[asyncio.Task[None], _Live] = {}
-        self._per_ip: Counter[str] = Counter()
+        self._per_ip = PeerLimit(config.limits.connections_per_ip, config.limits.ipv6_prefix)
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.runner: QueueRunner | None = None
 
@@ -117,6 +116,7 @@ class MailServer:
                 max_delay=auth.max_delay,
                 lockout_failures=auth.lockout_failures,
                 lockout_seconds=auth.lockout_seconds,
+                ipv6_prefix=config.limits.ipv6_prefix,
             )
         )
         self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
@@ -189,21 +189,18 @@ class MailServer:
             assert self.ctx is not None
             conn = Connection(reader, writer, tls=implicit)
             limits = self.config.limits
-            if len(self._live) >= limits.connections or (
-                limits.connections_per_ip
-                and self._per_ip[conn.peer_ip] >= limits.connections_per_ip
-            ):
+            slot = (
+                self._per_ip.admit(conn.peer_ip) if len(self._live) < limits.connections else None
+            )
+            if slot is None:
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
                 conn.write(_TOO_MANY[protocol])
                 await conn.close(linger=1.0)
                 return
-            self._per_ip[conn.peer_ip] += 1
             try:
                 await self._serve(conn, service, protocol)
             finally:
-                self._per_ip[conn.peer_ip] -= 1
-                if self._per_ip[conn.peer_ip] <= 0:
-                    del self._per_ip[conn.peer_ip]
+                self._per_ip.release(slot)
 
         return handle
 

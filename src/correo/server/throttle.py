@@ -5,8 +5,9 @@ free (typos); then each one doubles the delay before the next attempt is
 answered, up to a cap; at ``lockout_failures`` the key is locked for
 ``lockout_seconds``, refused even with the right password. Both keys are
 checked: one IP guessing many accounts and many IPs guessing one account are
-both slowed. IPv6 clients are counted per /64, since one host usually owns a
-whole /64 (RFC 4291 §2.5.4) and could otherwise rotate addresses freely.
+both slowed. IPv6 clients are counted per /64 (``ipv6_prefix``), since one host
+usually owns a whole /64 (RFC 4291 §2.5.4) and could otherwise rotate addresses
+freely.
 
 Entries idle for ``lockout_seconds`` are forgotten, and at most
 ``max_tracked`` are kept (oldest evicted), so memory stays bounded under a
@@ -18,6 +19,9 @@ Usage by a session::
     if verdict.locked: sleep(verdict.delay); refuse
     sleep(verdict.delay); ok = verify(...)
     throttle.success(ip, user) if ok else throttle.failure(ip, user)
+
+:class:`PeerLimit` counts open connections per client network with the same
+grouping, for ``[limits] connections_per_ip``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["AuthThrottle", "ThrottlePolicy", "Verdict", "ip_key"]
+__all__ = ["AuthThrottle", "PeerLimit", "ThrottlePolicy", "Verdict", "ip_key"]
 
 _MAX_KEY = 320  # longer "accounts" are truncated: a key, not a store for peer data
 
@@ -43,10 +47,13 @@ class ThrottlePolicy:
     lockout_failures: int = 10
     lockout_seconds: float = 300.0
     max_tracked: int = 100_000
+    ipv6_prefix: int = 64  # IPv6 clients are counted per network of this length
 
     def __post_init__(self) -> None:
         if self.free_failures < 0 or self.lockout_failures < 1 or self.max_tracked < 1:
             raise ValueError("throttle counts must be positive")
+        if not 1 <= self.ipv6_prefix <= 128:
+            raise ValueError("throttle ipv6_prefix must be 1 to 128")
         if self.base_delay < 0 or self.max_delay < 0 or self.lockout_seconds <= 0:
             raise ValueError("throttle durations must not be negative")
 
@@ -73,8 +80,9 @@ class _Entry:
         self.locked_until = 0.0
 
 
-def ip_key(ip: str) -> str:
-    """The counter key for a client address: IPv4 as is, IPv6 per /64."""
+def ip_key(ip: str, ipv6_prefix: int = 64) -> str:
+    """The counter key for a client address: IPv4 as is, IPv6 per network of
+    ``ipv6_prefix`` bits (/64: one host usually owns a whole /64, RFC 4291 §2.5.4)."""
     text = ip.strip("[]").split("%", 1)[0]  # brackets and zone ids vary per connection
     try:
         addr = ipaddress.ip_address(text)
@@ -83,8 +91,9 @@ def ip_key(ip: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:
             return f"ip:{addr.ipv4_mapped}"
-        prefix = ipaddress.IPv6Address(int(addr) >> 64 << 64)
-        return f"ip:{prefix}/64"
+        bits = 128 - ipv6_prefix
+        network = ipaddress.IPv6Address(int(addr) >> bits << bits)
+        return f"ip:{network}/{ipv6_prefix}"
     return f"ip:{addr}"
 
 
@@ -109,9 +118,10 @@ class AuthThrottle:
         return len(self._entries)
 
     def _keys(self, ip: str, account: str | None) -> tuple[str, ...]:
+        network = ip_key(ip, self._policy.ipv6_prefix)
         if account is None:
-            return (ip_key(ip),)
-        return (ip_key(ip), _account_key(account))
+            return (network,)
+        return (network, _account_key(account))
 
     def _expire(self, now: float) -> None:
         # An entry's lock ends no later than last + lockout_seconds, so idle = gone.
@@ -170,3 +180,32 @@ class AuthThrottle:
             entry = self._entries.get(key)
             if entry is not None and now >= entry.locked_until:
                 del self._entries[key]
+
+
+class PeerLimit:
+    """Open connections per client network: IPv4 per address, IPv6 per ``ipv6_prefix``
+    network (one host with a /64 would otherwise fill every slot with its addresses)."""
+
+    def __init__(self, per_peer: int, ipv6_prefix: int = 64) -> None:
+        self._per_peer = per_peer  # 0: no limit
+        self._prefix = ipv6_prefix
+        self._open: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, ip: str) -> str | None:
+        """The key to :meth:`release` later, or None if this network is at its limit."""
+        key = ip_key(ip, self._prefix)
+        count = self._open.get(key, 0)
+        if self._per_peer and count >= self._per_peer:
+            return None
+        self._open[key] = count + 1
+        return key
+
+    def release(self, key: str) -> None:
+        count = self._open.get(key, 0) - 1
+        if count > 0:
+            self._open[key] = count
+        else:
+            self._open.pop(key, None)

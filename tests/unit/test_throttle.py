@@ -198,3 +198,50 @@ def test_fuzz_invariants(ops: list[tuple[str, str, str | None, float]]) -> None:
             case _:
                 clock.advance(seconds)
         assert len(throttle) <= policy.max_tracked
+
+
+def test_attempts_count_from_their_start(throttle: AuthThrottle) -> None:
+    # 45 attempts begun together: only lockout_failures of them may be verified.
+    begun = [throttle.begin(IP, USER) for _ in range(45)]
+    assert sum(not v.locked for v in begun) == 10
+    assert throttle.check(IP, USER).locked  # while they run, and after they fail
+    for _ in range(10):
+        throttle.failure(IP, USER)
+    verdict = throttle.check(IP, USER)
+    assert verdict.locked and verdict.retry_after == pytest.approx(300.0)
+
+
+def test_attempts_in_flight_count_toward_the_delay(throttle: AuthThrottle) -> None:
+    delays = [throttle.begin(IP, USER).delay for _ in range(6)]
+    assert delays == [0, 0, 0, 0, 1, 2]  # as if the earlier ones had failed
+
+
+def test_success_releases_its_slot(throttle: AuthThrottle) -> None:
+    for _ in range(10):
+        assert not throttle.begin(IP, USER).locked
+    assert throttle.begin(IP, USER).locked
+    throttle.success(IP, USER)  # one right password among them
+    assert not throttle.begin(IP, USER).locked
+    for _ in range(10):
+        throttle.failure(IP, USER)
+    assert len(throttle) == 2 and throttle.check(IP, USER).locked
+
+
+def test_after_a_lock_one_attempt_at_a_time(throttle: AuthThrottle, clock: FakeClock) -> None:
+    for _ in range(10):
+        throttle.failure(IP, USER)
+    clock.advance(299)
+    throttle.failure("198.51.100.1", USER)  # keeps the account entry alive
+    clock.advance(1)
+    assert not throttle.begin(IP, USER).locked
+    assert throttle.begin(IP, USER).locked  # the first must end before the next
+    throttle.failure(IP, USER)
+    assert throttle.check(IP, USER).locked  # and its failure locks again
+
+
+def test_unnamed_accounts_count_per_network(throttle: AuthThrottle) -> None:
+    for _ in range(10):
+        throttle.begin(IP, None)
+        throttle.failure(IP, None)
+    assert throttle.check(IP, USER).locked
+    assert not throttle.check("198.51.100.1", USER).locked

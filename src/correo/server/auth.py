@@ -3,17 +3,25 @@
 A password verification costs tens of milliseconds of CPU and ~19 MiB (argon2id), and
 an unauthenticated peer decides when to ask for one, so verifications run on threads
 with at most ``slots`` at a time; failures are delayed and then locked out per client
-address and per account (see :mod:`correo.server.throttle`).
+network and per account (see :mod:`correo.server.throttle`).
+
+The account counter is keyed on the account as the directory spells it (IDNA and
+UTS #46 mapping for the domain, lower case), not on what the client typed: fullwidth
+letters or an ideographic full stop name the same account and must not get a fresh
+counter. Each attempt is reserved before its hash is computed, so simultaneous
+attempts cannot all slip in under the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 
+from correo.directory import AddressError, AddressNormalizer
 from correo.server.context import ServerContext
 
-__all__ = ["AuthOutcome", "check_password"]
+__all__ = ["AuthOutcome", "account_key", "check_password"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,23 +30,42 @@ class AuthOutcome:
     locked: bool = False  # refused without checking: too many recent failures
 
 
+@functools.lru_cache(maxsize=8)
+def _normalizer(recipient_delimiter: str) -> AddressNormalizer:
+    return AddressNormalizer(recipient_delimiter)
+
+
+def account_key(user: str, recipient_delimiter: str = "+") -> str | None:
+    """The account ``user`` names, as the directory canonicalises it; None when no
+    account can have that name (it is then counted per client network only)."""
+    try:
+        return _normalizer(recipient_delimiter).canonical(user)
+    except (AddressError, ValueError):
+        return None
+
+
 async def check_password(
     ctx: ServerContext, *, session: str, peer_ip: str, user: str, password: str
 ) -> AuthOutcome:
     """Verify ``user``'s password; on failure the delay has already been served."""
-    key = user.lower()
-    verdict = ctx.throttle.check(peer_ip, key)
+    key = account_key(user, ctx.config.smtp.recipient_delimiter)
+    verdict = ctx.throttle.begin(peer_ip, key)
     if verdict.locked:
         ctx.log.warning("auth.locked", session=session, peer=peer_ip, user=user)
         return AuthOutcome(None, locked=True)
-    async with ctx.auth_slots:
-        account = await asyncio.to_thread(ctx.directory.verify_password, user, password)
+    account: str | None = None
+    try:
+        async with ctx.auth_slots:
+            account = await asyncio.to_thread(ctx.directory.verify_password, user, password)
+    finally:  # an attempt cut short (shutdown) still ends, as a failure
+        if account is None:
+            ctx.throttle.failure(peer_ip, key)
+        else:
+            ctx.throttle.success(peer_ip, key)
     if account is None:
-        ctx.throttle.failure(peer_ip, key)
         ctx.log.warning("auth.failed", session=session, peer=peer_ip, user=user)
         if verdict.delay:
             await asyncio.sleep(verdict.delay)
         return AuthOutcome(None)
-    ctx.throttle.success(peer_ip, key)
     ctx.log.info("auth.ok", session=session, peer=peer_ip, user=account)
     return AuthOutcome(account)

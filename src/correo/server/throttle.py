@@ -7,7 +7,13 @@ answered, up to a cap; at ``lockout_failures`` the key is locked for
 checked: one IP guessing many accounts and many IPs guessing one account are
 both slowed. IPv6 clients are counted per /64 (``ipv6_prefix``), since one host
 usually owns a whole /64 (RFC 4291 §2.5.4) and could otherwise rotate addresses
-freely.
+freely. The account key is the canonical account (the directory's spelling), so
+a domain typed in fullwidth letters or with an ideographic full stop (U+3002)
+shares the counter of its ASCII spelling.
+
+An attempt is counted when it *begins*, before the slow password hash: a burst of
+simultaneous attempts can run at most ``lockout_failures`` verifications per key,
+since every verification in flight already counts toward the lock.
 
 Entries idle for ``lockout_seconds`` are forgotten, and at most
 ``max_tracked`` are kept (oldest evicted), so memory stays bounded under a
@@ -15,10 +21,11 @@ spray from many addresses.
 
 Usage by a session::
 
-    verdict = throttle.check(ip, user)       # before verifying
-    if verdict.locked: sleep(verdict.delay); refuse
-    sleep(verdict.delay); ok = verify(...)
-    throttle.success(ip, user) if ok else throttle.failure(ip, user)
+    verdict = throttle.begin(ip, account)    # reserves the attempt
+    if verdict.locked: refuse                # nothing reserved
+    ok = verify(...)
+    throttle.success(ip, account) if ok else throttle.failure(ip, account)
+    if not ok: sleep(verdict.delay)
 
 :class:`PeerLimit` counts open connections per client network with the same
 grouping, for ``[limits] connections_per_ip``.
@@ -72,10 +79,11 @@ _OPEN = Verdict(False, 0.0)
 
 
 class _Entry:
-    __slots__ = ("failures", "last", "locked_until")
+    __slots__ = ("failures", "last", "locked_until", "pending")
 
     def __init__(self) -> None:
         self.failures = 0
+        self.pending = 0  # attempts begun and not yet finished
         self.last = 0.0
         self.locked_until = 0.0
 
@@ -139,24 +147,60 @@ class AuthThrottle:
             return 0.0
         return float(min(p.max_delay, p.base_delay * 2.0 ** min(extra - 1, 64)))
 
-    def check(self, ip: str, account: str | None) -> Verdict:
-        """What to do before verifying a password for ``account`` from ``ip``."""
-        now = self._clock()
-        self._expire(now)
+    def _verdict(self, now: float, keys: tuple[str, ...]) -> Verdict:
+        p = self._policy
         verdict = _OPEN
-        for key in self._keys(ip, account):
+        for key in keys:
             entry = self._entries.get(key)
             if entry is None:
                 continue
             if now < entry.locked_until:
-                return Verdict(True, self._policy.max_delay, entry.locked_until - now)
-            delay = self._delay(entry.failures)
+                return Verdict(True, p.max_delay, entry.locked_until - now)
+            # Attempts in flight count as failures until they end: no more may run than
+            # would reach the lock; after a lock has run out, one at a time (a failure
+            # locks again).
+            if entry.pending >= max(1, p.lockout_failures - entry.failures):
+                return Verdict(True, p.max_delay, p.lockout_seconds)
+            delay = self._delay(entry.failures + entry.pending)
             if delay > verdict.delay:
                 verdict = Verdict(False, delay)
         return verdict
 
+    def check(self, ip: str, account: str | None) -> Verdict:
+        """What :meth:`begin` would answer now, without reserving anything."""
+        now = self._clock()
+        self._expire(now)
+        return self._verdict(now, self._keys(ip, account))
+
+    def begin(self, ip: str, account: str | None) -> Verdict:
+        """Start an attempt for ``account`` from ``ip``: unless the verdict is locked,
+        the attempt counts toward the lock until :meth:`failure` or :meth:`success`
+        ends it. ``delay`` is what to wait before answering a failure."""
+        now = self._clock()
+        self._expire(now)
+        keys = self._keys(ip, account)
+        verdict = self._verdict(now, keys)
+        if verdict.locked:
+            return verdict
+        entries = self._entries
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = _Entry()
+            else:
+                entries.move_to_end(key)
+            entry.pending += 1
+            entry.last = now
+        self._evict()
+        return verdict
+
+    def _evict(self) -> None:
+        while len(self._entries) > self._policy.max_tracked:
+            self._entries.popitem(last=False)  # evict the oldest
+
     def failure(self, ip: str, account: str | None) -> None:
-        """Record a failed authentication (``account`` None if none was named)."""
+        """Record a failed authentication (``account`` None if none was named); ends
+        the attempt :meth:`begin` started, if any."""
         now = self._clock()
         self._expire(now)
         p, entries = self._policy, self._entries
@@ -166,20 +210,26 @@ class AuthThrottle:
                 entry = entries[key] = _Entry()
             else:
                 entries.move_to_end(key)
+                entry.pending = max(0, entry.pending - 1)
             entry.failures += 1
             entry.last = now
             if entry.failures >= p.lockout_failures and now >= entry.locked_until:
                 entry.locked_until = now + p.lockout_seconds
-        while len(entries) > p.max_tracked:
-            entries.popitem(last=False)  # evict the oldest
+        self._evict()
 
-    def success(self, ip: str, account: str) -> None:
-        """Forget the failures of this account and this IP (a lock still runs out)."""
+    def success(self, ip: str, account: str | None) -> None:
+        """Forget the failures of this account and this IP (a lock still runs out);
+        ends the attempt :meth:`begin` started, if any."""
         now = self._clock()
         for key in self._keys(ip, account):
             entry = self._entries.get(key)
-            if entry is not None and now >= entry.locked_until:
-                del self._entries[key]
+            if entry is None:
+                continue
+            entry.pending = max(0, entry.pending - 1)
+            if now >= entry.locked_until:
+                entry.failures = 0
+                if not entry.pending:
+                    del self._entries[key]
 
 
 class PeerLimit:

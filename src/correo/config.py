@@ -56,10 +56,12 @@ _DEFAULT_PORTS = {
     "pop3s": 2995,
     "imap": 2143,
     "imaps": 2993,
-    "lmtp": 2424,  # issue 7: loopback only; Postfix hands mail over here
+    "lmtp": 2424,  # off in new configs (_OFF_BY_DEFAULT): the [lmtp] socket is the default
     "sieve": 4190,  # RFC 5804 §1.8 registered port
     "https": 2443,  # MTA-STS policy and client autoconfiguration (443 in production)
 }
+# LMTP has no authentication: whoever reaches it delivers mail, so TCP is opt-in.
+_OFF_BY_DEFAULT = frozenset({"lmtp"})
 
 
 class ConfigError(Exception):
@@ -390,7 +392,7 @@ def _render_mda() -> list[str]:
 
 
 def default_listen(host: str = "127.0.0.1") -> dict[str, list[str]]:
-    return {s: [f"{host}:{p}"] for s, p in _DEFAULT_PORTS.items()}
+    return {s: [f"{host}:{p}"] for s, p in _DEFAULT_PORTS.items() if s not in _OFF_BY_DEFAULT}
 
 
 def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None = None) -> str:
@@ -405,6 +407,8 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         "",
         '# Each service listens on a list of "host:port"; an empty list turns it off.',
         "# Production ports: smtp 25, submission 587, submissions 465, pop3 110, pop3s 995.",
+        "# lmtp (e.g. 127.0.0.1:2424) delivers without authentication: trusted hosts only;",
+        "# a local MTA can use the [lmtp] socket instead.",
         "[listen]",
     ]
     for service in SERVICES:

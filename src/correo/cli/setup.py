@@ -88,6 +88,8 @@ def _print_where(server: MailServer) -> None:
     for service, addresses in server.bound.items():
         for host, port in addresses:
             print(f"  {names.get(service, service):34} {host}:{port}")
+    if server.config.lmtp.socket:
+        print(f"  {names['lmtp']:34} {server.config.path(server.config.lmtp.socket)}")
     print("Stop with Ctrl-C (or SIGTERM). Logs follow on standard error.", flush=True)
 
 

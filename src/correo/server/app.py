@@ -26,6 +26,7 @@ from correo.mailauth.keys import load_signer
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
+from correo.server.crossproto import HttpGuard
 from correo.server.https_session import HttpsSession
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession  # issue 7
@@ -178,13 +179,15 @@ class MailServer:
             return
         path = self.config.path(self.config.lmtp.socket)
         path.unlink(missing_ok=True)  # a stale socket from an earlier run
-        server = await asyncio.start_unix_server(
-            self._handler("lmtp", "lmtp", False), str(path), limit=2**20
+        server = await asyncio.start_unix_server(  # local MTAs only: no HTTP screen
+            self._handler("lmtp", "lmtp", False, screen=False), str(path), limit=2**20
         )
         os.chmod(path, 0o660)
         self._servers.append(server)
 
-    def _handler(self, service: str, protocol: str, implicit: bool) -> Handler:
+    def _handler(
+        self, service: str, protocol: str, implicit: bool, *, screen: bool = True
+    ) -> Handler:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert self.ctx is not None
             conn = Connection(reader, writer, tls=implicit)
@@ -197,10 +200,14 @@ class MailServer:
                 conn.write(_TOO_MANY[protocol])
                 await conn.close(linger=1.0)
                 return
+            if screen and protocol != "https":  # a web page's request to a mail port
+                conn.guard = HttpGuard(tagged=protocol == "imap")
             try:
                 await self._serve(conn, service, protocol)
             finally:
                 self._per_ip.release(slot)
+                if conn.http_hangup:
+                    self.log.warning("server.http_hangup", service=service, peer=conn.peer)
 
         return handle
 

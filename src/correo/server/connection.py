@@ -11,6 +11,7 @@ import ssl
 import time
 
 from correo.log import Logger
+from correo.server.crossproto import HttpGuard
 from correo.server.tls import describe
 
 __all__ = ["Connection", "capped", "remaining"]
@@ -34,6 +35,10 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._reading: asyncio.Task[object] | None = None
         self._expired = False
+        #: Screens the first line for an HTTP request (set by the listener); once it
+        #: has seen one, the connection is dropped and ``http_hangup`` is True.
+        self.guard: HttpGuard | None = None
+        self.http_hangup = False
 
     @property
     def peer(self) -> str:
@@ -62,7 +67,7 @@ class Connection:
             self._reading = asyncio.current_task()  # what _expire cancels
         task = self._reading
         try:
-            return await self.reader.read(_READ_SIZE)
+            data = await self.reader.read(_READ_SIZE)
         except (ConnectionError, ssl.SSLError):
             return b""
         except asyncio.CancelledError:
@@ -73,6 +78,22 @@ class Connection:
             raise
         finally:
             self._reading = None
+        if self.guard is not None and data:
+            return self._screen(self.guard, data)
+        return data
+
+    def _screen(self, guard: HttpGuard, data: bytes) -> bytes:
+        """Pass ``data`` on unless it shows an HTTP request (see HttpGuard): then nothing of it
+        reaches the session, which sees the end of the connection."""
+        verdict = guard.feed(data)
+        if verdict:
+            self.guard = None
+            self.http_hangup = True
+            self.abort()
+            return b""
+        if verdict is False:
+            self.guard = None  # a mail client: no more screening
+        return data
 
     def _expire(self) -> None:
         """The idle timer: cancel a read that has waited past its deadline."""

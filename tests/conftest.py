@@ -20,7 +20,7 @@ from correo.config import SERVICES  # every listener: tests put each on port 0
 from tests.server.dnsserver import DnsServer
 
 # The MTA fixtures (``dns_server``, ``instances``), registered once for every module.
-pytest_plugins = ["tests.server.conftest_mta"]
+pytest_plugins = ["tests.server.conftest_mta", "tests.pg"]  # tests.pg: a private PostgreSQL
 
 DOMAIN = "example.test"
 PASSWORDS = {

@@ -26,6 +26,7 @@ __all__ = [
     "LogSettings",
     "OutboundSettings",
     "SmtpSettings",
+    "StoreSettings",
     "TlsSettings",
     "default_listen",
     "load_config",
@@ -226,6 +227,13 @@ class JunkSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """Where mail is kept (docs/config.md "[store]", docs/cluster.md)."""
+
+    url: str = ""  # postgresql://USER[:PASSWORD]@HOST[:PORT]/DB; "" = SQLite in DATA/store
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
     hostname: str
@@ -241,6 +249,7 @@ class Config:
     lmtp: LmtpSettings = field(default_factory=LmtpSettings)
     junk: JunkSettings = field(default_factory=JunkSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -307,6 +316,7 @@ def load_config(data_dir: Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log", "outbound"}
     allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # issue 7; published MTA-STS
+    allowed |= {"store"}  # PostgreSQL (docs/cluster.md)
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -344,7 +354,15 @@ def load_config(data_dir: Path) -> Config:
         lmtp=_section(LmtpSettings, raw.get("lmtp"), "lmtp"),
         junk=_section(JunkSettings, raw.get("junk"), "junk"),
         mta_sts=_mta_sts(raw.get("mta_sts"), path),
+        store=_store(raw.get("store"), path),
     )
+
+
+def _store(raw: object, path: Path) -> StoreSettings:
+    store: StoreSettings = _section(StoreSettings, raw, "store")
+    if store.url and not store.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{path}: [store] url must be postgresql://USER@HOST[:PORT]/DB or empty")
+    return store
 
 
 def _limits(raw: object, path: Path) -> Limits:

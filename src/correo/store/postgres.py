@@ -1,0 +1,597 @@
+"""The mail store on PostgreSQL: several correo nodes share one database.
+
+Everything a node keeps about mail is in the database — accounts, mailboxes, messages
+and their bodies, the queue, Sieve scripts, vacation memory, junk counts, the text
+index — so nodes are interchangeable.  Only message spool files (a message still being
+received) are local, in ``ROOT/tmp``.
+
+Driver: psycopg 3 with its async API (``AsyncConnectionPool``).  Every query is awaited
+on the event loop, so a session waiting for the database costs a coroutine, not a
+thread, and no thread pool bounds how many wait at once (the embedded store needs its
+reader threads because SQLite's API is blocking).
+
+What makes it safe for several nodes at once:
+
+* UIDs and MODSEQs are allocated by ``UPDATE mailboxes … RETURNING`` in the writing
+  transaction: the row lock is held until commit, so two nodes delivering into one
+  mailbox never reuse a UID, and a higher UID never becomes visible before a lower one.
+* Writes are batched per node (``postgres_commit.py``): one transaction and one WAL
+  flush (``synchronous_commit`` on) per batch, mailbox rows locked in id order.
+* Bodies are single-instance by SHA-256, inline up to 256 KiB, else chunked and streamed
+  both ways (``postgres_base.py``), so a 100 MB message never sits whole in memory.
+* Changes are announced with LISTEN/NOTIFY carrying mailbox ids (``postgres_feed.py``).
+
+Durability contract as in ``api.py``: an awaited write has been committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from correo.store.api import (
+    INBOX,
+    Delivered,
+    DeliveryTarget,
+    Envelope,
+    MailboxState,
+    MessageFacts,
+    MessageInfo,
+    QueuedRecipient,
+    Spool,
+    StoreError,
+    local_zone,
+)
+from correo.store.postgres_base import CHUNK, Conn
+from correo.store.postgres_commit import PgAfterCommit, PgCommitter
+from correo.store.postgres_feed import ChangeFeed
+from correo.store.postgres_mailboxes import PgMailboxOps
+from correo.store.postgres_mda import PgMdaOps
+from correo.store.postgres_queue import PgQueueOps
+from correo.store.postgres_schema import migrate
+from correo.store.spool import FileSpool
+from correo.store.sqlite_mailboxes import normalize_flags
+
+__all__ = ["PostgresStore"]
+
+#: Per-account user data keyed by the account's name (removed or set aside with it).
+_ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens")
+#: Staged chunks older than this are a crashed delivery's, never linked: swept on start.
+_STAGING_HORIZON = 3600.0
+
+
+class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
+    """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
+
+    ``root`` is the node's local folder for spool files.  ``recover`` (the server):
+    take the folder's owner lock and sweep what a crash left there and in the staging
+    table.  The password may come from the URL, ``PGPASSWORD`` or ``~/.pgpass``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        root: Path,
+        *,
+        spool_memory: int = 256 * 1024,
+        recover: bool = False,
+        pool_size: int = 16,
+        listen: bool = True,
+    ) -> None:
+        self.url = url
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.spool_memory = spool_memory
+        self.recover = recover
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size),
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=30.0,
+            name="correo-store",
+        )
+        self._committer = PgCommitter(self._pool)
+        self.feed = ChangeFeed(url, listen=listen)
+        self.node = self.feed.node
+        self.lease_owner = self.node  # until open() reads the folder's stable name
+        self._lock_fd = -1
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate the schema (creating it in an empty database), start."""
+        await asyncio.to_thread(self._prepare_local)
+        try:
+            # One connection first: a wrong address or password fails at once, with
+            # libpq's own message, instead of after the pool's retries.
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=10
+            )
+        except psycopg.Error as exc:
+            self._unlock()
+            raise StoreError(f"cannot connect to the database: {exc}") from exc
+        try:
+            await migrate(conn)
+            if self.recover:
+                await self._sweep_staged(conn)
+            await self._pool.open(wait=True, timeout=30.0)
+        except (psycopg.Error, RuntimeError) as exc:
+            await self._pool.close()
+            self._unlock()
+            raise StoreError(f"cannot open the database: {exc}") from exc
+        finally:
+            await conn.close()
+        self._committer.start()
+        await self.feed.start()
+
+    def _prepare_local(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        name_file = self.root / "node-id"
+        try:
+            self.lease_owner = name_file.read_text().strip() or self.lease_owner
+        except FileNotFoundError:
+            name_file.write_text(self.lease_owner + "\n")
+        if not self.recover:
+            return
+        fd = os.open(self.root / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"another correo server is already using {self.root}") from None
+        self._lock_fd = fd
+        # Spool files of interrupted sessions were never acknowledged: drop them.
+        for leftover in self.tmp_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    async def _sweep_staged(self, conn: Conn) -> None:
+        """Chunks staged by a delivery that never committed (a crash, a lost connection),
+        and queue leases this node held when it stopped: its runner starts afresh."""
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE queue_recipients SET lease_until = 0, lease_owner = NULL"
+                " WHERE lease_owner = %s",
+                (self.lease_owner,),
+            )
+            await conn.execute(
+                "WITH gone AS (DELETE FROM blob_staging WHERE created < %s RETURNING blob_id)"
+                " DELETE FROM blob_chunks WHERE blob_id IN (SELECT blob_id FROM gone)",
+                (time.time() - _STAGING_HORIZON,),
+            )
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    async def close(self) -> None:
+        await self._committer.stop()
+        await self.feed.close()
+        await self._pool.close()
+        self._unlock()
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(batches, writes) committed so far: writes/batches is the group-commit factor."""
+        return self._committer.batches, self._committer.writes
+
+    # -- writing --------------------------------------------------------------------
+
+    def new_spool(self) -> Spool:
+        return FileSpool(self.tmp_dir, self.spool_memory)
+
+    async def _spool_chunks(self, spool: FileSpool) -> AsyncIterator[bytes]:
+        """The spool's bytes in CHUNK pieces; a spilled file is read off the loop."""
+        if spool.in_memory:
+            for i in range(0, len(spool.buffer), CHUNK):
+                yield bytes(spool.buffer[i : i + CHUNK])
+            return
+        assert spool.path is not None
+        fh = await asyncio.to_thread(open, spool.path, "rb")
+        try:
+            while chunk := await asyncio.to_thread(fh.read, CHUNK):
+                yield chunk
+        finally:
+            fh.close()
+
+    async def _stage(self, spool: FileSpool) -> tuple[int, bytes]:
+        """Write a large body's chunks before the delivery; returns (blob id, SHA-256).
+
+        Its own transaction with ``synchronous_commit`` off: the delivery's commit flushes
+        the WAL up to its own record, which comes after these, so they are durable by
+        the time anything refers to them.
+        """
+        digest = hashlib.sha256()
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+            row = await self._one(conn, "SELECT nextval('blobs_id_seq')")
+            assert row is not None
+            blob_id = int(row[0])
+            await conn.execute(
+                "INSERT INTO blob_staging (blob_id, created) VALUES (%s, %s)",
+                (blob_id, time.time()),
+            )
+            seq = 0
+            async for chunk in self._spool_chunks(spool):
+                digest.update(chunk)
+                await conn.execute(
+                    "INSERT INTO blob_chunks (blob_id, seq, data) VALUES (%s, %s, %s)",
+                    (blob_id, seq, chunk),
+                )
+                seq += 1
+        return blob_id, digest.digest()
+
+    async def _unstage(self, blob_id: int) -> None:
+        """Drop the chunks of a delivery that failed (best effort: start-up sweeps)."""
+        try:
+            async with self._pool.connection() as conn:
+                # Only while still staged: a commit whose reply was lost may have linked it.
+                await conn.execute(
+                    "WITH gone AS (DELETE FROM blob_staging WHERE blob_id = %s RETURNING blob_id)"
+                    " DELETE FROM blob_chunks WHERE blob_id IN (SELECT blob_id FROM gone)",
+                    (blob_id,),
+                )
+        except psycopg.Error:
+            pass
+
+    async def deliver(
+        self,
+        spool: Spool,
+        envelope: Envelope,
+        targets: Sequence[DeliveryTarget],
+        queued: Sequence[QueuedRecipient] = (),
+        *,
+        queue_skip: int = 0,
+        facts: MessageFacts | None = None,
+        internal_date: float | None = None,
+        internal_zone: int | None = None,
+    ) -> Delivered:
+        if not isinstance(spool, FileSpool):
+            raise TypeError("PostgresStore.deliver needs a spool from its own new_spool()")
+        if not targets and not queued:
+            raise ValueError("deliver() needs at least one target or queued recipient")
+        now = time.time() if internal_date is None else internal_date
+        zone = local_zone(now) if internal_zone is None else internal_zone
+        size = spool.size
+        refs = len(targets) + (1 if queued else 0)
+        staged: int | None = None
+        data: bytes | None = None
+        try:
+            if size <= CHUNK:
+                data = b"".join([c async for c in self._spool_chunks(spool)])
+                digest = hashlib.sha256(data).digest()
+            else:
+                staged, digest = await self._stage(spool)
+        except (psycopg.Error, OSError) as exc:
+            spool.discard()
+            raise StoreError(f"could not store message: {exc}") from exc
+
+        async def op(conn: Conn) -> tuple[Delivered, list[PgAfterCommit]]:
+            # UIDs first (the batch locked these rows already, in id order), then the body.
+            allocated: list[tuple[int, int, int]] = []  # (mailbox id, uid, modseq)
+            for target in targets:
+                row = await self._one(
+                    conn,
+                    "UPDATE mailboxes m SET uidnext = m.uidnext + 1,"
+                    " highestmodseq = m.highestmodseq + 1 FROM accounts a"
+                    " WHERE a.id = m.account_id AND a.name = %s AND m.name = %s"
+                    " RETURNING m.id, m.uidnext - 1, m.highestmodseq",
+                    (target.account, target.mailbox),
+                )
+                if row is None:  # first delivery to this account or mailbox
+                    mailbox_id = await self._mailbox_id(conn, target.account, target.mailbox)
+                    row = await self._one(
+                        conn,
+                        "UPDATE mailboxes SET uidnext = uidnext + 1,"
+                        " highestmodseq = highestmodseq + 1 WHERE id = %s"
+                        " RETURNING id, uidnext - 1, highestmodseq",
+                        (mailbox_id,),
+                    )
+                    assert row is not None
+                allocated.append((int(row[0]), int(row[1]), int(row[2])))
+            blob_id = await self._link_blob(conn, digest, size, refs, data, staged)
+            if facts is not None:
+                await conn.execute(
+                    "INSERT INTO blob_facts (blob_id, envelope, bodystructure, body, tree,"
+                    " sent_date) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (blob_id) DO UPDATE"
+                    " SET envelope = EXCLUDED.envelope, bodystructure = EXCLUDED.bodystructure,"
+                    " body = EXCLUDED.body, tree = EXCLUDED.tree, sent_date = EXCLUDED.sent_date",
+                    (blob_id, *_facts_row(facts)),
+                )
+            if allocated:
+                await conn.execute(
+                    "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags,"
+                    " modseq, zone) SELECT t.mailbox_id, t.uid, %s, %s, %s, t.flags, t.modseq, %s"
+                    " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])"
+                    " AS t(mailbox_id, uid, flags, modseq)",
+                    (
+                        blob_id,
+                        size,
+                        now,
+                        zone,
+                        [a[0] for a in allocated],
+                        [a[1] for a in allocated],
+                        [" ".join(normalize_flags(t.flags)) for t in targets],
+                        [a[2] for a in allocated],
+                    ),
+                )
+            queue_id: int | None = None
+            if queued:
+                queue_id = await self._insert_queue(
+                    conn, blob_id, queue_skip, envelope, now, queued
+                )
+            touched = [
+                (a[0], (t.account, t.mailbox)) for a, t in zip(allocated, targets, strict=True)
+            ]
+            uids = tuple((t, a[1]) for t, a in zip(targets, allocated, strict=True))
+            return Delivered(uids, queue_id), [lambda: self.feed.committed(touched)]
+
+        try:
+            result: Delivered = await self._write(op, [(t.account, t.mailbox) for t in targets])
+        except Exception:
+            # Not on cancellation: the write may still commit, and needs its chunks.
+            if staged is not None:
+                await self._unstage(staged)
+            raise
+        finally:
+            spool.discard()
+        return result
+
+    async def _link_blob(
+        self,
+        conn: Conn,
+        digest: bytes,
+        size: int,
+        refs: int,
+        data: bytes | None,
+        staged: int | None,
+    ) -> int:
+        """The body's row: a new one, or more references to an identical one."""
+        if staged is None:
+            row = await self._one(
+                conn,
+                "INSERT INTO blobs (digest, size, refs, data) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs"
+                " RETURNING id",
+                (digest, size, refs, data),
+            )
+            assert row is not None
+            return int(row[0])
+        row = await self._one(
+            conn,
+            "INSERT INTO blobs (id, digest, size, refs) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs"
+            " RETURNING id",
+            (staged, digest, size, refs),
+        )
+        assert row is not None
+        if (
+            await self._one(
+                conn, "DELETE FROM blob_staging WHERE blob_id = %s RETURNING 1", (staged,)
+            )
+            is None
+        ):
+            raise StoreError("the staged message body is gone")  # swept: never link it
+        if int(row[0]) != staged:  # the same body was stored before: ours is not needed
+            await conn.execute("DELETE FROM blob_chunks WHERE blob_id = %s", (staged,))
+        return int(row[0])
+
+    async def create_account(self, account: str) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            await self._mailbox_id(conn, account, INBOX)
+            return None, []
+
+        await self._write(op)
+
+    async def delete_account(self, account: str) -> None:
+        """Remove the account's mailboxes, messages (bodies no other copy uses),
+        subscriptions, Sieve scripts, vacation memory and junk-filter counts, at once."""
+
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            for table in _ACCOUNT_TABLES:
+                await conn.execute(f"DELETE FROM {table} WHERE account = %s", (account,))
+            account_id = await self._account_id(conn, account, create=False)
+            if account_id is None:
+                return None, []
+            boxes = await self._all(
+                conn,
+                "SELECT id, name FROM mailboxes WHERE account_id = %s ORDER BY id FOR UPDATE",
+                (account_id,),
+            )
+            ids = [int(r[0]) for r in boxes]
+            rows = await self._all(
+                conn,
+                "DELETE FROM messages WHERE mailbox_id = ANY(%s::bigint[]) RETURNING blob_id",
+                (ids,),
+            )
+            await self._release_blobs(conn, [int(r[0]) for r in rows])
+            await conn.execute("DELETE FROM expunged WHERE mailbox_id = ANY(%s::bigint[])", (ids,))
+            await conn.execute("DELETE FROM mailboxes WHERE account_id = %s", (account_id,))
+            await conn.execute("DELETE FROM subscriptions WHERE account_id = %s", (account_id,))
+            await conn.execute("DELETE FROM accounts WHERE id = %s", (account_id,))
+            touched = [(int(r[0]), (account, str(r[1]))) for r in boxes]
+            return None, [lambda: self.feed.committed(touched)]
+
+        await self._write(op)
+
+    async def set_aside_account(self, account: str) -> str | None:
+        """Move everything of the account to a new tombstone name, in one transaction.
+
+        Returns that name (the address, a space and a deletion stamp: never a login
+        name), or None when the store held nothing under ``account``.
+        """
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tombstone = f"{account} (deleted {stamp} {secrets.token_hex(3)})"
+
+        async def op(conn: Conn) -> tuple[str | None, list[PgAfterCommit]]:
+            account_id = await self._account_id(conn, account, create=False)
+            moved = 0
+            for table in _ACCOUNT_TABLES:
+                cur = await conn.execute(
+                    f"UPDATE {table} SET account = %s WHERE account = %s", (tombstone, account)
+                )
+                moved += cur.rowcount
+            if account_id is None and not moved:
+                return None, []
+            if account_id is None:  # scripts or filter data only: listed all the same
+                await self._account_id(conn, tombstone, create=True)
+            else:
+                await conn.execute(
+                    "UPDATE accounts SET name = %s WHERE id = %s", (tombstone, account_id)
+                )
+            return tombstone, []
+
+        result: str | None = await self._write(op)
+        return result
+
+    async def kept_accounts(self) -> list[tuple[str, int]]:
+        """Tombstone names with their message counts, by name."""
+        rows = await self._fetchall(
+            "SELECT a.name, count(m.uid) FROM accounts a"
+            " LEFT JOIN mailboxes x ON x.account_id = a.id"
+            " LEFT JOIN messages m ON m.mailbox_id = x.id"
+            " WHERE strpos(a.name, ' ') > 0 GROUP BY a.id ORDER BY a.name"
+        )
+        return [(str(name), int(count)) for name, count in rows]
+
+    async def expunge(self, account: str, mailbox: str, uids: Sequence[int]) -> int:
+        wanted = sorted(set(uids))
+
+        async def op(conn: Conn) -> tuple[int, list[PgAfterCommit]]:
+            mailbox_id = await self._find_mailbox(conn, account, mailbox)
+            if mailbox_id is None or not wanted:
+                return 0, []
+            modseq = await self._new_modseq(conn, mailbox_id)
+            rows = await self._all(
+                conn,
+                "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])"
+                " RETURNING uid, blob_id",
+                (mailbox_id, wanted),
+            )
+            if rows:
+                await conn.execute(
+                    "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s"
+                    " FROM unnest(%s::bigint[]) AS u ON CONFLICT (mailbox_id, uid)"
+                    " DO UPDATE SET modseq = EXCLUDED.modseq",
+                    (mailbox_id, modseq, [int(r[0]) for r in rows]),
+                )
+                await self._release_blobs(conn, [int(r[1]) for r in rows])
+            touched = [(mailbox_id, (account, mailbox))]
+            return len(rows), [lambda: self.feed.committed(touched)]
+
+        removed: int = await self._write(op, [(account, mailbox)])
+        return removed
+
+    # -- reading --------------------------------------------------------------------
+
+    async def list_messages(self, account: str, mailbox: str = INBOX) -> list[MessageInfo]:
+        rows = await self._fetchall(
+            "SELECT m.uid, m.size, m.internal_date, m.flags, m.modseq, m.zone FROM messages m"
+            " JOIN mailboxes x ON x.id = m.mailbox_id JOIN accounts a ON a.id = x.account_id"
+            " WHERE a.name = %s AND x.name = %s ORDER BY m.uid",
+            (account, mailbox),
+        )
+        return [
+            MessageInfo(int(uid), int(size), float(date), tuple(flags.split()), int(ms), int(z))
+            for uid, size, date, flags, ms, z in rows
+        ]
+
+    _BODY = (
+        " FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id"
+        " JOIN accounts a ON a.id = x.account_id JOIN blobs b ON b.id = m.blob_id"
+        " WHERE a.name = %s AND x.name = %s AND m.uid = %s"
+    )
+
+    async def read_message(
+        self,
+        account: str,
+        mailbox: str,
+        uid: int,
+        chunk_size: int = 65536,
+        start: int = 0,
+        end: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        span = 2**31 - 1 if end is None else max(0, end - start)
+        # an inline body yields only the range asked for (a header: its first bytes)
+        row = await self._fetchone(
+            "SELECT b.id, b.size, substring(b.data FROM %s FOR %s)" + self._BODY,
+            (start + 1, span, account, mailbox, uid),
+        )
+        if row is None:
+            raise StoreError(f"message {uid} of {account}/{mailbox} does not exist")
+        data: bytes | None = row[2]
+        if data is not None:
+            for i in range(0, len(data), chunk_size):
+                yield data[i : i + chunk_size]
+            return
+        async for chunk in self._blob_stream(int(row[0]), int(row[1]), start, end, chunk_size):
+            yield chunk
+
+    async def read_inline(self, account: str, mailbox: str, uid: int) -> bytes | None:
+        row = await self._fetchone("SELECT b.data" + self._BODY, (account, mailbox, uid))
+        if row is None:
+            raise StoreError(f"message {uid} of {account}/{mailbox} does not exist")
+        data: bytes | None = row[0]
+        return data
+
+    async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState:
+        row = await self._mailbox_row(
+            account,
+            mailbox,
+            "m.uidvalidity, m.uidnext, m.highestmodseq,"
+            " (SELECT count(*) FROM messages WHERE mailbox_id = m.id)",
+        )
+        if row is None:
+            raise StoreError(f"mailbox {mailbox} of {account} does not exist")
+        return MailboxState(int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+
+    def change_counter(self, account: str, mailbox: str) -> int:
+        """Commits to the mailbox this process made or heard of (NOTIFY from other nodes)."""
+        return self.feed.versions.get((account, mailbox), 0)
+
+    async def wait_for_change(
+        self, account: str, mailbox: str, modseq: int, timeout: float, counter: int | None = None
+    ) -> bool:
+        key = (account, mailbox)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.feed.waiters.setdefault(key, set()).add(future)
+        # a bare timer, not asyncio.wait_for: thousands of idle sessions wait here at once
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            if counter is None or counter != self.feed.versions.get(key, 0):
+                state = await self.mailbox_state(account, mailbox)
+                if state.highestmodseq > modseq:
+                    return True
+            await future
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            timer.cancel()
+            waiters = self.feed.waiters.get(key)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    self.feed.waiters.pop(key, None)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _facts_row(facts: MessageFacts) -> tuple[Any, ...]:
+    return (facts.envelope, facts.bodystructure, facts.body, facts.tree, facts.sent_date)

@@ -1,0 +1,168 @@
+"""Group commit on PostgreSQL: concurrent writes of one node share one transaction.
+
+Why batch at all, when PostgreSQL already flushes the WAL of concurrent commits
+together: every write that allocates a UID or MODSEQ locks its mailbox row until it
+commits, so writes into one busy mailbox (a shared INBOX, a list archive) would take one
+WAL flush each, one after the other.  Batching them into one transaction makes that one
+flush per batch, as the embedded store's ``committer.py`` does with SQLite.
+
+Each write is an async function run on the batch's connection inside its own savepoint,
+so a refused operation (a mailbox that exists, a script that is active) rolls back alone.
+Before the writes run, the batch locks every mailbox row they declared, in id order:
+two nodes' batches then take their locks in the same order and cannot deadlock on them.
+A deadlock or serialization failure that happens anyway (bodies shared across mailboxes)
+aborts the batch, which is retried whole: nothing of it was committed.
+
+Large bodies are not written here: they are staged beforehand on another connection
+(``postgres.py``), so a 100 MB message never holds up the other sessions' writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from correo.store.api import StoreError
+
+__all__ = ["PgAfterCommit", "PgCommitter", "PgWriteOp"]
+
+#: A post-commit action (waking waiters, announcing changes); runs on the event loop.
+PgAfterCommit = Callable[[], None]
+#: A write: runs in the batch's transaction, returns (result, after-commit actions).
+PgWriteOp = Callable[[AsyncConnection[Any]], Awaitable[tuple[Any, list[PgAfterCommit]]]]
+
+_MAX_BATCH: Final = 256
+_RETRIES: Final = 5
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+_LOCK_MAILBOXES: Final = (
+    "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+    " JOIN unnest(%s::text[], %s::text[]) AS k(account, name)"
+    " ON a.name = k.account AND m.name = k.name ORDER BY m.id FOR UPDATE OF m"
+)
+
+
+class _Item:
+    __slots__ = ("future", "keys", "op")
+
+    def __init__(
+        self, op: PgWriteOp, keys: Sequence[tuple[str, str]], future: asyncio.Future[Any]
+    ) -> None:
+        self.op = op
+        self.keys = keys
+        self.future = future
+
+
+class PgCommitter:
+    """One writer task per store: batches of writes, one transaction and one flush each."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._queue: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.batches = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="correo-pg-writer")
+
+    async def stop(self) -> None:
+        """Finish what was submitted, then end the writer task."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def submit(self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = ()) -> asyncio.Future[Any]:
+        """Queue a write; the future resolves once it is durably committed.
+
+        ``keys``: the (account, mailbox) rows the write will lock, taken in id order first.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._task is None or self._stopping:
+            future.set_exception(StoreError("the store is closed"))
+            return future
+        self._queue.append(_Item(op, keys, future))
+        self._wake.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                await self._commit(batch)
+            if self._stopping:
+                return
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        accounts: list[str] = []
+        names: list[str] = []
+        for key in sorted({k for item in batch for k in item.keys}):
+            accounts.append(key[0])
+            names.append(key[1])
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        after: list[PgAfterCommit] = []
+        for attempt in range(_RETRIES):
+            outcomes, after = [], []
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    if accounts:
+                        await conn.execute(_LOCK_MAILBOXES, (accounts, names))
+                    for item in batch:
+                        try:
+                            async with conn.transaction():  # a savepoint per write
+                                result, actions = await item.op(conn)
+                        except _RETRYABLE:
+                            raise
+                        except (psycopg.OperationalError, psycopg.InterfaceError):
+                            raise  # the connection is gone: the batch fails whole
+                        except Exception as exc:
+                            outcomes.append((None, _store_error(exc)))
+                        else:
+                            outcomes.append((result, None))
+                            after.extend(actions)
+                break
+            except _RETRYABLE:
+                if attempt + 1 == _RETRIES:
+                    outcomes = [(None, StoreError("the database kept aborting the write"))]
+                    outcomes *= len(batch)
+                    after = []
+                    break
+                await asyncio.sleep(0.01 * (attempt + 1))
+            except Exception as exc:
+                failure = _store_error(exc)
+                outcomes, after = [(None, failure)] * len(batch), []
+                break
+        self.batches += 1
+        self.writes += len(batch)
+        for action in after:
+            try:
+                action()
+            except Exception:
+                pass  # wake-ups and announcements are best effort; pollers catch up
+        for item, (result, error) in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    """Database errors become StoreError (what sessions turn into a temporary reply)."""
+    if isinstance(exc, psycopg.Error):
+        error = StoreError(f"database error: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc

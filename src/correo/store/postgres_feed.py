@@ -1,0 +1,163 @@
+"""The PostgreSQL store's change feed: in-process wake-ups and LISTEN/NOTIFY across nodes.
+
+A commit wakes this process's waiters at once and queues its mailbox ids for one
+``NOTIFY correo_changes`` that other nodes' listeners receive.  The notification only
+carries ids ("node:1,2,3"); waiters read the changes themselves from the tables, so a
+lost notification (a listener reconnecting, a node that died after its commit) loses
+nothing: sessions still look now and then, and a listener that reconnects wakes every
+waiter to catch up.
+
+Notifications are sent after the commit, on a connection of their own with
+``synchronous_commit`` off: a NOTIFY inside the mail transaction would take PostgreSQL's
+global notification lock through the commit's WAL flush, serialising every commit of the
+cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterable
+from typing import Any, Final
+
+import psycopg
+
+__all__ = ["CHANNEL", "ChangeFeed"]
+
+CHANNEL: Final = "correo_changes"
+_MAX_PAYLOAD: Final = 7000  # bytes; PostgreSQL's limit is 8000
+_MAX_IDS: Final = 100_000  # remembered mailbox id -> name pairs (bounded memory)
+
+Key = tuple[str, str]
+
+
+class ChangeFeed:
+    """Waiters by (account, mailbox); commit counters; the cross-node channel."""
+
+    def __init__(self, url: str, *, listen: bool = True) -> None:
+        self.url = url
+        self.node = secrets.token_hex(6)
+        self.listen = listen
+        self.versions: dict[Key, int] = {}
+        self.waiters: dict[Key, set[asyncio.Future[None]]] = {}
+        self._keys: dict[int, Key] = {}
+        self._pending: set[int] = set()
+        self._sender: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._send_conn: psycopg.AsyncConnection[Any] | None = None
+        self._closed = False
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        if self.listen:
+            self._listener = asyncio.create_task(self._listen(), name="correo-pg-listen")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._sender is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sender), 2.0)
+            except (TimeoutError, Exception):
+                self._sender.cancel()
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        if self._send_conn is not None:
+            await self._send_conn.close()
+            self._send_conn = None
+
+    def remember(self, mailbox_id: int, key: Key) -> None:
+        """Learn which mailbox an id names, so notifications about it reach its waiters."""
+        if len(self._keys) >= _MAX_IDS and mailbox_id not in self._keys:
+            self._keys.clear()  # re-learnt from the next lookups
+        self._keys[mailbox_id] = key
+
+    def committed(self, touched: Iterable[tuple[int, Key]]) -> None:
+        """After a local commit: count it, wake local waiters, tell the other nodes."""
+        keys = []
+        for mailbox_id, key in touched:
+            self.remember(mailbox_id, key)
+            self._pending.add(mailbox_id)
+            keys.append(key)
+        self._bump(keys)
+        if self._pending and not self._closed and (self._sender is None or self._sender.done()):
+            self._sender = asyncio.create_task(self._send(), name="correo-pg-notify")
+
+    def _bump(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            self.versions[key] = self.versions.get(key, 0) + 1
+            for future in self.waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    def wake_all(self) -> None:
+        """Every waiter looks again (after the listener lost notifications)."""
+        self._bump(list(self.waiters))
+
+    # -- across nodes ---------------------------------------------------------------
+
+    async def _send(self) -> None:
+        while self._pending:
+            ids, self._pending = sorted(self._pending), set()
+            payloads: list[str] = []
+            text = ""
+            for mailbox_id in ids:
+                piece = str(mailbox_id)
+                if text and len(text) + len(piece) + 1 > _MAX_PAYLOAD:
+                    payloads.append(text)
+                    text = ""
+                text = f"{text},{piece}" if text else piece
+            payloads.append(text)
+            try:
+                conn = await self._sender_connection()
+                for payload in payloads:
+                    await conn.execute(
+                        "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.node}:{payload}")
+                    )
+            except (psycopg.Error, OSError):
+                # Best effort: the other nodes' sessions poll and catch up anyway.
+                if self._send_conn is not None:
+                    await self._send_conn.close()
+                    self._send_conn = None
+                return
+
+    async def _sender_connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._send_conn is None or self._send_conn.closed:
+            self._send_conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, options="-c synchronous_commit=off"
+            )
+        return self._send_conn
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            except (psycopg.Error, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                delay = 0.2
+                self.listening.set()
+                self.wake_all()  # anything committed while we were not listening
+                async for note in conn.notifies():
+                    self._received(note.payload)
+            except (psycopg.Error, OSError):
+                self.listening.clear()
+                await asyncio.sleep(delay)
+            finally:
+                await conn.close()
+
+    def _received(self, payload: str) -> None:
+        node, _, ids = payload.partition(":")
+        if node == self.node:
+            return  # our own commit: already counted and woken
+        keys = []
+        for piece in ids.split(","):
+            if piece.isdigit():
+                key = self._keys.get(int(piece))
+                if key is not None:
+                    keys.append(key)
+        self._bump(keys)

@@ -1,0 +1,575 @@
+"""Mailbox, flag, copy and text-index operations of the PostgreSQL store (what IMAP needs).
+
+The counterpart of ``sqlite_mailboxes.py``, with the same semantics.  One new MODSEQ is
+assigned per operation and shared by the messages it changes (RFC 7162 §3.1 needs it
+strictly greater than every earlier one, not unique).  Writes that lock a mailbox row
+declare it to the committer, which locks every row of a batch in id order first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from correo.store.api import (
+    INBOX,
+    Changes,
+    MailboxError,
+    MailboxInfo,
+    MailboxStatus,
+    MessageFacts,
+    MessageInfo,
+    StoreError,
+)
+from correo.store.postgres_base import Conn, PgBase, drop_nul
+from correo.store.postgres_commit import PgAfterCommit
+from correo.store.sqlite_mailboxes import _trigrams, normalize_flags
+
+__all__ = ["PgMailboxOps"]
+
+
+def _flags(text: str) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+def _superiors(name: str) -> list[str]:
+    """``a``, ``a/b`` for ``a/b/c``."""
+    parts = name.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+
+
+def _like(gram: str) -> str:
+    """A LIKE pattern matching ``gram`` anywhere (backslash is PostgreSQL's escape)."""
+    escaped = gram.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class PgMailboxOps(PgBase):
+    def _touched(self, pairs: list[tuple[int, tuple[str, str]]]) -> PgAfterCommit:
+        return lambda: self.feed.committed(pairs)
+
+    async def list_mailboxes(self, account: str) -> list[MailboxInfo]:
+        rows = await self._fetchall(
+            "SELECT m.name, m.special_use, s.name IS NOT NULL FROM mailboxes m"
+            " JOIN accounts a ON a.id = m.account_id LEFT JOIN subscriptions s"
+            " ON s.account_id = m.account_id AND s.name = m.name"
+            " WHERE a.name = %s ORDER BY m.name",
+            (account,),
+        )
+        return [MailboxInfo(str(n), special, bool(sub)) for n, special, sub in rows]
+
+    async def create_mailbox(
+        self,
+        account: str,
+        name: str,
+        special_use: str | None = None,
+        subscribe: bool = True,
+        *,
+        limit: int = 0,
+    ) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            if await self._find_mailbox(conn, account, name) is not None:
+                raise MailboxError(f"mailbox {name} already exists", "ALREADYEXISTS")
+            account_id = await self._account_id(conn, account, create=True)
+            assert account_id is not None
+            # RFC 9051 §6.3.4: create the superior names that are missing.
+            missing = [
+                path
+                for path in (*_superiors(name), name)
+                if await self._find_mailbox(conn, account, path) is None
+            ]
+            await self._check_room(conn, account_id, len(missing), limit)
+            for path in missing:
+                row = await self._one(
+                    conn,
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, name) DO NOTHING"
+                    " RETURNING id",
+                    (
+                        account_id,
+                        path,
+                        await self._next_uidvalidity(conn),
+                        special_use if path == name else None,
+                    ),
+                )
+                if row is None and path == name:  # another node was faster
+                    raise MailboxError(f"mailbox {name} already exists", "ALREADYEXISTS")
+            if subscribe:
+                await conn.execute(
+                    "INSERT INTO subscriptions (account_id, name) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (account_id, name),
+                )
+            return None, []
+
+        await self._write(op)
+
+    async def _check_room(self, conn: Conn, account_id: int, adding: int, limit: int) -> None:
+        """Refuse to grow an account past ``limit`` mailboxes (0: no limit)."""
+        if not limit or not adding:
+            return
+        # The account row is locked so two nodes cannot both take the last place.
+        await conn.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (account_id,))
+        row = await self._one(
+            conn, "SELECT count(*) FROM mailboxes WHERE account_id = %s", (account_id,)
+        )
+        if row is not None and int(row[0]) + adding > limit:
+            raise MailboxError(f"at most {limit} mailboxes per account", "LIMIT")  # RFC 9051 §7.1
+
+    async def delete_mailbox(self, account: str, name: str) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            if name.upper() == INBOX:
+                raise MailboxError("INBOX cannot be deleted", "CANNOT")
+            mailbox_id = await self._box(conn, account, name)
+            child = await self._one(
+                conn,
+                "SELECT 1 FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+                " WHERE a.name = %s AND starts_with(m.name, %s) LIMIT 1",
+                (account, name + "/"),
+            )
+            if child is not None:
+                raise MailboxError(f"mailbox {name} has children; delete them first", "HASCHILDREN")
+            rows = await self._all(
+                conn, "DELETE FROM messages WHERE mailbox_id = %s RETURNING blob_id", (mailbox_id,)
+            )
+            await self._release_blobs(conn, [int(r[0]) for r in rows])
+            await conn.execute("DELETE FROM expunged WHERE mailbox_id = %s", (mailbox_id,))
+            await conn.execute("DELETE FROM mailboxes WHERE id = %s", (mailbox_id,))
+            return None, [self._touched([(mailbox_id, (account, name))])]
+
+        await self._write(op, [(account, name)])
+
+    async def rename_mailbox(self, account: str, old: str, new: str, *, limit: int = 0) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            source = await self._box(conn, account, old)
+            if await self._find_mailbox(conn, account, new) is not None:
+                raise MailboxError(f"mailbox {new} already exists", "ALREADYEXISTS")
+            if old != INBOX and new.startswith(old + "/"):
+                raise MailboxError("a mailbox cannot move inside itself", "CANNOT")
+            account_id = await self._account_id(conn, account, create=False)
+            assert account_id is not None
+            # RFC 9051 §6.3.6: the server SHOULD create the superior names that are needed.
+            missing = [
+                p for p in _superiors(new) if await self._find_mailbox(conn, account, p) is None
+            ]
+            await self._check_room(conn, account_id, len(missing) + (old == INBOX), limit)
+            for path in missing:
+                await conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (account_id, name) DO NOTHING",
+                    (account_id, path, await self._next_uidvalidity(conn)),
+                )
+            if old == INBOX:
+                # RFC 9051 §6.3.6: renaming INBOX moves its messages; INBOX stays, empty.
+                row = await self._one(
+                    conn,
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (%s, %s, %s)"
+                    " RETURNING id",
+                    (account_id, new, await self._next_uidvalidity(conn)),
+                )
+                assert row is not None
+                uids = [
+                    int(r[0])
+                    for r in await self._all(
+                        conn,
+                        "SELECT uid FROM messages WHERE mailbox_id = %s ORDER BY uid",
+                        (source,),
+                    )
+                ]
+                await self._copy(conn, source, uids, int(row[0]), move=True)
+                return None, [self._touched([(source, (account, INBOX))])]
+            # The hierarchy below ``old``, exactly and case-sensitively (never LIKE).
+            moving = await self._all(
+                conn,
+                "SELECT id, name FROM mailboxes WHERE account_id = %s"
+                " AND (name = %s OR starts_with(name, %s)) ORDER BY id",
+                (account_id, old, old + "/"),
+            )
+            renamed = [(int(i), str(n), new + str(n)[len(old) :]) for i, n in moving]
+            sources = {name for _, name, _ in renamed}
+            for _, _, target in renamed:
+                taken = await self._find_mailbox(conn, account, target) is not None
+                if taken and target not in sources:
+                    raise MailboxError(f"mailbox {target} already exists", "ALREADYEXISTS")
+            # Uniqueness is checked row by row: when a target is still another's source
+            # (below a superior-less name), step through names no client can give.
+            ids = [i for i, _, _ in renamed]
+            if sources & {t for _, _, t in renamed}:
+                await conn.execute(
+                    "UPDATE mailboxes SET name = E'\\x01' || id WHERE id = ANY(%s::bigint[])",
+                    (ids,),
+                )
+            await conn.execute(
+                "UPDATE mailboxes m SET name = t.name FROM unnest(%s::bigint[], %s::text[])"
+                " AS t(id, name) WHERE m.id = t.id",
+                (ids, [t for _, _, t in renamed]),
+            )
+            # The client renamed it: its subscriptions follow (only a server-made removal
+            # is forbidden, RFC 9051 §6.3.7).
+            followed = await self._all(
+                conn,
+                "DELETE FROM subscriptions s USING unnest(%s::text[], %s::text[]) AS t(old, new)"
+                " WHERE s.account_id = %s AND s.name = t.old RETURNING t.new",
+                ([n for _, n, _ in renamed], [t for _, _, t in renamed], account_id),
+            )
+            await conn.execute(
+                "INSERT INTO subscriptions (account_id, name) SELECT %s, n"
+                " FROM unnest(%s::text[]) AS n ON CONFLICT DO NOTHING",
+                (account_id, [str(r[0]) for r in followed]),
+            )
+            return None, [self._touched([(source, (account, old))])]
+
+        await self._write(op, [(account, old)])
+
+    async def set_subscribed(
+        self, account: str, name: str, subscribed: bool, *, limit: int = 0
+    ) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            account_id = await self._account_id(conn, account, create=True)
+            if subscribed and limit:
+                await conn.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (account_id,))
+                row = await self._one(
+                    conn,
+                    "SELECT count(*), count(*) FILTER (WHERE name = %s) FROM subscriptions"
+                    " WHERE account_id = %s",
+                    (name, account_id),
+                )
+                assert row is not None
+                if not row[1] and int(row[0]) >= limit:
+                    raise MailboxError(f"at most {limit} subscriptions per account", "LIMIT")
+            if subscribed:
+                await conn.execute(
+                    "INSERT INTO subscriptions (account_id, name) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (account_id, name),
+                )
+            else:
+                await conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = %s AND name = %s",
+                    (account_id, name),
+                )
+            return None, []
+
+        await self._write(op)
+
+    async def list_subscriptions(self, account: str) -> list[str]:
+        rows = await self._fetchall(
+            "SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id"
+            " WHERE a.name = %s ORDER BY s.name",
+            (account,),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def mailbox_status(self, account: str, mailbox: str) -> MailboxStatus:
+        row = await self._mailbox_row(
+            account,
+            mailbox,
+            "m.uidnext, m.uidvalidity, m.highestmodseq, s.*",
+            " CROSS JOIN LATERAL (SELECT count(*),"
+            " count(*) FILTER (WHERE strpos(' ' || flags || ' ', ' \\Seen ') = 0),"
+            " count(*) FILTER (WHERE strpos(' ' || flags || ' ', ' \\Deleted ') > 0),"
+            " coalesce(sum(size), 0), count(*) FILTER (WHERE uid >= m.recent_uid)"
+            " FROM messages WHERE mailbox_id = m.id) s",
+        )
+        if row is None:
+            raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+        _, uidnext, uidvalidity, modseq, count, unseen, deleted, size, recent = row
+        return MailboxStatus(
+            int(count),
+            int(uidnext),
+            int(uidvalidity),
+            int(unseen),
+            int(deleted),
+            int(size),
+            int(modseq),
+            int(recent),
+        )
+
+    async def take_recent(self, account: str, mailbox: str) -> int:
+        # Idle sessions by the thousand all ask when a message arrives; one claims it,
+        # the others must not queue a write each to learn that.
+        row = await self._mailbox_row(account, mailbox, "m.recent_uid, m.uidnext")
+        if row is not None and row[1] >= row[2]:
+            return int(row[1])
+
+        async def op(conn: Conn) -> tuple[int, list[PgAfterCommit]]:
+            mailbox_id = await self._box(conn, account, mailbox)
+            first = await self._one(
+                conn,
+                "UPDATE mailboxes m SET recent_uid = m.uidnext FROM (SELECT recent_uid"
+                " FROM mailboxes WHERE id = %s) old WHERE m.id = %s RETURNING old.recent_uid",
+                (mailbox_id, mailbox_id),
+            )
+            assert first is not None
+            return int(first[0]), []
+
+        claimed: int = await self._write(op, [(account, mailbox)])
+        return claimed
+
+    async def fetch_facts(
+        self, account: str, mailbox: str, uids: Sequence[int], *, tree: bool = True
+    ) -> dict[int, MessageFacts]:
+        wanted = sorted(set(uids))
+        if not wanted:
+            return {}
+        # without the part tree (the largest column) when the caller needs no sections
+        columns = "f.envelope, f.bodystructure, f.body, " + ("f.tree" if tree else "''::bytea")
+        lo, hi = wanted[0], wanted[-1]
+        args: list[Any]
+        if hi - lo < 2 * len(wanted):
+            # dense UIDs (1:*, a sync): one range scan beats thousands of index probes
+            where, args = "m.uid BETWEEN %s AND %s", [lo, hi]
+            keep: set[int] | None = set(wanted) if hi - lo + 1 != len(wanted) else None
+        else:
+            where, args, keep = "m.uid = ANY(%s::bigint[])", [wanted], None
+        rows = await self._fetchall(
+            f"SELECT m.uid, {columns}, f.sent_date FROM messages m"
+            " JOIN mailboxes x ON x.id = m.mailbox_id JOIN accounts a ON a.id = x.account_id"
+            " JOIN blob_facts f ON f.blob_id = m.blob_id"
+            f" WHERE a.name = %s AND x.name = %s AND {where}",
+            (account, mailbox, *args),
+        )
+        return {
+            int(uid): MessageFacts(env, bs, body, tr, sent)
+            for uid, env, bs, body, tr, sent in rows
+            if keep is None or uid in keep
+        }
+
+    async def save_facts(self, account: str, mailbox: str, uid: int, facts: MessageFacts) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            mailbox_id = await self._box(conn, account, mailbox)
+            await conn.execute(
+                "INSERT INTO blob_facts (blob_id, envelope, bodystructure, body, tree, sent_date)"
+                " SELECT blob_id, %s, %s, %s, %s, %s FROM messages"
+                " WHERE mailbox_id = %s AND uid = %s ON CONFLICT (blob_id) DO UPDATE"
+                " SET envelope = EXCLUDED.envelope, bodystructure = EXCLUDED.bodystructure,"
+                " body = EXCLUDED.body, tree = EXCLUDED.tree, sent_date = EXCLUDED.sent_date",
+                (
+                    facts.envelope,
+                    facts.bodystructure,
+                    facts.body,
+                    facts.tree,
+                    facts.sent_date,
+                    mailbox_id,
+                    uid,
+                ),
+            )
+            return None, []
+
+        await self._write(op)
+
+    async def store_flags(
+        self,
+        account: str,
+        mailbox: str,
+        uids: Sequence[int],
+        mode: str,
+        flags: Sequence[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"bad flag mode {mode!r}")
+        given = normalize_flags(flags)
+        given_keys = {f.lower() for f in given}
+        wanted = sorted(set(uids))
+
+        async def op(
+            conn: Conn,
+        ) -> tuple[tuple[list[MessageInfo], list[int]], list[PgAfterCommit]]:
+            mailbox_id = await self._box(conn, account, mailbox)
+            changed: list[tuple[int, int, float, tuple[str, ...], int]] = []
+            failed: list[int] = []
+            for uid, size, date, text, modseq, zone in await self._all(
+                conn,
+                "SELECT uid, size, internal_date, flags, modseq, zone FROM messages"
+                " WHERE mailbox_id = %s AND uid = ANY(%s::bigint[]) ORDER BY uid",
+                (mailbox_id, wanted),
+            ):
+                if unchanged_since is not None and modseq > unchanged_since:
+                    failed.append(int(uid))  # RFC 7162 §3.1.3
+                    continue
+                current = _flags(text)
+                if mode == "replace":
+                    new = given
+                elif mode == "add":
+                    new = normalize_flags(current + given)
+                else:
+                    new = tuple(f for f in current if f.lower() not in given_keys)
+                if new != current:
+                    changed.append((int(uid), int(size), float(date), new, int(zone)))
+            if not changed:
+                return ([], failed), []
+            modseq = await self._new_modseq(conn, mailbox_id)
+            await conn.execute(
+                "UPDATE messages m SET flags = t.flags, modseq = %s"
+                " FROM unnest(%s::bigint[], %s::text[]) AS t(uid, flags)"
+                " WHERE m.mailbox_id = %s AND m.uid = t.uid",
+                (modseq, [c[0] for c in changed], [" ".join(c[3]) for c in changed], mailbox_id),
+            )
+            infos = [
+                MessageInfo(uid, size, date, new, modseq, zone)
+                for uid, size, date, new, zone in changed
+            ]
+            return (infos, failed), [self._touched([(mailbox_id, (account, mailbox))])]
+
+        result: tuple[list[MessageInfo], list[int]] = await self._write(op, [(account, mailbox)])
+        return result
+
+    async def _copy(
+        self, conn: Conn, source: int, uids: Sequence[int], target: int, *, move: bool
+    ) -> list[tuple[int, int]]:
+        rows = await self._all(
+            conn,
+            "SELECT uid, blob_id FROM messages WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])"
+            " ORDER BY uid",
+            (source, list(uids)),
+        )
+        if not rows:
+            return []
+        allocated = await self._one(
+            conn,
+            "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1"
+            " WHERE id = %s RETURNING uidnext - %s, highestmodseq",
+            (len(rows), target, len(rows)),
+        )
+        assert allocated is not None
+        first_uid, modseq = int(allocated[0]), int(allocated[1])
+        old = [int(r[0]) for r in rows]
+        new = list(range(first_uid, first_uid + len(rows)))
+        await conn.execute(
+            "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq,"
+            " zone) SELECT %s, t.new, m.blob_id, m.size, m.internal_date, m.flags, %s, m.zone"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS t(old, new)"
+            " JOIN messages m ON m.mailbox_id = %s AND m.uid = t.old",
+            (target, modseq, old, new, source),
+        )
+        # The text index follows (copied rows), before a move deletes the originals.
+        await conn.execute(
+            "INSERT INTO text_docs (mailbox_id, uid, text) SELECT %s, t.new, d.text"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS t(old, new)"
+            " JOIN text_docs d ON d.mailbox_id = %s AND d.uid = t.old ON CONFLICT DO NOTHING",
+            (target, old, new, source),
+        )
+        if move:
+            removed_modseq = await self._new_modseq(conn, source)
+            await conn.execute(
+                "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])",
+                (source, old),
+            )
+            await conn.execute(
+                "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s"
+                " FROM unnest(%s::bigint[]) AS u ON CONFLICT (mailbox_id, uid)"
+                " DO UPDATE SET modseq = EXCLUDED.modseq",
+                (source, removed_modseq, old),
+            )
+        else:
+            counts = Counter(int(r[1]) for r in rows)
+            ids = sorted(counts)
+            await conn.execute(
+                "SELECT id FROM blobs WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE", (ids,)
+            )
+            await conn.execute(
+                "UPDATE blobs b SET refs = b.refs + t.n FROM unnest(%s::bigint[], %s::int[])"
+                " AS t(id, n) WHERE b.id = t.id",
+                (ids, [counts[i] for i in ids]),
+            )
+        return list(zip(old, new, strict=True))
+
+    async def copy_messages(
+        self, account: str, source: str, uids: Sequence[int], target: str, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        wanted = sorted(set(uids))
+
+        async def op(conn: Conn) -> tuple[list[tuple[int, int]], list[PgAfterCommit]]:
+            src = await self._box(conn, account, source)
+            dst = await self._box(conn, account, target)
+            if src == dst and move:
+                return [], []
+            pairs = await self._copy(conn, src, wanted, dst, move=move)
+            touched = [(dst, (account, target))] + ([(src, (account, source))] if move else [])
+            return pairs, [self._touched(touched)]
+
+        result: list[tuple[int, int]] = await self._write(
+            op, [(account, source), (account, target)]
+        )
+        return result
+
+    async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes:
+        row = await self._mailbox_row(account, mailbox, "m.highestmodseq")
+        if row is None:
+            raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+        mailbox_id, highest = int(row[0]), int(row[1])
+        rows = await self._fetchall(
+            "SELECT 0, uid, size, internal_date, flags, modseq, zone FROM messages"
+            " WHERE mailbox_id = %s AND modseq > %s"
+            " UNION ALL SELECT 1, uid, 0, 0, '', 0, 0 FROM expunged"
+            " WHERE mailbox_id = %s AND modseq > %s ORDER BY 1, 2",
+            (mailbox_id, modseq, mailbox_id, modseq),
+        )
+        messages = tuple(
+            MessageInfo(int(uid), int(size), float(date), _flags(flags), int(ms), int(zone))
+            for kind, uid, size, date, flags, ms, zone in rows
+            if kind == 0
+        )
+        expunged = tuple(int(r[1]) for r in rows if r[0] == 1)
+        return Changes(highest, messages, expunged)
+
+    # -- SEARCH TEXT/BODY index (trigram semantics as the embedded store's FTS5 index) --
+
+    async def text_candidates(
+        self, account: str, mailbox: str, needles: Sequence[str]
+    ) -> tuple[set[int], set[int]]:
+        """(UIDs that may contain every needle, UIDs whose text is not indexed yet).
+
+        A candidate's indexed text contains every trigram of every needle, as with the
+        embedded store's FTS5 trigram index: a superset of the true matches (the indexed
+        text is a word set, see correo.delivery.textindex), which callers verify.
+        """
+        grams = [_like(g) for g in _trigrams(needles)]
+        test = " AND ".join(["d.text LIKE %s"] * len(grams)) or "true"
+        rows = await self._fetchall(
+            f"SELECT m.uid, d.uid IS NOT NULL, d.uid IS NULL OR ({test}) FROM messages m"
+            " JOIN mailboxes x ON x.id = m.mailbox_id JOIN accounts a ON a.id = x.account_id"
+            " LEFT JOIN text_docs d ON d.mailbox_id = m.mailbox_id AND d.uid = m.uid"
+            " WHERE a.name = %s AND x.name = %s",
+            (*grams, account, mailbox),
+        )
+        maybe = {int(uid) for uid, _, hit in rows if hit}
+        unindexed = {int(uid) for uid, indexed, _ in rows if not indexed}
+        return maybe, unindexed
+
+    async def index_text(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
+        """Index the searchable text of messages (by UID); already indexed ones are kept."""
+        await self.index_texts({(account, mailbox): texts})
+
+    async def index_texts(self, texts: Mapping[tuple[str, str], Mapping[int, str]]) -> None:
+        """One statement per mailbox, committed without waiting for the WAL flush.
+
+        The index is derived data: a write lost in a crash leaves messages unindexed,
+        which searches scan and the indexer fills in again.
+        """
+        wanted = [(key, sorted(items.items())) for key, items in texts.items() if items]
+        if not wanted:
+            return
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit TO OFF")
+                for (account, mailbox), items in wanted:
+                    await conn.execute(
+                        "INSERT INTO text_docs (mailbox_id, uid, text) SELECT m.mailbox_id,"
+                        " m.uid, t.text FROM unnest(%s::bigint[], %s::text[]) AS t(uid, text)"
+                        " JOIN messages m ON m.uid = t.uid AND m.mailbox_id = (SELECT x.id"
+                        " FROM mailboxes x JOIN accounts a ON a.id = x.account_id"
+                        " WHERE a.name = %s AND x.name = %s) ON CONFLICT DO NOTHING",
+                        (
+                            [uid for uid, _ in items],
+                            [drop_nul(text) for _, text in items],
+                            account,
+                            mailbox,
+                        ),
+                    )
+        except psycopg.Error as exc:
+            raise StoreError(f"could not index text: {exc}") from exc

@@ -1,0 +1,151 @@
+"""The PostgreSQL store's schema, as numbered migrations applied on open.
+
+``schema_version`` records every migration applied; :func:`migrate` runs the missing
+ones in order, in one transaction, under an advisory lock, so nodes starting together
+never race (the second waits, then finds nothing left to do).  Migration 1 creates
+everything; later ones change it, and each is tested from the schema before it.
+
+Layout, and how it differs from the embedded store (``sqlite.py``):
+
+* ``blobs`` holds one row per distinct body, keyed by its SHA-256 (single instance
+  across every copy, delivery and the queue, with a reference count).  A body up to one
+  chunk (256 KiB) is inline in ``blobs.data``: one indexed read serves it; a larger one
+  lives in ``blob_chunks`` so it streams in bounded pieces both ways.  Its chunks are
+  written before the delivery's transaction under an id marked in ``blob_staging``;
+  the delivery links them (or drops them for an identical body already stored), and
+  a server starting up sweeps staged chunks a crash left behind.
+* Mailbox ids come from a sequence and are never reused, so the text index and the
+  change feed can name a mailbox by id alone (SQLite needs UIDVALIDITY to tell a reused
+  rowid apart).
+* ``text_docs`` (SEARCH TEXT/BODY) references ``messages`` and is deleted with it; a
+  trigram GIN index (``pg_trgm``) speeds the substring tests when the extension is
+  available, and the queries are the same without it.
+* ``queue_recipients`` carries a lease (``lease_until``, ``lease_owner``): a node
+  takes due work with ``FOR UPDATE SKIP LOCKED`` so one recipient is attempted by one
+  node at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+__all__ = ["LATEST", "MIGRATIONS", "migrate"]
+
+#: An arbitrary, fixed advisory-lock key: "correo" in ASCII.
+_LOCK_KEY: Final = 0x636F7272656F
+
+_V1: Final = """
+CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);
+CREATE TABLE accounts (
+    id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, created double precision NOT NULL);
+CREATE TABLE mailboxes (
+    id bigserial PRIMARY KEY, account_id bigint NOT NULL, name text NOT NULL,
+    uidvalidity bigint NOT NULL, uidnext bigint NOT NULL DEFAULT 1,
+    highestmodseq bigint NOT NULL DEFAULT 1, special_use text,
+    recent_uid bigint NOT NULL DEFAULT 1, UNIQUE (account_id, name));
+CREATE TABLE blobs (
+    id bigserial PRIMARY KEY, digest bytea NOT NULL UNIQUE, size bigint NOT NULL,
+    refs integer NOT NULL, data bytea);
+CREATE TABLE blob_staging (blob_id bigint PRIMARY KEY, created double precision NOT NULL);
+CREATE TABLE blob_chunks (
+    blob_id bigint NOT NULL, seq integer NOT NULL, data bytea NOT NULL,
+    PRIMARY KEY (blob_id, seq));
+CREATE TABLE blob_facts (
+    blob_id bigint PRIMARY KEY, envelope bytea NOT NULL, bodystructure bytea, body bytea,
+    tree bytea, sent_date double precision);
+CREATE TABLE blob_digests (blob_id bigint PRIMARY KEY, digest text NOT NULL);
+CREATE TABLE messages (
+    mailbox_id bigint NOT NULL, uid bigint NOT NULL, blob_id bigint NOT NULL,
+    size bigint NOT NULL, internal_date double precision NOT NULL,
+    flags text NOT NULL DEFAULT '', modseq bigint NOT NULL, zone integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (mailbox_id, uid));
+CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX messages_blob ON messages (blob_id);
+CREATE TABLE subscriptions (
+    account_id bigint NOT NULL, name text NOT NULL, PRIMARY KEY (account_id, name));
+CREATE TABLE expunged (
+    mailbox_id bigint NOT NULL, uid bigint NOT NULL, modseq bigint NOT NULL,
+    PRIMARY KEY (mailbox_id, uid));
+CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);
+CREATE TABLE queue (
+    id bigserial PRIMARY KEY, blob_id bigint NOT NULL, skip integer NOT NULL,
+    sender text NOT NULL, envid text, ret text, body text, smtputf8 boolean NOT NULL,
+    authenticated text, created double precision NOT NULL);
+CREATE TABLE queue_recipients (
+    queue_id bigint NOT NULL, address text NOT NULL, notify text, orcpt text,
+    status text NOT NULL DEFAULT 'queued', attempts integer NOT NULL DEFAULT 0,
+    next_attempt double precision NOT NULL, last_error text NOT NULL DEFAULT '',
+    warned boolean NOT NULL DEFAULT false,
+    lease_until double precision NOT NULL DEFAULT 0, lease_owner text,
+    PRIMARY KEY (queue_id, address));
+CREATE INDEX queue_due ON queue_recipients (status, next_attempt);
+CREATE TABLE text_docs (
+    mailbox_id bigint NOT NULL, uid bigint NOT NULL, text text NOT NULL,
+    PRIMARY KEY (mailbox_id, uid),
+    FOREIGN KEY (mailbox_id, uid) REFERENCES messages ON DELETE CASCADE);
+CREATE TABLE sieve_scripts (
+    account text NOT NULL, name text NOT NULL, script text NOT NULL,
+    active boolean NOT NULL DEFAULT false, updated double precision NOT NULL,
+    PRIMARY KEY (account, name));
+CREATE TABLE vacation_seen (
+    account text NOT NULL, handle text NOT NULL, sender text NOT NULL,
+    sent double precision NOT NULL, PRIMARY KEY (account, handle, sender));
+CREATE TABLE junk_totals (
+    account text PRIMARY KEY, spam integer NOT NULL DEFAULT 0, ham integer NOT NULL DEFAULT 0);
+CREATE TABLE junk_tokens (
+    account text NOT NULL, token text NOT NULL, spam integer NOT NULL DEFAULT 0,
+    ham integer NOT NULL DEFAULT 0, seen double precision NOT NULL,
+    PRIMARY KEY (account, token));
+"""
+
+#: Optional: a trigram index for SEARCH TEXT/BODY; skipped where pg_trgm is missing.
+_V1_TRIGRAMS: Final = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX text_docs_trgm ON text_docs USING gin (text gin_trgm_ops)",
+)
+
+#: version -> (required statements, optional statements)
+MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {1: (_V1, _V1_TRIGRAMS)}
+LATEST: Final = max(MIGRATIONS)
+
+
+async def migrate(conn: AsyncConnection[object]) -> int:
+    """Apply missing migrations (``conn`` in autocommit); returns the version before.
+
+    Raises RuntimeError for a database written by a newer correo: running old code on
+    it could corrupt what it does not understand.
+    """
+    import psycopg
+
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY, applied double precision NOT NULL)"
+        )
+        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+        row = await cur.fetchone()
+        current = int(row[0]) if row else 0  # type: ignore[index]
+        if current > LATEST:
+            raise RuntimeError(
+                f"the database has schema version {current}; this correo knows {LATEST}:"
+                " upgrade correo"
+            )
+        for version in range(current + 1, LATEST + 1):
+            required, optional = MIGRATIONS[version]
+            await conn.execute(required.encode())
+            for statement in optional:
+                try:
+                    async with conn.transaction():  # a savepoint: failure is not fatal
+                        await conn.execute(statement.encode())
+                except psycopg.Error:
+                    break
+            await conn.execute(
+                "INSERT INTO schema_version (version, applied) VALUES (%s, %s)",
+                (version, time.time()),
+            )
+    return current

@@ -1,0 +1,183 @@
+"""What only the PostgreSQL store has: schema versions, nodes sharing one database
+(change notifications, queue leases), single-instance bodies by digest.
+
+The contract both stores share is tests/store/test_contract.py.  A real PostgreSQL
+(tests/pg.py), never a mock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from correo.store.api import DeliveryTarget, Envelope, QueuedRecipient, StoreError
+from correo.store.postgres import PostgresStore
+from correo.store.postgres_schema import LATEST
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def node(url: str, root: Path, **kwargs: object) -> PostgresStore:
+    store = PostgresStore(url, root, spool_memory=1024, recover=True, **kwargs)  # type: ignore[arg-type]
+    await store.open()
+    return store
+
+
+async def put(store: PostgresStore, data: bytes, account: str = "a@x.test") -> None:
+    spool = store.new_spool()
+    spool.write(data)
+    await store.deliver(spool, Envelope("s@x.test"), [DeliveryTarget(account)])
+
+
+def scalar(url: str, sql: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql.encode()).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_schema_is_created_once_by_nodes_opening_together(pg_url: str, tmp_path: Path) -> None:
+    async def go() -> None:
+        stores = [PostgresStore(pg_url, tmp_path / f"n{i}") for i in range(3)]
+        await asyncio.gather(*[s.open() for s in stores])
+        await put(stores[0], b"Subject: x\r\n\r\nx\r\n")
+        assert len(await stores[2].list_messages("a@x.test")) == 1
+        for s in stores:
+            await s.close()
+
+    run(go())
+    assert scalar(pg_url, "SELECT count(*) FROM schema_version") == LATEST
+    assert scalar(pg_url, "SELECT max(version) FROM schema_version") == LATEST
+
+
+def test_a_database_from_a_newer_correo_is_refused(pg_url: str, tmp_path: Path) -> None:
+    async def create() -> None:
+        store = await node(pg_url, tmp_path)
+        await store.close()
+
+    run(create())
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(b"INSERT INTO schema_version VALUES (999, 0)")
+
+    async def go() -> None:
+        store = PostgresStore(pg_url, tmp_path / "other")
+        with pytest.raises(StoreError, match="upgrade correo"):
+            await store.open()
+
+    run(go())
+
+
+def test_an_unreachable_database_fails_at_once(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def go() -> None:
+        store = PostgresStore(f"postgresql://nobody@127.0.0.1:{port}/mail", tmp_path)
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="cannot connect"):
+            await store.open()
+        assert time.monotonic() - started < 5
+
+    run(go())
+
+
+def test_a_commit_on_one_node_wakes_a_waiter_on_another(pg_url: str, tmp_path: Path) -> None:
+    """LISTEN/NOTIFY carries the mailbox id; the waiter reads the change from the tables."""
+
+    async def go() -> None:
+        one = await node(pg_url, tmp_path / "one")
+        two = await node(pg_url, tmp_path / "two")
+        await one.create_account("a@x.test")
+        await asyncio.wait_for(two.feed.listening.wait(), 10)
+        state = await two.mailbox_state("a@x.test")
+        counter = two.change_counter("a@x.test", "INBOX")
+        waiter = asyncio.create_task(
+            two.wait_for_change("a@x.test", "INBOX", state.highestmodseq, 30, counter=counter)
+        )
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        started = time.monotonic()
+        await put(one, b"Subject: across\r\n\r\nx\r\n")
+        assert await asyncio.wait_for(waiter, 5) is True
+        assert time.monotonic() - started < 1.0
+        assert two.change_counter("a@x.test", "INBOX") > counter
+        await one.close()
+        await two.close()
+
+    run(go())
+
+
+def test_queue_work_is_leased_to_one_node_at_a_time(pg_url: str, tmp_path: Path) -> None:
+    async def go() -> None:
+        one = await node(pg_url, tmp_path / "one")
+        two = await node(pg_url, tmp_path / "two")
+        spool = one.new_spool()
+        spool.write(b"Subject: out\r\n\r\nx\r\n")
+        delivered = await one.deliver(
+            spool, Envelope("s@x.test"), [], [QueuedRecipient("r@far.test")]
+        )
+        now = time.time() + 1
+        taken = await asyncio.gather(one.queue_due(now), two.queue_due(now))
+        assert sorted(len(t) for t in taken) == [0, 1]  # exactly one node got it
+        assert (taken[0] or taken[1])[0].id == delivered.queue_id
+        # The holder's lease runs out (a node died mid-attempt): another node takes over.
+        later = now + one.queue_lease + 1
+        (again,) = await two.queue_due(later)
+        assert again.id == delivered.queue_id
+        await one.close()
+        await two.close()
+
+    run(go())
+
+
+def test_a_restarted_node_releases_the_leases_it_held(pg_url: str, tmp_path: Path) -> None:
+    async def go() -> None:
+        one = await node(pg_url, tmp_path / "one")
+        spool = one.new_spool()
+        spool.write(b"Subject: out\r\n\r\nx\r\n")
+        await one.deliver(spool, Envelope("s@x.test"), [], [QueuedRecipient("r@far.test")])
+        now = time.time() + 1
+        assert len(await one.queue_due(now)) == 1
+        assert await one.queue_due(now) == []  # leased: not handed out twice
+        await one.close()  # stopped mid-attempt
+        one = await node(pg_url, tmp_path / "one")  # same folder: same node
+        assert len(await one.queue_due(now)) == 1
+        await one.close()
+
+    run(go())
+
+
+def test_identical_bodies_are_stored_once(pg_url: str, tmp_path: Path) -> None:
+    """Single instance by SHA-256, also for chunked bodies stored concurrently."""
+    big = b"Subject: big\r\n\r\n" + b"y" * (600 * 1024)
+
+    async def go() -> None:
+        one = await node(pg_url, tmp_path / "one")
+        two = await node(pg_url, tmp_path / "two")
+        await asyncio.gather(
+            put(one, big, "a@x.test"), put(two, big, "b@x.test"), put(one, big, "c@x.test")
+        )
+        await put(two, b"Subject: small\r\n\r\nx\r\n", "a@x.test")
+        await put(one, b"Subject: small\r\n\r\nx\r\n", "b@x.test")
+        for account in ("a@x.test", "b@x.test", "c@x.test"):
+            body = b"".join([c async for c in two.read_message(account, "INBOX", 1)])
+            assert body == big
+        await one.expunge("a@x.test", "INBOX", [1])
+        assert b"".join([c async for c in one.read_message("c@x.test", "INBOX", 1)]) == big
+        await one.close()
+        await two.close()
+
+    run(go())
+    assert scalar(pg_url, "SELECT count(*) FROM blobs") == 2
+    assert scalar(pg_url, "SELECT refs FROM blobs WHERE size > 1000") == 2
+    assert scalar(pg_url, "SELECT count(*) FROM blob_chunks") == 3  # 600 KiB in 256 KiB
+    assert scalar(pg_url, "SELECT count(*) FROM blob_staging") == 0

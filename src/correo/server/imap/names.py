@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+
+from correo.imap.wildcard import PatternError, Wildcard
 
 __all__ = [
     "DELIMITER",
     "SPECIAL_USE",
     "MailboxNameError",
+    "PatternError",
     "check_name",
-    "matcher",
+    "check_rename",
+    "descendants",
+    "has_descendant",
+    "list_matcher",
     "normalize",
 ]
 
@@ -60,12 +66,40 @@ def check_name(name: str) -> str:
     return normalize(name)
 
 
-@lru_cache(maxsize=256)
-def matcher(reference: str, pattern: str) -> re.Pattern[str]:
-    """LIST wildcard matching: ``*`` matches anything, ``%`` anything but the delimiter."""
-    full = normalize(reference + pattern if not pattern.startswith(DELIMITER) else pattern)
-    regex = "".join(
-        ".*" if c == "*" else f"[^{re.escape(DELIMITER)}]*" if c == "%" else re.escape(c)
-        for c in full
+def descendants(names: Sequence[str], name: str) -> Iterator[str]:
+    """The names below ``name`` in ``names`` (sorted), found by bisection: O(log n + k)."""
+    prefix = name + DELIMITER
+    for i in range(bisect_left(names, prefix), len(names)):
+        if not names[i].startswith(prefix):
+            return
+        yield names[i]
+
+
+def has_descendant(names: Sequence[str], name: str) -> bool:
+    """Is any of ``names`` (sorted) below ``name``? O(log n)."""
+    return next(descendants(names, name), None) is not None
+
+
+def check_rename(old: str, new: str, names: Iterable[str]) -> None:
+    """Refuse a RENAME whose moved inferiors would get names no CREATE could make.
+
+    ``new`` itself has passed :func:`check_name`; ``old/x`` becomes ``new/x``, which may
+    be too long or too deep, and moving ``old`` below itself would nest it again with
+    every repetition.
+    """
+    if new.startswith(old + DELIMITER):
+        raise MailboxNameError("a mailbox cannot move inside itself")
+    for name in descendants(sorted(names), old):
+        check_name(new + name[len(old) :])
+
+
+def list_matcher(reference: str, patterns: Iterable[str]) -> Wildcard:
+    """The patterns of one LIST or LSUB, each joined to the reference (RFC 9051 §6.3.9).
+
+    ``*`` matches anything, ``%`` anything but the delimiter, in linear time; raises
+    :class:`~correo.imap.wildcard.PatternError` for patterns past the length limits.
+    """
+    return Wildcard(
+        (normalize(p if p.startswith(DELIMITER) else reference + p) for p in patterns),
+        DELIMITER,
     )
-    return re.compile(regex + r"\Z", re.DOTALL)

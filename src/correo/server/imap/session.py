@@ -13,7 +13,7 @@ import datetime as dt
 import socket
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from correo.delivery.facts import FactsBuilder, load_tree
@@ -21,8 +21,6 @@ from correo.delivery.textindex import indexable, indexer_for
 from correo.imap import commands as c
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
-    Item,
-    Raw,
     esearch,
     list_response,
     mailbox_name,
@@ -61,12 +59,15 @@ from correo.server.imap.fetch import (
     render_message,
     render_meta_batch,
 )
+from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
 from correo.server.imap.names import (
     DELIMITER,
     SPECIAL_USE,
     MailboxNameError,
+    PatternError,
     check_name,
-    matcher,
+    check_rename,
+    list_matcher,
     normalize,
 )
 from correo.server.imap.ordering import sort_uids, thread_uids
@@ -723,85 +724,39 @@ class ImapSession:
             self.write(b'* LIST (\\Noselect) "/" ""\r\n')
             self.write(tagged(tag, "OK", "LIST completed"))
             return
-        boxes = {b.name: b for b in await self.ctx.store.list_mailboxes(self.user)}
-        patterns = [matcher(cmd.reference, p) for p in cmd.patterns]
-        selection, options = cmd.selection, cmd.return_options
-        want_subscribed = "SUBSCRIBED" in selection
-        want_special = "SPECIAL-USE" in selection
-        recursive = "RECURSIVEMATCH" in selection
-        if want_subscribed:
-            # RFC 5258 §3.1: subscribed names, whether or not such a mailbox exists
-            subscribed = await self.ctx.store.list_subscriptions(self.user)
-            candidates = set(subscribed)
-            if recursive:  # RFC 5258 §3.5: parents may be listed for their children
-                for sub in subscribed:
-                    levels = sub.split(DELIMITER)
-                    candidates.update(
-                        DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))
-                    )
-            names = sorted(candidates)
-        else:
-            subscribed = sorted(n for n, b in boxes.items() if b.subscribed)
-            names = list(boxes)
-        is_subscribed = set(subscribed)
-        for name in names:
-            if not any(p.match(name) for p in patterns):
+        try:
+            match = list_matcher(cmd.reference, cmd.patterns)
+        except PatternError as exc:
+            self.write(tagged(tag, "NO", str(exc), "LIMIT"))
+            return
+        boxes = await self.ctx.store.list_mailboxes(self.user)
+        subscriptions = None
+        if "SUBSCRIBED" in cmd.selection:
+            subscriptions = await self.ctx.store.list_subscriptions(self.user)
+        for item in list_lines(boxes, subscriptions, match, cmd, utf8):
+            if item is PAUSE:
+                await asyncio.sleep(0)  # a long listing lets the other connections run
                 continue
-            box = boxes.get(name)
-            extended: dict[str, Item] | None = None
-            if recursive and want_subscribed and _has_descendant(subscribed, name):
-                # RFC 5258 §3.5: a match with subscribed descendants carries CHILDINFO
-                extended = {"CHILDINFO": [Raw(b'"SUBSCRIBED"')]}
-            if want_subscribed and name not in is_subscribed:
-                # RFC 5258 §3.5: only for a subscribed descendant the patterns hide;
-                # servers SHOULD suppress redundant responses
-                prefix = name + DELIMITER
-                hidden = (
-                    n
-                    for n in subscribed
-                    if n.startswith(prefix) and not any(p.match(n) for p in patterns)
-                )
-                if extended is None or next(hidden, None) is None:
-                    continue
-            if want_special and (box is None or not box.special_use):
-                continue
-            flags = []
-            if box is None:
-                flags.append("\\NonExistent")  # RFC 5258 §3.4: a subscription outlived it
-            else:
-                has_children = _has_descendant(boxes, name)
-                flags.append("\\HasChildren" if has_children else "\\HasNoChildren")
-                if box.special_use and (
-                    not cmd.extended or "SPECIAL-USE" in options or want_special
-                ):
-                    flags.append(box.special_use)
-            if name in is_subscribed and ("SUBSCRIBED" in options or want_subscribed):
-                flags.append("\\Subscribed")  # RFC 5258 §3.4
-            self.write(list_response(flags, DELIMITER, name, utf8, extended))
-            if "STATUS" in options and cmd.status_items and box is not None:  # RFC 5819
-                await self._status_line(name, cmd.status_items)
+            self.write(item.line)
+            if item.status is not None:  # RFC 5819
+                with contextlib.suppress(MailboxError):  # deleted meanwhile: no STATUS
+                    await self._status_line(item.status, cmd.status_items)
+                await asyncio.sleep(0)  # each STATUS reads the store on the loop
         self.write(tagged(tag, "OK", "LIST completed"))
 
     async def cmd_lsub(self, tag: str, cmd: c.Lsub) -> None:
         assert self.user is not None
-        pattern = matcher(cmd.reference, cmd.pattern)
-        # RFC 9051 §6.3.7: subscribed names are listed even when the mailbox is gone
+        try:
+            match = list_matcher(cmd.reference, [cmd.pattern])
+        except PatternError as exc:
+            self.write(tagged(tag, "NO", str(exc), "LIMIT"))
+            return
         subscribed = await self.ctx.store.list_subscriptions(self.user)
-        listed = {n for n in subscribed if pattern.match(n)}
-        hidden: set[str] = set()
-        for name in subscribed:
-            if name in listed:
+        for line in lsub_lines(subscribed, match, self.core.utf8):
+            if line is PAUSE:
+                await asyncio.sleep(0)
                 continue
-            # RFC 3501 §6.3.9: "%" hid a subscribed child; its matching parent is \Noselect
-            levels = name.split(DELIMITER)
-            for depth in range(len(levels) - 1, 0, -1):
-                parent = DELIMITER.join(levels[:depth])
-                if parent not in listed and pattern.match(parent):
-                    hidden.add(parent)
-                    break
-        for name in sorted(listed | hidden):
-            flags = ["\\Noselect"] if name in hidden else []
-            self.write(list_response(flags, DELIMITER, name, self.core.utf8, kind="LSUB"))
+            self.write(line)
         self.write(tagged(tag, "OK", "LSUB completed"))
 
     async def _status_line(self, name: str, items: tuple[str, ...]) -> None:
@@ -1297,11 +1252,6 @@ _HANDLERS: dict[type, Handler] = {
     c.GetQuota: ImapSession.cmd_quota,
     c.GetQuotaRoot: ImapSession.cmd_quota,
 }
-
-
-def _has_descendant(names: Iterable[str], name: str) -> bool:
-    prefix = name + DELIMITER
-    return any(n.startswith(prefix) for n in names)
 
 
 def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:

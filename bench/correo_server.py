@@ -41,6 +41,7 @@ class CorreoServer:
     pop3s_port: int = 2995
     users: int = 10
     message_size: int | None = None  # raise [limits] message_size (the big-message test)
+    store: str | None = None  # a PostgreSQL URL for `correo init --store`; None = SQLite
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _own_tmp: bool = field(default=False, init=False)
 
@@ -50,7 +51,10 @@ class CorreoServer:
             self.data = Path(tempfile.mkdtemp(prefix="correo-bench-"))
             self._own_tmp = True
         self.data.mkdir(parents=True, exist_ok=True)
-        self._cli("init", "--data", str(self.data), "--domain", DOMAIN, "--hostname", "localhost")
+        store = ["--store", self.store] if self.store else []
+        self._cli(
+            "init", "--data", str(self.data), "--domain", DOMAIN, "--hostname", "localhost", *store
+        )
         toml = self.data / "correo.toml"
         text = toml.read_text()
         text = re.sub(r'"127\.0\.0\.1:2525"', f'"127.0.0.1:{self.smtp_port}"', text)

@@ -1,6 +1,7 @@
 """The SMTP benchmark of the foundation issue: correo side by side with Postfix -> Dovecot.
 
     python bench/smtp_bench.py [--target correo|peer|both] [-n 5000] [-c 20] [--size 5000]
+    python bench/smtp_bench.py --target correo --store private   # correo on PostgreSQL
 
 For each target: start it fresh, push N messages over C connections into its MX listener,
 then poll POP3 STAT over every user until all N are retrievable. Reported per target:
@@ -140,10 +141,30 @@ def run_peer(a: argparse.Namespace) -> Outcome:
 
 
 def run_correo(a: argparse.Namespace) -> Outcome:
-    srv = correo_server.CorreoServer(a.correo_data, users=a.users)
-    print("correo: setting up", flush=True)
-    srv.setup()
-    srv.start()
+    cluster = None
+    store = a.store
+    if store == "private":  # a PostgreSQL of its own, as the tests start (tests/pg.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.pg import PgCluster, find_pg_bin
+
+        bin_dir = find_pg_bin()
+        if bin_dir is None:
+            raise SystemExit("--store private: PostgreSQL is not installed")
+        cluster = PgCluster(bin_dir)
+        cluster.start()
+        store = cluster.new_database()
+    srv = correo_server.CorreoServer(a.correo_data, users=a.users, store=store)
+    print("correo: setting up" + (f" on {store}" if store else ""), flush=True)
+    try:
+        srv.setup()
+        srv.start()
+        return _bench_correo(a, srv)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def _bench_correo(a: argparse.Namespace, srv: correo_server.CorreoServer) -> Outcome:
     try:
         pop = PopTarget(
             "127.0.0.1",
@@ -205,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the peer's data in place")
     p.add_argument("--peer-workdir", type=Path, default=peer.DEFAULT_WORKDIR)
     p.add_argument("--correo-data", type=Path, default=None)
+    p.add_argument(
+        "--store",
+        default=None,
+        help="correo on PostgreSQL: a postgresql:// URL, or 'private' for a throwaway cluster",
+    )
     a = p.parse_args(argv)
     outcomes: list[Outcome] = []
     failed = False

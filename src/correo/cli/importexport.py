@@ -30,8 +30,15 @@ from correo.mua.mailfile import (
     read_mbox,
 )
 from correo.mua.progress import Progress
-from correo.store.api import DeliveryTarget, Envelope, MailboxError, MessageFacts, Spool
-from correo.store.sqlite import SqliteStore
+from correo.store.api import (
+    DeliveryTarget,
+    Envelope,
+    MailboxError,
+    MailStore,
+    MessageFacts,
+    Spool,
+)
+from correo.store.factory import store_for_data
 
 __all__ = ["ImportExportError", "cmd_export", "cmd_import", "register"]
 
@@ -146,7 +153,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 async def _import(
     data_dir: Path, account: str, folders: list[tuple[str, Path]], mbox: bool
 ) -> tuple[int, int]:
-    store = SqliteStore(data_dir / "store")
+    store = store_for_data(data_dir)
     await store.open()
     added = skipped = 0
     try:
@@ -178,7 +185,7 @@ async def _import(
 
 
 async def _import_folder(
-    store: SqliteStore,
+    store: MailStore,
     account: str,
     folder: str,
     messages: Iterator[LocalMessage],
@@ -277,7 +284,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace, account: str, out: Path) -> int:
-    store = SqliteStore(args.data_dir / "store")
+    store = store_for_data(args.data_dir)
     await store.open()
     loop = asyncio.get_running_loop()
     count = 0

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from correo.config import load_config
 from correo.junk.tokens import tokenize
-from correo.store.api import StoreError
-from correo.store.sqlite import SqliteStore
+from correo.store.api import MailStore, StoreError
+from correo.store.factory import store_for_data
 
 __all__ = ["register"]
 
 
 async def _messages(
-    args: argparse.Namespace, store: SqliteStore, account: str, limit: int
+    args: argparse.Namespace, store: MailStore, account: str, limit: int
 ) -> AsyncIterator[bytes]:
     if args.maildir:
         box: mailbox.Mailbox[mailbox.Message] = mailbox.Maildir(args.maildir, create=False)
@@ -44,7 +44,7 @@ async def _messages(
 async def _train(args: argparse.Namespace) -> int:
     config = load_config(args.data_dir)
     limit = config.junk.max_size or 512 * 1024
-    store = SqliteStore(args.data_dir / "store")
+    store = store_for_data(args.data_dir)
     await store.open()
     count = 0
     try:

@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="overwrite an existing data folder's config and certificate",
     )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        default=None,
+        help="keep mail in PostgreSQL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+        " (the schema is created, or joined if there); default: SQLite in DIR",
+    )
     p.set_defaults(func=setup.cmd_init)
 
     p = sub.add_parser(

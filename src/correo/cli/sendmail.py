@@ -25,7 +25,7 @@ from correo.delivery.trace import return_path_field
 from correo.directory import Directory
 from correo.message.headers import addresses_in, parse_fields
 from correo.store.api import DeliveryTarget, Envelope, QueuedRecipient
-from correo.store.sqlite import SqliteStore
+from correo.store.factory import store_for_data
 
 __all__ = ["add_parser", "cmd_sendmail", "prepare"]
 
@@ -177,7 +177,7 @@ def cmd_sendmail(args: argparse.Namespace) -> int:
     )
 
     async def store_it() -> None:
-        store = SqliteStore(args.data_dir / "store")
+        store = store_for_data(args.data_dir)
         await store.open()
         try:
             spool = store.new_spool()

@@ -15,7 +15,8 @@ from correo.log import configure
 from correo.mailauth.keys import ensure_domain_keys
 from correo.server.app import MailServer, run_server
 from correo.server.tls import generate_self_signed
-from correo.store.sqlite import SqliteStore
+from correo.store.api import StoreError
+from correo.store.factory import open_store
 
 __all__ = ["cmd_demo", "cmd_init", "cmd_serve", "init_data_dir"]
 
@@ -27,8 +28,16 @@ class InitError(Exception):
     pass
 
 
-def init_data_dir(data: Path, domain: str, hostname: str | None, force: bool = False) -> None:
-    """Create DATA/correo.toml, a self-signed certificate and an empty store."""
+def init_data_dir(
+    data: Path, domain: str, hostname: str | None, force: bool = False, store: str | None = None
+) -> None:
+    """Create DATA/correo.toml, a self-signed certificate and an empty store.
+
+    ``store``: a PostgreSQL URL written as ``[store] url``; its schema is created when the
+    database is empty, and joined as it is otherwise (another node of the same cluster).
+    """
+    if store and not store.startswith(("postgresql://", "postgres://")):
+        raise InitError("--store takes a URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB")
     config_path = data / "correo.toml"
     if data.exists() and any(data.iterdir()) and not force:
         raise InitError(
@@ -37,7 +46,13 @@ def init_data_dir(data: Path, domain: str, hostname: str | None, force: bool = F
     hostname = hostname or f"mail.{domain}"
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
-    config_path.write_text(render_default_config(hostname), encoding="utf-8")
+    text = render_default_config(hostname)
+    if store:
+        text += (
+            "\n# Mail lives in PostgreSQL, shared by every node (docs/cluster.md).\n"
+            f"[store]\nurl = {_toml_string(store)}\n"
+        )
+    config_path.write_text(text, encoding="utf-8")
     config = load_config(data)
     cert, key = config.path(config.tls.certificate), config.path(config.tls.key)
     cert.parent.mkdir(parents=True, exist_ok=True)
@@ -52,17 +67,23 @@ def init_data_dir(data: Path, domain: str, hostname: str | None, force: bool = F
     ensure_domain_keys(data, domain)  # DKIM keys for outbound signing
 
     async def make_store() -> None:
-        store = SqliteStore(data / "store")
-        await store.open()
-        await store.close()
+        opened = open_store(load_config(data))  # creates the schema, or joins it
+        await opened.open()
+        await opened.close()
 
     asyncio.run(make_store())
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string (a password may hold quotes or backslashes)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     try:
-        init_data_dir(args.data_dir, args.domain, args.hostname, args.force)
-    except (InitError, DirectoryError) as exc:
+        init_data_dir(args.data_dir, args.domain, args.hostname, args.force, args.store)
+    except (InitError, DirectoryError, StoreError) as exc:
         print(f"correo: {exc}", file=sys.stderr)
         return 1
     print(f"Created {args.data_dir}/correo.toml for {args.domain}.")

@@ -15,7 +15,7 @@ from correo.config import load_config
 from correo.directory import Directory
 from correo.sieve import check
 from correo.store.api import MailboxError
-from correo.store.sqlite import SqliteStore
+from correo.store.factory import store_for_data
 
 __all__ = ["register"]
 
@@ -56,7 +56,7 @@ async def _run(args: argparse.Namespace) -> int:
         return 1 if errors else 0
     load_config(args.data_dir)
     account = _account(args)
-    store = SqliteStore(args.data_dir / "store")
+    store = store_for_data(args.data_dir)
     await store.open()
     try:
         if action == "list":

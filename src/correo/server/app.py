@@ -36,7 +36,7 @@ from correo.server.smtp_session import SmtpSession
 from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
 from correo.server.tls import server_context
 from correo.server.watchdog import LoopWatchdog
-from correo.store.sqlite import SqliteStore
+from correo.store.factory import open_store
 
 __all__ = ["MailServer", "run_server"]
 
@@ -88,7 +88,7 @@ class MailServer:
     def __init__(self, config: Config, log: Logger | None = None) -> None:
         self.config = config
         self.log = log or get_logger()
-        self.store = SqliteStore(config.data_dir / "store", recover=True)
+        self.store = open_store(config, recover=True)  # SQLite, or [store] url
         self.directory: Directory | None = None
         self.ctx: ServerContext | None = None
         self._servers: list[asyncio.Server] = []

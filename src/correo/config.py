@@ -85,6 +85,7 @@ class Limits:
     pop3_line: int = 512
     auth_line: int = 12288
     ipv6_prefix: int = 64  # IPv6 clients are counted per network of this length (32..128)
+    mailboxes_per_account: int = 10_000  # IMAP CREATE/RENAME past it: NO [LIMIT]; 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +452,7 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         f"command_timeout = {d.command_timeout}        # seconds waiting for a command",
         f"data_timeout = {d.data_timeout}           # seconds waiting for message data",
         f"bad_commands = {d.bad_commands}                # errors in a row before disconnect",
+        f"mailboxes_per_account = {d.mailboxes_per_account}  # also bounds subscriptions",
         "",
         "[auth]",
         f"free_failures = {a.free_failures}       # failed logins before delays start",

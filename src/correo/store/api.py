@@ -311,9 +311,16 @@ class MailStore(Protocol):
     async def list_mailboxes(self, account: str) -> list[MailboxInfo]: ...
 
     async def create_mailbox(
-        self, account: str, name: str, special_use: str | None = None, subscribe: bool = True
+        self,
+        account: str,
+        name: str,
+        special_use: str | None = None,
+        subscribe: bool = True,
+        *,
+        limit: int = 0,
     ) -> None:
-        """Raises MailboxError (code ALREADYEXISTS) when it exists.
+        """Creates ``name`` and its missing superiors; MailboxError ALREADYEXISTS when it
+        exists, LIMIT when the account would hold more than ``limit`` mailboxes (0: any).
 
         ``subscribe``: mailboxes the server creates (delivery, special-use, import) are
         subscribed so LSUB clients see them; IMAP CREATE passes False (RFC 9051 §6.3.4
@@ -321,15 +328,24 @@ class MailStore(Protocol):
         """
         ...
 
-    async def delete_mailbox(self, account: str, name: str) -> None: ...
-
-    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
-        """Renames ``old`` and its children; renaming INBOX moves its messages (§6.3.6)."""
+    async def delete_mailbox(self, account: str, name: str) -> None:
+        """MailboxError HASCHILDREN while a name lies below it (exact, case-sensitive)."""
         ...
 
-    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+    async def rename_mailbox(self, account: str, old: str, new: str, *, limit: int = 0) -> None:
+        """Renames ``old`` and exactly its inferiors (case-sensitive), creating missing
+        superiors of ``new``; renaming INBOX moves its messages (RFC 9051 §6.3.6).
+
+        MailboxError CANNOT for a move below itself, LIMIT past ``limit`` mailboxes.
+        """
+        ...
+
+    async def set_subscribed(
+        self, account: str, name: str, subscribed: bool, *, limit: int = 0
+    ) -> None:
         """Subscriptions are names, not mailboxes: any name may be subscribed, and deleting
-        a mailbox keeps its subscription (RFC 9051 §6.3.7)."""
+        a mailbox keeps its subscription (RFC 9051 §6.3.7). MailboxError LIMIT when a new
+        subscription would make more than ``limit`` (0: any)."""
         ...
 
     async def list_subscriptions(self, account: str) -> list[str]:

@@ -104,27 +104,36 @@ class MailboxOps:
         return result
 
     async def create_mailbox(
-        self, account: str, name: str, special_use: str | None = None, subscribe: bool = True
+        self,
+        account: str,
+        name: str,
+        special_use: str | None = None,
+        subscribe: bool = True,
+        *,
+        limit: int = 0,
     ) -> None:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
             if self._find_mailbox(conn, account, name) is not None:
                 raise MailboxError(f"mailbox {name} already exists", "ALREADYEXISTS")
             account_id = self._account_id(conn, account, create=True)
-            parts = name.split("/")
             # RFC 9051 §6.3.4: create the superior names that are missing.
-            for depth in range(1, len(parts) + 1):
-                path = "/".join(parts[:depth])
-                if self._find_mailbox(conn, account, path) is None:
-                    conn.execute(
-                        "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)"
-                        " VALUES (?, ?, ?, ?)",
-                        (
-                            account_id,
-                            path,
-                            self._next_uidvalidity(conn),
-                            special_use if path == name else None,
-                        ),
-                    )
+            missing = [
+                path
+                for path in (*_superiors(name), name)
+                if self._find_mailbox(conn, account, path) is None
+            ]
+            _check_room(conn, account_id, len(missing), limit)
+            for path in missing:
+                conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity, special_use)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        account_id,
+                        path,
+                        self._next_uidvalidity(conn),
+                        special_use if path == name else None,
+                    ),
+                )
             if subscribe:
                 conn.execute(
                     "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
@@ -141,8 +150,8 @@ class MailboxOps:
             mailbox_id = self._box(conn, account, name)
             child = conn.execute(
                 "SELECT 1 FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
-                " WHERE a.name=? AND m.name LIKE ? ESCAPE '\\' LIMIT 1",
-                (account, _like_prefix(name)),
+                " WHERE a.name=? AND m.name >= ? AND m.name < ? LIMIT 1",
+                (account, *_inferiors(name)),
             ).fetchone()
             if child is not None:
                 raise MailboxError(f"mailbox {name} has children; delete them first", "HASCHILDREN")
@@ -161,15 +170,25 @@ class MailboxOps:
 
         await self._write(op)
 
-    async def rename_mailbox(self, account: str, old: str, new: str) -> None:
+    async def rename_mailbox(self, account: str, old: str, new: str, *, limit: int = 0) -> None:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
             source = self._box(conn, account, old)
             if self._find_mailbox(conn, account, new) is not None:
                 raise MailboxError(f"mailbox {new} already exists", "ALREADYEXISTS")
+            if old != INBOX and new.startswith(old + "/"):
+                raise MailboxError("a mailbox cannot move inside itself", "CANNOT")
+            account_id = self._account_id(conn, account, create=False)
+            # RFC 9051 §6.3.6: the server SHOULD create the superior names that are needed.
+            missing = [p for p in _superiors(new) if self._find_mailbox(conn, account, p) is None]
+            _check_room(conn, account_id, len(missing) + (old == INBOX), limit)
             self._forget_names(account)
+            for path in missing:
+                conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (?, ?, ?)",
+                    (account_id, path, self._next_uidvalidity(conn)),
+                )
             if old == INBOX:
                 # RFC 9051 §6.3.6: renaming INBOX moves its messages; INBOX stays, empty.
-                account_id = self._account_id(conn, account, create=False)
                 cur = conn.execute(
                     "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES (?, ?, ?)",
                     (account_id, new, self._next_uidvalidity(conn)),
@@ -183,32 +202,63 @@ class MailboxOps:
                 ]
                 self._copy(conn, source, uids, target, move=True)
                 return None, [self._notify_later([(account, INBOX)])]
-            account_id = self._account_id(conn, account, create=False)
-            for mailbox_id, name in conn.execute(
-                "SELECT id, name FROM mailboxes WHERE account_id=? AND (name=? OR name LIKE ?"
-                " ESCAPE '\\')",
-                (account_id, old, _like_prefix(old)),
-            ).fetchall():
-                conn.execute(
-                    "UPDATE mailboxes SET name=? WHERE id=?", (new + name[len(old) :], mailbox_id)
+            # The hierarchy below ``old`` by an exact, case-sensitive range (never LIKE,
+            # which folds ASCII case: PROJ/x is not below proj).
+            moving = conn.execute(
+                "SELECT id, name FROM mailboxes WHERE account_id=?"
+                " AND (name=? OR (name >= ? AND name < ?))",
+                (account_id, old, *_inferiors(old)),
+            ).fetchall()
+            renamed = [(mailbox_id, name, new + name[len(old) :]) for mailbox_id, name in moving]
+            sources = {name for _, name, _ in renamed}
+            for _, _, target_name in renamed:
+                taken = self._find_mailbox(conn, account, target_name) is not None
+                if taken and target_name not in sources:
+                    raise MailboxError(f"mailbox {target_name} already exists", "ALREADYEXISTS")
+            if sources & {t for _, _, t in renamed}:
+                # A target is still another's source (below a superior-less name): step
+                # through names no client can give (control characters are refused).
+                conn.executemany(
+                    "UPDATE mailboxes SET name=? WHERE id=?",
+                    [(f"\x00{mailbox_id}", mailbox_id) for mailbox_id, _, _ in renamed],
                 )
-                # The client renamed it: its subscription follows (only a server-made
-                # removal is forbidden, RFC 9051 §6.3.7).
+            conn.executemany(
+                "UPDATE mailboxes SET name=? WHERE id=?",
+                [(target_name, mailbox_id) for mailbox_id, _, target_name in renamed],
+            )
+            # The client renamed it: its subscriptions follow (only a server-made removal
+            # is forbidden, RFC 9051 §6.3.7).
+            followed = [
+                target_name
+                for _, name, target_name in renamed
                 if conn.execute(
                     "DELETE FROM subscriptions WHERE account_id=? AND name=? RETURNING 1",
                     (account_id, name),
-                ).fetchone():
-                    conn.execute(
-                        "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
-                        (account_id, new + name[len(old) :]),
-                    )
+                ).fetchone()
+            ]
+            conn.executemany(
+                "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
+                [(account_id, target_name) for target_name in followed],
+            )
             return None, [self._notify_later([(account, old)])]
 
         await self._write(op)
 
-    async def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+    async def set_subscribed(
+        self, account: str, name: str, subscribed: bool, *, limit: int = 0
+    ) -> None:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
             account_id = self._account_id(conn, account, create=True)
+            if subscribed and limit:
+                known = conn.execute(
+                    "SELECT 1 FROM subscriptions WHERE account_id=? AND name=?",
+                    (account_id, name),
+                ).fetchone()
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM subscriptions WHERE account_id=?", (account_id,)
+                ).fetchone()
+                if known is None and count >= limit:
+                    raise MailboxError(f"at most {limit} subscriptions per account", "LIMIT")
             if subscribed:
                 conn.execute(
                     "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
@@ -249,8 +299,11 @@ class MailboxOps:
                 raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
             mailbox_id, uidnext, uidvalidity, modseq, recent_uid = row
             count, unseen, deleted, size, recent = conn.execute(
-                "SELECT count(*), coalesce(sum(flags NOT LIKE '%\\Seen%'), 0),"
-                " coalesce(sum(flags LIKE '%\\Deleted%'), 0), coalesce(sum(size), 0),"
+                # Whole flags only: a flag-extension such as \SeenBy is not \Seen (flags
+                # are stored space-separated, system flags in canonical case).
+                "SELECT count(*), coalesce(sum(instr(' ' || flags || ' ', ' \\Seen ') = 0), 0),"
+                " coalesce(sum(instr(' ' || flags || ' ', ' \\Deleted ') > 0), 0),"
+                " coalesce(sum(size), 0),"
                 " coalesce(sum(uid >= ?), 0) FROM messages WHERE mailbox_id=?",
                 (recent_uid, mailbox_id),
             ).fetchone()
@@ -712,6 +765,28 @@ def _trigrams(needles: Sequence[str]) -> list[str]:
     return list(grams)[:_MAX_GRAMS]
 
 
-def _like_prefix(name: str) -> str:
-    escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "/%"
+def _superiors(name: str) -> list[str]:
+    """``a``, ``a/b`` for ``a/b/c``."""
+    parts = name.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+
+
+def _inferiors(name: str) -> tuple[str, str]:
+    """(low, high): exactly the names below ``name`` satisfy ``low <= n < high``.
+
+    Under SQLite's BINARY collation a name with the prefix ``name/`` sorts from
+    ``name/`` up to, not including, ``name0`` ('0' follows '/'); the comparison is
+    exact and case-sensitive, and uses the (account_id, name) index.
+    """
+    return name + "/", name + "0"
+
+
+def _check_room(conn: sqlite3.Connection, account_id: int | None, adding: int, limit: int) -> None:
+    """Refuse to grow an account past ``limit`` mailboxes (0: no limit)."""
+    if not limit or not adding:
+        return
+    (count,) = conn.execute(
+        "SELECT count(*) FROM mailboxes WHERE account_id=?", (account_id,)
+    ).fetchone()
+    if count + adding > limit:
+        raise MailboxError(f"at most {limit} mailboxes per account", "LIMIT")  # RFC 9051 §7.1

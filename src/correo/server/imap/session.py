@@ -674,9 +674,10 @@ class ImapSession:
             self.write(tagged(tag, "NO", "INBOX always exists", "ALREADYEXISTS"))
             return
         use = cmd.special_use[0] if cmd.special_use else None
-        await self.ctx.store.create_mailbox(self.user, name, use, subscribe=False)  # §6.3.4
+        limit = self.ctx.config.limits.mailboxes_per_account  # RFC 9051 §7.1 LIMIT
+        await self.ctx.store.create_mailbox(self.user, name, use, subscribe=False, limit=limit)
         self._mailboxes_changed()
-        self.write(tagged(tag, "OK", "CREATE completed"))
+        self.write(tagged(tag, "OK", "CREATE completed"))  # RFC 9051 §6.3.4
 
     async def cmd_delete(self, tag: str, cmd: c.Delete) -> None:
         assert self.user is not None
@@ -696,7 +697,17 @@ class ImapSession:
         if new == INBOX:
             self.write(tagged(tag, "NO", "INBOX already exists", "ALREADYEXISTS"))
             return
-        await self.ctx.store.rename_mailbox(self.user, normalize(cmd.mailbox), new)
+        old = normalize(cmd.mailbox)
+        if old != INBOX:
+            # The inferiors move along: their new names must be valid names too.
+            names = [b.name for b in await self.ctx.store.list_mailboxes(self.user)]
+            try:
+                check_rename(old, new, names)
+            except MailboxNameError as exc:
+                self.write(tagged(tag, "NO", str(exc), "CANNOT"))
+                return
+        limit = self.ctx.config.limits.mailboxes_per_account
+        await self.ctx.store.rename_mailbox(self.user, old, new, limit=limit)
         self._mailboxes_changed()
         self.write(tagged(tag, "OK", "RENAME completed"))
 
@@ -707,7 +718,8 @@ class ImapSession:
         name = self._name(tag, cmd.mailbox) if subscribed else normalize(cmd.mailbox)
         if name is None:
             return
-        await self.ctx.store.set_subscribed(self.user, name, subscribed)
+        limit = self.ctx.config.limits.mailboxes_per_account
+        await self.ctx.store.set_subscribed(self.user, name, subscribed, limit=limit)
         self.write(
             tagged(tag, "OK", "SUBSCRIBE completed" if subscribed else "UNSUBSCRIBE completed")
         )

@@ -17,6 +17,7 @@ from correo.server.tls import describe
 __all__ = ["Connection", "capped", "remaining"]
 
 _READ_SIZE = 65536
+_PACE = 32  # commands between two turns of the loop for the other sessions
 
 
 class Connection:
@@ -39,6 +40,7 @@ class Connection:
         #: has seen one, the connection is dropped and ``http_hangup`` is True.
         self.guard: HttpGuard | None = None
         self.http_hangup = False
+        self._paced = 0  # commands served since the session last let the loop run
 
     @property
     def peer(self) -> str:
@@ -81,6 +83,18 @@ class Connection:
         if self.guard is not None and data:
             return self._screen(self.guard, data)
         return data
+
+    async def pace(self) -> None:
+        """Once per command: let other sessions run every few commands.
+
+        A read returns at once while the buffer holds data, and a write does not wait
+        while the kernel takes it, so a client that pipelines thousands of commands in
+        one packet would otherwise keep every other session waiting until the last one.
+        """
+        self._paced += 1
+        if self._paced >= _PACE:
+            self._paced = 0
+            await asyncio.sleep(0)
 
     def _screen(self, guard: HttpGuard, data: bytes) -> bytes:
         """Pass ``data`` on unless it shows an HTTP request (see HttpGuard): then nothing of it

@@ -107,6 +107,7 @@ class ManageSieveSession:
                 if isinstance(event, ConnectionClosed):
                     return
                 await self._handle(event)
+                await self.conn.pace()
             await self.conn.flush(self.write_timeout)
 
     def _respond(self, kind: str, code: str | None = None, text: str | None = None) -> None:

@@ -114,6 +114,7 @@ class Pop3Session:
                     break
                 await self._handle(event)
                 handled = True
+                await self.conn.pace()
             if not await self._flush():
                 return
             if handled:

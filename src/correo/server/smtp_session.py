@@ -208,6 +208,7 @@ class SmtpSession:
                 else:
                     await self._handle(event)
             if not await self._flush():
+                await self.conn.pace()
                 return
             if handled:
                 waiting_since = time.monotonic()

@@ -323,6 +323,7 @@ class ImapSession:
                 return
             await self._event(event)
 
+            await self.conn.pace()
     async def _event(self, event: object) -> None:
         match event:
             case CommandEvent(tag=tag, command=command):

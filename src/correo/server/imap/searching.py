@@ -15,6 +15,7 @@ trigram insert of the word set is small beside it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 from collections.abc import Sequence
@@ -53,6 +54,13 @@ from correo.store.api import MailStore, MessageFacts
 __all__ = ["TextIndexer", "index_text_of", "run_search"]
 
 _BACKFILL_CHARS = 64 << 20  # the rest is indexed by a later search
+#: Key evaluations between two yields to the event loop (a few milliseconds): a program
+#: of 1,000 keys over a large mailbox would otherwise hold the loop for seconds.
+_PACE = 2000
+#: Keys times characters of text past which one message is evaluated in a worker
+#: thread: each BODY/TEXT/HEADER key scans the text again, and a program of many keys
+#: over a message of megabytes costs seconds.
+_HEAVY = 1 << 22
 
 
 def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
@@ -80,6 +88,18 @@ def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
     return False, False, False
 
 
+def _size(key: SearchKey) -> int:
+    """How many keys the program evaluates per message, at most."""
+    match key:
+        case Not(inner):
+            return 1 + _size(inner)
+        case Or(left, right):
+            return 1 + _size(left) + _size(right)
+        case And(keys):
+            return 1 + sum(_size(k) for k in keys)
+    return 1
+
+
 def _required_needles(key: SearchKey) -> list[str]:
     """BODY/TEXT strings every match must contain (conjunction members only)."""
     match key:
@@ -101,14 +121,17 @@ def _local_date(value: str) -> dt.datetime | None:
 class _Subject:
     """One message as the evaluator sees it."""
 
-    __slots__ = ("_body", "_headers", "info", "recent", "sent_date", "seq")
+    __slots__ = ("_body", "_flags", "_folded", "_headers", "info", "sent_date", "seq")
 
     def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
         self.info = view.info[uid]
         self.seq = seq
-        self.recent = view.is_recent(uid)
+        flags = self.info.flags
+        # once per message, not once per flag key of the program
+        self._flags = frozenset((*flags, "\\Recent") if view.is_recent(uid) else flags)
         self.sent_date = dt.datetime.fromtimestamp(sent, dt.UTC) if sent is not None else None
         self._headers: dict[str, list[str]] = {}
+        self._folded: list[str] | None = None  # header values casefolded, once
         self._body: str = ""
 
     @property
@@ -117,9 +140,7 @@ class _Subject:
 
     @property
     def flags(self) -> AbstractSet[str]:
-        if self.recent:
-            return frozenset((*self.info.flags, "\\Recent"))
-        return frozenset(self.info.flags)
+        return self._flags
 
     @property
     def internal_date(self) -> dt.datetime:
@@ -143,7 +164,9 @@ class _Subject:
         folded = needle.casefold()
         if folded in self._body:
             return True
-        return any(folded in v.casefold() for vs in self._headers.values() for v in vs)
+        if self._folded is None:
+            self._folded = [v.casefold() for vs in self._headers.values() for v in vs]
+        return any(folded in v for v in self._folded)
 
 
 async def run_search(
@@ -171,12 +194,18 @@ async def run_search(
     if headers or body or sent:
         facts = await ensure_facts(store, view, uids)
     matched: list[int] = []
+    cost, spent = _size(program), 0
     for uid in uids:
+        spent += cost
+        if spent >= _PACE:
+            spent = 0
+            await asyncio.sleep(0)  # let the other connections run
         seq = view.seq(uid)
         if seq is None:
             continue
         f = facts.get(uid)
         subject = _Subject(view, uid, seq, f.sent_date if f is not None else None)
+        text_size = 0
         if (headers or body or sent) and f is not None:
             tree = load_tree(f)
             if body:
@@ -197,7 +226,12 @@ async def run_search(
                     values.append(address_text(value))
                 if name == "date" and sent:
                     subject.sent_date = _local_date(value) or subject.sent_date
-        if matcher(subject):
+            text_size = len(subject._body) + len(raw_header)
+        if cost * text_size > _HEAVY:
+            hit = await asyncio.to_thread(matcher, subject)  # many scans of a large text
+        else:
+            hit = matcher(subject)
+        if hit:
             matched.append(uid)
     indexer_for(store).write(view.account, view.name, texts)  # not awaited: off the reply
     return matched

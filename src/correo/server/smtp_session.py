@@ -37,6 +37,7 @@ from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechan
 from correo.server.auth import check_password
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
+from correo.server.store_failure import smtp_reply
 from correo.smtp import (
     NEED_DATA,
     Auth,
@@ -632,7 +633,7 @@ class SmtpSession:
             delivered = await self._deliver(tx, spool, envelope, skip, facts)
         except (StoreError, OSError) as exc:
             self.ctx.log.error("smtp.store_failed", session=self.id, error=str(exc))
-            self._send(Reply(451, "4.3.0", "Local error storing the message; try again later"))
+            self._send(smtp_reply(exc))  # 451 4.3.0, or 452 4.3.1 for a full disk
             tx.spool = None  # consumed by the delivery
             self._abort_transaction()
             return

@@ -38,6 +38,7 @@ __all__ = [
     "RecipientUpdate",
     "Spool",
     "StoreError",
+    "StoreFullError",
     "local_zone",
 ]
 
@@ -46,6 +47,10 @@ INBOX = "INBOX"
 
 class StoreError(Exception):
     """The store could not complete an operation (disk full, corrupt database…)."""
+
+
+class StoreFullError(StoreError):
+    """The disk or quota under the store is full: temporary, retried once space is freed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,18 @@ While one batch is being flushed to disk, new requests queue up and go into the 
 batch, so under load many messages from many sessions share one WAL fsync — the
 technique databases call group commit — without any artificial delay when idle.
 Each request runs inside its own SAVEPOINT so one failure does not undo the others.
+
+Failure rules (a full disk is the common case): every request of a batch is answered,
+with its result or with the error that stopped it; a batch that cannot commit fails
+all its requests with that error and leaves nothing behind for the next batch (the
+transaction is rolled back, or the connection replaced); the writer thread outlives
+any failure, so writes succeed again as soon as their cause (space) is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -22,20 +29,40 @@ __all__ = ["AfterCommit", "GroupCommitter", "WriteOp"]
 AfterCommit = Callable[[], None]
 #: A write: runs in the transaction, returns (result, after-commit actions).
 WriteOp = Callable[[sqlite3.Connection], tuple[Any, list[AfterCommit]]]
+#: (future, its loop, result, error): how one request of a batch ended.
+_Outcome = tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
 
 _STOP: Final = object()
 _MAX_BATCH: Final = 512
 
 
 class GroupCommitter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    """The writer thread.
+
+    ``on_begin(conn)`` runs at the start of every batch's transaction (the store checks
+    there whether another process changed the database under its caches);
+    ``on_rollback()`` runs whenever a request or a batch is rolled back, so state cached
+    from inside the transaction (ids of rows that no longer exist) is dropped.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        on_begin: Callable[[sqlite3.Connection], None] | None = None,
+        on_rollback: Callable[[], None] | None = None,
+    ) -> None:
         self._connect = connect
+        self._on_begin = on_begin
+        self._on_rollback = on_rollback
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._conn: sqlite3.Connection | None = None
         self.batches = 0
         self.writes = 0
+        self.failed_batches = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="correo-store-writer", daemon=True)
@@ -51,7 +78,7 @@ class GroupCommitter:
             self._thread = None
 
     def submit(self, op: WriteOp) -> asyncio.Future[Any]:
-        """Queue a write; the future resolves once it is durably committed."""
+        """Queue a write; the future resolves once it is durably committed (or failed)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put((op, future, loop))
@@ -59,7 +86,7 @@ class GroupCommitter:
 
     def _run(self) -> None:
         try:
-            conn = self._connect()
+            self._conn = self._connect()
         except BaseException as exc:  # surfaced by start()
             self._error = exc
             self._ready.set()
@@ -81,36 +108,48 @@ class GroupCommitter:
                         stop = True
                         break
                     batch.append(item)
-                self._commit(conn, batch)
+                self._commit(batch)
                 if stop:
                     return
         finally:
-            conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, Any]] = []
+    def _commit(self, batch: list[Any]) -> None:
+        """Run one batch; never raises, answers every request of it exactly once."""
+        outcomes: list[_Outcome] = []
         after: list[AfterCommit] = []
         try:
+            if self._conn is None:  # dropped after a failure: a fresh one per batch
+                self._conn = self._connect()
+            conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
+            if self._on_begin is not None:
+                self._on_begin(conn)
             for op, future, loop in batch:
                 conn.execute("SAVEPOINT op")
                 try:
                     result, actions = op(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
+                    self._rolled_back()
+                    try:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    except sqlite3.Error:
+                        # SQLite dropped the whole transaction (SQLITE_FULL, I/O error):
+                        # the other requests of the batch are lost too, for this cause.
+                        raise exc from None
                     outcomes.append((future, loop, None, exc))
                 else:
                     conn.execute("RELEASE op")
                     outcomes.append((future, loop, result, None))
                     after.extend(actions)
             conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsync'd here
-        except Exception as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            outcomes = [(f, lp, None, exc) for f, _, lp in batch]
+        except BaseException as exc:  # the batch failed: each request gets the error
+            self._abandon()
+            self.failed_batches += 1
+            outcomes = [(future, loop, None, exc) for _op, future, loop in batch]
             after = []
         self.batches += 1
         self.writes += len(batch)
@@ -119,21 +158,53 @@ class GroupCommitter:
                 action()
             except Exception:
                 pass  # post-commit cleanup is best effort; start-up sweeps leftovers
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for future, loop, result, error in outcomes:
-            by_loop.setdefault(loop, []).append((future, result, error))
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:
-                pass  # loop closed: nobody is waiting any more
+        _answer(outcomes)
+
+    def _rolled_back(self) -> None:
+        if self._on_rollback is not None:
+            with contextlib.suppress(Exception):
+                self._on_rollback()
+
+    def _abandon(self) -> None:
+        """Leave no transaction open for the next batch: roll back, or reconnect."""
+        self._rolled_back()
+        conn = self._conn
+        if conn is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")  # often already done by SQLite itself
+        try:
+            stuck = conn.in_transaction
+        except sqlite3.Error:
+            stuck = True
+        if stuck:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._conn = None  # the next batch connects again
+
+
+def _answer(outcomes: list[_Outcome]) -> None:
+    """Hand each outcome to its future's event loop (futures are not thread-safe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+    for future, loop, result, error in outcomes:
+        by_loop.setdefault(loop, []).append((future, result, error))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:
+            pass  # loop closed: nobody is waiting any more
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """On the loop: settle every future; one that cannot be settled stops no other."""
     for future, result, exc in items:
-        if future.done():
-            continue
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
+        try:
+            if future.done():
+                continue  # cancelled by a session that went away
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+        except Exception as bad:  # e.g. StopIteration cannot be set on a future
+            if not future.done():
+                future.set_exception(RuntimeError(f"store write failed: {bad!r}"))

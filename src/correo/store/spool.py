@@ -5,12 +5,18 @@ straight into the database in the same commit as its metadata); beyond that the
 bytes spill to a file in the store's temporary folder, so a 100 MB message costs
 ``memory_limit`` of RAM, not 100 MB.  The file is fsync'd and renamed into place only
 when the message is committed.
+
+A write that fails (disk full) removes the spool's file at once and leaves the spool
+failed: later writes raise the same error and the store refuses to commit it, so a
+message with a hole in it is never stored and no partial file waits for a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["FileSpool"]
@@ -19,7 +25,7 @@ __all__ = ["FileSpool"]
 class FileSpool:
     """A :class:`correo.store.api.Spool` backed by memory, then a file."""
 
-    __slots__ = ("_fd", "buffer", "memory_limit", "name", "path", "size", "tmp_dir")
+    __slots__ = ("_fd", "buffer", "failed", "memory_limit", "name", "path", "size", "tmp_dir")
 
     def __init__(self, tmp_dir: Path, memory_limit: int = 256 * 1024) -> None:
         self.tmp_dir = tmp_dir
@@ -29,15 +35,27 @@ class FileSpool:
         self.path: Path | None = None
         self.name = ""
         self._fd = -1
+        self.failed: OSError | None = None  # the write error that broke this spool
 
     def write(self, data: bytes) -> None:
+        if self.failed is not None:
+            raise self.failed
         self.size += len(data)
         if self._fd < 0:
             if len(self.buffer) + len(data) <= self.memory_limit:
                 self.buffer += data
                 return
-            self._spill()
-        _write_all(self._fd, data)
+            self._guarded(self._spill)
+        self._guarded(_write_all, self._fd, data)
+
+    def _guarded(self, fn: Callable[..., None], *args: object) -> None:
+        """Run a file operation; on failure drop the file and keep the error."""
+        try:
+            fn(*args)
+        except OSError as exc:
+            self.failed = exc
+            self.discard()
+            raise
 
     def _spill(self) -> None:
         self.name = secrets.token_hex(12)
@@ -52,8 +70,10 @@ class FileSpool:
 
     def sync_and_close(self) -> None:
         """Flush the spilled file to disk (called by the store's committer)."""
+        if self.failed is not None:
+            raise self.failed
         if self._fd >= 0:
-            os.fsync(self._fd)
+            self._guarded(os.fsync, self._fd)
             os.close(self._fd)
             self._fd = -1
 
@@ -63,6 +83,8 @@ class FileSpool:
         In memory this is a bytearray splice; a spilled message is rewritten once into a
         new spool file (a sequential copy, which costs far less than receiving it did).
         """
+        if self.failed is not None:
+            raise self.failed
         if not data:
             return
         self.size += len(data)
@@ -73,6 +95,13 @@ class FileSpool:
         old_path, old_fd = self.path, self._fd
         self._fd = -1
         os.close(old_fd)
+        try:
+            self._guarded(self._copy_with, old_path, offset, data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(old_path)
+
+    def _copy_with(self, old_path: Path, offset: int, data: bytes) -> None:
         self._spill()  # a fresh file with the (empty) buffer
         with open(old_path, "rb") as src:
             head = src.read(offset)
@@ -80,7 +109,6 @@ class FileSpool:
             _write_all(self._fd, data)
             while chunk := src.read(1 << 20):
                 _write_all(self._fd, chunk)
-        os.unlink(old_path)
 
     def discard(self) -> None:
         if self._fd >= 0:

@@ -17,6 +17,7 @@ reference count.  See docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import sqlite3
@@ -42,6 +43,7 @@ from correo.store.api import (
     RecipientUpdate,
     Spool,
     StoreError,
+    StoreFullError,
     local_zone,
 )
 from correo.store.committer import AfterCommit, GroupCommitter
@@ -143,7 +145,12 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         self.blob_dir = root / "blobs"
         self.tmp_dir = root / "tmp"
         self.spool_memory = spool_memory
-        self._committer = GroupCommitter(lambda: _connect(self.db_path, writer=True))
+        self._committer = GroupCommitter(
+            lambda: _connect(self.db_path, writer=True),
+            on_begin=self._check_foreign_writes,
+            on_rollback=self._forget_mailbox_ids,
+        )
+        self._data_version = -1  # writer thread: PRAGMA data_version at the last batch
         self.text_path = root / "text.db"
         self._text_committer = GroupCommitter(self._connect_text)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="correo-store-read")
@@ -260,7 +267,23 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         return fn(*args)
 
     async def _write(self, op: Any) -> Any:
-        return await self._committer.submit(op)
+        """Run ``op`` in the next group commit; a database or disk failure is a StoreError."""
+        try:
+            return await self._committer.submit(op)
+        except (sqlite3.Error, OSError) as exc:
+            raise store_error(exc) from exc
+
+    def _forget_mailbox_ids(self) -> None:
+        """Writer thread, after a rollback: a cached id may name a row never committed."""
+        self._mailbox_ids = {}
+
+    def _check_foreign_writes(self, conn: sqlite3.Connection) -> None:
+        """Writer thread, each batch: another process (``correo user del``) may have
+        removed or renamed accounts, so ids cached before its commit are dropped."""
+        (version,) = conn.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._data_version = version
+            self._mailbox_ids = {}
 
     def change_counter(self, account: str, mailbox: str) -> int:
         """How many commits of this process touched the mailbox (not other processes')."""
@@ -360,8 +383,13 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
             raise TypeError("SqliteStore.deliver needs a spool from its own new_spool()")
         if not targets and not queued:
             raise ValueError("deliver() needs at least one target or queued recipient")
+        if spool.failed is not None:  # a write to it failed: the message is incomplete
+            spool.discard()
+            raise store_error(spool.failed)
         now = time.time() if internal_date is None else internal_date
         zone = local_zone(now) if internal_zone is None else internal_zone
+
+        placed: list[Path] = []  # a body file renamed into blobs/, until it is committed
 
         def op(conn: sqlite3.Connection) -> tuple[Delivered, list[AfterCommit]]:
             path: str | None = None
@@ -377,8 +405,9 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
                     shard_dir.mkdir(exist_ok=True)
                     _fsync_dir(self.blob_dir)
                 os.rename(spool.path, shard_dir / spool.name)
-                _fsync_dir(shard_dir)
                 spool.path = None  # now owned by the store
+                placed.append(shard_dir / spool.name)
+                _fsync_dir(shard_dir)
                 path = f"{shard}/{spool.name}"
             refs = len(targets) + (1 if queued else 0)
             cur = conn.execute(
@@ -444,8 +473,10 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
 
         try:
             result: Delivered = await self._write(op)
-        except (sqlite3.Error, OSError) as exc:  # disk full, I/O error: nothing was stored
-            raise StoreError(f"could not store message: {exc}") from exc
+        except StoreError:  # disk full, I/O error: nothing was stored
+            for orphan in placed:  # no row points to it: remove it now, not at restart
+                orphan.unlink(missing_ok=True)
+            raise
         finally:
             spool.discard()
         return result
@@ -538,10 +569,7 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
                 forget,
             ]
 
-        try:
-            removed: int = await self._write(op)
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not remove messages: {exc}") from exc
+        removed: int = await self._write(op)
         return removed
 
     # -- reading --------------------------------------------------------------------
@@ -877,6 +905,17 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
     def commit_stats(self) -> tuple[int, int]:
         """(batches, writes) committed so far: writes/batches is the group-commit factor."""
         return self._committer.batches, self._committer.writes
+
+
+def store_error(exc: sqlite3.Error | OSError) -> StoreError:
+    """The StoreError for a failed write: StoreFullError when the disk is full."""
+    if isinstance(exc, OSError):
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:
+        full = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+    if full:
+        return StoreFullError(f"disk full: {exc}")
+    return StoreError(f"store write failed: {exc}")
 
 
 def _expire(future: asyncio.Future[None]) -> None:

@@ -74,6 +74,7 @@ from correo.server.imap.ordering import sort_uids, thread_uids
 from correo.server.imap.searching import run_search
 from correo.server.imap.shared import Snapshot
 from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, MailboxView, format_uids
+from correo.server.store_failure import imap_reply
 from correo.store.api import (
     INBOX,
     Envelope,
@@ -175,7 +176,7 @@ class _Append:
         self.zone = int(offset.total_seconds()) // 60 if offset is not None else None
         self.spool = spool
         self.nul = False  # a literal8 carried NUL: see _binary_to_base64
-        self.failed = False  # the spool could not be written (disk full): NO at the end
+        self.failed: OSError | None = None  # the spool could not be written: NO at the end
         self.facts = FactsBuilder()
 
 
@@ -339,7 +340,7 @@ class ImapSession:
                     self.write(tagged(tag, "NO", str(exc), exc.code))
                 except StoreError as exc:
                     self.ctx.log.error("imap.store_failed", session=self.id, error=str(exc))
-                    self.write(tagged(tag, "NO", "Temporary server failure", "UNAVAILABLE"))
+                    self.write(tagged(tag, "NO", *imap_reply(exc)))
                 finally:
                     self.busy = False
                 if self.ctx.log.enabled("debug"):
@@ -359,7 +360,7 @@ class ImapSession:
                     try:
                         append.spool.write(data)
                     except OSError as exc:  # the literal is still read to its end
-                        append.failed = True
+                        append.failed = exc
                         self.ctx.log.error("imap.append_failed", session=self.id, error=str(exc))
                         return
                     append.facts.feed(data)
@@ -490,23 +491,27 @@ class ImapSession:
         if outcome.account is None:
             self.write(tagged(tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED"))
             return
+        try:
+            await self._ensure_special_use(outcome.account)
+        except StoreError as exc:  # no INBOX and none can be made (disk full): not in
+            self.ctx.log.error("imap.store_failed", session=self.id, error=str(exc))
+            self.write(tagged(tag, "NO", *imap_reply(exc)))
+            return
         self.user = outcome.account
         self.core.authenticated()
-        await self._ensure_special_use()
         caps = "CAPABILITY " + " ".join(self.capabilities())
         self.write(tagged(tag, "OK", "Logged in", caps))
 
-    async def _ensure_special_use(self) -> None:
-        assert self.user is not None
-        existing = {m.name for m in await self.ctx.store.list_mailboxes(self.user)}
+    async def _ensure_special_use(self, account: str) -> None:
+        existing = {m.name for m in await self.ctx.store.list_mailboxes(account)}
         if INBOX not in existing:
-            await self.ctx.store.create_account(self.user)
+            await self.ctx.store.create_account(account)
         for name, use in SPECIAL_USE.items():
             if name not in existing:
                 try:
-                    await self.ctx.store.create_mailbox(self.user, name, use)
-                except MailboxError:
-                    pass  # created concurrently by another session
+                    await self.ctx.store.create_mailbox(account, name, use)
+                except StoreError:
+                    pass  # created by another session, or the disk is full: a later login
 
     async def cmd_login(self, tag: str, cmd: c.Login) -> None:
         await self._login(tag, cmd.username, cmd.password)
@@ -831,10 +836,11 @@ class ImapSession:
         appends, self.appends = self.appends, []
         store = self.ctx.store
         done: list[tuple[str, int]] = []
-        if any(a.failed for a in appends):
+        failed = next((a.failed for a in appends if a.failed is not None), None)
+        if failed is not None:
             for a in appends:
                 a.spool.discard()
-            self.write(tagged(tag, "NO", "APPEND failed: cannot store the message", "UNAVAILABLE"))
+            self.write(tagged(tag, "NO", *imap_reply(failed, "APPEND failed: cannot store it")))
             return
         try:
             indexed = []
@@ -869,7 +875,7 @@ class ImapSession:
             for a in appends:
                 a.spool.discard()
             self.ctx.log.error("imap.append_failed", session=self.id, error=str(exc))
-            self.write(tagged(tag, "NO", "APPEND failed", "UNAVAILABLE"))
+            self.write(tagged(tag, "NO", *imap_reply(exc, "APPEND failed")))
             return
         for mailbox, uid, text in indexed:  # the SEARCH TEXT index
             if text is not None:

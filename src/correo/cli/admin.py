@@ -8,10 +8,12 @@ import getpass
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from correo.directory import Directory, DirectoryError
 from correo.mailauth.keys import ensure_domain_keys
-from correo.store.sqlite import SqliteStore
+from correo.store.api import MailStore, StoreError
+from correo.store.factory import store_for_data
 
 __all__ = [
     "AdminError",
@@ -29,6 +31,9 @@ __all__ = [
     "cmd_user_list",
     "cmd_user_passwd",
 ]
+
+
+T = TypeVar("T")
 
 
 class AdminError(Exception):
@@ -71,21 +76,31 @@ def _run(args: argparse.Namespace, action: Callable[[Directory], None]) -> int:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     password = _read_password(args.address)
+    directory = _directory(args)
+    try:
+        name = directory.account_name(args.address)
+        exists = directory.user_exists(name)
+    except DirectoryError as exc:
+        raise AdminError(str(exc)) from None
+    finally:
+        directory.close()
+    if exists:
+        raise AdminError(f"user {name} already exists")
+
+    async def set_aside(store: MailStore) -> str | None:
+        # Data under a name nobody holds (left by an older correo's `user del`, or written
+        # by a session still open when the account went) must not go to the new owner.
+        return await store.set_aside_account(name)
+
+    kept = _with_store(args, set_aside)
+    if kept is not None:
+        print(f"data left under {name} by an earlier account was set aside as {kept!r}")
     _run(args, lambda d: d.add_user(args.address, password))
 
-    async def create() -> None:
-        store = SqliteStore(args.data_dir / "store")
-        await store.open()
-        try:
-            directory = _directory(args)
-            account = directory.resolve(args.address)
-            directory.close()
-            if account is not None and account.account:
-                await store.create_account(account.account)
-        finally:
-            await store.close()
+    async def create(store: MailStore) -> None:
+        await store.create_account(name)
 
-    asyncio.run(create())
+    _with_store(args, create)
     print(f"added {args.address}")
     return 0
 
@@ -98,18 +113,57 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_user_del(args: argparse.Namespace) -> int:
-    _run(args, lambda d: d.del_user(args.address))
-    print(f"removed {args.address} (stored mail kept)")
+    """Remove the login first (no new session or delivery reaches the account), then
+    its data: deleted, or with ``--keep-data`` set aside where no new account finds it."""
+    directory = _directory(args)
+    try:
+        name = directory.account_name(args.address)
+        directory.del_user(args.address)
+        aliases = [alias for alias, target in directory.aliases() if target == name]
+    except DirectoryError as exc:
+        raise AdminError(str(exc)) from None
+    finally:
+        directory.close()
+
+    async def remove(store: MailStore) -> str | None:
+        if args.keep_data:
+            return await store.set_aside_account(name)
+        await store.delete_account(name)
+        return None
+
+    try:
+        kept = _with_store(args, remove)
+    except (StoreError, AdminError) as exc:
+        raise AdminError(
+            f"removed {name} from the directory, but not its data ({exc}); "
+            "it is set aside if the address is added again"
+        ) from None
+    if args.keep_data:
+        where = f"kept as {kept!r}" if kept is not None else "there was no data to keep"
+        print(f"removed {name} ({where})")
+    else:
+        print(f"removed {name} and its data")
+    for alias in aliases:
+        print(f"note: alias {alias} still points to {name}")
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
+    if args.kept:
+        return _with_store(args, _list_kept)
     directory = _directory(args)
     try:
         for user in directory.users():
             print(user)
     finally:
         directory.close()
+    return 0
+
+
+async def _list_kept(store: MailStore) -> int:
+    """Data set aside by ``user del --keep-data``: name and message count."""
+    for name, messages in await store.kept_accounts():
+        print(f"{name}  {messages} message(s)")
     return 0
 
 
@@ -151,7 +205,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     _directory(args).close()
 
     async def read() -> None:
-        store = SqliteStore(args.data_dir / "store")
+        store = store_for_data(args.data_dir)
         await store.open()
         try:
             entries = await store.queue_list()
@@ -172,13 +226,16 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_store(args: argparse.Namespace, action: Callable[[SqliteStore], Awaitable[int]]) -> int:
+def _with_store(args: argparse.Namespace, action: Callable[[MailStore], Awaitable[T]]) -> T:
     """Open the store (also while the server runs: SQLite WAL), run, close."""
     _directory(args).close()
 
-    async def run() -> int:
-        store = SqliteStore(args.data_dir / "store")
-        await store.open()
+    async def run() -> T:
+        try:
+            store = store_for_data(args.data_dir)
+            await store.open()
+        except StoreError as exc:
+            raise AdminError(f"cannot open the mail store: {exc}") from None
         try:
             return await action(store)
         finally:
@@ -188,7 +245,7 @@ def _with_store(args: argparse.Namespace, action: Callable[[SqliteStore], Awaita
 
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
-    async def show(store: SqliteStore) -> int:
+    async def show(store: MailStore) -> int:
         msg = await store.queue_get(args.id)
         if msg is None:
             raise AdminError(f"no queued message {args.id}")
@@ -229,7 +286,7 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
 def cmd_queue_flush(args: argparse.Namespace) -> int:
     """``flush [ID]`` and ``retry ID``: due now; a running server picks it up at its next poll."""
 
-    async def flush(store: SqliteStore) -> int:
+    async def flush(store: MailStore) -> int:
         count = await store.queue_retry(args.id, time.time())
         if args.id is not None and count == 0:
             raise AdminError(f"no queued recipient in message {args.id}")
@@ -240,7 +297,7 @@ def cmd_queue_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
-    async def delete(store: SqliteStore) -> int:
+    async def delete(store: MailStore) -> int:
         if not await store.queue_delete(args.id):
             raise AdminError(f"no queued message {args.id}")
         print(f"deleted {args.id}")

@@ -90,11 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("address")
     a.set_defaults(func=admin.cmd_user_passwd)
     a = usub.add_parser(
-        "del", help="remove an account from the directory (its stored mail is kept)"
+        "del", help="remove an account with its mail, mailboxes, Sieve scripts and filter data"
     )
     a.add_argument("address")
+    a.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the data under a deleted-account name instead (see: user list --kept); "
+        "a new account of the same address starts empty either way",
+    )
     a.set_defaults(func=admin.cmd_user_del)
     a = usub.add_parser("list", help="list accounts")
+    a.add_argument(
+        "--kept", action="store_true", help="list data kept by 'user del --keep-data' instead"
+    )
     a.set_defaults(func=admin.cmd_user_list)
 
     p = sub.add_parser(

@@ -433,6 +433,10 @@ class Directory:
     def users(self) -> list[str]:
         return sorted(self._snapshot().users)
 
+    def account_name(self, address: str) -> str:
+        """The name ``address`` has as an account (in the store too), user or not yet."""
+        return self._existing(address)
+
     def user_exists(self, address: str) -> bool:
         try:
             name = self._norm.canonical(address)

@@ -273,7 +273,21 @@ class MailStore(Protocol):
 
     async def create_account(self, account: str) -> None: ...
 
-    async def delete_account(self, account: str) -> None: ...
+    async def delete_account(self, account: str) -> None:
+        """Remove everything of the account in one transaction: mailboxes, messages,
+        subscriptions, Sieve scripts, vacation memory, junk-filter counts (data keyed by
+        the name would otherwise pass to the next account given that address)."""
+        ...
+
+    async def set_aside_account(self, account: str) -> str | None:
+        """Move everything of the account to a new tombstone name in one transaction:
+        the address, a space and a deletion stamp, which no login name can be. Returns
+        it, or None when nothing was stored under ``account``; the address starts empty."""
+        ...
+
+    async def kept_accounts(self) -> list[tuple[str, int]]:
+        """Tombstone names (data set aside) with their message counts, by name."""
+        ...
 
     async def list_messages(self, account: str, mailbox: str = INBOX) -> list[MessageInfo]: ...
 

@@ -48,6 +48,7 @@ from correo.store.api import (
 )
 from correo.store.committer import AfterCommit, GroupCommitter
 from correo.store.spool import FileSpool
+from correo.store.sqlite_accounts import AccountOps
 from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # import digests (issue 5)
 from correo.store.sqlite_mailboxes import MailboxOps, _forget_text, normalize_flags
 from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # MDA section (issue 7)
@@ -133,7 +134,7 @@ def _connect(path: Path, *, writer: bool, durable: bool = True) -> sqlite3.Conne
     return conn
 
 
-class SqliteStore(MailboxOps, MdaOps, DigestOps):
+class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
     def __init__(
@@ -485,31 +486,6 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps):
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
             self._mailbox_id(conn, account, INBOX)
             return None, []
-
-        await self._write(op)
-
-    async def delete_account(self, account: str) -> None:
-        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
-            account_id = self._account_id(conn, account, create=False)
-            if account_id is None:
-                return None, []
-            boxes = [
-                r[0]
-                for r in conn.execute("SELECT id FROM mailboxes WHERE account_id=?", (account_id,))
-            ]
-            freed: list[str] = []
-            for mailbox_id in boxes:
-                rows = conn.execute(
-                    "DELETE FROM messages WHERE mailbox_id=? RETURNING blob_id", (mailbox_id,)
-                ).fetchall()
-                freed += self._release_blobs(conn, [r[0] for r in rows])
-                conn.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
-            conn.execute("DELETE FROM mailboxes WHERE account_id=?", (account_id,))
-            conn.execute("DELETE FROM subscriptions WHERE account_id=?", (account_id,))
-            conn.execute("DELETE FROM accounts WHERE id=?", (account_id,))
-            self._mailbox_ids = {k: v for k, v in self._mailbox_ids.items() if k[0] != account}
-            forgets = [self._text_later(_forget_text(m, None)) for m in boxes]  # text index
-            return None, [self._unlink_later(freed), *forgets]
 
         await self._write(op)
 

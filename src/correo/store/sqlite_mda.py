@@ -1,8 +1,9 @@
-"""MDA data of :class:`SqliteStore` (issue 7): Sieve scripts, vacation memory, junk tokens.
+"""MDA data of :class:`SqliteStore`: Sieve scripts, vacation memory, junk tokens.
 
 A separate mixin, like ``sqlite_mailboxes.py``, so the core of the store stays small.
 Tables are keyed by account name, not id: they must survive the account's mailboxes
-being recreated, and ``delete_account`` callers may drop them with ``mda_forget``.
+being recreated; ``delete_account`` and ``set_aside_account`` (``sqlite_accounts.py``)
+take them along with the mail, so a new account of the same name starts without them.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from correo.store.api import MailboxError, StoreError
+from correo.store.api import MailboxError
 
 if TYPE_CHECKING:
     from typing import Any
 
     from correo.store.committer import AfterCommit
 
-__all__ = ["MDA_SCHEMA", "MdaOps"]
+__all__ = ["MDA_ACCOUNT_TABLES", "MDA_SCHEMA", "MdaOps"]
 
 MDA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS sieve_scripts (
@@ -37,6 +38,9 @@ CREATE TABLE IF NOT EXISTS junk_tokens (
     ham INTEGER NOT NULL DEFAULT 0, seen REAL NOT NULL,
     PRIMARY KEY (account, token)) WITHOUT ROWID;
 """
+
+#: Every MDA table, each with an ``account`` column: what goes when the account goes.
+MDA_ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens")
 
 #: Tokens kept per account; beyond it the rarest, oldest are pruned (bounded store).
 MAX_JUNK_TOKENS = 200_000
@@ -56,10 +60,7 @@ class MdaOps:
         async def _write(self, op: Any) -> Any: ...
 
     async def _mda_write(self, op: Any) -> Any:
-        try:
-            return await self._write(op)
-        except sqlite3.Error as exc:
-            raise StoreError(f"store write failed: {exc}") from exc
+        return await self._write(op)  # failures arrive as StoreError (see SqliteStore._write)
 
     # -- Sieve scripts (RFC 5804 semantics) ----------------------------------------------
 

@@ -208,3 +208,57 @@ def test_fuzz(parts: list[bytes]) -> None:
         split.receive_data(data[i : i + 1])
         got += _events(split)
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"PUTSCRIPT x {%d+}\r\n",  # an atom where a string belongs, before the literal
+        b'PUTSCRIPT "x" junk {%d+}\r\n',
+        b'"x" {%d}\r\n',  # not a command at all; a synchronising literal
+        b'PUTSCRIPT "a" {3+}\r\nabc junk {%d+}\r\n',  # the error after a first literal
+        b"NOOP " + b"1" * 90 + b" {%d+}\r\n",  # a line too long for the limit
+    ],
+)
+def test_a_refused_line_drops_the_literals_it_announces(bad: bytes) -> None:
+    """RFC 5804 §4: the octets of a literal belong to the command, refused or not;
+    they must never run as the next command."""
+    inner = b'DELETESCRIPT "x"\r\n'
+    for step in (None, 1):
+        c = SieveServerConnection(SieveLimits(max_line=64))
+        c.receive_data(b'AUTHENTICATE "PLAIN" "eA=="\r\n')
+        c.next_event()
+        c.send(Response("OK"))
+        data = bad % len(inner) + inner + b"\r\nLISTSCRIPTS\r\n"
+        events: list[object] = []
+        for chunk in [data] if step is None else [data[i : i + 1] for i in range(len(data))]:
+            c.receive_data(chunk)
+            events += _events(c)
+        assert [type(e) for e in events] == [CommandError, ListScripts], events
+
+
+def test_a_refused_literal_beyond_max_skip_ends_the_session() -> None:
+    c = authed()
+    c.receive_data(b"PUTSCRIPT x {99999999999+}\r\nxx")
+    ev = c.next_event()
+    assert isinstance(ev, CommandError) and ev.close and ev.response.kind == "BYE"
+    assert isinstance(c.next_event(), ConnectionClosed)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b'""', b'"a\xe2\x80\xa8b"', b'"e\xcc\x81"', b'"\xc2\x85"'],  # U+2028, NFD, NEL
+)
+def test_script_names_follow_rfc_5804(name: bytes) -> None:
+    """RFC 5804 §1.6: at least one character, Net-Unicode, no controls or separators."""
+    c = authed()
+    c.receive_data(b"PUTSCRIPT " + name + b" {5+}\r\nkeep;\r\nLISTSCRIPTS\r\n")
+    ev = c.next_event()
+    assert isinstance(ev, CommandError) and ev.response.kind == "NO"
+    c.send(ev.response)
+    assert c.next_event() == ListScripts()
+    c.send(Response("OK"))
+    c.receive_data(b'SETACTIVE ""\r\nGETSCRIPT "\xc3\xa9"\r\n')  # "" deactivates (§2.8)
+    assert c.next_event() == SetActive("")
+    c.send(Response("OK"))
+    assert c.next_event() == GetScript("é")

@@ -23,6 +23,7 @@ from .commands import (
     SetActive,
     StartTls,
     Unauthenticate,
+    script_name_error,
 )
 from .connection import (
     LEGAL,
@@ -67,4 +68,5 @@ __all__ = [
     "quote",
     "script_block",
     "script_list",
+    "script_name_error",
 ]

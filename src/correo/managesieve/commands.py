@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ __all__ = [
     "StartTls",
     "Unauthenticate",
     "build_command",
+    "script_name_error",
 ]
 
 
@@ -140,16 +142,30 @@ Command = (
 Arg = bytes | int
 
 
+def script_name_error(text: str) -> str | None:
+    """Why ``text`` is not a script name, or None when it is one (RFC 5804 §1.6):
+    1 to 255 characters of Net-Unicode (NFC, RFC 5198), no controls or separators."""
+    if not text:  # RFC 5804 §1.6: at least one octet ("" only for SETACTIVE, §2.8)
+        return "empty script name"
+    if len(text) > 255 or any(
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text
+    ):  # RFC 5804 §1.6: no C0/C1 controls, DELETE, U+2028 or U+2029
+        return "bad script name"
+    if not unicodedata.is_normalized("NFC", text):  # RFC 5804 §1.6: Net-Unicode
+        return "script name is not in Unicode NFC"
+    return None
+
+
 def _name(arg: Arg) -> str:
-    """A script name: UTF-8 without controls (RFC 5804 §1.6)."""
     if not isinstance(arg, bytes):
         raise ArgumentError("expected a string")
     try:
         text = arg.decode("utf-8")
     except UnicodeDecodeError:
         raise ArgumentError("script name is not UTF-8") from None
-    if len(text) > 255 or any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text):
-        raise ArgumentError("bad script name")  # RFC 5804 §1.6: no control characters
+    error = script_name_error(text)
+    if error is not None:
+        raise ArgumentError(error)
     return text
 
 

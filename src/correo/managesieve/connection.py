@@ -9,6 +9,10 @@ an OK to AUTHENTICATE authenticates, an OK to STARTTLS waits for ``tls_started()
 Bounds hold while reading: a command line (outside literals) is at most
 ``max_line`` bytes, and literals announced larger than ``max_literal`` are refused
 from their header, their octets skipped without being buffered.
+
+A refused command is dropped whole: the rest of its line and every literal it
+announces (``{n+}`` or the tolerated ``{n}``; ManageSieve has no continuation, so a
+client sends the octets at once), so literal octets never run as a command.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class SieveLimits:
     max_line: int = 8192  # bytes of a command outside its literals
     max_literal: int = 1024 * 1024  # bytes of all literals of one command
     max_errors: int = 20  # bad commands in a row before BYE
+    max_skip: int = 128 * 1024 * 1024  # octets of a refused literal read and dropped; more: BYE
 
 
 class State(enum.Enum):
@@ -123,6 +128,9 @@ _QUOTED = re.compile(rb'"((?:[^"\\\r\n]|\\["\\]){0,1024})"')
 _LITERAL = re.compile(rb"\{([0-9]{1,10})(\+?)\}\r\n")
 _NUMBER = re.compile(rb"[0-9]{1,10}")
 _UNQUOTE = re.compile(rb"\\([\"\\])")
+#: A literal announced at the end of a refused line (RFC 5804 §4): its octets follow.
+_LITERAL_AT_END = re.compile(rb"([0-9]+)\+?\}\Z")
+_TAIL = 64  # bytes of a dropped line kept to see a literal announced at its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +147,9 @@ class _Need:
 
 @dataclass(frozen=True, slots=True)
 class _Bad:
+    """A refused command: the whole of it, from the buffer start, is dropped."""
+
     text: str
-    skip: int  # bytes to drop from the buffer start, then the rest of the line
 
 
 def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need | _Bad:
@@ -151,8 +160,8 @@ def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need 
         m = _ATOM.match(buf)
         if m is None:
             if len(buf) < 2 or buf.find(b"\r\n") >= 0:
-                return _Bad("Bad command", 0) if len(buf) >= 2 else _Need()
-            return _Bad("Bad command", 0)
+                return _Bad("Bad command") if len(buf) >= 2 else _Need()
+            return _Bad("Bad command")
         name = m.group()
         pos = m.end()
         if pos == len(buf):
@@ -166,7 +175,7 @@ def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need 
             break
         if atom or args:
             if buf[pos] != 0x20:
-                return _Bad("Syntax error: expected a space", 0)
+                return _Bad("Syntax error: expected a space")
             pos += 1
             if pos >= len(buf):
                 break
@@ -179,7 +188,7 @@ def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need 
             if m is None:
                 crlf = buf.find(b"\r\n", pos)
                 if crlf >= 0 or len(buf) - pos > 1026:
-                    return _Bad("Syntax error in quoted string", 0)
+                    return _Bad("Syntax error in quoted string")
                 break
             args.append(_UNQUOTE.sub(rb"\1", m.group(1)))
             pos = m.end()
@@ -188,11 +197,11 @@ def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need 
             if m is None:
                 if len(buf) - pos < 16 and buf.find(b"\r\n", pos) < 0:
                     break
-                return _Bad("Syntax error in literal", 0)
+                return _Bad("Syntax error in literal")
             size = int(m.group(1))
             literal_total += size
             if literal_total > limits.max_literal:
-                return _Bad("Literal too big", m.end() + size)
+                return _Bad("Literal too big")  # dropped with the line
             if len(buf) < m.end() + size:
                 return _Need()
             args.append(bytes(buf[m.end() : m.end() + size]))
@@ -205,9 +214,9 @@ def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need 
             args.append(int(m.group()))
             pos = m.end()
         else:
-            return _Bad("Syntax error: expected a string", 0)
+            return _Bad("Syntax error: expected a string")
     if len(buf) - literal_total > limits.max_line:
-        return _Bad("Line too long", 0)
+        return _Bad("Line too long")
     return _Need()
 
 
@@ -221,7 +230,8 @@ class SieveServerConnection:
         self._buf = bytearray()
         self._eof = False
         self._skip = 0  # bytes still to drop (the octets of a refused literal)
-        self._skip_line = False  # then drop up to and including the next CRLF
+        self._skip_line = False  # then drop the rest of the refused command
+        self._tail = b""  # the end of the part of that command already dropped
         self._awaiting: Command | None = None
         self._errors = 0
         self._error_pending = False  # a CommandError waits for its NO
@@ -250,18 +260,20 @@ class SieveServerConnection:
             raise LocalProtocolError("call tls_started() after the TLS handshake")
         if self._state is State.CLOSED:
             return ConnectionClosed()
-        if self._skip_line and not self._drop_line():
-            return self._end_or_need()
+        if self._skip_line:
+            done = self._drop_line()
+            if done is None:
+                return self._too_big()
+            if not done:
+                return self._end_or_need()
         sasl = self._state is State.SASL
         parsed = _parse(self._buf, self.limits, atom=not sasl)
         if isinstance(parsed, _Need):
             return self._end_or_need()
         if isinstance(parsed, _Bad):
-            drop = min(parsed.skip, len(self._buf))
-            self._skip = parsed.skip - drop
-            del self._buf[:drop]
             self._skip_line = True
-            self._drop_line()
+            if self._drop_line() is None:
+                return self._too_big()
             if sasl:  # RFC 5804 §2.1: a broken exchange fails the authentication
                 self._state = State.NOT_AUTHENTICATED
             return self._error(parsed.text)
@@ -345,19 +357,47 @@ class SieveServerConnection:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _drop_line(self) -> bool:
-        if self._skip:
-            return False
-        end = self._buf.find(b"\r\n")
-        if end < 0:  # bounded: the rest of a bad line is never kept (but a CR might
-            keep = self._buf.endswith(b"\r")  # start the CRLF that ends it)
-            self._buf.clear()
-            if keep:
-                self._buf += b"\r"
-            return False
-        del self._buf[: end + 2]
-        self._skip_line = False
-        return True
+    def _drop_line(self) -> bool | None:
+        """Drop the rest of a refused command: True when done, False for more data,
+        None when it announced a literal too big to read and drop (then BYE).
+
+        A line ending in ``{n+}`` or ``{n}`` is followed by n octets that belong to the
+        same command (RFC 5804 §4), and the command goes on after them: they are
+        counted off, never parsed, so a refused line cannot smuggle a command in.
+        """
+        while True:
+            if self._skip:
+                dropped = min(self._skip, len(self._buf))
+                del self._buf[:dropped]
+                self._skip -= dropped
+                if self._skip:
+                    return False
+            end = self._buf.find(b"\r\n")
+            if end < 0:  # bounded: the rest of a bad line is never kept (but a CR might
+                keep = self._buf.endswith(b"\r")  # start the CRLF that ends it)
+                gone = self._buf[:-1] if keep else self._buf
+                self._tail = (self._tail + bytes(gone[-_TAIL:]))[-_TAIL:]
+                self._buf.clear()
+                if keep:
+                    self._buf += b"\r"
+                return False
+            tail = (self._tail + bytes(self._buf[max(0, end - _TAIL) : end]))[-_TAIL:]
+            self._tail = b""
+            del self._buf[: end + 2]
+            m = _LITERAL_AT_END.search(tail)
+            if m is not None and m.start() == 0 and len(tail) == _TAIL:
+                return None  # digits fill the kept tail: a size beyond any bound
+            if m is None or m.start() == 0 or tail[m.start() - 1] != 0x7B:  # "{"
+                self._skip_line = False
+                return True
+            if int(m.group(1)) > self.limits.max_skip:
+                return None
+            self._skip = int(m.group(1))
+
+    def _too_big(self) -> CommandError:
+        """A refused literal too big to read and drop: BYE and close (cf. RFC 7888 §4)."""
+        self._close()
+        return CommandError(Response("BYE", None, "Literal too big"), close=True)
 
     def _end_or_need(self) -> ConnectionClosed | NeedData:
         if self._eof:

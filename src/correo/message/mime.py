@@ -9,6 +9,7 @@ encoded words undecoded) because IMAP ENVELOPE and BODYSTRUCTURE return them tha
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import re
 from dataclasses import dataclass
@@ -250,8 +251,11 @@ def decode_param(params: Params, name: str) -> str | None:
                 return value
             raw = unquote_to_bytes(encoded)
             try:
-                return raw.decode(charset or "us-ascii", "replace")
-            except LookupError:
+                codec = codecs.lookup(charset or "us-ascii")
+                if not codec._is_text_encoding or codec.name in ("punycode", "idna"):
+                    raise LookupError(charset)  # not a charset; punycode is quadratic
+                return raw.decode(codec.name, "replace")
+            except (LookupError, UnicodeError):  # idna raises even with "replace"
                 return raw.decode("utf-8", "replace")
         if k == want and plain is None:
             plain = value

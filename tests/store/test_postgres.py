@@ -181,3 +181,39 @@ def test_identical_bodies_are_stored_once(pg_url: str, tmp_path: Path) -> None:
     assert scalar(pg_url, "SELECT refs FROM blobs WHERE size > 1000") == 2
     assert scalar(pg_url, "SELECT count(*) FROM blob_chunks") == 3  # 600 KiB in 256 KiB
     assert scalar(pg_url, "SELECT count(*) FROM blob_staging") == 0
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_failing_write_leaves_the_rest_of_its_batch_committed(
+    pg_url: str, tmp_path: Path, guarded: bool
+) -> None:
+    """Writes of concurrent sessions share one transaction; one that fails after writing
+    (in a savepoint of its own, or not: then the batch is run again without it) takes
+    nothing of the others with it, and leaves nothing of its own."""
+
+    def write(text: str, fail: bool) -> object:
+        async def op(conn: psycopg.AsyncConnection[object]) -> tuple[str, list[object]]:
+            await conn.execute("INSERT INTO meta (key, value) VALUES (%s, 1)", (text,))
+            if fail:
+                raise ValueError(text)
+            return text, []
+
+        return op
+
+    async def go() -> None:
+        store = await node(pg_url, tmp_path)
+        results = await asyncio.gather(
+            *[
+                store._write(write(f"k{i}", i == 2), guarded=guarded)  # type: ignore[arg-type]
+                for i in range(5)
+            ],
+            return_exceptions=True,
+        )
+        assert results[:2] == ["k0", "k1"] and results[3:] == ["k3", "k4"]
+        assert isinstance(results[2], ValueError)
+        assert store.commit_stats[0] < 5  # they did share transactions
+        await store.close()
+
+    run(go())
+    assert scalar(pg_url, "SELECT count(*) FROM meta WHERE key LIKE 'k%%'") == 4
+    assert scalar(pg_url, "SELECT count(*) FROM meta WHERE key = 'k2'") == 0

@@ -279,6 +279,16 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
             raise StoreError(f"could not store message: {exc}") from exc
 
         async def op(conn: Conn) -> tuple[Delivered, list[PgAfterCommit]]:
+            if staged is None and not queued:
+                quick = await self._deliver_at_once(
+                    conn, targets, digest, size, data, facts, now, zone
+                )
+                if quick is not None:
+                    touched = [
+                        (q[0], (t.account, t.mailbox)) for q, t in zip(quick, targets, strict=True)
+                    ]
+                    uids = tuple((t, q[1]) for q, t in zip(quick, targets, strict=True))
+                    return Delivered(uids), [lambda: self.feed.committed(touched)]
             # UIDs first (the batch locked these rows already, in id order), then the body.
             allocated: list[tuple[int, int, int]] = []  # (mailbox id, uid, modseq)
             for target in targets:
@@ -339,7 +349,9 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
             return Delivered(uids, queue_id), [lambda: self.feed.committed(touched)]
 
         try:
-            result: Delivered = await self._write(op, [(t.account, t.mailbox) for t in targets])
+            result: Delivered = await self._write(
+                op, [(t.account, t.mailbox) for t in targets], guarded=False
+            )
         except Exception:
             # Not on cancellation: the write may still commit, and needs its chunks.
             if staged is not None:
@@ -348,6 +360,45 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
         finally:
             spool.discard()
         return result
+
+    async def _deliver_at_once(
+        self,
+        conn: Conn,
+        targets: Sequence[DeliveryTarget],
+        digest: bytes,
+        size: int,
+        data: bytes | None,
+        facts: MessageFacts | None,
+        now: float,
+        zone: int,
+    ) -> list[tuple[int, int]] | None:
+        """The common delivery in one statement (one round trip): existing mailboxes, a
+        small body, nothing queued.  Returns (mailbox id, UID) per target, or None when a
+        mailbox is missing (or named twice): the caller then goes step by step.  UIDs taken
+        meanwhile by the other targets are left unused: a gap, which IMAP allows.
+        """
+        rows = await self._all(
+            conn,
+            _AT_ONCE,
+            (
+                [t.account for t in targets],
+                [t.mailbox for t in targets],
+                [" ".join(normalize_flags(t.flags)) for t in targets],
+                digest,
+                size,
+                len(targets),
+                data,
+                len(targets),
+                *(_facts_row(facts) if facts is not None else (b"", None, None, None, None)),
+                facts is not None,
+                size,
+                now,
+                zone,
+            ),
+        )
+        if len(rows) != len(targets) or rows[0][2] is None:
+            return None
+        return [(int(r[0]), int(r[1])) for r in rows]
 
     async def _link_blob(
         self,
@@ -491,7 +542,7 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
             touched = [(mailbox_id, (account, mailbox))]
             return len(rows), [lambda: self.feed.committed(touched)]
 
-        removed: int = await self._write(op, [(account, mailbox)])
+        removed: int = await self._write(op, [(account, mailbox)], guarded=False)
         return removed
 
     # -- reading --------------------------------------------------------------------
@@ -586,6 +637,36 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
                 waiters.discard(future)
                 if not waiters:
                     self.feed.waiters.pop(key, None)
+
+
+# Data-modifying CTEs all run, so the body and the messages are written only when every
+# target mailbox was found (and updated) by ``alloc``.
+_AT_ONCE = """
+WITH t AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY
+        AS t(account, name, flags, ord)
+), alloc AS (
+    UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = m.highestmodseq + 1
+    FROM accounts a, t WHERE a.id = m.account_id AND a.name = t.account AND m.name = t.name
+    RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, t.ord, t.flags
+), blob AS (
+    INSERT INTO blobs (digest, size, refs, data)
+    SELECT %s::bytea, %s::bigint, %s::int, %s::bytea WHERE (SELECT count(*) FROM alloc) = %s
+    ON CONFLICT (digest) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs RETURNING id
+), facts AS (
+    INSERT INTO blob_facts (blob_id, envelope, bodystructure, body, tree, sent_date)
+    SELECT id, %s::bytea, %s::bytea, %s::bytea, %s::bytea, %s::float8 FROM blob WHERE %s::bool
+    ON CONFLICT (blob_id) DO UPDATE
+    SET envelope = EXCLUDED.envelope, bodystructure = EXCLUDED.bodystructure,
+        body = EXCLUDED.body, tree = EXCLUDED.tree, sent_date = EXCLUDED.sent_date
+), msgs AS (
+    INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, zone)
+    SELECT alloc.id, alloc.uid, blob.id, %s::bigint, %s::float8, alloc.flags, alloc.modseq,
+        %s::int
+    FROM alloc, blob
+)
+SELECT alloc.id, alloc.uid, (SELECT id FROM blob) FROM alloc ORDER BY alloc.ord
+"""
 
 
 def _expire(future: asyncio.Future[None]) -> None:

@@ -66,8 +66,10 @@ class PgBase:
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
 
-    async def _write(self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = ()) -> Any:
-        return await self._committer.submit(op, keys)
+    async def _write(
+        self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = (), *, guarded: bool = True
+    ) -> Any:
+        return await self._committer.submit(op, keys, guarded=guarded)
 
     async def _mailbox_row(
         self, account: str, mailbox: str, columns: str, joins: str = ""

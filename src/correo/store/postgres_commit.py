@@ -6,8 +6,11 @@ commits, so writes into one busy mailbox (a shared INBOX, a list archive) would 
 WAL flush each, one after the other.  Batching them into one transaction makes that one
 flush per batch, as the embedded store's ``committer.py`` does with SQLite.
 
-Each write is an async function run on the batch's connection inside its own savepoint,
-so a refused operation (a mailbox that exists, a script that is active) rolls back alone.
+Each write is an async function run on the batch's connection.  One that refuses
+requests in the normal course (a mailbox that exists, a script that is active) runs in
+a savepoint of its own and rolls back alone; the others (deliveries, expunges, the
+queue) skip the savepoint's two round trips, and should one fail after all, the batch is
+rolled back and run again without it.
 Before the writes run, the batch locks every mailbox row they declared, in id order:
 two nodes' batches then take their locks in the same order and cannot deadlock on them.
 A deadlock or serialization failure that happens anyway (bodies shared across mailboxes)
@@ -48,14 +51,23 @@ _LOCK_MAILBOXES: Final = (
 
 
 class _Item:
-    __slots__ = ("future", "keys", "op")
+    __slots__ = ("future", "guarded", "keys", "op")
 
     def __init__(
-        self, op: PgWriteOp, keys: Sequence[tuple[str, str]], future: asyncio.Future[Any]
+        self,
+        op: PgWriteOp,
+        keys: Sequence[tuple[str, str]],
+        guarded: bool,
+        future: asyncio.Future[Any],
     ) -> None:
         self.op = op
         self.keys = keys
+        self.guarded = guarded
         self.future = future
+
+
+class _Redo(Exception):
+    """An unguarded write failed: the batch is rolled back and run again without it."""
 
 
 class PgCommitter:
@@ -81,16 +93,21 @@ class PgCommitter:
             await self._task
             self._task = None
 
-    def submit(self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = ()) -> asyncio.Future[Any]:
+    def submit(
+        self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = (), *, guarded: bool = True
+    ) -> asyncio.Future[Any]:
         """Queue a write; the future resolves once it is durably committed.
 
         ``keys``: the (account, mailbox) rows the write will lock, taken in id order first.
+        ``guarded``: run it in a savepoint (two round trips) because it refuses requests
+        in the normal course (a mailbox that exists); an unguarded write that fails
+        anyway costs a rerun of its batch instead.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._task is None or self._stopping:
             future.set_exception(StoreError("the store is closed"))
             return future
-        self._queue.append(_Item(op, keys, future))
+        self._queue.append(_Item(op, keys, guarded, future))
         self._wake.set()
         return future
 
@@ -105,58 +122,75 @@ class PgCommitter:
                 return
 
     async def _commit(self, batch: list[_Item]) -> None:
-        accounts: list[str] = []
-        names: list[str] = []
-        for key in sorted({k for item in batch for k in item.keys}):
-            accounts.append(key[0])
-            names.append(key[1])
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        refused: dict[int, BaseException] = {}  # index -> error, for writes that failed
+        outcomes: dict[int, Any] = {}
         after: list[PgAfterCommit] = []
-        for attempt in range(_RETRIES):
-            outcomes, after = [], []
+        failure: BaseException | None = None
+        retries = 0
+        while True:
+            outcomes, after = {}, []
             try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    if accounts:
-                        await conn.execute(_LOCK_MAILBOXES, (accounts, names))
-                    for item in batch:
-                        try:
-                            async with conn.transaction():  # a savepoint per write
-                                result, actions = await item.op(conn)
-                        except _RETRYABLE:
-                            raise
-                        except (psycopg.OperationalError, psycopg.InterfaceError):
-                            raise  # the connection is gone: the batch fails whole
-                        except Exception as exc:
-                            outcomes.append((None, _store_error(exc)))
-                        else:
-                            outcomes.append((result, None))
-                            after.extend(actions)
+                await self._attempt(batch, refused, outcomes, after)
                 break
+            except _Redo:
+                continue  # rolled back; bounded: each rerun has one write fewer
             except _RETRYABLE:
-                if attempt + 1 == _RETRIES:
-                    outcomes = [(None, StoreError("the database kept aborting the write"))]
-                    outcomes *= len(batch)
-                    after = []
+                retries += 1
+                if retries == _RETRIES:
+                    failure = StoreError("the database kept aborting the write")
                     break
-                await asyncio.sleep(0.01 * (attempt + 1))
+                await asyncio.sleep(0.01 * retries)
             except Exception as exc:
                 failure = _store_error(exc)
-                outcomes, after = [(None, failure)] * len(batch), []
                 break
         self.batches += 1
         self.writes += len(batch)
-        for action in after:
-            try:
-                action()
-            except Exception:
-                pass  # wake-ups and announcements are best effort; pollers catch up
-        for item, (result, error) in zip(batch, outcomes, strict=True):
+        if failure is None:
+            for action in after:
+                try:
+                    action()
+                except Exception:
+                    pass  # wake-ups and announcements are best effort; pollers catch up
+        for i, item in enumerate(batch):
             if item.future.done():
                 continue
+            error = refused.get(i, failure)
             if error is not None:
                 item.future.set_exception(error)
             else:
-                item.future.set_result(result)
+                item.future.set_result(outcomes.get(i))
+
+    async def _attempt(
+        self,
+        batch: list[_Item],
+        refused: dict[int, BaseException],
+        outcomes: dict[int, Any],
+        after: list[PgAfterCommit],
+    ) -> None:
+        keys = sorted({k for i, item in enumerate(batch) if i not in refused for k in item.keys})
+        async with self._pool.connection() as conn, conn.transaction():
+            if keys:
+                await conn.execute(_LOCK_MAILBOXES, ([k[0] for k in keys], [k[1] for k in keys]))
+            for i, item in enumerate(batch):
+                if i in refused:
+                    continue
+                try:
+                    if item.guarded:
+                        async with conn.transaction():  # a savepoint of its own
+                            result, actions = await item.op(conn)
+                    else:
+                        result, actions = await item.op(conn)
+                except _RETRYABLE:
+                    raise
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the connection is gone: the batch fails whole
+                except Exception as exc:
+                    refused[i] = _store_error(exc)
+                    if not item.guarded:
+                        raise _Redo from exc  # the transaction is spoilt: roll back
+                else:
+                    outcomes[i] = result
+                    after.extend(actions)
 
 
 def _store_error(exc: BaseException) -> BaseException:

@@ -306,7 +306,7 @@ class PgMailboxOps(PgBase):
             assert first is not None
             return int(first[0]), []
 
-        claimed: int = await self._write(op, [(account, mailbox)])
+        claimed: int = await self._write(op, [(account, mailbox)], guarded=False)
         return claimed
 
     async def fetch_facts(
@@ -415,7 +415,9 @@ class PgMailboxOps(PgBase):
             ]
             return (infos, failed), [self._touched([(mailbox_id, (account, mailbox))])]
 
-        result: tuple[list[MessageInfo], list[int]] = await self._write(op, [(account, mailbox)])
+        result: tuple[list[MessageInfo], list[int]] = await self._write(
+            op, [(account, mailbox)], guarded=False
+        )
         return result
 
     async def _copy(

@@ -135,7 +135,7 @@ class PgMdaOps(PgBase):
             )
             return False, []
 
-        result: bool = await self._write(op)
+        result: bool = await self._write(op, guarded=False)
         return result
 
     # -- junk-filter token counts ------------------------------------------------------
@@ -204,7 +204,7 @@ class PgMdaOps(PgBase):
                 )
             return None, []
 
-        await self._write(op)
+        await self._write(op, guarded=False)
 
     # -- import bookkeeping: message digests (issue 5 §3) ------------------------------
 

@@ -167,7 +167,7 @@ class PgQueueOps(PgBase):
             messages.sort(key=lambda m: order.get(m.id, 0))
             return messages, []
 
-        result: list[QueuedMessage] = await self._write(op)
+        result: list[QueuedMessage] = await self._write(op, guarded=False)
         return result
 
     async def queue_get(self, queue_id: int) -> QueuedMessage | None:
@@ -235,14 +235,14 @@ class PgQueueOps(PgBase):
             await self._drop_queue_entry(conn, queue_id)
             return True, []
 
-        done: bool = await self._write(op)
+        done: bool = await self._write(op, guarded=False)
         return done
 
     async def queue_delete(self, queue_id: int) -> bool:
         async def op(conn: Conn) -> tuple[bool, list[PgAfterCommit]]:
             return await self._drop_queue_entry(conn, queue_id), []
 
-        deleted: bool = await self._write(op)
+        deleted: bool = await self._write(op, guarded=False)
         return deleted
 
     async def queue_retry(self, queue_id: int | None = None, now: float | None = None) -> int:
@@ -263,7 +263,7 @@ class PgQueueOps(PgBase):
                 )
             return cur.rowcount, []
 
-        count: int = await self._write(op)
+        count: int = await self._write(op, guarded=False)
         return count
 
     async def queue_next_due(self) -> float | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from correo.config import load_config
 from correo.directory import Directory
+from correo.managesieve import script_name_error
 from correo.sieve import check
 from correo.store.api import MailboxError
 from correo.store.factory import store_for_data
@@ -43,8 +44,18 @@ def _read(path: str) -> str:
         raise _Fail("the script is not UTF-8") from None
 
 
-def _errors(text: str) -> list[str]:
-    return [str(e) for e in check(text)]
+def _errors(text: str, args: argparse.Namespace | None = None, account: str = "") -> list[str]:
+    """Errors in the script; for an account, a literal vacation :from must be one of
+    its own addresses (the ManageSieve rule)."""
+    if args is None:
+        return [str(e) for e in check(text)]
+    directory = Directory(args.data_dir / "directory.db")
+    try:
+        return [
+            str(e) for e in check(text, sender_allowed=lambda a: directory.may_send_as(account, a))
+        ]
+    finally:
+        directory.close()
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -68,8 +79,11 @@ async def _run(args: argparse.Namespace) -> int:
                 raise _Fail(f"no script {args.name!r}")
             sys.stdout.write(text)
         elif action == "put":
+            name_error = script_name_error(args.name)
+            if name_error is not None:
+                raise _Fail(f"script not stored: {name_error}")
             text = _read(args.file)
-            errors = _errors(text)
+            errors = _errors(text, args, account)
             if errors:
                 raise _Fail("script not stored:\n  " + "\n  ".join(errors))
             await store.sieve_put(account, args.name, text)

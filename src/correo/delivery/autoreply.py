@@ -38,6 +38,35 @@ def _text_body(text: str) -> tuple[str, bytes]:
     return cte, body.encode("utf-8")
 
 
+def _mime_entity(reason: str) -> bytes:
+    """The ``:mime`` reason as an entity whose header holds only Content-* fields.
+
+    RFC 5230 §4.4 makes the reason a MIME part: its header fields land in the reply's
+    header, so anything else (From, To, Bcc, Subject...) would let a script forge them.
+    """
+    text = reason.replace("\r\n", "\n").replace("\r", "\n")
+    head, sep, body = text.partition("\n\n")
+    if not sep:
+        head, body = (text, "") if text.lower().startswith("content-") else ("", text)
+    kept: list[str] = []
+    keep = False
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t"):  # a folded continuation of the field before
+            if keep:
+                kept.append(line)
+            continue
+        name = line.partition(":")[0].strip().lower()
+        keep = name.startswith("content-") and ":" in line  # RFC 2045 §9: MIME fields
+        if keep:
+            kept.append(line)
+    if not any(k.lower().startswith("content-type") for k in kept):
+        kept.append("Content-Type: text/plain; charset=utf-8")  # RFC 2045 §5.2 made explicit
+    entity = "\r\n".join(kept) + "\r\n\r\n" + body.replace("\n", "\r\n")
+    if not entity.endswith("\r\n"):
+        entity += "\r\n"
+    return entity.encode("utf-8")
+
+
 def vacation_message(
     *,
     from_: str,
@@ -66,10 +95,7 @@ def vacation_message(
         refs = _clean(references or "")
         head.append(f"References: {(refs + ' ' + msgid).strip() if msgid not in refs else refs}")
     if mime:  # RFC 5230 §4.4: the reason is a MIME entity, its own headers included
-        entity = reason.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-        if not entity.endswith(b"\r\n"):
-            entity += b"\r\n"
-        return ("\r\n".join(head) + "\r\n").encode() + entity
+        return ("\r\n".join(head) + "\r\n").encode() + _mime_entity(reason)
     cte, body = _text_body(reason)
     head += ["Content-Type: text/plain; charset=utf-8", f"Content-Transfer-Encoding: {cte}"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body

@@ -41,7 +41,7 @@ from correo.managesieve import (
 )
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
-from correo.server.connection import Connection
+from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.sieve import SIEVE_EXTENSIONS, check
 from correo.store.api import MailboxError, StoreError
@@ -93,13 +93,17 @@ class ManageSieveSession:
 
     async def _loop(self) -> None:
         timeout = self.ctx.config.limits.command_timeout
+        waiting_since = time.monotonic()  # when we began waiting for the next command
         while not self.closing and not self.conn.closed:
             try:
-                data = await self.conn.read(timeout)
+                # The timeout runs for a whole command, not per read: a command (or a
+                # refused literal) dribbled a byte at a time still ends (slowloris).
+                data = await self.conn.read(remaining(timeout, waiting_since))
             except TimeoutError:
                 self.conn.write(Response("BYE", None, "Timeout").to_bytes())
                 return
             self.core.receive_data(data)
+            handled = False
             while not self.closing:
                 event = self.core.next_event()
                 if event is NEED_DATA:
@@ -108,7 +112,10 @@ class ManageSieveSession:
                     return
                 await self._handle(event)
                 await self.conn.pace()
+                handled = True
             await self.conn.flush(self.write_timeout)
+            if handled:
+                waiting_since = time.monotonic()
 
     def _respond(self, kind: str, code: str | None = None, text: str | None = None) -> None:
         self.conn.write(self.core.send(Response(kind, code, text)))
@@ -181,12 +188,12 @@ class ManageSieveSession:
                 else:
                     self._respond("NO", refusal[0], refusal[1])
             case PutScript(name=name, script=script):
-                text = self._validate(script)
-                if text is None:
-                    return
-                refusal = await self._space(user, name, len(script))
+                refusal = await self._space(user, name, len(script))  # before any parsing
                 if refusal is not None:
                     self._respond("NO", refusal[0], refusal[1])
+                    return
+                text = await self._validate(script, user)
+                if text is None:
                     return
                 await store.sieve_put(user, name, text)
                 self._changed(user)
@@ -195,7 +202,7 @@ class ManageSieveSession:
             case CheckScript(script=script):
                 if len(script) > settings.max_script_size:
                     self._respond("NO", "QUOTA/MAXSIZE", "Script too big")
-                elif self._validate(script) is not None:
+                elif await self._validate(script, user) is not None:
                     self._respond("OK")
             case SetActive(name=name):
                 await store.sieve_activate(user, name or None)
@@ -218,14 +225,23 @@ class ManageSieveSession:
         if self.ctx.mda is not None:
             self.ctx.mda.forget(user)
 
-    def _validate(self, script: bytes) -> str | None:
-        """The script text if it is valid; otherwise the NO is already sent (§2.6)."""
+    async def _validate(self, script: bytes, user: str) -> str | None:
+        """The script text if it is valid; otherwise the NO is already sent (§2.6).
+
+        Parsing a script of up to ``max_script_size`` bytes runs off the event loop.
+        A literal vacation ``:from`` must be one of the user's own addresses.
+        """
         try:
             text = script.decode("utf-8")
         except UnicodeDecodeError:
             self._respond("NO", None, "Script is not UTF-8")
             return None
-        errors = check(text)
+        directory = self.ctx.directory
+
+        def sender_allowed(address: str) -> bool:
+            return directory.may_send_as(user, address)
+
+        errors = await asyncio.to_thread(check, text, sender_allowed=sender_allowed)
         if errors:
             self._respond("NO", None, "; ".join(str(e) for e in errors[:5]))
             return None

@@ -17,6 +17,7 @@ __all__ = [
     "address_part",
     "decode_header_value",
     "parse_addresses",
+    "parse_sender",
     "vacation_allowed",
 ]
 
@@ -57,6 +58,27 @@ def parse_addresses(value: str) -> list[str]:
     except Exception:
         return []
     return [addr for _name, addr in pairs if addr]
+
+
+def parse_sender(value: str) -> tuple[str, str] | None:
+    """(display name, address) when ``value`` is exactly one mailbox, else None.
+
+    For vacation ``:from`` (RFC 5230 §4.2): one addr-spec with a domain, no line
+    breaks, and no "@" in the display name (which would show another address).
+    """
+    if "\r" in value or "\n" in value:
+        return None
+    try:
+        pairs = email.utils.getaddresses([value])
+    except Exception:
+        return None
+    if len(pairs) != 1:
+        return None
+    name, addr = pairs[0]
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or "@" in name or " " in addr:
+        return None
+    return name, addr
 
 
 def address_part(address: str, part: str) -> str | None:

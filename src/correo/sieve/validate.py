@@ -10,9 +10,10 @@ and collects *all* errors (with line:column) for ManageSieve CHECKSCRIPT.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .address import parse_sender
 from .dates import DATE_PARTS, parse_zone
 from .lexer import SieveError
 from .match import COMPARATORS, RELATIONS
@@ -223,7 +224,10 @@ def _single(arg: Argument | None) -> str | None:
 
 
 class _Validator:
-    def __init__(self, requires: frozenset[str]) -> None:
+    def __init__(
+        self, requires: frozenset[str], sender_allowed: Callable[[str], bool] | None = None
+    ) -> None:
+        self.sender_allowed = sender_allowed
         self.requires = set(requires)
         for ext, implied in _IMPLIES.items():
             if ext in self.requires:
@@ -376,6 +380,16 @@ class _Validator:
                 self.error("set modifiers of equal precedence", cmd)  # RFC 5229 §4.1
         elif cmd.name in ("setflag", "addflag", "removeflag") and len(pos) == 2:
             self.variable_name_arg(pos[0])
+        elif cmd.name == "vacation" and self.sender_allowed is not None:
+            value = _single(tags.get("from"))
+            if value is not None:
+                # RFC 5230 §4.2 leaves :from to site policy: only the account's own
+                # addresses, so an auto-reply cannot speak for someone else.
+                sender = parse_sender(value)
+                if sender is None:
+                    self.error(f"vacation :from {value!r} is not one address", cmd)
+                elif not self.sender_allowed(sender[1]):
+                    self.error(f"vacation :from {sender[1]!r} is not one of your addresses", cmd)
 
     def variable_name_arg(self, arg: Argument) -> None:
         if "variables" not in self.requires:
@@ -400,9 +414,15 @@ class _Validator:
             self.error(f"unknown date-part {value!r}", test)  # RFC 5260 §4.2
 
 
-def validate(script: Script) -> tuple[Script, list[SieveError]]:
-    """Check ``script``; returns the annotated script and all errors found."""
-    validator = _Validator(script.requires)
+def validate(
+    script: Script, *, sender_allowed: Callable[[str], bool] | None = None
+) -> tuple[Script, list[SieveError]]:
+    """Check ``script``; returns the annotated script and all errors found.
+
+    ``sender_allowed`` (the owner's policy) refuses a literal vacation ``:from`` it
+    does not accept; without it the delivery code enforces the policy at run time.
+    """
+    validator = _Validator(script.requires, sender_allowed)
     commands = validator.block(script.commands, top=True)
     return Script(commands, frozenset(validator.requires)), validator.errors
 
@@ -418,10 +438,15 @@ def parse(text: str, *, limits: ParseLimits = _DEFAULT_LIMITS) -> Script:
     return script
 
 
-def check(text: str, *, limits: ParseLimits = _DEFAULT_LIMITS) -> list[SieveError]:
-    """All errors in ``text`` (empty when valid): ManageSieve CHECKSCRIPT."""
+def check(
+    text: str,
+    *,
+    limits: ParseLimits = _DEFAULT_LIMITS,
+    sender_allowed: Callable[[str], bool] | None = None,
+) -> list[SieveError]:
+    """All errors in ``text`` (empty when valid): ManageSieve CHECKSCRIPT/PUTSCRIPT."""
     try:
         syntax = parse_syntax(text, limits)
     except SieveError as exc:
         return [exc]
-    return validate(syntax)[1]
+    return validate(syntax, sender_allowed=sender_allowed)[1]

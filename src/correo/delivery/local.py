@@ -222,6 +222,7 @@ class LocalDelivery:
         # Every delivery asks; a change takes effect within _CACHE_SECONDS.
         self._mailbox_cache: TtlCache[str, set[str]] = TtlCache(_CACHE_SECONDS)
         self._active_cache: TtlCache[str, tuple[str, str] | None] = TtlCache(_CACHE_SECONDS)
+        self._generation = -1  # the directory's, when the caches above were started
 
     # -- the entry point ----------------------------------------------------------------
 
@@ -246,6 +247,7 @@ class LocalDelivery:
         ``check_peer``: look the envelope's peer up in DNS blocklists (not for LMTP,
         whose peer is the MTA handing the mail over).
         """
+        self._drop_stale_caches()
         if not check_peer:
             envelope = replace(envelope, peer="")
         try:
@@ -580,6 +582,15 @@ class LocalDelivery:
                 error="; ".join(result.errors),
             )
         return result
+
+    def _drop_stale_caches(self) -> None:
+        """After a directory change an address may name a new account (``correo user del``
+        then ``user add``): nothing cached under the old one's name may reach it."""
+        if self.directory.generation != self._generation:
+            self._generation = self.directory.generation
+            self._active_cache = TtlCache(_CACHE_SECONDS)
+            self._mailbox_cache = TtlCache(_CACHE_SECONDS)
+            self._scripts = {}
 
     def forget(self, account: str) -> None:
         """Drop what is cached about an account (its script or folders just changed)."""

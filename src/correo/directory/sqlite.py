@@ -195,6 +195,9 @@ class Directory:
         self._version = -1
         self._checked = 0.0
         self._stale = True
+        #: Bumped at each reload of the snapshot. Facts cached per account name elsewhere
+        #: (an active Sieve script) are stale after it: the name may now be a new account.
+        self.generation = 0
         self._conn: sqlite3.Connection | None = self._open()
 
     def __repr__(self) -> str:
@@ -280,6 +283,7 @@ class Directory:
                     self._snap = self._load(conn)
                     self._version = version
                     self._stale = False
+                    self.generation += 1
             except sqlite3.Error as exc:
                 if self._snap is not None:
                     return self._snap  # keep serving the last good view

@@ -119,8 +119,11 @@ def test_smtp_in_imap_and_pop3_out_on_postgresql(pg_url: str, tmp_path: Path) ->
         assert bodies[0].endswith(small) and bodies[1].endswith(large)
         client.logout()
 
-        # The mail is in the database, the large body in chunks.
+        # The mail is in the database, the large body in chunks; nothing local, not
+        # even from `correo user add` (every command goes to the shared store).
         assert rows(pg_url, "SELECT count(*) FROM messages") == 2
         assert rows(pg_url, "SELECT count(*) FROM blob_chunks") >= 4
+        assert rows(pg_url, "SELECT count(*) FROM accounts") == len(PASSWORDS)
+        assert not (tmp_path / "node1" / "store" / "mail.db").exists()
     finally:
         assert server.stop() == 0, server.log()[-3000:]

@@ -613,3 +613,72 @@ def test_a_multi_mib_message_streams_in_bounded_pieces(factory: Factory, tmp_pat
         await store.close()
 
     run(go())
+
+
+# -- account removal (correo user del): everything at once, or set aside -----------------
+
+
+async def _filled(store: MailStore, account: str) -> None:
+    """Mail (bodies shared with b@x.test), a folder, a script, vacation and junk data."""
+    for size in (10, 300_000):  # an inline body, and one past the spool and a chunk
+        await put(store, b"Subject: s\r\n\r\n" + b"x" * size, [DeliveryTarget(account)])
+    await put(
+        store, b"Subject: shared\r\n\r\nx", [DeliveryTarget(account), DeliveryTarget("b@x.test")]
+    )
+    await store.create_mailbox(account, "Folder")
+    await store.sieve_put(account, "main", 'redirect "old@elsewhere.test";')
+    await store.sieve_activate(account, "main")
+    assert not await store.vacation_seen(account, "h", "s@x.test", 7)
+    await store.junk_learn(account, ["tok1", "tok2"], spam=True)
+
+
+async def _nothing_left(store: MailStore, account: str) -> None:
+    assert await store.list_mailboxes(account) == []
+    assert await store.list_subscriptions(account) == []
+    assert await store.sieve_list(account) == []
+    assert await store.sieve_active(account) is None
+    assert not await store.vacation_seen(account, "h", "s@x.test", 7)  # forgotten
+    assert await store.junk_counts(account, ["tok1"]) == (0, 0, {})
+
+
+def test_delete_account_takes_everything_but_shared_bodies(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await _filled(store, "a@x.test")
+        await store.delete_account("a@x.test")
+        await _nothing_left(store, "a@x.test")
+        (kept,) = await store.list_messages("b@x.test")  # b's copy of the shared body
+        assert await read_all(store.read_message("b@x.test", "INBOX", kept.uid)) == (
+            b"Subject: shared\r\n\r\nx"
+        )
+        assert await store.kept_accounts() == []
+        await store.delete_account("b@x.test")
+        assert await bodies_left(store, tmp_path) == 0
+        await store.close()
+
+    run(go())
+
+
+def test_set_aside_moves_everything_under_a_name_no_address_can_have(
+    factory: Factory, tmp_path: Path
+) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await _filled(store, "a@x.test")
+        tombstone = await store.set_aside_account("a@x.test")
+        assert tombstone is not None and tombstone.startswith("a@x.test (deleted ")
+        await _nothing_left(store, "a@x.test")
+        await store.create_account("a@x.test")  # the address starts again, empty
+        assert await store.list_messages("a@x.test") == []
+        assert {m.name for m in await store.list_mailboxes(tombstone)} >= {"INBOX", "Folder"}
+        assert len(await store.list_messages(tombstone)) == 3
+        assert await store.sieve_active(tombstone) == ("main", 'redirect "old@elsewhere.test";')
+        assert await store.vacation_seen(tombstone, "h", "s@x.test", 7)
+        assert (await store.junk_counts(tombstone, ["tok1"]))[0] == 1
+        assert await store.kept_accounts() == [(tombstone, 3)]
+        assert await store.set_aside_account("nobody@x.test") is None
+        await store.close()
+
+    run(go())

@@ -217,3 +217,25 @@ def test_a_failing_write_leaves_the_rest_of_its_batch_committed(
     run(go())
     assert scalar(pg_url, "SELECT count(*) FROM meta WHERE key LIKE 'k%%'") == 4
     assert scalar(pg_url, "SELECT count(*) FROM meta WHERE key = 'k2'") == 0
+
+
+def test_a_full_disk_on_the_database_server_is_a_full_store(pg_url: str, tmp_path: Path) -> None:
+    """SQLSTATE 53100 (disk_full) becomes StoreFullError: SMTP answers 452 4.3.1."""
+    from correo.store.api import StoreFullError
+
+    async def full(conn: psycopg.AsyncConnection[object]) -> tuple[None, list[object]]:
+        await conn.execute(
+            "DO $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full';"
+            " END $$"
+        )
+        return None, []
+
+    async def go() -> None:
+        store = await node(pg_url, tmp_path)
+        with pytest.raises(StoreFullError):
+            await store._write(full)  # type: ignore[arg-type]
+        await put(store, b"Subject: after\r\n\r\nx\r\n")  # the writer goes on
+        assert len(await store.list_messages("a@x.test")) == 1
+        await store.close()
+
+    run(go())

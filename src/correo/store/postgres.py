@@ -53,7 +53,7 @@ from correo.store.api import (
     local_zone,
 )
 from correo.store.postgres_base import CHUNK, Conn
-from correo.store.postgres_commit import PgAfterCommit, PgCommitter
+from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
 from correo.store.postgres_feed import ChangeFeed
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
@@ -274,7 +274,10 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
                 digest = hashlib.sha256(data).digest()
             else:
                 staged, digest = await self._stage(spool)
-        except (psycopg.Error, OSError) as exc:
+        except psycopg.Error as exc:
+            spool.discard()
+            raise store_error(exc) from exc
+        except OSError as exc:  # the spool file could not be read
             spool.discard()
             raise StoreError(f"could not store message: {exc}") from exc
 

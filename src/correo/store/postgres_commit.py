@@ -30,9 +30,9 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from correo.store.api import StoreError
+from correo.store.api import StoreError, StoreFullError
 
-__all__ = ["PgAfterCommit", "PgCommitter", "PgWriteOp"]
+__all__ = ["PgAfterCommit", "PgCommitter", "PgWriteOp", "store_error"]
 
 #: A post-commit action (waking waiters, announcing changes); runs on the event loop.
 PgAfterCommit = Callable[[], None]
@@ -141,7 +141,7 @@ class PgCommitter:
                     break
                 await asyncio.sleep(0.01 * retries)
             except Exception as exc:
-                failure = _store_error(exc)
+                failure = store_error(exc)
                 break
         self.batches += 1
         self.writes += len(batch)
@@ -185,7 +185,7 @@ class PgCommitter:
                 except (psycopg.OperationalError, psycopg.InterfaceError):
                     raise  # the connection is gone: the batch fails whole
                 except Exception as exc:
-                    refused[i] = _store_error(exc)
+                    refused[i] = store_error(exc)
                     if not item.guarded:
                         raise _Redo from exc  # the transaction is spoilt: roll back
                 else:
@@ -193,10 +193,12 @@ class PgCommitter:
                     after.extend(actions)
 
 
-def _store_error(exc: BaseException) -> BaseException:
-    """Database errors become StoreError (what sessions turn into a temporary reply)."""
+def store_error(exc: BaseException) -> BaseException:
+    """Database errors become StoreError (what sessions turn into a temporary reply);
+    the database server's full disk becomes StoreFullError (SMTP 452 4.3.1)."""
     if isinstance(exc, psycopg.Error):
-        error = StoreError(f"database error: {exc}")
+        kind = StoreFullError if isinstance(exc, psycopg.errors.DiskFull) else StoreError
+        error = kind(f"database error: {exc}")
         error.__cause__ = exc
         return error
     return exc

@@ -12,7 +12,9 @@ replies.  Rules that keep mail safe:
   (RFC 5228 §2.10.6);
 * the script reads the spooled bytes through bounded windows: the header section and
   at most ``[delivery] sieve_body_limit`` bytes for the body test, never the whole of
-  a 100 MB message;
+  a 100 MB message; the body test walks the MIME structure stored with the message and
+  decodes each part once per message, and the script is parsed and run in a worker
+  thread with a step and time budget, so no message stalls the event loop;
 * redirect loops stop after ``max_redirect_hops`` ``X-Correo-Redirected`` markers, and
   the interpreter bounds redirects per run (flood).
 """
@@ -20,15 +22,16 @@ replies.  Rules that keep mail safe:
 from __future__ import annotations
 
 import asyncio
+import email.utils
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Literal
 
 from correo import sieve
 from correo.config import Config
 from correo.delivery.autoreply import rejection_message, vacation_message
-from correo.delivery.facts import FactsBuilder, shift_facts
+from correo.delivery.facts import FactsBuilder, load_tree, shift_facts
+from correo.delivery.sieverun import ScriptRunner, SieveMessage
 from correo.delivery.textindex import index_delivered
 from correo.directory import Directory
 from correo.dns import Resolver
@@ -150,34 +153,6 @@ def _header_end(data: bytes) -> int:
     return len(data) if end < 0 else end + 2
 
 
-class _SpoolView:
-    """The Sieve MessageView over a spool: bounded windows, our own spam verdict."""
-
-    def __init__(
-        self, window: bytes, size: int, mailboxes: Iterable[str], verdict: Verdict | None
-    ) -> None:
-        self._bytes = sieve.BytesMessageView(window, mailboxes=mailboxes)
-        self._size = size
-        self._verdict = verdict
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def header(self, name: str) -> list[str]:
-        return self._bytes.header(name)
-
-    def body_text(self, transform: sieve.BodyTransform) -> Iterable[str]:
-        return self._bytes.body_text(transform)
-
-    def mailbox_exists(self, name: str) -> bool:
-        return self._bytes.mailbox_exists(name)
-
-    def spam_score(self) -> float | None:
-        # Never from a header: a sender could write X-Spam-Score: 0 (RFC 5235 §2.2).
-        return None if self._verdict is None else self._verdict.percent
-
-
 def _mailbox_name(name: str) -> str | None:
     """A Sieve fileinto name usable as a store mailbox, or None (RFC 5228 §4.1)."""
     if name.upper() == "INBOX":
@@ -218,10 +193,9 @@ class LocalDelivery:
             if config.junk.enabled
             else None
         )
-        self._scripts: dict[str, tuple[str, sieve.Script | None]] = {}
+        self._sieve = ScriptRunner(store, log, _CACHE_SECONDS)
         # Every delivery asks; a change takes effect within _CACHE_SECONDS.
         self._mailbox_cache: TtlCache[str, set[str]] = TtlCache(_CACHE_SECONDS)
-        self._active_cache: TtlCache[str, tuple[str, str] | None] = TtlCache(_CACHE_SECONDS)
         self._generation = -1  # the directory's, when the caches above were started
 
     # -- the entry point ----------------------------------------------------------------
@@ -282,6 +256,12 @@ class LocalDelivery:
         base_score, base_reasons, tokens = await self._message_signals(
             spool, envelope, header, window, recipients
         )
+        stored = facts
+        body = sieve.MessageBody(  # shared by every account's script, decoded once
+            window,
+            (lambda: load_tree(stored)) if stored is not None else None,
+            sieve.BodyLimits(max_bytes=limit),
+        )
         plans: dict[str, _Plan] = {}
         for r in recipients:
             if r.account in plans:
@@ -293,6 +273,7 @@ class LocalDelivery:
                     plan,
                     envelope,
                     window,
+                    body,
                     spool.size,
                     hops,
                     base_score,
@@ -451,6 +432,7 @@ class LocalDelivery:
         plan: _Plan,
         envelope: Envelope,
         window: bytes,
+        body: sieve.MessageBody,
         size: int,
         hops: int,
         base_score: float | None,
@@ -471,7 +453,18 @@ class LocalDelivery:
             implicit = self.junk.settings.folder
         if plan.quarantine:
             implicit = self.junk.settings.folder if self.junk is not None else "Junk"
-        result = await self._run_script(plan, envelope, window, size, mailboxes, session)
+        result = await self._sieve.run(
+            sieve.Envelope(
+                sender=envelope.sender,
+                recipient=plan.address,
+                original_recipient=plan.address,
+                auth=envelope.authenticated,
+            ),
+            SieveMessage(window, size, plan.verdict, body),
+            account=account,
+            mailboxes=mailboxes,
+            session=session,
+        )
         targets: dict[str, DeliveryTarget] = {}
 
         def add(mailbox: str, flags: tuple[str, ...]) -> None:
@@ -524,77 +517,17 @@ class LocalDelivery:
                 return name
         return INBOX
 
-    async def _run_script(
-        self,
-        plan: _Plan,
-        envelope: Envelope,
-        window: bytes,
-        size: int,
-        mailboxes: set[str],
-        session: str,
-    ) -> sieve.Result | None:
-        active = self._active_cache.get(plan.account)
-        if isinstance(active, Missing):
-            active = self._active_cache.put(
-                plan.account, await self.store.sieve_active(plan.account)
-            )
-        if active is None:
-            return None
-        name, text = active
-        cached = self._scripts.get(plan.account)
-        if cached is not None and cached[0] == text:
-            script = cached[1]
-        else:
-            try:
-                script = sieve.parse(text)
-            except sieve.SieveError as exc:
-                self.log.warning(
-                    "delivery.sieve_error",
-                    session=session,
-                    account=plan.account,
-                    script=name,
-                    error=str(exc),
-                )
-                script = None
-            if len(self._scripts) > 1000:
-                self._scripts.clear()
-            self._scripts[plan.account] = (text, script)
-        if script is None:
-            return None  # broken script: implicit keep
-        view = _SpoolView(window, size, mailboxes, plan.verdict)
-        result = sieve.run(
-            script,
-            view,
-            sieve.Envelope(
-                sender=envelope.sender,
-                recipient=plan.address,
-                original_recipient=plan.address,
-                auth=envelope.authenticated,
-            ),
-            now=datetime.now(UTC),
-        )
-        if result.errors:
-            self.log.warning(
-                "delivery.sieve_runtime_error",
-                session=session,
-                account=plan.account,
-                script=name,
-                error="; ".join(result.errors),
-            )
-        return result
-
     def _drop_stale_caches(self) -> None:
         """After a directory change an address may name a new account (``correo user del``
         then ``user add``): nothing cached under the old one's name may reach it."""
         if self.directory.generation != self._generation:
             self._generation = self.directory.generation
-            self._active_cache = TtlCache(_CACHE_SECONDS)
+            self._sieve.clear()
             self._mailbox_cache = TtlCache(_CACHE_SECONDS)
-            self._scripts = {}
 
     def forget(self, account: str) -> None:
         """Drop what is cached about an account (its script or folders just changed)."""
-        self._active_cache.forget(account)
+        self._sieve.forget(account)
         self._mailbox_cache.forget(account)
 
     async def _mailboxes(self, account: str) -> set[str]:
@@ -733,7 +666,7 @@ class LocalDelivery:
         msgid = next(iter(view.header("message-id")), None)
         refs = next(iter(view.header("references")), None)
         data = vacation_message(
-            from_=action.from_ or plan.account,
+            from_=self._vacation_from(plan, action, session),
             to=envelope.sender,
             subject=subject,
             reason=action.reason,
@@ -743,6 +676,22 @@ class LocalDelivery:
             hostname=self.config.hostname,
         )
         await self._send_generated(data, envelope.sender, "vacation", plan.account, session)
+
+    def _vacation_from(self, plan: _Plan, action: sieve.Vacation, session: str) -> str:
+        """The reply's From: ``:from`` only when it is one of the account's own
+        addresses (RFC 5230 §4.2 leaves it to policy), else the account's address."""
+        if action.from_ is None:
+            return plan.account
+        sender = sieve.parse_sender(action.from_)
+        if sender is not None and self.directory.may_send_as(plan.account, sender[1]):
+            return email.utils.formataddr(sender)  # written as checked, nothing more
+        self.log.warning(
+            "delivery.vacation_from_refused",
+            session=session,
+            account=plan.account,
+            requested=action.from_[:200],
+        )
+        return plan.account
 
     async def _send_generated(
         self, data: bytes, to: str, kind: str, account: str, session: str

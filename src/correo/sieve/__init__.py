@@ -8,14 +8,16 @@ in ``Result.errors`` together with an implicit keep.
 
 from __future__ import annotations
 
-from .address import Envelope, vacation_allowed
+from .address import Envelope, parse_sender, vacation_allowed
 from .interpreter import (
     Action,
+    BodyLimits,
     BodyTransform,
     BytesMessageView,
     Discard,
     FileInto,
     Keep,
+    MessageBody,
     MessageView,
     Redirect,
     Reject,
@@ -31,12 +33,14 @@ from .validate import SIEVE_EXTENSIONS, check, parse
 __all__ = [
     "SIEVE_EXTENSIONS",
     "Action",
+    "BodyLimits",
     "BodyTransform",
     "BytesMessageView",
     "Discard",
     "Envelope",
     "FileInto",
     "Keep",
+    "MessageBody",
     "MessageView",
     "ParseLimits",
     "Redirect",
@@ -48,6 +52,7 @@ __all__ = [
     "Vacation",
     "check",
     "parse",
+    "parse_sender",
     "run",
     "vacation_allowed",
 ]

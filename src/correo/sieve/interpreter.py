@@ -4,34 +4,42 @@ The interpreter never performs an action: it returns a ``Result`` for the
 delivery code. Any runtime failure (limits, bad redirect address,
 incompatible actions) yields ``errors`` and an implicit keep, so a broken
 script never loses mail (RFC 5228 §2.10.6).
+
+The message comes from a stranger, so a run is bounded: every command, test and
+comparison is charged to ``RunLimits.max_steps`` in proportion to the characters it
+scans (``correo.sieve.match.WORK_PER_STEP``), body text is decoded once per message
+within ``BodyLimits``, and with a ``clock`` a run also stops after
+``RunLimits.max_seconds``. The delivery code runs it in a worker thread.
 """
 
 from __future__ import annotations
 
-import email
-import email.message
-import email.policy
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from correo.message.structure import Part
+
 from .address import Envelope, address_part, decode_header_value, parse_addresses
+from .body import BodyLimits, BodyTransform, MessageBody
 from .dates import date_part, parse_date_header, parse_zone
-from .match import Matcher
+from .match import WORK_PER_STEP, Matcher
 from .parser import Argument, Command, Number, Script, StringList, Test
 from .variables import VariableStore, apply_modifiers
 
 __all__ = [
     "Action",
+    "BodyLimits",
     "BodyTransform",
     "BytesMessageView",
     "Discard",
     "Envelope",
     "FileInto",
     "Keep",
+    "MessageBody",
     "MessageView",
     "Redirect",
     "Reject",
@@ -40,14 +48,6 @@ __all__ = [
     "Vacation",
     "run",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class BodyTransform:
-    """RFC 5173 §5: ``raw``, ``text`` or ``content`` with MIME type filters."""
-
-    kind: str = "text"
-    content_types: tuple[str, ...] = ()
 
 
 class MessageView(Protocol):
@@ -142,9 +142,10 @@ class RunLimits:
 
     max_actions: int = 32
     max_redirects: int = 4
-    max_steps: int = 100_000  # commands, tests and value x key comparisons
+    max_steps: int = 100_000  # commands, tests, comparisons; scans per WORK_PER_STEP chars
     max_variable_length: int = 4096
     max_vacation_days: int = 90
+    max_seconds: float = 5.0  # wall clock, when run() is given a clock
 
 
 class _RuntimeFailure(Exception):
@@ -179,7 +180,12 @@ class _Run:
         envelope: Envelope,
         now: datetime,
         limits: RunLimits,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self.clock = clock
+        self.deadline = clock() + limits.max_seconds if clock is not None else 0.0
+        self.next_check = 0
+        self.decoded: dict[str, list[str]] = {}  # header name -> decoded values
         self.script = script
         self.message = message
         self.envelope = envelope
@@ -196,15 +202,28 @@ class _Run:
 
     # -- helpers -----------------------------------------------------------
     def charge(self, n: int = 1) -> None:
+        """Pay ``n`` steps before doing the work; over budget is a runtime error."""
         self.steps += n
         if self.steps > self.limits.max_steps:
             raise _RuntimeFailure("script exceeded its step limit")
+        if self.clock is not None and self.steps >= self.next_check:
+            self.next_check = self.steps + 64
+            if self.clock() > self.deadline:
+                raise _RuntimeFailure("script exceeded its time limit")
+
+    def scan(self, text: str) -> None:
+        """Pay for reading ``text`` (decoding, parsing, folding)."""
+        self.charge(1 + len(text) // WORK_PER_STEP)
 
     def strings(self, arg: Argument | None) -> list[str]:
         if not isinstance(arg, StringList):
             return []
         if self.expand_vars:  # RFC 5229 §3: expansion in every string argument
-            return [self.vars.expand(v) for v in arg.values]
+            out: list[str] = []
+            for v in arg.values:
+                out.append(self.vars.expand(v))
+                self.scan(out[-1])  # a list of long expansions is paid for as it grows
+            return out
         return list(arg.values)
 
     def string(self, arg: Argument | None) -> str:
@@ -234,7 +253,7 @@ class _Run:
 
     def compare(self, node: Test, values: Sequence[str], keys: Sequence[str]) -> bool:
         self.charge(max(1, len(values)) * max(1, len(keys)))
-        found = self.matcher(node).match(values, keys)
+        found = self.matcher(node).match(values, keys, self.charge)
         if found is None:
             return False
         if found:  # RFC 5229 §3.2: a successful :matches sets ${0}..${n}
@@ -401,17 +420,19 @@ class _Run:
             case "anyof":
                 return any(self.test(t) for t in node.tests)
             case "exists":
-                return all(self.message.header(n) for n in self.strings(pos[0]))
+                wanted = self.strings(pos[0])
+                self.charge(len(wanted))
+                return all(self.message.header(n) for n in wanted)
             case "size":
                 if "over" in tags:
                     return self.message.size > self.number(tags["over"])
                 return self.message.size < self.number(tags["under"])
             case "header":
-                values = [
-                    decode_header_value(v)
-                    for n in self.strings(pos[0])
-                    for v in self.fields(node, n)
-                ]
+                values: list[str] = []
+                for name in self.strings(pos[0]):
+                    found = self.decoded_fields(node, name)
+                    self.charge(1 + len(found))  # thousands of fields, named again and again
+                    values += found
                 return self.compare(node, values, self.strings(pos[1]))
             case "address":
                 return self.compare(node, self.address_values(node), self.strings(pos[1]))
@@ -449,6 +470,23 @@ class _Run:
             index = len(values) - index + 1
         return [values[index - 1]] if 1 <= index <= len(values) else []
 
+    def decoded_fields(self, node: Test, name: str) -> list[str]:
+        """``fields`` with RFC 2047 words decoded (RFC 5228 §2.7.2), decoded once a run."""
+        key = name.lower()
+        values = self.decoded.get(key)
+        if values is None:
+            values = []
+            for raw in self.message.header(name):
+                self.scan(raw)
+                values.append(decode_header_value(raw))
+            self.decoded[key] = values
+        if "index" not in node.tags:
+            return values
+        index = self.number(node.tags["index"])
+        if "last" in node.tags:
+            index = len(values) - index + 1
+        return [values[index - 1]] if 1 <= index <= len(values) else []
+
     def address_part(self, node: Test) -> str:
         for part in ("localpart", "domain", "user", "detail"):
             if part in node.tags:
@@ -460,6 +498,7 @@ class _Run:
         out: list[str] = []
         for name in self.strings(node.positional[0]):
             for value in self.fields(node, name):
+                self.scan(value)
                 for addr in parse_addresses(value):
                     piece = address_part(addr, part)
                     if piece is not None:
@@ -491,7 +530,7 @@ class _Run:
         else:
             transform = BodyTransform("text")  # RFC 5173 §5: :text is the default
         for text in self.message.body_text(transform):
-            self.charge(1 + len(text) // 65536)
+            self.scan(text)
             yield text
 
     def date_values(self, node: Test) -> list[str]:
@@ -509,6 +548,7 @@ class _Run:
             dates = []
             name = self.string(pos[0])
             for value in self.fields(node, name):
+                self.scan(value)
                 if name.lower() == "received":  # RFC 5260 §4: date follows the last ';'
                     value = value.rpartition(";")[2]
                 parsed = parse_date_header(value)
@@ -543,9 +583,13 @@ def run(
     *,
     now: datetime,
     limits: RunLimits = RunLimits(),
+    clock: Callable[[], float] | None = None,
 ) -> Result:
-    """Evaluate ``script``; never raises for anything the script or message does."""
-    state = _Run(script, message, envelope, now, limits)
+    """Evaluate ``script``; never raises for anything the script or message does.
+
+    ``clock`` (seconds, e.g. ``time.monotonic``) enables ``limits.max_seconds``.
+    """
+    state = _Run(script, message, envelope, now, limits, clock)
     try:
         state.block(script.commands)
     except _Stop:
@@ -566,10 +610,13 @@ _NUMBER = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
 
 
 class BytesMessageView:
-    """A MessageView over a complete message in memory, for tests and defaults.
+    """A MessageView over a message (or its first octets) in memory.
 
     ``mailboxes`` answers mailboxexists; the spam score is the first number in
-    ``spam_header`` read as a percentage. Never raises on malformed input.
+    ``spam_header`` read as a percentage. ``structure`` is the stored MIME tree (or
+    a loader for it) the body test walks, else it is parsed from ``data`` when first
+    needed; ``body`` shares one decoded body between several views of the same
+    message. Never raises on malformed input.
     """
 
     def __init__(
@@ -578,14 +625,18 @@ class BytesMessageView:
         *,
         mailboxes: Iterable[str] = ("INBOX",),
         spam_header: str = "X-Spam-Score",
+        structure: Part | Callable[[], Part] | None = None,
+        body_limits: BodyLimits | None = None,
+        body: MessageBody | None = None,
     ) -> None:
         self.data = data
         self.mailboxes = set(mailboxes)
         self.spam_header = spam_header
+        self.body = body if body is not None else MessageBody(data, structure, body_limits)
         m = _HEADER_END.search(data)
-        head, self.body = (data, b"") if m is None else (data[: m.start()], data[m.end() :])
+        head = data if m is None else data[: m.start()]
         if data.startswith((b"\r\n", b"\n")):
-            head, self.body = b"", data.lstrip(b"\r\n")
+            head = b""
         self.headers: dict[str, list[str]] = {}
         text = head.decode("utf-8", "replace")
         for field in _FOLD.sub("", text).replace("\r\n", "\n").split("\n"):
@@ -611,32 +662,4 @@ class BytesMessageView:
         return None
 
     def body_text(self, transform: BodyTransform) -> Iterable[str]:
-        if transform.kind == "raw":  # RFC 5173 §5.1: undecoded body
-            return [self.body.decode("utf-8", "replace")]
-        try:
-            msg = email.message_from_bytes(self.data, policy=email.policy.compat32)
-            return list(self._parts(msg, transform))
-        except Exception:  # malformed MIME: fall back to the raw body
-            return [self.body.decode("utf-8", "replace")]
-
-    @staticmethod
-    def _parts(msg: email.message.Message, transform: BodyTransform) -> Iterator[str]:
-        for part in msg.walk():
-            if part.is_multipart():
-                continue
-            ctype = part.get_content_type().lower()
-            if transform.kind == "text":
-                if not ctype.startswith("text/"):  # RFC 5173 §5.2
-                    continue
-            else:  # RFC 5173 §5.3: "" matches all, "type" or "type/subtype"
-                wanted = [t.lower() for t in transform.content_types]
-                if not any(t in ("", ctype, ctype.split("/")[0]) for t in wanted):
-                    continue
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                continue
-            charset = part.get_content_charset() or "us-ascii"
-            try:
-                yield payload.decode(charset, "replace")
-            except LookupError:
-                yield payload.decode("utf-8", "replace")
+        return self.body.texts(transform)

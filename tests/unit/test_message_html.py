@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from correo.message.encoded import decode_header
 from correo.message.html import html_to_text
 from correo.message.mime import decode_param
 from correo.message.text import decode_text
@@ -69,3 +70,8 @@ def test_charsets_that_are_not_charsets_fall_back_to_utf8() -> None:
     decode_text(b"a" * 1000 + b"-" + b"b" * 300_000, "punycode")
     assert time.monotonic() - started < 1.0
     assert decode_param((("charset*", "idna''%41"),), "charset") == "A"
+    # RFC 2047 encoded words: decode_header promises never to raise
+    assert decode_header("=?idna?q?" + "a" * 100 + "?=") == "a" * 100
+    started = time.monotonic()
+    decode_header("=?punycode?q?" + "a" * 1000 + "-" + "b" * 200_000 + "?=")
+    assert time.monotonic() - started < 1.0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import binascii
+import codecs
 import re
 
-__all__ = ["decode_header", "encode_header"]
+__all__ = ["decode_header", "encode_header", "text_codec"]
 
 # RFC 2047 §2: =?charset?encoding?encoded-text?= (charset may carry *lang, RFC 2231 §5)
 _EW = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
@@ -29,10 +30,27 @@ def _raw_word(enc: str, text: str) -> bytes:
     return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data)
 
 
+#: Codecs that are no charsets for text: punycode (and idna, built on it) decode in
+#: quadratic time, and idna raises even with errors="replace".
+_NOT_CHARSETS = frozenset({"punycode", "idna"})
+
+
+def text_codec(charset: str | None) -> str:
+    """The codec to read text declared in ``charset`` with: the charset when it is a
+    text encoding Python knows and decodes in linear time, else UTF-8."""
+    try:
+        info = codecs.lookup((charset or "utf-8").strip())
+    except LookupError:  # unknown charset: UTF-8 is the likeliest truth today
+        return "utf-8"
+    if not info._is_text_encoding or info.name in _NOT_CHARSETS:
+        return "utf-8"
+    return info.name
+
+
 def _decode_bytes(raw: bytes, charset: str) -> str:
     try:
-        return raw.decode(charset, "replace")
-    except LookupError:  # unknown charset: UTF-8 is the likeliest truth today
+        return raw.decode(text_codec(charset), "replace")
+    except (LookupError, UnicodeError):
         return raw.decode("utf-8", "replace")
 
 

@@ -9,11 +9,12 @@ encoded words undecoded) because IMAP ENVELOPE and BODYSTRUCTURE return them tha
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
+
+from .encoded import text_codec
 
 __all__ = [
     "Address",
@@ -251,11 +252,8 @@ def decode_param(params: Params, name: str) -> str | None:
                 return value
             raw = unquote_to_bytes(encoded)
             try:
-                codec = codecs.lookup(charset or "us-ascii")
-                if not codec._is_text_encoding or codec.name in ("punycode", "idna"):
-                    raise LookupError(charset)  # not a charset; punycode is quadratic
-                return raw.decode(codec.name, "replace")
-            except (LookupError, UnicodeError):  # idna raises even with "replace"
+                return raw.decode(text_codec(charset or "us-ascii"), "replace")
+            except (LookupError, UnicodeError):
                 return raw.decode("utf-8", "replace")
         if k == want and plain is None:
             plain = value

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator
 
-from .encoded import decode_header
+from .encoded import decode_header, text_codec
 from .html import html_to_text
 from .imapfmt import decode_transfer
 from .mime import decode_param, split_header_fields
@@ -17,11 +16,6 @@ _SEARCH_HEADERS = ("subject", "from", "to", "cc", "bcc", "reply-to", "sender")
 _MAX_PART = 16 * 1024 * 1024  # larger text parts are indexed only up to this size
 
 
-#: Codecs that are not plain charsets: punycode (and idna, built on it) decode in
-#: quadratic time and idna raises even with errors="replace".
-_NOT_CHARSETS = frozenset({"punycode", "idna"})
-
-
 def decode_text(raw: bytes, charset: str | None) -> str:
     """Bytes of a text part in its declared charset; never raises.
 
@@ -31,12 +25,7 @@ def decode_text(raw: bytes, charset: str | None) -> str:
     name = (charset or "utf-8").strip().lower()
     if name in ("us-ascii", "ascii", ""):
         name = "utf-8"  # mislabelled 8-bit is usually UTF-8
-    try:
-        info = codecs.lookup(name)
-        if not info._is_text_encoding or info.name in _NOT_CHARSETS:
-            name = "utf-8"
-    except LookupError:
-        name = "utf-8"
+    name = text_codec(name)
     try:
         text = raw.decode(name, "replace")
     except (LookupError, UnicodeError):

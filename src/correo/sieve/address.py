@@ -4,11 +4,12 @@ the RFC 3834 / RFC 5230 §4.5-4.6 checks that decide whether vacation may reply.
 
 from __future__ import annotations
 
-import email.header
 import email.utils
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from correo.message.encoded import decode_header
 
 __all__ = [
     "ADDRESS_PARTS",
@@ -42,13 +43,11 @@ class HeaderSource(Protocol):
 
 
 def decode_header_value(value: str) -> str:
-    """Decode RFC 2047 encoded-words (RFC 5228 §2.7.2); never raises."""
+    """Decode RFC 2047 encoded-words (RFC 5228 §2.7.2) with correo's one header
+    decoder: linear, never raises, and no slow pseudo-charsets such as punycode."""
     if "=?" not in value:
         return value
-    try:
-        return str(email.header.make_header(email.header.decode_header(value)))
-    except Exception:  # hostile charsets/encodings: keep the raw text
-        return value
+    return decode_header(value)
 
 
 def parse_addresses(value: str) -> list[str]:

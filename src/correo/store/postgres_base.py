@@ -51,7 +51,7 @@ class PgBase:
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params)
+                cur = await conn.execute(sql, params, binary=True)
                 rows: list[Row] = await cur.fetchall()
                 return rows
         except psycopg.Error as exc:
@@ -60,7 +60,7 @@ class PgBase:
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params)
+                cur = await conn.execute(sql, params, binary=True)
                 row: Row | None = await cur.fetchone()
                 return row
         except psycopg.Error as exc:

@@ -12,11 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
+import pytest
 
 from correo.config import SERVICES
 from tests.conftest import DOMAIN, PASSWORDS, Server, client_tls, correo, quiet_dns
 from tests.server.helpers import mailbox, wait_count
+
+psycopg = pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
 
 ALICE = "alice@example.test"
 

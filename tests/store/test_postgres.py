@@ -11,12 +11,14 @@ import asyncio
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from correo.store.api import DeliveryTarget, Envelope, QueuedRecipient, StoreError
-from correo.store.postgres import PostgresStore
-from correo.store.postgres_schema import LATEST
+
+psycopg = pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
+
+from correo.store.postgres import PostgresStore  # noqa: E402
+from correo.store.postgres_schema import LATEST  # noqa: E402
 
 
 def run(coro: object) -> object:

@@ -37,10 +37,19 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def put_script(srv: Server, user: str, text: str, name: str = "main") -> None:
-    path = srv.data / f"{name}.sieve"
-    path.write_text(text)
-    r = correo(srv.data, "sieve", "put", user, name, str(path), "--activate")
-    assert r.returncode == 0, r.stderr
+    """Store and activate over ManageSieve, which the next delivery sees at once (the
+    CLI's change shows after the delivery cache's second)."""
+    c = sieve_login(srv, user)
+    script = text.encode()
+    assert c.cmd(b'PUTSCRIPT "%s" {%d+}\r\n' % (name.encode(), len(script)) + script)[-1] == b"OK"
+    assert c.cmd(b'SETACTIVE "%s"' % name.encode())[-1] == b"OK"
+    c.cmd(b"LOGOUT")
+
+
+def deactivate(srv: Server, user: str) -> None:
+    c = sieve_login(srv, user)
+    assert c.cmd(b'SETACTIVE ""')[-1] == b"OK"
+    c.cmd(b"LOGOUT")
 
 
 def send(srv: Server, sender: str, rcpt: str, data: bytes) -> tuple[int, str]:
@@ -117,7 +126,7 @@ def test_a_nested_message_to_a_body_test_does_not_stall_other_clients(srv: Serve
     assert reply[0][0] == 250, reply
     assert worst < 1.0, f"a NOOP waited {worst:.2f} s while the body test ran"
     assert wait_count(srv.ports["pop3s"], ALICE, before + 1) == before + 1
-    correo(srv.data, "sieve", "deactivate", ALICE)
+    deactivate(srv, ALICE)
 
 
 # ---- vacation :from ------------------------------------------------------------------
@@ -198,7 +207,7 @@ def test_the_vacation_reply_comes_from_the_account(
     assert b"victim@remote.test" not in reply
     if expected == ALICE and "${who}" in vacation:
         assert "event=delivery.vacation_from_refused" in srv.log()
-    correo(srv.data, "sieve", "deactivate", ALICE)
+    deactivate(srv, ALICE)
 
 
 # ---- ManageSieve: refused commands and their literals ------------------------------

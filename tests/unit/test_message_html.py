@@ -75,3 +75,18 @@ def test_charsets_that_are_not_charsets_fall_back_to_utf8() -> None:
     started = time.monotonic()
     decode_header("=?punycode?q?" + "a" * 1000 + "-" + "b" * 200_000 + "?=")
     assert time.monotonic() - started < 1.0
+
+
+def test_search_text_and_reader_decode_idna_labelled_parts() -> None:
+    """A text part labelled charset=idna raised UnicodeError in SEARCH and the reader."""
+    from correo.delivery.textindex import body_texts
+    from correo.message.structure import parse_structure
+    from correo.mua.render import charset_decode
+
+    raw = (
+        b"From: a@example.test\r\nContent-Type: text/plain; charset=idna\r\n\r\n"
+        b"xn--" + b"a" * 2000 + b" hello\r\n"
+    )
+    texts = body_texts(raw, parse_structure(raw))
+    assert any("hello" in t for t in texts)
+    assert "hello" in charset_decode(b"caf\xc3\xa9 hello", "idna")

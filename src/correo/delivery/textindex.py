@@ -31,7 +31,7 @@ from correo.message.headers import parse_fields
 from correo.message.imapfmt import TransferDecoder
 from correo.message.mime import parse_address_list
 from correo.message.structure import Part
-from correo.message.text import html_to_text
+from correo.message.text import decode_text, html_to_text
 from correo.store.api import Delivered, MailStore, StoreError
 
 __all__ = [
@@ -69,11 +69,7 @@ def body_texts(data: bytes, part: Part) -> list[str]:
             continue
         decoder = TransferDecoder(p.encoding)
         raw = decoder.feed(data[p.header_end : p.body_end]) + decoder.finish()
-        charset = (p.param("charset") or "utf-8").strip().lower()
-        try:
-            text = raw.decode(charset, "replace")
-        except LookupError:
-            text = raw.decode("utf-8", "replace")
+        text = decode_text(raw, p.param("charset"))  # never raises (idna, punycode…)
         out.append(html_to_text(text) if p.subtype.lower() == "html" else text)
     return out
 

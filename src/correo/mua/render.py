@@ -6,7 +6,6 @@ encodings become replacement characters, never exceptions.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from correo.message import (
 )
 from correo.message.mime import split_header_fields
 from correo.message.structure import Part
+from correo.message.text import decode_text
 
 __all__ = ["AttachmentInfo", "attachments", "body_text", "header_value", "render"]
 
@@ -33,12 +33,7 @@ class AttachmentInfo:
 
 
 def charset_decode(raw: bytes, charset: str | None) -> str:
-    name = (charset or "utf-8").strip().lower() or "utf-8"
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        name = "utf-8"
-    return raw.decode(name, "replace")
+    return decode_text(raw, charset)  # one decoder: never raises, no quadratic codecs
 
 
 def header_value(data: bytes, name: str, part: Part | None = None) -> str | None:

@@ -302,3 +302,17 @@ def test_body_content_multipart() -> None:
 def test_spamtest_not_tested() -> None:
     script = 'require ["spamtest", "fileinto"]; if spamtest :is "0" { fileinto "untested"; }'
     assert filed(execute(script, b"Subject: x\r\n\r\n")) == ["untested"]
+
+
+def test_address_test_reads_a_from_hidden_in_deep_comments() -> None:
+    """A From behind thousands of nested comments must still meet the user's rules
+    (the stdlib address reader recursed, gave up, and the sender slipped past)."""
+    deep = "(" * 5000 + ")" * 5000
+    message = MSG.replace(
+        b"From: Alice <alice@example.org>", f"From: {deep} spammer@evil.example".encode()
+    )
+    script = (
+        'require ["fileinto"];\n'
+        'if address :domain :is "from" "evil.example" { fileinto "Junk"; } else { keep; }'
+    )
+    assert filed(execute(script, message, mailboxes=("INBOX", "Junk"))) == ["Junk"]

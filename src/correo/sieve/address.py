@@ -4,12 +4,13 @@ the RFC 3834 / RFC 5230 §4.5-4.6 checks that decide whether vacation may reply.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from correo.message.encoded import decode_header
+from correo.message.headers import addresses_in
+from correo.message.mime import parse_address_list
 
 __all__ = [
     "ADDRESS_PARTS",
@@ -51,12 +52,13 @@ def decode_header_value(value: str) -> str:
 
 
 def parse_addresses(value: str) -> list[str]:
-    """The addr-specs in one header value (groups flattened); never raises."""
-    try:
-        pairs = email.utils.getaddresses([value])
-    except Exception:
-        return []
-    return [addr for _name, addr in pairs if addr]
+    """The addr-specs in one header value (groups flattened); never raises.
+
+    The one address reader of correo.message: iterative and linear, so a From with
+    thousands of nested comments is read, not dropped (the stdlib reader recursed,
+    gave up, and let such a sender slip past every address test).
+    """
+    return [a for a in addresses_in(value) if a]
 
 
 def parse_sender(value: str) -> tuple[str, str] | None:
@@ -67,13 +69,13 @@ def parse_sender(value: str) -> tuple[str, str] | None:
     """
     if "\r" in value or "\n" in value:
         return None
-    try:
-        pairs = email.utils.getaddresses([value])
-    except Exception:
+    found = parse_address_list(value)
+    if len(found) != 1 or found[0].host in (None, "MISSING_DOMAIN"):
+        return None  # one mailbox with a domain, not a group
+    if found[0].mailbox in (None, "MISSING_MAILBOX"):
         return None
-    if len(pairs) != 1:
-        return None
-    name, addr = pairs[0]
+    name = found[0].name or ""
+    addr = f"{found[0].mailbox}@{found[0].host}"
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain or "@" in name or " " in addr:
         return None

@@ -13,6 +13,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from correo.config_rules import (
+    check_value,
+    hostname_problem,
+    listen_host,
+    normalize_hostname,
+    normalize_nameserver,
+)
+
 __all__ = [
     "SERVICES",
     "AuthSettings",
@@ -167,15 +175,7 @@ class OutboundSettings:
 
 
 def _outbound(raw: object, path: Path) -> OutboundSettings:
-    out: OutboundSettings = _section(OutboundSettings, raw, "outbound")
-    if out.tls not in ("opportunistic", "none"):
-        raise ConfigError(f"{path}: [outbound] tls must be opportunistic or none")
-    if out.relayhost_tls not in ("required", "opportunistic", "none"):
-        raise ConfigError(
-            f"{path}: [outbound] relayhost_tls must be required, opportunistic or none"
-        )
-    if not 0 < out.mta_sts_port < 65536:
-        raise ConfigError(f"{path}: [outbound] mta_sts_port must be a port number")
+    out: OutboundSettings = _section(OutboundSettings, raw, "outbound")  # config_rules.RULES
     if out.ca_file:
         ca = Path(out.ca_file)
         ca = ca if ca.is_absolute() else path.parent / ca
@@ -200,6 +200,7 @@ class DeliverySettings:
     max_redirect_hops: int = 5  # X-Correo-Redirected markers before redirect is refused
     max_script_size: int = 64 * 1024  # bytes per Sieve script (ManageSieve HAVESPACE)
     max_scripts: int = 20  # scripts per account
+    postmaster: str = ""  # account for postmaster@ every local domain when none exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +270,9 @@ def parse_hostport(text: str) -> tuple[str, int]:
             f"bad listen address {text!r}: expected host:port, "
             "e.g. 127.0.0.1:2525 (port 0 = any free port)"
         )
+    problem = listen_host(host)
+    if problem is not None:
+        raise ConfigError(f"bad listen address {text!r}: the host {problem}")
     return host, int(port)
 
 
@@ -296,11 +300,32 @@ def _section(cls: type[Any], raw: object, name: str) -> Any:
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise ConfigError(f"[{name}] {key} has the wrong type: {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"[{name}] {key} must not be negative")
-        values[key] = value
+            want = _TYPE_NAMES.get(type(default), "a string")
+            raise ConfigError(f"config error: [{name}] {key}: must be {want}, not {value!r}")
+        problem = check_value(name, key, value)  # config_rules.RULES
+        if problem is not None:
+            raise ConfigError(f"config error: [{name}] {key}: {problem}")
+        values[key] = _NORMALIZE.get((name, key), _same)(value)
     return cls(**values)
+
+
+_TYPE_NAMES = {
+    bool: "true or false",
+    float: "a number",
+    int: "a whole number",
+    tuple: "a list of strings",
+}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: Spellings stored in one canonical form once their rule accepted them.
+_NORMALIZE: dict[tuple[str, str], Any] = {
+    # the resolver reads "ip:port" / "[v6]:port"; a bare IPv6 address has colons of its own
+    ("dns", "nameservers"): lambda v: tuple(normalize_nameserver(x) for x in v),
+}
 
 
 def load_config(data_dir: Path) -> Config:
@@ -327,6 +352,10 @@ def load_config(data_dir: Path) -> Config:
     hostname = server.get("hostname", "localhost")
     if not isinstance(hostname, str) or not hostname:
         raise ConfigError(f"{path}: [server] hostname must be a non-empty string")
+    problem = hostname_problem(hostname)  # it is written into greetings and Received:
+    if problem is not None:
+        raise ConfigError(f"config error: [server] hostname: {problem}")
+    hostname = normalize_hostname(hostname)
     listen_raw = raw.get("listen", {})
     if not isinstance(listen_raw, dict):
         raise ConfigError(f"{path}: [listen] must be a table")
@@ -336,10 +365,11 @@ def load_config(data_dir: Path) -> Config:
             raise ConfigError(f"{path}: unknown service {service!r} in [listen]")
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
             raise ConfigError(f'{path}: [listen] {service} must be a list of "host:port"')
-        listen[service] = tuple(parse_hostport(a) for a in addresses)
+        try:
+            listen[service] = tuple(parse_hostport(a) for a in addresses)
+        except ConfigError as exc:
+            raise ConfigError(f"config error: [listen] {service}: {exc}") from None
     log = _section(LogSettings, raw.get("log"), "log")
-    if log.level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"{path}: [log] level must be debug, info, warning or error")
     return Config(
         data_dir=data_dir,
         hostname=hostname,
@@ -374,11 +404,7 @@ def _limits(raw: object, path: Path) -> Limits:
 
 
 def _mta_sts(raw: object, path: Path) -> MtaStsSettings:
-    sts: MtaStsSettings = _section(MtaStsSettings, raw, "mta_sts")
-    if sts.mode not in ("enforce", "testing", "none"):
-        raise ConfigError(f"{path}: [mta_sts] mode must be enforce, testing or none")
-    if not 0 <= sts.max_age <= 31_557_600:  # RFC 8461 §3.2
-        raise ConfigError(f"{path}: [mta_sts] max_age must be 0 to 31557600 seconds")
+    sts: MtaStsSettings = _section(MtaStsSettings, raw, "mta_sts")  # config_rules.RULES
     return sts
 
 
@@ -393,6 +419,7 @@ def _render_mda() -> list[str]:
         f"max_redirect_hops = {d.max_redirect_hops}",
         f"max_script_size = {d.max_script_size}",
         f"max_scripts = {d.max_scripts}",
+        'postmaster = ""             # gets postmaster@ a domain without one; "" = first user',
         "",
         "[lmtp]",
         'socket = "lmtp.sock"        # unix socket for a local MTA; "" = none',

@@ -20,6 +20,7 @@ from correo.cli import (
     sieve_cmds,  # issue 7
 )
 from correo.config import ConfigError
+from correo.server.tls import TlsConfigError
 
 __all__ = ["build_parser", "main"]
 
@@ -164,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.data_dir = Path(data).absolute()
     try:
         result: int = args.func(args)
-    except (ConfigError, admin.AdminError) as exc:
+    except (ConfigError, TlsConfigError, admin.AdminError) as exc:
         print(f"correo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,12 +9,13 @@ import secrets
 import sys
 from pathlib import Path
 
-from correo.config import load_config, render_default_config
+from correo.config import ConfigError, load_config, render_default_config
+from correo.config_rules import hostname_problem, serve_problems
 from correo.directory import Directory, DirectoryError
 from correo.log import configure
 from correo.mailauth.keys import ensure_domain_keys
 from correo.server.app import MailServer, run_server
-from correo.server.tls import generate_self_signed
+from correo.server.tls import TlsConfigError, generate_self_signed
 from correo.store.api import StoreError
 from correo.store.factory import open_store
 
@@ -44,6 +45,9 @@ def init_data_dir(
             f"{data} already exists and is not empty; use --force to overwrite its config"
         )
     hostname = hostname or f"mail.{domain}"
+    problem = hostname_problem(hostname)  # before it is written into correo.toml
+    if problem is not None:
+        raise InitError(f"--hostname {hostname!r} {problem}")
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     text = render_default_config(hostname)
@@ -116,13 +120,32 @@ def _print_where(server: MailServer) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.data_dir)
+    problem = next(serve_problems(config), None)  # one line, before anything starts
+    if problem is not None:
+        raise ConfigError(f"config error: {problem}")
     configure(config.log.level, config.log.file or None)
+    ready = False
+
+    def on_ready(server: MailServer) -> None:
+        nonlocal ready
+        ready = True
+        _print_where(server)
+
     try:
         import uvloop  # optional extra: correo[fast]
     except ImportError:
-        asyncio.run(run_server(config, on_ready=_print_where))
+        runner = asyncio.run
     else:
-        uvloop.run(run_server(config, on_ready=_print_where))
+        runner = uvloop.run
+    try:
+        runner(run_server(config, on_ready=on_ready))
+    except TlsConfigError as exc:  # the [tls] files exist but do not load
+        raise ConfigError(f"config error: [tls] certificate/key: {exc}") from None
+    except OSError as exc:
+        if ready:
+            raise
+        # a port in use, an address this host does not have: say so in one line
+        raise ConfigError(f"cannot start: {exc}") from None
     return 0
 
 

@@ -442,6 +442,7 @@ class SmtpSession:
             # issue 4: LMTP hand-off of local domains; NOTIFY=SUCCESS via the queue
             handoff=handoff_domains(self.ctx.config.outbound.transport),
             notify_success=notify is not None and "SUCCESS" in notify.upper(),
+            postmaster=self.ctx.config.delivery.postmaster,  # RFC 5321 §4.5.1
         )
         self.ctx.log.debug(
             "smtp.rcpt", session=self.id, rcpt=f"{local_part}@{domain}", reply=route.code

@@ -548,18 +548,27 @@ class LocalDelivery:
         if box in mailboxes:
             return box
         if create or self.config.delivery.fileinto_create:  # RFC 5490 §3.2
-            await self._ensure_mailbox(account, box, None)
+            limit = self.config.limits.mailboxes_per_account
+            if not await self._ensure_mailbox(account, box, None, limit=limit):
+                self.log.warning(
+                    "delivery.mailbox_limit", session=session, account=account, name=box
+                )
+                return None  # over the account's mailbox limit: implicit keep
             mailboxes.add(box)
             return box
         # RFC 5228 §4.1: a missing mailbox makes fileinto fail: implicit keep instead.
         self.log.info("delivery.no_mailbox", session=session, account=account, name=box)
         return None
 
-    async def _ensure_mailbox(self, account: str, name: str, special: str | None) -> None:
+    async def _ensure_mailbox(
+        self, account: str, name: str, special: str | None, *, limit: int = 0
+    ) -> bool:
+        """False only when the mailbox would pass the account's mailbox limit."""
         try:
-            await self.store.create_mailbox(account, name, special)
-        except MailboxError:
-            pass  # created meanwhile
+            await self.store.create_mailbox(account, name, special, limit=limit)
+        except MailboxError as exc:
+            return exc.code != "LIMIT"  # otherwise: created meanwhile
+        return True
 
     # -- writing ------------------------------------------------------------------------
 

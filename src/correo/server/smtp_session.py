@@ -208,8 +208,8 @@ class SmtpSession:
                     )
                 else:
                     await self._handle(event)
-            if not await self._flush():
                 await self.conn.pace()
+            if not await self._flush():
                 return
             if handled:
                 waiting_since = time.monotonic()
@@ -731,7 +731,6 @@ class SmtpSession:
             )
             return Reply(553, "5.7.1", f"From: or Sender: has {found.problems[0]}")
         return None
-
 
     def _abort_transaction(self) -> None:
         tx = self.tx

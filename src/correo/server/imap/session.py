@@ -323,8 +323,8 @@ class ImapSession:
             if event is NEED_DATA or event is PAUSED:
                 return
             await self._event(event)
-
             await self.conn.pace()
+
     async def _event(self, event: object) -> None:
         match event:
             case CommandEvent(tag=tag, command=command):

@@ -213,6 +213,11 @@ SAMPLE_ARGS = {
     "COMPRESS": b" DEFLATE",
     "GETQUOTA": b' ""',
     "GETQUOTAROOT": b" INBOX",
+    "NOTIFY": b" NONE",
+    "GENURLAUTH": b' "imap://a@b/INBOX/;UID=1;URLAUTH=authuser" INTERNAL',
+    "RESETKEY": b"",
+    "URLFETCH": b' "imap://a@b/INBOX/;UID=1"',
+    "CANCELUPDATE": b' "t1"',
 }
 
 

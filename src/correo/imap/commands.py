@@ -20,6 +20,7 @@ from typing import Literal
 
 from correo.imap.errors import ParseError
 from correo.imap.reader import MAX_NUMBER64, Reader
+from correo.imap.returnopts import Returns, parse_returns
 from correo.imap.search import SearchKey, parse_search_keys
 from correo.imap.sequence import SequenceSet
 from correo.imap.utf7 import decode_mutf7
@@ -71,6 +72,7 @@ __all__ = [
     "Unsubscribe",
     "command_name",
     "decode_mailbox",
+    "fetch_att_list",
     "parse_append_head",
     "parse_append_message",
     "parse_command",
@@ -264,6 +266,8 @@ class Search:
     criteria: SearchKey
     charset: str | None = None
     return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RFC 5267 §4.4 PARTIAL low:high
+    update_fetch: tuple[FetchAtt, ...] = ()  # RFC 5465 §7 UPDATE (fetch-att ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,8 @@ class Sort:
     charset: str
     search: SearchKey
     return_options: tuple[str, ...] | None = None  # RFC 5267 ESORT
+    partial: tuple[int, int] | None = None  # RFC 5267 §4.4 PARTIAL low:high
+    update_fetch: tuple[FetchAtt, ...] = ()  # RFC 5465 §7 UPDATE (fetch-att ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -732,17 +738,19 @@ def _uid_expunge(r: Reader, o: ParseOptions) -> Command:
     return _done(UidExpunge(r.sequence_set(max_ranges=o.max_ranges)), r)
 
 
-_SEARCH_RETURNS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+def _return_opts(r: Reader) -> Returns:
+    # RFC 9051 §6.4.4 / RFC 4731 §3 / RFC 5267 §5: "RETURN" SP "(" [opt *(SP opt)] ")"
+    return parse_returns(r, fetch_att_list)
 
 
-def _return_opts(r: Reader) -> tuple[str, ...]:
-    # RFC 9051 §6.4.4 / RFC 4731 §3: "RETURN" SP "(" [opt *(SP opt)] ")"
-    r.sp()
-    opts = _paren_keywords(r, allow_empty=True)
-    for opt in opts:
-        if opt not in _SEARCH_RETURNS:
-            raise ParseError(f"unknown RETURN option {opt}")
-    return tuple(dict.fromkeys(opts))
+def fetch_att_list(r: Reader) -> tuple[FetchAtt, ...]:
+    """``"(" fetch-att *(SP fetch-att) ")"`` (RFC 5465 §7 UPDATE, §8 MessageNew)."""
+    r.open_paren()
+    items = _fetch_att(r)
+    while r.take(b" "):
+        items += _fetch_att(r)
+    r.close_paren()
+    return tuple(dict.fromkeys(items))
 
 
 def _charset(r: Reader) -> str:
@@ -756,7 +764,7 @@ def _charset(r: Reader) -> str:
 def _search(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
     def parse(r: Reader, o: ParseOptions) -> Command:
         r.sp()
-        returns: tuple[str, ...] | None = None
+        returns: Returns | None = None
         if r.peek_keyword(b"RETURN"):
             r.keyword()
             returns = _return_opts(r)
@@ -768,7 +776,11 @@ def _search(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
             charset = _charset(r)
             r.sp()
         criteria = parse_search_keys(r, max_keys=o.max_search_keys)
-        return Search(uid, criteria, charset, returns)
+        if returns is None:
+            return Search(uid, criteria, charset)
+        return Search(
+            uid, criteria, charset, returns.options, returns.partial, returns.update_fetch
+        )
 
     return parse
 
@@ -781,7 +793,7 @@ _SORT_KEYS = frozenset(
 def _sort(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
     def parse(r: Reader, o: ParseOptions) -> Command:
         r.sp()
-        returns: tuple[str, ...] | None = None
+        returns: Returns | None = None
         if r.peek_keyword(b"RETURN"):  # RFC 5267 §3 ESORT
             r.keyword()
             returns = _return_opts(r)
@@ -803,7 +815,17 @@ def _sort(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
         charset = _charset(r)
         r.sp()
         program = parse_search_keys(r, max_keys=o.max_search_keys)
-        return Sort(uid, tuple(criteria), charset, program, returns)
+        if returns is None:
+            return Sort(uid, tuple(criteria), charset, program)
+        return Sort(
+            uid,
+            tuple(criteria),
+            charset,
+            program,
+            returns.options,
+            returns.partial,
+            returns.update_fetch,
+        )
 
     return parse
 

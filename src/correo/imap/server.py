@@ -38,10 +38,8 @@ import enum
 from dataclasses import dataclass
 
 from correo.imap.commands import (
-    COMMAND_NAMES,
     Append,
     Authenticate,
-    Command,
     Compress,
     Idle,
     Login,
@@ -50,10 +48,10 @@ from correo.imap.commands import (
     command_name,
     parse_append_head,
     parse_append_message,
-    parse_command,
     quick_fetch,
 )
 from correo.imap.errors import LocalProtocolError, ParseError
+from correo.imap.extended import ALL_COMMAND_NAMES, AnyCommand, parse_any
 from correo.imap.reader import ImapLimits, LiteralMarker, Reader, find_literal_marker
 from correo.imap.responses import continuation, tagged, untagged
 from correo.imap.states import ImapState, is_legal
@@ -107,7 +105,7 @@ class CommandEvent:
     """A valid command, legal in the current state: run it and answer ``tag``."""
 
     tag: str
-    command: Command
+    command: AnyCommand
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +503,7 @@ class ImapConnection:
         self._tag, self._name = tag, name
 
     def _check_name(self) -> ParseError | None:
-        if self._name not in COMMAND_NAMES:
+        if self._name not in ALL_COMMAND_NAMES:
             return ParseError("unknown command", "CLIENTBUG")
         if not is_legal(self._state, self._name):
             return ParseError(f"{self._name} not allowed in this state", "CLIENTBUG")
@@ -530,9 +528,7 @@ class ImapConnection:
         if early is not None:
             return self._reject(early)
         try:
-            command = parse_command(
-                self._lines, self._lits, binary=self._bins, options=self._options
-            )
+            command = parse_any(self._lines, self._lits, binary=self._bins, options=self._options)
         except ParseError as exc:
             return self._reject(exc)
         match command:

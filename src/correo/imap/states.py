@@ -56,6 +56,10 @@ LEGAL: Final[dict[str, frozenset[ImapState]]] = {
     "COMPRESS": _AUTH,  # RFC 4978 §3: after authentication
     "GETQUOTA": _AUTH,  # RFC 9208 §4
     "GETQUOTAROOT": _AUTH,
+    "NOTIFY": _AUTH,  # RFC 5465 §3.1: authenticated and selected states
+    "GENURLAUTH": _AUTH,  # RFC 4467 §7
+    "RESETKEY": _AUTH,
+    "URLFETCH": _AUTH,
     # RFC 9051 §6.4: selected
     "CHECK": _SELECTED,  # RFC 3501 §6.4.1 (gone from rev2, harmless to keep)
     "CLOSE": _SELECTED,
@@ -76,6 +80,7 @@ LEGAL: Final[dict[str, frozenset[ImapState]]] = {
     "UID COPY": _SELECTED,
     "MOVE": _SELECTED,
     "UID MOVE": _SELECTED,
+    "CANCELUPDATE": _SELECTED,  # RFC 5267 §5: command-select
 }
 
 

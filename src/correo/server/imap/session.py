@@ -19,9 +19,9 @@ from typing import Any
 from correo.delivery.facts import FactsBuilder, load_tree
 from correo.delivery.textindex import indexable, indexer_for
 from correo.imap import commands as c
+from correo.imap.extended import CancelUpdate
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
-    esearch,
     list_response,
     mailbox_name,
     search_response,
@@ -52,6 +52,12 @@ from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechan
 from correo.server.auth import check_password
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
+from correo.server.imap.context import (
+    cmd_cancelupdate,
+    contexts_changed,
+    esearch_reply,
+    refused_update,
+)
 from correo.server.imap.fetch import (
     FetchPlan,
     Rendered,
@@ -107,6 +113,10 @@ _AUTH_CAPS = (
     "UTF8=ACCEPT",
     "STATUS=SIZE",
     "SORT",
+    "SORT=DISPLAY",  # RFC 5957
+    "ESORT",  # RFC 5267 §3
+    "CONTEXT=SEARCH",  # RFC 5267 §4
+    "CONTEXT=SORT",
     "THREAD=REFERENCES",
     "THREAD=ORDEREDSUBJECT",
     "COMPRESS=DEFLATE",
@@ -419,6 +429,7 @@ class ImapSession:
                 condstore=self.core.condstore,
             ):
                 self.write(line)
+            await contexts_changed(self)  # RFC 5267 §4.3: ADDTO/REMOVEFROM
             return  # catch_up moved HIGHESTMODSEQ (and may have adopted a shared snapshot)
         view.highestmodseq = max(view.highestmodseq, changes.highestmodseq)
 
@@ -1011,6 +1022,8 @@ class ImapSession:
     async def cmd_search(self, tag: str, cmd: c.Search) -> None:
         view = self.view
         assert view is not None
+        if refused_update(self, tag, cmd):
+            return
         await self._updates(allow_expunge=False)
         if _uses_modseq(cmd.criteria):
             self._condstore_on()
@@ -1023,35 +1036,22 @@ class ImapSession:
             modseq = max(view.info[u].modseq for u in matched)
         if cmd.return_options is None:
             self.write(search_response(result, modseq))
-        else:
-            opts = {o.upper() for o in cmd.return_options} or {"ALL"}
-            if modseq is not None and opts - {"SAVE"} <= {"MIN", "MAX"}:
-                # RFC 7162 §3.1.5: the MODSEQ of just the messages returned
-                ends = [f(matched) for f, o in ((min, "MIN"), (max, "MAX")) if o in opts]
-                modseq = max(view.info[u].modseq for u in ends) if ends else modseq
-            if "SAVE" in opts:
-                view.saved = matched  # RFC 5182
-                opts.discard("SAVE")
-            if opts:
-                self.write(
-                    esearch(
-                        tag,
-                        uid=cmd.uid,
-                        min=min(result) if "MIN" in opts and result else None,
-                        max=max(result) if "MAX" in opts and result else None,
-                        count=len(result) if "COUNT" in opts else None,
-                        all=result if "ALL" in opts else None,
-                        modseq=modseq,
-                    )
-                )
+        else:  # RFC 4731, RFC 5267 §4: ESEARCH, PARTIAL, UPDATE
+            await esearch_reply(self, tag, cmd, matched, modseq)
         self.write(tagged(tag, "OK", "SEARCH completed"))
 
     async def cmd_sort(self, tag: str, cmd: c.Sort) -> None:
         view = self.view
         assert view is not None
+        if refused_update(self, tag, cmd):
+            return
         await self._updates(allow_expunge=False)
         matched = await run_search(self.ctx.store, view, cmd.search)
         ordered = await sort_uids(self.ctx.store, view, matched, cmd.criteria)
+        if cmd.return_options is not None:  # RFC 5267 §3 ESORT, §4 CONTEXT=SORT
+            await esearch_reply(self, tag, cmd, ordered, None)
+            self.write(tagged(tag, "OK", "SORT completed"))
+            return
         result = ordered if cmd.uid else [view.seq(u) or 0 for u in ordered]
         self.write(b"* SORT" + b"".join(b" %d" % n for n in result) + b"\r\n")
         self.write(tagged(tag, "OK", "SORT completed"))
@@ -1095,6 +1095,7 @@ class ImapSession:
                     self.user, view.name, unseen, "add", ["\\Seen"]
                 )
                 await self._stored(changed)
+                await contexts_changed(self)
                 if "FLAGS" not in plan.names:
                     plan = FetchPlan.of(
                         (*cmd.items, c.FetchAtt("FLAGS")),
@@ -1182,6 +1183,7 @@ class ImapSession:
             if condstore:
                 items.append(b"MODSEQ (%d)" % view.info[uid].modseq)
             self.write(b"* %d FETCH (" % (seq or 0) + b" ".join(items) + b")\r\n")
+        await contexts_changed(self)  # RFC 5267 §4.3: after the FETCHes
         if failed:
             numbers = failed if cmd.uid else [view.seq(u) or 0 for u in failed]
             self.write(
@@ -1270,6 +1272,7 @@ _HANDLERS: dict[type, Handler] = {
     c.Compress: ImapSession.cmd_compress,
     c.GetQuota: ImapSession.cmd_quota,
     c.GetQuotaRoot: ImapSession.cmd_quota,
+    CancelUpdate: cmd_cancelupdate,
 }
 
 

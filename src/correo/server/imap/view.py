@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from correo.server.imap.shared import SharedMailboxes, Snapshot
 from correo.store.api import Changes, MessageInfo
+
+if TYPE_CHECKING:
+    from correo.server.imap.context import Contexts
 
 __all__ = ["MAX_KEYWORDS", "SYSTEM_FLAGS", "MailboxView", "format_uids"]
 
@@ -68,6 +72,7 @@ class MailboxView:
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # SEARCHRES "$" (RFC 5182), as UIDs
         self.rev2 = False  # IMAP4rev2 has no \Recent (RFC 9051 §2.3.2)
+        self.contexts: Contexts | None = None  # RFC 5267 §4.3 updating searches
 
     def _own(self) -> None:
         """Copy the shared list before this session changes it."""
@@ -249,12 +254,14 @@ class MailboxView:
         """EXPUNGE (or VANISHED) for sorted ``gone``, numbered by the view before removal."""
         if not gone:
             return []
+        # RFC 5267 §4.3.4: REMOVEFROM before the EXPUNGE, numbered as the client knows
+        out = self.contexts.before_expunge(self, gone) if self.contexts is not None else []
         if qresync:
             # RFC 7162 §3.2.10: VANISHED (UIDs) instead of EXPUNGE (sequence numbers).
-            return [b"* VANISHED " + format_uids(gone).encode() + b"\r\n"]
+            return [*out, b"* VANISHED " + format_uids(gone).encode() + b"\r\n"]
         # highest first: removing a higher number leaves the lower ones valid
         seqs = (self.seq(uid) for uid in reversed(gone))
-        return [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
+        return out + [b"* %d EXPUNGE\r\n" % seq for seq in seqs if seq is not None]
 
     def expunged_now(self, uids: Iterable[int], qresync: bool) -> list[bytes]:
         """This session's own EXPUNGE: announce at once (RFC 9051 §6.4.3)."""

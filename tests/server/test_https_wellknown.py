@@ -8,18 +8,10 @@ import time
 import xml.etree.ElementTree as ET
 
 from correo.mtasts import parse_policy
-from correo.mtasts.fetch import parse_response
 from tests.conftest import Server, client_tls, correo
+from tests.server.web_helpers import body_of, https_get, read_response, status_of
 
-
-def _get(port: int, request: bytes, timeout: float = 10.0) -> bytes:
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    with client_tls().wrap_socket(raw, server_hostname="mta-sts.example.test") as sock:
-        sock.sendall(request)
-        out = b""
-        while chunk := sock.recv(65536):
-            out += chunk
-        return out
+_get = https_get
 
 
 def test_policy_and_dns_record_agree(server: Server) -> None:
@@ -27,7 +19,9 @@ def test_policy_and_dns_record_agree(server: Server) -> None:
         server.ports["https"],
         b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\n\r\n",
     )
-    body = parse_response(answer)  # correo's own MTA-STS client accepts it
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\ncontent-type: text/plain" in answer.lower()
+    body = body_of(answer)
     policy = parse_policy(body)
     assert policy.mode == "enforce" and policy.mx == ("localhost",)
     zone = correo(server.data, "dns", "example.test").stdout
@@ -47,7 +41,7 @@ def test_autoconfig_names_the_listening_ports(server: Server) -> None:
         b"Host: autoconfig.example.test\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 200 ")
-    tree = ET.fromstring(answer.partition(b"\r\n\r\n")[2])
+    tree = ET.fromstring(body_of(answer))
     ports = {
         (s.get("type"), s.findtext("socketType")): s.findtext("port")
         for s in tree.iter()
@@ -60,11 +54,19 @@ def test_autoconfig_names_the_listening_ports(server: Server) -> None:
 
 def test_hostile_requests_get_http_errors_and_the_listener_lives_on(server: Server) -> None:
     port = server.ports["https"]
-    assert _get(port, b"POST / HTTP/1.1\r\nHost: a\r\n\r\n").startswith(b"HTTP/1.1 405 ")
-    assert _get(port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    post = b"POST /.well-known/mta-sts.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    assert status_of(_get(port, post)) == 405
+    assert status_of(_get(port, b"GET / HTTP/1.1\r\n\r\n")) == 400  # RFC 9112 §3.2: no Host
+    two = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    assert status_of(_get(port, two)) == 400
     huge = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 20000 + b"\r\n\r\n"
-    assert _get(port, huge).startswith(b"HTTP/1.1 431 ")
-    assert _get(port, b"\x00\x01garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert status_of(_get(port, huge)) in (400, 431)
+    long_target = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert status_of(_get(port, long_target)) in (400, 414, 431)
+    many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 200 + b"\r\n"
+    assert status_of(_get(port, many)) in (400, 431)
+    assert status_of(_get(port, b"\x00\x01garbage\r\n\r\n")) == 400
+    assert status_of(_get(port, b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n")) == 400
     plain = socket.create_connection(("127.0.0.1", port), timeout=10)  # no TLS at all
     plain.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     plain.settimeout(10)
@@ -98,3 +100,49 @@ def test_a_slow_request_is_cut_off(start_server: object) -> None:
     assert got.startswith(b"HTTP/1.1 408 ") or got == b""
     assert time.monotonic() - started < 8.0
     sock.close()
+
+
+def test_an_idle_keepalive_connection_is_closed_in_time(start_server: object) -> None:
+    """After an answer, the next request head is due within command_timeout too."""
+    srv: Server = start_server({"command_timeout": "1.0"})  # type: ignore[operator]
+    raw = socket.create_connection(("127.0.0.1", srv.ports["https"]), timeout=10)
+    with client_tls().wrap_socket(raw) as sock:
+        sock.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\n\r\n")
+        assert status_of(read_response(sock)) == 200
+        started = time.monotonic()
+        try:
+            rest = sock.recv(100)
+        except (ssl.SSLError, OSError):
+            rest = b""
+        assert rest == b""  # closed by the server, quietly
+        assert time.monotonic() - started < 5.0
+
+
+def test_keepalive_serves_several_requests_on_one_connection(server: Server) -> None:
+    raw = socket.create_connection(("127.0.0.1", server.ports["https"]), timeout=10)
+    with client_tls().wrap_socket(raw) as sock:
+        for _ in range(3):
+            sock.sendall(
+                b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\n\r\n"
+            )
+            answer = read_response(sock)
+            assert status_of(answer) == 200 and b"version: STSv1" in answer
+
+
+def test_connections_per_ip_cap_the_https_listener(start_server: object) -> None:
+    """[limits] connections_per_ip holds for https as for the mail listeners: 503."""
+    srv: Server = start_server({"connections_per_ip": "2"})  # type: ignore[operator]
+    port = srv.ports["https"]
+    held = []
+    for _ in range(2):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        held.append(client_tls().wrap_socket(raw))
+    try:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with client_tls().wrap_socket(raw) as third:
+            answer = read_response(third)
+        assert status_of(answer) == 503, answer
+    finally:
+        for sock in held:
+            sock.close()
+    assert "event=server.too_many_connections service=https" in srv.log()

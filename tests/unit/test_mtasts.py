@@ -24,7 +24,7 @@ from correo.mtasts import (
     parse_policy,
     parse_record,
 )
-from correo.mtasts.fetch import _complete, parse_response
+from correo.mtasts.fetch import fetch_policy, tls_context
 from correo.queue.routing import Route, RouteError, Target, apply_sts
 from tests.pki import PolicyServer, TestCA
 
@@ -98,57 +98,6 @@ def test_bad_policies(body: bytes) -> None:
 )
 def test_mx_patterns(pattern: str, host: str, ok: bool) -> None:
     assert mx_matches(pattern, host) is ok
-
-
-def _http(status: bytes, headers: bytes, body: bytes) -> bytes:
-    return b"HTTP/1.1 " + status + b"\r\n" + headers + b"\r\n" + body
-
-
-def test_http_answers() -> None:
-    ok = _http(
-        b"200 OK", b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 4\r\n", b"abcdXX"
-    )
-    assert parse_response(ok) == b"abcd"
-    chunked = _http(
-        b"200 OK",
-        b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n",
-        b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n",
-    )
-    assert parse_response(chunked) == b"abcde"
-    for bad in (
-        _http(b"301 Moved", b"Location: https://x/\r\nContent-Type: text/plain\r\n", b""),
-        _http(b"404 Not Found", b"Content-Type: text/plain\r\n", b""),
-        _http(b"200 OK", b"Content-Type: text/html\r\n", GOOD),
-        _http(b"200 OK", b"Content-Type: text/plain\r\nContent-Length: 99\r\n", b"short"),
-        _http(b"200 OK", b"Content-Type: text/plain\r\n", b"x" * 70_000),
-        _http(b"200 OK", b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n", b"zz\r\n"),
-    ):
-        with pytest.raises(FetchError):
-            parse_response(bad)
-    chunked_head = b"Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
-    for body in (  # sizes int() would take, and a chunk without its CRLF: refused, at once
-        b"-6\r\n",
-        b"+3\r\nabc\r\n0\r\n\r\n",
-        b"0x3\r\nabc\r\n0\r\n\r\n",
-        b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n",
-        b"3\r\nabcXX3\r\nabc\r\n0\r\n\r\n",
-        b"FFFFFFFF\r\nabc\r\n",
-        b"10001\r\n" + b"a" * 65537 + b"\r\n0\r\n\r\n",
-    ):
-        with pytest.raises(FetchError):
-            parse_response(_http(b"200 OK", chunked_head, body))
-    with pytest.raises(FetchError):
-        parse_response(b"garbage")
-
-
-def test_a_response_is_complete_by_its_own_framing() -> None:
-    """A server that keeps the connection open is not waited for past its response."""
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-    assert _complete(bytearray(head + b"Content-Length: 3\r\n\r\nabc"))
-    assert not _complete(bytearray(head + b"Content-Length: 3\r\n\r\nab"))
-    assert _complete(bytearray(head + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"))
-    assert not _complete(bytearray(head + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n"))
-    assert not _complete(bytearray(head + b"\r\nuntil EOF"))
 
 
 def _targets(*hosts: str) -> tuple[Target, ...]:
@@ -384,3 +333,52 @@ def test_the_policy_filters_mx_hosts_before_the_caps() -> None:
     )
     assert refused.error is not None and refused.error.status == "4.7.5"
     assert not refused.error.permanent
+
+
+@pytest.mark.parametrize(
+    ("status", "ctype", "body", "error"),
+    [
+        (301, "text/plain", b"", "HTTP status 301"),  # RFC 8461 §3.3: not followed
+        (404, "text/plain", b"no", "HTTP status 404"),
+        (200, "text/html", GOOD, "policy served as text/html"),  # §3.2: text/plain only
+        (200, "text/plain", b"x" * 70_000, "larger than 65536 bytes"),  # §3.3: size bound
+    ],
+)
+def test_fetch_refuses_what_is_not_a_policy(
+    pki: tuple[TestCA, PolicyServer], status: int, ctype: str, body: bytes, error: str
+) -> None:
+    ca, server = pki
+    server.responses["mta-sts.other.test"] = (status, ctype, body)
+
+    async def fetch() -> bytes:
+        return await fetch_policy(
+            "other.test",
+            _resolver(None),
+            port=server.port,
+            context=tls_context(str(ca.cert_path)),
+            timeout=5.0,
+        )
+
+    with pytest.raises(FetchError, match=error):
+        asyncio.run(fetch())
+    server.responses["mta-sts.other.test"] = (200, "text/plain; charset=utf-8", GOOD)
+    assert asyncio.run(fetch()) == GOOD
+
+
+def test_fetch_needs_a_certificate_for_the_policy_host(
+    pki: tuple[TestCA, PolicyServer],
+) -> None:
+    """A certificate that does not name mta-sts.<domain>, or an unverified one, fails."""
+    ca, server = pki
+    server.responses["mta-sts.nowhere.test"] = (200, "text/plain", GOOD)
+    resolver = _resolver(None)
+    resolver.add("mta-sts.nowhere.test", "A", "127.0.0.1")  # served with another's certificate
+    ctx = tls_context(str(ca.cert_path))
+    with pytest.raises(FetchError):
+        asyncio.run(fetch_policy("nowhere.test", resolver, port=server.port, context=ctx))
+    unverified = tls_context(str(ca.cert_path))
+    unverified.check_hostname = False
+    with pytest.raises(FetchError, match="must be verified"):
+        asyncio.run(
+            fetch_policy("other.test", _resolver(None), port=server.port, context=unverified)
+        )

@@ -23,12 +23,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import aiohttp
+from yarl import URL
+
 from correo.config import JunkSettings
 from correo.dns import DnsError, Resolver
 from correo.log import Logger
 from correo.message.headers import drop_fields
 from correo.store.api import MailStore, StoreError
 from correo.ttlcache import Missing, TtlCache
+from correo.web.client import read_capped
 
 from .bayes import spam_probability
 from .tokens import tokenize
@@ -147,40 +151,34 @@ class JunkFilter:
         url = urlsplit(self.settings.rspamd_url)
         if url.scheme != "http" or not url.hostname:
             return None
-        headers = [
-            f"POST {url.path.rstrip('/')}/checkv2 HTTP/1.0",
-            f"Host: {url.hostname}",
-            f"Content-Length: {len(data)}",
-        ]
+        headers: list[tuple[str, str]] = []
         if peer_ip:
-            headers.append(f"IP: {peer_ip}")
+            headers.append(("IP", peer_ip))
         if helo:
-            headers.append(f"Helo: {helo}")
+            headers.append(("Helo", helo))
         if sender:
-            headers.append(f"From: {sender}")
-        headers += [f"Rcpt: {r}" for r in recipients]
-        request = ("\r\n".join(headers) + "\r\n\r\n").encode() + data
+            headers.append(("From", sender))
+        headers += [("Rcpt", r) for r in recipients]
+        target = URL.build(
+            scheme="http",
+            host=url.hostname,
+            port=url.port or 11333,  # rspamd's normal worker
+            path=url.path.rstrip("/") + "/checkv2",
+        )
         try:
-            async with asyncio.timeout(self.settings.rspamd_timeout):
-                reader, writer = await asyncio.open_connection(url.hostname, url.port or 11333)
-                try:
-                    writer.write(request)
-                    await writer.drain()
-                    # HTTP/1.0: the reply ends at EOF (RFC 1945 §7.2.2); one read() may
-                    # return only its first segment, so read on, bounded.
-                    response = bytearray()
-                    while chunk := await reader.read(_MAX_RSPAMD_REPLY + 1 - len(response)):
-                        response += chunk
-                        if len(response) > _MAX_RSPAMD_REPLY:
-                            raise OSError("reply too large")
-                finally:
-                    writer.close()
-        except (OSError, TimeoutError) as exc:
-            self.log.warning("junk.rspamd_failed", error=str(exc))
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.settings.rspamd_timeout)
+                ) as session,
+                session.post(target, data=data, headers=headers, allow_redirects=False) as reply,
+            ):
+                body = await read_capped(reply, _MAX_RSPAMD_REPLY)
+                status = reply.status
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            self.log.warning("junk.rspamd_failed", error=str(exc) or type(exc).__name__)
             return None
-        head, _, body = bytes(response).partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
-            self.log.warning("junk.rspamd_failed", status=head[:40].decode("latin-1"))
+        if status != 200:
+            self.log.warning("junk.rspamd_failed", status=status)
             return None
         try:
             score = float(json.loads(body)["score"])

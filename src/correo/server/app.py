@@ -20,14 +20,12 @@ from correo.config import Config
 from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
 from correo.dns import DnsPythonResolver
-from correo.http import response
 from correo.log import Logger, get_logger
 from correo.mailauth.keys import load_signer
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
-from correo.server.https_session import HttpsSession
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
@@ -36,7 +34,9 @@ from correo.server.smtp_session import SmtpSession
 from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
 from correo.server.tls import server_context
 from correo.server.watchdog import LoopWatchdog
+from correo.server.web_listener import WebListener
 from correo.store.factory import open_store
+from correo.web.app import https_listener
 
 __all__ = ["MailServer", "run_server"]
 
@@ -60,7 +60,6 @@ _TOO_MANY = {
     "lmtp": b"421 4.7.0 Too many connections, try again later\r\n",
     "sieve": b'BYE (TRYLATER) "Too many connections"\r\n',
     "imap": b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
-    "https": response(503, b"Too many connections\n"),
     "pop3": b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
 }
 
@@ -96,6 +95,7 @@ class MailServer:
         self._per_ip = PeerLimit(config.limits.connections_per_ip, config.limits.ipv6_prefix)
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.runner: QueueRunner | None = None
+        self._web: list[WebListener] = []  # aiohttp listeners (https)
 
     async def start(self) -> None:
         config = self.config
@@ -141,6 +141,11 @@ class MailServer:
             if implicit and tls is None:
                 raise RuntimeError(f"{service} needs a TLS certificate ({cert}) and key ({key})")
             for host, port in addresses:
+                if protocol == "https":
+                    self.bound.setdefault(service, []).extend(
+                        await self._web_listener(service).start(host, port)
+                    )
+                    continue
                 server = await asyncio.start_server(
                     self._handler(service, protocol, implicit),
                     host,
@@ -173,6 +178,24 @@ class MailServer:
             services=" ".join(f"{s}={h}:{p}" for s, addrs in self.bound.items() for h, p in addrs),
         )
 
+    def _web_listener(self, service: str) -> WebListener:
+        """The aiohttp listener of ``service``, made on first use (one per service)."""
+        assert self.ctx is not None
+        for listener in self._web:
+            if listener.service == service:
+                return listener
+        listener = https_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
+        self._web.append(listener)
+        return listener
+
+    def _admit(self, ip: str) -> str | None:
+        """A connection slot for ``ip`` (release it with ``_per_ip.release``), or None
+        past ``[limits] connections`` in all or ``connections_per_ip`` per network."""
+        open_now = len(self._live) + sum(w.open_connections for w in self._web)
+        if open_now >= self.config.limits.connections:
+            return None
+        return self._per_ip.admit(ip)
+
     async def _start_lmtp_socket(self) -> None:
         """The LMTP unix socket (``[lmtp] socket``), mode 0660, for a local MTA (issue 7)."""
         if not self.config.lmtp.socket:
@@ -191,16 +214,13 @@ class MailServer:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert self.ctx is not None
             conn = Connection(reader, writer, tls=implicit)
-            limits = self.config.limits
-            slot = (
-                self._per_ip.admit(conn.peer_ip) if len(self._live) < limits.connections else None
-            )
+            slot = self._admit(conn.peer_ip)
             if slot is None:
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
                 conn.write(_TOO_MANY[protocol])
                 await conn.close(linger=1.0)
                 return
-            if screen and protocol != "https":  # a web page's request to a mail port
+            if screen:  # a web page's request to a mail port
                 conn.guard = HttpGuard(tagged=protocol == "imap")
             try:
                 await self._serve(conn, service, protocol)
@@ -222,8 +242,6 @@ class MailServer:
             session = LmtpSession(self.ctx, conn)
         elif protocol == "sieve":
             session = ManageSieveSession(self.ctx, conn)
-        elif protocol == "https":
-            session = HttpsSession(self.ctx, conn)
         else:
             session = Pop3Session(self.ctx, conn)
         task = asyncio.current_task()
@@ -248,6 +266,8 @@ class MailServer:
         self.log.info("server.stopping", sessions=len(self._live))
         for server in self._servers:
             server.close()
+        for listener in self._web:
+            listener.close()
         for live in list(self._live.values()):
             live.session.shutdown_requested = True
             if not live.session.in_transaction:
@@ -258,6 +278,8 @@ class MailServer:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        for listener in self._web:
+            await listener.stop()
         await self.store.close()
         if self.directory is not None:
             self.directory.close()

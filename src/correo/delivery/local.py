@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -47,8 +47,9 @@ from correo.store.api import (
     QueuedRecipient,
     Spool,
     StoreError,
+    spool_insert,
+    spool_read,
 )
-from correo.store.spool import FileSpool
 from correo.ttlcache import Missing, TtlCache
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
     "LocalRecipient",
     "Outcome",
     "Refusal",
-    "read_spool",
 ]
 
 #: How rejections (RFC 5429) reach the sender: ``each`` per-recipient reply (LMTP),
@@ -118,34 +118,6 @@ class _Plan:
     verdict: Verdict | None = None
     quarantine: bool = False  # DMARC p=quarantine (RFC 7489 §6.3): Junk unless Sieve says
     deferred: bool = False  # LMTP only: a temporary failure, this recipient gets 451
-
-
-def read_spool(spool: Spool, start: int, end: int) -> bytes:
-    """Bytes ``start``..``end`` of a spool being delivered (memory or spilled file)."""
-    end = min(end, spool.size)
-    if start >= end or not isinstance(spool, FileSpool):
-        return b""
-    if spool.in_memory:
-        return bytes(spool.buffer[start:end])
-    assert spool.path is not None
-    with open(spool.path, "rb") as fh:
-        fh.seek(start)
-        return fh.read(end - start)
-
-
-def _spool_chunks(spool: Spool, start: int) -> Iterable[bytes]:
-    if not isinstance(spool, FileSpool):
-        return
-    if spool.in_memory:
-        view = memoryview(spool.buffer)
-        for i in range(start, len(view), _CHUNK):
-            yield bytes(view[i : i + _CHUNK])
-        return
-    assert spool.path is not None
-    with open(spool.path, "rb") as fh:
-        fh.seek(start)
-        while chunk := fh.read(_CHUNK):
-            yield chunk
 
 
 def _header_end(data: bytes) -> int:
@@ -243,11 +215,11 @@ class LocalDelivery:
         session: str,
         quarantine: bool = False,
     ) -> DeliveryReport:
-        head = read_spool(spool, 0, _HEADER_LIMIT)
+        head = await spool_read(spool, 0, _HEADER_LIMIT)
         header_end = _header_end(head)
         header = head[:header_end]
         limit = self.config.delivery.sieve_body_limit
-        window = head if limit <= len(head) else read_spool(spool, 0, max(limit, header_end))
+        window = head if limit <= len(head) else await spool_read(spool, 0, max(limit, header_end))
         hops = sum(
             1
             for line in header.split(b"\r\n")
@@ -332,7 +304,7 @@ class LocalDelivery:
                     facts=new_facts,
                 )
             elif fields_:
-                new_spool, new_facts = self._rewrite(spool, queue_skip, fields_, header_end)
+                new_spool, new_facts = await self._rewrite(spool, queue_skip, fields_, header_end)
                 delivered = await self.store.deliver(
                     new_spool,
                     envelope,
@@ -343,7 +315,7 @@ class LocalDelivery:
                 )
             else:
                 delivered = await self.store.deliver(
-                    spool if len(groups) == 1 else self._copy(spool),
+                    spool if len(groups) == 1 else await self._copy(spool),
                     envelope,
                     targets,
                     extra + redirects,
@@ -409,7 +381,7 @@ class LocalDelivery:
         if junk is None or not junk.applies(spool.size) or envelope.authenticated:
             return None, [], set()  # authenticated submissions are not scored
         if junk.settings.rspamd_url:
-            data = read_spool(spool, 0, spool.size)
+            data = await spool_read(spool)
             score = await junk.rspamd_score(
                 data,
                 peer_ip=envelope.peer,
@@ -424,7 +396,7 @@ class LocalDelivery:
         if not await junk.any_trained({r.account for r in recipients}):
             # An untrained classifier has nothing to say: do not spend the tokenizing.
             return auth + dnsbl, reasons + more, set()
-        data = window if len(window) >= spool.size else read_spool(spool, 0, spool.size)
+        data = window if len(window) >= spool.size else await spool_read(spool)
         return auth + dnsbl, reasons + more, tokenize(data, max_bytes=junk.settings.max_size)
 
     async def _plan(
@@ -578,14 +550,21 @@ class LocalDelivery:
             out += _MARKER + f": {hops + 1} {plan.account}\r\n".encode()
         return out
 
-    def _rewrite(
+    async def _rewrite(
         self, spool: Spool, queue_skip: int, fields_: bytes, header_end: int
     ) -> tuple[Spool, MessageFacts]:
         """A copy: Return-Path, our fields, the header without forged X-Spam, the body."""
+        if spool.in_memory:
+            return self._rewrite_now(spool, queue_skip, fields_, header_end)
+        return await asyncio.to_thread(self._rewrite_now, spool, queue_skip, fields_, header_end)
+
+    def _rewrite_now(
+        self, spool: Spool, queue_skip: int, fields_: bytes, header_end: int
+    ) -> tuple[Spool, MessageFacts]:
         out = self.store.new_spool()
         builder = FactsBuilder()
         try:
-            header = read_spool(spool, 0, header_end)
+            header = spool.read(0, header_end)
             for data in (
                 header[:queue_skip],
                 fields_,
@@ -593,7 +572,7 @@ class LocalDelivery:
             ):
                 out.write(data)
                 builder.feed(data)
-            for chunk in _spool_chunks(spool, header_end):
+            for chunk in spool.chunks(header_end, _CHUNK):
                 out.write(chunk)
                 builder.feed(chunk)
         except BaseException:
@@ -608,19 +587,26 @@ class LocalDelivery:
 
         Only when the sender supplied no X-Spam fields to remove; otherwise a full copy.
         """
-        header = read_spool(spool, queue_skip, header_end)
-        if strip_spam_headers(header) != header or not isinstance(spool, FileSpool):
-            return self._rewrite(spool, queue_skip, fields_, header_end)
-        if spool.in_memory:
-            spool.insert(queue_skip, fields_)
-        else:
-            await asyncio.to_thread(spool.insert, queue_skip, fields_)
+        header = await spool_read(spool, queue_skip, header_end)
+        if strip_spam_headers(header) != header:
+            return await self._rewrite(spool, queue_skip, fields_, header_end)
+        await spool_insert(spool, queue_skip, fields_)
         return spool, shift_facts(facts, queue_skip, len(fields_))
 
-    def _copy(self, spool: Spool) -> Spool:
+    async def _copy(self, spool: Spool) -> Spool:
+        """Another spool with the same bytes (a file copy runs off the event loop)."""
+        if spool.in_memory:
+            return self._copy_now(spool)
+        return await asyncio.to_thread(self._copy_now, spool)
+
+    def _copy_now(self, spool: Spool) -> Spool:
         out = self.store.new_spool()
-        for chunk in _spool_chunks(spool, 0):
-            out.write(chunk)
+        try:
+            for chunk in spool.chunks(0, _CHUNK):
+                out.write(chunk)
+        except BaseException:
+            out.discard()
+            raise
         return out
 
     # -- rejections and vacation replies ------------------------------------------------

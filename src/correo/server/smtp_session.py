@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
@@ -71,8 +72,8 @@ from correo.store.api import (
     QueuedRecipient,
     Spool,
     StoreError,
+    spool_insert,
 )
-from correo.store.spool import FileSpool
 
 __all__ = ["SmtpSession"]
 
@@ -628,7 +629,7 @@ class SmtpSession:
         skip = len(return_path_field(tx.sender))
         try:
             if prefix and not isinstance(spool, _BrokenSpool):
-                await _insert(spool, skip, prefix)
+                await spool_insert(spool, skip, prefix)
             inserted = (skip, len(prefix))
             facts = tx.facts.finish(inserted) if tx.facts is not None and tx.targets else None
             delivered = await self._deliver(tx, spool, envelope, skip, facts)
@@ -748,20 +749,22 @@ def _domain_of(fields: list[tuple[str, str]], names: tuple[str, ...]) -> str:
     return ""
 
 
-async def _insert(spool: Spool, offset: int, data: bytes) -> None:
-    """Splice late header fields into the spool; a spilled spool is rewritten off-loop."""
-    if isinstance(spool, FileSpool) and not spool.in_memory:
-        await asyncio.to_thread(spool.insert, offset, data)
-    elif isinstance(spool, FileSpool):
-        spool.insert(offset, data)
-
-
 class _BrokenSpool:
     """Stands in after a spool write failed, so the rest of the data is drained."""
 
     size = 0
+    in_memory = True
 
     def write(self, data: bytes) -> None:
+        pass
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        return b""
+
+    def chunks(self, start: int = 0, chunk_size: int = 65536) -> Iterator[bytes]:
+        return iter(())
+
+    def insert(self, offset: int, data: bytes) -> None:
         pass
 
     def discard(self) -> None:

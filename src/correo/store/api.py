@@ -13,8 +13,9 @@ commit) so this costs one disk flush per batch, not per message.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +41,8 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "local_zone",
+    "spool_insert",
+    "spool_read",
 ]
 
 INBOX = "INBOX"
@@ -231,13 +234,52 @@ class Spool(Protocol):
 
     Small messages stay in memory; large ones spill to a file in the store's own
     temporary area, so committing them is a rename, not a copy.
+
+    Delivery reads a spool back (the header for Sieve and the junk filter, the whole
+    message for a copy) and splices late header fields in (Authentication-Results,
+    DKIM-Signature, X-Spam-*) through these methods only, never through a concrete
+    class, so every store's spools behave alike.  While ``in_memory`` is true they do no
+    I/O; otherwise they read or rewrite a file: :func:`spool_read` and
+    :func:`spool_insert` then run them in a worker thread, off the event loop.
     """
 
     size: int
 
+    @property
+    def in_memory(self) -> bool:
+        """True while every byte is in memory (reading and inserting cost no I/O)."""
+        ...
+
     def write(self, data: bytes) -> None: ...
 
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``start``..``end`` (None: to the end) of what was written so far."""
+        ...
+
+    def chunks(self, start: int = 0, chunk_size: int = 65536) -> Iterator[bytes]:
+        """The bytes from ``start`` on, in pieces of at most ``chunk_size``."""
+        ...
+
+    def insert(self, offset: int, data: bytes) -> None:
+        """Insert ``data`` at ``offset``: header fields known only at the end."""
+        ...
+
     def discard(self) -> None: ...
+
+
+async def spool_read(spool: Spool, start: int = 0, end: int | None = None) -> bytes:
+    """:meth:`Spool.read`, in a worker thread when the spool is a file."""
+    if spool.in_memory:
+        return spool.read(start, end)
+    return await asyncio.to_thread(spool.read, start, end)
+
+
+async def spool_insert(spool: Spool, offset: int, data: bytes) -> None:
+    """:meth:`Spool.insert`, in a worker thread when the spool is a file (a rewrite)."""
+    if spool.in_memory:
+        spool.insert(offset, data)
+    else:
+        await asyncio.to_thread(spool.insert, offset, data)
 
 
 class MailStore(Protocol):

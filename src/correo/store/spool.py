@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = ["FileSpool"]
@@ -60,13 +60,45 @@ class FileSpool:
     def _spill(self) -> None:
         self.name = secrets.token_hex(12)
         self.path = self.tmp_dir / self.name
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         _write_all(self._fd, self.buffer)
         self.buffer = bytearray()
 
     @property
     def in_memory(self) -> bool:
-        return self._fd < 0
+        return self.path is None
+
+    def read(self, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``start``..``end`` (a file read when spilled: not on the event loop)."""
+        stop = self.size if end is None else min(end, self.size)
+        if start >= stop:
+            return b""
+        return b"".join(self._pieces(start, stop, stop - start))
+
+    def chunks(self, start: int = 0, chunk_size: int = 65536) -> Iterator[bytes]:
+        """The bytes from ``start`` on, ``chunk_size`` at a time (flat memory)."""
+        return self._pieces(start, self.size, chunk_size)
+
+    def _pieces(self, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+        if self.failed is not None:  # a hole in the message: never read as if whole
+            raise self.failed
+        if self.path is None:
+            stop = min(stop, len(self.buffer))
+            for i in range(start, stop, chunk_size):  # no memoryview: writes may follow
+                yield bytes(self.buffer[i : min(i + chunk_size, stop)])
+            return
+        fd = self._fd if self._fd >= 0 else os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            position = start
+            while position < stop:
+                piece = os.pread(fd, min(chunk_size, stop - position), position)
+                if not piece:
+                    return
+                position += len(piece)
+                yield piece
+        finally:
+            if fd != self._fd:
+                os.close(fd)
 
     def sync_and_close(self) -> None:
         """Flush the spilled file to disk (called by the store's committer)."""

@@ -89,8 +89,8 @@ from correo.store.api import (
     MessageInfo,
     Spool,
     StoreError,
+    spool_read,
 )
-from correo.store.spool import FileSpool
 
 __all__ = ["ImapSession"]
 
@@ -860,7 +860,7 @@ class ImapSession:
                     await self._binary_to_base64(a)
                 facts = a.facts.finish()
                 spool = a.spool
-                held = bytes(spool.buffer) if isinstance(spool, FileSpool) else b""
+                held = spool.read() if spool.in_memory else b""
                 commit = asyncio.ensure_future(
                     store.deliver(
                         spool,
@@ -903,13 +903,7 @@ class ImapSession:
         """RFC 9051 §4.3/§6.3.12: NUL may reach a client only in BINARY[]; store such parts
         base64-encoded (reversible), in memory: the APPEND limit bounds it and it is rare."""
         spool = a.spool
-        if not isinstance(spool, FileSpool):
-            return
-        if spool.in_memory:
-            data = bytes(spool.buffer)
-        else:
-            assert spool.path is not None
-            data = await asyncio.to_thread(spool.path.read_bytes)
+        data = await spool_read(spool)
         converted = base64_binary_parts(data)
         if converted is None:
             return

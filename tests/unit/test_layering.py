@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "correo"
-PURE = ["smtp", "pop3", "sasl", "message", "sieve", "imap"]
+PURE = ["smtp", "pop3", "sasl", "message", "sieve", "imap", "jmap"]
 FORBIDDEN = {"asyncio", "socket", "ssl", "sqlite3", "threading", "selectors", "subprocess"}
 FORBIDDEN_CORREO = {
     "correo.store",

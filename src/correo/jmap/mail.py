@@ -1,0 +1,456 @@
+"""The JMAP mail model (RFC 8621) over an IMAP-shaped store, as pure functions.
+
+Ids: a mailbox is named by its UIDVALIDITY, which the store never reuses and keeps
+across a rename (``M…`` ids); a message by the SHA-256 of its stored octets, so a copy
+or a move keeps the id and one Email may sit in several mailboxes (``E…``; its blob is
+``B…``, its thread ``T…``: every Email is a thread of its own for now).
+
+States: the state of an account is the (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, name) of
+each of its mailboxes, so a state follows MODSEQ (RFC 7162) and a change made over IMAP
+changes it as one made over JMAP does.  The token carries all of it (compressed), so
+``/changes`` works from the token alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.header
+import email.policy
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+__all__ = [
+    "MailboxMark",
+    "blob_id",
+    "digest_of",
+    "email_id",
+    "flags_to_keywords",
+    "keyword_to_flag",
+    "mailbox_id",
+    "parse_email",
+    "read_state",
+    "role_of",
+    "thread_id",
+    "write_state",
+]
+
+_ID_HEX = 24  # hex digits of the SHA-256 in an id: 96 bits
+
+# RFC 8621 §4.1.1: the IMAP system flags and their keywords
+_SYSTEM = {"\\seen": "$seen", "\\flagged": "$flagged", "\\answered": "$answered",
+           "\\draft": "$draft"}  # fmt: skip
+_TO_FLAG = {v: k.title().replace("\\", "\\") for k, v in _SYSTEM.items()}
+_ROLES = {"\\inbox": "inbox", "\\archive": "archive", "\\drafts": "drafts",
+          "\\flagged": "flagged", "\\junk": "junk", "\\sent": "sent", "\\trash": "trash",
+          "\\all": "all", "\\important": "important"}  # fmt: skip
+
+
+def email_id(digest: str) -> str:
+    return "E" + digest[:_ID_HEX]
+
+
+def blob_id(digest: str) -> str:
+    return "B" + digest[:_ID_HEX]
+
+
+def thread_id(digest: str) -> str:
+    return "T" + digest[:_ID_HEX]
+
+
+def digest_of(ident: str) -> str | None:
+    """The digest prefix an ``E…``/``B…``/``T…`` id names, or None if it names none."""
+    if len(ident) != _ID_HEX + 1 or ident[0] not in "EBT":
+        return None
+    hexpart = ident[1:]
+    return hexpart if all(c in "0123456789abcdef" for c in hexpart) else None
+
+
+def mailbox_id(uidvalidity: int) -> str:
+    return f"M{uidvalidity}"
+
+
+def keyword_to_flag(keyword: str) -> str:
+    """RFC 8621 §4.1.1: ``$seen`` is ``\\Seen``; other keywords are IMAP keywords."""
+    flag = _TO_FLAG.get(keyword.lower())
+    if flag is not None:
+        return "\\" + flag[1:].capitalize()
+    return keyword
+
+
+def flags_to_keywords(flags: Iterable[str]) -> dict[str, bool]:
+    """The keywords of a message from its IMAP flags (lower case, RFC 8621 §4.1.1);
+    ``\\Deleted`` and ``\\Recent`` have none."""
+    out: dict[str, bool] = {}
+    for flag in flags:
+        low = flag.lower()
+        if low in _SYSTEM:
+            out[_SYSTEM[low]] = True
+        elif not low.startswith("\\"):
+            out[low] = True
+    return out
+
+
+def valid_keyword(keyword: str) -> bool:
+    """RFC 8621 §4.1.1: 1-255 printable ASCII, none of ``( ) { ] % * " \\``."""
+    return (
+        0 < len(keyword) <= 255
+        and all(0x21 <= ord(c) <= 0x7E for c in keyword)
+        and not any(c in '(){]%*"\\' for c in keyword)
+    )
+
+
+def role_of(special_use: str | None, name: str) -> str | None:
+    """A mailbox's role (RFC 8621 §2, the IANA registry from RFC 6154's attributes)."""
+    if name.upper() == "INBOX":
+        return "inbox"
+    if special_use:
+        return _ROLES.get(special_use.lower())
+    return None
+
+
+# -- states -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxMark:
+    """What a state records of one mailbox."""
+
+    uidvalidity: int
+    uidnext: int
+    modseq: int
+    name: str
+
+
+def write_state(marks: Iterable[MailboxMark]) -> str:
+    """A state token: every mailbox's mark, compressed, URL-safe."""
+    rows = sorted([m.uidvalidity, m.uidnext, m.modseq, m.name] for m in marks)
+    packed = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 9)
+    return "s" + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+
+
+def read_state(token: str, most: int = 100_000) -> dict[int, MailboxMark] | None:
+    """The marks in a token from :func:`write_state`; None when it is not one."""
+    if not token.startswith("s") or len(token) > 4_000_000:
+        return None
+    text = token[1:]
+    try:
+        packed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(packed, 64 * 1024 * 1024)  # bounded: a token is ours
+        rows = json.loads(raw)
+        marks = {}
+        for uv, nxt, modseq, name in rows[:most]:
+            if not all(isinstance(n, int) for n in (uv, nxt, modseq)) or not isinstance(name, str):
+                return None
+            marks[uv] = MailboxMark(uv, nxt, modseq, name)
+        return marks
+    except (ValueError, TypeError, binascii.Error, zlib.error):
+        return None
+
+
+# -- messages ---------------------------------------------------------------------------
+
+_HEADER_PROPS = ("messageId", "inReplyTo", "references", "sender", "from", "to", "cc",
+                 "bcc", "replyTo", "subject", "sentAt")  # fmt: skip
+BODY_PROPS = ("bodyStructure", "textBody", "htmlBody", "attachments", "hasAttachment",
+              "preview", "bodyValues")  # fmt: skip
+PREVIEW = 256  # RFC 8621 §4.1.4: at most 256 characters
+
+
+def _text(message: Message, name: str) -> str | None:
+    try:
+        value = message.get(name)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return None if value is None else " ".join(str(value).split())
+
+
+def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
+    try:
+        values = message.get_all(name)
+        if not values:
+            return None
+        pairs = getaddresses([str(v) for v in values])
+    except (ValueError, TypeError, IndexError):
+        return None
+    return [{"name": n or None, "email": a} for n, a in pairs if a or n]
+
+
+def _ids(message: Message, name: str) -> list[str] | None:
+    value = _text(message, name)
+    if not value:
+        return None
+    out = [part.strip("<>") for part in value.replace(",", " ").split() if "@" in part]
+    return out or None
+
+
+def _date(message: Message) -> str | None:
+    value = _text(message, "Date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (ValueError, TypeError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.isoformat()
+
+
+def utc_date(seconds: float) -> str:
+    """A JMAP UTCDate (RFC 8620 §1.4)."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class _Part:
+    part_id: str
+    message: Message
+    size: int
+
+    def json(self, blob: str) -> dict[str, Any]:
+        m = self.message
+        disposition = m.get_content_disposition()
+        try:
+            name = m.get_filename()
+        except (ValueError, TypeError, IndexError):
+            name = None
+        cid = _text(m, "Content-ID")
+        return {
+            "partId": self.part_id,
+            "blobId": f"{blob}p{self.part_id}",
+            "size": self.size,
+            "type": m.get_content_type(),
+            "charset": m.get_content_charset() if m.get_content_maintype() == "text" else None,
+            "disposition": disposition,
+            "cid": cid.strip("<>") if cid else None,
+            "name": name,
+            "language": None,
+            "location": None,
+        }
+
+
+def _leaves(message: Message) -> list[_Part]:
+    """Every part in depth-first order, numbered as RFC 8621 partIds (leaves only)."""
+    out: list[_Part] = []
+    counter = 0
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    while stack and len(out) < 1000:  # bounded however the message nests
+        part, depth = stack.pop()
+        if part.is_multipart() and depth < 20:
+            children = part.get_payload()
+            if isinstance(children, list):
+                stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+            continue
+        counter += 1
+        payload = part.get_payload(decode=True)
+        size = len(payload) if isinstance(payload, bytes) else 0
+        out.append(_Part(str(counter), part, size))
+    return out
+
+
+def _is_inline_text(part: Message) -> bool:
+    return part.get_content_maintype() == "text" and part.get_content_disposition() != (
+        "attachment"
+    )
+
+
+def _body_lists(message: Message) -> tuple[list[_Part], list[_Part], list[_Part]]:
+    """textBody, htmlBody and attachments, after RFC 8621 §4.1.4's algorithm, simplified:
+    alternatives give their plain part to textBody and their HTML part to htmlBody."""
+    leaves = _leaves(message)
+    by_message = {id(p.message): p for p in leaves}
+    text: list[_Part] = []
+    html: list[_Part] = []
+    attachments: list[_Part] = []
+
+    def walk(part: Message, alternative: str | None, depth: int) -> None:
+        if depth > 20:
+            return
+        if part.is_multipart():
+            sub = part.get_content_subtype()
+            children = part.get_payload()
+            if not isinstance(children, list):
+                return
+            for child in children:
+                if isinstance(child, Message):
+                    walk(child, sub if sub == "alternative" else alternative, depth + 1)
+            return
+        leaf = by_message.get(id(part))
+        if leaf is None:
+            return
+        ctype = part.get_content_type()
+        if _is_inline_text(part) and ctype in ("text/plain", "text/html"):
+            if alternative is None:  # RFC 8621 §4.1.4: outside alternatives, in both
+                text.append(leaf)
+                html.append(leaf)
+            elif ctype == "text/plain":
+                text.append(leaf)
+            else:
+                html.append(leaf)
+        else:
+            attachments.append(leaf)
+
+    walk(message, None, 0)
+    return text, html, attachments
+
+
+def _decoded(part: Message) -> tuple[str, bool]:
+    """A text part's content and whether decoding met a problem."""
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    charset = part.get_content_charset() or "us-ascii"
+    try:
+        return data.decode(charset), False
+    except (LookupError, UnicodeDecodeError):
+        return data.decode("utf-8", "replace"), True
+
+
+def _preview(text: list[_Part]) -> str:
+    for part in text:
+        value, _ = _decoded(part.message)
+        if part.message.get_content_subtype() == "html":
+            from correo.message.html import html_to_text
+
+            value = html_to_text(value)
+        value = " ".join(value.split())
+        if value:
+            return value[:PREVIEW]
+    return ""
+
+
+def parse_email(
+    raw: bytes,
+    properties: Sequence[str],
+    *,
+    blob: str,
+    body_values: Mapping[str, bool] | None = None,
+    max_body_value_bytes: int = 0,
+) -> dict[str, Any]:
+    """The header and body properties of one message (RFC 8621 §4.1.2-4.1.4).
+
+    ``body_values``: {"text": fetchTextBodyValues, "html": …, "all": …}.  Runs in a
+    worker thread: the cost follows the message's size, which is bounded by the store.
+    """
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    out: dict[str, Any] = {}
+    wants = set(properties)
+    if "messageId" in wants:
+        out["messageId"] = _ids(message, "Message-ID")
+    if "inReplyTo" in wants:
+        out["inReplyTo"] = _ids(message, "In-Reply-To")
+    if "references" in wants:
+        out["references"] = _ids(message, "References")
+    for prop, name in (("sender", "Sender"), ("from", "From"), ("to", "To"), ("cc", "Cc"),
+                       ("bcc", "Bcc"), ("replyTo", "Reply-To")):  # fmt: skip
+        if prop in wants:
+            out[prop] = _addresses(message, name)
+    if "subject" in wants:
+        subject = _decoded_header(message, "Subject")
+        out["subject"] = subject
+    if "sentAt" in wants:
+        out["sentAt"] = _date(message)
+    if not wants.intersection(BODY_PROPS):
+        return out
+    text, html, attachments = _body_lists(message)
+    if "textBody" in wants:
+        out["textBody"] = [p.json(blob) for p in text]
+    if "htmlBody" in wants:
+        out["htmlBody"] = [p.json(blob) for p in html]
+    if "attachments" in wants:
+        out["attachments"] = [p.json(blob) for p in attachments]
+    if "hasAttachment" in wants:
+        out["hasAttachment"] = any(
+            p.message.get_content_disposition() == "attachment" or not _is_inline_text(p.message)
+            for p in attachments
+        )
+    if "preview" in wants:
+        out["preview"] = _preview(text)
+    if "bodyStructure" in wants:
+        out["bodyStructure"] = _structure(message, blob)
+    if "bodyValues" in wants:
+        chosen: dict[str, _Part] = {}
+        flags = body_values or {}
+        if flags.get("text") or flags.get("all"):
+            chosen.update((p.part_id, p) for p in text)
+        if flags.get("html") or flags.get("all"):
+            chosen.update((p.part_id, p) for p in html)
+        if flags.get("all"):
+            chosen.update((p.part_id, p) for p in attachments if _is_inline_text(p.message))
+        values = {}
+        for part_id, part in chosen.items():
+            value, problem = _decoded(part.message)
+            truncated = False
+            if max_body_value_bytes and len(value.encode()) > max_body_value_bytes:
+                value = value.encode()[:max_body_value_bytes].decode("utf-8", "ignore")
+                truncated = True
+            values[part_id] = {
+                "value": value,
+                "isEncodingProblem": problem,
+                "isTruncated": truncated,
+            }
+        out["bodyValues"] = values
+    return out
+
+
+def _structure(message: Message, blob: str) -> dict[str, Any]:
+    leaves = {id(p.message): p for p in _leaves(message)}
+
+    def node(part: Message, depth: int) -> dict[str, Any]:
+        leaf = leaves.get(id(part))
+        if leaf is not None:
+            return leaf.json(blob)
+        children = part.get_payload() if depth < 20 else []
+        return {
+            "partId": None,
+            "blobId": None,
+            "type": part.get_content_type(),
+            "subParts": [
+                node(c, depth + 1)
+                for c in (children if isinstance(children, list) else [])
+                if isinstance(c, Message)
+            ],
+        }
+
+    return node(message, 0)
+
+
+def _decoded_header(message: Message, name: str) -> str | None:
+    raw = message.get(name)
+    if raw is None:
+        return None
+    try:
+        parts = email.header.decode_header(str(raw))
+        text = "".join(
+            p.decode(c or "utf-8", "replace") if isinstance(p, bytes) else p for p, c in parts
+        )
+    except (LookupError, ValueError, TypeError):
+        text = str(raw)
+    return " ".join(text.split())
+
+
+def find_part(raw: bytes, part_id: str) -> tuple[bytes, str] | None:
+    """The decoded octets and media type of part ``part_id`` (for blob downloads)."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    for part in _leaves(message):
+        if part.part_id == part_id:
+            payload = part.message.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            return data, part.message.get_content_type()
+    return None
+
+
+def header_view(raw: bytes) -> EmailMessage:
+    """The header section parsed once, for filters on From, To, Subject."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw if end < 0 else raw[: end + 4]
+    parsed = email.message_from_bytes(head, policy=email.policy.compat32)
+    return parsed  # type: ignore[return-value]

@@ -1,0 +1,434 @@
+"""JMAP over HTTP (RFC 8620): the session resource, the API, blobs and push.
+
+* ``GET /.well-known/jmap``: the session (§2), for the authenticated user;
+* ``POST /jmap/api/``: a Request (§3.3), each invocation dispatched from one table;
+* ``POST /jmap/upload/{accountId}/`` and ``GET /jmap/download/…``: blobs (§6);
+* ``GET /jmap/eventsource/``: push as Server-Sent Events (§7.3), from the store's
+  change feed.
+
+Every request authenticates with HTTP Basic (RFC 7617) over TLS: the account's address
+and password, through the same throttled check IMAP uses, so failures count toward the
+same lockout.  The limits of :class:`correo.jmap.core.Limits` are advertised in the
+session and enforced here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from correo.jmap.core import (
+    CORE,
+    MAIL,
+    Limits,
+    MethodError,
+    RequestError,
+    parse_request,
+    resolve_references,
+)
+from correo.jmap.mail import digest_of, find_part
+from correo.server.auth import check_password
+from correo.server.context import ServerContext, new_session_id
+from correo.store.api import StoreError
+from correo.web.app import CTX, DEADLINE, LOG_FIELDS
+from correo.web.jmap_email import EMAIL_METHODS
+from correo.web.jmap_mail import ExpungeIndex, MailView
+from correo.web.jmap_methods import METHODS, Call
+
+__all__ = ["SESSION_PATH", "account_id", "add_routes"]
+
+SESSION_PATH = "/.well-known/jmap"
+API_PATH = "/jmap/api/"
+_JSON = "application/json"
+_KNOWN = frozenset({CORE, MAIL})
+_ALL_METHODS = {**METHODS, **EMAIL_METHODS}
+_NEEDS = {name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS}
+_UPLOAD_TTL = 3600.0  # RFC 8620 §6.1: an unused upload is kept at least an hour
+_PUSH_POLL = 0.5  # seconds between looks at the in-process change counters
+_PUSH_REFRESH = 15.0  # seconds between reads of the store (other processes' changes)
+
+INDEX = web.AppKey("jmap_index", ExpungeIndex)
+LIMITS = web.AppKey("jmap_limits", Limits)
+BUSY = web.AppKey("jmap_busy", dict)
+STOPPING = web.AppKey("jmap_stopping", asyncio.Event)
+
+
+def account_id(account: str) -> str:
+    """The account's JMAP id: stable, and free of ``@`` (RFC 8620 §1.2 Id syntax)."""
+    return "A" + hashlib.sha256(account.encode()).hexdigest()[:20]
+
+
+def _problem(error: RequestError) -> web.Response:
+    return web.json_response(
+        error.body(), status=error.status, content_type="application/problem+json"
+    )
+
+
+async def _authenticate(request: web.Request) -> str:
+    """The account of a request's Basic credentials; 401 if there are none that fit."""
+    ctx = request.app[CTX]
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Basic realm="correo", charset="UTF-8"'}
+    if scheme.lower() != "basic" or not value or len(value) > 4096:
+        raise web.HTTPUnauthorized(headers=challenge, text="authentication required\n")
+    try:
+        user, colon, password = (
+            base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        raise web.HTTPUnauthorized(headers=challenge, text="malformed credentials\n") from None
+    if not colon or not user:
+        raise web.HTTPUnauthorized(headers=challenge, text="malformed credentials\n")
+    outcome = await check_password(
+        ctx,
+        session=new_session_id(),
+        peer_ip=request.remote or "?",
+        user=user[:320],
+        password=password[:1024],
+    )
+    if outcome.account is None:
+        raise web.HTTPUnauthorized(headers=challenge, text="authentication failed\n")
+    request[LOG_FIELDS] = {"user": outcome.account}
+    return outcome.account
+
+
+def _base(request: web.Request) -> str:
+    return f"https://{request.host}"
+
+
+async def _session(request: web.Request) -> web.Response:
+    account = await _authenticate(request)
+    limits = request.app[LIMITS]
+    ident = account_id(account)
+    base = _base(request)
+    body: dict[str, Any] = {
+        "capabilities": {CORE: limits.capability(), MAIL: {}},
+        "accounts": {
+            ident: {
+                "name": account,
+                "isPersonal": True,
+                "isReadOnly": False,
+                "accountCapabilities": {
+                    MAIL: {
+                        "maxMailboxesPerEmail": None,
+                        "maxMailboxDepth": None,
+                        "maxSizeMailboxName": 255,
+                        "maxSizeAttachmentsPerEmail": limits.max_size_upload,
+                        "emailQuerySortOptions": ["receivedAt", "size", "id"],
+                        "mayCreateTopLevelMailbox": True,
+                    },
+                    CORE: {},
+                },
+            }
+        },
+        "primaryAccounts": {CORE: ident, MAIL: ident},
+        "username": account,
+        "apiUrl": base + API_PATH,
+        "downloadUrl": base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+        "uploadUrl": base + "/jmap/upload/{accountId}/",
+        "eventSourceUrl": base
+        + "/jmap/eventsource/?types={types}&closeafter={closeafter}&ping={ping}",
+    }
+    body["state"] = _session_state(account, limits)
+    return web.json_response(body, headers={"Cache-Control": "no-cache, no-store"})
+
+
+def _session_state(account: str, limits: Limits) -> str:
+    seed = json.dumps([account, limits.capability(), sorted(_KNOWN)], sort_keys=True)
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+class _Slot:
+    """At most ``most`` requests of one account at a time (maxConcurrentRequests)."""
+
+    def __init__(self, busy: dict[str, int], account: str, most: int, what: str) -> None:
+        self.busy, self.account, self.most, self.what = busy, account, most, what
+
+    def __enter__(self) -> None:
+        if self.busy.get(self.account, 0) >= self.most:
+            raise RequestError("limit", "too many requests at once", limit=self.what)
+        self.busy[self.account] = self.busy.get(self.account, 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        left = self.busy.get(self.account, 1) - 1
+        if left > 0:
+            self.busy[self.account] = left
+        else:
+            self.busy.pop(self.account, None)
+
+
+async def _read_body(request: web.Request, most: int, what: str) -> bytes:
+    """The request body, refused (before reading) when larger than ``most``."""
+    if request.content_length is not None and request.content_length > most:
+        raise RequestError("limit", "the request is too large", limit=what)
+    data = bytearray()
+    while chunk := await request.content.read(65536):
+        data += chunk
+        if len(data) > most:
+            raise RequestError("limit", "the request is too large", limit=what)
+    return bytes(data)
+
+
+async def _api(request: web.Request) -> web.Response:
+    account = await _authenticate(request)
+    app = request.app
+    ctx, limits = app[CTX], app[LIMITS]
+    try:
+        with _Slot(app[BUSY], account, limits.max_concurrent_requests, "maxConcurrentRequests"):
+            body = await _read_body(request, limits.max_size_request, "maxSizeRequest")
+            try:
+                value = await asyncio.to_thread(json.loads, body)
+            except (ValueError, RecursionError):
+                raise RequestError("notJSON", "the request is not JSON") from None
+            parsed = parse_request(value, limits, _KNOWN)
+            answer = await _run(ctx, app[INDEX], limits, account, parsed)
+    except RequestError as exc:
+        return _problem(exc)
+    answer["sessionState"] = _session_state(account, limits)
+    text = await asyncio.to_thread(json.dumps, answer, ensure_ascii=False)
+    return web.Response(text=text, content_type=_JSON)
+
+
+async def _run(
+    ctx: ServerContext, index: ExpungeIndex, limits: Limits, account: str, parsed: Any
+) -> dict[str, Any]:
+    view = MailView(ctx.store, account, index)
+    call = Call(
+        view,
+        account_id(account),
+        limits,
+        ctx.log,
+        mailbox_limit=ctx.config.limits.mailboxes_per_account,
+        max_message=ctx.config.limits.message_size or 50_000_000,
+        hostname=ctx.config.hostname,
+        created=dict(parsed.created_ids or {}),
+    )
+    responses: list[tuple[str, dict[str, Any], str]] = []
+    for invocation in parsed.calls:
+        name = invocation.name
+        try:
+            method = _ALL_METHODS.get(name)
+            if method is None:
+                raise MethodError("unknownMethod", name[:100])
+            if _NEEDS[name] not in parsed.using:  # RFC 8620 §3.6.2: capability not in using
+                raise MethodError("unknownMethod", f"{name} needs {_NEEDS[name]} in using")
+            args = resolve_references(invocation.arguments, responses)
+            result = await method(call, args)
+            responses.append((name, result, invocation.call_id))
+        except MethodError as exc:
+            responses.append(("error", exc.arguments(), invocation.call_id))
+        except StoreError as exc:
+            ctx.log.warning("jmap.store_failed", method=name[:100], error=str(exc)[:300])
+            responses.append(("error", {"type": "serverFail"}, invocation.call_id))
+            view.forget()
+        except Exception as exc:  # a bug costs this call only (RFC 8620 §3.6.2 serverFail)
+            ctx.log.error("jmap.error", method=name[:100], error=repr(exc)[:300])
+            responses.append(("error", {"type": "serverFail"}, invocation.call_id))
+            view.forget()
+    out: dict[str, Any] = {"methodResponses": [list(r) for r in responses]}
+    if parsed.created_ids is not None:
+        out["createdIds"] = call.created
+    return out
+
+
+# -- blobs (RFC 8620 §6) ---------------------------------------------------------------
+
+
+def _uploads(ctx: ServerContext, account: str) -> Path:
+    return ctx.config.data_dir / "jmap-uploads" / account_id(account)
+
+
+async def _upload(request: web.Request) -> web.Response:
+    account = await _authenticate(request)
+    if request.match_info["account"] != account_id(account):
+        return web.json_response({"type": "accountNotFound"}, status=404)
+    app = request.app
+    limits, ctx = app[LIMITS], app[CTX]
+    try:
+        with _Slot(app[BUSY], "up:" + account, limits.max_concurrent_upload, "maxConcurrentUpload"):
+            data = await _read_body(request, limits.max_size_upload, "maxSizeUpload")
+    except RequestError as exc:
+        return _problem(exc)
+    digest = hashlib.sha256(data).hexdigest()
+    folder = _uploads(ctx, account)
+    ctype = request.headers.get("Content-Type", "application/octet-stream")[:200]
+
+    def save() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        for old in folder.iterdir():  # uploads nobody used within the hour
+            if now - old.stat().st_mtime > _UPLOAD_TTL:
+                old.unlink(missing_ok=True)
+        path = folder / digest[:24]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    await asyncio.to_thread(save)
+    return web.json_response(
+        {
+            "accountId": account_id(account),
+            "blobId": "U" + digest[:24],
+            "type": ctype,
+            "size": len(data),
+        },
+        status=201,
+    )
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    account = await _authenticate(request)
+    ctx = request.app[CTX]
+    if request.match_info["account"] != account_id(account):
+        raise web.HTTPNotFound(text="no such account\n")
+    blob = request.match_info["blob"]
+    name = request.match_info["name"]
+    accept = request.query.get("accept", "application/octet-stream")
+    if "\r" in accept or "\n" in accept or len(accept) > 200:
+        accept = "application/octet-stream"
+    disposition = {"Content-Disposition": _attachment(name)}
+    if blob.startswith("U") and len(blob) == 25 and digest_of("B" + blob[1:]):
+        path = _uploads(ctx, account) / blob[1:]
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            raise web.HTTPNotFound(text="no such blob\n") from None
+        return web.Response(body=data, content_type=accept, headers=disposition)
+    base, _, part = blob.partition("p")
+    digest = digest_of(base)
+    if digest is None or base[0] != "B" or (part and not part.isdigit()):
+        raise web.HTTPNotFound(text="no such blob\n")
+    view = MailView(ctx.store, account, request.app[INDEX])
+    email = (await view.emails()).get(digest)
+    if email is None:
+        raise web.HTTPNotFound(text="no such blob\n")
+    limit = ctx.config.limits.message_size or 50_000_000
+    try:
+        raw = await view.raw(email.first, limit)
+    except StoreError:
+        raise web.HTTPNotFound(text="no such blob\n") from None
+    if part:
+        found = await asyncio.to_thread(find_part, raw, part)
+        if found is None:
+            raise web.HTTPNotFound(text="no such blob\n")
+        raw = found[0]
+    # RFC 8620 §6.2: the type is what the client asked for; the blob is not to be sniffed
+    return web.Response(
+        body=raw,
+        headers={
+            **disposition,
+            "Content-Type": accept,
+            "Cache-Control": "private, immutable, max-age=31536000",
+        },
+    )
+
+
+def _attachment(name: str) -> str:
+    from urllib.parse import quote
+
+    return f"attachment; filename*=UTF-8''{quote(name[:200], safe='')}"
+
+
+# -- push (RFC 8620 §7.3) -------------------------------------------------------------
+
+
+async def _eventsource(request: web.Request) -> web.StreamResponse:
+    account = await _authenticate(request)
+    app = request.app
+    ctx = app[CTX]
+    types = request.query.get("types", "*")
+    wanted = {"Email", "Mailbox", "Thread"} if types == "*" else set(types.split(","))
+    close_after = request.query.get("closeafter", "no") == "state"
+    try:
+        ping = int(request.query.get("ping", "0"))
+    except ValueError:
+        ping = 0
+    ping = 0 if ping <= 0 else max(ping, 5)  # RFC 8620 §7.3: the server may raise it
+    deadline = request.get(DEADLINE)
+    if deadline is not None:
+        deadline.reschedule(None)  # a push stream stays open; its writes keep deadlines
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    await response.prepare(request)
+    view = MailView(ctx.store, account, app[INDEX])
+    ident = account_id(account)
+    state = await view.state()
+    loop = asyncio.get_running_loop()
+    last_read = last_ping = loop.time()
+    counters = _counters(ctx, account, [b.name for b in await view.boxes()])
+    stopping = app[STOPPING]
+    while not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), _PUSH_POLL)
+            break
+        except TimeoutError:
+            pass
+        now = loop.time()
+        names = [b.name for b in await view.boxes()]
+        fresh = _counters(ctx, account, names)
+        if fresh != counters or now - last_read >= _PUSH_REFRESH:
+            counters, last_read = fresh, now
+            view.forget()
+            current = await view.state()
+            if current != state:
+                state = current
+                change = {t: state for t in ("Email", "Mailbox", "Thread") if t in wanted}
+                payload = {"@type": "StateChange", "changed": {ident: change}}
+                if not await _send(response, "state", payload):
+                    break
+                if close_after:
+                    break
+        if ping and now - last_ping >= ping:
+            last_ping = now
+            if not await _send(response, "ping", {"@type": "Ping", "interval": ping}):
+                break
+    return response
+
+
+def _counters(ctx: ServerContext, account: str, names: list[str]) -> tuple[int, ...]:
+    return tuple(ctx.store.change_counter(account, n) for n in names)
+
+
+async def _send(response: web.StreamResponse, event: str, data: dict[str, Any]) -> bool:
+    """One event, or False when the client does not take it within 30 s (or left)."""
+    text = f"event: {event}\ndata: {json.dumps(data)}\n\n"
+    try:
+        async with asyncio.timeout(30.0):
+            await response.write(text.encode())
+    except (TimeoutError, ConnectionError):
+        return False
+    return True
+
+
+def add_routes(app: web.Application) -> None:
+    """The JMAP endpoints, with their shared state (limits, the expunge index)."""
+    limits = Limits(max_size_upload=app[CTX].config.limits.message_size or 50_000_000)
+    app[LIMITS] = limits
+    app[INDEX] = ExpungeIndex()
+    app[BUSY] = {}
+    app[STOPPING] = asyncio.Event()
+
+    async def stop(app: web.Application) -> None:
+        app[STOPPING].set()
+
+    app.on_shutdown.append(stop)
+    app.router.add_get(SESSION_PATH, _session)
+    app.router.add_post(API_PATH, _api)
+    app.router.add_post("/jmap/api", _api)
+    app.router.add_post("/jmap/upload/{account}/", _upload)
+    app.router.add_get("/jmap/download/{account}/{blob}/{name}", _download)
+    app.router.add_get("/jmap/eventsource/", _eventsource)

@@ -1,0 +1,586 @@
+"""JMAP Email methods over the store (RFC 8621 §4): get, query, changes, set.
+
+An Email is the same octets in one or more mailboxes (see :mod:`correo.jmap.mail`);
+its keywords are its IMAP flags, so ``$seen`` set here is ``\\Seen`` in every IMAP
+session at once; changing ``mailboxIds`` copies, moves (one atomic IMAP MOVE where a
+mailbox is swapped for another) and expunges through the store API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from correo.jmap.core import MethodError, SetError
+from correo.jmap.mail import (
+    BODY_PROPS,
+    blob_id,
+    digest_of,
+    flags_to_keywords,
+    header_view,
+    keyword_to_flag,
+    parse_email,
+    read_state,
+    thread_id,
+    utc_date,
+    valid_keyword,
+)
+from correo.store.api import DeliveryTarget, Envelope, MailboxError, StoreError
+from correo.web.jmap_mail import EmailRow
+from correo.web.jmap_methods import Call, _int, check_account, get_ids
+
+__all__ = ["EMAIL_METHODS"]
+
+EMAIL_PROPS = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
+               "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+               "replyTo", "subject", "sentAt", *BODY_PROPS)  # fmt: skip
+DEFAULT_PROPS = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
+                 "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+                 "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
+                 "textBody", "htmlBody", "attachments")  # fmt: skip
+_META = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
+_HEAD_ONLY = 256 * 1024  # what header properties read of a message
+_QUERY_HEADS = 2000  # messages whose headers one query may read (from/to/subject filters)
+
+
+def _meta(email: EmailRow) -> dict[str, Any]:
+    first = email.first
+    flags: set[str] = set()
+    for row in email.rows:
+        flags.update(row.info.flags)
+    return {
+        "id": email.id,
+        "blobId": blob_id(email.digest),
+        "threadId": thread_id(email.digest),
+        "mailboxIds": {row.box.id: True for row in email.rows},
+        "keywords": flags_to_keywords(flags),
+        "size": first.info.size,
+        "receivedAt": utc_date(first.info.internal_date),
+    }
+
+
+async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    ids = get_ids(call, args)
+    props = args.get("properties")
+    if props is None:
+        wanted = list(DEFAULT_PROPS)
+    elif isinstance(props, list) and all(isinstance(p, str) for p in props):
+        wanted = ["id", *[p for p in props if p != "id"]]
+        unknown = [p for p in wanted if p not in EMAIL_PROPS and not p.startswith("header:")]
+        if unknown:
+            raise MethodError("invalidArguments", f"unknown property {unknown[0][:100]}")
+    else:
+        raise MethodError("invalidArguments", "properties must be a list of strings")
+    emails = await call.view.emails()
+    if ids is None:
+        if len(emails) > call.limits.max_objects_in_get:
+            raise MethodError("requestTooLarge", "more Emails than maxObjectsInGet")
+        ids = [e.id for e in emails.values()]
+    flags = {
+        "text": bool(args.get("fetchTextBodyValues")),
+        "html": bool(args.get("fetchHTMLBodyValues")),
+        "all": bool(args.get("fetchAllBodyValues")),
+    }
+    max_value = _int(args, "maxBodyValueBytes", 0, 0)
+    parsed_props = [p for p in wanted if p not in _META]
+    needs_body = any(p in BODY_PROPS for p in parsed_props)
+    found, missing = [], []
+    for ident in ids:
+        email = await call.view.email(ident)
+        if email is None:
+            missing.append(ident)
+            continue
+        meta = _meta(email)
+        entry = {k: v for k, v in meta.items() if k in wanted}
+        if parsed_props:
+            try:
+                limit = call.max_message if needs_body else _HEAD_ONLY
+                raw = await call.view.raw(email.first, limit)
+            except StoreError:
+                missing.append(ident)  # expunged meanwhile
+                continue
+            entry.update(
+                await asyncio.to_thread(
+                    parse_email,
+                    raw,
+                    parsed_props,
+                    blob=blob_id(email.digest),
+                    body_values=flags,
+                    max_body_value_bytes=max_value,
+                )
+            )
+        found.append(entry)
+    return {
+        "accountId": call.account_id,
+        "state": await call.view.state(),
+        "list": found,
+        "notFound": missing,
+    }
+
+
+# -- query ------------------------------------------------------------------------------
+
+_CONDITIONS = {"inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize",
+               "hasKeyword", "notKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword",
+               "noneInThreadHaveKeyword", "from", "to", "cc", "bcc", "subject",
+               "hasAttachment"}  # fmt: skip
+_KEYWORD_CONDITIONS = {"hasKeyword", "notKeyword", "allInThreadHaveKeyword",
+                       "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}  # fmt: skip
+_HEADER_CONDITIONS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "subject": "Subject"}
+
+
+def _timestamp(value: object) -> float:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        raise MethodError("invalidArguments", "a UTCDate is a string")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise MethodError("invalidArguments", f"not a UTCDate: {value[:40]}") from None
+
+
+def _check_filter(node: object, depth: int = 0) -> bool:
+    """Validates a filter; True when it reads header fields."""
+    if depth > 10:
+        raise MethodError("unsupportedFilter", "filters nest at most 10 deep")
+    if not isinstance(node, dict):
+        raise MethodError("invalidArguments", "a filter is an object")
+    if "operator" in node:
+        if node["operator"] not in ("AND", "OR", "NOT") or not isinstance(
+            node.get("conditions"), list
+        ):
+            raise MethodError("invalidArguments", "operator AND, OR or NOT with conditions")
+        return any(_check_filter(c, depth + 1) for c in node["conditions"])
+    for key in node:
+        if key not in _CONDITIONS:
+            raise MethodError("unsupportedFilter", f"no filter on {str(key)[:50]}")
+        if key in _KEYWORD_CONDITIONS and (
+            not isinstance(node[key], str) or not valid_keyword(node[key])
+        ):
+            raise MethodError("invalidArguments", f"{key} needs a keyword")
+        if key in ("before", "after"):
+            _timestamp(node[key])
+    return any(k in _HEADER_CONDITIONS or k == "hasAttachment" for k in node)
+
+
+def _matches(node: dict[str, Any], email: EmailRow, meta: dict[str, Any], heads: Any) -> bool:
+    if "operator" in node:
+        results = (_matches(c, email, meta, heads) for c in node["conditions"])
+        if node["operator"] == "AND":
+            return all(results)
+        if node["operator"] == "OR":
+            return any(results)
+        return not any(results)
+    keywords = meta["keywords"]
+    for key, want in node.items():
+        if key == "inMailbox" and want not in meta["mailboxIds"]:
+            return False
+        if key == "inMailboxOtherThan" and not (set(meta["mailboxIds"]) - set(want or [])):
+            return False
+        if key == "before" and not email.first.info.internal_date < _timestamp(want):
+            return False
+        if key == "after" and not email.first.info.internal_date >= _timestamp(want):
+            return False
+        if key == "minSize" and not meta["size"] >= want:
+            return False
+        if key == "maxSize" and not meta["size"] < want:
+            return False
+        if (
+            key in ("hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword")
+            and want.lower() not in keywords
+        ):
+            return False
+        if key in ("notKeyword", "noneInThreadHaveKeyword") and want.lower() in keywords:
+            return False
+        if key in _HEADER_CONDITIONS:
+            values = heads.get_all(_HEADER_CONDITIONS[key]) if heads is not None else None
+            text = " ".join(str(v) for v in values or ()).lower()
+            if str(want).lower() not in text:
+                return False
+        if key == "hasAttachment":
+            ctype = str(heads.get("Content-Type", "")).lower() if heads is not None else ""
+            if ("multipart/mixed" in ctype) != bool(want):
+                return False
+    return True
+
+
+async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    node = args.get("filter")
+    reads_headers = False
+    if node is not None:
+        reads_headers = _check_filter(node)
+    sort = args.get("sort") or [{"property": "receivedAt", "isAscending": False}]
+    if not isinstance(sort, list):
+        raise MethodError("invalidArguments", "sort is a list")
+    for comparator in sort:
+        if not isinstance(comparator, dict) or comparator.get("property") not in (
+            "receivedAt",
+            "size",
+            "id",
+        ):
+            raise MethodError("unsupportedSort", "receivedAt, size or id")
+    if args.get("collapseThreads"):
+        pass  # every Email is its own thread: collapsing changes nothing
+    emails = list((await call.view.emails()).values())
+    if node is not None and reads_headers and len(emails) > _QUERY_HEADS:
+        raise MethodError("unsupportedFilter", "header filters over this many messages")
+    chosen = []
+    for email in emails:
+        meta = _meta(email)
+        heads = None
+        if node is not None and reads_headers:
+            try:
+                heads = header_view(await call.view.raw(email.first, 64 * 1024))
+            except StoreError:
+                continue
+        if node is None or _matches(node, email, meta, heads):
+            chosen.append((email, meta))
+    for comparator in reversed(sort):
+        prop = comparator["property"]
+        reverse = not comparator.get("isAscending", True)
+        if prop == "receivedAt":
+            chosen.sort(key=lambda em: em[0].first.info.internal_date, reverse=reverse)
+        elif prop == "size":
+            chosen.sort(key=lambda em: em[1]["size"], reverse=reverse)
+        else:
+            chosen.sort(key=lambda em: em[0].id, reverse=reverse)
+    ids = [e.id for e, _ in chosen]
+    position = _int(args, "position", 0, -(10**9))
+    anchor = args.get("anchor")
+    if anchor is not None:
+        if anchor not in ids:
+            raise MethodError("anchorNotFound")  # RFC 8620 §5.5
+        position = max(0, ids.index(anchor) + _int(args, "anchorOffset", 0, -(10**9)))
+    start = max(0, len(ids) + position) if position < 0 else position
+    limit = args.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise MethodError("invalidArguments", "limit must be a non-negative integer")
+    window = ids[start : start + limit] if limit is not None else ids[start:]
+    answer: dict[str, Any] = {
+        "accountId": call.account_id,
+        "queryState": await call.view.state(),
+        "canCalculateChanges": False,
+        "position": start,
+        "ids": window,
+    }
+    if args.get("calculateTotal"):
+        answer["total"] = len(ids)
+    if limit is not None:
+        answer["limit"] = limit
+    return answer
+
+
+# -- changes ----------------------------------------------------------------------------
+
+
+async def email_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    since = args.get("sinceState")
+    old = read_state(since) if isinstance(since, str) else None
+    if old is None:
+        raise MethodError("cannotCalculateChanges", "unknown state")
+    view = call.view
+    emails = await view.emails()
+    boxes = {b.status.uidvalidity: b for b in await view.boxes()}
+    touched: set[str] = set()  # digests added to or changed in a mailbox
+    added: set[str] = set()
+    gone: set[str] = set()  # digests expunged from some mailbox
+    for uv, box in boxes.items():
+        mark = old.get(uv)
+        since_modseq = mark.modseq if mark is not None else 0
+        if mark is not None and box.status.highestmodseq <= since_modseq:
+            continue
+        try:
+            changes = await call.store.changes_since(call.account, box.name, since_modseq)
+            digests = await call.store.message_digests(call.account, box.name)
+        except StoreError:
+            raise MethodError("cannotCalculateChanges", "a mailbox changed meanwhile") from None
+        for info in changes.messages:
+            digest = digests.get(info.uid)
+            if digest is None:
+                continue
+            touched.add(digest[:24])
+            if mark is None or info.uid >= mark.uidnext:
+                added.add(digest[:24])
+        if mark is None:
+            continue
+        for uid in changes.expunged:
+            if uid >= mark.uidnext:
+                continue  # came and went since the old state: never seen
+            digest = view.index.lookup(call.account, uv, uid)
+            if digest is None:
+                raise MethodError("cannotCalculateChanges", "expunges before this server start")
+            gone.add(digest[:24])
+    for uv in old:
+        if uv not in boxes:  # a mailbox destroyed: its Emails left it (RFC 8621 §2.5)
+            raise MethodError("cannotCalculateChanges", "a mailbox was destroyed")
+    created = [f"E{d}" for d in sorted(added) if d in emails and d not in gone]
+    updated = [f"E{d}" for d in sorted((touched | gone) - set(created_d(created))) if d in emails]
+    destroyed = [f"E{d}" for d in sorted(gone) if d not in emails]
+    most = _int(args, "maxChanges", 0, 0)
+    if most and len(created) + len(updated) + len(destroyed) > most:
+        raise MethodError("cannotCalculateChanges", "more changes than maxChanges")
+    return {
+        "accountId": call.account_id,
+        "oldState": since,
+        "newState": await view.state(),
+        "hasMoreChanges": False,
+        "created": created,
+        "updated": updated,
+        "destroyed": destroyed,
+    }
+
+
+def created_d(ids: list[str]) -> list[str]:
+    return [i[1:] for i in ids]
+
+
+async def thread_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    answer = await email_changes(call, args)
+    for key in ("created", "updated", "destroyed"):
+        answer[key] = ["T" + i[1:] for i in answer[key]]
+    return answer
+
+
+# -- set --------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, error: SetError) -> None:
+        super().__init__(error.kind)
+        self.error = error
+
+
+def _patched(current: dict[str, bool], props: dict[str, Any], name: str) -> dict[str, bool] | None:
+    """The new value of ``keywords`` or ``mailboxIds`` after a whole value or patches."""
+    result: dict[str, bool] | None = None
+    if name in props:
+        value = props[name]
+        if not isinstance(value, dict) or not all(v is True for v in value.values()):
+            raise _Refused(SetError("invalidProperties", properties=(name,)))
+        result = {str(k): True for k in value}
+    prefix = name + "/"
+    for key, value in props.items():
+        if not key.startswith(prefix):
+            continue
+        if result is not None and name in props:
+            raise _Refused(SetError("invalidPatch", "a value and a patch of it"))
+        result = dict(current) if result is None else result
+        item = key[len(prefix) :]
+        if value is True:
+            result[item] = True
+        elif value is None:
+            result.pop(item, None)
+        else:
+            raise _Refused(SetError("invalidPatch", properties=(key[:100],)))
+    return result
+
+
+async def _update(call: Call, email: EmailRow, props: dict[str, Any]) -> None:
+    for key in props:
+        base = key.split("/", 1)[0]
+        if base not in ("keywords", "mailboxIds"):
+            raise _Refused(SetError("invalidProperties", properties=(key[:100],)))
+    meta = _meta(email)
+    keywords = _patched(meta["keywords"], props, "keywords")
+    boxes = _patched(meta["mailboxIds"], props, "mailboxIds")
+    store, account = call.store, call.account
+    if keywords is not None:
+        for keyword in keywords:
+            if not valid_keyword(keyword):
+                raise _Refused(SetError("invalidProperties", "bad keyword", ("keywords",)))
+        flags = [keyword_to_flag(k) for k in keywords]
+        for row in email.rows:
+            kept = [f for f in row.info.flags if f.lower() in ("\\deleted", "\\recent")]
+            await store.store_flags(account, row.box.name, [row.info.uid], "replace", flags + kept)
+    if boxes is not None:
+        if not boxes:
+            raise _Refused(SetError("invalidProperties", "at least one mailbox", ("mailboxIds",)))
+        targets = []
+        for ident in boxes:
+            box = await call.view.box_by_id(str(call.resolve(ident)))
+            if box is None:
+                raise _Refused(SetError("invalidProperties", "no such mailbox", ("mailboxIds",)))
+            targets.append(box)
+        now = {row.box.name: row for row in email.rows}
+        leaving = [row for name, row in now.items() if name not in {b.name for b in targets}]
+        arriving = [b for b in targets if b.name not in now]
+        source = email.first
+        for box in arriving:
+            if leaving:  # RFC 6851 MOVE: one atomic step, IMAP sees the move
+                row = leaving.pop()
+                await store.copy_messages(
+                    account, row.box.name, [row.info.uid], box.name, move=True
+                )
+            else:
+                await store.copy_messages(account, source.box.name, [source.info.uid], box.name)
+        for row in leaving:
+            await store.expunge(account, row.box.name, [row.info.uid])
+
+
+async def _create(call: Call, props: object) -> EmailRow:
+    """A new Email from JMAP properties (a draft, RFC 8621 §4.6), filed as APPEND files."""
+    from correo.message.compose import compose
+
+    if not isinstance(props, dict):
+        raise _Refused(SetError("invalidProperties"))
+    boxes = props.get("mailboxIds")
+    if not isinstance(boxes, dict) or not boxes:
+        raise _Refused(SetError("invalidProperties", "mailboxIds is required", ("mailboxIds",)))
+    targets = []
+    for ident in boxes:
+        box = await call.view.box_by_id(str(call.resolve(ident)))
+        if box is None:
+            raise _Refused(SetError("invalidProperties", "no such mailbox", ("mailboxIds",)))
+        targets.append(box)
+    keywords = props.get("keywords") or {}
+    if not isinstance(keywords, dict) or not all(valid_keyword(str(k)) for k in keywords):
+        raise _Refused(SetError("invalidProperties", properties=("keywords",)))
+
+    def addresses(name: str) -> list[str]:
+        value = props.get(name) or []
+        if not isinstance(value, list):
+            raise _Refused(SetError("invalidProperties", properties=(name,)))
+        out = []
+        for item in value:
+            if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+                raise _Refused(SetError("invalidProperties", properties=(name,)))
+            label = item.get("name")
+            out.append(f"{label} <{item['email']}>" if label else item["email"])
+        return out
+
+    values = props.get("bodyValues") or {}
+    texts: dict[str, str] = {}
+    for kind in ("textBody", "htmlBody"):
+        parts = props.get(kind) or []
+        if not isinstance(parts, list) or len(parts) > 1:
+            raise _Refused(SetError("invalidProperties", "one part at most", (kind,)))
+        for part in parts:
+            part_id = part.get("partId") if isinstance(part, dict) else None
+            value = values.get(part_id) if isinstance(values, dict) else None
+            if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+                raise _Refused(SetError("invalidProperties", "bodyValues", ("bodyValues",)))
+            texts[kind] = value["value"]
+    senders = addresses("from")
+    subject = props.get("subject") or ""
+    if not isinstance(subject, str):
+        raise _Refused(SetError("invalidProperties", properties=("subject",)))
+    raw = compose(
+        from_=senders[0] if senders else call.account,
+        to=addresses("to"),
+        cc=addresses("cc"),
+        bcc=addresses("bcc"),
+        subject=subject,
+        text=texts.get("textBody"),
+        html=texts.get("htmlBody"),
+        domain=call.hostname,
+    )
+    if len(raw) > call.max_message:
+        raise _Refused(SetError("tooLarge"))
+    flags = tuple(keyword_to_flag(k) for k in keywords)
+    spool = call.store.new_spool()
+    spool.write(raw)
+    await call.store.deliver(
+        spool,
+        Envelope(sender="", authenticated=call.account),
+        [DeliveryTarget(call.account, box.name, flags) for box in targets],
+    )
+    call.view.forget()
+    import hashlib
+
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    email = (await call.view.emails()).get(digest)
+    if email is None:
+        raise _Refused(SetError("forbidden", "the draft was filed but cannot be found"))
+    return email
+
+
+async def email_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    old_state = await call.view.state()
+    if args.get("ifInState") not in (None, old_state):
+        raise MethodError("stateMismatch")  # RFC 8620 §5.3
+    create = args.get("create") or {}
+    update = args.get("update") or {}
+    destroy = args.get("destroy") or []
+    if (
+        not isinstance(create, dict)
+        or not isinstance(update, dict)
+        or not isinstance(destroy, list)
+    ):
+        raise MethodError("invalidArguments", "create, update and destroy")
+    if len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge", "more objects than maxObjectsInSet")
+    created: dict[str, Any] = {}
+    not_created: dict[str, Any] = {}
+    for cid, props in create.items():
+        try:
+            new = await _create(call, props)
+            call.created[cid] = new.id
+            created[cid] = {
+                "id": new.id,
+                "blobId": blob_id(new.digest),
+                "threadId": thread_id(new.digest),
+                "size": new.first.info.size,
+            }
+        except _Refused as exc:
+            not_created[cid] = exc.error.json()
+        except (MailboxError, StoreError) as exc:
+            not_created[cid] = SetError("forbidden", str(exc)[:200]).json()
+    updated: dict[str, Any] = {}
+    not_updated: dict[str, Any] = {}
+    for ident, props in update.items():
+        ident = str(call.resolve(ident))
+        try:
+            target = await call.view.email(ident)
+            if target is None:
+                raise _Refused(SetError("notFound"))
+            if not isinstance(props, dict):
+                raise _Refused(SetError("invalidPatch"))
+            await _update(call, target, props)
+            call.view.forget()
+            updated[ident] = None
+        except _Refused as exc:
+            not_updated[ident] = exc.error.json()
+        except (MailboxError, StoreError) as exc:
+            call.view.forget()
+            not_updated[ident] = SetError("forbidden", str(exc)[:200]).json()
+    destroyed: list[str] = []
+    not_destroyed: dict[str, Any] = {}
+    for ident in destroy:
+        ident = str(call.resolve(ident))
+        doomed = await call.view.email(ident) if digest_of(ident) else None
+        if doomed is None:
+            not_destroyed[ident] = SetError("notFound").json()
+            continue
+        try:
+            for row in doomed.rows:
+                await call.store.expunge(call.account, row.box.name, [row.info.uid])
+            destroyed.append(ident)
+        except StoreError as exc:
+            not_destroyed[ident] = SetError("forbidden", str(exc)[:200]).json()
+        call.view.forget()
+    call.view.forget()
+    return {
+        "accountId": call.account_id,
+        "oldState": old_state,
+        "newState": await call.view.state(),
+        "created": created or None,
+        "updated": updated or None,
+        "destroyed": destroyed or None,
+        "notCreated": not_created or None,
+        "notUpdated": not_updated or None,
+        "notDestroyed": not_destroyed or None,
+    }
+
+
+EMAIL_METHODS = {
+    "Email/get": email_get,
+    "Email/query": email_query,
+    "Email/changes": email_changes,
+    "Email/set": email_set,
+    "Thread/changes": thread_changes,
+}

@@ -1,0 +1,396 @@
+"""JMAP methods over the store: Core/echo, Mailbox/*, Thread/* (Email/* in jmap_email.py).
+
+Each method takes the request's :class:`Call` and its arguments and returns the
+response arguments, or raises :class:`MethodError`; thin functions over the store API,
+as IMAP's commands are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from correo.jmap.core import Limits, MethodError, SetError, is_id
+from correo.jmap.mail import read_state, role_of, thread_id
+from correo.log import Logger
+from correo.store.api import MailboxError, MailStore
+from correo.web.jmap_mail import Box, MailView
+
+__all__ = ["METHODS", "Call", "Method", "check_account", "get_ids"]
+
+DELIMITER = "/"  # the store's hierarchy delimiter
+
+
+@dataclass
+class Call:
+    """What a method needs: the account's view, its id, limits and the created ids."""
+
+    view: MailView
+    account_id: str
+    limits: Limits
+    log: Logger
+    mailbox_limit: int = 0
+    max_message: int = 50_000_000
+    hostname: str = "localhost"
+    created: dict[str, str] = field(default_factory=dict)  # creation id -> id (§5.3)
+
+    @property
+    def store(self) -> MailStore:
+        return self.view.store
+
+    @property
+    def account(self) -> str:
+        return self.view.account
+
+    def resolve(self, ident: object) -> object:
+        """``#creationId`` as the id it was given (RFC 8620 §5.3)."""
+        if isinstance(ident, str) and ident.startswith("#"):
+            return self.created.get(ident[1:], ident)
+        return ident
+
+
+Method = Callable[[Call, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def check_account(call: Call, args: dict[str, Any]) -> None:
+    if args.get("accountId") != call.account_id:
+        raise MethodError("accountNotFound")
+
+
+def get_ids(call: Call, args: dict[str, Any]) -> list[str] | None:
+    """The ``ids`` argument of a /get: None for all, bounded by maxObjectsInGet."""
+    ids = args.get("ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise MethodError("invalidArguments", "ids must be a list of ids or null")
+    if len(ids) > call.limits.max_objects_in_get:
+        raise MethodError("requestTooLarge", "more ids than maxObjectsInGet")
+    return [str(call.resolve(i)) for i in ids]
+
+
+def _properties(args: dict[str, Any], every: tuple[str, ...]) -> list[str]:
+    props = args.get("properties")
+    if props is None:
+        return list(every)
+    if not isinstance(props, list) or not all(isinstance(p, str) for p in props):
+        raise MethodError("invalidArguments", "properties must be a list of strings")
+    unknown = [p for p in props if p not in every]
+    if unknown:
+        raise MethodError("invalidArguments", f"unknown property {unknown[0][:100]}")
+    return ["id", *[p for p in props if p != "id"]]
+
+
+def _int(args: dict[str, Any], name: str, default: int, low: int = 0) -> int:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise MethodError("invalidArguments", f"{name} must be an integer >= {low}")
+    return value
+
+
+# -- Core -------------------------------------------------------------------------------
+
+
+async def core_echo(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    return args  # RFC 8620 §4
+
+
+# -- Mailbox (RFC 8621 §2) --------------------------------------------------------------
+
+MAILBOX_PROPS = ("id", "name", "parentId", "role", "sortOrder", "totalEmails",
+                 "unreadEmails", "totalThreads", "unreadThreads", "myRights",
+                 "isSubscribed")  # fmt: skip
+_RIGHTS = dict.fromkeys(
+    ("mayReadItems", "mayAddItems", "mayRemoveItems", "maySetSeen", "maySetKeywords",
+     "mayCreateChild", "mayRename", "mayDelete", "maySubmit"),
+    True,
+)  # fmt: skip
+
+
+def _mailbox_json(box: Box, by_name: dict[str, Box]) -> dict[str, Any]:
+    name = box.name
+    parent_name, _, leaf = name.rpartition(DELIMITER)
+    parent = by_name.get(parent_name) if parent_name else None
+    status = box.status
+    return {
+        "id": box.id,
+        "name": leaf,
+        "parentId": parent.id if parent is not None else None,
+        "role": role_of(box.info.special_use, name),
+        "sortOrder": 0 if name.upper() == "INBOX" else 10,
+        "totalEmails": status.messages,
+        "unreadEmails": status.unseen,
+        "totalThreads": status.messages,  # every Email is a thread of its own
+        "unreadThreads": status.unseen,
+        "myRights": dict(_RIGHTS, mayRename=name.upper() != "INBOX"),
+        "isSubscribed": box.info.subscribed,
+    }
+
+
+async def mailbox_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    ids = get_ids(call, args)
+    props = _properties(args, MAILBOX_PROPS)
+    boxes = await call.view.boxes()
+    by_name = {b.name: b for b in boxes}
+    by_id = {b.id: b for b in boxes}
+    chosen = boxes if ids is None else [by_id[i] for i in ids if i in by_id]
+    found = [{k: v for k, v in _mailbox_json(b, by_name).items() if k in props} for b in chosen]
+    return {
+        "accountId": call.account_id,
+        "state": await call.view.state(),
+        "list": found,
+        "notFound": [] if ids is None else [i for i in ids if i not in by_id],
+    }
+
+
+async def mailbox_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    since = args.get("sinceState")
+    old = read_state(since) if isinstance(since, str) else None
+    if old is None:
+        raise MethodError("cannotCalculateChanges", "unknown state")
+    boxes = await call.view.boxes()
+    now = {b.status.uidvalidity: b for b in boxes}
+    created = [now[uv].id for uv in now if uv not in old]
+    destroyed = [f"M{uv}" for uv in old if uv not in now]
+    updated = [now[uv].id for uv, mark in old.items() if uv in now and now[uv].mark() != mark]
+    most = _int(args, "maxChanges", 0, 0)
+    if most and len(created) + len(updated) + len(destroyed) > most:
+        raise MethodError("cannotCalculateChanges", "more changes than maxChanges")
+    return {
+        "accountId": call.account_id,
+        "oldState": since,
+        "newState": await call.view.state(),
+        "hasMoreChanges": False,
+        "created": created,
+        "updated": updated,
+        "destroyed": destroyed,
+        "updatedProperties": None,
+    }
+
+
+def _mailbox_matches(box: Box, json: dict[str, Any], cond: dict[str, Any]) -> bool:
+    for key, want in cond.items():
+        if key == "parentId" and json["parentId"] != want:
+            return False
+        if key == "name" and (
+            not isinstance(want, str) or want.lower() not in json["name"].lower()
+        ):
+            return False
+        if key == "role" and json["role"] != want:
+            return False
+        if key == "hasAnyRole" and (json["role"] is not None) != bool(want):
+            return False
+        if key == "isSubscribed" and json["isSubscribed"] != bool(want):
+            return False
+        if key not in ("parentId", "name", "role", "hasAnyRole", "isSubscribed"):
+            raise MethodError("unsupportedFilter", f"no filter on {key[:50]}")
+    return True
+
+
+async def mailbox_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    cond = args.get("filter") or {}
+    if not isinstance(cond, dict) or "operator" in cond:
+        raise MethodError("unsupportedFilter", "a single FilterCondition only")
+    boxes = await call.view.boxes()
+    by_name = {b.name: b for b in boxes}
+    rows = [(b, _mailbox_json(b, by_name)) for b in boxes]
+    rows = [(b, j) for b, j in rows if _mailbox_matches(b, j, cond)]
+    for comparator in reversed(args.get("sort") or []):
+        prop = comparator.get("property") if isinstance(comparator, dict) else None
+        if prop not in ("name", "sortOrder"):
+            raise MethodError("unsupportedSort", f"cannot sort by {str(prop)[:50]}")
+        key = str(prop)
+        rows.sort(key=lambda r: r[1][key], reverse=not comparator.get("isAscending", True))
+    position = _int(args, "position", 0, -(10**9))
+    limit = args.get("limit")
+    ids = [b.id for b, _ in rows]
+    start = max(0, len(ids) + position) if position < 0 else position
+    window = ids[start : start + limit] if isinstance(limit, int) and limit >= 0 else ids[start:]
+    return {
+        "accountId": call.account_id,
+        "queryState": await call.view.state(),
+        "canCalculateChanges": False,
+        "position": start,
+        "ids": window,
+        "total": len(ids),
+    }
+
+
+async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    old_state = await call.view.state()
+    if args.get("ifInState") not in (None, old_state):
+        raise MethodError("stateMismatch")
+    create = args.get("create") or {}
+    update = args.get("update") or {}
+    destroy = args.get("destroy") or []
+    if (
+        not isinstance(create, dict)
+        or not isinstance(update, dict)
+        or not isinstance(destroy, list)
+    ):
+        raise MethodError("invalidArguments", "create, update and destroy")
+    if len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge", "more objects than maxObjectsInSet")
+    out: dict[str, Any] = {"accountId": call.account_id, "oldState": old_state}
+    created: dict[str, Any] = {}
+    not_created: dict[str, Any] = {}
+    for cid, props in create.items():
+        try:
+            name = await _mailbox_path(call, props, None)
+            await call.store.create_mailbox(
+                call.account,
+                name,
+                subscribe=bool(props.get("isSubscribed", False)),
+                limit=call.mailbox_limit,
+            )
+            call.view.forget()
+            box = await call.view.box_by_name(name)
+            assert box is not None
+            call.created[cid] = box.id
+            created[cid] = {"id": box.id}
+        except _Refused as exc:
+            not_created[cid] = exc.error.json()
+        except MailboxError as exc:
+            not_created[cid] = _mailbox_error(exc).json()
+    updated: dict[str, Any] = {}
+    not_updated: dict[str, Any] = {}
+    for ident, props in update.items():
+        ident = str(call.resolve(ident))
+        try:
+            box = await call.view.box_by_id(ident)
+            if box is None:
+                raise _Refused(SetError("notFound"))
+            if not isinstance(props, dict):
+                raise _Refused(SetError("invalidPatch"))
+            if "name" in props or "parentId" in props:
+                name = await _mailbox_path(call, props, box)
+                if name != box.name:
+                    if box.name.upper() == "INBOX":
+                        raise _Refused(SetError("forbidden", "INBOX keeps its name"))
+                    await call.store.rename_mailbox(
+                        call.account, box.name, name, limit=call.mailbox_limit
+                    )
+            if "isSubscribed" in props:
+                call.view.forget()
+                box = await call.view.box_by_id(ident)
+                assert box is not None
+                await call.store.set_subscribed(call.account, box.name, bool(props["isSubscribed"]))
+            for key in props:
+                if key not in ("name", "parentId", "isSubscribed", "sortOrder"):
+                    raise _Refused(SetError("invalidProperties", properties=(key[:100],)))
+            call.view.forget()
+            updated[ident] = None
+        except _Refused as exc:
+            not_updated[ident] = exc.error.json()
+        except MailboxError as exc:
+            not_updated[ident] = _mailbox_error(exc).json()
+    destroyed: list[str] = []
+    not_destroyed: dict[str, Any] = {}
+    remove_emails = bool(args.get("onDestroyRemoveEmails", False))
+    for ident in destroy:
+        ident = str(call.resolve(ident))
+        try:
+            box = await call.view.box_by_id(ident)
+            if box is None:
+                raise _Refused(SetError("notFound"))
+            if box.name.upper() == "INBOX":
+                raise _Refused(SetError("forbidden", "INBOX cannot be destroyed"))
+            if box.status.messages and not remove_emails:
+                raise _Refused(SetError("mailboxHasEmail"))  # RFC 8621 §2.5
+            await call.store.delete_mailbox(call.account, box.name)
+            call.view.forget()
+            destroyed.append(ident)
+        except _Refused as exc:
+            not_destroyed[ident] = exc.error.json()
+        except MailboxError as exc:
+            not_destroyed[ident] = _mailbox_error(exc).json()
+    call.view.forget()
+    out.update(
+        newState=await call.view.state(),
+        created=created or None,
+        updated=updated or None,
+        destroyed=destroyed or None,
+        notCreated=not_created or None,
+        notUpdated=not_updated or None,
+        notDestroyed=not_destroyed or None,
+    )
+    return out
+
+
+class _Refused(Exception):
+    def __init__(self, error: SetError) -> None:
+        super().__init__(error.kind)
+        self.error = error
+
+
+def _mailbox_error(exc: MailboxError) -> SetError:
+    code = getattr(exc, "code", "")
+    if code == "HASCHILDREN":
+        return SetError("mailboxHasChild", str(exc))
+    if code == "ALREADYEXISTS":
+        return SetError("invalidProperties", str(exc), ("name",))
+    if code == "LIMIT":
+        return SetError("overQuota", str(exc))
+    return SetError("forbidden", str(exc))
+
+
+async def _mailbox_path(call: Call, props: object, box: Box | None) -> str:
+    """The full name a create or update gives, from ``name`` and ``parentId``."""
+    if not isinstance(props, dict):
+        raise _Refused(SetError("invalidProperties"))
+    current_parent, _, current_leaf = box.name.rpartition(DELIMITER) if box else ("", "", "")
+    name = props.get("name", current_leaf if box else None)
+    if not isinstance(name, str) or not name or DELIMITER in name or len(name) > 255:
+        raise _Refused(SetError("invalidProperties", "a name without /", ("name",)))
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        raise _Refused(SetError("invalidProperties", "control characters", ("name",)))
+    if "parentId" in props:
+        parent_id = call.resolve(props["parentId"])
+        if parent_id is None:
+            return name
+        if not is_id(parent_id):
+            raise _Refused(SetError("invalidProperties", properties=("parentId",)))
+        parent = await call.view.box_by_id(str(parent_id))
+        if parent is None:
+            raise _Refused(SetError("invalidProperties", "no such parent", ("parentId",)))
+        return f"{parent.name}{DELIMITER}{name}"
+    return f"{current_parent}{DELIMITER}{name}" if current_parent else name
+
+
+# -- Thread (RFC 8621 §3) ---------------------------------------------------------------
+
+
+async def thread_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    check_account(call, args)
+    ids = get_ids(call, args)
+    emails = await call.view.emails()
+    found, missing = [], []
+    for ident in ids or [thread_id(d) for d in emails]:
+        row = await call.view.email("E" + ident[1:]) if ident.startswith("T") else None
+        if row is None:
+            missing.append(ident)
+        else:
+            found.append({"id": ident, "emailIds": [row.id]})
+    return {
+        "accountId": call.account_id,
+        "state": await call.view.state(),
+        "list": found,
+        "notFound": missing,
+    }
+
+
+METHODS: dict[str, Method] = {
+    "Core/echo": core_echo,
+    "Mailbox/get": mailbox_get,
+    "Mailbox/changes": mailbox_changes,
+    "Mailbox/query": mailbox_query,
+    "Mailbox/set": mailbox_set,
+    "Thread/get": thread_get,
+}

@@ -23,6 +23,7 @@ from correo.config_rules import (
 
 __all__ = [
     "SERVICES",
+    "AcmeSettings",
     "AuthSettings",
     "Config",
     "ConfigError",
@@ -53,6 +54,7 @@ SERVICES = (
     "imaps",
     "lmtp",
     "sieve",
+    "http",  # ACME http-01 answers; everything else is redirected to https
     "https",
 )
 _LATER_SERVICES: tuple[str, ...] = ()
@@ -67,6 +69,7 @@ _DEFAULT_PORTS = {
     "imaps": 2993,
     "lmtp": 2424,  # off in new configs (_OFF_BY_DEFAULT): the [lmtp] socket is the default
     "sieve": 4190,  # RFC 5804 §1.8 registered port
+    "http": 2080,  # ACME http-01 and a redirect to https (80 in production)
     "https": 2443,  # MTA-STS policy and client autoconfiguration (443 in production)
 }
 # LMTP has no authentication: whoever reaches it delivers mail, so TCP is opt-in.
@@ -172,6 +175,8 @@ class OutboundSettings:
     mta_sts: bool = True  # RFC 8461: honour recipient domains' MTA-STS policies
     mta_sts_port: int = 443  # HTTPS port of mta-sts.<domain> (tests may change it)
     ca_file: str = ""  # extra CAs for verified outbound TLS (MTA-STS, smart host)
+    source_ipv4: str = ""  # bind outgoing SMTP to it ("" = the smtp listener's, or any)
+    source_ipv6: str = ""
 
 
 def _outbound(raw: object, path: Path) -> OutboundSettings:
@@ -185,6 +190,29 @@ def _outbound(raw: object, path: Path) -> OutboundSettings:
 
 
 # -- end outbound MTA --------------------------------------------------------------------
+
+#: Let's Encrypt's production directory, written by ``correo init --acme EMAIL``.
+LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeSettings:
+    """Certificates by ACME, RFC 8555 (docs/tls.md); an empty ``directory`` turns it off."""
+
+    directory: str = ""  # the ACME server's directory URL
+    email: str = ""  # account contact: expiry notices from the CA
+    challenge: str = "tls-alpn-01"  # RFC 8737 on https, or "http-01" on the http listener
+    ca_file: str = ""  # extra CA trusted for the ACME server (private servers, tests)
+    names: tuple[str, ...] = ()  # () = hostname, mta-sts.D and autoconfig.D of each domain
+
+
+def _acme(raw: object, path: Path) -> AcmeSettings:
+    acme: AcmeSettings = _section(AcmeSettings, raw, "acme")  # config_rules.RULES
+    if acme.ca_file and not (path.parent / acme.ca_file).is_file():  # absolute stays absolute
+        raise ConfigError(f"{path}: [acme] ca_file {path.parent / acme.ca_file} is not a file")
+    if acme.directory and not acme.email:
+        raise ConfigError(f"{path}: [acme] email is needed when directory is set")
+    return acme
 
 
 # -- MDA (issue 7): local delivery, LMTP, junk filter ------------------------------------
@@ -252,6 +280,7 @@ class Config:
     junk: JunkSettings = field(default_factory=JunkSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -343,6 +372,7 @@ def load_config(data_dir: Path) -> Config:
     allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log", "outbound"}
     allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # issue 7; published MTA-STS
     allowed |= {"store"}  # PostgreSQL (docs/cluster.md)
+    allowed |= {"acme"}  # certificates by ACME (docs/tls.md)
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -386,6 +416,7 @@ def load_config(data_dir: Path) -> Config:
         junk=_section(JunkSettings, raw.get("junk"), "junk"),
         mta_sts=_mta_sts(raw.get("mta_sts"), path),
         store=_store(raw.get("store"), path),
+        acme=_acme(raw.get("acme"), path),
     )
 
 
@@ -437,12 +468,33 @@ def _render_mda() -> list[str]:
     ]
 
 
+def _render_acme(email: str) -> list[str]:
+    """[acme]: off unless ``email`` is given (nothing reaches out unasked)."""
+    directory = LETSENCRYPT_DIRECTORY if email else ""
+    return [
+        "# Certificates by ACME (docs/tls.md); an empty directory keeps [tls] as it is.",
+        "[acme]",
+        f"directory = {_toml_text(directory)}",
+        f"email = {_toml_text(email)}",
+        'challenge = "tls-alpn-01"   # answered on https (port 443); or "http-01" on http (80)',
+        'ca_file = ""',
+        "names = []                  # empty = hostname, mta-sts.DOMAIN, autoconfig.DOMAIN",
+        "",
+    ]
+
+
+def _toml_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def default_listen(host: str = "127.0.0.1") -> dict[str, list[str]]:
     return {s: [f"{host}:{p}"] for s, p in _DEFAULT_PORTS.items() if s not in _OFF_BY_DEFAULT}
 
 
-def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None = None) -> str:
-    """The commented ``correo.toml`` written by ``correo init``."""
+def render_default_config(
+    hostname: str, listen: Mapping[str, list[str]] | None = None, *, acme_email: str = ""
+) -> str:
+    """The commented ``correo.toml`` written by ``correo init`` (``acme_email``: ACME on)."""
     listen = listen or default_listen()
     lines = [
         "# correo configuration; every key is explained in docs/config.md.",
@@ -505,5 +557,6 @@ def render_default_config(hostname: str, listen: Mapping[str, list[str]] | None 
         'file = ""                   # empty = standard error',
         "",
         *_render_mda(),
+        *_render_acme(acme_email),
     ]
     return "\n".join(lines)

@@ -259,6 +259,42 @@ def http_url(value: object) -> str | None:
     return text(value)
 
 
+def https_url(value: object) -> str | None:
+    assert isinstance(value, str)
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if url.scheme != "https" or not url.hostname:
+        return "must be an https:// URL with a host"  # RFC 8555 §6.1: ACME is HTTPS only
+    return text(value)
+
+
+def ip_of(version: int) -> Rule:
+    """An IPv4 (4) or IPv6 (6) address in its plain form."""
+
+    def rule(value: object) -> str | None:
+        assert isinstance(value, str)
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return f"must be an IPv{version} address"
+        return None if address.version == version else f"must be an IPv{version} address"
+
+    return rule
+
+
+def email(value: object) -> str | None:
+    """A contact address for the ACME account (RFC 8555 §7.3: a mailto: URL is made of it)."""
+    assert isinstance(value, str)
+    local, at, domain = value.rpartition("@")
+    if not at or not local or text(local) or any(c in local for c in ' <>,;:\\"?'):
+        return "must be an address, user@domain"
+    problem = hostname_problem(domain)
+    return f"domain {problem}" if problem else None
+
+
 def mailbox_name(value: object) -> str | None:
     assert isinstance(value, str)
     if not value.strip():
@@ -330,6 +366,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("outbound", "transport"): each(transport),
     ("outbound", "mta_sts_port"): _PORT,
     ("outbound", "ca_file"): optional(path),
+    ("outbound", "source_ipv4"): optional(ip_of(4)),
+    ("outbound", "source_ipv6"): optional(ip_of(6)),
+    ("acme", "directory"): optional(https_url),
+    ("acme", "email"): optional(email),
+    ("acme", "challenge"): choice("tls-alpn-01", "http-01"),
+    ("acme", "ca_file"): optional(path),
+    ("acme", "names"): each(hostname_problem),
     ("delivery", "max_script_size"): count(1),
     ("delivery", "max_scripts"): count(1),
     ("delivery", "postmaster"): optional(account),
@@ -386,6 +429,11 @@ def serve_problems(config: Config) -> Iterator[str]:
             yield f"[lmtp] socket: the folder {sock.parent} does not exist"
     if config.log.file and not config.path(config.log.file).parent.is_dir():
         yield f"[log] file: the folder {config.path(config.log.file).parent} does not exist"
+    acme = config.acme
+    if acme.directory:  # the CA must reach the listener that answers the challenge
+        needs = "http" if acme.challenge == "http-01" else "https"
+        if not config.listen.get(needs):
+            yield f"[acme] challenge {acme.challenge} needs a [listen] {needs} address"
     out = config.outbound
     if out.relayhost and out.relayhost_password_file:
         secret = config.path(out.relayhost_password_file)

@@ -682,3 +682,38 @@ def test_set_aside_moves_everything_under_a_name_no_address_can_have(
         await store.close()
 
     run(go())
+
+
+def test_tls_certificates_are_kept_replaced_and_listed(factory: Factory, tmp_path: Path) -> None:
+    """ACME certificates live in the store: every node (and the CLI) sees the same one."""
+    from correo.store.api import TlsCertificate
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        assert await store.tls_cert_get("mail.x.test") is None
+        assert await store.tls_cert_list() == []
+        first = TlsCertificate(
+            "mail.x.test",
+            ("mail.x.test", "mta-sts.x.test"),
+            b"",
+            b"",
+            1000.0,
+            renew_at=1060.0,
+            failures=1,
+            last_error="mail.x.test: connection refused",
+        )
+        await store.tls_cert_put(first)
+        account = TlsCertificate("account https://ca.test/dir", (), b"", b"KEY\x00\xff", 999.5)
+        await store.tls_cert_put(account)
+        await store.close()
+        store = await opened(factory, tmp_path)  # durable across a restart
+        assert await store.tls_cert_get("mail.x.test") == first
+        issued = TlsCertificate(
+            "mail.x.test", first.names, b"-----CHAIN-----\n", b"-----KEY-----\n", 2000.0, 3000.0
+        )
+        await store.tls_cert_put(issued)
+        assert await store.tls_cert_get("mail.x.test") == issued
+        assert await store.tls_cert_list() == [account, issued]
+        await store.close()
+
+    run(go())

@@ -18,6 +18,7 @@ from correo.cli import (
     sendmail,
     setup,
     sieve_cmds,  # issue 7
+    tls_cmds,
 )
 from correo.config import ConfigError
 from correo.server.tls import TlsConfigError
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep mail in PostgreSQL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
         " (the schema is created, or joined if there); default: SQLite in DIR",
+    )
+    p.add_argument(
+        "--acme",
+        metavar="EMAIL",
+        default=None,
+        help="get certificates from Let's Encrypt (tls-alpn-01 on https, port 443), "
+        "with EMAIL as the account's contact; default: ACME off",
     )
     p.set_defaults(func=setup.cmd_init)
 
@@ -150,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=admin.cmd_queue_delete)
     sendmail.add_parser(sub)
 
+    tls_cmds.register(sub)  # tls status (docs/tls.md)
     dns_cmds.register(sub)  # dns, dns check, dkim rotate, check message (issue 6)
     importexport.register(sub)  # import, export (issue 5)
     mail.register(sub)  # mail send/list/read/… and fetch (issue 5)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from correo.config import ConfigError, load_config, render_default_config
-from correo.config_rules import hostname_problem, serve_problems
+from correo.config_rules import email, hostname_problem, serve_problems
 from correo.directory import Directory, DirectoryError
 from correo.log import configure
 from correo.mailauth.keys import ensure_domain_keys
@@ -30,7 +30,12 @@ class InitError(Exception):
 
 
 def init_data_dir(
-    data: Path, domain: str, hostname: str | None, force: bool = False, store: str | None = None
+    data: Path,
+    domain: str,
+    hostname: str | None,
+    force: bool = False,
+    store: str | None = None,
+    acme_email: str = "",
 ) -> None:
     """Create DATA/correo.toml, a self-signed certificate and an empty store.
 
@@ -50,7 +55,9 @@ def init_data_dir(
         raise InitError(f"--hostname {hostname!r} {problem}")
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
-    text = render_default_config(hostname)
+    if acme_email and email(acme_email) is not None:
+        raise InitError(f"--acme {acme_email!r} {email(acme_email)}")
+    text = render_default_config(hostname, acme_email=acme_email)
     if store:
         text += (
             "\n# Mail lives in PostgreSQL, shared by every node (docs/cluster.md).\n"
@@ -86,7 +93,9 @@ def _toml_string(text: str) -> str:
 
 def cmd_init(args: argparse.Namespace) -> int:
     try:
-        init_data_dir(args.data_dir, args.domain, args.hostname, args.force, args.store)
+        init_data_dir(
+            args.data_dir, args.domain, args.hostname, args.force, args.store, args.acme or ""
+        )
     except (InitError, DirectoryError, StoreError) as exc:
         print(f"correo: {exc}", file=sys.stderr)
         return 1

@@ -206,11 +206,18 @@ class SmtpSession:
         timeouts: Timeouts,
         log: Logger,
         use_tls: bool = True,
+        source: str | None = None,
     ) -> SmtpSession:
-        """Connect, greet, EHLO, STARTTLS and AUTH as the target demands."""
+        """Connect (from ``source`` if given), greet, EHLO, STARTTLS and AUTH as the
+        target demands."""
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(target.address, target.port, limit=2**20),
+                asyncio.open_connection(
+                    target.address,
+                    target.port,
+                    limit=2**20,
+                    local_addr=(source, 0) if source else None,
+                ),
                 timeouts.connect,
             )
         except (OSError, TimeoutError) as exc:

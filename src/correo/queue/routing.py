@@ -33,6 +33,7 @@ __all__ = [
     "handoff_domains",
     "parse_next_hop",
     "resolve_route",
+    "source_address",
 ]
 
 TlsMode = Literal["none", "opportunistic", "required"]
@@ -291,6 +292,38 @@ def apply_sts(route: Route, policy: Policy, ca_file: str = "") -> Route:
         names = ", ".join(dict.fromkeys(t.hostname for t in route.targets))
         return Route(error=RouteError(False, "4.7.5", _NOT_IN_POLICY.format(names)))
     return Route(kept)
+
+
+def source_address(
+    target: str, ipv4: str, ipv6: str, listeners: Sequence[tuple[str, int]]
+) -> str | None:
+    """The local address to connect to ``target`` from, or None for the kernel's choice.
+
+    ``[outbound] source_ipv4``/``source_ipv6`` when set, so SPF and the PTR name match
+    the address mail leaves from; else the ``smtp`` listener's address when it listens
+    on one specific address of that family (not 0.0.0.0 or ::).  A loopback listener is
+    not used for a destination off this machine: the connection could not leave it.
+    """
+    try:
+        dest = ipaddress.ip_address(target)
+    except ValueError:
+        return None
+    configured = ipv4 if dest.version == 4 else ipv6
+    if configured:
+        return configured
+    mine = []
+    for host, _ in listeners:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None  # a host name: whatever it resolves to is not ours to guess
+        if address.version == dest.version:
+            mine.append(address)
+    if len(mine) != 1 or mine[0].is_unspecified:
+        return None
+    if mine[0].is_loopback and not dest.is_loopback:
+        return None
+    return str(mine[0])
 
 
 def _target(hop: NextHop, hostname: str, address: str) -> Target:

@@ -63,6 +63,7 @@ from correo.queue.routing import (
     handoff_domains,
     parse_next_hop,
     resolve_route,
+    source_address,
 )
 from correo.queue.schedule import RetryPolicy, decide, should_warn
 from correo.store.api import (
@@ -569,7 +570,12 @@ class QueueRunner:
 
     async def _connect(self, route: Route) -> tuple[SmtpSession | None, str]:
         error = "no host to try"
+        out = self.config.outbound
         for target in route.targets:
+            source = None
+            if target.protocol == "smtp":  # SPF and PTR name the address mail leaves from
+                listeners = self.config.listen.get("smtp", ())
+                source = source_address(target.address, out.source_ipv4, out.source_ipv6, listeners)
             for use_tls in (True, False):
                 try:
                     session = await SmtpSession.open(
@@ -578,6 +584,7 @@ class QueueRunner:
                         timeouts=self.timeouts,
                         log=self.log,
                         use_tls=use_tls,
+                        source=source,
                     )
                 except ConnectFailed as exc:
                     error = exc.text

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from correo.certs.manager import CertificateManager, acme_names
 from correo.config import Config
 from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
@@ -36,6 +37,7 @@ from correo.server.tls import server_context
 from correo.server.watchdog import LoopWatchdog
 from correo.server.web_listener import WebListener
 from correo.store.factory import open_store
+from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
 
 __all__ = ["MailServer", "run_server"]
@@ -51,6 +53,7 @@ _SERVICES: dict[str, tuple[str, bool]] = {
     "imaps": ("imap", True),
     "lmtp": ("lmtp", False),
     "sieve": ("sieve", False),
+    "http": ("http", False),  # ACME http-01 and a redirect (aiohttp, like https)
     "https": ("https", True),
 }
 
@@ -95,6 +98,7 @@ class MailServer:
         self._per_ip = PeerLimit(config.limits.connections_per_ip, config.limits.ipv6_prefix)
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.runner: QueueRunner | None = None
+        self.certs: CertificateManager | None = None  # [acme] (docs/tls.md)
         self._web: list[WebListener] = []  # aiohttp listeners (https)
 
     async def start(self) -> None:
@@ -122,6 +126,10 @@ class MailServer:
         )
         self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
         self.ctx.bound = self.bound  # filled below as the listeners start
+        if config.acme.directory and tls is not None:  # the stored certificate, if any
+            names = acme_names(config, self.directory.domains())
+            self.certs = CertificateManager(config, self.store, self.log, [tls], names)
+            await self.certs.load()
         self.ctx.resolver = DnsPythonResolver(config.dns.nameservers)
         self.ctx.dkim_signers = load_signer(config.data_dir, self.directory.domains())
         self.ctx.mda = LocalDelivery(  # issue 7: Sieve, junk filter, vacation
@@ -141,7 +149,7 @@ class MailServer:
             if implicit and tls is None:
                 raise RuntimeError(f"{service} needs a TLS certificate ({cert}) and key ({key})")
             for host, port in addresses:
-                if protocol == "https":
+                if protocol in ("https", "http"):
                     self.bound.setdefault(service, []).extend(
                         await self._web_listener(service).start(host, port)
                     )
@@ -160,6 +168,8 @@ class MailServer:
                 for sock in server.sockets:
                     name = sock.getsockname()
                     self.bound.setdefault(service, []).append((str(name[0]), int(name[1])))
+        if self.certs is not None:
+            self.certs.start()  # the CA validates over the listeners opened above
         if config.outbound.enabled:  # the outbound MTA (correo.queue.runner)
             resolver = DnsPythonResolver(config.dns.nameservers)
             self.runner = QueueRunner(
@@ -184,7 +194,13 @@ class MailServer:
         for listener in self._web:
             if listener.service == service:
                 return listener
-        listener = https_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
+        if service == "http":
+            answer = self.certs.http01 if self.certs is not None else None
+            listener = http_listener(
+                self.ctx, answer=answer, admit=self._admit, release=self._per_ip.release
+            )
+        else:
+            listener = https_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
         self._web.append(listener)
         return listener
 
@@ -263,6 +279,8 @@ class MailServer:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
         if self.runner is not None:
             await self.runner.stop()
+        if self.certs is not None:
+            await self.certs.stop()
         self.log.info("server.stopping", sessions=len(self._live))
         for server in self._servers:
             server.close()

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import secrets
 import ssl
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -27,6 +28,7 @@ __all__ = [
     "TlsConfigError",
     "describe",
     "generate_self_signed",
+    "replace_chain",
     "server_context",
 ]
 
@@ -193,6 +195,27 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     except OSError as exc:
         raise TlsConfigError(f"cannot load {cert_path} / {key_path}: {exc}") from None
     return ctx
+
+
+def replace_chain(ctx: ssl.SSLContext, chain_pem: bytes, key_pem: bytes, scratch: Path) -> None:
+    """Put a new certificate into service on a live context, without a restart.
+
+    OpenSSL copies the context's certificate into each connection when the connection
+    is created, so handshakes from now on present the new one and established
+    sessions keep theirs.  The pair is checked first, and loaded into a trial
+    context: a bad pair raises TlsConfigError and leaves ``ctx`` as it was (a failed
+    ``load_cert_chain`` could leave it holding the new certificate with the old key).
+    ``scratch`` is a private folder for the moment the files exist (a key is written).
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=".load-") as folder:  # mode 0700
+        cert_path, key_path = Path(folder) / "chain.pem", Path(folder) / "key.pem"
+        for path, data in ((cert_path, chain_pem), (key_path, key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        server_context(cert_path, key_path)  # the trial: raises TlsConfigError
+        ctx.load_cert_chain(cert_path, key_path, password=_no_passphrase)
 
 
 def describe(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "Spool",
     "StoreError",
     "StoreFullError",
+    "TlsCertificate",
     "local_zone",
     "spool_insert",
     "spool_read",
@@ -185,6 +186,26 @@ class QueueEntry:
     recipients: tuple[tuple[str, str, str], ...] = field(
         default=()
     )  # (address, status, last error)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCertificate:
+    """A certificate obtained by ACME, kept in the store so every node serves the same one.
+
+    ``name`` is its key (the first of ``names``).  ``chain`` (PEM, the server's own
+    certificate first) is empty until one is issued; ``renew_at`` is when the next
+    attempt is due, ``failures`` the attempts failed in a row and ``last_error`` why the
+    last one failed.  A row without ``names`` holds an ACME account key instead.
+    """
+
+    name: str
+    names: tuple[str, ...]
+    chain: bytes
+    key: bytes  # PEM private key, unencrypted: the store is as private as the key files
+    updated: float
+    renew_at: float = 0.0
+    failures: int = 0
+    last_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,4 +603,18 @@ class MailStore(Protocol):
 
     async def record_digests(self, account: str, mailbox: str, digests: dict[int, str]) -> None:
         """Remember digests the caller computed while storing (UID -> SHA-256 hex)."""
+        ...
+
+    # -- TLS certificates obtained by ACME (docs/tls.md) ---------------------------------
+
+    async def tls_cert_get(self, name: str) -> TlsCertificate | None:
+        """The certificate (or account key) stored under ``name``."""
+        ...
+
+    async def tls_cert_put(self, cert: TlsCertificate) -> None:
+        """Store ``cert`` under its name, replacing what was there (durable on return)."""
+        ...
+
+    async def tls_cert_list(self) -> list[TlsCertificate]:
+        """Every stored certificate and account key, by name."""
         ...

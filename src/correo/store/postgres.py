@@ -59,6 +59,7 @@ from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
 from correo.store.postgres_queue import PgQueueOps
 from correo.store.postgres_schema import migrate
+from correo.store.postgres_tls import PgTlsOps
 from correo.store.spool import FileSpool
 from correo.store.sqlite_mailboxes import normalize_flags
 
@@ -70,7 +71,7 @@ _ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens
 _STAGING_HORIZON = 3600.0
 
 
-class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps):
+class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 
     ``root`` is the node's local folder for spool files.  ``recover`` (the server):

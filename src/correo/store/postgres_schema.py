@@ -108,8 +108,19 @@ _V1_TRIGRAMS: Final = (
     "CREATE INDEX text_docs_trgm ON text_docs USING gin (text gin_trgm_ops)",
 )
 
+#: Certificates obtained by ACME and the ACME account keys (docs/tls.md).
+_V2: Final = """
+CREATE TABLE tls_certificates (
+    name text PRIMARY KEY, names text NOT NULL, chain bytea NOT NULL, key bytea NOT NULL,
+    updated double precision NOT NULL, renew_at double precision NOT NULL,
+    failures integer NOT NULL, last_error text NOT NULL);
+"""
+
 #: version -> (required statements, optional statements)
-MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {1: (_V1, _V1_TRIGRAMS)}
+MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
+    1: (_V1, _V1_TRIGRAMS),
+    2: (_V2, ()),
+}
 LATEST: Final = max(MIGRATIONS)
 
 

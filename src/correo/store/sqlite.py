@@ -52,6 +52,7 @@ from correo.store.sqlite_accounts import AccountOps
 from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # import digests (issue 5)
 from correo.store.sqlite_mailboxes import MailboxOps, _forget_text, normalize_flags
 from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # MDA section (issue 7)
+from correo.store.sqlite_tls import TLS_SCHEMA, TlsOps  # ACME certificates (docs/tls.md)
 
 __all__ = ["SqliteStore"]
 
@@ -134,7 +135,7 @@ def _connect(path: Path, *, writer: bool, durable: bool = True) -> sqlite3.Conne
     return conn
 
 
-class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps):
+class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
     def __init__(
@@ -181,6 +182,7 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps):
             conn.executescript(_SCHEMA)
             conn.executescript(MDA_SCHEMA)  # MDA section (issue 7): scripts, vacation, junk
             conn.executescript(DIGEST_SCHEMA)  # import digests (issue 5 §3)
+            conn.executescript(TLS_SCHEMA)  # certificates obtained by ACME
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version < 2:
                 _move_facts(conn)

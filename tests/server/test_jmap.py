@@ -109,6 +109,16 @@ def test_method_level_errors_take_the_call_s_place(server: Server) -> None:
             ["Email/query", {"accountId": jmap.account, "filter": {"body": "x"}}, "e"],
             ["Email/get", {"accountId": jmap.account, "ids": ["E0"] * 501}, "f"],
             ["Mailbox/get", {"accountId": jmap.account, "ids": None}, "g"],
+            ["Email/get", {"accountId": jmap.account, "ids": [], "properties": ["bogus"]}, "h"],
+            [
+                "Email/get",
+                {
+                    "accountId": jmap.account,
+                    "ids": [],
+                    "properties": ["header:Subject:asText", "header:X-A:all"],
+                },
+                "i",
+            ],
         ],
     }
     only_core = {"using": ["urn:ietf:params:jmap:core"], "methodCalls": [body["methodCalls"][6]]}
@@ -121,6 +131,8 @@ def test_method_level_errors_take_the_call_s_place(server: Server) -> None:
     assert kinds[4] == ("error", "unsupportedFilter", "e")
     assert kinds[5] == ("error", "requestTooLarge", "f")  # more than maxObjectsInGet
     assert kinds[6][0] == "Mailbox/get"
+    assert kinds[7] == ("error", "invalidArguments", "h")
+    assert kinds[8][0] == "Email/get"
     # a method whose capability the request did not name is unknown (§3.6.2)
     assert jmap.post(only_core).json()["methodResponses"][0][1]["type"] == "unknownMethod"
 

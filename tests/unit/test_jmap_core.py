@@ -17,6 +17,7 @@ from correo.jmap.core import (
 from correo.jmap.mail import (
     MailboxMark,
     flags_to_keywords,
+    header_property,
     keyword_to_flag,
     parse_email,
     read_state,
@@ -115,3 +116,15 @@ def test_body_values_follow_the_alternative_structure() -> None:
         text_part: {"value": "plain", "isEncodingProblem": False, "isTruncated": True}
     }
     assert got["preview"] == "plain é" and got["hasAttachment"] is False
+
+
+def test_header_properties_in_raw_and_text_forms() -> None:
+    raw = b"Subject: =?utf-8?q?caf=C3=A9?=\r\nX-Tag: one\r\nX-Tag:  two\r\n\r\nbody\r\n"
+    props = ["header:Subject:asText", "header:X-Tag", "header:x-tag:all", "header:None"]
+    got = parse_email(raw, props, blob="Bx")
+    assert got["header:Subject:asText"] == "café"
+    assert got["header:X-Tag"] == "  two"  # RFC 8621 §4.1.3: the last, as it is
+    assert got["header:x-tag:all"] == [" one", "  two"]
+    assert got["header:None"] is None
+    for bad in ("header:", "header:A:asBogus", "header:A:asText:all:x", "header:a b"):
+        assert header_property(bad) is None

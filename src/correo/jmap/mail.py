@@ -33,6 +33,7 @@ __all__ = [
     "digest_of",
     "email_id",
     "flags_to_keywords",
+    "header_property",
     "keyword_to_flag",
     "mailbox_id",
     "parse_email",
@@ -358,6 +359,12 @@ def parse_email(
         out["subject"] = subject
     if "sentAt" in wants:
         out["sentAt"] = _date(message)
+    fields: list[tuple[str, str]] | None = None
+    for prop in wants:
+        parsed = header_property(prop)
+        if parsed is not None:
+            fields = _raw_fields(raw) if fields is None else fields
+            out[prop] = _header_value(fields, *parsed)
     if not wants.intersection(BODY_PROPS):
         return out
     text, html, attachments = _body_lists(message)
@@ -399,6 +406,61 @@ def parse_email(
             }
         out["bodyValues"] = values
     return out
+
+
+def header_property(prop: str) -> tuple[str, str, bool] | None:
+    """``header:{name}[:as{Form}][:all]`` (RFC 8621 §4.1.3) as (name, form, all), for
+    the Raw and Text forms; None when ``prop`` is not one."""
+    if not prop.startswith("header:"):
+        return None
+    parts = prop.split(":")[1:]
+    every = bool(parts) and parts[-1] == "all"
+    if every:
+        parts = parts[:-1]
+    if not parts or not parts[0] or len(parts) > 2:
+        return None
+    form = parts[1] if len(parts) == 2 else "asRaw"
+    if form not in ("asRaw", "asText"):
+        return None
+    name = parts[0]
+    if not all(0x21 <= ord(c) <= 0x7E and c != ":" for c in name):
+        return None
+    return name, form, every
+
+
+def _raw_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The header fields as (name, raw value after the colon), folding kept."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw if end < 0 else raw[: end + 2]
+    fields: list[tuple[str, str]] = []
+    for line in head.decode("utf-8", "replace").split("\r\n"):
+        if line[:1] in (" ", "\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + "\r\n" + line)
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            fields.append((name.strip(), value))
+    return fields
+
+
+def _header_value(fields: list[tuple[str, str]], name: str, form: str, every: bool) -> Any:
+    values = [v for n, v in fields if n.lower() == name.lower()]
+    shown: list[Any] = values
+    if form == "asText":  # RFC 8621 §4.1.2.2: unfolded, encoded words decoded, trimmed
+        shown = []
+        for value in values:
+            try:
+                parts = email.header.decode_header(value.replace("\r\n", ""))
+                text = "".join(
+                    p.decode(c or "utf-8", "replace") if isinstance(p, bytes) else p
+                    for p, c in parts
+                )
+            except (LookupError, ValueError, TypeError):
+                text = value
+            shown.append(" ".join(text.split()))
+    if every:
+        return shown
+    return shown[-1] if shown else None  # RFC 8621 §4.1.3: the last instance
 
 
 def _structure(message: Message, blob: str) -> dict[str, Any]:

@@ -367,9 +367,10 @@ async def _eventsource(request: web.Request) -> web.StreamResponse:
     view = MailView(ctx.store, account, app[INDEX])
     ident = account_id(account)
     state = await view.state()
+    names = [b.name for b in await view.boxes()]
     loop = asyncio.get_running_loop()
     last_read = last_ping = loop.time()
-    counters = _counters(ctx, account, [b.name for b in await view.boxes()])
+    counters = _counters(ctx, account, names)
     stopping = app[STOPPING]
     while not stopping.is_set():
         try:
@@ -378,12 +379,15 @@ async def _eventsource(request: web.Request) -> web.StreamResponse:
         except TimeoutError:
             pass
         now = loop.time()
-        names = [b.name for b in await view.boxes()]
+        # the in-process change feed costs nothing to look at; the store is read only
+        # when it moved, or now and then for writers in other processes
         fresh = _counters(ctx, account, names)
         if fresh != counters or now - last_read >= _PUSH_REFRESH:
-            counters, last_read = fresh, now
+            last_read = now
             view.forget()
             current = await view.state()
+            names = [b.name for b in await view.boxes()]
+            counters = _counters(ctx, account, names)
             if current != state:
                 state = current
                 change = {t: state for t in ("Email", "Mailbox", "Thread") if t in wanted}

@@ -17,6 +17,7 @@ from correo.jmap.mail import (
     blob_id,
     digest_of,
     flags_to_keywords,
+    header_property,
     header_view,
     keyword_to_flag,
     parse_email,
@@ -67,7 +68,7 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         wanted = list(DEFAULT_PROPS)
     elif isinstance(props, list) and all(isinstance(p, str) for p in props):
         wanted = ["id", *[p for p in props if p != "id"]]
-        unknown = [p for p in wanted if p not in EMAIL_PROPS and not p.startswith("header:")]
+        unknown = [p for p in wanted if p not in EMAIL_PROPS and not header_property(p)]
         if unknown:
             raise MethodError("invalidArguments", f"unknown property {unknown[0][:100]}")
     else:
@@ -394,7 +395,7 @@ async def _update(call: Call, email: EmailRow, props: dict[str, Any]) -> None:
                 raise _Refused(SetError("invalidProperties", "bad keyword", ("keywords",)))
         flags = [keyword_to_flag(k) for k in keywords]
         for row in email.rows:
-            kept = [f for f in row.info.flags if f.lower() in ("\\deleted", "\\recent")]
+            kept = [f for f in row.info.flags if f.lower() == "\\deleted"]  # no keyword
             await store.store_flags(account, row.box.name, [row.info.uid], "replace", flags + kept)
     if boxes is not None:
         if not boxes:

@@ -161,6 +161,20 @@ class Server:
     def log(self) -> str:
         return "".join(self.log_lines)
 
+    def wait_log(self, text: str, timeout: float = 10.0, start: int = 0) -> bool:
+        """Wait until a log line contains ``text``; scans each line once, so a server
+        that logs millions of lines (a flood test at debug level) is not re-read."""
+        deadline = time.monotonic() + timeout
+        seen = start
+        while True:
+            upto = len(self.log_lines)
+            if any(text in line for line in self.log_lines[seen:upto]):
+                return True
+            seen = upto
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
 
 def client_tls() -> ssl.SSLContext:
     """Our test certificate is self-signed: verification off, TLS 1.2+ still enforced."""

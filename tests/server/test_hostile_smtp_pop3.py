@@ -140,10 +140,9 @@ def test_client_that_never_reads_is_dropped(
             sock.sendall(burst)
     except TimeoutError:
         pass
-    deadline = time.monotonic() + TIMEOUT + 5
-    while event not in hostile.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert event in hostile.log()
+    # The replies first fill the kernel's send buffer (megabytes on loopback), then the
+    # server's own; only then is the write stuck, so allow for a slow, loaded machine.
+    assert hostile.wait_log(event, TIMEOUT + 40)
     sock.settimeout(2)
     with pytest.raises(OSError):  # the connection was reset, not left half-open
         for _ in range(100):

@@ -108,7 +108,8 @@ def _line_lengths(out: bytes, carried: int, max_line: int) -> tuple[int, bool]:
     last = out.rfind(b"\n")
     if last > first:
         longest = max(longest, 1 + max(map(len, out[first + 1 : last].split(b"\n"))))
-    return len(out) - last - 1, longest > max_line
+    tail = len(out) - last - 1  # an unfinished line already too long counts at once
+    return tail, longest > max_line or tail > max_line
 
 
 class LineChecker:

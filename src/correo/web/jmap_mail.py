@@ -12,6 +12,7 @@ store's change feed) and the reverse.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -65,24 +66,59 @@ class EmailRow:
 
 
 class ExpungeIndex:
-    """(UIDVALIDITY, UID) -> digest for the messages JMAP has listed, bounded."""
+    """What JMAP has listed, kept between requests and bounded.
 
-    def __init__(self, most: int = 2_000_000) -> None:
+    * (UIDVALIDITY, UID) -> digest for every message listed, so ``Email/changes`` can
+      name the Email an expunge removed;
+    * each mailbox's rows as of its (HIGHESTMODSEQ, UIDNEXT): a mailbox that has not
+      changed since is not read again.
+    """
+
+    def __init__(self, most: int = 2_000_000, listed: int = 500_000) -> None:
         self.most = most
+        self.listed_most = listed
         self._by_account: OrderedDict[str, dict[tuple[int, int], str]] = OrderedDict()
+        self._total = 0
+        self._listings: OrderedDict[tuple[str, int], tuple[int, int, list[Row]]] = OrderedDict()
+        self._listed = 0
 
     def note(self, account: str, rows: list[Row]) -> None:
         index = self._by_account.setdefault(account, {})
         self._by_account.move_to_end(account)
+        before = len(index)
         for row in rows:
             index[(row.box.status.uidvalidity, row.info.uid)] = row.digest
-        total = sum(len(v) for v in self._by_account.values())
-        while total > self.most and len(self._by_account) > 1:
+        self._total += len(index) - before
+        while self._total > self.most and len(self._by_account) > 1:
             _, dropped = self._by_account.popitem(last=False)
-            total -= len(dropped)
+            self._total -= len(dropped)
 
     def lookup(self, account: str, uidvalidity: int, uid: int) -> str | None:
         return self._by_account.get(account, {}).get((uidvalidity, uid))
+
+    def listing(self, account: str, box: Box) -> list[Row] | None:
+        """The rows listed of ``box`` when it has not changed since, else None."""
+        key = (account, box.status.uidvalidity)
+        kept = self._listings.get(key)
+        if kept is None or kept[:2] != (box.status.highestmodseq, box.status.uidnext):
+            return None
+        self._listings.move_to_end(key)
+        rows = kept[2]
+        if rows and rows[0].box is not box:  # the same mailbox read anew: maybe renamed
+            rows = [Row(box, r.info, r.digest) for r in rows]
+            self._listings[key] = (kept[0], kept[1], rows)
+        return rows
+
+    def keep(self, account: str, box: Box, rows: list[Row]) -> None:
+        key = (account, box.status.uidvalidity)
+        old = self._listings.pop(key, None)
+        if old is not None:
+            self._listed -= len(old[2])
+        self._listings[key] = (box.status.highestmodseq, box.status.uidnext, rows)
+        self._listed += len(rows)
+        while self._listed > self.listed_most and len(self._listings) > 1:
+            _, (_, _, dropped) = self._listings.popitem(last=False)
+            self._listed -= len(dropped)
 
 
 class MailView:
@@ -126,23 +162,37 @@ class MailView:
         """Every Email of the account by digest, its rows in mailbox order."""
         if self._emails is None:
             emails: dict[str, EmailRow] = {}
-            listed: list[Row] = []
             for box in await self.boxes():
-                try:
-                    infos = await self.store.list_messages(self.account, box.name)
-                    digests = await self.store.message_digests(self.account, box.name)
-                except StoreError:
-                    continue
-                for info in infos:
-                    digest = digests.get(info.uid)
-                    if digest is None:
-                        continue  # arrived between the two reads: next time
-                    row = Row(box, info, digest)
-                    listed.append(row)
-                    emails.setdefault(digest[:24], EmailRow(digest[:24])).rows.append(row)
-            self.index.note(self.account, listed)
+                rows = self.index.listing(self.account, box)
+                if rows is None:
+                    try:
+                        rows = await self._list(box)
+                    except StoreError:
+                        continue
+                for count, row in enumerate(rows, 1):
+                    if count % 2000 == 0:
+                        await asyncio.sleep(0)  # others run while a big mailbox is read
+                    key = row.digest[:24]
+                    entry = emails.get(key)
+                    if entry is None:
+                        entry = emails[key] = EmailRow(key)
+                    entry.rows.append(row)
             self._emails = emails
         return self._emails
+
+    async def _list(self, box: Box) -> list[Row]:
+        infos = await self.store.list_messages(self.account, box.name)
+        digests = await self.store.message_digests(self.account, box.name)
+        rows = []
+        for count, info in enumerate(infos, 1):
+            if count % 2000 == 0:
+                await asyncio.sleep(0)
+            digest = digests.get(info.uid)
+            if digest is not None:  # None: arrived between the two reads, next time
+                rows.append(Row(box, info, digest))
+        self.index.note(self.account, rows)
+        self.index.keep(self.account, box, rows)
+        return rows
 
     async def email(self, ident: str) -> EmailRow | None:
         from correo.jmap.mail import digest_of

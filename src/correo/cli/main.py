@@ -11,6 +11,7 @@ from pathlib import Path
 from correo import __version__
 from correo.cli import (
     admin,
+    backup,
     dns_cmds,
     importexport,
     junk_cmds,  # issue 7
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     mail.register(sub)  # mail send/list/read/… and fetch (issue 5)
     sieve_cmds.register(sub)  # sieve put/get/list/activate/check (issue 7)
     junk_cmds.register(sub)  # junk train (issue 7)
+    backup.register(sub)  # backup, verify (docs/operations.md)
     return parser
 
 

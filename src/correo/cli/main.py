@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from correo import __version__
+from correo import package_version
 from correo.cli import (
     admin,
     backup,
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with: correo init --data DIR --domain example.org; "
         "then: correo --data DIR serve",
     )
-    parser.add_argument("--version", action="version", version=f"correo {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     parser.add_argument(
         "--data",
         metavar="DIR",
@@ -167,6 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     junk_cmds.register(sub)  # junk train (issue 7)
     backup.register(sub)  # backup, verify (docs/operations.md)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=str(kwargs.get("help"))
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        print(f"correo {package_version()}")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -185,6 +185,7 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
             conn.executescript(TLS_SCHEMA)  # certificates obtained by ACME
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version < 2:
+                _add_late_columns(conn)
                 _move_facts(conn)
             if version < 3:
                 _subscriptions_and_zones(conn)
@@ -899,6 +900,26 @@ def store_error(exc: sqlite3.Error | OSError) -> StoreError:
 def _expire(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
+
+
+#: Columns schema 1 gained before its stores were versioned: (table, column, type).
+_LATE_COLUMNS = (
+    ("mailboxes", "recent_uid", "INTEGER NOT NULL DEFAULT 1"),
+    ("blobs", "envelope", "BLOB"),
+    ("blobs", "bodystructure", "BLOB"),
+    ("blobs", "body", "BLOB"),
+    ("blobs", "tree", "BLOB"),
+    ("blobs", "sent_date", "REAL"),
+    ("queue_recipients", "warned", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def _add_late_columns(conn: sqlite3.Connection) -> None:
+    """The first schema 1 stores lack columns that ``CREATE TABLE IF NOT EXISTS`` never
+    adds to a table that exists: add them before anything reads them."""
+    for table, column, kind in _LATE_COLUMNS:
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _move_facts(conn: sqlite3.Connection) -> None:

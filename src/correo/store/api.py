@@ -40,6 +40,7 @@ __all__ = [
     "Spool",
     "StoreError",
     "StoreFullError",
+    "StoreUnavailableError",
     "TlsCertificate",
     "local_zone",
     "spool_insert",
@@ -55,6 +56,11 @@ class StoreError(Exception):
 
 class StoreFullError(StoreError):
     """The disk or quota under the store is full: temporary, retried once space is freed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (its database is down or restarting): temporary, and
+    nothing was acknowledged; the store reconnects by itself."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ __all__ = ["CHANNEL", "ChangeFeed"]
 CHANNEL: Final = "correo_changes"
 _MAX_PAYLOAD: Final = 7000  # bytes; PostgreSQL's limit is 8000
 _MAX_IDS: Final = 100_000  # remembered mailbox id -> name pairs (bounded memory)
+_PROBE_EVERY: Final = 30.0  # seconds of silence before the listener checks its connection
 
 Key = tuple[str, str]
 
@@ -142,8 +143,12 @@ class ChangeFeed:
                 delay = 0.2
                 self.listening.set()
                 self.wake_all()  # anything committed while we were not listening
-                async for note in conn.notifies():
-                    self._received(note.payload)
+                while not self._closed:
+                    async for note in conn.notifies(timeout=_PROBE_EVERY):
+                        self._received(note.payload)
+                    # A quiet channel, or a dead peer? A database host gone without
+                    # closing the socket is noticed here, and the loop reconnects.
+                    await asyncio.wait_for(conn.execute("SELECT 1"), _PROBE_EVERY)
             except (psycopg.Error, OSError):
                 self.listening.clear()
                 await asyncio.sleep(delay)

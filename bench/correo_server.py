@@ -24,7 +24,7 @@ from pathlib import Path
 __all__ = ["DOMAIN", "PASSWORD", "CorreoServer"]
 
 DOMAIN = "bench.test"
-PASSWORD = "benchpass"
+PASSWORD = "benchpass-2026"  # [auth] min_password_length is 10
 
 
 def _correo() -> list[str]:

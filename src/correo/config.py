@@ -108,6 +108,7 @@ class AuthSettings:
     lockout_seconds: float = 300.0
     allow_plaintext: bool = False
     remember_logins: float = 300.0
+    min_password_length: int = 10  # characters; `correo user add` and `passwd` refuse fewer
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +541,7 @@ def render_default_config(
         f"lockout_seconds = {a.lockout_seconds}",
         "allow_plaintext = false  # true lets passwords cross unencrypted connections",
         f"remember_logins = {a.remember_logins}  # seconds a verified login skips argon2",
+        f"min_password_length = {a.min_password_length}  # user add and passwd refuse shorter ones",
         "",
         "[smtp]",
         'recipient_delimiter = "+"   # user+tag@domain delivers to user@domain',

@@ -7,9 +7,12 @@ import asyncio
 import getpass
 import sys
 import time
+import tomllib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
+from correo.config import AuthSettings
 from correo.directory import Directory, DirectoryError
 from correo.mailauth.keys import ensure_domain_keys
 from correo.store.api import MailStore, StoreError
@@ -63,6 +66,37 @@ def _read_password(address: str) -> str:
     return password
 
 
+def _min_password_length(data_dir: Path) -> int:
+    """``[auth] min_password_length``, read alone: fixing a password must not wait for a
+    config error elsewhere in the file to be fixed."""
+    default = AuthSettings().min_password_length
+    try:
+        with open(data_dir / "correo.toml", "rb") as fh:
+            auth = tomllib.load(fh).get("auth", {})
+    except FileNotFoundError:
+        return default
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AdminError(f"cannot read {data_dir / 'correo.toml'}: {exc}") from None
+    value = auth.get("min_password_length", default) if isinstance(auth, dict) else default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise AdminError(
+            f"config error: [auth] min_password_length: must be a whole number, not {value!r}"
+        )
+    return value
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The password to set, refused when shorter than ``[auth] min_password_length``."""
+    password = _read_password(args.address)
+    minimum = _min_password_length(args.data_dir)
+    if len(password) < minimum:
+        raise AdminError(
+            f"password refused: {len(password)} characters, fewer than"
+            f" [auth] min_password_length = {minimum}"
+        )
+    return password
+
+
 def _run(args: argparse.Namespace, action: Callable[[Directory], None]) -> int:
     directory = _directory(args)
     try:
@@ -75,7 +109,7 @@ def _run(args: argparse.Namespace, action: Callable[[Directory], None]) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    password = _read_password(args.address)
+    password = _new_password(args)
     directory = _directory(args)
     try:
         name = directory.account_name(args.address)
@@ -106,7 +140,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    password = _read_password(args.address)
+    password = _new_password(args)
     _run(args, lambda d: d.set_password(args.address, password))
     print(f"password changed for {args.address}")
     return 0
@@ -168,11 +202,15 @@ async def _list_kept(store: MailStore) -> int:
 
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
-    return _run(args, lambda d: d.add_alias(args.alias, args.target))
+    _run(args, lambda d: d.add_alias(args.alias, args.target))
+    print(f"added alias {args.alias} -> {args.target}")
+    return 0
 
 
 def cmd_alias_del(args: argparse.Namespace) -> int:
-    return _run(args, lambda d: d.del_alias(args.alias))
+    _run(args, lambda d: d.del_alias(args.alias))
+    print(f"removed alias {args.alias}")
+    return 0
 
 
 def cmd_alias_list(args: argparse.Namespace) -> int:
@@ -188,6 +226,7 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 def cmd_domain_add(args: argparse.Namespace) -> int:
     _run(args, lambda d: d.add_domain(args.domain))
     ensure_domain_keys(args.data_dir, args.domain)  # DKIM keys for outbound signing
+    print(f"added domain {args.domain} (its DNS records: correo dns {args.domain})")
     return 0
 
 

@@ -22,6 +22,7 @@ from correo.cli import (
     tls_cmds,
 )
 from correo.config import ConfigError
+from correo.server.app import StartupError
 from correo.server.tls import TlsConfigError
 
 __all__ = ["build_parser", "main"]
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     sieve_cmds.register(sub)  # sieve put/get/list/activate/check (issue 7)
     junk_cmds.register(sub)  # junk train (issue 7)
     backup.register(sub)  # backup, verify (docs/operations.md)
+    _data_everywhere(sub)
     return parser
 
 
@@ -182,14 +184,32 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _data_everywhere(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``--data`` after the command too (``correo user add X --data DIR``); given in
+    both places, the later one wins."""
+    for parser in set(sub.choices.values()):
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _data_everywhere(action)
+        if not nested and "--data" not in parser._option_string_actions:
+            parser.add_argument(
+                "--data", metavar="DIR", default=argparse.SUPPRESS, help="the data folder"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    data = getattr(args, "init_data", None) or args.data or DEFAULT_DATA
+    data = (
+        getattr(args, "init_data", None)
+        or args.data
+        or os.environ.get("CORREO_DATA")  # read now: main() may run in a long-lived process
+        or DEFAULT_DATA
+    )
     args.data_dir = Path(data).absolute()
     try:
         result: int = args.func(args)
-    except (ConfigError, TlsConfigError, admin.AdminError) as exc:
+    except (ConfigError, TlsConfigError, StartupError, admin.AdminError) as exc:
         print(f"correo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -89,12 +89,17 @@ async def _run(args: argparse.Namespace) -> int:
             await store.sieve_put(account, args.name, text)
             if args.activate:
                 await store.sieve_activate(account, args.name)
+            then = " and made it the active script" if args.activate else ""
+            print(f"stored script {args.name!r} for {account}{then}")
         elif action == "activate":
             await store.sieve_activate(account, args.name)
+            print(f"{args.name!r} is now the active script of {account}")
         elif action == "deactivate":
             await store.sieve_activate(account, None)
+            print(f"no active script for {account}: filtering is off")
         elif action == "delete":
             await store.sieve_delete(account, args.name)
+            print(f"deleted script {args.name!r} of {account}")
     except MailboxError as exc:
         raise _Fail(str(exc)) from None
     finally:

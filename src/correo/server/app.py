@@ -9,6 +9,7 @@ nothing acknowledged is lost and nothing half-received is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import ssl
@@ -32,6 +33,7 @@ from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
 from correo.server.pop3_session import Pop3Session
 from correo.server.smtp_session import SmtpSession
+from correo.server.startup import DataFolderLock, StartupError, startup_problem
 from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
 from correo.server.tls import server_context
 from correo.server.watchdog import LoopWatchdog
@@ -40,7 +42,7 @@ from correo.store.factory import open_store
 from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
 
-__all__ = ["MailServer", "run_server"]
+__all__ = ["MailServer", "StartupError", "run_server"]
 
 #: service -> (protocol, implicit TLS)
 _SERVICES: dict[str, tuple[str, bool]] = {
@@ -100,9 +102,12 @@ class MailServer:
         self.runner: QueueRunner | None = None
         self.certs: CertificateManager | None = None  # [acme] (docs/tls.md)
         self._web: list[WebListener] = []  # aiohttp listeners (https)
+        self._lock = DataFolderLock(config.data_dir)  # one server per data folder
+        self._binding: tuple[str, str, int] | None = None  # the listener being started
 
     async def start(self) -> None:
         config = self.config
+        self._lock.acquire()
         tls: ssl.SSLContext | None = None
         cert, key = config.path(config.tls.certificate), config.path(config.tls.key)
         if cert.exists() and key.exists():
@@ -149,6 +154,7 @@ class MailServer:
             if implicit and tls is None:
                 raise RuntimeError(f"{service} needs a TLS certificate ({cert}) and key ({key})")
             for host, port in addresses:
+                self._binding = (service, host, port)
                 if protocol in ("https", "http"):
                     self.bound.setdefault(service, []).extend(
                         await self._web_listener(service).start(host, port)
@@ -168,6 +174,7 @@ class MailServer:
                 for sock in server.sockets:
                     name = sock.getsockname()
                     self.bound.setdefault(service, []).append((str(name[0]), int(name[1])))
+        self._binding = None
         if self.certs is not None:
             self.certs.start()  # the CA validates over the listeners opened above
         if config.outbound.enabled:  # the outbound MTA (correo.queue.runner)
@@ -301,7 +308,29 @@ class MailServer:
         await self.store.close()
         if self.directory is not None:
             self.directory.close()
+        self._lock.release()
         self.log.info("server.stopped")
+
+    async def abandon(self, exc: Exception) -> StartupError | None:
+        """After a failed start: close what it opened; the one-line reason, if known."""
+        if self.runner is not None:
+            with contextlib.suppress(Exception):
+                await self.runner.stop()
+        if self.certs is not None:
+            with contextlib.suppress(Exception):
+                await self.certs.stop()
+        for server in self._servers:
+            server.close()
+        for listener in self._web:
+            with contextlib.suppress(Exception):
+                await listener.stop()
+        with contextlib.suppress(Exception):
+            await self.store.close()
+        if self.directory is not None:
+            self.directory.close()
+        self._lock.release()
+        problem = startup_problem(exc, self._binding, self.config.data_dir / "correo.toml")
+        return None if problem is None else StartupError(problem)
 
 
 async def run_server(config: Config, on_ready: Callable[[MailServer], None] | None = None) -> None:
@@ -309,7 +338,14 @@ async def run_server(config: Config, on_ready: Callable[[MailServer], None] | No
     server = MailServer(config)
     watchdog = LoopWatchdog(server.log)  # logs event=loop.blocked when a callback hogs the loop
     watchdog.start()
-    await server.start()
+    try:
+        await server.start()
+    except Exception as exc:  # a port in use, a second server: one line, no traceback
+        watchdog.stop()
+        problem = await server.abandon(exc)
+        if problem is None:
+            raise
+        raise problem from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -486,35 +486,6 @@ class MailStore(Protocol):
         """
         ...
 
-    def account_counter(self, account: str) -> int:
-        """:meth:`change_counter` for all of the account at once: any mailbox's messages,
-        its mailbox names and its subscriptions (what NOTIFY watches, RFC 5465)."""
-        ...
-
-    async def wait_for_account(self, account: str, counter: int, timeout: float) -> bool:
-        """Wait until :meth:`account_counter` is no longer ``counter``; False on timeout.
-
-        Like :meth:`change_counter`, only commits this process made or heard of count:
-        a caller looks at the store itself now and then.
-        """
-        ...
-
-    # -- URLAUTH (RFC 4467 §2.2): one secret access key per mailbox ----------------------
-
-    async def urlauth_key(self, account: str, mailbox: str, *, create: bool = False) -> bytes:
-        """The mailbox access key that signs the mailbox's URLAUTH URLs: 32 random octets,
-        made (durably) on first use when ``create``; b"" when there is none.
-
-        The key belongs to this mailbox only: a mailbox deleted and made again under the
-        same name starts without one. MailboxError NONEXISTENT for a missing mailbox.
-        """
-        ...
-
-    async def urlauth_reset(self, account: str, mailbox: str | None = None) -> None:
-        """Forget the mailbox's access key, or every key of the account when None: the
-        URLs authorised with them stop working (RESETKEY). MailboxError NONEXISTENT."""
-        ...
-
     async def text_candidates(
         self, account: str, mailbox: str, needles: Sequence[str]
     ) -> tuple[set[int], set[int]]:

@@ -473,9 +473,6 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
             )
             await self._release_blobs(conn, [int(r[0]) for r in rows])
             await conn.execute("DELETE FROM expunged WHERE mailbox_id = ANY(%s::bigint[])", (ids,))
-            await conn.execute(
-                "DELETE FROM urlauth_keys WHERE mailbox_id = ANY(%s::bigint[])", (ids,)
-            )
             await conn.execute("DELETE FROM mailboxes WHERE account_id = %s", (account_id,))
             await conn.execute("DELETE FROM subscriptions WHERE account_id = %s", (account_id,))
             await conn.execute("DELETE FROM accounts WHERE id = %s", (account_id,))

@@ -3,8 +3,8 @@
 * ``GET /.well-known/jmap``: the session (§2), for the authenticated user;
 * ``POST /jmap/api/``: a Request (§3.3), each invocation dispatched from one table;
 * ``POST /jmap/upload/{accountId}/`` and ``GET /jmap/download/…``: blobs (§6);
-* ``GET /jmap/eventsource/``: push as Server-Sent Events (§7.3), from the store's
-  change feed.
+* ``GET /jmap/eventsource/`` and ``GET /jmap/ws/``: push as Server-Sent Events (§7.3)
+  and JMAP over WebSocket (RFC 8887), in :mod:`correo.web.jmap_push`.
 
 Every request authenticates with HTTP Basic (RFC 7617) over TLS: the account's address
 and password, through the same throttled check IMAP uses, so failures count toward the
@@ -38,7 +38,7 @@ from correo.jmap.mail import digest_of, find_part
 from correo.server.auth import check_password
 from correo.server.context import ServerContext, new_session_id
 from correo.store.api import StoreError
-from correo.web.app import CTX, DEADLINE, LOG_FIELDS
+from correo.web.app import CTX, LOG_FIELDS
 from correo.web.jmap_email import EMAIL_METHODS
 from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
@@ -47,13 +47,13 @@ __all__ = ["SESSION_PATH", "account_id", "add_routes"]
 
 SESSION_PATH = "/.well-known/jmap"
 API_PATH = "/jmap/api/"
+WS_PATH = "/jmap/ws/"
+WEBSOCKET = "urn:ietf:params:jmap:websocket"
 _JSON = "application/json"
 _KNOWN = frozenset({CORE, MAIL})
 _ALL_METHODS = {**METHODS, **EMAIL_METHODS}
 _NEEDS = {name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS}
 _UPLOAD_TTL = 3600.0  # RFC 8620 §6.1: an unused upload is kept at least an hour
-_PUSH_POLL = 0.5  # seconds between looks at the in-process change counters
-_PUSH_REFRESH = 15.0  # seconds between reads of the store (other processes' changes)
 
 INDEX = web.AppKey("jmap_index", ExpungeIndex)
 LIMITS = web.AppKey("jmap_limits", Limits)
@@ -111,7 +111,12 @@ async def _session(request: web.Request) -> web.Response:
     ident = account_id(account)
     base = _base(request)
     body: dict[str, Any] = {
-        "capabilities": {CORE: limits.capability(), MAIL: {}},
+        "capabilities": {
+            CORE: limits.capability(),
+            MAIL: {},
+            # RFC 8887 §4: requests and push over one WebSocket
+            WEBSOCKET: {"url": "wss://" + request.host + WS_PATH, "supportsPush": True},
+        },
         "accounts": {
             ident: {
                 "name": account,
@@ -338,86 +343,6 @@ def _attachment(name: str) -> str:
     return f"attachment; filename*=UTF-8''{quote(name[:200], safe='')}"
 
 
-# -- push (RFC 8620 §7.3) -------------------------------------------------------------
-
-
-async def _eventsource(request: web.Request) -> web.StreamResponse:
-    account = await _authenticate(request)
-    app = request.app
-    ctx = app[CTX]
-    types = request.query.get("types", "*")
-    wanted = {"Email", "Mailbox", "Thread"} if types == "*" else set(types.split(","))
-    close_after = request.query.get("closeafter", "no") == "state"
-    try:
-        ping = int(request.query.get("ping", "0"))
-    except ValueError:
-        ping = 0
-    ping = 0 if ping <= 0 else max(ping, 5)  # RFC 8620 §7.3: the server may raise it
-    deadline = request.get(DEADLINE)
-    if deadline is not None:
-        deadline.reschedule(None)  # a push stream stays open; its writes keep deadlines
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
-    await response.prepare(request)
-    view = MailView(ctx.store, account, app[INDEX])
-    ident = account_id(account)
-    state = await view.state()
-    names = [b.name for b in await view.boxes()]
-    loop = asyncio.get_running_loop()
-    last_read = last_ping = loop.time()
-    counters = _counters(ctx, account, names)
-    stopping = app[STOPPING]
-    while not stopping.is_set():
-        try:
-            await asyncio.wait_for(stopping.wait(), _PUSH_POLL)
-            break
-        except TimeoutError:
-            pass
-        now = loop.time()
-        # the in-process change feed costs nothing to look at; the store is read only
-        # when it moved, or now and then for writers in other processes
-        fresh = _counters(ctx, account, names)
-        if fresh != counters or now - last_read >= _PUSH_REFRESH:
-            last_read = now
-            view.forget()
-            current = await view.state()
-            names = [b.name for b in await view.boxes()]
-            counters = _counters(ctx, account, names)
-            if current != state:
-                state = current
-                change = {t: state for t in ("Email", "Mailbox", "Thread") if t in wanted}
-                payload = {"@type": "StateChange", "changed": {ident: change}}
-                if not await _send(response, "state", payload):
-                    break
-                if close_after:
-                    break
-        if ping and now - last_ping >= ping:
-            last_ping = now
-            if not await _send(response, "ping", {"@type": "Ping", "interval": ping}):
-                break
-    return response
-
-
-def _counters(ctx: ServerContext, account: str, names: list[str]) -> tuple[int, ...]:
-    return tuple(ctx.store.change_counter(account, n) for n in names)
-
-
-async def _send(response: web.StreamResponse, event: str, data: dict[str, Any]) -> bool:
-    """One event, or False when the client does not take it within 30 s (or left)."""
-    text = f"event: {event}\ndata: {json.dumps(data)}\n\n"
-    try:
-        async with asyncio.timeout(30.0):
-            await response.write(text.encode())
-    except (TimeoutError, ConnectionError):
-        return False
-    return True
-
-
 def add_routes(app: web.Application) -> None:
     """The JMAP endpoints, with their shared state (limits, the expunge index)."""
     limits = Limits(max_size_upload=app[CTX].config.limits.message_size or 50_000_000)
@@ -435,4 +360,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/jmap/api", _api)
     app.router.add_post("/jmap/upload/{account}/", _upload)
     app.router.add_get("/jmap/download/{account}/{blob}/{name}", _download)
-    app.router.add_get("/jmap/eventsource/", _eventsource)
+    from correo.web import jmap_push
+
+    app.router.add_get("/jmap/eventsource/", jmap_push.eventsource)
+    app.router.add_get(WS_PATH, jmap_push.websocket)

@@ -12,6 +12,7 @@ installs Debian's ``postgresql``).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PgCluster", "find_pg_bin", "pg_cluster", "pg_url"]
+__all__ = ["PgCluster", "find_pg_bin", "own_pg_cluster", "pg_cluster", "pg_url"]
 
 SUPERUSER = "correo"
 
@@ -96,6 +97,18 @@ class PgCluster:
             "--no-instructions",
             "--no-sync",  # initdb's own files; the server runs with fsync on (below)
         )
+        for _attempt in range(5):  # a free port can be taken before the server binds it
+            self.port = _free_port()
+            try:
+                self.start_server()
+                return
+            except RuntimeError:
+                continue
+        log = (self.root / "server.log").read_text(errors="replace")
+        raise RuntimeError(f"postgres did not start:\n{log[-3000:]}")
+
+    def start_server(self) -> None:
+        """Start the server process on ``self.port`` (again, after :meth:`stop_server`)."""
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
@@ -104,32 +117,35 @@ class PgCluster:
                 "-c synchronous_commit=on",
                 "-c max_connections=300",
                 "-c shared_buffers=64MB",
+                f"-c port={self.port}",
             ]
         )
-        for _attempt in range(5):  # a free port can be taken before the server binds it
-            self.port = _free_port()
-            try:
-                self._run(
-                    str(self.bin_dir / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.root / "server.log"),
-                    "-w",
-                    "-o",
-                    f"{options} -c port={self.port}",
-                    "start",
-                )
-                return
-            except RuntimeError:
-                continue
-        log = (self.root / "server.log").read_text(errors="replace")
-        raise RuntimeError(f"postgres did not start:\n{log[-3000:]}")
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-o",
+            options,
+            "start",
+        )
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server process, keeping its data: ``fast`` ends every session (what a
+        restart or fail-over does to clients), ``immediate`` is a crash (recovery on start).
+        """
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def stop(self) -> None:
         try:
-            # immediate: no shutdown checkpoint, the cluster is thrown away
-            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            # immediate: no shutdown checkpoint, the cluster is thrown away; a test may
+            # have left it stopped already
+            with contextlib.suppress(RuntimeError):
+                self._run(
+                    str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"
+                )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -180,6 +196,24 @@ class PgCluster:
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'correo[postgresql]')")
+    cluster = PgCluster(bin_dir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_pg_cluster() -> Iterator[PgCluster]:
+    """A cluster for one test alone: one that stops and restarts it disturbs no other."""
     bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin)")

@@ -463,6 +463,86 @@ def test_subscriptions_are_names_that_outlive_their_mailbox(
     run(go())
 
 
+def test_urlauth_keys_per_mailbox_made_reset_and_removed(factory: Factory, tmp_path: Path) -> None:
+    """RFC 4467 §2.2: one random key per mailbox, made once, forgotten by RESETKEY, never
+    inherited by a mailbox made again under the same name or by a new owner."""
+    from correo.store.api import MailboxError
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Box")
+        assert await store.urlauth_key("a@x.test", "Box") == b""
+        key = await store.urlauth_key("a@x.test", "Box", create=True)
+        assert len(key) == 32
+        assert await store.urlauth_key("a@x.test", "Box", create=True) == key
+        assert await store.urlauth_key("a@x.test", "Box") == key
+        inbox = await store.urlauth_key("a@x.test", "INBOX", create=True)
+        assert inbox not in (b"", key)
+        with pytest.raises(MailboxError) as err:
+            await store.urlauth_key("a@x.test", "Nowhere", create=True)
+        assert err.value.code == "NONEXISTENT"
+        with pytest.raises(MailboxError):
+            await store.urlauth_reset("a@x.test", "Nowhere")
+        await store.urlauth_reset("a@x.test", "Box")  # one mailbox
+        assert await store.urlauth_key("a@x.test", "Box") == b""
+        assert await store.urlauth_key("a@x.test", "INBOX") == inbox
+        again = await store.urlauth_key("a@x.test", "Box", create=True)
+        assert again not in (b"", key)
+        await store.urlauth_reset("a@x.test")  # every key of the account
+        assert await store.urlauth_key("a@x.test", "INBOX") == b""
+        assert await store.urlauth_key("a@x.test", "Box") == b""
+        await store.urlauth_key("a@x.test", "Box", create=True)
+        await store.delete_mailbox("a@x.test", "Box")
+        await store.create_mailbox("a@x.test", "Box")
+        assert await store.urlauth_key("a@x.test", "Box") == b""  # not the old one's
+        await store.urlauth_key("a@x.test", "Box", create=True)
+        await store.delete_account("a@x.test")
+        await store.create_account("a@x.test")
+        await store.create_mailbox("a@x.test", "Box")
+        assert await store.urlauth_key("a@x.test", "Box") == b""
+        assert await store.urlauth_key("a@x.test", "INBOX") == b""
+        await store.close()
+
+    run(go())
+
+
+def test_account_feed_counts_every_change_of_the_account(
+    factory: Factory, tmp_path: Path
+) -> None:
+    """NOTIFY (RFC 5465) watches a whole account: messages, mailbox names and
+    subscriptions each move its counter and wake its waiters; other accounts do not."""
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await store.create_account("a@x.test")
+        await store.create_account("b@x.test")
+        steps = [
+            store.create_mailbox("a@x.test", "Box"),
+            put(store, b"Subject: x\r\n\r\nx\r\n", [DeliveryTarget("a@x.test", "Box")]),
+            store.set_subscribed("a@x.test", "Elsewhere", True),
+            store.set_subscribed("a@x.test", "Elsewhere", False),
+            store.rename_mailbox("a@x.test", "Box", "Moved"),
+            store.delete_mailbox("a@x.test", "Moved"),
+        ]
+        for step in steps:
+            before = store.account_counter("a@x.test")
+            waiter = asyncio.ensure_future(store.wait_for_account("a@x.test", before, 10.0))
+            await asyncio.sleep(0)
+            await step
+            assert await asyncio.wait_for(waiter, 5.0) is True
+            assert store.account_counter("a@x.test") > before
+        quiet = store.account_counter("a@x.test")
+        await store.create_mailbox("b@x.test", "Theirs")
+        await put(store, b"Subject: y\r\n\r\ny\r\n", [DeliveryTarget("b@x.test", "Theirs")])
+        assert store.account_counter("a@x.test") == quiet
+        assert await store.wait_for_account("a@x.test", quiet, 0.05) is False
+        assert await store.wait_for_account("a@x.test", quiet - 1, 10.0) is True  # at once
+        await store.close()
+
+    run(go())
+
+
 def test_internal_date_keeps_its_zone_through_copy_and_flags(
     factory: Factory, tmp_path: Path
 ) -> None:

@@ -33,7 +33,7 @@ from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechan
 from correo.server.auth import check_password
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
-from correo.store.api import INBOX, StoreError
+from correo.store.api import INBOX, StoreError, StoreUnavailableError
 
 __all__ = ["Pop3Session"]
 
@@ -192,14 +192,15 @@ class Pop3Session:
         if account in self.ctx.maildrops_in_use:
             self._send(False, "Maildrop already locked by another session", code="IN-USE")
             return
+        try:
+            messages = await self.ctx.store.list_messages(account, INBOX)  # none: no INBOX yet
+            state = await self.ctx.store.mailbox_state(account, INBOX) if messages else None
+        except StoreError as exc:  # the store is unreachable: no maildrop to open
+            self.ctx.log.error("pop3.store_failed", session=self.id, error=str(exc))
+            self._send(False, "Mailbox unavailable; try again later", code="SYS/TEMP")
+            return  # RFC 3206 §4: a temporary failure, the client may log in again
         self.ctx.maildrops_in_use.add(account)
         self.account = account
-        try:
-            state = await self.ctx.store.mailbox_state(account, INBOX)
-            messages = await self.ctx.store.list_messages(account, INBOX)
-        except StoreError:
-            messages = []
-            state = None
         prefix = state.uidvalidity if state is not None else 0
         entries = [MaildropEntry(m.uid, m.size, f"{prefix}.{m.uid}") for m in messages]
         self.sizes = {m.uid: m.size for m in messages}
@@ -226,6 +227,9 @@ class Pop3Session:
                 if top is not None and top.done:
                     break
         except StoreError as exc:
+            if not started and isinstance(exc, StoreUnavailableError):
+                self._send(False, "Temporary server failure", code="SYS/TEMP")  # RFC 3206 §4
+                return
             if not started:
                 self.conn.write(self.core.send(Pop3Reply(False, "Message no longer exists")))
                 return

@@ -40,6 +40,7 @@ __all__ = [
     "Spool",
     "StoreError",
     "StoreFullError",
+    "StoreUnavailableError",
     "TlsCertificate",
     "local_zone",
     "spool_insert",
@@ -55,6 +56,11 @@ class StoreError(Exception):
 
 class StoreFullError(StoreError):
     """The disk or quota under the store is full: temporary, retried once space is freed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (its database is down or restarting): temporary, and
+    nothing was acknowledged; the store reconnects by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +490,35 @@ class MailStore(Protocol):
         Unchanged since the last look means no change *from this process*; writers in
         other processes (the CLI) are not counted, so callers still poll now and then.
         """
+        ...
+
+    def account_counter(self, account: str) -> int:
+        """:meth:`change_counter` for all of the account at once: any mailbox's messages,
+        its mailbox names and its subscriptions (what NOTIFY watches, RFC 5465)."""
+        ...
+
+    async def wait_for_account(self, account: str, counter: int, timeout: float) -> bool:
+        """Wait until :meth:`account_counter` is no longer ``counter``; False on timeout.
+
+        Like :meth:`change_counter`, only commits this process made or heard of count:
+        a caller looks at the store itself now and then.
+        """
+        ...
+
+    # -- URLAUTH (RFC 4467 §2.2): one secret access key per mailbox ----------------------
+
+    async def urlauth_key(self, account: str, mailbox: str, *, create: bool = False) -> bytes:
+        """The mailbox access key that signs the mailbox's URLAUTH URLs: 32 random octets,
+        made (durably) on first use when ``create``; b"" when there is none.
+
+        The key belongs to this mailbox only: a mailbox deleted and made again under the
+        same name starts without one. MailboxError NONEXISTENT for a missing mailbox.
+        """
+        ...
+
+    async def urlauth_reset(self, account: str, mailbox: str | None = None) -> None:
+        """Forget the mailbox's access key, or every key of the account when None: the
+        URLs authorised with them stop working (RESETKEY). MailboxError NONEXISTENT."""
         ...
 
     async def text_candidates(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from correo.store.api import (
@@ -55,6 +56,7 @@ from correo.store.api import (
 from correo.store.postgres_base import CHUNK, Conn
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
 from correo.store.postgres_feed import ChangeFeed
+from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection_lost
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
 from correo.store.postgres_queue import PgQueueOps
@@ -69,6 +71,8 @@ __all__ = ["PostgresStore"]
 _ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens")
 #: Staged chunks older than this are a crashed delivery's, never linked: swept on start.
 _STAGING_HORIZON = 3600.0
+#: Seconds to open a connection before the attempt counts as failed.
+_CONNECT_TIMEOUT = 10
 
 
 class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
@@ -98,12 +102,14 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
             url,
             min_size=1,
             max_size=max(2, pool_size),
-            kwargs={"autocommit": True},
+            kwargs=_connect_options(url),
             open=False,
             timeout=30.0,
             name="correo-store",
+            reconnect_timeout=RECONNECT_GIVE_UP,  # then made again by the next request
         )
-        self._committer = PgCommitter(self._pool)
+        self._health = PgHealth(self._pool)
+        self._committer = PgCommitter(self._pool, self._health)
         self.feed = ChangeFeed(url, listen=listen)
         self.node = self.feed.node
         self.lease_owner = self.node  # until open() reads the folder's stable name
@@ -215,7 +221,10 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
         the time anything refers to them.
         """
         digest = hashlib.sha256()
-        async with self._pool.connection() as conn, conn.transaction():
+        async with (
+            self._pool.connection(timeout=self._health.wait) as conn,
+            conn.transaction(),
+        ):
             await conn.execute("SET LOCAL synchronous_commit TO OFF")
             row = await self._one(conn, "SELECT nextval('blobs_id_seq')")
             assert row is not None
@@ -277,6 +286,8 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
                 staged, digest = await self._stage(spool)
         except psycopg.Error as exc:
             spool.discard()
+            if connection_lost(exc):
+                await self._health.lost()
             raise store_error(exc) from exc
         except OSError as exc:  # the spool file could not be read
             spool.discard()
@@ -473,6 +484,9 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
             )
             await self._release_blobs(conn, [int(r[0]) for r in rows])
             await conn.execute("DELETE FROM expunged WHERE mailbox_id = ANY(%s::bigint[])", (ids,))
+            await conn.execute(
+                "DELETE FROM urlauth_keys WHERE mailbox_id = ANY(%s::bigint[])", (ids,)
+            )
             await conn.execute("DELETE FROM mailboxes WHERE account_id = %s", (account_id,))
             await conn.execute("DELETE FROM subscriptions WHERE account_id = %s", (account_id,))
             await conn.execute("DELETE FROM accounts WHERE id = %s", (account_id,))
@@ -671,6 +685,16 @@ WITH t AS (
 )
 SELECT alloc.id, alloc.uid, (SELECT id FROM blob) FROM alloc ORDER BY alloc.ord
 """
+
+
+def _connect_options(url: str) -> dict[str, Any]:
+    """Pool connections in autocommit, and never waiting forever to connect: a database
+    host that drops packets would otherwise hold each reconnection attempt for as long as
+    TCP retries (``connect_timeout`` in the URL wins)."""
+    options: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in conninfo_to_dict(url):
+        options["connect_timeout"] = _CONNECT_TIMEOUT
+    return options
 
 
 def _expire(future: asyncio.Future[None]) -> None:

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from correo.store.api import MailboxError, StoreError
 from correo.store.postgres_commit import PgCommitter, PgWriteOp
 from correo.store.postgres_feed import ChangeFeed
+from correo.store.postgres_health import PgHealth, connection_lost, store_error
 
 __all__ = ["CHUNK", "Conn", "PgBase", "Row"]
 
@@ -42,6 +43,7 @@ class PgBase:
     root: Path
     _pool: AsyncConnectionPool[Any]
     _committer: PgCommitter
+    _health: PgHealth
     feed: ChangeFeed
     node: str
     lease_owner: str  # this node's name on queue leases, stable across restarts
@@ -49,22 +51,30 @@ class PgBase:
     # -- reads on the pool (autocommit: each statement sees every committed write) -----
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params, binary=True)
-                rows: list[Row] = await cur.fetchall()
-                return rows
-        except psycopg.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
+        rows: list[Row] = await self._query(sql, params, one=False)
+        return rows
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(sql, params, binary=True)
-                row: Row | None = await cur.fetchone()
-                return row
-        except psycopg.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
+        row: Row | None = await self._query(sql, params, one=True)
+        return row
+
+    async def _query(self, sql: str, params: Sequence[Any], *, one: bool) -> Any:
+        """One statement on a pooled connection; a dead connection (the database
+        restarted) is dropped and the read runs once more on a fresh one."""
+        for attempt in (1, 2):
+            try:
+                async with self._pool.connection(timeout=self._health.wait) as conn:
+                    cur = await conn.execute(sql, params, binary=True)
+                    result = await (cur.fetchone() if one else cur.fetchall())
+            except psycopg.Error as exc:
+                if connection_lost(exc):
+                    await self._health.lost()
+                    if attempt == 1:
+                        continue
+                raise store_error(exc) from exc
+            self._health.answered()
+            return result
+        raise AssertionError("unreachable")
 
     async def _write(
         self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = (), *, guarded: bool = True

@@ -30,7 +30,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from correo.store.api import StoreError, StoreFullError
+from correo.store.api import StoreError
+from correo.store.postgres_health import PgHealth, connection_lost, store_error
 
 __all__ = ["PgAfterCommit", "PgCommitter", "PgWriteOp", "store_error"]
 
@@ -73,8 +74,9 @@ class _Redo(Exception):
 class PgCommitter:
     """One writer task per store: batches of writes, one transaction and one flush each."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], health: PgHealth | None = None) -> None:
         self._pool = pool
+        self._health = health if health is not None else PgHealth(pool)
         self._queue: list[_Item] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -127,10 +129,13 @@ class PgCommitter:
         after: list[PgAfterCommit] = []
         failure: BaseException | None = None
         retries = 0
+        reconnected = False
         while True:
             outcomes, after = {}, []
+            sent: list[bool] = []  # COMMIT sent: after it, the outcome of a failure is unknown
             try:
-                await self._attempt(batch, refused, outcomes, after)
+                await self._attempt(batch, refused, outcomes, after, sent)
+                self._health.answered()
                 break
             except _Redo:
                 continue  # rolled back; bounded: each rerun has one write fewer
@@ -141,6 +146,11 @@ class PgCommitter:
                     break
                 await asyncio.sleep(0.01 * retries)
             except Exception as exc:
+                if connection_lost(exc):
+                    await self._health.lost()
+                    if not sent and not reconnected:
+                        reconnected = True  # nothing of it was committed: once more
+                        continue
                 failure = store_error(exc)
                 break
         self.batches += 1
@@ -166,9 +176,11 @@ class PgCommitter:
         refused: dict[int, BaseException],
         outcomes: dict[int, Any],
         after: list[PgAfterCommit],
+        sent: list[bool],
     ) -> None:
         keys = sorted({k for i, item in enumerate(batch) if i not in refused for k in item.keys})
-        async with self._pool.connection() as conn, conn.transaction():
+        wait = self._health.wait
+        async with self._pool.connection(timeout=wait) as conn, conn.transaction():
             if keys:
                 await conn.execute(_LOCK_MAILBOXES, ([k[0] for k in keys], [k[1] for k in keys]))
             for i, item in enumerate(batch):
@@ -191,14 +203,4 @@ class PgCommitter:
                 else:
                     outcomes[i] = result
                     after.extend(actions)
-
-
-def store_error(exc: BaseException) -> BaseException:
-    """Database errors become StoreError (what sessions turn into a temporary reply);
-    the database server's full disk becomes StoreFullError (SMTP 452 4.3.1)."""
-    if isinstance(exc, psycopg.Error):
-        kind = StoreFullError if isinstance(exc, psycopg.errors.DiskFull) else StoreError
-        error = kind(f"database error: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
+            sent.append(True)  # leaving the block sends COMMIT

@@ -27,6 +27,7 @@ __all__ = ["CHANNEL", "ChangeFeed"]
 CHANNEL: Final = "correo_changes"
 _MAX_PAYLOAD: Final = 7000  # bytes; PostgreSQL's limit is 8000
 _MAX_IDS: Final = 100_000  # remembered mailbox id -> name pairs (bounded memory)
+_PROBE_EVERY: Final = 30.0  # seconds of silence before the listener checks its connection
 
 Key = tuple[str, str]
 
@@ -40,6 +41,8 @@ class ChangeFeed:
         self.listen = listen
         self.versions: dict[Key, int] = {}
         self.waiters: dict[Key, set[asyncio.Future[None]]] = {}
+        self.account_versions: dict[str, int] = {}  # NOTIFY: any change of the account
+        self.account_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._keys: dict[int, Key] = {}
         self._pending: set[int] = set()
         self._sender: asyncio.Task[None] | None = None
@@ -84,15 +87,29 @@ class ChangeFeed:
             self._sender = asyncio.create_task(self._send(), name="correo-pg-notify")
 
     def _bump(self, keys: Iterable[Key]) -> None:
+        accounts = set()
         for key in keys:
             self.versions[key] = self.versions.get(key, 0) + 1
+            accounts.add(key[0])
             for future in self.waiters.pop(key, ()):
                 if not future.done():
                     future.set_result(None)
+        for account in accounts:
+            self.account_changed(account)
+
+    def account_changed(self, account: str) -> None:
+        """A change of the account this node made and no mailbox id names (a
+        subscription): counted and woken here; other nodes see it when they look."""
+        self.account_versions[account] = self.account_versions.get(account, 0) + 1
+        for future in self.account_waiters.pop(account, ()):
+            if not future.done():
+                future.set_result(None)
 
     def wake_all(self) -> None:
         """Every waiter looks again (after the listener lost notifications)."""
         self._bump(list(self.waiters))
+        for account in list(self.account_waiters):
+            self.account_changed(account)
 
     # -- across nodes ---------------------------------------------------------------
 
@@ -142,8 +159,12 @@ class ChangeFeed:
                 delay = 0.2
                 self.listening.set()
                 self.wake_all()  # anything committed while we were not listening
-                async for note in conn.notifies():
-                    self._received(note.payload)
+                while not self._closed:
+                    async for note in conn.notifies(timeout=_PROBE_EVERY):
+                        self._received(note.payload)
+                    # A quiet channel, or a dead peer? A database host gone without
+                    # closing the socket is noticed here, and the loop reconnects.
+                    await asyncio.wait_for(conn.execute("SELECT 1"), _PROBE_EVERY)
             except (psycopg.Error, OSError):
                 self.listening.clear()
                 await asyncio.sleep(delay)

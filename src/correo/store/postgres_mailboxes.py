@@ -8,6 +8,8 @@ declare it to the committer, which locks every row of a batch in id order first.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,6 +84,7 @@ class PgMailboxOps(PgBase):
                 if await self._find_mailbox(conn, account, path) is None
             ]
             await self._check_room(conn, account_id, len(missing), limit)
+            made: list[tuple[int, tuple[str, str]]] = []
             for path in missing:
                 row = await self._one(
                     conn,
@@ -97,13 +100,15 @@ class PgMailboxOps(PgBase):
                 )
                 if row is None and path == name:  # another node was faster
                     raise MailboxError(f"mailbox {name} already exists", "ALREADYEXISTS")
+                if row is not None:
+                    made.append((int(row[0]), (account, path)))
             if subscribe:
                 await conn.execute(
                     "INSERT INTO subscriptions (account_id, name) VALUES (%s, %s)"
                     " ON CONFLICT DO NOTHING",
                     (account_id, name),
                 )
-            return None, []
+            return None, [self._touched(made)]  # NOTIFY MailboxName, on every node
 
         await self._write(op)
 
@@ -137,6 +142,7 @@ class PgMailboxOps(PgBase):
             )
             await self._release_blobs(conn, [int(r[0]) for r in rows])
             await conn.execute("DELETE FROM expunged WHERE mailbox_id = %s", (mailbox_id,))
+            await conn.execute("DELETE FROM urlauth_keys WHERE mailbox_id = %s", (mailbox_id,))
             await conn.execute("DELETE FROM mailboxes WHERE id = %s", (mailbox_id,))
             return None, [self._touched([(mailbox_id, (account, name))])]
 
@@ -251,7 +257,7 @@ class PgMailboxOps(PgBase):
                     "DELETE FROM subscriptions WHERE account_id = %s AND name = %s",
                     (account_id, name),
                 )
-            return None, []
+            return None, [lambda: self.feed.account_changed(account)]  # NOTIFY, this node
 
         await self._write(op)
 
@@ -575,3 +581,76 @@ class PgMailboxOps(PgBase):
                     )
         except psycopg.Error as exc:
             raise StoreError(f"could not index text: {exc}") from exc
+
+    # -- URLAUTH mailbox access keys (RFC 4467 §2.2) ------------------------------------
+
+    async def urlauth_key(self, account: str, mailbox: str, *, create: bool = False) -> bytes:
+        row = await self._mailbox_row(
+            account, mailbox, "k.key", " LEFT JOIN urlauth_keys k ON k.mailbox_id = m.id"
+        )
+        if row is None:
+            raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+        if row[1] is not None or not create:
+            return bytes(row[1] or b"")
+        mailbox_id = int(row[0])
+        fresh = secrets.token_bytes(32)  # RFC 4467 §2.2: unpredictable, >= 128 bits
+
+        async def op(conn: Conn) -> tuple[bytes, list[PgAfterCommit]]:
+            made = await self._one(
+                conn,
+                "INSERT INTO urlauth_keys (mailbox_id, key) SELECT id, %s FROM mailboxes"
+                " WHERE id = %s ON CONFLICT (mailbox_id) DO UPDATE SET key = urlauth_keys.key"
+                " RETURNING key",
+                (fresh, mailbox_id),
+            )
+            if made is None:  # deleted meanwhile
+                raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+            return bytes(made[0]), []  # the first key made wins a race
+
+        key: bytes = await self._write(op)
+        return key
+
+    async def urlauth_reset(self, account: str, mailbox: str | None = None) -> None:
+        async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
+            if mailbox is None:
+                await conn.execute(
+                    "DELETE FROM urlauth_keys k USING mailboxes m, accounts a"
+                    " WHERE k.mailbox_id = m.id AND m.account_id = a.id AND a.name = %s",
+                    (account,),
+                )
+                return None, []
+            mailbox_id = await self._box(conn, account, mailbox)
+            await conn.execute("DELETE FROM urlauth_keys WHERE mailbox_id = %s", (mailbox_id,))
+            return None, []
+
+        await self._write(op)
+
+    # -- the account's change feed (NOTIFY, RFC 5465) -----------------------------------
+
+    def account_counter(self, account: str) -> int:
+        return self.feed.account_versions.get(account, 0)
+
+    async def wait_for_account(self, account: str, counter: int, timeout: float) -> bool:
+        if counter != self.feed.account_versions.get(account, 0):
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.feed.account_waiters.setdefault(account, set()).add(future)
+        timer = loop.call_later(timeout, _expire, future)  # no wait_for: many wait at once
+        try:
+            await future
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            timer.cancel()
+            waiters = self.feed.account_waiters.get(account)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    self.feed.account_waiters.pop(account, None)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

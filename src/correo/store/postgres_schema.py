@@ -116,10 +116,16 @@ CREATE TABLE tls_certificates (
     failures integer NOT NULL, last_error text NOT NULL);
 """
 
+#: URLAUTH mailbox access keys (RFC 4467 §2.2), removed with their mailbox.
+_V3: Final = """
+CREATE TABLE urlauth_keys (mailbox_id bigint PRIMARY KEY, key bytea NOT NULL);
+"""
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
     2: (_V2, ()),
+    3: (_V3, ()),
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -95,6 +95,8 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
     warned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (queue_id, address)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, next_attempt);
+CREATE TABLE IF NOT EXISTS urlauth_keys (
+    mailbox_id INTEGER PRIMARY KEY, uidvalidity INTEGER NOT NULL, key BLOB NOT NULL);
 """
 # SEARCH TEXT/BODY index, in its own file (text.db) written by its own thread: a trigram
 # insert costs ~60 ns per character and must not delay the mail commits. A document
@@ -162,6 +164,9 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
         # Bumped by the writer thread after each commit that touched a mailbox: lets a
         # session skip its change-feed query when nothing moved (see change_counter).
         self._versions: dict[tuple[str, str], int] = {}
+        # the same per account, mailbox list and subscriptions included (NOTIFY)
+        self._account_versions: dict[str, int] = {}
+        self._account_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_fd = -1
 
@@ -296,10 +301,13 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
     def _notify_later(self, keys: list[tuple[str, str]]) -> AfterCommit:
         loop = self._loop
         versions = self._versions
+        accounts = self._account_versions
 
         def action() -> None:
             for key in keys:
                 versions[key] = versions.get(key, 0) + 1
+            for account in {k[0] for k in keys}:
+                accounts[account] = accounts.get(account, 0) + 1
             if loop is not None and keys:
                 loop.call_soon_threadsafe(self._wake, keys)
 
@@ -310,6 +318,34 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
             for future in self._waiters.pop(key, ()):
                 if not future.done():
                     future.set_result(None)
+        for account in {k[0] for k in keys}:
+            for future in self._account_waiters.pop(account, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    def account_counter(self, account: str) -> int:
+        """How many commits of this process touched the account's mailboxes or names."""
+        return self._account_versions.get(account, 0)
+
+    async def wait_for_account(self, account: str, counter: int, timeout: float) -> bool:
+        if counter != self._account_versions.get(account, 0):
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._account_waiters.setdefault(account, set()).add(future)
+        timer = loop.call_later(timeout, _expire, future)  # no wait_for: many wait at once
+        try:
+            await future
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            timer.cancel()
+            waiters = self._account_waiters.get(account)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    self._account_waiters.pop(account, None)
 
     def _account_id(self, conn: sqlite3.Connection, account: str, create: bool) -> int | None:
         row = conn.execute("SELECT id FROM accounts WHERE name=?", (account,)).fetchone()

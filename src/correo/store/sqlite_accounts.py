@@ -1,4 +1,5 @@
-"""Removing an account from :class:`SqliteStore`, or setting its data aside.
+"""Removing an account from :class:`SqliteStore`, or setting its data aside; the
+account's URLAUTH mailbox access keys (RFC 4467 §2.2).
 
 Mail state is keyed by the account's name (the directory address), so data left under
 a name would belong to whoever is next given that address: a new owner would read the
@@ -15,6 +16,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
+from correo.store.api import MailboxError
 from correo.store.sqlite_mailboxes import _forget_text
 from correo.store.sqlite_mda import MDA_ACCOUNT_TABLES
 
@@ -46,6 +48,7 @@ class AccountOps:
         def _release_blobs(self, conn: sqlite3.Connection, blob_ids: list[int]) -> list[str]: ...
         def _unlink_later(self, paths: list[str]) -> AfterCommit: ...
         def _text_later(self, op: WriteOp) -> AfterCommit: ...
+        def _read_now(self, fn: Any, *args: Any) -> Any: ...
 
     async def delete_account(self, account: str) -> None:
         """Remove the account's mailboxes, messages (bodies no other copy uses),
@@ -69,6 +72,7 @@ class AccountOps:
                 ).fetchall()
                 freed += self._release_blobs(conn, [r[0] for r in rows])
                 conn.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
+                conn.execute("DELETE FROM urlauth_keys WHERE mailbox_id=?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id=?", (account_id,))
             conn.execute("DELETE FROM subscriptions WHERE account_id=?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id=?", (account_id,))
@@ -120,6 +124,78 @@ class AccountOps:
 
         result: list[tuple[str, int]] = await self._read(read)
         return result
+
+    # -- URLAUTH mailbox access keys (RFC 4467 §2.2) ------------------------------------
+
+    async def urlauth_key(self, account: str, mailbox: str, *, create: bool = False) -> bytes:
+        """The key of the mailbox as it is now: a row left by an earlier mailbox of the
+        same id (SQLite reuses a freed highest rowid) has another UIDVALIDITY."""
+
+        def read() -> tuple[int, int, bytes] | None:
+            row = (
+                self._reader()
+                .execute(
+                    "SELECT m.id, m.uidvalidity, k.key FROM mailboxes m"
+                    " JOIN accounts a ON a.id = m.account_id"
+                    " LEFT JOIN urlauth_keys k"
+                    " ON k.mailbox_id = m.id AND k.uidvalidity = m.uidvalidity"
+                    " WHERE a.name=? AND m.name=?",
+                    (account, mailbox),
+                )
+                .fetchone()
+            )
+            return None if row is None else (int(row[0]), int(row[1]), row[2] or b"")
+
+        found: tuple[int, int, bytes] | None = self._read_now(read)
+        if found is None:
+            raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+        if found[2] or not create:
+            return bytes(found[2])
+        fresh = secrets.token_bytes(32)  # RFC 4467 §2.2: unpredictable, >= 128 bits
+
+        def op(conn: sqlite3.Connection) -> tuple[bytes, list[AfterCommit]]:
+            row = conn.execute(
+                "SELECT m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+                " WHERE m.id=? AND a.name=? AND m.name=?",
+                (found[0], account, mailbox),
+            ).fetchone()
+            if row is None:
+                raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+            old = conn.execute(
+                "SELECT key FROM urlauth_keys WHERE mailbox_id=? AND uidvalidity=?",
+                (found[0], row[0]),
+            ).fetchone()
+            if old is not None:
+                return bytes(old[0]), []  # another session made it first
+            conn.execute(
+                "INSERT OR REPLACE INTO urlauth_keys (mailbox_id, uidvalidity, key)"
+                " VALUES (?, ?, ?)",
+                (found[0], row[0], fresh),
+            )
+            return fresh, []
+
+        key: bytes = await self._write(op)
+        return key
+
+    async def urlauth_reset(self, account: str, mailbox: str | None = None) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
+            account_id = self._account_id(conn, account, create=False)
+            if mailbox is None:
+                conn.execute(
+                    "DELETE FROM urlauth_keys WHERE mailbox_id IN"
+                    " (SELECT id FROM mailboxes WHERE account_id=?)",
+                    (account_id,),
+                )
+                return None, []
+            row = conn.execute(
+                "SELECT id FROM mailboxes WHERE account_id=? AND name=?", (account_id, mailbox)
+            ).fetchone()
+            if row is None:
+                raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+            conn.execute("DELETE FROM urlauth_keys WHERE mailbox_id=?", (row[0],))
+            return None, []
+
+        await self._write(op)
 
     def _forget_ids(self, account: str) -> None:
         """Writer thread: no cached mailbox id of ``account`` survives its removal."""

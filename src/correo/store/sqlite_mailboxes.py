@@ -139,7 +139,7 @@ class MailboxOps:
                     "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
                     (account_id, name),
                 )
-            return None, []
+            return None, [self._notify_later([(account, name)])]  # NOTIFY MailboxName
 
         await self._write(op)
 
@@ -160,6 +160,7 @@ class MailboxOps:
             ).fetchall()
             freed = self._release_blobs(conn, [r[0] for r in rows])
             conn.execute("DELETE FROM expunged WHERE mailbox_id=?", (mailbox_id,))
+            conn.execute("DELETE FROM urlauth_keys WHERE mailbox_id=?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
             self._forget_names(account)
             return None, [
@@ -268,7 +269,7 @@ class MailboxOps:
                 conn.execute(
                     "DELETE FROM subscriptions WHERE account_id=? AND name=?", (account_id, name)
                 )
-            return None, []
+            return None, [self._notify_later([(account, name)])]  # NOTIFY SubscriptionChange
 
         await self._write(op)
 

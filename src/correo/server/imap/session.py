@@ -122,6 +122,7 @@ _AUTH_CAPS = (
     "COMPRESS=DEFLATE",
 )
 _IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are pushed)
+_IDLE_RETRY = 2.0  # seconds before an idle session looks again after a store failure
 # Without a change counted by this process, re-read the change feed at most this often
 # (writers in other processes, e.g. the CLI import, are only seen by the query).
 _RECHECK = 1.0
@@ -917,7 +918,7 @@ class ImapSession:
 
     async def cmd_idle(self, tag: str, cmd: c.Idle) -> None:
         self.write(self.core.idle_started())
-        await self._updates()
+        answered = await self._idle_updates()
         await self.conn.flush(self.write_timeout)
         self.busy = False
         read_task: asyncio.Task[bytes] | None = None
@@ -929,7 +930,9 @@ class ImapSession:
                 if read_task is None:
                     read_task = asyncio.create_task(self.conn.read(1800.0))
                 waiters: set[asyncio.Future[Any]] = {read_task}
-                if view is not None:
+                if view is not None and not answered:  # the store failed: look again soon
+                    waiters.add(asyncio.ensure_future(asyncio.sleep(_IDLE_RETRY)))
+                elif view is not None:
                     waiters.add(
                         asyncio.ensure_future(
                             self.ctx.store.wait_for_change(
@@ -945,6 +948,9 @@ class ImapSession:
                 for fut in pending:
                     if fut is not read_task:
                         fut.cancel()
+                for fut in done:  # a failed look is retried by _idle_updates below
+                    if fut is not read_task and not fut.cancelled():
+                        fut.exception()
                 if read_task in done:
                     try:
                         data = read_task.result()
@@ -959,7 +965,7 @@ class ImapSession:
                     if not data:
                         self.closing = True
                     return  # _drain picks up IdleDone (or the next command)
-                await self._updates()
+                answered = await self._idle_updates()
                 await self.conn.flush(self.write_timeout)
                 if self.shutdown_requested:
                     self.write(untagged("BYE", "Server shutting down"))
@@ -968,6 +974,17 @@ class ImapSession:
         finally:
             if read_task is not None:
                 read_task.cancel()
+
+    async def _idle_updates(self) -> bool:
+        """:meth:`_updates` while idling; False when the store could not answer (its
+        database restarting). The session stays in IDLE and looks again shortly, so it
+        catches up on what changed meanwhile once the store is back."""
+        try:
+            await self._updates()
+        except StoreError as exc:
+            self.ctx.log.warning("imap.idle_store_failed", session=self.id, error=str(exc))
+            return False
+        return True
 
     # -- selected state -------------------------------------------------------------
 

@@ -365,3 +365,45 @@ def test_posts_without_credentials_are_refused_before_the_body(server: Server, p
         pass
     sock.close()
     assert head.startswith(b"HTTP/1.1 401"), head
+
+
+def test_a_body_that_trickles_is_cut_off(start_server: object) -> None:
+    """The request's deadline (data_timeout here) covers its body: a slow sender is dropped."""
+    srv: Server = start_server({"data_timeout": "1.5"})  # type: ignore[operator]
+    sock = client_tls().wrap_socket(
+        socket.create_connection(("127.0.0.1", srv.ports["https"]), timeout=10)
+    )
+    auth = base64.b64encode(f"{ALICE}:alice-secret-1".encode()).decode()
+    sock.sendall(
+        f"POST /jmap/api/ HTTP/1.1\r\nHost: a\r\nAuthorization: Basic {auth}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{".encode()
+    )
+    started = time.monotonic()
+    got = b""
+    try:
+        while time.monotonic() - started < 8:
+            sock.sendall(b" ")
+            time.sleep(0.2)
+    except (ssl.SSLError, OSError):
+        pass
+    try:
+        got = sock.recv(100)
+    except (ssl.SSLError, OSError):
+        pass
+    sock.close()
+    assert time.monotonic() - started < 6.0  # cut off, not served to the end
+    assert not got.startswith(b"HTTP/1.1 200")
+
+
+def test_uploads_are_bounded_per_account(start_server: object) -> None:
+    """An account's uploads of the last hour hold at most four maxSizeUpload."""
+    srv: Server = start_server({"message_size": "100000"})  # type: ignore[operator]
+    jmap = Jmap(srv)
+    url = f"{jmap.base}/jmap/upload/{jmap.account}/"
+    too_big = jmap.http.post(url, data=b"x" * 100_001, timeout=10)
+    assert too_big.status_code == 400 and too_big.json()["limit"] == "maxSizeUpload"
+    codes = [
+        jmap.http.post(url, data=bytes([i]) * 90_000, timeout=10).status_code for i in range(5)
+    ]
+    assert codes == [201, 201, 201, 201, 413]
+    assert jmap.http.post(url, data=b"\x00" * 90_000, timeout=10).status_code == 201  # held

@@ -53,6 +53,7 @@ _JSON = "application/json"
 _KNOWN = frozenset({CORE, MAIL})
 _ALL_METHODS = {**METHODS, **EMAIL_METHODS}
 _NEEDS = {name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS}
+_UPLOADS_HELD = 4  # an account's uploads of the last hour: this many maxSizeUpload
 _UPLOAD_TTL = 3600.0  # RFC 8620 §6.1: an unused upload is kept at least an hour
 
 INDEX = web.AppKey("jmap_index", ExpungeIndex)
@@ -267,18 +268,32 @@ async def _upload(request: web.Request) -> web.Response:
     folder = _uploads(ctx, account)
     ctype = request.headers.get("Content-Type", "application/octet-stream")[:200]
 
-    def save() -> None:
+    room = _UPLOADS_HELD * limits.max_size_upload
+
+    def save() -> bool:
         folder.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        for old in folder.iterdir():  # uploads nobody used within the hour
-            if now - old.stat().st_mtime > _UPLOAD_TTL:
+        now, held = time.time(), 0
+        for old in folder.iterdir():  # uploads nobody used within the hour go
+            info = old.stat()
+            if now - info.st_mtime > _UPLOAD_TTL:
                 old.unlink(missing_ok=True)
+            else:
+                held += info.st_size
         path = folder / digest[:24]
+        if path.exists():
+            path.touch()  # the same octets again: one copy, kept another hour
+            return True
+        if held + len(data) > room:
+            return False  # the account's uploads of the last hour fill its room
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
+        return True
 
-    await asyncio.to_thread(save)
+    if not await asyncio.to_thread(save):
+        return _problem(
+            RequestError("limit", "too many uploads within the hour", 413, "maxSizeUpload")
+        )
     return web.json_response(
         {
             "accountId": account_id(account),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from correo.cli.dns_cmds import expected_records
-from correo.http import mta_sts_id, mta_sts_policy
+from correo.web.site import mta_sts_id, mta_sts_policy
 from tests.conftest import DOMAIN, correo, make_data_dir
 from tests.server.dnsserver import DnsServer, Zone
 

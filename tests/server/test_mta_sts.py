@@ -115,7 +115,7 @@ def test_correo_publishes_a_policy_another_correo_enforces(
     """b.test serves its own policy on its https listener; a.test fetches and enforces it."""
     import re
 
-    from correo.http import mta_sts_id, mta_sts_policy
+    from correo.web.site import mta_sts_id, mta_sts_policy
 
     ca = TestCA(tmp_path / "own-ca")
     port = 18443

@@ -9,7 +9,7 @@ import pytest
 
 from correo.cli.dns_cmds import Record, check_domain, check_record, expected_records
 from correo.dns import DnsNoData, DnsNotFound, DnsTempError, FakeResolver, SrvRecord
-from correo.http import mta_sts_id, mta_sts_policy
+from correo.web.site import mta_sts_id, mta_sts_policy
 
 HOST = "mail.example.org"
 DOMAIN = "example.org"

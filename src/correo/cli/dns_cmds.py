@@ -16,9 +16,9 @@ from pathlib import Path
 
 from correo.config import ConfigError, load_config
 from correo.dns import DnsError, DnsNoData, DnsNotFound, DnsPythonResolver, Resolver
-from correo.http import mta_sts_id, mta_sts_policy
 from correo.mailauth.inbound import MessageAuthenticator
 from correo.mailauth.keys import dns_record, load_domain_keys, rotate_keys
+from correo.web.site import mta_sts_id, mta_sts_policy
 
 __all__ = [
     "Record",

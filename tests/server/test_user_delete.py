@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from correo.directory import Directory
+from correo.directory import SqliteDirectory
 from correo.store.sqlite import SqliteStore
 from tests.conftest import Server, client_tls, correo, make_data_dir
 from tests.server.helpers import RawSmtp
@@ -157,7 +157,7 @@ def test_user_add_sets_aside_data_left_under_the_address(srv: Server) -> None:
     """Data under an address nobody holds (removed from the directory alone, as
     ``user del`` did before it removed data) is never handed to a new account."""
     user, _ = old_owner(srv)
-    with Directory(srv.data / "directory.db") as directory:
+    with SqliteDirectory(srv.data / "directory.db") as directory:
         directory.del_user(user)  # the login goes, the store is left as it was
     r = correo(srv.data, "user", "add", user, stdin="new-password-103\n")
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from correo.config import Config
 from correo.delivery.local import LocalDelivery, LocalRecipient
-from correo.directory import Directory
+from correo.directory import SqliteDirectory
 from correo.dns import FakeResolver
 from correo.log import get_logger
 from correo.store.api import Envelope
@@ -36,7 +36,7 @@ def test_a_re_created_address_does_not_run_the_old_owners_cached_script(tmp_path
     async def go() -> None:
         store = SqliteStore(tmp_path / "store")
         await store.open()
-        server = Directory(tmp_path / "directory.db")  # the server's view
+        server = SqliteDirectory(tmp_path / "directory.db")  # the server's view
         server.add_domain("example.test")
         server.add_user(A, "pw-alice-123")
         server.add_user(B, "pw-bob-1234")
@@ -47,7 +47,7 @@ def test_a_re_created_address_does_not_run_the_old_owners_cached_script(tmp_path
             await store.sieve_activate(A, "fwd")
             assert server.resolve(A) is not None
             assert await send(mda, store, A) is not None  # redirected; the script is cached
-            with Directory(tmp_path / "directory.db") as cli:  # another process, at once
+            with SqliteDirectory(tmp_path / "directory.db") as cli:  # another process, at once
                 cli.del_user(A)
                 await store.delete_account(A)
                 cli.add_user(A, "pw-new-owner-1")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from correo.config import Config, JunkSettings
 from correo.delivery.local import LocalDelivery, LocalRecipient
-from correo.directory import Directory
+from correo.directory import SqliteDirectory
 from correo.dns import FakeResolver
 from correo.log import get_logger
 from correo.store.api import INBOX, Envelope, StoreError
@@ -31,7 +31,7 @@ def scenario(
     async def go() -> None:
         store = SqliteStore(tmp_path / "store")
         await store.open()
-        directory = Directory(tmp_path / "directory.db")
+        directory = SqliteDirectory(tmp_path / "directory.db")
         directory.add_domain("example.test")
         directory.add_user(A, "pw-alice-123")
         directory.add_user(B, "pw-bob-1234")

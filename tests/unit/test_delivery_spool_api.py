@@ -13,7 +13,7 @@ from pathlib import Path
 
 from correo.config import Config
 from correo.delivery.local import LocalDelivery, LocalRecipient
-from correo.directory import Directory
+from correo.directory import SqliteDirectory
 from correo.log import get_logger
 from correo.store.api import (
     INBOX,
@@ -90,7 +90,7 @@ def test_sieve_redirect_copy_of_a_foreign_spool_is_the_whole_message(tmp_path: P
     async def go() -> None:
         store = ListSpoolStore(tmp_path / "store")
         await store.open()
-        directory = Directory(tmp_path / "directory.db")
+        directory = SqliteDirectory(tmp_path / "directory.db")
         directory.add_domain("example.test")
         directory.add_user(A, "pw-alice-123")
         config = Config(data_dir=tmp_path, hostname="mx.example.test", listen={})

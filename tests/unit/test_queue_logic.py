@@ -15,7 +15,7 @@ import argon2
 import pytest
 
 from correo.delivery.routing import RecipientRoute, route_recipient
-from correo.directory import Directory, PasswordScheme
+from correo.directory import PasswordScheme, SqliteDirectory
 from correo.dns import FakeResolver
 from correo.log import Logger
 from correo.mailauth import (
@@ -384,7 +384,7 @@ def test_handoff_domains() -> None:
 
 def test_route_recipient_handoff_and_success_notice(tmp_path: Path) -> None:
     """Hand-off and NOTIFY=SUCCESS queue a validated local recipient; unknown stays 550."""
-    d = Directory(tmp_path / "dir.db", passwords=PasswordScheme(FAST))
+    d = SqliteDirectory(tmp_path / "dir.db", passwords=PasswordScheme(FAST))
     try:
         d.add_domain("example.test")
         d.add_user("alice@example.test", "secret-password-1")

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from correo.config import AuthSettings
 from correo.directory import Directory, DirectoryError
+from correo.directory.factory import directory_for_data
 from correo.mailauth.keys import ensure_domain_keys
 from correo.store.api import MailStore, StoreError
 from correo.store.factory import store_for_data
@@ -49,7 +50,10 @@ def _directory(args: argparse.Namespace) -> Directory:
             f"{args.data_dir} is not a correo data folder; "
             "create it with: correo init --data DIR --domain DOMAIN"
         )
-    return Directory(args.data_dir / "directory.db")
+    try:
+        return directory_for_data(args.data_dir)  # DATA/directory.db, or the cluster's
+    except DirectoryError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def _read_password(address: str) -> str:
@@ -224,8 +228,12 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    _run(args, lambda d: d.add_domain(args.domain))
-    ensure_domain_keys(args.data_dir, args.domain)  # DKIM keys for outbound signing
+
+    def add(directory: Directory) -> None:
+        directory.add_domain(args.domain)
+        ensure_domain_keys(directory.dkim, args.domain)  # DKIM keys for outbound signing
+
+    _run(args, add)
     print(f"added domain {args.domain} (its DNS records: correo dns {args.domain})")
     return 0
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from correo.config import ConfigError, load_config
+from correo.directory import Directory, DirectoryError
+from correo.directory.factory import directory_for_data
 from correo.dns import DnsError, DnsNoData, DnsNotFound, DnsPythonResolver, Resolver
 from correo.mailauth.inbound import MessageAuthenticator
-from correo.mailauth.keys import dns_record, load_domain_keys, rotate_keys
+from correo.mailauth.keys import KeyStore, dns_record, load_domain_keys, rotate_keys
 from correo.web.site import mta_sts_id, mta_sts_policy
 
 __all__ = [
@@ -52,16 +54,17 @@ def _txt_strings(text: str) -> str:
 
 
 def expected_records(
-    data_dir: Path, domain: str, hostname: str, sts_policy: str | None = None
+    keys: Path | KeyStore, domain: str, hostname: str, sts_policy: str | None = None
 ) -> list[Record]:
-    """Every record a correo domain should publish."""
+    """Every record a correo domain should publish (``keys``: its DKIM keys, or the data
+    folder whose key files they are)."""
     domain = domain.lower().rstrip(".")
     host = hostname.lower().rstrip(".")
     records = [
         Record(domain, "MX", f"10 {host}."),
         Record(domain, "TXT", "v=spf1 mx -all"),  # RFC 7208: only our MX sends for the domain
     ]
-    for key in load_domain_keys(data_dir, domain):
+    for key in load_domain_keys(keys, domain):
         records.append(Record(f"{key.selector}._domainkey.{domain}", "TXT", dns_record(key.key)))
     records += [
         Record(
@@ -183,7 +186,9 @@ def cmd_dns(args: argparse.Namespace) -> int:
     domain = words[0]
     print(f"; DNS records for {domain} (correo at {config.hostname})")
     policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
-    for record in expected_records(args.data_dir, domain, config.hostname, policy):
+    with _directory(args.data_dir) as directory:
+        records = expected_records(directory.dkim, domain, config.hostname, policy)
+    for record in records:
         print(record.zone_line())
     print(f"; also an A/AAAA record for {config.hostname} and its PTR (reverse DNS)")
     print(f"; MTA-STS policy served at https://mta-sts.{domain}/.well-known/mta-sts.txt")
@@ -207,7 +212,8 @@ def _dns_check(data_dir: Path, domain: str) -> int:
     config = load_config(data_dir)
     resolver = _resolver(data_dir)
     policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
-    records = expected_records(data_dir, domain, config.hostname, policy)
+    with _directory(data_dir) as directory:
+        records = expected_records(directory.dkim, domain, config.hostname, policy)
     bad = 0
     for record, ok, found in asyncio.run(check_domain(resolver, records)):
         if ok is None:
@@ -223,8 +229,17 @@ def _dns_check(data_dir: Path, domain: str) -> int:
     return 0 if bad == 0 else 1
 
 
+def _directory(data_dir: Path) -> Directory:
+    """The node's directory (on a cluster: the shared one, with its DKIM keys)."""
+    try:
+        return directory_for_data(data_dir)
+    except DirectoryError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def cmd_dkim_rotate(args: argparse.Namespace) -> int:
-    keys = rotate_keys(args.data_dir, args.domain)
+    with _directory(args.data_dir) as directory:  # every node signs with the new keys
+        keys = rotate_keys(directory.dkim, args.domain)
     print(f"New DKIM keys for {args.domain}; publish these, keep the retired ones until")
     print("mail signed with them has been delivered (a few days), then delete their files:")
     for key in keys:

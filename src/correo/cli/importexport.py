@@ -20,7 +20,7 @@ from pathlib import Path
 
 from correo.delivery.facts import FactsBuilder
 from correo.delivery.textindex import index_delivered, indexer_for
-from correo.directory import Directory
+from correo.directory.factory import directory_for_data
 from correo.mua.mailfile import (
     LocalMessage,
     MaildirWriter,
@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _account(args: argparse.Namespace) -> str:
     if not (args.data_dir / "correo.toml").exists():
         raise ImportExportError(f"{args.data_dir} is not a correo data folder")
-    directory = Directory(args.data_dir / "directory.db")
+    directory = directory_for_data(args.data_dir)
     try:
         resolved = directory.resolve(args.user)
     finally:

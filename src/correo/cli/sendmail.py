@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from correo.config import load_config
 from correo.delivery.trace import return_path_field
-from correo.directory import Directory
+from correo.directory.factory import open_directory
 from correo.message.headers import addresses_in, parse_fields
 from correo.store.api import DeliveryTarget, Envelope, QueuedRecipient
 from correo.store.factory import store_for_data
@@ -115,7 +115,7 @@ def cmd_sendmail(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"sendmail: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
-    directory = Directory(args.data_dir / "directory.db")
+    directory = open_directory(config)  # DATA/directory.db, or the cluster's
     try:
         domains = directory.domains()
         if not domains:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from correo.config import ConfigError, load_config, render_default_config
 from correo.config_rules import email, hostname_problem, serve_problems
-from correo.directory import Directory, DirectoryError
+from correo.directory import DirectoryError
+from correo.directory.factory import directory_for_data, open_directory
 from correo.log import configure
 from correo.mailauth.keys import ensure_domain_keys
 from correo.server.app import MailServer, run_server
@@ -69,13 +70,6 @@ def init_data_dir(
     cert.parent.mkdir(parents=True, exist_ok=True)
     if force or not (cert.exists() and key.exists()):
         generate_self_signed(cert, key, hostname)
-    directory = Directory(data / "directory.db")
-    try:
-        if not directory.is_local_domain(domain):
-            directory.add_domain(domain)
-    finally:
-        directory.close()
-    ensure_domain_keys(data, domain)  # DKIM keys for outbound signing
 
     async def make_store() -> None:
         opened = open_store(load_config(data))  # creates the schema, or joins it
@@ -83,6 +77,15 @@ def init_data_dir(
         await opened.close()
 
     asyncio.run(make_store())
+    # The directory (with [store] url: the cluster's, in the same database): the domain
+    # is added only if it is new, and keeps the DKIM keys it has.
+    directory = open_directory(load_config(data))
+    try:
+        if not directory.is_local_domain(domain):
+            directory.add_domain(domain)
+        ensure_domain_keys(directory.dkim, domain)  # DKIM keys for outbound signing
+    finally:
+        directory.close()
 
 
 def _toml_string(text: str) -> str:
@@ -164,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     secrets_file = data / "demo-passwords.txt"
     if not (data / "correo.toml").exists():
         init_data_dir(data, DEMO_DOMAIN, "localhost")
-        directory = Directory(data / "directory.db")
+        directory = directory_for_data(data)
         lines = []
         try:
             for user in DEMO_USERS:

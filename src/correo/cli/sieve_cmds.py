@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from correo.config import load_config
-from correo.directory import Directory
+from correo.directory import DirectoryError
+from correo.directory.factory import directory_for_data
 from correo.managesieve import script_name_error
 from correo.sieve import check
 from correo.store.api import MailboxError
@@ -26,7 +27,7 @@ class _Fail(Exception):
 
 
 def _account(args: argparse.Namespace) -> str:
-    directory = Directory(args.data_dir / "directory.db")
+    directory = directory_for_data(args.data_dir)
     try:
         for address in directory.users():
             if address.lower() == args.user.lower():
@@ -49,7 +50,7 @@ def _errors(text: str, args: argparse.Namespace | None = None, account: str = ""
     its own addresses (the ManageSieve rule)."""
     if args is None:
         return [str(e) for e in check(text)]
-    directory = Directory(args.data_dir / "directory.db")
+    directory = directory_for_data(args.data_dir)
     try:
         return [
             str(e) for e in check(text, sender_allowed=lambda a: directory.may_send_as(account, a))
@@ -110,7 +111,7 @@ async def _run(args: argparse.Namespace) -> int:
 def cmd_sieve(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args))
-    except (_Fail, OSError) as exc:
+    except (_Fail, OSError, DirectoryError) as exc:
         print(f"correo: {exc}", file=sys.stderr)
         return 1
 

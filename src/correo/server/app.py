@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,9 +22,9 @@ from correo.certs.manager import CertificateManager, acme_names
 from correo.config import Config
 from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
+from correo.directory.factory import open_directory
 from correo.dns import DnsPythonResolver
 from correo.log import Logger, get_logger
-from correo.mailauth.keys import load_signer
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
@@ -32,6 +33,7 @@ from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
 from correo.server.pop3_session import Pop3Session
+from correo.server.signers import follow_signers, load_signers
 from correo.server.smtp_session import SmtpSession
 from correo.server.startup import DataFolderLock, StartupError, startup_problem
 from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
@@ -104,6 +106,7 @@ class MailServer:
         self._web: list[WebListener] = []  # aiohttp listeners (https)
         self._lock = DataFolderLock(config.data_dir)  # one server per data folder
         self._binding: tuple[str, str, int] | None = None  # the listener being started
+        self._signers: asyncio.Task[None] | None = None  # follows `correo dkim rotate`
 
     async def start(self) -> None:
         config = self.config
@@ -113,12 +116,10 @@ class MailServer:
         if cert.exists() and key.exists():
             tls = server_context(cert, key)
         await self.store.open()
-        self.directory = Directory(
-            config.data_dir / "directory.db",
-            recipient_delimiter=config.smtp.recipient_delimiter,
-            remember_logins=config.auth.remember_logins,
-        )
+        # DATA/directory.db, or the shared one of [store] url
+        self.directory = await asyncio.to_thread(open_directory, config, watch=True)
         auth = config.auth
+        counters = self.directory.login_counters()  # shared by every node, or None
         throttle = AuthThrottle(
             ThrottlePolicy(
                 free_failures=auth.free_failures,
@@ -127,7 +128,9 @@ class MailServer:
                 lockout_failures=auth.lockout_failures,
                 lockout_seconds=auth.lockout_seconds,
                 ipv6_prefix=config.limits.ipv6_prefix,
-            )
+            ),
+            clock=time.monotonic if counters is None else time.time,  # one clock for all nodes
+            counters=counters,
         )
         self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
         self.ctx.bound = self.bound  # filled below as the listeners start
@@ -136,7 +139,10 @@ class MailServer:
             self.certs = CertificateManager(config, self.store, self.log, [tls], names)
             await self.certs.load()
         self.ctx.resolver = DnsPythonResolver(config.dns.nameservers)
-        self.ctx.dkim_signers = load_signer(config.data_dir, self.directory.domains())
+        signed_at, self.ctx.dkim_signers = await asyncio.to_thread(load_signers, self.directory)
+        self._signers = asyncio.create_task(  # `correo dkim rotate` on any node counts
+            follow_signers(self.ctx, self.directory, self.log, signed_at), name="correo-dkim"
+        )
         self.ctx.mda = LocalDelivery(  # issue 7: Sieve, junk filter, vacation
             config,
             self.store,
@@ -305,11 +311,18 @@ class MailServer:
                 await asyncio.wait(pending, timeout=5)
         for listener in self._web:
             await listener.stop()
+        await self._stop_signers()
         await self.store.close()
         if self.directory is not None:
-            self.directory.close()
+            await asyncio.to_thread(self.directory.close)
         self._lock.release()
         self.log.info("server.stopped")
+
+    async def _stop_signers(self) -> None:
+        if self._signers is not None:
+            self._signers.cancel()
+            await asyncio.gather(self._signers, return_exceptions=True)
+            self._signers = None
 
     async def abandon(self, exc: Exception) -> StartupError | None:
         """After a failed start: close what it opened; the one-line reason, if known."""
@@ -324,10 +337,11 @@ class MailServer:
         for listener in self._web:
             with contextlib.suppress(Exception):
                 await listener.stop()
+        await self._stop_signers()
         with contextlib.suppress(Exception):
             await self.store.close()
         if self.directory is not None:
-            self.directory.close()
+            await asyncio.to_thread(self.directory.close)
         self._lock.release()
         problem = startup_problem(exc, self._binding, self.config.data_dir / "correo.toml")
         return None if problem is None else StartupError(problem)

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from correo.directory import AddressError, AddressNormalizer
 from correo.server.context import ServerContext
 
 __all__ = ["AuthOutcome", "account_key", "check_password"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +48,21 @@ def account_key(user: str, recipient_delimiter: str = "+") -> str | None:
         return None
 
 
+async def _counted(
+    ctx: ServerContext, call: Callable[[str, str | None], T], peer_ip: str, key: str | None
+) -> T:
+    """A throttle call; in a worker thread when the counters are shared (the database)."""
+    if ctx.throttle.blocking:
+        return await asyncio.to_thread(call, peer_ip, key)
+    return call(peer_ip, key)
+
+
 async def check_password(
     ctx: ServerContext, *, session: str, peer_ip: str, user: str, password: str
 ) -> AuthOutcome:
     """Verify ``user``'s password; on failure the delay has already been served."""
     key = account_key(user, ctx.config.smtp.recipient_delimiter)
-    verdict = ctx.throttle.begin(peer_ip, key)
+    verdict = await _counted(ctx, ctx.throttle.begin, peer_ip, key)
     if verdict.locked:
         ctx.log.warning("auth.locked", session=session, peer=peer_ip, user=user)
         return AuthOutcome(None, locked=True)
@@ -58,10 +71,8 @@ async def check_password(
         async with ctx.auth_slots:
             account = await asyncio.to_thread(ctx.directory.verify_password, user, password)
     finally:  # an attempt cut short (shutdown) still ends, as a failure
-        if account is None:
-            ctx.throttle.failure(peer_ip, key)
-        else:
-            ctx.throttle.success(peer_ip, key)
+        end = ctx.throttle.failure if account is None else ctx.throttle.success
+        await _counted(ctx, end, peer_ip, key)
     if account is None:
         ctx.log.warning("auth.failed", session=session, peer=peer_ip, user=user)
         if verdict.delay:

@@ -19,6 +19,10 @@ Entries idle for ``lockout_seconds`` are forgotten, and at most
 ``max_tracked`` are kept (oldest evicted), so memory stays bounded under a
 spray from many addresses.
 
+The rules are here; the counters live behind a seam: in this process's memory
+(one node), or in the database every node shares (``[store] url``), so a guesser
+spreading attempts over the nodes of a cluster gets one budget, not one per node.
+
 Usage by a session::
 
     verdict = throttle.begin(ip, account)    # reserves the attempt
@@ -38,6 +42,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from correo.directory.api import DirectoryError, LoginCounter, LoginCounters
 
 __all__ = ["AuthThrottle", "PeerLimit", "ThrottlePolicy", "Verdict", "ip_key"]
 
@@ -77,15 +84,8 @@ class Verdict:
 
 _OPEN = Verdict(False, 0.0)
 
-
-class _Entry:
-    __slots__ = ("failures", "last", "locked_until", "pending")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.pending = 0  # attempts begun and not yet finished
-        self.last = 0.0
-        self.locked_until = 0.0
+T = TypeVar("T")
+Counters = dict[str, LoginCounter]
 
 
 def ip_key(ip: str, ipv6_prefix: int = 64) -> str:
@@ -109,36 +109,84 @@ def _account_key(account: str) -> str:
     return "acct:" + account[:_MAX_KEY].lower()
 
 
+class _MemoryCounters:
+    """This process's counters, ordered by last activity: the front is the oldest, for
+    decay and eviction; at most ``max_tracked`` are kept."""
+
+    def __init__(self, max_tracked: int) -> None:
+        self._max = max_tracked
+        self._entries: OrderedDict[str, LoginCounter] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def update(
+        self, keys: tuple[str, ...], now: float, idle: float, step: Callable[[Counters], T]
+    ) -> T:
+        entries = self._entries
+        # An entry's lock ends no later than last + lockout_seconds, so idle = gone.
+        while entries:
+            first = next(iter(entries.values()))
+            if now - first.last < idle:
+                break
+            entries.popitem(last=False)
+        view = {key: entries[key] for key in keys if key in entries}
+        result = step(view)
+        for key in keys:
+            entry = view.get(key)
+            if entry is None:
+                entries.pop(key, None)
+            elif entries.get(key) is not entry or entry.last == now:
+                entries[key] = entry
+                entries.move_to_end(key)  # active now: the back
+        while len(entries) > self._max:
+            entries.popitem(last=False)  # evict the oldest
+        return result
+
+
 class AuthThrottle:
-    """Per-IP and per-account failure counters with delays and lockout."""
+    """Per-IP and per-account failure counters with delays and lockout.
+
+    ``counters``: where the counters live when several nodes must share them (the
+    directory's :meth:`~correo.directory.api.Directory.login_counters`); its calls block
+    on I/O (:attr:`blocking`: call this throttle from a worker thread), and ``clock``
+    must then be wall-clock time, the same on every node.  When the shared counters
+    cannot be reached, this process's own count answers meanwhile.
+    """
 
     def __init__(
         self,
         policy: ThrottlePolicy = ThrottlePolicy(),  # frozen, safe to share
         clock: Callable[[], float] = time.monotonic,
+        counters: LoginCounters | None = None,
     ) -> None:
         self._policy = policy
         self._clock = clock
-        # Ordered by last failure: the front is the oldest, for decay and eviction.
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._memory = _MemoryCounters(policy.max_tracked)
+        self._shared = counters
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._memory)
+
+    @property
+    def blocking(self) -> bool:
+        """True when the counters are shared: each call waits on the database."""
+        return self._shared is not None
+
+    def _update(self, keys: tuple[str, ...], now: float, step: Callable[[Counters], T]) -> T:
+        idle = self._policy.lockout_seconds
+        if self._shared is not None:
+            try:
+                return self._shared.update(keys, now, idle, step)
+            except DirectoryError:
+                pass  # the shared counters are away: count here until they are back
+        return self._memory.update(keys, now, idle, step)
 
     def _keys(self, ip: str, account: str | None) -> tuple[str, ...]:
         network = ip_key(ip, self._policy.ipv6_prefix)
         if account is None:
             return (network,)
         return (network, _account_key(account))
-
-    def _expire(self, now: float) -> None:
-        # An entry's lock ends no later than last + lockout_seconds, so idle = gone.
-        entries, idle = self._entries, self._policy.lockout_seconds
-        while entries:
-            first = next(iter(entries.values()))
-            if now - first.last < idle:
-                break
-            entries.popitem(last=False)
 
     def _delay(self, failures: int) -> float:
         p = self._policy
@@ -147,11 +195,11 @@ class AuthThrottle:
             return 0.0
         return float(min(p.max_delay, p.base_delay * 2.0 ** min(extra - 1, 64)))
 
-    def _verdict(self, now: float, keys: tuple[str, ...]) -> Verdict:
+    def _verdict(self, now: float, keys: tuple[str, ...], entries: Counters) -> Verdict:
         p = self._policy
         verdict = _OPEN
         for key in keys:
-            entry = self._entries.get(key)
+            entry = entries.get(key)
             if entry is None:
                 continue
             if now < entry.locked_until:
@@ -169,67 +217,67 @@ class AuthThrottle:
     def check(self, ip: str, account: str | None) -> Verdict:
         """What :meth:`begin` would answer now, without reserving anything."""
         now = self._clock()
-        self._expire(now)
-        return self._verdict(now, self._keys(ip, account))
+        keys = self._keys(ip, account)
+        return self._update(keys, now, lambda entries: self._verdict(now, keys, entries))
 
     def begin(self, ip: str, account: str | None) -> Verdict:
         """Start an attempt for ``account`` from ``ip``: unless the verdict is locked,
         the attempt counts toward the lock until :meth:`failure` or :meth:`success`
         ends it. ``delay`` is what to wait before answering a failure."""
         now = self._clock()
-        self._expire(now)
         keys = self._keys(ip, account)
-        verdict = self._verdict(now, keys)
-        if verdict.locked:
-            return verdict
-        entries = self._entries
-        for key in keys:
-            entry = entries.get(key)
-            if entry is None:
-                entry = entries[key] = _Entry()
-            else:
-                entries.move_to_end(key)
-            entry.pending += 1
-            entry.last = now
-        self._evict()
-        return verdict
 
-    def _evict(self) -> None:
-        while len(self._entries) > self._policy.max_tracked:
-            self._entries.popitem(last=False)  # evict the oldest
+        def step(entries: Counters) -> Verdict:
+            verdict = self._verdict(now, keys, entries)
+            if verdict.locked:
+                return verdict
+            for key in keys:
+                entry = entries.setdefault(key, LoginCounter())
+                entry.pending += 1
+                entry.last = now
+            return verdict
+
+        return self._update(keys, now, step)
 
     def failure(self, ip: str, account: str | None) -> None:
         """Record a failed authentication (``account`` None if none was named); ends
         the attempt :meth:`begin` started, if any."""
         now = self._clock()
-        self._expire(now)
-        p, entries = self._policy, self._entries
-        for key in self._keys(ip, account):
-            entry = entries.get(key)
-            if entry is None:
-                entry = entries[key] = _Entry()
-            else:
-                entries.move_to_end(key)
-                entry.pending = max(0, entry.pending - 1)
-            entry.failures += 1
-            entry.last = now
-            if entry.failures >= p.lockout_failures and now >= entry.locked_until:
-                entry.locked_until = now + p.lockout_seconds
-        self._evict()
+        p = self._policy
+
+        def step(entries: Counters) -> None:
+            for key in keys:
+                entry = entries.get(key)
+                if entry is None:
+                    entry = entries[key] = LoginCounter()
+                else:
+                    entry.pending = max(0, entry.pending - 1)
+                entry.failures += 1
+                entry.last = now
+                if entry.failures >= p.lockout_failures and now >= entry.locked_until:
+                    entry.locked_until = now + p.lockout_seconds
+
+        keys = self._keys(ip, account)
+        self._update(keys, now, step)
 
     def success(self, ip: str, account: str | None) -> None:
         """Forget the failures of this account and this IP (a lock still runs out);
         ends the attempt :meth:`begin` started, if any."""
         now = self._clock()
-        for key in self._keys(ip, account):
-            entry = self._entries.get(key)
-            if entry is None:
-                continue
-            entry.pending = max(0, entry.pending - 1)
-            if now >= entry.locked_until:
-                entry.failures = 0
-                if not entry.pending:
-                    del self._entries[key]
+
+        def step(entries: Counters) -> None:
+            for key in keys:
+                entry = entries.get(key)
+                if entry is None:
+                    continue
+                entry.pending = max(0, entry.pending - 1)
+                if now >= entry.locked_until:
+                    entry.failures = 0
+                    if not entry.pending:
+                        del entries[key]
+
+        keys = self._keys(ip, account)
+        self._update(keys, now, step)
 
 
 class PeerLimit:

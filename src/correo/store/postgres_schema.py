@@ -121,17 +121,42 @@ _V3: Final = """
 CREATE TABLE urlauth_keys (mailbox_id bigint PRIMARY KEY, key bytea NOT NULL);
 """
 
+#: The directory (``correo.directory.postgres``): domains, users and aliases as in the
+#: embedded DATA/directory.db, DKIM keys, and the failed-login counters every node shares.
+#: ``meta.directory_serial`` moves with every directory write (nodes reload on a change).
+_V4: Final = """
+CREATE TABLE domains (name text PRIMARY KEY);
+CREATE TABLE users (
+    address text PRIMARY KEY, domain text NOT NULL REFERENCES domains (name),
+    password_hash text NOT NULL);
+CREATE INDEX users_domain ON users (domain);
+CREATE TABLE aliases (
+    alias text PRIMARY KEY, domain text NOT NULL REFERENCES domains (name),
+    target text NOT NULL);
+CREATE INDEX aliases_domain ON aliases (domain);
+CREATE TABLE dkim_keys (
+    domain text NOT NULL, selector text NOT NULL, pem bytea NOT NULL,
+    created double precision NOT NULL, retired boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (domain, selector));
+CREATE TABLE login_failures (
+    key text PRIMARY KEY, failures integer NOT NULL, pending integer NOT NULL,
+    last double precision NOT NULL, locked_until double precision NOT NULL);
+CREATE INDEX login_failures_last ON login_failures (last);
+INSERT INTO meta (key, value) VALUES ('directory_serial', 1) ON CONFLICT (key) DO NOTHING;
+"""
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
     2: (_V2, ()),
     3: (_V3, ()),
+    4: (_V4, ()),
 }
 LATEST: Final = max(MIGRATIONS)
 
 
 async def migrate(conn: AsyncConnection[object]) -> int:
-    """Apply missing migrations (``conn`` in autocommit); returns the version before.
+    """Apply missing migrations (``conn`` in autocommit); returns the highest before.
 
     Raises RuntimeError for a database written by a newer correo: running old code on
     it could corrupt what it does not understand.
@@ -144,15 +169,18 @@ async def migrate(conn: AsyncConnection[object]) -> int:
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version integer PRIMARY KEY, applied double precision NOT NULL)"
         )
-        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-        row = await cur.fetchone()
-        current = int(row[0]) if row else 0  # type: ignore[index]
-        if current > LATEST:
+        cur = await conn.execute("SELECT version FROM schema_version")
+        applied = {int(row[0]) for row in await cur.fetchall()}  # type: ignore[index]
+        current = max(applied, default=0)
+        unknown = applied - MIGRATIONS.keys()
+        if unknown:
             raise RuntimeError(
-                f"the database has schema version {current}; this correo knows {LATEST}:"
+                f"the database has schema version {max(unknown)}; this correo knows {LATEST}:"
                 " upgrade correo"
             )
-        for version in range(current + 1, LATEST + 1):
+        # Every migration not applied yet, in order: one merged after a later number (a
+        # table of its own) is still applied where the later one already is.
+        for version in sorted(MIGRATIONS.keys() - applied):
             required, optional = MIGRATIONS[version]
             await conn.execute(required.encode())
             for statement in optional:

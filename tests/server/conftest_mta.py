@@ -58,6 +58,8 @@ def _make_template(data: Path, domain: str, users: tuple[str, ...]) -> None:
         "lmtp": "[]",
         "sieve": "[]",
         "https": "[]",
+        "http": "[]",  # two instances on one machine: no fixed default ports
+        "metrics": "[]",
     }
     for service, value in listen.items():
         cfg = re.sub(rf"^{service} = \[.*\]$", f"{service} = {value}", cfg, flags=re.M)

@@ -12,6 +12,7 @@ from correo import package_version
 from correo.cli import (
     admin,
     backup,
+    dev,
     dns_cmds,
     importexport,
     junk_cmds,  # issue 7
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     mail.register(sub)  # mail send/list/read/… and fetch (issue 5)
     sieve_cmds.register(sub)  # sieve put/get/list/activate/check (issue 7)
     junk_cmds.register(sub)  # junk train (issue 7)
+    dev.register(sub)  # correo dev: catch-all development server (docs/testing.md)
     backup.register(sub)  # backup, verify (docs/operations.md)
     _data_everywhere(sub)
     return parser

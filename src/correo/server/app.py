@@ -23,12 +23,13 @@ from correo.config import Config
 from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
 from correo.directory.factory import open_directory
-from correo.dns import DnsPythonResolver
+from correo.dns import DnsPythonResolver, Resolver
 from correo.log import Logger, get_logger
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
+from correo.server.devmode import DevMode
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
@@ -43,6 +44,7 @@ from correo.server.web_listener import WebListener
 from correo.store.factory import open_store
 from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
+from correo.web.devapi import add_routes as dev_api_routes
 
 __all__ = ["MailServer", "StartupError", "run_server"]
 
@@ -91,11 +93,27 @@ class _Live:
 
 
 class MailServer:
-    def __init__(self, config: Config, log: Logger | None = None) -> None:
+    """Every listener of ``config`` on one loop.
+
+    ``resolver`` replaces the DNS of ``[dns]`` (tests, ``correo dev``: no network);
+    ``directory`` an already open directory; ``dev`` turns on development mode.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        log: Logger | None = None,
+        *,
+        resolver: Resolver | None = None,
+        directory: Directory | None = None,
+        dev: DevMode | None = None,
+    ) -> None:
         self.config = config
+        self._resolver = resolver
+        self._dev = dev
         self.log = log or get_logger()
         self.store = open_store(config, recover=True)  # SQLite, or [store] url
-        self.directory: Directory | None = None
+        self.directory: Directory | None = directory
         self.ctx: ServerContext | None = None
         self._servers: list[asyncio.Server] = []
         self._live: dict[asyncio.Task[None], _Live] = {}
@@ -116,8 +134,8 @@ class MailServer:
         if cert.exists() and key.exists():
             tls = server_context(cert, key)
         await self.store.open()
-        # DATA/directory.db, or the shared one of [store] url
-        self.directory = await asyncio.to_thread(open_directory, config, watch=True)
+        if self.directory is None:  # DATA/directory.db, or the shared one of [store] url
+            self.directory = await asyncio.to_thread(open_directory, config, watch=True)
         auth = config.auth
         counters = self.directory.login_counters()  # shared by every node, or None
         throttle = AuthThrottle(
@@ -138,7 +156,8 @@ class MailServer:
             names = acme_names(config, self.directory.domains())
             self.certs = CertificateManager(config, self.store, self.log, [tls], names)
             await self.certs.load()
-        self.ctx.resolver = DnsPythonResolver(config.dns.nameservers)
+        self.ctx.dev = self._dev
+        self.ctx.resolver = self._resolve()
         signed_at, self.ctx.dkim_signers = await asyncio.to_thread(load_signers, self.directory)
         self._signers = asyncio.create_task(  # `correo dkim rotate` on any node counts
             follow_signers(self.ctx, self.directory, self.log, signed_at), name="correo-dkim"
@@ -148,7 +167,7 @@ class MailServer:
             self.store,
             self.directory,
             self.log,
-            resolver=DnsPythonResolver(config.dns.nameservers),
+            resolver=self._resolve(),
             wakeup=self.ctx.queue_wakeup,
         )
         await self._start_lmtp_socket()
@@ -184,7 +203,7 @@ class MailServer:
         if self.certs is not None:
             self.certs.start()  # the CA validates over the listeners opened above
         if config.outbound.enabled:  # the outbound MTA (correo.queue.runner)
-            resolver = DnsPythonResolver(config.dns.nameservers)
+            resolver = self._resolve()
             self.runner = QueueRunner(
                 config,
                 self.store,
@@ -213,7 +232,10 @@ class MailServer:
                 self.ctx, answer=answer, admit=self._admit, release=self._per_ip.release
             )
         else:
-            listener = https_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
+            routes = [dev_api_routes] if self._dev is not None else []  # correo dev's message API
+            listener = https_listener(
+                self.ctx, admit=self._admit, release=self._per_ip.release, routes=routes
+            )
         self._web.append(listener)
         return listener
 
@@ -224,6 +246,9 @@ class MailServer:
         if open_now >= self.config.limits.connections:
             return None
         return self._per_ip.admit(ip)
+
+    def _resolve(self) -> Resolver:
+        return self._resolver or DnsPythonResolver(self.config.dns.nameservers)
 
     async def _start_lmtp_socket(self) -> None:
         """The LMTP unix socket (``[lmtp] socket``), mode 0660, for a local MTA (issue 7)."""
@@ -347,9 +372,14 @@ class MailServer:
         return None if problem is None else StartupError(problem)
 
 
-async def run_server(config: Config, on_ready: Callable[[MailServer], None] | None = None) -> None:
-    """Run until SIGTERM or SIGINT."""
-    server = MailServer(config)
+async def run_server(
+    config: Config,
+    on_ready: Callable[[MailServer], None] | None = None,
+    *,
+    server: MailServer | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT (``server``: one built with options of its own)."""
+    server = server or MailServer(config)
     watchdog = LoopWatchdog(server.log)  # logs event=loop.blocked when a callback hogs the loop
     watchdog.start()
     try:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from correo.delivery.local import LocalDelivery
     from correo.dns import Resolver
     from correo.mailauth.signing import DkimSigner
+    from correo.server.devmode import DevMode
 
 __all__ = ["ServerContext", "new_session_id"]
 
@@ -55,6 +56,8 @@ class ServerContext:
     imap: SharedMailboxes = field(default_factory=SharedMailboxes)
     #: Listening addresses by service as bound (port 0 in the config becomes a real one).
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    #: ``correo dev`` only: the catch-all account, the message API and chaos.
+    dev: DevMode | None = None
 
     @property
     def hostname(self) -> str:

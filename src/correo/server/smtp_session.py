@@ -230,13 +230,15 @@ class SmtpSession:
             case DataChunk(data=data):
                 self._data_chunk(data)
             case DataEnd():
-                await self._data_end(event)
+                if not await self._dev_refused("data", event.last):
+                    await self._data_end(event)
             case Helo():
                 self._helo(event)
             case MailFrom():
                 self._mail(event)
             case RcptTo():
-                self._rcpt(event)
+                if not await self._dev_refused("rcpt"):
+                    self._rcpt(event)
             case Data():
                 self._data()
             case Rset():
@@ -275,6 +277,19 @@ class SmtpSession:
                     self.closing = True
             case _:
                 raise AssertionError(f"unhandled SMTP event {event!r}")
+
+    async def _dev_refused(self, stage: str, last: bool = True) -> bool:
+        """``correo dev --delay/--reject-rate/--tempfail-rate``: True if refused here."""
+        dev = self.ctx.dev
+        if dev is None or not last or self.tx is None:
+            return False
+        reply = await dev.chaos.before(stage)
+        if reply is None:
+            return False
+        self._send(reply)
+        if stage == "data":
+            self._abort_transaction()
+        return True
 
     # -- commands -------------------------------------------------------------------
 
@@ -540,6 +555,8 @@ class SmtpSession:
         if signer is not None:
             tx.signing = signer.stream()  # sees exactly what is queued after Return-Path
         self._spool(tx, trace)
+        if self.ctx.dev is not None:  # one mailbox for every address: keep who it was for
+            self._spool(tx, self.ctx.dev.envelope_field(r.address for r in tx.rcpts if r))
         header = tx.headers.header
         if tx.auth is not None:
             header = strip_forged_results(header, self.ctx.hostname)  # RFC 8601 §5

@@ -340,4 +340,8 @@ class _PgKeyStore:
         self._directory._rotate_keys(domain, new, retire)
 
     def version(self) -> object:
-        return self._directory._snapshot().serial
+        """Which keys there are: other directory writes (a new user) leave it alone."""
+        keys = self._directory._snapshot().dkim
+        return tuple(
+            sorted((d, k.selector, k.retired) for d, stored in keys.items() for k in stored)
+        )

@@ -8,12 +8,14 @@ counts into the same rows, so a guesser gets one budget for the whole cluster.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from correo.directory import Directory, DirectoryError
-from correo.server.throttle import AuthThrottle, ThrottlePolicy, Verdict
+from correo.server import throttle as throttle_module
+from correo.server.throttle import SHARED_RETRY, AuthThrottle, ThrottlePolicy, Verdict
 
 IP = "192.0.2.7"
 USER = "alice@example.com"
@@ -140,16 +142,29 @@ def test_abandoned_attempts_stop_counting(shared_node: Node, clock: FakeClock) -
 class _Away:
     """Shared counters whose database cannot be reached."""
 
+    def __init__(self) -> None:
+        self.calls = 0
+
     def update(self, *args: object) -> object:
+        self.calls += 1
         raise DirectoryError("cannot update the login counters: connection refused")
 
 
-def test_the_node_counts_alone_while_the_shared_counters_are_away(clock: FakeClock) -> None:
-    throttle = AuthThrottle(ThrottlePolicy(), clock, _Away())  # type: ignore[arg-type]
+def test_the_node_counts_alone_while_the_shared_counters_are_away(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    away = _Away()
+    throttle = AuthThrottle(ThrottlePolicy(), clock, away)  # type: ignore[arg-type]
     assert throttle.blocking
     for _ in range(10):
         throttle.failure(IP, USER)
     assert throttle.check(IP, USER).locked
+    # One timeout, not one per login: the database is asked again only later.
+    assert away.calls == 1
+    later = time.monotonic() + SHARED_RETRY
+    monkeypatch.setattr(throttle_module.time, "monotonic", lambda: later)
+    throttle.check(IP, USER)
+    assert away.calls == 2
 
 
 def test_idle_counters_are_swept_from_the_table(pg_cluster: object, clock: FakeClock) -> None:

@@ -46,6 +46,9 @@ __all__ = ["CHANNEL", "PostgresDirectory"]
 
 CHANNEL: Final = "correo_directory"
 _SERIAL: Final = "SELECT value FROM meta WHERE key = 'directory_serial'"
+#: Seconds a login waits for a connection to ask for the serial; past it (the database
+#: is away) the snapshot in memory answers.
+_LOGIN_WAIT: Final = 1.0
 
 Conn = psycopg.Connection[Any]
 
@@ -187,7 +190,7 @@ class PostgresDirectory(DirectoryBase):
     def _login_snapshot(self) -> Snapshot:
         snap = self._snapshot()
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=_LOGIN_WAIT) as conn:
                 row = conn.execute(_SERIAL).fetchone()
         except (psycopg.Error, PoolTimeout):
             return snap  # the database is away: the last good view answers

@@ -46,7 +46,7 @@ from typing import TypeVar
 
 from correo.directory.api import DirectoryError, LoginCounter, LoginCounters
 
-__all__ = ["AuthThrottle", "PeerLimit", "ThrottlePolicy", "Verdict", "ip_key"]
+__all__ = ["SHARED_RETRY", "AuthThrottle", "PeerLimit", "ThrottlePolicy", "Verdict", "ip_key"]
 
 _MAX_KEY = 320  # longer "accounts" are truncated: a key, not a store for peer data
 
@@ -83,6 +83,8 @@ class Verdict:
 
 
 _OPEN = Verdict(False, 0.0)
+#: Seconds this node counts alone after the shared counters failed to answer.
+SHARED_RETRY = 5.0
 
 T = TypeVar("T")
 Counters = dict[str, LoginCounter]
@@ -164,6 +166,7 @@ class AuthThrottle:
         self._clock = clock
         self._memory = _MemoryCounters(policy.max_tracked)
         self._shared = counters
+        self._shared_away_until = 0.0  # monotonic time before which not to try them again
 
     def __len__(self) -> int:
         return len(self._memory)
@@ -175,11 +178,13 @@ class AuthThrottle:
 
     def _update(self, keys: tuple[str, ...], now: float, step: Callable[[Counters], T]) -> T:
         idle = self._policy.lockout_seconds
-        if self._shared is not None:
+        if self._shared is not None and time.monotonic() >= self._shared_away_until:
             try:
                 return self._shared.update(keys, now, idle, step)
             except DirectoryError:
-                pass  # the shared counters are away: count here until they are back
+                # The shared counters are away: count here, and do not make every login
+                # wait for the database's timeout again before SHARED_RETRY has passed.
+                self._shared_away_until = time.monotonic() + SHARED_RETRY
         return self._memory.update(keys, now, idle, step)
 
     def _keys(self, ip: str, account: str | None) -> tuple[str, ...]:

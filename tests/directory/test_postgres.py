@@ -163,3 +163,34 @@ def test_the_url_with_its_password_never_shows(pg_cluster: PgCluster) -> None:
     url = pg_cluster.new_database(schema=True).replace("correo@", "correo:s3cret-pw@")
     with PostgresDirectory(url) as directory:
         assert "s3cret" not in repr(directory)
+
+
+def test_a_database_restart_is_ridden_out(own_pg_cluster: PgCluster) -> None:
+    """While the database is down lookups and logins answer from memory; afterwards the
+    pool and the listener reconnect by themselves and changes flow again."""
+    url = own_pg_cluster.new_database(schema=True)
+    with PostgresDirectory(url, watch=True) as server, PostgresDirectory(url) as cli:
+        cli.add_domain("example.com")
+        cli.add_user("alice@example.com", "a long passphrase")
+        assert server.verify_password("alice@example.com", "a long passphrase")
+        own_pg_cluster.stop_server("fast")  # every session is cut
+        try:
+            started = time.monotonic()
+            assert server.verify_password("alice@example.com", "a long passphrase")
+            assert time.monotonic() - started < 3  # the snapshot answers, soon
+            assert server.is_local_domain("example.com")
+            with pytest.raises(DirectoryError):
+                cli.add_user("bob@example.com", "another passphrase")
+        finally:
+            own_pg_cluster.start_server()
+        assert eventually(lambda: _try_add(cli, "bob@example.com"), timeout=15.0)
+        assert eventually(lambda: server.user_exists("bob@example.com"), timeout=15.0)
+        assert server.verify_password("bob@example.com", "another passphrase")
+
+
+def _try_add(directory: PostgresDirectory, address: str) -> bool:
+    try:
+        directory.add_user(address, "another passphrase")
+    except DirectoryError:
+        return False
+    return True

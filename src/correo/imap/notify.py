@@ -33,8 +33,9 @@ EVENTS = {
 FILTERS = frozenset(
     {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"}
 )
-#: Mailbox names one NOTIFY may list (RFC 5465 §3.1 lets a server refuse costly ones).
-MAX_NAMES = 1000
+#: Mailbox names (and event groups) one NOTIFY may list: every change of the account is
+#: matched against them, so more is refused (RFC 5465 §3.1 NOTIFICATIONOVERFLOW).
+MAX_NAMES = 100
 
 
 @dataclass(frozen=True, slots=True)

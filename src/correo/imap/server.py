@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
-import enum
 from dataclasses import dataclass
 
+from correo.imap.appending import AppendFraming
 from correo.imap.commands import (
-    Append,
     Authenticate,
     Compress,
     Idle,
@@ -46,13 +44,26 @@ from correo.imap.commands import (
     ParseOptions,
     StartTLS,
     command_name,
-    parse_append_head,
-    parse_append_message,
     quick_fetch,
 )
 from correo.imap.errors import LocalProtocolError, ParseError
+from correo.imap.events import (
+    NEED_DATA,
+    PAUSED,
+    AppendAborted,
+    AppendChunk,
+    AppendDone,
+    AppendEnd,
+    AppendStart,
+    CatenateStart,
+    CatenateText,
+    CatenateUrl,
+    Respond,
+    Sentinel,
+)
+from correo.imap.events import Mode as _Mode
 from correo.imap.extended import ALL_COMMAND_NAMES, AnyCommand, parse_any
-from correo.imap.reader import ImapLimits, LiteralMarker, Reader, find_literal_marker
+from correo.imap.reader import ImapLimits, find_literal_marker
 from correo.imap.responses import continuation, tagged, untagged
 from correo.imap.states import ImapState, is_legal
 
@@ -66,6 +77,9 @@ __all__ = [
     "AppendStart",
     "AuthCancel",
     "AuthResponse",
+    "CatenateStart",
+    "CatenateText",
+    "CatenateUrl",
     "CommandEvent",
     "ConnectionClosed",
     "Event",
@@ -79,78 +93,12 @@ CRLF = b"\r\n"
 _TAIL = 32  # enough octets of a discarded line to see a literal marker at its end
 
 
-class Sentinel(enum.Enum):
-    """Non-event answers of :meth:`ImapConnection.next_event`."""
-
-    NEED_DATA = "NEED_DATA"  # feed more bytes with receive_data()
-    PAUSED = "PAUSED"  # an AppendStart awaits append_accept()/append_reject()
-
-
-NEED_DATA = Sentinel.NEED_DATA
-PAUSED = Sentinel.PAUSED
-
-
-# ---- events -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Respond:
-    """The core answered by itself: write ``data`` as-is."""
-
-    data: bytes
-
-
 @dataclass(frozen=True, slots=True)
 class CommandEvent:
     """A valid command, legal in the current state: run it and answer ``tag``."""
 
     tag: str
     command: AnyCommand
-
-
-@dataclass(frozen=True, slots=True)
-class AppendStart:
-    """One APPEND message is announced (RFC 9051 §6.3.12, RFC 3502 for the 2nd and later).
-
-    The core pauses until the shell calls ``append_accept()`` or ``append_reject()``.
-    """
-
-    tag: str
-    mailbox: str
-    flags: tuple[str, ...]
-    date: dt.datetime | None
-    size: int
-    binary: bool  # literal8: the message may hold NUL and 8-bit data (RFC 3516 §4.1)
-
-
-@dataclass(frozen=True, slots=True)
-class AppendChunk:
-    """Octets of the current APPEND message, in order."""
-
-    data: bytes
-
-    def __repr__(self) -> str:
-        return f"AppendChunk(<{len(self.data)} bytes>)"
-
-
-@dataclass(frozen=True, slots=True)
-class AppendEnd:
-    """The current APPEND message is complete."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppendDone:
-    """The APPEND command ended well-formed: commit every message and answer ``tag``."""
-
-    tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class AppendAborted:
-    """The APPEND broke off after an AppendStart: drop all its messages and write ``data``."""
-
-    tag: str
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +133,9 @@ Event = (
     Respond
     | CommandEvent
     | AppendStart
+    | CatenateStart
+    | CatenateText
+    | CatenateUrl
     | AppendChunk
     | AppendEnd
     | AppendDone
@@ -196,19 +147,6 @@ Event = (
 )
 
 
-class _Mode(enum.Enum):
-    COMMAND = enum.auto()  # reading command lines
-    LITERAL = enum.auto()  # reading a (small) literal of the current command
-    APPEND_WAIT = enum.auto()  # AppendStart emitted, shell to accept/reject
-    APPEND_DATA = enum.auto()  # streaming a message literal
-    APPEND_NEXT = enum.auto()  # the line after a message: next message or end
-    DISCARD = enum.auto()  # dropping the octets of a rejected LITERAL+ literal
-    DISCARD_LINE = enum.auto()  # dropping the rest of a rejected command line
-    IDLE = enum.auto()  # only DONE is valid (RFC 2177 §3)
-    AUTH = enum.auto()  # the next line is a SASL response
-    CLOSED = enum.auto()
-
-
 # capabilities ENABLE can switch on, and what they imply (RFC 9051 §6.3.1, RFC 7162 §3.2.3)
 _ENABLEABLE = {
     "IMAP4REV2": ("IMAP4rev2",),
@@ -218,7 +156,7 @@ _ENABLEABLE = {
 }
 
 
-class ImapConnection:
+class ImapConnection(AppendFraming):
     """One IMAP server session as a pure state machine."""
 
     def __init__(self, limits: ImapLimits | None = None, *, tls_active: bool = False) -> None:
@@ -239,9 +177,7 @@ class ImapConnection:
         self._need = 0
         self._tail = b""
         self._bad_head = b""
-        self._append: LiteralMarker | None = None
-        self._append_head: Append | None = None
-        self._append_started = False
+        self._init_append()
         self._special_tag = ""  # tag of the IDLE / AUTHENTICATE in progress
 
     # ---- introspection ------------------------------------------------------
@@ -283,6 +219,11 @@ class ImapConnection:
     def buffered(self) -> bool:
         """Received octets are still unprocessed (e.g. DONE pipelined right after IDLE)."""
         return bool(self._buf)
+
+    @property
+    def between_commands(self) -> bool:
+        """No command is being read: untagged data may go out unasked (RFC 5465 §1)."""
+        return self._mode is _Mode.COMMAND and not self._lines and not self._buf
 
     @property
     def compression_active(self) -> bool:
@@ -354,6 +295,10 @@ class ImapConnection:
                 return self._append_data_step()
             case _Mode.APPEND_NEXT:
                 return self._append_next_step()
+            case _Mode.CATENATE:
+                return self._catenate_step()
+            case _Mode.CATENATE_URL:
+                return self._catenate_url_step()
             case _Mode.DISCARD:
                 return self._discard_step()
             case _Mode.DISCARD_LINE:
@@ -468,20 +413,15 @@ class ImapConnection:
             self._tag, self._name = head
         self._lines.append(line)
         marker = find_literal_marker(line)
+        if self._name == "APPEND":  # RFC 3502 / RFC 4469: messages stream, never buffered
+            started = self._append_head_step(line, marker)
+            if started is not None:
+                return started
         if marker is None:
             return self._complete()
         early = self._check_name()
         if early is not None:
             return self._reject(early, line)
-        if self._name == "APPEND":
-            try:
-                head_cmd = parse_append_head(self._lines, self._lits, self._options)
-            except ParseError as exc:
-                return self._reject(exc, line)
-            if head_cmd is not None:
-                self._append_head = head_cmd
-                self._reset_command_keep_tag()
-                return self._start_append(marker)
         if marker.binary:
             return self._reject(ParseError("literal8 only for APPEND", "CLIENTBUG"), line)
         if (
@@ -554,95 +494,6 @@ class ImapConnection:
         self._reset_command()
         self._bad = 0
         return CommandEvent(tag, command)
-
-    # ---- APPEND ----------------------------------------------------------------------
-
-    def _start_append(self, marker: LiteralMarker) -> Event:
-        head = self._append_head
-        assert head is not None
-        if marker.size > self._limits.max_append:
-            # RFC 7889 §4 / RFC 7888 §4: too big for APPENDLIMIT
-            status = "NO" if marker.sync else "BAD"
-            err = ParseError("message exceeds APPENDLIMIT", "TOOBIG", status)
-            if marker.sync:
-                self._need, self._mode = 0, _Mode.COMMAND
-            else:
-                self._skip_literal(marker.size)
-            return self._reject(err)
-        self._append = marker
-        self._append_started = True
-        self._mode = _Mode.APPEND_WAIT
-        return AppendStart(
-            self._tag, head.mailbox, head.flags, head.date, marker.size, marker.binary
-        )
-
-    def append_accept(self) -> bytes:
-        """Let the message in; returns the ``+`` continuation to write (b"" for LITERAL+)."""
-        marker = self._expect_append()
-        self._need = marker.size
-        self._mode = _Mode.APPEND_DATA
-        return continuation("OK") if marker.sync else b""
-
-    def append_reject(self, status: str, text: str, code: str | None = None) -> bytes:
-        """Refuse the whole APPEND (RFC 3502 §6: all or nothing); returns the tagged reply."""
-        marker = self._expect_append()
-        data = tagged(self._tag, status, text, code)
-        if marker.sync:
-            self._mode = _Mode.COMMAND  # the client never sends the octets (RFC 9051 §7.5)
-        else:
-            self._skip_literal(marker.size)  # RFC 7888 §4: LITERAL+ octets arrive anyway
-            data += self._bye_if_closed()
-        self._append_started = False
-        self._reset_command()
-        return data
-
-    def _expect_append(self) -> LiteralMarker:
-        if self._mode is not _Mode.APPEND_WAIT or self._append is None:
-            raise LocalProtocolError("no APPEND message is waiting for a decision")
-        return self._append
-
-    def _append_data_step(self) -> Event | Sentinel | None:
-        if self._need == 0:
-            self._mode = _Mode.APPEND_NEXT
-            return AppendEnd()
-        buf = self._buf
-        if not buf:
-            return NEED_DATA
-        take = min(self._need, len(buf))
-        if take == len(buf):
-            chunk = bytes(buf)
-            buf.clear()
-        else:
-            chunk = bytes(buf[:take])
-            del buf[:take]
-        self._need -= take
-        return AppendChunk(chunk)
-
-    def _append_next_step(self) -> Event | Sentinel | None:
-        self._text_used = 0
-        got = self._take_line(self._limits.max_line)
-        if got is None:
-            return NEED_DATA
-        if isinstance(got, ParseError):
-            return self._reject(got)
-        if not got:
-            tag = self._tag
-            self._append_started = False
-            self._reset_command()
-            self._mode = _Mode.COMMAND
-            self._bad = 0
-            return AppendDone(tag)  # RFC 3502 §3: CRLF ends the command
-        marker = find_literal_marker(got)
-        try:
-            if marker is None:
-                raise ParseError("expected another message or end of APPEND")
-            flags, date = parse_append_message(Reader([got], [], max_depth=self._limits.max_depth))
-        except ParseError as exc:
-            return self._reject(exc, got)
-        head = self._append_head
-        assert head is not None
-        self._append_head = Append(head.mailbox, flags, date)
-        return self._start_append(marker)
 
     # ---- discarding -------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from correo.delivery.facts import FactsBuilder, load_tree
 from correo.delivery.textindex import indexable, indexer_for
 from correo.imap import commands as c
 from correo.imap.extended import CancelUpdate
+from correo.imap.notify import Notify
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
     list_response,
@@ -39,6 +40,9 @@ from correo.imap.server import (
     AppendStart,
     AuthCancel,
     AuthResponse,
+    CatenateStart,
+    CatenateText,
+    CatenateUrl,
     CommandEvent,
     ConnectionClosed,
     IdleDone,
@@ -46,12 +50,14 @@ from correo.imap.server import (
     Respond,
 )
 from correo.imap.states import ImapState
+from correo.imap.urlauth import GenUrlAuth, ResetKey, UrlFetch
 from correo.junk import on_imap_move  # issue 7: junk training
 from correo.message.imapfmt import base64_binary_parts
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
+from correo.server.imap.catenate import catenate_text, catenate_url
 from correo.server.imap.context import (
     cmd_cancelupdate,
     contexts_changed,
@@ -76,9 +82,13 @@ from correo.server.imap.names import (
     list_matcher,
     normalize,
 )
+from correo.server.imap.notify import NotifyState, absorb, cmd_notify, notify_read
+from correo.server.imap.notify import deliver as notify_deliver
+from correo.server.imap.notify import wait as notify_wait
 from correo.server.imap.ordering import sort_uids, thread_uids
 from correo.server.imap.searching import run_search
 from correo.server.imap.shared import Snapshot
+from correo.server.imap.urlauth import cmd_genurlauth, cmd_resetkey, cmd_urlfetch
 from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, MailboxView, format_uids
 from correo.server.store_failure import imap_reply
 from correo.store.api import (
@@ -110,6 +120,8 @@ _AUTH_CAPS = (
     "QRESYNC",
     "BINARY",
     "MULTIAPPEND",
+    "CATENATE",  # RFC 4469
+    "NOTIFY",  # RFC 5465
     "UTF8=ACCEPT",
     "STATUS=SIZE",
     "SORT",
@@ -117,6 +129,8 @@ _AUTH_CAPS = (
     "ESORT",  # RFC 5267 §3
     "CONTEXT=SEARCH",  # RFC 5267 §4
     "CONTEXT=SORT",
+    "URLAUTH",  # RFC 4467
+    "URLAUTH=BINARY",  # RFC 5524
     "THREAD=REFERENCES",
     "THREAD=ORDEREDSUBJECT",
     "COMPRESS=DEFLATE",
@@ -219,6 +233,7 @@ class ImapSession:
         self.shutdown_requested = False
         self.busy = False
         self.seen_counter = -1  # store.change_counter() when the feed was last read
+        self.notify: NotifyState | None = None  # RFC 5465 NOTIFY SET
         self.checked_at = 0.0
 
     # -- plumbing -------------------------------------------------------------------
@@ -311,7 +326,10 @@ class ImapSession:
                 else:
                     partial_since = None
                 try:
-                    data = await self.conn.read(wait)
+                    if self.notify is not None:  # RFC 5465: changes go out meanwhile
+                        data = await notify_read(self, wait)
+                    else:
+                        data = await self.conn.read(wait)
                 except TimeoutError:
                     self.write(untagged("BYE", "Autologout; idle for too long"))
                     return
@@ -354,6 +372,8 @@ class ImapSession:
                     self.write(tagged(tag, "NO", *imap_reply(exc)))
                 finally:
                     self.busy = False
+                if self.notify is not None:
+                    await absorb(self, command)  # RFC 5465 §5: its own changes, untold
                 if self.ctx.log.enabled("debug"):
                     self.ctx.log.debug(
                         "imap.command",
@@ -363,8 +383,12 @@ class ImapSession:
                     )
             case Respond(data=data):
                 self.write(data)
-            case AppendStart():
+            case AppendStart() | CatenateStart():
                 await self._append_start(event)
+            case CatenateText():  # RFC 4469
+                await catenate_text(self, event)
+            case CatenateUrl():
+                await catenate_url(self, event)
             case AppendChunk(data=data):
                 if self.appends and not self.appends[-1].failed:
                     append = self.appends[-1]
@@ -816,7 +840,7 @@ class ImapSession:
 
     # -- APPEND (streamed, RFC 3502 all or nothing) -----------------------------------
 
-    async def _append_start(self, event: AppendStart) -> None:
+    async def _append_start(self, event: AppendStart | CatenateStart) -> None:
         assert self.user is not None
         name = normalize(event.mailbox)
         if self.append_failed is None:
@@ -944,6 +968,8 @@ class ImapSession:
                             )
                         )
                     )
+                if self.notify is not None:
+                    waiters.add(notify_wait(self))  # RFC 5465 §4: the same events in IDLE
                 done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for fut in pending:
                     if fut is not read_task:
@@ -966,6 +992,7 @@ class ImapSession:
                         self.closing = True
                     return  # _drain picks up IdleDone (or the next command)
                 answered = await self._idle_updates()
+                await notify_deliver(self)
                 await self.conn.flush(self.write_timeout)
                 if self.shutdown_requested:
                     self.write(untagged("BYE", "Server shutting down"))
@@ -1284,6 +1311,10 @@ _HANDLERS: dict[type, Handler] = {
     c.GetQuota: ImapSession.cmd_quota,
     c.GetQuotaRoot: ImapSession.cmd_quota,
     CancelUpdate: cmd_cancelupdate,
+    GenUrlAuth: cmd_genurlauth,
+    ResetKey: cmd_resetkey,
+    UrlFetch: cmd_urlfetch,
+    Notify: cmd_notify,
 }
 
 

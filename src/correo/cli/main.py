@@ -20,6 +20,7 @@ from correo.cli import (
     sendmail,
     setup,
     sieve_cmds,  # issue 7
+    storecopy,
     tls_cmds,
 )
 from correo.config import ConfigError
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     junk_cmds.register(sub)  # junk train (issue 7)
     dev.register(sub)  # correo dev: catch-all development server (docs/testing.md)
     backup.register(sub)  # backup, verify (docs/operations.md)
+    storecopy.register(sub)  # store copy --to postgresql://… (docs/cluster.md)
     _data_everywhere(sub)
     return parser
 

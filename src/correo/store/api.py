@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,7 @@ __all__ = [
     "MessageInfo",
     "QueueEntry",
     "QueueRecipientState",
+    "QueueSummary",
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientUpdate",
@@ -181,6 +182,15 @@ class MailboxState:
     uidnext: int
     highestmodseq: int
     exists: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """The outbound queue at a glance (metrics, ``correo status``)."""
+
+    messages: int  # counted up to the cap asked for
+    recipients: int  # still waiting for delivery, counted up to the cap
+    oldest: float | None  # creation time of the first message still queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +582,16 @@ class MailStore(Protocol):
 
     async def queue_next_due(self) -> float | None:
         """The earliest next attempt of any queued recipient, or None if the queue is idle."""
+        ...
+
+    async def queue_summary(self, cap: int = 1_000_000) -> QueueSummary:
+        """Queue size and age; counts stop at ``cap`` so the cost stays bounded however
+        full the queue is (it runs at every metrics scrape)."""
+        ...
+
+    def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
+        """Call ``observer(seconds, writes)`` after every group commit of mail writes, on
+        the committing thread; None stops it."""
         ...
 
     # -- MDA (issue 7): Sieve scripts, vacation memory, junk-filter tokens ----------------

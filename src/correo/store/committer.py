@@ -20,6 +20,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -63,6 +64,8 @@ class GroupCommitter:
         self.batches = 0
         self.writes = 0
         self.failed_batches = 0
+        #: Called with (seconds, writes) after each committed batch (metrics).
+        self.observer: Callable[[float, int], None] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="correo-store-writer", daemon=True)
@@ -120,6 +123,7 @@ class GroupCommitter:
         """Run one batch; never raises, answers every request of it exactly once."""
         outcomes: list[_Outcome] = []
         after: list[AfterCommit] = []
+        started = time.monotonic()
         try:
             if self._conn is None:  # dropped after a failure: a fresh one per batch
                 self._conn = self._connect()
@@ -146,11 +150,13 @@ class GroupCommitter:
                     outcomes.append((future, loop, result, None))
                     after.extend(actions)
             conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsync'd here
+            elapsed: float | None = time.monotonic() - started
         except BaseException as exc:  # the batch failed: each request gets the error
             self._abandon()
             self.failed_batches += 1
             outcomes = [(future, loop, None, exc) for _op, future, loop in batch]
             after = []
+            elapsed = None
         self.batches += 1
         self.writes += len(batch)
         for action in after:
@@ -158,6 +164,9 @@ class GroupCommitter:
                 action()
             except Exception:
                 pass  # post-commit cleanup is best effort; start-up sweeps leftovers
+        if elapsed is not None and self.observer is not None:
+            with contextlib.suppress(Exception):  # metrics never cost a write
+                self.observer(elapsed, len(batch))
         _answer(outcomes)
 
     def _rolled_back(self) -> None:

@@ -32,7 +32,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,9 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
         await self.feed.close()
         await self._pool.close()
         self._unlock()
+
+    def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
+        self._committer.observer = observer
 
     @property
     def commit_stats(self) -> tuple[int, int]:

@@ -23,6 +23,8 @@ Large bodies are not written here: they are staged beforehand on another connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -83,6 +85,8 @@ class PgCommitter:
         self._stopping = False
         self.batches = 0
         self.writes = 0
+        #: Called with (seconds, writes) after each committed batch (metrics).
+        self.observer: Callable[[float, int], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="correo-pg-writer")
@@ -130,6 +134,7 @@ class PgCommitter:
         failure: BaseException | None = None
         retries = 0
         reconnected = False
+        started = time.monotonic()
         while True:
             outcomes, after = {}, []
             sent: list[bool] = []  # COMMIT sent: after it, the outcome of a failure is unknown
@@ -161,6 +166,9 @@ class PgCommitter:
                     action()
                 except Exception:
                     pass  # wake-ups and announcements are best effort; pollers catch up
+        if failure is None and self.observer is not None:
+            with contextlib.suppress(Exception):  # metrics never cost a write
+                self.observer(time.monotonic() - started, len(batch))
         for i, item in enumerate(batch):
             if item.future.done():
                 continue

@@ -20,6 +20,7 @@ from correo.store.api import (
     QueuedRecipient,
     QueueEntry,
     QueueRecipientState,
+    QueueSummary,
     RecipientUpdate,
     StoreError,
 )
@@ -272,6 +273,17 @@ class PgQueueOps(PgBase):
             " WHERE status = 'queued'"
         )
         return None if row is None or row[0] is None else float(row[0])
+
+    async def queue_summary(self, cap: int = 1_000_000) -> QueueSummary:
+        row = await self._fetchone(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM queue LIMIT %s) q),"
+            " (SELECT count(*) FROM (SELECT 1 FROM queue_recipients"
+            "  WHERE status = 'queued' LIMIT %s) r),"
+            " (SELECT created FROM queue ORDER BY id LIMIT 1)",  # ids grow with time
+            (cap, cap),
+        )
+        assert row is not None
+        return QueueSummary(int(row[0]), int(row[1]), None if row[2] is None else float(row[2]))
 
 
 def _due_order(recipients: list[Row], mine: set[tuple[int, str]]) -> list[int]:

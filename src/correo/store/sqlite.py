@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from correo.store.api import (
     QueuedRecipient,
     QueueEntry,
     QueueRecipientState,
+    QueueSummary,
     RecipientUpdate,
     Spool,
     StoreError,
@@ -915,6 +916,27 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
 
         result: float | None = await self._read(read)
         return result
+
+    async def queue_summary(self, cap: int = 1_000_000) -> QueueSummary:
+        def read() -> QueueSummary:
+            conn = self._reader()
+            (messages,) = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM queue LIMIT ?)", (cap,)
+            ).fetchone()
+            (recipients,) = conn.execute(  # the queue_due index
+                "SELECT count(*) FROM (SELECT 1 FROM queue_recipients"
+                " WHERE status='queued' LIMIT ?)",
+                (cap,),
+            ).fetchone()
+            # ids grow with time: the first row is the oldest, found without a scan
+            row = conn.execute("SELECT created FROM queue ORDER BY id LIMIT 1").fetchone()
+            return QueueSummary(int(messages), int(recipients), None if row is None else row[0])
+
+        result: QueueSummary = await self._read(read)
+        return result
+
+    def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:
+        self._committer.observer = observer
 
     @property
     def commit_stats(self) -> tuple[int, int]:

@@ -56,6 +56,7 @@ SERVICES = (
     "sieve",
     "http",  # ACME http-01 answers; everything else is redirected to https
     "https",
+    "metrics",
 )
 _LATER_SERVICES: tuple[str, ...] = ()
 
@@ -71,6 +72,7 @@ _DEFAULT_PORTS = {
     "sieve": 4190,  # RFC 5804 §1.8 registered port
     "http": 2080,  # ACME http-01 and a redirect to https (80 in production)
     "https": 2443,  # MTA-STS policy and client autoconfiguration (443 in production)
+    "metrics": 9187,  # Prometheus /metrics, /healthz, /readyz, /status (docs/operations.md)
 }
 # LMTP has no authentication: whoever reaches it delivers mail, so TCP is opt-in.
 _OFF_BY_DEFAULT = frozenset({"lmtp"})
@@ -508,6 +510,8 @@ def render_default_config(
         "# Production ports: smtp 25, submission 587, submissions 465, pop3 110, pop3s 995.",
         "# lmtp (e.g. 127.0.0.1:2424) delivers without authentication: trusted hosts only;",
         "# a local MTA can use the [lmtp] socket instead.",
+        "# metrics (/metrics, /healthz, /readyz, /status) has no authentication: keep it on",
+        "# loopback or a private network.",
         "[listen]",
     ]
     for service in SERVICES:

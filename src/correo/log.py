@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from typing import IO, Final
 
 __all__ = ["LEVELS", "Logger", "configure", "format_value", "get_logger"]
@@ -47,6 +48,13 @@ class Logger:
     def __init__(self, stream: IO[str] | None = None, level: str = "info") -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.threshold = LEVELS[level]
+        #: The last warning and error lines as (time, level, event, line), once the server
+        #: asks for them (keep_recent): ``correo status`` shows the last hour's.
+        self.recent: deque[tuple[float, str, str, str]] | None = None
+
+    def keep_recent(self, size: int) -> None:
+        """Remember the last ``size`` warning and error lines (a bounded ring)."""
+        self.recent = deque(self.recent or (), maxlen=size)
 
     def enabled(self, level: str) -> bool:
         return LEVELS[level] >= self.threshold
@@ -63,8 +71,11 @@ class Logger:
             if value is None:
                 continue
             parts.append(f"{key}={format_value(value)}")
+        line = " ".join(parts)
+        if self.recent is not None and LEVELS[level] >= 30:
+            self.recent.append((now, level, event, line[:1000]))  # bounded memory
         try:
-            self.stream.write(" ".join(parts) + "\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):
             pass  # a closed or full log stream must never take the mail server down

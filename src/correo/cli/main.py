@@ -20,6 +20,7 @@ from correo.cli import (
     sendmail,
     setup,
     sieve_cmds,  # issue 7
+    status,
     storecopy,
     tls_cmds,
 )
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     mail.register(sub)  # mail send/list/read/… and fetch (issue 5)
     sieve_cmds.register(sub)  # sieve put/get/list/activate/check (issue 7)
     junk_cmds.register(sub)  # junk train (issue 7)
+    status.register(sub)  # status of the running server (docs/operations.md)
     dev.register(sub)  # correo dev: catch-all development server (docs/testing.md)
     backup.register(sub)  # backup, verify (docs/operations.md)
     storecopy.register(sub)  # store copy --to postgresql://… (docs/cluster.md)

@@ -25,7 +25,7 @@ import asyncio
 import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from correo import sieve
 from correo.config import Config
@@ -51,6 +51,9 @@ from correo.store.api import (
     spool_read,
 )
 from correo.ttlcache import Missing, TtlCache
+
+if TYPE_CHECKING:
+    from correo.metrics import Metrics
 
 __all__ = [
     "DeliveryReport",
@@ -154,8 +157,10 @@ class LocalDelivery:
         *,
         resolver: Resolver | None = None,
         wakeup: asyncio.Event | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics  # junk verdicts
         self.store = store
         self.directory = directory
         self.log = log
@@ -418,6 +423,8 @@ class LocalDelivery:
             if tokens:
                 extra, why = await self.junk.bayes_score(account, tokens)
             plan.verdict = self.junk.verdict(base_score + extra, [*base_reasons, *why])
+            if self.metrics is not None:
+                self.metrics.junk_verdict(plan.verdict.spam)
         mailboxes = await self._mailboxes(account)
         default = self._default_mailbox(plan.address, mailboxes)
         implicit = default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dns.asyncresolver
 import dns.exception
@@ -12,6 +13,9 @@ import dns.resolver
 import dns.reversename
 
 from correo.dns.api import DnsError, DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord
+
+if TYPE_CHECKING:
+    from correo.metrics import Metrics
 
 __all__ = ["DnsPythonResolver"]
 
@@ -23,7 +27,11 @@ _NEGATIVE_TTL = 60.0  # seconds; RFC 2308 lets resolvers choose up to the SOA mi
 class DnsPythonResolver:
     """Lookups through dnspython; ``nameservers`` ("host:port") override /etc/resolv.conf."""
 
-    def __init__(self, nameservers: Sequence[str] = (), timeout: float = 10.0) -> None:
+    def __init__(
+        self, nameservers: Sequence[str] = (), timeout: float = 10.0, metrics: Metrics | None = None
+    ) -> None:
+        #: Counts lookups and cache hits when set (the server's /metrics).
+        self.metrics = metrics
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             addrs, ports = [], set()
@@ -46,9 +54,13 @@ class DnsPythonResolver:
 
     async def _query(self, name: str, rtype: str) -> dns.resolver.Answer:
         key = (name.lower(), rtype)
+        if self.metrics is not None:
+            self.metrics.dns_lookups.labels(rtype).inc()
         hit = self._cache.get(key)
         if hit is not None:
             if hit[0] > time.monotonic():
+                if self.metrics is not None:
+                    self.metrics.dns_cache_hits.inc()
                 if isinstance(hit[1], DnsError):
                     raise type(hit[1])(str(hit[1]))
                 return hit[1]

@@ -38,6 +38,7 @@ from correo.directory import Directory
 from correo.dns.api import Resolver
 from correo.log import Logger
 from correo.message.headers import HeaderCollector, parse_fields
+from correo.metrics import Metrics
 from correo.mtasts import MtaSts, PolicyCache
 from correo.queue.attempt import (
     ConnectFailed,
@@ -143,8 +144,10 @@ class QueueRunner:
         wakeup: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
         mda: LocalDelivery | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         out = config.outbound
+        self.metrics = metrics if metrics is not None else Metrics()
         self.config = config
         self.store = store
         self.directory = directory
@@ -327,6 +330,8 @@ class QueueRunner:
                     if x.success_action and _notify(state[x.address], "SUCCESS")
                 ]
                 for x in delivered:
+                    age = self.clock() - message.created  # accepted to delivered
+                    self.metrics.delivered(self._metrics_route(x.address), "delivered", 1, age)
                     self.log.info(
                         "queue.delivered",
                         queue_id=message.id,
@@ -369,6 +374,7 @@ class QueueRunner:
             )
             if x.outcome == "failed":
                 self.failed += 1
+                self.metrics.delivered(self._metrics_route(x.address), "bounced")
                 updates.append(RecipientUpdate(x.address, "failed", 0.0, x.diagnostic))
                 if _notify(r, "FAILURE"):
                     failed.append(report)
@@ -379,6 +385,7 @@ class QueueRunner:
             decision = decide(self.policy, message.created, r.attempts + 1, now)
             if decision.action == "give_up":
                 self.failed += 1
+                self.metrics.delivered(self._metrics_route(x.address), "bounced")
                 text = f"{x.diagnostic} (gave up after {r.attempts + 1} attempts)"
                 updates.append(RecipientUpdate(x.address, "failed", 0.0, text))
                 status = x.status if x.status[0] in "45" else "4.4.7"
@@ -387,6 +394,7 @@ class QueueRunner:
                 self.log.info("queue.expired", queue_id=message.id, rcpt=x.address, reason=text)
                 continue
             self.deferred += 1
+            self.metrics.delivered(self._metrics_route(x.address), "deferred")
             warn = should_warn(self.policy, message.created, now, r.warned) and _notify(r, "DELAY")
             updates.append(
                 RecipientUpdate(
@@ -421,6 +429,13 @@ class QueueRunner:
                     await self._send_dsn(message, reports)
         if updates:
             await self.store.queue_update(message.id, updates)
+
+    def _metrics_route(self, address: str) -> str:
+        """The metrics' route: "mailbox" for a local domain delivered here, "remote" for
+        every other (an MX, a smart host, an LMTP hand-off)."""
+        domain = _domain(address)
+        local = self.directory.is_local_domain(domain) and domain not in self.handoff
+        return "mailbox" if local else "remote"
 
     async def _received_count(self, queue_id: int) -> int:
         collector = HeaderCollector()

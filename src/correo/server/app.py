@@ -25,6 +25,7 @@ from correo.directory import Directory
 from correo.directory.factory import open_directory
 from correo.dns import DnsPythonResolver, Resolver
 from correo.log import Logger, get_logger
+from correo.metrics import Metrics, SessionCounts
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
@@ -45,6 +46,7 @@ from correo.store.factory import open_store
 from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
 from correo.web.devapi import add_routes as dev_api_routes
+from correo.web.monitoring import metrics_listener
 
 __all__ = ["MailServer", "StartupError", "run_server"]
 
@@ -61,6 +63,7 @@ _SERVICES: dict[str, tuple[str, bool]] = {
     "sieve": ("sieve", False),
     "http": ("http", False),  # ACME http-01 and a redirect (aiohttp, like https)
     "https": ("https", True),
+    "metrics": ("metrics", False),  # Prometheus, health, status: never on https
 }
 
 
@@ -90,6 +93,7 @@ class _Live:
     session: _Session
     task: asyncio.Task[None]
     ip: str
+    service: str = ""
 
 
 class MailServer:
@@ -118,6 +122,8 @@ class MailServer:
         self._servers: list[asyncio.Server] = []
         self._live: dict[asyncio.Task[None], _Live] = {}
         self._per_ip = PeerLimit(config.limits.connections_per_ip, config.limits.ipv6_prefix)
+        self.metrics = Metrics(process=True)
+        self.log.keep_recent(500)  # warnings and errors for correo status
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.runner: QueueRunner | None = None
         self.certs: CertificateManager | None = None  # [acme] (docs/tls.md)
@@ -134,6 +140,7 @@ class MailServer:
         if cert.exists() and key.exists():
             tls = server_context(cert, key)
         await self.store.open()
+        self.store.observe_commits(self.metrics.commit)
         if self.directory is None:  # DATA/directory.db, or the shared one of [store] url
             self.directory = await asyncio.to_thread(open_directory, config, watch=True)
         auth = config.auth
@@ -162,6 +169,11 @@ class MailServer:
         self._signers = asyncio.create_task(  # `correo dkim rotate` on any node counts
             follow_signers(self.ctx, self.directory, self.log, signed_at), name="correo-dkim"
         )
+        self.ctx.metrics = self.metrics
+        self.ctx.listeners = {
+            s: len(a) for s, a in config.listen.items() if s in _SERVICES and a
+        }  # what /readyz waits for
+        self.metrics.sessions = self._session_counts
         self.ctx.mda = LocalDelivery(  # issue 7: Sieve, junk filter, vacation
             config,
             self.store,
@@ -169,6 +181,7 @@ class MailServer:
             self.log,
             resolver=self._resolve(),
             wakeup=self.ctx.queue_wakeup,
+            metrics=self.metrics,
         )
         await self._start_lmtp_socket()
         handshake_timeout = capped(config.limits.command_timeout, 30.0)
@@ -180,7 +193,7 @@ class MailServer:
                 raise RuntimeError(f"{service} needs a TLS certificate ({cert}) and key ({key})")
             for host, port in addresses:
                 self._binding = (service, host, port)
-                if protocol in ("https", "http"):
+                if protocol in ("https", "http", "metrics"):  # aiohttp
                     self.bound.setdefault(service, []).extend(
                         await self._web_listener(service).start(host, port)
                     )
@@ -212,8 +225,10 @@ class MailServer:
                 resolver,
                 wakeup=self.ctx.queue_wakeup,
                 mda=self.ctx.mda,
+                metrics=self.metrics,
             )
             self.runner.start()
+        self._observe_dns()
         self.log.info(
             "server.ready",
             hostname=config.hostname,
@@ -226,6 +241,8 @@ class MailServer:
         for listener in self._web:
             if listener.service == service:
                 return listener
+        if service == "metrics":  # plain HTTP: metrics, health, status
+            return self._monitoring()
         if service == "http":
             answer = self.certs.http01 if self.certs is not None else None
             listener = http_listener(
@@ -236,8 +253,31 @@ class MailServer:
             listener = https_listener(
                 self.ctx, admit=self._admit, release=self._per_ip.release, routes=routes
             )
+        listener.admit = self._counted(service, listener.admit)  # metrics
         self._web.append(listener)
         return listener
+
+    def _monitoring(self) -> WebListener:
+        """The ``metrics`` listener (correo.web.monitoring), made on first use."""
+        assert self.ctx is not None
+        listener = metrics_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
+        listener.admit = self._counted("metrics", listener.admit)
+        self._web.append(listener)
+        return listener
+
+    def _counted(
+        self, service: str, admit: Callable[[str], str | None]
+    ) -> Callable[[str], str | None]:
+        """``admit`` of an aiohttp listener, counting its connections (metrics)."""
+        accepted = self.metrics.connections.labels(service)
+        refused = self.metrics.connections_refused.labels(service)
+
+        def counted(ip: str) -> str | None:
+            slot = admit(ip)
+            (refused if slot is None else accepted).inc()
+            return slot
+
+        return counted
 
     def _admit(self, ip: str) -> str | None:
         """A connection slot for ``ip`` (release it with ``_per_ip.release``), or None
@@ -271,11 +311,16 @@ class MailServer:
             slot = self._admit(conn.peer_ip)
             if slot is None:
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
+                self.metrics.connections_refused.labels(service).inc()
                 conn.write(_TOO_MANY[protocol])
                 await conn.close(linger=1.0)
                 return
             if screen:  # a web page's request to a mail port
                 conn.guard = HttpGuard(tagged=protocol == "imap")
+            self.metrics.connections.labels(service).inc()
+            if implicit:
+                self.metrics.tls_version(conn.tls_version)
+            conn.on_tls = self.metrics.tls_version  # STARTTLS
             try:
                 await self._serve(conn, service, protocol)
             finally:
@@ -300,7 +345,7 @@ class MailServer:
             session = Pop3Session(self.ctx, conn)
         task = asyncio.current_task()
         assert task is not None
-        self._live[task] = _Live(session, task, conn.peer_ip)
+        self._live[task] = _Live(session, task, conn.peer_ip, service)
         try:
             await session.run()
         except asyncio.CancelledError:
@@ -313,8 +358,32 @@ class MailServer:
         finally:
             del self._live[task]
 
+    def _session_counts(self) -> SessionCounts:
+        """Open connections per listener and IMAP sessions in IDLE, read at each scrape."""
+        open_: dict[str, int] = {}
+        idle = 0
+        for live in self._live.values():
+            open_[live.service] = open_.get(live.service, 0) + 1
+            idle += isinstance(live.session, ImapSession) and live.session.idling
+        for web in self._web:
+            open_[web.service] = open_.get(web.service, 0) + web.open_connections
+        return SessionCounts(open_, idle)
+
+    def _observe_dns(self) -> None:
+        """Count the lookups and cache hits of every resolver the server made."""
+        assert self.ctx is not None
+        mda, runner = self.ctx.mda, self.runner
+        resolvers = [self.ctx.resolver, runner.resolver if runner is not None else None]
+        if mda is not None and mda.junk is not None:
+            resolvers.append(mda.junk.resolver)  # DNSBL
+        for resolver in resolvers:
+            if isinstance(resolver, DnsPythonResolver):
+                resolver.metrics = self.metrics
+
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
+        if self.ctx is not None:
+            self.ctx.stopping = True  # /readyz answers 503 from now on
         if self.runner is not None:
             await self.runner.stop()
         if self.certs is not None:

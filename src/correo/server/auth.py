@@ -65,6 +65,7 @@ async def check_password(
     verdict = await _counted(ctx, ctx.throttle.begin, peer_ip, key)
     if verdict.locked:
         ctx.log.warning("auth.locked", session=session, peer=peer_ip, user=user)
+        ctx.metrics.auth_result(False, locked=True)
         return AuthOutcome(None, locked=True)
     account: str | None = None
     try:
@@ -73,6 +74,7 @@ async def check_password(
     finally:  # an attempt cut short (shutdown) still ends, as a failure
         end = ctx.throttle.failure if account is None else ctx.throttle.success
         await _counted(ctx, end, peer_ip, key)
+    ctx.metrics.auth_result(account is not None)
     if account is None:
         ctx.log.warning("auth.failed", session=session, peer=peer_ip, user=user)
         if verdict.delay:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 
 from correo.log import Logger
 from correo.server.crossproto import HttpGuard
@@ -41,6 +42,8 @@ class Connection:
         self.guard: HttpGuard | None = None
         self.http_hangup = False
         self._paced = 0  # commands served since the session last let the loop run
+        #: Told the protocol version of each STARTTLS handshake that succeeds (metrics).
+        self.on_tls: Callable[[str | None], None] | None = None
 
     @property
     def peer(self) -> str:
@@ -50,6 +53,12 @@ class Connection:
     def tls_description(self) -> str | None:
         obj = self.writer.get_extra_info("ssl_object")
         return describe(obj) if isinstance(obj, ssl.SSLObject) else None
+
+    @property
+    def tls_version(self) -> str | None:
+        """``"TLSv1.3"`` once TLS is up, else None."""
+        obj = self.writer.get_extra_info("ssl_object")
+        return obj.version() if isinstance(obj, ssl.SSLObject) else None
 
     async def read(self, timeout: float) -> bytes:
         """Read what is available; b"" at EOF; raises TimeoutError when idle too long.
@@ -168,6 +177,8 @@ class Connection:
         async with asyncio.timeout(timeout):
             await self.writer.start_tls(context)
         self.tls_active = True
+        if self.on_tls is not None:
+            self.on_tls(self.tls_version)
 
     async def upgrade_tls(
         self, context: ssl.SSLContext, log: Logger, protocol: str, session: str

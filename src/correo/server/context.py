@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from correo.config import Config
 from correo.directory import Directory
 from correo.log import Logger
+from correo.metrics import Metrics
 from correo.server.imap.shared import SharedMailboxes
 from correo.server.throttle import AuthThrottle
 from correo.store.api import MailStore
@@ -58,6 +59,12 @@ class ServerContext:
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     #: ``correo dev`` only: the catch-all account, the message API and chaos.
     dev: DevMode | None = None
+    #: Prometheus metrics of this server (docs/operations.md).
+    metrics: Metrics = field(default_factory=Metrics)
+    #: Set when a graceful shutdown begins: /readyz answers 503 from then on.
+    stopping: bool = False
+    #: Addresses per service the server binds (set by MailServer.start), for /readyz.
+    listeners: dict[str, int] = field(default_factory=dict)
 
     @property
     def hostname(self) -> str:

@@ -32,6 +32,7 @@ class LmtpSession(SmtpSession):
         # of the whole message (size, storage) is that failure for each of them.
         self.last_code = reply.code
         count = max(1, self.core.replies_expected)
+        self._replies[reply.code // 100].inc(count)
         self.conn.write(self.core.send_many([reply] * count))
 
     def _answer_data(self, tx: _Transaction, delivered: DeliveryReport) -> None:
@@ -45,4 +46,6 @@ class LmtpSession(SmtpSession):
                 text = f"{outcome.text} <{rcpt.address}>"
                 replies.append(Reply(outcome.code, outcome.status, text))
         self.last_code = replies[-1].code if replies else 250
+        for reply in replies:
+            self._replies[reply.code // 100].inc()
         self.conn.write(self.core.send_many(replies))

@@ -64,6 +64,8 @@ class ManageSieveSession:
         self.shutdown_requested = False
         #: How long a client that does not read its replies may hold the session.
         self.write_timeout = ctx.config.limits.command_timeout
+        self._commands = ctx.metrics.commands.labels("sieve")
+        self._replies = ctx.metrics.reply_counters("sieve")  # OK, NO, BYE
 
     @property
     def in_transaction(self) -> bool:
@@ -118,6 +120,7 @@ class ManageSieveSession:
                 waiting_since = time.monotonic()
 
     def _respond(self, kind: str, code: str | None = None, text: str | None = None) -> None:
+        self._replies[kind].inc()
         self.conn.write(self.core.send(Response(kind, code, text)))
 
     def _capabilities(self) -> None:
@@ -134,8 +137,10 @@ class ManageSieveSession:
         self._respond("OK", None, "correo ManageSieve ready")
 
     async def _handle(self, event: object) -> None:
+        self._commands.inc()
         match event:
             case CommandError(response=response, close=close):
+                self._replies[response.kind].inc()
                 self.conn.write(self.core.send(response))
                 self.closing = close
             case Capability():

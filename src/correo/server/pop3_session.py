@@ -60,6 +60,8 @@ class Pop3Session:
         self.shutdown_requested = False
         self.in_transaction = False
         self.sizes: dict[int, int] = {}
+        self._commands = ctx.metrics.commands.labels("pop3")
+        self._replies = ctx.metrics.reply_counters("pop3")  # "+OK", "-ERR"
 
     async def run(self) -> None:
         log = self.ctx.log
@@ -121,8 +123,10 @@ class Pop3Session:
                 waiting_since = time.monotonic()
 
     async def _handle(self, event: object) -> None:
+        self._commands.inc()
         match event:
             case Respond(data=data):
+                self._replies["-ERR" if data[:1] == b"-" else "+OK"].inc()
                 self.conn.write(data)
             case Retrieve():
                 await self._retrieve(event)
@@ -151,6 +155,7 @@ class Pop3Session:
                 raise AssertionError(f"unhandled POP3 event {event!r}")
 
     def _send(self, ok: bool, text: str, code: str | None = None) -> None:
+        self._replies["+OK" if ok else "-ERR"].inc()
         self.conn.write(self.core.send(Pop3Reply(ok, text, code=code)))
 
     async def _starttls(self) -> None:
@@ -205,6 +210,7 @@ class Pop3Session:
         entries = [MaildropEntry(m.uid, m.size, f"{prefix}.{m.uid}") for m in messages]
         self.sizes = {m.uid: m.size for m in messages}
         self.ctx.log.info("pop3.maildrop", session=self.id, user=account, messages=len(entries))
+        self._replies["+OK"].inc()
         self.conn.write(self.core.open_maildrop(entries))
 
     async def _retrieve(self, event: Retrieve) -> None:
@@ -218,6 +224,7 @@ class Pop3Session:
         try:
             async for chunk in chunks:
                 if not started:
+                    self._replies["+OK"].inc()
                     self.conn.write(self.core.begin_message(size))
                     started = True
                 data = top.feed(chunk) if top is not None else chunk
@@ -231,6 +238,7 @@ class Pop3Session:
                 self._send(False, "Temporary server failure", code="SYS/TEMP")  # RFC 3206 §4
                 return
             if not started:
+                self._replies["-ERR"].inc()
                 self.conn.write(self.core.send(Pop3Reply(False, "Message no longer exists")))
                 return
             # Half a multi-line answer is out: no -ERR can follow it, only a hang-up.
@@ -240,6 +248,7 @@ class Pop3Session:
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
         if not started:
+            self._replies["+OK"].inc()
             self.conn.write(self.core.begin_message(size))
         self.conn.write(stuffer.finish())
         self.core.message_sent()

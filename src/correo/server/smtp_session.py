@@ -128,6 +128,10 @@ class SmtpSession:
         self.closing = False
         self.shutdown_requested = False
         self.last_code = 0
+        protocol = "lmtp" if role == "lmtp" else "smtp"  # metrics, bound once per session
+        self._commands = ctx.metrics.commands.labels(protocol)
+        self._replies = ctx.metrics.code_counters(protocol)
+        self._accepted = ctx.metrics.accepted.labels(role)
 
     # -- driving loop ---------------------------------------------------------------
 
@@ -197,6 +201,8 @@ class SmtpSession:
                 if isinstance(event, ConnectionClosed):
                     return
                 handled = True
+                if not isinstance(event, DataChunk):  # the end of the data is answered too
+                    self._commands.inc()
                 if debug and not isinstance(event, DataChunk):
                     started = time.monotonic()
                     await self._handle(event)
@@ -223,6 +229,7 @@ class SmtpSession:
 
     def _send(self, reply: Reply) -> None:
         self.last_code = reply.code
+        self._replies[reply.code // 100].inc()
         self.conn.write(self.core.send(reply))
 
     async def _handle(self, event: object) -> None:
@@ -665,6 +672,7 @@ class SmtpSession:
         if delivered.queue_id is not None:
             self.ctx.queue_wakeup.set()  # the queue runner delivers it now
         self.messages += 1
+        self._accepted.inc()
         self.ctx.log.info(
             "smtp.accepted",
             session=self.id,
@@ -699,7 +707,8 @@ class SmtpSession:
                 spool, envelope, tx.targets, tx.remote, queue_skip=skip, facts=facts
             )
             return DeliveryReport((), d.queue_id)
-        return await mda.deliver(
+        started = time.monotonic()
+        report = await mda.deliver(
             spool,
             envelope,
             local,
@@ -711,6 +720,8 @@ class SmtpSession:
             session=self.id,
             quarantine=tx.quarantine,
         )
+        self.ctx.metrics.mailbox_outcomes([o.code for o in report.outcomes], since=started)
+        return report
 
     def _answer_data(self, tx: _Transaction, delivered: DeliveryReport) -> None:
         """The reply to the end of the data (LMTP overrides: one per recipient)."""

@@ -91,7 +91,7 @@ def _check_head(request: web.Request) -> None:
             raise web.HTTPBadRequest(text="malformed request target\n")
 
 
-def _guard(timeout: float) -> Middleware:
+def _guard(timeout: float, event: str, level: str) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = request.app[CTX]
@@ -125,8 +125,9 @@ def _guard(timeout: float) -> Middleware:
             return response
         finally:
             idle()
-            ctx.log.info(
-                "https.request",
+            ctx.log.log(
+                level,
+                event,
                 peer=request.remote or "?",
                 method=request.method[:16],
                 host=request_host(request)[:200],
@@ -153,9 +154,13 @@ def build_app(
     *,
     timeout: float,
     max_body: int = 1024 * 1024,
+    event: str = "https.request",
+    level: str = "info",
 ) -> web.Application:
-    """The application: ``routes`` add their endpoints, the guard wraps them all."""
-    app = web.Application(middlewares=[_guard(timeout)], client_max_size=max_body)
+    """The application: ``routes`` add their endpoints, the guard wraps them all and logs
+    each request as ``event`` at ``level``."""
+    guard = _guard(timeout, event, level)
+    app = web.Application(middlewares=[guard], client_max_size=max_body)
     app[CTX] = ctx
     app[CONNECTIONS] = connections
     for add in routes:

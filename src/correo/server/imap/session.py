@@ -235,6 +235,11 @@ class ImapSession:
         self.seen_counter = -1  # store.change_counter() when the feed was last read
         self.notify: NotifyState | None = None  # RFC 5465 NOTIFY SET
         self.checked_at = 0.0
+        self.idling = False  # in IDLE (RFC 2177), for the metrics
+        self._last = b""  # the last response written: a tagged one is counted (_count)
+        self._commands = ctx.metrics.commands.labels("imap")
+        replies = ctx.metrics.reply_counters("imap")
+        self._replies = {status.encode(): counter for status, counter in replies.items()}
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -243,7 +248,17 @@ class ImapSession:
         return self.busy or bool(self.appends)
 
     def write(self, data: bytes) -> None:
+        self._last = data
         self.conn.write(self.deflate.deflate(data) if self.deflate is not None else data)
+
+    def _count(self) -> None:
+        """Count the tagged reply (OK, NO, BAD) an event ended with, if it ended with one:
+        untagged data and continuations ("*", "+") are not replies to a command."""
+        parts = self._last[:64].split(b" ", 2)
+        if len(parts) > 2 and parts[0] != b"*" and parts[0] != b"+":
+            counter = self._replies.get(parts[1])
+            if counter is not None:
+                counter.inc()
 
     def capabilities(self) -> tuple[str, ...]:
         caps = list(_BASE_CAPS)
@@ -351,12 +366,15 @@ class ImapSession:
             event = self.core.next_event()
             if event is NEED_DATA or event is PAUSED:
                 return
+            self._last = b""
             await self._event(event)
+            self._count()
             await self.conn.pace()
 
     async def _event(self, event: object) -> None:
         match event:
             case CommandEvent(tag=tag, command=command):
+                self._commands.inc()
                 handler = _HANDLERS.get(type(command))
                 if handler is None:
                     self.write(tagged(tag, "BAD", "Command not supported", "CLIENTBUG"))
@@ -415,6 +433,7 @@ class ImapSession:
                 self.mechanism = None
                 self.write(tagged(self.auth_tag, "BAD", "Authentication cancelled"))
             case IdleDone(tag=tag, error=error):
+                self.idling = False
                 self.write(error if error is not None else tagged(tag, "OK", "IDLE terminated"))
             case ConnectionClosed():
                 self.closing = True
@@ -942,6 +961,7 @@ class ImapSession:
 
     async def cmd_idle(self, tag: str, cmd: c.Idle) -> None:
         self.write(self.core.idle_started())
+        self.idling = True
         answered = await self._idle_updates()
         await self.conn.flush(self.write_timeout)
         self.busy = False

@@ -113,6 +113,7 @@ def test_counters_move_by_what_clients_did(srv: Server) -> None:
     assert moved("correo_messages_accepted_total", service="smtp") == 1
     assert moved("correo_deliveries_total", route="mailbox", outcome="delivered") == 1
     assert moved("correo_delivery_seconds_count", route="mailbox") == 1
+    assert moved("correo_junk_verdicts_total", verdict="ham") == 1  # scored, below threshold
     # CAPABILITY (imaplib asks on connecting) LOGIN SELECT FETCH SELECT LOGOUT
     assert moved("correo_commands_total", protocol="imap") == 6
     assert moved("correo_replies_total", protocol="imap", **{"class": "OK"}) == 5

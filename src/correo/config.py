@@ -194,6 +194,7 @@ def _outbound(raw: object, path: Path) -> OutboundSettings:
 
 # -- end outbound MTA --------------------------------------------------------------------
 
+
 #: Let's Encrypt's production directory, written by ``correo init --acme EMAIL``.
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 

@@ -778,7 +778,8 @@ def _domain_of(fields: list[tuple[str, str]], names: tuple[str, ...]) -> str:
 
 
 class _BrokenSpool:
-    """Stands in after a spool write failed, so the rest of the data is drained."""
+    """Stands in after a spool write failed, so the rest of the data is drained (the
+    message is refused with 451 at its end: nothing of it is ever read)."""
 
     size = 0
     in_memory = True

@@ -119,7 +119,9 @@ def _print_where(server: MailServer) -> None:
         "imaps": "IMAP (implicit TLS)",
         "lmtp": "LMTP (from another MTA)",
         "sieve": "ManageSieve",
-        "https": "HTTPS (MTA-STS, autoconfig)",
+        "http": "HTTP (ACME http-01, else to HTTPS)",
+        "https": "HTTPS (JMAP, MTA-STS, autoconfig)",
+        "metrics": "Metrics and health (Prometheus)",
     }
     print(f"correo is running for {server.config.hostname}; connect to:", flush=False)
     for service, addresses in server.bound.items():
@@ -186,6 +188,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {line}")
     print(
         "TLS uses a self-signed certificate: tell clients to accept it "
-        "(for example swaks --tls --tls-verify off …)."
+        "(swaks does not verify unless asked: swaks --tls …)."
     )
     return cmd_serve(args)

@@ -1,5 +1,9 @@
 """MTA test fixtures: an authoritative DNS server on loopback and correo instances
-that each own a mail domain and a loopback address with an MX listener on port 25.
+that each own a mail domain and a loopback address with an MX listener on ``MX_PORT``.
+
+The MX port is one unprivileged port, free on every loopback address the tests use,
+picked once per test process (``[outbound] port`` points the senders at it): no root
+needed, and two runs (or pytest-xdist workers) on one machine do not collide.
 
 Registered once as a pytest plugin by ``tests/conftest.py``; the ``test_mta_*`` modules
 import the helpers (``Instance``, ``message``) from here.
@@ -8,9 +12,11 @@ import the helpers (``Instance``, ``message``) from here.
 from __future__ import annotations
 
 import atexit
+import random
 import re
 import shutil
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,12 +31,51 @@ from tests.conftest import Server, client_tls, correo
 from tests.server.dnsserver import DnsServer, Zone
 from tests.server.helpers import mailbox
 
-__all__ = ["PASSWORD", "DnsServer", "Instance", "Zone", "base_zone", "correo", "message"]
+__all__ = [
+    "MX_PORT",
+    "PASSWORD",
+    "DnsServer",
+    "Instance",
+    "Zone",
+    "base_zone",
+    "correo",
+    "message",
+]
 
 PASSWORD = "mta-secret-123"
 
+#: Loopback addresses the MTA tests listen on (instances, relays, Postfix).
+MX_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+
+
+def _free_mx_port() -> int:
+    """A port free on every address of ``MX_ADDRESSES`` at once.
+
+    Drawn below the kernel's ephemeral range (32768+ on Linux) so outgoing connections
+    do not take it between tests, and at random so concurrent runs pick different ones.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        held: list[socket.socket] = []
+        try:
+            for ip in MX_ADDRESSES:
+                held.append(socket.create_server((ip, port)))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return port
+    raise RuntimeError("no port free on all of " + ", ".join(MX_ADDRESSES))
+
+
+#: The port of every MX in the MTA tests (``[outbound] port`` of each instance).
+MX_PORT = _free_mx_port()
+
 
 FAST_OUTBOUND = {
+    "port": str(MX_PORT),
     "retry_initial": "1.0",
     "retry_max": "2.0",
     "poll_interval": "0.3",
@@ -48,7 +93,7 @@ def _make_template(data: Path, domain: str, users: tuple[str, ...]) -> None:
     ip = {"a.test": "127.0.0.2", "b.test": "127.0.0.3"}[domain]
     cfg = (data / "correo.toml").read_text()
     listen = {
-        "smtp": f'["{ip}:25"]',
+        "smtp": f'["{ip}:{MX_PORT}"]',
         "submission": '["127.0.0.1:0"]',
         "submissions": '["127.0.0.1:0"]',
         "pop3": "[]",
@@ -91,7 +136,7 @@ def _make_template(data: Path, domain: str, users: tuple[str, ...]) -> None:
 
 @dataclass
 class Instance(Server):
-    """One correo server owning ``domain``, its MX listener on ``ip``:25."""
+    """One correo server owning ``domain``, its MX listener on ``ip``:``MX_PORT``."""
 
     domain: str = field(kw_only=True)
     ip: str = field(kw_only=True)

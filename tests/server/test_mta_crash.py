@@ -18,18 +18,18 @@ import threading
 import time
 from collections import Counter
 
-from tests.server.conftest_mta import DnsServer, Instance, message
+from tests.server.conftest_mta import MX_PORT, DnsServer, Instance, message
 
 COUNT = 30
 
 
 class HoldingRelay:
-    """TCP relay 127.0.0.5:25 -> 127.0.0.3:25; ``hold`` drops client-to-server bytes."""
+    """TCP relay 127.0.0.5 -> 127.0.0.3 on ``MX_PORT``; ``hold`` drops client-to-server bytes."""
 
     def __init__(self) -> None:
         self.hold = threading.Event()
         self.sockets: list[socket.socket] = []
-        self.listener = socket.create_server(("127.0.0.5", 25), reuse_port=False)
+        self.listener = socket.create_server(("127.0.0.5", MX_PORT), reuse_port=False)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -39,7 +39,7 @@ class HoldingRelay:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(("127.0.0.3", 25))
+                upstream = socket.create_connection(("127.0.0.3", MX_PORT))
             except OSError:
                 client.close()  # b.test is down: the sender sees a dropped connection
                 continue

@@ -1,4 +1,5 @@
-"""Interop with Debian's Postfix, both ways, through a throwaway instance on 127.0.0.4:25.
+"""Interop with Debian's Postfix, both ways, through a throwaway instance on 127.0.0.4
+(all MXs on ``MX_PORT``).
 
 correo (a.test) → MX of pf.test = Postfix → transport → correo (b.test): correo's client
 talks to Postfix's smtpd, and Postfix's smtp client talks to correo's MX.  A message
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.server.conftest_mta import DnsServer, Instance, correo, message
+from tests.server.conftest_mta import MX_PORT, DnsServer, Instance, correo, message
 from tests.server.postfix import Postfix, needs_postfix
 
 pytestmark = needs_postfix
@@ -35,9 +36,9 @@ maximal_backoff_time = 2s
 def postfix() -> Iterator[Postfix]:
     with Postfix() as pf:
         (pf.etc / "transport").write_text(
-            "pf.test smtp:[127.0.0.3]:25\nb.test smtp:[127.0.0.3]:25\n"
+            f"pf.test smtp:[127.0.0.3]:{MX_PORT}\nb.test smtp:[127.0.0.3]:{MX_PORT}\n"
         )
-        pf.start("mx.pf.test", "127.0.0.4:25", SETTINGS.format(etc=pf.etc))
+        pf.start("mx.pf.test", f"127.0.0.4:{MX_PORT}", SETTINGS.format(etc=pf.etc))
         yield pf
 
 
@@ -53,7 +54,7 @@ def test_postfix_interop_both_ways(
     # correo → Postfix → correo
     a.submit("alice@a.test", ["bob@pf.test"], message("alice@a.test", "bob@pf.test", "via pf"))
     # Postfix → correo
-    with smtplib.SMTP("127.0.0.4", 25, timeout=10) as s:
+    with smtplib.SMTP("127.0.0.4", MX_PORT, timeout=10) as s:
         s.sendmail(
             "carol@outside.test",
             ["bob@b.test"],

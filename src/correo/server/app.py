@@ -3,7 +3,9 @@
 ``correo serve`` runs everything in one asyncio loop.  On SIGTERM/SIGINT the listeners
 close first (no new connections), idle sessions get a 421 / -ERR and are closed, and
 sessions in the middle of a transaction are given ``grace`` seconds to finish, so
-nothing acknowledged is lost and nothing half-received is acknowledged.
+nothing acknowledged is lost and nothing half-received is acknowledged.  SIGHUP reads
+the configuration and certificates again (``MailServer.reload``); under systemd
+(``Type=notify``) readiness, reloads and the stop are reported with sd_notify.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from correo.certs.manager import CertificateManager, acme_names
-from correo.config import Config
+from correo.config import Config, ConfigError, load_config
+from correo.config_rules import serve_problems
 from correo.delivery.local import LocalDelivery
 from correo.directory import Directory
 from correo.directory.factory import open_directory
 from correo.dns import DnsPythonResolver, Resolver
-from correo.log import Logger, get_logger
+from correo.log import LEVELS, Logger, get_logger
 from correo.metrics import Metrics, SessionCounts
 from correo.queue.runner import QueueRunner
 from correo.server.connection import Connection, capped
@@ -35,11 +38,13 @@ from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession  # issue 7
 from correo.server.managesieve_session import ManageSieveSession  # issue 7
 from correo.server.pop3_session import Pop3Session
+from correo.server.reload import restart_keys
+from correo.server.sdnotify import notify, notify_reloading
 from correo.server.signers import follow_signers, load_signers
 from correo.server.smtp_session import SmtpSession
 from correo.server.startup import DataFolderLock, StartupError, startup_problem
 from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
-from correo.server.tls import server_context
+from correo.server.tls import TlsConfigError, replace_chain, server_context
 from correo.server.watchdog import LoopWatchdog
 from correo.server.web_listener import WebListener
 from correo.store.factory import open_store
@@ -235,6 +240,50 @@ class MailServer:
             services=" ".join(f"{s}={h}:{p}" for s, addrs in self.bound.items() for h, p in addrs),
         )
 
+    async def reload(self) -> None:
+        """SIGHUP: read correo.toml and the certificate files again, keep every session.
+
+        What can change live is applied; a key that needs a restart is named in the log
+        and keeps its running value.  A configuration or certificate that does not load
+        leaves everything as it was.
+        """
+        notify_reloading()  # sd_notify(3): systemctl reload waits for READY=1
+        try:
+            await self._reload()
+        finally:
+            notify("READY=1")
+
+    async def _reload(self) -> None:
+        assert self.ctx is not None
+        old = self.config
+        try:
+            new = await asyncio.to_thread(load_config, old.data_dir)
+            problem = next(serve_problems(new), None)
+            if problem is not None:
+                raise ConfigError(problem)
+            cert, key = new.path(new.tls.certificate), new.path(new.tls.key)
+            pair = None
+            if self.ctx.tls is not None and self.certs is None:  # [acme] installs its own
+                pair = await asyncio.to_thread(lambda: (cert.read_bytes(), key.read_bytes()))
+                # the trial load runs off the loop; the install below repeats it (fast)
+                await asyncio.to_thread(server_context, cert, key)
+        except (ConfigError, TlsConfigError, OSError, ValueError) as exc:
+            self.log.error("server.reload_failed", error=str(exc))  # old config stays
+            return
+        try:
+            if pair is not None and self.ctx.tls is not None:
+                replace_chain(self.ctx.tls, pair[0], pair[1], new.data_dir / "tls")
+        except (TlsConfigError, OSError) as exc:  # the files changed in between
+            self.log.error("server.reload_failed", error=str(exc))
+            return
+        for name in restart_keys(old, new):
+            self.log.warning("server.reload_needs_restart", key=name)
+        self.config = self.ctx.config = new  # sessions read their limits from ctx.config
+        if self.ctx.mda is not None:
+            self.ctx.mda.config = new  # [delivery]
+        self.log.threshold = LEVELS[new.log.level]
+        self.log.info("server.reloaded")
+
     def _web_listener(self, service: str) -> WebListener:
         """The aiohttp listener of ``service``, made on first use (one per service)."""
         assert self.ctx is not None
@@ -382,6 +431,7 @@ class MailServer:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
+        notify("STOPPING=1")  # sd_notify(3)
         if self.ctx is not None:
             self.ctx.stopping = True  # /readyz answers 503 from now on
         if self.runner is not None:
@@ -463,8 +513,21 @@ async def run_server(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        if not reloads:  # a second SIGHUP during a reload is folded into it
+            task = asyncio.create_task(server.reload(), name="correo-reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     if on_ready is not None:
         on_ready(server)
+    notify("READY=1")  # sd_notify(3): every listener is bound (Type=notify)
     await stop.wait()
+    loop.remove_signal_handler(signal.SIGHUP)
+    for task in list(reloads):
+        await asyncio.gather(task, return_exceptions=True)
     await server.stop()
     watchdog.stop()

@@ -1,0 +1,62 @@
+"""What a configuration reload (SIGHUP) can apply to a running server, and what not.
+
+Sessions read ``ctx.config`` when they need a limit, so swapping the Config object
+changes those for every connection from then on.  Listeners, the store, the queue
+runner, the junk filter and the login throttle are built once at start: a change to
+their keys is reported as needing a restart and the running value stays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from correo.config import Config
+
+__all__ = ["LIVE_KEYS", "changed_keys", "restart_keys"]
+
+#: Keys (``section.name``, or a whole ``section``) a reload puts into effect.
+LIVE_KEYS = frozenset(
+    {
+        "hostname",
+        "tls",  # the files are read again and the chain replaced in the live context
+        "limits",
+        "auth.allow_plaintext",
+        "auth.min_password_length",
+        "smtp",
+        "delivery",
+        "mta_sts",
+        "log.level",
+    }
+)
+#: Read once at start although their section is live.
+_FIXED = frozenset({"limits.connections_per_ip", "limits.ipv6_prefix"})
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Every ``section.key`` (or top-level key) whose value differs, in file order."""
+    out: list[str] = []
+    for field in dataclasses.fields(Config):
+        a, b = getattr(old, field.name), getattr(new, field.name)
+        if a == b:
+            continue
+        if field.name == "listen":
+            names = sorted(set(a) | set(b))
+            out += [f"listen.{s}" for s in names if a.get(s) != b.get(s)]
+        elif dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            out += [
+                f"{field.name}.{f.name}"
+                for f in dataclasses.fields(a)
+                if getattr(a, f.name) != getattr(b, f.name)
+            ]
+        else:
+            out.append(field.name)
+    return out
+
+
+def restart_keys(old: Config, new: Config) -> list[str]:
+    """The changed keys a reload cannot apply: they take effect at the next start."""
+    return [
+        key
+        for key in changed_keys(old, new)
+        if key in _FIXED or (key not in LIVE_KEYS and key.split(".")[0] not in LIVE_KEYS)
+    ]

@@ -258,6 +258,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             text=_body(args),
         )
 
+    if args.dry_run and args.from_:  # nothing is sent: no profile, server or password needed
+        try:
+            return go(Account(name="", email=args.from_, user=parseaddr(args.from_)[1]))
+        except (OSError, ValueError) as exc:
+            print(f"correo mail: {exc}", file=sys.stderr)
+            return 1
     return _run(args, go)
 
 

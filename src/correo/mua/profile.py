@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +124,13 @@ def load_account(name: str | None = None, path: Path | None = None) -> Account:
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: no account {name!r} (have: {', '.join(accounts)})")
     email = raw.get("email") or raw.get("user")
-    user = raw.get("user") or email
-    if not isinstance(email, str) or not isinstance(user, str):
+    if not isinstance(email, str):
         raise ProfileError(f"account {name}: set email and user")
+    # "Alice <alice@example.org>" is a From: line; the login is the address alone
+    address = parseaddr(email)[1]  # RFC 5322 §3.4 name-addr
+    user = raw.get("user") or (address if "@" in address else "")
+    if not isinstance(user, str) or not user:
+        raise ProfileError(f"account {name}: email {email!r} holds no address; set user")
     command = raw.get("password_command")
     sent = raw.get("sent_folder")
     ca_file = raw.get("ca_file")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from correo.dns import DnsError, Resolver
+from correo.dns.api import DnsError, Resolver
 from correo.mailauth.canon import HeaderField, TagError, canon_header, parse_tags, strip_b_value
 from correo.mailauth.dkim import (
     ALGORITHMS,

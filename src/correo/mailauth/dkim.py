@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from correo.dns import DnsError, DnsNoData, DnsNotFound, Resolver
+from correo.dns.api import DnsError, DnsNoData, DnsNotFound, Resolver
 from correo.mailauth.canon import (
     BodyHasher,
     HeaderField,

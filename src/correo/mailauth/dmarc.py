@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
-from correo.dns import DnsError, DnsNoData, DnsNotFound, Resolver
+from correo.dns.api import DnsError, DnsNoData, DnsNotFound, Resolver
 from correo.mailauth.canon import TagError, parse_tags
 
 __all__ = [

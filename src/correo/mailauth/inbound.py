@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from correo.dns import Resolver
+from correo.dns.api import Resolver
 from correo.mailauth.arc import ArcResult, ArcStatus, ArcVerifier
 from correo.mailauth.dkim import DkimResult, DkimStatus, DkimVerifier, check_signature
 from correo.mailauth.dmarc import DmarcOutcome, DmarcPolicy, DmarcStatus, check_dmarc

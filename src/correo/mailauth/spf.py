@@ -15,7 +15,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from correo.dns import DnsError, DnsNoData, DnsNotFound, Resolver
+from correo.dns.api import DnsError, DnsNoData, DnsNotFound, Resolver
 
 __all__ = [
     "SpfOutcome",

@@ -172,23 +172,55 @@ def test_unsolicited_421_is_reported() -> None:
 
 
 def test_against_our_server_core() -> None:
-    """Client and server cores joined in memory, h11-style."""
+    """Client and server cores joined in memory, h11-style: a whole pipelined
+    transaction crosses, the message arrives unstuffed, and each side sees each reply."""
+    from correo.smtp import (
+        Data,
+        DataChunk,
+        DataEnd,
+        Helo,
+        MailFrom,
+        RcptTo,
+        Reply,
+        ehlo_reply,
+        greeting,
+    )
+
     server = ServerConnection()
     client = ClientConnection()
-    from correo.smtp import Reply, ehlo_reply, greeting
-
     client.receive_data(server.send(greeting("mx")))
-    client.ehlo("me")
-    server.receive_data(b"EHLO me\r\n")
-    server.next_event()
+    server.receive_data(client.ehlo("me"))
+    assert server.next_event() == Helo(name="me", extended=True)
     client.receive_data(server.send(ehlo_reply("mx", "me", ["PIPELINING", "8BITMIME"])))
+    assert [type(e) for e in events(client)] == [Greeting, EhloReply]
     assert client.extensions.pipelining
+    # RFC 2920: MAIL, RCPT and DATA leave in one write.
     server.receive_data(client.mail("a@x") + client.rcpt("b@y") + client.data())
-    for _ in range(3):
-        server.next_event()
-        reply = Reply(354, None, "go") if server.state.name == "RCPT" and _ == 2 else None
-        client.receive_data(server.send(reply or Reply(250, "2.0.0", "ok")))
-    events(client)
+    got = []
+    for reply in (Reply(250, "2.1.0", "ok"), Reply(250, "2.1.5", "ok"), Reply(354, None, "go")):
+        got.append(server.next_event())
+        client.receive_data(server.send(reply))
+    assert [type(e) for e in got] == [MailFrom, RcptTo, Data]
+    mail, rcpt = got[0], got[1]
+    assert isinstance(mail, MailFrom) and isinstance(rcpt, RcptTo)
+    assert str(mail.path.address) == "a@x" and str(rcpt.path.address) == "b@y"
+    replies = events(client)
+    assert [type(e) for e in replies] == [MailReply, RcptReply, DataReply]
+    codes = [r.reply.code for r in replies if isinstance(r, MailReply | RcptReply | DataReply)]
+    assert codes == [250, 250, 354]
+    assert client.state is ClientState.DATA
+    # RFC 5321 §4.5.2: a line starting with "." is stuffed by the client, unstuffed here.
+    message = b"Subject: x\r\n\r\n.dot\r\nhi\r\n"
+    server.receive_data(client.message_data(message) + client.end_data())
+    body = b""
+    while not isinstance(ev := server.next_event(), DataEnd):
+        assert isinstance(ev, DataChunk)
+        body += ev.data
+    assert body == message and ev.error is None
+    client.receive_data(server.send(Reply(250, "2.0.0", "queued")))
+    done = events(client)
+    assert [type(e) for e in done] == [MessageReply]
+    assert client.state is ClientState.READY
 
 
 @settings(max_examples=300, deadline=None)

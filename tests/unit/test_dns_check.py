@@ -27,8 +27,9 @@ def good_zone() -> dict[str, dict[str, list[object]]]:
         f"_submissions._tcp.{DOMAIN}": {"SRV": [(0, 1, 465, HOST)]},
         f"_submission._tcp.{DOMAIN}": {"SRV": [(1, 1, 587, HOST + ".")]},
         f"_imaps._tcp.{DOMAIN}": {"SRV": [(0, 1, 993, HOST)]},
-        f"_imap._tcp.{DOMAIN}": {"SRV": [(0, 0, 0, ".")]},
-        f"_pop3s._tcp.{DOMAIN}": {"SRV": [(0, 1, 995, HOST)]},
+        f"_imap._tcp.{DOMAIN}": {"SRV": [(1, 1, 143, HOST)]},
+        f"_pop3s._tcp.{DOMAIN}": {"SRV": [(10, 1, 995, HOST)]},
+        f"_pop3._tcp.{DOMAIN}": {"SRV": [(11, 1, 110, HOST)]},
     }
 
 
@@ -69,7 +70,7 @@ def test_fake_resolver_srv_and_cname() -> None:
 
 def test_a_correct_zone_checks_every_record(tmp_path: Path) -> None:
     verdicts = run_check(good_zone(), tmp_path)
-    assert len(verdicts) == 11
+    assert len(verdicts) == 12
     assert all(ok is True for ok in verdicts.values()), verdicts
 
 
@@ -94,7 +95,8 @@ BAD_ZONES = [
     ),
     (_with(f"_imaps._tcp.{DOMAIN}", "SRV", (0, 1, 993, "other.test")), f"SRV _imaps._tcp.{DOMAIN}"),
     (_with(f"_imaps._tcp.{DOMAIN}", "SRV", (0, 0, 0, ".")), f"SRV _imaps._tcp.{DOMAIN}"),
-    (_with(f"_imap._tcp.{DOMAIN}", "SRV", (0, 1, 143, HOST)), f"SRV _imap._tcp.{DOMAIN}"),
+    (_with(f"_imap._tcp.{DOMAIN}", "SRV", (0, 0, 0, ".")), f"SRV _imap._tcp.{DOMAIN}"),
+    (_without(f"_pop3._tcp.{DOMAIN}"), f"SRV _pop3._tcp.{DOMAIN}"),
     (_with(f"_pop3s._tcp.{DOMAIN}", "TIMEOUT"), f"SRV _pop3s._tcp.{DOMAIN}"),
     (_with(f"mta-sts.{DOMAIN}", "CNAME", "elsewhere.test"), f"CNAME mta-sts.{DOMAIN}"),
     (_without(f"mta-sts.{DOMAIN}"), f"CNAME mta-sts.{DOMAIN}"),

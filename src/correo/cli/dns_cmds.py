@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,15 @@ def _txt_strings(text: str) -> str:
 
 
 def expected_records(
-    keys: Path | KeyStore, domain: str, hostname: str, sts_policy: str | None = None
+    keys: Path | KeyStore,
+    domain: str,
+    hostname: str,
+    sts_policy: str | None = None,
+    listen: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> list[Record]:
     """Every record a correo domain should publish (``keys``: its DKIM keys, or the data
-    folder whose key files they are)."""
+    folder whose key files they are).  ``listen``: the ``[listen]`` table, whose client
+    services get SRV records (None: all of them on their registered ports)."""
     domain = domain.lower().rstrip(".")
     host = hostname.lower().rstrip(".")
     records = [
@@ -80,14 +86,34 @@ def expected_records(
         ),
         Record(f"mta-sts.{domain}", "CNAME", f"{host}."),
         Record(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
-        # RFC 6186 §3.1 / RFC 8314 §5.1: client autoconfiguration
-        Record(f"_submissions._tcp.{domain}", "SRV", f"0 1 465 {host}."),
-        Record(f"_submission._tcp.{domain}", "SRV", f"1 1 587 {host}."),
-        Record(f"_imaps._tcp.{domain}", "SRV", f"0 1 993 {host}."),
-        Record(f"_imap._tcp.{domain}", "SRV", "0 0 0 ."),  # not offered: cleartext IMAP
-        Record(f"_pop3s._tcp.{domain}", "SRV", f"0 1 995 {host}."),
     ]
+    # RFC 6186 §3.1 / RFC 8314 §5.1: client autoconfiguration, the services autoconfig lists
+    for service, (priority, registered) in _SRV.items():
+        if listen is None:
+            port: int | None = registered
+        else:
+            addresses = listen.get(service) or ()
+            # port 0 is chosen at start: the registered port is what clients will be told
+            port = (addresses[0][1] or registered) if addresses else None
+        if port is None:  # RFC 6186 §4: a lone "." target: the service is not offered
+            records.append(Record(f"_{service}._tcp.{domain}", "SRV", "0 0 0 ."))
+        else:
+            records.append(
+                Record(f"_{service}._tcp.{domain}", "SRV", f"{priority} 1 {port} {host}.")
+            )
     return records
+
+
+#: service -> (SRV priority, registered port).  RFC 8314 §5.1: implicit TLS is preferred
+#: (lower priority) over STARTTLS; RFC 6186 §3.4: IMAP over POP3.
+_SRV: dict[str, tuple[int, int]] = {
+    "submissions": (0, 465),
+    "submission": (1, 587),
+    "imaps": (0, 993),
+    "imap": (1, 143),
+    "pop3s": (10, 995),
+    "pop3": (11, 110),
+}
 
 
 async def check_record(resolver: Resolver, record: Record) -> tuple[bool | None, str]:
@@ -187,7 +213,7 @@ def cmd_dns(args: argparse.Namespace) -> int:
     print(f"; DNS records for {domain} (correo at {config.hostname})")
     policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
     with _directory(args.data_dir) as directory:
-        records = expected_records(directory.dkim, domain, config.hostname, policy)
+        records = expected_records(directory.dkim, domain, config.hostname, policy, config.listen)
     for record in records:
         print(record.zone_line())
     print(f"; also an A/AAAA record for {config.hostname} and its PTR (reverse DNS)")
@@ -213,7 +239,7 @@ def _dns_check(data_dir: Path, domain: str) -> int:
     resolver = _resolver(data_dir)
     policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
     with _directory(data_dir) as directory:
-        records = expected_records(directory.dkim, domain, config.hostname, policy)
+        records = expected_records(directory.dkim, domain, config.hostname, policy, config.listen)
     bad = 0
     for record, ok, found in asyncio.run(check_domain(resolver, records)):
         if ok is None:

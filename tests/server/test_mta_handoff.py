@@ -31,6 +31,25 @@ def _wait(port: int, user: str, count: int, timeout: float = 15.0) -> list[bytes
         time.sleep(0.1)
 
 
+def _queue_id(srv: Server, event: str, needle: str, start: int = 0) -> str:
+    """The queue_id of the first ``event`` log line after ``start`` containing ``needle``."""
+    assert srv.wait_log(f"event={event} ", start=start), _events(srv)
+    for line in srv.log_lines[start:]:
+        if f"event={event} " in line and needle in line:
+            return line.split("queue_id=")[1].split()[0]
+    raise AssertionError(f"no {event} with {needle}: {_events(srv)}")
+
+
+def _attempt_done(srv: Server, queue_id: str, start: int = 0) -> None:
+    """Wait until the queue has finished its attempt at ``queue_id``: every delivery and
+    notice it causes is committed and logged by then."""
+    done = f"event=queue.attempt_done queue_id={queue_id}\n"
+    deadline = time.monotonic() + 15
+    while not any(line.endswith(done) for line in srv.log_lines[start:]):
+        assert time.monotonic() < deadline, _events(srv)
+        time.sleep(0.05)
+
+
 def _events(srv: Server) -> str:
     """The log without the POP3 polling noise, for assertion messages."""
     return "".join(x for x in srv.log_lines if "pop3." not in x and "auth.ok" not in x)[-4000:]
@@ -127,6 +146,7 @@ def test_local_delivery_success_dsn(single: Server) -> None:
     """One DSN with Action: delivered for the recipients that asked, none for the rest."""
     carol = "carol@example.test"
     msg = message(ALICE, BOB, "local notify")
+    start = len(single.log_lines)
     with smtplib.SMTP("127.0.0.1", single.ports["submission"], timeout=10) as s:
         s.starttls(context=client_tls())
         s.login(ALICE, PASSWORDS[ALICE])
@@ -147,12 +167,17 @@ def test_local_delivery_success_dsn(single: Server) -> None:
     assert groups[1]["Action"] == "delivered"
     assert b"Subject: Successful Mail Delivery Report" in raw
     assert b"Content-Type: message/rfc822" in raw  # RET=FULL returns the message
-    time.sleep(0.5)
+    # The attempt delivered every recipient, so the message left the queue: no later
+    # attempt, and no second notice, can come once it is over.
+    queue_id = _queue_id(single, "queue.dsn", f"to={ALICE}", start)
+    _attempt_done(single, queue_id, start)
     assert len(mailbox(single.ports["pop3s"], ALICE)) == 1  # exactly one DSN
+    dsn_lines = [x for x in single.log_lines[start:] if "event=queue.dsn " in x]
+    assert len(dsn_lines) == 1, dsn_lines
 
 
 def test_null_sender_never_gets_a_success_dsn(single: Server) -> None:
-    before = single.log().count("event=queue.dsn ")
+    start = len(single.log_lines)
     with smtplib.SMTP("127.0.0.1", single.ports["smtp"], timeout=10) as s:
         s.ehlo()
         s.mail("<>")
@@ -160,9 +185,7 @@ def test_null_sender_never_gets_a_success_dsn(single: Server) -> None:
         assert s.data(message("x@remote.test", "carol@example.test", "null notify"))[0] == 250
     box = _wait(single.ports["pop3s"], "carol@example.test", 2)
     assert any(b"Subject: null notify" in m for m in box)
-    deadline = time.monotonic() + 10
-    while "rcpt=carol@example.test" not in single.log().split("null notify")[-1]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(0.3)
-    assert single.log().count("event=queue.dsn ") == before
+    # The notice would be sent in the attempt that delivered to carol, before it ends.
+    queue_id = _queue_id(single, "queue.delivered", "rcpt=carol@example.test", start)
+    _attempt_done(single, queue_id, start)
+    assert not [x for x in single.log_lines[start:] if "event=queue.dsn " in x]

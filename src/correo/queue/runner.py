@@ -267,6 +267,9 @@ class QueueRunner:
             raise
         except Exception as exc:  # one bad message must not stop the queue
             self.log.error("queue.message_crashed", queue_id=message.id, error=repr(exc))
+        # Everything this attempt does (deliveries, notices, commits) is done: tests and
+        # operators can tell "nothing more will come of it" from "not yet".
+        self.log.debug("queue.attempt_done", queue_id=message.id)
 
     async def _attempt(self, message: QueuedMessage) -> None:
         now = self.clock()

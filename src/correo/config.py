@@ -144,7 +144,7 @@ class LogSettings:
     file: str = ""
 
 
-# -- outbound MTA (issue 4) -------------------------------------------------------------
+# -- outbound MTA -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +219,7 @@ def _acme(raw: object, path: Path) -> AcmeSettings:
     return acme
 
 
-# -- MDA (issue 7): local delivery, LMTP, junk filter ------------------------------------
+# -- MDA: local delivery, LMTP, junk filter -------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +279,7 @@ class Config:
     dns: DnsSettings = field(default_factory=DnsSettings)
     log: LogSettings = field(default_factory=LogSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)  # issue 7
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     lmtp: LmtpSettings = field(default_factory=LmtpSettings)
     junk: JunkSettings = field(default_factory=JunkSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
@@ -374,7 +374,7 @@ def load_config(data_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     allowed = {"server", "listen", "tls", "limits", "auth", "smtp", "dns", "log", "outbound"}
-    allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # issue 7; published MTA-STS
+    allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # the MDA; published MTA-STS
     allowed |= {"store"}  # PostgreSQL (docs/cluster.md)
     allowed |= {"acme"}  # certificates by ACME (docs/tls.md)
     for key in raw:
@@ -444,7 +444,7 @@ def _mta_sts(raw: object, path: Path) -> MtaStsSettings:
 
 
 def _render_mda() -> list[str]:
-    """The issue 7 sections of the default config (docs/config.md, docs/mda.md)."""
+    """The MDA sections of the default config (docs/config.md, docs/mda.md)."""
     d, j = DeliverySettings(), JunkSettings()
     return [
         "[delivery]",

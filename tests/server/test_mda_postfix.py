@@ -1,5 +1,6 @@
-"""Postfix -> correo over LMTP (issue 7 §1): a throwaway Postfix instance whose
-``virtual_transport`` is correo's LMTP listener delivers one message end to end."""
+"""Postfix -> correo over LMTP, as a site with Postfix in front uses it: a throwaway
+Postfix instance whose ``virtual_transport`` is correo's LMTP listener delivers one
+message end to end."""
 
 from __future__ import annotations
 

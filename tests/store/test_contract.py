@@ -314,7 +314,7 @@ def test_flags_modseq_copy_move_and_changes(factory: Factory, tmp_path: Path) ->
     run(go())
 
 
-# -- import bookkeeping: message digests (issue 5 §3) -----------------------------------
+# -- import bookkeeping: message digests -----------------------------------------------
 
 
 def test_message_digests_computed_recorded_and_shared_by_copies(
@@ -346,7 +346,7 @@ def test_message_digests_computed_recorded_and_shared_by_copies(
     run(go())
 
 
-# -- outbound queue: the runner's in-flight exclusion (issue 4) ---------------------------
+# -- outbound queue: the runner's in-flight exclusion ---------------------------------
 
 
 def test_queue_due_excludes_messages_in_flight(factory: Factory, tmp_path: Path) -> None:

@@ -481,7 +481,7 @@ class LocalDelivery:
         plan.targets = list(targets.values())
 
     def _default_mailbox(self, address: str, mailboxes: set[str]) -> str:
-        """``user+folder@domain`` files into ``folder`` when it exists (issue 7 §5)."""
+        """``user+folder@domain`` files into ``folder`` when it exists."""
         if not self.config.delivery.subaddress_folders:
             return INBOX
         local = address.rpartition("@")[0]

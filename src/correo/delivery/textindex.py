@@ -1,4 +1,4 @@
-"""Background SEARCH TEXT/BODY indexing of newly stored messages (issue 3 §5).
+"""Background SEARCH TEXT/BODY indexing of newly stored messages.
 
 Every path that stores a message — IMAP APPEND, SMTP/LMTP/queue local delivery,
 ``correo import`` — hands the new UIDs to :func:`index_delivered` after the commit: the

@@ -129,7 +129,7 @@ def handoff_domains(transport: tuple[str, ...]) -> frozenset[str]:
     """Domains whose transport entry is an ``lmtp:`` next hop (``[outbound] transport``).
 
     For a local domain this means: the mailbox lives at an external MDA, so accepted
-    mail is queued for the LMTP hop rather than filed in correo's store (issue 4 §3).
+    mail is queued for the LMTP hop rather than filed in correo's store.
     Only exact domains count (not ``.parent`` patterns); malformed entries are skipped
     here — the queue runner reports them when it starts.
     """

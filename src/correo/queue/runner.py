@@ -170,7 +170,7 @@ class QueueRunner:
                 ca_file=self.ca_file,
                 clock=clock,
             )
-        #: Local domains whose delivery an external MDA does over LMTP (issue 4 §3).
+        #: Local domains whose delivery an external MDA does over LMTP.
         self.handoff = handoff_domains(out.transport)
         self.policy = RetryPolicy(
             initial=out.retry_initial,
@@ -626,7 +626,7 @@ class QueueRunner:
     async def _deliver_local(
         self, message: QueuedMessage, recipients: Sequence[QueueRecipientState]
     ) -> list[RecipientResult]:
-        """Recipients in local domains go to the store, never out (issue 4 §2)."""
+        """Recipients in local domains go to the store, never out."""
         targets: list[DeliveryTarget] = []
         local: list[LocalRecipient] = []
         forwards: list[QueuedRecipient] = []

@@ -45,15 +45,15 @@ class ServerContext:
     maildrops_in_use: set[str] = field(default_factory=set)
     #: Concurrent password verifications (each costs ~19 MiB and tens of ms of CPU).
     auth_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
-    #: Set after queuing outbound mail: the queue runner wakes at once (issue 4).
+    #: Set after queuing outbound mail: the queue runner wakes at once.
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Local delivery with Sieve and the junk filter (issue 7); set by MailServer.start.
+    #: Local delivery with Sieve and the junk filter; set by MailServer.start.
     mda: LocalDelivery | None = None
-    #: DNS for SPF/DKIM/DMARC (issue 6); set by MailServer.start from [dns].
+    #: DNS for SPF/DKIM/DMARC; set by MailServer.start from [dns].
     resolver: Resolver | None = None
-    #: DKIM signers by domain for submitted mail (issue 6).
+    #: DKIM signers by domain for submitted mail.
     dkim_signers: dict[str, DkimSigner] = field(default_factory=dict)
-    #: Mailbox snapshots and change feeds that IMAP sessions share (issue 3).
+    #: Mailbox snapshots and change feeds that IMAP sessions share.
     imap: SharedMailboxes = field(default_factory=SharedMailboxes)
     #: Listening addresses by service as bound (port 0 in the config becomes a real one).
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)

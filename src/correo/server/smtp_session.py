@@ -462,7 +462,7 @@ class SmtpSession:
             local_part,
             domain,
             may_relay=self.submission and self.user is not None,
-            # issue 4: LMTP hand-off of local domains; NOTIFY=SUCCESS via the queue
+            # LMTP hand-off of local domains and NOTIFY=SUCCESS both go through the queue
             handoff=handoff_domains(self.ctx.config.outbound.transport),
             notify_success=notify is not None and "SUCCESS" in notify.upper(),
             postmaster=self.ctx.config.delivery.postmaster,  # RFC 5321 §4.5.1

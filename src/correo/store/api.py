@@ -594,7 +594,7 @@ class MailStore(Protocol):
         the committing thread; None stops it."""
         ...
 
-    # -- MDA (issue 7): Sieve scripts, vacation memory, junk-filter tokens ----------------
+    # -- MDA: Sieve scripts, vacation memory, junk-filter tokens --------------------------
     # Kept here rather than in the directory: scripts, vacation memory and token counts
     # are per-account user data that follow the mailboxes (backup, account deletion).
 
@@ -644,7 +644,7 @@ class MailStore(Protocol):
         """Count one message's tokens as spam or ham (or take a count back), bounded in size."""
         ...
 
-    # -- import bookkeeping: message digests (issue 5 §3) ------------------------------
+    # -- import bookkeeping: message digests ------------------------------------------
     # Importers skip messages already present, so a rerun adds no duplicates.
 
     async def message_digests(self, account: str, mailbox: str) -> dict[int, str]:

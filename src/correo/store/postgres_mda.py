@@ -206,7 +206,7 @@ class PgMdaOps(PgBase):
 
         await self._write(op, guarded=False)
 
-    # -- import bookkeeping: message digests (issue 5 §3) ------------------------------
+    # -- import bookkeeping: message digests ------------------------------------------
 
     async def message_digests(self, account: str, mailbox: str) -> dict[int, str]:
         rows = await self._fetchall(

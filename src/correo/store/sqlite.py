@@ -50,9 +50,9 @@ from correo.store.api import (
 from correo.store.committer import AfterCommit, GroupCommitter
 from correo.store.spool import FileSpool
 from correo.store.sqlite_accounts import AccountOps
-from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # import digests (issue 5)
+from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # idempotent imports
 from correo.store.sqlite_mailboxes import MailboxOps, _forget_text, normalize_flags
-from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # MDA section (issue 7)
+from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # Sieve, vacation, junk
 from correo.store.sqlite_tls import TLS_SCHEMA, TlsOps  # ACME certificates (docs/tls.md)
 
 __all__ = ["SqliteStore"]
@@ -186,8 +186,8 @@ class SqliteStore(MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps):
         conn = _connect(self.db_path, writer=True)
         try:
             conn.executescript(_SCHEMA)
-            conn.executescript(MDA_SCHEMA)  # MDA section (issue 7): scripts, vacation, junk
-            conn.executescript(DIGEST_SCHEMA)  # import digests (issue 5 §3)
+            conn.executescript(MDA_SCHEMA)  # Sieve scripts, vacation memory, junk tokens
+            conn.executescript(DIGEST_SCHEMA)  # digests that make imports idempotent
             conn.executescript(TLS_SCHEMA)  # certificates obtained by ACME
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version < 2:

@@ -1,4 +1,4 @@
-"""Message digests of :class:`SqliteStore` (issue 5 §3): idempotent mailbox imports.
+"""Message digests of :class:`SqliteStore`: idempotent mailbox imports.
 
 A separate mixin, like ``sqlite_mailboxes.py``.  Digests belong to a stored *body*
 (``blobs`` row), not to a mailbox entry: COPY/MOVE share the body, so they share the

@@ -51,7 +51,7 @@ from correo.imap.server import (
 )
 from correo.imap.states import ImapState
 from correo.imap.urlauth import GenUrlAuth, ResetKey, UrlFetch
-from correo.junk import on_imap_move  # issue 7: junk training
+from correo.junk import on_imap_move  # moving to/from Junk trains the filter
 from correo.message.imapfmt import base64_binary_parts
 from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
 from correo.server.auth import check_password

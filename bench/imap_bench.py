@@ -43,7 +43,7 @@ from measure import proc_pss_kib, process_tree, tree_cpu_seconds
 
 __all__ = ["main"]
 
-USER, PASSWORD = "user1@bench.test", "benchpass"
+USER, PASSWORD = "user1@bench.test", "benchpass-2026"  # [auth] min_password_length is 10
 RARE = "xylophonequartz"
 WORDS = [
     "mail",

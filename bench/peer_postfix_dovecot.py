@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 DOMAIN = "bench.test"
-PASSWORD = "benchpass"
+PASSWORD = "benchpass-2026"  # the same as correo_server.py
 DEFAULT_WORKDIR = Path("/var/tmp/correo-bench/peer")
 MAIL_USER = "mail"  # Debian's uid/gid 8 owns the maildirs; no useradd needed.
 

@@ -28,7 +28,7 @@ from correo.mailauth import (
     SpfResult,
     SpfVerdict,
 )
-from correo.queue.attempt import RecipientResult, SmtpSession, Timeouts, downgrade_8bit
+from correo.queue.attempt import OutboundSmtpSession, RecipientResult, Timeouts, downgrade_8bit
 from correo.queue.dsn import (
     RecipientReport,
     compose_dsn,
@@ -441,7 +441,7 @@ async def _peer(extensions: bytes, lmtp: bool) -> list[RecipientResult]:
     port = server.sockets[0].getsockname()[1]
     protocol: Literal["smtp", "lmtp"] = "lmtp" if lmtp else "smtp"
     target = Target("peer.test", "127.0.0.1", port, protocol, "none")
-    session = await SmtpSession.open(target, helo="me.test", timeouts=Timeouts(), log=_LOG)
+    session = await OutboundSmtpSession.open(target, helo="me.test", timeouts=Timeouts(), log=_LOG)
     message = QueuedMessage(1, "a@x.test", 20, 0.0, None, None, None, False, None, ())
     rcpt = QueueRecipientState("b@y.test", "SUCCESS", None, "queued", 0, 0.0)
 

@@ -52,9 +52,9 @@ from correo.store.api import QueuedMessage, QueueRecipientState
 
 __all__ = [
     "ConnectFailed",
+    "OutboundSmtpSession",
     "Outcome",
     "RecipientResult",
-    "SmtpSession",
     "SuccessAction",
     "Timeouts",
     "downgrade_8bit",
@@ -173,8 +173,9 @@ def _downgrade(message: bytes) -> bytes | None:
     return out if out.isascii() else None
 
 
-class SmtpSession:
-    """An established SMTP/LMTP session with one host, ready for transactions."""
+class OutboundSmtpSession:
+    """An established SMTP/LMTP client session with one host, ready for transactions
+    (the client side; server/smtp_session.py's ``SmtpSession`` is the server side)."""
 
     def __init__(
         self,
@@ -207,7 +208,7 @@ class SmtpSession:
         log: Logger,
         use_tls: bool = True,
         source: str | None = None,
-    ) -> SmtpSession:
+    ) -> OutboundSmtpSession:
         """Connect (from ``source`` if given), greet, EHLO, STARTTLS and AUTH as the
         target demands."""
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from correo.log import Logger
-from correo.queue.attempt import ConnectFailed, RecipientResult, SmtpSession, Timeouts
+from correo.queue.attempt import ConnectFailed, OutboundSmtpSession, RecipientResult, Timeouts
 from correo.queue.routing import Target
 from correo.store.api import QueuedMessage, QueueRecipientState
 
@@ -36,7 +36,7 @@ async def lmtp_deliver(
 ) -> list[RecipientResult]:
     """One message over one LMTP session; a failed connection defers every recipient."""
     try:
-        session = await SmtpSession.open(
+        session = await OutboundSmtpSession.open(
             target, helo=lhlo, timeouts=timeouts or Timeouts(), log=log, use_tls=False
         )
     except ConnectFailed as exc:

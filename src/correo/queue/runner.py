@@ -42,9 +42,9 @@ from correo.metrics import Metrics
 from correo.mtasts import MtaSts, PolicyCache
 from correo.queue.attempt import (
     ConnectFailed,
+    OutboundSmtpSession,
     Outcome,
     RecipientResult,
-    SmtpSession,
     SuccessAction,
     Timeouts,
 )
@@ -471,7 +471,7 @@ class QueueRunner:
             task.add_done_callback(self._workers.discard)
 
     async def _worker(self, dest: _Destination) -> None:
-        session: SmtpSession | None = None
+        session: OutboundSmtpSession | None = None
         route: Route | None = None
         per_connection = max(1, self.config.outbound.max_messages_per_connection)
         try:
@@ -586,7 +586,7 @@ class QueueRunner:
             return route
         return apply_sts(route, policy, ca_file)
 
-    async def _connect(self, route: Route) -> tuple[SmtpSession | None, str]:
+    async def _connect(self, route: Route) -> tuple[OutboundSmtpSession | None, str]:
         error = "no host to try"
         out = self.config.outbound
         for target in route.targets:
@@ -596,7 +596,7 @@ class QueueRunner:
                 source = source_address(target.address, out.source_ipv4, out.source_ipv6, listeners)
             for use_tls in (True, False):
                 try:
-                    session = await SmtpSession.open(
+                    session = await OutboundSmtpSession.open(
                         target,
                         helo=self.helo,
                         timeouts=self.timeouts,

@@ -1,4 +1,4 @@
-"""``correo mail …``: send, read and fetch mail from the command line (issue 5 §2).
+"""``correo mail …``: send, read and fetch mail from the command line.
 
 Every subcommand works on one account of ``~/.config/correo/client.toml`` (see
 docs/mua.md); composition is :func:`correo.message.compose`, servers are spoken to with

@@ -15,11 +15,11 @@ from correo.cli import (
     dev,
     dns_cmds,
     importexport,
-    junk_cmds,  # issue 7
+    junk_cmds,
     mail,
     sendmail,
     setup,
-    sieve_cmds,  # issue 7
+    sieve_cmds,
     status,
     storecopy,
     tls_cmds,
@@ -164,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     sendmail.add_parser(sub)
 
     tls_cmds.register(sub)  # tls status (docs/tls.md)
-    dns_cmds.register(sub)  # dns, dns check, dkim rotate, check message (issue 6)
-    importexport.register(sub)  # import, export (issue 5)
-    mail.register(sub)  # mail send/list/read/… and fetch (issue 5)
-    sieve_cmds.register(sub)  # sieve put/get/list/activate/check (issue 7)
-    junk_cmds.register(sub)  # junk train (issue 7)
+    dns_cmds.register(sub)  # dns, dns check, dkim rotate, check message
+    importexport.register(sub)  # import, export
+    mail.register(sub)  # mail send/list/read/… and fetch
+    sieve_cmds.register(sub)  # sieve put/get/list/activate/check
+    junk_cmds.register(sub)  # junk train
     status.register(sub)  # status of the running server (docs/operations.md)
     dev.register(sub)  # correo dev: catch-all development server (docs/testing.md)
     backup.register(sub)  # backup, verify (docs/operations.md)

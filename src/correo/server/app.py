@@ -35,8 +35,8 @@ from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
 from correo.server.devmode import DevMode
 from correo.server.imap.session import ImapSession
-from correo.server.lmtp_session import LmtpSession  # issue 7
-from correo.server.managesieve_session import ManageSieveSession  # issue 7
+from correo.server.lmtp_session import LmtpSession
+from correo.server.managesieve_session import ManageSieveSession
 from correo.server.pop3_session import Pop3Session
 from correo.server.reload import restart_keys
 from correo.server.sdnotify import notify, notify_reloading
@@ -179,7 +179,7 @@ class MailServer:
             s: len(a) for s, a in config.listen.items() if s in _SERVICES and a
         }  # what /readyz waits for
         self.metrics.sessions = self._session_counts
-        self.ctx.mda = LocalDelivery(  # issue 7: Sieve, junk filter, vacation
+        self.ctx.mda = LocalDelivery(  # Sieve, junk filter, vacation
             config,
             self.store,
             self.directory,
@@ -340,7 +340,7 @@ class MailServer:
         return self._resolver or DnsPythonResolver(self.config.dns.nameservers)
 
     async def _start_lmtp_socket(self) -> None:
-        """The LMTP unix socket (``[lmtp] socket``), mode 0660, for a local MTA (issue 7)."""
+        """The LMTP unix socket (``[lmtp] socket``), mode 0660, for a local MTA."""
         if not self.config.lmtp.socket:
             return
         path = self.config.path(self.config.lmtp.socket)

@@ -320,21 +320,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "dns",
         help="print the DNS records to publish for DOMAIN; 'dns check DOMAIN' verifies them",
     )
-    p.add_argument("words", nargs="+", metavar="[check] DOMAIN")
+    p.add_argument(
+        "words",
+        nargs="+",
+        metavar="[check] DOMAIN",
+        help="a local domain; with 'check' first, look its records up and compare",
+    )
     p.set_defaults(func=cmd_dns)
 
     p = sub.add_parser("dkim", help="manage DKIM signing keys")
     dsub = p.add_subparsers(dest="action", metavar="ACTION")
     dsub.required = True
     a = dsub.add_parser("rotate", help="add new keys for DOMAIN; older ones stay published")
-    a.add_argument("domain")
+    a.add_argument("domain", help="a local domain, e.g. example.org")
     a.set_defaults(func=cmd_dkim_rotate)
 
     p = sub.add_parser("check", help="diagnostics")
     csub = p.add_subparsers(dest="action", metavar="WHAT")
     csub.required = True
     a = csub.add_parser("message", help="SPF, DKIM, DMARC and ARC results for a stored message")
-    a.add_argument("file")
+    a.add_argument("file", help="the message as received (RFC 5322 text)")
     a.add_argument("--ip", default=None, help="the connecting client's IP address")
     a.add_argument("--helo", default=None, help="the client's HELO/EHLO name")
     a.add_argument("--mail-from", dest="mail_from", default=None, help="the MAIL FROM address")

@@ -63,10 +63,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="import a Maildir or mbox into an account (flags, keywords, dates kept; "
         "reruns add no duplicates)",
     )
-    p.add_argument("--user", required=True, metavar="ADDRESS")
+    p.add_argument("--user", required=True, metavar="ADDRESS", help="the account to fill")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--maildir", type=Path, metavar="PATH")
-    src.add_argument("--mbox", type=Path, metavar="PATH")
+    src.add_argument("--maildir", type=Path, metavar="PATH", help="a Maildir or Maildir++ tree")
+    src.add_argument(
+        "--mbox", type=Path, metavar="PATH", help="an mbox file, or a folder of mbox files"
+    )
     p.add_argument(
         "--folder",
         metavar="NAME",
@@ -76,10 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("export", help="export an account to a Maildir++ tree or mbox files")
-    p.add_argument("--user", required=True, metavar="ADDRESS")
+    p.add_argument("--user", required=True, metavar="ADDRESS", help="the account to export")
     dst = p.add_mutually_exclusive_group(required=True)
-    dst.add_argument("--maildir", type=Path, metavar="OUT")
-    dst.add_argument("--mbox", type=Path, metavar="OUT")
+    dst.add_argument("--maildir", type=Path, metavar="OUT", help="write a Maildir++ tree here")
+    dst.add_argument(
+        "--mbox", type=Path, metavar="OUT", help="write one mbox file per mailbox here"
+    )
     p.add_argument(
         "--folder",
         metavar="NAME",

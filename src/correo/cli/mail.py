@@ -24,6 +24,9 @@ from correo.mua.render import attachments, body_text, header_value, render
 
 __all__ = ["register", "strip_bcc"]
 
+_UID = "the message's UID (from mail list or mail search)"
+_UIDS = "message UIDs (from mail list or mail search)"
+
 _FLAG_NAMES = {
     "seen": "\\Seen",
     "flagged": "\\Flagged",
@@ -44,7 +47,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         a.add_argument("--body", default=None, help="body text")
         a.add_argument("--body-file", type=Path, default=None, help="body from a file (- stdin)")
         a.add_argument("--html", type=Path, default=None, help="HTML body file")
-        a.add_argument("--attach", nargs="+", action="extend", type=Path, default=[])
+        a.add_argument(
+            "--attach",
+            nargs="+",
+            action="extend",
+            type=Path,
+            default=[],
+            metavar="FILE",
+            help="attach files (repeatable)",
+        )
         a.add_argument(
             "--inline",
             nargs="+",
@@ -57,81 +68,117 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         a.add_argument("--no-save", action="store_true", help="do not APPEND to Sent")
 
     a = msub.add_parser("send", help="compose and submit a message")
-    a.add_argument("--from", dest="from_", default=None)
-    for name in ("--to", "--cc", "--bcc"):
-        a.add_argument(name, action="append", default=[])
-    a.add_argument("--subject", default="")
+    a.add_argument(
+        "--from",
+        dest="from_",
+        metavar="ADDRESS",
+        default=None,
+        help="the From: line, e.g. 'Alice <alice@example.org>' (default: the profile's email)",
+    )
+    for name, what in (("--to", "To:"), ("--cc", "Cc:"), ("--bcc", "hidden (Bcc)")):
+        a.add_argument(
+            name,
+            action="append",
+            default=[],
+            metavar="ADDRESS",
+            help=f"a {what} recipient (repeatable; commas separate several)",
+        )
+    a.add_argument("--subject", default="", help="the Subject: line")
     compose_options(a)
     a.set_defaults(func=cmd_send)
 
     def folder(a: argparse.ArgumentParser) -> None:
-        a.add_argument("--folder", default="INBOX")
+        a.add_argument("--folder", default="INBOX", help="the mailbox (default: INBOX)")
 
     a = msub.add_parser("list", help="list the newest messages of a folder")
     folder(a)
-    a.add_argument("--limit", type=int, default=20)
+    a.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
     a.set_defaults(func=cmd_list)
 
     a = msub.add_parser("read", help="show a message (marks it seen)")
     folder(a)
-    a.add_argument("uid", type=int)
+    a.add_argument("uid", type=int, help=_UID)
     a.add_argument("--raw", action="store_true", help="print the raw bytes")
     a.set_defaults(func=cmd_read)
 
     a = msub.add_parser("reply", help="reply to a message")
     folder(a)
-    a.add_argument("uid", type=int)
+    a.add_argument("uid", type=int, help=_UID)
     a.add_argument("--all", action="store_true", help="reply to all recipients")
     compose_options(a)
     a.set_defaults(func=cmd_reply)
 
     a = msub.add_parser("forward", help="forward a message with its attachments")
     folder(a)
-    a.add_argument("uid", type=int)
-    a.add_argument("--to", action="append", required=True)
+    a.add_argument("uid", type=int, help=_UID)
+    a.add_argument(
+        "--to", action="append", required=True, metavar="ADDRESS", help="a recipient (repeatable)"
+    )
     compose_options(a)
     a.set_defaults(func=cmd_forward)
 
     a = msub.add_parser("move", help="move messages to another folder")
     folder(a)
-    a.add_argument("uids", type=int, nargs="+")
-    a.add_argument("--to", required=True, dest="target")
+    a.add_argument("uids", type=int, nargs="+", metavar="UID", help=_UIDS)
+    a.add_argument("--to", required=True, dest="target", metavar="FOLDER", help="the mailbox")
     a.set_defaults(func=cmd_move)
 
     a = msub.add_parser("flag", help="set or clear flags (seen, flagged, answered, … or keyword)")
     folder(a)
-    a.add_argument("uids", type=int, nargs="+")
-    a.add_argument("--set", action="append", default=[], dest="set_flags")
-    a.add_argument("--clear", action="append", default=[], dest="clear_flags")
+    a.add_argument("uids", type=int, nargs="+", metavar="UID", help=_UIDS)
+    a.add_argument(
+        "--set", action="append", default=[], dest="set_flags", metavar="FLAG", help="flag to set"
+    )
+    a.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        dest="clear_flags",
+        metavar="FLAG",
+        help="flag to clear",
+    )
     a.set_defaults(func=cmd_flag)
 
     a = msub.add_parser("delete", help="move messages to Trash (or --expunge them)")
     folder(a)
-    a.add_argument("uids", type=int, nargs="+")
+    a.add_argument("uids", type=int, nargs="+", metavar="UID", help=_UIDS)
     a.add_argument("--expunge", action="store_true", help="remove for good")
     a.set_defaults(func=cmd_delete)
 
     a = msub.add_parser("search", help="search a folder")
     folder(a)
-    for name in ("--from", "--to", "--subject", "--text", "--since", "--before"):
-        a.add_argument(name, dest=name[2:].replace("-", "_") + "_", default=None)
-    a.add_argument("--unseen", action="store_true")
-    a.add_argument("--flagged", action="store_true")
+    for name, metavar, what in (
+        ("--from", "TEXT", "From: contains TEXT"),
+        ("--to", "TEXT", "To: contains TEXT"),
+        ("--subject", "TEXT", "Subject: contains TEXT"),
+        ("--text", "TEXT", "the header or body contains TEXT"),
+        ("--since", "DATE", "sent on or after DATE (YYYY-MM-DD)"),
+        ("--before", "DATE", "sent before DATE (YYYY-MM-DD)"),
+    ):
+        a.add_argument(
+            name, dest=name[2:].replace("-", "_") + "_", default=None, metavar=metavar, help=what
+        )
+    a.add_argument("--unseen", action="store_true", help="only messages not yet seen")
+    a.add_argument("--flagged", action="store_true", help="only flagged messages")
     a.set_defaults(func=cmd_search)
 
     a = msub.add_parser("save-attachments", help="write a message's attachments to a folder")
     folder(a)
-    a.add_argument("uid", type=int)
-    a.add_argument("--dir", type=Path, default=Path())
+    a.add_argument("uid", type=int, help=_UID)
+    a.add_argument("--dir", type=Path, default=Path(), help="where to write them (default: here)")
     a.set_defaults(func=cmd_save_attachments)
 
     a = msub.add_parser("fetch", help="retrieve mail (POP3 or IMAP) into a Maildir or mbox")
     proto = a.add_mutually_exclusive_group()
-    proto.add_argument("--pop3", action="store_const", const="pop3", dest="protocol")
-    proto.add_argument("--imap", action="store_const", const="imap", dest="protocol")
+    proto.add_argument(
+        "--pop3", action="store_const", const="pop3", dest="protocol", help="fetch over POP3"
+    )
+    proto.add_argument(
+        "--imap", action="store_const", const="imap", dest="protocol", help="fetch over IMAP"
+    )
     dest = a.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--maildir", type=Path)
-    dest.add_argument("--mbox", type=Path)
+    dest.add_argument("--maildir", type=Path, metavar="PATH", help="store into this Maildir")
+    dest.add_argument("--mbox", type=Path, metavar="PATH", help="append to this mbox file")
     a.add_argument("--delete", action="store_true", help="delete on the server once stored")
     folder(a)
     a.set_defaults(func=cmd_fetch)

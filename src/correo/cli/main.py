@@ -36,7 +36,17 @@ DEFAULT_DATA = os.environ.get("CORREO_DATA", "correo-data")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="correo",
-        description="correo: SMTP (MX and submission), a durable mail store and POP3.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "correo: a complete Internet mail system in one program.\n\n"
+            "One process serves SMTP (MX on port 25, submission with AUTH on 587/465),\n"
+            "IMAP and POP3 for mail clients, JMAP and MTA-STS over HTTPS, ManageSieve and\n"
+            "LMTP; it signs outgoing mail with DKIM, checks SPF, DKIM, DMARC and ARC on\n"
+            "incoming mail, filters junk, runs Sieve scripts and delivers to other domains\n"
+            "from a retrying queue.  Mail lives in SQLite in the data folder, or in\n"
+            "PostgreSQL shared by several nodes.  The commands below set it up, run it,\n"
+            "manage accounts, domains, DNS and certificates, and read or send mail."
+        ),
         epilog="Start with: correo init --data DIR --domain example.org; "
         "then: correo --data DIR serve",
     )
@@ -83,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=setup.cmd_init)
 
     p = sub.add_parser(
-        "serve", help="run every configured service in the foreground until SIGTERM/SIGINT"
+        "serve",
+        help="run every configured service in the foreground until SIGTERM/SIGINT; "
+        "SIGHUP reloads the configuration and certificates",
     )
     p.set_defaults(func=setup.cmd_serve)
 
@@ -98,15 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     a = usub.add_parser(
         "add", help="add an account; the password is prompted for, or read from one line of stdin"
     )
-    a.add_argument("address")
+    a.add_argument("address", help="the account's mail address, e.g. alice@example.org")
     a.set_defaults(func=admin.cmd_user_add)
     a = usub.add_parser("passwd", help="change an account's password")
-    a.add_argument("address")
+    a.add_argument("address", help="the account's mail address")
     a.set_defaults(func=admin.cmd_user_passwd)
     a = usub.add_parser(
         "del", help="remove an account with its mail, mailboxes, Sieve scripts and filter data"
     )
-    a.add_argument("address")
+    a.add_argument("address", help="the account's mail address")
     a.add_argument(
         "--keep-data",
         action="store_true",
@@ -126,11 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="action", metavar="ACTION")
     asub.required = True
     a = asub.add_parser("add", help="add an alias")
-    a.add_argument("alias")
-    a.add_argument("target")
+    a.add_argument("alias", help="the address that forwards, e.g. info@example.org or @domain")
+    a.add_argument("target", help="where its mail goes: a local account or any address")
     a.set_defaults(func=admin.cmd_alias_add)
     a = asub.add_parser("del", help="remove an alias")
-    a.add_argument("alias")
+    a.add_argument("alias", help="the alias to remove")
     a.set_defaults(func=admin.cmd_alias_del)
     a = asub.add_parser("list", help="list aliases")
     a.set_defaults(func=admin.cmd_alias_list)
@@ -139,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="action", metavar="ACTION")
     dsub.required = True
     a = dsub.add_parser("add", help="accept mail for another domain")
-    a.add_argument("domain")
+    a.add_argument("domain", help="the domain, e.g. example.org")
     a.set_defaults(func=admin.cmd_domain_add)
     a = dsub.add_parser("list", help="list local domains")
     a.set_defaults(func=admin.cmd_domain_list)
@@ -150,16 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     a = qsub.add_parser("list", help="list queued messages (id, size, age, sender, recipients)")
     a.set_defaults(func=admin.cmd_queue_list)
     a = qsub.add_parser("show", help="one message: envelope, recipients, attempts, header")
-    a.add_argument("id", type=int)
+    a.add_argument("id", type=int, help="the message's id (from queue list)")
     a.set_defaults(func=admin.cmd_queue_show)
     a = qsub.add_parser("flush", help="make every queued message (or one) due now")
-    a.add_argument("id", type=int, nargs="?")
+    a.add_argument("id", type=int, nargs="?", help="one message's id (default: all)")
     a.set_defaults(func=admin.cmd_queue_flush)
     a = qsub.add_parser("retry", help="make one queued message due now")
-    a.add_argument("id", type=int)
+    a.add_argument("id", type=int, help="the message's id (from queue list)")
     a.set_defaults(func=admin.cmd_queue_flush)
     a = qsub.add_parser("delete", help="remove a message from the queue (no bounce)")
-    a.add_argument("id", type=int)
+    a.add_argument("id", type=int, help="the message's id (from queue list)")
     a.set_defaults(func=admin.cmd_queue_delete)
     sendmail.add_parser(sub)
 

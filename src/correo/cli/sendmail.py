@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("-i", action="store_true", help="a lone '.' line does not end the message")
     p.add_argument("-o", dest="options", action="append", default=[], help="-oi; others ignored")
     p.add_argument("-B", dest="body_type", help="ignored (8BITMIME is detected)")
-    p.add_argument("recipients", nargs="*")
+    p.add_argument("recipients", nargs="*", help="envelope recipients (with -t: added to them)")
     p.set_defaults(func=cmd_sendmail)
 
 

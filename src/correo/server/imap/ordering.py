@@ -95,30 +95,6 @@ def _sort(
     return ordered
 
 
-def _render(roots: Sequence[int], children: dict[int, list[int]], number: dict[int, int]) -> str:
-    """``(1 2 (3)(4))`` without recursion: a reply chain can be as deep as the mailbox."""
-    out: list[str] = []
-    stack: list[tuple[int, bool] | str] = [(r, True) for r in reversed(roots)]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            out.append(item)
-            continue
-        node, own_parens = item
-        kids = children.get(node, [])
-        if own_parens:
-            out.append("(")
-            stack.append(")")
-        out.append(str(number[node]))
-        if len(kids) == 1:
-            out.append(" ")
-            stack.append((kids[0], False))
-        elif kids:
-            out.append(" ")
-            stack.extend((k, True) for k in reversed(kids))
-    return "".join(out)
-
-
 async def thread_uids(
     store: MailStore, view: MailboxView, uids: Sequence[int], algorithm: str, *, uid: bool
 ) -> bytes:
@@ -142,17 +118,16 @@ def _ordered_subject(
 ) -> bytes:
     """RFC 5256 §4 ORDEREDSUBJECT: by base subject, then sent date, then sequence number."""
     bases = {u: base_subject(envs.get(u, (Envelope(), None))[0].subject) for u in uids}
-    children: dict[int, list[int]] = {}
     groups: dict[str, list[int]] = {}
     for u in sorted(uids, key=lambda u: (bases[u], date(u), number[u])):
         groups.setdefault(bases[u], []).append(u)
-    roots: list[int] = []
-    for members in groups.values():
-        roots.append(members[0])
-        if len(members) > 1:
-            children[members[0]] = members[1:]
-    roots.sort(key=lambda u: (date(u), number[u]))
-    return _render(roots, children, number).encode()
+    roots: list[_Node] = []
+    for first, *rest in groups.values():  # the first message is the parent of the others
+        root = _Node(first)
+        for u in rest:
+            root.adopt(_Node(u))
+        roots.append(root)
+    return _render_nodes(roots, date, number).encode()
 
 
 _MSGID = re.compile(r"<[^<>\s]+>")

@@ -204,3 +204,26 @@ def test_unreadable_new_certificate_keeps_the_old_one(
     srv.proc.send_signal(signal.SIGHUP)
     assert srv.wait_log("event=server.reload_failed", start=start), srv.log()[-2000:]
     assert _fingerprint(srv.ports["imaps"]) == before
+
+
+def test_sighup_applies_a_new_log_level(start_server: Callable[..., Server]) -> None:
+    """``[log] level`` set to warning on reload: a session's info and debug lines stop."""
+    srv = start_server()
+    assert srv.proc is not None
+    start = len(srv.log_lines)
+    imap(srv).logout()
+    assert srv.wait_log("event=imap.", start=start)  # sessions log below warning
+    config = srv.data / "correo.toml"
+    config.write_text(config.read_text().replace('level = "debug"', 'level = "warning"'))
+    start = len(srv.log_lines)
+    srv.proc.send_signal(signal.SIGHUP)
+    assert srv.wait_log("event=server.reloaded", start=start)
+    after = len(srv.log_lines)
+    imap(srv).logout()
+    config.write_text("[log\n")  # a reload that fails logs an error: the next line
+    srv.proc.send_signal(signal.SIGHUP)
+    assert srv.wait_log("event=server.reload_failed", start=after)
+    quiet = [
+        line for line in srv.log_lines[after:] if "level=info" in line or "level=debug" in line
+    ]
+    assert not quiet, quiet

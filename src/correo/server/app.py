@@ -281,8 +281,8 @@ class MailServer:
         self.config = self.ctx.config = new  # sessions read their limits from ctx.config
         if self.ctx.mda is not None:
             self.ctx.mda.config = new  # [delivery]
+        self.log.info("server.reloaded")  # before [log] level, which may silence it
         self.log.threshold = LEVELS[new.log.level]
-        self.log.info("server.reloaded")
 
     def _web_listener(self, service: str) -> WebListener:
         """The aiohttp listener of ``service``, made on first use (one per service)."""

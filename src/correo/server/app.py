@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from correo.certs.manager import CertificateManager, acme_names
@@ -38,7 +39,7 @@ from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession
 from correo.server.managesieve_session import ManageSieveSession
 from correo.server.pop3_session import Pop3Session
-from correo.server.reload import restart_keys
+from correo.server.reload import applied, restart_keys
 from correo.server.sdnotify import notify, notify_reloading
 from correo.server.signers import follow_signers, load_signers
 from correo.server.smtp_session import SmtpSession
@@ -256,17 +257,9 @@ class MailServer:
     async def _reload(self) -> None:
         assert self.ctx is not None
         old = self.config
+        files = self.ctx.tls is not None and self.certs is None  # [acme] installs its own
         try:
-            new = await asyncio.to_thread(load_config, old.data_dir)
-            problem = next(serve_problems(new), None)
-            if problem is not None:
-                raise ConfigError(problem)
-            cert, key = new.path(new.tls.certificate), new.path(new.tls.key)
-            pair = None
-            if self.ctx.tls is not None and self.certs is None:  # [acme] installs its own
-                pair = await asyncio.to_thread(lambda: (cert.read_bytes(), key.read_bytes()))
-                # the trial load runs off the loop; the install below repeats it (fast)
-                await asyncio.to_thread(server_context, cert, key)
+            new, pair = await asyncio.to_thread(_read_config, old.data_dir, files)
         except (ConfigError, TlsConfigError, OSError, ValueError) as exc:
             self.log.error("server.reload_failed", error=str(exc))  # old config stays
             return
@@ -278,6 +271,7 @@ class MailServer:
             return
         for name in restart_keys(old, new):
             self.log.warning("server.reload_needs_restart", key=name)
+        new = applied(old, new)  # what needs a restart keeps its running value
         self.config = self.ctx.config = new  # sessions read their limits from ctx.config
         if self.ctx.mda is not None:
             self.ctx.mda.config = new  # [delivery]
@@ -489,6 +483,21 @@ class MailServer:
         self._lock.release()
         problem = startup_problem(exc, self._binding, self.config.data_dir / "correo.toml")
         return None if problem is None else StartupError(problem)
+
+
+def _read_config(data_dir: Path, tls: bool) -> tuple[Config, tuple[bytes, bytes] | None]:
+    """For a reload, off the loop: the new configuration, checked as ``serve`` checks it,
+    and (``tls``) its certificate and key, after a trial load."""
+    config = load_config(data_dir)
+    problem = next(serve_problems(config), None)
+    if problem is not None:
+        raise ConfigError(problem)
+    if not tls:
+        return config, None
+    cert, key = config.path(config.tls.certificate), config.path(config.tls.key)
+    pair = cert.read_bytes(), key.read_bytes()
+    server_context(cert, key)  # raises TlsConfigError; the install repeats it (fast)
+    return config, pair
 
 
 async def run_server(

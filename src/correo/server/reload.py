@@ -12,7 +12,7 @@ import dataclasses
 
 from correo.config import Config
 
-__all__ = ["LIVE_KEYS", "changed_keys", "restart_keys"]
+__all__ = ["LIVE_KEYS", "applied", "changed_keys", "restart_keys"]
 
 #: Keys (``section.name``, or a whole ``section``) a reload puts into effect.
 LIVE_KEYS = frozenset(
@@ -60,3 +60,24 @@ def restart_keys(old: Config, new: Config) -> list[str]:
         for key in changed_keys(old, new)
         if key in _FIXED or (key not in LIVE_KEYS and key.split(".")[0] not in LIVE_KEYS)
     ]
+
+
+def applied(old: Config, new: Config) -> Config:
+    """``new`` with every key that needs a restart set back to its running value, so
+    nothing reads a listener, store or queue setting the process does not have."""
+    keep = restart_keys(old, new)
+    changes: dict[str, object] = {}
+    if any(k.startswith("listen.") for k in keep):
+        changes["listen"] = old.listen
+    for section in {k.split(".")[0] for k in keep if "." in k} - {"listen"}:
+        fields = {k.split(".", 1)[1] for k in keep if k.startswith(section + ".")}
+        current = changes.get(section, getattr(new, section))
+        running = getattr(old, section)
+        changes[section] = dataclasses.replace(
+            current,  # type: ignore[type-var]
+            **{f: getattr(running, f) for f in fields},
+        )
+    for key in keep:
+        if "." not in key:
+            changes[key] = getattr(old, key)
+    return dataclasses.replace(new, **changes)  # type: ignore[arg-type]

@@ -507,9 +507,7 @@ def test_urlauth_keys_per_mailbox_made_reset_and_removed(factory: Factory, tmp_p
     run(go())
 
 
-def test_account_feed_counts_every_change_of_the_account(
-    factory: Factory, tmp_path: Path
-) -> None:
+def test_account_feed_counts_every_change_of_the_account(factory: Factory, tmp_path: Path) -> None:
     """NOTIFY (RFC 5465) watches a whole account: messages, mailbox names and
     subscriptions each move its counter and wake its waiters; other accounts do not."""
 

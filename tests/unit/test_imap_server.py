@@ -402,9 +402,7 @@ def test_multiappend_second_message_error_aborts() -> None:
     conn = at_state(ImapState.AUTHENTICATED)
     evs = feed(conn, b"a APPEND INBOX {1+}\r\nx garbage\r\nb NOOP\r\n")
     assert isinstance(evs[0], AppendStart)
-    assert evs[3] == AppendAborted(
-        "a", b"a BAD [PARSE] expected message literal or CATENATE\r\n"
-    )
+    assert evs[3] == AppendAborted("a", b"a BAD [PARSE] expected message literal or CATENATE\r\n")
     assert evs[4] == CommandEvent("b", Noop())
 
 

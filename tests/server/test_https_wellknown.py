@@ -145,4 +145,4 @@ def test_connections_per_ip_cap_the_https_listener(start_server: object) -> None
     finally:
         for sock in held:
             sock.close()
-    assert "event=server.too_many_connections service=https" in srv.log()
+    assert srv.wait_log("event=server.too_many_connections service=https", 5)

@@ -510,6 +510,12 @@ async def run_server(
     server = server or MailServer(config)
     watchdog = LoopWatchdog(server.log)  # logs event=loop.blocked when a callback hogs the loop
     watchdog.start()
+    # Before start(): a SIGTERM right after server.ready is logged (a service manager, a
+    # test) must stop the server gracefully, not kill it with the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
     except Exception as exc:  # a port in use, a second server: one line, no traceback
@@ -518,10 +524,6 @@ async def run_server(
         if problem is None:
             raise
         raise problem from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[None]] = set()
 
     def reload() -> None:

@@ -4,6 +4,7 @@ and responses matched by id, push after an IMAP change, and the protocol's refus
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -27,15 +28,20 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     return value
 
 
+def _basic(user: str) -> dict[str, str]:
+    """HTTP Basic credentials as a header (RFC 7617), as JMAP clients send them."""
+    token = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def test_requests_and_push_over_one_websocket(server: Server) -> None:
     jmap = Jmap(server)
     capability = jmap.session["capabilities"]["urn:ietf:params:jmap:websocket"]
     assert capability["supportsPush"] is True and capability["url"].endswith("/jmap/ws/")
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        auth = aiohttp.BasicAuth(ALICE, PASSWORDS[ALICE])
         async with (
-            aiohttp.ClientSession(auth=auth) as http,
+            aiohttp.ClientSession(headers=_basic(ALICE)) as http,
             http.ws_connect(_url(server), protocols=("jmap",), ssl=False) as ws,
         ):
             assert ws.protocol == "jmap"
@@ -71,8 +77,7 @@ def test_requests_and_push_over_one_websocket(server: Server) -> None:
 
 def test_websocket_refusals(server: Server) -> None:
     async def scenario() -> tuple[int, int | None, int]:
-        auth = aiohttp.BasicAuth(ALICE, PASSWORDS[ALICE])
-        async with aiohttp.ClientSession(auth=auth) as http:
+        async with aiohttp.ClientSession(headers=_basic(ALICE)) as http:
             try:  # RFC 8887 §4.2: without the jmap subprotocol there is no WebSocket
                 async with http.ws_connect(_url(server), ssl=False):
                     no_protocol = 101

@@ -194,8 +194,8 @@ class PgCluster:
         self._schema_ready = True
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
+def _private_cluster() -> Iterator[PgCluster]:
+    """Start a cluster of its own, or skip when PostgreSQL or psycopg is missing."""
     bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin)")
@@ -209,24 +209,17 @@ def pg_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    yield from _private_cluster()
 
 
 @pytest.fixture
 def own_pg_cluster() -> Iterator[PgCluster]:
     """A cluster for one test alone: one that stops and restarts it disturbs no other."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed (pip install 'correo[postgresql]')")
-    cluster = PgCluster(bin_dir)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from _private_cluster()
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ from tests.conftest import DOMAIN, PASSWORDS, SERVICES, Server, correo, quiet_dn
 __all__ = ["CaptureMx", "Delivered", "eventually", "init_node", "make_node"]
 
 
-def init_node(data: Path, url: str, hostname: str) -> subprocess.CompletedProcess[str]:
+def init_node(
+    data: Path, url: str, hostname: str = "localhost"
+) -> subprocess.CompletedProcess[str]:
     """``correo init --store URL`` as an administrator types it."""
     return subprocess.run(
         [

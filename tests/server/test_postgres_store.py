@@ -8,46 +8,19 @@ from __future__ import annotations
 import imaplib
 import re
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from correo.config import SERVICES
-from tests.conftest import DOMAIN, PASSWORDS, Server, client_tls, correo, quiet_dns
+from tests.conftest import PASSWORDS, Server, client_tls, correo, quiet_dns
+from tests.server.cluster_helpers import init_node
 from tests.server.helpers import mailbox, wait_count
 
 psycopg = pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
 from correo.store.postgres_schema import LATEST  # noqa: E402  (needs psycopg)
 
 ALICE = "alice@example.test"
-
-
-def init_node(
-    data: Path, url: str, hostname: str = "localhost"
-) -> subprocess.CompletedProcess[str]:
-    """``correo init --store URL`` as an administrator types it."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "correo.cli.main",
-            "init",
-            "--data",
-            str(data),
-            "--domain",
-            DOMAIN,
-            "--hostname",
-            hostname,
-            "--store",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def pg_node(data: Path, url: str) -> Server:

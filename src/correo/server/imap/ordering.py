@@ -101,7 +101,10 @@ async def thread_uids(
     """``(1 2)(3 (4)(5))`` for ORDEREDSUBJECT or REFERENCES (parent links by In-Reply-To)."""
     envs = await _envelopes(store, view, uids)
     number = {u: (u if uid else view.seq(u) or 0) for u in uids}
-    dates = {u: envs.get(u, (Envelope(), None))[1] or view.info[u].internal_date for u in uids}
+    dates: dict[int, float] = {}
+    for u in uids:  # RFC 5256 §4: the sent date, else the internal date
+        sent = envs.get(u, (Envelope(), None))[1]
+        dates[u] = sent if sent is not None else view.info[u].internal_date
     date = dates.__getitem__
 
     if algorithm.upper() != "ORDEREDSUBJECT":

@@ -28,7 +28,7 @@ from correo.jmap.mail import (
 )
 from correo.store.api import DeliveryTarget, Envelope, MailboxError, StoreError
 from correo.web.jmap_mail import EmailRow
-from correo.web.jmap_methods import Call, _int, check_account, get_ids
+from correo.web.jmap_methods import Call, _int, check_account, get_ids, set_arguments
 
 __all__ = ["EMAIL_METHODS"]
 
@@ -505,21 +505,7 @@ async def _create(call: Call, props: object) -> EmailRow:
 
 
 async def email_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    check_account(call, args)
-    old_state = await call.view.state()
-    if args.get("ifInState") not in (None, old_state):
-        raise MethodError("stateMismatch")  # RFC 8620 §5.3
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if (
-        not isinstance(create, dict)
-        or not isinstance(update, dict)
-        or not isinstance(destroy, list)
-    ):
-        raise MethodError("invalidArguments", "create, update and destroy")
-    if len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
-        raise MethodError("requestTooLarge", "more objects than maxObjectsInSet")
+    old_state, create, update, destroy = await set_arguments(call, args)
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
     for cid, props in create.items():

@@ -222,11 +222,15 @@ async def mailbox_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+async def set_arguments(
+    call: Call, args: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, Any], list[Any]]:
+    """The checked common arguments of every /set (RFC 8620 §5.3): old state, create,
+    update and destroy."""
     check_account(call, args)
     old_state = await call.view.state()
     if args.get("ifInState") not in (None, old_state):
-        raise MethodError("stateMismatch")
+        raise MethodError("stateMismatch")  # RFC 8620 §5.3
     create = args.get("create") or {}
     update = args.get("update") or {}
     destroy = args.get("destroy") or []
@@ -238,6 +242,11 @@ async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         raise MethodError("invalidArguments", "create, update and destroy")
     if len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
         raise MethodError("requestTooLarge", "more objects than maxObjectsInSet")
+    return old_state, create, update, destroy
+
+
+async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    old_state, create, update, destroy = await set_arguments(call, args)
     out: dict[str, Any] = {"accountId": call.account_id, "oldState": old_state}
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}

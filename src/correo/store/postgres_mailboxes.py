@@ -28,7 +28,7 @@ from correo.store.api import (
 )
 from correo.store.postgres_base import Conn, PgBase, drop_nul
 from correo.store.postgres_commit import PgAfterCommit
-from correo.store.sqlite_mailboxes import _trigrams, normalize_flags
+from correo.store.sqlite_mailboxes import _trigrams, merge_flags, normalize_flags
 
 __all__ = ["PgMailboxOps"]
 
@@ -398,12 +398,7 @@ class PgMailboxOps(PgBase):
                     failed.append(int(uid))  # RFC 7162 §3.1.3
                     continue
                 current = _flags(text)
-                if mode == "replace":
-                    new = given
-                elif mode == "add":
-                    new = normalize_flags(current + given)
-                else:
-                    new = tuple(f for f in current if f.lower() not in given_keys)
+                new = merge_flags(current, mode, given, given_keys)
                 if new != current:
                     changed.append((int(uid), int(size), float(date), new, int(zone)))
             if not changed:

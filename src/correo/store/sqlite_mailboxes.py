@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from correo.store.committer import AfterCommit, GroupCommitter, WriteOp
 
-__all__ = ["SYSTEM_FLAGS", "MailboxOps", "normalize_flags"]
+__all__ = ["SYSTEM_FLAGS", "MailboxOps", "merge_flags", "normalize_flags"]
 
 SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
 
@@ -42,6 +42,17 @@ def normalize_flags(flags: Sequence[str]) -> tuple[str, ...]:
             continue  # RFC 9051 §2.3.2: \Recent is session state, never stored
         seen.setdefault(key, SYSTEM_FLAGS.get(key, flag))
     return tuple(sorted(seen.values(), key=str.lower))
+
+
+def merge_flags(
+    current: tuple[str, ...], mode: str, given: tuple[str, ...], given_keys: set[str]
+) -> tuple[str, ...]:
+    """A message's flags after STORE ``mode`` (add, remove, replace) of normalised ``given``."""
+    if mode == "replace":
+        return given
+    if mode == "add":
+        return normalize_flags(current + given)
+    return tuple(f for f in current if f.lower() not in given_keys)
 
 
 def _flags(text: str) -> tuple[str, ...]:
@@ -435,12 +446,7 @@ class MailboxOps:
                         failed.append(uid)  # RFC 7162 §3.1.3
                         continue
                     current = _flags(text)
-                    if mode == "replace":
-                        new = given
-                    elif mode == "add":
-                        new = normalize_flags(current + given)
-                    else:
-                        new = tuple(f for f in current if f.lower() not in given_keys)
+                    new = merge_flags(current, mode, given, given_keys)
                     if new != current:
                         changed.append((uid, size, date, new, zone))
             if not changed:

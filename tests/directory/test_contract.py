@@ -25,18 +25,9 @@ from correo.directory import (
     SqliteDirectory,
 )
 from correo.mailauth.keys import ensure_domain_keys, load_domain_keys, load_signer, rotate_keys
+from tests.argon import FAST
 
 IMPLEMENTATIONS = ("sqlite", "postgresql")
-# Cheap parameters so tests that create many users stay fast.
-FAST = argon2.Parameters(
-    type=argon2.Type.ID,
-    version=19,
-    salt_len=16,
-    hash_len=32,
-    time_cost=1,
-    memory_cost=8,
-    parallelism=1,
-)
 SECRET = "correct horse battery staple"
 
 

@@ -26,17 +26,8 @@ from correo.directory import (
 from correo.directory.addresses import IDNA_BACKEND, domain_to_unicode, normalize_domain
 from correo.directory.passwords import check_password
 from correo.directory.sqlite import SCHEMA_VERSION
+from tests.argon import FAST
 
-# Cheap parameters so tests that create many users stay fast.
-FAST = argon2.Parameters(
-    type=argon2.Type.ID,
-    version=19,
-    salt_len=16,
-    hash_len=32,
-    time_cost=1,
-    memory_cost=8,
-    parallelism=1,
-)
 SECRET = "correct horse battery staple"
 
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
-import argon2
 import pytest
 
 from correo.delivery.routing import RecipientRoute, route_recipient
@@ -46,18 +45,10 @@ from correo.queue.routing import (
 )
 from correo.queue.schedule import RetryPolicy, decide, next_attempt, should_warn
 from correo.store.api import QueuedMessage, QueueRecipientState
+from tests.argon import FAST
 
 P = RetryPolicy()
 _LOG = Logger(io.StringIO())
-FAST = argon2.Parameters(
-    type=argon2.Type.ID,
-    version=19,
-    salt_len=16,
-    hash_len=32,
-    time_cost=1,
-    memory_cost=8,
-    parallelism=1,
-)
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ BANDS: dict[str, int] = {
     "correo.directory": CORE,
     "correo.delivery": CORE,
     "correo.queue": CORE,
+    "correo.reports": CORE,
     "correo.mua": CORE,
     "correo.config": CORE,
     "correo.config_rules": CORE,

@@ -95,10 +95,24 @@ class RecipientResult:
 class ConnectFailed(Exception):
     """No usable session with this host: try the next one, or defer."""
 
-    def __init__(self, text: str, *, tls_failed: bool = False) -> None:
+    def __init__(self, text: str, *, tls_failed: bool = False, tls_result: str = "") -> None:
         super().__init__(text)
         self.text = text
         self.tls_failed = tls_failed
+        #: The RFC 8460 §4.3 result type of a failed handshake, for the TLS reports.
+        self.tls_result = tls_result
+
+
+def tls_failure_type(exc: BaseException) -> str:
+    """RFC 8460 §4.3.1: what kind of failure a handshake error is."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        if code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+            return "certificate-host-mismatch"
+        if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+            return "certificate-expired"
+        return "certificate-not-trusted"
+    return "validation-failure"
 
 
 class _Broken(Exception):
@@ -194,6 +208,7 @@ class OutboundSmtpSession:
         self.log = log
         self.usable = True
         self.tls = ""
+        self.starttls_offered = False  # the EHLO reply listed STARTTLS
         self.messages = 0
 
     # -- set-up --------------------------------------------------------------------
@@ -247,6 +262,7 @@ class OutboundSmtpSession:
             raise ConnectFailed(f"{self.where} refused to talk: {greeting.reply.diagnostic()}")
         ext = await self._ehlo(helo)
         mode = self.target.tls
+        self.starttls_offered = ext.starttls
         if use_tls and mode != "none" and ext.starttls:
             self._write(self.core.starttls())
             reply = (await self._expect(StartTlsReply, self.timeouts.command)).reply
@@ -284,7 +300,9 @@ class OutboundSmtpSession:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self.usable = False
             raise ConnectFailed(
-                f"TLS handshake with {self.where} failed: {exc}", tls_failed=True
+                f"TLS handshake with {self.where} failed: {exc}",
+                tls_failed=True,
+                tls_result=tls_failure_type(exc),
             ) from None
         self.core.tls_started()
         sslobj = self.writer.get_extra_info("ssl_object")

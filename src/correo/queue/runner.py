@@ -59,6 +59,7 @@ from correo.queue.routing import (
     NextHop,
     Route,
     RoutingTable,
+    Target,
     TlsMode,
     apply_sts,
     handoff_domains,
@@ -67,6 +68,8 @@ from correo.queue.routing import (
     source_address,
 )
 from correo.queue.schedule import RetryPolicy, decide, should_warn
+from correo.reports.tally import TallyBuffer
+from correo.reports.tlsresults import NO_POLICY, TlsPolicy, TlsResults, TlsResultType
 from correo.store.api import (
     DeliveryTarget,
     Envelope,
@@ -194,6 +197,11 @@ class QueueRunner:
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
         self._rng = random.Random()
+        #: TLS results of outbound sessions for the TLS reports (RFC 8460); DANE and
+        #: MTA-STS checks record theirs through ``tls_results.record_tls_result``.
+        self.tls_results = TlsResults(TallyBuffer(store, log, clock=clock))
+        #: The TLS policy (RFC 8460 §4.4) each recipient domain's route was made under.
+        self._tls_policies: dict[str, TlsPolicy] = {}
         self.delivered = 0  # counters for logs and benchmarks
         self.deferred = 0
         self.failed = 0
@@ -220,6 +228,7 @@ class QueueRunner:
         pending = [*self._workers, *self._inflight.values()]
         if pending:
             await asyncio.wait(pending, timeout=5)
+        await self.tls_results.tallies.flush()
 
     async def _loop(self) -> None:
         poll = max(0.05, self.config.outbound.poll_interval)
@@ -501,7 +510,8 @@ class QueueRunner:
                             await session.close()
                             session = None
                         if session is None:
-                            session, error = await self._connect(route)
+                            quiet = job.message.sender in self.tls_results.quiet_senders
+                            session, error = await self._connect(route, "" if quiet else job.domain)
                             if session is None:
                                 self._defer_all(dest, job, error)
                                 break
@@ -561,6 +571,23 @@ class QueueRunner:
         if self.sts is not None and hop is self.table.default:
             policy = await self.sts.policy_for(domain)
         enforced = policy if policy is not None and policy.mode == "enforce" else None
+        if hop is self.table.default:
+            if len(self._tls_policies) > 10_000:
+                self._tls_policies.clear()
+            self._tls_policies[domain] = (
+                TlsPolicy(
+                    "sts",
+                    (
+                        "version: STSv1",
+                        f"mode: {policy.mode}",
+                        *(f"mx: {m}" for m in policy.mx),
+                        f"max_age: {policy.max_age}",
+                    ),
+                    policy.mx,
+                )
+                if policy is not None and policy.mode != "none"
+                else NO_POLICY
+            )
         route = await resolve_route(
             hop,
             domain,
@@ -586,7 +613,29 @@ class QueueRunner:
             return route
         return apply_sts(route, policy, ca_file)
 
-    async def _connect(self, route: Route) -> tuple[OutboundSmtpSession | None, str]:
+    def _tls_report(
+        self, domain: str, target: Target, result: str, session: OutboundSmtpSession | None = None
+    ) -> None:
+        """Count one session for the recipient domain's TLS report (RFC 8460 §4)."""
+        policy = self._tls_policies.get(domain)
+        if not domain or policy is None or target.protocol != "smtp":
+            return  # not the domain's own MX hosts (smart host, transport entry, LMTP)
+        source = ""
+        if session is not None:
+            sock = session.writer.get_extra_info("sockname")
+            source = str(sock[0]) if sock else ""
+        self.tls_results.record_tls_result(
+            domain,
+            result,
+            policy=policy,
+            sending_ip=source,
+            receiving_mx_hostname=target.hostname,
+            receiving_ip=target.address,
+        )
+
+    async def _connect(
+        self, route: Route, domain: str = ""
+    ) -> tuple[OutboundSmtpSession | None, str]:
         error = "no host to try"
         out = self.config.outbound
         for target in route.targets:
@@ -606,11 +655,17 @@ class QueueRunner:
                     )
                 except ConnectFailed as exc:
                     error = exc.text
+                    if exc.tls_result:
+                        self._tls_report(domain, target, exc.tls_result)
                     self.log.info("queue.connect_failed", host=target.hostname, error=exc.text)
                     # Opportunistic TLS that fails: Postfix-style plaintext retry.
                     if exc.tls_failed and target.tls == "opportunistic":
                         continue
                     break
+                if session.tls:
+                    self._tls_report(domain, target, TlsResultType.SUCCESS, session)
+                elif use_tls and not session.starttls_offered:
+                    self._tls_report(domain, target, TlsResultType.STARTTLS_NOT_SUPPORTED, session)
                 self.log.debug(
                     "queue.connected",
                     host=target.hostname,

@@ -37,7 +37,9 @@ __all__ = [
     "QueueSummary",
     "QueuedMessage",
     "QueuedRecipient",
+    "ReceivedReport",
     "RecipientUpdate",
+    "ReportTally",
     "Spool",
     "StoreError",
     "StoreFullError",
@@ -222,6 +224,38 @@ class TlsCertificate:
     renew_at: float = 0.0
     failures: int = 0
     last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedReport:
+    """A DMARC aggregate (RFC 7489 §7.2) or TLS (RFC 8460 §4) report that reached us.
+
+    ``kind`` is ``"dmarc"`` or ``"tlsrpt"``; ``data`` the parsed report as JSON text
+    (bounded by the parser), ``domain`` the policy domain it is about.
+    """
+
+    id: int
+    kind: str
+    org: str
+    report_id: str
+    domain: str
+    begin: float
+    end: float
+    received: float
+    data: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTally:
+    """One aggregated row of results waiting to be reported: ``key`` (JSON) says what
+    was counted for ``domain``, ``count`` how often between ``first`` and ``last``."""
+
+    kind: str
+    domain: str
+    key: str
+    count: int
+    first: float
+    last: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -672,4 +706,50 @@ class MailStore(Protocol):
 
     async def tls_cert_list(self) -> list[TlsCertificate]:
         """Every stored certificate and account key, by name."""
+        ...
+
+    # -- DMARC and TLS reports (docs/reports.md) ------------------------------------------
+
+    async def report_add(self, report: ReceivedReport) -> int:
+        """Keep a received report (its ``id`` is ignored); returns its id.  The same
+        (kind, org, report_id) again is the same report: the first id is returned."""
+        ...
+
+    async def report_list(self, kind: str | None = None, limit: int = 1000) -> list[ReceivedReport]:
+        """Received reports, newest first, without their ``data``."""
+        ...
+
+    async def report_get(self, report_id: int) -> ReceivedReport | None:
+        """One received report with its ``data``."""
+        ...
+
+    async def report_tally(self, tallies: Sequence[ReportTally], *, max_rows: int = 10_000) -> int:
+        """Add each tally's count to its (kind, domain, key) row, made at need; a new row
+        for a (kind, domain) already holding ``max_rows`` is dropped.  Returns how many
+        tallies were dropped (the bound on what a flood of distinct results costs)."""
+        ...
+
+    async def report_tally_domains(self, kind: str) -> list[str]:
+        """The domains that have rows of ``kind`` waiting."""
+        ...
+
+    async def report_take(self, kind: str, domain: str) -> list[ReportTally]:
+        """Remove and return every row of (kind, domain), in one transaction."""
+        ...
+
+    async def report_claim(
+        self, name: str, owner: str, now: float, interval: float, lease: float
+    ) -> float | None:
+        """Take the job ``name`` for ``owner`` when it last finished ``interval`` seconds
+        or more before ``now`` and no other owner holds it: it is then held until
+        ``now + lease`` and the time it last finished (0.0 if never) is returned; else
+        ``None``.  On a cluster only one node wins (the daily report run, rate limits)."""
+        ...
+
+    async def report_done(self, name: str, owner: str, when: float) -> None:
+        """The job ``name`` held by ``owner`` finished at ``when``: its lease ends."""
+        ...
+
+    async def report_release(self, name: str, owner: str) -> None:
+        """Give the job back unfinished (its last finish time is kept)."""
         ...

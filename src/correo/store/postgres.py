@@ -60,6 +60,7 @@ from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
 from correo.store.postgres_queue import PgQueueOps
+from correo.store.postgres_reports import PgReportOps
 from correo.store.postgres_schema import migrate
 from correo.store.postgres_tls import PgTlsOps
 from correo.store.spool import FileSpool
@@ -75,7 +76,7 @@ _STAGING_HORIZON = 3600.0
 _CONNECT_TIMEOUT = 10
 
 
-class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps):
+class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 
     ``root`` is the node's local folder for spool files.  ``recover`` (the server):

@@ -145,12 +145,28 @@ CREATE INDEX login_failures_last ON login_failures (last);
 INSERT INTO meta (key, value) VALUES ('directory_serial', 1) ON CONFLICT (key) DO NOTHING;
 """
 
+#: DMARC and TLS reports: received ones, tallies for ours, the daily job's lease.
+_V6: Final = """
+CREATE TABLE reports_received (
+    id bigserial PRIMARY KEY, kind text NOT NULL, org text NOT NULL, report_id text NOT NULL,
+    domain text NOT NULL, begin_at double precision NOT NULL, end_at double precision NOT NULL,
+    received double precision NOT NULL, data text NOT NULL, UNIQUE (kind, org, report_id));
+CREATE TABLE report_tallies (
+    kind text NOT NULL, domain text NOT NULL, key text NOT NULL, count bigint NOT NULL,
+    first double precision NOT NULL, last double precision NOT NULL,
+    PRIMARY KEY (kind, domain, key));
+CREATE TABLE report_jobs (
+    name text PRIMARY KEY, done double precision NOT NULL, owner text NOT NULL,
+    lease_until double precision NOT NULL);
+"""
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
     2: (_V2, ()),
     3: (_V3, ()),
     4: (_V4, ()),
+    6: (_V6, ()),
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -45,6 +45,7 @@ from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # Sieve, vacation, junk
 from correo.store.sqlite_messages import MessageOps  # deliver, expunge, bodies
 from correo.store.sqlite_queue import QueueOps  # the outbound queue
 from correo.store.sqlite_records import RECORD_SCHEMA, RecordOps  # JMAP identities, sends
+from correo.store.sqlite_reports import REPORTS_SCHEMA, ReportOps  # DMARC/TLS reports
 from correo.store.sqlite_tls import TLS_SCHEMA, TlsOps  # ACME certificates (docs/tls.md)
 from correo.store.sqlite_websessions import WEB_SESSION_SCHEMA, WebSessionOps  # webmail
 
@@ -55,7 +56,7 @@ _SCHEMA_VERSION = SCHEMA_VERSION  # the schema this release writes (upgrade test
 
 class SqliteStore(
     MessageOps, QueueOps, MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps, WebSessionOps,
-    RecordOps,
+    RecordOps, ReportOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
@@ -107,6 +108,7 @@ class SqliteStore(
             conn.executescript(MDA_SCHEMA)  # Sieve scripts, vacation memory, junk tokens
             conn.executescript(DIGEST_SCHEMA)  # digests that make imports idempotent
             conn.executescript(TLS_SCHEMA)  # certificates obtained by ACME
+            conn.executescript(REPORTS_SCHEMA)  # DMARC and TLS reports
             conn.executescript(WEB_SESSION_SCHEMA)  # webmail logins
             conn.executescript(RECORD_SCHEMA)  # sending identities and submissions
             migrate(conn)

@@ -341,8 +341,9 @@ def test_dates_and_sequence_in_search() -> None:
 def test_repeated_fetch_item_lists_parse_the_same_each_time() -> None:
     """The remembered FETCH tails give the same commands as a fresh parse."""
     from correo.imap import commands as cmds
+    from correo.imap import fetchparse
 
-    cmds._FETCH_TAILS.clear()
+    fetchparse._FETCH_TAILS.clear()
     first = cmds.parse_command([b"a UID FETCH 7 (BODY.PEEK[] FLAGS)"], [])
     again = cmds.parse_command([b"b UID FETCH 9:12,20 (BODY.PEEK[] FLAGS)"], [])
     assert isinstance(first, cmds.Fetch) and isinstance(again, cmds.Fetch)

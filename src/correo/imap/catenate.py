@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from correo.imap.commands import Append, ParseOptions, _flag_list, decode_mailbox
+from correo.imap.cmdparse import flag_list
+from correo.imap.commands import Append, ParseOptions, decode_mailbox
 from correo.imap.errors import ParseError
 from correo.imap.reader import LiteralMarker, Reader, find_literal_marker
 
@@ -62,7 +63,7 @@ def _message(r: Reader, line: bytes) -> MessageHead:
     flags: tuple[str, ...] = ()
     date: dt.datetime | None = None
     if r.peek() == 0x28:
-        flags = _flag_list(r)
+        flags = flag_list(r)
         r.sp()
     if r.peek() == 0x22:
         date = r.date_time()

@@ -15,15 +15,67 @@ import binascii
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
+from correo.imap.cmdparse import (
+    decode_mailbox,
+    finish,
+    flag_list,
+    nil_parser,
+    paren_keywords,
+    read_flag,
+    read_mailbox,
+    utf8_text,
+)
+from correo.imap.cmdtypes import (
+    Append,
+    Authenticate,
+    Capability,
+    Check,
+    Close,
+    Command,
+    Compress,
+    Copy,
+    Create,
+    Delete,
+    Enable,
+    Examine,
+    Expunge,
+    Fetch,
+    FetchAtt,
+    GetQuota,
+    GetQuotaRoot,
+    Id,
+    Idle,
+    List,
+    Login,
+    Logout,
+    Lsub,
+    Move,
+    Namespace,
+    Noop,
+    ParseOptions,
+    Qresync,
+    Rename,
+    Search,
+    Section,
+    Select,
+    Sort,
+    SortCriterion,
+    StartTLS,
+    Status,
+    Store,
+    Subscribe,
+    Thread,
+    UidExpunge,
+    Unselect,
+    Unsubscribe,
+)
 from correo.imap.errors import ParseError
+from correo.imap.fetchparse import fetch_att_list, fetch_parser, quick_fetch
 from correo.imap.reader import MAX_NUMBER64, Reader
-from correo.imap.returnopts import Returns, parse_returns
-from correo.imap.search import SearchKey, parse_search_keys
+from correo.imap.searchparse import search_parser, sort_parser, thread_parser
 from correo.imap.sequence import SequenceSet
-from correo.imap.utf7 import decode_mutf7
 
 __all__ = [
     "COMMAND_NAMES",
@@ -80,443 +132,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ParseOptions:
-    """Session facts and limits that change how a command is parsed."""
-
-    utf8: bool = False  # IMAP4rev2 or UTF8=ACCEPT enabled: mailbox names are UTF-8
-    max_ranges: int = 10_000
-    max_search_keys: int = 1000
-    max_depth: int = 32
-
-
-# ---- the commands -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Capability:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Noop:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Logout:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class StartTLS:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    """``initial`` is the decoded SASL-IR (RFC 4959); b"" for "=", None if absent."""
-
-    mechanism: str
-    initial: bytes | None = None
-
-    def __repr__(self) -> str:
-        shown = None if self.initial is None else f"<{len(self.initial)} bytes>"
-        return f"Authenticate(mechanism={self.mechanism!r}, initial={shown})"
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    username: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"Login(username={self.username!r}, password=<hidden>)"
-
-
-@dataclass(frozen=True, slots=True)
-class Enable:
-    capabilities: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Qresync:
-    """QRESYNC select parameter (RFC 7162 §3.2.5)."""
-
-    uidvalidity: int
-    modseq: int
-    known_uids: SequenceSet | None = None
-    seq_match: tuple[SequenceSet, SequenceSet] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Select:
-    mailbox: str
-    condstore: bool = False
-    qresync: Qresync | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Examine:
-    mailbox: str
-    condstore: bool = False
-    qresync: Qresync | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Create:
-    mailbox: str
-    special_use: tuple[str, ...] = ()  # RFC 6154 §3 USE (...)
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    mailbox: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rename:
-    mailbox: str
-    new_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    mailbox: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    mailbox: str
-
-
-@dataclass(frozen=True, slots=True)
-class List:
-    """LIST, extended per RFC 5258; ``extended`` is True if any extended syntax was used."""
-
-    reference: str
-    patterns: tuple[str, ...]
-    selection: frozenset[str] = frozenset()  # SUBSCRIBED REMOTE RECURSIVEMATCH SPECIAL-USE
-    return_options: frozenset[str] = frozenset()  # CHILDREN SUBSCRIBED SPECIAL-USE STATUS
-    status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
-    extended: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Lsub:
-    reference: str
-    pattern: str
-
-
-@dataclass(frozen=True, slots=True)
-class Namespace:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    mailbox: str
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """The head of one APPEND message; the octets stream as AppendChunk events."""
-
-    mailbox: str
-    flags: tuple[str, ...] = ()
-    date: dt.datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Idle:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Unselect:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Expunge:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class UidExpunge:
-    uids: SequenceSet
-
-
-@dataclass(frozen=True, slots=True)
-class Search:
-    """``return_options`` None: plain SEARCH reply; a tuple: ESEARCH (empty = ALL)."""
-
-    uid: bool
-    criteria: SearchKey
-    charset: str | None = None
-    return_options: tuple[str, ...] | None = None
-    partial: tuple[int, int] | None = None  # RFC 5267 §4.4 PARTIAL low:high
-    update_fetch: tuple[FetchAtt, ...] = ()  # RFC 5465 §7 UPDATE (fetch-att ...)
-
-
-@dataclass(frozen=True, slots=True)
-class SortCriterion:
-    key: str  # ARRIVAL CC DATE FROM SIZE SUBJECT TO DISPLAYFROM DISPLAYTO
-    reverse: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Sort:
-    uid: bool
-    criteria: tuple[SortCriterion, ...]
-    charset: str
-    search: SearchKey
-    return_options: tuple[str, ...] | None = None  # RFC 5267 ESORT
-    partial: tuple[int, int] | None = None  # RFC 5267 §4.4 PARTIAL low:high
-    update_fetch: tuple[FetchAtt, ...] = ()  # RFC 5465 §7 UPDATE (fetch-att ...)
-
-
-@dataclass(frozen=True, slots=True)
-class Thread:
-    uid: bool
-    algorithm: str  # ORDEREDSUBJECT / REFERENCES (RFC 5256 §3)
-    charset: str
-    search: SearchKey
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """BODY[...] / BINARY[...] section (RFC 9051 §6.4.5)."""
-
-    part: tuple[int, ...] = ()
-    text: str | None = None  # HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT, MIME
-    fields: tuple[str, ...] = ()
-
-    def spec(self) -> str:
-        out = ".".join(map(str, self.part))
-        if self.text is not None:
-            out = f"{out}.{self.text}" if out else self.text
-        if self.fields:
-            out += " (" + " ".join(_astring_out(f) for f in self.fields) + ")"
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class FetchAtt:
-    """One FETCH item. ``name`` is the item without section/partial: BODY with a
-    section is BODY[...]; BODY without one is the non-extensible BODYSTRUCTURE."""
-
-    name: str
-    section: Section | None = None
-    partial: tuple[int, int] | None = None  # (origin, octet count)
-    peek: bool = False
-
-    @property
-    def sets_seen(self) -> bool:
-        """RFC 9051 §6.4.5: BODY[] / BINARY[] / RFC822 / RFC822.TEXT set \\Seen."""
-        if self.name in ("RFC822", "RFC822.TEXT"):
-            return True
-        return self.name in ("BODY", "BINARY") and self.section is not None and not self.peek
-
-    def response_name(self) -> bytes:
-        """The item name as it appears in the FETCH response (PEEK dropped, origin only)."""
-        out = self.name
-        if self.section is not None:
-            out += f"[{self.section.spec()}]"
-        if self.partial is not None:
-            out += f"<{self.partial[0]}>"  # RFC 9051 §7.5.2: only the origin is echoed
-        return out.encode("ascii", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class Fetch:
-    uid: bool
-    sequence: SequenceSet
-    items: tuple[FetchAtt, ...]
-    changedsince: int | None = None  # RFC 7162 §3.1.4.1
-    vanished: bool = False  # RFC 7162 §3.2.6
-
-
-@dataclass(frozen=True, slots=True)
-class Store:
-    uid: bool
-    sequence: SequenceSet
-    mode: Literal["replace", "add", "remove"]
-    flags: tuple[str, ...]
-    silent: bool = False
-    unchangedsince: int | None = None  # RFC 7162 §3.1.3
-
-
-@dataclass(frozen=True, slots=True)
-class Copy:
-    uid: bool
-    sequence: SequenceSet
-    mailbox: str
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    uid: bool
-    sequence: SequenceSet
-    mailbox: str
-
-
-@dataclass(frozen=True, slots=True)
-class Id:
-    """RFC 2971: None for ``ID NIL``."""
-
-    params: tuple[tuple[str, str | None], ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Compress:
-    mechanism: str  # only DEFLATE exists (RFC 4978 §3)
-
-
-@dataclass(frozen=True, slots=True)
-class GetQuota:
-    root: str
-
-
-@dataclass(frozen=True, slots=True)
-class GetQuotaRoot:
-    mailbox: str
-
-
-Command = (
-    Capability
-    | Noop
-    | Logout
-    | StartTLS
-    | Authenticate
-    | Login
-    | Enable
-    | Select
-    | Examine
-    | Create
-    | Delete
-    | Rename
-    | Subscribe
-    | Unsubscribe
-    | List
-    | Lsub
-    | Namespace
-    | Status
-    | Append
-    | Idle
-    | Check
-    | Close
-    | Unselect
-    | Expunge
-    | UidExpunge
-    | Search
-    | Sort
-    | Thread
-    | Fetch
-    | Store
-    | Copy
-    | Move
-    | Id
-    | Compress
-    | GetQuota
-    | GetQuotaRoot
-)
-
-# ---- shared pieces --------------------------------------------------------------
-
-_SAFE_ATOM = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~\[]+")
-
-
-def _astring_out(s: str) -> str:
-    if _SAFE_ATOM.fullmatch(s):
-        return s
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def decode_mailbox(raw: bytes, utf8: bool) -> str:
-    """Wire mailbox name → Unicode; INBOX is case-insensitive (RFC 9051 §5.1)."""
-    if utf8:
-        try:
-            name = raw.decode("utf-8")  # RFC 9051 §5.1 / RFC 6855 §3
-        except UnicodeDecodeError as exc:
-            raise ParseError("mailbox name is not valid UTF-8") from exc
-    else:
-        try:
-            name = decode_mutf7(raw)  # RFC 3501 §5.1.3
-        except ValueError as exc:
-            raise ParseError(f"invalid mailbox name: {exc}", "CANNOT", "NO") from exc
-    if name.upper() == "INBOX":
-        return "INBOX"
-    return name
-
-
-def _mailbox(r: Reader, o: ParseOptions) -> str:
-    return decode_mailbox(r.astring(), o.utf8)
-
-
-def _utf8(raw: bytes, what: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"{what} is not valid UTF-8") from exc
-
-
-def _paren_keywords(r: Reader, *, allow_empty: bool = False) -> list[str]:
-    r.open_paren()
-    out: list[str] = []
-    if r.peek() != 0x29 or not allow_empty:
-        out.append(r.keyword())
-        while r.take(b" "):
-            out.append(r.keyword())
-    r.close_paren()
-    return out
-
-
-def _flag_list(r: Reader) -> tuple[str, ...]:
-    # RFC 9051 §9 flag-list = "(" [flag *(SP flag)] ")"
-    r.open_paren()
-    flags: list[str] = []
-    if r.peek() != 0x29:
-        flags.append(_flag(r))
-        while r.take(b" "):
-            flags.append(_flag(r))
-    r.close_paren()
-    return tuple(flags)
-
-
-def _flag(r: Reader) -> str:
-    flag = r.flag()
-    if flag.startswith("\\") and flag[1:].upper() == "RECENT":
-        raise ParseError("\\Recent cannot be set by the client")  # RFC 3501 §2.3.2
-    return flag
-
-
-def _done(command: Command, r: Reader) -> Command:
-    r.end()
-    return command
-
-
-def _nil(cls: Callable[[], Command]) -> Callable[[Reader, ParseOptions], Command]:
-    def parse(r: Reader, o: ParseOptions) -> Command:
-        return _done(cls(), r)
-
-    return parse
-
-
-# ---- per-command parsers -----------------------------------------------------
-
-
 def _authenticate(r: Reader, o: ParseOptions) -> Command:
     r.sp()
     mech = r.keyword()
@@ -530,15 +145,15 @@ def _authenticate(r: Reader, o: ParseOptions) -> Command:
                 initial = base64.b64decode(token, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise ParseError("invalid base64 initial response") from exc
-    return _done(Authenticate(mech, initial), r)
+    return finish(Authenticate(mech, initial), r)
 
 
 def _login(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    user = _utf8(r.astring(), "user name")
+    user = utf8_text(r.astring(), "user name")
     r.sp()
-    password = _utf8(r.astring(), "password")
-    return _done(Login(user, password), r)
+    password = utf8_text(r.astring(), "password")
+    return finish(Login(user, password), r)
 
 
 def _enable(r: Reader, o: ParseOptions) -> Command:
@@ -547,7 +162,7 @@ def _enable(r: Reader, o: ParseOptions) -> Command:
     caps.append(r.keyword())
     while r.take(b" "):
         caps.append(r.keyword())
-    return _done(Enable(tuple(caps)), r)
+    return finish(Enable(tuple(caps)), r)
 
 
 def _qresync(r: Reader, o: ParseOptions) -> Qresync:
@@ -577,7 +192,7 @@ def _qresync(r: Reader, o: ParseOptions) -> Qresync:
 def _select_like(cls: type[Select] | type[Examine]) -> Callable[[Reader, ParseOptions], Command]:
     def parse(r: Reader, o: ParseOptions) -> Command:
         r.sp()
-        mailbox = _mailbox(r, o)
+        mailbox = read_mailbox(r, o)
         condstore = False
         qresync: Qresync | None = None
         if r.take(b" "):
@@ -594,25 +209,25 @@ def _select_like(cls: type[Select] | type[Examine]) -> Callable[[Reader, ParseOp
                 if not r.take(b" "):
                     break
             r.close_paren()
-        return _done(cls(mailbox, condstore, qresync), r)
+        return finish(cls(mailbox, condstore, qresync), r)
 
     return parse
 
 
 def _create(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    mailbox = _mailbox(r, o)
+    mailbox = read_mailbox(r, o)
     uses: tuple[str, ...] = ()
     if r.take(b" "):  # RFC 4466 create-params; RFC 6154 §3 USE
         r.open_paren()
         if r.keyword() != "USE":
             raise ParseError("unknown CREATE parameter")
         r.sp()
-        uses = _flag_list(r)
+        uses = flag_list(r)
         if not uses or not all(u.startswith("\\") for u in uses):
             raise ParseError("USE needs special-use attributes")
         r.close_paren()
-    return _done(Create(mailbox, uses), r)
+    return finish(Create(mailbox, uses), r)
 
 
 def _one_mailbox(
@@ -620,16 +235,16 @@ def _one_mailbox(
 ) -> Callable[[Reader, ParseOptions], Command]:
     def parse(r: Reader, o: ParseOptions) -> Command:
         r.sp()
-        return _done(cls(_mailbox(r, o)), r)
+        return finish(cls(read_mailbox(r, o)), r)
 
     return parse
 
 
 def _rename(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    old = _mailbox(r, o)
+    old = read_mailbox(r, o)
     r.sp()
-    return _done(Rename(old, _mailbox(r, o)), r)
+    return finish(Rename(old, read_mailbox(r, o)), r)
 
 
 def _pattern(r: Reader, o: ParseOptions) -> str:
@@ -660,7 +275,7 @@ STATUS_ITEMS = frozenset(
 
 
 def _status_items(r: Reader) -> tuple[str, ...]:
-    items = _paren_keywords(r)
+    items = paren_keywords(r)
     for item in items:
         if item not in STATUS_ITEMS:
             raise ParseError(f"unknown STATUS item {item}")
@@ -673,14 +288,14 @@ def _list(r: Reader, o: ParseOptions) -> Command:
     selection: frozenset[str] = frozenset()
     if r.peek() == 0x28:  # RFC 5258 §3 list-select-opts
         extended = True
-        selection = frozenset(_paren_keywords(r, allow_empty=True))
+        selection = frozenset(paren_keywords(r, allow_empty=True))
         if not selection <= _SELECTION:
             raise ParseError("unknown LIST selection option")
         if "RECURSIVEMATCH" in selection and selection <= {"RECURSIVEMATCH", "REMOTE"}:
             # RFC 5258 §3: RECURSIVEMATCH needs a selection option other than REMOTE
             raise ParseError("RECURSIVEMATCH needs another selection option")
         r.sp()
-    reference = _mailbox(r, o)
+    reference = read_mailbox(r, o)
     r.sp()
     if r.peek() == 0x28:  # RFC 5258 §3: several patterns
         extended = True
@@ -712,21 +327,21 @@ def _list(r: Reader, o: ParseOptions) -> Command:
             opts.append(opt)
         r.close_paren()
         returns = frozenset(opts)
-    return _done(List(reference, tuple(patterns), selection, returns, status, extended), r)
+    return finish(List(reference, tuple(patterns), selection, returns, status, extended), r)
 
 
 def _lsub(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    reference = _mailbox(r, o)
+    reference = read_mailbox(r, o)
     r.sp()
-    return _done(Lsub(reference, _pattern(r, o)), r)
+    return finish(Lsub(reference, _pattern(r, o)), r)
 
 
 def _status(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    mailbox = _mailbox(r, o)
+    mailbox = read_mailbox(r, o)
     r.sp()
-    return _done(Status(mailbox, _status_items(r)), r)
+    return finish(Status(mailbox, _status_items(r)), r)
 
 
 def _append(r: Reader, o: ParseOptions) -> Command:
@@ -735,290 +350,7 @@ def _append(r: Reader, o: ParseOptions) -> Command:
 
 def _uid_expunge(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    return _done(UidExpunge(r.sequence_set(max_ranges=o.max_ranges)), r)
-
-
-def _return_opts(r: Reader) -> Returns:
-    # RFC 9051 §6.4.4 / RFC 4731 §3 / RFC 5267 §5: "RETURN" SP "(" [opt *(SP opt)] ")"
-    return parse_returns(r, fetch_att_list)
-
-
-def fetch_att_list(r: Reader) -> tuple[FetchAtt, ...]:
-    """``"(" fetch-att *(SP fetch-att) ")"`` (RFC 5465 §7 UPDATE, §8 MessageNew)."""
-    r.open_paren()
-    items = _fetch_att(r)
-    while r.take(b" "):
-        items += _fetch_att(r)
-    r.close_paren()
-    return tuple(dict.fromkeys(items))
-
-
-def _charset(r: Reader) -> str:
-    name = r.astring().decode("ascii", "replace").upper()
-    if name not in ("UTF-8", "US-ASCII"):
-        # RFC 9051 §6.4.4: unsupported charset is NO [BADCHARSET (...)]
-        raise ParseError(f"unsupported charset {name}", "BADCHARSET (UTF-8 US-ASCII)", "NO")
-    return name
-
-
-def _search(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
-    def parse(r: Reader, o: ParseOptions) -> Command:
-        r.sp()
-        returns: Returns | None = None
-        if r.peek_keyword(b"RETURN"):
-            r.keyword()
-            returns = _return_opts(r)
-            r.sp()
-        charset: str | None = None
-        if r.peek_keyword(b"CHARSET"):
-            r.keyword()
-            r.sp()
-            charset = _charset(r)
-            r.sp()
-        criteria = parse_search_keys(r, max_keys=o.max_search_keys)
-        if returns is None:
-            return Search(uid, criteria, charset)
-        return Search(
-            uid, criteria, charset, returns.options, returns.partial, returns.update_fetch
-        )
-
-    return parse
-
-
-_SORT_KEYS = frozenset(
-    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
-)
-
-
-def _sort(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
-    def parse(r: Reader, o: ParseOptions) -> Command:
-        r.sp()
-        returns: Returns | None = None
-        if r.peek_keyword(b"RETURN"):  # RFC 5267 §3 ESORT
-            r.keyword()
-            returns = _return_opts(r)
-            r.sp()
-        words = _paren_keywords(r)
-        criteria: list[SortCriterion] = []
-        reverse = False
-        for word in words:  # RFC 5256 §3: ["REVERSE" SP] sort-key
-            if word == "REVERSE" and not reverse:
-                reverse = True
-                continue
-            if word not in _SORT_KEYS:
-                raise ParseError(f"invalid sort criterion {word}")
-            criteria.append(SortCriterion(word, reverse))
-            reverse = False
-        if reverse:
-            raise ParseError("REVERSE without sort key")
-        r.sp()
-        charset = _charset(r)
-        r.sp()
-        program = parse_search_keys(r, max_keys=o.max_search_keys)
-        if returns is None:
-            return Sort(uid, tuple(criteria), charset, program)
-        return Sort(
-            uid,
-            tuple(criteria),
-            charset,
-            program,
-            returns.options,
-            returns.partial,
-            returns.update_fetch,
-        )
-
-    return parse
-
-
-def _thread(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
-    def parse(r: Reader, o: ParseOptions) -> Command:
-        r.sp()
-        algorithm = r.keyword()
-        if algorithm not in ("ORDEREDSUBJECT", "REFERENCES"):
-            raise ParseError(f"unsupported THREAD algorithm {algorithm}", "CANNOT", "NO")
-        r.sp()
-        charset = _charset(r)
-        r.sp()
-        program = parse_search_keys(r, max_keys=o.max_search_keys)
-        return Thread(uid, algorithm, charset, program)
-
-    return parse
-
-
-_FETCH_NAME = re.compile(rb"[A-Za-z0-9.]+")
-_SIMPLE_ITEMS = frozenset(
-    {
-        "ENVELOPE",
-        "FLAGS",
-        "INTERNALDATE",
-        "RFC822",
-        "RFC822.HEADER",
-        "RFC822.SIZE",
-        "RFC822.TEXT",
-        "BODY",
-        "BODYSTRUCTURE",
-        "UID",
-        "MODSEQ",
-    }
-)
-_MACROS = {  # RFC 9051 §6.4.5
-    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
-    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
-    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
-}
-_SECTION = re.compile(rb"[A-Za-z0-9.]*")
-_PART = re.compile(rb"[1-9][0-9]{0,9}")
-_MSGTEXT = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"}
-
-
-def _section(r: Reader, binary: bool) -> Section:
-    r.expect(b"[")
-    m = r.atom_like(_SECTION)
-    spec = m.upper().decode("ascii")
-    part: list[int] = []
-    words = spec.split(".") if spec else []
-    while words and _PART.fullmatch(words[0].encode()):
-        value = int(words.pop(0))
-        if value > 0xFFFFFFFF:
-            raise ParseError("section part out of range")
-        part.append(value)
-    text = ".".join(words) if words else None
-    if text is not None:
-        allowed = _MSGTEXT | ({"MIME"} if part else set())
-        if binary or text not in allowed:
-            raise ParseError(f"invalid section {spec}")
-    elif spec and not part:
-        raise ParseError("invalid section")
-    fields: tuple[str, ...] = ()
-    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        r.sp()  # RFC 9051 §9 header-list = "(" header-fld-name *(SP header-fld-name) ")"
-        r.open_paren()
-        names = [_utf8(r.astring(), "header name")]
-        while r.take(b" "):
-            names.append(_utf8(r.astring(), "header name"))
-        r.close_paren()
-        fields = tuple(names)
-    r.expect(b"]")
-    return Section(tuple(part), text, fields)
-
-
-def _partial(r: Reader) -> tuple[int, int] | None:
-    if not r.take(b"<"):
-        return None
-    origin = r.number()
-    r.expect(b".")
-    count = r.number(nonzero=True)
-    r.expect(b">")
-    return origin, count
-
-
-def _fetch_att(r: Reader) -> list[FetchAtt]:
-    name = r.atom_like(_FETCH_NAME).upper().decode("ascii")
-    if name in _MACROS:
-        return [FetchAtt(n) for n in _MACROS[name]]
-    if name in ("BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE") and r.peek_is(b"["):
-        binary = name.startswith("BINARY")
-        section = _section(r, binary)
-        partial = None if name == "BINARY.SIZE" else _partial(r)
-        base = name.removesuffix(".PEEK")
-        return [FetchAtt(base, section, partial, name.endswith(".PEEK"))]
-    if name in _SIMPLE_ITEMS:
-        return [FetchAtt(name)]
-    raise ParseError(f"unknown FETCH item {name}")
-
-
-# Clients repeat a few FETCH item lists thousands of times ("(BODY.PEEK[])", "(UID
-# FLAGS)"): what follows the sequence set is parsed once and remembered, bounded.
-_FETCH_TAILS: dict[tuple[bool, bytes], tuple[tuple[FetchAtt, ...], int | None, bool]] = {}
-_FETCH_TAILS_KEPT = 256
-
-
-# "tag [UID ]FETCH set items" on one line: the shape of nearly every command a syncing
-# client sends once a mailbox is open.
-_QUICK_FETCH = re.compile(
-    rb'([^(){ \x00-\x1f\x7f%*"\\+\x80-\xff]+) ((?i:UID) )?(?i:FETCH) ([0-9:*,]+) ([^{}]+)'
-)
-
-
-def quick_fetch(line: bytes, options: ParseOptions) -> tuple[str, Fetch] | None:
-    """(tag, command) for a one-line FETCH whose item list was parsed before, else None.
-
-    A fast lane, not a second grammar: the item list must be one :func:`parse_command`
-    already accepted, and anything unusual (a bad set, a literal) takes the full parser,
-    which gives the error.
-    """
-    m = _QUICK_FETCH.fullmatch(line)
-    if m is None:
-        return None
-    uid = m.group(2) is not None
-    known = _FETCH_TAILS.get((uid, m.group(4)))
-    if known is None:
-        return None
-    try:
-        seq = SequenceSet.parse(m.group(3), max_ranges=options.max_ranges)
-    except ParseError:
-        return None
-    return m.group(1).decode("ascii"), Fetch(uid, seq, *known)
-
-
-def _fetch(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
-    def parse(r: Reader, o: ParseOptions) -> Command:
-        r.sp()
-        seq = r.sequence_set(max_ranges=o.max_ranges)
-        r.sp()
-        tail = r.plain_rest()
-        if tail is not None and len(tail) <= 512:
-            known = _FETCH_TAILS.get((uid, tail))
-            if known is not None:
-                r.skip_rest()
-                return Fetch(uid, seq, *known)
-        else:
-            tail = None
-        command = _fetch_rest(r, uid, seq)
-        if tail is not None:
-            if len(_FETCH_TAILS) >= _FETCH_TAILS_KEPT:
-                _FETCH_TAILS.clear()
-            _FETCH_TAILS[(uid, tail)] = (command.items, command.changedsince, command.vanished)
-        return command
-
-    return parse
-
-
-def _fetch_rest(r: Reader, uid: bool, seq: SequenceSet) -> Fetch:
-    """FETCH after its sequence set: the items and modifiers (RFC 9051 §6.4.5, RFC 7162)."""
-    items: list[FetchAtt] = []
-    if r.peek() == 0x28:
-        r.open_paren()
-        items += _fetch_att(r)
-        while r.take(b" "):
-            items += _fetch_att(r)
-        r.close_paren()
-    else:
-        items = _fetch_att(r)
-    changedsince: int | None = None
-    vanished = False
-    if r.take(b" "):  # RFC 4466 fetch-modifiers
-        r.open_paren()
-        while True:
-            mod = r.keyword()
-            if mod == "CHANGEDSINCE" and changedsince is None:
-                r.sp()
-                changedsince = r.number(MAX_NUMBER64)  # RFC 7162 §3.1.4.1
-            elif mod == "VANISHED" and uid and not vanished:
-                vanished = True  # RFC 7162 §3.2.6: UID FETCH only
-            else:
-                raise ParseError(f"invalid FETCH modifier {mod}")
-            if not r.take(b" "):
-                break
-        r.close_paren()
-        if vanished and changedsince is None:
-            raise ParseError("VANISHED needs CHANGEDSINCE")  # RFC 7162 §3.2.6
-    if uid and not any(i.name == "UID" for i in items):
-        items.append(FetchAtt("UID"))  # RFC 9051 §6.4.9: UID FETCH always returns UID
-    if changedsince is not None and not any(i.name == "MODSEQ" for i in items):
-        items.append(FetchAtt("MODSEQ"))  # RFC 7162 §3.1.4.1
-    r.end()
-    return Fetch(uid, seq, tuple(dict.fromkeys(items)), changedsince, vanished)
+    return finish(UidExpunge(r.sequence_set(max_ranges=o.max_ranges)), r)
 
 
 def _store(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
@@ -1045,13 +377,13 @@ def _store(uid: bool) -> Callable[[Reader, ParseOptions], Command]:
             raise ParseError("expected FLAGS or FLAGS.SILENT")
         r.sp()
         if r.peek() == 0x28:
-            flags = _flag_list(r)
+            flags = flag_list(r)
         else:
-            names = [_flag(r)]
+            names = [read_flag(r)]
             while r.take(b" "):
-                names.append(_flag(r))
+                names.append(read_flag(r))
             flags = tuple(names)
-        return _done(Store(uid, seq, mode, flags, item.endswith(".SILENT"), unchanged), r)
+        return finish(Store(uid, seq, mode, flags, item.endswith(".SILENT"), unchanged), r)
 
     return parse
 
@@ -1063,7 +395,7 @@ def _copy_like(
         r.sp()
         seq = r.sequence_set(max_ranges=o.max_ranges)
         r.sp()
-        return _done(cls(uid, seq, _mailbox(r, o)), r)
+        return finish(cls(uid, seq, read_mailbox(r, o)), r)
 
     return parse
 
@@ -1072,22 +404,22 @@ def _id(r: Reader, o: ParseOptions) -> Command:
     r.sp()
     if r.peek_keyword(b"NIL"):
         r.keyword()
-        return _done(Id(None), r)
+        return finish(Id(None), r)
     r.open_paren()
     params: list[tuple[str, str | None]] = []
     while r.peek() != 0x29:
         if params:
             r.sp()
-        key = _utf8(r.string(), "ID field")
+        key = utf8_text(r.string(), "ID field")
         r.sp()
         raw = r.nstring()
-        value = None if raw is None else _utf8(raw, "ID value")
+        value = None if raw is None else utf8_text(raw, "ID value")
         # RFC 2971 §3.3: fields <= 30 octets, values <= 1024, at most 30 pairs
         if len(key) > 30 or (value is not None and len(value) > 1024) or len(params) >= 30:
             raise ParseError("ID parameters too long or too many")
         params.append((key, value))
     r.close_paren()
-    return _done(Id(tuple(params)), r)
+    return finish(Id(tuple(params)), r)
 
 
 def _compress(r: Reader, o: ParseOptions) -> Command:
@@ -1095,19 +427,19 @@ def _compress(r: Reader, o: ParseOptions) -> Command:
     mech = r.keyword()
     if mech != "DEFLATE":
         raise ParseError(f"unknown compression {mech}")  # RFC 4978 §3
-    return _done(Compress(mech), r)
+    return finish(Compress(mech), r)
 
 
 def _getquota(r: Reader, o: ParseOptions) -> Command:
     r.sp()
-    return _done(GetQuota(_utf8(r.astring(), "quota root")), r)
+    return finish(GetQuota(utf8_text(r.astring(), "quota root")), r)
 
 
 PARSERS: dict[str, Callable[[Reader, ParseOptions], Command]] = {
-    "CAPABILITY": _nil(Capability),
-    "NOOP": _nil(Noop),
-    "LOGOUT": _nil(Logout),
-    "STARTTLS": _nil(StartTLS),
+    "CAPABILITY": nil_parser(Capability),
+    "NOOP": nil_parser(Noop),
+    "LOGOUT": nil_parser(Logout),
+    "STARTTLS": nil_parser(StartTLS),
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
     "ENABLE": _enable,
@@ -1120,23 +452,23 @@ PARSERS: dict[str, Callable[[Reader, ParseOptions], Command]] = {
     "UNSUBSCRIBE": _one_mailbox(Unsubscribe),
     "LIST": _list,
     "LSUB": _lsub,
-    "NAMESPACE": _nil(Namespace),
+    "NAMESPACE": nil_parser(Namespace),
     "STATUS": _status,
     "APPEND": _append,
-    "IDLE": _nil(Idle),
-    "CHECK": _nil(Check),
-    "CLOSE": _nil(Close),
-    "UNSELECT": _nil(Unselect),
-    "EXPUNGE": _nil(Expunge),
+    "IDLE": nil_parser(Idle),
+    "CHECK": nil_parser(Check),
+    "CLOSE": nil_parser(Close),
+    "UNSELECT": nil_parser(Unselect),
+    "EXPUNGE": nil_parser(Expunge),
     "UID EXPUNGE": _uid_expunge,
-    "SEARCH": _search(False),
-    "UID SEARCH": _search(True),
-    "SORT": _sort(False),
-    "UID SORT": _sort(True),
-    "THREAD": _thread(False),
-    "UID THREAD": _thread(True),
-    "FETCH": _fetch(False),
-    "UID FETCH": _fetch(True),
+    "SEARCH": search_parser(False),
+    "UID SEARCH": search_parser(True),
+    "SORT": sort_parser(False),
+    "UID SORT": sort_parser(True),
+    "THREAD": thread_parser(False),
+    "UID THREAD": thread_parser(True),
+    "FETCH": fetch_parser(False),
+    "UID FETCH": fetch_parser(True),
     "STORE": _store(False),
     "UID STORE": _store(True),
     "COPY": _copy_like(Copy, False),
@@ -1209,7 +541,7 @@ def parse_append_message(r: Reader) -> tuple[tuple[str, ...], dt.datetime | None
     flags: tuple[str, ...] = ()
     date: dt.datetime | None = None
     if r.peek() == 0x28:
-        flags = _flag_list(r)
+        flags = flag_list(r)
         r.sp()
     if r.peek() == 0x22:
         date = r.date_time()
@@ -1228,6 +560,6 @@ def parse_append_head(
     r.sp()
     if r.literal_pending():
         return None
-    mailbox = _mailbox(r, options)
+    mailbox = read_mailbox(r, options)
     flags, date = parse_append_message(r)
     return Append(mailbox, flags, date)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from correo.imap.events import CatenateText, CatenateUrl
 from correo.imap.urls import UrlError, parse_url
+from correo.server.imap.appends import drop_appends
 from correo.server.imap.urlparts import locate, url_allowed
 from correo.store.api import StoreError
 
@@ -36,7 +37,7 @@ async def catenate_text(session: ImapSession, event: CatenateText) -> None:
     """Let a TEXT part in if the message stays within APPENDLIMIT (RFC 4469 §5 TOOBIG)."""
     appends = session.appends
     if appends and appends[-1].spool.size + event.size > _limit(session):
-        session._drop_appends()
+        drop_appends(session)
         session.write(session.core.append_reject("NO", "Message grows too big", "TOOBIG"))
         return
     session.write(session.core.append_accept())
@@ -63,7 +64,7 @@ async def catenate_url(session: ImapSession, event: CatenateUrl) -> None:
         _refuse(session, "CATENATE failed: invalid URL", text)
         return
     if append.spool.size + located.size > _limit(session):
-        session._drop_appends()
+        drop_appends(session)
         session.write(session.core.append_abort("NO", "Message grows too big", "TOOBIG"))
         return
     try:
@@ -81,6 +82,6 @@ async def catenate_url(session: ImapSession, event: CatenateUrl) -> None:
 
 
 def _refuse(session: ImapSession, why: str, url: str) -> None:
-    session._drop_appends()
+    drop_appends(session)
     code = f"BADURL {url}" if _CODE_SAFE.fullmatch(url) else "BADURL"
     session.write(session.core.append_abort("NO", why, code))

@@ -24,6 +24,7 @@ from correo.imap.sequence import format_sequence
 from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message
 from correo.server.imap.ordering import sort_uids
 from correo.server.imap.searching import run_search
+from correo.server.imap.streams import send_streams
 from correo.server.imap.view import MailboxView
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ async def _fetch_added(session: ImapSession, ctx: SearchContext, added: Collecti
     facts = await ensure_facts(session.ctx.store, view, uids) if plan.needs_facts else {}
     for uid in uids:
         out = await render_message(session.ctx.store, view, uid, plan, facts.get(uid))
-        await session._send_streams(out, 0)
+        await send_streams(session, out, 0)
 
 
 async def cmd_cancelupdate(session: ImapSession, tag: str, cmd: CancelUpdate) -> None:

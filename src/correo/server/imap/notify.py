@@ -33,6 +33,7 @@ from correo.imap.notify import EventGroup, Notify
 from correo.imap.responses import Raw, list_response, mailbox_name, status_response, tagged
 from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message
 from correo.server.imap.names import DELIMITER, normalize
+from correo.server.imap.streams import send_streams
 from correo.store.api import MailboxError, MailboxStatus, StoreError
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ async def _selected(session: ImapSession, state: NotifyState) -> None:
     for uid in new:
         if uid in view.info:
             out = await render_message(session.ctx.store, view, uid, plan, facts.get(uid))
-            await session._send_streams(out, 0)
+            await send_streams(session, out, 0)
 
 
 def _status_lines(

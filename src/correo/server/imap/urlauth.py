@@ -19,6 +19,7 @@ from correo.imap.urls import ImapUrl, UrlError, parse_url
 from correo.message.imapfmt import TransferDecoder, bodystructure
 from correo.server.imap.fetch import Rendered
 from correo.server.imap.names import normalize
+from correo.server.imap.streams import send_streams
 from correo.server.imap.urlparts import INTERNAL, Located, locate, sign, url_allowed
 from correo.store.api import MailboxError, MailStore
 
@@ -102,7 +103,7 @@ async def cmd_urlfetch(session: ImapSession, tag: str, cmd: UrlFetch) -> None:
         if out is None:
             session.write(head + b" NIL\r\n")
             continue
-        await session._send_streams(out, 0)
+        await send_streams(session, out, 0)
         await session.conn.flush(session.write_timeout)
     session.write(tagged(tag, "OK", "URLFETCH completed"))
 

@@ -1,0 +1,172 @@
+"""APPEND of an IMAP session: each message streamed to a spool, all committed or
+none (RFC 3502 §6), answered with APPENDUID (RFC 4315).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from correo.delivery.facts import FactsBuilder, load_tree
+from correo.delivery.textindex import indexable, indexer_for
+from correo.imap.responses import (
+    tagged,
+)
+from correo.imap.server import (
+    AppendStart,
+    CatenateStart,
+)
+from correo.message.imapfmt import base64_binary_parts
+from correo.server.imap.names import (
+    normalize,
+)
+from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, format_uids
+from correo.server.store_failure import imap_reply
+from correo.store.api import (
+    Envelope,
+    Spool,
+    StoreError,
+    spool_read,
+)
+
+if TYPE_CHECKING:
+    from correo.server.imap.session import ImapSession
+
+__all__ = ["Append", "append_done", "append_start", "drop_appends"]
+
+
+class Append:
+    """One message of an APPEND command being received."""
+
+    __slots__ = ("date", "facts", "failed", "flags", "mailbox", "nul", "spool", "zone")
+
+    def __init__(
+        self,
+        mailbox: str,
+        flags: tuple[str, ...],
+        date: dt.datetime | None,
+        spool: Spool,
+    ):
+        self.mailbox = mailbox
+        self.flags = flags
+        self.date = date.timestamp() if date is not None else None
+        offset = date.utcoffset() if date is not None else None
+        # RFC 9051 §2.3.3: INTERNALDATE comes back in the zone APPEND gave
+        self.zone = int(offset.total_seconds()) // 60 if offset is not None else None
+        self.spool = spool
+        self.nul = False  # a literal8 carried NUL: see _binary_to_base64
+        self.failed: OSError | None = None  # the spool could not be written: NO at the end
+        self.facts = FactsBuilder()
+
+
+def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:
+    from correo.store.api import DeliveryTarget
+
+    return DeliveryTarget(account, mailbox, flags)
+
+
+# -- APPEND (streamed, RFC 3502 all or nothing) -----------------------------------
+
+
+async def append_start(session: ImapSession, event: AppendStart | CatenateStart) -> None:
+    assert session.user is not None
+    name = normalize(event.mailbox)
+    if session.append_failed is None:
+        if sum(f not in SYSTEM_FLAGS for f in event.flags) > MAX_KEYWORDS:
+            drop_appends(session)
+            text = f"A message carries at most {MAX_KEYWORDS} keywords"
+            session.write(session.core.append_reject("NO", text, "LIMIT"))
+            return
+        try:
+            await session.ctx.store.mailbox_state(session.user, name)  # cheaper than STATUS
+        except StoreError:
+            session.append_failed = "TRYCREATE"
+    if session.append_failed is not None:
+        drop_appends(session)
+        code, session.append_failed = session.append_failed, None
+        session.write(session.core.append_reject("NO", "No such mailbox", code))
+        return
+    session.appends.append(Append(name, event.flags, event.date, session.ctx.store.new_spool()))
+    session.write(session.core.append_accept())
+    await session.conn.flush(session.write_timeout)
+
+
+def drop_appends(session: ImapSession) -> None:
+    for append in session.appends:
+        append.spool.discard()
+    session.appends = []
+
+
+async def append_done(session: ImapSession, tag: str) -> None:
+    assert session.user is not None
+    appends, session.appends = session.appends, []
+    store = session.ctx.store
+    done: list[tuple[str, int]] = []
+    failed = next((a.failed for a in appends if a.failed is not None), None)
+    if failed is not None:
+        for a in appends:
+            a.spool.discard()
+        session.write(tagged(tag, "NO", *imap_reply(failed, "APPEND failed: cannot store it")))
+        return
+    try:
+        indexed = []
+        for a in appends:
+            if a.nul:
+                await _binary_to_base64(session, a)
+            facts = a.facts.finish()
+            spool = a.spool
+            held = spool.read() if spool.in_memory else b""
+            commit = asyncio.ensure_future(
+                store.deliver(
+                    spool,
+                    Envelope(sender="", authenticated=session.user),
+                    [_target(session.user, a.mailbox, a.flags)],
+                    facts=facts,
+                    internal_date=a.date,
+                    internal_zone=a.zone,
+                )
+            )
+            text = None
+            if held and len(held) == spool.size:  # small: it never left memory
+                await asyncio.sleep(0)  # the commit goes to the writer thread first
+                # the SEARCH text, extracted while the commit waits for its fsync
+                with contextlib.suppress(ValueError):  # best effort: SEARCH scans it
+                    text = indexable(held, load_tree(facts))
+            result = await commit
+            done.append((a.mailbox, result.uids[0][1]))
+            indexed.append((a.mailbox, result.uids[0][1], text))
+    except StoreError as exc:
+        for mailbox, uid in done:  # RFC 3502 §6: all or nothing
+            await store.expunge(session.user, mailbox, [uid])
+        for a in appends:
+            a.spool.discard()
+        session.ctx.log.error("imap.append_failed", session=session.id, error=str(exc))
+        session.write(tagged(tag, "NO", *imap_reply(exc, "APPEND failed")))
+        return
+    for mailbox, uid, text in indexed:  # the SEARCH TEXT index
+        if text is not None:
+            indexer_for(store).write(session.user, mailbox, {uid: text})
+        else:
+            indexer_for(store).add([(session.user, mailbox, uid)])
+    status = await store.mailbox_state(session.user, done[-1][0])
+    uids = format_uids(uid for _, uid in done)
+    if session.view is not None:
+        await session._updates(allow_expunge=False)
+    session.write(tagged(tag, "OK", "APPEND completed", f"APPENDUID {status.uidvalidity} {uids}"))
+
+
+async def _binary_to_base64(session: ImapSession, a: Append) -> None:
+    """RFC 9051 §4.3/§6.3.12: NUL may reach a client only in BINARY[]; store such parts
+    base64-encoded (reversible), in memory: the APPEND limit bounds it and it is rare."""
+    spool = a.spool
+    data = await spool_read(spool)
+    converted = base64_binary_parts(data)
+    if converted is None:
+        return
+    a.spool = session.ctx.store.new_spool()
+    a.spool.write(converted)
+    a.facts = FactsBuilder()
+    a.facts.feed(converted)
+    spool.discard()

@@ -1,0 +1,103 @@
+"""IDLE (RFC 2177): untagged updates pushed while the client waits, until DONE."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from correo.imap import commands as c
+from correo.imap.responses import (
+    untagged,
+)
+from correo.server.imap.notify import deliver as notify_deliver
+from correo.server.imap.notify import wait as notify_wait
+from correo.store.api import (
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from correo.server.imap.session import ImapSession
+
+__all__ = ["cmd_idle"]
+
+_IDLE_POLL = 30.0  # seconds between change-feed checks while idle (wake-ups are pushed)
+_IDLE_RETRY = 2.0  # seconds before an idle session looks again after a store failure
+
+
+# -- IDLE ---------------------------------------------------------------------
+
+
+async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
+    session.write(session.core.idle_started())
+    session.idling = True
+    answered = await _idle_updates(session)
+    await session.conn.flush(session.write_timeout)
+    session.busy = False
+    read_task: asyncio.Task[bytes] | None = None
+    try:
+        while True:
+            view = session.view
+            if session.core.buffered or (session.deflate is not None and session.deflate.backlog):
+                return  # input already received (DONE may be in it): _drain/_loop see it
+            if read_task is None:
+                read_task = asyncio.create_task(session.conn.read(1800.0))
+            waiters: set[asyncio.Future[Any]] = {read_task}
+            if view is not None and not answered:  # the store failed: look again soon
+                waiters.add(asyncio.ensure_future(asyncio.sleep(_IDLE_RETRY)))
+            elif view is not None:
+                waiters.add(
+                    asyncio.ensure_future(
+                        session.ctx.store.wait_for_change(
+                            view.account,
+                            view.name,
+                            view.highestmodseq,
+                            _IDLE_POLL,
+                            counter=session.seen_counter,
+                        )
+                    )
+                )
+            if session.notify is not None:
+                waiters.add(notify_wait(session))  # RFC 5465 §4: the same events in IDLE
+            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for fut in pending:
+                if fut is not read_task:
+                    fut.cancel()
+            for fut in done:  # a failed look is retried by _idle_updates below
+                if fut is not read_task and not fut.cancelled():
+                    fut.exception()
+            if read_task in done:
+                try:
+                    data = read_task.result()
+                except TimeoutError:
+                    data = b""
+                read_task = None
+                if data and session.deflate is not None:
+                    data = session.deflate.inflate(data)
+                    if not data:
+                        continue  # an incomplete deflate block, not EOF: keep idling
+                session.core.receive_data(data)
+                if not data:
+                    session.closing = True
+                return  # _drain picks up IdleDone (or the next command)
+            answered = await _idle_updates(session)
+            await notify_deliver(session)
+            await session.conn.flush(session.write_timeout)
+            if session.shutdown_requested:
+                session.write(untagged("BYE", "Server shutting down"))
+                session.closing = True
+                return
+    finally:
+        if read_task is not None:
+            read_task.cancel()
+
+
+async def _idle_updates(session: ImapSession) -> bool:
+    """:meth:`_updates` while idling; False when the store could not answer (its
+    database restarting). The session stays in IDLE and looks again shortly, so it
+    catches up on what changed meanwhile once the store is back."""
+    try:
+        await session._updates()
+    except StoreError as exc:
+        session.ctx.log.warning("imap.idle_store_failed", session=session.id, error=str(exc))
+        return False
+    return True

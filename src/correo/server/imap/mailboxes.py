@@ -1,0 +1,309 @@
+"""Mailbox commands of an IMAP session: SELECT/EXAMINE, CREATE, DELETE, RENAME,
+(UN)SUBSCRIBE, NAMESPACE, LIST, LSUB and STATUS (RFC 9051 §6.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from correo.imap import commands as c
+from correo.imap.responses import (
+    list_response,
+    status_response,
+    tagged,
+    untagged,
+)
+from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
+from correo.server.imap.names import (
+    DELIMITER,
+    MailboxNameError,
+    PatternError,
+    check_name,
+    check_rename,
+    list_matcher,
+    normalize,
+)
+from correo.server.imap.shared import Snapshot
+from correo.server.imap.view import MailboxView, format_uids
+from correo.store.api import (
+    INBOX,
+    MailboxError,
+    MailboxStatus,
+)
+
+if TYPE_CHECKING:
+    from correo.server.imap.session import ImapSession
+
+__all__ = [
+    "cmd_create",
+    "cmd_delete",
+    "cmd_list",
+    "cmd_lsub",
+    "cmd_namespace",
+    "cmd_rename",
+    "cmd_select",
+    "cmd_status",
+    "cmd_subscribe",
+    "mailboxes_changed",
+    "status_line",
+]
+
+
+# -- mailboxes ------------------------------------------------------------------
+
+
+def _name(session: ImapSession, tag: str, raw: str) -> str | None:
+    try:
+        return check_name(raw)
+    except MailboxNameError as exc:
+        session.write(tagged(tag, "NO", str(exc), "CANNOT"))
+        return None
+
+
+async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) -> None:
+    assert session.user is not None
+    read_only = isinstance(cmd, c.Examine)
+    if session.view is not None:
+        session.view = None
+        session.core.unselected()
+        session.write(untagged("OK", "Previous mailbox closed", "CLOSED"))  # RFC 7162 §3.2.11
+    name = normalize(cmd.mailbox)
+    store = session.ctx.store
+    session.seen_counter = store.change_counter(session.user, name)
+    session.checked_at = time.monotonic()
+    try:
+        status = await store.mailbox_status(session.user, name)
+    except MailboxError:
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return
+    messages = await _snapshot(session, name, status)
+    if read_only:  # EXAMINE sees \Recent without claiming it (RFC 3501 §6.3.2)
+        recent = status.recent
+        uids = messages.uids
+        first_recent = uids[-recent] if 0 < recent <= len(uids) else status.uidnext
+    else:
+        first_recent = await store.take_recent(session.user, name)
+    view = MailboxView(
+        session.user,
+        name,
+        read_only=read_only,
+        uidvalidity=status.uidvalidity,
+        uidnext=status.uidnext,
+        highestmodseq=status.highestmodseq,
+        messages=messages,
+        first_recent=first_recent,
+        shared=session.ctx.imap,
+    )
+    view.rev2 = session.core.rev2
+    if cmd.condstore or cmd.qresync is not None:
+        session.core.enable("CONDSTORE")
+    session.view = view
+    session.core.selected(read_only)
+    flags_lines = view.flags_responses()
+    session.write(flags_lines[0])
+    session.write(b"* %d EXISTS\r\n" % view.exists)
+    if not session.core.rev2:
+        session.write(b"* %d RECENT\r\n" % view.recent)
+        unseen = next(
+            (i for i, u in enumerate(view.uids, 1) if "\\Seen" not in view.info[u].flags), 0
+        )
+        if unseen:
+            session.write(untagged("OK", "First unseen", f"UNSEEN {unseen}"))  # RFC 3501 §6.3.1
+    session.write(flags_lines[1])
+    session.write(untagged("OK", "UIDs valid", f"UIDVALIDITY {view.uidvalidity}"))
+    session.write(untagged("OK", "Predicted next UID", f"UIDNEXT {view.uidnext}"))
+    session.write(untagged("OK", "Highest", f"HIGHESTMODSEQ {view.highestmodseq}"))
+    if session.core.rev2:
+        session.write(list_response([], DELIMITER, name, True))  # RFC 9051 §6.3.2
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
+        await _qresync(session, cmd.qresync)
+    code = "READ-ONLY" if read_only else "READ-WRITE"
+    session.write(
+        tagged(tag, "OK", "SELECT completed" if not read_only else "EXAMINE completed", code)
+    )
+
+
+async def _snapshot(session: ImapSession, name: str, status: MailboxStatus) -> Snapshot:
+    """The mailbox's messages at ``status``'s MODSEQ, shared with other sessions."""
+    assert session.user is not None
+    shared = session.ctx.imap
+    snap = shared.snapshot(session.user, name, status.uidvalidity, status.highestmodseq)
+    if snap is not None:
+        return snap
+    messages = await session.ctx.store.list_messages(session.user, name)
+    uids, info = [m.uid for m in messages], {m.uid: m for m in messages}
+    # Shared only if nothing committed between the two reads: a commit adds a higher
+    # MODSEQ or (expunge alone) changes the count.
+    if len(messages) == status.messages and all(m.modseq <= status.highestmodseq for m in messages):
+        fresh = Snapshot(uids, info, status.highestmodseq)
+        return shared.publish(session.user, name, status.uidvalidity, fresh)
+    return Snapshot(uids, info, 0)  # this session's own, never published
+
+
+async def _qresync(session: ImapSession, q: c.Qresync) -> None:
+    """RFC 7162 §3.2.5: what changed since the client's MODSEQ."""
+    view = session.view
+    assert view is not None
+    changes = await session.ctx.store.changes_since(view.account, view.name, q.modseq)
+    gone = list(changes.expunged)
+    if q.known_uids is not None:
+        known = q.known_uids.resolve(max(view.max_uid(), max(gone, default=0)))
+        gone = [u for u in gone if any(lo <= u <= hi for lo, hi in known)]
+    if gone:
+        session.write(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
+    for m in changes.messages:
+        seq = view.seq(m.uid)
+        if seq is not None:
+            session.write(
+                b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                % (seq, m.uid, view.flag_list(m.uid), m.modseq)
+            )
+
+
+def mailboxes_changed(session: ImapSession) -> None:
+    """Local delivery caches folder names briefly; +folder must see this change now."""
+    if session.ctx.mda is not None and session.user is not None:
+        session.ctx.mda.forget(session.user)
+
+
+async def cmd_create(session: ImapSession, tag: str, cmd: c.Create) -> None:
+    assert session.user is not None
+    name = _name(session, tag, cmd.mailbox.rstrip(DELIMITER))
+    if name is None:
+        return
+    if name == INBOX:
+        session.write(tagged(tag, "NO", "INBOX always exists", "ALREADYEXISTS"))
+        return
+    use = cmd.special_use[0] if cmd.special_use else None
+    limit = session.ctx.config.limits.mailboxes_per_account  # RFC 9051 §7.1 LIMIT
+    await session.ctx.store.create_mailbox(session.user, name, use, subscribe=False, limit=limit)
+    mailboxes_changed(session)
+    session.write(tagged(tag, "OK", "CREATE completed"))  # RFC 9051 §6.3.4
+
+
+async def cmd_delete(session: ImapSession, tag: str, cmd: c.Delete) -> None:
+    assert session.user is not None
+    name = normalize(cmd.mailbox)
+    if session.view is not None and session.view.name == name:
+        session.view = None
+        session.core.unselected()
+    await session.ctx.store.delete_mailbox(session.user, name)
+    mailboxes_changed(session)
+    session.write(tagged(tag, "OK", "DELETE completed"))
+
+
+async def cmd_rename(session: ImapSession, tag: str, cmd: c.Rename) -> None:
+    assert session.user is not None
+    new = _name(session, tag, cmd.new_name)
+    if new is None:
+        return
+    if new == INBOX:
+        session.write(tagged(tag, "NO", "INBOX already exists", "ALREADYEXISTS"))
+        return
+    old = normalize(cmd.mailbox)
+    if old != INBOX:
+        # The inferiors move along: their new names must be valid names too.
+        names = [b.name for b in await session.ctx.store.list_mailboxes(session.user)]
+        try:
+            check_rename(old, new, names)
+        except MailboxNameError as exc:
+            session.write(tagged(tag, "NO", str(exc), "CANNOT"))
+            return
+    limit = session.ctx.config.limits.mailboxes_per_account
+    await session.ctx.store.rename_mailbox(session.user, old, new, limit=limit)
+    mailboxes_changed(session)
+    session.write(tagged(tag, "OK", "RENAME completed"))
+
+
+async def cmd_subscribe(session: ImapSession, tag: str, cmd: c.Subscribe | c.Unsubscribe) -> None:
+    assert session.user is not None
+    subscribed = isinstance(cmd, c.Subscribe)
+    # RFC 9051 §6.3.7: a name need not exist to be subscribed; it must be a valid one.
+    name = _name(session, tag, cmd.mailbox) if subscribed else normalize(cmd.mailbox)
+    if name is None:
+        return
+    limit = session.ctx.config.limits.mailboxes_per_account
+    await session.ctx.store.set_subscribed(session.user, name, subscribed, limit=limit)
+    session.write(
+        tagged(tag, "OK", "SUBSCRIBE completed" if subscribed else "UNSUBSCRIBE completed")
+    )
+
+
+async def cmd_namespace(session: ImapSession, tag: str, cmd: c.Namespace) -> None:
+    session.write(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    session.write(tagged(tag, "OK", "NAMESPACE completed"))
+
+
+async def cmd_list(session: ImapSession, tag: str, cmd: c.List) -> None:
+    assert session.user is not None
+    utf8 = session.core.utf8
+    if len(cmd.patterns) == 1 and cmd.patterns[0] == "" and not cmd.extended:
+        # RFC 9051 §6.3.9: the hierarchy delimiter and root
+        session.write(b'* LIST (\\Noselect) "/" ""\r\n')
+        session.write(tagged(tag, "OK", "LIST completed"))
+        return
+    try:
+        match = list_matcher(cmd.reference, cmd.patterns)
+    except PatternError as exc:
+        session.write(tagged(tag, "NO", str(exc), "LIMIT"))
+        return
+    boxes = await session.ctx.store.list_mailboxes(session.user)
+    subscriptions = None
+    if "SUBSCRIBED" in cmd.selection:
+        subscriptions = await session.ctx.store.list_subscriptions(session.user)
+    for item in list_lines(boxes, subscriptions, match, cmd, utf8):
+        if item is PAUSE:
+            await asyncio.sleep(0)  # a long listing lets the other connections run
+            continue
+        session.write(item.line)
+        if item.status is not None:  # RFC 5819
+            with contextlib.suppress(MailboxError):  # deleted meanwhile: no STATUS
+                await status_line(session, item.status, cmd.status_items)
+            await asyncio.sleep(0)  # each STATUS reads the store on the loop
+    session.write(tagged(tag, "OK", "LIST completed"))
+
+
+async def cmd_lsub(session: ImapSession, tag: str, cmd: c.Lsub) -> None:
+    assert session.user is not None
+    try:
+        match = list_matcher(cmd.reference, [cmd.pattern])
+    except PatternError as exc:
+        session.write(tagged(tag, "NO", str(exc), "LIMIT"))
+        return
+    subscribed = await session.ctx.store.list_subscriptions(session.user)
+    for line in lsub_lines(subscribed, match, session.core.utf8):
+        if line is PAUSE:
+            await asyncio.sleep(0)
+            continue
+        session.write(line)
+    session.write(tagged(tag, "OK", "LSUB completed"))
+
+
+async def status_line(session: ImapSession, name: str, items: tuple[str, ...]) -> None:
+    assert session.user is not None
+    st = await session.ctx.store.mailbox_status(session.user, name)
+    values = {
+        "MESSAGES": st.messages,
+        "UIDNEXT": st.uidnext,
+        "UIDVALIDITY": st.uidvalidity,
+        "UNSEEN": st.unseen,
+        "DELETED": st.deleted,
+        "SIZE": st.size,
+        "RECENT": st.recent,
+        "HIGHESTMODSEQ": st.highestmodseq,
+        "APPENDLIMIT": session.ctx.config.limits.message_size,
+    }
+    wanted = {i.upper(): values[i.upper()] for i in items if i.upper() in values}
+    session.write(status_response(name, wanted, session.core.utf8))
+
+
+async def cmd_status(session: ImapSession, tag: str, cmd: c.Status) -> None:
+    try:
+        await status_line(session, normalize(cmd.mailbox), cmd.items)
+    except MailboxError:
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return
+    session.write(tagged(tag, "OK", "STATUS completed"))

@@ -753,3 +753,19 @@ class MailStore(Protocol):
     async def report_release(self, name: str, owner: str) -> None:
         """Give the job back unfinished (its last finish time is kept)."""
         ...
+
+    # -- web sessions: the webmail's logins, good on every node (docs/webmail.md) --------
+
+    async def web_session_put(self, key: str, account: str, expires: float) -> None:
+        """Keep (or extend) session ``key`` of ``account`` until ``expires`` (Unix time),
+        durably; sessions already expired are forgotten on the way. ``key`` is a digest
+        of the session's secret, never the secret."""
+        ...
+
+    async def web_session_get(self, key: str) -> tuple[str, float] | None:
+        """The account and expiry of session ``key``; None when unknown or expired."""
+        ...
+
+    async def web_session_delete(self, key: str) -> None:
+        """Forget session ``key`` (a logout); nothing happens when it is unknown."""
+        ...

@@ -63,6 +63,7 @@ from correo.store.postgres_queue import PgQueueOps
 from correo.store.postgres_reports import PgReportOps
 from correo.store.postgres_schema import migrate
 from correo.store.postgres_tls import PgTlsOps
+from correo.store.postgres_websessions import PgWebSessionOps
 from correo.store.spool import FileSpool
 from correo.store.sqlite_mailboxes import normalize_flags
 
@@ -76,7 +77,7 @@ _STAGING_HORIZON = 3600.0
 _CONNECT_TIMEOUT = 10
 
 
-class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps):
+class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, PgWebSessionOps):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 
     ``root`` is the node's local folder for spool files.  ``recover`` (the server):

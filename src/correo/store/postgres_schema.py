@@ -160,6 +160,13 @@ CREATE TABLE report_jobs (
     lease_until double precision NOT NULL);
 """
 
+#: The webmail's logins (``correo.web.session_auth``), keyed by a digest of the secret.
+_V7: Final = """
+CREATE TABLE web_sessions (
+    key text PRIMARY KEY, account text NOT NULL, expires double precision NOT NULL);
+CREATE INDEX web_sessions_expires ON web_sessions (expires);
+"""
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
@@ -167,6 +174,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     3: (_V3, ()),
     4: (_V4, ()),
     6: (_V6, ()),
+    7: (_V7, ()),
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -176,14 +176,14 @@ def https_listener(
     routes: Iterable[Routes] = (),
 ) -> WebListener:
     """The ``https`` listener: the well-known documents and every route in ``routes``."""
-    from correo.web import jmap, wellknown
+    from correo.web import jmap, webapp, wellknown
 
     limits = ctx.config.limits
     head_timeout = capped(limits.command_timeout, 30.0)
     connections = Connections()
     app = build_app(
         ctx,
-        [wellknown.add_routes, jmap.add_routes, *routes],
+        [wellknown.add_routes, jmap.add_routes, webapp.add_routes, *routes],
         connections,
         timeout=capped(limits.data_timeout, 300.0),
     )

@@ -42,6 +42,7 @@ from correo.web.app import CTX, LOG_FIELDS
 from correo.web.jmap_email import EMAIL_METHODS
 from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
+from correo.web.session_auth import web_account
 
 __all__ = ["SESSION_PATH", "account_id", "add_routes"]
 
@@ -76,6 +77,9 @@ def _problem(error: RequestError) -> web.Response:
 async def _authenticate(request: web.Request) -> str:
     """The account of a request's Basic credentials; 401 if there are none that fit."""
     ctx = request.app[CTX]
+    web_session = await web_account(request)  # the webmail's bearer token (or cookie on GET)
+    if web_session is not None:
+        return web_session
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Basic realm="correo", charset="UTF-8"'}

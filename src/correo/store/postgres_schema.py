@@ -145,6 +145,13 @@ CREATE INDEX login_failures_last ON login_failures (last);
 INSERT INTO meta (key, value) VALUES ('directory_serial', 1) ON CONFLICT (key) DO NOTHING;
 """
 
+#: The webmail's logins (``correo.web.session_auth``), keyed by a digest of the secret.
+_V5: Final = """
+CREATE TABLE web_sessions (
+    key text PRIMARY KEY, account text NOT NULL, expires double precision NOT NULL);
+CREATE INDEX web_sessions_expires ON web_sessions (expires);
+"""
+
 #: DMARC and TLS reports: received ones, tallies for ours, the daily job's lease.
 _V6: Final = """
 CREATE TABLE reports_received (
@@ -160,21 +167,14 @@ CREATE TABLE report_jobs (
     lease_until double precision NOT NULL);
 """
 
-#: The webmail's logins (``correo.web.session_auth``), keyed by a digest of the secret.
-_V7: Final = """
-CREATE TABLE web_sessions (
-    key text PRIMARY KEY, account text NOT NULL, expires double precision NOT NULL);
-CREATE INDEX web_sessions_expires ON web_sessions (expires);
-"""
-
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
     2: (_V2, ()),
     3: (_V3, ()),
     4: (_V4, ()),
+    5: (_V5, ()),
     6: (_V6, ()),
-    7: (_V7, ()),
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 __all__ = [
     "INBOX",
@@ -37,6 +37,9 @@ __all__ = [
     "QueueSummary",
     "QueuedMessage",
     "QueuedRecipient",
+    "Quota",
+    "QuotaExceededError",
+    "QuotaLimit",
     "ReceivedReport",
     "RecipientUpdate",
     "ReportTally",
@@ -87,6 +90,8 @@ class DeliveryTarget:
     account: str
     mailbox: str = INBOX
     flags: tuple[str, ...] = ()
+    # False: a notice of the server's own (a DSN, the quota warning), never refused
+    quota: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,9 @@ class QueuedRecipient:
     address: str
     notify: str | None = None
     orcpt: str | None = None
+    # the account whose Sieve redirect this is: not queued when that account's copies
+    # are refused over quota (the retry of that recipient redirects again)
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,9 @@ class Delivered:
 
     uids: tuple[tuple[DeliveryTarget, int], ...]
     queue_id: int | None = None
+    # accounts refused over quota (see MailStore.deliver's quota_fallback), each with
+    # True when the message alone is larger than the limit (permanent, RFC 3463 5.2.2)
+    over_quota: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +170,7 @@ class MailboxStatus:
     size: int
     highestmodseq: int
     recent: int
+    deleted_size: int = 0  # RFC 9208 §4.2 DELETED-STORAGE: octets of \Deleted messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +188,62 @@ class MailboxError(StoreError):
     def __init__(self, message: str, code: str = "CANNOT") -> None:
         super().__init__(message)
         self.code = code
+
+
+#: A quota limit to set: octets or messages, None for no limit, "default" for the
+#: server's ``[delivery] quota`` (which may change later).
+QuotaLimit = int | None | Literal["default"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """An account's limits and usage (RFC 9208 §5: STORAGE and MESSAGE resources).
+
+    ``storage`` is in octets and ``messages`` in messages, None meaning no limit; the
+    ``*_default`` flags say the limit is the server's default, not set for the account.
+    Usage counts every message copy in every mailbox, \\Deleted ones until expunged.
+    """
+
+    storage: int | None
+    messages: int | None
+    used_storage: int
+    used_messages: int
+    storage_default: bool = True
+    messages_default: bool = True
+
+    def refusal(self, size: int, count: int = 1) -> bool | None:
+        """None when ``count`` messages of ``size`` octets fit now; True when they could
+        never fit (larger than the limit itself: permanent), False when not now."""
+        if (self.storage is not None and size > self.storage) or (
+            self.messages is not None and count > self.messages
+        ):
+            return True
+        if (self.storage is not None and self.used_storage + size > self.storage) or (
+            self.messages is not None and self.used_messages + count > self.messages
+        ):
+            return False
+        return None
+
+    def crossed(self, size: int, count: int) -> bool:
+        """True when adding ``size`` octets and ``count`` messages to this usage passes
+        90 % of a limit from below (the one moment the warning is sent)."""
+        for used, add, limit in (
+            (self.used_storage, size, self.storage),
+            (self.used_messages, count, self.messages),
+        ):
+            if limit is not None and add > 0 and used * 10 < limit * 9 <= (used + add) * 10:
+                return True
+        return False
+
+
+class QuotaExceededError(MailboxError):
+    """A write would pass the account's quota (RFC 9208 §4.4 OVERQUOTA); nothing was
+    written. ``permanent``: the message alone is larger than the limit (RFC 3463 5.2.2)."""
+
+    def __init__(self, account: str, permanent: bool = False) -> None:
+        super().__init__(f"{account} is over its quota", "OVERQUOTA")
+        self.account = account
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,8 +441,16 @@ class MailStore(Protocol):
         facts: MessageFacts | None = None,
         internal_date: float | None = None,
         internal_zone: int | None = None,
+        quota_fallback: Mapping[str, Sequence[QueuedRecipient]] | None = None,
     ) -> Delivered:
         """File one message, atomically and durably, for every target and the queue.
+
+        Quota, checked in the same transaction as the write (no two writers can both
+        pass a limit): with ``quota_fallback`` None, a target whose account cannot take
+        the message fails the whole call with :class:`QuotaExceededError`, nothing
+        written (IMAP APPEND). With a mapping, each refused account's targets (and the
+        redirects it owns) are left out, its fallback recipients queued instead, and
+        :attr:`Delivered.over_quota` names it; the others are filed (SMTP, LMTP).
 
         ``internal_zone``: minutes east of UTC to show INTERNALDATE in (APPEND's own);
         None means the server's local zone at ``internal_date`` (SMTP, LMTP deliveries).
@@ -621,6 +697,25 @@ class MailStore(Protocol):
     async def queue_summary(self, cap: int = 1_000_000) -> QueueSummary:
         """Queue size and age; counts stop at ``cap`` so the cost stays bounded however
         full the queue is (it runs at every metrics scrape)."""
+        ...
+
+    # -- quotas (RFC 9208): one quota root per account, usage kept exact by the store --
+
+    def set_default_quota(self, storage: int | None, messages: int | None) -> None:
+        """The limits of accounts that have none of their own (``[delivery] quota``)."""
+        ...
+
+    async def get_quota(self, account: str) -> Quota:
+        """The account's limits (its own, else the default) and its usage now."""
+        ...
+
+    async def set_quota(self, account: str, storage: QuotaLimit, messages: QuotaLimit) -> Quota:
+        """Set the account's limits durably (creating its store entry); returns the quota."""
+        ...
+
+    def observe_quota(self, observer: Callable[[str], None] | None) -> None:
+        """Call ``observer(account)`` on the event loop after a commit of this process
+        took the account's usage past 90 % of a limit (a warning is due); None stops it."""
         ...
 
     def observe_commits(self, observer: Callable[[float, int], None] | None) -> None:

@@ -32,7 +32,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from correo.store.api import (
     MessageFacts,
     MessageInfo,
     QueuedRecipient,
+    QuotaExceededError,
     Spool,
     StoreError,
     local_zone,
@@ -60,6 +61,7 @@ from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
 from correo.store.postgres_queue import PgQueueOps
+from correo.store.postgres_quota import PgQuotaOps
 from correo.store.postgres_reports import PgReportOps
 from correo.store.postgres_schema import migrate
 from correo.store.postgres_tls import PgTlsOps
@@ -77,7 +79,9 @@ _STAGING_HORIZON = 3600.0
 _CONNECT_TIMEOUT = 10
 
 
-class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, PgWebSessionOps):
+class PostgresStore(
+    PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, PgWebSessionOps, PgQuotaOps
+):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 
     ``root`` is the node's local folder for spool files.  ``recover`` (the server):
@@ -272,6 +276,7 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, P
         facts: MessageFacts | None = None,
         internal_date: float | None = None,
         internal_zone: int | None = None,
+        quota_fallback: Mapping[str, Sequence[QueuedRecipient]] | None = None,
     ) -> Delivered:
         if not isinstance(spool, FileSpool):
             raise TypeError("PostgresStore.deliver needs a spool from its own new_spool()")
@@ -280,7 +285,7 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, P
         now = time.time() if internal_date is None else internal_date
         zone = local_zone(now) if internal_zone is None else internal_zone
         size = spool.size
-        refs = len(targets) + (1 if queued else 0)
+        all_targets, all_queued = targets, queued
         staged: int | None = None
         data: bytes | None = None
         try:
@@ -299,6 +304,20 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, P
             raise StoreError(f"could not store message: {exc}") from exc
 
         async def op(conn: Conn) -> tuple[Delivered, list[PgAfterCommit]]:
+            # Quota first (postgres_quota.py): the accounts' rows stay locked to commit.
+            targets, refused, crossed = await self._quota_admit(
+                conn, all_targets, size, quota_fallback
+            )
+            over = tuple(refused.items())
+            if refused and quota_fallback is None:  # raised below, outside the batch
+                return Delivered((), None, over), []
+            queued = [q for q in all_queued if q.owner not in refused]
+            for account in refused:
+                queued += (quota_fallback or {}).get(account, ())
+            if not targets and not queued:
+                return Delivered((), None, over), []
+            refs = len(targets) + (1 if queued else 0)
+            warn = self._quota_warn_later(crossed)
             if staged is None and not queued:
                 quick = await self._deliver_at_once(
                     conn, targets, digest, size, data, facts, now, zone
@@ -308,7 +327,10 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, P
                         (q[0], (t.account, t.mailbox)) for q, t in zip(quick, targets, strict=True)
                     ]
                     uids = tuple((t, q[1]) for q, t in zip(quick, targets, strict=True))
-                    return Delivered(uids), [lambda: self.feed.committed(touched)]
+                    return Delivered(uids, None, over), [
+                        lambda: self.feed.committed(touched),
+                        warn,
+                    ]
             # UIDs first (the batch locked these rows already, in id order), then the body.
             allocated: list[tuple[int, int, int]] = []  # (mailbox id, uid, modseq)
             for target in targets:
@@ -366,7 +388,7 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, P
                 (a[0], (t.account, t.mailbox)) for a, t in zip(allocated, targets, strict=True)
             ]
             uids = tuple((t, a[1]) for t, a in zip(targets, allocated, strict=True))
-            return Delivered(uids, queue_id), [lambda: self.feed.committed(touched)]
+            return Delivered(uids, queue_id, over), [lambda: self.feed.committed(touched), warn]
 
         try:
             result: Delivered = await self._write(
@@ -379,6 +401,12 @@ class PostgresStore(PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, P
             raise
         finally:
             spool.discard()
+        if not result.uids and result.queue_id is None:  # all refused over quota
+            if staged is not None:
+                await self._unstage(staged)
+            if quota_fallback is None:
+                account, permanent = result.over_quota[0]
+                raise QuotaExceededError(account, permanent)
         return result
 
     async def _deliver_at_once(

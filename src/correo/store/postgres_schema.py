@@ -30,6 +30,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from correo.store.postgres_quota import QUOTA_MIGRATION
+
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
@@ -175,6 +177,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     4: (_V4, ()),
     5: (_V5, ()),
     6: (_V6, ()),
+    21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -44,6 +44,7 @@ from correo.store.sqlite_mailboxes import MailboxOps
 from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # Sieve, vacation, junk
 from correo.store.sqlite_messages import MessageOps  # deliver, expunge, bodies
 from correo.store.sqlite_queue import QueueOps  # the outbound queue
+from correo.store.sqlite_quota import QuotaOps, prepare_quotas  # RFC 9208 quotas
 from correo.store.sqlite_records import RECORD_SCHEMA, RecordOps  # JMAP identities, sends
 from correo.store.sqlite_reports import REPORTS_SCHEMA, ReportOps  # DMARC/TLS reports
 from correo.store.sqlite_tls import TLS_SCHEMA, TlsOps  # ACME certificates (docs/tls.md)
@@ -57,6 +58,7 @@ _SCHEMA_VERSION = SCHEMA_VERSION  # the schema this release writes (upgrade test
 class SqliteStore(
     MessageOps, QueueOps, MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps, WebSessionOps,
     RecordOps, ReportOps,
+    QuotaOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
@@ -112,6 +114,7 @@ class SqliteStore(
             conn.executescript(WEB_SESSION_SCHEMA)  # webmail logins
             conn.executescript(RECORD_SCHEMA)  # sending identities and submissions
             migrate(conn)
+            prepare_quotas(conn)  # usage counted by triggers (sqlite_quota.py)
             referenced = {
                 row[0] for row in conn.execute("SELECT path FROM blobs WHERE path IS NOT NULL")
             }

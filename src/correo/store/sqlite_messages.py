@@ -8,7 +8,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,14 @@ class MessageOps:
         ) -> int | None: ...
         def _mailbox_id(self, conn: sqlite3.Connection, account: str, mailbox: str) -> int: ...
         def _notify_later(self, keys: list[tuple[str, str]]) -> AfterCommit: ...
+        def _quota_admit(
+            self,
+            conn: sqlite3.Connection,
+            targets: Sequence[DeliveryTarget],
+            size: int,
+            fallback: Mapping[str, Sequence[QueuedRecipient]] | None,
+        ) -> tuple[list[DeliveryTarget], dict[str, bool], list[str]]: ...
+        def _quota_warn_later(self, accounts: Sequence[str]) -> AfterCommit: ...
         def _text_later(self, op: WriteOp) -> AfterCommit: ...
 
     # -- writing --------------------------------------------------------------------
@@ -72,6 +80,7 @@ class MessageOps:
         facts: MessageFacts | None = None,
         internal_date: float | None = None,
         internal_zone: int | None = None,
+        quota_fallback: Mapping[str, Sequence[QueuedRecipient]] | None = None,
     ) -> Delivered:
         if not isinstance(spool, FileSpool):
             raise TypeError("SqliteStore.deliver needs a spool from its own new_spool()")
@@ -84,8 +93,20 @@ class MessageOps:
         zone = local_zone(now) if internal_zone is None else internal_zone
 
         placed: list[Path] = []  # a body file renamed into blobs/, until it is committed
+        all_targets, all_queued = targets, queued
 
         def op(conn: sqlite3.Connection) -> tuple[Delivered, list[AfterCommit]]:
+            # Quota first, in this transaction (sqlite_quota.py): refused accounts are
+            # left out before anything is written.
+            targets, refused, crossed = self._quota_admit(
+                conn, all_targets, spool.size, quota_fallback
+            )
+            queued = [q for q in all_queued if q.owner not in refused]
+            for account in refused:
+                queued += (quota_fallback or {}).get(account, ())
+            over = tuple(refused.items())
+            if not targets and not queued:
+                return Delivered((), None, over), []
             path: str | None = None
             data: bytearray | None = None
             if spool.in_memory:
@@ -163,7 +184,10 @@ class MessageOps:
                     " next_attempt) VALUES (?, ?, ?, ?, ?)",
                     [(queue_id, r.address, r.notify, r.orcpt, now) for r in queued],
                 )
-            return Delivered(tuple(uids), queue_id), [self._notify_later(touched)]
+            return Delivered(tuple(uids), queue_id, over), [
+                self._notify_later(touched),
+                self._quota_warn_later(crossed),
+            ]
 
         try:
             result: Delivered = await self._write(op)

@@ -42,6 +42,7 @@ __all__ = [
     "QuotaLimit",
     "ReceivedReport",
     "RecipientUpdate",
+    "Record",
     "ReportTally",
     "Spool",
     "StoreError",
@@ -272,6 +273,20 @@ class QueueEntry:
     recipients: tuple[tuple[str, str, str], ...] = field(
         default=()
     )  # (address, status, last error)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One of an account's sending identities or submissions (kind ``identity`` or
+    ``submission``): its JSON ``data`` and the account-wide counter values at which it
+    was created and last changed, so a client holding an older value learns what moved.
+    A removed record stays as a tombstone (``removed``) for the change log."""
+
+    id: str
+    data: str
+    created: int
+    changed: int
+    removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -863,4 +878,20 @@ class MailStore(Protocol):
 
     async def web_session_delete(self, key: str) -> None:
         """Forget session ``key`` (a logout); nothing happens when it is unknown."""
+        ...
+
+    # -- sending identities and submissions (JMAP Identity, EmailSubmission) --------------
+    # One counter per (account, kind) orders every change, like a mailbox's MODSEQ.
+
+    async def records(self, account: str, kind: str, since: int = 0) -> tuple[int, list[Record]]:
+        """The counter now and every record of ``kind`` changed after ``since`` (0: all
+        live ones; above 0, tombstones of removed ones too), oldest change first."""
+        ...
+
+    async def record_put(
+        self, account: str, kind: str, ident: str, data: str | None, *, keep: int = 0
+    ) -> int:
+        """Create or replace a record (``data`` JSON), or remove it (``data`` None, a
+        no-op for an unknown id); the new counter, durable on return.  ``keep`` > 0:
+        also forget the oldest live records of the kind beyond that many."""
         ...

@@ -62,6 +62,7 @@ from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
 from correo.store.postgres_queue import PgQueueOps
 from correo.store.postgres_quota import PgQuotaOps
+from correo.store.postgres_records import PgRecordOps
 from correo.store.postgres_reports import PgReportOps
 from correo.store.postgres_schema import migrate
 from correo.store.postgres_tls import PgTlsOps
@@ -80,7 +81,14 @@ _CONNECT_TIMEOUT = 10
 
 
 class PostgresStore(
-    PgMailboxOps, PgQueueOps, PgMdaOps, PgTlsOps, PgReportOps, PgWebSessionOps, PgQuotaOps
+    PgMailboxOps,
+    PgQueueOps,
+    PgMdaOps,
+    PgTlsOps,
+    PgReportOps,
+    PgWebSessionOps,
+    PgQuotaOps,
+    PgRecordOps,
 ):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 

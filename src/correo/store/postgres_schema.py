@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from correo.store.postgres_quota import QUOTA_MIGRATION
+from correo.store.postgres_records import RECORD_SCHEMA
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -169,6 +170,9 @@ CREATE TABLE report_jobs (
     lease_until double precision NOT NULL);
 """
 
+#: JMAP sending identities and submissions (``postgres_records.py``).
+_V7: Final = RECORD_SCHEMA
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
@@ -177,6 +181,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     4: (_V4, ()),
     5: (_V5, ()),
     6: (_V6, ()),
+    7: (_V7, ()),
     21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
 }
 LATEST: Final = max(MIGRATIONS)

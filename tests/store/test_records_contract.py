@@ -1,0 +1,52 @@
+"""Sending identities and submissions (``records``/``record_put``) on both stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.store.test_contract import Factory, factory, opened, run
+
+__all__ = ["factory"]
+
+
+def test_records_created_changed_removed_and_told_apart(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        try:
+            assert await store.records("a@x.test", "identity") == (0, [])
+            one = await store.record_put("a@x.test", "identity", "I1", '{"n": 1}')
+            two = await store.record_put("a@x.test", "identity", "I2", '{"n": 2}')
+            assert (one, two) == (1, 2)
+            await store.record_put("b@x.test", "identity", "I9", "{}")  # another account
+            await store.record_put("a@x.test", "submission", "S1", "{}")  # another kind
+            counter, live = await store.records("a@x.test", "identity")
+            assert counter == 2 and [(r.id, r.data) for r in live] == [
+                ("I1", '{"n": 1}'),
+                ("I2", '{"n": 2}'),
+            ]
+            three = await store.record_put("a@x.test", "identity", "I1", '{"n": 3}')
+            four = await store.record_put("a@x.test", "identity", "I2", None)
+            assert (three, four) == (3, 4)
+            # removing what is not there changes nothing
+            assert await store.record_put("a@x.test", "identity", "I7", None) == 4
+            counter, changed = await store.records("a@x.test", "identity", since=2)
+            assert counter == 4
+            seen = {r.id: (r.created, r.removed) for r in changed}
+            assert seen == {"I1": (1, False), "I2": (2, True)}
+            _, live = await store.records("a@x.test", "identity")
+            assert [r.id for r in live] == ["I1"]
+            # keep: the oldest live ones beyond it become tombstones
+            for n in range(3):
+                await store.record_put("a@x.test", "submission", f"S{n + 2}", "{}", keep=2)
+            _, live = await store.records("a@x.test", "submission")
+            assert sorted(r.id for r in live) == ["S3", "S4"]
+        finally:
+            await store.close()
+        store = await opened(factory, tmp_path)  # durable across a reopen
+        try:
+            counter, live = await store.records("a@x.test", "identity")
+            assert counter == 4 and [(r.id, r.data) for r in live] == [("I1", '{"n": 3}')]
+        finally:
+            await store.close()
+
+    run(go())

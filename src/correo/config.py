@@ -139,6 +139,25 @@ class MtaStsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """DMARC aggregate (RFC 7489 §7) and SMTP TLS (RFC 8460) reports (docs/reports.md)."""
+
+    dmarc_address: str = "dmarc-reports"  # local part (or address) taking DMARC reports
+    tls_address: str = "tls-reports"  # local part (or address) taking TLS reports
+    send_dmarc: bool = True  # report DMARC results to the rua of domains that ask
+    send_tls: bool = True  # report outbound TLS results to the domains' _smtp._tls rua
+    interval: float = 86400.0  # seconds between report runs (one day)
+    destination_interval: float = 3600.0  # at most one report per rua domain this often
+    max_size: int = 10 * 1024 * 1024  # largest report attachment sent (rua "!" may lower it)
+    max_rows: int = 10_000  # aggregated result rows kept per domain and kind
+    max_input: int = 16 * 1024 * 1024  # decompressed bytes of a received report
+    max_ratio: int = 200  # decompressed size over compressed size of a received report
+    org_name: str = ""  # our name in reports; "" = the hostname
+    contact: str = ""  # contact address in reports; "" = postmaster@ the first domain
+    https_timeout: float = 30.0  # seconds to POST a TLS report to an https: rua
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "info"
     file: str = ""
@@ -285,6 +304,7 @@ class Config:
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     acme: AcmeSettings = field(default_factory=AcmeSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -377,6 +397,7 @@ def load_config(data_dir: Path) -> Config:
     allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # the MDA; published MTA-STS
     allowed |= {"store"}  # PostgreSQL (docs/cluster.md)
     allowed |= {"acme"}  # certificates by ACME (docs/tls.md)
+    allowed |= {"reports"}  # DMARC and TLS reports (docs/reports.md)
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -421,6 +442,7 @@ def load_config(data_dir: Path) -> Config:
         mta_sts=_mta_sts(raw.get("mta_sts"), path),
         store=_store(raw.get("store"), path),
         acme=_acme(raw.get("acme"), path),
+        reports=_section(ReportSettings, raw.get("reports"), "reports"),
     )
 
 

@@ -313,6 +313,18 @@ def account(value: object) -> str | None:
 
 # -- the table ----------------------------------------------------------------------------
 
+
+def report_address(value: object) -> str | None:
+    """A local part (``dmarc-reports``: the same at every local domain) or an address."""
+    if not isinstance(value, str) or not value:
+        return "must be a local part or an address"
+    if "@" in value:
+        return email(value)
+    if " " in value or '"' in value:
+        return "must be a local part without spaces or quotes"
+    return text(value)
+
+
 _TIMEOUT = seconds()
 _PORT = count(1, 65535)
 
@@ -368,6 +380,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ("outbound", "ca_file"): optional(path),
     ("outbound", "source_ipv4"): optional(ip_of(4)),
     ("outbound", "source_ipv6"): optional(ip_of(6)),
+    ("reports", "dmarc_address"): report_address,
+    ("reports", "tls_address"): report_address,
+    ("reports", "interval"): _TIMEOUT,
+    ("reports", "max_size"): count(1024),
+    ("reports", "max_rows"): count(1),
+    ("reports", "max_input"): count(1024),
+    ("reports", "max_ratio"): count(2),
+    ("reports", "contact"): optional(email),
+    ("reports", "https_timeout"): _TIMEOUT,
     ("acme", "directory"): optional(https_url),
     ("acme", "email"): optional(email),
     ("acme", "challenge"): choice("tls-alpn-01", "http-01"),

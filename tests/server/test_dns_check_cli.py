@@ -22,11 +22,11 @@ def published_zone(data: Path) -> Zone:
         DOMAIN: {"MX": [f"10 {HOST}"], "TXT": ["v=spf1 mx -all"]},
         HOST: {"A": ["127.0.0.1"]},
         f"_dmarc.{DOMAIN}": {
-            "TXT": [f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@{DOMAIN}"]
+            "TXT": [f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:dmarc-reports@{DOMAIN}"]
         },
         f"_mta-sts.{DOMAIN}": {"TXT": [f"v=STSv1; id={mta_sts_id(mta_sts_policy(HOST))}"]},
         f"mta-sts.{DOMAIN}": {"CNAME": [HOST]},
-        f"_smtp._tls.{DOMAIN}": {"TXT": [f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"]},
+        f"_smtp._tls.{DOMAIN}": {"TXT": [f"v=TLSRPTv1; rua=mailto:tls-reports@{DOMAIN}"]},
         f"_submissions._tcp.{DOMAIN}": {"SRV": [f"0 1 465 {HOST}"]},
         f"_submission._tcp.{DOMAIN}": {"SRV": [f"1 1 587 {HOST}."]},
         f"_imaps._tcp.{DOMAIN}": {"SRV": [f"0 1 993 {HOST}"]},

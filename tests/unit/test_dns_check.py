@@ -20,10 +20,10 @@ def good_zone() -> dict[str, dict[str, list[object]]]:
     return {
         DOMAIN: {"MX": [(10, HOST)], "TXT": ["v=spf1 mx -all"]},
         HOST: {"A": ["192.0.2.10"], "AAAA": ["2001:db8::10"]},
-        f"_dmarc.{DOMAIN}": {"TXT": [f"v=DMARC1; p=reject; rua=mailto:postmaster@{DOMAIN}"]},
+        f"_dmarc.{DOMAIN}": {"TXT": [f"v=DMARC1; p=reject; rua=mailto:dmarc-reports@{DOMAIN}"]},
         f"_mta-sts.{DOMAIN}": {"TXT": [f"v=STSv1; id={STS_ID}"]},
         f"mta-sts.{DOMAIN}": {"CNAME": [HOST]},
-        f"_smtp._tls.{DOMAIN}": {"TXT": [f"v=TLSRPTv1; rua=mailto:postmaster@{DOMAIN}"]},
+        f"_smtp._tls.{DOMAIN}": {"TXT": [f"v=TLSRPTv1; rua=mailto:tls-reports@{DOMAIN}"]},
         f"_submissions._tcp.{DOMAIN}": {"SRV": [(0, 1, 465, HOST)]},
         f"_submission._tcp.{DOMAIN}": {"SRV": [(1, 1, 587, HOST + ".")]},
         f"_imaps._tcp.{DOMAIN}": {"SRV": [(0, 1, 993, HOST)]},

@@ -54,17 +54,24 @@ def _txt_strings(text: str) -> str:
     return " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in pieces)
 
 
+def _report_addresses(config: Config) -> tuple[str, str]:
+    return config.reports.dmarc_address, config.reports.tls_address
+
+
 def expected_records(
     keys: Path | KeyStore,
     domain: str,
     hostname: str,
     sts_policy: str | None = None,
     listen: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+    reports: tuple[str, str] = ("dmarc-reports", "tls-reports"),
 ) -> list[Record]:
     """Every record a correo domain should publish (``keys``: its DKIM keys, or the data
     folder whose key files they are).  ``listen``: the ``[listen]`` table, whose client
-    services get SRV records (None: all of them on their registered ports)."""
+    services get SRV records (None: all of them on their registered ports).  ``reports``:
+    ``[reports] dmarc_address`` and ``tls_address``, the rua of the two report records."""
     domain = domain.lower().rstrip(".")
+    dmarc_rua, tls_rua = (a if "@" in a else f"{a}@{domain}" for a in reports)
     host = hostname.lower().rstrip(".")
     records = [
         Record(domain, "MX", f"10 {host}."),
@@ -76,7 +83,7 @@ def expected_records(
         Record(
             f"_dmarc.{domain}",
             "TXT",
-            f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:postmaster@{domain}",
+            f"v=DMARC1; p=reject; adkim=s; aspf=s; rua=mailto:{dmarc_rua}",  # RFC 7489 §6.4
         ),
         # RFC 8461 §3.1: the id changes whenever the policy does (it is the policy's hash)
         Record(
@@ -85,7 +92,7 @@ def expected_records(
             f"v=STSv1; id={mta_sts_id(sts_policy or mta_sts_policy(host))}",
         ),
         Record(f"mta-sts.{domain}", "CNAME", f"{host}."),
-        Record(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:postmaster@{domain}"),
+        Record(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:{tls_rua}"),  # RFC 8460
     ]
     # RFC 6186 §3.1 / RFC 8314 §5.1: client autoconfiguration, the services autoconfig lists
     for service, (priority, registered) in _SRV.items():
@@ -213,7 +220,9 @@ def cmd_dns(args: argparse.Namespace) -> int:
     print(f"; DNS records for {domain} (correo at {config.hostname})")
     policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
     with _directory(args.data_dir) as directory:
-        records = expected_records(directory.dkim, domain, config.hostname, policy, config.listen)
+        records = expected_records(
+            directory.dkim, domain, config.hostname, policy, config.listen, _rua(config)
+        )
     for record in records:
         print(record.zone_line())
     print(f"; also an A/AAAA record for {config.hostname} and its PTR (reverse DNS)")
@@ -239,7 +248,9 @@ def _dns_check(data_dir: Path, domain: str) -> int:
     resolver = _resolver(data_dir)
     policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
     with _directory(data_dir) as directory:
-        records = expected_records(directory.dkim, domain, config.hostname, policy, config.listen)
+        records = expected_records(
+            directory.dkim, domain, config.hostname, policy, config.listen, _rua(config)
+        )
     bad = 0
     for record, ok, found in asyncio.run(check_domain(resolver, records)):
         if ok is None:

@@ -17,6 +17,7 @@ from correo.cli import (
     importexport,
     junk_cmds,
     mail,
+    reports_cmds,
     sendmail,
     setup,
     sieve_cmds,
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sendmail.add_parser(sub)
 
     tls_cmds.register(sub)  # tls status (docs/tls.md)
+    reports_cmds.register(sub)  # reports list/show/flush (docs/reports.md)
     dns_cmds.register(sub)  # dns, dns check, dkim rotate, check message
     importexport.register(sub)  # import, export
     mail.register(sub)  # mail send/list/read/… and fetch

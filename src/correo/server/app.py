@@ -31,6 +31,9 @@ from correo.dns import DnsPythonResolver, Resolver
 from correo.log import LEVELS, Logger, get_logger
 from correo.metrics import Metrics, SessionCounts
 from correo.queue.runner import QueueRunner
+from correo.reports.inbound import ReportIntake
+from correo.reports.outbound import ReportSender
+from correo.reports.schedule import ReportScheduler
 from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
@@ -137,6 +140,7 @@ class MailServer:
         self._lock = DataFolderLock(config.data_dir)  # one server per data folder
         self._binding: tuple[str, str, int] | None = None  # the listener being started
         self._signers: asyncio.Task[None] | None = None  # follows `correo dkim rotate`
+        self.reports: ReportScheduler | None = None  # DMARC and TLS reports we send
 
     async def start(self) -> None:
         config = self.config
@@ -189,6 +193,7 @@ class MailServer:
             wakeup=self.ctx.queue_wakeup,
             metrics=self.metrics,
         )
+        self.ctx.reports = ReportIntake(config, self.store, self.directory, self.log)
         await self._start_lmtp_socket()
         handshake_timeout = capped(config.limits.command_timeout, 30.0)
         for service, addresses in config.listen.items():
@@ -234,6 +239,7 @@ class MailServer:
                 metrics=self.metrics,
             )
             self.runner.start()
+        self._start_reports()
         self._observe_dns()
         self.log.info(
             "server.ready",
@@ -423,6 +429,26 @@ class MailServer:
             if isinstance(resolver, DnsPythonResolver):
                 resolver.metrics = self.metrics
 
+    def _start_reports(self) -> None:
+        """The daily DMARC and TLS reports (docs/reports.md): sent by whichever node
+        claims the run; their own sessions and messages are never reported."""
+        assert self.ctx is not None and self.ctx.reports is not None
+        assert self.directory is not None
+        sender = ReportSender(
+            self.config,
+            self.store,
+            self.directory,
+            self._resolve(),
+            self.log,
+            kick=self.ctx.queue_wakeup.set,
+        )
+        tallies = [self.ctx.reports.tallies]
+        if self.runner is not None:
+            self.runner.tls_results.quiet_senders |= sender.sender_addresses()
+            tallies.append(self.runner.tls_results.tallies)
+        self.reports = ReportScheduler(sender, tallies, self.log)
+        self.reports.start()
+
     async def stop(self, grace: float = 30.0) -> None:
         """Close listeners, then sessions: idle ones now, busy ones after ``grace``."""
         notify("STOPPING=1")  # sd_notify(3)
@@ -430,6 +456,8 @@ class MailServer:
             self.ctx.stopping = True  # /readyz answers 503 from now on
         if self.runner is not None:
             await self.runner.stop()
+        if self.reports is not None:
+            await self.reports.stop()
         if self.certs is not None:
             await self.certs.stop()
         self.log.info("server.stopping", sessions=len(self._live))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from correo.delivery.local import LocalDelivery
     from correo.dns import Resolver
     from correo.mailauth.signing import DkimSigner
+    from correo.reports.inbound import ReportIntake
     from correo.server.devmode import DevMode
 
 __all__ = ["ServerContext", "new_session_id"]
@@ -51,6 +52,8 @@ class ServerContext:
     mda: LocalDelivery | None = None
     #: DNS for SPF/DKIM/DMARC; set by MailServer.start from [dns].
     resolver: Resolver | None = None
+    #: Report addresses, received reports, DMARC results counted (docs/reports.md).
+    reports: ReportIntake | None = None
     #: DKIM signers by domain for submitted mail.
     dkim_signers: dict[str, DkimSigner] = field(default_factory=dict)
     #: Mailbox snapshots and change feeds that IMAP sessions share.

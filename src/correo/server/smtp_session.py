@@ -20,7 +20,7 @@ from email.utils import format_datetime, make_msgid
 
 from correo.delivery.facts import FactsBuilder
 from correo.delivery.local import DeliveryReport, LocalRecipient
-from correo.delivery.routing import route_recipient
+from correo.delivery.routing import RecipientRoute, route_recipient
 from correo.delivery.trace import protocol_name, received_field, return_path_field
 from correo.mailauth.inbound import Action, AuthVerdict, MessageAuthenticator
 from correo.mailauth.results import strip_forged_results
@@ -73,6 +73,7 @@ from correo.store.api import (
     Spool,
     StoreError,
     spool_insert,
+    spool_read,
 )
 
 __all__ = ["SmtpSession"]
@@ -99,6 +100,8 @@ class _Transaction:
     #: One entry per accepted RCPT: its local recipient, or None if only forwarded.
     rcpts: list[LocalRecipient | None] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    #: Report kinds ("dmarc", "tlsrpt") whose report address is a recipient.
+    report_kinds: set[str] = field(default_factory=set)
 
 
 class SmtpSession:
@@ -467,6 +470,11 @@ class SmtpSession:
             notify_success=notify is not None and "SUCCESS" in notify.upper(),
             postmaster=self.ctx.config.delivery.postmaster,  # RFC 5321 §4.5.1
         )
+        kind = self._report_kind(local_part, domain)
+        if kind is not None:  # a report address takes reports, with or without an account
+            tx.report_kinds.add(kind)
+            if not route.accepted:
+                route = RecipientRoute(250, "2.1.5", "Report address OK")
         self.ctx.log.debug(
             "smtp.rcpt", session=self.id, rcpt=f"{local_part}@{domain}", reply=route.code
         )
@@ -480,6 +488,18 @@ class SmtpSession:
             first = route.local[0].account if route.local else None
             tx.rcpts.append(LocalRecipient(first, f"{local_part}@{domain}") if first else None)
         self._reply(route.code, route.status, route.text)
+
+    def _report_kind(self, local_part: str, domain: str) -> str | None:
+        reports = self.ctx.reports
+        if reports is None or self.submission or self.core.lmtp:
+            return None
+        return reports.kind_of(local_part, domain)
+
+    async def _take_reports(self, tx: _Transaction, spool: Spool) -> None:
+        """Keep the DMARC/TLS reports a message to a report address carries."""
+        assert self.ctx.reports is not None
+        data = await spool_read(spool)
+        await self.ctx.reports.take_in(data, tx.report_kinds, session=self.id)
 
     def _data(self) -> None:
         tx = self.tx
@@ -611,6 +631,8 @@ class SmtpSession:
                 str(verdict.spf.result),
                 verdict.dmarc.status if verdict.dmarc is not None else "none",
             )
+            if self.ctx.reports is not None and not tx.report_kinds:  # reports: not counted
+                self.ctx.reports.record_dmarc(verdict, self.conn.peer_ip, tx.sender, "")
             if verdict.action is not Action.ACCEPT:
                 self.ctx.log.info(
                     "smtp.auth_results",
@@ -656,7 +678,13 @@ class SmtpSession:
                 await spool_insert(spool, skip, prefix)
             inserted = (skip, len(prefix))
             facts = tx.facts.finish(inserted) if tx.facts is not None and tx.targets else None
-            delivered = await self._deliver(tx, spool, envelope, skip, facts)
+            if tx.report_kinds and self.ctx.reports is not None:
+                await self._take_reports(tx, spool)
+            if tx.targets or tx.remote:
+                delivered = await self._deliver(tx, spool, envelope, skip, facts)
+            else:  # only report addresses: their reports are kept, not the message
+                spool.discard()
+                delivered = DeliveryReport((), None)
         except (StoreError, OSError) as exc:
             self.ctx.log.error("smtp.store_failed", session=self.id, error=str(exc))
             self._send(smtp_reply(exc))  # 451 4.3.0, or 452 4.3.1 for a full disk

@@ -42,6 +42,8 @@ from correo.web.app import CTX, LOG_FIELDS
 from correo.web.jmap_email import EMAIL_METHODS
 from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
+from correo.web.jmap_submission import SUBMISSION, SUBMISSION_METHODS
+from correo.web.jmap_vacation import VACATION, VACATION_METHODS
 from correo.web.session_auth import web_account
 
 __all__ = ["SESSION_PATH", "account_id", "add_routes"]
@@ -51,9 +53,13 @@ API_PATH = "/jmap/api/"
 WS_PATH = "/jmap/ws/"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 _JSON = "application/json"
-_KNOWN = frozenset({CORE, MAIL})
-_ALL_METHODS = {**METHODS, **EMAIL_METHODS}
-_NEEDS = {name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS}
+_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION})
+_ALL_METHODS = {**METHODS, **EMAIL_METHODS, **SUBMISSION_METHODS, **VACATION_METHODS}
+_NEEDS = {
+    **{name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS},
+    **dict.fromkeys(SUBMISSION_METHODS, SUBMISSION),  # RFC 8621 §1.3.3
+    **dict.fromkeys(VACATION_METHODS, VACATION),
+}
 _UPLOADS_HELD = 4  # an account's uploads of the last hour: this many maxSizeUpload
 _UPLOAD_TTL = 3600.0  # RFC 8620 §6.1: an unused upload is kept at least an hour
 
@@ -119,6 +125,8 @@ async def _session(request: web.Request) -> web.Response:
         "capabilities": {
             CORE: limits.capability(),
             MAIL: {},
+            SUBMISSION: {},
+            VACATION: {},
             # RFC 8887 §4: requests and push over one WebSocket
             WEBSOCKET: {"url": "wss://" + request.host + WS_PATH, "supportsPush": True},
         },
@@ -137,10 +145,13 @@ async def _session(request: web.Request) -> web.Response:
                         "mayCreateTopLevelMailbox": True,
                     },
                     CORE: {},
+                    # RFC 8621 §1.3.2: sent at once, no delayed sending or SMTP extensions
+                    SUBMISSION: {"maxDelayedSend": 0, "submissionExtensions": {}},
+                    VACATION: {},  # the account's Sieve vacation (jmap_vacation.py)
                 },
             }
         },
-        "primaryAccounts": {CORE: ident, MAIL: ident},
+        "primaryAccounts": {CORE: ident, MAIL: ident, SUBMISSION: ident, VACATION: ident},
         "username": account,
         "apiUrl": base + API_PATH,
         "downloadUrl": base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
@@ -200,7 +211,7 @@ async def _api(request: web.Request) -> web.Response:
             except (ValueError, RecursionError):
                 raise RequestError("notJSON", "the request is not JSON") from None
             parsed = parse_request(value, limits, _KNOWN)
-            answer = await _run(ctx, app[INDEX], limits, account, parsed)
+            answer = await _run(ctx, app[INDEX], limits, account, parsed, peer=request.remote or "")
     except RequestError as exc:
         return _problem(exc)
     answer["sessionState"] = _session_state(account, limits)
@@ -209,7 +220,13 @@ async def _api(request: web.Request) -> web.Response:
 
 
 async def _run(
-    ctx: ServerContext, index: ExpungeIndex, limits: Limits, account: str, parsed: Any
+    ctx: ServerContext,
+    index: ExpungeIndex,
+    limits: Limits,
+    account: str,
+    parsed: Any,
+    *,
+    peer: str = "",
 ) -> dict[str, Any]:
     view = MailView(ctx.store, account, index)
     call = Call(
@@ -221,6 +238,8 @@ async def _run(
         max_message=ctx.config.limits.message_size or 50_000_000,
         hostname=ctx.config.hostname,
         created=dict(parsed.created_ids or {}),
+        ctx=ctx,
+        peer=peer,
     )
     responses: list[tuple[str, dict[str, Any], str]] = []
     for invocation in parsed.calls:
@@ -234,6 +253,9 @@ async def _run(
             args = resolve_references(invocation.arguments, responses)
             result = await method(call, args)
             responses.append((name, result, invocation.call_id))
+            for implied in call.implicit:  # RFC 8621 §7.5: same call id, after ours
+                responses.append((*implied, invocation.call_id))
+            call.implicit.clear()
         except MethodError as exc:
             responses.append(("error", exc.arguments(), invocation.call_id))
         except StoreError as exc:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from correo.jmap.core import Limits, MethodError, SetError, is_id
 from correo.jmap.mail import read_state, role_of, thread_id
 from correo.log import Logger
 from correo.store.api import MailboxError, MailStore
 from correo.web.jmap_mail import Box, MailView
+
+if TYPE_CHECKING:
+    from correo.server.context import ServerContext
 
 __all__ = ["METHODS", "Call", "Method", "check_account", "get_ids"]
 
@@ -34,6 +37,11 @@ class Call:
     max_message: int = 50_000_000
     hostname: str = "localhost"
     created: dict[str, str] = field(default_factory=dict)  # creation id -> id (§5.3)
+    ctx: ServerContext | None = None  # directory, signers, delivery: for sending
+    peer: str = ""  # the client's address, for the trace field of what it sends
+    #: responses a method adds after its own, as EmailSubmission/set's implicit
+    #: Email/set (RFC 8621 §7.5)
+    implicit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def store(self) -> MailStore:

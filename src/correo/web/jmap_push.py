@@ -204,7 +204,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                         app[BUSY], account, limits.max_concurrent_requests, "maxConcurrentRequests"
                     ):
                         parsed = parse_request(value, limits, _KNOWN)
-                        answer = await _run(ctx, app[INDEX], limits, account, parsed)
+                        answer = await _run(
+                            ctx, app[INDEX], limits, account, parsed, peer=request.remote or ""
+                        )
                 except RequestError as exc:
                     await send(_problem(exc, request_id))
                     continue

@@ -37,6 +37,7 @@ __all__ = [
     "SmtpSettings",
     "StoreSettings",
     "TlsSettings",
+    "WebhookSettings",
     "default_listen",
     "load_config",
     "parse_hostport",
@@ -287,6 +288,43 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """One ``[[webhooks]]`` entry: events POSTed as JSON to ``url`` (docs/webhooks.md)."""
+
+    url: str = ""  # http:// or https:// (required)
+    events: tuple[str, ...] = ()  # delivered, bounced, deferred, received (at least one)
+    addresses: tuple[str, ...] = ()  # local addresses or aliases that trigger received; () = all
+    secret: str = ""  # HMAC-SHA256 key of the Webhook-Signature header; "" = unsigned
+    inline_limit: int = 64 * 1024  # attachments up to this size inline (base64), else links
+    text_limit: int = 1024 * 1024  # characters of the text and HTML bodies sent
+    link_expiry: float = 7 * 86400.0  # seconds an attachment link stays valid
+    files_url: str = ""  # https base of attachment links; "" = https://HOSTNAME:PORT
+    timeout: float = 30.0  # seconds per attempt: connect, send, answer
+    retry_initial: float = 30.0  # first retry after this; doubling up to retry_max
+    retry_max: float = 3600.0
+    give_up: float = 86400.0  # a call still failing this long after its event is dropped
+
+
+def _webhooks(raw: object, path: Path) -> tuple[WebhookSettings, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: webhooks must be a list of [[webhooks]] tables")
+    out: list[WebhookSettings] = []
+    for n, entry in enumerate(raw, 1):
+        try:
+            hook: WebhookSettings = _section(WebhookSettings, entry, "webhooks")  # RULES
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (webhook {n})") from None
+        if not hook.url or not hook.events:
+            raise ConfigError(f"{path}: [[webhooks]] entry {n} needs a url and its events")
+        if hook.addresses and "received" not in hook.events:
+            raise ConfigError(f"{path}: [[webhooks]] entry {n}: addresses needs received")
+        out.append(hook)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
     hostname: str
@@ -304,6 +342,7 @@ class Config:
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     acme: AcmeSettings = field(default_factory=AcmeSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()  # [[webhooks]]
     reports: ReportSettings = field(default_factory=ReportSettings)
 
     def path(self, relative: str) -> Path:
@@ -397,6 +436,7 @@ def load_config(data_dir: Path) -> Config:
     allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # the MDA; published MTA-STS
     allowed |= {"store"}  # PostgreSQL (docs/cluster.md)
     allowed |= {"acme"}  # certificates by ACME (docs/tls.md)
+    allowed |= {"webhooks"}  # [[webhooks]]: events as HTTP calls (docs/webhooks.md)
     allowed |= {"reports"}  # DMARC and TLS reports (docs/reports.md)
     for key in raw:
         if key not in allowed:
@@ -442,6 +482,7 @@ def load_config(data_dir: Path) -> Config:
         mta_sts=_mta_sts(raw.get("mta_sts"), path),
         store=_store(raw.get("store"), path),
         acme=_acme(raw.get("acme"), path),
+        webhooks=_webhooks(raw.get("webhooks"), path),
         reports=_section(ReportSettings, raw.get("reports"), "reports"),
     )
 

@@ -271,6 +271,15 @@ def https_url(value: object) -> str | None:
     return text(value)
 
 
+def web_url(value: object) -> str | None:
+    """An http:// or https:// URL with a host (where a webhook POSTs)."""
+    assert isinstance(value, str)
+    if value.startswith("https://"):
+        return https_url(value)
+    problem = http_url(value)
+    return "must be an http:// or https:// URL with a host" if problem else None
+
+
 def ip_of(version: int) -> Rule:
     """An IPv4 (4) or IPv6 (6) address in its plain form."""
 
@@ -407,6 +416,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("junk", "bayes_min_messages"): count(1),
     ("junk", "rspamd_url"): optional(http_url),
     ("junk", "rspamd_timeout"): _TIMEOUT,
+    ("webhooks", "url"): web_url,
+    ("webhooks", "events"): each(choice("delivered", "bounced", "deferred", "received")),
+    ("webhooks", "addresses"): each(account),
+    ("webhooks", "text_limit"): count(1024),
+    ("webhooks", "link_expiry"): _TIMEOUT,
+    ("webhooks", "files_url"): optional(https_url),
+    ("webhooks", "timeout"): _TIMEOUT,
+    ("webhooks", "retry_initial"): _TIMEOUT,
+    ("webhooks", "retry_max"): _TIMEOUT,
+    ("webhooks", "give_up"): _TIMEOUT,
 }
 
 

@@ -52,6 +52,7 @@ BANDS: dict[str, int] = {
     "correo.config_rules": CORE,
     "correo.log": CORE,
     "correo.metrics": CORE,
+    "correo.webhooks": CORE,  # events into queued calls, the HTTP sender
     "correo.server": EDGE,
     "correo.web": EDGE,
     "correo.certs": EDGE,

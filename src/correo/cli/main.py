@@ -24,6 +24,7 @@ from correo.cli import (
     status,
     storecopy,
     tls_cmds,
+    webhook_cmds,
 )
 from correo.config import ConfigError
 from correo.server.app import StartupError
@@ -157,23 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     a = dsub.add_parser("list", help="list local domains")
     a.set_defaults(func=admin.cmd_domain_list)
 
-    p = sub.add_parser("queue", help="inspect and manage the outbound queue")
+    p = sub.add_parser("queue", help="inspect and manage the outbound queue and webhook calls")
     qsub = p.add_subparsers(dest="action", metavar="ACTION")
     qsub.required = True
+    ref = webhook_cmds.queue_ref  # a message id, or wN: a webhook call
     a = qsub.add_parser("list", help="list queued messages (id, size, age, sender, recipients)")
-    a.set_defaults(func=admin.cmd_queue_list)
+    a.set_defaults(func=webhook_cmds.cmd_queue_list)
     a = qsub.add_parser("show", help="one message: envelope, recipients, attempts, header")
-    a.add_argument("id", type=int, help="the message's id (from queue list)")
-    a.set_defaults(func=admin.cmd_queue_show)
+    a.add_argument("id", type=ref, help="the message's id (queue list; wN: a webhook call)")
+    a.set_defaults(func=webhook_cmds.cmd_queue_show)
     a = qsub.add_parser("flush", help="make every queued message (or one) due now")
-    a.add_argument("id", type=int, nargs="?", help="one message's id (default: all)")
-    a.set_defaults(func=admin.cmd_queue_flush)
+    a.add_argument("id", type=ref, nargs="?", help="one message's id (default: all)")
+    a.set_defaults(func=webhook_cmds.cmd_queue_flush)
     a = qsub.add_parser("retry", help="make one queued message due now")
-    a.add_argument("id", type=int, help="the message's id (from queue list)")
-    a.set_defaults(func=admin.cmd_queue_flush)
+    a.add_argument("id", type=ref, help="the message's id (queue list; wN: a webhook call)")
+    a.set_defaults(func=webhook_cmds.cmd_queue_flush)
     a = qsub.add_parser("delete", help="remove a message from the queue (no bounce)")
-    a.add_argument("id", type=int, help="the message's id (from queue list)")
-    a.set_defaults(func=admin.cmd_queue_delete)
+    a.add_argument("id", type=ref, help="the message's id (queue list; wN: a webhook call)")
+    a.set_defaults(func=webhook_cmds.cmd_queue_delete)
     sendmail.add_parser(sub)
 
     tls_cmds.register(sub)  # tls status (docs/tls.md)

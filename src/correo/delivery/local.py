@@ -54,6 +54,7 @@ from correo.ttlcache import Missing, TtlCache
 
 if TYPE_CHECKING:
     from correo.metrics import Metrics
+    from correo.webhooks.events import WebhookEvents
 
 __all__ = [
     "DeliveryReport",
@@ -174,6 +175,8 @@ class LocalDelivery:
         # Every delivery asks; a change takes effect within _CACHE_SECONDS.
         self._mailbox_cache: TtlCache[str, set[str]] = TtlCache(_CACHE_SECONDS)
         self._generation = -1  # the directory's, when the caches above were started
+        #: Webhooks (received, delivered): set by the server when [[webhooks]] exist.
+        self.events: WebhookEvents | None = None
 
     # -- the entry point ----------------------------------------------------------------
 
@@ -329,6 +332,13 @@ class LocalDelivery:
                 )
             first = False
             index_delivered(self.store, delivered)  # SEARCH TEXT index, in the background
+            if self.events is not None:  # queued after the commit, before the reply
+                await self.events.local_delivered(
+                    envelope,
+                    [(r.account, r.address) for r in recipients],
+                    delivered,
+                    from_queue=refusal == "none",
+                )
             if delivered.queue_id is not None:
                 queue_id = delivered.queue_id
         if queue_id is not None and self.wakeup is not None:

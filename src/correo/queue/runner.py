@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from correo.config import Config
 from correo.delivery.facts import FactsBuilder
@@ -80,6 +81,9 @@ from correo.store.api import (
     RecipientUpdate,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from correo.webhooks.events import WebhookEvents
 
 __all__ = ["QueueRunner", "routing_table"]
 
@@ -158,6 +162,8 @@ class QueueRunner:
         self.resolver = resolver
         self.wakeup = wakeup or asyncio.Event()
         self.mda = mda
+        #: Webhooks (delivered, bounced, deferred): set by the server.
+        self.events: WebhookEvents | None = None
         self.clock = clock
         self.table = routing_table(config)
         #: Extra CAs for verified outbound TLS, resolved against the data folder once.
@@ -322,10 +328,12 @@ class QueueRunner:
             delivered = [x for x in batch if x.outcome == "delivered"]
             if delivered:
                 # Commit at once: this is the duplicate window after the peer's 250.
-                await self.store.queue_update(
-                    message.id,
-                    [RecipientUpdate(x.address, "delivered", 0.0, x.diagnostic) for x in delivered],
-                )
+                done = [
+                    RecipientUpdate(x.address, "delivered", 0.0, x.diagnostic) for x in delivered
+                ]
+                if self.events is not None:  # webhooks: before the record, as DSNs are
+                    await self.events.queue_outcome(message, done)
+                await self.store.queue_update(message.id, done)
                 self.delivered += len(delivered)
                 success += [
                     RecipientReport(
@@ -440,6 +448,8 @@ class QueueRunner:
                 if reports:
                     await self._send_dsn(message, reports)
         if updates:
+            if self.events is not None:  # webhooks: before the record, as DSNs are
+                await self.events.queue_outcome(message, updates)
             await self.store.queue_update(message.id, updates)
 
     def _metrics_route(self, address: str) -> str:

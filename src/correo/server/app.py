@@ -56,6 +56,9 @@ from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
 from correo.web.devapi import add_routes as dev_api_routes
 from correo.web.monitoring import metrics_listener
+from correo.web.webhook_files import add_routes as webhook_file_routes
+from correo.webhooks.events import WebhookEvents
+from correo.webhooks.sender import WebhookSender, listener_url
 
 __all__ = ["MailServer", "StartupError", "run_server"]
 
@@ -135,6 +138,7 @@ class MailServer:
         self.log.keep_recent(500)  # warnings and errors for correo status
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.runner: QueueRunner | None = None
+        self.webhooks: WebhookSender | None = None  # [[webhooks]] calls
         self.certs: CertificateManager | None = None  # [acme] (docs/tls.md)
         self._web: list[WebListener] = []  # aiohttp listeners (https)
         self._lock = DataFolderLock(config.data_dir)  # one server per data folder
@@ -194,6 +198,17 @@ class MailServer:
             metrics=self.metrics,
         )
         self.ctx.reports = ReportIntake(config, self.store, self.directory, self.log)
+        # [[webhooks]] (docs/webhooks.md): queued by delivery and the queue runner,
+        # read from self.config at each event, so a reload applies them
+        self.webhooks = WebhookSender(
+            lambda: self.config,
+            self.store,
+            self.log,
+            base_url=lambda: listener_url(self.config.hostname, self.bound),
+        )
+        self.ctx.mda.events = WebhookEvents(
+            lambda: self.config, self.store, wakeup=self.webhooks.wakeup
+        )
         await self._start_lmtp_socket()
         handshake_timeout = capped(config.limits.command_timeout, 30.0)
         for service, addresses in config.listen.items():
@@ -238,8 +253,10 @@ class MailServer:
                 mda=self.ctx.mda,
                 metrics=self.metrics,
             )
+            self.runner.events = self.ctx.mda.events
             self.runner.start()
         self._start_reports()
+        self.webhooks.start()
         self._observe_dns()
         self.log.info(
             "server.ready",
@@ -299,6 +316,7 @@ class MailServer:
             )
         else:
             routes = [dev_api_routes] if self._dev is not None else []  # correo dev's message API
+            routes.append(webhook_file_routes)  # attachment links of webhooks
             listener = https_listener(
                 self.ctx, admit=self._admit, release=self._per_ip.release, routes=routes
             )
@@ -456,6 +474,8 @@ class MailServer:
             self.ctx.stopping = True  # /readyz answers 503 from now on
         if self.runner is not None:
             await self.runner.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.reports is not None:
             await self.reports.stop()
         if self.certs is not None:

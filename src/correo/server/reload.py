@@ -26,6 +26,7 @@ LIVE_KEYS = frozenset(
         "delivery",
         "mta_sts",
         "log.level",
+        "webhooks",  # read at each event and attempt
     }
 )
 #: Read once at start although their section is live.

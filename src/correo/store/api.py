@@ -49,6 +49,8 @@ __all__ = [
     "StoreFullError",
     "StoreUnavailableError",
     "TlsCertificate",
+    "WebhookCall",
+    "WebhookEntry",
     "local_zone",
     "spool_insert",
     "spool_read",
@@ -895,3 +897,74 @@ class MailStore(Protocol):
         no-op for an unknown id); the new counter, durable on return.  ``keep`` > 0:
         also forget the oldest live records of the kind beyond that many."""
         ...
+
+    # -- webhooks: HTTP calls waiting to be made, durable like the mail queue -----------
+    # (correo.webhooks; docs/webhooks.md).  Leases as for the queue: on PostgreSQL one
+    # node makes each attempt; a node that dies leaves a lease that runs out.
+
+    async def webhook_add(self, calls: Sequence[WebhookCall], now: float) -> list[int]:
+        """Queue ``calls`` in one durable write, due at ``now``; their ids, in order."""
+        ...
+
+    async def webhook_due(
+        self, now: float, limit: int, exclude: Collection[int] = (), lease: float = 300.0
+    ) -> list[WebhookEntry]:
+        """Calls whose next attempt is due, leased to this node for ``lease`` seconds
+        (calls another node holds are skipped; this node's own old leases are not)."""
+        ...
+
+    async def webhook_done(self, webhook_id: int) -> None:
+        """The call was answered 2xx (or is given up): forget it, durably."""
+        ...
+
+    async def webhook_failed(self, webhook_id: int, next_attempt: float, error: str) -> None:
+        """Count a failed attempt, record why, and end the lease until ``next_attempt``."""
+        ...
+
+    async def webhook_list(self) -> list[WebhookEntry]:
+        """Every queued call, oldest first (payloads left out: ``b""``)."""
+        ...
+
+    async def webhook_get(self, webhook_id: int) -> WebhookEntry | None: ...
+
+    async def webhook_retry(self, webhook_id: int | None, now: float) -> int:
+        """Make one call (or all) due at ``now``; how many."""
+        ...
+
+    async def webhook_delete(self, webhook_id: int) -> bool: ...
+
+    async def webhook_next_due(self) -> float | None:
+        """When the earliest call is due (leases counted), or None when none is queued."""
+        ...
+
+    async def webhook_key(self) -> bytes:
+        """The store's key for signing attachment links, made on first use and shared by
+        every node, so a link one node wrote is honoured by all and survives restarts."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookCall:
+    """One HTTP POST to make: ``payload`` is the event's JSON data, ``key`` its
+    idempotency id (sent as ``Webhook-Id`` on every attempt)."""
+
+    key: str
+    url: str
+    event: str  # delivered, bounced, deferred or received
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEntry:
+    """A queued webhook call and where its delivery stands."""
+
+    id: int
+    key: str
+    url: str
+    event: str
+    payload: bytes
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str = ""
+    lease_until: float = 0.0

@@ -66,6 +66,7 @@ from correo.store.postgres_records import PgRecordOps
 from correo.store.postgres_reports import PgReportOps
 from correo.store.postgres_schema import migrate
 from correo.store.postgres_tls import PgTlsOps
+from correo.store.postgres_webhooks import PgWebhookOps
 from correo.store.postgres_websessions import PgWebSessionOps
 from correo.store.spool import FileSpool
 from correo.store.sqlite_mailboxes import normalize_flags
@@ -85,6 +86,7 @@ class PostgresStore(
     PgQueueOps,
     PgMdaOps,
     PgTlsOps,
+    PgWebhookOps,
     PgReportOps,
     PgWebSessionOps,
     PgQuotaOps,

@@ -173,6 +173,19 @@ CREATE TABLE report_jobs (
 #: JMAP sending identities and submissions (``postgres_records.py``).
 _V7: Final = RECORD_SCHEMA
 
+#: Webhook calls waiting to be made (``correo.webhooks``, docs/webhooks.md), leased to
+#: one node per attempt as the mail queue's recipients are, and the link-signing key.
+_V_WEBHOOKS: Final = """
+CREATE TABLE webhook_calls (
+    id bigserial PRIMARY KEY, key text NOT NULL, url text NOT NULL, event text NOT NULL,
+    payload bytea NOT NULL, created double precision NOT NULL,
+    attempts integer NOT NULL DEFAULT 0, next_attempt double precision NOT NULL,
+    last_error text NOT NULL DEFAULT '', lease_until double precision NOT NULL DEFAULT 0,
+    lease_owner text);
+CREATE INDEX webhook_calls_due ON webhook_calls (next_attempt);
+CREATE TABLE webhook_keys (name text PRIMARY KEY, key bytea NOT NULL);
+"""
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
@@ -183,6 +196,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     6: (_V6, ()),
     7: (_V7, ()),
     21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
+    20: (_V_WEBHOOKS, ()),  # a table set of its own
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -48,6 +48,7 @@ from correo.store.sqlite_quota import QuotaOps, prepare_quotas  # RFC 9208 quota
 from correo.store.sqlite_records import RECORD_SCHEMA, RecordOps  # JMAP identities, sends
 from correo.store.sqlite_reports import REPORTS_SCHEMA, ReportOps  # DMARC/TLS reports
 from correo.store.sqlite_tls import TLS_SCHEMA, TlsOps  # ACME certificates (docs/tls.md)
+from correo.store.sqlite_webhooks import WEBHOOK_SCHEMA, WebhookOps  # docs/webhooks.md
 from correo.store.sqlite_websessions import WEB_SESSION_SCHEMA, WebSessionOps  # webmail
 
 __all__ = ["SqliteStore"]
@@ -59,6 +60,7 @@ class SqliteStore(
     MessageOps, QueueOps, MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps, WebSessionOps,
     RecordOps, ReportOps,
     QuotaOps,
+    WebhookOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
@@ -110,6 +112,7 @@ class SqliteStore(
             conn.executescript(MDA_SCHEMA)  # Sieve scripts, vacation memory, junk tokens
             conn.executescript(DIGEST_SCHEMA)  # digests that make imports idempotent
             conn.executescript(TLS_SCHEMA)  # certificates obtained by ACME
+            conn.executescript(WEBHOOK_SCHEMA)  # webhook calls waiting to be made
             conn.executescript(REPORTS_SCHEMA)  # DMARC and TLS reports
             conn.executescript(WEB_SESSION_SCHEMA)  # webmail logins
             conn.executescript(RECORD_SCHEMA)  # sending identities and submissions

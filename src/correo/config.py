@@ -253,6 +253,8 @@ class DeliverySettings:
     max_script_size: int = 64 * 1024  # bytes per Sieve script (ManageSieve HAVESPACE)
     max_scripts: int = 20  # scripts per account
     postmaster: str = ""  # account for postmaster@ every local domain when none exists
+    quota: str = ""  # storage limit of accounts without their own ("500M", "2G"; "": none)
+    quota_messages: int = 0  # message limit of accounts without their own (0: none)
 
 
 @dataclass(frozen=True, slots=True)

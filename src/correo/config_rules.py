@@ -33,6 +33,7 @@ __all__ = [
     "hostname_problem",
     "normalize_hostname",
     "normalize_nameserver",
+    "parse_size",
     "serve_problems",
 ]
 
@@ -127,6 +128,29 @@ def text(value: object) -> str | None:
     """Any string without control characters (CR LF would start a new protocol line)."""
     assert isinstance(value, str)
     return "must not contain control characters" if _CONTROL.search(value) else None
+
+
+_SIZE = re.compile(r"([0-9]{1,15})\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: str) -> int:
+    """Octets of a size written as ``500M``, ``2G`` or ``1048576``
+    (binary units: K = 1024); ValueError with the reason."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a size such as 500M or 2G")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
+
+
+def size(value: object) -> str | None:
+    """A size such as ``500M`` or ``2G`` (:func:`parse_size`)."""
+    assert isinstance(value, str)
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def path(value: object) -> str | None:
@@ -406,6 +430,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("delivery", "max_script_size"): count(1),
     ("delivery", "max_scripts"): count(1),
     ("delivery", "postmaster"): optional(account),
+    ("delivery", "quota"): optional(size),
+    ("delivery", "quota_messages"): count(0),
     ("lmtp", "socket"): optional(path),
     ("junk", "threshold"): finite,
     ("junk", "folder"): mailbox_name,

@@ -191,10 +191,15 @@ def cmd_user_list(args: argparse.Namespace) -> int:
         return _with_store(args, _list_kept)
     directory = _directory(args)
     try:
-        for user in directory.users():
-            print(user)
+        users = list(directory.users())
     finally:
         directory.close()
+    if getattr(args, "quota", False):
+        from correo.cli.quota_cmds import list_quotas
+
+        return _with_store(args, lambda store: list_quotas(args, store, users))
+    for user in users:
+        print(user)
     return 0
 
 

@@ -17,6 +17,7 @@ from correo.cli import (
     importexport,
     junk_cmds,
     mail,
+    quota_cmds,
     reports_cmds,
     sendmail,
     setup,
@@ -132,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--kept", action="store_true", help="list data kept by 'user del --keep-data' instead"
     )
+    a.add_argument("--quota", action="store_true", help="show each account's quota and usage too")
     a.set_defaults(func=admin.cmd_user_list)
+    quota_cmds.register(usub)
 
     p = sub.add_parser(
         "alias", help="manage aliases (ALIAS delivers to TARGET; @domain is a catch-all)"

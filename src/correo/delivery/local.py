@@ -107,6 +107,10 @@ class DeliveryReport:
 
 DELIVERED = Outcome(250, "2.0.0", "Delivered")
 DEFERRED = Outcome(451, "4.3.0", "Temporary local error; try again later")
+# RFC 3463 X.2.2 mailbox full; RFC 5321 §4.2.2 452 (insufficient storage, temporary) and
+# 552 (exceeded storage allocation: this message can never fit)
+OVER_QUOTA = Outcome(452, "4.2.2", "Mailbox full; try again later")
+TOO_LARGE = Outcome(552, "5.2.2", "Message too large for the mailbox quota")
 
 
 @dataclass
@@ -286,6 +290,19 @@ class LocalDelivery:
                 refused=self._refusal(plans[recipients[0].account]),
             )
 
+        if refusal == "all" and not queued:
+            full = await self._all_over_quota(plans, spool.size)
+            if full is not None:
+                self.log.info("delivery.over_quota", session=session, accounts=len(plans))
+                return DeliveryReport(tuple(full for _ in recipients), refused=full)
+        # SMTP keeps a recipient refused at commit in the queue, whose local delivery
+        # tries again (and bounces in the end); LMTP and the queue answer per recipient.
+        fallback: dict[str, list[QueuedRecipient]] = {}
+        if refusal == "all":
+            for r in recipients:
+                fallback.setdefault(r.account, []).append(QueuedRecipient(r.address))
+        over: dict[str, bool] = {}
+
         # Group plans by the header block written in front of the message (X-Spam
         # verdicts can differ per recipient); almost always there is one group.
         groups: dict[bytes, list[_Plan]] = {}
@@ -295,7 +312,9 @@ class LocalDelivery:
         first = True
         for fields_, members in groups.items():
             targets = [t for p in members for t in p.targets]
-            redirects = [QueuedRecipient(addr) for p in members for addr in p.redirects]
+            redirects = [
+                QueuedRecipient(addr, owner=p.account) for p in members for addr in p.redirects
+            ]
             extra = list(queued) if first else []
             if not targets and not redirects and not extra:
                 continue
@@ -310,6 +329,7 @@ class LocalDelivery:
                     extra + redirects,
                     queue_skip=queue_skip,
                     facts=new_facts,
+                    quota_fallback=fallback,
                 )
             elif fields_:
                 new_spool, new_facts = await self._rewrite(spool, queue_skip, fields_, header_end)
@@ -320,6 +340,7 @@ class LocalDelivery:
                     extra + redirects,
                     queue_skip=queue_skip,
                     facts=new_facts,
+                    quota_fallback=fallback,
                 )
             else:
                 delivered = await self.store.deliver(
@@ -329,8 +350,10 @@ class LocalDelivery:
                     extra + redirects,
                     queue_skip=queue_skip,
                     facts=facts,
+                    quota_fallback=fallback,
                 )
             first = False
+            over.update(delivered.over_quota)
             index_delivered(self.store, delivered)  # SEARCH TEXT index, in the background
             if self.events is not None:  # queued after the commit, before the reply
                 await self.events.local_delivered(
@@ -345,10 +368,21 @@ class LocalDelivery:
             self.wakeup.set()
 
         outcomes: list[Outcome] = []
+        for account in over:  # not delivered: its notices come with the retry
+            plans[account].reject = plans[account].vacation = None
+            self.log.info(
+                "delivery.over_quota",
+                session=session,
+                account=account,
+                queued=refusal == "all",
+                permanent=over[account],
+            )
         for r in recipients:
             plan = plans[r.account]
             if plan.deferred:
                 outcomes.append(DEFERRED)
+            elif r.account in over and refusal != "all":
+                outcomes.append(TOO_LARGE if over[r.account] else OVER_QUOTA)
             elif plan.reject is not None and refusal == "each":
                 outcomes.append(self._refusal(plan))
             else:
@@ -380,6 +414,21 @@ class LocalDelivery:
                 spam=None if plan.verdict is None else plan.verdict.score,
             )
         return DeliveryReport(tuple(outcomes), queue_id)
+
+    async def _all_over_quota(self, plans: dict[str, _Plan], size: int) -> Outcome | None:
+        """The reply when no account that files the message has room for it (SMTP
+        then refuses the transaction, RFC 5321 §4.2.2): 552 when it could never fit."""
+        permanent = True
+        for plan in plans.values():
+            counted = [t for t in plan.targets if t.quota]
+            if not counted or plan.redirects:
+                return None
+            quota = await self.store.get_quota(plan.account)
+            verdict = quota.refusal(size * len(counted), len(counted))
+            if verdict is None:
+                return None
+            permanent = permanent and quota.refusal(size) is True
+        return TOO_LARGE if permanent else OVER_QUOTA
 
     # -- deciding -----------------------------------------------------------------------
 

@@ -329,6 +329,14 @@ class GetQuotaRoot:
     mailbox: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetQuota:
+    """SETQUOTA (RFC 9208 §4.3): resource names (upper case) with their limits."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
 Command = (
     Capability
     | Noop
@@ -366,6 +374,7 @@ Command = (
     | Compress
     | GetQuota
     | GetQuotaRoot
+    | SetQuota
 )
 
 

@@ -60,6 +60,7 @@ from correo.imap.cmdtypes import (
     Search,
     Section,
     Select,
+    SetQuota,
     Sort,
     SortCriterion,
     StartTLS,
@@ -112,6 +113,7 @@ __all__ = [
     "Search",
     "Section",
     "Select",
+    "SetQuota",
     "Sort",
     "SortCriterion",
     "StartTLS",
@@ -270,6 +272,7 @@ STATUS_ITEMS = frozenset(
         "RECENT",
         "HIGHESTMODSEQ",
         "APPENDLIMIT",
+        "DELETED-STORAGE",  # RFC 9208 §4.2
     }
 )
 
@@ -435,6 +438,25 @@ def _getquota(r: Reader, o: ParseOptions) -> Command:
     return finish(GetQuota(utf8_text(r.astring(), "quota root")), r)
 
 
+def _setquota(r: Reader, o: ParseOptions) -> Command:
+    """RFC 9208 §4.3: ``SETQUOTA root (resource limit ...)``, at most a few resources."""
+    r.sp()
+    root = utf8_text(r.astring(), "quota root")
+    r.sp()
+    r.expect(b"(")
+    limits: list[tuple[str, int]] = []
+    while not r.peek_is(b")"):
+        if limits:
+            r.sp()
+        name = r.keyword()
+        r.sp()
+        limits.append((name, r.number(MAX_NUMBER64)))
+        if len(limits) > 16:
+            raise ParseError("too many quota resources")
+    r.expect(b")")
+    return finish(SetQuota(root, tuple(limits)), r)
+
+
 PARSERS: dict[str, Callable[[Reader, ParseOptions], Command]] = {
     "CAPABILITY": nil_parser(Capability),
     "NOOP": nil_parser(Noop),
@@ -479,6 +501,7 @@ PARSERS: dict[str, Callable[[Reader, ParseOptions], Command]] = {
     "COMPRESS": _compress,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(GetQuotaRoot),
+    "SETQUOTA": _setquota,
 }
 COMMAND_NAMES = frozenset(PARSERS)
 

@@ -56,6 +56,7 @@ LEGAL: Final[dict[str, frozenset[ImapState]]] = {
     "COMPRESS": _AUTH,  # RFC 4978 §3: after authentication
     "GETQUOTA": _AUTH,  # RFC 9208 §4
     "GETQUOTAROOT": _AUTH,
+    "SETQUOTA": _AUTH,
     "NOTIFY": _AUTH,  # RFC 5465 §3.1: authenticated and selected states
     "GENURLAUTH": _AUTH,  # RFC 4467 §7
     "RESETKEY": _AUTH,

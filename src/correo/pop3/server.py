@@ -620,8 +620,11 @@ class Pop3Connection:
         self._wait = _Wait.SASL_CLIENT
         return b"+ " + base64.b64encode(data) + CRLF
 
-    def open_maildrop(self, messages: Sequence[MaildropEntry]) -> bytes:
-        """Authentication succeeded: take the maildrop listing and enter TRANSACTION."""
+    def open_maildrop(self, messages: Sequence[MaildropEntry], note: str = "") -> bytes:
+        """Authentication succeeded: take the maildrop listing and enter TRANSACTION.
+
+        ``note`` goes after the counts in the +OK text (RFC 1939 §5 leaves the text to
+        the server): the account's quota usage, say."""
         self._expect(_Wait.CREDENTIALS, _Wait.SASL)
         entries = tuple(messages)
         uidls = {m.uidl for m in entries}
@@ -635,6 +638,9 @@ class Pop3Connection:
         self._recount()
         self._wait = _Wait.NONE
         self._state = Pop3State.TRANSACTION  # RFC 1939 §4: maildrop locked, now TRANSACTION
+        if note:
+            text = f"maildrop has {self._live_count} messages ({self._live_octets} octets); {note}"
+            return Pop3Reply(True, " ".join(text.split())[:400]).to_bytes()
         return self._maildrop_line()
 
     def begin_message(self, size: int | None) -> bytes:

@@ -697,6 +697,7 @@ class QueueRunner:
         forwards: list[QueuedRecipient] = []
         results: list[RecipientResult] = []
         ok: list[str] = []
+        account_of: dict[str, str] = {}
         actions: dict[str, SuccessAction] = {}
         for r in recipients:
             res = self.directory.resolve(r.address)
@@ -706,6 +707,7 @@ class QueueRunner:
                 )
                 continue
             if res.account is not None:
+                account_of[r.address] = res.account
                 t = DeliveryTarget(res.account)
                 if t not in targets:
                     targets.append(t)
@@ -743,9 +745,10 @@ class QueueRunner:
             async for chunk in self.store.queue_read(message.id):
                 spool.write(chunk)
                 facts.feed(chunk)
+            over: dict[str, bool] = {}  # account -> permanent: refused over quota
             if self.mda is not None and local:
                 # Sieve, vacation and the junk filter apply to queued local mail too.
-                await self.mda.deliver(
+                report = await self.mda.deliver(
                     spool,
                     envelope,
                     local,
@@ -754,21 +757,34 @@ class QueueRunner:
                     facts=facts.finish(),
                     refusal="none",
                 )
+                for who, outcome in zip(local, report.outcomes, strict=False):
+                    if outcome.status in ("4.2.2", "5.2.2"):
+                        over[who.account] = outcome.status == "5.2.2"
             else:
-                await self.store.deliver(
+                done = await self.store.deliver(
                     spool,
                     envelope,
                     targets,
                     forwards,
                     queue_skip=len(prefix),
                     facts=facts.finish() if targets else None,
+                    quota_fallback={},
                 )
+                over = dict(done.over_quota)
         except (StoreError, OSError) as exc:
             spool.discard()
             text = f"451 4.3.0 local delivery failed: {exc}"
             return results + [RecipientResult(a, "deferred", "4.3.0", text, "", False) for a in ok]
         if forwards:
             self.kick()
+        for address in [a for a in ok if account_of.get(a) in over]:
+            ok.remove(address)  # RFC 3463 X.2.2: retried (mailbox full) or bounced (too large)
+            if over[account_of[address]]:
+                text = "552 5.2.2 message too large for the mailbox quota"
+                results.append(RecipientResult(address, "failed", "5.2.2", text, "", False))
+            else:
+                text = "452 4.2.2 mailbox full"
+                results.append(RecipientResult(address, "deferred", "4.2.2", text, "", False))
         return results + [
             RecipientResult(
                 a,

@@ -51,6 +51,7 @@ from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
 from correo.server.tls import TlsConfigError, replace_chain, server_context
 from correo.server.watchdog import LoopWatchdog
 from correo.server.web_listener import WebListener
+from correo.delivery.quotawarn import QuotaWarner, default_limits
 from correo.store.factory import open_store
 from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
@@ -155,6 +156,11 @@ class MailServer:
             tls = server_context(cert, key)
         await self.store.open()
         self.store.observe_commits(self.metrics.commit)
+        # [delivery] quota: the limits of accounts without their own; one warning mail at 90 %
+        self.store.set_default_quota(
+            *default_limits(config.delivery.quota, config.delivery.quota_messages)
+        )
+        self.store.observe_quota(QuotaWarner(self.store, config.hostname, self.log))
         if self.directory is None:  # DATA/directory.db, or the shared one of [store] url
             self.directory = await asyncio.to_thread(open_directory, config, watch=True)
         auth = config.auth
@@ -298,6 +304,9 @@ class MailServer:
         self.config = self.ctx.config = new  # sessions read their limits from ctx.config
         if self.ctx.mda is not None:
             self.ctx.mda.config = new  # [delivery]
+        self.store.set_default_quota(
+            *default_limits(new.delivery.quota, new.delivery.quota_messages)
+        )
         self.log.info("server.reloaded")  # before [log] level, which may silence it
         self.log.threshold = LEVELS[new.log.level]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from correo.delivery.quotawarn import usage_text
 from correo.pop3 import (
     NEED_DATA,
     PAUSED,
@@ -200,6 +201,7 @@ class Pop3Session:
         try:
             messages = await self.ctx.store.list_messages(account, INBOX)  # none: no INBOX yet
             state = await self.ctx.store.mailbox_state(account, INBOX) if messages else None
+            quota = await self.ctx.store.get_quota(account)
         except StoreError as exc:  # the store is unreachable: no maildrop to open
             self.ctx.log.error("pop3.store_failed", session=self.id, error=str(exc))
             self._send(False, "Mailbox unavailable; try again later", code="SYS/TEMP")
@@ -211,7 +213,11 @@ class Pop3Session:
         self.sizes = {m.uid: m.size for m in messages}
         self.ctx.log.info("pop3.maildrop", session=self.id, user=account, messages=len(entries))
         self._replies["+OK"].inc()
-        self.conn.write(self.core.open_maildrop(entries))
+        self.conn.write(
+            self.core.open_maildrop(
+                entries, ("quota: " + usage_text(quota)) if usage_text(quota) else ""
+            )
+        )
 
     async def _retrieve(self, event: Retrieve) -> None:
         assert self.account is not None

@@ -248,7 +248,7 @@ class SmtpSession:
                 self._mail(event)
             case RcptTo():
                 if not await self._dev_refused("rcpt"):
-                    self._rcpt(event)
+                    await self._rcpt(event)
             case Data():
                 self._data()
             case Rset():
@@ -433,7 +433,7 @@ class SmtpSession:
         self.tx = _Transaction(sender=sender, params=dict(params))
         self._reply(250, "2.1.0", "Sender OK")
 
-    def _rcpt(self, event: RcptTo) -> None:
+    async def _rcpt(self, event: RcptTo) -> None:
         tx = self.tx
         assert tx is not None  # the core refuses RCPT outside a transaction
         if tx.rcpt_count >= self.ctx.config.limits.recipients:
@@ -478,6 +478,12 @@ class SmtpSession:
         self.ctx.log.debug(
             "smtp.rcpt", session=self.id, rcpt=f"{local_part}@{domain}", reply=route.code
         )
+        if route.accepted and route.local and not route.remote:
+            full = await self._over_quota(tx, [t.account for t in route.local if t.quota])
+            if full is not None:
+                self.ctx.log.info("smtp.over_quota", session=self.id, rcpt=f"{local_part}@{domain}")
+                self._reply(*full)
+                return
         if route.accepted:
             tx.rcpt_count += 1
             for target in route.local:
@@ -488,6 +494,30 @@ class SmtpSession:
             first = route.local[0].account if route.local else None
             tx.rcpts.append(LocalRecipient(first, f"{local_part}@{domain}") if first else None)
         self._reply(route.code, route.status, route.text)
+
+    async def _over_quota(
+        self, tx: _Transaction, accounts: list[str]
+    ) -> tuple[int, str, str] | None:
+        """The RCPT reply when no account of the recipient has room (RFC 9208 usage;
+        the delivery checks again atomically): 552 5.2.2 when the SIZE= the client
+        declared (RFC 1870) can never fit, else 452 4.2.2 (RFC 3463 X.2.2)."""
+        if not accounts:
+            return None
+        size = tx.params.get("SIZE")
+        octets = max(1, int(size)) if size is not None and size.isdigit() else 1
+        permanent = True
+        for account in accounts:
+            try:
+                quota = await self.ctx.store.get_quota(account)
+            except StoreError:
+                return None  # the store is down: the delivery will say so
+            verdict = quota.refusal(octets)
+            if verdict is None:
+                return None
+            permanent = permanent and verdict
+        if permanent:
+            return 552, "5.2.2", "Message too large for the mailbox quota"
+        return 452, "4.2.2", "Mailbox full; try again later"
 
     def _report_kind(self, local_part: str, domain: str) -> str | None:
         reports = self.ctx.reports

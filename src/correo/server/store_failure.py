@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 
 from correo.smtp import Reply
-from correo.store.api import StoreFullError
+from correo.store.api import QuotaExceededError, StoreFullError
 
 __all__ = ["imap_reply", "smtp_reply", "storage_full"]
 
@@ -24,6 +24,10 @@ def storage_full(exc: BaseException) -> bool:
 
 def smtp_reply(exc: BaseException) -> Reply:
     """The reply to the end of DATA (or a per-recipient LMTP reply) when storing failed."""
+    if isinstance(exc, QuotaExceededError):  # RFC 3463 X.2.2 mailbox full
+        if exc.permanent:
+            return Reply(552, "5.2.2", "Message too large for the mailbox quota")
+        return Reply(452, "4.2.2", "Mailbox full; try again later")
     if storage_full(exc):
         # RFC 5321 §4.2.3 452 "insufficient system storage"; RFC 3463 X.3.1 system full
         return Reply(452, "4.3.1", "Insufficient system storage; try again later")
@@ -31,7 +35,10 @@ def smtp_reply(exc: BaseException) -> Reply:
 
 
 def imap_reply(exc: BaseException, what: str = "Temporary server failure") -> tuple[str, str]:
-    """Text and response code of the tagged NO (RFC 5530 §3): LIMIT for a full disk."""
+    """Text and response code of the tagged NO (RFC 5530 §3): LIMIT for a full disk,
+    OVERQUOTA past the account's quota (RFC 9208 §4.4)."""
+    if isinstance(exc, QuotaExceededError):
+        return "Quota exceeded", "OVERQUOTA"
     if storage_full(exc):
         return "Not enough disk space on the server; try again later", "LIMIT"
     return what, "UNAVAILABLE"

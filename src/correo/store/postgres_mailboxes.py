@@ -282,12 +282,13 @@ class PgMailboxOps(PgBase):
             " CROSS JOIN LATERAL (SELECT count(*),"
             " count(*) FILTER (WHERE strpos(' ' || flags || ' ', ' \\Seen ') = 0),"
             " count(*) FILTER (WHERE strpos(' ' || flags || ' ', ' \\Deleted ') > 0),"
-            " coalesce(sum(size), 0), count(*) FILTER (WHERE uid >= m.recent_uid)"
-            " FROM messages WHERE mailbox_id = m.id) s",
+            " coalesce(sum(size), 0), count(*) FILTER (WHERE uid >= m.recent_uid),"
+            " coalesce(sum(size) FILTER (WHERE strpos(' ' || flags || ' ', ' \\Deleted ') > 0),"
+            " 0) FROM messages WHERE mailbox_id = m.id) s",
         )
         if row is None:
             raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
-        _, uidnext, uidvalidity, modseq, count, unseen, deleted, size, recent = row
+        _, uidnext, uidvalidity, modseq, count, unseen, deleted, size, recent, deleted_size = row
         return MailboxStatus(
             int(count),
             int(uidnext),
@@ -297,6 +298,7 @@ class PgMailboxOps(PgBase):
             int(size),
             int(modseq),
             int(recent),
+            int(deleted_size),  # RFC 9208 §4.2 DELETED-STORAGE
         )
 
     async def take_recent(self, account: str, mailbox: str) -> int:

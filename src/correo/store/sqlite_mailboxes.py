@@ -314,16 +314,20 @@ class MailboxOps:
             if row is None:
                 raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
             mailbox_id, uidnext, uidvalidity, modseq, recent_uid = row
-            count, unseen, deleted, size, recent = conn.execute(
+            count, unseen, deleted, size, recent, deleted_size = conn.execute(
                 # Whole flags only: a flag-extension such as \SeenBy is not \Seen (flags
                 # are stored space-separated, system flags in canonical case).
                 "SELECT count(*), coalesce(sum(instr(' ' || flags || ' ', ' \\Seen ') = 0), 0),"
                 " coalesce(sum(instr(' ' || flags || ' ', ' \\Deleted ') > 0), 0),"
                 " coalesce(sum(size), 0),"
-                " coalesce(sum(uid >= ?), 0) FROM messages WHERE mailbox_id=?",
+                " coalesce(sum(uid >= ?), 0),"
+                " coalesce(sum(size * (instr(' ' || flags || ' ', ' \\Deleted ') > 0)), 0)"
+                " FROM messages WHERE mailbox_id=?",
                 (recent_uid, mailbox_id),
             ).fetchone()
-            return MailboxStatus(count, uidnext, uidvalidity, unseen, deleted, size, modseq, recent)
+            return MailboxStatus(
+                count, uidnext, uidvalidity, unseen, deleted, size, modseq, recent, deleted_size
+            )
 
         result: MailboxStatus = self._read_now(read)
         return result

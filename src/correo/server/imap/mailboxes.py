@@ -292,6 +292,7 @@ async def status_line(session: ImapSession, name: str, items: tuple[str, ...]) -
         "UNSEEN": st.unseen,
         "DELETED": st.deleted,
         "SIZE": st.size,
+        "DELETED-STORAGE": st.deleted_size,  # RFC 9208 §4.2
         "RECENT": st.recent,
         "HIGHESTMODSEQ": st.highestmodseq,
         "APPENDLIMIT": session.ctx.config.limits.message_size,

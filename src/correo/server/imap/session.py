@@ -80,6 +80,8 @@ from correo.server.imap.names import (
     SPECIAL_USE,
 )
 from correo.server.imap.notify import NotifyState, absorb, cmd_notify, notify_read
+from correo.server.imap.quota import CAPABILITIES as QUOTA_CAPS
+from correo.server.imap.quota import cmd_getquota, cmd_getquotaroot, cmd_setquota
 from correo.server.imap.urlauth import cmd_genurlauth, cmd_resetkey, cmd_urlfetch
 from correo.server.imap.view import MailboxView
 from correo.server.store_failure import imap_reply
@@ -122,6 +124,7 @@ _AUTH_CAPS = (
     "THREAD=REFERENCES",
     "THREAD=ORDEREDSUBJECT",
     "COMPRESS=DEFLATE",
+    *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often
 # (writers in other processes, e.g. the CLI import, are only seen by the query).
@@ -570,9 +573,6 @@ class ImapSession:
             if data:  # b"" is an incomplete block here, never EOF
                 self.core.receive_data(data)
 
-    async def cmd_quota(self, tag: str, cmd: object) -> None:
-        self.write(tagged(tag, "NO", "No quotas on this server", "NONEXISTENT"))
-
 
 _HANDLERS: dict[type, Handler] = {
     c.Capability: ImapSession.cmd_capability,
@@ -608,8 +608,9 @@ _HANDLERS: dict[type, Handler] = {
     c.Move: cmd_copy,
     c.Id: ImapSession.cmd_id,
     c.Compress: ImapSession.cmd_compress,
-    c.GetQuota: ImapSession.cmd_quota,
-    c.GetQuotaRoot: ImapSession.cmd_quota,
+    c.GetQuota: cmd_getquota,
+    c.GetQuotaRoot: cmd_getquotaroot,
+    c.SetQuota: cmd_setquota,
     CancelUpdate: cmd_cancelupdate,
     GenUrlAuth: cmd_genurlauth,
     ResetKey: cmd_resetkey,

@@ -47,6 +47,7 @@ from correo.imap.commands import (
     Subscribe,
     Thread,
     UidExpunge,
+    Unauthenticate,
     Unselect,
     Unsubscribe,
     command_name,
@@ -211,6 +212,7 @@ VALID: list[tuple[bytes, Command]] = [
     (b"a COMPRESS DEFLATE", Compress("DEFLATE")),
     (b'a GETQUOTA ""', GetQuota("")),
     (b"a GETQUOTAROOT INBOX", GetQuotaRoot("INBOX")),
+    (b"a UNAUTHENTICATE", Unauthenticate()),
 ]
 
 

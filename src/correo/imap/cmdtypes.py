@@ -320,6 +320,11 @@ class Compress:
 
 
 @dataclass(frozen=True, slots=True)
+class Unauthenticate:
+    """UNAUTHENTICATE (RFC 8437 §3)."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetQuota:
     root: str
 
@@ -372,6 +377,7 @@ Command = (
     | Move
     | Id
     | Compress
+    | Unauthenticate
     | GetQuota
     | GetQuotaRoot
     | SetQuota

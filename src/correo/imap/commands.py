@@ -69,6 +69,7 @@ from correo.imap.cmdtypes import (
     Subscribe,
     Thread,
     UidExpunge,
+    Unauthenticate,
     Unselect,
     Unsubscribe,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "Subscribe",
     "Thread",
     "UidExpunge",
+    "Unauthenticate",
     "Unselect",
     "Unsubscribe",
     "command_name",
@@ -272,6 +274,7 @@ STATUS_ITEMS = frozenset(
         "RECENT",
         "HIGHESTMODSEQ",
         "APPENDLIMIT",
+        "MAILBOXID",  # RFC 8474 §4.2
         "DELETED-STORAGE",  # RFC 9208 §4.2
     }
 )
@@ -499,6 +502,7 @@ PARSERS: dict[str, Callable[[Reader, ParseOptions], Command]] = {
     "UID MOVE": _copy_like(Move, True),
     "ID": _id,
     "COMPRESS": _compress,
+    "UNAUTHENTICATE": nil_parser(Unauthenticate),
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(GetQuotaRoot),
     "SETQUOTA": _setquota,

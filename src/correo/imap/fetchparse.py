@@ -38,6 +38,9 @@ _SIMPLE_ITEMS = frozenset(
         "BODYSTRUCTURE",
         "UID",
         "MODSEQ",
+        "EMAILID",  # RFC 8474 §5
+        "THREADID",
+        "SAVEDATE",  # RFC 8514 §4.3
     }
 )
 _MACROS = {  # RFC 9051 §6.4.5
@@ -102,6 +105,17 @@ def _fetch_att(r: Reader) -> list[FetchAtt]:
         base = name.removesuffix(".PEEK")
         return [FetchAtt(base, section, partial, name.endswith(".PEEK"))]
     if name in _SIMPLE_ITEMS:
+        return [FetchAtt(name)]
+    if name == "PREVIEW":
+        if r.peek_is(b" ("):  # RFC 8970 §7: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]
+            r.sp()
+            r.open_paren()
+            while True:
+                if r.keyword() != "LAZY":
+                    raise ParseError("unknown PREVIEW modifier")
+                if not r.take(b" "):
+                    break
+            r.close_paren()
         return [FetchAtt(name)]
     raise ParseError(f"unknown FETCH item {name}")
 

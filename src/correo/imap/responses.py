@@ -237,9 +237,13 @@ def list_response(
     return out + CRLF
 
 
-def status_response(mailbox: str, items: Mapping[str, int], utf8: bool) -> bytes:
-    """``* STATUS "name" (MESSAGES 2 UIDNEXT 7)`` (RFC 9051 §7.2.4)."""
-    body = b" ".join(k.encode("ascii") + b" %d" % v for k, v in items.items())
+def status_response(mailbox: str, items: Mapping[str, int | str], utf8: bool) -> bytes:
+    """``* STATUS "name" (MESSAGES 2 UIDNEXT 7)`` (RFC 9051 §7.2.4); a str value is
+    written as it is (``MAILBOXID (M7)``, RFC 8474 §4.2)."""
+    body = b" ".join(
+        k.encode("ascii") + (b" %d" % v if isinstance(v, int) else b" " + v.encode("ascii"))
+        for k, v in items.items()
+    )
     return b"* STATUS " + mailbox_name(mailbox, utf8) + b" (" + body + b")" + CRLF
 
 

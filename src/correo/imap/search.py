@@ -10,7 +10,9 @@ message.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -20,6 +22,7 @@ from correo.imap.reader import MAX_NUMBER64, Reader
 from correo.imap.sequence import SequenceSet
 
 __all__ = [
+    "AgeKey",
     "All",
     "And",
     "BodyKey",
@@ -29,6 +32,7 @@ __all__ = [
     "MessageView",
     "ModSeqKey",
     "Not",
+    "ObjectIdKey",
     "Or",
     "SearchKey",
     "SeqKey",
@@ -104,6 +108,22 @@ class ModSeqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class AgeKey:
+    """OLDER/YOUNGER n (RFC 5032 §3): internal date more than / at most n seconds ago."""
+
+    older: bool
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """EMAILID/THREADID objectid (RFC 8474 §6)."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -129,6 +149,8 @@ SearchKey = (
     | SizeKey
     | SeqKey
     | ModSeqKey
+    | AgeKey
+    | ObjectIdKey
     | Not
     | Or
     | And
@@ -162,6 +184,9 @@ _DATES: dict[str, tuple[Literal["before", "on", "since"], bool]] = {
     "SENTON": ("on", True),
     "SENTSINCE": ("since", True),
 }
+
+
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 class _Budget:
@@ -245,6 +270,16 @@ def _key(r: Reader, budget: _Budget) -> SearchKey:
             return SeqKey(r.sequence_set(), uid=True)
         case "MODSEQ":
             return _modseq(r)
+        case "OLDER" | "YOUNGER":
+            r.sp()  # RFC 5032 §4: "OLDER" SP nz-number / "YOUNGER" SP nz-number
+            return AgeKey(name == "OLDER", r.number(nonzero=True))
+        case "EMAILID" | "THREADID":
+            r.sp()  # RFC 8474 §6: "EMAILID" SP objectid (1*255 ALPHA / DIGIT / "_" / "-")
+            value = r.atom()
+            if len(value) > 255 or not _OBJECTID.fullmatch(value):
+                raise ParseError("invalid objectid")
+            kind: Literal["EMAILID", "THREADID"] = "EMAILID" if name == "EMAILID" else "THREADID"
+            return ObjectIdKey(kind, value.decode("ascii"))
     raise ParseError(f"unknown search key {name}")
 
 
@@ -353,9 +388,21 @@ def _date_matcher(key: DateKey) -> Matcher:
 
 
 def compile_program(
-    key: SearchKey, *, max_seq: int, max_uid: int, saved: AbstractSet[int] | None = None
+    key: SearchKey,
+    *,
+    max_seq: int,
+    max_uid: int,
+    saved: AbstractSet[int] | None = None,
+    now: float | None = None,
+    ids: Mapping[int, tuple[str, str]] | None = None,
 ) -> Matcher:
-    """Turn the AST into one predicate; ``saved`` is the SEARCHRES result as UIDs (RFC 5182)."""
+    """Turn the AST into one predicate; ``saved`` is the SEARCHRES result as UIDs (RFC 5182).
+
+    ``now`` is the time OLDER/YOUNGER count back from (RFC 5032); ``ids`` maps a UID to
+    its (EMAILID, THREADID) for the OBJECTID keys (RFC 8474 §6).
+    """
+    clock = time.time() if now is None else now
+    known = ids if ids is not None else {}
 
     def build(k: SearchKey) -> Matcher:
         match k:
@@ -385,6 +432,14 @@ def compile_program(
                 return lambda v: test(v.seq)
             case ModSeqKey(modseq):
                 return lambda v: v.modseq >= modseq
+            case AgeKey(older, seconds):
+                edge = clock - seconds
+                if older:  # RFC 5032 §3: OLDER is "older than", YOUNGER "within"
+                    return lambda v: v.internal_date.timestamp() < edge
+                return lambda v: v.internal_date.timestamp() >= edge
+            case ObjectIdKey(kind, value):
+                index = 0 if kind == "EMAILID" else 1
+                return lambda v: v.uid in known and known[v.uid][index] == value
             case Not(inner):
                 m = build(inner)
                 return lambda v: not m(v)

@@ -617,6 +617,16 @@ class ImapConnection(AppendFraming):
         self._state = ImapState.AUTHENTICATED
         self._read_only = False
 
+    def unauthenticated(self) -> None:
+        """UNAUTHENTICATE succeeded (RFC 8437 §3): not authenticated again, with every
+        ENABLEd extension off; TLS and COMPRESS stay as they are."""
+        if self._state not in (ImapState.AUTHENTICATED, ImapState.SELECTED):
+            raise LocalProtocolError("not authenticated")
+        self._state = ImapState.NOT_AUTHENTICATED
+        self._read_only = False
+        self._enabled.clear()
+        self._options = self._make_options()
+
     def logout(self) -> None:
         """After writing ``* BYE`` and the tagged OK: next_event() returns ConnectionClosed."""
         self._state = ImapState.LOGOUT

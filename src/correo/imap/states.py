@@ -61,6 +61,7 @@ LEGAL: Final[dict[str, frozenset[ImapState]]] = {
     "GENURLAUTH": _AUTH,  # RFC 4467 §7
     "RESETKEY": _AUTH,
     "URLFETCH": _AUTH,
+    "UNAUTHENTICATE": _AUTH,  # RFC 8437 §3
     # RFC 9051 §6.4: selected
     "CHECK": _SELECTED,  # RFC 3501 §6.4.1 (gone from rev2, harmless to keep)
     "CLOSE": _SELECTED,

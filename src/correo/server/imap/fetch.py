@@ -532,6 +532,7 @@ async def render_message(
     uid: int,
     plan: FetchPlan,
     facts: MessageFacts | None,
+    extras: Sequence[bytes] = (),
 ) -> Rendered:
     """The response for one message: one await for a whole response (a message read
     at most once), the big literals left as streams for the caller to send."""
@@ -636,6 +637,7 @@ async def render_message(
                 )
             else:
                 literal(att.response_name(), _partial(body, att.partial), True)
+    small.extend(extras)  # items computed by the caller (EMAILID, PREVIEW…)
     if plan.condstore and "MODSEQ" not in plan.names:
         small.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
     head = b"* %d FETCH (" % (seq or 0)

@@ -16,6 +16,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
+from correo.message.objectid import mailbox_id
 from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
 from correo.server.imap.names import (
     DELIMITER,
@@ -37,7 +38,14 @@ from correo.store.api import (
 if TYPE_CHECKING:
     from correo.server.imap.session import ImapSession
 
+#: Special uses CREATE may give (RFC 6154 §2), by their lower-case name; \All and
+#: \Flagged name virtual mailboxes, which this store does not keep.
+CREATABLE_USES = {
+    u.lower(): u for u in ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash", "\\Important")
+}
+
 __all__ = [
+    "CREATABLE_USES",
     "cmd_create",
     "cmd_delete",
     "cmd_list",
@@ -114,6 +122,7 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
             session.write(untagged("OK", "First unseen", f"UNSEEN {unseen}"))  # RFC 3501 §6.3.1
     session.write(flags_lines[1])
     session.write(untagged("OK", "UIDs valid", f"UIDVALIDITY {view.uidvalidity}"))
+    session.write(untagged("OK", "Ok", f"MAILBOXID ({mailbox_id(view.uidvalidity)})"))  # RFC 8474
     session.write(untagged("OK", "Predicted next UID", f"UIDNEXT {view.uidnext}"))
     session.write(untagged("OK", "Highest", f"HIGHESTMODSEQ {view.highestmodseq}"))
     if session.core.rev2:
@@ -177,11 +186,20 @@ async def cmd_create(session: ImapSession, tag: str, cmd: c.Create) -> None:
     if name == INBOX:
         session.write(tagged(tag, "NO", "INBOX always exists", "ALREADYEXISTS"))
         return
-    use = cmd.special_use[0] if cmd.special_use else None
+    use: str | None = None
+    if cmd.special_use:  # RFC 6154 §3 CREATE-SPECIAL-USE: one use this store can keep
+        use = CREATABLE_USES.get(cmd.special_use[0].lower())
+        if use is None or len(cmd.special_use) > 1:
+            text = "Cannot create a mailbox with that special use"
+            session.write(tagged(tag, "NO", text, "USEATTR"))
+            return
     limit = session.ctx.config.limits.mailboxes_per_account  # RFC 9051 §7.1 LIMIT
-    await session.ctx.store.create_mailbox(session.user, name, use, subscribe=False, limit=limit)
+    store = session.ctx.store
+    await store.create_mailbox(session.user, name, use, subscribe=False, limit=limit)
     mailboxes_changed(session)
-    session.write(tagged(tag, "OK", "CREATE completed"))  # RFC 9051 §6.3.4
+    st = await store.mailbox_state(session.user, name)
+    code = f"MAILBOXID ({mailbox_id(st.uidvalidity)})"  # RFC 8474 §4.1
+    session.write(tagged(tag, "OK", "CREATE completed", code))  # RFC 9051 §6.3.4
 
 
 async def cmd_delete(session: ImapSession, tag: str, cmd: c.Delete) -> None:
@@ -285,7 +303,7 @@ async def cmd_lsub(session: ImapSession, tag: str, cmd: c.Lsub) -> None:
 async def status_line(session: ImapSession, name: str, items: tuple[str, ...]) -> None:
     assert session.user is not None
     st = await session.ctx.store.mailbox_status(session.user, name)
-    values = {
+    values: dict[str, int | str] = {
         "MESSAGES": st.messages,
         "UIDNEXT": st.uidnext,
         "UIDVALIDITY": st.uidvalidity,
@@ -296,6 +314,7 @@ async def status_line(session: ImapSession, name: str, items: tuple[str, ...]) -
         "RECENT": st.recent,
         "HIGHESTMODSEQ": st.highestmodseq,
         "APPENDLIMIT": session.ctx.config.limits.message_size,
+        "MAILBOXID": f"({mailbox_id(st.uidvalidity)})",  # RFC 8474 §4.2
     }
     wanted = {i.upper(): values[i.upper()] for i in items if i.upper() in values}
     session.write(status_response(name, wanted, session.core.utf8))

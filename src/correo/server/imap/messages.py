@@ -12,7 +12,6 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
-from correo.server.junk_moves import on_imap_move  # moving to/from Junk trains the filter
 from correo.server.imap.context import (
     contexts_changed,
     esearch_reply,
@@ -27,10 +26,12 @@ from correo.server.imap.fetch import (
 from correo.server.imap.names import (
     normalize,
 )
+from correo.server.imap.objects import extra_items
 from correo.server.imap.ordering import sort_uids, thread_uids
 from correo.server.imap.searching import run_search
 from correo.server.imap.streams import send_streams
 from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, format_uids
+from correo.server.junk_moves import on_imap_move  # moving to/from Junk trains the filter
 from correo.store.api import (
     MailboxError,
 )
@@ -192,11 +193,16 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
         else:
             if plan.needs_facts:
                 facts = await ensure_facts(session.ctx.store, view, batch)
+            extras = await extra_items(
+                session.ctx.store, view, batch, plan.names, utf8=session.core.utf8
+            )
             pending = 0
             for uid in batch:
                 if uid not in view.info:
                     continue
-                out = await render_message(session.ctx.store, view, uid, plan, facts.get(uid))
+                out = await render_message(
+                    session.ctx.store, view, uid, plan, facts.get(uid), extras.get(uid, ())
+                )
                 if out.streams is None:
                     for piece in out.pieces:
                         pending += len(piece)

@@ -124,6 +124,11 @@ _AUTH_CAPS = (
     "THREAD=REFERENCES",
     "THREAD=ORDEREDSUBJECT",
     "COMPRESS=DEFLATE",
+    "CREATE-SPECIAL-USE",  # RFC 6154 §3
+    "OBJECTID",  # RFC 8474
+    "PREVIEW",  # RFC 8970
+    "WITHIN",  # RFC 5032
+    "UNAUTHENTICATE",  # RFC 8437
     *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often
@@ -573,6 +578,16 @@ class ImapSession:
             if data:  # b"" is an incomplete block here, never EOF
                 self.core.receive_data(data)
 
+    async def cmd_unauthenticate(self, tag: str, cmd: c.Unauthenticate) -> None:
+        """RFC 8437 §3: back to not authenticated; the selection, NOTIFY and every
+        ENABLEd extension end with the login (the TLS and COMPRESS layers stay)."""
+        self.view = None
+        self.notify = None
+        self.user = None
+        self.seen_counter = -1
+        self.core.unauthenticated()
+        self.write(tagged(tag, "OK", "UNAUTHENTICATE completed"))
+
 
 _HANDLERS: dict[type, Handler] = {
     c.Capability: ImapSession.cmd_capability,
@@ -608,6 +623,7 @@ _HANDLERS: dict[type, Handler] = {
     c.Move: cmd_copy,
     c.Id: ImapSession.cmd_id,
     c.Compress: ImapSession.cmd_compress,
+    c.Unauthenticate: ImapSession.cmd_unauthenticate,
     c.GetQuota: cmd_getquota,
     c.GetQuotaRoot: cmd_getquotaroot,
     c.SetQuota: cmd_setquota,

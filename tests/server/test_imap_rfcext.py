@@ -1,0 +1,190 @@
+"""IMAP extensions over real sockets: OBJECTID (RFC 8474), PREVIEW (RFC 8970), WITHIN
+(RFC 5032), STATUS=SIZE (RFC 8438), CREATE-SPECIAL-USE (RFC 6154) and UNAUTHENTICATE
+(RFC 8437); hostile forms of each get BAD or NO and the session goes on."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from tests.conftest import Server
+from tests.server.imap_helpers import RawImap, imap, message, unique
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+
+HTML = (
+    b"From: alice@example.test\r\nSubject: html\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/alternative; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<html><head><style>p {color: red}</style></head><body><p>Caf\xc3\xa9   au\r\n"
+    b"  lait</p></body></html>\r\n--b--\r\n"
+)
+
+
+def _session(server: Server, user: str = ALICE) -> RawImap:
+    raw = RawImap(server.ports["imaps"])
+    raw.login(user)
+    return raw
+
+
+def _box(server: Server, *bodies: bytes) -> str:
+    box = unique("ext")
+    client = imap(server)
+    assert client.create(box)[0] == "OK"
+    for body in bodies:
+        assert client.append(box, None, None, body)[0] == "OK"
+    client.logout()
+    return box
+
+
+def test_capabilities(server: Server) -> None:
+    raw = _session(server)
+    caps = raw.cmd("c", "CAPABILITY")[0].split()
+    for cap in (b"OBJECTID", b"PREVIEW", b"WITHIN", b"STATUS=SIZE", b"CREATE-SPECIAL-USE"):
+        assert cap in caps, caps
+    assert b"UNAUTHENTICATE" in caps
+    raw.close()
+
+
+def test_objectid_mailboxid_emailid_threadid(server: Server) -> None:
+    one, two = message("one"), message("two")
+    box = _box(server, one, two)
+    raw = _session(server)
+    out = raw.cmd("s", f"SELECT {box}")
+    mailboxid = next(re.search(rb"\[MAILBOXID \((M\d+)\)\]", x) for x in out if b"MAILBOXID" in x)
+    assert mailboxid is not None
+    ident = mailboxid.group(1)
+    status = raw.cmd("t", f"STATUS {box} (MAILBOXID SIZE MESSAGES)")
+    assert re.search(rb"MAILBOXID \(" + ident + rb"\)", status[0]), status
+    out = raw.cmd("f", "UID FETCH 1:* (EMAILID THREADID BODY.PEEK[])")
+    assert out[-1].startswith(b"f OK"), out
+    fetched = b"\r\n".join(out[:-1])
+    ids = re.findall(rb"EMAILID \((E[0-9a-f]{24})\) THREADID \((T[0-9a-f]{24})\)", fetched)
+    assert len(ids) == 2 and ids[0][0] != ids[1][0]
+    # the id is the JMAP one: the SHA-256 of the stored octets
+    bodies = re.findall(rb"BODY\[\] \{(\d+)\}\r\n", fetched)
+    first = fetched.split(b"BODY[] {%s}\r\n" % bodies[0], 1)[1][: int(bodies[0])]
+    assert ids[0][0] == b"E" + hashlib.sha256(first).hexdigest()[:24].encode()
+    emailid = ids[0][0].decode()
+    out = raw.cmd("x", f"UID SEARCH EMAILID {emailid}")
+    assert out[0] == b"* SEARCH 1", out
+    out = raw.cmd("y", f"SEARCH THREADID {ids[1][1].decode()}")
+    assert out[0] == b"* SEARCH 2", out
+    # a copy elsewhere is the same Email; a RENAME keeps the MAILBOXID (RFC 8474 §4.1)
+    other = unique("ext")
+    assert raw.cmd("c", f"CREATE {other}")[-1].startswith(b"c OK [MAILBOXID (M")
+    assert raw.cmd("k", f"UID COPY 1 {other}")[-1].startswith(b"k OK")
+    renamed = unique("ren")
+    assert raw.cmd("r", f"RENAME {other} {renamed}")[-1].startswith(b"r OK")
+    raw.cmd("u", "UNSELECT")
+    out = raw.cmd("e", f"EXAMINE {renamed}")
+    out = raw.cmd("f2", "FETCH 1 (EMAILID)")
+    assert ids[0][0] in out[0], out
+    # hostile: not an objectid
+    assert raw.cmd("b1", "SEARCH EMAILID E!x")[-1].startswith(b"b1 BAD")
+    assert raw.cmd("b2", "SEARCH EMAILID " + "a" * 300)[-1].startswith(b"b2 BAD")
+    assert raw.cmd("b3", "SEARCH EMAILID Enope")[0] == b"* SEARCH"
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    raw.close()
+
+
+def test_preview(server: Server) -> None:
+    long_body = ("word " * 400 + "\r\n").encode()
+    plain = message("p", "  Hello\r\n\r\n   preview  world.\r\n")
+    box = _box(server, plain, HTML, message("long", long_body.decode()))
+    raw = _session(server)
+    raw.cmd("e", "ENABLE UTF8=ACCEPT")
+    raw.cmd("s", f"EXAMINE {box}")
+    out = raw.cmd("f", "FETCH 1:3 (PREVIEW)")
+    assert out[0] == b'* 1 FETCH (PREVIEW "Hello preview world.")', out
+    assert out[1] == '* 2 FETCH (PREVIEW "Café au lait")'.encode(), out
+    text = re.search(rb'PREVIEW "([^"]*)"', out[2])
+    assert text is not None and 0 < len(text.group(1)) <= 256
+    out = raw.cmd("l", "FETCH 1 (PREVIEW (LAZY) UID)")
+    assert b'PREVIEW "Hello preview world."' in out[0] and b"UID 1" in out[0], out
+    assert raw.cmd("b", "FETCH 1 (PREVIEW (EAGER))")[-1].startswith(b"b BAD")
+    assert raw.cmd("b2", "FETCH 1 (PREVIEW (LAZY)")[-1].startswith(b"b2 BAD")
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    raw.close()
+
+
+def test_preview_without_utf8_is_a_literal(server: Server) -> None:
+    box = _box(server, HTML)
+    raw = _session(server)
+    raw.cmd("s", f"EXAMINE {box}")
+    out = raw.cmd("f", "FETCH 1 PREVIEW")
+    data = "Café au lait".encode()
+    assert out[0] == b"* 1 FETCH (PREVIEW {%d}\r\n%s)" % (len(data), data), out
+    raw.close()
+
+
+def test_within_older_younger(server: Server) -> None:
+    box = unique("within")
+    client = imap(server)
+    client.create(box)
+    client.append(box, None, '"01-Jan-2020 10:00:00 +0000"', message("old"))
+    client.append(box, None, None, message("new"))
+    client.logout()
+    raw = _session(server)
+    raw.cmd("s", f"EXAMINE {box}")
+    assert raw.cmd("a", "SEARCH OLDER 86400")[0] == b"* SEARCH 1"
+    assert raw.cmd("b", "SEARCH YOUNGER 86400")[0] == b"* SEARCH 2"
+    assert raw.cmd("c", "SEARCH NOT YOUNGER 3600 OLDER 3600")[0] == b"* SEARCH 1"
+    assert raw.cmd("d", "SEARCH OLDER 0")[-1].startswith(b"d BAD")  # nz-number
+    assert raw.cmd("e", "SEARCH YOUNGER -5")[-1].startswith(b"e BAD")
+    assert raw.cmd("f", "SEARCH OLDER 99999999999")[-1].startswith(b"f BAD")
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    raw.close()
+
+
+def test_status_size(server: Server) -> None:
+    one, two = message("a"), message("b", "x" * 1000)
+    box = _box(server, one, two)
+    raw = _session(server)
+    out = raw.cmd("s", f"STATUS {box} (SIZE MESSAGES)")
+    m = re.search(rb"SIZE (\d+)", out[0])
+    assert m is not None and int(m.group(1)) == len(one) + len(two), out
+    raw.close()
+
+
+def test_create_special_use(server: Server) -> None:
+    raw = _session(server)
+    box = unique("arch")
+    out = raw.cmd("c", f"CREATE {box} (USE (\\Archive))")
+    assert out[-1].startswith(b"c OK"), out
+    listed = raw.cmd("l", f'LIST "" {box}')
+    assert b"\\Archive" in listed[0], listed
+    listed = raw.cmd("l2", '''LIST (SPECIAL-USE) "" "*"''')
+    assert any(box.encode() in x and b"\\Archive" in x for x in listed), listed
+    for tag, use in (("u1", "\\All"), ("u2", "\\Bogus"), ("u3", "\\Sent \\Trash")):
+        other = unique("use")
+        out = raw.cmd(tag, f"CREATE {other} (USE ({use}))")
+        assert out[-1].startswith(tag.encode() + b" NO [USEATTR]"), out
+        assert other.encode() not in b"".join(raw.cmd("x" + tag, f'LIST "" {other}'))
+    assert raw.cmd("b", f"CREATE {unique()} (USE (Archive))")[-1].startswith(b"b BAD")
+    assert raw.cmd("b2", f"CREATE {unique()} (USE ())")[-1].startswith(b"b2 BAD")
+    assert raw.cmd("b3", f"CREATE {unique()} (NOPE (\\Sent))")[-1].startswith(b"b3 BAD")
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    raw.close()
+
+
+def test_unauthenticate(server: Server) -> None:
+    box = _box(server, message("mine"))
+    raw = _session(server)
+    assert raw.cmd("e", "ENABLE CONDSTORE")[0] == b"* ENABLED CONDSTORE"
+    raw.cmd("s", f"SELECT {box}")
+    out = raw.cmd("u", "UNAUTHENTICATE")
+    assert out == [b"u OK UNAUTHENTICATE completed"], out
+    # not authenticated: alice's mailbox is out of reach, the session goes on
+    assert raw.cmd("f", "FETCH 1 FLAGS")[-1].startswith(b"f BAD")
+    assert raw.cmd("l", 'LIST "" "*"')[-1].startswith(b"l BAD")
+    caps = raw.cmd("c", "CAPABILITY")[0]
+    assert b"AUTH=PLAIN" in caps and b"UNAUTHENTICATE" not in caps
+    raw.login(BOB)
+    assert raw.cmd("x", f"SELECT {box}")[-1].startswith(b"x NO")
+    # ENABLE was reset: it can be given again
+    assert raw.cmd("e2", "ENABLE CONDSTORE")[0] == b"* ENABLED CONDSTORE"
+    assert raw.cmd("u2", "UNAUTHENTICATE")[-1].startswith(b"u2 OK")
+    assert raw.cmd("u3", "UNAUTHENTICATE")[-1].startswith(b"u3 BAD")
+    raw.close()

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import signal
 import smtplib
 import sqlite3
 import threading
@@ -310,6 +311,33 @@ def test_queue_delete_removes_a_call(tmp_path: Path) -> None:
         assert "Webhook queue is empty" in correo(server.data, "queue", "list").stdout
         bad = correo(server.data, "queue", "retry", "x1")
         assert bad.returncode != 0 and "neither a message id" in bad.stderr
+    finally:
+        assert server.stop() == 0
+        receiver.stop()
+
+
+def test_webhooks_added_by_a_reload_apply_to_the_next_message(tmp_path: Path) -> None:
+    receiver = Receiver().start()
+    data = tmp_path / "data"
+    make_data_dir(data)
+    server = Server(data)
+    server.start()
+    try:
+        settings = f'url = "{receiver.url}"\nevents = ["received"]\naddresses = ["{BOB}"]\n'
+        with (data / "correo.toml").open("a") as fh:
+            fh.write(f"\n[[webhooks]]\n{settings}")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        assert server.wait_log("event=server.reloaded")
+        assert "key=webhooks" not in server.log()  # applied, not left for a restart
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
+            smtp.sendmail("sender@elsewhere.test", [ALICE], b"Subject: a\r\n\r\nnot watched\r\n")
+            smtp.sendmail("sender@elsewhere.test", [BOB], b"Subject: b\r\n\r\nwatched\r\n")
+        (call,) = receiver.wait(accepted("received"))
+        assert call.json["data"]["envelope"]["rcpt_to"] == [BOB]
+        assert "Webhook-Signature" not in call.headers  # no secret: unsigned
+        assert server.wait_log("event=webhook.sent")
+        assert len(receiver.calls) == 1  # alice is not among the addresses
     finally:
         assert server.stop() == 0
         receiver.stop()

@@ -573,6 +573,8 @@ async def run_server(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP's default action ends the process: ignored until the server is up
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
     try:
         await server.start()
     except Exception as exc:  # a port in use, a second server: one line, no traceback

@@ -806,6 +806,31 @@ class MailStore(Protocol):
         """Remember digests the caller computed while storing (UID -> SHA-256 hex)."""
         ...
 
+    # -- METADATA (RFC 5464): annotations of the account and of its mailboxes ---------
+    # Entry names arrive checked and lower-cased (``/private/…`` or ``/shared/…``);
+    # ``mailbox`` None is the server (account) level.  A mailbox's entries follow it
+    # through a RENAME and end with it.
+
+    async def metadata_get(
+        self, account: str, mailbox: str | None, entries: Sequence[str]
+    ) -> dict[str, bytes]:
+        """Every entry that is one of ``entries`` or lies below one (``entry/…``);
+        MailboxError NONEXISTENT when the mailbox does not exist."""
+        ...
+
+    async def metadata_set(
+        self,
+        account: str,
+        mailbox: str | None,
+        values: Mapping[str, bytes | None],
+        *,
+        max_entries: int = 0,
+    ) -> None:
+        """Set (bytes) or remove (None) entries, all or none; MailboxError
+        ``METADATA TOOMANY`` when the account would hold more than ``max_entries``
+        entries in all (0: no limit), NONEXISTENT when the mailbox does not exist."""
+        ...
+
     # -- TLS certificates obtained by ACME (docs/tls.md) ---------------------------------
 
     async def tls_cert_get(self, name: str) -> TlsCertificate | None:

@@ -60,6 +60,7 @@ from correo.store.postgres_feed import ChangeFeed
 from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection_lost
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
+from correo.store.postgres_metadata import PgMetadataOps
 from correo.store.postgres_queue import PgQueueOps
 from correo.store.postgres_quota import PgQuotaOps
 from correo.store.postgres_records import PgRecordOps
@@ -91,6 +92,7 @@ class PostgresStore(
     PgWebSessionOps,
     PgQuotaOps,
     PgRecordOps,
+    PgMetadataOps,
 ):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 

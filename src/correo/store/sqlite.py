@@ -43,6 +43,7 @@ from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # idempotent i
 from correo.store.sqlite_mailboxes import MailboxOps
 from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # Sieve, vacation, junk
 from correo.store.sqlite_messages import MessageOps  # deliver, expunge, bodies
+from correo.store.sqlite_metadata import METADATA_SCHEMA, MetadataOps  # RFC 5464
 from correo.store.sqlite_queue import QueueOps  # the outbound queue
 from correo.store.sqlite_quota import QuotaOps, prepare_quotas  # RFC 9208 quotas
 from correo.store.sqlite_records import RECORD_SCHEMA, RecordOps  # JMAP identities, sends
@@ -61,6 +62,7 @@ class SqliteStore(
     RecordOps, ReportOps,
     QuotaOps,
     WebhookOps,
+    MetadataOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
@@ -116,6 +118,7 @@ class SqliteStore(
             conn.executescript(REPORTS_SCHEMA)  # DMARC and TLS reports
             conn.executescript(WEB_SESSION_SCHEMA)  # webmail logins
             conn.executescript(RECORD_SCHEMA)  # sending identities and submissions
+            conn.executescript(METADATA_SCHEMA)  # IMAP METADATA entries
             migrate(conn)
             prepare_quotas(conn)  # usage counted by triggers (sqlite_quota.py)
             referenced = {

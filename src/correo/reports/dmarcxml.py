@@ -208,7 +208,10 @@ def _tree(data: bytes) -> Element:
                     raise ReportError(f"XML has more than {MAX_ELEMENTS} elements")
             else:
                 depth -= 1
-    except (ParseError, DefusedXmlException) as exc:
+    except ReportError:
+        raise
+    # LookupError: an unknown encoding in the XML declaration
+    except (ParseError, DefusedXmlException, LookupError, ValueError) as exc:
         raise ReportError(f"not usable XML: {type(exc).__name__}: {exc}") from None
     if root is None:
         raise ReportError("empty XML")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import io
 import json
+import struct
 import time
 import zipfile
 import zlib
@@ -71,6 +72,23 @@ def _gunzip(data: bytes, limits: IntakeLimits) -> bytes:
     return bytes(out)
 
 
+#: What zipfile raises on a damaged or hostile archive (ValueError: a negative seek).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    struct.error,
+    EOFError,
+    OSError,
+    zlib.error,
+    KeyError,
+    IndexError,
+    OverflowError,
+)
+
+
 def _unzip(data: bytes, limits: IntakeLimits, suffixes: tuple[str, ...]) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -87,10 +105,10 @@ def _unzip(data: bytes, limits: IntakeLimits, suffixes: tuple[str, ...]) -> byte
                     if len(out) > cap:
                         raise _too_big(limits, info.compress_size or len(data))
             return bytes(out)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
-        raise ReportError(f"bad zip archive: {exc}") from None
-    except (zlib.error, EOFError, OSError) as exc:
-        raise ReportError(f"bad zip member: {exc}") from None
+    except ReportError:
+        raise
+    except _ZIP_ERRORS as exc:  # zipfile trusts the archive's own offsets and sizes
+        raise ReportError(f"bad zip archive: {type(exc).__name__}: {exc}") from None
 
 
 def decompress(data: bytes, limits: IntakeLimits, suffixes: tuple[str, ...] = (".xml",)) -> bytes:

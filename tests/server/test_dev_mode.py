@@ -111,6 +111,8 @@ def _banner(dev: Dev) -> Dev:
         raise AssertionError("correo dev did not start:\n" + "".join(lines) + proc.stderr.read())
     banner = "".join(lines)
     assert f":{dev.ports['https']}/api/v1/messages" in banner, banner
+    web = [line for line in lines if line.strip().startswith("Web inbox")]
+    assert web and web[0].rstrip().endswith(f":{dev.ports['https']}/"), banner
     dev.read_stderr()
     return dev
 

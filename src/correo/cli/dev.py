@@ -60,8 +60,8 @@ def register(sub: Any) -> None:
         "dev",
         help="catch-all development server: any address, any login, one mailbox, JSON API",
         description="Accept mail for every address and keep it in one mailbox, readable "
-        "over IMAP/POP3 with any login and at https://HOST:PORT/api/v1/messages. Nothing "
-        "is relayed. See docs/testing.md.",
+        "over IMAP/POP3 with any login, in the web inbox at https://HOST:PORT/ and at "
+        "https://HOST:PORT/api/v1/messages. Nothing is relayed. See docs/testing.md.",
     )
     p.add_argument(
         "--data",
@@ -183,6 +183,7 @@ def _print_where(server: MailServer, data: Path, temporary: bool, chaos: Chaos) 
             if service == "https" and https is None:
                 https = f"https://{shown}:{port}"
     if https is not None:
+        print(f"  {'Web inbox (any login)':30} {https}/")
         print(f"  {'Messages (JSON API)':30} {https}{PREFIX}")
     print(f"  {'TLS certificate (self-signed)':30} {data / 'tls' / 'cert.pem'}")
     print(f"  {'Data folder':30} {data}{' (removed on exit)' if temporary else ''}")

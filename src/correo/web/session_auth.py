@@ -69,7 +69,7 @@ def harden(response: web.StreamResponse, csp: str = APP_CSP) -> web.StreamRespon
     """The headers every page of the web app carries."""
     response.headers["Content-Security-Policy"] = csp
     response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
     response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -112,10 +112,17 @@ async def web_account(request: web.Request) -> str | None:
 
 
 def _same_origin(request: web.Request) -> bool:
-    """A browser's POST says where it comes from: only this site's own pages may post."""
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+    """A browser's POST says where it comes from: only this site's own pages may post.
+
+    ``Origin`` (RFC 6454 §7) names the page's origin; where a browser sends ``null`` or
+    none, ``Sec-Fetch-Site``, which no page can set, must say ``same-origin``.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
+    if origin in (None, "null"):
+        return site == "same-origin"
     return origin == f"https://{request.host}"
 
 
@@ -137,7 +144,8 @@ def login_page(request: web.Request, error: str = "", status: int = 200) -> web.
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>correo — sign in</title><link rel="stylesheet" href="/webmail/static/app.css">
+<title>correo — sign in</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/webmail/static/app.css">
 </head><body class="login">
 <main><form method="post" action="/login" class="login-form">
 <h1>correo</h1><p class="muted">{host}</p>{note}

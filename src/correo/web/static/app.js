@@ -4,7 +4,7 @@
 
 import { Jmap } from "./jmap.js";
 import { Composer } from "./compose.js";
-import { who } from "./util.js";
+import { full, who } from "./util.js";
 
 const ROW = 64; // px per row of the message list
 const PAGE = 100; // messages asked for at once
@@ -17,6 +17,7 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value; // CSSOM: allowed by the CSP
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value === true ? "" : value);
   }
@@ -250,9 +251,9 @@ class Reader {
     const html = (email.htmlBody || []).find((p) => p.type === "text/html");
     const text = (email.textBody || []).map((p) => (email.bodyValues[p.partId] || {}).value || "").join("\n");
     const fields = [
-      ["From", who(email.from)],
-      ["To", who(email.to)],
-      ["Cc", who(email.cc)],
+      ["From", full(email.from)],
+      ["To", full(email.to)],
+      ["Cc", full(email.cc)],
       ["Date", new Date(email.receivedAt).toLocaleString()],
     ].filter(([, v]) => v);
     const actions = el(
@@ -269,7 +270,7 @@ class Reader {
     );
     const body = html ? this.frame(html.blobId, false) : el("pre", { class: "text-body" }, text);
     const attachments = (email.attachments || []).filter((p) => p.disposition !== "inline" || !p.cid);
-    this.node.replaceChildren(
+    const parts = [
       actions,
       el("h2", { class: "subject" }, email.subject || "(no subject)"),
       el("dl", { class: "fields" }, ...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
@@ -281,7 +282,8 @@ class Reader {
           )
         : null,
       body,
-    );
+    ];
+    this.node.replaceChildren(...parts.filter(Boolean));
     if (!email.keywords.$seen) this.app.setKeyword(email.id, "$seen", true);
   }
 

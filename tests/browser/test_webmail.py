@@ -1,0 +1,246 @@
+"""The webmail in a real headless chromium against a real server: login, reading mail
+delivered over SMTP, push, moving (and IMAP agreeing), and hostile mail that must run
+nothing and load nothing."""
+
+from __future__ import annotations
+
+import http.server
+import smtplib
+import threading
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import PASSWORDS, Server
+from tests.server.imap_helpers import imap
+
+Shot = Callable[[Page, str], Path]
+
+
+def deliver(server: Server, to: str, subject: str, text: str = "Hello.\n", html: str = "") -> None:
+    message = EmailMessage()
+    message["From"] = "Sender Example <sender@sender.example>"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(text)
+    if html:
+        message.add_alternative(html, subtype="html")
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
+        smtp.send_message(message, from_addr="sender@sender.example", to_addrs=[to])
+
+
+def prepare(server: Server, user: str) -> None:
+    """A first IMAP login makes the special-use mailboxes (Archive, Trash, …)."""
+    client = imap(server, user)
+    client.logout()
+
+
+def log_in(page: Page, server: Server, user: str) -> None:
+    page.goto(f"https://127.0.0.1:{server.ports['https']}/")
+    page.get_by_label("Address").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("body.ready")).to_be_visible()
+
+
+def row(page: Page, subject: str):  # type: ignore[no-untyped-def]
+    return page.locator("#rows .row", has_text=subject)
+
+
+@pytest.fixture
+def errors(page: Page) -> Iterator[list[str]]:
+    """Script errors and dialogs of the page: none may happen."""
+    seen: list[str] = []
+    page.on("pageerror", lambda exc: seen.append(f"pageerror: {exc}"))
+    page.on("dialog", lambda dialog: (seen.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.on(
+        "response",
+        lambda r: (
+            seen.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+        ),
+    )
+    page.on(
+        "console",
+        lambda msg: seen.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    yield seen
+
+
+def test_login_read_and_push(server: Server, page: Page, errors: list[str], shot: Shot) -> None:
+    user = "alice@example.test"
+    prepare(server, user)
+    deliver(server, user, "Quarterly figures", "The figures are attached in spirit.\n")
+    page.goto(f"https://127.0.0.1:{server.ports['https']}/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    shot(page, "webmail-login")
+    page.get_by_label("Address").fill(user)
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong address or password.")
+    assert len(errors) == 2, errors  # the refused login's 401, as response and console line
+    errors.clear()
+    page.get_by_label("Password").fill(PASSWORDS[user])
+    page.get_by_label("Address").fill(user)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("body.ready")).to_be_visible()
+    inbox = page.locator("#mailboxes .mailbox[data-role=inbox]")
+    expect(inbox.locator(".count")).to_have_text("1")
+    row(page, "Quarterly figures").click()
+    expect(page.locator("#reader .text-body")).to_contain_text("attached in spirit")
+    expect(inbox.locator(".count")).to_have_count(0)  # read: no unread left
+    # push: a message delivered while the page is open appears without a reload
+    deliver(server, user, "Arrived by push", "New.\n")
+    expect(row(page, "Arrived by push")).to_be_visible()
+    expect(inbox.locator(".count")).to_have_text("1")
+    shot(page, "webmail-reading")
+    assert errors == []
+
+
+def test_move_by_keyboard_and_drag_agrees_with_imap(
+    server: Server, page: Page, errors: list[str]
+) -> None:
+    user = "bob@example.test"
+    prepare(server, user)
+    deliver(server, user, "Move me by keys")
+    deliver(server, user, "Drag me")
+    log_in(page, server, user)
+    row(page, "Move me by keys").click()
+    expect(page.locator("#reader h2")).to_have_text("Move me by keys")
+    page.locator("#list").focus()
+    page.keyboard.press("m")
+    page.get_by_label("Move to", exact=True).select_option(label="Archive")
+    page.locator("#mover").get_by_role("button", name="Move", exact=True).click()
+    expect(row(page, "Move me by keys")).to_have_count(0)
+    row(page, "Drag me").drag_to(page.locator("#mailboxes .mailbox[data-role=trash]"))
+    expect(row(page, "Drag me")).to_have_count(0)
+    client = imap(server, user)
+    try:
+        for box, subject in (("Archive", "Move me by keys"), ("Trash", "Drag me")):
+            client.select(box)
+            _, found = client.search(None, "SUBJECT", f'"{subject}"')
+            assert found[0].split(), (box, subject)
+        client.select("INBOX")
+        _, left = client.search(None, "ALL")
+        assert left == [b""]
+    finally:
+        client.logout()
+    assert errors == []
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Notes every request: hostile mail must make none until images are asked for."""
+
+    paths: list[str] = []
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/gif")
+        self.end_headers()
+        self.wfile.write(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_hostile_mail_runs_nothing_and_loads_nothing(
+    server: Server, page: Page, errors: list[str], shot: Shot
+) -> None:
+    user = "carol@example.test"
+    prepare(server, user)
+    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    recorder.RequestHandlerClass.paths = []  # type: ignore[attr-defined]
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    remote = f"http://127.0.0.1:{recorder.server_address[1]}"
+    hostile = f"""<html><head>
+<meta http-equiv="refresh" content="0;url={remote}/refresh">
+<link rel="stylesheet" href="{remote}/style.css">
+<style>@import url({remote}/import.css); body {{ background: url({remote}/bg.png) }}</style>
+<script src="{remote}/script.js"></script>
+<script>alert("script tag"); window.top.document.title = "pwned";</script>
+<base href="{remote}/">
+</head><body onload="alert('onload')">
+<h1>Totally harmless</h1>
+<p style="background-image: url({remote}/inline.png)">styled</p>
+<img src="x" onerror="alert('onerror')">
+<a href="javascript:alert('link')" id="jslink">click me</a>
+<svg><script>alert('svg')</script><image href="{remote}/svg.png"/></svg>
+<svg onload="alert('svg onload')"></svg>
+<iframe src="{remote}/frame.html"></iframe>
+<object data="{remote}/object.swf"></object>
+<video poster="{remote}/poster.png"></video>
+<form action="{remote}/form"><input type="submit" value="go"></form>
+<table background="{remote}/table.png"><tr><td>cell</td></tr></table>
+<img src="{remote}/tracker.gif" alt="tracker">
+</body></html>"""
+    try:
+        deliver(server, user, "Hostile", "plain part\n", hostile)
+        log_in(page, server, user)
+        row(page, "Hostile").click()
+        frame_element = page.locator("#reader iframe")
+        expect(frame_element).to_have_attribute(
+            "sandbox", "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
+        )
+        frame = page.frame_locator("#reader iframe")
+        expect(frame.locator("h1")).to_have_text("Totally harmless")
+        expect(page.locator(".images-note")).to_contain_text("1 remote image was not loaded")
+        shot(page, "webmail-hostile-blocked")
+        # read the frame from the page (no script of ours runs inside the frame)
+        inside = "(query) => document.querySelector('#reader iframe').contentDocument" + (
+            ".querySelectorAll(query).length"
+        )
+        assert (
+            page.evaluate(inside, "script, iframe, object, form, svg, link, meta[http-equiv]") == 0
+        )
+        assert (
+            page.evaluate(
+                "() => [...document.querySelector('#reader iframe').contentDocument"
+                ".querySelectorAll('*')].flatMap(e => [...e.attributes])"
+                ".filter(a => a.name.startsWith('on') || /javascript:|url\\(/i.test(a.value))"
+                ".length"
+            )
+            == 0
+        )
+        frame.locator("a", has_text="click me").click()
+        assert page.title() == "correo"
+        assert errors == [], errors
+        # a positive end point: asking for images loads the one picture, and only it
+        page.get_by_role("button", name="Show images").click()
+        page.wait_for_function(
+            "() => { const d = document.querySelector('#reader iframe').contentDocument;"
+            " const i = d && d.querySelector('img[alt=tracker]');"
+            " return i && i.complete && i.naturalWidth > 0; }"
+        )
+        assert recorder.RequestHandlerClass.paths == ["/tracker.gif"]  # type: ignore[attr-defined]
+        assert errors == [], errors
+        assert page.title() == "correo"
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+def test_dev_inbox_shows_mail_sent_by_smtplib(page: Page, errors: list[str], shot: Shot) -> None:
+    """``correo dev`` prints the web address; the page opens the catch-all at once."""
+    from tests.server.test_dev_mode import start_dev
+
+    dev = start_dev()
+    try:
+        message = EmailMessage()
+        message["From"], message["To"] = "app@shop.example", "customer@anywhere.example"
+        message["Subject"] = "Your order has shipped"
+        message.set_content("Tracking number: 12345\n")
+        message.add_alternative("<p>Tracking number: <b>12345</b></p>", subtype="html")
+        with smtplib.SMTP("127.0.0.1", dev.ports["smtp"], timeout=30) as smtp:
+            smtp.send_message(message)
+        page.goto(f"https://127.0.0.1:{dev.ports['https']}/")
+        expect(page.locator("body.ready")).to_be_visible()  # no login form: the catch-all
+        row(page, "Your order has shipped").click()
+        frame = page.frame_locator("#reader iframe")
+        expect(frame.locator("b")).to_have_text("12345")
+        shot(page, "dev-inbox")
+        assert errors == [], errors
+    finally:
+        assert dev.stop() == 0, "".join(dev.stderr)[-3000:]

@@ -106,7 +106,7 @@ def test_method_level_errors_take_the_call_s_place(server: Server) -> None:
                 },
                 "d",
             ],
-            ["Email/query", {"accountId": jmap.account, "filter": {"body": "x"}}, "e"],
+            ["Email/query", {"accountId": jmap.account, "filter": {"header": ["X-A"]}}, "e"],
             ["Email/get", {"accountId": jmap.account, "ids": ["E0"] * 501}, "f"],
             ["Mailbox/get", {"accountId": jmap.account, "ids": None}, "g"],
             ["Email/get", {"accountId": jmap.account, "ids": [], "properties": ["bogus"]}, "h"],

@@ -40,8 +40,10 @@ from correo.server.context import ServerContext, new_session_id
 from correo.store.api import StoreError
 from correo.web.app import CTX, LOG_FIELDS
 from correo.web.jmap_email import EMAIL_METHODS
+from correo.web.jmap_import import IMPORT_METHODS
 from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
+from correo.web.jmap_search import SEARCH_METHODS
 from correo.web.jmap_submission import SUBMISSION, SUBMISSION_METHODS
 from correo.web.jmap_vacation import VACATION, VACATION_METHODS
 from correo.web.session_auth import web_account
@@ -54,7 +56,14 @@ WS_PATH = "/jmap/ws/"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 _JSON = "application/json"
 _KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION})
-_ALL_METHODS = {**METHODS, **EMAIL_METHODS, **SUBMISSION_METHODS, **VACATION_METHODS}
+_ALL_METHODS = {
+    **METHODS,
+    **EMAIL_METHODS,
+    **IMPORT_METHODS,
+    **SEARCH_METHODS,
+    **SUBMISSION_METHODS,
+    **VACATION_METHODS,
+}
 _NEEDS = {
     **{name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS},
     **dict.fromkeys(SUBMISSION_METHODS, SUBMISSION),  # RFC 8621 §1.3.3

@@ -9,8 +9,10 @@ mailbox is swapped for another) and expunges through the store API.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
+from correo.delivery.textindex import index_delivered
 from correo.jmap.core import MethodError, SetError
 from correo.jmap.mail import (
     BODY_PROPS,
@@ -26,9 +28,17 @@ from correo.jmap.mail import (
     utc_date,
     valid_keyword,
 )
-from correo.store.api import DeliveryTarget, Envelope, MailboxError, StoreError
+from correo.jmap.search import MAX_TERMS, TEXT_CONDITIONS, Searchable, text_matches
+from correo.store.api import (
+    DeliveryTarget,
+    Envelope,
+    MailboxError,
+    QuotaExceededError,
+    StoreError,
+)
 from correo.web.jmap_mail import EmailRow
 from correo.web.jmap_methods import Call, _int, check_account, get_ids, set_arguments
+from correo.web.jmap_text import texts_for
 
 __all__ = ["EMAIL_METHODS"]
 
@@ -41,6 +51,7 @@ DEFAULT_PROPS = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "
                  "textBody", "htmlBody", "attachments")  # fmt: skip
 _YIELD_EVERY = 2000  # Emails looked at between two turns of the loop for others
 _NO_META: dict[str, Any] = {}
+_NO_TEXTS: Mapping[str, Searchable] = {}
 _META = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
 _HEAD_ONLY = 256 * 1024  # what header properties read of a message
 _QUERY_HEADS = 2000  # messages whose headers one query may read (from/to/subject filters)
@@ -127,7 +138,7 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
 _CONDITIONS = {"inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize",
                "hasKeyword", "notKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword",
                "noneInThreadHaveKeyword", "from", "to", "cc", "bcc", "subject",
-               "hasAttachment"}  # fmt: skip
+               "hasAttachment", "text", "body"}  # fmt: skip
 _KEYWORD_CONDITIONS = {"hasKeyword", "notKeyword", "allInThreadHaveKeyword",
                        "someInThreadHaveKeyword", "noneInThreadHaveKeyword"}  # fmt: skip
 _HEADER_CONDITIONS = {"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "subject": "Subject"}
@@ -155,7 +166,8 @@ def _check_filter(node: object, depth: int = 0) -> bool:
             node.get("conditions"), list
         ):
             raise MethodError("invalidArguments", "operator AND, OR or NOT with conditions")
-        return any(_check_filter(c, depth + 1) for c in node["conditions"])
+        reads = [_check_filter(c, depth + 1) for c in node["conditions"]]  # check every one
+        return any(reads)
     for key in node:
         if key not in _CONDITIONS:
             raise MethodError("unsupportedFilter", f"no filter on {str(key)[:50]}")
@@ -165,12 +177,27 @@ def _check_filter(node: object, depth: int = 0) -> bool:
             raise MethodError("invalidArguments", f"{key} needs a keyword")
         if key in ("before", "after"):
             _timestamp(node[key])
+        if key in TEXT_CONDITIONS and (not isinstance(node[key], str) or len(node[key]) > 256):
+            raise MethodError("invalidArguments", f"{key} needs a string of 256 at most")
     return any(k in _HEADER_CONDITIONS or k == "hasAttachment" for k in node)
 
 
-def _matches(node: dict[str, Any], email: EmailRow, meta: dict[str, Any], heads: Any) -> bool:
+def _text_terms(node: dict[str, Any]) -> list[str]:
+    """Every text/body term of a (checked) filter, under NOT too."""
     if "operator" in node:
-        results = (_matches(c, email, meta, heads) for c in node["conditions"])
+        return [t for c in node["conditions"] for t in _text_terms(c)]
+    return [node[k] for k in TEXT_CONDITIONS if k in node and node[k].split()]
+
+
+def _matches(
+    node: dict[str, Any],
+    email: EmailRow,
+    meta: dict[str, Any],
+    heads: Any,
+    texts: Mapping[str, Searchable] = _NO_TEXTS,
+) -> bool:
+    if "operator" in node:
+        results = (_matches(c, email, meta, heads, texts) for c in node["conditions"])
         if node["operator"] == "AND":
             return all(results)
         if node["operator"] == "OR":
@@ -202,6 +229,10 @@ def _matches(node: dict[str, Any], email: EmailRow, meta: dict[str, Any], heads:
             text = " ".join(str(v) for v in values or ()).lower()
             if str(want).lower() not in text:
                 return False
+        if key in TEXT_CONDITIONS and want.split():  # not a candidate: none of the words
+            found = texts.get(email.digest)
+            if found is None or not text_matches(found, key, want):
+                return False
         if key == "hasAttachment":
             ctype = str(heads.get("Content-Type", "")).lower() if heads is not None else ""
             if ("multipart/mixed" in ctype) != bool(want):
@@ -231,6 +262,10 @@ async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     emails = list((await call.view.emails()).values())
     if node is not None and reads_headers and len(emails) > _QUERY_HEADS:
         raise MethodError("unsupportedFilter", "header filters over this many messages")
+    terms = _text_terms(node) if node is not None else []
+    if len(terms) > MAX_TERMS:
+        raise MethodError("unsupportedFilter", f"at most {MAX_TERMS} text conditions")
+    texts = await texts_for(call.view, terms) if terms else _NO_TEXTS
     chosen = []
     for count, email in enumerate(emails, 1):
         if count % _YIELD_EVERY == 0:
@@ -242,7 +277,7 @@ async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
                 heads = header_view(await call.view.raw(email.first, 64 * 1024))
             except StoreError:
                 continue
-        if node is None or _matches(node, email, meta, heads):
+        if node is None or _matches(node, email, meta, heads, texts):
             chosen.append((email, meta))
     for comparator in reversed(sort):
         prop = comparator["property"]
@@ -268,7 +303,7 @@ async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "accountId": call.account_id,
         "queryState": await call.view.state(),
-        "canCalculateChanges": False,
+        "canCalculateChanges": True,  # Email/queryChanges (jmap_search.py)
         "position": start,
         "ids": window,
     }
@@ -489,11 +524,12 @@ async def _create(call: Call, props: object) -> EmailRow:
     flags = tuple(keyword_to_flag(k) for k in keywords)
     spool = call.store.new_spool()
     spool.write(raw)
-    await call.store.deliver(
+    delivered = await call.store.deliver(
         spool,
         Envelope(sender="", authenticated=call.account),
         [DeliveryTarget(call.account, box.name, flags) for box in targets],
     )
+    index_delivered(call.store, delivered)  # SEARCH TEXT and JMAP text filters
     call.view.forget()
     import hashlib
 
@@ -521,7 +557,7 @@ async def email_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         except _Refused as exc:
             not_created[cid] = exc.error.json()
         except (MailboxError, StoreError) as exc:
-            not_created[cid] = SetError("forbidden", str(exc)[:200]).json()
+            not_created[cid] = SetError(_refusal(exc), str(exc)[:200]).json()
     updated: dict[str, Any] = {}
     not_updated: dict[str, Any] = {}
     for ident, props in update.items():
@@ -539,7 +575,7 @@ async def email_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             not_updated[ident] = exc.error.json()
         except (MailboxError, StoreError) as exc:
             call.view.forget()
-            not_updated[ident] = SetError("forbidden", str(exc)[:200]).json()
+            not_updated[ident] = SetError(_refusal(exc), str(exc)[:200]).json()
     destroyed: list[str] = []
     not_destroyed: dict[str, Any] = {}
     for ident in destroy:
@@ -576,3 +612,9 @@ EMAIL_METHODS = {
     "Email/set": email_set,
     "Thread/changes": thread_changes,
 }
+
+
+def _refusal(exc: StoreError) -> str:
+    """The SetError type of a store refusal: overQuota past the account's quota (RFC
+    8620 §5.3), else forbidden."""
+    return "overQuota" if isinstance(exc, QuotaExceededError) else "forbidden"

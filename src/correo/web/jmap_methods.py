@@ -223,7 +223,7 @@ async def mailbox_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {
         "accountId": call.account_id,
         "queryState": await call.view.state(),
-        "canCalculateChanges": False,
+        "canCalculateChanges": True,  # Mailbox/queryChanges (jmap_search.py)
         "position": start,
         "ids": window,
         "total": len(ids),

@@ -14,6 +14,7 @@ destination domain gets at most one report per ``[reports] destination_interval`
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import os
 import socket
@@ -212,22 +213,27 @@ class ReportSender:
         begin = int(min(t.first for t in tallies))
         end = int(max(now, max(t.last for t in tallies)))
         report_id = f"{int(now)}.{uuid.uuid4().hex[:16]}@{self.config.hostname}"
+        # building and compressing up to max_rows rows is CPU work: off the event loop
         if kind == DMARC_KIND:
-            document, filename = self._dmarc_document(
-                domain, record, tallies, report_id, begin, end
+            document, filename = await asyncio.to_thread(
+                self._dmarc_document, domain, record, tallies, report_id, begin, end
             )
         else:
-            document = build_tls_report(
-                org_name=self.org_name,
-                contact=self.contact,
-                report_id=report_id,
-                begin=begin,
-                end=end,
-                policy_domain=domain,
-                tallies=tallies,
+            document = await asyncio.to_thread(
+                functools.partial(
+                    build_tls_report,
+                    org_name=self.org_name,
+                    contact=self.contact,
+                    report_id=report_id,
+                    begin=begin,
+                    end=end,
+                    policy_domain=domain,
+                    tallies=tallies,
+                )
             )
             filename = f"{self.org_name}!{domain}!{begin}!{end}.json.gz"  # RFC 8460 §5.3
         payload = await asyncio.to_thread(gzip.compress, document, 9, mtime=0)
+        failed = 0
         for dest, name in claimed:
             limit = min(x for x in (dest.max_size, self.config.reports.max_size) if x)
             if len(payload) > limit:
@@ -246,6 +252,7 @@ class ReportSender:
                     "reports.delivery_failed", kind=kind, to=dest.target, error=str(exc)
                 )
                 await self.store.report_release(name, self.owner)
+                failed += 1
                 continue
             await self.store.report_done(name, self.owner, self.clock())
             summary.sent += 1
@@ -258,6 +265,8 @@ class ReportSender:
                 size=len(payload),
                 report_id=report_id,
             )
+        if failed == len(claimed):  # nobody got it: the rows wait for the next run
+            await self.store.report_tally(tallies, max_rows=self.config.reports.max_rows)
 
     def _dmarc_document(
         self,

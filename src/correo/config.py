@@ -271,6 +271,7 @@ class JunkSettings:
     folder: str = "Junk"
     dnsbl: tuple[str, ...] = ()  # e.g. ["zen.spamhaus.org"]
     dnsbl_score: float = 3.0  # added per listing zone
+    dnsbl_timeout: float = 5.0  # seconds per blocklist lookup; no answer = not listed
     auth_fail_score: float = 3.0  # added for dmarc=fail / spf=fail in our Authentication-Results
     bayes_weight: float = 10.0  # score = weight x spam probability (0..1)
     bayes_min_messages: int = 10  # spam and ham each before the classifier votes

@@ -437,6 +437,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("junk", "folder"): mailbox_name,
     ("junk", "dnsbl"): each(hostname_problem),
     ("junk", "dnsbl_score"): finite,
+    ("junk", "dnsbl_timeout"): _TIMEOUT,
     ("junk", "auth_fail_score"): finite,
     ("junk", "bayes_weight"): finite,
     ("junk", "bayes_min_messages"): count(1),

@@ -126,10 +126,11 @@ def test_forged_results_are_removed_and_quarantine_goes_to_junk(
 
 
 def test_submitted_mail_is_dkim_signed(dns_server: DnsServer, start_server: object) -> None:
+    from correo.directory.dkim_files import FileKeyStore
     from correo.mailauth.keys import load_domain_keys
 
     server = start_server({"nameservers": f'["{dns_server.address}"]'})  # type: ignore[operator]
-    for key in load_domain_keys(server.data, "example.test"):
+    for key in load_domain_keys(FileKeyStore(server.data), "example.test"):
         dns_server.zone[f"{key.selector}._domainkey.example.test"] = {"TXT": [dns_record(key.key)]}
     with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], context=client_tls()) as smtp:
         smtp.login("alice@example.test", PASSWORDS["alice@example.test"])

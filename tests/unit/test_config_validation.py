@@ -54,6 +54,7 @@ BAD: list[tuple[str, str, str]] = [
     ("mta_sts", "mode", '"strict"'),
     ("junk", "threshold", "nan"),
     ("junk", "dnsbl", '["bad zone"]'),
+    ("junk", "dnsbl_timeout", "0.0"),
     ("junk", "rspamd_url", '"ftp://127.0.0.1"'),
     ("delivery", "postmaster", '"nobody"'),
     ("outbound", "port", "0"),

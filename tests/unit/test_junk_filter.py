@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from correo.config import JunkSettings
+from correo.delivery.junk import JunkFilter
 from correo.dns import FakeResolver
-from correo.junk import JunkFilter, Verdict, spam_probability, strip_spam_headers, tokenize
+from correo.junk import Verdict, spam_probability, strip_spam_headers, tokenize
 from correo.junk.bayes import token_probability
+from correo.junk.score import rspamd_headers, rspamd_score, rspamd_target, training_direction
 from correo.log import get_logger
 from correo.store.sqlite import SqliteStore
 
@@ -138,3 +140,48 @@ def test_token_store_is_bounded(tmp_path: Path) -> None:
 )
 def test_tokenize_never_raises(body: bytes) -> None:
     assert isinstance(tokenize(body), set)
+
+
+class _SilentResolver(FakeResolver):
+    """A DNS server that never answers A queries."""
+
+    async def a(self, name: str) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+
+def test_dnsbl_lookup_is_bounded_by_dnsbl_timeout(tmp_path: Path) -> None:
+    """A silent blocklist counts as not listing, after [junk] dnsbl_timeout seconds."""
+
+    async def go() -> None:
+        settings = dataclasses.replace(JunkSettings(), dnsbl=("zen.test",), dnsbl_timeout=0.05)
+        store = SqliteStore(tmp_path / "store")
+        f = JunkFilter(
+            settings, store, get_logger(), hostname="mx.test", resolver=_SilentResolver()
+        )
+        # the outer bound only turns a hang (the timeout ignored) into a failure
+        assert await asyncio.wait_for(f.dnsbl_score("127.0.0.2"), 10.0) == (0.0, [])
+
+    asyncio.run(go())
+
+
+def test_training_direction() -> None:
+    assert training_direction("INBOX", "Junk", "Junk") is True
+    assert training_direction("Junk", "INBOX", "Junk") is False
+    assert training_direction("Junk", "Trash", "Junk") is None
+    assert training_direction("INBOX", "Archive", "Junk") is None
+
+
+def test_rspamd_exchange_as_data() -> None:
+    assert rspamd_target("http://127.0.0.1") == ("127.0.0.1", 11333, "/checkv2")
+    assert rspamd_target("http://r.test:8080/x/") == ("r.test", 8080, "/x/checkv2")
+    assert rspamd_target("https://r.test") is None
+    assert rspamd_headers("192.0.2.1", "", "a@b.test", ["c@d.test"]) == [
+        ("IP", "192.0.2.1"),
+        ("From", "a@b.test"),
+        ("Rcpt", "c@d.test"),
+    ]
+    assert rspamd_score(b'{"score": 7.5}') == 7.5
+    assert rspamd_score(b'{"score": "inf"}') is None
+    assert rspamd_score(b"{}") is None
+    assert rspamd_score(b"not json") is None

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from correo.directory.dkim_files import FileKeyStore
 from correo.dns import FakeResolver
 from correo.mailauth import Action, MessageAuthenticator
 from correo.mailauth.keys import dns_record, ensure_domain_keys, load_signer, rotate_keys
@@ -31,7 +32,7 @@ def message(from_addr: str = "alice@example.com", extra: bytes = b"") -> bytes:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> DkimSigner:
-    data = tmp_path_factory.mktemp("data")
+    data = FileKeyStore(tmp_path_factory.mktemp("data"))
     ensure_domain_keys(data, "example.com")
     return load_signer(data, ["example.com"])["example.com"]
 
@@ -162,16 +163,17 @@ def test_format_and_strip_results() -> None:
 
 
 def test_keys_on_disk(tmp_path: Path) -> None:
-    first = ensure_domain_keys(tmp_path, "Example.ORG")
+    files = FileKeyStore(tmp_path)
+    first = ensure_domain_keys(files, "Example.ORG")
     assert sorted(k.selector[:2] for k in first) == ["ed", "rs"]
     for key in first:
         assert stat.S_IMODE(os.stat(key.path).st_mode) == 0o600
-    again = ensure_domain_keys(tmp_path, "example.org")  # idempotent
+    again = ensure_domain_keys(files, "example.org")  # idempotent
     assert [k.path for k in again] == [k.path for k in first]
-    rotated = rotate_keys(tmp_path, "example.org")
+    rotated = rotate_keys(files, "example.org")
     assert len(rotated) == 4
     assert sum(1 for k in rotated if k.retired) == 2
-    assert len(load_signer(tmp_path, ["example.org"])["example.org"].keys) == 2
+    assert len(load_signer(files, ["example.org"])["example.org"].keys) == 2
     assert dns_record(rotated[0].key).startswith("v=DKIM1; k=")
 
 

@@ -14,17 +14,8 @@ import pytest
 
 from correo.dns.fake import FakeResolver
 from correo.log import Logger
-from correo.mtasts import (
-    FetchError,
-    MtaSts,
-    Policy,
-    PolicyCache,
-    PolicyError,
-    mx_matches,
-    parse_policy,
-    parse_record,
-)
-from correo.mtasts.fetch import fetch_policy, tls_context
+from correo.mtasts import Policy, PolicyError, mx_matches, parse_policy, parse_record
+from correo.queue.mtasts import FetchError, MtaSts, PolicyCache, fetch_policy, tls_context
 from correo.queue.routing import Route, RouteError, Target, apply_sts
 from tests.pki import PolicyServer, TestCA
 
@@ -382,3 +373,37 @@ def test_fetch_needs_a_certificate_for_the_policy_host(
         asyncio.run(
             fetch_policy("other.test", _resolver(None), port=server.port, context=unverified)
         )
+
+
+# -- the pure caching rules ------------------------------------------------------------
+
+
+def test_cache_rules_decide_when_to_fetch() -> None:
+    from correo.mtasts.cache import FETCH, REFRESH, CachedPolicy, without_fetch
+
+    policy = parse_policy(GOOD)
+    cached = CachedPolicy("id1", policy, expires=1000.0 + 86400, fetched=1000.0)
+    assert without_fetch(cached, None, 2000.0, 0.0) is policy  # record gone: cache holds
+    assert without_fetch(None, None, 2000.0, 0.0) is None
+    assert without_fetch(cached, "id1", 2000.0, 0.0) is policy  # same id, fresh
+    assert without_fetch(cached, "id2", 2000.0, 0.0) is FETCH  # new id
+    assert without_fetch(cached, "id1", 1000.0 + REFRESH, 0.0) is FETCH  # daily refetch
+    assert without_fetch(cached, "id2", 2000.0, 2300.0) is policy  # failed a moment ago
+
+
+def test_cache_rules_prune_and_round_trip() -> None:
+    from correo.mtasts.cache import CachedPolicy, decode_cache, encode_cache, prune
+
+    enforce = parse_policy(GOOD)
+    testing = Policy("testing", ("mx.example.test",), 86400)
+    entries = {
+        "a.test": CachedPolicy("1", enforce, 500.0),
+        "b.test": CachedPolicy("1", testing, 900.0),
+        "c.test": CachedPolicy("1", enforce, 800.0),
+        "old.test": CachedPolicy("1", enforce, 50.0),
+    }
+    assert sorted(prune(entries, 100.0, cap=2)) == ["a.test", "c.test"]  # testing goes first
+    decoded, problems = decode_cache({**encode_cache(entries), "bad.test": {"mode": "x"}})
+    assert decoded == entries
+    assert problems == ["skipped a malformed entry for 'bad.test'"]
+    assert decode_cache([1, 2])[0] == {}

@@ -31,11 +31,12 @@ from correo import sieve
 from correo.config import Config
 from correo.delivery.autoreply import rejection_message, vacation_message
 from correo.delivery.facts import FactsBuilder, load_tree, shift_facts
+from correo.delivery.junk import JunkFilter
 from correo.delivery.sieverun import ScriptRunner, SieveMessage
 from correo.delivery.textindex import index_delivered
 from correo.directory import Directory
 from correo.dns import Resolver
-from correo.junk import JunkFilter, Verdict, strip_spam_headers, tokenize
+from correo.junk import Verdict, strip_spam_headers, tokenize
 from correo.log import Logger
 from correo.store.api import (
     INBOX,

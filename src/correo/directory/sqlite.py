@@ -8,7 +8,7 @@ without a restart and lookups cost microseconds.
 
 Writes run in ``BEGIN IMMEDIATE`` transactions and check their preconditions
 against the database itself, not the snapshot, so two writers cannot race.
-DKIM keys are files in the data folder (:class:`~correo.mailauth.keys.FileKeyStore`).
+DKIM keys are files in the data folder (:class:`~correo.directory.dkim_files.FileKeyStore`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 
 from correo.directory.api import DirectoryError
 from correo.directory.core import MAX_ALIAS_DEPTH, DirectoryBase, Snapshot, Tx
+from correo.directory.dkim_files import FileKeyStore
 from correo.directory.passwords import PasswordScheme
-from correo.mailauth.keys import FileKeyStore, KeyStore
+from correo.mailauth.keys import KeyStore
 
 __all__ = ["MAX_ALIAS_DEPTH", "SCHEMA_VERSION", "SqliteDirectory"]
 

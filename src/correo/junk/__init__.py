@@ -1,21 +1,14 @@
-"""The junk filter: a verdict per message and recipient from authentication results,
-DNS blocklists, a per-user token classifier and, optionally, rspamd.
+"""The junk filter's pure part: a verdict per message and recipient from authentication
+results, DNS blocklist answers, a per-user token classifier and, optionally, rspamd.
 
-``tokens`` and ``bayes`` are pure (no I/O); ``filter`` owns the effects (store counts,
-DNS, HTTP) and is what delivery and IMAP call.
+``tokens``, ``bayes`` and ``score`` do no I/O; the lookups, the rspamd request and the
+token counts in the store are the delivery service's (:mod:`correo.delivery.junk`).
 """
 
 from __future__ import annotations
 
 from .bayes import spam_probability
-from .filter import JunkFilter, Verdict, on_imap_move, strip_spam_headers
+from .score import Verdict, strip_spam_headers
 from .tokens import tokenize
 
-__all__ = [
-    "JunkFilter",
-    "Verdict",
-    "on_imap_move",
-    "spam_probability",
-    "strip_spam_headers",
-    "tokenize",
-]
+__all__ = ["Verdict", "spam_probability", "strip_spam_headers", "tokenize"]

@@ -26,7 +26,7 @@ from email.parser import BytesParser
 from typing import Literal, TypeVar
 
 from correo.log import Logger
-from correo.mtasts.fetch import tls_context
+from correo.queue.mtasts import tls_context
 from correo.queue.routing import Target
 from correo.smtp.client import (
     NEED_DATA,

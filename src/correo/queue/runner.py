@@ -40,7 +40,6 @@ from correo.dns.api import Resolver
 from correo.log import Logger
 from correo.message.headers import HeaderCollector, parse_fields
 from correo.metrics import Metrics
-from correo.mtasts import MtaSts, PolicyCache
 from correo.queue.attempt import (
     ConnectFailed,
     OutboundSmtpSession,
@@ -56,6 +55,7 @@ from correo.queue.dsn import (
     header_section,
     without_success,
 )
+from correo.queue.mtasts import MtaSts, PolicyCache
 from correo.queue.routing import (
     NextHop,
     Route,

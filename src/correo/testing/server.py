@@ -36,6 +36,7 @@ from correo.config import (
     TlsSettings,
 )
 from correo.directory import Directory, PasswordScheme, SqliteDirectory
+from correo.directory.dkim_files import FileKeyStore
 from correo.directory.passwords import DEFAULT_PARAMETERS
 from correo.dns import FakeResolver
 from correo.log import Logger
@@ -80,7 +81,7 @@ class Material:
         folder.mkdir(parents=True, exist_ok=True)
         cert, key = folder / "tls" / "cert.pem", folder / "tls" / "key.pem"
         generate_self_signed(cert, key, "localhost")
-        keys = ensure_domain_keys(folder, domain)
+        keys = ensure_domain_keys(FileKeyStore(folder), domain)
         records = [(f"{k.selector}._domainkey.{domain}", dns_record(k.key)) for k in keys]
         records.append((domain, "v=spf1 ip4:127.0.0.0/8 ip6:::1 -all"))
         records.append((f"_dmarc.{domain}", "v=DMARC1; p=none"))

@@ -12,7 +12,6 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
-from correo.junk import on_imap_move  # moving to/from Junk trains the filter
 from correo.server.imap.context import (
     contexts_changed,
     esearch_reply,
@@ -32,6 +31,7 @@ from correo.server.imap.ordering import sort_uids, thread_uids
 from correo.server.imap.searching import run_search
 from correo.server.imap.streams import send_streams
 from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, format_uids
+from correo.server.junk_moves import on_imap_move  # moving to/from Junk trains the filter
 from correo.store.api import (
     MailboxError,
 )

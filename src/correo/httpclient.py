@@ -1,5 +1,8 @@
 """The HTTP client side, on aiohttp: bounded reads and correo's own DNS.
 
+A service of the core band: the MTA-STS policy fetch (:mod:`correo.queue.mtasts`) and
+the rspamd check (:mod:`correo.delivery.junk`) use it.
+
 Whatever an HTTP server sends is read up to a stated size and no further (a response
 that announces or streams more is refused), within the caller's deadline.  Names are
 resolved through a :class:`correo.dns.Resolver` when one is given, so the MTA-STS

@@ -1,90 +1,39 @@
-"""The junk-filter service: scores messages, trains per-user classifiers.
+"""The junk-filter service: the effects behind the pure scores of :mod:`correo.junk`.
 
-Signals, added up into one SpamAssassin-like score (``X-Spam-Score: N.N``):
-
-* our own ``Authentication-Results`` (authserv-id = our host name) saying dmarc=fail
-  or spf=fail: ``auth_fail_score`` each — results from anyone else are ignored, they
-  can be forged (RFC 8601 §5);
-* the peer IP listed in a configured DNS blocklist: ``dnsbl_score`` per zone;
-* the recipient's token classifier: ``bayes_weight`` x probability, once it has seen
-  ``bayes_min_messages`` of each kind;
-* with ``rspamd_url``, rspamd's score replaces the sum (its own checks include these).
+It asks the DNS blocklists (through the resolver it is given, each lookup bounded by
+``[junk] dnsbl_timeout``), POSTs the message to rspamd, reads and updates the
+per-account token counts in the store, and logs what failed.  Delivery scores with it;
+IMAP moves into and out of the junk folder train it (:func:`train_on_move`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import json
-import math
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
 from correo.config import JunkSettings
 from correo.dns import DnsError, Resolver
+from correo.httpclient import read_capped
+from correo.junk import score as rules
+from correo.junk.bayes import spam_probability
+from correo.junk.score import Verdict
+from correo.junk.tokens import tokenize
 from correo.log import Logger
-from correo.message.headers import drop_fields
 from correo.store.api import MailStore, StoreError
 from correo.ttlcache import Missing, TtlCache
-from correo.web.client import read_capped
 
-from .bayes import spam_probability
-from .tokens import tokenize
+__all__ = ["JunkFilter", "train_on_move"]
 
-if TYPE_CHECKING:
-    from correo.server.context import ServerContext
-
-__all__ = ["JunkFilter", "Verdict", "on_imap_move", "strip_spam_headers"]
-
-_SPAM_FIELDS = (b"x-spam-score:", b"x-spam:")
-_RESULT = re.compile(r"\b(spf|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 _MAX_TRAIN = 200  # messages trained per IMAP move (the rest are skipped, logged)
 _MAX_RSPAMD_REPLY = 1024 * 1024  # bytes of an rspamd /checkv2 reply we read
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A message's score for one recipient, and the header fields that record it."""
-
-    score: float
-    spam: bool
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def percent(self) -> float:
-        """For Sieve spamtest :percent (RFC 5235 §3.2): score 10 or more is 100%."""
-        return min(100.0, max(0.0, self.score * 10.0))
-
-    def header(self) -> bytes:
-        tests = ",".join(self.reasons) or "none"
-        return (
-            f"X-Spam-Score: {self.score:.1f}\r\n"
-            f"X-Spam: {'yes' if self.spam else 'no'} (tests={tests})\r\n"
-        ).encode()
-
-
-def strip_spam_headers(header: bytes) -> bytes:
-    """Drop X-Spam-Score / X-Spam fields (and their folded lines) a sender supplied."""
-    return drop_fields(header, _SPAM_FIELDS)
-
-
-def _header_values(header: bytes, name: bytes) -> list[str]:
-    text = header.replace(b"\r\n\t", b" ").replace(b"\r\n ", b" ")
-    out: list[str] = []
-    for line in text.split(b"\r\n"):
-        key, sep, value = line.partition(b":")
-        if sep and key.strip().lower() == name:
-            out.append(value.decode("utf-8", "replace").strip())
-    return out
-
-
 class JunkFilter:
+    """Scores messages and trains the per-account classifiers (docs/mda.md)."""
+
     def __init__(
         self,
         settings: JunkSettings,
@@ -110,36 +59,21 @@ class JunkFilter:
 
     def auth_score(self, header: bytes) -> tuple[float, list[str]]:
         """dmarc=fail / spf=fail in Authentication-Results we added (RFC 8601 §5)."""
-        score, reasons = 0.0, []
-        for value in _header_values(header, b"authentication-results"):
-            authserv = re.sub(r"\([^)]*\)", "", value.partition(";")[0]).strip().split()
-            if not authserv or authserv[0].lower() != self.hostname:
-                continue
-            for method, result in _RESULT.findall(value.partition(";")[2]):
-                if result.lower() == "fail":
-                    score += self.settings.auth_fail_score
-                    reasons.append(f"{method.lower()}_fail")
-        return score, reasons
+        return rules.auth_score(header, self.hostname, self.settings.auth_fail_score)
 
     async def dnsbl_score(self, peer_ip: str) -> tuple[float, list[str]]:
         if not self.settings.dnsbl or not peer_ip or self.resolver is None:
             return 0.0, []
-        try:
-            ip = ipaddress.ip_address(peer_ip)
-        except ValueError:
-            return 0.0, []
-        if isinstance(ip, ipaddress.IPv4Address):
-            reversed_ip = ".".join(reversed(peer_ip.split(".")))
-        else:  # RFC 5782 §2.4: IPv6 as reversed nibbles
-            reversed_ip = ".".join(reversed(ip.exploded.replace(":", "")))
         score, reasons = 0.0, []
         for zone in self.settings.dnsbl:
+            name = rules.dnsbl_query(peer_ip, zone)
+            if name is None:
+                return 0.0, []
             try:
-                answers = await asyncio.wait_for(self.resolver.a(f"{reversed_ip}.{zone}"), 5.0)
+                answers = await asyncio.wait_for(self.resolver.a(name), self.settings.dnsbl_timeout)
             except (DnsError, TimeoutError):
                 continue  # RFC 5782 §2.1: NXDOMAIN = not listed; failure = not listed
-            # RFC 5782 §2.3: listings are 127.0.0.0/8; 127.255.255.x are error codes.
-            if any(a.startswith("127.") and not a.startswith("127.255.255.") for a in answers):
+            if rules.dnsbl_listed(answers):
                 score += self.settings.dnsbl_score
                 reasons.append(f"dnsbl:{zone}")
         return score, reasons
@@ -148,23 +82,12 @@ class JunkFilter:
         self, data: bytes, *, peer_ip: str, helo: str, sender: str, recipients: Sequence[str]
     ) -> float | None:
         """POST the message to rspamd's ``/checkv2``; None when it cannot answer."""
-        url = urlsplit(self.settings.rspamd_url)
-        if url.scheme != "http" or not url.hostname:
+        where = rules.rspamd_target(self.settings.rspamd_url)
+        if where is None:
             return None
-        headers: list[tuple[str, str]] = []
-        if peer_ip:
-            headers.append(("IP", peer_ip))
-        if helo:
-            headers.append(("Helo", helo))
-        if sender:
-            headers.append(("From", sender))
-        headers += [("Rcpt", r) for r in recipients]
-        target = URL.build(
-            scheme="http",
-            host=url.hostname,
-            port=url.port or 11333,  # rspamd's normal worker
-            path=url.path.rstrip("/") + "/checkv2",
-        )
+        host, port, path = where
+        target = URL.build(scheme="http", host=host, port=port, path=path)
+        headers = rules.rspamd_headers(peer_ip, helo, sender, recipients)
         try:
             async with (
                 aiohttp.ClientSession(
@@ -180,12 +103,10 @@ class JunkFilter:
         if status != 200:
             self.log.warning("junk.rspamd_failed", status=status)
             return None
-        try:
-            score = float(json.loads(body)["score"])
-        except (ValueError, KeyError, TypeError):
+        score = rules.rspamd_score(body)
+        if score is None:
             self.log.warning("junk.rspamd_failed", error="reply without a score")
-            return None
-        return score if math.isfinite(score) else None
+        return score
 
     # -- per recipient ------------------------------------------------------------------
 
@@ -217,8 +138,7 @@ class JunkFilter:
         return round(self.settings.bayes_weight * p, 1), [f"bayes={p:.2f}"]
 
     def verdict(self, score: float, reasons: Sequence[str]) -> Verdict:
-        score = round(score, 1)
-        return Verdict(score, score >= self.settings.threshold, tuple(reasons))
+        return rules.verdict(score, reasons, self.settings.threshold)
 
     # -- training -----------------------------------------------------------------------
 
@@ -237,34 +157,34 @@ async def _read_prefix(store: MailStore, account: str, mailbox: str, uid: int, l
     return bytes(data)
 
 
-async def on_imap_move(
-    ctx: ServerContext, account: str, source_mailbox: str, target_mailbox: str, uids: Sequence[int]
+async def train_on_move(
+    junk: JunkFilter | None,
+    store: MailStore,
+    log: Logger,
+    account: str,
+    source_mailbox: str,
+    target_mailbox: str,
+    uids: Sequence[int],
 ) -> None:
     """Train the account's classifier when a message enters (spam) or leaves (ham) Junk.
 
     ``uids`` are the messages' UIDs in ``target_mailbox``.  Moving to Trash is not a
     ham signal (deleting spam from Junk is common), so it trains nothing.
     """
-    mda = ctx.mda
-    if mda is None or mda.junk is None or not uids:
+    if junk is None or not uids:
         return
-    junk = mda.junk
-    folder = junk.settings.folder
-    if target_mailbox == folder and source_mailbox != folder:
-        spam = True
-    elif source_mailbox == folder and target_mailbox not in (folder, "Trash"):
-        spam = False
-    else:
+    spam = rules.training_direction(source_mailbox, target_mailbox, junk.settings.folder)
+    if spam is None:
         return
     limit = junk.settings.max_size or 512 * 1024
     trained = 0
     for uid in list(uids)[:_MAX_TRAIN]:
         try:
-            data = await _read_prefix(ctx.store, account, target_mailbox, uid, limit)
+            data = await _read_prefix(store, account, target_mailbox, uid, limit)
             await junk.train(account, data, spam)
             trained += 1
         except (StoreError, OSError) as exc:
-            ctx.log.warning("junk.train_failed", account=account, uid=uid, error=str(exc))
-    ctx.log.info(
+            log.warning("junk.train_failed", account=account, uid=uid, error=str(exc))
+    log.info(
         "junk.trained", account=account, spam=spam, messages=trained, skipped=len(uids) - trained
     )

@@ -1,10 +1,16 @@
-"""Which MTA-STS policy applies to a destination domain now (RFC 8461 §3, §5.1).
+"""MTA-STS discovery for the queue (RFC 8461 §3, §5.1): DNS, the HTTPS fetch, the cache file.
 
 The ``_mta-sts`` TXT record says whether the domain has a policy and which version
 (``id``); the policy itself is fetched over HTTPS only when the id is new or the
 cached copy expired, and kept on disk so that a restart, a vanished TXT record or an
 unreachable policy host (all of which an attacker can cause) do not switch it off
-before its ``max_age`` runs out.
+before its ``max_age`` runs out.  What to believe is decided by the pure rules of
+:mod:`correo.mtasts`; this module does the effects.
+
+The policy host's name is resolved through correo's own resolver (the one the queue
+uses for MX records), and its certificate must be valid for ``mta-sts.<domain>``.
+Redirects are not followed (§3.3) and only a ``200`` with ``text/plain`` counts.
+HTTP itself is aiohttp's client (:mod:`correo.httpclient`).
 """
 
 from __future__ import annotations
@@ -15,31 +21,93 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
 
 from correo.directory.addresses import AddressError, normalize_domain
 from correo.dns.api import DnsError, Resolver
+from correo.httpclient import StoreResolver, read_capped
 from correo.log import Logger
-from correo.mtasts.fetch import FetchError, fetch_policy, tls_context
-from correo.mtasts.policy import MODES, Policy, PolicyError, parse_policy, parse_record
+from correo.mtasts.cache import (
+    CachedPolicy,
+    Fetch,
+    decode_cache,
+    encode_cache,
+    prune,
+    without_fetch,
+)
+from correo.mtasts.policy import Policy, PolicyError, parse_policy, parse_record
 
-__all__ = ["CachedPolicy", "MtaSts", "PolicyCache"]
+__all__ = ["FetchError", "MtaSts", "PolicyCache", "fetch_policy", "tls_context"]
 
-_MAX_DOMAINS = 10_000  # cache entries kept
-
-
-_REFRESH = 86_400.0  # RFC 8461 §10.2: refetch at least daily, whatever the id says
 _RETRY_AFTER = 300.0  # a failed fetch for one (domain, id) is not repeated sooner
-_MODE_RANK = {"none": 0, "testing": 1, "enforce": 2}  # evicted first when the cache is full
+
+POLICY_PATH = "/.well-known/mta-sts.txt"
+MAX_BODY = 64 * 1024  # RFC 8461 §3.3: senders may limit a policy's size (64 KB suggested)
+_MAX_HEAD = 16 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class CachedPolicy:
-    id: str
-    policy: Policy
-    expires: float  # Unix time
-    fetched: float = 0.0  # Unix time of the fetch that produced or confirmed it
+class FetchError(Exception):
+    """The policy could not be fetched: the domain is treated as having none (or the
+    cached policy is kept, RFC 8461 §5.1)."""
+
+
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """The system's trust store (plus ``ca_file``), TLS 1.2 or later, names checked."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.hostname_checks_common_name = False  # RFC 8461 §3.3, RFC 6125: a DNS-ID in the SAN
+    return ctx
+
+
+async def fetch_policy(
+    domain: str,
+    resolver: Resolver,
+    *,
+    port: int = 443,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 30.0,
+) -> bytes:
+    """The body of ``https://mta-sts.<domain>/.well-known/mta-sts.txt``; FetchError if not.
+
+    ``domain`` is in A-labels. ``timeout`` bounds the whole fetch, every address tried
+    included, so a policy host that drops packets costs one timeout, not one per address.
+    """
+    host = f"mta-sts.{domain}"
+    if not host.isascii():
+        raise FetchError(f"{host!r} is not an A-label name")
+    ctx = context if context is not None else tls_context()
+    if not ctx.check_hostname or ctx.verify_mode != ssl.CERT_REQUIRED:
+        raise FetchError("the policy host's certificate must be verified")  # RFC 8461 §3.3
+    connector = aiohttp.TCPConnector(
+        ssl=ctx, resolver=StoreResolver(resolver), use_dns_cache=False, force_close=True
+    )
+    try:
+        async with (
+            aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                max_line_size=_MAX_HEAD,
+                max_field_size=_MAX_HEAD,
+            ) as session,
+            session.get(
+                f"https://{host}:{port}{POLICY_PATH}",
+                allow_redirects=False,  # RFC 8461 §3.3: a 3xx is not followed
+                headers={"Accept": "text/plain", "User-Agent": "correo"},
+            ) as response,
+        ):
+            if response.status != 200:
+                raise FetchError(f"{host}: HTTP status {response.status}")
+            if response.content_type != "text/plain":  # RFC 8461 §3.2
+                raise FetchError(f"{host}: policy served as {response.content_type or 'nothing'}")
+            return await read_capped(response, MAX_BODY)
+    except TimeoutError:
+        raise FetchError(f"{host}: no answer within {timeout:g} s") from None
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise FetchError(f"{host}: {exc or type(exc).__name__}") from None
 
 
 class PolicyCache:
@@ -57,21 +125,14 @@ class PolicyCache:
             self._entries = {}
             try:
                 raw = json.loads(self.path.read_text(encoding="utf-8"))
-                if not isinstance(raw, dict):
-                    raise ValueError("not a JSON object")
             except FileNotFoundError:
                 return self._entries
             except (OSError, ValueError) as exc:
                 self._warn(f"unreadable, policies will be fetched again: {exc}")
                 return self._entries
-            for domain, e in raw.items():
-                try:
-                    policy = Policy(MODES[e["mode"]], tuple(map(str, e["mx"])), int(e["max_age"]))
-                    self._entries[str(domain)] = CachedPolicy(
-                        str(e["id"]), policy, float(e["expires"]), float(e.get("fetched", 0.0))
-                    )
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    self._warn(f"skipped a malformed entry for {str(domain)[:80]!r}")
+            self._entries, problems = decode_cache(raw)
+            for problem in problems:
+                self._warn(problem)
         return self._entries
 
     def _warn(self, text: str) -> None:
@@ -86,23 +147,9 @@ class PolicyCache:
         """Keep ``entry`` (in memory at once, on disk when the write succeeds)."""
         entries = self._load()
         entries[domain] = entry
-        live = {d: e for d, e in entries.items() if e.expires > now}
-        if len(live) > _MAX_DOMAINS:
-            # "none" and "testing" policies go first: they protect nothing
-            ranked = sorted(live, key=lambda d: (_MODE_RANK[live[d].policy.mode], live[d].expires))
-            live = {d: live[d] for d in ranked[-_MAX_DOMAINS:]}
+        live = prune(entries, now)
         self._entries = live
-        data = {
-            d: {
-                "id": e.id,
-                "mode": e.policy.mode,
-                "mx": list(e.policy.mx),
-                "max_age": e.policy.max_age,
-                "expires": e.expires,
-                "fetched": e.fetched,
-            }
-            for d, e in live.items()
-        }
+        data = encode_cache(live)
         async with self._writing:
             try:
                 await asyncio.to_thread(self._write, json.dumps(data, sort_keys=True))
@@ -192,14 +239,11 @@ class MtaSts:
             ident = parse_record(await self.resolver.txt(f"_mta-sts.{domain}"))
         except DnsError:  # none, or not now: either way the cache decides
             ident = None
-        if ident is None:
-            # RFC 8461 §5.1: an unexpired cached policy stays in force even when the
-            # record is gone (removing MTA-STS is done by publishing mode "none").
-            return cached.policy if cached is not None else None
-        if cached is not None and cached.id == ident and now - cached.fetched < _REFRESH:
-            return cached.policy
-        if self._failed.get((domain, ident), 0.0) > now:
-            return cached.policy if cached is not None else None  # failed a moment ago
+        failed_until = self._failed.get((domain, ident), 0.0) if ident is not None else 0.0
+        decided = without_fetch(cached, ident, now, failed_until)
+        if not isinstance(decided, Fetch):
+            return decided
+        assert ident is not None  # a fetch is only ever due for a record's id
         try:
             body = await fetch_policy(
                 domain, self.resolver, port=self.port, context=self._tls(), timeout=self.timeout

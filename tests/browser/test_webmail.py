@@ -4,9 +4,12 @@ nothing and load nothing."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import http.server
 import smtplib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -244,3 +247,52 @@ def test_dev_inbox_shows_mail_sent_by_smtplib(page: Page, errors: list[str], sho
         assert errors == [], errors
     finally:
         assert dev.stop() == 0, "".join(dev.stderr)[-3000:]
+
+
+def test_compose_and_send_arrives_over_imap(
+    server: Server, page: Page, errors: list[str], shot: Shot
+) -> None:
+    """Written in the page with an attachment, sent by EmailSubmission, read over IMAP."""
+    sender, to = "alice@example.test", "bob@example.test"
+    prepare(server, sender)
+    log_in(page, server, sender)
+    page.keyboard.press("c")
+    composer = page.locator("#composer")
+    expect(composer).to_be_visible()
+    composer.get_by_label("To", exact=True).fill(f"Bob Example <{to}>")
+    composer.get_by_label("Subject").fill("Lunch on Friday? Café Zoë")
+    composer.get_by_label("Message text", exact=True).fill("Shall we try the new place?\n")
+    composer.locator("input[type=file]").set_input_files(
+        files=[{"name": "menü.txt", "mimeType": "text/plain", "buffer": b"soup\nbread\n"}]
+    )
+    expect(composer.locator("#attached")).to_contain_text("menü.txt")
+    shot(page, "webmail-compose")
+    composer.get_by_role("button", name="Send").click()
+    expect(composer).to_be_hidden()
+    deadline = time.monotonic() + 15
+    raw = b""
+    while not raw and time.monotonic() < deadline:
+        client = imap(server, to)
+        try:
+            client.select("INBOX")
+            _, hits = client.search(None, "SUBJECT", '"Lunch on Friday"')
+            if hits[0].split():
+                _, data = client.fetch(hits[0].split()[0], "(BODY.PEEK[])")
+                raw = data[0][1]  # type: ignore[index]
+        finally:
+            client.logout()
+        time.sleep(0.1)
+    assert raw, "the message did not arrive"
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(message["Subject"]) == "Lunch on Friday? Café Zoë"
+    assert message["To"].addresses[0].addr_spec == to
+    body = message.get_body(("plain",))
+    assert body is not None and "Shall we try the new place?" in body.get_content()
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "menü.txt"
+    assert attachment.get_content() == "soup\nbread\n"
+    page.locator("#mailboxes .mailbox[data-role=sent]").click()
+    expect(row(page, "Lunch on Friday?")).to_be_visible()
+    page.locator("#mailboxes .mailbox[data-role=drafts]").click()
+    expect(page.locator("#list-status")).to_have_text("No messages")
+    assert errors == [], errors

@@ -1,6 +1,7 @@
 // Compose: new mail, reply, reply all, forward; plain or rich text; attachments by
 // upload; drafts saved to the Drafts mailbox; sending by EmailSubmission (RFC 8621 §7).
 
+import { buildMessage } from "./mime.js";
 import { who } from "./util.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -34,7 +35,7 @@ export class Composer {
     this.form = $("#compose-form");
     this.rich = $("#rich-body");
     this.status = $("#compose-status");
-    this.uploads = [];
+    this.files = [];
     this.form.elements.rich.addEventListener("change", () => this.setRich(this.form.elements.rich.checked));
     this.form.elements.files.addEventListener("change", () => this.attach());
     for (const button of this.form.querySelectorAll("[data-cmd]")) {
@@ -70,7 +71,8 @@ export class Composer {
   async open(kind, email) {
     this.form.reset();
     this.setRich(false);
-    this.uploads = [];
+    this.files = [];
+    this.draftId = null;
     this.inReplyTo = null;
     $("#attached").replaceChildren();
     this.status.textContent = "";
@@ -102,70 +104,74 @@ export class Composer {
     if (f.to.value) f.body.setSelectionRange(0, 0);
   }
 
-  async attach() {
+  attach() {
     for (const file of this.form.elements.files.files) {
-      this.status.textContent = `Uploading ${file.name}…`;
-      const blob = await this.app.jmap.upload(file);
-      this.uploads.push({ blobId: blob.blobId, type: blob.type, name: file.name, size: blob.size, disposition: "attachment" });
-      $("#attached").append(Object.assign(document.createElement("li"), { textContent: `${file.name} (${Math.ceil(blob.size / 1024)} KB)` }));
+      this.files.push(file);
+      $("#attached").append(Object.assign(document.createElement("li"), { textContent: `${file.name} (${Math.ceil(file.size / 1024)} KB)` }));
     }
-    this.status.textContent = "";
     this.form.elements.files.value = "";
   }
 
-  draft() {
+  fields() {
     const f = this.form.elements;
     const identity = this.ids[Number(f.from.value) || 0];
     const richOn = f.rich.checked;
-    const text = richOn ? this.rich.innerText : f.body.value;
-    const mailbox = this.app.mailboxes.byRole("drafts") || this.app.mailboxes.byRole("inbox");
-    const email = {
-      mailboxIds: { [mailbox.id]: true },
-      keywords: { $draft: true, $seen: true },
+    const fields = {
       from: [{ name: identity.name || null, email: identity.email }],
       to: parseAddresses(f.to.value),
       cc: parseAddresses(f.cc.value),
       bcc: parseAddresses(f.bcc.value),
       subject: f.subject.value,
-      bodyValues: { text: { value: text } },
-      textBody: [{ partId: "text", type: "text/plain" }],
+      inReplyTo: this.inReplyTo ? this.inReplyTo.messageId || [] : [],
+      references: this.inReplyTo ? [...(this.inReplyTo.references || []), ...(this.inReplyTo.messageId || [])] : [],
     };
-    if (richOn) {
-      email.bodyValues.html = { value: this.rich.innerHTML };
-      email.htmlBody = [{ partId: "html", type: "text/html" }];
-    }
-    if (this.uploads.length) email.attachments = this.uploads;
-    if (this.inReplyTo && this.inReplyTo.messageId) {
-      email.inReplyTo = this.inReplyTo.messageId;
-      email.references = [...(this.inReplyTo.references || []), ...this.inReplyTo.messageId];
-    }
-    return { email, identity };
+    return { fields, identity, text: richOn ? this.rich.innerText : f.body.value, html: richOn ? this.rich.innerHTML : null };
+  }
+
+  // The message as written, uploaded and filed in Drafts (Email/import); its Email id.
+  async store({ fields, text, html }) {
+    const jmap = this.app.jmap;
+    const files = await Promise.all(this.files.map(async (file) => ({ name: file.name, type: file.type, bytes: new Uint8Array(await file.arrayBuffer()) })));
+    const blob = await jmap.upload(buildMessage(fields, text, html, files));
+    const drafts = this.app.mailboxes.byRole("drafts") || this.app.mailboxes.byRole("inbox");
+    const result = await jmap.call("Email/import", {
+      emails: { draft: { blobId: blob.blobId, mailboxIds: { [drafts.id]: true }, keywords: { $draft: true, $seen: true } } },
+    });
+    const refused = result.notCreated && result.notCreated.draft;
+    if (refused) throw new Error(refused.type + (refused.description ? `: ${refused.description}` : ""));
+    const id = result.created.draft.id;
+    if (this.draftId && this.draftId !== id) await jmap.call("Email/set", { destroy: [this.draftId] });
+    this.draftId = id;
+    return id;
   }
 
   async save(send) {
-    const { email, identity } = this.draft();
-    if (send && !email.to.length && !email.cc.length && !email.bcc.length) {
+    const message = this.fields();
+    const { fields, identity } = message;
+    const recipients = [...fields.to, ...fields.cc, ...fields.bcc];
+    if (send && !recipients.length) {
       this.status.textContent = "Give at least one recipient.";
       return;
     }
     const jmap = this.app.jmap;
-    const calls = [["Email/set", { create: { draft: email } }]];
-    if (send) {
-      if (!jmap.canSubmit) {
-        this.status.textContent = "This server does not offer sending from the web yet.";
-        return;
-      }
-      const sent = this.app.mailboxes.byRole("sent");
-      const onSuccess = sent ? { "mailboxIds": { [sent.id]: true }, "keywords/$draft": null } : { "keywords/$draft": null };
-      calls.push(["EmailSubmission/set", { create: { send: { identityId: identity.id, emailId: "#draft" } }, onSuccessUpdateEmail: { "#send": onSuccess } }]);
+    if (send && !jmap.canSubmit) {
+      this.status.textContent = "This server does not offer sending from the web.";
+      return;
     }
     this.status.textContent = send ? "Sending…" : "Saving…";
     try {
-      const responses = await jmap.batch(calls);
-      for (const [name, result] of responses) {
-        if (name === "error") throw new Error(result.type + (result.description ? `: ${result.description}` : ""));
-        const refused = result.notCreated && Object.values(result.notCreated)[0];
+      const emailId = await this.store(message);
+      if (send) {
+        const sent = this.app.mailboxes.byRole("sent");
+        const onSuccess = sent ? { mailboxIds: { [sent.id]: true }, "keywords/$draft": null } : { "keywords/$draft": null };
+        const envelope = { mailFrom: { email: identity.email, parameters: null }, rcptTo: recipients.map((a) => ({ email: a.email, parameters: null })) };
+        const result = await jmap.call("EmailSubmission/set", {
+          create: { send: { identityId: identity.id, emailId, envelope } },
+          onSuccessUpdateEmail: { "#send": onSuccess },
+        });
+        const refused = result.notCreated && result.notCreated.send;
         if (refused) throw new Error(refused.type + (refused.description ? `: ${refused.description}` : ""));
+        this.draftId = null;
       }
       this.dialog.close();
       await this.app.pushed();

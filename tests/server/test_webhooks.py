@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import smtplib
+import socket
 import sqlite3
 import threading
 import time
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from correo.webhooks.links import AttachmentRef, sign
 from tests.conftest import PASSWORDS, Server, client_tls, correo, make_data_dir
+from tests.server.cluster_helpers import CaptureMx
 
 SECRET = "test-secret-1"
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -120,9 +122,14 @@ def verify(call: Call) -> None:
     assert abs(time.time() - int(h["Webhook-Timestamp"])) < 300
 
 
-def webhook_server(tmp_path: Path, receiver: Receiver, **keys: object) -> Server:
+def webhook_server(
+    tmp_path: Path, receiver: Receiver, outbound: str = "", **keys: object
+) -> Server:
     data = tmp_path / "data"
     make_data_dir(data)
+    if outbound:
+        with (data / "correo.toml").open("a") as fh:
+            fh.write(f"\n[outbound]\n{outbound}\n")
     settings = {
         "url": receiver.url,
         "events": ["received", "delivered", "bounced", "deferred"],
@@ -244,6 +251,38 @@ def test_delivered_and_bounced_from_submission_and_the_queue(tmp_path: Path) -> 
     finally:
         assert server.stop() == 0
         receiver.stop()
+
+
+def test_queue_reports_delivered_and_deferred(tmp_path: Path) -> None:
+    mx = CaptureMx()
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    routes = [f"remote.test smtp:[127.0.0.1]:{mx.port}", f"down.test smtp:[127.0.0.1]:{closed}"]
+    outbound = f"transport = {json.dumps(routes)}\nretry_initial = 3600.0"
+    receiver = Receiver().start()
+    server = webhook_server(tmp_path, receiver, outbound, events=["delivered", "deferred"])
+    server.start()
+    try:
+        msg = b"From: alice@example.test\r\nSubject: out\r\n\r\nhello\r\n"
+        with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as smtp:
+            smtp.starttls(context=client_tls())
+            smtp.login(ALICE, PASSWORDS[ALICE])
+            smtp.sendmail(ALICE, ["one@remote.test", "two@down.test"], msg)
+        (delivered,) = receiver.wait(accepted("delivered"))
+        (deferred,) = receiver.wait(accepted("deferred"))
+        verify(delivered)
+        d, f = delivered.json["data"], deferred.json["data"]
+        assert (d["recipient"], d["sender"], d["attempts"]) == ("one@remote.test", ALICE, 1)
+        assert d["queue_id"] == f["queue_id"] and d["queue_id"] > 0
+        assert d["diagnostic"].startswith("250")
+        assert f["recipient"] == "two@down.test"
+        assert f["next_attempt"] > time.time() + 3000 and f["diagnostic"]
+        assert [len(m.recipients) for m in mx.delivered()] == [1]  # one@ only
+    finally:
+        assert server.stop() == 0
+        receiver.stop()
+        mx.close()
 
 
 def test_pending_call_survives_kill_9_and_is_retried_from_the_queue(tmp_path: Path) -> None:

@@ -361,7 +361,6 @@ class LocalDelivery:
                     envelope,
                     [(r.account, r.address) for r in recipients],
                     delivered,
-                    from_queue=refusal == "none",
                 )
             if delivered.queue_id is not None:
                 queue_id = delivered.queue_id

@@ -81,6 +81,7 @@ from correo.store.api import (
     RecipientUpdate,
     StoreError,
 )
+from correo.webhooks.events import QUEUE_DELIVERY
 
 if TYPE_CHECKING:
     from correo.webhooks.events import WebhookEvents
@@ -692,6 +693,7 @@ class QueueRunner:
         self, message: QueuedMessage, recipients: Sequence[QueueRecipientState]
     ) -> list[RecipientResult]:
         """Recipients in local domains go to the store, never out."""
+        QUEUE_DELIVERY.set(True)  # webhooks: the queue reports these itself (own task)
         targets: list[DeliveryTarget] = []
         local: list[LocalRecipient] = []
         forwards: list[QueuedRecipient] = []

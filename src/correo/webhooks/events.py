@@ -20,6 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from correo.config import Config, WebhookSettings
@@ -32,9 +33,12 @@ from correo.store.api import (
     WebhookCall,
 )
 
-__all__ = ["EVENTS", "WebhookEvents", "matches"]
+__all__ = ["EVENTS", "QUEUE_DELIVERY", "WebhookEvents", "matches"]
 
 EVENTS = ("delivered", "bounced", "deferred", "received")
+#: Set by the queue runner in the task of its local deliveries: their ``delivered`` is
+#: the queue's own outcome (:meth:`WebhookEvents.queue_outcome`), not reported twice.
+QUEUE_DELIVERY: ContextVar[bool] = ContextVar("correo_queue_delivery", default=False)
 
 
 def _norm(address: str) -> str:
@@ -90,14 +94,12 @@ class WebhookEvents:
         envelope: Envelope,
         recipients: Sequence[tuple[str, str]],
         delivered: Delivered,
-        *,
-        from_queue: bool = False,
     ) -> None:
         """After a local delivery committed: ``recipients`` are (account, address) of the
-        copies it filed.  ``from_queue``: the queue runner delivered it, and reports
-        ``delivered`` itself."""
+        copies it filed; ``delivered`` is reported for authenticated senders' mail."""
         received = self._hooks("received")
-        sent = [] if from_queue or envelope.authenticated is None else self._hooks("delivered")
+        own = envelope.authenticated is not None and not QUEUE_DELIVERY.get()
+        sent = self._hooks("delivered") if own else []
         if not received and not sent:
             return
         copies: dict[str, tuple[str, int]] = {}

@@ -6,6 +6,9 @@ inside MX, SRV and CNAME values may omit the final dot ("10 mx.a.test"; "0 ." is
 MX; "0 1 465 mail.a.test" an SRV record).
 Unknown names answer NXDOMAIN, known names without the type answer NODATA; a CNAME is
 followed inside the zone.  The zone may be changed while the server runs.
+
+``signed`` plays a validating resolver: answers to questions for those names carry the
+AD bit (RFC 4035 §3.2.3), denials of existence included.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class DnsServer:
     def __init__(self, zone: Zone) -> None:
         self.zone: Zone = {k.lower().rstrip("."): v for k, v in zone.items()}
         self.queries: list[tuple[str, str]] = []
+        self.signed: set[str] = set()
         self._lock = threading.Lock()
         server = self
 
@@ -103,6 +107,8 @@ class DnsServer:
         rtype = dns.rdatatype.to_text(question.rdtype)
         with self._lock:
             self.queries.append((name, rtype))
+            if name in self.signed:
+                response.flags |= dns.flags.AD
             for _ in range(8):  # CNAME chain, bounded
                 records = self.zone.get(name)
                 if records is None:

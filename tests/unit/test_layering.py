@@ -36,6 +36,7 @@ BANDS: dict[str, int] = {
     "correo.jmap": WIRE,
     "correo.mailauth": POLICY,
     "correo.mtasts": POLICY,
+    "correo.dane": POLICY,
     "correo.junk": POLICY,
     "correo.ttlcache": POLICY,
     "correo.dns.api": POLICY,  # the Resolver protocol and its errors

@@ -3,8 +3,8 @@
 Synchronous (the library speaks HTTP with ``requests``): :mod:`correo.certs.manager`
 runs it in a worker thread, never on the event loop.  The flow: account (created, or
 found by its key: §7.3.1), order, one challenge per authorization published through
-the :class:`Responder` and answered (§7.5.1), polling, finalization with a CSR for a
-fresh ECDSA P-256 key, download of the chain.
+the :class:`Responder` and answered (§7.5.1), polling, finalization with a CSR for
+the ECDSA P-256 key (the renewed certificate's, else a fresh one), download of the chain.
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ class Order:
     challenge: str  # "tls-alpn-01" or "http-01"
     account_key: bytes  # PEM
     ca_file: Path | None = None
+    #: The certificate key to keep (PEM; b"" = a fresh one).  Renewals reuse the key so
+    #: the DANE TLSA record published for it (``3 1 1``, RFC 7671 §5.1) stays valid.
+    key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +135,13 @@ def obtain(order: Order, responder: Responder, stop: threading.Event) -> Issued:
     try:
         acme = client.ClientV2(client.ClientV2.get_directory(order.directory, net), net)
         _account(acme, net, order.email)
-        key = new_key()
-        pending = acme.new_order(crypto_util.make_csr(key, list(order.names)))
+        key = order.key or new_key()
+        try:
+            csr = crypto_util.make_csr(key, list(order.names))
+        except (ValueError, TypeError):  # an unreadable stored key: start afresh
+            key = new_key()
+            csr = crypto_util.make_csr(key, list(order.names))
+        pending = acme.new_order(csr)
         published: list[Challenge] = []
         try:
             for authz in pending.authorizations:

@@ -150,8 +150,10 @@ class CertificateManager:
     async def _order(self, stored: TlsCertificate | None) -> float:
         account = await self._account_key()
         acme = self.config.acme
+        # The key of the certificate being renewed is kept (DANE TLSA records name it).
+        key = stored.key if stored is not None and stored.chain else b""
         order = flow.Order(
-            acme.directory, acme.email, self.names, acme.challenge, account, self.order_ca
+            acme.directory, acme.email, self.names, acme.challenge, account, self.order_ca, key
         )
         self.log.info("tls.acme_order", names=",".join(self.names), challenge=acme.challenge)
         started = time.time()

@@ -15,12 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from correo.config import ConfigError, load_config
+from correo.cli.dns_reverse import check_sources, source_addresses
+from correo.config import Config, ConfigError, load_config
+from correo.dane import record_for
 from correo.directory import Directory, DirectoryError
 from correo.directory.factory import directory_for_data
 from correo.dns import DnsError, DnsNoData, DnsNotFound, DnsPythonResolver, Resolver
 from correo.mailauth.inbound import MessageAuthenticator
 from correo.mailauth.keys import KeyStore, dns_record, load_domain_keys, rotate_keys
+from correo.store.api import StoreError, TlsCertificate
+from correo.store.factory import open_store
 from correo.web.site import mta_sts_id, mta_sts_policy
 
 __all__ = [
@@ -54,7 +58,7 @@ def _txt_strings(text: str) -> str:
     return " ".join('"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in pieces)
 
 
-def _report_addresses(config: Config) -> tuple[str, str]:
+def _rua(config: Config) -> tuple[str, str]:
     return config.reports.dmarc_address, config.reports.tls_address
 
 
@@ -226,6 +230,8 @@ def cmd_dns(args: argparse.Namespace) -> int:
     for record in records:
         print(record.zone_line())
     print(f"; also an A/AAAA record for {config.hostname} and its PTR (reverse DNS)")
+    for line in _tlsa_lines(config):
+        print(line)
     print(f"; MTA-STS policy served at https://mta-sts.{domain}/.well-known/mta-sts.txt")
     print(f"; by the https listener (its certificate must name mta-sts.{domain}):")
     for line in policy.splitlines():
@@ -233,6 +239,56 @@ def cmd_dns(args: argparse.Namespace) -> int:
     print(f"; and mail clients' settings at https://autoconfig.{domain}/mail/config-v1.1.xml")
     print(f"; (optional: autoconfig.{domain}. CNAME {config.hostname}.)")
     return 0
+
+
+def _tlsa_lines(config: Config) -> list[str]:
+    """The DANE-EE TLSA record (``3 1 1``, RFC 7672 §3.1.1) of the certificate we serve."""
+    found = _own_certificate(config)
+    host = config.hostname.lower().rstrip(".")
+    if found is None:
+        return [f"; (no certificate readable: no TLSA record for {host})"]
+    chain, where = found
+    try:
+        record = record_for(chain)
+    except ValueError as exc:
+        return [f"; (the certificate {where} is unreadable: {exc})"]
+    lines = [
+        "; DANE (RFC 7672), only in a DNSSEC-signed zone: the public key of " + where,
+        Record(f"_25._tcp.{host}", "TLSA", record.text()).zone_line(),
+    ]
+    if config.acme.directory:
+        lines.append("; ACME renewals keep this key (the new certificate reuses it), so the")
+        lines.append("; record stays valid; publish a new key's record before using that key.")
+    else:
+        lines.append("; a new certificate with a new key needs its record published first.")
+    return lines
+
+
+def _own_certificate(config: Config) -> tuple[bytes, str] | None:
+    """The chain the listeners serve: ACME's (kept in the store) or the [tls] file."""
+    if config.acme.directory:
+
+        async def read() -> list[TlsCertificate]:
+            store = open_store(config)
+            await store.open()
+            try:
+                return await store.tls_cert_list()
+            finally:
+                await store.close()
+
+        try:
+            stored = asyncio.run(read())
+        except (StoreError, OSError):
+            stored = []
+        host = config.hostname.lower()
+        for cert in stored:
+            if cert.chain and host in cert.names:
+                return cert.chain, "the ACME certificate"
+    path = config.path(config.tls.certificate)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError:
+        return None
 
 
 async def check_domain(
@@ -251,6 +307,13 @@ def _dns_check(data_dir: Path, domain: str) -> int:
         records = expected_records(
             directory.dkim, domain, config.hostname, policy, config.listen, _rua(config)
         )
+    sources = asyncio.run(check_sources(resolver, source_addresses(config)))
+    failed = 0
+    for source in sources:
+        status = "ok     " if source.ok else "check  " if source.ok is None else "WRONG  "
+        failed += source.ok is False
+        print(f"{status} FCrDNS {source.address}  ({source.origin})")
+        print(f"        {source.text}")
     bad = 0
     for record, ok, found in asyncio.run(check_domain(resolver, records)):
         if ok is None:
@@ -263,7 +326,7 @@ def _dns_check(data_dir: Path, domain: str) -> int:
             print(f"        want: {record.value}")
             print(f"        have: {found}")
     print(f"-- {len(records) - bad} of {len(records)} records as expected")
-    return 0 if bad == 0 else 1
+    return 0 if bad == 0 and failed == 0 else 1
 
 
 def _directory(data_dir: Path) -> Directory:

@@ -9,10 +9,12 @@ from correo.dns.api import (
     DnsError,
     DnsNoData,
     DnsNotFound,
+    DnssecResolver,
     DnsTempError,
     MxRecord,
     Resolver,
     SrvRecord,
+    TlsaRecord,
 )
 from correo.dns.fake import FakeResolver
 from correo.dns.real import DnsPythonResolver
@@ -23,8 +25,10 @@ __all__ = [
     "DnsNotFound",
     "DnsPythonResolver",
     "DnsTempError",
+    "DnssecResolver",
     "FakeResolver",
     "MxRecord",
     "Resolver",
     "SrvRecord",
+    "TlsaRecord",
 ]

@@ -9,16 +9,18 @@ all depend on the difference (RFC 7208 §4.6.4, RFC 5321 §5.1, RFC 7505).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "DnsError",
     "DnsNoData",
     "DnsNotFound",
     "DnsTempError",
+    "DnssecResolver",
     "MxRecord",
     "Resolver",
     "SrvRecord",
+    "TlsaRecord",
 ]
 
 
@@ -54,6 +56,20 @@ class SrvRecord:
     target: str  # absolute, no trailing dot; "" for "." = service not offered (RFC 2782)
 
 
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """One TLSA record (RFC 6698 §2.1): who it names, what part, how it is matched."""
+
+    usage: int  # 2 = DANE-TA, 3 = DANE-EE (the two SMTP uses, RFC 7672 §3.1)
+    selector: int  # 0 = the whole certificate, 1 = its SubjectPublicKeyInfo
+    mtype: int  # 0 = exact, 1 = SHA-256, 2 = SHA-512
+    data: bytes
+
+    def text(self) -> str:
+        """Presentation form, as in a zone file and a TLS report (RFC 8460 §4.4)."""
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+
 class Resolver(Protocol):
     """Asynchronous lookups; each raises a :class:`DnsError` subclass on failure."""
 
@@ -79,3 +95,21 @@ class Resolver(Protocol):
         Raises :class:`DnsNoData` when *name* exists but is not an alias.
         """
         ...
+
+
+@runtime_checkable
+class DnssecResolver(Resolver, Protocol):
+    """A resolver that can say whether an answer was DNSSEC-validated.
+
+    It trusts the AD bit of its (validating, trusted) recursive resolver, as Postfix
+    does (RFC 4035 §3.2.3, RFC 6840 §5.8): a validating resolver on the same host or a
+    trusted network path.  ``secure`` answers for the same (cached) answer the other
+    lookups returned, denials of existence included.
+    """
+
+    async def secure(self, name: str, rtype: str) -> bool:
+        """Whether the answer for (name, rtype), records or their proven absence, was
+        validated; False when DNSSEC is off.  Raises DnsTempError when the lookup fails."""
+        ...
+
+    async def tlsa(self, name: str) -> list[TlsaRecord]: ...

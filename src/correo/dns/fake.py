@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
-from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord
+from correo.dns.api import DnsNoData, DnsNotFound, DnsTempError, MxRecord, SrvRecord, TlsaRecord
 
 __all__ = ["FakeResolver"]
 
@@ -21,11 +21,15 @@ class FakeResolver:
 
     Names are case-insensitive; a type listed as ``"TIMEOUT"`` raises DnsTempError.
     ``queries`` records every lookup, so tests can count them (SPF's lookup limits).
+    TLSA values are ``(usage, selector, mtype, data)`` with data as bytes or hex; the
+    answers for the names in ``signed`` (a denial of existence included) count as
+    DNSSEC-validated (:meth:`secure`).
     """
 
-    def __init__(self, zone: Zone | None = None) -> None:
+    def __init__(self, zone: Zone | None = None, signed: Sequence[str] = ()) -> None:
         self.zone: dict[str, dict[str, list[object]]] = {}
         self.queries: list[tuple[str, str]] = []
+        self.signed = {_key(n) for n in signed}
         for name, records in (zone or {}).items():
             for rtype, values in records.items():
                 self.add(name, rtype, *values)
@@ -77,6 +81,22 @@ class FakeResolver:
 
     async def cname(self, name: str) -> str:
         return _key(str(self._lookup(name, "CNAME")[0]))
+
+    async def secure(self, name: str, rtype: str) -> bool:
+        try:
+            self._lookup(name, rtype)
+        except (DnsNotFound, DnsNoData):
+            pass
+        return _key(name) in self.signed
+
+    async def tlsa(self, name: str) -> list[TlsaRecord]:
+        records = []
+        for value in self._lookup(name, "TLSA"):
+            assert isinstance(value, tuple) and len(value) == 4, value
+            usage, selector, mtype, data = value
+            raw = data if isinstance(data, bytes) else bytes.fromhex(str(data))
+            records.append(TlsaRecord(int(usage), int(selector), int(mtype), raw))
+        return records
 
 
 def _key(name: str) -> str:

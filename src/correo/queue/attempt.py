@@ -26,6 +26,7 @@ from email.parser import BytesParser
 from typing import Literal, TypeVar
 
 from correo.log import Logger
+from correo.queue.dane import DANE_STATUS, dane_failure
 from correo.queue.mtasts import tls_context
 from correo.queue.routing import Target
 from correo.smtp.client import (
@@ -95,10 +96,14 @@ class RecipientResult:
 class ConnectFailed(Exception):
     """No usable session with this host: try the next one, or defer."""
 
-    def __init__(self, text: str, *, tls_failed: bool = False, tls_result: str = "") -> None:
+    def __init__(
+        self, text: str, *, tls_failed: bool = False, tls_result: str = "", status: str = "4.4.1"
+    ) -> None:
         super().__init__(text)
         self.text = text
         self.tls_failed = tls_failed
+        #: The enhanced status code the recipients wait with (DANE: 4.7.5).
+        self.status = status
         #: The RFC 8460 §4.3 result type of a failed handshake, for the TLS reports.
         self.tls_result = tls_result
 
@@ -270,10 +275,10 @@ class OutboundSmtpSession:
                 await self._start_tls()
                 ext = await self._ehlo(helo)
             elif mode == "required":
-                raise ConnectFailed(f"{self.where} refused STARTTLS: {reply.diagnostic()}")
+                raise self._no_tls(f"{self.where} refused STARTTLS: {reply.diagnostic()}")
         elif mode == "required" and not self.tls:
             # RFC 3207 §4: a client requiring TLS must not go on without it.
-            raise ConnectFailed(f"TLS is required, but {self.where} did not offer STARTTLS")
+            raise self._no_tls(f"TLS is required, but {self.where} did not offer STARTTLS")
         if self.target.username is not None:
             await self._auth()
 
@@ -290,7 +295,17 @@ class OutboundSmtpSession:
                 return self.core.extensions
         raise ConnectFailed(f"{self.where} refused our greeting: {event.reply.diagnostic()}")
 
+    def _no_tls(self, text: str) -> ConnectFailed:
+        """No TLS with a host that requires it (DANE: never plaintext, RFC 7672 §2.2)."""
+        if self.target.dane:
+            return ConnectFailed(
+                f"DANE: {text}", status=DANE_STATUS, tls_result="starttls-not-supported"
+            )
+        return ConnectFailed(text)
+
     async def _start_tls(self) -> None:
+        # A DANE target's chain is checked against its TLSA records after the handshake;
+        # the server name sent is the TLSA base domain, the MX host (RFC 7672 §8.1).
         ctx = _client_tls(self.target.verify, self.target.ca_file)
         try:
             await asyncio.wait_for(
@@ -299,16 +314,29 @@ class OutboundSmtpSession:
             )
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self.usable = False
+            dane = "DANE: " if self.target.dane else ""
             raise ConnectFailed(
-                f"TLS handshake with {self.where} failed: {exc}",
+                f"{dane}TLS handshake with {self.where} failed: {exc}",
                 tls_failed=True,
                 tls_result=tls_failure_type(exc),
+                status=DANE_STATUS if self.target.dane else "4.4.1",
             ) from None
         self.core.tls_started()
         sslobj = self.writer.get_extra_info("ssl_object")
         if sslobj is not None:
             cipher = sslobj.cipher()
             self.tls = f"{sslobj.version()} {cipher[0] if cipher else ''}".strip()
+        problem = dane_failure(self.target, sslobj)
+        if problem is not None:
+            self.usable = False
+            raise ConnectFailed(
+                f"DANE: {self.where}: {problem}",
+                tls_failed=True,
+                tls_result="tlsa-invalid",  # RFC 8460 §4.3.2
+                status=DANE_STATUS,
+            )
+        if self.target.tlsa:
+            self.tls += " DANE"
         self.log.info(
             "queue.tls", host=self.target.hostname, address=self.target.address, tls=self.tls
         )

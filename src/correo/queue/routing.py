@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from correo.dane.lookup import DaneHost
 from correo.directory.addresses import AddressError, normalize_domain
-from correo.dns.api import DnsError, DnsNoData, DnsNotFound, DnsTempError, Resolver
+from correo.dns.api import DnsError, DnsNoData, DnsNotFound, DnsTempError, Resolver, TlsaRecord
 from correo.mtasts.policy import Policy
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "RouteError",
     "RoutingTable",
     "Target",
+    "apply_dane",
     "apply_sts",
     "handoff_domains",
     "parse_next_hop",
@@ -69,6 +71,11 @@ class Target:
     username: str | None = None
     password: str | None = None
     ca_file: str = ""  # trusted besides the system's CAs when verify is on
+    #: DANE (RFC 7672) applies: TLS is mandatory and the certificate must satisfy
+    #: ``tlsa``; with ``tlsa`` empty (no usable record) TLS is still mandatory (§2.2).
+    dane: bool = False
+    tlsa: tuple[TlsaRecord, ...] = ()
+    names: tuple[str, ...] = ()  # DANE-TA reference identifiers (RFC 7672 §3.2.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,19 +281,47 @@ async def resolve_route(
     return Route(tuple(targets[:_MAX_TARGETS]))
 
 
+def apply_dane(route: Route, hosts: Mapping[str, DaneHost], domain: str) -> Route:
+    """An MX route with the DANE TLSA records of its hosts (RFC 7672 §2.2).
+
+    A host with validated TLSA records is reached over STARTTLS only, its certificate
+    checked against them (no plaintext fallback, §2.2); a host whose TLSA lookup failed
+    is not used; none left means a temporary failure (4.7.5).
+    """
+    if not hosts or route.error is not None:
+        return route
+    kept: list[Target] = []
+    errors: list[str] = []
+    for t in route.targets:
+        host = hosts.get(t.hostname)
+        if host is None:
+            kept.append(t)
+        elif host.error:
+            errors.append(host.error)
+        else:
+            names = tuple(dict.fromkeys((t.hostname, normalize_domain(domain))))
+            kept.append(
+                replace(t, tls="required", verify=False, dane=True, tlsa=host.records, names=names)
+            )
+    if not kept:
+        return Route(error=RouteError(False, "4.7.5", errors[0] if errors else "no usable MX host"))
+    return Route(tuple(kept))
+
+
 def apply_sts(route: Route, policy: Policy, ca_file: str = "") -> Route:
     """An MX route under an ``enforce`` MTA-STS policy (RFC 8461 §4, §5).
 
     Only MX hosts the policy names remain, each to be reached over STARTTLS with a
     certificate valid for the MX host name; none left means a temporary failure, so
-    the message waits for the next attempt (and a fresh look at the policy).
+    the message waits for the next attempt (and a fresh look at the policy).  Hosts
+    with DANE TLSA records keep DANE instead (RFC 8461 §2).
     """
     if policy.mode != "enforce" or route.error is not None:
         return route
     kept = tuple(
-        replace(t, tls="required", verify=True, ca_file=ca_file)
+        t if t.dane else replace(t, tls="required", verify=True, ca_file=ca_file)
         for t in route.targets
-        if policy.allows(t.hostname)
+        if t.dane or policy.allows(t.hostname)
     )
     if not kept:
         names = ", ".join(dict.fromkeys(t.hostname for t in route.targets))

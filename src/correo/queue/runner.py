@@ -33,10 +33,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from correo.config import Config
+from correo.dane import DaneHost, dane_hosts
 from correo.delivery.facts import FactsBuilder
 from correo.delivery.local import LocalDelivery, LocalRecipient
 from correo.directory import Directory
-from correo.dns.api import Resolver
+from correo.dns.api import DnssecResolver, Resolver
 from correo.log import Logger
 from correo.message.headers import HeaderCollector, parse_fields
 from correo.metrics import Metrics
@@ -62,6 +63,7 @@ from correo.queue.routing import (
     RoutingTable,
     Target,
     TlsMode,
+    apply_dane,
     apply_sts,
     handoff_domains,
     parse_next_hop,
@@ -169,6 +171,10 @@ class QueueRunner:
         self.table = routing_table(config)
         #: Extra CAs for verified outbound TLS, resolved against the data folder once.
         self.ca_file = str(config.path(out.ca_file)) if out.ca_file else ""
+        #: DANE for MX hosts (RFC 7672) when ``[dns] dnssec``: the AD bit is trusted.
+        self.dane: DnssecResolver | None = None
+        if config.dns.dnssec and isinstance(resolver, DnssecResolver):
+            self.dane = resolver
         #: Recipient domains' MTA-STS policies (RFC 8461), cached in the data folder.
         self.sts: MtaSts | None = None
         if out.mta_sts:
@@ -440,6 +446,7 @@ class QueueRunner:
                 "queue.deferred",
                 queue_id=message.id,
                 rcpt=x.address,
+                status=x.status,
                 reason=x.diagnostic,
                 retry_in=round(decision.at - now, 1),
             )
@@ -560,7 +567,7 @@ class QueueRunner:
             if not dest.jobs and dest.workers == 0:
                 self._dests.pop(dest.key, None)
 
-    def _defer_all(self, dest: _Destination, job: _Job, error: str) -> None:
+    def _defer_all(self, dest: _Destination, job: _Job, error: ConnectFailed) -> None:
         """Every host failed: this job and the rest queued for the destination wait."""
         jobs = [job]
         while dest.jobs:
@@ -569,7 +576,7 @@ class QueueRunner:
             if not j.done.done():
                 j.done.set_result(
                     [
-                        RecipientResult(r.address, "deferred", "4.4.1", error, "", False)
+                        RecipientResult(r.address, "deferred", error.status, error.text, "", False)
                         for r in j.recipients
                     ]
                 )
@@ -582,6 +589,23 @@ class QueueRunner:
         if self.sts is not None and hop is self.table.default:
             policy = await self.sts.policy_for(domain)
         enforced = policy if policy is not None and policy.mode == "enforce" else None
+        dane: dict[str, DaneHost] = {}
+        if self.dane is not None and hop is self.table.default:
+            dane = await dane_hosts(self.dane, domain, hop.port)
+            for host in dane.values():
+                if host.error:  # RFC 8460 §4.3.2: no validated TLSA answer
+                    self.tls_results.record_tls_result(
+                        domain,
+                        TlsResultType.DNSSEC_INVALID,
+                        policy=TlsPolicy("tlsa"),
+                        receiving_mx_hostname=host.name,
+                        additional_information=host.error,
+                    )
+
+        def allow(host: str) -> bool:
+            # RFC 8461 §2: a host with DANE TLSA records is held to them, not to MTA-STS
+            return host in dane or enforced is None or enforced.allows(host)
+
         if hop is self.table.default:
             if len(self._tls_policies) > 10_000:
                 self._tls_policies.clear()
@@ -604,17 +628,20 @@ class QueueRunner:
             domain,
             self.resolver,
             self._rng,
-            allow=enforced.allows if enforced is not None else None,
+            allow=allow if enforced is not None else None,
         )
         ca_file = self.ca_file
         if ca_file and route.error is None:
             route = Route(
                 tuple(replace(t, ca_file=ca_file) if t.verify else t for t in route.targets)
             )
+        route = apply_dane(route, dane, domain)  # RFC 7672 §2.2
         if policy is None or route.error is not None:
             return route
         if policy.mode == "testing":
-            stray = [t.hostname for t in route.targets if not policy.allows(t.hostname)]
+            stray = [
+                t.hostname for t in route.targets if not t.dane and not policy.allows(t.hostname)
+            ]
             if stray:
                 self.log.warning(
                     "queue.mta_sts_testing",
@@ -629,6 +656,8 @@ class QueueRunner:
     ) -> None:
         """Count one session for the recipient domain's TLS report (RFC 8460 §4)."""
         policy = self._tls_policies.get(domain)
+        if target.dane:  # RFC 8460 §4.4: the TLSA records the session was held to
+            policy = TlsPolicy("tlsa", tuple(r.text() for r in target.tlsa))
         if not domain or policy is None or target.protocol != "smtp":
             return  # not the domain's own MX hosts (smart host, transport entry, LMTP)
         source = ""
@@ -646,8 +675,8 @@ class QueueRunner:
 
     async def _connect(
         self, route: Route, domain: str = ""
-    ) -> tuple[OutboundSmtpSession | None, str]:
-        error = "no host to try"
+    ) -> tuple[OutboundSmtpSession | None, ConnectFailed]:
+        error = ConnectFailed("no host to try")
         out = self.config.outbound
         for target in route.targets:
             source = None
@@ -665,7 +694,7 @@ class QueueRunner:
                         source=source,
                     )
                 except ConnectFailed as exc:
-                    error = exc.text
+                    error = exc
                     if exc.tls_result:
                         self._tls_report(domain, target, exc.tls_result)
                     self.log.info("queue.connect_failed", host=target.hostname, error=exc.text)

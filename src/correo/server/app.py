@@ -364,7 +364,8 @@ class MailServer:
         return self._per_ip.admit(ip)
 
     def _resolve(self) -> Resolver:
-        return self._resolver or DnsPythonResolver(self.config.dns.nameservers)
+        dns = self.config.dns
+        return self._resolver or DnsPythonResolver(dns.nameservers, dnssec=dns.dnssec)
 
     async def _start_lmtp_socket(self) -> None:
         """The LMTP unix socket (``[lmtp] socket``), mode 0660, for a local MTA."""

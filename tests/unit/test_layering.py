@@ -37,6 +37,7 @@ BANDS: dict[str, int] = {
     "correo.mailauth": POLICY,
     "correo.mtasts": POLICY,
     "correo.dane": POLICY,
+    "correo.dane": POLICY,
     "correo.junk": POLICY,
     "correo.ttlcache": POLICY,
     "correo.dns.api": POLICY,  # the Resolver protocol and its errors

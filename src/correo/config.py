@@ -132,9 +132,6 @@ class DnsSettings:
     #: Trust the AD bit of the resolver (a validating one on a trusted path): DANE for
     #: outbound mail (RFC 7672).  docs/mta.md "DANE".
     dnssec: bool = False
-    #: Trust the AD bit of the resolver (a validating one on a trusted path): DANE for
-    #: outbound mail (RFC 7672).  docs/mta.md "DANE".
-    dnssec: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,7 +622,6 @@ def render_default_config(
         "",
         "[dns]",
         'nameservers = []            # e.g. ["127.0.0.1:5353"]; empty = system resolver',
-        "dnssec = false              # true: trust the resolver's AD bit, enforce DANE (RFC 7672)",
         "dnssec = false              # true: trust the resolver's AD bit, enforce DANE (RFC 7672)",
         "",
         "# The MTA-STS policy served on https for mta-sts.<domain> (see correo dns DOMAIN).",

@@ -37,7 +37,6 @@ BANDS: dict[str, int] = {
     "correo.mailauth": POLICY,
     "correo.mtasts": POLICY,
     "correo.dane": POLICY,
-    "correo.dane": POLICY,
     "correo.junk": POLICY,
     "correo.ttlcache": POLICY,
     "correo.dns.api": POLICY,  # the Resolver protocol and its errors

@@ -27,7 +27,6 @@ from typing import Literal, TypeVar
 
 from correo.log import Logger
 from correo.queue.dane import DANE_STATUS, dane_failure
-from correo.queue.dane import DANE_STATUS, dane_failure
 from correo.queue.mtasts import tls_context
 from correo.queue.routing import Target
 from correo.smtp.client import (

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 
 from correo.config import Config
 from correo.dane import DaneHost, dane_hosts
-from correo.dane import DaneHost, dane_hosts
 from correo.delivery.facts import FactsBuilder
 from correo.delivery.local import LocalDelivery, LocalRecipient
 from correo.directory import Directory
@@ -64,7 +63,6 @@ from correo.queue.routing import (
     RoutingTable,
     Target,
     TlsMode,
-    apply_dane,
     apply_dane,
     apply_sts,
     handoff_domains,
@@ -173,10 +171,6 @@ class QueueRunner:
         self.table = routing_table(config)
         #: Extra CAs for verified outbound TLS, resolved against the data folder once.
         self.ca_file = str(config.path(out.ca_file)) if out.ca_file else ""
-        #: DANE for MX hosts (RFC 7672) when ``[dns] dnssec``: the AD bit is trusted.
-        self.dane: DnssecResolver | None = None
-        if config.dns.dnssec and isinstance(resolver, DnssecResolver):
-            self.dane = resolver
         #: DANE for MX hosts (RFC 7672) when ``[dns] dnssec``: the AD bit is trusted.
         self.dane: DnssecResolver | None = None
         if config.dns.dnssec and isinstance(resolver, DnssecResolver):

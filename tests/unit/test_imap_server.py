@@ -107,7 +107,7 @@ def test_literal_plus_over_limit_is_discarded_unbuffered() -> None:
     for _ in range(50):
         conn.receive_data(b"x" * 100)
         assert conn.next_event() is NEED_DATA
-        assert len(conn._buf) == 0  # nothing is kept
+        assert len(conn._in) == 0  # nothing is kept
     # the rest of the command line, with another LITERAL+, is skipped too
     evs = feed(conn, b" {3+}\r\nabc\r\na2 NOOP\r\n")
     assert evs == [CommandEvent("a2", Noop())]

@@ -26,6 +26,7 @@ BAND_NAMES = {WIRE: "wire", POLICY: "policy", CORE: "core", EDGE: "edge"}
 #: Band of each module; the longest matching dotted prefix wins.
 BANDS: dict[str, int] = {
     "correo": CORE,  # correo/__init__.py: the version
+    "correo.sansio": WIRE,  # the plumbing every protocol core shares
     "correo.smtp": WIRE,
     "correo.pop3": WIRE,
     "correo.imap": WIRE,

@@ -533,7 +533,7 @@ def test_line_length_boundary(feed_bytewise: bool) -> None:
         b"-ERR No arguments allowed\r\n"  # fits: parsed (and refused on syntax)
         b"-ERR Line too long\r\n-ERR Line too long\r\n+OK 3 102\r\n"
     )
-    assert len(shell.conn._buf) == 0  # nothing of the long lines retained
+    assert len(shell.conn._in) == 0  # nothing of the long lines retained
 
 
 def test_long_line_is_discarded_without_buffering() -> None:
@@ -543,7 +543,7 @@ def test_long_line_is_discarded_without_buffering() -> None:
     for _ in range(1000):
         conn.receive_data(b"Y" * 1000)  # 1 MB of one line: dropped as it arrives
         assert conn.next_event() is NEED_DATA
-        assert len(conn._buf) == 0
+        assert len(conn._in) == 0
     conn.receive_data(b"\r\nCAPA\r\n")
     ev = conn.next_event()
     assert isinstance(ev, Respond)

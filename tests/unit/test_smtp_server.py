@@ -460,7 +460,7 @@ def test_overlong_line_is_not_buffered() -> None:
     for _ in range(100):
         conn.receive_data(b"y" * 65536)
         assert conn.next_event() is NEED_DATA
-        assert len(conn._buf) == 0
+        assert len(conn._in) == 0
     conn.receive_data(b"tail\r\nNOOP\r\n")
     assert conn.next_event() == Noop()
 

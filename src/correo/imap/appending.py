@@ -38,6 +38,7 @@ from correo.imap.responses import continuation, tagged
 
 if TYPE_CHECKING:
     from correo.imap.server import Event
+    from correo.sansio import ReceiveBuffer
 
 __all__ = ["AppendFraming"]
 
@@ -57,7 +58,7 @@ class AppendFraming:
     """Mixed into ImapConnection, which provides the state and helpers declared here."""
 
     if TYPE_CHECKING:
-        _buf: bytearray
+        _in: ReceiveBuffer
         _mode: Mode
         _need: int
         _tag: str
@@ -197,7 +198,7 @@ class AppendFraming:
                 return None
             self._mode = Mode.APPEND_NEXT
             return AppendEnd()
-        buf = self._buf
+        buf = self._in.data
         if not buf:
             return NEED_DATA
         take = min(self._need, len(buf))
@@ -293,7 +294,7 @@ class AppendFraming:
     def _catenate_url_step(self) -> Event | Sentinel | None:
         cat = self._cat
         assert cat is not None
-        buf = self._buf
+        buf = self._in.data
         take = min(self._need, len(buf))
         self._lit += buf[:take]
         del buf[:take]

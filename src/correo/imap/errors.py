@@ -14,6 +14,8 @@ turned into a tagged ``BAD``/``NO`` there, in one place.
 
 from __future__ import annotations
 
+from correo import sansio
+
 __all__ = ["ImapError", "LocalProtocolError", "ParseError"]
 
 
@@ -21,7 +23,7 @@ class ImapError(Exception):
     """Base of every exception raised by ``correo.imap``."""
 
 
-class LocalProtocolError(ImapError):
+class LocalProtocolError(ImapError, sansio.LocalProtocolError):
     """The shell used the core wrongly (e.g. ``append_accept()`` with no APPEND pending)."""
 
 

@@ -10,6 +10,8 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from correo import sansio
+
 __all__ = [
     "NEED_DATA",
     "PAUSED",
@@ -27,15 +29,11 @@ __all__ = [
 ]
 
 
-class Sentinel(enum.Enum):
-    """Non-event answers of :meth:`ImapConnection.next_event`."""
-
-    NEED_DATA = "NEED_DATA"  # feed more bytes with receive_data()
-    PAUSED = "PAUSED"  # an AppendStart awaits append_accept()/append_reject()
-
-
-NEED_DATA = Sentinel.NEED_DATA
-PAUSED = Sentinel.PAUSED
+# Non-event answers of ImapConnection.next_event(), shared by every core: PAUSED while
+# an AppendStart awaits append_accept()/append_reject().
+Sentinel = sansio.Sentinel
+NEED_DATA = sansio.NEED_DATA
+PAUSED = sansio.PAUSED
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ from correo.imap.extended import ALL_COMMAND_NAMES, AnyCommand, parse_any
 from correo.imap.reader import ImapLimits, find_literal_marker
 from correo.imap.responses import continuation, tagged, untagged
 from correo.imap.states import ImapState, is_legal
+from correo.sansio import ReceiveBuffer
 
 __all__ = [
     "NEED_DATA",
@@ -164,8 +165,7 @@ class ImapConnection(AppendFraming):
         self._tls = tls_active  # True for implicit TLS (port 993, RFC 8314)
         self._state = ImapState.NOT_AUTHENTICATED
         self._mode = _Mode.COMMAND
-        self._buf = bytearray()
-        self._eof = False
+        self._in = ReceiveBuffer()
         self._bad = 0
         self._enabled: set[str] = set()
         self._compressed = False
@@ -218,12 +218,12 @@ class ImapConnection(AppendFraming):
     @property
     def buffered(self) -> bool:
         """Received octets are still unprocessed (e.g. DONE pipelined right after IDLE)."""
-        return bool(self._buf)
+        return bool(self._in.data)
 
     @property
     def between_commands(self) -> bool:
         """No command is being read: untagged data may go out unasked (RFC 5465 §1)."""
-        return self._mode is _Mode.COMMAND and not self._lines and not self._buf
+        return self._mode is _Mode.COMMAND and not self._lines and not self._in.data
 
     @property
     def compression_active(self) -> bool:
@@ -258,14 +258,13 @@ class ImapConnection(AppendFraming):
         """Buffer bytes from the peer (decompressed if COMPRESS is on); ``b""`` means EOF."""
         if self._mode is _Mode.CLOSED:
             return
-        if not data:
-            self._eof = True
-            return
-        if self._mode is _Mode.DISCARD and not self._buf:
+        if data and self._mode is _Mode.DISCARD and not self._in.data:
             drop = min(self._need, len(data))  # never buffer octets we will throw away
             self._need -= drop
             data = data[drop:]
-        self._buf += data
+            if not data:
+                return
+        self._in.feed(data)  # b"": EOF
 
     def next_event(self) -> Event | Sentinel:
         """The next event, ``NEED_DATA``, or ``PAUSED`` while an AppendStart is unanswered."""
@@ -279,7 +278,7 @@ class ImapConnection(AppendFraming):
             if result is None:
                 continue
             if result is NEED_DATA:
-                if self._eof:
+                if self._in.eof:
                     self._mode = _Mode.CLOSED
                     return ConnectionClosed()
                 self._may = allowed  # nothing happened: idle_started() etc. still allowed
@@ -322,7 +321,7 @@ class ImapConnection(AppendFraming):
 
     def _take_line(self, limit: int) -> bytes | ParseError | None:
         """One CRLF-terminated line (CRLF stripped), an error, or None for NEED_DATA."""
-        buf = self._buf
+        buf = self._in.data
         end = buf.find(b"\n", 0, limit)
         self._bad_head = bytes(buf[:64])
         if end < 0:
@@ -450,7 +449,7 @@ class ImapConnection(AppendFraming):
         return None
 
     def _literal_step(self) -> Event | Sentinel | None:
-        buf = self._buf
+        buf = self._in.data
         take = min(self._need, len(buf))
         self._lit += buf[:take]
         del buf[:take]
@@ -498,7 +497,7 @@ class ImapConnection(AppendFraming):
     # ---- discarding -------------------------------------------------------------------
 
     def _discard_step(self) -> Event | Sentinel | None:
-        buf = self._buf
+        buf = self._in.data
         take = min(self._need, len(buf))
         del buf[:take]
         self._need -= take
@@ -509,7 +508,7 @@ class ImapConnection(AppendFraming):
         return None
 
     def _discard_line_step(self) -> Event | Sentinel | None:
-        buf = self._buf
+        buf = self._in.data
         end = buf.find(b"\n")
         if end < 0:
             self._tail = (self._tail + bytes(buf[-_TAIL:]))[-_TAIL:]
@@ -582,7 +581,7 @@ class ImapConnection(AppendFraming):
         self._allow("tls")
         # RFC 9051 §6.2.1 / CVE-2011-0411: octets pipelined after STARTTLS came in
         # plaintext and must not be run as commands under TLS.
-        self._buf.clear()
+        self._in.data.clear()
         self._reset_command()
         self._mode = _Mode.COMMAND
         self._tls = True
@@ -592,8 +591,8 @@ class ImapConnection(AppendFraming):
         data (RFC 4978 §3); the shell inflates them and feeds them back."""
         self._allow("compress")
         self._compressed = True
-        leftover = bytes(self._buf)
-        self._buf.clear()
+        leftover = bytes(self._in.data)
+        self._in.data.clear()
         return leftover
 
     def authenticated(self) -> None:

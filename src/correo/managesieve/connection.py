@@ -21,7 +21,8 @@ import base64
 import enum
 import re
 from dataclasses import dataclass
-from typing import Final
+
+from correo.sansio import NEED_DATA, LocalProtocolError, ReceiveBuffer, Sentinel
 
 from .commands import (
     COMMANDS,
@@ -60,15 +61,7 @@ __all__ = [
 ]
 
 
-class LocalProtocolError(Exception):
-    """Our own misuse of the connection object (a bug in the shell)."""
-
-
-class NeedData(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
+NeedData = Sentinel  # the type of NEED_DATA, shared by every core (correo.sansio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +220,7 @@ class SieveServerConnection:
         self.limits = limits or SieveLimits()
         self.tls_active = False
         self._state = State.NOT_AUTHENTICATED
-        self._buf = bytearray()
-        self._eof = False
+        self._in = ReceiveBuffer()
         self._skip = 0  # bytes still to drop (the octets of a refused literal)
         self._skip_line = False  # then drop the rest of the refused command
         self._tail = b""  # the end of the part of that command already dropped
@@ -244,14 +236,13 @@ class SieveServerConnection:
         """Buffer bytes from the peer; ``b""`` means EOF."""
         if self._state is State.CLOSED:
             return
-        if not data:
-            self._eof = True
-            return
-        if self._skip:
+        if data and self._skip:
             dropped = min(self._skip, len(data))
             self._skip -= dropped
             data = data[dropped:]
-        self._buf += data
+            if not data:
+                return
+        self._in.feed(data)  # b"": EOF
 
     def next_event(self) -> Command | CommandError | ConnectionClosed | NeedData:
         if self._awaiting is not None or self._error_pending:
@@ -267,7 +258,7 @@ class SieveServerConnection:
             if not done:
                 return self._end_or_need()
         sasl = self._state is State.SASL
-        parsed = _parse(self._buf, self.limits, atom=not sasl)
+        parsed = _parse(self._in.data, self.limits, atom=not sasl)
         if isinstance(parsed, _Need):
             return self._end_or_need()
         if isinstance(parsed, _Bad):
@@ -277,7 +268,7 @@ class SieveServerConnection:
             if sasl:  # RFC 5804 §2.1: a broken exchange fails the authentication
                 self._state = State.NOT_AUTHENTICATED
             return self._error(parsed.text)
-        del self._buf[: parsed.end]
+        del self._in.data[: parsed.end]
         event: Command
         if sasl:
             if len(parsed.args) != 1 or not isinstance(parsed.args[0], bytes):
@@ -351,7 +342,7 @@ class SieveServerConnection:
         """The TLS handshake finished: forget everything sent in plaintext."""
         if self._state is not State.TLS_PENDING:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
-        self._buf.clear()  # no command injection across the upgrade (cf. CVE-2011-0411)
+        self._in.data.clear()  # no command injection across the upgrade (cf. CVE-2011-0411)
         self.tls_active = True
         self._state = State.NOT_AUTHENTICATED
 
@@ -367,23 +358,23 @@ class SieveServerConnection:
         """
         while True:
             if self._skip:
-                dropped = min(self._skip, len(self._buf))
-                del self._buf[:dropped]
+                dropped = min(self._skip, len(self._in.data))
+                del self._in.data[:dropped]
                 self._skip -= dropped
                 if self._skip:
                     return False
-            end = self._buf.find(b"\r\n")
+            end = self._in.data.find(b"\r\n")
             if end < 0:  # bounded: the rest of a bad line is never kept (but a CR might
-                keep = self._buf.endswith(b"\r")  # start the CRLF that ends it)
-                gone = self._buf[:-1] if keep else self._buf
+                keep = self._in.data.endswith(b"\r")  # start the CRLF that ends it)
+                gone = self._in.data[:-1] if keep else self._in.data
                 self._tail = (self._tail + bytes(gone[-_TAIL:]))[-_TAIL:]
-                self._buf.clear()
+                self._in.data.clear()
                 if keep:
-                    self._buf += b"\r"
+                    self._in.data += b"\r"
                 return False
-            tail = (self._tail + bytes(self._buf[max(0, end - _TAIL) : end]))[-_TAIL:]
+            tail = (self._tail + bytes(self._in.data[max(0, end - _TAIL) : end]))[-_TAIL:]
             self._tail = b""
-            del self._buf[: end + 2]
+            del self._in.data[: end + 2]
             m = _LITERAL_AT_END.search(tail)
             if m is not None and m.start() == 0 and len(tail) == _TAIL:
                 return None  # digits fill the kept tail: a size beyond any bound
@@ -400,7 +391,7 @@ class SieveServerConnection:
         return CommandError(Response("BYE", None, "Literal too big"), close=True)
 
     def _end_or_need(self) -> ConnectionClosed | NeedData:
-        if self._eof:
+        if self._in.eof:
             self._close()
             return ConnectionClosed()
         return NEED_DATA
@@ -416,4 +407,4 @@ class SieveServerConnection:
     def _close(self) -> None:
         self._state = State.CLOSED
         self._awaiting = None
-        self._buf.clear()
+        self._in.data.clear()

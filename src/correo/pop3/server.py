@@ -53,6 +53,14 @@ from correo.pop3.commands import (
     has_controls,
     split_keyword,
 )
+from correo.sansio import (
+    LINE_TOO_LONG,
+    NEED_DATA,
+    PAUSED,
+    LocalProtocolError,
+    ReceiveBuffer,
+    Sentinel,
+)
 from correo.sasl.mechanisms import SUPPORTED
 
 __all__ = [
@@ -79,21 +87,6 @@ __all__ = [
 ]
 
 CRLF = b"\r\n"
-
-
-class LocalProtocolError(RuntimeError):
-    """The shell used the connection out of order; a bug in our code, never the peer's."""
-
-
-class Sentinel(enum.Enum):
-    """Non-event answers of :meth:`Pop3Connection.next_event`."""
-
-    NEED_DATA = "NEED_DATA"  # feed more bytes with receive_data()
-    PAUSED = "PAUSED"  # the core waits for the shell (send, tls_started, message_sent...)
-
-
-NEED_DATA = Sentinel.NEED_DATA
-PAUSED = Sentinel.PAUSED
 
 
 class Pop3State(enum.Enum):
@@ -296,9 +289,7 @@ class Pop3Connection:
         self._tls_active = tls_active  # True for implicit TLS (port 995, RFC 8314)
         self._state = Pop3State.AUTHORIZATION
         self._wait = _Wait.NONE
-        self._buf = bytearray()
-        self._discarding = False
-        self._eof = False
+        self._in = ReceiveBuffer()
         self._bad = 0
         self._user: str | None = None
         self._messages: tuple[MaildropEntry, ...] = ()
@@ -335,16 +326,7 @@ class Pop3Connection:
         """Buffer bytes from the peer; ``b""`` means EOF."""
         if self._state is Pop3State.CLOSED:
             return
-        if not data:
-            self._eof = True
-            return
-        if self._discarding:  # still inside an over-long line: drop it unbuffered
-            end = data.find(b"\n")
-            if end < 0:
-                return
-            data = data[end + 1 :]
-            self._discarding = False
-        self._buf += data
+        self._in.feed(data)  # the rest of an over-long line is dropped unbuffered
 
     def next_event(self) -> Event | Sentinel:
         """The next event, ``NEED_DATA``, or ``PAUSED`` while the shell owes an action."""
@@ -354,7 +336,7 @@ class Pop3Connection:
             return PAUSED
         line = self._take_line()
         if line is None:
-            if self._eof:
+            if self._in.eof:
                 self._state = Pop3State.CLOSED  # RFC 1939 §6: no UPDATE without QUIT
                 return ConnectionClosed()
             return NEED_DATA
@@ -368,20 +350,11 @@ class Pop3Connection:
         """Cut one CRLF line off the buffer, bounded by the current line limit."""
         sasl = self._wait is _Wait.SASL_CLIENT
         limit = self._limits.max_auth_line if sasl else self._limits.max_line
-        buf = self._buf
-        end = buf.find(b"\n", 0, limit)  # RFC 2449 §4: the limit counts the CRLF
-        if end < 0:
-            if len(buf) < limit:
-                return None
-            later = buf.find(b"\n", limit)
-            if later < 0:
-                buf.clear()
-                self._discarding = True
-            else:
-                del buf[: later + 1]
+        line = self._in.take_line(limit)  # RFC 2449 §4: the limit counts the CRLF
+        if line is None:
+            return None
+        if line is LINE_TOO_LONG:
             return _LineError.TOO_LONG
-        line = bytes(buf[:end])
-        del buf[: end + 1]
         if line[-1:] != b"\r" or has_controls(line[:-1]):
             return _LineError.SYNTAX  # bare LF, bare CR or other control: refuse, don't guess
         return line[:-1]
@@ -661,8 +634,7 @@ class Pop3Connection:
         self._expect(_Wait.TLS_HANDSHAKE)
         # RFC 2595 §4 / CVE-2011-0411: bytes pipelined before the handshake are
         # attacker-controlled and must not be run as commands under TLS.
-        self._buf.clear()
-        self._discarding = False
+        self._in.clear()
         self._user = None
         self._tls_active = True
         self._wait = _Wait.NONE

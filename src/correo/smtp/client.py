@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from correo.sansio import NEED_DATA, Sentinel
 from correo.smtp.errors import LocalProtocolError
 
 __all__ = [
@@ -63,11 +64,7 @@ __all__ = [
 ]
 
 
-class NeedData(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
+NeedData = Sentinel  # the type of NEED_DATA, shared by every core (correo.sansio)
 
 
 class ClientState(enum.Enum):

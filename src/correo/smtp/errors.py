@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from correo import sansio
+
 if TYPE_CHECKING:
     from correo.smtp.replies import Reply
 
@@ -26,7 +28,7 @@ class SmtpError(Exception):
     """Base of every exception raised by ``correo.smtp``."""
 
 
-class LocalProtocolError(SmtpError):
+class LocalProtocolError(SmtpError, sansio.LocalProtocolError):
     """The shell used the core wrongly (e.g. next_event() with an unanswered event)."""
 
 

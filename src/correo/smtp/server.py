@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from correo import sansio
+from correo.sansio import NEED_DATA, ReceiveBuffer, Sentinel
 from correo.smtp.commands import (
     Auth,
     Bdat,
@@ -80,13 +82,7 @@ __all__ = [
 ]
 
 
-class NeedData(enum.Enum):
-    """Sentinel type: ``next_event()`` needs more bytes (or replies flushed)."""
-
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA
+NeedData = Sentinel  # the type of NEED_DATA, shared by every core (correo.sansio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +235,7 @@ class ServerConnection:
         self.tls_active = False  # set by the shell (implicit TLS) or by tls_started()
         self.authenticated = False
         self._state = State.INITIAL
-        self._buf = bytearray()
-        self._eof = False
-        self._discarding = False  # skipping the rest of an over-long line
+        self._in = ReceiveBuffer()
         self._awaiting: Event | None = None
         self._replies_left = 0
         self._queued: Event | None = None  # a DataEnd/CommandError behind a DataChunk
@@ -281,12 +275,9 @@ class ServerConnection:
         """Buffer bytes from the peer; ``b""`` means EOF."""
         if self._state is State.CLOSED:
             return
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
+        if self._in.eof and data:
             raise LocalProtocolError("receive_data() after EOF")
-        self._buf += data
+        self._in.feed(data)
 
     def next_event(self) -> Event | Literal[NeedData.NEED_DATA]:
         """The next event, or NEED_DATA when more bytes are needed."""
@@ -300,7 +291,7 @@ class ServerConnection:
             return ev
         if isinstance(ev, ConnectionClosed):
             self._state = State.CLOSED
-            self._buf.clear()
+            self._in.data.clear()
         elif not isinstance(ev, _UNANSWERED):
             self._awaiting = ev
             self._replies_left = 1
@@ -331,8 +322,7 @@ class ServerConnection:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
         # RFC 3207 §4.2: discard buffered plaintext (command injection, CVE-2011-0411)
         # and all knowledge from the client, including EHLO and authentication.
-        self._buf.clear()
-        self._discarding = False
+        self._in.clear()
         self.tls_active = True
         self.authenticated = False
         self._errors = 0
@@ -354,7 +344,7 @@ class ServerConnection:
         self._awaiting = None
         self._replies_left = 0
         self._queued = None
-        self._buf.clear()
+        self._in.data.clear()
 
     def _greeted_state(self) -> State:
         return State.INITIAL if self._state is State.INITIAL else State.GREETED
@@ -436,36 +426,15 @@ class ServerConnection:
                 return self._next_command()
 
     def _no_more(self) -> Event | Literal[NeedData.NEED_DATA]:
-        return ConnectionClosed() if self._eof else NEED_DATA
-
-    def _skip_discarded(self) -> bool:
-        """Drop the tail of an over-long line; False while its LF has not come."""
-        if self._discarding:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                self._buf.clear()
-                return False
-            del self._buf[: nl + 1]
-            self._discarding = False
-        return True
+        return ConnectionClosed() if self._in.eof else NEED_DATA
 
     def _take_line(self, limit: int) -> bytes | Reply | None:
         """One CRLF-terminated line without CRLF, an error reply, or None (need data)."""
-        buf = self._buf
-        nl = buf.find(b"\n", 0, limit)
-        if nl < 0:
-            if len(buf) < limit:
-                return None
-            # RFC 5321 §4.5.3.1.4: too long. Skip to the next LF without storing it.
-            nl = buf.find(b"\n")
-            if nl < 0:
-                buf.clear()
-                self._discarding = True
-            else:
-                del buf[: nl + 1]
-            return LINE_TOO_LONG
-        line = bytes(buf[:nl])
-        del buf[: nl + 1]
+        line = self._in.take_line(limit)
+        if line is None:
+            return None
+        if line is sansio.LINE_TOO_LONG:
+            return LINE_TOO_LONG  # RFC 5321 §4.5.3.1.4; skipped to its LF, unstored
         # RFC 5321 §2.3.8: lines end with CRLF only; a lone CR or LF is an error.
         if not line.endswith(b"\r") or line.find(b"\r", 0, len(line) - 1) >= 0:
             return BARE_LINE_END_IN_COMMAND
@@ -478,19 +447,17 @@ class ServerConnection:
             reply, close = TOO_MANY_ERRORS, True
         if close:
             self._state = State.CLOSED
-            self._buf.clear()
+            self._in.data.clear()
         return CommandError(reply, close)
 
     def _command_limit(self) -> int:
         # RFC 4954 §4: an AUTH line with an initial response may be long.
         limit = self.limits.max_command_line
-        if self._buf[:5].upper() == b"AUTH ":
+        if self._in.data[:5].upper() == b"AUTH ":
             limit = max(limit, self.limits.max_auth_line)
         return limit
 
     def _next_command(self) -> Event | Literal[NeedData.NEED_DATA]:
-        if not self._skip_discarded():
-            return self._no_more()
         line = self._take_line(self._command_limit())
         if line is None:
             return self._no_more()
@@ -534,15 +501,15 @@ class ServerConnection:
     def _next_data(self) -> Event | Literal[NeedData.NEED_DATA]:
         dot = self._dot
         assert dot is not None
-        if not self._buf:
+        if not self._in.data:
             return self._no_more()
-        chunk = bytes(self._buf)
-        self._buf.clear()
+        chunk = bytes(self._in.data)
+        self._in.data.clear()
         out, rest = dot.feed(chunk)
         out = self._account(out)
         end: Event | None = None
         if rest is not None:
-            self._buf += rest
+            self._in.data += rest
             error = None
             if dot.bare_line_end:
                 error = BARE_LINE_END_IN_DATA  # CVE-2023-51764 class smuggling
@@ -562,11 +529,11 @@ class ServerConnection:
     def _next_bdat(self) -> Event | Literal[NeedData.NEED_DATA]:
         piece = b""
         if self._bdat_left:
-            if not self._buf:
+            if not self._in.data:
                 return self._no_more()
-            n = min(self._bdat_left, len(self._buf))
-            piece = bytes(self._buf[:n])
-            del self._buf[:n]
+            n = min(self._bdat_left, len(self._in.data))
+            piece = bytes(self._in.data[:n])
+            del self._in.data[:n]
             self._bdat_left -= n
             if self._bdat_reject is not None:
                 piece = b""
@@ -600,8 +567,6 @@ class ServerConnection:
         return end if end is not None else self._no_more()
 
     def _next_auth(self) -> Event | Literal[NeedData.NEED_DATA]:
-        if not self._skip_discarded():
-            return self._no_more()
         line = self._take_line(self.limits.max_auth_line)
         if line is None:
             return self._no_more()

@@ -99,6 +99,12 @@ def test_login_read_and_push(server: Server, page: Page, errors: list[str], shot
     expect(row(page, "Arrived by push")).to_be_visible()
     expect(inbox.locator(".count")).to_have_text("1")
     shot(page, "webmail-reading")
+    page.set_viewport_size({"width": 390, "height": 760})  # a phone: one column at a time
+    expect(page.locator("#reader")).to_be_visible()
+    expect(page.locator("#list")).to_be_hidden()
+    shot(page, "webmail-phone")
+    page.get_by_role("button", name="Back to the list").click()
+    expect(row(page, "Arrived by push")).to_be_visible()
     assert errors == []
 
 

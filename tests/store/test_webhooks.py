@@ -52,6 +52,7 @@ def test_add_due_fail_done(factory: Factory, tmp_path: Path) -> None:
             (ids[1], "key-2", "bounced", b'{"n": 2}'),
         ]
         assert due[0].url == "http://127.0.0.1:9/1" and due[0].attempts == 0
+        assert await store.webhook_next_due() == 1060.0  # leased: not due before it ends
         # excluded (in flight here): not handed out again
         assert await store.webhook_due(1001.0, 10, exclude=ids) == []
         await store.webhook_failed(ids[0], 2000.0, "HTTP 503: busy")

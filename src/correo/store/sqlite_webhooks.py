@@ -159,7 +159,11 @@ class WebhookOps:
 
     async def webhook_next_due(self) -> float | None:
         def read() -> float | None:
-            row = self._reader().execute("SELECT min(next_attempt) FROM webhook_calls").fetchone()
+            row = (
+                self._reader()
+                .execute("SELECT min(max(next_attempt, lease_until)) FROM webhook_calls")
+                .fetchone()
+            )
             return None if row is None or row[0] is None else float(row[0])
 
         result: float | None = await self._read(read)

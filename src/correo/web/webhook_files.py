@@ -72,8 +72,13 @@ async def _download(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="the message is no longer stored\n") from None
     await response.prepare(request)
     await response.write(first)
-    async for chunk in chunks:
-        await response.write(decoder.feed(chunk))
+    try:
+        async for chunk in chunks:
+            await response.write(decoder.feed(chunk))
+    except StoreError:  # deleted while streaming: cut the answer short, visibly
+        if request.transport is not None:
+            request.transport.abort()
+        return response
     await response.write(decoder.finish())
     await response.write_eof()
     return response

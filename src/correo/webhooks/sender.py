@@ -108,12 +108,16 @@ class WebhookSender:
             await self._http.close()
 
     async def _loop(self) -> None:
+        first = True  # at start, take this node's calls an earlier run left leased
         while not self._stopping:
             next_due: float | None = None
             try:
                 if self.config().webhooks:  # none configured: calls wait for a reload
-                    await self._fill()
                     next_due = await self.store.webhook_next_due()
+                    if first or (next_due is not None and next_due <= self.clock()):
+                        await self._fill()  # a write (the lease): only when one is due
+                        next_due = await self.store.webhook_next_due()
+                        first = False
             except (StoreError, OSError) as exc:
                 self.log.error("webhook.store_error", error=str(exc))
             delay = self.poll

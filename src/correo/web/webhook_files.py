@@ -9,6 +9,7 @@ on this origin).  A bad or expired link and a message gone since are all ``404``
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from correo.message.imapfmt import TransferDecoder
 from correo.store.api import StoreError
-from correo.web.app import CTX
+from correo.web.app import CTX, DEADLINE
 from correo.webhooks.links import PATH, verify
 from correo.webhooks.payload import attachment_parts, filename_of, message_tree
 
@@ -26,6 +27,7 @@ __all__ = ["add_routes"]
 _KEY = web.AppKey("webhook_key", bytearray)
 _TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
 _OCTETS = "application/octet-stream"
+_PIECE_SECONDS = 60.0  # for each 64 KiB piece of a download to be taken
 
 
 def add_routes(app: web.Application) -> None:
@@ -72,8 +74,12 @@ async def _download(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="the message is no longer stored\n") from None
     await response.prepare(request)
     await response.write(first)
+    deadline = request.get(DEADLINE)
+    loop = asyncio.get_running_loop()
     try:
         async for chunk in chunks:
+            if deadline is not None:  # a large file on a slow line: a deadline per piece
+                deadline.reschedule(loop.time() + _PIECE_SECONDS)
             await response.write(decoder.feed(chunk))
     except StoreError:  # deleted while streaming: cut the answer short, visibly
         if request.transport is not None:

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import hmac
 import json
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,8 +88,13 @@ class WebhookSender:
         self._stopping = False
 
     def start(self) -> None:
+        tls = ssl.create_default_context()  # https:// endpoints: verified, TLS 1.2+
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        config = self.config()
+        if config.outbound.ca_file:  # a private CA, as for the outbound MTA
+            tls.load_verify_locations(str(config.path(config.outbound.ca_file)))
         self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=_MAX_INFLIGHT),
+            connector=aiohttp.TCPConnector(limit=_MAX_INFLIGHT, ssl=tls),
             headers={"User-Agent": f"correo/{__version__}"},
         )
         self._main = asyncio.create_task(self._loop(), name="webhook-sender")

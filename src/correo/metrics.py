@@ -30,7 +30,14 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "Metrics", "SessionCounts", "reply_class"]
+__all__ = [
+    "ACME_OUTCOMES",
+    "CONTENT_TYPE",
+    "Metrics",
+    "SessionCounts",
+    "cipher_class",
+    "reply_class",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -47,6 +54,27 @@ REPLY_CLASSES: Mapping[str, tuple[str, ...]] = {
     "pop3": ("+OK", "-ERR"),
     "sieve": ("OK", "NO", "BYE"),
 }
+
+
+#: How an ACME order can end (correo_acme_orders_total).
+ACME_OUTCOMES = ("issued", "renewed", "failed")
+
+
+def cipher_class(name: str | None) -> str:
+    """A cipher suite's bulk cipher family, a label of few values: the suite names
+    themselves (key exchange, signature, hash) would multiply the series."""
+    upper = (name or "").upper()
+    if not upper:
+        return "unknown"
+    if "CHACHA20" in upper:
+        return "chacha20-poly1305"
+    if "GCM" in upper:
+        return "aes-gcm"
+    if "CCM" in upper:
+        return "aes-ccm"
+    if "AES" in upper:
+        return "aes-cbc"
+    return "other"
 
 
 def reply_class(code: int) -> str:
@@ -106,6 +134,20 @@ class Metrics:
             ["version"],
             registry=reg,
         )
+        self.https_tls = Counter(
+            "correo_https_tls_connections",
+            "Connections on the https listener, per TLS version and cipher class",
+            ["version", "cipher"],
+            registry=reg,
+        )
+        self.acme = Counter(
+            "correo_acme_orders",
+            "ACME orders: issued (a first certificate), renewed, failed",
+            ["outcome"],
+            registry=reg,
+        )
+        for outcome in ACME_OUTCOMES:  # every outcome is a series from the start
+            self.acme.labels(outcome)
         self.imap_idle = Gauge(
             "correo_imap_idle_sessions", "IMAP sessions in IDLE now", registry=reg
         )
@@ -224,6 +266,14 @@ class Metrics:
 
     def tls_version(self, version: str | None) -> None:
         self.tls.labels(version or "unknown").inc()
+
+    def https_connection(self, version: str | None, cipher: str | None) -> None:
+        """A TLS connection admitted on the https listener (its handshake is done)."""
+        self.https_tls.labels(version or "unknown", cipher_class(cipher)).inc()
+
+    def acme_outcome(self, outcome: str) -> None:
+        """One ACME order ended: ``issued``, ``renewed`` or ``failed``."""
+        self.acme.labels(outcome).inc()
 
     # -- scrape time ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ happens within the test.
 
 from __future__ import annotations
 
+import http.client
 import imaplib
 import re
 import ssl
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSWORDS, Server, correo, make_data_dir
 from tests.server.acme_helpers import Pebble, free_port, peer_certificate, wait_for
@@ -66,6 +68,22 @@ def _wait(server: Server, predicate: Callable[[], bool], timeout: float, what: s
         raise AssertionError(f"{exc}:\n" + "".join(events[-30:])) from None
 
 
+def _acme_orders(server: Server) -> dict[str, float]:
+    """correo_acme_orders_total by outcome, scraped from the metrics listener."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["metrics"], timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return {
+        s.labels["outcome"]: s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == "correo_acme_orders_total"
+    }
+
+
 def _installed(server: Server) -> int:
     return server.log().count("event=tls.certificate_installed")
 
@@ -102,6 +120,9 @@ def test_tls_alpn_01_issues_renews_and_swaps_without_dropping_sessions(
         assert re.search(r"expires\s+20\d\d-", status.stdout)
         assert re.search(r"renewal\s+20\d\d-", status.stdout)
         assert "tls-alpn-01" in server.log()
+        orders = _acme_orders(server)
+        assert orders["issued"] == 1 and orders["renewed"] >= 1, orders
+        assert orders["failed"] == 0, orders
     finally:
         server.stop()
         pebble.close()
@@ -125,6 +146,8 @@ def test_http_01_issues_and_a_failed_renewal_keeps_the_old_certificate(
         status = correo(server.data, "tls", "status")
         assert status.returncode == 0, status.stderr
         assert "last error" in status.stdout and OTHER in status.stdout
+        orders = _acme_orders(server)
+        assert orders["issued"] == 1 and orders["failed"] >= 1, orders
     finally:
         server.stop()
         pebble.close()

@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import smtplib
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -270,3 +271,37 @@ def test_correo_status_without_a_server(start_server: Callable[..., Server]) -> 
     assert result.returncode == 1
     assert "correo is not running: nothing listens on 127.0.0.1:" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _https_get(port: int, context: ssl.SSLContext) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        conn.request("GET", "/")
+        status = conn.getresponse().status
+        return status
+    finally:
+        conn.close()
+
+
+def test_https_tls_versions_and_cipher_classes(srv: Server) -> None:
+    """Each connection on the https listener counts once, by TLS version and cipher class."""
+    before = scrape(srv)
+    modern = client_tls()  # TLS 1.3
+    old = client_tls()
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    old.set_ciphers("ECDHE+CHACHA20")
+    for context in (modern, modern, old):
+        assert _https_get(srv.ports["https"], context) < 500
+    moved = delta(before, scrape(srv))
+    name = "correo_https_tls_connections_total"
+    assert moved(name, version="TLSv1.3", cipher="aes-gcm") == 2
+    assert moved(name, version="TLSv1.2", cipher="chacha20-poly1305") == 1
+    assert moved("correo_connections_total", service="https") == 3
+
+
+def test_acme_outcomes_are_series_from_the_start(srv: Server) -> None:
+    """Issued, renewed and failed are there at 0 before any order (tests/server/test_acme.py
+    moves them against pebble)."""
+    samples = scrape(srv)
+    for outcome in ("issued", "renewed", "failed"):
+        assert samples[("correo_acme_orders_total", (("outcome", outcome),))] == 0

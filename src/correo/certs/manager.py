@@ -30,6 +30,7 @@ from correo.certs import flow
 from correo.certs.validation import validation_certificate
 from correo.config import Config
 from correo.log import Logger
+from correo.metrics import Metrics
 from correo.server.tls import TlsConfigError, replace_chain
 from correo.server.tls_alpn import ACME_TLS_ALPN, AlpnChallenges
 from correo.store.api import MailStore, TlsCertificate
@@ -77,8 +78,10 @@ class CertificateManager:
         log: Logger,
         contexts: list[ssl.SSLContext],
         names: tuple[str, ...],
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics  # orders issued, renewed, failed
         self.store = store
         self.log = log
         self.contexts = contexts
@@ -168,6 +171,8 @@ class CertificateManager:
             return await self._failed(stored, exc, started)
         await self.store.tls_cert_put(record)  # durable first: every node serves this one
         self._install(record)
+        if self.metrics is not None:
+            self.metrics.acme_outcome("renewed" if key else "issued")
         self.log.info(
             "tls.certificate_issued",
             names=",".join(self.names),
@@ -179,6 +184,8 @@ class CertificateManager:
 
     async def _failed(self, stored: TlsCertificate | None, exc: Exception, started: float) -> float:
         """Record why, keep what serves, retry later (doubling, bounded)."""
+        if self.metrics is not None:
+            self.metrics.acme_outcome("failed")
         same = stored is not None and stored.names == self.names
         failures = (stored.failures if stored is not None and same else 0) + 1
         delay = min(RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX)

@@ -181,7 +181,9 @@ class MailServer:
         self.ctx.bound = self.bound  # filled below as the listeners start
         if config.acme.directory and tls is not None:  # the stored certificate, if any
             names = acme_names(config, self.directory.domains())
-            self.certs = CertificateManager(config, self.store, self.log, [tls], names)
+            self.certs = CertificateManager(
+                config, self.store, self.log, [tls], names, metrics=self.metrics
+            )
             await self.certs.load()
         self.ctx.dev = self._dev
         self.ctx.resolver = self._resolve()

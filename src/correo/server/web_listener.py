@@ -97,6 +97,10 @@ class _Guarded(asyncio.Protocol):
             self._arm(_LINGER, abort=True)  # a peer that reads nothing is dropped
             return
         self.listener.guards[self.inner] = self
+        tls: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        if tls is not None and self.listener.on_tls is not None:
+            cipher = tls.cipher()  # the handshake is done: asyncio reports it after
+            self.listener.on_tls(tls.version(), cipher[0] if cipher else None)
         self.inner.connection_made(transport)
         self._arm(self.listener.head_timeout)
 
@@ -205,6 +209,7 @@ class WebListener:
         head_timeout: float,
         connections: Connections,
         tls: ssl.SSLContext | None = None,
+        on_tls: Callable[[str | None, str | None], None] | None = None,
     ) -> None:
         self.app = app
         self.service = service
@@ -214,6 +219,7 @@ class WebListener:
         self.head_timeout = head_timeout
         self.guards = connections.guards
         self.tls = tls
+        self.on_tls = on_tls  # (TLS version, cipher suite) of each admitted connection
         self._servers: list[asyncio.Server] = []
         bridge = logging.getLogger(f"correo.web.{service}")
         bridge.propagate = False

@@ -196,4 +196,5 @@ def https_listener(
         head_timeout=head_timeout,
         connections=connections,
         tls=ctx.tls,
+        on_tls=lambda version, cipher: ctx.metrics.https_connection(version, cipher),
     )

@@ -46,6 +46,9 @@ class ReportIntake:
         r = config.reports
         self.tallies = tallies or TallyBuffer(store, log, max_rows=r.max_rows)
         self.limits = IntakeLimits(r.max_input, r.max_ratio)
+        #: The largest message read for its reports: a report of max_input bytes in
+        #: base64, with room for the rest of the message.
+        self.max_message = r.max_input * 4 // 3 + 1024 * 1024
 
     def kind_of(self, local_part: str, domain: str) -> str | None:
         """``dmarc`` or ``tlsrpt`` when local_part@domain is a report address here."""

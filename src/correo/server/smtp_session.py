@@ -528,6 +528,9 @@ class SmtpSession:
     async def _take_reports(self, tx: _Transaction, spool: Spool) -> None:
         """Keep the DMARC/TLS reports a message to a report address carries."""
         assert self.ctx.reports is not None
+        if spool.size > self.ctx.reports.max_message:  # never read whole: refused
+            self.ctx.log.warning("reports.refused", session=self.id, reason="too large")
+            return
         data = await spool_read(spool)
         await self.ctx.reports.take_in(data, tx.report_kinds, session=self.id)
 

@@ -86,6 +86,11 @@ def _set(config: str, section: str, key: str, value: str) -> str:
 
 # More of the same kinds, checked in-process (each kind above also runs ``serve``).
 MORE_BAD: list[tuple[str, str, str]] = [
+    ("reports", "dmarc_address", '"a b"'),
+    ("reports", "tls_address", '"x@"'),
+    ("reports", "contact", '"nobody"'),
+    ("reports", "max_ratio", "1"),
+    ("reports", "interval", "-1.0"),
     ("auth", "lockout_seconds", "inf"),
     ("auth", "max_delay", "-inf"),
     ("limits", "data_timeout", "1e300"),

@@ -9,6 +9,7 @@ mailbox is swapped for another) and expunges through the store API.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,7 +55,17 @@ _NO_META: dict[str, Any] = {}
 _NO_TEXTS: Mapping[str, Searchable] = {}
 _META = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
 _HEAD_ONLY = 256 * 1024  # what header properties read of a message
+_PARSE_BATCH = 8 << 20  # octets of messages held to be parsed in one worker-thread hop
 _QUERY_HEADS = 2000  # messages whose headers one query may read (from/to/subject filters)
+
+
+def _header_section(raw: bytes) -> bytes:
+    """The header section and its blank line: all that header properties need."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = raw.find(sep)
+        if at >= 0:
+            return raw[: at + len(sep)]
+    return raw
 
 
 def _meta(email: EmailRow) -> dict[str, Any]:
@@ -100,6 +111,26 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     parsed_props = [p for p in wanted if p not in _META]
     needs_body = any(p in BODY_PROPS for p in parsed_props)
     found, missing = [], []
+    jobs: list[tuple[dict[str, Any], bytes, str]] = []  # parsed together, off the loop
+    held = 0
+
+    async def parse_jobs() -> None:
+        def parse_all() -> list[dict[str, Any]]:
+            return [
+                parse_email(
+                    raw if needs_body else _header_section(raw),
+                    parsed_props,
+                    blob=blob,
+                    body_values=flags,
+                    max_body_value_bytes=max_value,
+                )
+                for _, raw, blob in jobs
+            ]
+
+        for (entry, _, _), parsed in zip(jobs, await asyncio.to_thread(parse_all), strict=True):
+            entry.update(parsed)
+        jobs.clear()
+
     for ident in ids:
         email = await call.view.email(ident)
         if email is None:
@@ -114,17 +145,14 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             except StoreError:
                 missing.append(ident)  # expunged meanwhile
                 continue
-            entry.update(
-                await asyncio.to_thread(
-                    parse_email,
-                    raw,
-                    parsed_props,
-                    blob=blob_id(email.digest),
-                    body_values=flags,
-                    max_body_value_bytes=max_value,
-                )
-            )
+            jobs.append((entry, raw, blob_id(email.digest)))
+            held += len(raw)
+            if held > _PARSE_BATCH:
+                await parse_jobs()
+                held = 0
         found.append(entry)
+    if jobs:
+        await parse_jobs()
     return {
         "accountId": call.account_id,
         "state": await call.view.state(),
@@ -256,39 +284,18 @@ async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             "id",
         ):
             raise MethodError("unsupportedSort", "receivedAt, size or id")
-    sort_size = any(c["property"] == "size" for c in sort)
-    if args.get("collapseThreads"):
-        pass  # every Email is its own thread: collapsing changes nothing
-    emails = list((await call.view.emails()).values())
-    if node is not None and reads_headers and len(emails) > _QUERY_HEADS:
-        raise MethodError("unsupportedFilter", "header filters over this many messages")
+    collapse = bool(args.get("collapseThreads"))
     terms = _text_terms(node) if node is not None else []
     if len(terms) > MAX_TERMS:
         raise MethodError("unsupportedFilter", f"at most {MAX_TERMS} text conditions")
-    texts = await texts_for(call.view, terms) if terms else _NO_TEXTS
-    chosen = []
-    for count, email in enumerate(emails, 1):
-        if count % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a large mailbox must not hold the loop
-        meta = _meta(email) if node is not None or sort_size else _NO_META
-        heads = None
-        if node is not None and reads_headers:
-            try:
-                heads = header_view(await call.view.raw(email.first, 64 * 1024))
-            except StoreError:
-                continue
-        if node is None or _matches(node, email, meta, heads, texts):
-            chosen.append((email, meta))
-    for comparator in reversed(sort):
-        prop = comparator["property"]
-        reverse = not comparator.get("isAscending", True)
-        if prop == "receivedAt":
-            chosen.sort(key=lambda em: em[0].first.info.internal_date, reverse=reverse)
-        elif prop == "size":
-            chosen.sort(key=lambda em: em[1]["size"], reverse=reverse)
-        else:
-            chosen.sort(key=lambda em: em[0].id, reverse=reverse)
-    ids = [e.id for e, _ in chosen]
+    snapshot = await call.view.snapshot()
+    # An order that reads only what the account's marks cover is kept with them.
+    key = None if reads_headers or terms else json.dumps([node, sort, bool(collapse)])
+    ids = snapshot.order(key) if key is not None else None
+    if ids is None:
+        ids = await _query_ids(call, node, sort, reads_headers, terms)
+        if key is not None:
+            snapshot.keep_order(key, ids)
     position = _int(args, "position", 0, -(10**9))
     anchor = args.get("anchor")
     if anchor is not None:
@@ -312,6 +319,44 @@ async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     if limit is not None:
         answer["limit"] = limit
     return answer
+
+
+async def _query_ids(
+    call: Call,
+    node: Any,
+    sort: list[dict[str, Any]],
+    reads_headers: bool,
+    terms: list[str],
+) -> list[str]:
+    """The ids of the Emails ``node`` matches, in ``sort`` order."""
+    sort_size = any(c["property"] == "size" for c in sort)
+    emails = list((await call.view.emails()).values())
+    if node is not None and reads_headers and len(emails) > _QUERY_HEADS:
+        raise MethodError("unsupportedFilter", "header filters over this many messages")
+    texts = await texts_for(call.view, terms) if terms else _NO_TEXTS
+    chosen = []
+    for count, email in enumerate(emails, 1):
+        if count % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a large mailbox must not hold the loop
+        meta = _meta(email) if node is not None or sort_size else _NO_META
+        heads = None
+        if node is not None and reads_headers:
+            try:
+                heads = header_view(await call.view.raw(email.first, 64 * 1024))
+            except StoreError:
+                continue
+        if node is None or _matches(node, email, meta, heads, texts):
+            chosen.append((email, meta))
+    for comparator in reversed(sort):
+        prop = comparator["property"]
+        reverse = not comparator.get("isAscending", True)
+        if prop == "receivedAt":
+            chosen.sort(key=lambda em: em[0].first.info.internal_date, reverse=reverse)
+        elif prop == "size":
+            chosen.sort(key=lambda em: em[1]["size"], reverse=reverse)
+        else:
+            chosen.sort(key=lambda em: em[0].id, reverse=reverse)
+    return [e.id for e, _ in chosen]
 
 
 # -- changes ----------------------------------------------------------------------------

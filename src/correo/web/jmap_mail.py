@@ -17,9 +17,25 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from correo.jmap.mail import MailboxMark, email_id, mailbox_id, write_state
-from correo.store.api import MailboxInfo, MailboxStatus, MailStore, MessageInfo, StoreError
+from correo.store.api import (
+    MailboxInfo,
+    MailboxState,
+    MailboxStatus,
+    MailStore,
+    MessageInfo,
+    StoreError,
+)
 
-__all__ = ["Box", "EmailRow", "ExpungeIndex", "MailView", "Row"]
+__all__ = ["Box", "EmailRow", "ExpungeIndex", "MailView", "Row", "Snapshot"]
+
+
+def _same(state: MailboxState, status: MailboxStatus) -> bool:
+    return (state.uidvalidity, state.uidnext, state.highestmodseq, state.exists) == (
+        status.uidvalidity,
+        status.uidnext,
+        status.highestmodseq,
+        status.messages,
+    )
 
 
 @dataclass(slots=True)
@@ -65,13 +81,39 @@ class EmailRow:
         return self.rows[0]
 
 
+_BOXES_KEPT = 100_000  # mailboxes whose last STATUS is kept
+_ORDERS_KEPT = 8  # query orders kept per account snapshot
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """An account's Emails as of its mailboxes' marks, and query results over them."""
+
+    key: tuple[MailboxMark, ...]
+    emails: dict[str, EmailRow]
+    orders: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)
+
+    def order(self, key: str) -> list[str] | None:
+        return self.orders.get(key)
+
+    def keep_order(self, key: str, ids: list[str]) -> None:
+        self.orders[key] = ids
+        while len(self.orders) > _ORDERS_KEPT:
+            self.orders.popitem(last=False)
+
+
 class ExpungeIndex:
     """What JMAP has listed, kept between requests and bounded.
 
     * (UIDVALIDITY, UID) -> digest for every message listed, so ``Email/changes`` can
       name the Email an expunge removed;
     * each mailbox's rows as of its (HIGHESTMODSEQ, UIDNEXT): a mailbox that has not
-      changed since is not read again.
+      changed since is not read again;
+    * each mailbox's STATUS counts and :class:`Box` as of (UIDVALIDITY, UIDNEXT,
+      HIGHESTMODSEQ, EXISTS): every change moves one of them, so an unchanged mailbox
+      costs one indexed read, not a count over its messages;
+    * each account's Emails as of all its mailboxes' marks, with the orders queries
+      asked for: an unchanged account answers Email/query from memory.
     """
 
     def __init__(self, most: int = 2_000_000, listed: int = 500_000) -> None:
@@ -81,6 +123,39 @@ class ExpungeIndex:
         self._total = 0
         self._listings: OrderedDict[tuple[str, int], tuple[int, int, list[Row]]] = OrderedDict()
         self._listed = 0
+        self._boxes: OrderedDict[tuple[str, str], tuple[MailboxState, Box]] = OrderedDict()
+        self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
+
+    def box(self, account: str, info: MailboxInfo, state: MailboxState) -> Box | None:
+        """The Box seen last for this mailbox when nothing in it changed since."""
+        kept = self._boxes.get((account, info.name))
+        if kept is None or kept[0] != state or kept[1].info != info:
+            return None
+        self._boxes.move_to_end((account, info.name))
+        return kept[1]
+
+    def keep_box(self, account: str, state: MailboxState, box: Box) -> None:
+        self._boxes[(account, box.name)] = (state, box)
+        self._boxes.move_to_end((account, box.name))
+        while len(self._boxes) > _BOXES_KEPT:
+            self._boxes.popitem(last=False)
+
+    def snapshot(self, account: str, key: tuple[MailboxMark, ...]) -> Snapshot | None:
+        kept = self._snapshots.get(account)
+        if kept is None or kept.key != key:
+            return None
+        self._snapshots.move_to_end(account)
+        return kept
+
+    def keep_snapshot(self, account: str, snapshot: Snapshot) -> None:
+        self._snapshots[account] = snapshot
+        self._snapshots.move_to_end(account)
+        total = 0
+        for kept in reversed(self._snapshots.values()):  # the newest first
+            total += len(kept.emails)
+        while total > self.listed_most and len(self._snapshots) > 1:
+            _, dropped = self._snapshots.popitem(last=False)
+            total -= len(dropped.emails)
 
     def note(self, account: str, rows: list[Row]) -> None:
         index = self._by_account.setdefault(account, {})
@@ -104,7 +179,7 @@ class ExpungeIndex:
             return None
         self._listings.move_to_end(key)
         rows = kept[2]
-        if rows and rows[0].box is not box:  # the same mailbox read anew: maybe renamed
+        if rows and rows[0].box is not box and rows[0].box.info != box.info:  # renamed
             rows = [Row(box, r.info, r.digest) for r in rows]
             self._listings[key] = (kept[0], kept[1], rows)
         return rows
@@ -136,10 +211,16 @@ class MailView:
             boxes = []
             for info in await self.store.list_mailboxes(self.account):
                 try:
-                    status = await self.store.mailbox_status(self.account, info.name)
+                    state = await self.store.mailbox_state(self.account, info.name)
+                    box = self.index.box(self.account, info, state)
+                    if box is None:
+                        status = await self.store.mailbox_status(self.account, info.name)
+                        box = Box(info, status)
+                        if _same(state, status):  # else it moved between the two reads
+                            self.index.keep_box(self.account, state, box)
                 except StoreError:
                     continue  # deleted meanwhile
-                boxes.append(Box(info, status))
+                boxes.append(box)
             self._boxes = boxes
         return self._boxes
 
@@ -158,27 +239,42 @@ class MailView:
     async def state(self) -> str:
         return write_state(b.mark() for b in await self.boxes())
 
+    async def snapshot(self) -> Snapshot:
+        """The account's Emails with the query orders kept for them (do not change)."""
+        boxes = await self.boxes()
+        key = tuple(b.mark() for b in boxes)
+        kept = self.index.snapshot(self.account, key)
+        if kept is None:
+            self._emails = None
+            kept = Snapshot(key, await self._read_emails())
+            self.index.keep_snapshot(self.account, kept)
+        self._emails = kept.emails
+        return kept
+
     async def emails(self) -> dict[str, EmailRow]:
         """Every Email of the account by digest, its rows in mailbox order."""
         if self._emails is None:
-            emails: dict[str, EmailRow] = {}
-            for box in await self.boxes():
-                rows = self.index.listing(self.account, box)
-                if rows is None:
-                    try:
-                        rows = await self._list(box)
-                    except StoreError:
-                        continue
-                for count, row in enumerate(rows, 1):
-                    if count % 2000 == 0:
-                        await asyncio.sleep(0)  # others run while a big mailbox is read
-                    key = row.digest[:24]
-                    entry = emails.get(key)
-                    if entry is None:
-                        entry = emails[key] = EmailRow(key)
-                    entry.rows.append(row)
-            self._emails = emails
+            self._emails = (await self.snapshot()).emails
         return self._emails
+
+    async def _read_emails(self) -> dict[str, EmailRow]:
+        emails: dict[str, EmailRow] = {}
+        for box in await self.boxes():
+            rows = self.index.listing(self.account, box)
+            if rows is None:
+                try:
+                    rows = await self._list(box)
+                except StoreError:
+                    continue
+            for count, row in enumerate(rows, 1):
+                if count % 2000 == 0:
+                    await asyncio.sleep(0)  # others run while a big mailbox is read
+                key = row.digest[:24]
+                entry = emails.get(key)
+                if entry is None:
+                    entry = emails[key] = EmailRow(key)
+                entry.rows.append(row)
+        return emails
 
     async def _list(self, box: Box) -> list[Row]:
         infos = await self.store.list_messages(self.account, box.name)

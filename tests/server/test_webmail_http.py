@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -184,3 +185,29 @@ def test_sanitized_html_part(server: Server) -> None:
 def _account(http: requests.Session, server: Server) -> str:
     session = http.get(_base(server) + "/.well-known/jmap", timeout=10).json()
     return str(session["primaryAccounts"]["urn:ietf:params:jmap:mail"])
+
+
+def test_account_changes_need_the_token_and_end_with_the_account(start_server: Any) -> None:
+    from tests.conftest import correo
+
+    server: Server = start_server()
+    http, bearer = login(server, "carol@example.test")
+    base = _base(server)
+    script = {"script": 'require "fileinto";\nfileinto "Archive";\n'}
+    assert http.put(base + "/webmail/account/sieve", json=script, timeout=10).status_code == 403
+    saved = http.put(
+        base + "/webmail/account/sieve",
+        json=script,
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=10,
+    )
+    assert saved.status_code == 200, saved.text
+    assert (
+        http.get(base + "/webmail/account/sieve", timeout=10).json()["script"] == script["script"]
+    )
+    assert correo(server.data, "user", "del", "carol@example.test").returncode == 0
+    echo = [["Core/echo", {}, "0"]]
+    deadline = time.monotonic() + 10  # the server sees the directory change soon
+    while _api(_http(), server, bearer, echo).status_code != 401:
+        assert time.monotonic() < deadline, "the session outlived its account"
+        time.sleep(0.1)

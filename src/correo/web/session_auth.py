@@ -84,6 +84,8 @@ async def _account_of(request: web.Request, bearer: str) -> str | None:
     if found is None:
         return None
     account, expires = found
+    if not ctx.directory.user_exists(account):
+        return None  # the account was deleted: its sessions end with it
     now = time.time()
     if expires - now < SESSION_SECONDS - _RENEW:
         await ctx.store.web_session_put(key, account, now + SESSION_SECONDS)

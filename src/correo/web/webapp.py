@@ -3,6 +3,7 @@ safe to show.
 
 * ``GET /``: the webmail for a logged-in browser, else the login form
   (:mod:`correo.web.session_auth`); in ``correo dev`` the catch-all mailbox at once;
+* ``GET /account``: the account page (:mod:`correo.web.account`);
 * ``GET /webmail/static/{name}``: the page's modules and style, from the package
   (``correo/web/static``: plain JavaScript modules, no build step, nothing from elsewhere);
 * ``GET /webmail/html/{blobId}[?images=1]``: one HTML body part of a message, sanitized
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from correo.jmap.mail import _decoded, _leaves, digest_of
 from correo.store.api import StoreError
-from correo.web import session_auth
+from correo.web import account, session_auth
 from correo.web.app import CTX
 from correo.web.jmap import INDEX, account_id
 from correo.web.jmap_mail import MailView
@@ -48,7 +49,7 @@ _FRAME_STYLE = (
 )
 
 
-def _static(name: str) -> tuple[bytes, str] | None:
+def static_file(name: str) -> tuple[bytes, str] | None:
     suffix = "." + name.rpartition(".")[2]
     if "/" in name or name.startswith(".") or suffix not in _TYPES:
         return None
@@ -59,7 +60,7 @@ def _static(name: str) -> tuple[bytes, str] | None:
 
 
 async def _asset(request: web.Request) -> web.Response:
-    found = await asyncio.to_thread(_static, request.match_info["name"])
+    found = await asyncio.to_thread(static_file, request.match_info["name"])
     if found is None:
         raise web.HTTPNotFound(text="no such file\n")
     data, ctype = found
@@ -74,7 +75,7 @@ async def _index(request: web.Request) -> web.Response:
     if account is None:
         opened = await session_auth.auto_login(request)  # correo dev: the catch-all at once
         return opened or session_auth.login_page(request)
-    found = await asyncio.to_thread(_static, "index.html")
+    found = await asyncio.to_thread(static_file, "index.html")
     assert found is not None
     response = web.Response(body=found[0], content_type="text/html")
     harden(response)
@@ -141,6 +142,7 @@ async def _html(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """The webmail and its login (every ``https`` listener)."""
     session_auth.add_routes(app)
+    account.add_routes(app)
     app.router.add_get("/", _index)
     app.router.add_get("/webmail/static/{name}", _asset)
     app.router.add_get("/webmail/html/{blob}", _html)

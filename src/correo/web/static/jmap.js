@@ -42,8 +42,8 @@ export class Jmap {
   }
 
   // calls: [[name, args], ...]; the accountId is filled in; returns the responses
-  async batch(calls) {
-    const using = [CORE, MAIL];
+  async batch(calls, extra = []) {
+    const using = [CORE, MAIL, ...extra];
     if (this.canSubmit) using.push(SUBMISSION);
     const body = {
       using,

@@ -1,0 +1,153 @@
+"""The account page of the webmail: password, vacation reply (over JMAP, by the page)
+and the account's Sieve script as text.
+
+* ``GET /account``: the page (``static/account.html``);
+* ``POST /webmail/account/password``: ``{"current", "new"}``; the current password goes
+  through the throttled check IMAP uses, the new one through ``[auth]
+  min_password_length``;
+* ``GET``/``PUT /webmail/account/sieve``: the active script (``{"name", "script"}``),
+  replaced only by a script that passes the same validation as ManageSieve's PUTSCRIPT.
+
+Changes need the session's bearer token in ``Authorization`` (the CSRF token): the
+cookie alone opens the page and reads, never writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from correo.directory import DirectoryError
+from correo.server.auth import check_password
+from correo.server.context import new_session_id
+from correo.sieve import check
+from correo.store.api import StoreError
+from correo.web.app import CTX
+from correo.web.session_auth import harden, web_account
+
+__all__ = ["add_routes"]
+
+_SCRIPT = "webmail"  # the script's name when the account has none active yet
+_MAX_JSON = 256 * 1024
+
+
+async def _bearer_account(request: web.Request) -> str:
+    """The account of a change: only with the bearer token, never the cookie alone."""
+    if not request.headers.get("Authorization", "").lower().startswith("bearer "):
+        raise web.HTTPForbidden(text="the session's token is required\n")
+    account = await web_account(request)
+    if account is None:
+        raise web.HTTPUnauthorized(text="not logged in\n")
+    return account
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    body = await request.content.read(_MAX_JSON + 1)
+    if len(body) > _MAX_JSON:
+        raise web.HTTPRequestEntityTooLarge(max_size=_MAX_JSON, actual_size=len(body))
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise web.HTTPBadRequest(text="not JSON\n") from None
+    if not isinstance(value, dict):
+        raise web.HTTPBadRequest(text="a JSON object is expected\n")
+    return value
+
+
+def _answer(status: int, **body: Any) -> web.Response:
+    response = web.json_response(body, status=status)
+    harden(response)
+    return response
+
+
+async def _page(request: web.Request) -> web.StreamResponse:
+    if await web_account(request) is None:
+        return web.Response(status=303, headers={"Location": "/"})
+    from correo.web.webapp import static_file
+
+    found = await asyncio.to_thread(static_file, "account.html")
+    assert found is not None
+    response = web.Response(body=found[0], content_type="text/html")
+    harden(response)
+    return response
+
+
+async def _password(request: web.Request) -> web.Response:
+    account = await _bearer_account(request)
+    ctx = request.app[CTX]
+    form = await _json(request)
+    current, new = form.get("current"), form.get("new")
+    if not isinstance(current, str) or not isinstance(new, str):
+        return _answer(400, error="Give the current and the new password.")
+    least = ctx.config.auth.min_password_length
+    if len(new) < least or len(new) > 1024:
+        return _answer(400, error=f"The new password needs at least {least} characters.")
+    outcome = await check_password(
+        ctx,
+        session=new_session_id(),
+        peer_ip=request.remote or "?",
+        user=account,
+        password=current[:1024],
+    )
+    if outcome.account != account:
+        return _answer(403, error="The current password is not right.")
+    try:
+        await asyncio.to_thread(ctx.directory.set_password, account, new)
+    except (DirectoryError, ValueError) as exc:
+        return _answer(400, error=str(exc)[:300])
+    ctx.log.info("web.password_changed", peer=request.remote or "?", user=account)
+    return _answer(200, changed=True)
+
+
+async def _active(request: web.Request, account: str) -> tuple[str, str]:
+    store = request.app[CTX].store
+    active = await store.sieve_active(account)
+    return active if active is not None else (_SCRIPT, "")
+
+
+async def _sieve_get(request: web.Request) -> web.Response:
+    account = await web_account(request)
+    if account is None:
+        raise web.HTTPUnauthorized(text="not logged in\n")
+    name, text = await _active(request, account)
+    return _answer(200, name=name, script=text)
+
+
+async def _sieve_put(request: web.Request) -> web.Response:
+    account = await _bearer_account(request)
+    ctx = request.app[CTX]
+    form = await _json(request)
+    text = form.get("script")
+    if not isinstance(text, str):
+        return _answer(400, error="Give the script as text.")
+    most = ctx.config.delivery.max_script_size
+    if len(text.encode()) > most:
+        return _answer(400, error=f"The script is larger than {most} bytes.")
+    directory = ctx.directory
+
+    def sender_allowed(address: str) -> bool:
+        return directory.may_send_as(account, address)
+
+    errors = await asyncio.to_thread(check, text, sender_allowed=sender_allowed)
+    if errors:
+        return _answer(400, error="; ".join(str(e) for e in errors[:5]))
+    name, _ = await _active(request, account)
+    try:
+        await ctx.store.sieve_put(account, name, text)
+        await ctx.store.sieve_activate(account, name)
+    except StoreError as exc:
+        return _answer(503, error=str(exc)[:300])
+    if ctx.mda is not None:
+        ctx.mda.forget(account)  # the next delivery runs the new script
+    ctx.log.info("web.sieve_saved", user=account, name=name, size=len(text))
+    return _answer(200, name=name, saved=True)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/account", _page)
+    app.router.add_post("/webmail/account/password", _password)
+    app.router.add_get("/webmail/account/sieve", _sieve_get)
+    app.router.add_put("/webmail/account/sieve", _sieve_put)

@@ -116,3 +116,41 @@ def test_a_refused_post_is_logged_and_its_rows_kept(tmp_path: Path) -> None:
     posts, logged, outcome = asyncio.run(_run(tmp_path, 503))
     assert len(posts) == 1 and outcome == 1  # nothing sent; the rows wait for the next run
     assert "event=reports.delivery_failed" in logged and "answered 503" in logged
+
+
+def test_mta_sts_fetch_failures_are_told_with_their_result_type(tmp_path: Path) -> None:
+    """RFC 8460 §4.3.2.2: no policy host (fetch error), a policy host whose certificate
+    does not name it (webpki)."""
+    from correo.queue.mtasts import MtaSts, PolicyCache
+
+    async def go() -> list[tuple[str, str]]:
+        runner, port, _posts, ca = await _collector(tmp_path, 200)  # certificate: localhost
+        resolver = FakeResolver(
+            {
+                "_mta-sts.gone.test": {"TXT": ["v=STSv1; id=1"]},
+                "_mta-sts.wrong.test": {"TXT": ["v=STSv1; id=1"]},
+                "mta-sts.wrong.test": {"A": ["127.0.0.1"]},
+            }
+        )
+        log = Logger(io.StringIO(), "debug")
+        sts = MtaSts(
+            resolver,
+            PolicyCache(tmp_path / "sts.json", log),
+            log,
+            port=port,
+            ca_file=str(ca.cert_path),
+            timeout=5.0,
+        )
+        told: list[tuple[str, str]] = []
+        sts.on_failure = lambda domain, kind, why: told.append((domain, kind))
+        try:
+            assert await sts.policy_for("gone.test") is None
+            assert await sts.policy_for("wrong.test") is None
+        finally:
+            await runner.cleanup()
+        return told
+
+    assert asyncio.run(go()) == [
+        ("gone.test", "sts-policy-fetch-error"),
+        ("wrong.test", "sts-webpki-invalid"),
+    ]

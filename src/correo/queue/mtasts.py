@@ -50,7 +50,12 @@ _MAX_HEAD = 16 * 1024
 
 class FetchError(Exception):
     """The policy could not be fetched: the domain is treated as having none (or the
-    cached policy is kept, RFC 8461 §5.1)."""
+    cached policy is kept, RFC 8461 §5.1).  ``webpki``: the policy host's certificate
+    failed validation (RFC 8460 §4.3.2.2 ``sts-webpki-invalid``)."""
+
+    def __init__(self, text: str, *, webpki: bool = False) -> None:
+        super().__init__(text)
+        self.webpki = webpki
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:
@@ -107,7 +112,10 @@ async def fetch_policy(
     except TimeoutError:
         raise FetchError(f"{host}: no answer within {timeout:g} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        raise FetchError(f"{host}: {exc or type(exc).__name__}") from None
+        webpki = isinstance(
+            exc, (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError)
+        )
+        raise FetchError(f"{host}: {exc or type(exc).__name__}", webpki=webpki) from None
 
 
 class PolicyCache:
@@ -194,6 +202,9 @@ class MtaSts:
         self._context: ssl.SSLContext | None = None
         self._inflight: dict[str, asyncio.Future[Policy | None]] = {}
         self._failed: dict[tuple[str, str], float] = {}  # (domain, id) -> retry after
+        #: Told (domain, RFC 8460 §4.3.2.2 result type, why) of each failed policy fetch:
+        #: the TLS reports count them.
+        self.on_failure: Callable[[str, str, str], None] | None = None
 
     async def policy_for(self, domain: str) -> Policy | None:
         """The policy in force for ``domain`` (``mode: none`` included), None if there is none.
@@ -254,6 +265,13 @@ class MtaSts:
                 self._failed.clear()
             self._failed[(domain, ident)] = now + _RETRY_AFTER
             self.log.warning("queue.mta_sts_unavailable", domain=domain, id=ident, error=str(exc))
+            if self.on_failure is not None:
+                kind = (
+                    "sts-policy-invalid"
+                    if isinstance(exc, PolicyError)
+                    else ("sts-webpki-invalid" if exc.webpki else "sts-policy-fetch-error")
+                )
+                self.on_failure(domain, kind, str(exc))
             return cached.policy if cached is not None else None  # RFC 8461 §5.1
         self._failed.pop((domain, ident), None)
         await self.cache.put(domain, CachedPolicy(ident, policy, now + policy.max_age, now), now)

@@ -213,6 +213,10 @@ class QueueRunner:
         #: TLS results of outbound sessions for the TLS reports (RFC 8460); DANE and
         #: MTA-STS checks record theirs through ``tls_results.record_tls_result``.
         self.tls_results = TlsResults(TallyBuffer(store, log, clock=clock))
+        if self.sts is not None:  # RFC 8460 §4.3.2.2: the policy could not be had
+            self.sts.on_failure = lambda domain, kind, why: self.tls_results.record_tls_result(
+                domain, kind, policy=TlsPolicy("sts"), additional_information=why
+            )
         #: The TLS policy (RFC 8460 §4.4) each recipient domain's route was made under.
         self._tls_policies: dict[str, TlsPolicy] = {}
         self.delivered = 0  # counters for logs and benchmarks

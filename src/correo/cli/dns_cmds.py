@@ -19,6 +19,7 @@ from correo.cli.dns_reverse import check_sources, source_addresses
 from correo.config import Config, ConfigError, load_config
 from correo.dane import record_for
 from correo.directory import Directory, DirectoryError
+from correo.directory.dkim_files import FileKeyStore
 from correo.directory.factory import directory_for_data
 from correo.dns import DnsError, DnsNoData, DnsNotFound, DnsPythonResolver, Resolver
 from correo.mailauth.inbound import MessageAuthenticator
@@ -81,7 +82,8 @@ def expected_records(
         Record(domain, "MX", f"10 {host}."),
         Record(domain, "TXT", "v=spf1 mx -all"),  # RFC 7208: only our MX sends for the domain
     ]
-    for key in load_domain_keys(keys, domain):
+    store = FileKeyStore(keys) if isinstance(keys, Path) else keys
+    for key in load_domain_keys(store, domain):
         records.append(Record(f"{key.selector}._domainkey.{domain}", "TXT", dns_record(key.key)))
     records += [
         Record(

@@ -100,6 +100,9 @@ def test_dmarc_and_tls_reports_flow_back_to_the_sender(
     [record] = dmarc["records"]  # type: ignore[index]
     assert (record["source_ip"], record["count"]) == ("127.0.0.2", 1)
     assert (record["dkim"], record["spf"], record["header_from"]) == ("pass", "pass", "a.test")
+    assert record["envelope_to"] == "b.test"
+    assert record["dkim_results"][0]["domain"] == "a.test"  # type: ignore[index]
+    assert record["spf_results"] == [{"domain": "a.test", "scope": "mfrom", "result": "pass"}]
     assert dmarc["policy"]["p"] == "reject"  # type: ignore[index]
     tls = _show(a, kinds["tlsrpt"][0])
     [policy] = tls["policies"]  # type: ignore[index]

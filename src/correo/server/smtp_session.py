@@ -665,7 +665,8 @@ class SmtpSession:
                 verdict.dmarc.status if verdict.dmarc is not None else "none",
             )
             if self.ctx.reports is not None and not tx.report_kinds:  # reports: not counted
-                self.ctx.reports.record_dmarc(verdict, self.conn.peer_ip, tx.sender, "")
+                to = next((r.address for r in tx.rcpts if r is not None), "")
+                self.ctx.reports.record_dmarc(verdict, self.conn.peer_ip, tx.sender, to)
             if verdict.action is not Action.ACCEPT:
                 self.ctx.log.info(
                     "smtp.auth_results",

@@ -174,3 +174,18 @@ def test_daily_run_is_durable_and_leased(tmp_path: Path) -> None:
         assert await second.run_once() is not None
 
     _run(tmp_path, _dmarc("mailto:r@a.test"), body)
+
+
+def test_daily_runs_follow_utc_days(tmp_path: Path) -> None:
+    async def body(
+        sender: ReportSender, store: MailStore, tallies: TallyBuffer, clock: Clock, log: io.StringIO
+    ) -> None:
+        scheduler = ReportScheduler(sender, [tallies], Logger(log, "debug"), clock=clock)
+        clock.now = 1_800_000_000.0 - 1_800_000_000.0 % 86400 + 8 * 3600  # 08:00 UTC
+        assert await scheduler.run_once() is not None
+        clock.now += 16 * 3600 - 1  # 23:59:59: the same day
+        assert await scheduler.run_once() is None
+        clock.now += 2  # 00:00:01: a new day, 16 hours after the last run
+        assert await scheduler.run_once() is not None
+
+    _run(tmp_path, _dmarc("mailto:r@a.test"), body)

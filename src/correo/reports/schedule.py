@@ -1,4 +1,5 @@
-"""When reports go out: once per ``[reports] interval``, and at once on ``reports flush``.
+"""When reports go out: once per ``[reports] interval`` (after each UTC midnight with the
+default of a day), and at once on ``reports flush``.
 
 The time of the last run is kept in the store (``report_jobs``), so a restart neither
 skips a day nor sends twice; the run is claimed under a lease, so on a cluster one node
@@ -46,8 +47,11 @@ class ReportScheduler:
         for t in self.tallies:
             await t.flush()
         store, owner = self.sender.store, self.sender.owner
-        interval = 0.0 if force else self.sender.config.reports.interval
-        last = await store.report_claim(DAILY, owner, self.clock(), interval, LEASE)
+        now = self.clock()
+        # Due once the current period began after the last run: periods are counted from
+        # the epoch, so daily runs follow UTC days, as RFC 7489 §7.2 suggests.
+        since_start = now % max(1.0, self.sender.config.reports.interval)
+        last = await store.report_claim(DAILY, owner, now, 0.0 if force else since_start, LEASE)
         if last is None:
             return None
         try:

@@ -524,6 +524,8 @@ def _render_mda() -> list[str]:
         f"max_script_size = {d.max_script_size}",
         f"max_scripts = {d.max_scripts}",
         'postmaster = ""             # gets postmaster@ a domain without one; "" = first user',
+        'quota = ""                  # storage per account ("500M", "2G"); "" = no limit',
+        "quota_messages = 0          # messages per account; 0 = no limit",
         "",
         "[lmtp]",
         'socket = "lmtp.sock"        # unix socket for a local MTA; "" = none',

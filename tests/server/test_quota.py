@@ -294,3 +294,37 @@ def test_one_warning_at_ninety_percent(srv: Server) -> None:
     assert smtp(srv, [q], message(85000))[-1][0] == 250  # crosses again: one more
     assert wait_for(lambda: warnings() == 2)
     assert srv.log().count(f"event=quota.warning account={q}") == 2
+
+
+def test_queue_bounces_a_copy_that_can_never_fit(srv: Server) -> None:
+    """SMTP has one reply for all: the other recipient gets the message, and the copy
+    too large for its quota is bounced by the queue with status 5.2.2 (RFC 3464)."""
+    q, bob, carol = user(srv, "tiny"), f"bob@{DOMAIN}", f"carol@{DOMAIN}"
+    quota(srv, q, "4K")
+    start = len(srv.log_lines)
+    c = RawSmtp(srv.ports["smtp"])
+    c.cmd("EHLO client.test")
+    assert c.cmd(f"MAIL FROM:<{bob}>")[0] == 250
+    assert c.cmd(f"RCPT TO:<{q}>")[0] == 250  # no SIZE=: it fits until the data says not
+    assert c.cmd(f"RCPT TO:<{carol}>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(message(6000, "too big for tiny") + b"\r\n.\r\n")
+    assert c.reply()[0] == 250
+    c.cmd("QUIT")
+    c.close()
+    assert srv.wait_log("event=queue.bounced queue_id=", start=start), srv.log()[-3000:]
+    bounced = [line for line in srv.log_lines[start:] if "queue.bounced" in line]
+    assert f"rcpt={q}" in bounced[0] and "5.2.2" in bounced[0], bounced
+    assert "too big for tiny" in _subjects(srv, carol)
+    assert count(srv, q) == 0
+
+    def dsn() -> bool:
+        m = imap(srv, bob)
+        try:
+            m.select("INBOX", readonly=True)
+            typ, data = m.search(None, "TEXT", "5.2.2")
+            return typ == "OK" and bool(data[0])
+        finally:
+            m.logout()
+
+    assert wait_for(dsn)

@@ -233,3 +233,38 @@ def test_racing_writers_never_pass_the_limit(factory: Factory, tmp_path: Path) -
             await store.close()
 
     run(go())
+
+
+def test_two_postgresql_nodes_racing_never_pass_the_limit(
+    pg_cluster: object, tmp_path: Path
+) -> None:
+    """Two stores on one database (two nodes, two connection pools and committers)."""
+    pytest.importorskip("psycopg")
+    from correo.store.postgres import PostgresStore
+
+    url = pg_cluster.new_database(schema=True)  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        one = PostgresStore(url, tmp_path / "one", spool_memory=1024, recover=True)
+        two = PostgresStore(url, tmp_path / "two", spool_memory=1024, recover=True)
+        await one.open()
+        await two.open()
+        try:
+            await one.set_quota("a@x.test", 10 * 700, None)
+
+            async def deliver(store: MailStore) -> bool:
+                try:
+                    await put(store, 700, [DeliveryTarget("a@x.test")])
+                except QuotaExceededError:
+                    return False
+                return True
+
+            results = await asyncio.gather(*[deliver(one if i % 2 else two) for i in range(30)])
+            assert sum(results) == 10
+            q = await two.get_quota("a@x.test")
+            assert (q.used_storage, q.used_messages) == (7000, 10)
+        finally:
+            await one.close()
+            await two.close()
+
+    run(go())

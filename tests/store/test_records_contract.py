@@ -50,3 +50,38 @@ def test_records_created_changed_removed_and_told_apart(factory: Factory, tmp_pa
             await store.close()
 
     run(go())
+
+
+def test_expunged_digests_name_what_an_expunge_or_move_removed(
+    factory: Factory, tmp_path: Path
+) -> None:
+    from correo.store.api import DeliveryTarget
+    from tests.store.test_contract import put
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        try:
+            inbox = [DeliveryTarget("a@x.test", "INBOX")]
+            for n in range(3):
+                await put(store, f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), inbox)
+            digests = await store.message_digests("a@x.test", "INBOX")  # records them
+            before = (await store.mailbox_status("a@x.test", "INBOX")).highestmodseq
+            await store.expunge("a@x.test", "INBOX", [1])
+            await store.create_mailbox("a@x.test", "Other")
+            await store.copy_messages("a@x.test", "INBOX", [2], "Other", move=True)
+            gone = await store.expunged_digests("a@x.test", "INBOX", before)
+            assert gone == {1: digests[1], 2: digests[2]}
+            after = (await store.mailbox_status("a@x.test", "INBOX")).highestmodseq
+            assert await store.expunged_digests("a@x.test", "INBOX", after) == {}
+            await store.delete_mailbox("a@x.test", "Other")
+            await store.create_mailbox("a@x.test", "Other")
+            assert await store.expunged_digests("a@x.test", "Other", 0) == {}
+        finally:
+            await store.close()
+        store = await opened(factory, tmp_path)  # kept across a restart
+        try:
+            assert set(await store.expunged_digests("a@x.test", "INBOX", before)) == {1, 2}
+        finally:
+            await store.close()
+
+    run(go())

@@ -669,3 +669,8 @@ class MailStore(Protocol):
         """The store's key for signing attachment links, made on first use and shared by
         every node, so a link one node wrote is honoured by all and survives restarts."""
         ...
+
+    async def expunged_digests(self, account: str, mailbox: str, modseq: int) -> dict[int, str]:
+        """SHA-256 (hex) of what each UID expunged after ``modseq`` held, where the
+        store had recorded it (:meth:`message_digests` records every one it lists)."""
+        ...

@@ -56,6 +56,7 @@ from correo.store.api import (
 )
 from correo.store.postgres_base import CHUNK, Conn
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
+from correo.store.postgres_expunged import PgExpungedOps
 from correo.store.postgres_feed import ChangeFeed
 from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection_lost
 from correo.store.postgres_mailboxes import PgMailboxOps
@@ -88,10 +89,11 @@ class PostgresStore(
     PgMdaOps,
     PgTlsOps,
     PgWebhookOps,
-    PgReportOps,
     PgWebSessionOps,
-    PgQuotaOps,
     PgRecordOps,
+    PgExpungedOps,
+    PgReportOps,
+    PgQuotaOps,
     PgMetadataOps,
 ):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).

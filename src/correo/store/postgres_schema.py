@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from correo.store.postgres_expunged import EXPUNGED_MIGRATION
 from correo.store.postgres_metadata import METADATA_MIGRATION
 from correo.store.postgres_quota import QUOTA_MIGRATION
 from correo.store.postgres_records import RECORD_SCHEMA
@@ -196,9 +197,10 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     5: (_V5, ()),
     6: (_V6, ()),
     7: (_V7, ()),
+    8: (EXPUNGED_MIGRATION, ()),  # what expunged messages were, for JMAP Email/changes
+    20: (_V_WEBHOOKS, ()),  # a table set of its own
     21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
     30: (METADATA_MIGRATION, ()),  # IMAP METADATA entries (RFC 5464)
-    20: (_V_WEBHOOKS, ()),  # a table set of its own
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -40,6 +40,7 @@ from correo.store.sqlite_base import (
     store_error,
 )
 from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # idempotent imports
+from correo.store.sqlite_expunged import EXPUNGED_SCHEMA, ExpungedOps  # JMAP Email/changes
 from correo.store.sqlite_mailboxes import MailboxOps
 from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # Sieve, vacation, junk
 from correo.store.sqlite_messages import MessageOps  # deliver, expunge, bodies
@@ -58,8 +59,17 @@ _SCHEMA_VERSION = SCHEMA_VERSION  # the schema this release writes (upgrade test
 
 
 class SqliteStore(
-    MessageOps, QueueOps, MailboxOps, MdaOps, DigestOps, AccountOps, TlsOps, WebSessionOps,
-    RecordOps, ReportOps,
+    MessageOps,
+    QueueOps,
+    MailboxOps,
+    MdaOps,
+    DigestOps,
+    AccountOps,
+    TlsOps,
+    WebSessionOps,
+    RecordOps,
+    ExpungedOps,
+    ReportOps,
     QuotaOps,
     WebhookOps,
     MetadataOps,
@@ -118,6 +128,7 @@ class SqliteStore(
             conn.executescript(REPORTS_SCHEMA)  # DMARC and TLS reports
             conn.executescript(WEB_SESSION_SCHEMA)  # webmail logins
             conn.executescript(RECORD_SCHEMA)  # sending identities and submissions
+            conn.executescript(EXPUNGED_SCHEMA)  # what expunged messages were (JMAP)
             conn.executescript(METADATA_SCHEMA)  # IMAP METADATA entries
             migrate(conn)
             prepare_quotas(conn)  # usage counted by triggers (sqlite_quota.py)

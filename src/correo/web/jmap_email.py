@@ -25,7 +25,6 @@ from correo.jmap.mail import (
     keyword_to_flag,
     parse_email,
     read_state,
-    thread_id,
     utc_date,
     valid_keyword,
 )
@@ -53,6 +52,7 @@ DEFAULT_PROPS = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "
 _YIELD_EVERY = 2000  # Emails looked at between two turns of the loop for others
 _NO_META: dict[str, Any] = {}
 _NO_TEXTS: Mapping[str, Searchable] = {}
+_NO_THREADS: Mapping[str, str] = {}
 _META = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
 _HEAD_ONLY = 256 * 1024  # what header properties read of a message
 _PARSE_BATCH = 8 << 20  # octets of messages held to be parsed in one worker-thread hop
@@ -68,7 +68,7 @@ def _header_section(raw: bytes) -> bytes:
     return raw
 
 
-def _meta(email: EmailRow) -> dict[str, Any]:
+def _meta(email: EmailRow, threads: Mapping[str, str] = _NO_THREADS) -> dict[str, Any]:
     first = email.first
     flags: set[str] = set()
     for row in email.rows:
@@ -76,7 +76,7 @@ def _meta(email: EmailRow) -> dict[str, Any]:
     return {
         "id": email.id,
         "blobId": blob_id(email.digest),
-        "threadId": thread_id(email.digest),
+        "threadId": threads.get(email.digest),
         "mailboxIds": {row.box.id: True for row in email.rows},
         "keywords": flags_to_keywords(flags),
         "size": first.info.size,
@@ -131,12 +131,17 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             entry.update(parsed)
         jobs.clear()
 
+    threads: Mapping[str, str] = _NO_THREADS
+    if "threadId" in wanted:
+        every = await call.view.emails()
+        chosen = [every[d] for d in (digest_of(i) for i in ids) if d is not None and d in every]
+        threads = await call.view.thread_ids(chosen)
     for ident in ids:
         email = await call.view.email(ident)
         if email is None:
             missing.append(ident)
             continue
-        meta = _meta(email)
+        meta = _meta(email, threads)
         entry = {k: v for k, v in meta.items() if k in wanted}
         if parsed_props:
             try:
@@ -293,7 +298,7 @@ async def email_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     key = None if reads_headers or terms else json.dumps([node, sort, bool(collapse)])
     ids = snapshot.order(key) if key is not None else None
     if ids is None:
-        ids = await _query_ids(call, node, sort, reads_headers, terms)
+        ids = await _query_ids(call, node, sort, reads_headers, terms, collapse)
         if key is not None:
             snapshot.keep_order(key, ids)
     position = _int(args, "position", 0, -(10**9))
@@ -327,8 +332,10 @@ async def _query_ids(
     sort: list[dict[str, Any]],
     reads_headers: bool,
     terms: list[str],
+    collapse: bool = False,
 ) -> list[str]:
-    """The ids of the Emails ``node`` matches, in ``sort`` order."""
+    """The ids of the Emails ``node`` matches, in ``sort`` order; with ``collapse`` only
+    the first of each Thread (RFC 8621 §4.4.3)."""
     sort_size = any(c["property"] == "size" for c in sort)
     emails = list((await call.view.emails()).values())
     if node is not None and reads_headers and len(emails) > _QUERY_HEADS:
@@ -356,6 +363,16 @@ async def _query_ids(
             chosen.sort(key=lambda em: em[1]["size"], reverse=reverse)
         else:
             chosen.sort(key=lambda em: em[0].id, reverse=reverse)
+    if collapse:
+        threads = await call.view.all_threads()
+        seen: set[str] = set()
+        kept = []
+        for email, meta in chosen:
+            thread = threads.get(email.digest, email.digest)
+            if thread not in seen:
+                seen.add(thread)
+                kept.append((email, meta))
+        chosen = kept
     return [e.id for e, _ in chosen]
 
 
@@ -393,12 +410,22 @@ async def email_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
                 added.add(digest[:24])
         if mark is None:
             continue
+        recorded: dict[int, str] | None = None  # the store's, read when memory lacks one
         for uid in changes.expunged:
             if uid >= mark.uidnext:
                 continue  # came and went since the old state: never seen
             digest = view.index.lookup(call.account, uv, uid)
             if digest is None:
-                raise MethodError("cannotCalculateChanges", "expunges before this server start")
+                if recorded is None:
+                    try:
+                        recorded = await call.store.expunged_digests(
+                            call.account, box.name, since_modseq
+                        )
+                    except StoreError:
+                        recorded = {}
+                digest = recorded.get(uid)
+            if digest is None:  # never listed, so no client can hold its id: skip it
+                continue
             gone.add(digest[:24])
     for uv in old:
         if uv not in boxes:  # a mailbox destroyed: its Emails left it (RFC 8621 §2.5)
@@ -425,9 +452,27 @@ def created_d(ids: list[str]) -> list[str]:
 
 
 async def thread_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    """The Threads of the Emails that changed (RFC 8621 §3.2): created when every Email
+    in it is new, destroyed when none is left, updated otherwise."""
     answer = await email_changes(call, args)
-    for key in ("created", "updated", "destroyed"):
-        answer[key] = ["T" + i[1:] for i in answer[key]]
+    threads = await call.view.all_threads()
+    members: dict[str, list[str]] = {}
+    for digest, thread in threads.items():
+        members.setdefault(thread, []).append(digest)
+    new = {i[1:] for i in answer["created"]}
+    touched: set[str] = set()
+    for ident in (*answer["created"], *answer["updated"]):
+        touched.add(threads.get(ident[1:], "T" + ident[1:]))
+    for ident in answer["destroyed"]:
+        was = call.view.index.thread(ident[1:])  # remembered while it was there
+        if was is None:
+            raise MethodError("cannotCalculateChanges", "an Email gone before it was threaded")
+        touched.add(was)
+    gone = sorted(t for t in touched if t not in members)
+    made = sorted(t for t in touched if t in members and all(d in new for d in members[t]))
+    answer["created"] = made
+    answer["destroyed"] = gone
+    answer["updated"] = sorted(touched - set(gone) - set(made))
     return answer
 
 
@@ -596,7 +641,7 @@ async def email_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             created[cid] = {
                 "id": new.id,
                 "blobId": blob_id(new.digest),
-                "threadId": thread_id(new.digest),
+                "threadId": (await call.view.thread_ids([new]))[new.digest],
                 "size": new.first.info.size,
             }
         except _Refused as exc:

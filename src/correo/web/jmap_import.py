@@ -24,7 +24,6 @@ from correo.jmap.mail import (
     header_property,
     keyword_to_flag,
     parse_email,
-    thread_id,
     valid_keyword,
 )
 from correo.store.api import (
@@ -218,7 +217,9 @@ async def _import_one(call: Call, props: object) -> dict[str, Any]:
     )
     index_delivered(call.store, delivered)  # SEARCH TEXT and JMAP text filters
     call.view.forget()
-    return {"id": "E" + digest, "blobId": blob_id(digest), "threadId": thread_id(digest),
+    email = (await call.view.emails()).get(digest)
+    thread = (await call.view.thread_ids([email]))[digest] if email else None
+    return {"id": "E" + digest, "blobId": blob_id(digest), "threadId": thread,
             "size": len(raw)}  # fmt: skip
 
 

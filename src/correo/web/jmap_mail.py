@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from correo.jmap.mail import MailboxMark, email_id, mailbox_id, write_state
+from correo.jmap.threads import thread_of
 from correo.store.api import (
     MailboxInfo,
     MailboxState,
@@ -27,6 +29,14 @@ from correo.store.api import (
 )
 
 __all__ = ["Box", "EmailRow", "ExpungeIndex", "MailView", "Row", "Snapshot"]
+
+
+def _header_of(raw: bytes) -> bytes:
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = raw.find(sep)
+        if at >= 0:
+            return raw[: at + len(sep)]
+    return raw
 
 
 def _same(state: MailboxState, status: MailboxStatus) -> bool:
@@ -81,6 +91,8 @@ class EmailRow:
         return self.rows[0]
 
 
+_THREAD_BATCH = 200  # header sections read, then threaded in one worker-thread hop
+_THREAD_HEAD = 64 * 1024  # octets read for a message's Thread (a longer header is cut)
 _BOXES_KEPT = 100_000  # mailboxes whose last STATUS is kept
 _ORDERS_KEPT = 8  # query orders kept per account snapshot
 
@@ -92,6 +104,7 @@ class Snapshot:
     key: tuple[MailboxMark, ...]
     emails: dict[str, EmailRow]
     orders: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)
+    threads: dict[str, str] | None = None  # digest -> Thread id, once all are known
 
     def order(self, key: str) -> list[str] | None:
         return self.orders.get(key)
@@ -125,6 +138,15 @@ class ExpungeIndex:
         self._listed = 0
         self._boxes: OrderedDict[tuple[str, str], tuple[MailboxState, Box]] = OrderedDict()
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
+        self._threads: OrderedDict[str, str] = OrderedDict()  # digest -> Thread id
+
+    def thread(self, digest: str) -> str | None:
+        return self._threads.get(digest)
+
+    def keep_thread(self, digest: str, thread: str) -> None:
+        self._threads[digest] = thread
+        if len(self._threads) > self.listed_most:
+            self._threads.popitem(last=False)
 
     def box(self, account: str, info: MailboxInfo, state: MailboxState) -> Box | None:
         """The Box seen last for this mailbox when nothing in it changed since."""
@@ -256,6 +278,40 @@ class MailView:
         if self._emails is None:
             self._emails = (await self.snapshot()).emails
         return self._emails
+
+    async def thread_ids(self, emails: Iterable[EmailRow]) -> dict[str, str]:
+        """The Thread id of each Email (by digest), from its header section; each is
+        read once and remembered (the id is a function of the message alone)."""
+        out: dict[str, str] = {}
+        missing: list[EmailRow] = []
+        for email in emails:
+            known = self.index.thread(email.digest)
+            if known is None:
+                missing.append(email)
+            else:
+                out[email.digest] = known
+        for start in range(0, len(missing), _THREAD_BATCH):
+            heads: list[tuple[str, bytes]] = []
+            for email in missing[start : start + _THREAD_BATCH]:
+                try:
+                    heads.append((email.digest, await self.raw(email.first, _THREAD_HEAD)))
+                except StoreError:
+                    heads.append((email.digest, b""))  # expunged meanwhile
+
+            def compute(items: list[tuple[str, bytes]] = heads) -> list[tuple[str, str]]:
+                return [(d, thread_of(_header_of(raw), d)) for d, raw in items]
+
+            for digest, thread in await asyncio.to_thread(compute):
+                self.index.keep_thread(digest, thread)
+                out[digest] = thread
+        return out
+
+    async def all_threads(self) -> dict[str, str]:
+        """The Thread id of every Email of the account (kept with the snapshot)."""
+        snapshot = await self.snapshot()
+        if snapshot.threads is None:
+            snapshot.threads = await self.thread_ids(list(snapshot.emails.values()))
+        return snapshot.threads
 
     async def _read_emails(self) -> dict[str, EmailRow]:
         emails: dict[str, EmailRow] = {}

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from correo.jmap.core import Limits, MethodError, SetError, is_id
-from correo.jmap.mail import read_state, role_of, thread_id
+from correo.jmap.mail import read_state, role_of
 from correo.log import Logger
 from correo.store.api import MailboxError, MailStore
-from correo.web.jmap_mail import Box, MailView
+from correo.web.jmap_mail import Box, EmailRow, MailView
 
 if TYPE_CHECKING:
     from correo.server.context import ServerContext
@@ -118,7 +118,24 @@ _RIGHTS = dict.fromkeys(
 )  # fmt: skip
 
 
-def _mailbox_json(box: Box, by_name: dict[str, Box]) -> dict[str, Any]:
+async def thread_counts(call: Call) -> dict[int, tuple[int, int]]:
+    """Each mailbox's (Threads, unread Threads) by UIDVALIDITY (RFC 8621 §2)."""
+    threads = await call.view.all_threads()
+    every: dict[int, set[str]] = {}
+    unread: dict[int, set[str]] = {}
+    for email in (await call.view.emails()).values():
+        thread = threads.get(email.digest, email.digest)
+        for row in email.rows:
+            uv = row.box.status.uidvalidity
+            every.setdefault(uv, set()).add(thread)
+            if "\\Seen" not in row.info.flags:
+                unread.setdefault(uv, set()).add(thread)
+    return {uv: (len(t), len(unread.get(uv, ()))) for uv, t in every.items()}
+
+
+def _mailbox_json(
+    box: Box, by_name: dict[str, Box], counts: dict[int, tuple[int, int]] | None = None
+) -> dict[str, Any]:
     name = box.name
     parent_name, _, leaf = name.rpartition(DELIMITER)
     parent = by_name.get(parent_name) if parent_name else None
@@ -131,8 +148,8 @@ def _mailbox_json(box: Box, by_name: dict[str, Box]) -> dict[str, Any]:
         "sortOrder": 0 if name.upper() == "INBOX" else 10,
         "totalEmails": status.messages,
         "unreadEmails": status.unseen,
-        "totalThreads": status.messages,  # every Email is a thread of its own
-        "unreadThreads": status.unseen,
+        "totalThreads": counts.get(status.uidvalidity, (0, 0))[0] if counts else status.messages,
+        "unreadThreads": counts.get(status.uidvalidity, (0, 0))[1] if counts else status.unseen,
         "myRights": dict(_RIGHTS, mayRename=name.upper() != "INBOX"),
         "isSubscribed": box.info.subscribed,
     }
@@ -146,7 +163,12 @@ async def mailbox_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     by_name = {b.name: b for b in boxes}
     by_id = {b.id: b for b in boxes}
     chosen = boxes if ids is None else [by_id[i] for i in ids if i in by_id]
-    found = [{k: v for k, v in _mailbox_json(b, by_name).items() if k in props} for b in chosen]
+    counts = None
+    if "totalThreads" in props or "unreadThreads" in props:
+        counts = await thread_counts(call)
+    found = [
+        {k: v for k, v in _mailbox_json(b, by_name, counts).items() if k in props} for b in chosen
+    ]
     return {
         "accountId": call.account_id,
         "state": await call.view.state(),
@@ -388,13 +410,21 @@ async def thread_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     check_account(call, args)
     ids = get_ids(call, args)
     emails = await call.view.emails()
+    threads = await call.view.all_threads()
+    members: dict[str, list[EmailRow]] = {}
+    for digest, thread in threads.items():
+        email = emails.get(digest)
+        if email is not None:
+            members.setdefault(thread, []).append(email)
     found, missing = [], []
-    for ident in ids or [thread_id(d) for d in emails]:
-        row = await call.view.email("E" + ident[1:]) if ident.startswith("T") else None
-        if row is None:
+    for ident in members if ids is None else ids:
+        inside = members.get(ident)
+        if inside is None:
             missing.append(ident)
-        else:
-            found.append({"id": ident, "emailIds": [row.id]})
+            continue
+        # RFC 8621 §3: the Emails of a Thread, oldest first by receivedAt
+        inside.sort(key=lambda e: (e.first.info.internal_date, e.digest))
+        found.append({"id": ident, "emailIds": [e.id for e in inside]})
     return {
         "accountId": call.account_id,
         "state": await call.view.state(),

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from correo.jmap.core import MethodError, SetError, is_id
-from correo.jmap.mail import digest_of, header_view, thread_id, utc_date
+from correo.jmap.mail import digest_of, header_view, utc_date
 from correo.store.api import Record, StoreError
 from correo.web.jmap_email import email_set
 from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids
@@ -443,7 +443,7 @@ async def _submit(
         "id": ident,
         "identityId": identity_id,
         "emailId": email.id,
-        "threadId": thread_id(email.digest),
+        "threadId": (await call.view.thread_ids([email]))[email.digest],
         "envelope": envelope,
         "sendAt": utc_date(time.time()),
         "undoStatus": "final",

@@ -2,8 +2,8 @@
 per-destination rate limits, DKIM-signed messages in the queue, and the daily run kept
 in the store (a restart does not repeat it, another owner cannot take it while held).
 
-In process, over a real data folder (``correo init``: a domain with DKIM keys) and its
-SQLite store, with an in-memory resolver for the DMARC records.
+In process, over a real data folder (``correo init``: a domain with DKIM keys), its
+SQLite store or a PostgreSQL one, with an in-memory resolver for the DMARC records.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import gzip
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 from correo.config import load_config
 from correo.directory.factory import open_directory
@@ -43,7 +45,17 @@ class Clock:
 Body = Callable[[ReportSender, MailStore, TallyBuffer, Clock, io.StringIO], Awaitable[None]]
 
 
-def _run(tmp_path: Path, zone: dict[str, dict[str, list[object]]], body: Body) -> None:
+@pytest.fixture(params=("sqlite", "postgresql"))
+def store_url(request: pytest.FixtureRequest) -> str:
+    """ "" for the data folder's SQLite store, else a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    return str(request.getfixturevalue("pg_cluster").new_database(schema=True))
+
+
+def _run(
+    tmp_path: Path, zone: dict[str, dict[str, list[object]]], body: Body, url: str = ""
+) -> None:
     data = tmp_path / "data"
     r = correo(data, "init", "--domain", DOMAIN, "--hostname", f"mx.{DOMAIN}")
     assert r.returncode == 0, r.stderr
@@ -51,7 +63,11 @@ def _run(tmp_path: Path, zone: dict[str, dict[str, list[object]]], body: Body) -
 
     async def go() -> None:
         directory = await asyncio.to_thread(open_directory, config)
-        store = open_store(config)
+        store: MailStore = open_store(config)
+        if url:
+            from correo.store.postgres import PostgresStore
+
+            store = PostgresStore(url, tmp_path / "node", recover=True)
         await store.open()
         out = io.StringIO()
         log = Logger(out, "debug")
@@ -86,7 +102,7 @@ async def _queued(store: MailStore) -> list[tuple[str, bytes]]:
     return out
 
 
-def test_outside_destination_needs_its_consent_record(tmp_path: Path) -> None:
+def test_outside_destination_needs_its_consent_record(tmp_path: Path, store_url: str) -> None:
     zone = _dmarc("mailto:agg@reports.example")
 
     async def body(
@@ -114,10 +130,10 @@ def test_outside_destination_needs_its_consent_record(tmp_path: Path) -> None:
         assert report["policy"]["domain"] == "a.test"
         assert sum(r["count"] for r in report["records"]) == 2  # the refused run's rows went
 
-    _run(tmp_path, zone, body)
+    _run(tmp_path, zone, body, store_url)
 
 
-def test_a_report_over_the_size_limit_is_not_sent(tmp_path: Path) -> None:
+def test_a_report_over_the_size_limit_is_not_sent(tmp_path: Path, store_url: str) -> None:
     async def body(
         sender: ReportSender, store: MailStore, tallies: TallyBuffer, clock: Clock, log: io.StringIO
     ) -> None:
@@ -128,10 +144,10 @@ def test_a_report_over_the_size_limit_is_not_sent(tmp_path: Path) -> None:
         # it would only grow: its rows are not kept for another try
         assert await store.report_tally_domains(DMARC_KIND) == []
 
-    _run(tmp_path, _dmarc("mailto:r@a.test!100"), body)
+    _run(tmp_path, _dmarc("mailto:r@a.test!100"), body, store_url)
 
 
-def test_one_report_per_destination_per_interval(tmp_path: Path) -> None:
+def test_one_report_per_destination_per_interval(tmp_path: Path, store_url: str) -> None:
     async def body(
         sender: ReportSender, store: MailStore, tallies: TallyBuffer, clock: Clock, log: io.StringIO
     ) -> None:
@@ -146,10 +162,10 @@ def test_one_report_per_destination_per_interval(tmp_path: Path) -> None:
         assert (await sender.run()).sent == 1
         assert len(await store.queue_list()) == 2
 
-    _run(tmp_path, _dmarc("mailto:r@a.test"), body)
+    _run(tmp_path, _dmarc("mailto:r@a.test"), body, store_url)
 
 
-def test_daily_run_is_durable_and_leased(tmp_path: Path) -> None:
+def test_daily_run_is_durable_and_leased(tmp_path: Path, store_url: str) -> None:
     async def body(
         sender: ReportSender, store: MailStore, tallies: TallyBuffer, clock: Clock, log: io.StringIO
     ) -> None:
@@ -173,10 +189,10 @@ def test_daily_run_is_durable_and_leased(tmp_path: Path) -> None:
         clock.now += 601  # the lease ran out
         assert await second.run_once() is not None
 
-    _run(tmp_path, _dmarc("mailto:r@a.test"), body)
+    _run(tmp_path, _dmarc("mailto:r@a.test"), body, store_url)
 
 
-def test_daily_runs_follow_utc_days(tmp_path: Path) -> None:
+def test_daily_runs_follow_utc_days(tmp_path: Path, store_url: str) -> None:
     async def body(
         sender: ReportSender, store: MailStore, tallies: TallyBuffer, clock: Clock, log: io.StringIO
     ) -> None:
@@ -188,4 +204,4 @@ def test_daily_runs_follow_utc_days(tmp_path: Path) -> None:
         clock.now += 2  # 00:00:01: a new day, 16 hours after the last run
         assert await scheduler.run_once() is not None
 
-    _run(tmp_path, _dmarc("mailto:r@a.test"), body)
+    _run(tmp_path, _dmarc("mailto:r@a.test"), body, store_url)

@@ -100,6 +100,8 @@ class Limits:
     auth_line: int = 12288
     ipv6_prefix: int = 64  # IPv6 clients are counted per network of this length (32..128)
     mailboxes_per_account: int = 10_000  # IMAP CREATE/RENAME past it: NO [LIMIT]; 0 = none
+    metadata_size: int = 64 * 1024  # octets of one IMAP METADATA value (RFC 5464 MAXSIZE)
+    metadata_entries: int = 1000  # METADATA entries per account: NO [METADATA TOOMANY]
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,6 +611,8 @@ def render_default_config(
         f"data_timeout = {d.data_timeout}           # seconds waiting for message data",
         f"bad_commands = {d.bad_commands}                # errors in a row before disconnect",
         f"mailboxes_per_account = {d.mailboxes_per_account}  # also bounds subscriptions",
+        f"metadata_size = {d.metadata_size}          # octets of one IMAP METADATA value",
+        f"metadata_entries = {d.metadata_entries}         # IMAP METADATA entries per account",
         "",
         "[auth]",
         f"free_failures = {a.free_failures}       # failed logins before delays start",

@@ -372,6 +372,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("limits", "command_timeout"): _TIMEOUT,
     ("limits", "data_timeout"): _TIMEOUT,
     ("limits", "bad_commands"): count(1),
+    ("limits", "metadata_size"): count(1),
+    ("limits", "metadata_entries"): count(1),
     ("limits", "pop3_line"): count(255),  # RFC 2449 §4
     ("limits", "auth_line"): count(512),
     ("auth", "free_failures"): count(0),

@@ -218,6 +218,8 @@ SAMPLE_ARGS = {
     "RESETKEY": b"",
     "URLFETCH": b' "imap://a@b/INBOX/;UID=1"',
     "CANCELUPDATE": b' "t1"',
+    "GETMETADATA": b' "" /private/comment',
+    "SETMETADATA": b" INBOX (/private/comment NIL)",
 }
 
 

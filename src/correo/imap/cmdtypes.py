@@ -135,6 +135,7 @@ class List:
     return_options: frozenset[str] = frozenset()  # CHILDREN SUBSCRIBED SPECIAL-USE STATUS
     status_items: tuple[str, ...] = ()  # RFC 5819 RETURN (STATUS (...))
     extended: bool = False
+    metadata: tuple[str, ...] = ()  # RFC 9590 RETURN (METADATA (...)): entry names
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ from correo.imap.cmdtypes import (
 )
 from correo.imap.errors import ParseError
 from correo.imap.fetchparse import fetch_att_list, fetch_parser, quick_fetch
+from correo.imap.metadata import parse_entry_list
 from correo.imap.reader import MAX_NUMBER64, Reader
 from correo.imap.searchparse import search_parser, sort_parser, thread_parser
 from correo.imap.sequence import SequenceSet
@@ -262,7 +263,7 @@ def _pattern(r: Reader, o: ParseOptions) -> str:
 
 
 _SELECTION = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
-_RETURNS = frozenset({"CHILDREN", "SUBSCRIBED", "SPECIAL-USE", "STATUS"})
+_RETURNS = frozenset({"CHILDREN", "SUBSCRIBED", "SPECIAL-USE", "STATUS", "METADATA"})
 STATUS_ITEMS = frozenset(
     {
         "MESSAGES",
@@ -314,6 +315,7 @@ def _list(r: Reader, o: ParseOptions) -> Command:
         patterns = [_pattern(r, o)]
     returns: frozenset[str] = frozenset()
     status: tuple[str, ...] = ()
+    metadata: tuple[str, ...] = ()
     if r.take(b" "):
         extended = True
         if r.keyword() != "RETURN":
@@ -330,10 +332,15 @@ def _list(r: Reader, o: ParseOptions) -> Command:
             if opt == "STATUS":  # RFC 5819 §2
                 r.sp()
                 status = _status_items(r)
+            elif opt == "METADATA":  # RFC 9590 §3
+                r.sp()
+                metadata = parse_entry_list(r)
             opts.append(opt)
         r.close_paren()
         returns = frozenset(opts)
-    return finish(List(reference, tuple(patterns), selection, returns, status, extended), r)
+    return finish(
+        List(reference, tuple(patterns), selection, returns, status, extended, metadata), r
+    )
 
 
 def _lsub(r: Reader, o: ParseOptions) -> Command:

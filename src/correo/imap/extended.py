@@ -1,8 +1,9 @@
 """Commands of the extensions beyond :mod:`correo.imap.commands`, and one parser for all.
 
 NOTIFY (RFC 5465), GENURLAUTH / RESETKEY / URLFETCH (RFC 4467), CANCELUPDATE
-(RFC 5267 §4.3.5).  :func:`parse_any` parses every command the connection knows;
-:data:`ALL_COMMAND_NAMES` lists them for the state table check.
+(RFC 5267 §4.3.5), GETMETADATA / SETMETADATA (RFC 5464).  :func:`parse_any` parses
+every command the connection knows; :data:`ALL_COMMAND_NAMES` lists them for the
+state table check.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 from correo.imap.commands import COMMAND_NAMES, Command, ParseOptions, parse_command
 from correo.imap.errors import ParseError
+from correo.imap.metadata import PARSERS as METADATA_PARSERS
+from correo.imap.metadata import GetMetadata, SetMetadata
 from correo.imap.notify import Notify, parse_notify
 from correo.imap.reader import Reader
 from correo.imap.urlauth import PARSERS as URLAUTH_PARSERS
@@ -49,12 +52,15 @@ def _cancelupdate(r: Reader, o: ParseOptions) -> CancelUpdate:
             return CancelUpdate(tuple(tags))
 
 
-AnyCommand = Command | Notify | GenUrlAuth | ResetKey | UrlFetch | CancelUpdate
+AnyCommand = (
+    Command | Notify | GenUrlAuth | ResetKey | UrlFetch | CancelUpdate | GetMetadata | SetMetadata
+)
 
 EXTENSION_PARSERS: dict[str, Callable[[Reader, ParseOptions], AnyCommand]] = {
     "NOTIFY": parse_notify,
     "CANCELUPDATE": _cancelupdate,
     **URLAUTH_PARSERS,
+    **METADATA_PARSERS,
 }
 ALL_COMMAND_NAMES = COMMAND_NAMES | frozenset(EXTENSION_PARSERS)
 

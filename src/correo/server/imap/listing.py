@@ -101,6 +101,7 @@ def list_lines(
         names = box_names
     is_subscribed = set(subscribed)
     status_wanted = "STATUS" in options and bool(cmd.status_items)  # RFC 5819
+    status_wanted = status_wanted or bool(cmd.metadata)  # RFC 9590: METADATA after LIST
     for name in names:
         if pacer.due():
             yield PAUSE

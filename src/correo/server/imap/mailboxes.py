@@ -18,6 +18,7 @@ from correo.imap.responses import (
 )
 from correo.message.objectid import mailbox_id
 from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
+from correo.server.imap.metadata import list_metadata
 from correo.server.imap.names import (
     DELIMITER,
     MailboxNameError,
@@ -278,8 +279,11 @@ async def cmd_list(session: ImapSession, tag: str, cmd: c.List) -> None:
             continue
         session.write(item.line)
         if item.status is not None:  # RFC 5819
-            with contextlib.suppress(MailboxError):  # deleted meanwhile: no STATUS
-                await status_line(session, item.status, cmd.status_items)
+            if cmd.status_items and "STATUS" in cmd.return_options:
+                with contextlib.suppress(MailboxError):  # deleted meanwhile: no STATUS
+                    await status_line(session, item.status, cmd.status_items)
+            if cmd.metadata:  # RFC 9590
+                await list_metadata(session, item.status, cmd.metadata)
             await asyncio.sleep(0)  # each STATUS reads the store on the loop
     session.write(tagged(tag, "OK", "LIST completed"))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from correo.imap import commands as c
 from correo.imap.extended import CancelUpdate
+from correo.imap.metadata import GetMetadata, SetMetadata
 from correo.imap.notify import Notify
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
@@ -76,6 +77,7 @@ from correo.server.imap.messages import (
     cmd_store,
     cmd_thread,
 )
+from correo.server.imap.metadata import cmd_getmetadata, cmd_setmetadata
 from correo.server.imap.names import (
     SPECIAL_USE,
 )
@@ -129,6 +131,9 @@ _AUTH_CAPS = (
     "PREVIEW",  # RFC 8970
     "WITHIN",  # RFC 5032
     "UNAUTHENTICATE",  # RFC 8437
+    "METADATA",  # RFC 5464
+    "METADATA-SERVER",
+    "LIST-METADATA",  # RFC 9590
     *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often
@@ -632,6 +637,8 @@ _HANDLERS: dict[type, Handler] = {
     ResetKey: cmd_resetkey,
     UrlFetch: cmd_urlfetch,
     Notify: cmd_notify,
+    GetMetadata: cmd_getmetadata,
+    SetMetadata: cmd_setmetadata,
 }
 
 

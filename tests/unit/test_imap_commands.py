@@ -39,6 +39,7 @@ from correo.imap.commands import (
     Search,
     Section,
     Select,
+    SetQuota,
     Sort,
     SortCriterion,
     StartTLS,
@@ -212,6 +213,7 @@ VALID: list[tuple[bytes, Command]] = [
     (b"a COMPRESS DEFLATE", Compress("DEFLATE")),
     (b'a GETQUOTA ""', GetQuota("")),
     (b"a GETQUOTAROOT INBOX", GetQuotaRoot("INBOX")),
+    (b'a SETQUOTA "" (STORAGE 512)', SetQuota("", (("STORAGE", 512),))),
     (b"a UNAUTHENTICATE", Unauthenticate()),
 ]
 

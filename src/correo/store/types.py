@@ -83,7 +83,7 @@ class DeliveryTarget:
     account: str
     mailbox: str = INBOX
     flags: tuple[str, ...] = ()
-    # False: a notice of the server's own (a DSN, the quota warning), never refused
+    # False: the quota warning itself, a notice of the server's own: never refused
     quota: bool = True
 
 

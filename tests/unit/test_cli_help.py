@@ -38,6 +38,11 @@ def test_no_metavar_shows_a_python_name() -> None:
     for path, parser in _parsers(build_parser()):
         text = parser.format_help()
         bad += [f"{path}: {m}" for m in re.findall(r"\b[A-Z][A-Z0-9]*_\b", text)]
+        # BODY_FILE is argparse's spelling of a dest too: say what to give (FILE, TEXT)
+        bad += [
+            f"{path}: {m}"
+            for m in re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", parser.format_usage())
+        ]
     assert not bad, "\n".join(bad)
 
 

@@ -418,5 +418,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("file", help="the message as received (RFC 5322 text)")
     a.add_argument("--ip", default=None, help="the connecting client's IP address")
     a.add_argument("--helo", default=None, help="the client's HELO/EHLO name")
-    a.add_argument("--mail-from", dest="mail_from", default=None, help="the MAIL FROM address")
+    a.add_argument(
+        "--mail-from",
+        dest="mail_from",
+        metavar="ADDRESS",
+        default=None,
+        help="the MAIL FROM address",
+    )
     a.set_defaults(func=cmd_check_message)

@@ -44,9 +44,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     msub.required = True
 
     def compose_options(a: argparse.ArgumentParser) -> None:
-        a.add_argument("--body", default=None, help="body text")
-        a.add_argument("--body-file", type=Path, default=None, help="body from a file (- stdin)")
-        a.add_argument("--html", type=Path, default=None, help="HTML body file")
+        a.add_argument("--body", default=None, metavar="TEXT", help="body text")
+        a.add_argument(
+            "--body-file",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="body from a file (- stdin)",
+        )
+        a.add_argument("--html", type=Path, default=None, metavar="FILE", help="HTML body file")
         a.add_argument(
             "--attach",
             nargs="+",
@@ -62,6 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             action="extend",
             type=Path,
             default=[],
+            metavar="FILE",
             help="images for the HTML (cid: is the file name): multipart/related",
         )
         a.add_argument("--dry-run", action="store_true", help="print the MIME, send nothing")
@@ -83,7 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             metavar="ADDRESS",
             help=f"a {what} recipient (repeatable; commas separate several)",
         )
-    a.add_argument("--subject", default="", help="the Subject: line")
+    a.add_argument("--subject", default="", metavar="TEXT", help="the Subject: line")
     compose_options(a)
     a.set_defaults(func=cmd_send)
 

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("-F", dest="fullname", metavar="NAME", help="full name for a new From:")
     p.add_argument("-i", action="store_true", help="a lone '.' line does not end the message")
     p.add_argument("-o", dest="options", action="append", default=[], help="-oi; others ignored")
-    p.add_argument("-B", dest="body_type", help="ignored (8BITMIME is detected)")
+    p.add_argument("-B", dest="body_type", metavar="TYPE", help="ignored (8BITMIME is detected)")
     p.add_argument("recipients", nargs="*", help="envelope recipients (with -t: added to them)")
     p.set_defaults(func=cmd_sendmail)
 

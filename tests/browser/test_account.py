@@ -57,6 +57,22 @@ def test_account_page(start_server: Any, page: Page, shot: Shot) -> None:
     expect(sieve.get_by_label("Script")).to_have_value(
         re.compile("vacation[\\s\\S]*Back on Monday")
     )
+    # forwarding: a marked redirect in the same script; the next message is queued to it
+    forward = page.locator("#forward-form")
+    forward.get_by_label("Forward to").fill("not an address")
+    forward.get_by_role("button", name="Save forwarding").click()
+    expect(forward.get_by_role("status")).to_contain_text("Not an address")
+    forward.get_by_label("Forward to").fill("dave@elsewhere.example")
+    forward.get_by_role("button", name="Save forwarding").click()
+    expect(forward.get_by_role("status")).to_have_text("Forwarding saved.")
+    expect(sieve.get_by_label("Script")).to_have_value(
+        re.compile('redirect :copy "dave@elsewhere.example";[\\s\\S]*fileinto "Archive"')
+    )
+    deliver(server, user, "Please forward me")
+    # the copy went to the queue, which tried the (non-existent) domain at once
+    assert server.wait_log("rcpt=dave@elsewhere.example"), server.log()[-3000:]
+    assert "redirects=1" in server.log()
+    page.evaluate("window.scrollTo(0, 0)")
     shot(page, "webmail-account")
     # password: the old one stops working everywhere, the new one works
     password = page.locator("#password-form")

@@ -6,7 +6,9 @@ and the account's Sieve script as text.
   through the throttled check IMAP uses, the new one through ``[auth]
   min_password_length``;
 * ``GET``/``PUT /webmail/account/sieve``: the active script (``{"name", "script"}``),
-  replaced only by a script that passes the same validation as ManageSieve's PUTSCRIPT.
+  replaced only by a script that passes the same validation as ManageSieve's PUTSCRIPT;
+* ``GET``/``PUT /webmail/account/forwarding``: ``{"to": [addresses], "keep": bool}``, a
+  marked block of that script (:mod:`correo.web.forwarding`).
 
 Changes need the session's bearer token in ``Authorization`` (the CSRF token): the
 cookie alone opens the page and reads, never writes.
@@ -26,6 +28,7 @@ from correo.server.context import new_session_id
 from correo.sieve import check
 from correo.store.api import StoreError
 from correo.web.app import CTX
+from correo.web.forwarding import MAX_ADDRESSES, forward_script, forward_settings, valid_address
 from correo.web.session_auth import harden, web_account
 
 __all__ = ["add_routes"]
@@ -118,11 +121,16 @@ async def _sieve_get(request: web.Request) -> web.Response:
 
 async def _sieve_put(request: web.Request) -> web.Response:
     account = await _bearer_account(request)
-    ctx = request.app[CTX]
     form = await _json(request)
     text = form.get("script")
     if not isinstance(text, str):
         return _answer(400, error="Give the script as text.")
+    return await _save(request, account, text)
+
+
+async def _save(request: web.Request, account: str, text: str) -> web.Response:
+    """Check ``text`` as ManageSieve would, then make it the active script."""
+    ctx = request.app[CTX]
     most = ctx.config.delivery.max_script_size
     if len(text.encode()) > most:
         return _answer(400, error=f"The script is larger than {most} bytes.")
@@ -146,8 +154,34 @@ async def _sieve_put(request: web.Request) -> web.Response:
     return _answer(200, name=name, saved=True)
 
 
+async def _forwarding_get(request: web.Request) -> web.Response:
+    account = await web_account(request)
+    if account is None:
+        raise web.HTTPUnauthorized(text="not logged in\n")
+    _, text = await _active(request, account)
+    return _answer(200, **forward_settings(text))
+
+
+async def _forwarding_put(request: web.Request) -> web.Response:
+    account = await _bearer_account(request)
+    form = await _json(request)
+    to, keep = form.get("to"), form.get("keep", True)
+    if not isinstance(to, list) or not isinstance(keep, bool):
+        return _answer(400, error="Give the addresses as a list.")
+    addresses = [a.strip() for a in to if isinstance(a, str) and a.strip()]
+    if len(addresses) > MAX_ADDRESSES:
+        return _answer(400, error=f"At most {MAX_ADDRESSES} addresses.")
+    bad = [a for a in addresses if not valid_address(a)]
+    if bad:
+        return _answer(400, error=f"Not an address: {bad[0][:100]}")
+    _, text = await _active(request, account)
+    return await _save(request, account, forward_script(text, addresses, keep))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/account", _page)
     app.router.add_post("/webmail/account/password", _password)
     app.router.add_get("/webmail/account/sieve", _sieve_get)
     app.router.add_put("/webmail/account/sieve", _sieve_put)
+    app.router.add_get("/webmail/account/forwarding", _forwarding_get)
+    app.router.add_put("/webmail/account/forwarding", _forwarding_put)

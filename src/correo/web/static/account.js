@@ -79,12 +79,28 @@ async function start() {
     vacation.replaceChildren(Object.assign(document.createElement("p"), { className: "muted", textContent: "This server offers no vacation reply." }));
   }
 
+  const forward = $("#forward-form");
   const sieve = $("#sieve-form");
   async function loadSieve() {
     const got = await fetch("/webmail/account/sieve", { headers: jmap.headers() });
     const answer = await got.json();
     sieve.elements.script.value = answer.script;
+    const settings = await (await fetch("/webmail/account/forwarding", { headers: jmap.headers() })).json();
+    forward.elements.to.value = settings.to.join(", ");
+    forward.elements.keep.checked = settings.keep;
   }
+  forward.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const to = forward.elements.to.value.split(/[,;\s]+/).filter(Boolean);
+    say(forward, "Saving…");
+    try {
+      await send(jmap, "PUT", "/webmail/account/forwarding", { to, keep: forward.elements.keep.checked });
+      say(forward, to.length ? "Forwarding saved." : "Forwarding off.");
+      await loadSieve();
+    } catch (error) {
+      say(forward, error.message, true);
+    }
+  });
   await loadSieve();
   sieve.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -92,6 +108,7 @@ async function start() {
     try {
       await send(jmap, "PUT", "/webmail/account/sieve", { script: sieve.elements.script.value });
       say(sieve, "Filters saved.");
+      await loadSieve();
     } catch (error) {
       say(sieve, error.message, true);
     }

@@ -9,6 +9,7 @@ import re
 
 from tests.conftest import Server
 from tests.server.imap_helpers import RawImap, imap, message, unique
+from tests.server.jmap_helpers import Jmap
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -188,3 +189,35 @@ def test_unauthenticate(server: Server) -> None:
     assert raw.cmd("u2", "UNAUTHENTICATE")[-1].startswith(b"u2 OK")
     assert raw.cmd("u3", "UNAUTHENTICATE")[-1].startswith(b"u3 BAD")
     raw.close()
+
+
+def test_object_ids_are_the_jmap_ids(server: Server) -> None:
+    """EMAILID, THREADID and MAILBOXID name what JMAP's id, threadId and mailbox id name."""
+    box = unique("jmapids")
+    root = message("plans", extra=f"Message-ID: <root-{box}@t>\r\n").replace(
+        b"Message-ID: <", b"X-Old-Id: <", 1
+    )
+    reply = message("Re: plans", extra=f"In-Reply-To: <root-{box}@t>\r\n")
+    _box_named(server, box, root, reply)
+    raw = _session(server)
+    out = raw.cmd("s", f"EXAMINE {box}")
+    mailboxid = next(m.group(1) for x in out if (m := re.search(rb"MAILBOXID \((\w+)\)", x)))
+    out = raw.cmd("f", "FETCH 1:2 (EMAILID THREADID)")
+    pairs = re.findall(rb"EMAILID \((\w+)\) THREADID \((\w+)\)", b"".join(out))
+    assert len(pairs) == 2 and pairs[0][1] == pairs[1][1], out  # one conversation
+    assert raw.cmd("t", f"SEARCH THREADID {pairs[0][1].decode()}")[0] == b"* SEARCH 1 2"
+    raw.close()
+    jmap = Jmap(server)
+    assert jmap.mailbox_id(box) == mailboxid.decode()
+    got = jmap.call("Email/get", ids=jmap.email_ids(box), properties=["threadId"])["list"]
+    assert sorted((e["id"], e["threadId"]) for e in got) == sorted(
+        (e.decode(), t.decode()) for e, t in pairs
+    )
+
+
+def _box_named(server: Server, box: str, *bodies: bytes) -> None:
+    client = imap(server)
+    assert client.create(box)[0] == "OK"
+    for body in bodies:
+        assert client.append(box, None, None, body)[0] == "OK"
+    client.logout()

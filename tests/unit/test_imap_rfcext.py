@@ -12,7 +12,8 @@ from correo.imap.responses import status_response
 from correo.imap.search import AgeKey, And, ObjectIdKey, compile_program
 from correo.imap.server import CommandEvent
 from correo.jmap import mail as jmap_mail
-from correo.message.objectid import email_id, mailbox_id, thread_id
+from correo.jmap.threads import thread_of
+from correo.message.objectid import email_id, mailbox_id, thread_id_of
 from correo.message.preview import PREVIEW_CHARS, preview_part, preview_text
 from correo.message.structure import parse_structure
 
@@ -100,9 +101,14 @@ def test_unauthenticate_resets_state_and_enabled() -> None:
 def test_object_ids_are_the_jmap_ids() -> None:
     digest = "0123456789abcdef" * 4
     assert email_id(digest) == jmap_mail.email_id(digest)
-    assert thread_id(digest) == jmap_mail.thread_id(digest)
     assert mailbox_id(42) == jmap_mail.mailbox_id(42)
-    for ident in (email_id(digest), thread_id(digest), mailbox_id(2**32 - 1)):
+    head = b"Subject: Re: x\r\nReferences: <a@b> <c@d>\r\n\r\nbody <e@f>"
+    assert thread_id_of(head, digest) == thread_of(
+        b"Subject: Re: x\r\nReferences: <a@b> <c@d>\r\n\r\n", digest
+    )
+    reply = b"In-Reply-To: <a@b>\n\nbody"
+    assert thread_id_of(reply, digest) == thread_id_of(b"Message-ID: <a@b>\r\n\r\n", "ff" * 32)
+    for ident in (email_id(digest), thread_id_of(head, digest), mailbox_id(2**32 - 1)):
         assert 1 <= len(ident) <= 255 and ident.isalnum()  # RFC 8474 §3 objectid
 
 

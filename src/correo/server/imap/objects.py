@@ -1,10 +1,11 @@
 """FETCH items and SEARCH keys computed per message beyond the stored facts:
 EMAILID and THREADID (RFC 8474), PREVIEW (RFC 8970).
 
-The object ids are the ones JMAP shows (:mod:`correo.message.objectid`), made from
-the store's per-message digests; a view's digests are read once and kept while it
-lives.  A preview reads at most :data:`~correo.message.preview.PREVIEW_READ` octets
-of one text part; decoding a large piece runs in a worker thread.
+The object ids are the ones JMAP shows (:mod:`correo.message.objectid`): EMAILID from
+the store's per-message digests, THREADID from each message's header section (read
+once, hashed in a worker thread for a batch); both are kept while the view lives.
+A preview reads at most :data:`~correo.message.preview.PREVIEW_READ` octets of one
+text part; decoding a large piece runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -16,48 +17,72 @@ from collections.abc import Mapping, Sequence
 from correo.delivery.facts import load_tree
 from correo.imap.responses import quote_string
 from correo.imap.search import And, Not, ObjectIdKey, Or, SearchKey
-from correo.message.objectid import email_id, thread_id
+from correo.message.objectid import THREAD_HEAD, email_id, thread_id_of
 from correo.message.preview import PREVIEW_READ, preview_part, preview_text
 from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts, StoreError
 
-__all__ = ["EXTRA_ITEMS", "extra_items", "object_ids", "uses_object_ids"]
+__all__ = ["EXTRA_ITEMS", "extra_items", "object_ids", "object_kinds"]
 
 #: FETCH items this module answers.
 EXTRA_ITEMS = frozenset({"EMAILID", "THREADID", "PREVIEW"})
 #: Decoding more than this many octets for a preview goes to a worker thread.
 _OFF_LOOP = 16 << 10
 
-_IDS: weakref.WeakKeyDictionary[MailboxView, dict[int, tuple[str, str]]] = (
-    weakref.WeakKeyDictionary()
-)
+_EMAILS: weakref.WeakKeyDictionary[MailboxView, dict[int, str]] = weakref.WeakKeyDictionary()
+_THREADS: weakref.WeakKeyDictionary[MailboxView, dict[int, str]] = weakref.WeakKeyDictionary()
+
+
+async def _email_ids(store: MailStore, view: MailboxView, uids: Sequence[int]) -> dict[int, str]:
+    known = _EMAILS.setdefault(view, {})
+    if any(u not in known for u in uids):
+        digests = await store.message_digests(view.account, view.name)
+        known.update((uid, email_id(digest)) for uid, digest in digests.items())
+    return known
 
 
 async def object_ids(
-    store: MailStore, view: MailboxView, uids: Sequence[int]
+    store: MailStore, view: MailboxView, uids: Sequence[int], *, threads: bool = True
 ) -> dict[int, tuple[str, str]]:
-    """(EMAILID, THREADID) of each of ``uids`` that still exists."""
-    known = _IDS.setdefault(view, {})
-    if any(u not in known for u in uids):
+    """(EMAILID, THREADID) of each of ``uids`` that still exists; THREADID is "" when
+    ``threads`` is False (it costs a read of each message's header section)."""
+    emails = await _email_ids(store, view, uids)
+    found = {u: emails[u] for u in uids if u in emails}
+    known = _THREADS.setdefault(view, {})
+    missing = [u for u in found if u not in known] if threads else []
+    if missing:
         digests = await store.message_digests(view.account, view.name)
-        for uid, digest in digests.items():
-            known[uid] = (email_id(digest), thread_id(digest))
-    return {u: known[u] for u in uids if u in known}
+        heads: list[tuple[int, bytes, str]] = []
+        for uid in missing:
+            info = view.info.get(uid)
+            if info is None or uid not in digests:
+                continue
+            try:
+                head = await read_range(store, view, uid, 0, min(info.size, THREAD_HEAD))
+            except StoreError:
+                continue  # expunged meanwhile
+            heads.append((uid, head, digests[uid]))
+
+        def compute() -> list[tuple[int, str]]:
+            return [(uid, thread_id_of(head, digest)) for uid, head, digest in heads]
+
+        known.update(await asyncio.to_thread(compute) if len(heads) > 8 else compute())
+    return {u: (e, known.get(u, "")) for u, e in found.items()}
 
 
-def uses_object_ids(key: SearchKey) -> bool:
-    """Whether a SEARCH program has an EMAILID or THREADID key (RFC 8474 §6)."""
+def object_kinds(key: SearchKey) -> frozenset[str]:
+    """EMAILID and/or THREADID if a SEARCH program has such keys (RFC 8474 §6)."""
     match key:
-        case ObjectIdKey():
-            return True
+        case ObjectIdKey(kind):
+            return frozenset({kind})
         case Not(inner):
-            return uses_object_ids(inner)
+            return object_kinds(inner)
         case Or(left, right):
-            return uses_object_ids(left) or uses_object_ids(right)
+            return object_kinds(left) | object_kinds(right)
         case And(keys):
-            return any(uses_object_ids(k) for k in keys)
-    return False
+            return frozenset().union(*(object_kinds(k) for k in keys))
+    return frozenset()
 
 
 async def _preview(store: MailStore, view: MailboxView, uid: int, facts: MessageFacts) -> str:
@@ -86,13 +111,13 @@ async def extra_items(
         return {}
     out: dict[int, list[bytes]] = {u: [] for u in uids}
     if wanted & {"EMAILID", "THREADID"}:
-        ids = await object_ids(store, view, uids)
+        ids = await object_ids(store, view, uids, threads="THREADID" in wanted)
         for uid in uids:
-            pair = ids.get(uid)
+            email, thread = ids.get(uid, ("", ""))
             if "EMAILID" in wanted:  # RFC 8474 §5.1: "EMAILID" SP "(" objectid ")"
-                out[uid].append(b"EMAILID (%s)" % pair[0].encode() if pair else b"EMAILID NIL")
+                out[uid].append(b"EMAILID (%s)" % email.encode() if email else b"EMAILID NIL")
             if "THREADID" in wanted:  # RFC 8474 §5.2: NIL when there is no thread
-                out[uid].append(b"THREADID (%s)" % pair[1].encode() if pair else b"THREADID NIL")
+                out[uid].append(b"THREADID (%s)" % thread.encode() if thread else b"THREADID NIL")
     if "PREVIEW" in wanted:
         facts = await ensure_facts(store, view, uids)
         for uid in uids:

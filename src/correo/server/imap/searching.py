@@ -48,7 +48,7 @@ from correo.imap.search import (
 from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
 from correo.server.imap.fetch import ensure_facts, read_range
-from correo.server.imap.objects import object_ids, uses_object_ids
+from correo.server.imap.objects import object_ids, object_kinds
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts
 
@@ -180,7 +180,8 @@ async def run_search(
     """UIDs (ascending) of the messages matching ``program``."""
     headers, body, sent = _needs(program)
     uids = list(candidates) if candidates is not None else list(view.uids)
-    ids = await object_ids(store, view, uids) if uses_object_ids(program) else None
+    kinds = object_kinds(program)
+    ids = await object_ids(store, view, uids, threads="THREADID" in kinds) if kinds else None
     matcher = compile_program(
         program, max_seq=view.exists, max_uid=view.max_uid(), saved=frozenset(view.saved), ids=ids
     )

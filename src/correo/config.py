@@ -161,6 +161,7 @@ class ReportSettings:
     org_name: str = ""  # our name in reports; "" = the hostname
     contact: str = ""  # contact address in reports; "" = postmaster@ the first domain
     https_timeout: float = 30.0  # seconds to POST a TLS report to an https: rua
+    keep_days: int = 400  # received reports older than this are removed (daily run)
 
 
 @dataclass(frozen=True, slots=True)

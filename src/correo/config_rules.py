@@ -424,6 +424,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("reports", "max_ratio"): count(2),
     ("reports", "contact"): optional(email),
     ("reports", "https_timeout"): _TIMEOUT,
+    ("reports", "keep_days"): count(1),
     ("acme", "directory"): optional(https_url),
     ("acme", "email"): optional(email),
     ("acme", "challenge"): choice("tls-alpn-01", "http-01"),

@@ -97,3 +97,20 @@ def test_job_claims_are_leased_and_spaced(factory: Factory, tmp_path: Path) -> N
             await store.close()
 
     asyncio.run(go())
+
+
+def test_old_received_reports_are_pruned(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store: MailStore = await opened(factory, tmp_path)
+        try:
+            for n, received in enumerate((100.0, 200.0, 300.0)):
+                await store.report_add(
+                    ReceivedReport(0, "dmarc", "Org", f"r{n}", "a.test", 1.0, 2.0, received, "{}")
+                )
+            assert await store.report_prune(250.0) == 2
+            assert [r.report_id for r in await store.report_list()] == ["r2"]
+            assert await store.report_prune(250.0) == 0
+        finally:
+            await store.close()
+
+    asyncio.run(go())

@@ -55,6 +55,10 @@ class ReportScheduler:
         if last is None:
             return None
         try:
+            keep = self.sender.config.reports.keep_days * 86400.0
+            pruned = await store.report_prune(now - keep)
+            if pruned:
+                self.log.info("reports.pruned", removed=pruned)
             summary = await self.sender.run()
         except BaseException:
             with contextlib.suppress(StoreError):

@@ -563,6 +563,10 @@ class MailStore(Protocol):
         """One received report with its ``data``."""
         ...
 
+    async def report_prune(self, before: float) -> int:
+        """Remove received reports that arrived before ``before``; how many went."""
+        ...
+
     async def report_tally(self, tallies: Sequence[ReportTally], *, max_rows: int = 10_000) -> int:
         """Add each tally's count to its (kind, domain, key) row, made at need; a new row
         for a (kind, domain) already holding ``max_rows`` is dropped.  Returns how many

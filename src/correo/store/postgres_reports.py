@@ -63,6 +63,14 @@ class PgReportOps(PgBase):
         )
         return None if row is None else report_from_row(row, str(row[8]))
 
+    async def report_prune(self, before: float) -> int:
+        async def op(conn: Conn) -> tuple[int, list[PgAfterCommit]]:
+            cur = await conn.execute("DELETE FROM reports_received WHERE received < %s", (before,))
+            return int(cur.rowcount or 0), []
+
+        result: int = await self._write(op)
+        return result
+
     async def report_tally(self, tallies: Sequence[ReportTally], *, max_rows: int = 10_000) -> int:
         async def op(conn: Conn) -> tuple[int, list[PgAfterCommit]]:
             dropped = 0

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS reports_received (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, org TEXT NOT NULL, report_id TEXT NOT NULL,
     domain TEXT NOT NULL, begin_at REAL NOT NULL, end_at REAL NOT NULL,
     received REAL NOT NULL, data TEXT NOT NULL, UNIQUE (kind, org, report_id));
+CREATE INDEX IF NOT EXISTS reports_received_at ON reports_received (received);
 CREATE TABLE IF NOT EXISTS report_tallies (
     kind TEXT NOT NULL, domain TEXT NOT NULL, key TEXT NOT NULL, count INTEGER NOT NULL,
     first REAL NOT NULL, last REAL NOT NULL,
@@ -114,6 +115,14 @@ class ReportOps:
             return None if row is None else report_from_row(row, str(row[8]))
 
         result: ReceivedReport | None = await self._read(read)
+        return result
+
+    async def report_prune(self, before: float) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, list[AfterCommit]]:
+            cur = conn.execute("DELETE FROM reports_received WHERE received < ?", (before,))
+            return int(cur.rowcount or 0), []
+
+        result: int = await self._write(op)
         return result
 
     async def report_tally(self, tallies: Sequence[ReportTally], *, max_rows: int = 10_000) -> int:

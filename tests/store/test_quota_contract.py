@@ -5,6 +5,7 @@ from two nodes at once), refusals per account, and the 90 % crossing reported on
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from correo.store.api import (
     QueuedRecipient,
     QuotaExceededError,
 )
+from correo.store.sqlite import SqliteStore
 from tests.store.test_contract import Factory, factory, opened, run
 
 __all__ = ["factory"]
@@ -266,5 +268,44 @@ def test_two_postgresql_nodes_racing_never_pass_the_limit(
         finally:
             await one.close()
             await two.close()
+
+    run(go())
+
+
+def test_a_store_made_before_quotas_counts_its_mail_once(factory: Factory, tmp_path: Path) -> None:
+    """The upgrade: mail stored before the quota table existed is counted when it is
+    made (SQLite: on open; PostgreSQL: migration 21), and counted on from then on."""
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        await put(store, 1000, [DeliveryTarget("a@x.test"), DeliveryTarget("a@x.test", "Sent")])
+        await put(store, 500, [DeliveryTarget("b@x.test")])
+        await store.set_quota("a@x.test", 5000, None)
+        await store.close()
+        if isinstance(store, SqliteStore):
+            conn = sqlite3.connect(tmp_path / "mail.db")
+            conn.executescript(
+                "DROP TRIGGER quota_add; DROP TRIGGER quota_remove; DROP TRIGGER quota_forget;"
+                " DROP TABLE quotas;"
+            )
+            conn.close()
+        else:
+            import psycopg
+
+            url = store.url  # type: ignore[attr-defined]
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    b"DROP TABLE quotas; DROP FUNCTION quota_count() CASCADE;"
+                    b" DELETE FROM schema_version WHERE version = 21"
+                )
+        store = await opened(factory, tmp_path)
+        try:
+            a, b = await store.get_quota("a@x.test"), await store.get_quota("b@x.test")
+            assert (a.used_storage, a.used_messages, a.storage) == (2000, 2, None)
+            assert (b.used_storage, b.used_messages) == (500, 1)
+            await put(store, 300, [DeliveryTarget("b@x.test")])
+            assert (await store.get_quota("b@x.test")).used_storage == 800
+        finally:
+            await store.close()
 
     run(go())

@@ -31,6 +31,7 @@ __all__ = [
     "cmd_queue_list",
     "cmd_queue_show",
     "cmd_user_add",
+    "cmd_user_admin",
     "cmd_user_del",
     "cmd_user_list",
     "cmd_user_passwd",
@@ -147,6 +148,13 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     password = _new_password(args)
     _run(args, lambda d: d.set_password(args.address, password))
     print(f"password changed for {args.address}")
+    return 0
+
+
+def cmd_user_admin(args: argparse.Namespace) -> int:
+    on = args.state == "on"
+    _run(args, lambda d: d.set_admin(args.address, on))
+    print(f"{args.address} is {'an' if on else 'no longer an'} administrator")
     return 0
 
 

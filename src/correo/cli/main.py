@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--quota", action="store_true", help="show each account's quota and usage too")
     a.set_defaults(func=admin.cmd_user_list)
+    a = usub.add_parser(
+        "admin", help="let an account use the web admin page (https://HOST/admin), or not"
+    )
+    a.add_argument("address", help="the account's mail address")
+    a.add_argument("state", choices=("on", "off"), help="on: an administrator; off: not")
+    a.set_defaults(func=admin.cmd_user_admin)
     quota_cmds.register(usub)
 
     p = sub.add_parser(

@@ -139,6 +139,14 @@ class Directory(Protocol):
 
     def user_exists(self, address: str) -> bool: ...
 
+    def is_admin(self, address: str) -> bool:
+        """Whether the user may use the web admin page (``correo user admin``)."""
+        ...
+
+    def set_admin(self, address: str, on: bool) -> None:
+        """Mark the user as an administrator, or no longer; DirectoryError if unknown."""
+        ...
+
     def verify_password(self, address: str, password: str) -> str | None:
         """The canonical account if the password is right, else None.
 

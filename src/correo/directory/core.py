@@ -44,7 +44,7 @@ class Tx(Protocol):
 class Snapshot:
     """One consistent read of the three tables, plus a lazily built owner index."""
 
-    __slots__ = ("aliases", "dkim", "domains", "owned", "serial", "users")
+    __slots__ = ("admins", "aliases", "dkim", "domains", "owned", "serial", "users")
 
     def __init__(
         self,
@@ -53,6 +53,7 @@ class Snapshot:
         aliases: Mapping[str, str],
         serial: int = 0,
         dkim: Mapping[str, tuple[StoredKey, ...]] | None = None,
+        admins: frozenset[str] = frozenset(),
     ) -> None:
         self.domains = domains
         self.users = users  # address -> password hash
@@ -60,6 +61,7 @@ class Snapshot:
         self.serial = serial  # the backend's change counter when read
         self.dkim = dkim or {}  # domain -> keys, where the backend keeps them with the rest
         self.owned: dict[str, frozenset[str]] | None = None
+        self.admins = admins  # users who may use the web admin page
 
 
 def resolve(snap: Snapshot, norm: AddressNormalizer, address: str) -> Resolution | None:
@@ -309,6 +311,19 @@ class DirectoryBase:
 
     def users(self) -> list[str]:
         return sorted(self._snapshot().users)
+
+    def is_admin(self, address: str) -> bool:
+        try:
+            name = self._norm.canonical(address)
+        except AddressError:
+            return False
+        return name in self._snapshot().admins
+
+    def set_admin(self, address: str, on: bool) -> None:
+        name = self._existing(address)
+        with self._write() as tx:
+            if tx.run("UPDATE users SET admin = ? WHERE address = ?", (on, name)) == 0:
+                raise DirectoryError(f"user {name} does not exist")
 
     def account_name(self, address: str) -> str:
         return self._existing(address)

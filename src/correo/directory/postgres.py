@@ -228,6 +228,7 @@ class PostgresDirectory(DirectoryBase):
             domains = frozenset(r[0] for r in conn.execute("SELECT name FROM domains"))
             users = dict(conn.execute("SELECT address, password_hash FROM users").fetchall())
             aliases = dict(conn.execute("SELECT alias, target FROM aliases").fetchall())
+            admins = frozenset(r[0] for r in conn.execute("SELECT address FROM users WHERE admin"))
             dkim: dict[str, list[StoredKey]] = {}
             for domain, selector, pem, created, retired in conn.execute(
                 "SELECT domain, selector, pem, created, retired FROM dkim_keys"
@@ -235,7 +236,8 @@ class PostgresDirectory(DirectoryBase):
                 dkim.setdefault(domain, []).append(
                     StoredKey(selector, bytes(pem), float(created), bool(retired))
                 )
-        return Snapshot(domains, users, aliases, serial, {d: tuple(k) for d, k in dkim.items()})
+        keys = {d: tuple(k) for d, k in dkim.items()}
+        return Snapshot(domains, users, aliases, serial, keys, admins)
 
     def _listen(self) -> None:
         """Reload when another node writes (LISTEN), or when a look at the serial says so."""

@@ -29,14 +29,15 @@ from correo.mailauth.keys import KeyStore
 
 __all__ = ["MAX_ALIAS_DEPTH", "SCHEMA_VERSION", "SqliteDirectory"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS users ("
     " address TEXT PRIMARY KEY NOT NULL,"
     " domain TEXT NOT NULL REFERENCES domains(name),"
-    " password_hash TEXT NOT NULL) WITHOUT ROWID",
+    " password_hash TEXT NOT NULL,"
+    " admin INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS aliases ("
     " alias TEXT PRIMARY KEY NOT NULL,"  # "local@domain" or "@domain" (catch-all)
     " domain TEXT NOT NULL REFERENCES domains(name),"
@@ -147,6 +148,8 @@ class SqliteDirectory(DirectoryBase):
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if version == 1:  # version 2: the web admin flag
+                conn.execute("ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")
             for statement in _SCHEMA:
                 conn.execute(statement)
         except BaseException:
@@ -189,9 +192,10 @@ class SqliteDirectory(DirectoryBase):
             domains = frozenset(r[0] for r in conn.execute("SELECT name FROM domains"))
             users = dict(conn.execute("SELECT address, password_hash FROM users").fetchall())
             aliases = dict(conn.execute("SELECT alias, target FROM aliases").fetchall())
+            admins = frozenset(r[0] for r in conn.execute("SELECT address FROM users WHERE admin"))
         finally:
             conn.execute("COMMIT")
-        return Snapshot(domains, users, aliases)
+        return Snapshot(domains, users, aliases, admins=admins)
 
     @contextmanager
     def _write(self) -> Iterator[Tx]:

@@ -188,6 +188,9 @@ CREATE INDEX webhook_calls_due ON webhook_calls (next_attempt);
 CREATE TABLE webhook_keys (name text PRIMARY KEY, key bytea NOT NULL);
 """
 
+#: The directory's web admin flag (``correo user admin ADDRESS on|off``).
+_V_WEB_ADMIN: Final = "ALTER TABLE users ADD COLUMN admin boolean NOT NULL DEFAULT false;"
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
@@ -201,6 +204,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     20: (_V_WEBHOOKS, ()),  # a table set of its own
     21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
     30: (METADATA_MIGRATION, ()),  # IMAP METADATA entries (RFC 5464)
+    40: (_V_WEB_ADMIN, ()),  # the web admin flag of users
 }
 LATEST: Final = max(MIGRATIONS)
 

@@ -328,3 +328,30 @@ def test_queue_bounces_a_copy_that_can_never_fit(srv: Server) -> None:
             m.logout()
 
     assert wait_for(dsn)
+
+
+def test_jmap_import_over_quota(srv: Server) -> None:
+    """JMAP answers a write past the quota with the overQuota SetError (RFC 8620 §5.3)."""
+    from tests.server.jmap_helpers import Jmap
+
+    carol = f"carol@{DOMAIN}"
+    jmap = Jmap(srv, carol)
+    got = jmap.http.post(
+        f"{jmap.base}/jmap/upload/{jmap.account}/",
+        data=message(3000, "imported over quota"),
+        headers={"Content-Type": "message/rfc822"},
+        timeout=10,
+    )
+    assert got.status_code == 201, got.text
+    blob = got.json()["blobId"]
+    quota(srv, carol, "2K")
+    try:
+        inbox = jmap.mailbox_id("INBOX")
+        done = jmap.call(
+            "Email/import", emails={"a": {"blobId": blob, "mailboxIds": {inbox: True}}}
+        )
+        assert done["notCreated"]["a"]["type"] == "overQuota", done
+    finally:
+        quota(srv, carol, "none")
+    done = jmap.call("Email/import", emails={"b": {"blobId": blob, "mailboxIds": {inbox: True}}})
+    assert "b" in done["created"], done

@@ -309,3 +309,41 @@ def test_a_store_made_before_quotas_counts_its_mail_once(factory: Factory, tmp_p
             await store.close()
 
     run(go())
+
+
+def test_store_copy_carries_each_accounts_limits(
+    pg_cluster: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``correo store copy`` (SQLite to PostgreSQL) brings an account's own limits; the
+    usage is the target's own count of the copied mail."""
+    pytest.importorskip("psycopg")
+    from correo.cli.main import main
+    from correo.store.postgres import PostgresStore
+
+    url = pg_cluster.new_database()  # type: ignore[attr-defined]
+    data = tmp_path / "data"
+
+    async def fill() -> None:
+        store = SqliteStore(data / "store")
+        await store.open()
+        try:
+            await store.set_quota("a@x.test", 5000, 7)
+            await store.set_quota("b@x.test", None, "default")
+            await put(store, 1200, [DeliveryTarget("a@x.test"), DeliveryTarget("b@x.test")])
+        finally:
+            await store.close()
+
+    run(fill())
+    assert main(["--data", str(data), "store", "copy", "--to", url]) == 0, capsys.readouterr()
+
+    async def read() -> tuple[object, object]:
+        store = PostgresStore(url, tmp_path / "t", listen=False)
+        await store.open()
+        try:
+            return await store.get_quota("a@x.test"), await store.get_quota("b@x.test")
+        finally:
+            await store.close()
+
+    a, b = run(read())  # type: ignore[misc]
+    assert (a.storage, a.messages, a.used_storage, a.used_messages) == (5000, 7, 1200, 1)
+    assert (b.storage, b.storage_default, b.messages_default) == (None, False, True)

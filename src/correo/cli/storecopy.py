@@ -157,6 +157,7 @@ class StoreCopy:
         self._mailboxes()
         self._queue()
         self._tables()
+        self._quota_limits()
         self._directory()
         top = max((b.uidvalidity for b in source.mailboxes()), default=0)
         target.raise_uidvalidity(max(top, source.meta("uidvalidity") or 0))
@@ -341,6 +342,23 @@ class StoreCopy:
                 target.rows(table, columns, "", ()),
             )
             target.commit()
+
+    def _quota_limits(self) -> None:
+        """Each account's own quota limits, by account name (account ids differ between
+        the stores); the usage was counted by the target's own triggers as the messages
+        were copied."""
+        source, target = self.source, self.target
+        if "quotas" not in source.tables() or not target.has_table("quotas"):
+            return
+        ids = target.accounts()
+        for name, storage, messages in source.rows(
+            "quotas q JOIN accounts a ON a.id = q.account_id",
+            ["a.name", "q.storage", "q.messages"],
+        ):
+            account_id = ids.get(str(name))
+            if account_id is not None:
+                target.set_quota_limits(account_id, storage, messages)
+        target.commit()
 
     # -- the directory -----------------------------------------------------------------
 

@@ -220,6 +220,15 @@ class PgCopyTarget:
         self._run("DELETE FROM subscriptions WHERE account_id = %s", (account_id,))
         self._run("DELETE FROM accounts WHERE id = %s", (account_id,))
 
+    def set_quota_limits(self, account_id: int, storage: int | None, messages: int | None) -> None:
+        """An account's own quota limits (``postgres_quota.py``: NULL the default, -1 none)."""
+        self._run(
+            "INSERT INTO quotas (account_id, storage, messages) VALUES (%s, %s, %s)"
+            " ON CONFLICT (account_id) DO UPDATE SET storage = EXCLUDED.storage,"
+            " messages = EXCLUDED.messages",
+            (account_id, storage, messages),
+        )
+
     def set_subscriptions(self, account_id: int, names: Iterable[str]) -> None:
         wanted = set(names)
         have = {

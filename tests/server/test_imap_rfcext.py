@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 
@@ -221,3 +222,31 @@ def _box_named(server: Server, box: str, *bodies: bytes) -> None:
     for body in bodies:
         assert client.append(box, None, None, body)[0] == "OK"
     client.logout()
+
+
+def test_savedate(server: Server) -> None:
+    box = unique("saved")
+    client = imap(server)
+    client.create(box)
+    client.append(box, None, '"01-Jan-2020 10:00:00 +0000"', message("old"))
+    client.append(box, None, None, message("new"))
+    client.logout()
+    raw = _session(server)
+    caps = raw.cmd("c", "CAPABILITY")[0].split()
+    assert b"SAVEDATE" in caps
+    raw.cmd("s", f"SELECT {box}")
+    out = raw.cmd("f", "FETCH 1:2 (INTERNALDATE SAVEDATE)")
+    today = dt.datetime.now().strftime("%d-%b-%Y").encode()
+    saved = re.findall(rb'SAVEDATE "([^"]+)"', b"".join(out))
+    assert len(saved) == 2 and all(today.lstrip(b"0") in s for s in saved), out
+    assert b'INTERNALDATE " 1-Jan-2020' in out[0]
+    on = dt.date.today().strftime("%d-%b-%Y")
+    assert raw.cmd("a", f"SEARCH SAVEDON {on}")[0] == b"* SEARCH 1 2"
+    assert raw.cmd("b", f"SEARCH SAVEDBEFORE {on}")[0] == b"* SEARCH"
+    assert raw.cmd("d", "SEARCH SAVEDSINCE 1-Jan-2021")[0] == b"* SEARCH 1 2"
+    assert raw.cmd("e", "SEARCH SINCE 1-Jan-2021")[0] == b"* SEARCH 2"
+    assert raw.cmd("g", "SEARCH SAVEDATESUPPORTED")[0] == b"* SEARCH 1 2"
+    assert raw.cmd("h", "SEARCH SAVEDON 32-Jan-2020")[-1].startswith(b"h BAD")
+    assert raw.cmd("i", "SEARCH SAVEDBEFORE")[-1].startswith(b"i BAD")
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    raw.close()

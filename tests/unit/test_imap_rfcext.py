@@ -9,7 +9,7 @@ import pytest
 from correo.imap import ImapConnection, ImapState, ParseError
 from correo.imap.commands import Create, Fetch, Search, Status, Unauthenticate, parse_command
 from correo.imap.responses import status_response
-from correo.imap.search import AgeKey, And, ObjectIdKey, compile_program
+from correo.imap.search import AgeKey, And, ObjectIdKey, SaveDateKey, compile_program
 from correo.imap.server import CommandEvent
 from correo.jmap import mail as jmap_mail
 from correo.jmap.threads import thread_of
@@ -136,3 +136,20 @@ def test_preview_text() -> None:
     )
     assert preview_part(parse_structure(attached)) is None
     assert len(_preview(b"\r\n" + b"long words " * 500)) == PREVIEW_CHARS
+
+
+def test_savedate_keys() -> None:
+    cmd = _cmd(b"a SEARCH SAVEDBEFORE 1-Feb-2024 SAVEDON 2-Feb-2024 SAVEDSINCE 3-Feb-2024")
+    assert isinstance(cmd, Search)
+    assert cmd.criteria == And(
+        (SaveDateKey("before", dt.date(2024, 2, 1)), SaveDateKey("on", dt.date(2024, 2, 2)),
+         SaveDateKey("since", dt.date(2024, 2, 3)))
+    )  # fmt: skip
+    assert isinstance(_cmd(b"a SEARCH SAVEDATESUPPORTED"), Search)
+    old = _Msg(1, dt.datetime(2024, 2, 1, 12, tzinfo=dt.UTC).timestamp())
+    saved = {1: dt.date(2024, 3, 1)}
+    on = compile_program(SaveDateKey("on", dt.date(2024, 3, 1)), max_seq=1, max_uid=1,
+                         save_dates=saved)  # fmt: skip
+    assert on(old)  # type: ignore[arg-type]
+    fallback = compile_program(SaveDateKey("on", dt.date(2024, 2, 1)), max_seq=1, max_uid=1)
+    assert fallback(old)  # type: ignore[arg-type]  # no save date: INTERNALDATE's day

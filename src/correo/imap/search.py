@@ -34,6 +34,7 @@ __all__ = [
     "Not",
     "ObjectIdKey",
     "Or",
+    "SaveDateKey",
     "SearchKey",
     "SeqKey",
     "SizeKey",
@@ -116,6 +117,14 @@ class AgeKey:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveDateKey:
+    """SAVEDBEFORE/SAVEDON/SAVEDSINCE (RFC 8514 §4.2): the day the message was saved."""
+
+    relation: Literal["before", "on", "since"]
+    date: dt.date
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectIdKey:
     """EMAILID/THREADID objectid (RFC 8474 §6)."""
 
@@ -151,6 +160,7 @@ SearchKey = (
     | ModSeqKey
     | AgeKey
     | ObjectIdKey
+    | SaveDateKey
     | Not
     | Or
     | And
@@ -187,6 +197,13 @@ _DATES: dict[str, tuple[Literal["before", "on", "since"], bool]] = {
 
 
 _OBJECTID = re.compile(rb"[A-Za-z0-9_-]+")
+
+_SAVED: dict[str, Literal["before", "on", "since"]] = {
+    "SAVEDBEFORE": "before",
+    "SAVEDON": "on",
+    "SAVEDSINCE": "since",
+}
+_FLAG_KEYS["SAVEDATESUPPORTED"] = All()  # RFC 8514 §4.2: every mailbox keeps save dates
 
 
 class _Budget:
@@ -232,6 +249,9 @@ def _key(r: Reader, budget: _Budget) -> SearchKey:
         relation, sent = _DATES[name]
         r.sp()
         return DateKey(relation, r.date(), sent)
+    if name in _SAVED:  # RFC 8514 §4.2
+        r.sp()
+        return SaveDateKey(_SAVED[name], r.date())
     match name:
         case "BODY":
             r.sp()
@@ -395,14 +415,18 @@ def compile_program(
     saved: AbstractSet[int] | None = None,
     now: float | None = None,
     ids: Mapping[int, tuple[str, str]] | None = None,
+    save_dates: Mapping[int, dt.date] | None = None,
 ) -> Matcher:
     """Turn the AST into one predicate; ``saved`` is the SEARCHRES result as UIDs (RFC 5182).
 
     ``now`` is the time OLDER/YOUNGER count back from (RFC 5032); ``ids`` maps a UID to
-    its (EMAILID, THREADID) for the OBJECTID keys (RFC 8474 §6).
+    its (EMAILID, THREADID) for the OBJECTID keys (RFC 8474 §6); ``save_dates`` its
+    save day for SAVED* (RFC 8514), the INTERNALDATE's day standing in for a message
+    saved before save dates were kept.
     """
     clock = time.time() if now is None else now
     known = ids if ids is not None else {}
+    days = save_dates if save_dates is not None else {}
 
     def build(k: SearchKey) -> Matcher:
         match k:
@@ -437,6 +461,14 @@ def compile_program(
                 if older:  # RFC 5032 §3: OLDER is "older than", YOUNGER "within"
                     return lambda v: v.internal_date.timestamp() < edge
                 return lambda v: v.internal_date.timestamp() >= edge
+            case SaveDateKey(relation, day):
+                rel, target = relation, day
+
+                def saved_on(v: MessageView) -> bool:
+                    d = days.get(v.uid)
+                    return _compare(rel, v.internal_date.date() if d is None else d, target)
+
+                return saved_on
             case ObjectIdKey(kind, value):
                 index = 0 if kind == "EMAILID" else 1
                 return lambda v: v.uid in known and known[v.uid][index] == value

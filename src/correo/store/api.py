@@ -509,6 +509,13 @@ class MailStore(Protocol):
         """Remember digests the caller computed while storing (UID -> SHA-256 hex)."""
         ...
 
+    # -- SAVEDATE (RFC 8514) ------------------------------------------------------------
+
+    async def save_dates(self, account: str, mailbox: str, uids: Sequence[int]) -> dict[int, float]:
+        """When each of ``uids`` was saved into the mailbox (delivery, APPEND, COPY, MOVE),
+        as a Unix time; messages stored before save dates were kept are absent."""
+        ...
+
     # -- METADATA (RFC 5464): annotations of the account and of its mailboxes ---------
     # Entry names arrive checked and lower-cased (``/private/…`` or ``/shared/…``);
     # ``mailbox`` None is the server (account) level.  A mailbox's entries follow it

@@ -66,6 +66,7 @@ from correo.store.postgres_queue import PgQueueOps
 from correo.store.postgres_quota import PgQuotaOps
 from correo.store.postgres_records import PgRecordOps
 from correo.store.postgres_reports import PgReportOps
+from correo.store.postgres_savedate import PgSaveDateOps
 from correo.store.postgres_schema import migrate
 from correo.store.postgres_tls import PgTlsOps
 from correo.store.postgres_webhooks import PgWebhookOps
@@ -95,6 +96,7 @@ class PostgresStore(
     PgReportOps,
     PgQuotaOps,
     PgMetadataOps,
+    PgSaveDateOps,
 ):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 

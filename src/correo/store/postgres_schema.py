@@ -34,6 +34,7 @@ from correo.store.postgres_expunged import EXPUNGED_MIGRATION
 from correo.store.postgres_metadata import METADATA_MIGRATION
 from correo.store.postgres_quota import QUOTA_MIGRATION
 from correo.store.postgres_records import RECORD_SCHEMA
+from correo.store.postgres_savedate import SAVEDATE_MIGRATION
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -204,6 +205,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     20: (_V_WEBHOOKS, ()),  # a table set of its own
     21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
     30: (METADATA_MIGRATION, ()),  # IMAP METADATA entries (RFC 5464)
+    31: (SAVEDATE_MIGRATION, ()),  # when each message was saved (RFC 8514)
     40: (_V_WEB_ADMIN, ()),  # the web admin flag of users
 }
 LATEST: Final = max(MIGRATIONS)

@@ -49,6 +49,7 @@ from correo.store.sqlite_queue import QueueOps  # the outbound queue
 from correo.store.sqlite_quota import QuotaOps, prepare_quotas  # RFC 9208 quotas
 from correo.store.sqlite_records import RECORD_SCHEMA, RecordOps  # JMAP identities, sends
 from correo.store.sqlite_reports import REPORTS_SCHEMA, ReportOps  # DMARC/TLS reports
+from correo.store.sqlite_savedate import SaveDateOps, prepare_save_dates  # RFC 8514
 from correo.store.sqlite_tls import TLS_SCHEMA, TlsOps  # ACME certificates (docs/tls.md)
 from correo.store.sqlite_webhooks import WEBHOOK_SCHEMA, WebhookOps  # docs/webhooks.md
 from correo.store.sqlite_websessions import WEB_SESSION_SCHEMA, WebSessionOps  # webmail
@@ -73,6 +74,7 @@ class SqliteStore(
     QuotaOps,
     WebhookOps,
     MetadataOps,
+    SaveDateOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
@@ -132,6 +134,7 @@ class SqliteStore(
             conn.executescript(METADATA_SCHEMA)  # IMAP METADATA entries
             migrate(conn)
             prepare_quotas(conn)  # usage counted by triggers (sqlite_quota.py)
+            prepare_save_dates(conn)  # SAVEDATE stamped by a trigger
             referenced = {
                 row[0] for row in conn.execute("SELECT path FROM blobs WHERE path IS NOT NULL")
             }

@@ -1,5 +1,5 @@
 """FETCH items and SEARCH keys computed per message beyond the stored facts:
-EMAILID and THREADID (RFC 8474), PREVIEW (RFC 8970).
+EMAILID and THREADID (RFC 8474), PREVIEW (RFC 8970), SAVEDATE (RFC 8514).
 
 The object ids are the ones JMAP shows (:mod:`correo.message.objectid`): EMAILID from
 the store's per-message digests, THREADID from each message's header section (read
@@ -11,22 +11,30 @@ text part; decoding a large piece runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import weakref
 from collections.abc import Mapping, Sequence
 
 from correo.delivery.facts import load_tree
-from correo.imap.responses import quote_string
-from correo.imap.search import And, Not, ObjectIdKey, Or, SearchKey
+from correo.imap.responses import format_internal_date, internal_datetime, quote_string
+from correo.imap.search import And, Not, ObjectIdKey, Or, SaveDateKey, SearchKey
 from correo.message.objectid import THREAD_HEAD, email_id, thread_id_of
 from correo.message.preview import PREVIEW_READ, preview_part, preview_text
 from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.view import MailboxView
-from correo.store.api import MailStore, MessageFacts, StoreError
+from correo.store.api import MailStore, MessageFacts, StoreError, local_zone
 
-__all__ = ["EXTRA_ITEMS", "extra_items", "object_ids", "object_kinds"]
+__all__ = [
+    "EXTRA_ITEMS",
+    "extra_items",
+    "object_ids",
+    "object_kinds",
+    "save_days",
+    "uses_save_dates",
+]
 
 #: FETCH items this module answers.
-EXTRA_ITEMS = frozenset({"EMAILID", "THREADID", "PREVIEW"})
+EXTRA_ITEMS = frozenset({"EMAILID", "THREADID", "PREVIEW", "SAVEDATE"})
 #: Decoding more than this many octets for a preview goes to a worker thread.
 _OFF_LOOP = 16 << 10
 
@@ -69,6 +77,25 @@ async def object_ids(
 
         known.update(await asyncio.to_thread(compute) if len(heads) > 8 else compute())
     return {u: (e, known.get(u, "")) for u, e in found.items()}
+
+
+async def save_days(store: MailStore, view: MailboxView, uids: Sequence[int]) -> dict[int, dt.date]:
+    """The day (server time) each message was saved, for SAVED* (RFC 8514 §4.2)."""
+    dates = await store.save_dates(view.account, view.name, uids)
+    return {u: internal_datetime(w, local_zone(w)).date() for u, w in dates.items()}
+
+
+def uses_save_dates(key: SearchKey) -> bool:
+    match key:
+        case SaveDateKey():
+            return True
+        case Not(inner):
+            return uses_save_dates(inner)
+        case Or(left, right):
+            return uses_save_dates(left) or uses_save_dates(right)
+        case And(keys):
+            return any(uses_save_dates(k) for k in keys)
+    return False
 
 
 def object_kinds(key: SearchKey) -> frozenset[str]:
@@ -118,6 +145,15 @@ async def extra_items(
                 out[uid].append(b"EMAILID (%s)" % email.encode() if email else b"EMAILID NIL")
             if "THREADID" in wanted:  # RFC 8474 §5.2: NIL when there is no thread
                 out[uid].append(b"THREADID (%s)" % thread.encode() if thread else b"THREADID NIL")
+    if "SAVEDATE" in wanted:  # RFC 8514 §4.3: NIL for a message saved before they were kept
+        dates = await store.save_dates(view.account, view.name, uids)
+        for uid in uids:
+            when = dates.get(uid)
+            out[uid].append(
+                b"SAVEDATE NIL"
+                if when is None
+                else b"SAVEDATE " + format_internal_date(when, local_zone(when))
+            )
     if "PREVIEW" in wanted:
         facts = await ensure_facts(store, view, uids)
         for uid in uids:

@@ -48,7 +48,7 @@ from correo.imap.search import (
 from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
 from correo.server.imap.fetch import ensure_facts, read_range
-from correo.server.imap.objects import object_ids, object_kinds
+from correo.server.imap.objects import object_ids, object_kinds, save_days, uses_save_dates
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts
 
@@ -182,8 +182,14 @@ async def run_search(
     uids = list(candidates) if candidates is not None else list(view.uids)
     kinds = object_kinds(program)
     ids = await object_ids(store, view, uids, threads="THREADID" in kinds) if kinds else None
+    days = await save_days(store, view, uids) if uses_save_dates(program) else None
     matcher = compile_program(
-        program, max_seq=view.exists, max_uid=view.max_uid(), saved=frozenset(view.saved), ids=ids
+        program,
+        max_seq=view.exists,
+        max_uid=view.max_uid(),
+        saved=frozenset(view.saved),
+        ids=ids,
+        save_dates=days,
     )
     unindexed: AbstractSet[int] = frozenset()
     if body:

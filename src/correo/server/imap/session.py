@@ -134,6 +134,7 @@ _AUTH_CAPS = (
     "METADATA",  # RFC 5464
     "METADATA-SERVER",
     "LIST-METADATA",  # RFC 9590
+    "SAVEDATE",  # RFC 8514
     *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often

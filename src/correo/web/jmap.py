@@ -43,6 +43,7 @@ from correo.web.jmap_email import EMAIL_METHODS
 from correo.web.jmap_import import IMPORT_METHODS
 from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
+from correo.web.jmap_quota import QUOTA, QUOTA_METHODS
 from correo.web.jmap_search import SEARCH_METHODS
 from correo.web.jmap_submission import SUBMISSION, SUBMISSION_METHODS
 from correo.web.jmap_vacation import VACATION, VACATION_METHODS
@@ -55,7 +56,7 @@ API_PATH = "/jmap/api/"
 WS_PATH = "/jmap/ws/"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 _JSON = "application/json"
-_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION})
+_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION, QUOTA})
 _ALL_METHODS = {
     **METHODS,
     **EMAIL_METHODS,
@@ -63,11 +64,13 @@ _ALL_METHODS = {
     **SEARCH_METHODS,
     **SUBMISSION_METHODS,
     **VACATION_METHODS,
+    **QUOTA_METHODS,
 }
 _NEEDS = {
     **{name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS},
     **dict.fromkeys(SUBMISSION_METHODS, SUBMISSION),  # RFC 8621 §1.3.3
     **dict.fromkeys(VACATION_METHODS, VACATION),
+    **dict.fromkeys(QUOTA_METHODS, QUOTA),
 }
 _UPLOADS_HELD = 4  # an account's uploads of the last hour: this many maxSizeUpload
 _UPLOAD_TTL = 3600.0  # RFC 8620 §6.1: an unused upload is kept at least an hour
@@ -136,6 +139,7 @@ async def _session(request: web.Request) -> web.Response:
             MAIL: {},
             SUBMISSION: {},
             VACATION: {},
+            QUOTA: {},
             # RFC 8887 §4: requests and push over one WebSocket
             WEBSOCKET: {"url": "wss://" + request.host + WS_PATH, "supportsPush": True},
         },
@@ -157,10 +161,17 @@ async def _session(request: web.Request) -> web.Response:
                     # RFC 8621 §1.3.2: sent at once, no delayed sending or SMTP extensions
                     SUBMISSION: {"maxDelayedSend": 0, "submissionExtensions": {}},
                     VACATION: {},  # the account's Sieve vacation (jmap_vacation.py)
+                    QUOTA: {},  # RFC 9425 §3: the account's STORAGE and MESSAGE quotas
                 },
             }
         },
-        "primaryAccounts": {CORE: ident, MAIL: ident, SUBMISSION: ident, VACATION: ident},
+        "primaryAccounts": {
+            CORE: ident,
+            MAIL: ident,
+            SUBMISSION: ident,
+            VACATION: ident,
+            QUOTA: ident,
+        },
         "username": account,
         "apiUrl": base + API_PATH,
         "downloadUrl": base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",

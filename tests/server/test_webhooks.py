@@ -217,13 +217,18 @@ def test_received_payload_retries_signature_and_attachment_links(tmp_path: Path)
         body_part, mac = token.rsplit(".", 1)
         forged = f"{body_part}.{'A' if mac[0] != 'A' else 'B'}{mac[1:]}"
         assert fetch(big["url"].replace(token, forged), server.ports["https"])[0] == 404
-        ref = json.loads(base64.urlsafe_b64decode(body_part + "=" * (-len(body_part) % 4)))
-        expired = sign(link_key(server.data), AttachmentRef(*ref[:5], time.time() - 1))
-        assert fetch(big["url"].replace(token, expired), server.ports["https"])[0] == 404
-        fresh = sign(link_key(server.data), AttachmentRef(*ref[:5], time.time() + 60))
-        assert fetch(big["url"].replace(token, fresh), server.ports["https"])[:2] == (200, BIG)
-        other = sign(link_key(server.data), AttachmentRef(*ref[:4], 7, time.time() + 60))
-        assert fetch(big["url"].replace(token, other), server.ports["https"])[0] == 404
+        account, mailbox, validity, uid, index, _ = json.loads(
+            base64.urlsafe_b64decode(body_part + "=" * (-len(body_part) % 4))
+        )
+        key = link_key(server.data)
+
+        def link(index: int, expires: float) -> str:
+            token_ = sign(key, AttachmentRef(account, mailbox, validity, uid, index, expires))
+            return str(big["url"]).replace(token, token_)
+
+        assert fetch(link(index, time.time() - 1), server.ports["https"])[0] == 404  # expired
+        assert fetch(link(index, time.time() + 60), server.ports["https"])[:2] == (200, BIG)
+        assert fetch(link(7, time.time() + 60), server.ports["https"])[0] == 404  # no part 7
     finally:
         assert server.stop() == 0
         receiver.stop()

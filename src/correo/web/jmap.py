@@ -45,6 +45,7 @@ from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
 from correo.web.jmap_quota import QUOTA, QUOTA_METHODS
 from correo.web.jmap_search import SEARCH_METHODS
+from correo.web.jmap_sieve import SIEVE, SIEVE_METHODS, script_blob, sieve_capability
 from correo.web.jmap_submission import SUBMISSION, SUBMISSION_METHODS
 from correo.web.jmap_vacation import VACATION, VACATION_METHODS
 from correo.web.session_auth import web_account
@@ -56,7 +57,7 @@ API_PATH = "/jmap/api/"
 WS_PATH = "/jmap/ws/"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 _JSON = "application/json"
-_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION, QUOTA})
+_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION, QUOTA, SIEVE})
 _ALL_METHODS = {
     **METHODS,
     **EMAIL_METHODS,
@@ -65,12 +66,14 @@ _ALL_METHODS = {
     **SUBMISSION_METHODS,
     **VACATION_METHODS,
     **QUOTA_METHODS,
+    **SIEVE_METHODS,
 }
 _NEEDS = {
     **{name: CORE if name.startswith("Core/") else MAIL for name in _ALL_METHODS},
     **dict.fromkeys(SUBMISSION_METHODS, SUBMISSION),  # RFC 8621 §1.3.3
     **dict.fromkeys(VACATION_METHODS, VACATION),
     **dict.fromkeys(QUOTA_METHODS, QUOTA),
+    **dict.fromkeys(SIEVE_METHODS, SIEVE),
 }
 _UPLOADS_HELD = 4  # an account's uploads of the last hour: this many maxSizeUpload
 _UPLOAD_TTL = 3600.0  # RFC 8620 §6.1: an unused upload is kept at least an hour
@@ -140,6 +143,7 @@ async def _session(request: web.Request) -> web.Response:
             SUBMISSION: {},
             VACATION: {},
             QUOTA: {},
+            SIEVE: {},
             # RFC 8887 §4: requests and push over one WebSocket
             WEBSOCKET: {"url": "wss://" + request.host + WS_PATH, "supportsPush": True},
         },
@@ -162,6 +166,10 @@ async def _session(request: web.Request) -> web.Response:
                     SUBMISSION: {"maxDelayedSend": 0, "submissionExtensions": {}},
                     VACATION: {},  # the account's Sieve vacation (jmap_vacation.py)
                     QUOTA: {},  # RFC 9425 §3: the account's STORAGE and MESSAGE quotas
+                    SIEVE: sieve_capability(  # RFC 9661 §2: ManageSieve's scripts
+                        request.app[CTX].config.delivery.max_script_size,
+                        request.app[CTX].config.delivery.max_scripts,
+                    ),
                 },
             }
         },
@@ -171,6 +179,7 @@ async def _session(request: web.Request) -> web.Response:
             SUBMISSION: ident,
             VACATION: ident,
             QUOTA: ident,
+            SIEVE: ident,
         },
         "username": account,
         "apiUrl": base + API_PATH,
@@ -362,6 +371,12 @@ async def _download(request: web.Request) -> web.StreamResponse:
     if "\r" in accept or "\n" in accept or len(accept) > 200:
         accept = "application/octet-stream"
     disposition = {"Content-Disposition": _attachment(name)}
+    if blob.startswith("Z"):  # a Sieve script (RFC 9661 §2: its content is a blob)
+        for script, _ in await ctx.store.sieve_list(account):
+            text = await ctx.store.sieve_get(account, script)
+            if text is not None and script_blob(text) == blob:
+                return web.Response(body=text.encode(), content_type=accept, headers=disposition)
+        raise web.HTTPNotFound(text="no such blob\n")
     if blob.startswith("U") and len(blob) == 25 and digest_of("B" + blob[1:]):
         path = _uploads(ctx, account) / blob[1:]
         try:

@@ -60,8 +60,9 @@ _PARSE_DEFAULT = (
 
 
 async def read_blob(call: Call, ident: str, limit: int) -> bytes | None:
-    """The octets of an upload (``U…``), a stored message (``B…``) or one of its parts
-    (``B…p{partId}``), at most ``limit``; None when the account has no such blob."""
+    """The octets of an upload (``U…``), a stored message (``B…``), one of its parts
+    (``B…p{partId}``) or a Sieve script (``Z…``), at most ``limit`` (and one more, to
+    tell a larger one); None when the account has no such blob."""
     if ident.startswith("U") and digest_of("B" + ident[1:]) is not None:
         if call.ctx is None:
             return None
@@ -75,6 +76,12 @@ async def read_blob(call: Call, ident: str, limit: int) -> bytes | None:
                 return None
 
         return await asyncio.to_thread(read)
+    if ident.startswith("Z") and len(ident) == 25:  # a Sieve script (jmap_sieve.py)
+        for name, _ in await call.store.sieve_list(call.account):
+            text = await call.store.sieve_get(call.account, name)
+            if text is not None and "Z" + hashlib.sha256(text.encode()).hexdigest()[:24] == ident:
+                return text.encode()[: limit + 1]
+        return None
     base, _, part = ident.partition("p")
     digest = digest_of(base) if base.startswith("B") else None
     if digest is None or (part and not part.isdigit()):

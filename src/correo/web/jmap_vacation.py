@@ -19,6 +19,7 @@ ManageSieve checks a script before it is stored.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -231,7 +232,11 @@ async def vacation_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             not_updated[ident] = exc.error.json()
             continue
         text = vacation_script(script, settings)
-        errors = check(text)
+        most = call.ctx.config.delivery.max_script_size if call.ctx is not None else 0
+        if most and len(text.encode()) > most:  # ManageSieve's limit holds here too
+            not_updated[ident] = SetError("overQuota", f"the script passes {most} octets").json()
+            continue
+        errors = await asyncio.to_thread(check, text)
         if errors:
             not_updated[ident] = SetError("invalidProperties", str(errors[0])[:200]).json()
             continue

@@ -46,8 +46,9 @@ def _flush_until(inst: Instance, want: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while sent < want:
         out = correo(inst.data, "reports", "flush")
-        assert out.returncode == 0, out.stdout + out.stderr
-        sent += int(re.search(r"reports sent: (\d+)", out.stdout).group(1))  # type: ignore[union-attr]
+        if out.returncode != 75:  # 75: the server's own run holds the job right now
+            assert out.returncode == 0, out.stdout + out.stderr
+            sent += int(re.search(r"reports sent: (\d+)", out.stdout).group(1))  # type: ignore[union-attr]
         assert time.monotonic() < deadline, f"only {sent} of {want} reports sent"
         if sent < want:
             time.sleep(0.5)
@@ -80,7 +81,7 @@ def test_dmarc_and_tls_reports_flow_back_to_the_sender(
     b.start()
 
     a.submit("alice@a.test", ["bob@b.test"], message("alice@a.test", "bob@b.test", "hello"))
-    [got] = b.wait_mail("bob", 1)
+    [got] = b.wait_mail("bob", 1, timeout=60)
     parsed = email.message_from_bytes(got, policy=email.policy.compat32)
     results = " ".join(parsed.get_all("Authentication-Results") or [])
     assert "spf=pass" in results and "smtp.mailfrom=alice@a.test" in results, results
@@ -88,7 +89,7 @@ def test_dmarc_and_tls_reports_flow_back_to_the_sender(
     assert "dmarc=pass" in results, results
 
     b.submit("bob@b.test", ["alice@a.test"], message("bob@b.test", "alice@a.test", "reply"))
-    assert len(a.wait_mail("alice", 1)) == 1
+    assert len(a.wait_mail("alice", 1, timeout=60)) == 1
 
     # b.test reports a.test's message (DMARC) and its own session to a.test (TLS)
     _flush_until(b, 2)

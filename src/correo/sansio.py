@@ -14,15 +14,20 @@ without being stored, so a peer that never sends LF costs no memory.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
     "LINE_TOO_LONG",
     "NEED_DATA",
     "PAUSED",
+    "AuthCancel",
+    "AuthResponse",
+    "ConnectionClosed",
     "LineTooLong",
     "LocalProtocolError",
     "ReceiveBuffer",
+    "Respond",
     "Sentinel",
 ]
 
@@ -40,6 +45,35 @@ PAUSED: Final = Sentinel.PAUSED
 
 class LocalProtocolError(Exception):
     """Our own code called a core out of turn: a bug in the shell, never the peer's doing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """The core answered by itself: write ``data`` as-is."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """The client's decoded answer to the last ``send_challenge()`` (a SASL step,
+    RFC 4422 §3); its bytes are credentials, so they never show in a repr."""
+
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"AuthResponse(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCancel:
+    """The client sent ``*`` instead of a SASL response (RFC 4422 §3.5): the
+    exchange fails and the shell answers with the protocol's refusal."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The session is over (EOF, a logout or too many errors): close the socket."""
 
 
 class LineTooLong(enum.Enum):

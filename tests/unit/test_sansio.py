@@ -61,3 +61,10 @@ def test_the_cores_share_one_sentinel_and_one_misuse_error() -> None:
     assert issubclass(SmtpMisuse, LocalProtocolError)
     assert issubclass(ImapMisuse, LocalProtocolError)
     assert pop3.LocalProtocolError is managesieve.LocalProtocolError is LocalProtocolError
+    # the events every core spells the same way are one class each
+    from correo.imap import server as imap_server
+
+    assert imap_server.AuthResponse is pop3.AuthResponse is sansio.AuthResponse
+    assert imap_server.ConnectionClosed is pop3.ConnectionClosed is managesieve.ConnectionClosed
+    assert imap_events.Respond is pop3.Respond is sansio.Respond
+    assert "secret" not in repr(sansio.AuthResponse(b"secret"))  # credentials stay out of logs

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from correo import sansio
+from correo.imap.sequence import SequenceSet
 
 __all__ = [
     "NEED_DATA",
@@ -36,11 +37,7 @@ NEED_DATA = sansio.NEED_DATA
 PAUSED = sansio.PAUSED
 
 
-@dataclass(frozen=True, slots=True)
-class Respond:
-    """The core answered by itself: write ``data`` as-is."""
-
-    data: bytes
+Respond = sansio.Respond  # the core answered by itself: write ``data`` as-is
 
 
 class Mode(enum.Enum):
@@ -73,6 +70,8 @@ class AppendStart:
     date: dt.datetime | None
     size: int
     binary: bool  # literal8: the message may hold NUL and 8-bit data (RFC 3516 §4.1)
+    replace: SequenceSet | None = None  # REPLACE (RFC 8508): the message it replaces
+    uid: bool = False  # UID REPLACE: ``replace`` holds UIDs
 
 
 @dataclass(frozen=True, slots=True)

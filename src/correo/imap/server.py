@@ -66,7 +66,7 @@ from correo.imap.extended import ALL_COMMAND_NAMES, AnyCommand, parse_any
 from correo.imap.reader import ImapLimits, find_literal_marker
 from correo.imap.responses import continuation, tagged, untagged
 from correo.imap.states import ImapState, is_legal
-from correo.sansio import ReceiveBuffer
+from correo.sansio import AuthCancel, AuthResponse, ConnectionClosed, ReceiveBuffer
 
 __all__ = [
     "NEED_DATA",
@@ -110,24 +110,9 @@ class IdleDone:
     error: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AuthResponse:
-    """The decoded client answer to the last ``send_challenge()`` (RFC 9051 §6.2.2)."""
-
-    data: bytes
-
-    def __repr__(self) -> str:
-        return f"AuthResponse(<{len(self.data)} bytes>)"
-
-
-@dataclass(frozen=True, slots=True)
-class AuthCancel:
-    """The client sent ``*``: answer the AUTHENTICATE tag with BAD (RFC 9051 §6.2.2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """EOF, LOGOUT or too many errors: close the socket; any partial APPEND is void."""
+# AuthResponse: the decoded answer to send_challenge(); AuthCancel: answer the
+# AUTHENTICATE tag with BAD (RFC 9051 §6.2.2); ConnectionClosed: EOF, LOGOUT or too
+# many errors, and any partial APPEND is void. Shared by every core (correo.sansio).
 
 
 Event = (
@@ -155,6 +140,10 @@ _ENABLEABLE = {
     "CONDSTORE": ("CONDSTORE",),
     "QRESYNC": ("QRESYNC", "CONDSTORE"),
 }
+
+
+#: Commands whose messages stream as AppendChunk events (RFC 8508 REPLACE too).
+_STREAMED = frozenset({"APPEND", "REPLACE", "UID REPLACE"})
 
 
 class ImapConnection(AppendFraming):
@@ -412,7 +401,7 @@ class ImapConnection(AppendFraming):
             self._tag, self._name = head
         self._lines.append(line)
         marker = find_literal_marker(line)
-        if self._name == "APPEND":  # RFC 3502 / RFC 4469: messages stream, never buffered
+        if self._name in _STREAMED:  # RFC 3502 / RFC 4469: messages stream, never buffered
             started = self._append_head_step(line, marker)
             if started is not None:
                 return started

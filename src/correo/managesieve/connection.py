@@ -22,7 +22,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from correo.sansio import NEED_DATA, LocalProtocolError, ReceiveBuffer, Sentinel
+from correo.sansio import NEED_DATA, ConnectionClosed, LocalProtocolError, ReceiveBuffer, Sentinel
 
 from .commands import (
     COMMANDS,
@@ -70,11 +70,6 @@ class CommandError:
 
     response: Response
     close: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,8 +57,12 @@ from correo.sansio import (
     LINE_TOO_LONG,
     NEED_DATA,
     PAUSED,
+    AuthCancel,
+    AuthResponse,
+    ConnectionClosed,
     LocalProtocolError,
     ReceiveBuffer,
+    Respond,
     Sentinel,
 )
 from correo.sasl.mechanisms import SUPPORTED
@@ -174,13 +178,6 @@ class Pop3Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class Respond:
-    """The core answered by itself: write ``data`` as-is."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class StartTls:
     """STLS (RFC 2595 §4): send(+OK/-ERR), handshake, then tls_started()."""
 
@@ -208,19 +205,8 @@ class Auth:
         return f"Auth(mechanism={self.mechanism!r}, initial={shown})"
 
 
-@dataclass(frozen=True, slots=True)
-class AuthResponse:
-    """The client's decoded answer to the last send_challenge()."""
-
-    data: bytes
-
-    def __repr__(self) -> str:
-        return f"AuthResponse(<{len(self.data)} bytes>)"
-
-
-@dataclass(frozen=True, slots=True)
-class AuthCancel:
-    """The client sent ``*`` (RFC 5034 §4): the shell must send(-ERR)."""
+# AuthResponse answers send_challenge(); after AuthCancel (``*``, RFC 5034 §4) the
+# shell must send(-ERR). Both, Respond and ConnectionClosed are correo.sansio's.
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +225,7 @@ class Quit:
     deleted: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The session is over; close the socket.  Deletions apply only via Quit."""
+# ConnectionClosed: the session is over; deletions apply only via Quit.
 
 
 Event = (

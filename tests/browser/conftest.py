@@ -1,9 +1,8 @@
 """Playwright for Python driving Debian's chromium (``/usr/bin/chromium``, installed by
-.ci/run), headless, one browser for the whole run; a fresh context per test.
+.ci/run), headless, one browser per test module; a fresh context per test.
 
 Screenshots of the main screens go to ``docs/screenshots/`` when ``CORREO_SCREENSHOTS=1``
-(``scripts/screenshots``), and to the test's temporary folder otherwise, so a test run
-never changes the checkout.
+and to the test's temporary folder otherwise, so a test run never changes the checkout.
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ CHROMIUM = os.environ.get("CORREO_CHROMIUM", "/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API runs an event loop in this thread while it is
+    open, which would refuse the ``asyncio.run`` of other tests in the same worker."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,

@@ -31,13 +31,13 @@ from correo.web.app import CTX
 from correo.web.forwarding import MAX_ADDRESSES, forward_script, forward_settings, valid_address
 from correo.web.session_auth import harden, web_account
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "answer", "bearer_account", "read_json"]
 
 _SCRIPT = "webmail"  # the script's name when the account has none active yet
 _MAX_JSON = 256 * 1024
 
 
-async def _bearer_account(request: web.Request) -> str:
+async def bearer_account(request: web.Request) -> str:
     """The account of a change: only with the bearer token, never the cookie alone."""
     if not request.headers.get("Authorization", "").lower().startswith("bearer "):
         raise web.HTTPForbidden(text="the session's token is required\n")
@@ -47,7 +47,7 @@ async def _bearer_account(request: web.Request) -> str:
     return account
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request) -> dict[str, Any]:
     body = await request.content.read(_MAX_JSON + 1)
     if len(body) > _MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=_MAX_JSON, actual_size=len(body))
@@ -60,7 +60,7 @@ async def _json(request: web.Request) -> dict[str, Any]:
     return value
 
 
-def _answer(status: int, **body: Any) -> web.Response:
+def answer(status: int, **body: Any) -> web.Response:
     response = web.json_response(body, status=status)
     harden(response)
     return response
@@ -79,15 +79,15 @@ async def _page(request: web.Request) -> web.StreamResponse:
 
 
 async def _password(request: web.Request) -> web.Response:
-    account = await _bearer_account(request)
+    account = await bearer_account(request)
     ctx = request.app[CTX]
-    form = await _json(request)
+    form = await read_json(request)
     current, new = form.get("current"), form.get("new")
     if not isinstance(current, str) or not isinstance(new, str):
-        return _answer(400, error="Give the current and the new password.")
+        return answer(400, error="Give the current and the new password.")
     least = ctx.config.auth.min_password_length
     if len(new) < least or len(new) > 1024:
-        return _answer(400, error=f"The new password needs at least {least} characters.")
+        return answer(400, error=f"The new password needs at least {least} characters.")
     outcome = await check_password(
         ctx,
         session=new_session_id(),
@@ -96,13 +96,13 @@ async def _password(request: web.Request) -> web.Response:
         password=current[:1024],
     )
     if outcome.account != account:
-        return _answer(403, error="The current password is not right.")
+        return answer(403, error="The current password is not right.")
     try:
         await asyncio.to_thread(ctx.directory.set_password, account, new)
     except (DirectoryError, ValueError) as exc:
-        return _answer(400, error=str(exc)[:300])
+        return answer(400, error=str(exc)[:300])
     ctx.log.info("web.password_changed", peer=request.remote or "?", user=account)
-    return _answer(200, changed=True)
+    return answer(200, changed=True)
 
 
 async def _active(request: web.Request, account: str) -> tuple[str, str]:
@@ -116,15 +116,15 @@ async def _sieve_get(request: web.Request) -> web.Response:
     if account is None:
         raise web.HTTPUnauthorized(text="not logged in\n")
     name, text = await _active(request, account)
-    return _answer(200, name=name, script=text)
+    return answer(200, name=name, script=text)
 
 
 async def _sieve_put(request: web.Request) -> web.Response:
-    account = await _bearer_account(request)
-    form = await _json(request)
+    account = await bearer_account(request)
+    form = await read_json(request)
     text = form.get("script")
     if not isinstance(text, str):
-        return _answer(400, error="Give the script as text.")
+        return answer(400, error="Give the script as text.")
     return await _save(request, account, text)
 
 
@@ -133,7 +133,7 @@ async def _save(request: web.Request, account: str, text: str) -> web.Response:
     ctx = request.app[CTX]
     most = ctx.config.delivery.max_script_size
     if len(text.encode()) > most:
-        return _answer(400, error=f"The script is larger than {most} bytes.")
+        return answer(400, error=f"The script is larger than {most} bytes.")
     directory = ctx.directory
 
     def sender_allowed(address: str) -> bool:
@@ -141,17 +141,17 @@ async def _save(request: web.Request, account: str, text: str) -> web.Response:
 
     errors = await asyncio.to_thread(check, text, sender_allowed=sender_allowed)
     if errors:
-        return _answer(400, error="; ".join(str(e) for e in errors[:5]))
+        return answer(400, error="; ".join(str(e) for e in errors[:5]))
     name, _ = await _active(request, account)
     try:
         await ctx.store.sieve_put(account, name, text)
         await ctx.store.sieve_activate(account, name)
     except StoreError as exc:
-        return _answer(503, error=str(exc)[:300])
+        return answer(503, error=str(exc)[:300])
     if ctx.mda is not None:
         ctx.mda.forget(account)  # the next delivery runs the new script
     ctx.log.info("web.sieve_saved", user=account, name=name, size=len(text))
-    return _answer(200, name=name, saved=True)
+    return answer(200, name=name, saved=True)
 
 
 async def _forwarding_get(request: web.Request) -> web.Response:
@@ -159,21 +159,21 @@ async def _forwarding_get(request: web.Request) -> web.Response:
     if account is None:
         raise web.HTTPUnauthorized(text="not logged in\n")
     _, text = await _active(request, account)
-    return _answer(200, **forward_settings(text))
+    return answer(200, **forward_settings(text))
 
 
 async def _forwarding_put(request: web.Request) -> web.Response:
-    account = await _bearer_account(request)
-    form = await _json(request)
+    account = await bearer_account(request)
+    form = await read_json(request)
     to, keep = form.get("to"), form.get("keep", True)
     if not isinstance(to, list) or not isinstance(keep, bool):
-        return _answer(400, error="Give the addresses as a list.")
+        return answer(400, error="Give the addresses as a list.")
     addresses = [a.strip() for a in to if isinstance(a, str) and a.strip()]
     if len(addresses) > MAX_ADDRESSES:
-        return _answer(400, error=f"At most {MAX_ADDRESSES} addresses.")
+        return answer(400, error=f"At most {MAX_ADDRESSES} addresses.")
     bad = [a for a in addresses if not valid_address(a)]
     if bad:
-        return _answer(400, error=f"Not an address: {bad[0][:100]}")
+        return answer(400, error=f"Not an address: {bad[0][:100]}")
     _, text = await _active(request, account)
     return await _save(request, account, forward_script(text, addresses, keep))
 

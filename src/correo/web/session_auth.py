@@ -233,7 +233,12 @@ async def _session_info(request: web.Request) -> web.Response:
     if account is None or bearer is None:
         raise web.HTTPUnauthorized(text="not logged in\n")
     ctx = request.app[CTX]
-    body = {"username": account, "bearer": bearer, "dev": ctx.dev is not None}
+    body = {
+        "username": account,
+        "bearer": bearer,
+        "dev": ctx.dev is not None,
+        "admin": ctx.directory.is_admin(account),
+    }
     response = web.json_response(body)
     harden(response)
     return response

@@ -3,7 +3,8 @@ safe to show.
 
 * ``GET /``: the webmail for a logged-in browser, else the login form
   (:mod:`correo.web.session_auth`); in ``correo dev`` the catch-all mailbox at once;
-* ``GET /account``: the account page (:mod:`correo.web.account`);
+* ``GET /account``: the account page (:mod:`correo.web.account`); ``GET /admin``: the
+  admin page (:mod:`correo.web.admin`);
 * ``GET /webmail/static/{name}``: the page's modules and style, from the package
   (``correo/web/static``: plain JavaScript modules, no build step, nothing from elsewhere);
 * ``GET /webmail/html/{blobId}[?images=1]``: one HTML body part of a message, sanitized
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from correo.jmap.mail import _decoded, _leaves, digest_of
 from correo.store.api import StoreError
-from correo.web import account, session_auth
+from correo.web import account, admin, session_auth
 from correo.web.app import CTX
 from correo.web.jmap import INDEX, account_id
 from correo.web.jmap_mail import MailView
@@ -143,6 +144,7 @@ def add_routes(app: web.Application) -> None:
     """The webmail and its login (every ``https`` listener)."""
     session_auth.add_routes(app)
     account.add_routes(app)
+    admin.add_routes(app)
     app.router.add_get("/", _index)
     app.router.add_get("/webmail/static/{name}", _asset)
     app.router.add_get("/webmail/html/{blob}", _html)

@@ -316,6 +316,7 @@ class App {
   async start() {
     this.jmap = await Jmap.connect();
     $("#who").textContent = this.jmap.username;
+    $("#admin-link").hidden = !this.jmap.admin;
     $("#logout").addEventListener("click", () => this.jmap.logout());
     this.mailboxes = new Mailboxes(this);
     this.list = new MessageList(this);

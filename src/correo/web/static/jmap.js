@@ -31,6 +31,7 @@ export class Jmap {
     this.username = info.username;
     this.bearer = info.bearer;
     this.dev = info.dev;
+    this.admin = info.admin;
   }
 
   headers(extra = {}) {

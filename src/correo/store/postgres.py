@@ -77,7 +77,8 @@ from correo.store.sqlite_mailboxes import normalize_flags
 __all__ = ["PostgresStore"]
 
 #: Per-account user data keyed by the account's name (removed or set aside with it).
-_ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens")
+_ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens", "records",
+                   "record_counters")  # fmt: skip
 #: Staged chunks older than this are a crashed delivery's, never linked: swept on start.
 _STAGING_HORIZON = 3600.0
 #: Seconds to open a connection before the attempt counts as failed.

@@ -186,7 +186,7 @@ class Instance(Server):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = correo(self.data, "queue", "list").stdout
-            if "empty" in out:
+            if "Mail queue is empty" in out:
                 return True
             time.sleep(0.2)
         return False

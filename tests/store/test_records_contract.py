@@ -85,3 +85,20 @@ def test_expunged_digests_name_what_an_expunge_or_move_removed(
             await store.close()
 
     run(go())
+
+
+def test_records_go_with_the_account(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        try:
+            await store.record_put("a@x.test", "identity", "I1", "{}")
+            await store.record_put("b@x.test", "identity", "I1", "{}")
+            kept = await store.set_aside_account("b@x.test")
+            assert kept is not None and await store.records("b@x.test", "identity") == (0, [])
+            assert (await store.records(kept, "identity"))[1][0].id == "I1"
+            await store.delete_account("a@x.test")
+            assert await store.records("a@x.test", "identity") == (0, [])
+        finally:
+            await store.close()
+
+    run(go())

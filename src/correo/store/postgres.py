@@ -49,6 +49,7 @@ from correo.store.api import (
     MessageFacts,
     MessageInfo,
     QueuedRecipient,
+    Quota,
     QuotaExceededError,
     Spool,
     StoreError,
@@ -321,6 +322,21 @@ class PostgresStore(
             raise StoreError(f"could not store message: {exc}") from exc
 
         async def op(conn: Conn) -> tuple[Delivered, list[PgAfterCommit]]:
+            if staged is None and not all_queued:  # one statement, quota check included
+                quick = await self._deliver_at_once(
+                    conn, all_targets, digest, size, data, facts, now, zone
+                )
+                if quick is not None:
+                    placed, crossed = quick
+                    touched = [
+                        (q[0], (t.account, t.mailbox))
+                        for q, t in zip(placed, all_targets, strict=True)
+                    ]
+                    uids = tuple((t, q[1]) for q, t in zip(placed, all_targets, strict=True))
+                    return Delivered(uids), [
+                        lambda: self.feed.committed(touched),
+                        self._quota_warn_later(crossed),
+                    ]
             # Quota first (postgres_quota.py): the accounts' rows stay locked to commit.
             targets, refused, crossed = await self._quota_admit(
                 conn, all_targets, size, quota_fallback
@@ -335,19 +351,6 @@ class PostgresStore(
                 return Delivered((), None, over), []
             refs = len(targets) + (1 if queued else 0)
             warn = self._quota_warn_later(crossed)
-            if staged is None and not queued:
-                quick = await self._deliver_at_once(
-                    conn, targets, digest, size, data, facts, now, zone
-                )
-                if quick is not None:
-                    touched = [
-                        (q[0], (t.account, t.mailbox)) for q, t in zip(quick, targets, strict=True)
-                    ]
-                    uids = tuple((t, q[1]) for q, t in zip(quick, targets, strict=True))
-                    return Delivered(uids, None, over), [
-                        lambda: self.feed.committed(touched),
-                        warn,
-                    ]
             # UIDs first (the batch locked these rows already, in id order), then the body.
             allocated: list[tuple[int, int, int]] = []  # (mailbox id, uid, modseq)
             for target in targets:
@@ -436,12 +439,15 @@ class PostgresStore(
         facts: MessageFacts | None,
         now: float,
         zone: int,
-    ) -> list[tuple[int, int]] | None:
+    ) -> tuple[list[tuple[int, int]], list[str]] | None:
         """The common delivery in one statement (one round trip): existing mailboxes, a
-        small body, nothing queued.  Returns (mailbox id, UID) per target, or None when a
-        mailbox is missing (or named twice): the caller then goes step by step.  UIDs taken
-        meanwhile by the other targets are left unused: a gap, which IMAP allows.
+        small body, nothing queued, every account within its quota (its row locked and
+        checked in the statement).  Returns (mailbox id, UID) per target and the accounts
+        whose usage crossed 90 %, or None when a mailbox is missing (or named twice) or an
+        account's quota needs a closer look: the caller then goes step by step.  UIDs
+        taken meanwhile by the other targets are left unused: a gap, which IMAP allows.
         """
+        default_storage, default_messages = self._quota_default
         rows = await self._all(
             conn,
             _AT_ONCE,
@@ -449,6 +455,10 @@ class PostgresStore(
                 [t.account for t in targets],
                 [t.mailbox for t in targets],
                 [" ".join(normalize_flags(t.flags)) for t in targets],
+                [t.quota for t in targets],
+                size,
+                default_storage,
+                default_messages,
                 digest,
                 size,
                 len(targets),
@@ -463,7 +473,14 @@ class PostgresStore(
         )
         if len(rows) != len(targets) or rows[0][2] is None:
             return None
-        return [(int(r[0]), int(r[1])) for r in rows]
+        copies: dict[str, int] = {}
+        before: dict[str, Quota] = {}
+        for t, r in zip(targets, rows, strict=True):
+            if t.quota:
+                copies[t.account] = copies.get(t.account, 0) + 1
+                before[t.account] = self._quota_of(r[3:7])
+        crossed = [a for a, n in copies.items() if before[a].crossed(size * n, n)]
+        return [(int(r[0]), int(r[1])) for r in rows], crossed
 
     async def _link_blob(
         self,
@@ -711,12 +728,29 @@ class PostgresStore(
 # target mailbox was found (and updated) by ``alloc``.
 _AT_ONCE = """
 WITH t AS (
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY
-        AS t(account, name, flags, ord)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[]) WITH ORDINALITY
+        AS t(account, name, flags, counted, ord)
+), want AS (
+    SELECT account, count(*) AS n FROM t WHERE counted GROUP BY account
+), q AS (
+    SELECT a.name, q.storage, q.messages, q.used_storage, q.used_messages
+    FROM quotas q JOIN accounts a ON a.id = q.account_id
+    WHERE a.name IN (SELECT account FROM want) ORDER BY q.account_id FOR UPDATE OF q
+), fits AS (
+    SELECT count(*) = (SELECT count(*) FROM want) AND coalesce(bool_and(
+        (e.storage IS NULL OR q.used_storage + %s::bigint * want.n <= e.storage)
+        AND (e.messages IS NULL OR q.used_messages + want.n <= e.messages)), true) AS ok
+    FROM want JOIN q ON q.name = want.account CROSS JOIN LATERAL (SELECT
+        CASE WHEN q.storage IS NULL THEN %s::bigint WHEN q.storage >= 0 THEN q.storage END
+            AS storage,
+        CASE WHEN q.messages IS NULL THEN %s::bigint WHEN q.messages >= 0 THEN q.messages END
+            AS messages) e
 ), alloc AS (
     UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = m.highestmodseq + 1
     FROM accounts a, t WHERE a.id = m.account_id AND a.name = t.account AND m.name = t.name
-    RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, t.ord, t.flags
+        AND (SELECT ok FROM fits)
+    RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, t.ord, t.flags,
+        t.account
 ), blob AS (
     INSERT INTO blobs (digest, size, refs, data)
     SELECT %s::bytea, %s::bigint, %s::int, %s::bytea WHERE (SELECT count(*) FROM alloc) = %s
@@ -733,7 +767,9 @@ WITH t AS (
         %s::int
     FROM alloc, blob
 )
-SELECT alloc.id, alloc.uid, (SELECT id FROM blob) FROM alloc ORDER BY alloc.ord
+SELECT alloc.id, alloc.uid, (SELECT id FROM blob), q.storage, q.messages, q.used_storage,
+    q.used_messages
+FROM alloc LEFT JOIN q ON q.name = alloc.account ORDER BY alloc.ord
 """
 
 

@@ -66,6 +66,7 @@ BANDS: dict[str, int] = {
 #: Modules of the standard library and dependencies that do I/O or own threads.
 EFFECTS = {"socket", "ssl", "sqlite3", "threading", "selectors", "subprocess", "aiohttp"}
 EFFECTS |= {"psycopg", "dns"}  # "dns" is dnspython (correo's own is correo.dns)
+EFFECTS |= {"os", "shutil", "tempfile", "fcntl"}  # files and descriptors: the services'
 #: Forbidden per band; policy code may be async (it awaits the ports it is given).
 FORBIDDEN = {WIRE: EFFECTS | {"asyncio"}, POLICY: EFFECTS}
 

@@ -3,6 +3,7 @@ added there delivers; a non-administrator is turned away; every change is logged
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ def test_admin_adds_a_user_who_logs_in(
     aliases.get_by_label("Alias target").fill("erin@example.test")
     aliases.get_by_role("button", name="Add alias").click()
     expect(page.locator("#aliases")).to_contain_text("sales@example.test")
+    domains = page.locator("#domains li", has_text="example.test")
+    domains.get_by_role("button", name="DNS records").click()
+    records = page.get_by_label("DNS records")
+    expect(records).to_contain_text("example.test.\t3600\tIN\tMX\t10 localhost.")
+    assert records.inner_text().count("._domainkey.") == 2  # an ed25519 and an RSA key
+    page.once("dialog", lambda dialog: dialog.accept())
+    domains.get_by_role("button", name="Rotate DKIM keys").click()
+    expect(page.locator("#admin-status")).to_have_text("Done: dkim.rotate example.test")
+    expect(records).to_have_text(re.compile(r"(\._domainkey\.[\s\S]*){4}"))  # new and retired
+    assert server.wait_log("action=dkim.rotate target=example.test ok=True")
     shot(page, "webmail-admin")
     assert server.wait_log("action=user.add target=erin@example.test ok=True")
     assert "by=alice@example.test" in server.log()

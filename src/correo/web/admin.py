@@ -3,9 +3,11 @@
 * ``GET /admin``: the page (``static/admin.html``);
 * ``GET /webmail/admin/state``: domains, users (with their admin flag), aliases and the
   outbound queue;
+* ``GET /webmail/admin/dns?domain=D[&check=1]``: the records ``correo dns D`` prints,
+  with ``check=1`` each compared with what the DNS holds (``correo dns check D``);
 * ``POST /webmail/admin/action``: one change, ``{"action": ..., ...}``, from the table
-  :data:`_ACTIONS` (users, aliases, domains, the queue), each the same operation as the
-  ``correo`` command of that name and each logged as ``web.admin``.
+  :data:`_ACTIONS` (users, aliases, domains, DKIM rotation, the queue), each the same
+  operation as the ``correo`` command of that name and each logged as ``web.admin``.
 
 Every change needs the session's bearer token (the CSRF token) and an account whose
 admin flag is on, checked at each request: turning the flag off takes effect at once.
@@ -21,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from correo.directory import DirectoryError
-from correo.mailauth.keys import ensure_domain_keys
+from correo.mailauth.keys import ensure_domain_keys, rotate_keys
 from correo.server.context import ServerContext
 from correo.store.api import StoreError
 from correo.web.account import answer, bearer_account, read_json
@@ -89,6 +91,14 @@ async def _domain_add(ctx: ServerContext, form: dict[str, Any]) -> str:
     return domain
 
 
+async def _dkim_rotate(ctx: ServerContext, form: dict[str, Any]) -> str:
+    domain = _text(form, "domain")
+    if not ctx.directory.is_local_domain(domain):
+        raise ValueError(f"{domain} is not a local domain")
+    await asyncio.to_thread(rotate_keys, ctx.directory.dkim, domain)  # every node signs anew
+    return domain
+
+
 def _queue_id(form: dict[str, Any]) -> int:
     value = form.get("id")
     if not isinstance(value, int) or value <= 0:
@@ -117,6 +127,7 @@ _ACTIONS: dict[str, Action] = {
     "alias.add": _alias_add,
     "alias.del": _alias_del,
     "domain.add": _domain_add,
+    "dkim.rotate": _dkim_rotate,
     "queue.retry": _queue_retry,
     "queue.delete": _queue_delete,
 }
@@ -170,6 +181,30 @@ async def _state(request: web.Request) -> web.Response:
     )
 
 
+async def _dns(request: web.Request) -> web.Response:
+    await _admin(request, change=False)
+    from correo.cli.dns_cmds import check_domain, expected_records
+    from correo.web.site import mta_sts_policy
+
+    ctx = request.app[CTX]
+    config = ctx.config
+    domain = request.query.get("domain", "")
+    if not ctx.directory.is_local_domain(domain):
+        return answer(400, error="not a local domain")
+    policy = mta_sts_policy(config.hostname, config.mta_sts.mode, config.mta_sts.max_age)
+    rua = (config.reports.dmarc_address, config.reports.tls_address)
+    records = await asyncio.to_thread(
+        expected_records, ctx.directory.dkim, domain, config.hostname, policy, config.listen, rua
+    )
+    rows: list[dict[str, Any]] = [{"line": r.zone_line()} for r in records]
+    if request.query.get("check") == "1" and ctx.resolver is not None:
+        for row, (_, ok, found) in zip(
+            rows, await check_domain(ctx.resolver, records), strict=True
+        ):
+            row["ok"], row["found"] = ok, found[:500]
+    return answer(200, domain=domain, records=rows)
+
+
 async def _action(request: web.Request) -> web.Response:
     account = await _admin(request, change=True)
     ctx = request.app[CTX]
@@ -190,4 +225,5 @@ async def _action(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin", _page)
     app.router.add_get("/webmail/admin/state", _state)
+    app.router.add_get("/webmail/admin/dns", _dns)
     app.router.add_post("/webmail/admin/action", _action)

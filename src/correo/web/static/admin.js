@@ -60,7 +60,18 @@ async function load() {
   $("#aliases").replaceChildren(
     ...state.aliases.map((a) => el("tr", {}, el("td", { textContent: a.alias }), el("td", { textContent: a.target }), el("td", {}, button("Delete", () => act({ action: "alias.del", alias: a.alias }), "danger")))),
   );
-  $("#domains").replaceChildren(...state.domains.map((d) => el("li", { textContent: d })));
+  $("#domains").replaceChildren(
+    ...state.domains.map((d) =>
+      el(
+        "li",
+        {},
+        el("span", { textContent: d + " " }),
+        button("DNS records", () => dns(d, false)),
+        button("Check DNS", () => dns(d, true)),
+        button("Rotate DKIM keys", () => confirm(`New DKIM keys for ${d}? Publish them before the old ones go.`) && act({ action: "dkim.rotate", domain: d }).then(() => dns(d, false))),
+      ),
+    ),
+  );
   $("#queue").replaceChildren(
     ...(state.queue.length
       ? state.queue.map((q) =>
@@ -76,6 +87,20 @@ async function load() {
         )
       : [el("tr", {}, el("td", { colSpan: 5, className: "muted", textContent: "The queue is empty." }))]),
   );
+}
+
+async function dns(domain, check) {
+  const out = $("#dns");
+  out.hidden = false;
+  out.textContent = check ? "Asking the DNS…" : "";
+  const got = await fetch(`/webmail/admin/dns?domain=${encodeURIComponent(domain)}${check ? "&check=1" : ""}`, { headers: jmap.headers() });
+  const answer = await got.json();
+  if (!got.ok) {
+    out.textContent = answer.error || `HTTP ${got.status}`;
+    return;
+  }
+  const mark = (r) => (r.ok === undefined ? "" : r.ok === true ? "ok      " : r.ok === false ? "WRONG   " : "check   ");
+  out.textContent = answer.records.map((r) => `${mark(r)}${r.line}${r.found !== undefined ? `\n        found: ${r.found || "(nothing)"}` : ""}`).join("\n");
 }
 
 function form(selector, action) {

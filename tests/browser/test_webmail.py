@@ -302,3 +302,28 @@ def test_compose_and_send_arrives_over_imap(
     page.locator("#mailboxes .mailbox[data-role=drafts]").click()
     expect(page.locator("#list-status")).to_have_text("No messages")
     assert errors == [], errors
+
+
+def test_search_and_keyboard_flags(server: Server, page: Page, errors: list[str]) -> None:
+    user = "carol@example.test"
+    prepare(server, user)
+    deliver(server, user, "Zebra crossing report", "Stripes everywhere.\n")
+    deliver(server, user, "Unrelated note", "Nothing to see.\n")
+    log_in(page, server, user)
+    page.keyboard.press("/")
+    page.get_by_label("Search mail").fill("zebra")
+    page.get_by_label("Search mail").press("Enter")
+    expect(row(page, "Zebra crossing report")).to_be_visible()
+    expect(row(page, "Unrelated note")).to_have_count(0)
+    row(page, "Zebra crossing report").click()
+    page.locator("#list").focus()
+    page.keyboard.press("s")  # star
+    expect(row(page, "Zebra crossing report").locator(".flag")).to_have_text("★")
+    client = imap(server, user)
+    try:
+        client.select("INBOX")
+        _, found = client.search(None, "FLAGGED")
+        assert len(found[0].split()) == 1
+    finally:
+        client.logout()
+    assert errors == [], errors

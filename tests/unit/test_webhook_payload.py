@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from correo.config import Config, WebhookSettings
 from correo.delivery.facts import facts_from_bytes
 from correo.log import Logger
-from correo.store.api import DeliveryTarget, Envelope
+from correo.store.api import DeliveryTarget, Envelope, WebhookCall
 from correo.store.sqlite import SqliteStore
 from correo.webhooks.events import matches
 from correo.webhooks.links import AttachmentRef, sign, verify
@@ -162,3 +163,31 @@ def test_address_matching_and_the_retry_schedule() -> None:
     assert steps == [30.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0]
     expected = hmac.new(b"s", b"id.1.{}", hashlib.sha256).hexdigest()
     assert signature("s", "id", "1", b"{}") == "sha256=" + expected
+
+
+def test_a_call_that_cannot_be_prepared_counts_as_a_failed_attempt(tmp_path: Path) -> None:
+    """A bug or a damaged row must end (give_up), not hold its lease for ever."""
+    hook = WebhookSettings(url="http://127.0.0.1:9/x", events=("received",), retry_initial=600.0)
+    config = Config(tmp_path, "localhost", {}, webhooks=(hook,))
+
+    async def go() -> None:
+        store = SqliteStore(tmp_path / "store", recover=True)
+        await store.open()
+        log = io.StringIO()
+        sender = WebhookSender(lambda: config, store, Logger(log, "info"), base_url=lambda: "")
+        try:
+            await store.webhook_add([WebhookCall("k", hook.url, "received", b"{oops")], time.time())
+            sender.start()
+            deadline = time.monotonic() + 10
+            while "event=webhook.failed" not in log.getvalue():
+                assert time.monotonic() < deadline, log.getvalue()
+                await asyncio.sleep(0.02)
+            assert "event=webhook.crashed" in log.getvalue()
+            (entry,) = await store.webhook_list()
+            assert entry.attempts == 1 and entry.last_error == "internal error preparing the call"
+            assert entry.next_attempt > time.time() + 500
+        finally:
+            await sender.stop()
+            await store.close()
+
+    asyncio.run(go())

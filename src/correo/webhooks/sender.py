@@ -165,7 +165,13 @@ class WebhookSender:
                     "webhook.dropped", id=f"w{entry.id}", url=entry.url, reason="not configured"
                 )
                 return
-            error = await self._post(entry, hook)
+            try:
+                error = await self._post(entry, hook)
+            except (StoreError, OSError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a bug: counted as a failed attempt, so it ends
+                self.log.error("webhook.crashed", id=f"w{entry.id}", error=repr(exc)[:300])
+                error = "internal error preparing the call"
             if error is None:
                 await self.store.webhook_done(entry.id)
                 return
@@ -197,10 +203,6 @@ class WebhookSender:
             )
         except (StoreError, OSError) as exc:  # the lease runs out; another attempt follows
             self.log.error("webhook.store_error", id=f"w{entry.id}", error=str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug costs this attempt only
-            self.log.error("webhook.crashed", id=f"w{entry.id}", error=repr(exc)[:300])
 
     async def _post(self, entry: WebhookEntry, hook: WebhookSettings) -> str | None:
         """One POST; None when answered 2xx, else why it failed."""

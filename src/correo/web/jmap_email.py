@@ -342,8 +342,9 @@ async def _query_ids(
         raise MethodError("unsupportedFilter", "header filters over this many messages")
     texts = await texts_for(call.view, terms) if terms else _NO_TEXTS
     chosen = []
+    every = _YIELD_EVERY if not reads_headers else 100  # each header read is synchronous
     for count, email in enumerate(emails, 1):
-        if count % _YIELD_EVERY == 0:
+        if count % every == 0:
             await asyncio.sleep(0)  # a large mailbox must not hold the loop
         meta = _meta(email) if node is not None or sort_size else _NO_META
         heads = None

@@ -91,7 +91,7 @@ class EmailRow:
         return self.rows[0]
 
 
-_THREAD_BATCH = 200  # header sections read, then threaded in one worker-thread hop
+_THREAD_BATCH = 100  # header sections read (synchronously), then threaded off the loop
 _THREAD_HEAD = 64 * 1024  # octets read for a message's Thread (a longer header is cut)
 _BOXES_KEPT = 100_000  # mailboxes whose last STATUS is kept
 _ORDERS_KEPT = 8  # query orders kept per account snapshot

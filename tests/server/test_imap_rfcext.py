@@ -250,3 +250,47 @@ def test_savedate(server: Server) -> None:
     assert raw.cmd("i", "SEARCH SAVEDBEFORE")[-1].startswith(b"i BAD")
     assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
     raw.close()
+
+
+def test_replace(server: Server) -> None:
+    box, other = unique("repl"), unique("repl")
+    _box_named(server, box, message("draft 1"), message("keep"))
+    _box_named(server, other)
+    raw = _session(server)
+    assert b"REPLACE" in raw.cmd("c", "CAPABILITY")[0].split()
+    raw.cmd("s", f"SELECT {box}")
+    new = message("draft 2")
+    raw.send(b"r1 REPLACE 1 %s (\\Draft) {%d}\r\n" % (box.encode(), len(new)))
+    assert raw.line() == b"+ OK"
+    raw.send(new + b"\r\n")
+    out = raw.until(b"r1")
+    assert re.fullmatch(rb"\* OK \[APPENDUID \d+ 3\] Replacement Message ID", out[0]), out
+    assert out[1:3] == [b"* 1 EXPUNGE", b"* 2 EXISTS"], out  # (rev1: RECENT too)
+    assert out[-1] == b"r1 OK REPLACE completed", out
+    out = raw.cmd("f", "UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert len(out) == 3 and b"UID 2)" in out[0] and b"UID 3)" in out[1], out
+    assert b"\\Draft" in out[1]
+    assert b"draft 2" in b"".join(out)
+    raw.send(b"r4 REPLACE 1:* %s {%d}\r\n" % (box.encode(), len(new)))
+    assert raw.until(b"r4")[-1].startswith(b"r4 BAD")
+    # UID REPLACE into another mailbox, with LITERAL+
+    raw.send(b"r2 UID REPLACE 3 %s {%d+}\r\n%s\r\n" % (other.encode(), len(new), new))
+    out = raw.until(b"r2")
+    assert out[0].startswith(b"* OK [APPENDUID ") and out[1] == b"* 2 EXPUNGE", out
+    assert out[-1] == b"r2 OK REPLACE completed", out
+    # refusals: no such message, more than one, not selected, read-only
+    raw.send(b"r3 UID REPLACE 99 %s {%d}\r\n" % (box.encode(), len(new)))
+    assert raw.until(b"r3")[-1].startswith(b"r3 NO [NONEXISTENT]")
+    raw.send(b"r5 REPLACE 1 %s {%d+}\r\n%s {%d+}\r\n%s\r\n" % (
+        box.encode(), len(new), new, len(new), new))  # fmt: skip
+    assert raw.until(b"r5")[-1].startswith(b"r5 BAD")
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    assert raw.cmd("u", f"STATUS {other} (MESSAGES)")[0].endswith(b"(MESSAGES 1)")
+    raw.cmd("e", f"EXAMINE {box}")
+    raw.send(b"r6 REPLACE 1 %s {%d}\r\n" % (box.encode(), len(new)))
+    assert raw.until(b"r6")[-1].startswith(b"r6 NO [READ-ONLY]")
+    raw.cmd("x", "UNSELECT")
+    raw.send(b"r7 REPLACE 1 %s {%d}\r\n" % (box.encode(), len(new)))
+    assert raw.until(b"r7")[-1].startswith(b"r7 BAD")
+    assert raw.cmd("n2", "NOOP")[-1].startswith(b"n2 OK")
+    raw.close()

@@ -10,7 +10,7 @@ from correo.imap import ImapConnection, ImapState, ParseError
 from correo.imap.commands import Create, Fetch, Search, Status, Unauthenticate, parse_command
 from correo.imap.responses import status_response
 from correo.imap.search import AgeKey, And, ObjectIdKey, SaveDateKey, compile_program
-from correo.imap.server import CommandEvent
+from correo.imap.server import AppendStart, CommandEvent, Sentinel
 from correo.jmap import mail as jmap_mail
 from correo.jmap.threads import thread_of
 from correo.message.objectid import email_id, mailbox_id, thread_id_of
@@ -153,3 +153,36 @@ def test_savedate_keys() -> None:
     assert on(old)  # type: ignore[arg-type]
     fallback = compile_program(SaveDateKey("on", dt.date(2024, 2, 1)), max_seq=1, max_uid=1)
     assert fallback(old)  # type: ignore[arg-type]  # no save date: INTERNALDATE's day
+
+
+def _events(conn: ImapConnection, data: bytes) -> list[object]:
+    conn.receive_data(data)
+    out: list[object] = []
+    while True:
+        ev = conn.next_event()
+        if isinstance(ev, Sentinel):
+            return out
+        out.append(ev)
+        if isinstance(ev, AppendStart):
+            conn.append_accept()
+
+
+def test_replace_streams_like_append() -> None:
+    conn = ImapConnection()
+    conn.authenticated()
+    assert b"r BAD" in b"".join(
+        getattr(e, "data", b"") for e in _events(conn, b"r REPLACE 1 INBOX {2+}\r\nhi\r\n")
+    )  # authenticated state: REPLACE needs a selected mailbox
+    conn.selected(read_only=False)
+    events = _events(conn, b"r UID REPLACE 7 Drafts (\\Draft) {2+}\r\nhi\r\n")
+    start = events[0]
+    assert isinstance(start, AppendStart) and start.uid and start.mailbox == "Drafts"
+    assert start.replace is not None and start.replace.resolve(10) == [(7, 7)]
+    assert start.flags == ("\\Draft",)
+    assert [type(e).__name__ for e in events[1:]] == ["AppendChunk", "AppendEnd", "AppendDone"]
+    events = _events(conn, b"s REPLACE 1 INBOX {1+}\r\na {1+}\r\nb\r\n")  # one message only
+    assert any(b"s BAD" in getattr(e, "data", b"") for e in events), events
+    events = _events(conn, b"t REPLACE 1 INBOX CATENATE (TEXT {1+}\r\na)\r\n")
+    assert any(b"t NO" in getattr(e, "data", b"") for e in events), events
+    events = _events(conn, b"u NOOP\r\n")
+    assert isinstance(events[-1], CommandEvent)

@@ -194,6 +194,8 @@ SAMPLE_ARGS = {
     "LSUB": b' "" *',
     "STATUS": b" INBOX (MESSAGES)",
     "APPEND": b" INBOX {1+}\r\nx",
+    "REPLACE": b" 1 INBOX {1+}\r\nx",
+    "UID REPLACE": b" 1 INBOX {1+}\r\nx",
     "UID EXPUNGE": b" 1",
     "SEARCH": b" ALL",
     "UID SEARCH": b" ALL",
@@ -213,6 +215,7 @@ SAMPLE_ARGS = {
     "COMPRESS": b" DEFLATE",
     "GETQUOTA": b' ""',
     "GETQUOTAROOT": b" INBOX",
+    "SETQUOTA": b' "" (STORAGE 1)',
     "NOTIFY": b" NONE",
     "GENURLAUTH": b' "imap://a@b/INBOX/;UID=1;URLAUTH=authuser" INTERNAL',
     "RESETKEY": b"",
@@ -231,7 +234,7 @@ def test_state_table_walk(state: ImapState, name: str) -> None:
     if state in LEGAL[name]:
         assert evs, name
         first = evs[0]
-        if name == "APPEND":
+        if name in ("APPEND", "REPLACE", "UID REPLACE"):
             assert isinstance(first, AppendStart)
             assert isinstance(evs[-1], AppendDone)
         else:

@@ -109,7 +109,7 @@ class AppendFraming:
     def _start_message(self, head: MessageHead) -> Event:
         old = self._append_head
         assert old is not None
-        self._append_head = Append(old.mailbox, head.flags, head.date)
+        self._append_head = Append(old.mailbox, head.flags, head.date, old.replace, old.uid)
         if head.kind == "catenate":
             self._cat = _Catenate(head.rest)
             self._append = None
@@ -130,7 +130,14 @@ class AppendFraming:
         self._append_started = True
         self._mode = Mode.APPEND_WAIT
         return AppendStart(
-            self._tag, old.mailbox, head.flags, head.date, marker.size, marker.binary
+            self._tag,
+            old.mailbox,
+            head.flags,
+            head.date,
+            marker.size,
+            marker.binary,
+            old.replace,
+            old.uid,
         )
 
     # ---- the shell's decisions ------------------------------------------------------
@@ -230,6 +237,8 @@ class AppendFraming:
             self._bad = 0
             return AppendDone(tag)  # RFC 3502 §3: CRLF ends the command
         try:
+            if self._append_head is not None and self._append_head.replace is not None:
+                raise ParseError("REPLACE takes one message")  # RFC 8508 §6: no MULTIAPPEND
             head = message_head(got, self._limits.max_depth)
         except ParseError as exc:
             return self._reject(exc, got)

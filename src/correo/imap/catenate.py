@@ -91,13 +91,23 @@ def append_head(
     r = Reader(lines, literals, max_depth=options.max_depth)
     r.tag()
     r.sp()
-    r.keyword()
+    name = r.keyword()
+    uid = name == "UID"
+    if uid:
+        r.sp()
+        name = r.keyword()
     r.sp()
+    replace = None
+    if name == "REPLACE":  # RFC 8508 §6: "REPLACE" SP sequence-set SP mailbox append-message
+        replace = r.sequence_set(max_ranges=options.max_ranges)
+        r.sp()
     if r.literal_pending():
         return None
     mailbox = decode_mailbox(r.astring(), options.utf8)
     head = _message(r, lines[-1])
-    return Append(mailbox, head.flags, head.date), head
+    if replace is not None and head.kind == "catenate":
+        raise ParseError("REPLACE takes a message literal here", "CANNOT", "NO")
+    return Append(mailbox, head.flags, head.date, replace, uid), head
 
 
 def next_part(line: bytes, first: bool) -> Part:

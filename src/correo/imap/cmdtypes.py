@@ -162,6 +162,8 @@ class Append:
     mailbox: str
     flags: tuple[str, ...] = ()
     date: dt.datetime | None = None
+    replace: SequenceSet | None = None  # REPLACE (RFC 8508): the message it replaces
+    uid: bool = False  # UID REPLACE
 
 
 @dataclass(frozen=True, slots=True)

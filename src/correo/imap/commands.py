@@ -487,6 +487,8 @@ PARSERS: dict[str, Callable[[Reader, ParseOptions], Command]] = {
     "NAMESPACE": nil_parser(Namespace),
     "STATUS": _status,
     "APPEND": _append,
+    "REPLACE": _append,  # RFC 8508: streamed like APPEND
+    "UID REPLACE": _append,
     "IDLE": nil_parser(Idle),
     "CHECK": nil_parser(Check),
     "CLOSE": nil_parser(Close),

@@ -84,7 +84,9 @@ LEGAL: Final[dict[str, frozenset[ImapState]]] = {
     "UID COPY": _SELECTED,
     "MOVE": _SELECTED,
     "UID MOVE": _SELECTED,
-    "CANCELUPDATE": _SELECTED,  # RFC 5267 §5: command-select
+    "CANCELUPDATE": _SELECTED,
+    "REPLACE": _SELECTED,  # RFC 8508 §3.3
+    "UID REPLACE": _SELECTED,  # RFC 5267 §5: command-select
 }
 
 

@@ -13,6 +13,7 @@ from correo.delivery.facts import FactsBuilder, load_tree
 from correo.delivery.textindex import indexable, indexer_for
 from correo.imap.responses import (
     tagged,
+    untagged,
 )
 from correo.imap.server import (
     AppendStart,
@@ -40,7 +41,7 @@ __all__ = ["Append", "append_done", "append_start", "drop_appends"]
 class Append:
     """One message of an APPEND command being received."""
 
-    __slots__ = ("date", "facts", "failed", "flags", "mailbox", "nul", "spool", "zone")
+    __slots__ = ("date", "facts", "failed", "flags", "mailbox", "nul", "replace", "spool", "zone")
 
     def __init__(
         self,
@@ -59,6 +60,7 @@ class Append:
         self.nul = False  # a literal8 carried NUL: see _binary_to_base64
         self.failed: OSError | None = None  # the spool could not be written: NO at the end
         self.facts = FactsBuilder()
+        self.replace: int | None = None  # REPLACE (RFC 8508): the UID it expunges after
 
 
 def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:
@@ -88,9 +90,43 @@ async def append_start(session: ImapSession, event: AppendStart | CatenateStart)
         code, session.append_failed = session.append_failed, None
         session.write(session.core.append_reject("NO", "No such mailbox", code))
         return
-    session.appends.append(Append(name, event.flags, event.date, session.ctx.store.new_spool()))
+    replaced: int | None = None
+    if isinstance(event, AppendStart) and event.replace is not None:
+        found = _replaced(session, event)
+        if found is None:
+            return
+        replaced = found
+    append = Append(name, event.flags, event.date, session.ctx.store.new_spool())
+    append.replace = replaced
+    session.appends.append(append)
     session.write(session.core.append_accept())
     await session.conn.flush(session.write_timeout)
+
+
+def _replaced(session: ImapSession, event: AppendStart) -> int | None:
+    """The UID a REPLACE expunges (RFC 8508 §3.3), or None after refusing the command:
+    exactly one message of the selected mailbox, which must be writable."""
+    view = session.view
+    assert view is not None and event.replace is not None  # the state table: SELECTED
+    seq = event.replace
+    if seq.saved:
+        uids = [u for u in view.saved if u in view.info]
+    elif event.uid:
+        uids = view.uids_for_uid_ranges(seq.resolve(view.max_uid()))
+    else:
+        uids = view.uids_for_seq_ranges(seq.resolve(view.exists))
+    refusal: tuple[str, str, str | None] | None = None
+    if view.read_only:
+        refusal = ("NO", "Mailbox is read-only", "READ-ONLY")
+    elif len(uids) > 1:
+        refusal = ("BAD", "REPLACE replaces one message", "CLIENTBUG")
+    elif not uids:
+        refusal = ("NO", "No such message", "NONEXISTENT")
+    if refusal is not None:
+        drop_appends(session)
+        session.write(session.core.append_reject(*refusal))
+        return None
+    return uids[0]
 
 
 def drop_appends(session: ImapSession) -> None:
@@ -152,9 +188,28 @@ async def append_done(session: ImapSession, tag: str) -> None:
             indexer_for(store).add([(session.user, mailbox, uid)])
     status = await store.mailbox_state(session.user, done[-1][0])
     uids = format_uids(uid for _, uid in done)
+    appenduid = f"APPENDUID {status.uidvalidity} {uids}"
+    replaced = appends[-1].replace if appends else None
+    if replaced is not None and session.view is not None:
+        await _expunge_replaced(session, replaced, appenduid)
+        session.write(tagged(tag, "OK", "REPLACE completed"))
+        return
     if session.view is not None:
         await session._updates(allow_expunge=False)
-    session.write(tagged(tag, "OK", "APPEND completed", f"APPENDUID {status.uidvalidity} {uids}"))
+    session.write(tagged(tag, "OK", "APPEND completed", appenduid))
+
+
+async def _expunge_replaced(session: ImapSession, uid: int, appenduid: str) -> None:
+    """RFC 8508 §3.4: the new message's APPENDUID first, then the old message's EXPUNGE
+    (or VANISHED), then EXISTS when it was saved into the selected mailbox."""
+    view = session.view
+    assert view is not None and session.user is not None
+    session.write(untagged("OK", "Replacement Message ID", appenduid))
+    if uid in view.info:
+        await session.ctx.store.expunge(session.user, view.name, [uid])
+        for line in view.expunged_now([uid], session.core.qresync):
+            session.write(line)
+    await session._updates(allow_expunge=False)
 
 
 async def _binary_to_base64(session: ImapSession, a: Append) -> None:

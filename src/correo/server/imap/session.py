@@ -135,6 +135,7 @@ _AUTH_CAPS = (
     "METADATA-SERVER",
     "LIST-METADATA",  # RFC 9590
     "SAVEDATE",  # RFC 8514
+    "REPLACE",  # RFC 8508
     *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often

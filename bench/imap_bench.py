@@ -1,6 +1,12 @@
 """IMAP side by side: correo against a private Debian Dovecot on the same machine (issue 3 §5).
 
-    python bench/imap_bench.py [--target correo|dovecot|both] [--messages 10000] [--idle 1000 10000]
+    python bench/imap_bench.py [--target correo|correo-pg|dovecot|both|all] [--messages 10000]
+        [--idle 1000 10000] [--tls] [--store postgresql://...|private]
+
+``--target all`` runs correo on SQLite, correo on PostgreSQL (``--store``: a URL, or
+``private``, the default, for a throwaway cluster as the tests start) and Dovecot in one
+run and prints each one's ratio to Dovecot; ``--tls`` speaks implicit TLS (IMAPS) to
+every server instead of plaintext.
 
 Both servers get the same mailbox: ``--messages`` messages of 2-100 KB (seeded random
 text with one rare word in one message), appended over IMAP. Then, per server, the
@@ -30,6 +36,7 @@ import random
 import re
 import resource
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -97,8 +104,11 @@ def make_messages(n: int, seed: int = 3) -> list[bytes]:
 # -- Dovecot -------------------------------------------------------------------------------
 
 
-def dovecot_start(work: Path, port: int) -> subprocess.Popen[bytes] | None:
-    """A private Dovecot serving IMAP on ``port`` (started with ``dovecot -F``)."""
+def dovecot_start(work: Path, port: int, tls: bool = False) -> subprocess.Popen[bytes] | None:
+    """A private Dovecot serving IMAP on ``port`` (started with ``dovecot -F``).
+
+    ``tls``: implicit TLS on ``port`` instead, with a self-signed certificate made here.
+    """
     if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
         return None
     shutil.rmtree(work, ignore_errors=True)
@@ -108,6 +118,21 @@ def dovecot_start(work: Path, port: int) -> subprocess.Popen[bytes] | None:
     (work / "users").write_text(
         f"{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{work}/home\n", encoding="utf-8"
     )
+    ssl_conf = "ssl = no"
+    imap_port, imaps_port = port, 0
+    if tls:
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "ec"),
+                *("-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"),
+                *("-subj", "/CN=localhost", "-keyout", str(work / "key.pem")),
+                *("-out", str(work / "cert.pem")),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        ssl_conf = f"ssl = required\nssl_cert = <{work}/cert.pem\nssl_key = <{work}/key.pem"
+        imap_port, imaps_port = 0, port
     conf = work / "dovecot.conf"
     conf.write_text(f"""\
 protocols = imap
@@ -116,7 +141,7 @@ base_dir = {work}/run
 state_dir = {work}/state
 instance_name = dovecot-imapbench
 log_path = {work}/dovecot.log
-ssl = no
+{ssl_conf}
 disable_plaintext_auth = no
 auth_mechanisms = plain
 first_valid_uid = {uid}
@@ -139,10 +164,11 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
-    port = {port}
+    port = {imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
   process_min_avail = 2
   service_count = 0
@@ -160,14 +186,19 @@ protocol imap {{
     return proc
 
 
-def correo_start(work: Path, port: int) -> CorreoServer:
+def correo_start(
+    work: Path, port: int, store: str | None = None, tls: bool = False
+) -> CorreoServer:
+    """correo on ``port`` (IMAPS there with ``tls``), on SQLite or the PostgreSQL ``store``."""
     shutil.rmtree(work, ignore_errors=True)
-    srv = CorreoServer(work, smtp_port=port + 1, pop3s_port=port + 2, users=1)
+    srv = CorreoServer(work, smtp_port=port + 1, pop3s_port=port + 2, users=1, store=store)
     srv.setup()
     toml = work / "correo.toml"
     text = toml.read_text()
     text = re.sub(r'(?m)^(\w+) = \["127\.0\.0\.1:\d+"\]$', r'\1 = ["127.0.0.1:0"]', text)
-    text = re.sub(r"(?m)^imap = \[.*\]$", f'imap = ["127.0.0.1:{port}"]', text)
+    imap, imaps = (port + 3, port) if tls else (port, port + 3)
+    text = re.sub(r"(?m)^imap = \[.*\]$", f'imap = ["127.0.0.1:{imap}"]', text)
+    text = re.sub(r"(?m)^imaps = \[.*\]$", f'imaps = ["127.0.0.1:{imaps}"]', text)
     text = re.sub(r"(?m)^smtp = \[.*\]$", f'smtp = ["127.0.0.1:{port + 1}"]', text)
     text = re.sub(r"(?m)^pop3s = \[.*\]$", f'pop3s = ["127.0.0.1:{port + 2}"]', text)
     text = re.sub(r"(?m)^allow_plaintext = .*$", "allow_plaintext = true", text)
@@ -203,8 +234,17 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+TLS = False  # --tls: every connection is implicit TLS (certificates are not checked)
+
+
 def login(port: int) -> imaplib.IMAP4:
-    client = imaplib.IMAP4("127.0.0.1", port, timeout=600)
+    if TLS:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        client: imaplib.IMAP4 = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, timeout=600)
+    else:
+        client = imaplib.IMAP4("127.0.0.1", port, timeout=600)
     client.login(USER, PASSWORD)
     return client
 
@@ -266,7 +306,12 @@ def run_ops(port: int, messages: list[bytes], pids: Callable[[], list[int]]) -> 
 
 
 async def _idler(port: int, ready: asyncio.Event, seen: list[float]) -> asyncio.StreamWriter:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    ctx = None
+    if TLS:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
     await reader.readline()
     writer.write(f'a LOGIN "{USER}" "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
     # generous: thousands of logins and SELECTs of a 10,000-message mailbox queue up
@@ -313,25 +358,56 @@ async def idle_test(port: int, n: int, pids: Callable[[], list[int]]) -> dict[st
     }
 
 
+def _private_store() -> tuple[str, Callable[[], None]]:
+    """A throwaway PostgreSQL cluster, as the tests start (tests/pg.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pg import PgCluster, find_pg_bin
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise SystemExit("correo-pg: PostgreSQL is not installed")
+    cluster = PgCluster(bin_dir)
+    cluster.start()
+    return cluster.new_database(), cluster.stop
+
+
+TARGETS = {
+    "correo": ("correo",),
+    "correo-pg": ("correo-pg",),
+    "dovecot": ("dovecot",),
+    "both": ("correo", "dovecot"),
+    "all": ("correo", "correo-pg", "dovecot"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    global TLS
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--target", choices=["correo", "dovecot", "both"], default="both")
+    p.add_argument("--target", choices=list(TARGETS), default="both")
     p.add_argument("--messages", type=int, default=10_000)
     p.add_argument("--idle", type=int, nargs="*", default=[1000, 10_000])
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/correo-imapbench"))
+    p.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS) to every server")
+    p.add_argument("--store", default="private", help="correo-pg: a postgresql:// URL or 'private'")
     a = p.parse_args(argv)
+    TLS = a.tls
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     messages = make_messages(a.messages)
     results: dict[str, dict[str, float]] = {}
-    for target in ("correo", "dovecot") if a.target == "both" else (a.target,):
-        port = 21430 if target == "correo" else 21440
+    ports = {"correo": 21430, "correo-pg": 21450, "dovecot": 21440}
+    for target in TARGETS[a.target]:
+        port = ports[target]
         work = a.workdir / target
-        if target == "correo":
-            srv = correo_start(work, port)
+        cleanup: Callable[[], None] | None = None
+        if target.startswith("correo"):
+            store = None
+            if target == "correo-pg":
+                store, cleanup = (a.store, None) if a.store != "private" else _private_store()
+            srv = correo_start(work, port, store, a.tls)
             root, stop = srv.pid, srv.stop
         else:
-            proc = dovecot_start(work, port)
+            proc = dovecot_start(work, port, a.tls)
             if proc is None:
                 print("dovecot not installed; skipped")
                 continue
@@ -343,16 +419,34 @@ def main(argv: list[str] | None = None) -> int:
             results[target] = r
         finally:
             stop()
+            if cleanup is not None:
+                cleanup()
+    if not results:
+        return 1
+    print(f"\n{a.messages} messages, {'TLS' if a.tls else 'plaintext'}; time in s unless /s")
+    targets = list(results)
     names = list(next(iter(results.values())))
-    print(f"{'operation':32} " + " ".join(f"{t:>12}" for t in results) + "   ratio")
+    base = "dovecot" if "dovecot" in results else None
+    others = [t for t in targets if t != base]
+    head = f"{'operation':32} " + " ".join(f"{t:>12}" for t in targets)
+    if base:
+        head += "".join(f"{t + '/dovecot':>20}" for t in others)
+    print(head)
     for name in names:
-        vals = [results[t].get(name, float("nan")) for t in results]
-        ratio = ""
-        if len(vals) == 2 and vals[0]:
-            ratio = (
-                f"{vals[1] / vals[0]:8.1f}x" if "/s" not in name else f"{vals[0] / vals[1]:8.1f}x"
-            )
-        print(f"{name:32} " + " ".join(f"{v:12.4f}" for v in vals) + "  " + ratio)
+        vals = [results[t].get(name, float("nan")) for t in targets]
+        line = f"{name:32} " + " ".join(f"{v:12.4f}" for v in vals)
+        if base:
+            ref = results[base].get(name, float("nan"))
+            for t in others:
+                v = results[t].get(name, float("nan"))
+                # a ratio above 1 is always correo worse: times divide, rates invert
+                ratio = (
+                    (ref / v if v else float("nan"))
+                    if "/s" in name
+                    else (v / ref if ref else float("nan"))
+                )
+                line += f"{ratio:19.2f}x"
+        print(line)
     return 0
 
 

@@ -218,6 +218,14 @@ class MailStore(Protocol):
         """
         ...
 
+    async def read_inlines(
+        self, account: str, mailbox: str, uids: Sequence[int]
+    ) -> dict[int, bytes]:
+        """The whole messages among ``uids`` that the store keeps inline, in one read
+        (a FETCH of many small bodies is one round trip, not one per message); the
+        others (big, or gone) are left out. The caller bounds ``uids`` in bytes."""
+        ...
+
     async def expunge(self, account: str, mailbox: str, uids: Sequence[int]) -> int:
         """Remove messages durably; returns how many were removed."""
         ...
@@ -605,22 +613,6 @@ class MailStore(Protocol):
         """Give the job back unfinished (its last finish time is kept)."""
         ...
 
-    # -- web sessions: the webmail's logins, good on every node (docs/webmail.md) --------
-
-    async def web_session_put(self, key: str, account: str, expires: float) -> None:
-        """Keep (or extend) session ``key`` of ``account`` until ``expires`` (Unix time),
-        durably; sessions already expired are forgotten on the way. ``key`` is a digest
-        of the session's secret, never the secret."""
-        ...
-
-    async def web_session_get(self, key: str) -> tuple[str, float] | None:
-        """The account and expiry of session ``key``; None when unknown or expired."""
-        ...
-
-    async def web_session_delete(self, key: str) -> None:
-        """Forget session ``key`` (a logout); nothing happens when it is unknown."""
-        ...
-
     # -- sending identities and submissions (JMAP Identity, EmailSubmission) --------------
     # One counter per (account, kind) orders every change, like a mailbox's MODSEQ.
 
@@ -635,6 +627,22 @@ class MailStore(Protocol):
         """Create or replace a record (``data`` JSON), or remove it (``data`` None, a
         no-op for an unknown id); the new counter, durable on return.  ``keep`` > 0:
         also forget the oldest live records of the kind beyond that many."""
+        ...
+
+    # -- web sessions: the webmail's logins, good on every node (docs/webmail.md) --------
+
+    async def web_session_put(self, key: str, account: str, expires: float) -> None:
+        """Keep (or extend) session ``key`` of ``account`` until ``expires`` (Unix time),
+        durably; sessions already expired are forgotten on the way. ``key`` is a digest
+        of the session's secret, never the secret."""
+        ...
+
+    async def web_session_get(self, key: str) -> tuple[str, float] | None:
+        """The account and expiry of session ``key``; None when unknown or expired."""
+        ...
+
+    async def web_session_delete(self, key: str) -> None:
+        """Forget session ``key`` (a logout); nothing happens when it is unknown."""
         ...
 
     # -- webhooks: HTTP calls waiting to be made, durable like the mail queue -----------

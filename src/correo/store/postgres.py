@@ -56,6 +56,7 @@ from correo.store.api import (
     local_zone,
 )
 from correo.store.postgres_base import CHUNK, Conn
+from correo.store.postgres_bodies import PgBodyOps
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
 from correo.store.postgres_expunged import PgExpungedOps
 from correo.store.postgres_feed import ChangeFeed
@@ -99,6 +100,7 @@ class PostgresStore(
     PgQuotaOps,
     PgMetadataOps,
     PgSaveDateOps,
+    PgBodyOps,
 ):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 

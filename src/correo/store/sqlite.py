@@ -39,6 +39,7 @@ from correo.store.sqlite_base import (
     migrate,
     store_error,
 )
+from correo.store.sqlite_bodies import BodyOps  # many small bodies in one read
 from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # idempotent imports
 from correo.store.sqlite_expunged import EXPUNGED_SCHEMA, ExpungedOps  # JMAP Email/changes
 from correo.store.sqlite_mailboxes import MailboxOps
@@ -75,6 +76,7 @@ class SqliteStore(
     WebhookOps,
     MetadataOps,
     SaveDateOps,
+    BodyOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 

@@ -24,6 +24,7 @@ from correo.imap.commands import FetchAtt
 from correo.imap.responses import format_internal_date
 from correo.message.imapfmt import TransferDecoder, header_fields, resolve_part, section
 from correo.message.structure import Part
+from correo.server.imap.bodies import body_cache, key_of
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts, MessageInfo, StoreError
 
@@ -51,6 +52,16 @@ def _whole(att: FetchAtt) -> bool:
     return sec is not None and not sec.part and not sec.text
 
 
+def _reads_body(att: FetchAtt) -> bool:
+    """Whether the item needs message text beyond the header (or a part's MIME header)."""
+    if att.name in ("RFC822", "RFC822.TEXT"):
+        return True
+    if att.name not in ("BODY", "BINARY", "BINARY.SIZE") or att.section is None:
+        return False
+    text = att.section.text or ""
+    return not (text.startswith("HEADER") or text == "MIME")
+
+
 @dataclass
 class FetchPlan:
     """What a FETCH needs beyond the view: computed once per command."""
@@ -62,6 +73,7 @@ class FetchPlan:
     needs_tree: bool = False
     metadata_only: bool = False
     sets_seen: bool = False
+    reads_bodies: bool = False  # beyond headers: worth reading whole bodies in groups
     names: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
@@ -104,6 +116,7 @@ class FetchPlan:
             needs_tree=tree,
             metadata_only=all(i.name in _META_ITEMS for i in items),
             sets_seen=any(i.sets_seen for i in items),
+            reads_bodies=any(_reads_body(i) for i in items),
             names=names,
         )
         return plan
@@ -182,7 +195,13 @@ class _Source:
         """The whole message if it is small enough to be kept inline, else None."""
         if not self.checked:
             view = self.view
-            self.data = await self.store.read_inline(view.account, view.name, self.uid)
+            cache = body_cache(self.store)
+            key = key_of(view, self.uid)
+            self.data = cache.get(key)
+            if self.data is None:
+                self.data = await self.store.read_inline(view.account, view.name, self.uid)
+                if self.data is not None:
+                    cache.put(key, self.data)
             self.checked = True
         return self.data
 
@@ -533,13 +552,19 @@ async def render_message(
     plan: FetchPlan,
     facts: MessageFacts | None,
     extras: Sequence[bytes] = (),
+    whole: bytes | None = None,
 ) -> Rendered:
     """The response for one message: one await for a whole response (a message read
-    at most once), the big literals left as streams for the caller to send."""
+    at most once), the big literals left as streams for the caller to send.
+
+    ``whole``: the message, read already (:func:`~correo.server.imap.bodies.prefetch`).
+    """
     info = view.info[uid]
     seq = view.seq(uid)
     tree: Part | None = load_tree(facts) if facts is not None and plan.needs_tree else None
     src = _Source(store, view, uid)
+    if whole is not None:
+        src.data, src.checked = whole, True
     small: list[bytes] = []  # items since the last literal, joined with spaces
     pieces: list[bytes] = []  # finished pieces (text and literal data)
     streams: dict[int, AsyncIterator[bytes]] = {}  # index in pieces -> chunks to send there

@@ -12,6 +12,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
+from correo.server.imap.bodies import prefetch
 from correo.server.imap.context import (
     contexts_changed,
     esearch_reply,
@@ -197,11 +198,22 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                 session.ctx.store, view, batch, plan.names, utf8=session.core.utf8
             )
             pending = 0
-            for uid in batch:
+            bodies: dict[int, bytes] = {}
+            covered = 0 if plan.reads_bodies and len(batch) > 1 else len(batch)
+            for i, uid in enumerate(batch):
+                if i >= covered:  # the next group's small bodies, in one store call
+                    bodies, n = await prefetch(session.ctx.store, view, batch[i:])
+                    covered = i + max(n, 1)
                 if uid not in view.info:
                     continue
                 out = await render_message(
-                    session.ctx.store, view, uid, plan, facts.get(uid), extras.get(uid, ())
+                    session.ctx.store,
+                    view,
+                    uid,
+                    plan,
+                    facts.get(uid),
+                    extras.get(uid, ()),
+                    bodies.pop(uid, None),
                 )
                 if out.streams is None:
                     for piece in out.pieces:

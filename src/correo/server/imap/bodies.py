@@ -1,0 +1,103 @@
+"""Small message bodies for FETCH: read many in one store call, keep recent ones.
+
+A FETCH of bodies for many messages read one by one costs one store round trip per
+message (a network round trip on PostgreSQL). :func:`prefetch` reads the inline bodies
+of a group of messages at once, the group bounded in bytes so that memory stays
+bounded; big bodies are left to the streaming path.
+
+:class:`BodyCache` keeps recently read small bodies, shared by a store's sessions (like
+the :class:`~correo.server.imap.fetch.WireCache`): ``(account, mailbox, UIDVALIDITY, UID)``
+names a message's content for good (RFC 9051 §2.3.1.1), so nothing is ever invalidated;
+the bound is in bytes, least recently used out first.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from correo.server.imap.view import MailboxView
+from correo.store.api import MailStore
+
+__all__ = ["BodyCache", "body_cache", "key_of", "prefetch"]
+
+#: Bodies up to this size are cached (a typical mail; the bound keeps the cache useful).
+CACHED_MAX = 128 << 10
+#: Bytes of bodies :func:`prefetch` asks the store for in one call.
+GROUP_BYTES = 4 << 20
+GROUP_MESSAGES = 250
+#: Bigger bodies are never asked for in a group (no store keeps them inline).
+INLINE_MAX = 256 << 10
+
+Key = tuple[str, str, int, int]  # account, mailbox, UIDVALIDITY, UID
+
+
+class BodyCache:
+    """Recently read small bodies, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._bodies: OrderedDict[Key, bytes] = OrderedDict()
+
+    def get(self, key: Key) -> bytes | None:
+        data = self._bodies.get(key)
+        if data is not None:
+            self._bodies.move_to_end(key)
+        return data
+
+    def put(self, key: Key, data: bytes) -> None:
+        if len(data) > CACHED_MAX or key in self._bodies:
+            return
+        self._bodies[key] = data
+        self.size += len(data)
+        while self.size > self.max_bytes:
+            _, old = self._bodies.popitem(last=False)
+            self.size -= len(old)
+
+
+_CACHES: weakref.WeakKeyDictionary[MailStore, BodyCache] = weakref.WeakKeyDictionary()
+
+
+def body_cache(store: MailStore) -> BodyCache:
+    """The cache of ``store``'s sessions (one per store object, dropped with it)."""
+    cache = _CACHES.get(store)
+    if cache is None:
+        cache = _CACHES[store] = BodyCache()
+    return cache
+
+
+def key_of(view: MailboxView, uid: int) -> Key:
+    return (view.account, view.name, view.uidvalidity, uid)
+
+
+async def prefetch(
+    store: MailStore, view: MailboxView, uids: Sequence[int]
+) -> tuple[dict[int, bytes], int]:
+    """The small bodies among the first messages of ``uids``, and how many of ``uids``
+    that covers: cached ones, the rest (at most :data:`GROUP_BYTES` by the sizes the view
+    knows) in one store call. Bodies the store streams (big) are not in the answer."""
+    cache = body_cache(store)
+    found: dict[int, bytes] = {}
+    wanted: list[int] = []
+    total = 0
+    covered = 0
+    for uid in uids:
+        info = view.info.get(uid)
+        if info is not None:
+            data = cache.get(key_of(view, uid))
+            if data is not None:
+                found[uid] = data
+            elif info.size <= INLINE_MAX:
+                if wanted and (total + info.size > GROUP_BYTES or len(wanted) >= GROUP_MESSAGES):
+                    break
+                wanted.append(uid)
+                total += info.size
+        covered += 1
+    if wanted:
+        read = await store.read_inlines(view.account, view.name, wanted)
+        for uid, data in read.items():
+            cache.put(key_of(view, uid), data)
+        found.update(read)
+    return found, covered

@@ -355,3 +355,18 @@ def test_jmap_import_over_quota(srv: Server) -> None:
         quota(srv, carol, "none")
     done = jmap.call("Email/import", emails={"b": {"blobId": blob, "mailboxIds": {inbox: True}}})
     assert "b" in done["created"], done
+
+
+def test_the_default_quota_applies_to_accounts_without_their_own(start_server: object) -> None:
+    server: Server = start_server({"quota": '"8K"', "quota_messages": "2"})  # type: ignore[operator]
+    alice = f"alice@{DOMAIN}"
+    assert "storage 0 of 8K (0%, default), messages 0 of 2 (0%, default)" in quota(server, alice)
+    assert smtp(server, [alice], message(5000))[-1][0] == 250
+    replies = smtp(server, [alice], message(5000))  # fits at RCPT, not after the data
+    assert replies[-1][0] == 452, replies
+    assert smtp(server, [alice], message(1000))[-1][0] == 250  # and a small one fits
+    replies = smtp(server, [alice], message(100))  # two messages: the MESSAGE limit
+    assert replies[1][0] == 452 and replies[1][1].startswith("4.2.2"), replies
+    # the two messages and the warning sent as the second one reached the limit
+    assert wait_for(lambda: _subjects(server, alice).count("almost full") == 1)
+    assert "messages 3 of 2 (150%, default)" in quota(server, alice)

@@ -294,3 +294,55 @@ def test_replace(server: Server) -> None:
     assert raw.until(b"r7")[-1].startswith(b"r7 BAD")
     assert raw.cmd("n2", "NOOP")[-1].startswith(b"n2 OK")
     raw.close()
+
+
+def test_multisearch(server: Server) -> None:
+    top = unique("multi")
+    raw = _session(server)
+    assert b"MULTISEARCH" in raw.cmd("c", "CAPABILITY")[0].split()
+    for name in (top, f"{top}/a", f"{top}/a/deep", f"{top}/b"):
+        raw.cmd("m", f"CREATE {name}")
+    client = imap(server)
+    for name in (top, f"{top}/a", f"{top}/a/deep"):
+        client.append(name, None, None, message("needle here"))
+        client.append(name, None, None, message("hay"))
+    client.logout()
+    raw.cmd("sub", f"SUBSCRIBE {top}/a/deep")
+    out = raw.cmd("a", f'ESEARCH IN (SUBTREE "{top}") SUBJECT needle')
+    assert len(out) == 4 and out[-1] == b"a OK ESEARCH completed", out
+    for line, name in zip(out, (top, f"{top}/a", f"{top}/a/deep"), strict=False):
+        assert re.fullmatch(
+            rb'\* ESEARCH \(TAG "a" MAILBOX "%s" UIDVALIDITY \d+\) UID ALL 1' % name.encode(),
+            line,
+        ), out
+    out = raw.cmd("b", f'ESEARCH IN (SUBTREE-ONE "{top}") RETURN (COUNT MIN) ALL')
+    assert len(out) == 4 and b"COUNT 2" in out[0] and b"MIN 1" in out[0], out  # b: COUNT 0
+    assert any(f'"{top}/b"'.encode() in x and b"COUNT 0" in x for x in out), out
+    out = raw.cmd("c2", f'ESEARCH IN (MAILBOXES ("{top}/b" "nope") SUBSCRIBED) RETURN (COUNT) ALL')
+    found = [x.split(b'"')[3] for x in out[:-1]]  # the special-use ones are subscribed too
+    assert f"{top}/a/deep".encode() in found and f"{top}/b".encode() in found, out
+    assert f"{top}/a".encode() not in found and b"INBOX" in found
+    raw.cmd("s", f"EXAMINE {top}/a")
+    out = raw.cmd("d", "ESEARCH SUBJECT hay")  # no IN: the selected mailbox
+    assert len(out) == 2 and out[0].endswith(b"UID ALL 2"), out
+    out = raw.cmd("e", "ESEARCH IN (SELECTED INBOXES) RETURN () UID 1:*")
+    assert len(out) >= 2 and f'"{top}/a"'.encode() in out[0], out
+    for tag, bad in (
+        ("h1", f'ESEARCH IN (SUBTREE "{top}") 1:2'),  # sequence numbers
+        ("h2", f'ESEARCH IN (SUBTREE "{top}") UID $'),
+        ("h3", "ESEARCH IN (BOGUS) ALL"),
+        ("h4", "ESEARCH IN () ALL"),
+        ("h5", "ESEARCH IN (PERSONAL) RETURN (SAVE) ALL"),
+        ("h6", "ESEARCH IN (PERSONAL) RETURN (PARTIAL 1:5) ALL"),
+        ("h7", "ESEARCH IN (PERSONAL)"),
+        ("h8", "ESEARCH IN (MAILBOXES (" + " ".join(["x"] * 1001) + ")) ALL"),
+    ):
+        assert raw.cmd(tag, bad)[-1].startswith(tag.encode() + b" BAD"), bad
+    out = raw.cmd("h9", "ESEARCH IN (PERSONAL) CHARSET KOI8-R ALL")
+    assert out[-1].startswith(b"h9 NO [BADCHARSET"), out
+    assert raw.cmd("n", "NOOP")[-1].startswith(b"n OK")
+    raw.close()
+    bob = _session(server, BOB)  # another user's sources are his own mailboxes
+    out = bob.cmd("x", f'ESEARCH IN (SUBTREE "{top}" MAILBOXES "{top}") ALL')
+    assert out == [b"x OK ESEARCH completed"], out
+    bob.close()

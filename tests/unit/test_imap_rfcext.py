@@ -8,6 +8,8 @@ import pytest
 
 from correo.imap import ImapConnection, ImapState, ParseError
 from correo.imap.commands import Create, Fetch, Search, Status, Unauthenticate, parse_command
+from correo.imap.extended import parse_any
+from correo.imap.multisearch import MultiSearch
 from correo.imap.responses import status_response
 from correo.imap.search import AgeKey, And, ObjectIdKey, SaveDateKey, compile_program
 from correo.imap.server import AppendStart, CommandEvent, Sentinel
@@ -16,6 +18,7 @@ from correo.jmap.threads import thread_of
 from correo.message.objectid import email_id, mailbox_id, thread_id_of
 from correo.message.preview import PREVIEW_CHARS, preview_part, preview_text
 from correo.message.structure import parse_structure
+from correo.server.imap.multisearch import source_mailboxes
 
 
 def _cmd(line: bytes) -> object:
@@ -186,3 +189,36 @@ def test_replace_streams_like_append() -> None:
     assert any(b"t NO" in getattr(e, "data", b"") for e in events), events
     events = _events(conn, b"u NOOP\r\n")
     assert isinstance(events[-1], CommandEvent)
+
+
+def test_esearch_grammar_and_sources() -> None:
+    cmd = parse_any(
+        [b'a ESEARCH IN (SUBTREE-ONE "A" MAILBOXES (B C) PERSONAL) RETURN (COUNT) UNSEEN'], []
+    )
+    assert isinstance(cmd, MultiSearch) and cmd.returns == ("COUNT",)
+    assert cmd.sources == (("SUBTREE-ONE", ("A",)), ("MAILBOXES", ("B", "C")), ("PERSONAL", ()))
+    assert parse_any([b"a ESEARCH 1:3"], []) == MultiSearch((), ("ALL",), None, _seq(b"1:3"))
+    for bad in (
+        b"a ESEARCH IN (SUBTREE A) 1",
+        b"a ESEARCH IN (PERSONAL) $",
+        b"a ESEARCH IN (PERSONAL) RETURN (UPDATE) ALL",
+        b"a ESEARCH IN (NOPE) ALL",
+        b"a ESEARCH IN PERSONAL ALL",
+    ):
+        with pytest.raises(ParseError):
+            parse_any([bad], [])
+    names = ["INBOX", "A", "A/b", "A/b/c", "B", "Sent"]
+    sources = parse_any([b"a ESEARCH IN (SUBTREE-ONE A SUBSCRIBED SELECTED) ALL"], [])
+    assert isinstance(sources, MultiSearch)
+    assert source_mailboxes(sources, names, {"Sent"}, "B") == ["A", "A/b", "B", "Sent"]
+    subtree = parse_any([b"a ESEARCH IN (SUBTREE A INBOXES) ALL"], [])
+    assert isinstance(subtree, MultiSearch)
+    assert source_mailboxes(subtree, names, set(), None) == ["INBOX", "A", "A/b", "A/b/c"]
+    assert source_mailboxes(parse_any([b"a ESEARCH ALL"], []), names, set(), None) == []  # type: ignore[arg-type]
+
+
+def _seq(text: bytes) -> object:
+    from correo.imap.search import SeqKey
+    from correo.imap.sequence import SequenceSet
+
+    return SeqKey(SequenceSet.parse(text))

@@ -223,6 +223,7 @@ SAMPLE_ARGS = {
     "CANCELUPDATE": b' "t1"',
     "GETMETADATA": b' "" /private/comment',
     "SETMETADATA": b" INBOX (/private/comment NIL)",
+    "ESEARCH": b" ALL",
 }
 
 

@@ -15,6 +15,7 @@ from correo.imap.commands import COMMAND_NAMES, Command, ParseOptions, parse_com
 from correo.imap.errors import ParseError
 from correo.imap.metadata import PARSERS as METADATA_PARSERS
 from correo.imap.metadata import GetMetadata, SetMetadata
+from correo.imap.multisearch import MultiSearch, parse_esearch
 from correo.imap.notify import Notify, parse_notify
 from correo.imap.reader import Reader
 from correo.imap.urlauth import PARSERS as URLAUTH_PARSERS
@@ -53,7 +54,15 @@ def _cancelupdate(r: Reader, o: ParseOptions) -> CancelUpdate:
 
 
 AnyCommand = (
-    Command | Notify | GenUrlAuth | ResetKey | UrlFetch | CancelUpdate | GetMetadata | SetMetadata
+    Command
+    | Notify
+    | GenUrlAuth
+    | ResetKey
+    | UrlFetch
+    | CancelUpdate
+    | GetMetadata
+    | SetMetadata
+    | MultiSearch
 )
 
 EXTENSION_PARSERS: dict[str, Callable[[Reader, ParseOptions], AnyCommand]] = {
@@ -61,6 +70,7 @@ EXTENSION_PARSERS: dict[str, Callable[[Reader, ParseOptions], AnyCommand]] = {
     "CANCELUPDATE": _cancelupdate,
     **URLAUTH_PARSERS,
     **METADATA_PARSERS,
+    "ESEARCH": parse_esearch,  # RFC 7377
 }
 ALL_COMMAND_NAMES = COMMAND_NAMES | frozenset(EXTENSION_PARSERS)
 

@@ -17,6 +17,7 @@ from typing import Any
 from correo.imap import commands as c
 from correo.imap.extended import CancelUpdate
 from correo.imap.metadata import GetMetadata, SetMetadata
+from correo.imap.multisearch import MultiSearch
 from correo.imap.notify import Notify
 from correo.imap.reader import ImapLimits
 from correo.imap.responses import (
@@ -78,6 +79,7 @@ from correo.server.imap.messages import (
     cmd_thread,
 )
 from correo.server.imap.metadata import cmd_getmetadata, cmd_setmetadata
+from correo.server.imap.multisearch import cmd_esearch
 from correo.server.imap.names import (
     SPECIAL_USE,
 )
@@ -136,6 +138,7 @@ _AUTH_CAPS = (
     "LIST-METADATA",  # RFC 9590
     "SAVEDATE",  # RFC 8514
     "REPLACE",  # RFC 8508
+    "MULTISEARCH",  # RFC 7377
     *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often
@@ -641,6 +644,7 @@ _HANDLERS: dict[type, Handler] = {
     Notify: cmd_notify,
     GetMetadata: cmd_getmetadata,
     SetMetadata: cmd_setmetadata,
+    MultiSearch: cmd_esearch,
 }
 
 

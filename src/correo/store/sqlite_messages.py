@@ -282,7 +282,7 @@ class MessageOps:
                 )
             ]
 
-        result: list[MessageInfo] = self._read_now(read)
+        result: list[MessageInfo] = await self._read(read)  # a row per message: off the loop
         return result
 
     async def read_message(

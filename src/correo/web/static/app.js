@@ -322,9 +322,19 @@ class App {
     this.list = new MessageList(this);
     this.reader = new Reader(this);
     this.composer = new Composer(this);
-    await this.mailboxes.load();
+    // The inbox's id from the last visit lets the list load while the mailboxes do.
+    const remembered = localStorage.getItem(`correo.inbox.${this.jmap.accountId}`);
+    const boxes = this.mailboxes.load();
+    if (remembered) {
+      this.mailboxId = remembered;
+      await Promise.all([boxes, this.list.load({ inMailbox: remembered })]);
+    } else {
+      await boxes;
+    }
     const inbox = this.mailboxes.byRole("inbox") || this.mailboxes.list[0];
-    await this.open(inbox.id);
+    localStorage.setItem(`correo.inbox.${this.jmap.accountId}`, inbox.id);
+    if (inbox.id !== remembered) await this.open(inbox.id);
+    else this.mailboxes.render();
     $("#search").addEventListener("submit", (e) => {
       e.preventDefault();
       this.search($("#q").value.trim());

@@ -59,3 +59,19 @@ class Jmap:
         cond = {"inMailbox": self.mailbox_id(mailbox)} if mailbox else None
         args: dict[str, Any] = {"filter": cond} if cond else {}
         return list(self.call("Email/query", **args)["ids"])
+
+
+def sieve_login(port: int, user: str = "alice@example.test") -> Any:
+    """A ManageSieve client (tests/server/test_mda_managesieve.Client) logged in over
+    STARTTLS with PLAIN, whatever else the server offers."""
+    import base64
+
+    from tests.server.test_mda_managesieve import Client
+
+    client = Client(port)
+    client.response()
+    client.starttls()
+    token = base64.b64encode(f"\0{user}\0{PASSWORDS[user]}".encode())
+    done = client.cmd(b'AUTHENTICATE "PLAIN" "' + token + b'"')
+    assert done[-1].startswith(b"OK"), done
+    return client

@@ -12,8 +12,7 @@ import pytest
 from tests.conftest import Server, make_data_dir
 from tests.server.cluster_helpers import eventually
 from tests.server.helpers import RawSmtp
-from tests.server.jmap_helpers import Jmap
-from tests.server.test_mda_managesieve import login
+from tests.server.jmap_helpers import Jmap, sieve_login
 
 SIEVE = "urn:ietf:params:jmap:sieve"
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", SIEVE]
@@ -99,7 +98,7 @@ def test_sieve_scripts_are_managesieve_s(srv: Server) -> None:
     )
     assert content.status_code == 200 and content.content == SCRIPT
     # ManageSieve sees it, active; delivery runs it
-    sieve = login(srv.ports["sieve"])
+    sieve = sieve_login(srv.ports["sieve"])
     assert b'"rules" ACTIVE' in sieve.cmd(b"LISTSCRIPTS")
     sieve.cmd(b"LOGOUT")
     _deliver(srv, "to be sorted")

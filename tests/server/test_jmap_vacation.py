@@ -12,8 +12,7 @@ import pytest
 from tests.conftest import Server, make_data_dir
 from tests.server.cluster_helpers import eventually
 from tests.server.helpers import RawSmtp
-from tests.server.jmap_helpers import Jmap
-from tests.server.test_mda_managesieve import login
+from tests.server.jmap_helpers import Jmap, sieve_login
 
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", VACATION]
@@ -86,7 +85,7 @@ def test_vacation_is_the_sieve_vacation(srv: Server) -> None:
     )
     assert got["updated"] == {"singleton": None} and got["newState"] != got["oldState"]
     # ManageSieve sees the same script, active
-    sieve = login(srv.ports["sieve"])
+    sieve = sieve_login(srv.ports["sieve"])
     listed = sieve.cmd(b"LISTSCRIPTS")
     assert b'"correo-vacation" ACTIVE' in listed, listed
     script = b"\n".join(sieve.cmd(b'GETSCRIPT "correo-vacation"')[:-1])
@@ -105,7 +104,7 @@ def test_vacation_is_the_sieve_vacation(srv: Server) -> None:
 
 
 def test_vacation_keeps_the_rest_of_an_active_script_and_its_errors(srv: Server) -> None:
-    sieve = login(srv.ports["sieve"])
+    sieve = sieve_login(srv.ports["sieve"])
     text = b'require ["fileinto"];\r\nif header :contains "subject" "junk" { fileinto "Junk"; }\r\n'
     put = sieve.cmd(b'PUTSCRIPT "mine" {%d+}\r\n' % len(text) + text)
     assert put[-1].startswith(b"OK"), put

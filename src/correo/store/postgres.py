@@ -212,6 +212,7 @@ class PostgresStore(
     async def close(self) -> None:
         await self._committer.stop()
         await self.feed.close()
+        await self._release_hot()
         await self._pool.close()
         self._unlock()
 

@@ -47,6 +47,8 @@ class PgBase:
     feed: ChangeFeed
     node: str
     lease_owner: str  # this node's name on queue leases, stable across restarts
+    _hot: Conn | None = None  # the reads' preferred connection, taken from the pool
+    _hot_busy: bool = False
 
     # -- reads on the pool (autocommit: each statement sees every committed write) -----
 
@@ -60,12 +62,22 @@ class PgBase:
 
     async def _query(self, sql: str, params: Sequence[Any], *, one: bool) -> Any:
         """One statement on a pooled connection; a dead connection (the database
-        restarted) is dropped and the read runs once more on a fresh one."""
+        restarted) is dropped and the read runs once more on a fresh one.
+
+        A read goes to the node's *hot* connection when it is free: the pool hands out
+        its connections in turn, and a database process that has just answered answers
+        again about twice as fast as one that sat idle (measured on a loaded 2-core
+        machine: 0.4-0.7 ms against 1.2-1.4 ms a round trip). One IMAP command after
+        another (a client's UID FETCH n, one by one) is the case this pays for.
+        """
         for attempt in (1, 2):
             try:
-                async with self._pool.connection(timeout=self._health.wait) as conn:
-                    cur = await conn.execute(sql, params, binary=True)
-                    result = await (cur.fetchone() if one else cur.fetchall())
+                if not self._hot_busy:
+                    result = await self._hot_query(sql, params, one)
+                else:
+                    async with self._pool.connection(timeout=self._health.wait) as conn:
+                        cur = await conn.execute(sql, params, binary=True)
+                        result = await (cur.fetchone() if one else cur.fetchall())
             except psycopg.Error as exc:
                 if connection_lost(exc):
                     await self._health.lost()
@@ -75,6 +87,29 @@ class PgBase:
             self._health.answered()
             return result
         raise AssertionError("unreachable")
+
+    async def _hot_query(self, sql: str, params: Sequence[Any], one: bool) -> Any:
+        self._hot_busy = True
+        try:
+            conn = self._hot
+            if conn is None:
+                conn = self._hot = await self._pool.getconn(timeout=self._health.wait)
+            try:
+                cur = await conn.execute(sql, params, binary=True)
+                return await (cur.fetchone() if one else cur.fetchall())
+            except BaseException:
+                # broken, or cancelled mid-statement: back to the pool, which checks it
+                self._hot = None
+                await self._pool.putconn(conn)
+                raise
+        finally:
+            self._hot_busy = False
+
+    async def _release_hot(self) -> None:
+        """Give the hot connection back to the pool (before the pool closes)."""
+        conn, self._hot = self._hot, None
+        if conn is not None:
+            await self._pool.putconn(conn)
 
     async def _write(
         self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = (), *, guarded: bool = True

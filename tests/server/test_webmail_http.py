@@ -106,6 +106,14 @@ def test_login_cookie_bearer_csrf_logout(server: Server) -> None:
     # the cookie alone may read (EventSource, downloads) but never change anything
     assert _api(http, server, None, echo).status_code == 401
     assert http.get(base + "/.well-known/jmap", timeout=10).json()["username"] == user
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Protocol": "jmap",
+    }
+    assert http.get(base + "/jmap/ws/", headers=upgrade, timeout=10).status_code == 401
     # a bearer token works without the cookie (it is the credential the page holds)
     assert _api(_http(), server, bearer, echo).status_code == 200
     # logout needs the token (CSRF) and a same-origin request

@@ -102,11 +102,16 @@ def _cookie_bearer(request: web.Request) -> str | None:
 
 async def web_account(request: web.Request) -> str | None:
     """The account of the request's web session: by ``Authorization: Bearer``, or for a
-    GET or HEAD by the session cookie alone; None when it has neither."""
+    GET or HEAD that is not a WebSocket upgrade by the session cookie alone; None when
+    it has neither."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         return await _account_of(request, value.strip())
-    if request.method in ("GET", "HEAD"):
+    # A WebSocket opened by GET carries JMAP calls that change mail: never by cookie.
+    if (
+        request.method in ("GET", "HEAD")
+        and "websocket" not in request.headers.get("Upgrade", "").lower()
+    ):
         bearer = _cookie_bearer(request)
         if bearer is not None:
             return await _account_of(request, bearer)

@@ -416,6 +416,8 @@ async def thread_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         email = emails.get(digest)
         if email is not None:
             members.setdefault(thread, []).append(email)
+    if ids is None and len(members) > call.limits.max_objects_in_get:
+        raise MethodError("requestTooLarge", "more Threads than maxObjectsInGet")
     found, missing = [], []
     for ident in members if ids is None else ids:
         inside = members.get(ident)

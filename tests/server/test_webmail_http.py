@@ -219,3 +219,21 @@ def test_account_changes_need_the_token_and_end_with_the_account(start_server: A
     while _api(_http(), server, bearer, echo).status_code != 401:
         assert time.monotonic() < deadline, "the session outlived its account"
         time.sleep(0.1)
+
+
+def test_password_change_ends_the_other_sessions(start_server: Any) -> None:
+    server: Server = start_server()
+    user = "bob@example.test"
+    _, kept = login(server, user)
+    _, other = login(server, user)
+    changed = _http().post(
+        _base(server) + "/webmail/account/password",
+        json={"current": PASSWORDS[user], "new": "bob-new-secret-9"},
+        headers={"Authorization": f"Bearer {kept}"},
+        timeout=30,
+    )
+    assert changed.status_code == 200, changed.text
+    echo = [["Core/echo", {}, "0"]]
+    assert _api(_http(), server, kept, echo).status_code == 200
+    assert _api(_http(), server, other, echo).status_code == 401
+    assert server.wait_log("event=web.password_changed") and "ended=1" in server.log()

@@ -22,6 +22,12 @@ def test_web_sessions_survive_restart_expire_and_end(factory: Factory, tmp_path:
         assert await store.web_session_get("k2") is None
         await store.web_session_put("k1", "alice@x.test", now + 7200)  # extended
         assert await store.web_session_get("k1") == ("alice@x.test", now + 7200)
+        await store.web_session_put("k3", "alice@x.test", now + 3600)
+        await store.web_session_put("k4", "carol@x.test", now + 3600)
+        assert await store.web_sessions_end("alice@x.test", keep="k1") == 1  # k3 went
+        assert await store.web_session_get("k3") is None
+        assert await store.web_session_get("k1") is not None
+        assert await store.web_session_get("k4") is not None
         await store.web_session_delete("k1")
         await store.web_session_delete("unknown")
         assert await store.web_session_get("k1") is None

@@ -645,6 +645,10 @@ class MailStore(Protocol):
         """Forget session ``key`` (a logout); nothing happens when it is unknown."""
         ...
 
+    async def web_sessions_end(self, account: str, keep: str = "") -> int:
+        """End every session of ``account`` but ``keep`` (a password change); how many."""
+        ...
+
     # -- webhooks: HTTP calls waiting to be made, durable like the mail queue -----------
     # (correo.webhooks; docs/webhooks.md).  Leases as for the queue: on PostgreSQL one
     # node makes each attempt; a node that dies leaves a lease that runs out.

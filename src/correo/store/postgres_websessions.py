@@ -42,3 +42,13 @@ class PgWebSessionOps(PgBase):
             return None, []
 
         await self._write(op)
+
+    async def web_sessions_end(self, account: str, keep: str = "") -> int:
+        async def op(conn: Conn) -> tuple[int, list[PgAfterCommit]]:
+            cur = await conn.execute(
+                "DELETE FROM web_sessions WHERE account = %s AND key <> %s", (account, keep)
+            )
+            return cur.rowcount, []
+
+        ended: int = await self._write(op)
+        return ended

@@ -67,3 +67,13 @@ class WebSessionOps:
             return None, []
 
         await self._write(op)
+
+    async def web_sessions_end(self, account: str, keep: str = "") -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, list[AfterCommit]]:
+            cur = conn.execute(
+                "DELETE FROM web_sessions WHERE account=? AND key<>?", (account, keep)
+            )
+            return cur.rowcount, []
+
+        ended: int = await self._write(op)
+        return ended

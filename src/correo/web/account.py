@@ -29,7 +29,7 @@ from correo.sieve import check
 from correo.store.api import StoreError
 from correo.web.app import CTX
 from correo.web.forwarding import MAX_ADDRESSES, forward_script, forward_settings, valid_address
-from correo.web.session_auth import harden, web_account
+from correo.web.session_auth import end_other_sessions, harden, web_account
 
 __all__ = ["add_routes", "answer", "bearer_account", "read_json"]
 
@@ -101,7 +101,8 @@ async def _password(request: web.Request) -> web.Response:
         await asyncio.to_thread(ctx.directory.set_password, account, new)
     except (DirectoryError, ValueError) as exc:
         return answer(400, error=str(exc)[:300])
-    ctx.log.info("web.password_changed", peer=request.remote or "?", user=account)
+    ended = await end_other_sessions(request, account)  # other browsers sign in again
+    ctx.log.info("web.password_changed", peer=request.remote or "?", user=account, ended=ended)
     return answer(200, changed=True)
 
 

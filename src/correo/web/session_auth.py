@@ -38,6 +38,7 @@ __all__ = [
     "SESSION_SECONDS",
     "add_routes",
     "bearer_for",
+    "end_other_sessions",
     "harden",
     "web_account",
 ]
@@ -91,6 +92,12 @@ async def _account_of(request: web.Request, bearer: str) -> str | None:
         await ctx.store.web_session_put(key, account, now + SESSION_SECONDS)
     request[LOG_FIELDS] = {"user": account}
     return account
+
+
+async def end_other_sessions(request: web.Request, account: str) -> int:
+    """End every session of ``account`` but the request's own (after a password change)."""
+    _, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    return await request.app[CTX].store.web_sessions_end(account, _key(bearer.strip()))
 
 
 def _cookie_bearer(request: web.Request) -> str | None:

@@ -91,8 +91,8 @@ def fill(port: int, messages: list[bytes]) -> float:
     return len(messages) / (time.perf_counter() - started)
 
 
-def measure(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """(first, median of the next ``rounds``) in milliseconds."""
+def measure(name: str, fn: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """(first, median of the next ``rounds``) in milliseconds, printed as measured."""
     started = time.perf_counter()
     fn()
     first = (time.perf_counter() - started) * 1000
@@ -101,7 +101,9 @@ def measure(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
         started = time.perf_counter()
         fn()
         times.append((time.perf_counter() - started) * 1000)
-    return first, statistics.median(times)
+    median = statistics.median(times)
+    print(f"{name:34} first {first:8.1f} ms  median {median:7.1f} ms", flush=True)
+    return first, median
 
 
 def jmap_round(port: int) -> Callable[[], object]:
@@ -176,7 +178,12 @@ def dovecot_tls(work: Path, port: int) -> subprocess.Popen[bytes] | None:
     proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(conf)])
     from imap_bench import _wait_port
 
-    _wait_port(port)
+    try:
+        _wait_port(port, timeout=180.0)  # a loaded machine starts it slowly
+    except OSError:
+        proc.terminate()
+        proc.wait(20)
+        raise
     return proc
 
 
@@ -206,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     srv = correo_start(args.workdir / "correo", args.port, args.port + 1)
     try:
         print(f"correo: {fill(args.port, messages):.0f} APPENDs/s", flush=True)
-        results["correo JMAP query+get 50"] = measure(jmap_round(args.port + 1), args.rounds)
-        results["correo IMAP SEARCH+FETCH 50"] = measure(imap_round(args.port), args.rounds)
+        for name, run in (("correo JMAP query+get 50", jmap_round(args.port + 1)),
+                          ("correo IMAP SEARCH+FETCH 50", imap_round(args.port))):  # fmt: skip
+            results[name] = measure(name, run, args.rounds)
         assert srv.data is not None
         log = (srv.data / "serve.log").read_text(errors="replace")
         stalls = [line for line in log.splitlines() if "event=loop.blocked" in line]
@@ -221,9 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             try:
                 maildir_fill(args.workdir / "dovecot", messages)
-                results["Dovecot IMAP SEARCH+FETCH 50"] = measure(
-                    imap_round(args.port + 10), args.rounds
-                )
+                name = "Dovecot IMAP SEARCH+FETCH 50"
+                results[name] = measure(name, imap_round(args.port + 10), args.rounds)
             finally:
                 proc.terminate()
                 proc.wait(20)

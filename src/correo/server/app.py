@@ -48,7 +48,12 @@ from correo.server.signers import follow_signers, load_signers
 from correo.server.smtp_session import SmtpSession
 from correo.server.startup import DataFolderLock, StartupError, startup_problem
 from correo.server.throttle import AuthThrottle, PeerLimit, ThrottlePolicy
-from correo.server.tls import TlsConfigError, replace_chain, server_context
+from correo.server.tls import (
+    TlsConfigError,
+    bound_tls_read_buffer,
+    replace_chain,
+    server_context,
+)
 from correo.server.watchdog import LoopWatchdog
 from correo.server.web_listener import WebListener
 from correo.delivery.quotawarn import QuotaWarner, default_limits
@@ -154,6 +159,7 @@ class MailServer:
         cert, key = config.path(config.tls.certificate), config.path(config.tls.key)
         if cert.exists() and key.exists():
             tls = server_context(cert, key)
+        bound_tls_read_buffer()  # asyncio's 256 KiB per TLS connection (server/tls.py)
         await self.store.open()
         self.store.observe_commits(self.metrics.commit)
         # [delivery] quota: the limits of accounts without their own; one warning mail at 90 %

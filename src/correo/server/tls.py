@@ -8,6 +8,7 @@ browsers, and SMTP between servers uses opportunistic STARTTLS (RFC 3207
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import contextlib
 import datetime
 import ipaddress
@@ -25,12 +26,35 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "INTERMEDIATE_CIPHERS",
+    "TLS_READ_BUFFER",
     "TlsConfigError",
+    "bound_tls_read_buffer",
     "describe",
     "generate_self_signed",
     "replace_chain",
     "server_context",
 ]
+
+#: Octets asyncio's TLS transport reads from the socket at once.  Its default, 256 KiB,
+#: is allocated and zero-filled (so resident) for every connection: an idle IMAPS,
+#: submissions or POP3S connection cost about 300 KiB, against 14 KiB in plaintext.
+#: A TLS record is at most 16 KiB of data plus 261 octets (RFC 8446 §5.2), so one read
+#: still takes a whole record; bench/idle_bench.py measures memory and FETCH rate.
+TLS_READ_BUFFER = 17 * 1024
+
+
+def bound_tls_read_buffer(size: int = TLS_READ_BUFFER) -> None:
+    """Bound the read buffer of every asyncio TLS connection of this process.
+
+    ``SSLProtocol.max_size`` is a class attribute of asyncio's TLS layer, so this holds
+    for listeners, STARTTLS and outbound connections alike.  uvloop's TLS layer (when
+    ``correo serve`` runs on it) allocates its own buffer without touching it, so only
+    the part reads fill becomes resident; it is left as it is.
+    """
+    protocol = asyncio.sslproto.SSLProtocol
+    if getattr(protocol, "max_size", 0) > size:
+        protocol.max_size = size
+
 
 # Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are all acceptable and
 # are not set here). The DHE suites are left out: Python loads no DH

@@ -114,6 +114,8 @@ class AuthSettings:
     allow_plaintext: bool = False
     remember_logins: float = 300.0
     min_password_length: int = 10  # characters; `correo user add` and `passwd` refuse fewer
+    scram_sha1_iterations: int = 4096  # PBKDF2 rounds of new SCRAM-SHA-1 verifiers
+    scram_sha256_iterations: int = 8192  # and of SCRAM-SHA-256 ones (RFC 7677 §4: >= 4096)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,8 +353,8 @@ class Config:
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     acme: AcmeSettings = field(default_factory=AcmeSettings)
-    webhooks: tuple[WebhookSettings, ...] = ()  # [[webhooks]]
     reports: ReportSettings = field(default_factory=ReportSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()  # [[webhooks]]
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -445,8 +447,8 @@ def load_config(data_dir: Path) -> Config:
     allowed |= {"delivery", "lmtp", "junk", "mta_sts"}  # the MDA; published MTA-STS
     allowed |= {"store"}  # PostgreSQL (docs/cluster.md)
     allowed |= {"acme"}  # certificates by ACME (docs/tls.md)
-    allowed |= {"webhooks"}  # [[webhooks]]: events as HTTP calls (docs/webhooks.md)
     allowed |= {"reports"}  # DMARC and TLS reports (docs/reports.md)
+    allowed |= {"webhooks"}  # [[webhooks]]: events as HTTP calls (docs/webhooks.md)
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
@@ -491,8 +493,8 @@ def load_config(data_dir: Path) -> Config:
         mta_sts=_mta_sts(raw.get("mta_sts"), path),
         store=_store(raw.get("store"), path),
         acme=_acme(raw.get("acme"), path),
-        webhooks=_webhooks(raw.get("webhooks"), path),
         reports=_section(ReportSettings, raw.get("reports"), "reports"),
+        webhooks=_webhooks(raw.get("webhooks"), path),
     )
 
 
@@ -623,6 +625,8 @@ def render_default_config(
         "allow_plaintext = false  # true lets passwords cross unencrypted connections",
         f"remember_logins = {a.remember_logins}  # seconds a verified login skips argon2",
         f"min_password_length = {a.min_password_length}  # user add and passwd refuse shorter ones",
+        f"scram_sha1_iterations = {a.scram_sha1_iterations}  # PBKDF2 rounds of SCRAM verifiers",
+        f"scram_sha256_iterations = {a.scram_sha256_iterations}",
         "",
         "[smtp]",
         'recipient_delimiter = "+"   # user+tag@domain delivers to user@domain',

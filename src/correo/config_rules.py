@@ -382,6 +382,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("auth", "lockout_failures"): count(1),
     ("auth", "lockout_seconds"): _TIMEOUT,
     ("auth", "remember_logins"): seconds(zero="always verify"),
+    ("auth", "scram_sha1_iterations"): count(4096, 10_000_000),  # RFC 5802 §5.1
+    ("auth", "scram_sha256_iterations"): count(4096, 10_000_000),  # RFC 7677 §4
     ("tls", "certificate"): path,
     ("tls", "key"): path,
     ("smtp", "recipient_delimiter"): recipient_delimiter,

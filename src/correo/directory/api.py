@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from correo.mailauth.keys import KeyStore
+from correo.sasl.scram import ScramVerifier
 
 __all__ = [
     "Directory",
@@ -154,6 +155,12 @@ class Directory(Protocol):
         no accounts): call it from a worker thread.  A change made on another node
         (a new user, a new password, a removed user) counts at once.
         """
+        ...
+
+    def scram_verifier(self, address: str, family: str) -> ScramVerifier | None:
+        """The SCRAM verifier ("SCRAM-SHA-1", "SCRAM-SHA-256") kept for the user, or None
+        (no such user, or none computed yet: they appear at the next password login).
+        Answered from the snapshot: safe on the event loop."""
         ...
 
     # -- aliases ---------------------------------------------------------------------

@@ -23,10 +23,16 @@ from correo.directory.addresses import AddressError, AddressNormalizer, ParsedAd
 from correo.directory.api import DirectoryError, LoginCounters, Resolution
 from correo.directory.passwords import PasswordError, PasswordScheme, check_password
 from correo.mailauth.keys import KeyStore, StoredKey
+from correo.sasl.saslprep import SaslprepError
+from correo.sasl.scram import HASHES, ScramVerifier, make_verifier, parse_verifiers
 
-__all__ = ["MAX_ALIAS_DEPTH", "DirectoryBase", "Snapshot", "Tx"]
+__all__ = ["DEFAULT_SCRAM_ITERATIONS", "MAX_ALIAS_DEPTH", "DirectoryBase", "Snapshot", "Tx"]
 
 MAX_ALIAS_DEPTH = 10  # alias hops followed before giving up (like a loop)
+#: PBKDF2 rounds of the SCRAM verifiers made when a password is set ([auth]
+#: scram_sha1_iterations, scram_sha256_iterations): RFC 5802 §5.1 and RFC 7677 §4 ask
+#: for at least 4096; SHA-256 gets twice that, still a few milliseconds per login.
+DEFAULT_SCRAM_ITERATIONS: Mapping[str, int] = {"SCRAM-SHA-1": 4096, "SCRAM-SHA-256": 8192}
 
 
 class Tx(Protocol):
@@ -44,7 +50,7 @@ class Tx(Protocol):
 class Snapshot:
     """One consistent read of the three tables, plus a lazily built owner index."""
 
-    __slots__ = ("admins", "aliases", "dkim", "domains", "owned", "serial", "users")
+    __slots__ = ("admins", "aliases", "dkim", "domains", "owned", "scram", "serial", "users")
 
     def __init__(
         self,
@@ -54,6 +60,7 @@ class Snapshot:
         serial: int = 0,
         dkim: Mapping[str, tuple[StoredKey, ...]] | None = None,
         admins: frozenset[str] = frozenset(),
+        scram: Mapping[str, str] | None = None,
     ) -> None:
         self.domains = domains
         self.users = users  # address -> password hash
@@ -62,6 +69,7 @@ class Snapshot:
         self.dkim = dkim or {}  # domain -> keys, where the backend keeps them with the rest
         self.owned: dict[str, frozenset[str]] | None = None
         self.admins = admins  # users who may use the web admin page
+        self.scram = scram or {}  # address -> SCRAM verifiers (RFC 5803 style), "" = none
 
 
 def resolve(snap: Snapshot, norm: AddressNormalizer, address: str) -> Resolution | None:
@@ -157,7 +165,9 @@ class DirectoryBase:
         recipient_delimiter: str = "+",
         passwords: PasswordScheme | None = None,
         remember_logins: float = 0.0,
+        scram_iterations: Mapping[str, int] | None = None,
     ) -> None:
+        self._scram_iterations = dict(scram_iterations or DEFAULT_SCRAM_ITERATIONS)
         self._logins = RememberedLogins(remember_logins)
         self._norm = AddressNormalizer(recipient_delimiter)
         self._passwords = passwords if passwords is not None else PasswordScheme()
@@ -280,6 +290,7 @@ class DirectoryBase:
         parsed = self._new_address(address, "user")
         self._check_password(password)
         encoded = self._passwords.hash(password)  # slow: before taking the write lock
+        scram = self._scram_for(password)
         name = parsed.address
         with self._write() as tx:
             self._require_local_domain(tx, parsed.domain, name)
@@ -288,17 +299,19 @@ class DirectoryBase:
             if tx.one("SELECT 1 FROM aliases WHERE alias = ?", (name,)):
                 raise DirectoryError(f"{name} is already an alias; delete the alias first")
             tx.run(
-                "INSERT INTO users (address, domain, password_hash) VALUES (?, ?, ?)",
-                (name, parsed.domain, encoded),
+                "INSERT INTO users (address, domain, password_hash, scram) VALUES (?, ?, ?, ?)",
+                (name, parsed.domain, encoded, scram),
             )
 
     def set_password(self, address: str, password: str) -> None:
         name = self._existing(address)
         self._check_password(password)
         encoded = self._passwords.hash(password)
+        scram = self._scram_for(password)
         with self._write() as tx:
             changed = tx.run(
-                "UPDATE users SET password_hash = ? WHERE address = ?", (encoded, name)
+                "UPDATE users SET password_hash = ?, scram = ? WHERE address = ?",
+                (encoded, scram, name),
             )
             if changed == 0:
                 raise DirectoryError(f"user {name} does not exist")
@@ -351,18 +364,68 @@ class DirectoryBase:
             return None
         if self._passwords.needs_rehash(encoded):
             self._rehash(name, encoded, password)
+        elif self._scram_outdated(snap.scram.get(name, "")):
+            self._add_scram(name, encoded, password)
         self._logins.remember(name, password, encoded)
         return name
 
     def _rehash(self, name: str, old: str, password: str) -> None:
         """Upgrade a hash to current parameters; best effort, login succeeds anyway."""
         new = self._passwords.hash(password)
+        scram = self._scram_for(password)
         with contextlib.suppress(DirectoryError), self._write() as tx:
             # Only if unchanged: a concurrent set_password must win.
             tx.run(
-                "UPDATE users SET password_hash = ? WHERE address = ? AND password_hash = ?",
-                (new, name, old),
+                "UPDATE users SET password_hash = ?, scram = ?"
+                " WHERE address = ? AND password_hash = ?",
+                (new, scram, name, old),
             )
+
+    # ---- SCRAM verifiers (RFC 5802 §3) -----------------------------------------------
+
+    def _scram_for(self, password: str) -> str:
+        """The verifiers of ``password`` for every SCRAM family; "" when the password has
+        no SASLprep form (RFC 5802 §2.2: the account then logs in with PLAIN only)."""
+        try:
+            return " ".join(
+                make_verifier(family, password, iterations).encode()
+                for family, iterations in sorted(self._scram_iterations.items())
+            )
+        except SaslprepError:
+            return ""
+
+    def _scram_outdated(self, stored: str) -> bool:
+        have = parse_verifiers(stored)
+        return any(
+            family not in have or have[family].iterations != iterations
+            for family, iterations in self._scram_iterations.items()
+        )
+
+    def _add_scram(self, name: str, encoded: str, password: str) -> None:
+        """Give an account made before SCRAM (or with other iteration counts) its
+        verifiers at a successful password login; best effort, as for a rehash."""
+        scram = self._scram_for(password)
+        if not scram:
+            return
+        with contextlib.suppress(DirectoryError), self._write() as tx:
+            tx.run(
+                "UPDATE users SET scram = ? WHERE address = ? AND password_hash = ?",
+                (scram, name, encoded),
+            )
+
+    def scram_verifier(self, address: str, family: str) -> ScramVerifier | None:
+        """The account's ``family`` verifier from the snapshot (no I/O: the event loop
+        asks), or None: no such user, or no verifier yet."""
+        if family not in HASHES:
+            return None
+        try:
+            name = self._norm.canonical(address)
+        except AddressError:
+            return None
+        snap = self._snapshot()
+        if name not in snap.users:
+            return None
+        return parse_verifiers(snap.scram.get(name, "")).get(family)
 
     # ---- aliases ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ in DATA/directory.db as always.  The server and every CLI command go through her
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from correo.config import Config
@@ -27,6 +28,10 @@ def open_directory(
         config.store.url,
         recipient_delimiter=config.smtp.recipient_delimiter,
         remember_logins=config.auth.remember_logins,
+        scram_iterations={
+            "SCRAM-SHA-1": config.auth.scram_sha1_iterations,
+            "SCRAM-SHA-256": config.auth.scram_sha256_iterations,
+        },
         watch=watch,
         passwords=passwords,
     )
@@ -50,6 +55,7 @@ def _make(
     *,
     recipient_delimiter: str = "+",
     remember_logins: float = 0.0,
+    scram_iterations: Mapping[str, int] | None = None,
     watch: bool = False,
     passwords: PasswordScheme | None = None,
 ) -> Directory:
@@ -58,6 +64,7 @@ def _make(
             data_dir / "directory.db",
             recipient_delimiter=recipient_delimiter,
             remember_logins=remember_logins,
+            scram_iterations=scram_iterations,
             passwords=passwords,
         )
     try:
@@ -71,6 +78,7 @@ def _make(
         url,
         recipient_delimiter=recipient_delimiter,
         remember_logins=remember_logins,
+        scram_iterations=scram_iterations,
         watch=watch,
         passwords=passwords,
     )

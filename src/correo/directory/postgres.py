@@ -29,7 +29,7 @@ import concurrent.futures
 import contextlib
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -103,6 +103,7 @@ class PostgresDirectory(DirectoryBase):
         recipient_delimiter: str = "+",
         passwords: PasswordScheme | None = None,
         remember_logins: float = 0.0,
+        scram_iterations: Mapping[str, int] | None = None,
         watch: bool = False,
         recheck: float = 2.0,
         pool_size: int = 8,
@@ -111,6 +112,7 @@ class PostgresDirectory(DirectoryBase):
             recipient_delimiter=recipient_delimiter,
             passwords=passwords,
             remember_logins=remember_logins,
+            scram_iterations=scram_iterations,
         )
         self.url = url
         self.node = secrets.token_hex(6)
@@ -229,6 +231,7 @@ class PostgresDirectory(DirectoryBase):
             users = dict(conn.execute("SELECT address, password_hash FROM users").fetchall())
             aliases = dict(conn.execute("SELECT alias, target FROM aliases").fetchall())
             admins = frozenset(r[0] for r in conn.execute("SELECT address FROM users WHERE admin"))
+            scram = dict(conn.execute("SELECT address, scram FROM users WHERE scram <> ''"))
             dkim: dict[str, list[StoredKey]] = {}
             for domain, selector, pem, created, retired in conn.execute(
                 "SELECT domain, selector, pem, created, retired FROM dkim_keys"
@@ -237,7 +240,7 @@ class PostgresDirectory(DirectoryBase):
                     StoredKey(selector, bytes(pem), float(created), bool(retired))
                 )
         keys = {d: tuple(k) for d, k in dkim.items()}
-        return Snapshot(domains, users, aliases, serial, keys, admins)
+        return Snapshot(domains, users, aliases, serial, keys, admins, scram)
 
     def _listen(self) -> None:
         """Reload when another node writes (LISTEN), or when a look at the serial says so."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from correo.mailauth.keys import KeyStore
 
 __all__ = ["MAX_ALIAS_DEPTH", "SCHEMA_VERSION", "SqliteDirectory"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS domains (name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID",
@@ -37,7 +37,8 @@ _SCHEMA = (
     " address TEXT PRIMARY KEY NOT NULL,"
     " domain TEXT NOT NULL REFERENCES domains(name),"
     " password_hash TEXT NOT NULL,"
-    " admin INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    " admin INTEGER NOT NULL DEFAULT 0,"
+    " scram TEXT NOT NULL DEFAULT '') WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS aliases ("
     " alias TEXT PRIMARY KEY NOT NULL,"  # "local@domain" or "@domain" (catch-all)
     " domain TEXT NOT NULL REFERENCES domains(name),"
@@ -80,11 +81,13 @@ class SqliteDirectory(DirectoryBase):
         passwords: PasswordScheme | None = None,
         recheck: float = _RECHECK,
         remember_logins: float = 0.0,
+        scram_iterations: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(
             recipient_delimiter=recipient_delimiter,
             passwords=passwords,
             remember_logins=remember_logins,
+            scram_iterations=scram_iterations,
         )
         self._path = Path(path)
         self._recheck = recheck  # seconds between looks for other processes' writes
@@ -150,6 +153,8 @@ class SqliteDirectory(DirectoryBase):
         try:
             if version == 1:  # version 2: the web admin flag
                 conn.execute("ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")
+            if 1 <= version <= 2:  # version 3: SCRAM verifiers (RFC 5802 §3)
+                conn.execute("ALTER TABLE users ADD COLUMN scram TEXT NOT NULL DEFAULT ''")
             for statement in _SCHEMA:
                 conn.execute(statement)
         except BaseException:
@@ -193,9 +198,10 @@ class SqliteDirectory(DirectoryBase):
             users = dict(conn.execute("SELECT address, password_hash FROM users").fetchall())
             aliases = dict(conn.execute("SELECT alias, target FROM aliases").fetchall())
             admins = frozenset(r[0] for r in conn.execute("SELECT address FROM users WHERE admin"))
+            scram = dict(conn.execute("SELECT address, scram FROM users WHERE scram <> ''"))
         finally:
             conn.execute("COMMIT")
-        return Snapshot(domains, users, aliases, admins=admins)
+        return Snapshot(domains, users, aliases, admins=admins, scram=scram)
 
     @contextmanager
     def _write(self) -> Iterator[Tx]:

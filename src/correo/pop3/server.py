@@ -271,6 +271,9 @@ class Pop3Connection:
     def __init__(self, limits: Pop3Limits | None = None, *, tls_active: bool = False) -> None:
         self._limits = limits if limits is not None else Pop3Limits()
         self._tls_active = tls_active  # True for implicit TLS (port 995, RFC 8314)
+        #: SASL mechanisms offered (CAPA, bare AUTH) and accepted; the shell sets them
+        #: per connection (SCRAM's -PLUS depends on the TLS in use).
+        self.mechanisms: tuple[str, ...] = SUPPORTED
         self._state = Pop3State.AUTHORIZATION
         self._wait = _Wait.NONE
         self._in = ReceiveBuffer()
@@ -433,13 +436,13 @@ class Pop3Connection:
 
     def _auth_cmd(self, mechanism: str | None, initial: bytes | None) -> Event:
         self._user = None
-        if mechanism is not None and mechanism not in SUPPORTED:
+        if mechanism is not None and mechanism.upper() not in self.mechanisms:
             return self._error("Unsupported authentication mechanism")
         if not self._plaintext_ok():
             return self._error(*_REFUSE_PLAINTEXT)  # RFC 2595 §2.1: PLAIN/LOGIN need TLS
         if mechanism is None:
             # RFC 5034 §4 (via RFC 1734 practice): bare AUTH lists mechanisms
-            listing = "".join(f"{name}\r\n" for name in SUPPORTED)
+            listing = "".join(f"{name}\r\n" for name in self.mechanisms)
             return self._ok(f"+OK\r\n{listing}.\r\n".encode())
         return self._emit(Auth(mechanism, initial), _Wait.SASL)
 
@@ -464,7 +467,7 @@ class Pop3Connection:
         if self._state is Pop3State.AUTHORIZATION:
             if self._plaintext_ok():
                 caps.append("USER")  # RFC 2449 §6.8
-                caps.append("SASL " + " ".join(SUPPORTED))  # RFC 2449 §6.3
+                caps.append("SASL " + " ".join(self.mechanisms))  # RFC 2449 §6.3
             if self._limits.stls_available and not self._tls_active:
                 caps.append("STLS")  # RFC 2595 §4
         caps += ["EXPIRE NEVER", "LOGIN-DELAY 0", "IMPLEMENTATION correo"]

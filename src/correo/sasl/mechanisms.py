@@ -10,7 +10,10 @@ the directory.  That keeps secrets and timing policy in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from correo.sasl.scram import ScramContext
 
 __all__ = [
     "SUPPORTED",
@@ -21,7 +24,9 @@ __all__ = [
     "LoginMechanism",
     "Mechanism",
     "PlainMechanism",
+    "ScramProof",
     "Step",
+    "Success",
     "server_mechanism",
 ]
 
@@ -40,15 +45,38 @@ class Challenge:
 
 
 @dataclass(frozen=True, slots=True)
+class ScramProof:
+    """A SCRAM mechanism's verdict on the client's proof (RFC 5802 §3).
+
+    ``server_final`` (the "v=" message) is sent only after the shell's throttle has
+    counted the attempt and let it through; ``valid`` is False for an unknown user too.
+    """
+
+    valid: bool
+    server_final: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
-    """The exchange is complete; the shell must verify these credentials."""
+    """The exchange is complete; the shell must verify these credentials.
+
+    With ``proof`` (SCRAM) there is no password: the mechanism checked the proof, and
+    the shell counts the verdict, sends ``proof.server_final`` as a last challenge and
+    ends the exchange at :class:`Success`.
+    """
 
     authzid: str
     authcid: str
     password: str = field(repr=False)  # never let a secret reach a log line
+    proof: ScramProof | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"Credentials(authzid={self.authzid!r}, authcid={self.authcid!r}, password=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """The client took the server's final message: the (already verified) login stands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +86,7 @@ class Failed:
     reason: str
 
 
-Step = Challenge | Credentials | Failed
+Step = Challenge | Credentials | Failed | Success
 
 
 class Mechanism(Protocol):
@@ -183,7 +211,20 @@ _FACTORIES: dict[str, type[PlainMechanism] | type[LoginMechanism]] = {
 }
 
 
-def server_mechanism(name: str) -> Mechanism | None:
-    """A fresh server mechanism for ``name`` (case-insensitive, RFC 4422 §3.1), or None."""
-    factory = _FACTORIES.get(name.upper())
-    return None if factory is None else factory()
+def server_mechanism(name: str, scram: ScramContext | None = None) -> Mechanism | None:
+    """A fresh server mechanism for ``name`` (case-insensitive, RFC 4422 §3.1), or None.
+
+    SCRAM mechanisms exist only with a ``scram`` context (the shell offers them), and
+    the -PLUS ones only when it carries a channel binding.
+    """
+    upper = name.upper()
+    factory = _FACTORIES.get(upper)
+    if factory is not None:
+        return factory()
+    from correo.sasl.scram import SCRAM_MECHANISMS, ScramMechanism
+
+    if scram is None or upper not in SCRAM_MECHANISMS:
+        return None
+    if upper.endswith("-PLUS") and scram.binding is None:
+        return None
+    return ScramMechanism(upper, scram)

@@ -16,16 +16,66 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
-from correo.directory import AddressError, AddressNormalizer
+from correo.directory import AddressError, AddressNormalizer, DirectoryError
+from correo.sasl import ChannelBinding, ScramContext, ScramProof
+from correo.server.connection import Connection
 from correo.server.context import ServerContext
 
-__all__ = ["AuthOutcome", "account_key", "check_password"]
+__all__ = ["AuthOutcome", "account_key", "check_password", "sasl_mechanisms", "scram_context"]
 
 T = TypeVar("T")
+
+#: Key of the made-up SCRAM salts of unknown users (RFC 5802 §9), one per process.
+_SCRAM_SECRET: Final = secrets.token_bytes(32)
+
+
+def _channel_binding(conn: Connection) -> ChannelBinding | None:
+    """The binding SCRAM-*-PLUS can be checked with on this connection, or None.
+
+    RFC 9266 §3 names tls-exporter for TLS 1.3 and rules tls-unique out there; Python's
+    ssl module has no keying-material exporter, so only TLS 1.2 connections (where
+    tls-unique is RFC 5802 §6's default, RFC 5929 §3) offer -PLUS: nothing is advertised
+    that cannot be verified.
+    """
+    if not conn.tls_active:
+        return None
+    obj = conn.writer.get_extra_info("ssl_object")
+    if not isinstance(obj, ssl.SSLObject | ssl.SSLSocket) or obj.version() != "TLSv1.2":
+        return None
+    data = obj.get_channel_binding("tls-unique")
+    return ChannelBinding("tls-unique", data) if data else None
+
+
+def scram_context(ctx: ServerContext, conn: Connection) -> ScramContext | None:
+    """What SCRAM needs on ``conn``; None where passwords may not be used (no TLS and
+    ``[auth] allow_plaintext`` off), exactly where PLAIN is refused."""
+    if not conn.tls_active and not ctx.config.auth.allow_plaintext:
+        return None
+    auth = ctx.config.auth
+    return ScramContext(
+        lookup=ctx.directory.scram_verifier,
+        binding=_channel_binding(conn),
+        secret=_SCRAM_SECRET,
+        iterations={
+            "SCRAM-SHA-1": auth.scram_sha1_iterations,
+            "SCRAM-SHA-256": auth.scram_sha256_iterations,
+        },
+    )
+
+
+def sasl_mechanisms(ctx: ServerContext, conn: Connection) -> list[str]:
+    """The SASL mechanisms to advertise on ``conn``, strongest first (RFC 4422 §3.1)."""
+    scram = scram_context(ctx, conn)
+    if scram is None:
+        return []
+    plus = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] if scram.binding is not None else []
+    return [*plus, "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +107,26 @@ async def _counted(
     return call(peer_ip, key)
 
 
+def _scram_account(ctx: ServerContext, user: str, proof: ScramProof) -> str | None:
+    if not proof.valid:
+        return None
+    try:
+        return ctx.directory.account_name(user)
+    except DirectoryError:
+        return None
+
+
 async def check_password(
-    ctx: ServerContext, *, session: str, peer_ip: str, user: str, password: str
+    ctx: ServerContext,
+    *,
+    session: str,
+    peer_ip: str,
+    user: str,
+    password: str,
+    proof: ScramProof | None = None,
 ) -> AuthOutcome:
-    """Verify ``user``'s password; on failure the delay has already been served."""
+    """Verify ``user``'s password, or count a SCRAM mechanism's verdict (``proof``) the
+    same way; on failure the delay has already been served."""
     key = account_key(user, ctx.config.smtp.recipient_delimiter)
     verdict = await _counted(ctx, ctx.throttle.begin, peer_ip, key)
     if verdict.locked:
@@ -69,8 +135,11 @@ async def check_password(
         return AuthOutcome(None, locked=True)
     account: str | None = None
     try:
-        async with ctx.auth_slots:
-            account = await asyncio.to_thread(ctx.directory.verify_password, user, password)
+        if proof is not None:  # checked by the mechanism: a few HMACs, no thread needed
+            account = _scram_account(ctx, user, proof)
+        else:
+            async with ctx.auth_slots:
+                account = await asyncio.to_thread(ctx.directory.verify_password, user, password)
     finally:  # an attempt cut short (shutdown) still ends, as a failure
         end = ctx.throttle.failure if account is None else ctx.throttle.success
         await _counted(ctx, end, peer_ip, key)

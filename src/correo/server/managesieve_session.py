@@ -39,8 +39,8 @@ from correo.managesieve import (
     script_block,
     script_list,
 )
-from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
-from correo.server.auth import check_password
+from correo.sasl import Challenge, Credentials, Failed, Mechanism, Step, Success, server_mechanism
+from correo.server.auth import check_password, sasl_mechanisms, scram_context
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.sieve import SIEVE_EXTENSIONS, check
@@ -60,6 +60,7 @@ class ManageSieveSession:
         self.id = new_session_id()
         self.user: str | None = None
         self.mechanism: Mechanism | None = None
+        self.sasl_account: str | None = None  # SCRAM: verified, waiting for the last reply
         self.closing = False
         self.shutdown_requested = False
         #: How long a client that does not read its replies may hold the session.
@@ -125,8 +126,8 @@ class ManageSieveSession:
 
     def _capabilities(self) -> None:
         items: list[tuple[str, str | None]] = [("IMPLEMENTATION", "correo")]
-        may_auth = self.conn.tls_active or self.ctx.config.auth.allow_plaintext
-        items.append(("SASL", "PLAIN" if may_auth and self.user is None else ""))
+        offered = sasl_mechanisms(self.ctx, self.conn) if self.user is None else []
+        items.append(("SASL", " ".join(offered)))
         items.append(("SIEVE", " ".join(SIEVE_EXTENSIONS)))
         if not self.conn.tls_active and self.ctx.tls is not None:
             items.append(("STARTTLS", None))
@@ -278,7 +279,9 @@ class ManageSieveSession:
         if not self.conn.tls_active and not self.ctx.config.auth.allow_plaintext:
             self._respond("NO", "ENCRYPT-NEEDED", "Use STARTTLS first")  # RFC 5804 §2.1
             return
-        mechanism = server_mechanism(event.mechanism) if event.mechanism == "PLAIN" else None
+        name = event.mechanism.upper()
+        scram = scram_context(self.ctx, self.conn)
+        mechanism = server_mechanism(name, scram) if name != "LOGIN" else None
         if mechanism is None:
             self._respond("NO", None, "Unsupported SASL mechanism")
             return
@@ -306,13 +309,21 @@ class ManageSieveSession:
             self._respond("NO", None, "Bad base64 in SASL response")
             return None
 
-    async def _sasl_result(self, step: Challenge | Credentials | Failed) -> None:
+    async def _sasl_result(self, step: Step) -> None:
         if isinstance(step, Challenge):
             self.conn.write(self.core.send_challenge(step.data))
             return
-        self.mechanism = None
+        mechanism, self.mechanism = self.mechanism, None
+        account, self.sasl_account = self.sasl_account, None
+        if isinstance(step, Success) and account is not None:
+            self.user = account  # the client took SCRAM's server-final message
+            self._respond("OK", None, "Authenticated")
+            return
         if isinstance(step, Failed):
             self._respond("NO", None, step.reason)
+            return
+        if not isinstance(step, Credentials):
+            self._respond("NO", None, "Authentication failed")
             return
         outcome = (
             await check_password(
@@ -321,6 +332,7 @@ class ManageSieveSession:
                 peer_ip=self.conn.peer_ip,
                 user=step.authcid,
                 password=step.password,
+                proof=step.proof,
             )
             if step.authzid in ("", step.authcid)
             else None
@@ -328,6 +340,10 @@ class ManageSieveSession:
         if outcome is None or outcome.account is None:
             locked = outcome is not None and outcome.locked
             self._respond("NO", "TRYLATER" if locked else None, "Authentication failed")
+            return
+        if step.proof is not None:  # RFC 5802 §3: server-final as a last challenge
+            self.mechanism, self.sasl_account = mechanism, outcome.account
+            self.conn.write(self.core.send_challenge(step.proof.server_final))
             return
         self.user = outcome.account
         self._respond("OK", None, "Authenticated")

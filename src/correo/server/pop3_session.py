@@ -30,8 +30,16 @@ from correo.pop3 import (
     TopFilter,
     UserPass,
 )
-from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
-from correo.server.auth import check_password
+from correo.sasl import (
+    Challenge,
+    Credentials,
+    Mechanism,
+    ScramProof,
+    Step,
+    Success,
+    server_mechanism,
+)
+from correo.server.auth import check_password, sasl_mechanisms, scram_context
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.store.api import INBOX, StoreError, StoreUnavailableError
@@ -55,8 +63,10 @@ class Pop3Session:
             )
         )
         self.core.tls_active = conn.tls_active
+        self._offer_mechanisms()
         self.account: str | None = None
         self.mechanism: Mechanism | None = None
+        self.sasl_account: str | None = None  # SCRAM: verified, waiting for the last reply
         self.closing = False
         self.shutdown_requested = False
         self.in_transaction = False
@@ -134,7 +144,7 @@ class Pop3Session:
             case UserPass(user=user, password=password):
                 await self._login(user, password)
             case Auth(mechanism=name, initial=initial):
-                mechanism = server_mechanism(name)
+                mechanism = server_mechanism(name, scram_context(self.ctx, self.conn))
                 if mechanism is None:
                     self._send(False, "Unsupported SASL mechanism")
                     return
@@ -170,31 +180,59 @@ class Pop3Session:
             self.closing = True
             return
         self.core.tls_started()
+        self._offer_mechanisms()
 
-    async def _sasl(self, step: Challenge | Credentials | Failed) -> None:
+    def _offer_mechanisms(self) -> None:
+        offered = sasl_mechanisms(self.ctx, self.conn)
+        if offered:
+            self.core.mechanisms = (*offered, "LOGIN")
+
+    async def _sasl(self, step: Step) -> None:
         if isinstance(step, Challenge):
             self.conn.write(self.core.send_challenge(step.data))
             return
-        self.mechanism = None
-        if isinstance(step, Failed):
+        mechanism, self.mechanism = self.mechanism, None
+        account, self.sasl_account = self.sasl_account, None
+        if isinstance(step, Success) and account is not None:
+            await self._open_maildrop(account)  # the client took SCRAM's server-final
+            return
+        if not isinstance(step, Credentials):
             self._send(False, "Malformed authentication data", code="AUTH")
             return
         if step.authzid not in ("", step.authcid):
             self._send(False, "Authorization identity not permitted", code="AUTH")
             return
-        await self._login(step.authcid, step.password)
+        if step.proof is None:
+            await self._login(step.authcid, step.password)
+            return
+        account = await self._check(step.authcid, "", step.proof)
+        if account is not None:  # RFC 5802 §3, RFC 5034 §4: server-final as a challenge
+            self.mechanism, self.sasl_account = mechanism, account
+            self.conn.write(self.core.send_challenge(step.proof.server_final))
 
-    async def _login(self, user: str, password: str) -> None:
+    async def _check(self, user: str, password: str, proof: ScramProof | None) -> str | None:
+        """The account if the password (or SCRAM proof) is right; else sends -ERR."""
         outcome = await check_password(
-            self.ctx, session=self.id, peer_ip=self.conn.peer_ip, user=user, password=password
+            self.ctx,
+            session=self.id,
+            peer_ip=self.conn.peer_ip,
+            user=user,
+            password=password,
+            proof=proof,
         )
         if outcome.locked:
             self._send(False, "Too many failed logins; try again later", code="SYS/TEMP")
-            return
-        account = outcome.account
-        if account is None:
+            return None
+        if outcome.account is None:
             self._send(False, "Authentication failed", code="AUTH")
-            return
+        return outcome.account
+
+    async def _login(self, user: str, password: str) -> None:
+        account = await self._check(user, password, None)
+        if account is not None:
+            await self._open_maildrop(account)
+
+    async def _open_maildrop(self, account: str) -> None:
         if account in self.ctx.maildrops_in_use:
             self._send(False, "Maildrop already locked by another session", code="IN-USE")
             return

@@ -34,8 +34,16 @@ from correo.message.headers import (
 )
 from correo.queue.dsn import return_path_authenticated, without_success
 from correo.queue.routing import handoff_domains
-from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
-from correo.server.auth import check_password
+from correo.sasl import (
+    Challenge,
+    Credentials,
+    Mechanism,
+    ScramProof,
+    Step,
+    Success,
+    server_mechanism,
+)
+from correo.server.auth import check_password, sasl_mechanisms, scram_context
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.server.store_failure import smtp_reply
@@ -127,6 +135,7 @@ class SmtpSession:
         self.user: str | None = None
         self.tx: _Transaction | None = None
         self.mechanism: Mechanism | None = None
+        self.sasl_account: str | None = None  # SCRAM: verified, waiting for the last reply
         self.messages = 0
         self.closing = False
         self.shutdown_requested = False
@@ -312,7 +321,7 @@ class SmtpSession:
             ext.append("STARTTLS")
         may_auth = self.conn.tls_active or self.ctx.config.auth.allow_plaintext
         if self.submission and may_auth and self.user is None:
-            ext.append("AUTH PLAIN LOGIN")
+            ext.append(" ".join(["AUTH", *sasl_mechanisms(self.ctx, self.conn), "LOGIN"]))
         return ext
 
     def _helo(self, event: Helo) -> None:
@@ -348,7 +357,7 @@ class SmtpSession:
         if self.tx is not None:
             self._reply(503, "5.5.1", "AUTH not permitted during a mail transaction")
             return
-        mechanism = server_mechanism(event.mechanism)
+        mechanism = server_mechanism(event.mechanism, scram_context(self.ctx, self.conn))
         if mechanism is None:
             self._reply(504, "5.5.4", "Unrecognized authentication type")
             return
@@ -361,28 +370,43 @@ class SmtpSession:
             return
         await self._auth_result(self.mechanism.step(data))
 
-    async def _auth_result(self, step: Challenge | Credentials | Failed) -> None:
+    async def _auth_result(self, step: Step) -> None:
         if isinstance(step, Challenge):
             self._reply(334, None, base64.b64encode(step.data).decode())
             return
-        self.mechanism = None
-        if isinstance(step, Failed):
+        mechanism, self.mechanism = self.mechanism, None
+        account, self.sasl_account = self.sasl_account, None
+        if isinstance(step, Success) and account is not None:
+            self.user = account  # the client took SCRAM's server-final message
+            self._reply(235, "2.7.0", "Authentication successful")
+            return
+        if not isinstance(step, Credentials):
             self._reply(501, "5.5.2", "Malformed authentication data")
             return
         if step.authzid not in ("", step.authcid):
             # RFC 4954 §6: we let no one act for another; a failed AUTH is still answered.
             self._reply(535, "5.7.8", "Authorization identity not permitted")
             return
-        account = await self._verify(step.authcid, step.password)
+        account = await self._verify(step.authcid, step.password, step.proof)
         if account is None:
+            return
+        if step.proof is not None:  # RFC 5802 §3, RFC 4954 §4: server-final as a challenge
+            self.mechanism, self.sasl_account = mechanism, account
+            self._reply(334, None, base64.b64encode(step.proof.server_final).decode())
             return
         self.user = account
         self._reply(235, "2.7.0", "Authentication successful")
 
-    async def _verify(self, user: str, password: str) -> str | None:
-        """Check a password (throttled); sends the failure reply itself (RFC 4954 §6)."""
+    async def _verify(self, user: str, password: str, proof: ScramProof | None) -> str | None:
+        """Check a password or a SCRAM proof (throttled); sends the failure reply itself
+        (RFC 4954 §6)."""
         outcome = await check_password(
-            self.ctx, session=self.id, peer_ip=self.conn.peer_ip, user=user, password=password
+            self.ctx,
+            session=self.id,
+            peer_ip=self.conn.peer_ip,
+            user=user,
+            password=password,
+            proof=proof,
         )
         if outcome.locked:
             self._reply(454, "4.7.0", "Too many failed authentications; try again later")

@@ -192,6 +192,9 @@ CREATE TABLE webhook_keys (name text PRIMARY KEY, key bytea NOT NULL);
 #: The directory's web admin flag (``correo user admin ADDRESS on|off``).
 _V_WEB_ADMIN: Final = "ALTER TABLE users ADD COLUMN admin boolean NOT NULL DEFAULT false;"
 
+#: The directory's SCRAM verifiers (RFC 5802 §3), "" until the password is set or used.
+_V_SCRAM: Final = "ALTER TABLE users ADD COLUMN scram text NOT NULL DEFAULT '';"
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
@@ -207,6 +210,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     30: (METADATA_MIGRATION, ()),  # IMAP METADATA entries (RFC 5464)
     31: (SAVEDATE_MIGRATION, ()),  # when each message was saved (RFC 8514)
     40: (_V_WEB_ADMIN, ()),  # the web admin flag of users
+    45: (_V_SCRAM, ()),  # SCRAM verifiers of users
 }
 LATEST: Final = max(MIGRATIONS)
 

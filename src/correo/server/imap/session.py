@@ -46,8 +46,16 @@ from correo.imap.server import (
 )
 from correo.imap.states import ImapState
 from correo.imap.urlauth import GenUrlAuth, ResetKey, UrlFetch
-from correo.sasl import Challenge, Credentials, Failed, Mechanism, server_mechanism
-from correo.server.auth import check_password
+from correo.sasl import (
+    Challenge,
+    Credentials,
+    Mechanism,
+    ScramProof,
+    Step,
+    Success,
+    server_mechanism,
+)
+from correo.server.auth import check_password, sasl_mechanisms, scram_context
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
 from correo.server.imap.appends import Append, append_done, append_start, drop_appends
@@ -203,6 +211,7 @@ class ImapSession:
         self.user: str | None = None
         self.view: MailboxView | None = None
         self.mechanism: Mechanism | None = None
+        self.sasl_account: str | None = None  # SCRAM: verified, waiting for the last reply
         self.auth_tag = ""
         self.appends: list[Append] = []
         self.append_failed: str | None = None
@@ -244,7 +253,7 @@ class ImapSession:
             if not self.conn.tls_active and self.ctx.tls is not None:
                 caps.append("STARTTLS")
             if self.conn.tls_active or self.ctx.config.auth.allow_plaintext:
-                caps.append("AUTH=PLAIN")
+                caps += [f"AUTH={name}" for name in sasl_mechanisms(self.ctx, self.conn)]
             else:
                 caps.append("LOGINDISABLED")
             return tuple(caps)
@@ -514,23 +523,39 @@ class ImapSession:
 
     # -- authentication -------------------------------------------------------------
 
-    async def _login(self, tag: str, user: str, password: str) -> None:
+    async def _login(
+        self, tag: str, user: str, password: str, proof: ScramProof | None = None
+    ) -> bool:
+        """True when SCRAM's server-final message went out and its answer is awaited."""
         outcome = await check_password(
-            self.ctx, session=self.id, peer_ip=self.conn.peer_ip, user=user, password=password
+            self.ctx,
+            session=self.id,
+            peer_ip=self.conn.peer_ip,
+            user=user,
+            password=password,
+            proof=proof,
         )
         if outcome.locked:
             self.write(tagged(tag, "NO", "Too many failed logins; try again later", "UNAVAILABLE"))
-            return
+            return False
         if outcome.account is None:
             self.write(tagged(tag, "NO", "Authentication failed", "AUTHENTICATIONFAILED"))
-            return
+            return False
+        if proof is not None:  # RFC 5802 §3, RFC 9051 §6.2.2: server-final as a challenge
+            self.sasl_account = outcome.account
+            self.write(self.core.send_challenge(proof.server_final))
+            return True
+        await self._logged_in(tag, outcome.account)
+        return False
+
+    async def _logged_in(self, tag: str, account: str) -> None:
         try:
-            await self._ensure_special_use(outcome.account)
+            await self._ensure_special_use(account)
         except StoreError as exc:  # no INBOX and none can be made (disk full): not in
             self.ctx.log.error("imap.store_failed", session=self.id, error=str(exc))
             self.write(tagged(tag, "NO", *imap_reply(exc)))
             return
-        self.user = outcome.account
+        self.user = account
         self.core.authenticated()
         caps = "CAPABILITY " + " ".join(self.capabilities())
         self.write(tagged(tag, "OK", "Logged in", caps))
@@ -550,7 +575,7 @@ class ImapSession:
         await self._login(tag, cmd.username, cmd.password)
 
     async def cmd_authenticate(self, tag: str, cmd: c.Authenticate) -> None:
-        mechanism = server_mechanism(cmd.mechanism)
+        mechanism = server_mechanism(cmd.mechanism, scram_context(self.ctx, self.conn))
         if mechanism is None:
             self.write(tagged(tag, "NO", "Unsupported authentication mechanism", "CANNOT"))
             return
@@ -558,19 +583,24 @@ class ImapSession:
         self.auth_tag = tag
         await self._sasl(mechanism.start(cmd.initial))
 
-    async def _sasl(self, step: Challenge | Credentials | Failed) -> None:
+    async def _sasl(self, step: Step) -> None:
         tag = self.auth_tag
         if isinstance(step, Challenge):
             self.write(self.core.send_challenge(step.data))
             return
-        self.mechanism = None
-        if isinstance(step, Failed):
+        mechanism, self.mechanism = self.mechanism, None
+        account, self.sasl_account = self.sasl_account, None
+        if isinstance(step, Success) and account is not None:
+            await self._logged_in(tag, account)  # the client took SCRAM's server-final
+            return
+        if not isinstance(step, Credentials):
             self.write(tagged(tag, "NO", "Malformed authentication data", "AUTHENTICATIONFAILED"))
             return
         if step.authzid not in ("", step.authcid):
             self.write(tagged(tag, "NO", "Authorization identity refused", "AUTHORIZATIONFAILED"))
             return
-        await self._login(tag, step.authcid, step.password)
+        if await self._login(tag, step.authcid, step.password, step.proof):
+            self.mechanism = mechanism  # for the client's reply to the server-final message
 
     async def cmd_enable(self, tag: str, cmd: c.Enable) -> None:
         added = self.core.enable(*cmd.capabilities)

@@ -23,7 +23,7 @@ from correo.store.postgres_schema import LATEST  # noqa: E402  (needs psycopg)
 ALICE = "alice@example.test"
 
 
-def pg_node(data: Path, url: str) -> Server:
+def pg_node(data: Path, url: str, *, users: bool = True) -> Server:
     """An initialised node on ``url``: every listener on port 0, the tests' users."""
     result = init_node(data, url)
     assert result.returncode == 0, result.stderr
@@ -34,7 +34,7 @@ def pg_node(data: Path, url: str) -> Server:
         )
     config = re.sub(r"^nameservers = .*$", f'nameservers = ["{quiet_dns()}"]', config, flags=re.M)
     (data / "correo.toml").write_text(config)
-    for address, password in PASSWORDS.items():
+    for address, password in PASSWORDS.items() if users else ():
         added = correo(data, "user", "add", address, stdin=password + "\n")
         assert added.returncode == 0, added.stderr
     return Server(data)

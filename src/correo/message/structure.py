@@ -417,15 +417,14 @@ class StructureBuilder:
 
     def _delimiter(self, s: int, after: int, line: bytes) -> bool:
         """If ``line`` (at buffer index ``s``) delimits an open multipart, act on it."""
-        # RFC 2046 §5.1.1: transport padding (trailing LWSP) may follow the delimiter
-        line = line.rstrip(b" \t\r\n")
+        # RFC 2046 §5.1.1: "an exact match of the entire candidate line is not required; it
+        # is sufficient that the boundary appear in its entirety following the CRLF" (so
+        # `--b-- trailing` closes, as in Dovecot); the innermost multipart is tried first,
+        # so a nested boundary that extends its parent's is the child's.
         for delim, mp in self._delims:
-            if line == delim:
-                closing = False
-            elif line == delim + b"--":
-                closing = True
-            else:
+            if not line.startswith(delim):
                 continue
+            closing = line.startswith(b"--", len(delim))
             self._on_delimiter(mp, s, min(after, len(self._buf)), closing)
             return True
         return False

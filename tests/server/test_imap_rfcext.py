@@ -346,3 +346,47 @@ def test_multisearch(server: Server) -> None:
     out = bob.cmd("x", f'ESEARCH IN (SUBTREE "{top}" MAILBOXES "{top}") ALL')
     assert out == [b"x OK ESEARCH completed"], out
     bob.close()
+
+
+def test_uidonly(server: Server) -> None:
+    box = unique("uidonly")
+    _box_named(server, box, message("one"), message("two"), message("three"))
+    raw = _session(server)
+    assert b"UIDONLY" in raw.cmd("c", "CAPABILITY")[0].split()
+    assert raw.cmd("e", "ENABLE UIDONLY")[0] == b"* ENABLED UIDONLY"
+    raw.cmd("s", f"SELECT {box}")
+    for tag, bad in (
+        ("b1", "FETCH 1 FLAGS"),
+        ("b2", "STORE 1 +FLAGS (\\Seen)"),
+        ("b3", "SEARCH ALL"),
+        ("b4", "UID SEARCH 1:2"),
+        ("b5", f"COPY 1 {box}"),
+        ("b6", f"MOVE 1 {box}"),
+        ("b7", "SORT (DATE) UTF-8 ALL"),
+    ):
+        out = raw.cmd(tag, bad)
+        assert out == [tag.encode() + b" BAD [UIDREQUIRED] use UIDs, not message numbers"], out
+    raw.send(b"b8 REPLACE 1 %s {3}\r\n" % box.encode())
+    assert raw.until(b"b8")[-1].startswith(b"b8 BAD [UIDREQUIRED]")
+    out = raw.cmd("f", "UID FETCH 2:3 (FLAGS)")
+    assert out[:2] == [
+        b"* 2 UIDFETCH (FLAGS (\\Recent) UID 2)",
+        b"* 3 UIDFETCH (FLAGS (\\Recent) UID 3)",
+    ], out
+    out = raw.cmd("f2", "UID FETCH 1 (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert out[0].startswith(b"* 1 UIDFETCH (RFC822.SIZE "), out
+    out = raw.cmd("t", "UID STORE 2 +FLAGS (\\Deleted)")
+    assert out[0] == b"* 2 UIDFETCH (UID 2 FLAGS (\\Deleted \\Recent))", out
+    out = raw.cmd("x", "EXPUNGE")
+    assert out == [b"* VANISHED 2", b"x OK EXPUNGE completed"], out
+    assert raw.cmd("u", "UID SEARCH UID 1:*")[0] == b"* SEARCH 1 3"
+    # another session's change arrives as UIDFETCH and VANISHED too
+    other = _session(server)
+    other.cmd("s", f"SELECT {box}")
+    other.cmd("t", "UID STORE 3 +FLAGS (\\Flagged \\Deleted)")
+    other.cmd("x", "EXPUNGE")
+    other.close()
+    out = raw.cmd("n", "NOOP")
+    assert b"* VANISHED 3" in out, out
+    assert out[-1].startswith(b"n OK")
+    raw.close()

@@ -12,7 +12,8 @@ from correo.imap.extended import parse_any
 from correo.imap.multisearch import MultiSearch
 from correo.imap.responses import status_response
 from correo.imap.search import AgeKey, And, ObjectIdKey, SaveDateKey, compile_program
-from correo.imap.server import AppendStart, CommandEvent, Sentinel
+from correo.imap.server import AppendStart, CommandEvent, Respond, Sentinel
+from correo.imap.uidonly import uses_sequence_numbers
 from correo.jmap import mail as jmap_mail
 from correo.jmap.threads import thread_of
 from correo.message.objectid import email_id, mailbox_id, thread_id_of
@@ -222,3 +223,22 @@ def _seq(text: bytes) -> object:
     from correo.imap.sequence import SequenceSet
 
     return SeqKey(SequenceSet.parse(text))
+
+
+def test_uidonly_refuses_message_numbers() -> None:
+    conn = ImapConnection()
+    conn.authenticated()
+    assert conn.enable("UIDONLY") == ("UIDONLY",)
+    assert conn.uidonly and conn.vanished and not conn.qresync
+    conn.selected(read_only=False)
+    for line in (b"FETCH 1 FLAGS", b"STORE 1 FLAGS ()", b"SEARCH 1", b"UID SEARCH 1:3",
+                 b"COPY 1 X", b"MOVE 1 X", b"THREAD REFERENCES UTF-8 ALL"):  # fmt: skip
+        events = _events(conn, b"a " + line + b"\r\n")
+        assert events == [Respond(b"a BAD [UIDREQUIRED] use UIDs, not message numbers\r\n")]
+    for line in (b"UID FETCH 1 FLAGS", b"UID SEARCH UID 1:* $", b"UID MOVE 1 X", b"NOOP"):
+        events = _events(conn, b"a " + line + b"\r\n")
+        assert isinstance(events[0], CommandEvent), (line, events)
+    events = _events(conn, b"r REPLACE 1 INBOX {1+}\r\nx\r\n")
+    assert any(b"UIDREQUIRED" in getattr(e, "data", b"") for e in events), events
+    assert uses_sequence_numbers(_cmd(b"a FETCH 1 UID"))
+    assert not uses_sequence_numbers(_cmd(b"a UID FETCH 1 UID"))

@@ -67,6 +67,7 @@ class AppendFraming:
         _lit: bytearray
         _limits: ImapLimits
         _options: ParseOptions
+        _enabled: set[str]
         _lines: list[bytes]
         _lits: list[bytes]
 
@@ -102,6 +103,9 @@ class AppendFraming:
             return self._reject(exc, line)
         if found is None:
             return None
+        if found[0].replace is not None and not found[0].uid and "UIDONLY" in self._enabled:
+            err = ParseError("use UIDs, not message numbers", "UIDREQUIRED")  # RFC 9586 §3.1
+            return self._reject(err, line)
         self._append_head, head = found
         self._reset_command_keep_tag()
         return self._start_message(head)

@@ -66,6 +66,7 @@ from correo.imap.extended import ALL_COMMAND_NAMES, AnyCommand, parse_any
 from correo.imap.reader import ImapLimits, find_literal_marker
 from correo.imap.responses import continuation, tagged, untagged
 from correo.imap.states import ImapState, is_legal
+from correo.imap.uidonly import uses_sequence_numbers
 from correo.sansio import AuthCancel, AuthResponse, ConnectionClosed, ReceiveBuffer
 
 __all__ = [
@@ -139,6 +140,7 @@ _ENABLEABLE = {
     "UTF8=ACCEPT": ("UTF8=ACCEPT",),
     "CONDSTORE": ("CONDSTORE",),
     "QRESYNC": ("QRESYNC", "CONDSTORE"),
+    "UIDONLY": ("UIDONLY",),  # RFC 9586
 }
 
 
@@ -199,6 +201,16 @@ class ImapConnection(AppendFraming):
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self._enabled
+
+    @property
+    def uidonly(self) -> bool:
+        """RFC 9586: messages are named by UID only, in commands and in responses."""
+        return "UIDONLY" in self._enabled
+
+    @property
+    def vanished(self) -> bool:
+        """Expunges are told as VANISHED (RFC 7162 §3.2.10 QRESYNC, RFC 9586 §3.2)."""
+        return bool(self._enabled & {"QRESYNC", "UIDONLY"})
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -391,7 +403,8 @@ class ImapConnection(AppendFraming):
         if not self._lines:
             if self._state is ImapState.SELECTED:
                 quick = quick_fetch(line, self._options)
-                if quick is not None:  # the common case, without the general parser
+                if quick is not None and (quick[1].uid or not self.uidonly):
+                    # the common case, without the general parser
                     self._text_used = 0
                     self._bad = 0
                     return CommandEvent(*quick)
@@ -478,6 +491,9 @@ class ImapConnection(AppendFraming):
             case Authenticate():
                 self._may = frozenset({"challenge"})
                 self._special_tag = self._tag
+            case _ if "UIDONLY" in self._enabled and uses_sequence_numbers(command):
+                # RFC 9586 §3.1
+                return self._reject(ParseError("use UIDs, not message numbers", "UIDREQUIRED"))
         tag = self._tag
         self._reset_command()
         self._bad = 0

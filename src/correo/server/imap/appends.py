@@ -207,7 +207,7 @@ async def _expunge_replaced(session: ImapSession, uid: int, appenduid: str) -> N
     session.write(untagged("OK", "Replacement Message ID", appenduid))
     if uid in view.info:
         await session.ctx.store.expunge(session.user, view.name, [uid])
-        for line in view.expunged_now([uid], session.core.qresync):
+        for line in view.expunged_now([uid], session.core.vanished):
             session.write(line)
     await session._updates(allow_expunge=False)
 

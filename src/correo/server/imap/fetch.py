@@ -299,7 +299,7 @@ def render_meta(
             parts.append(item)
     if plan.condstore and "MODSEQ" not in plan.names:
         parts.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
-    return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+    return view.fetch_head(seq, uid) + b" ".join(parts) + b")\r\n"
 
 
 # -- the metadata hot path: whole batches, cached immutable items ------------------------
@@ -463,6 +463,9 @@ async def render_meta_batch(
         seqs = range(first + 1, first + len(batch) + 1)
     else:
         seqs = [bisect.bisect_left(all_uids, u) + 1 for u in batch]
+    if view.uidonly:  # RFC 9586 §3.3: "* uid UIDFETCH (...)"
+        fmt = fmt.replace(b" FETCH (", b" UIDFETCH (", 1)
+        seqs = batch
     columns: list[Sequence[object]] = [seqs]
     flags: list[bytes] | None = None
     for name in names:
@@ -665,7 +668,7 @@ async def render_message(
     small.extend(extras)  # items computed by the caller (EMAILID, PREVIEW…)
     if plan.condstore and "MODSEQ" not in plan.names:
         small.append(b"MODSEQ (%d)" % info.modseq)  # RFC 7162 §3.1.4.1
-    head = b"* %d FETCH (" % (seq or 0)
+    head = view.fetch_head(seq or 0, uid)
     if not pieces:
         return Rendered([head + b" ".join(small) + b")\r\n"])
     pieces[0] = head + pieces[0]

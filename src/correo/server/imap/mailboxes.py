@@ -107,6 +107,7 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
         shared=session.ctx.imap,
     )
     view.rev2 = session.core.rev2
+    view.uidonly = session.core.uidonly
     if cmd.condstore or cmd.qresync is not None:
         session.core.enable("CONDSTORE")
     session.view = view
@@ -168,8 +169,8 @@ async def _qresync(session: ImapSession, q: c.Qresync) -> None:
         seq = view.seq(m.uid)
         if seq is not None:
             session.write(
-                b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
-                % (seq, m.uid, view.flag_list(m.uid), m.modseq)
+                view.fetch_head(seq, m.uid)
+                + b"UID %d FLAGS %s MODSEQ (%d))\r\n" % (m.uid, view.flag_list(m.uid), m.modseq)
             )
 
 

@@ -94,7 +94,7 @@ async def cmd_expunge(session: ImapSession, tag: str, cmd: c.Expunge | c.UidExpu
     deleted = [u for u in candidates if "\\Deleted" in view.info[u].flags]
     if deleted:
         await session.ctx.store.expunge(session.user, view.name, deleted)
-        for line in view.expunged_now(deleted, session.core.qresync):
+        for line in view.expunged_now(deleted, session.core.vanished):
             session.write(line)
     await session._updates()
     session.write(tagged(tag, "OK", "EXPUNGE completed"))
@@ -263,7 +263,7 @@ async def cmd_store(session: ImapSession, tag: str, cmd: c.Store) -> None:
             items.insert(0, b"UID %d" % uid)
         if condstore:
             items.append(b"MODSEQ (%d)" % view.info[uid].modseq)
-        session.write(b"* %d FETCH (" % (seq or 0) + b" ".join(items) + b")\r\n")
+        session.write(view.fetch_head(seq or 0, uid) + b" ".join(items) + b")\r\n")
     await contexts_changed(session)  # RFC 5267 §4.3: after the FETCHes
     if failed:
         numbers = failed if cmd.uid else [view.seq(u) or 0 for u in failed]
@@ -306,7 +306,7 @@ async def cmd_copy(session: ImapSession, tag: str, cmd: c.Copy | c.Move) -> None
     if move:
         if code:
             session.write(untagged("OK", "Moved", code))  # RFC 6851 §4.3
-        for line in view.expunged_now([p[0] for p in pairs], session.core.qresync):
+        for line in view.expunged_now([p[0] for p in pairs], session.core.vanished):
             session.write(line)
     if into_self and pairs:
         # RFC 6851 §4.4: the EXPUNGEs above first, then EXISTS for the new messages

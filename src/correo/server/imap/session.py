@@ -147,6 +147,7 @@ _AUTH_CAPS = (
     "SAVEDATE",  # RFC 8514
     "REPLACE",  # RFC 8508
     "MULTISEARCH",  # RFC 7377
+    "UIDONLY",  # RFC 9586
     *QUOTA_CAPS,  # RFC 9208
 )
 # Without a change counted by this process, re-read the change feed at most this often
@@ -456,7 +457,7 @@ class ImapSession:
             for line in view.catch_up(
                 changes,
                 allow_expunge=allow_expunge,
-                qresync=self.core.qresync,
+                qresync=self.core.vanished,
                 condstore=self.core.condstore,
             ):
                 self.write(line)

@@ -72,6 +72,7 @@ class MailboxView:
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # SEARCHRES "$" (RFC 5182), as UIDs
         self.rev2 = False  # IMAP4rev2 has no \Recent (RFC 9051 §2.3.2)
+        self.uidonly = False  # RFC 9586: UIDFETCH and VANISHED, never a message number
         self.contexts: Contexts | None = None  # RFC 5267 §4.3 updating searches
 
     def _own(self) -> None:
@@ -236,9 +237,15 @@ class MailboxView:
             out.append(b"* %d RECENT\r\n" % self.recent)  # RFC 3501 §7.3.2
         return out
 
+    def fetch_head(self, seq: int, uid: int) -> bytes:
+        """``* n FETCH (``, or ``* uid UIDFETCH (`` under UIDONLY (RFC 9586 §3.3)."""
+        return b"* %d UIDFETCH (" % uid if self.uidonly else b"* %d FETCH (" % seq
+
     def _flags_fetch(self, seq: int, m: MessageInfo, qresync: bool, condstore: bool) -> bytes:
         flags = self._flag_bytes(m)
         extra = b" MODSEQ (%d)" % m.modseq if condstore else b""
+        if self.uidonly:
+            return b"* %d UIDFETCH (FLAGS %s%s)\r\n" % (m.uid, flags, extra)
         uid_part = b" UID %d" % m.uid if qresync else b""
         return b"* %d FETCH (FLAGS %s%s%s)\r\n" % (seq, flags, uid_part, extra)
 
@@ -256,8 +263,8 @@ class MailboxView:
             return []
         # RFC 5267 §4.3.4: REMOVEFROM before the EXPUNGE, numbered as the client knows
         out = self.contexts.before_expunge(self, gone) if self.contexts is not None else []
-        if qresync:
-            # RFC 7162 §3.2.10: VANISHED (UIDs) instead of EXPUNGE (sequence numbers).
+        if qresync or self.uidonly:
+            # RFC 7162 §3.2.10, RFC 9586 §3.2: VANISHED (UIDs) instead of EXPUNGE.
             return [*out, b"* VANISHED " + format_uids(gone).encode() + b"\r\n"]
         # highest first: removing a higher number leaves the lower ones valid
         seqs = (self.seq(uid) for uid in reversed(gone))

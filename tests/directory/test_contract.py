@@ -25,6 +25,7 @@ from correo.directory import (
     SqliteDirectory,
 )
 from correo.mailauth.keys import ensure_domain_keys, load_domain_keys, load_signer, rotate_keys
+from correo.sasl import ScramVerifier, make_verifier
 from tests.argon import FAST
 
 IMPLEMENTATIONS = ("sqlite", "postgresql")
@@ -548,3 +549,95 @@ def test_dkim_keys_are_created_rotated_and_seen_by_another_process(impl: Impl) -
     signer = load_signer(server.dkim, ["example.org"])["example.org"]
     assert {k.selector for k in signer.keys} == {k.selector for k in rotated[:2]}
     assert load_domain_keys(server.dkim, "example.net") == []
+
+
+# ---- SCRAM verifiers (RFC 5802 §3) ---------------------------------------------------
+
+
+def _scram_proves(verifier: ScramVerifier, password: str) -> bool:
+    """The verifier is the one ``password`` gives with its salt and count."""
+    again = make_verifier(verifier.family, password, verifier.iterations, verifier.salt)
+    return again == verifier
+
+
+def test_scram_verifiers_are_set_with_the_password(populated: Directory, impl: Impl) -> None:
+    d = populated
+    sha256 = d.scram_verifier("ALICE@example.com", "SCRAM-SHA-256")
+    sha1 = d.scram_verifier("alice@example.com", "SCRAM-SHA-1")
+    assert sha256 is not None and sha256.iterations == 8192 and _scram_proves(sha256, SECRET)
+    assert sha1 is not None and sha1.iterations == 4096 and _scram_proves(sha1, SECRET)
+    assert d.scram_verifier("nobody@example.com", "SCRAM-SHA-256") is None
+    assert d.scram_verifier("alice@example.com", "SCRAM-MD5") is None
+    d.set_password("alice@example.com", "a new secret")
+    changed = d.scram_verifier("alice@example.com", "SCRAM-SHA-256")
+    assert changed is not None and changed.salt != sha256.salt
+    assert _scram_proves(changed, "a new secret") and not _scram_proves(changed, SECRET)
+    assert not any(SECRET in str(row) for row in impl.rows("SELECT scram FROM users"))
+    d.del_user("alice@example.com")
+    assert d.scram_verifier("alice@example.com", "SCRAM-SHA-256") is None
+
+
+def _forget_scram(impl: Impl) -> None:
+    """Drop every verifier behind the directory's back, as before SCRAM existed."""
+    if impl.name == "sqlite":
+        with sqlite3.connect(impl.path) as conn:
+            conn.execute("UPDATE users SET scram = ''")
+        return
+    import psycopg
+
+    with psycopg.connect(impl.url) as conn:
+        conn.execute("UPDATE users SET scram = ''")
+
+
+def test_scram_verifiers_come_at_the_next_login(impl: Impl) -> None:
+    """Accounts made before SCRAM (no verifiers) get them at a successful password login,
+    and so do accounts whose iteration counts are no longer the configured ones."""
+    with impl.open() as d:
+        d.add_domain("example.com")
+        d.add_user("alice@example.com", SECRET)
+    _forget_scram(impl)
+    with impl.open(scram_iterations={"SCRAM-SHA-1": 5000, "SCRAM-SHA-256": 9000}) as d:
+        assert d.scram_verifier("alice@example.com", "SCRAM-SHA-256") is None
+        assert d.verify_password("alice@example.com", "wrong") is None
+        assert impl.rows("SELECT scram FROM users") == [("",)]  # not on a failure
+        assert d.verify_password("alice@example.com", SECRET) == "alice@example.com"
+        got = d.scram_verifier("alice@example.com", "SCRAM-SHA-256")
+        assert got is not None and got.iterations == 9000 and _scram_proves(got, SECRET)
+        sha1 = d.scram_verifier("alice@example.com", "SCRAM-SHA-1")
+        assert sha1 is not None and sha1.iterations == 5000
+    with impl.open() as d:  # back to the defaults: upgraded again at the next login
+        assert d.verify_password("alice@example.com", SECRET) == "alice@example.com"
+        got = d.scram_verifier("alice@example.com", "SCRAM-SHA-256")
+        assert got is not None and got.iterations == 8192
+
+
+def test_password_without_saslprep_form_has_no_verifiers(directory: Directory) -> None:
+    """A password SASLprep refuses (RFC 4013 §2.3, a control character) logs in with
+    PLAIN only."""
+    directory.add_domain("example.com")
+    directory.add_user("alice@example.com", "bell\x07password")
+    assert directory.scram_verifier("alice@example.com", "SCRAM-SHA-256") is None
+    assert directory.verify_password("alice@example.com", "bell\x07password")
+
+
+def test_sqlite_schema_2_gains_the_scram_column(tmp_path: Path) -> None:
+    path = tmp_path / "directory.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE domains (name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE users (address TEXT PRIMARY KEY NOT NULL,"
+        " domain TEXT NOT NULL REFERENCES domains(name), password_hash TEXT NOT NULL,"
+        " admin INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+        "CREATE TABLE aliases (alias TEXT PRIMARY KEY NOT NULL,"
+        " domain TEXT NOT NULL REFERENCES domains(name), target TEXT NOT NULL) WITHOUT ROWID;"
+        "PRAGMA user_version = 2;"
+    )
+    conn.execute("INSERT INTO domains VALUES ('example.com')")
+    hashed = PasswordScheme(FAST).hash(SECRET)
+    conn.execute("INSERT INTO users VALUES ('alice@example.com', 'example.com', ?, 0)", (hashed,))
+    conn.commit()
+    conn.close()
+    with SqliteDirectory(path, passwords=PasswordScheme(FAST)) as d:
+        assert d.scram_verifier("alice@example.com", "SCRAM-SHA-256") is None
+        assert d.verify_password("alice@example.com", SECRET) == "alice@example.com"
+        assert d.scram_verifier("alice@example.com", "SCRAM-SHA-256") is not None

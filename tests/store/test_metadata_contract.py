@@ -54,6 +54,11 @@ def test_metadata_levels_subtrees_rename_delete(factory: Factory, tmp_path: Path
         await store.delete_mailbox(A, "Job")
         await store.create_mailbox(A, "Job")  # a new mailbox of the old name starts empty
         assert await store.metadata_get(A, "Job", ["/private"]) == {}
+        await store.metadata_set(B, None, {"/private/b": b"bob's"})
+        await store.delete_account(A)  # an account made again under the name starts empty
+        await store.create_account(A)
+        assert await store.metadata_get(A, None, ["/private", "/shared"]) == {}
+        assert await store.metadata_get(B, None, ["/private"]) == {"/private/b": b"bob's"}
         await store.close()
 
     run(go())

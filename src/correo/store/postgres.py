@@ -80,7 +80,7 @@ __all__ = ["PostgresStore"]
 
 #: Per-account user data keyed by the account's name (removed or set aside with it).
 _ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens", "records",
-                   "record_counters")  # fmt: skip
+                   "record_counters", "annotations")  # fmt: skip
 #: Staged chunks older than this are a crashed delivery's, never linked: swept on start.
 _STAGING_HORIZON = 3600.0
 #: Seconds to open a connection before the attempt counts as failed.

@@ -19,13 +19,16 @@ if TYPE_CHECKING:
 
     from correo.store.committer import AfterCommit
 
-__all__ = ["METADATA_SCHEMA", "MetadataOps"]
+__all__ = ["METADATA_ACCOUNT_TABLES", "METADATA_SCHEMA", "MetadataOps"]
 
 METADATA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS annotations (
     account TEXT NOT NULL, box INTEGER NOT NULL, entry TEXT NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (account, box, entry)) WITHOUT ROWID;
 """
+
+#: Removed (or set aside) with the account, keyed by its name like the Sieve tables.
+METADATA_ACCOUNT_TABLES = ("annotations",)
 
 _BOX = (
     "SELECT m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id"

@@ -40,3 +40,23 @@ def test_save_dates(factory: Factory, tmp_path: Path) -> None:  # noqa: F811
         await store.close()
 
     run(go())
+
+
+def test_sqlite_store_of_before_gets_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    """An existing mail.db without save dates: the column is added, old rows stay NIL."""
+    import sqlite3
+
+    from correo.store.sqlite_savedate import prepare_save_dates
+
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute(
+        "CREATE TABLE messages (mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+        " size INTEGER NOT NULL, PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO messages (mailbox_id, uid, size) VALUES (1, 1, 10)")
+    prepare_save_dates(conn)
+    prepare_save_dates(conn)  # idempotent
+    conn.execute("INSERT INTO messages (mailbox_id, uid, size) VALUES (1, 2, 10)")
+    rows = dict(conn.execute("SELECT uid, saved FROM messages").fetchall())
+    assert rows[1] is None and abs(rows[2] - time.time()) < 60
+    conn.close()

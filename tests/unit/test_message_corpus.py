@@ -24,7 +24,6 @@ FILES = sorted(DATA.glob("*.eml"))
 DOVECOT_DIFFERS = {
     "14-bare-lf": "Dovecot reports CRLF-normalised sizes; we report stored octets",
     "21-invalid-content-type": "RFC 2045 §5.2 default text/plain; Dovecot echoes 'garbage' ''",
-    "22-missing-blank-line": "a non-field line starts the body; Dovecot keeps it in the header",
     "25-message-global": "RFC 9051 §7.5.2 encapsulates message/global; Dovecot 2.3 does not",
 }
 

@@ -363,10 +363,11 @@ class StructureBuilder:
                     node.defects.append("header-too-long")
             elif self._first_line and line.startswith(b"From "):
                 pass  # an mbox separator line: junk, not the body
-            else:
-                node.defects.append("missing-header-body-separator")
-                self._end_header(node, self._base + p)  # body starts at this line
-                return True
+            else:  # a line without a colon: still header up to the blank line, as Dovecot
+                if "header-line-without-colon" not in node.defects:  # reads it (no field)
+                    node.defects.append("header-line-without-colon")
+                if len(node.header) + len(line) <= self.limits.max_header:
+                    node.header += line
             self._first_line = False
             self._p = e + 1
 
@@ -591,6 +592,11 @@ def _addrs(values: list[str] | None) -> tuple[Address, ...] | None:
 
 def _field_value(raw: bytes) -> str:
     """Text after the colon, leading blanks and the final line end removed, folds kept."""
+    first, nl, rest = raw.partition(b"\n")
+    lines = rest.splitlines(keepends=True)
+    if any(ln[:1] not in (b" ", b"\t") for ln in lines):
+        # junk lines without a colon were kept for byte ranges: not part of the value
+        raw = first + nl + b"".join(ln for ln in lines if ln[:1] in (b" ", b"\t"))
     value = raw[raw.index(b":") + 1 :].decode("utf-8", "surrogateescape")
     return value.lstrip(" \t").rstrip(" \t\r\n")
 

@@ -327,3 +327,44 @@ def test_search_and_keyboard_flags(server: Server, page: Page, errors: list[str]
     finally:
         client.logout()
     assert errors == [], errors
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e1e2d0"
+    "6d0000000049454e44ae426082"
+)
+
+
+def test_inline_picture_and_attachment_download(
+    server: Server, page: Page, errors: list[str]
+) -> None:
+    user = "bob@example.test"
+    prepare(server, user)
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "s@sender.example", user, "Pictures"
+    message.set_content("see the picture\n")
+    message.add_alternative(
+        '<p>Logo: <img alt="logo" src="cid:logo@sender.example"></p>', subtype="html"
+    )
+    html_part = message.get_payload()[1]  # type: ignore[index]
+    assert isinstance(html_part, EmailMessage)
+    html_part.add_related(PNG, maintype="image", subtype="png", cid="<logo@sender.example>")
+    message.add_attachment(b"col1,col2\n1,2\n", maintype="text", subtype="csv", filename="data.csv")
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
+        smtp.send_message(message, from_addr="s@sender.example", to_addrs=[user])
+    log_in(page, server, user)
+    row(page, "Pictures").click()
+    # the message's own picture loads inside the sandboxed frame (same origin, cookie)
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#reader iframe').contentDocument;"
+        " const i = d && d.querySelector('img[alt=logo]');"
+        " return i && i.complete && i.naturalWidth === 1; }"
+    )
+    expect(page.locator(".images-note")).to_have_count(0)  # nothing remote was left out
+    with page.expect_download() as info:
+        page.get_by_role("link", name="data.csv").click()
+    download = info.value
+    assert download.suggested_filename == "data.csv"
+    assert Path(download.path()).read_bytes().replace(b"\r\n", b"\n") == b"col1,col2\n1,2\n"
+    assert errors == [], errors

@@ -13,6 +13,7 @@ delimiter belongs to the delimiter (RFC 2046 §5.1.1), not to the body.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -512,7 +513,7 @@ class StructureBuilder:
                 node.delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
                 self._refresh_delims()
         elif typ_l == "message" and sub_l in _ENCAPSULATED:
-            cte = node.fields.get("content-transfer-encoding", "").lower()
+            cte = (_cte(node.fields.get("content-transfer-encoding")) or "").lower()
             if cte not in _IDENTITY_CTE:
                 node.defects.append("encoded-message")  # RFC 2046 §5.2.1: must be 7bit/8bit/binary
             elif deep:
@@ -570,7 +571,7 @@ class StructureBuilder:
             params=params,
             id=f.get("content-id"),
             description=f.get("content-description"),
-            encoding=f.get("content-transfer-encoding") or None,
+            encoding=_cte(f.get("content-transfer-encoding")),
             disposition=disp[0] if disp else None,
             disposition_params=disp[1] if disp else (),
             language=parse_language(f["content-language"]) if "content-language" in f else None,
@@ -588,6 +589,18 @@ def _addrs(values: list[str] | None) -> tuple[Address, ...] | None:
     if not values:
         return None
     return tuple(a for v in values for a in parse_address_list(v)) or None
+
+
+_COMMENT = re.compile(r"\([^()]*\)")  # stops at the next parenthesis: linear
+
+
+def _cte(value: str | None) -> str | None:
+    """The mechanism token of a Content-Transfer-Encoding (RFC 2045 §6.1), comments and
+    anything after the token dropped (``base64 (comment)`` is base64, as in Dovecot)."""
+    if not value:
+        return None
+    words = _COMMENT.sub(" ", value).split()
+    return words[0] if words else None
 
 
 def _field_value(raw: bytes) -> str:

@@ -251,9 +251,9 @@ async def _binary_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None
     if found is None:
         return None
     part, _ = found
-    if part.is_multipart:
-        return None
     raw = await src.range(part.header_end, part.body_end)
+    if part.is_multipart:  # RFC 2045 §6.4: only an identity encoding; served as is (Dovecot)
+        return raw
     decoder = TransferDecoder(part.encoding)
     return decoder.feed(raw) + decoder.finish()
 

@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 _HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at most
+#: Within a FETCH of bodies, output is sent once this much is queued: memory stays
+#: bounded and the client decodes (and decrypts) one part while the next is read.
+_SEND_AT = 256 * 1024
 
 
 # -- selected state -------------------------------------------------------------
@@ -221,6 +224,9 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                         session.write(piece)
                 else:
                     pending = await send_streams(session, out, pending)
+                if pending > _SEND_AT:  # the client reads these while the next are read
+                    await session.conn.flush(session.write_timeout)
+                    pending = 0
         if start + 1000 < len(uids) or pending > _HOLD_BACK:
             await session.conn.flush(
                 session.write_timeout

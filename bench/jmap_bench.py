@@ -173,7 +173,9 @@ def dovecot_tls(work: Path, port: int) -> subprocess.Popen[bytes] | None:
         "ssl = no", f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
     )
     listener = f"  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n  }}"
-    text = text.replace("  inet_listener imaps {\n    port = 0\n  }", listener)
+    text, found = re.subn(r"  inet_listener imaps \{[^}]*\}", listener, text)
+    if found != 1:
+        raise RuntimeError("no imaps listener in imap_bench's Dovecot configuration")
     conf.write_text(text)
     proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(conf)])
     from imap_bench import _wait_port

@@ -549,6 +549,30 @@ class MailStore(Protocol):
         entries in all (0: no limit), NONEXISTENT when the mailbox does not exist."""
         ...
 
+    # -- Access control lists (RFC 4314): mailboxes shared with other accounts ---------
+    # Identifiers are account names or ``anyone``; rights are RFC 4314 §2.1 letters.
+    # Entries follow the mailbox through a RENAME and end with it, and go with either
+    # account.  The owner's own rights are not stored: the caller grants them.
+
+    async def acl_get(self, account: str, mailbox: str) -> dict[str, str]:
+        """Identifier -> rights of ``account``'s ``mailbox``; MailboxError NONEXISTENT."""
+        ...
+
+    async def acl_set(self, account: str, mailbox: str, identifier: str, rights: str) -> None:
+        """Replace ``identifier``'s rights ("" removes the entry); MailboxError
+        NONEXISTENT when the mailbox does not exist."""
+        ...
+
+    async def acl_rights(self, account: str, mailbox: str, identifier: str) -> str:
+        """The rights ``identifier`` holds there (its entry and ``anyone``'s), sorted;
+        "" for a missing mailbox, so a caller cannot tell it from one not shared."""
+        ...
+
+    async def acl_shared(self, identifier: str) -> list[tuple[str, str, str]]:
+        """(owner, mailbox, rights) of every other account's mailbox with an entry for
+        ``identifier`` or ``anyone``, sorted."""
+        ...
+
     # -- TLS certificates obtained by ACME (docs/tls.md) ---------------------------------
 
     async def tls_cert_get(self, name: str) -> TlsCertificate | None:

@@ -55,6 +55,7 @@ from correo.store.api import (
     StoreError,
     local_zone,
 )
+from correo.store.postgres_acl import PgAclOps
 from correo.store.postgres_base import CHUNK, Conn
 from correo.store.postgres_bodies import PgBodyOps
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
@@ -80,7 +81,7 @@ __all__ = ["PostgresStore"]
 
 #: Per-account user data keyed by the account's name (removed or set aside with it).
 _ACCOUNT_TABLES = ("sieve_scripts", "vacation_seen", "junk_totals", "junk_tokens", "records",
-                   "record_counters", "annotations")  # fmt: skip
+                   "record_counters", "annotations", "acl")  # fmt: skip
 #: Staged chunks older than this are a crashed delivery's, never linked: swept on start.
 _STAGING_HORIZON = 3600.0
 #: Seconds to open a connection before the attempt counts as failed.
@@ -99,6 +100,7 @@ class PostgresStore(
     PgReportOps,
     PgQuotaOps,
     PgMetadataOps,
+    PgAclOps,
     PgSaveDateOps,
     PgBodyOps,
 ):
@@ -538,6 +540,7 @@ class PostgresStore(
         async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
             for table in _ACCOUNT_TABLES:
                 await conn.execute(f"DELETE FROM {table} WHERE account = %s", (account,))
+            await conn.execute("DELETE FROM acl WHERE identifier = %s", (account,))  # its grants
             account_id = await self._account_id(conn, account, create=False)
             if account_id is None:
                 return None, []
@@ -582,6 +585,7 @@ class PostgresStore(
                     f"UPDATE {table} SET account = %s WHERE account = %s", (tombstone, account)
                 )
                 moved += cur.rowcount
+            await conn.execute("DELETE FROM acl WHERE identifier = %s", (account,))  # its grants
             if account_id is None and not moved:
                 return None, []
             if account_id is None:  # scripts or filter data only: listed all the same

@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from correo.store.postgres_acl import ACL_MIGRATION
 from correo.store.postgres_expunged import EXPUNGED_MIGRATION
 from correo.store.postgres_metadata import METADATA_MIGRATION
 from correo.store.postgres_quota import QUOTA_MIGRATION
@@ -209,6 +210,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     21: (QUOTA_MIGRATION, ()),  # quotas and the triggers that keep usage (RFC 9208)
     30: (METADATA_MIGRATION, ()),  # IMAP METADATA entries (RFC 5464)
     31: (SAVEDATE_MIGRATION, ()),  # when each message was saved (RFC 8514)
+    36: (ACL_MIGRATION, ()),  # access control lists of mailboxes (RFC 4314)
     40: (_V_WEB_ADMIN, ()),  # the web admin flag of users
     45: (_V_SCRAM, ()),  # SCRAM verifiers of users
 }

@@ -30,6 +30,7 @@ from typing import Any
 from correo.store.api import StoreError
 from correo.store.committer import AfterCommit, GroupCommitter
 from correo.store.sqlite_accounts import AccountOps
+from correo.store.sqlite_acl import ACL_SCHEMA, AclOps  # RFC 4314
 from correo.store.sqlite_base import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -75,6 +76,7 @@ class SqliteStore(
     QuotaOps,
     WebhookOps,
     MetadataOps,
+    AclOps,
     SaveDateOps,
     BodyOps,
 ):
@@ -134,6 +136,7 @@ class SqliteStore(
             conn.executescript(RECORD_SCHEMA)  # sending identities and submissions
             conn.executescript(EXPUNGED_SCHEMA)  # what expunged messages were (JMAP)
             conn.executescript(METADATA_SCHEMA)  # IMAP METADATA entries
+            conn.executescript(ACL_SCHEMA)  # access control lists of mailboxes
             migrate(conn)
             prepare_quotas(conn)  # usage counted by triggers (sqlite_quota.py)
             prepare_save_dates(conn)  # SAVEDATE stamped by a trigger

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from correo.store.api import MailboxError
+from correo.store.sqlite_acl import ACL_ACCOUNT_TABLES
 from correo.store.sqlite_mailboxes import _forget_text
 from correo.store.sqlite_mda import MDA_ACCOUNT_TABLES
 from correo.store.sqlite_metadata import METADATA_ACCOUNT_TABLES
@@ -57,8 +58,14 @@ class AccountOps:
         subscriptions, Sieve scripts, vacation memory and junk-filter counts, at once."""
 
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
-            for table in (*MDA_ACCOUNT_TABLES, *RECORD_ACCOUNT_TABLES, *METADATA_ACCOUNT_TABLES):
+            for table in (
+                *MDA_ACCOUNT_TABLES,
+                *RECORD_ACCOUNT_TABLES,
+                *METADATA_ACCOUNT_TABLES,
+                *ACL_ACCOUNT_TABLES,
+            ):
                 conn.execute(f"DELETE FROM {table} WHERE account=?", (account,))
+            conn.execute("DELETE FROM acl WHERE identifier=?", (account,))  # its grants
             account_id = self._account_id(conn, account, create=False)
             self._forget_ids(account)
             if account_id is None:
@@ -95,11 +102,17 @@ class AccountOps:
         def op(conn: sqlite3.Connection) -> tuple[str | None, list[AfterCommit]]:
             account_id = self._account_id(conn, account, create=False)
             moved = 0
-            for table in (*MDA_ACCOUNT_TABLES, *RECORD_ACCOUNT_TABLES, *METADATA_ACCOUNT_TABLES):
+            for table in (
+                *MDA_ACCOUNT_TABLES,
+                *RECORD_ACCOUNT_TABLES,
+                *METADATA_ACCOUNT_TABLES,
+                *ACL_ACCOUNT_TABLES,
+            ):
                 cur = conn.execute(
                     f"UPDATE {table} SET account=? WHERE account=?", (tombstone, account)
                 )
                 moved += cur.rowcount
+            conn.execute("DELETE FROM acl WHERE identifier=?", (account,))  # its grants
             self._forget_ids(account)
             if account_id is None and not moved:
                 return None, []

@@ -106,10 +106,13 @@ def make_messages(n: int, seed: int = 3) -> list[bytes]:
 # -- Dovecot -------------------------------------------------------------------------------
 
 
-def dovecot_start(work: Path, port: int, tls: bool = False) -> subprocess.Popen[bytes] | None:
+def dovecot_start(
+    work: Path, port: int, tls: bool = False, pop3_port: int = 0
+) -> subprocess.Popen[bytes] | None:
     """A private Dovecot serving IMAP on ``port`` (started with ``dovecot -F``).
 
     ``tls``: implicit TLS on ``port`` instead, with a self-signed certificate made here.
+    ``pop3_port``: POP3 there too (POP3S with ``tls``; needs dovecot-pop3d).
     """
     if shutil.which("dovecot") is None and not Path("/usr/sbin/dovecot").exists():
         return None
@@ -135,9 +138,18 @@ def dovecot_start(work: Path, port: int, tls: bool = False) -> subprocess.Popen[
         )
         ssl_conf = f"ssl = required\nssl_cert = <{work}/cert.pem\nssl_key = <{work}/key.pem"
         imap_port, imaps_port = 0, port
+    pop3_conf = ""
+    if pop3_port:
+        plain, secure = (0, pop3_port) if tls else (pop3_port, 0)
+        pop3_conf = (
+            "service pop3-login {\n"
+            f"  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {plain}\n  }}\n"
+            f"  inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {secure}\n  }}\n"
+            "}\nprotocol pop3 {\n  mail_max_userip_connections = 20000\n}\n"
+        )
     conf = work / "dovecot.conf"
     conf.write_text(f"""\
-protocols = imap
+protocols = imap{" pop3" if pop3_port else ""}
 listen = 127.0.0.1
 base_dir = {work}/run
 state_dir = {work}/state
@@ -179,10 +191,7 @@ service imap-login {{
 service imap {{
   process_limit = 20000
 }}
-protocol imap {{
-  mail_max_userip_connections = 20000
-}}
-""")
+{pop3_conf}""")
     proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(conf)])
     _wait_port(port)
     return proc
@@ -203,6 +212,7 @@ def correo_start(
     text = re.sub(r"(?m)^imaps = \[.*\]$", f'imaps = ["127.0.0.1:{imaps}"]', text)
     text = re.sub(r"(?m)^smtp = \[.*\]$", f'smtp = ["127.0.0.1:{port + 1}"]', text)
     text = re.sub(r"(?m)^pop3s = \[.*\]$", f'pop3s = ["127.0.0.1:{port + 2}"]', text)
+    text = re.sub(r"(?m)^pop3 = \[.*\]$", f'pop3 = ["127.0.0.1:{port + 4}"]', text)
     text = re.sub(r"(?m)^allow_plaintext = .*$", "allow_plaintext = true", text)
     text = re.sub(r"(?m)^level = .*$", 'level = "warning"', text)
     text = re.sub(r"(?m)^connections = \d+", "connections = 20000", text)

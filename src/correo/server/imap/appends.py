@@ -20,6 +20,7 @@ from correo.imap.server import (
     CatenateStart,
 )
 from correo.message.imapfmt import base64_binary_parts
+from correo.message.lineends import LineEnds
 from correo.server.imap.names import (
     normalize,
 )
@@ -41,7 +42,18 @@ __all__ = ["Append", "append_done", "append_start", "drop_appends"]
 class Append:
     """One message of an APPEND command being received."""
 
-    __slots__ = ("date", "facts", "failed", "flags", "mailbox", "nul", "replace", "spool", "zone")
+    __slots__ = (
+        "date",
+        "facts",
+        "failed",
+        "flags",
+        "lines",
+        "mailbox",
+        "nul",
+        "replace",
+        "spool",
+        "zone",
+    )
 
     def __init__(
         self,
@@ -61,6 +73,8 @@ class Append:
         self.failed: OSError | None = None  # the spool could not be written: NO at the end
         self.facts = FactsBuilder()
         self.replace: int | None = None  # REPLACE (RFC 8508): the UID it expunges after
+        # bare LF stored as CRLF (what IMAP serves); a literal8 is binary: kept as sent
+        self.lines: LineEnds | None = LineEnds()
 
 
 def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:
@@ -98,6 +112,8 @@ async def append_start(session: ImapSession, event: AppendStart | CatenateStart)
         replaced = found
     append = Append(name, event.flags, event.date, session.ctx.store.new_spool())
     append.replace = replaced
+    if isinstance(event, AppendStart) and event.binary:
+        append.lines = None
     session.appends.append(append)
     session.write(session.core.append_accept())
     await session.conn.flush(session.write_timeout)

@@ -398,6 +398,8 @@ class ImapSession:
             case AppendChunk(data=data):
                 if self.appends and not self.appends[-1].failed:
                     append = self.appends[-1]
+                    if append.lines is not None:
+                        data = append.lines.feed(data)
                     try:
                         append.spool.write(data)
                     except OSError as exc:  # the literal is still read to its end

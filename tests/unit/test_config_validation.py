@@ -21,6 +21,10 @@ import pytest
 from correo.config import Config, ConfigError, load_config, render_default_config
 from correo.config_rules import check_value
 
+# The module fixture runs ``correo serve`` once per BAD case (about a second of CPU each),
+# and its time counts against the first test's timeout: allow for a loaded machine.
+pytestmark = pytest.mark.timeout(600)
+
 _LONG = "s" * 110 + ".sock"
 
 # (section, key, TOML value); keys not in the rendered config are appended to it.

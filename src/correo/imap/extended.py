@@ -1,9 +1,9 @@
 """Commands of the extensions beyond :mod:`correo.imap.commands`, and one parser for all.
 
 NOTIFY (RFC 5465), GENURLAUTH / RESETKEY / URLFETCH (RFC 4467), CANCELUPDATE
-(RFC 5267 §4.3.5), GETMETADATA / SETMETADATA (RFC 5464).  :func:`parse_any` parses
-every command the connection knows; :data:`ALL_COMMAND_NAMES` lists them for the
-state table check.
+(RFC 5267 §4.3.5), GETMETADATA / SETMETADATA (RFC 5464), the ACL commands (RFC 4314).
+:func:`parse_any` parses every command the connection knows;
+:data:`ALL_COMMAND_NAMES` lists them for the state table check.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from correo.imap.acl import PARSERS as ACL_PARSERS
+from correo.imap.acl import DeleteAcl, GetAcl, ListRights, MyRights, SetAcl
 from correo.imap.commands import COMMAND_NAMES, Command, ParseOptions, parse_command
 from correo.imap.errors import ParseError
 from correo.imap.metadata import PARSERS as METADATA_PARSERS
@@ -63,6 +65,11 @@ AnyCommand = (
     | GetMetadata
     | SetMetadata
     | MultiSearch
+    | SetAcl
+    | DeleteAcl
+    | GetAcl
+    | ListRights
+    | MyRights
 )
 
 EXTENSION_PARSERS: dict[str, Callable[[Reader, ParseOptions], AnyCommand]] = {
@@ -71,6 +78,7 @@ EXTENSION_PARSERS: dict[str, Callable[[Reader, ParseOptions], AnyCommand]] = {
     **URLAUTH_PARSERS,
     **METADATA_PARSERS,
     "ESEARCH": parse_esearch,  # RFC 7377
+    **ACL_PARSERS,  # RFC 4314
 }
 ALL_COMMAND_NAMES = COMMAND_NAMES | frozenset(EXTENSION_PARSERS)
 

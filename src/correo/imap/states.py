@@ -64,6 +64,11 @@ LEGAL: Final[dict[str, frozenset[ImapState]]] = {
     "UNAUTHENTICATE": _AUTH,  # RFC 8437 §3
     "GETMETADATA": _AUTH,  # RFC 5464 §4
     "SETMETADATA": _AUTH,
+    "SETACL": _AUTH,  # RFC 4314 §3
+    "DELETEACL": _AUTH,
+    "GETACL": _AUTH,
+    "LISTRIGHTS": _AUTH,
+    "MYRIGHTS": _AUTH,
     "ESEARCH": _AUTH,  # RFC 7377 §2: authenticated and selected states
     # RFC 9051 §6.4: selected
     "CHECK": _SELECTED,  # RFC 3501 §6.4.1 (gone from rev2, harmless to keep)

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from correo.imap import commands as c
+from correo.imap.acl import CAPABILITIES as ACL_CAPS
+from correo.imap.acl import DeleteAcl, GetAcl, ListRights, MyRights, SetAcl
 from correo.imap.extended import CancelUpdate
 from correo.imap.metadata import GetMetadata, SetMetadata
 from correo.imap.multisearch import MultiSearch
@@ -58,6 +60,13 @@ from correo.sasl import (
 from correo.server.auth import check_password, sasl_mechanisms, scram_context
 from correo.server.connection import Connection, remaining
 from correo.server.context import ServerContext, new_session_id
+from correo.server.imap.acl import (
+    cmd_deleteacl,
+    cmd_getacl,
+    cmd_listrights,
+    cmd_myrights,
+    cmd_setacl,
+)
 from correo.server.imap.appends import Append, append_done, append_start, drop_appends
 from correo.server.imap.catenate import catenate_text, catenate_url
 from correo.server.imap.context import (
@@ -149,6 +158,7 @@ _AUTH_CAPS = (
     "MULTISEARCH",  # RFC 7377
     "UIDONLY",  # RFC 9586
     *QUOTA_CAPS,  # RFC 9208
+    *ACL_CAPS,  # RFC 4314
 )
 # Without a change counted by this process, re-read the change feed at most this often
 # (writers in other processes, e.g. the CLI import, are only seen by the query).
@@ -677,6 +687,11 @@ _HANDLERS: dict[type, Handler] = {
     Notify: cmd_notify,
     GetMetadata: cmd_getmetadata,
     SetMetadata: cmd_setmetadata,
+    SetAcl: cmd_setacl,  # RFC 4314
+    DeleteAcl: cmd_deleteacl,
+    GetAcl: cmd_getacl,
+    ListRights: cmd_listrights,
+    MyRights: cmd_myrights,
     MultiSearch: cmd_esearch,
 }
 

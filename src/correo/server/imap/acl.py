@@ -1,0 +1,174 @@
+"""SETACL, DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS (RFC 4314) of a session.
+
+Entries live in the store (``acl_get``/``acl_set``/``acl_rights``).  The owner of a
+mailbox holds every right and cannot lose them; other accounts hold what their entry
+and ``anyone``'s grant.  Another account's mailbox is named under the "Other Users"
+namespace (``Other Users/OWNER/MAILBOX``).  Without any right a mailbox answers
+exactly as a missing one (NO [NONEXISTENT]), so nobody learns what is not shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from correo.imap.acl import (
+    ALL_RIGHTS,
+    DeleteAcl,
+    GetAcl,
+    ListRights,
+    MyRights,
+    SetAcl,
+    acl_response,
+    apply_rights,
+    listrights_response,
+    myrights_response,
+)
+from correo.imap.responses import tagged
+from correo.server.imap.names import DELIMITER, normalize
+from correo.store.api import MailboxError
+
+if TYPE_CHECKING:
+    from correo.server.imap.session import ImapSession
+
+__all__ = [
+    "OTHER_USERS",
+    "cmd_deleteacl",
+    "cmd_getacl",
+    "cmd_listrights",
+    "cmd_myrights",
+    "cmd_setacl",
+    "resolve",
+    "rights_of",
+]
+
+#: The "Other Users" namespace prefix (RFC 2342 §5, RFC 4314 §1).
+OTHER_USERS = "Other Users" + DELIMITER
+ANYONE = "anyone"
+
+
+def resolve(user: str, name: str) -> tuple[str, str]:
+    """(owner, mailbox) a client's mailbox name stands for."""
+    if name.startswith(OTHER_USERS):
+        owner, sep, rest = name[len(OTHER_USERS) :].partition(DELIMITER)
+        if owner and sep and rest:
+            return owner, normalize(rest) if owner == user else rest
+    return user, normalize(name)
+
+
+async def rights_of(session: ImapSession, owner: str, mailbox: str) -> str:
+    """The session user's rights there; "" for a mailbox missing or not shared."""
+    assert session.user is not None
+    store = session.ctx.store
+    if owner == session.user:
+        try:
+            await store.acl_get(owner, mailbox)
+        except MailboxError:
+            return ""
+        return ALL_RIGHTS
+    return await store.acl_rights(owner, mailbox, session.user)
+
+
+async def _checked(session: ImapSession, tag: str, name: str, need: str) -> tuple[str, str] | None:
+    """(owner, mailbox) when the user holds right ``need`` there; else the NO is sent."""
+    assert session.user is not None
+    owner, mailbox = resolve(session.user, name)
+    rights = await rights_of(session, owner, mailbox)
+    if not rights:
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return None
+    if need and need not in rights:
+        session.write(tagged(tag, "NO", f"Right {need!r} is needed here", "NOPERM"))
+        return None
+    return owner, mailbox
+
+
+async def _identifier(session: ImapSession, identifier: str) -> str | None:
+    """The account an identifier names (or ``anyone``); None for no such user."""
+    if identifier.lower() == ANYONE:
+        return ANYONE
+    directory = session.ctx.directory
+
+    def lookup() -> str | None:
+        try:
+            if not directory.user_exists(identifier):
+                return None
+            return directory.account_name(identifier)
+        except Exception:  # any address the directory refuses is nobody
+            return None
+
+    return await asyncio.to_thread(lookup)
+
+
+async def _change(session: ImapSession, tag: str, name: str, identifier: str, cmd: str,
+                  change: SetAcl | None) -> None:  # fmt: skip
+    found = await _checked(session, tag, name, "a")
+    if found is None:
+        return
+    owner, mailbox = found
+    if identifier.startswith("-"):
+        session.write(tagged(tag, "NO", "Negative rights are not supported", "CANNOT"))
+        return
+    who = await _identifier(session, identifier)
+    if who is None:
+        session.write(tagged(tag, "NO", "No such user", "CANNOT"))
+        return
+    if who == owner:  # RFC 4314 §2: the owner's rights are not for anyone to change
+        session.write(tagged(tag, "NO", "The owner always holds every right", "CANNOT"))
+        return
+    store = session.ctx.store
+    try:
+        rights = ""
+        if change is not None:
+            current = (await store.acl_get(owner, mailbox)).get(who, "")
+            rights = apply_rights(current, change.mode, change.rights)
+        await store.acl_set(owner, mailbox, who, rights)
+    except MailboxError:
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return
+    session.write(tagged(tag, "OK", f"{cmd} completed"))
+
+
+async def cmd_setacl(session: ImapSession, tag: str, cmd: SetAcl) -> None:
+    await _change(session, tag, cmd.mailbox, cmd.identifier, "SETACL", cmd)
+
+
+async def cmd_deleteacl(session: ImapSession, tag: str, cmd: DeleteAcl) -> None:
+    await _change(session, tag, cmd.mailbox, cmd.identifier, "DELETEACL", None)
+
+
+async def cmd_getacl(session: ImapSession, tag: str, cmd: GetAcl) -> None:
+    found = await _checked(session, tag, cmd.mailbox, "a")
+    if found is None:
+        return
+    owner, mailbox = found
+    try:
+        entries = await session.ctx.store.acl_get(owner, mailbox)
+    except MailboxError:
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return
+    items = [(owner, ALL_RIGHTS), *sorted(entries.items())]
+    session.write(acl_response(cmd.mailbox, items, session.core.utf8))
+    session.write(tagged(tag, "OK", "GETACL completed"))
+
+
+async def cmd_listrights(session: ImapSession, tag: str, cmd: ListRights) -> None:
+    found = await _checked(session, tag, cmd.mailbox, "a")
+    if found is None:
+        return
+    owner, _ = found
+    who = await _identifier(session, cmd.identifier)
+    required = ALL_RIGHTS if who == owner else ""
+    session.write(listrights_response(cmd.mailbox, cmd.identifier, required, session.core.utf8))
+    session.write(tagged(tag, "OK", "LISTRIGHTS completed"))
+
+
+async def cmd_myrights(session: ImapSession, tag: str, cmd: MyRights) -> None:
+    assert session.user is not None
+    owner, mailbox = resolve(session.user, cmd.mailbox)
+    rights = await rights_of(session, owner, mailbox)
+    if not rights:
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return
+    session.write(myrights_response(cmd.mailbox, rights, session.core.utf8))
+    session.write(tagged(tag, "OK", "MYRIGHTS completed"))

@@ -1,0 +1,96 @@
+"""ACL (RFC 4314) over real sockets: SETACL, DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS on
+the owner's mailboxes, and what another account learns of them (nothing unshared)."""
+
+from __future__ import annotations
+
+from tests.conftest import Server
+from tests.server.imap_helpers import RawImap, unique
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+CAROL = "carol@example.test"
+
+
+def _session(server: Server, user: str = ALICE) -> RawImap:
+    raw = RawImap(server.ports["imaps"])
+    raw.login(user)
+    return raw
+
+
+def test_capabilities(server: Server) -> None:
+    raw = _session(server)
+    caps = raw.cmd("c", "CAPABILITY")[0].split()
+    assert b"ACL" in caps and b"RIGHTS=texk" in caps
+    raw.close()
+
+
+def test_owner_sets_reads_and_removes_entries(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    alice.cmd("c", f"CREATE {box}")
+    assert alice.cmd("m", f"MYRIGHTS {box}") == [
+        f'* MYRIGHTS "{box}" "lrswipkxtea"'.encode(),
+        b"m OK MYRIGHTS completed",
+    ]
+    assert alice.cmd("g0", f"GETACL {box}")[0] == (
+        f'* ACL "{box}" "{ALICE}" "lrswipkxtea"'.encode()
+    )
+    assert alice.cmd("s1", f'SETACL {box} "{BOB}" lr') == [b"s1 OK SETACL completed"]
+    assert alice.cmd("s2", f'SETACL {box} "{BOB}" +sw')[-1] == b"s2 OK SETACL completed"
+    assert alice.cmd("s3", f"SETACL {box} anyone l")[-1] == b"s3 OK SETACL completed"
+    assert alice.cmd("s4", f'SETACL {box} "{BOB}" -w')[-1] == b"s4 OK SETACL completed"
+    out = alice.cmd("g1", f"GETACL {box}")
+    assert out == [
+        f'* ACL "{box}" "{ALICE}" "lrswipkxtea" "anyone" "l" "{BOB}" "lrs"'.encode(),
+        b"g1 OK GETACL completed",
+    ], out
+    out = alice.cmd("l1", f'LISTRIGHTS {box} "{BOB}"')
+    assert out[0] == f'* LISTRIGHTS "{box}" "{BOB}" "" l r s w i p k x t e a'.encode(), out
+    out = alice.cmd("l2", f'LISTRIGHTS {box} "{ALICE}"')
+    assert out[0] == f'* LISTRIGHTS "{box}" "{ALICE}" "lrswipkxtea"'.encode(), out
+    # the owner's own rights, unknown users, negative rights, missing mailboxes: refused
+    assert alice.cmd("n1", f'SETACL {box} "{ALICE}" l')[-1].startswith(b"n1 NO [CANNOT]")
+    assert alice.cmd("n2", f"SETACL {box} nobody@example.test l")[-1].startswith(b"n2 NO [CANNOT]")
+    assert alice.cmd("n3", f'SETACL {box} "-{BOB}" l')[-1].startswith(b"n3 NO [CANNOT]")
+    assert alice.cmd("n4", f'SETACL Nope-{box} "{BOB}" l')[-1].startswith(b"n4 NO [NONEXISTENT]")
+    assert alice.cmd("n5", f'SETACL {box} "{BOB}" lz')[-1].startswith(b"n5 BAD")
+    assert alice.cmd("d1", f'DELETEACL {box} "{BOB}"') == [b"d1 OK DELETEACL completed"]
+    out = alice.cmd("g2", f"GETACL {box}")
+    assert out[0] == f'* ACL "{box}" "{ALICE}" "lrswipkxtea" "anyone" "l"'.encode(), out
+    alice.close()
+
+
+def test_other_users_see_only_what_is_shared(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    secret = unique("acl")
+    alice.cmd("c1", f"CREATE {box}")
+    alice.cmd("c2", f"CREATE {secret}")
+    alice.cmd("s", f'SETACL {box} "{BOB}" lr')
+    bob = _session(server, BOB)
+    shared = f"Other Users/{ALICE}/{box}"
+    out = bob.cmd("m1", f'MYRIGHTS "{shared}"')
+    assert out == [f'* MYRIGHTS "{shared}" "lr"'.encode(), b"m1 OK MYRIGHTS completed"], out
+    # without "a" the entries stay hidden, and nothing is changed
+    assert bob.cmd("g", f'GETACL "{shared}"')[-1].startswith(b"g NO [NOPERM]")
+    assert bob.cmd("s", f'SETACL "{shared}" "{BOB}" lrswipkxtea')[-1].startswith(b"s NO [NOPERM]")
+    assert bob.cmd("l", f'LISTRIGHTS "{shared}" "{BOB}"')[-1].startswith(b"l NO [NOPERM]")
+    # an unshared mailbox answers exactly as a missing one
+    for tag, name in (("u1", secret), ("u2", f"Nope-{secret}"), ("u3", "INBOX")):
+        out = bob.cmd(tag, f'MYRIGHTS "Other Users/{ALICE}/{name}"')
+        assert out == [f"{tag} NO [NONEXISTENT] No such mailbox".encode()], out
+        out = bob.cmd(tag, f'GETACL "Other Users/{ALICE}/{name}"')
+        assert out == [f"{tag} NO [NONEXISTENT] No such mailbox".encode()], out
+    # an admin right lets another account manage the entries, never the owner's
+    alice.cmd("s2", f'SETACL {box} "{BOB}" lra')
+    assert bob.cmd("s2", f'SETACL "{shared}" "{CAROL}" l')[-1] == b"s2 OK SETACL completed"
+    assert bob.cmd("s3", f'SETACL "{shared}" "{ALICE}" l')[-1].startswith(b"s3 NO [CANNOT]")
+    out = alice.cmd("g", f"GETACL {box}")
+    assert f'"{CAROL}" "l"'.encode() in out[0], out
+    carol = _session(server, CAROL)
+    assert carol.cmd("m", f'MYRIGHTS "{shared}"')[0].endswith(b'"l"')
+    # rights removed: the mailbox is gone for that account at once
+    alice.cmd("d", f'DELETEACL {box} "{CAROL}"')
+    assert carol.cmd("m2", f'MYRIGHTS "{shared}"')[-1].startswith(b"m2 NO [NONEXISTENT]")
+    for raw in (alice, bob, carol):
+        raw.close()

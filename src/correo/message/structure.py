@@ -441,7 +441,7 @@ class StructureBuilder:
             node = self._stack.pop()
             if node.delimiter is not None and not node.closed:
                 node.defects.append("unclosed-multipart")
-            self._close(node, end, start)
+            self._close(node, end, end)  # the CRLF before a delimiter is its own (RFC 2046 §5.1.1)
         self._p = after
         self._first_line = False
         if closing:

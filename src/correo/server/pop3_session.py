@@ -46,6 +46,10 @@ from correo.store.api import INBOX, StoreError, StoreUnavailableError
 
 __all__ = ["Pop3Session"]
 
+#: RETR/TOP output is written once this much is queued (and at the end): a typical
+#: message goes out as one write (over TLS: full records), a big one in bounded steps.
+_SEND_AT = 256 * 1024
+
 
 class Pop3Session:
     def __init__(self, ctx: ServerContext, conn: Connection) -> None:
@@ -259,22 +263,26 @@ class Pop3Session:
 
     async def _retrieve(self, event: Retrieve) -> None:
         assert self.account is not None
-        chunks = self.ctx.store.read_message(self.account, INBOX, event.uid)
+        chunks = self.ctx.store.read_message(self.account, INBOX, event.uid, _SEND_AT)
         stuffer = DotStuffer()
         top = TopFilter(event.top_lines) if event.top_lines is not None else None
         # RFC 1939 §7: RETR's "+OK" may give the size; TOP's lines are not that size.
         size = self.sizes.get(event.uid, 0) if top is None else None
         started = False
+        pending = 0  # octets queued: a message, its status line and "." go out in one write
         try:
             async for chunk in chunks:
                 if not started:
                     self._replies["+OK"].inc()
                     self.conn.write(self.core.begin_message(size))
                     started = True
-                data = top.feed(chunk) if top is not None else chunk
-                self.conn.write(stuffer.feed(data))
-                if not await self._flush():
-                    return  # the client stopped reading: the session is over
+                data = stuffer.feed(top.feed(chunk) if top is not None else chunk)
+                self.conn.write(data)
+                pending += len(data)
+                if pending >= _SEND_AT:
+                    pending = 0
+                    if not await self._flush():
+                        return  # the client stopped reading: the session is over
                 if top is not None and top.done:
                     break
         except StoreError as exc:

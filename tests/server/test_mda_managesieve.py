@@ -72,7 +72,7 @@ def login(port: int) -> Client:
     greeting = c.response()
     assert b'"STARTTLS"' in greeting and b'"SASL" ""' in greeting
     caps = c.starttls()
-    assert b'"SASL" "PLAIN"' in caps and b'"VERSION" "1.0"' in caps
+    assert b'"SASL" "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN"' in caps and b'"VERSION" "1.0"' in caps
     token = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode())
     assert c.cmd(b'AUTHENTICATE "PLAIN" "' + token + b'"')[-1].startswith(b"OK")
     return c

@@ -5,11 +5,15 @@ verifiers for accounts made before SCRAM, channel binding on TLS 1.2 only."""
 from __future__ import annotations
 
 import base64
+import os
 import re
+import shutil
 import socket
 import sqlite3
 import ssl
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import scramp
@@ -399,3 +403,78 @@ def test_old_account_gets_verifiers_at_plain_login(start_server: Callable[..., S
     for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
         proto = Imap(srv)
         assert scram_login(proto, mech, ALICE, PASSWORDS[ALICE]), proto.final
+
+
+# ---- clients nobody here wrote: msmtp (GNU SASL) and mutt (Cyrus SASL) ----------------
+
+
+def _scram_logins(srv: Server, user: str) -> int:
+    return sum(
+        1
+        for line in srv.log_lines
+        if "event=auth.ok" in line and "method=scram" in line and f"user={user}" in line
+    )
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("msmtp") is None, reason="msmtp not installed")
+@pytest.mark.parametrize("mech", ["scram-sha-256", "scram-sha-1"])
+def test_msmtp_scram(server: Server, tmp_path: Path, mech: str) -> None:
+    """msmtp, through GNU SASL, submits over implicit TLS with SCRAM; a wrong password
+    is refused."""
+    bob = "bob@example.test"
+
+    def send(password: str) -> subprocess.CompletedProcess[str]:
+        rc = tmp_path / "msmtprc"
+        rc.write_text(
+            f"tls on\ntls_starttls off\ntls_trust_file {server.data / 'tls' / 'cert.pem'}\n"
+            f"auth {mech}\nhost 127.0.0.1\nport {server.ports['submissions']}\n"
+            f"from {bob}\nuser {bob}\npassword {password}\n"
+        )
+        rc.chmod(0o600)  # msmtp refuses a readable file holding a password
+        return subprocess.run(
+            ["msmtp", "-C", str(rc), ALICE],
+            input=f"From: {bob}\nTo: {ALICE}\nSubject: scram {mech}\n\nvia msmtp\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    before = _scram_logins(server, bob)
+    result = send(PASSWORDS[bob])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _scram_logins(server, bob) == before + 1
+    result = send("not-the-password")
+    assert result.returncode != 0 and "535" in result.stderr, result.stderr
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("mutt") is None, reason="mutt not installed")
+def test_mutt_smtp_scram(server: Server, tmp_path: Path) -> None:
+    """mutt, through Cyrus SASL's SCRAM module, submits with SCRAM-SHA-256 only."""
+    carol = "carol@example.test"
+    certs = tmp_path / "mutt-certs"
+    shutil.copy(server.data / "tls" / "cert.pem", certs)
+    rc = tmp_path / "muttrc"
+    rc.write_text(
+        f'set from = "{carol}"\n'
+        f'set smtp_url = "smtps://{carol.replace("@", "%40")}@127.0.0.1:'
+        f'{server.ports["submissions"]}/"\n'
+        f'set smtp_pass = "{PASSWORDS[carol]}"\n'
+        'set smtp_authenticators = "scram-sha-256"\n'
+        f'set ssl_force_tls = yes\nset certificate_file = "{certs}"\n'
+        'set record = ""\nset copy = no\n'
+    )
+    before = _scram_logins(server, carol)
+    result = subprocess.run(
+        ["mutt", "-n", "-F", str(rc), "-s", "scram via mutt", ALICE],
+        input="Written in mutt.\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin"), "TERM": "vt100"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _scram_logins(server, carol) == before + 1

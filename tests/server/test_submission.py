@@ -33,7 +33,7 @@ def test_auth_only_after_starttls(server: Server) -> None:
         assert code == 530 and text.startswith(b"5.7.0")
         smtp.starttls(context=client_tls())
         code, ext = smtp.ehlo("client.test")
-        assert b"AUTH PLAIN LOGIN" in ext and b"STARTTLS" not in ext
+        assert b"AUTH SCRAM-SHA-256 SCRAM-SHA-1 PLAIN LOGIN" in ext and b"STARTTLS" not in ext
 
 
 def test_submit_local_and_remote(server: Server) -> None:

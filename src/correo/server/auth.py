@@ -144,10 +144,11 @@ async def check_password(
         end = ctx.throttle.failure if account is None else ctx.throttle.success
         await _counted(ctx, end, peer_ip, key)
     ctx.metrics.auth_result(account is not None)
+    method = "password" if proof is None else "scram"
     if account is None:
-        ctx.log.warning("auth.failed", session=session, peer=peer_ip, user=user)
+        ctx.log.warning("auth.failed", session=session, peer=peer_ip, user=user, method=method)
         if verdict.delay:
             await asyncio.sleep(verdict.delay)
         return AuthOutcome(None)
-    ctx.log.info("auth.ok", session=session, peer=peer_ip, user=account)
+    ctx.log.info("auth.ok", session=session, peer=peer_ip, user=account, method=method)
     return AuthOutcome(account)

@@ -87,7 +87,7 @@ class Reply:
             body = f"{prefix}{line}".rstrip(" ")
             if i < last:
                 out.append(f"{self.code}-{body}\r\n")  # RFC 5321 §4.2.1: '-' continues
-            elif body:
+            elif body or self.code == 334:  # RFC 4954 §4: "334" SP [base64], even empty
                 out.append(f"{self.code} {body}\r\n")
             else:
                 out.append(f"{self.code}\r\n")  # RFC 5321 §4.2: textstring is optional

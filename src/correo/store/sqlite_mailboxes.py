@@ -460,10 +460,20 @@ class MailboxOps:
             if not changed:
                 return ([], failed), []
             modseq = self._new_modseq(conn, mailbox_id)
-            conn.executemany(
-                "UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
-                [(" ".join(new), modseq, mailbox_id, uid) for uid, _, _, new, _ in changed],
-            )
+            # One UPDATE per resulting flag set and 500 UIDs rather than one per message:
+            # a STORE on a whole mailbox mostly gives many messages the same flags.
+            groups: dict[tuple[str, ...], list[int]] = {}
+            for uid, _, _, new, _ in changed:
+                groups.setdefault(new, []).append(uid)
+            for new, group in groups.items():
+                text = " ".join(new)
+                for start in range(0, len(group), 500):
+                    part = group[start : start + 500]
+                    conn.execute(
+                        "UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=?"
+                        f" AND uid IN ({','.join('?' * len(part))})",
+                        (text, modseq, mailbox_id, *part),
+                    )
             infos = [
                 MessageInfo(uid, size, date, new, modseq, zone)
                 for uid, size, date, new, zone in changed

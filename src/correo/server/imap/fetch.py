@@ -241,6 +241,19 @@ async def _section_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | Non
     return data
 
 
+class UnknownCte(Exception):
+    """BINARY of a part whose transfer encoding correo cannot undo: RFC 3516 §4.3 wants
+    the FETCH failed with NO [UNKNOWN-CTE]."""
+
+
+_KNOWN_CTE = frozenset({"", "7bit", "8bit", "binary", "base64", "quoted-printable"})
+
+
+def _check_cte(part: Part) -> None:
+    if not part.is_multipart and (part.encoding or "").lower() not in _KNOWN_CTE:
+        raise UnknownCte(part.encoding)
+
+
 async def _binary_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None:
     """BINARY[part]: the part's content with its transfer encoding undone (RFC 3516)."""
     sec = att.section
@@ -251,6 +264,7 @@ async def _binary_bytes(src: _Source, tree: Part, att: FetchAtt) -> bytes | None
     if found is None:
         return None
     part, _ = found
+    _check_cte(part)
     raw = await src.range(part.header_end, part.body_end)
     if part.is_multipart:  # RFC 2045 §6.4: only an identity encoding; served as is (Dovecot)
         return raw
@@ -608,6 +622,7 @@ async def render_message(
         if found is None or found[0].is_multipart:
             return False
         part = found[0]
+        _check_cte(part)
         if part.body_end - part.header_end < _STREAM_MIN or await src.inline() is not None:
             return False
         size, nul = 0, False

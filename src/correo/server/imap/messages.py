@@ -12,7 +12,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
-from correo.server.imap.bodies import prefetch
+from correo.server.imap.bodies import Prefetcher
 from correo.server.imap.context import (
     contexts_changed,
     esearch_reply,
@@ -20,6 +20,7 @@ from correo.server.imap.context import (
 )
 from correo.server.imap.fetch import (
     FetchPlan,
+    UnknownCte,
     ensure_facts,
     render_message,
     render_meta_batch,
@@ -203,21 +204,27 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
             pending = 0
             bodies: dict[int, bytes] = {}
             covered = 0 if plan.reads_bodies and len(batch) > 1 else len(batch)
+            reader = Prefetcher(session.ctx.store, view, batch)
             for i, uid in enumerate(batch):
                 if i >= covered:  # the next group's small bodies, in one store call
-                    bodies, n = await prefetch(session.ctx.store, view, batch[i:])
+                    bodies, n = await reader.group(i)
                     covered = i + max(n, 1)
                 if uid not in view.info:
                     continue
-                out = await render_message(
-                    session.ctx.store,
-                    view,
-                    uid,
-                    plan,
-                    facts.get(uid),
-                    extras.get(uid, ()),
-                    bodies.pop(uid, None),
-                )
+                try:
+                    out = await render_message(
+                        session.ctx.store,
+                        view,
+                        uid,
+                        plan,
+                        facts.get(uid),
+                        extras.get(uid, ()),
+                        bodies.pop(uid, None),
+                    )
+                except UnknownCte:  # RFC 3516 §4.3
+                    text = "Unknown Content-Transfer-Encoding"
+                    session.write(tagged(tag, "NO", text, "UNKNOWN-CTE"))
+                    return
                 if out.streams is None:
                     for piece in out.pieces:
                         pending += len(piece)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from correo import package_version
 from correo.cli import (
+    acl_cmds,
     admin,
     backup,
     dev,
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(sub)  # correo dev: catch-all development server (docs/testing.md)
     backup.register(sub)  # backup, verify (docs/operations.md)
     storecopy.register(sub)  # store copy --to postgresql://… (docs/cluster.md)
+    acl_cmds.register(sub)  # acl set/delete/list: shared mailboxes (RFC 4314)
     _data_everywhere(sub)
     return parser
 

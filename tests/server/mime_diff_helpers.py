@@ -3,6 +3,7 @@ list of items one corpus message is compared on."""
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -28,7 +29,7 @@ def _free_port() -> int:
         return port
 
 
-def _dovecot_conf(root: Path, port: int, user: str) -> str:
+def _dovecot_conf(root: Path, port: int, user: str, group: str) -> str:
     """A minimal imap-only Dovecot living wholly in ``root``: no TLS, plaintext LOGIN over
     loopback, no chroot (so it runs as a normal user too)."""
     return f"""base_dir = {root}/run
@@ -40,6 +41,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain
 default_internal_user = {user}
+default_internal_group = {group}
 default_login_user = {user}
 first_valid_uid = 0
 mail_location = maildir:{root}/mail/%u
@@ -91,13 +93,15 @@ def _dovecot_in(root: Path) -> Iterator[int]:
     else:
         entry = pwd.getpwuid(os.getuid())
     (root / "mail").mkdir(exist_ok=True)
-    os.chown(root / "mail", entry.pw_uid, entry.pw_gid) if os.geteuid() == 0 else None
+    if os.geteuid() == 0:
+        os.chown(root / "mail", entry.pw_uid, entry.pw_gid)
     (root / "passwd").write_text(
         f"t:{{PLAIN}}pw:{entry.pw_uid}:{entry.pw_gid}::{root}/mail/t\n", encoding="ascii"
     )
     port = _free_port()
     conf = root / "dovecot.conf"
-    conf.write_text(_dovecot_conf(root, port, entry.pw_name), encoding="ascii")
+    group = grp.getgrgid(entry.pw_gid).gr_name
+    conf.write_text(_dovecot_conf(root, port, entry.pw_name, group), encoding="ascii")
     proc = subprocess.Popen(
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

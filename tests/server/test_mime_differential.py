@@ -114,10 +114,6 @@ ALLOWED: dict[str, str] = {
         "RFC 3516 §4.3 fails BINARY for a section whose encoding is unknown: part 2 is 7bit, "
         "so correo answers its size; Dovecot fails it for the unknown encoding of part 1"
     ),
-    "rfc2231-gap B*": (
-        "RFC 2231 §3 continuations with a gap (name*0, name*2): correo joins the pieces it "
-        "has so a client sees a file name; Dovecot leaves the raw name*N parameters"
-    ),
 }
 
 

@@ -177,7 +177,7 @@ def merge_continuations(params: Params) -> Params:
     """
     if not any("*" in name for name, _ in params):
         return params
-    groups: dict[str, list[tuple[int, bool, str]]] = {}
+    groups: dict[str, list[tuple[int, bool, str, str]]] = {}
     first_name: dict[str, str] = {}
     order: list[tuple[str, str] | str] = []
     for name, value in params:
@@ -190,15 +190,19 @@ def merge_continuations(params: Params) -> Params:
             groups[key] = []
             first_name[key] = m.group(1)
             order.append(key)
-        groups[key].append((int(m.group(2)), bool(m.group(3)), value))
+        groups[key].append((int(m.group(2)), bool(m.group(3)), value, name))
     out: list[tuple[str, str]] = []
     for item in order:
         if isinstance(item, tuple):
             out.append(item)
             continue
         segs = sorted(groups[item], key=lambda t: t[0])
+        if [seg[0] for seg in segs] != list(range(len(segs))):
+            # a gap or a repeated number: not one value; kept raw, as Dovecot does
+            out.extend((seg[3], seg[2]) for seg in groups[item])
+            continue
         extended = segs[0][0] == 0 and segs[0][1]
-        value = "".join(v for _, _, v in segs)
+        value = "".join(seg[2] for seg in segs)
         out.append((first_name[item] + "*" if extended else first_name[item], value))
     return tuple(out)
 

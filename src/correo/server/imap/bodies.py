@@ -13,6 +13,7 @@ the bound is in bytes, least recently used out first.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore
 
-__all__ = ["BodyCache", "body_cache", "key_of", "prefetch"]
+__all__ = ["BodyCache", "Prefetcher", "body_cache", "key_of", "prefetch"]
 
 #: Bodies up to this size are cached (a typical mail; the bound keeps the cache useful).
 CACHED_MAX = 128 << 10
@@ -101,3 +102,39 @@ async def prefetch(
             cache.put(key_of(view, uid), data)
         found.update(read)
     return found, covered
+
+
+class Prefetcher:
+    """:func:`prefetch` over a list of UIDs, the next group read while this one is sent:
+    the store's read (a worker thread, or the database) overlaps the encryption and
+    writing on the event loop. At most two groups are held."""
+
+    def __init__(self, store: MailStore, view: MailboxView, uids: Sequence[int]) -> None:
+        self.store, self.view, self.uids = store, view, uids
+        self._ahead: asyncio.Future[tuple[dict[int, bytes], int]] | None = None
+        self._at = -1
+
+    async def group(self, i: int) -> tuple[dict[int, bytes], int]:
+        """The bodies of the first group of ``uids[i:]``, and how many UIDs it covers."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and self._at == i:
+            found, n = await ahead
+        else:
+            if ahead is not None:
+                ahead.cancel()
+            found, n = await prefetch(self.store, self.view, self.uids[i:])
+        following = i + max(n, 1)
+        if following < len(self.uids):
+            self._at = following
+            self._ahead = asyncio.ensure_future(
+                prefetch(self.store, self.view, self.uids[following:])
+            )
+            self._ahead.add_done_callback(_retrieved)
+        return found, n
+
+
+def _retrieved(future: asyncio.Future[tuple[dict[int, bytes], int]]) -> None:
+    """A read ahead that is never used (the FETCH ended early) leaves no warning behind;
+    the failure of one that is used is raised where it is awaited."""
+    if not future.cancelled():
+        future.exception()

@@ -12,7 +12,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
-from correo.server.imap.bodies import prefetch
+from correo.server.imap.bodies import Prefetcher
 from correo.server.imap.context import (
     contexts_changed,
     esearch_reply,
@@ -204,9 +204,10 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
             pending = 0
             bodies: dict[int, bytes] = {}
             covered = 0 if plan.reads_bodies and len(batch) > 1 else len(batch)
+            reader = Prefetcher(session.ctx.store, view, batch)
             for i, uid in enumerate(batch):
                 if i >= covered:  # the next group's small bodies, in one store call
-                    bodies, n = await prefetch(session.ctx.store, view, batch[i:])
+                    bodies, n = await reader.group(i)
                     covered = i + max(n, 1)
                 if uid not in view.info:
                     continue

@@ -1,6 +1,6 @@
 """CPU per message per component: correo nodes and PostgreSQL, one node against two.
 
-    python bench/cluster_bench.py [-n 3000] [-c 20] [--size 5000] [--nodes 1 2]
+    python bench/cluster_bench.py [-n 3000] [-c 20] [--size 5000] [--nodes 1 2] [--sqlite]
 
 For each node count: a fresh database on a private PostgreSQL cluster (as the tests start
 one, tests/pg.py), that many correo nodes initialised on it with `correo init --store`,
@@ -9,7 +9,8 @@ message is in a mailbox (counted in the database). Reported: end-to-end rate, an
 seconds per message of the correo processes (all nodes together) and of the PostgreSQL
 server processes, read from /proc. On one machine the nodes, the database and the load
 generator share the cores: the per-message CPU, not the rate, is what carries over to a
-cluster of separate machines (docs/cluster.md, "Scaling").
+cluster of separate machines (docs/cluster.md, "Scaling"). ``--sqlite`` first measures
+one node on the embedded store the same way, for the ratio of CPU per message.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _count(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _node(root: Path, k: int, url: str, users: int) -> CorreoServer:
+def _node(root: Path, k: int, url: str | None, users: int) -> CorreoServer:
     base = 22500 + 10 * k
     srv = CorreoServer(
         root / f"node{k}", smtp_port=base, pop3s_port=base + 1, users=users, store=url
@@ -55,11 +56,22 @@ def _node(root: Path, k: int, url: str, users: int) -> CorreoServer:
     return srv
 
 
+def _count_sqlite(data: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{data / 'store' / 'mail.db'}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        db.close()
+
+
 def one_run(nodes: int, a: argparse.Namespace, cluster: object) -> dict[str, float]:
-    url: str = cluster.new_database()  # type: ignore[attr-defined]
+    """``nodes`` nodes on a fresh database; 0: one node on the embedded SQLite store."""
+    url: str | None = cluster.new_database() if nodes else None  # type: ignore[attr-defined]
     pg_root = int((cluster.data / "postmaster.pid").read_text().split()[0])  # type: ignore[attr-defined]
     root = Path(tempfile.mkdtemp(prefix="correo-cluster-bench-"))
-    servers = [_node(root, k, url, a.users if k == 0 else 0) for k in range(nodes)]
+    servers = [_node(root, k, url, a.users if k == 0 else 0) for k in range(max(nodes, 1))]
     for srv in servers:
         srv.start()
     try:
@@ -71,7 +83,7 @@ def one_run(nodes: int, a: argparse.Namespace, cluster: object) -> dict[str, flo
 
         c0, p0 = cpu()
         started = time.monotonic()
-        share = a.n // nodes
+        share = a.n // len(servers)
 
         async def load() -> list[LoadResult]:
             return list(
@@ -80,7 +92,7 @@ def one_run(nodes: int, a: argparse.Namespace, cluster: object) -> dict[str, flo
                         run_load(
                             port=s.smtp_port,
                             n=share,
-                            concurrency=a.c // nodes,
+                            concurrency=a.c // len(servers),
                             size=a.size,
                             users=a.users,
                         )
@@ -92,7 +104,13 @@ def one_run(nodes: int, a: argparse.Namespace, cluster: object) -> dict[str, flo
         results = asyncio.run(load())
         accepted = sum(r.accepted for r in results)
         deadline = time.monotonic() + a.timeout
-        while _count(url) < accepted and time.monotonic() < deadline:
+        data = servers[0].data
+        assert data is not None
+
+        def count() -> int:
+            return _count(url) if url is not None else _count_sqlite(data)
+
+        while count() < accepted and time.monotonic() < deadline:
             time.sleep(0.2)
         wall = time.monotonic() - started
         c1, p1 = cpu()
@@ -115,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=10)
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--sqlite", action="store_true", help="first one node on SQLite")
     a = p.parse_args(argv)
     from tests.pg import PgCluster, find_pg_bin
 
@@ -125,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     cluster.start()
     results: dict[int, dict[str, float]] = {}
     try:
-        for nodes in a.nodes:
+        for nodes in ([0] if a.sqlite else []) + a.nodes:
             results[nodes] = one_run(nodes, a, cluster)
             print(f"{nodes} node(s): {results[nodes]}", flush=True)
     finally:
         cluster.stop()
     print(f"\nn={a.n} c={a.c} size={a.size}")
-    print(f"{'':24}" + "".join(f"{f'{k} node(s)':>12}" for k in results))
+    print(f"{'':24}" + "".join(f"{f'{k} node(s)' if k else 'SQLite':>12}" for k in results))
     for name in next(iter(results.values())):
         print(f"{name:24}" + "".join(f"{results[k][name]:12.2f}" for k in results))
     return 0

@@ -145,6 +145,15 @@ def test_delivered_messages_are_indexed_once_per_blob(tmp_path: Path) -> None:
             return original(*args, **kwargs)
 
         store.read_message = counting  # type: ignore[method-assign]
+        inlines = store.read_inlines
+
+        async def counting_many(*args: Any, **kwargs: Any) -> dict[int, bytes]:
+            nonlocal reads
+            found = await inlines(*args, **kwargs)
+            reads += len(found)  # bodies read ahead in one call count one each
+            return found
+
+        store.read_inlines = counting_many  # type: ignore[method-assign]
         await _put(store, _mail("s", "zebracorn one"), [(A, "INBOX"), ("b@x.test", "INBOX")])
         await _put(store, _mail("s", "plain two"), [(A, "INBOX")])
         indexer = indexer_for(store)

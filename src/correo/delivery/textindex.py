@@ -55,6 +55,9 @@ _QUEUE_LIMIT = 50_000  # messages waiting; beyond that the search-time backfill 
 _BUSY_LAG = 0.0005  # seconds other callbacks took in one loop turn: sessions are busy
 _BUSY_FACTOR = 9.0  # then sleep this many times the last message's extraction time
 _MAX_BUFFERED = 2000  # extracted texts waiting for the index writer before extraction waits
+_READ_AHEAD = 64  # messages whose facts and bodies are read in one store call each
+_READ_AHEAD_BODY = 256 << 10  # bytes: bigger bodies are read one by one
+_READ_AHEAD_BYTES = 4 << 20  # bytes of bodies read ahead at most
 
 Target = tuple[str, str, int]  # (account, mailbox, uid)
 
@@ -148,6 +151,9 @@ class TextIndexer:
         self._flusher: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # read ahead for the next jobs (one store call per kind, not two per message)
+        self._trees: dict[Target, Part] = {}
+        self._bodies: dict[Target, bytes] = {}
 
     def add(self, targets: Sequence[Target]) -> None:
         """Queue copies of one message (same bytes); over the bound they are dropped."""
@@ -229,19 +235,52 @@ class TextIndexer:
 
     async def _extract(self, targets: Sequence[Target]) -> str | None:
         """The index form of the first copy still there (None: leave it to the backfill)."""
-        for account, mailbox, uid in targets:
+        for target in targets:
+            account, mailbox, uid = target
             try:
-                facts = (await self.store.fetch_facts(account, mailbox, [uid])).get(uid)
-                if facts is None:
+                if target not in self._trees:
+                    await self._read_ahead(target)
+                tree = self._trees.pop(target, None)
+                data = self._bodies.pop(target, None)
+                if tree is None:
                     continue  # expunged meanwhile, or facts not computed yet
-                tree = load_tree(facts)
                 if tree.body_end > _MAX_INDEX_READ:
                     return None
-                chunks = [c async for c in self.store.read_message(account, mailbox, uid)]
+                if data is None:
+                    chunks = [c async for c in self.store.read_message(account, mailbox, uid)]
+                    data = b"".join(chunks)
             except (StoreError, ValueError):
                 continue
-            return indexable(b"".join(chunks), tree)
+            return indexable(data, tree)
         return None
+
+    async def _read_ahead(self, first: Target) -> None:
+        """Facts and small bodies of ``first`` and the next queued messages of its mailbox,
+        in one store call each: on PostgreSQL every call is a network round trip, and a
+        burst of deliveries queues many messages of few mailboxes."""
+        account, mailbox, _ = first
+        uids = [first[2]]
+        for job in self.jobs:
+            if len(uids) >= _READ_AHEAD:
+                break
+            for target in job:
+                if target[0] == account and target[1] == mailbox and target in self.pending:
+                    uids.append(target[2])
+                    break
+        self._trees.clear()
+        self._bodies.clear()
+        facts = await self.store.fetch_facts(account, mailbox, uids)
+        small, total = [], 0
+        for uid, found in facts.items():
+            tree = self._trees[(account, mailbox, uid)] = load_tree(found)
+            size = tree.body_end
+            if size <= _READ_AHEAD_BODY and total + size <= _READ_AHEAD_BYTES:
+                small.append(uid)
+                total += size
+        if small:
+            bodies = await self.store.read_inlines(account, mailbox, small)
+            for uid, data in bodies.items():
+                self._bodies[(account, mailbox, uid)] = data
 
 
 def indexable(data: bytes, tree: Part) -> str | None:

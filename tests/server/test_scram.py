@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -478,3 +479,32 @@ def test_mutt_smtp_scram(server: Server, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert _scram_logins(server, carol) == before + 1
+
+
+def test_scram_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The shared directory: an account without verifiers gets them at a PLAIN login, and
+    a password changed through the CLI holds for SCRAM at once."""
+    psycopg = pytest.importorskip("psycopg")
+    from tests.conftest import correo
+    from tests.server.test_postgres_store import pg_node
+
+    srv = pg_node(tmp_path / "node", pg_url)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE users SET scram = '' WHERE address = %s", (ALICE,))
+    srv.start()
+    try:
+        assert not scram_login(Imap(srv), "SCRAM-SHA-256", ALICE, PASSWORDS[ALICE])
+        pop = Pop3(srv)
+        plain = base64.b64encode(f"\0{ALICE}\0{PASSWORDS[ALICE]}".encode()).decode()
+        pop.w.send(f"AUTH PLAIN {plain}")
+        assert pop.w.line().startswith("+OK")
+        assert scram_login(Submission(srv), "SCRAM-SHA-256", ALICE, PASSWORDS[ALICE])
+        changed = correo(srv.data, "user", "passwd", ALICE, stdin="a-changed-password\n")
+        assert changed.returncode == 0, changed.stderr
+        # The node hears of the change by NOTIFY, within milliseconds.
+        deadline = time.monotonic() + 10
+        while not scram_login(Sieve(srv), "SCRAM-SHA-1", ALICE, "a-changed-password"):
+            assert time.monotonic() < deadline
+        assert not scram_login(Sieve(srv), "SCRAM-SHA-1", ALICE, PASSWORDS[ALICE])
+    finally:
+        assert srv.stop() == 0

@@ -93,6 +93,8 @@ def _set(config: str, section: str, key: str, value: str) -> str:
 
 # More of the same kinds, checked in-process (each kind above also runs ``serve``).
 MORE_BAD: list[tuple[str, str, str]] = [
+    ("auth", "scram_sha256_iterations", "100"),  # below RFC 7677 §4's 4096
+    ("auth", "scram_sha1_iterations", "100000000"),  # every client would pay for it
     ("reports", "dmarc_address", '"a b"'),
     ("reports", "tls_address", '"x@"'),
     ("reports", "contact", '"nobody"'),

@@ -94,3 +94,87 @@ def test_other_users_see_only_what_is_shared(server: Server) -> None:
     assert carol.cmd("m2", f'MYRIGHTS "{shared}"')[-1].startswith(b"m2 NO [NONEXISTENT]")
     for raw in (alice, bob, carol):
         raw.close()
+
+
+def _append(raw: RawImap, box: str, subject: str) -> None:
+    msg = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
+    out = raw.cmd("a", f"APPEND {box} {{{len(msg)}+}}\r\n{msg}")
+    assert out[-1].startswith(b"a OK"), out
+
+
+def test_shared_mailbox_read_only_in_every_read_path(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    alice.cmd("c", f"CREATE {box}")
+    _append(alice, box, "alice-one")
+    alice.cmd("s", f'SETACL {box} "{BOB}" lr')
+    bob = _session(server, BOB)
+    bob.cmd("c", f"CREATE {box}")  # a mailbox of bob's own under the same name
+    _append(bob, box, "bob-own")
+    shared = f"Other Users/{ALICE}/{box}"
+    ns = bob.cmd("n", "NAMESPACE")
+    assert ns[0] == b'* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL', ns
+    out = bob.cmd("l", 'LIST "" "*"')
+    assert any(line.endswith(f'"{shared}"'.encode()) for line in out), out
+    out = bob.cmd("x", f'SELECT "{shared}"')
+    assert out[-1].startswith(b"x OK [READ-ONLY]"), out
+    assert b"* 1 EXISTS" in out, out
+    out = bob.cmd("f", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"alice-one" in b"".join(out) and b"bob-own" not in b"".join(out), out
+    assert bob.cmd("st", "STORE 1 +FLAGS (\\Deleted)")[-1].startswith(b"st NO [READ-ONLY]")
+    assert bob.cmd("e", "EXPUNGE")[-1].startswith(b"e NO [READ-ONLY]")
+    assert bob.cmd("cp", f"COPY 1 {box}")[-1].startswith(b"cp NO [CANNOT]")
+    assert bob.cmd("mv", f"MOVE 1 {box}")[-1].startswith(b"mv NO")
+    out = bob.cmd("se", "SEARCH SUBJECT alice-one")
+    assert out[0] == b"* SEARCH 1", out
+    # IDLE sees the owner's delivery into the shared mailbox
+    bob.send(b"i IDLE\r\n")
+    assert bob.line().startswith(b"+")
+    _append(alice, box, "alice-two")
+    assert bob.line() == b"* 2 EXISTS"
+    bob.send(b"DONE\r\n")
+    assert bob.until(b"i")[-1].startswith(b"i OK")
+    # rights taken away mid-session: the next command finds no mailbox, and it is closed
+    alice.cmd("d", f'DELETEACL {box} "{BOB}"')
+    out = bob.cmd("f2", "FETCH 1:* (FLAGS)")
+    assert out == [b"f2 NO [NONEXISTENT] No such mailbox"], out
+    assert bob.cmd("f3", "FETCH 1 (FLAGS)")[-1].startswith(b"f3 BAD")
+    out = bob.cmd("x2", f'SELECT "{shared}"')
+    assert out == [b"x2 NO [NONEXISTENT] No such mailbox"], out
+    # bob's own mailbox of the name is untouched and still his
+    out = bob.cmd("x3", f"SELECT {box}")
+    assert out[-1].startswith(b"x3 OK [READ-WRITE]") and b"* 1 EXISTS" in out, out
+    for raw in (alice, bob):
+        raw.close()
+
+
+def test_rights_short_of_read_and_no_rights(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    secret = unique("acl")
+    for name in (box, secret):
+        alice.cmd("c", f"CREATE {name}")
+        _append(alice, name, "private-words")
+    alice.cmd("s", f'SETACL {box} "{BOB}" l')
+    bob = _session(server, BOB)
+    carol = _session(server, CAROL)
+    out = bob.cmd("l", 'LIST "" "*"')
+    text = b"\n".join(out)
+    assert f"Other Users/{ALICE}/{box}".encode() in text, out
+    assert secret.encode() not in text, out
+    out = bob.cmd("x", f'SELECT "Other Users/{ALICE}/{box}"')
+    assert out == [b"x NO [NOPERM] No such mailbox"], out
+    # nothing shared: every path answers as for a mailbox that does not exist
+    for raw in (bob, carol):
+        for name in (secret, "INBOX", f"Nope-{secret}"):
+            for verb in ("SELECT", "EXAMINE"):
+                out = raw.cmd("y", f'{verb} "Other Users/{ALICE}/{name}"')
+                assert out == [b"y NO [NONEXISTENT] No such mailbox"], (verb, name, out)
+            out = raw.cmd("t", f'STATUS "Other Users/{ALICE}/{name}" (MESSAGES)')
+            assert out[-1].startswith(b"t NO"), out
+        assert secret.encode() not in b"".join(raw.cmd("l", 'LIST "" "*"'))
+        assert box.encode() not in b"".join(carol.cmd("l", 'LIST "" "*"'))
+        out = raw.cmd("z", 'SEARCH TEXT "private-words"')
+        assert out[-1].startswith(b"z BAD"), out  # nothing selected
+    for raw in (alice, bob, carol):
+        raw.close()

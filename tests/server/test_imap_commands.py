@@ -160,7 +160,7 @@ def test_status_items(server: Server) -> None:
 
 def test_namespace_id_enable_capability(server: Server) -> None:
     client = imap(server)
-    assert _ok(client.namespace()) == [b'(("" "/")) NIL NIL']
+    assert _ok(client.namespace()) == [b'(("" "/")) (("Other Users/" "/")) NIL']
     typ, _ = client.xatom("ID", '("name" "pytest")')
     assert typ == "OK" and client.untagged_responses.pop("ID")
     typ, _data = client._simple_command("ENABLE", "CONDSTORE", "UNKNOWN")
@@ -474,7 +474,7 @@ def test_compress_deflate(server: Server) -> None:
     got = b""
     while b"n1 OK" not in got:
         got += inflater.decompress(raw.sock.recv(4096))
-    assert b'* NAMESPACE (("" "/")) NIL NIL' in got
+    assert b'* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL' in got
     raw.close()
 
 

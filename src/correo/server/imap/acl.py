@@ -3,8 +3,11 @@
 Entries live in the store (``acl_get``/``acl_set``/``acl_rights``).  The owner of a
 mailbox holds every right and cannot lose them; other accounts hold what their entry
 and ``anyone``'s grant.  Another account's mailbox is named under the "Other Users"
-namespace (``Other Users/OWNER/MAILBOX``).  Without any right a mailbox answers
-exactly as a missing one (NO [NONEXISTENT]), so nobody learns what is not shared.
+namespace (``Other Users/OWNER/MAILBOX``): LIST shows it with the ``l`` right, and
+``r`` opens it read-only (SELECT answers as EXAMINE); its rights are read again
+before every command while it is selected, and COPY or MOVE out of it is refused.
+Without any right a mailbox answers exactly as a missing one (NO [NONEXISTENT]), so
+nobody learns what is not shared.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from correo.imap import commands as c
 from correo.imap.acl import (
     ALL_RIGHTS,
     DeleteAcl,
@@ -26,7 +30,7 @@ from correo.imap.acl import (
 )
 from correo.imap.responses import tagged
 from correo.server.imap.names import DELIMITER, normalize
-from correo.store.api import MailboxError
+from correo.store.api import MailboxError, MailboxInfo
 
 if TYPE_CHECKING:
     from correo.server.imap.session import ImapSession
@@ -38,8 +42,10 @@ __all__ = [
     "cmd_listrights",
     "cmd_myrights",
     "cmd_setacl",
+    "guard",
     "resolve",
     "rights_of",
+    "shared_boxes",
 ]
 
 #: The "Other Users" namespace prefix (RFC 2342 §5, RFC 4314 §1).
@@ -52,7 +58,7 @@ def resolve(user: str, name: str) -> tuple[str, str]:
     if name.startswith(OTHER_USERS):
         owner, sep, rest = name[len(OTHER_USERS) :].partition(DELIMITER)
         if owner and sep and rest:
-            return owner, normalize(rest) if owner == user else rest
+            return owner, normalize(rest)
     return user, normalize(name)
 
 
@@ -172,3 +178,41 @@ async def cmd_myrights(session: ImapSession, tag: str, cmd: MyRights) -> None:
         return
     session.write(myrights_response(cmd.mailbox, rights, session.core.utf8))
     session.write(tagged(tag, "OK", "MYRIGHTS completed"))
+
+
+async def shared_boxes(session: ImapSession) -> list[MailboxInfo]:
+    """Other accounts' mailboxes the user may see (``l``), as LIST names them."""
+    assert session.user is not None
+    found = await session.ctx.store.acl_shared(session.user)
+    return [
+        MailboxInfo(f"{OTHER_USERS}{owner}{DELIMITER}{name}", subscribed=False)
+        for owner, name, rights in found
+        if "l" in rights
+    ]
+
+
+#: Commands a shared (read-only) view cannot serve yet: they copy within one account.
+_REFUSED = (c.Copy, c.Move)
+#: Commands that leave the view or the session: no rights needed.
+_FREE = (c.Select, c.Examine, c.Logout, c.Close, c.Unselect)
+
+
+async def guard(session: ImapSession, tag: str, command: object) -> bool:
+    """Before a command while another account's mailbox is selected: the rights are
+    read again, so rights taken away end the access at the next command (RFC 4314 §4).
+    False when the command was answered here."""
+    view = session.view
+    if view is None or view.account == session.user or isinstance(command, _FREE):
+        return True
+    assert session.user is not None
+    rights = await session.ctx.store.acl_rights(view.account, view.name, session.user)
+    if "r" not in rights:
+        session.view = None
+        session.core.unselected()
+        session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return False
+    if isinstance(command, _REFUSED):
+        text = "Not possible from another user's mailbox"
+        session.write(tagged(tag, "NO", text, "CANNOT"))
+        return False
+    return True

@@ -17,6 +17,7 @@ from correo.imap.responses import (
     untagged,
 )
 from correo.message.objectid import mailbox_id
+from correo.server.imap.acl import resolve, shared_boxes
 from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
 from correo.server.imap.metadata import list_metadata
 from correo.server.imap.names import (
@@ -79,24 +80,31 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
         session.view = None
         session.core.unselected()
         session.write(untagged("OK", "Previous mailbox closed", "CLOSED"))  # RFC 7162 §3.2.11
-    name = normalize(cmd.mailbox)
+    account, name = resolve(session.user, cmd.mailbox)
     store = session.ctx.store
-    session.seen_counter = store.change_counter(session.user, name)
+    if account != session.user:  # another user's, by its rights (RFC 4314 §4)
+        rights = await store.acl_rights(account, name, session.user)
+        if "r" not in rights:
+            code = "NOPERM" if "l" in rights else "NONEXISTENT"
+            session.write(tagged(tag, "NO", "No such mailbox", code))
+            return
+        read_only = True  # shared mailboxes open read-only
+    session.seen_counter = store.change_counter(account, name)
     session.checked_at = time.monotonic()
     try:
-        status = await store.mailbox_status(session.user, name)
+        status = await store.mailbox_status(account, name)
     except MailboxError:
         session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
         return
-    messages = await _snapshot(session, name, status)
+    messages = await _snapshot(session, account, name, status)
     if read_only:  # EXAMINE sees \Recent without claiming it (RFC 3501 §6.3.2)
         recent = status.recent
         uids = messages.uids
         first_recent = uids[-recent] if 0 < recent <= len(uids) else status.uidnext
     else:
-        first_recent = await store.take_recent(session.user, name)
+        first_recent = await store.take_recent(account, name)
     view = MailboxView(
-        session.user,
+        account,
         name,
         read_only=read_only,
         uidvalidity=status.uidvalidity,
@@ -128,7 +136,8 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
     session.write(untagged("OK", "Predicted next UID", f"UIDNEXT {view.uidnext}"))
     session.write(untagged("OK", "Highest", f"HIGHESTMODSEQ {view.highestmodseq}"))
     if session.core.rev2:
-        session.write(list_response([], DELIMITER, name, True))  # RFC 9051 §6.3.2
+        shown = name if account == session.user else cmd.mailbox
+        session.write(list_response([], DELIMITER, shown, True))  # RFC 9051 §6.3.2
     if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
         await _qresync(session, cmd.qresync)
     code = "READ-ONLY" if read_only else "READ-WRITE"
@@ -137,20 +146,21 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
     )
 
 
-async def _snapshot(session: ImapSession, name: str, status: MailboxStatus) -> Snapshot:
+async def _snapshot(
+    session: ImapSession, account: str, name: str, status: MailboxStatus
+) -> Snapshot:
     """The mailbox's messages at ``status``'s MODSEQ, shared with other sessions."""
-    assert session.user is not None
     shared = session.ctx.imap
-    snap = shared.snapshot(session.user, name, status.uidvalidity, status.highestmodseq)
+    snap = shared.snapshot(account, name, status.uidvalidity, status.highestmodseq)
     if snap is not None:
         return snap
-    messages = await session.ctx.store.list_messages(session.user, name)
+    messages = await session.ctx.store.list_messages(account, name)
     uids, info = [m.uid for m in messages], {m.uid: m for m in messages}
     # Shared only if nothing committed between the two reads: a commit adds a higher
     # MODSEQ or (expunge alone) changes the count.
     if len(messages) == status.messages and all(m.modseq <= status.highestmodseq for m in messages):
         fresh = Snapshot(uids, info, status.highestmodseq)
-        return shared.publish(session.user, name, status.uidvalidity, fresh)
+        return shared.publish(account, name, status.uidvalidity, fresh)
     return Snapshot(uids, info, 0)  # this session's own, never published
 
 
@@ -253,7 +263,7 @@ async def cmd_subscribe(session: ImapSession, tag: str, cmd: c.Subscribe | c.Uns
 
 
 async def cmd_namespace(session: ImapSession, tag: str, cmd: c.Namespace) -> None:
-    session.write(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
+    session.write(b'* NAMESPACE (("" "/")) (("Other Users/" "/")) NIL\r\n')  # RFC 4314 §1
     session.write(tagged(tag, "OK", "NAMESPACE completed"))
 
 
@@ -271,6 +281,8 @@ async def cmd_list(session: ImapSession, tag: str, cmd: c.List) -> None:
         session.write(tagged(tag, "NO", str(exc), "LIMIT"))
         return
     boxes = await session.ctx.store.list_mailboxes(session.user)
+    if not cmd.metadata:  # other users' mailboxes shared with this one (RFC 4314 "l")
+        boxes = [*boxes, *await shared_boxes(session)]
     subscriptions = None
     if "SUBSCRIBED" in cmd.selection:
         subscriptions = await session.ctx.store.list_subscriptions(session.user)

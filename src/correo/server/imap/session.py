@@ -67,6 +67,7 @@ from correo.server.imap.acl import (
     cmd_myrights,
     cmd_setacl,
 )
+from correo.server.imap.acl import guard as acl_guard
 from correo.server.imap.appends import Append, append_done, append_start, drop_appends
 from correo.server.imap.catenate import catenate_text, catenate_url
 from correo.server.imap.context import (
@@ -380,6 +381,8 @@ class ImapSession:
                 started = time.monotonic()
                 self.busy = True
                 try:
+                    if not await acl_guard(self, tag, command):  # another user's mailbox
+                        return
                     await handler(self, tag, command)
                 except MailboxError as exc:
                     self.write(tagged(tag, "NO", str(exc), exc.code))

@@ -178,3 +178,53 @@ def test_rights_short_of_read_and_no_rights(server: Server) -> None:
         assert out[-1].startswith(b"z BAD"), out  # nothing selected
     for raw in (alice, bob, carol):
         raw.close()
+
+
+def _flags(raw: RawImap, box: str) -> list[bytes]:
+    raw.cmd("ex", f"EXAMINE {box}")
+    out = raw.cmd("ff", "FETCH 1:* (FLAGS)")
+    raw.cmd("un", "UNSELECT")
+    return [line for line in out if line.startswith(b"* ")]
+
+
+def test_write_rights_checked_on_each_command(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    alice.cmd("c", f"CREATE {box}")
+    for subject in ("one", "two", "three"):
+        _append(alice, box, subject)
+    alice.cmd("s", f'SETACL {box} "{CAROL}" lrs')
+    carol = _session(server, CAROL)
+    shared = f"Other Users/{ALICE}/{box}"
+    out = carol.cmd("x", f'SELECT "{shared}"')
+    assert out[-1].startswith(b"x OK [READ-WRITE]"), out
+    carol.cmd("f", "FETCH 1 (BODY[TEXT])")  # "s": the read marks it \Seen, for the owner too
+    assert b"\\Seen" in _flags(alice, box)[0]
+    assert carol.cmd("d", "STORE 2 +FLAGS (\\Deleted)")[-1].startswith(b"d NO [NOPERM]")
+    assert carol.cmd("k", "STORE 2 +FLAGS ($Work)")[-1].startswith(b"k NO [NOPERM]")
+    assert carol.cmd("r", "STORE 2 FLAGS (\\Seen)")[-1].startswith(b"r NO [NOPERM]")
+    assert carol.cmd("s2", "STORE 2 +FLAGS (\\Seen)")[-1].startswith(b"s2 OK")
+    assert carol.cmd("e", "EXPUNGE")[-1].startswith(b"e NO [NOPERM]")
+    alice.cmd("g", f'SETACL {box} "{CAROL}" +te')
+    assert carol.cmd("d2", "STORE 3 +FLAGS (\\Deleted)")[-1].startswith(b"d2 OK")
+    out = carol.cmd("e2", "EXPUNGE")
+    assert out[-1].startswith(b"e2 OK") and b"* 3 EXPUNGE" in out, out
+    assert len(_flags(alice, box)) == 2  # gone from the owner's mailbox
+    # without "e", CLOSE closes and expunges nothing
+    assert carol.cmd("d3", "STORE 2 +FLAGS (\\Deleted)")[-1].startswith(b"d3 OK")
+    alice.cmd("g2", f'SETACL {box} "{CAROL}" -e')
+    assert carol.cmd("cl", "CLOSE") == [b"cl OK CLOSE completed"]
+    assert len(_flags(alice, box)) == 2
+    # "w" without "s": reading does not set \Seen
+    alice.cmd("g3", f'SETACL {box} "{CAROL}" lrw')
+    alice.cmd("x", f"SELECT {box}")
+    alice.cmd("u", "STORE 1:* -FLAGS (\\Seen \\Deleted)")
+    alice.cmd("un", "UNSELECT")
+    out = carol.cmd("x2", f'SELECT "{shared}"')
+    assert out[-1].startswith(b"x2 OK [READ-WRITE]"), out
+    carol.cmd("f2", "FETCH 1 (BODY[TEXT])")
+    assert carol.cmd("k2", "STORE 1 +FLAGS ($Work)")[-1].startswith(b"k2 OK")
+    flags = _flags(alice, box)
+    assert b"\\Seen" not in flags[0] and b"$Work" in flags[0], flags
+    for raw in (alice, carol):
+        raw.close()

@@ -4,8 +4,9 @@ Entries live in the store (``acl_get``/``acl_set``/``acl_rights``).  The owner o
 mailbox holds every right and cannot lose them; other accounts hold what their entry
 and ``anyone``'s grant.  Another account's mailbox is named under the "Other Users"
 namespace (``Other Users/OWNER/MAILBOX``): LIST shows it with the ``l`` right, and
-``r`` opens it read-only (SELECT answers as EXAMINE); its rights are read again
-before every command while it is selected, and COPY or MOVE out of it is refused.
+``r`` opens it (read-write with any of ``s w t e``, which STORE and EXPUNGE then
+check); its rights are read again before every command while it is selected, and
+COPY or MOVE out of it is refused.
 Without any right a mailbox answers exactly as a missing one (NO [NONEXISTENT]), so
 nobody learns what is not shared.
 """
@@ -42,7 +43,9 @@ __all__ = [
     "cmd_listrights",
     "cmd_myrights",
     "cmd_setacl",
+    "flag_rights",
     "guard",
+    "may_set_seen",
     "resolve",
     "rights_of",
     "shared_boxes",
@@ -191,10 +194,32 @@ async def shared_boxes(session: ImapSession) -> list[MailboxInfo]:
     ]
 
 
-#: Commands a shared (read-only) view cannot serve yet: they copy within one account.
+#: Commands a shared view cannot serve yet: they copy within one account.
 _REFUSED = (c.Copy, c.Move)
 #: Commands that leave the view or the session: no rights needed.
-_FREE = (c.Select, c.Examine, c.Logout, c.Close, c.Unselect)
+_FREE = (c.Select, c.Examine, c.Logout, c.Unselect)
+#: Rights that change a mailbox's state: with none of them SELECT is read-only.
+WRITE_RIGHTS = frozenset("swte")
+
+
+def flag_rights(mode: str, flags: tuple[str, ...]) -> str:
+    """Rights a STORE needs (RFC 4314 §4): ``s`` for \\Seen, ``t`` for \\Deleted,
+    ``w`` for any other flag; replacing the flags may change all of them."""
+    if mode == "replace":
+        return "stw"
+    need = {
+        "s" if f.lower() == "\\seen" else "t" if f.lower() == "\\deleted" else "w" for f in flags
+    }
+    return "".join(sorted(need))
+
+
+async def may_set_seen(session: ImapSession) -> bool:
+    """Whether a FETCH may set \\Seen in the selected mailbox (the ``s`` right)."""
+    view = session.view
+    if view is None or view.account == session.user:
+        return True
+    assert session.user is not None
+    return "s" in await session.ctx.store.acl_rights(view.account, view.name, session.user)
 
 
 async def guard(session: ImapSession, tag: str, command: object) -> bool:
@@ -206,10 +231,23 @@ async def guard(session: ImapSession, tag: str, command: object) -> bool:
         return True
     assert session.user is not None
     rights = await session.ctx.store.acl_rights(view.account, view.name, session.user)
+    if isinstance(command, c.Close) and "e" not in rights:  # closed, nothing expunged
+        session.view = None
+        session.core.unselected()
+        session.write(tagged(tag, "OK", "CLOSE completed"))
+        return False
     if "r" not in rights:
         session.view = None
         session.core.unselected()
         session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
+        return False
+    missing = ""
+    if isinstance(command, c.Store) and not view.read_only:
+        missing = "".join(r for r in flag_rights(command.mode, command.flags) if r not in rights)
+    elif isinstance(command, (c.Expunge, c.UidExpunge)) and not view.read_only:
+        missing = "" if "e" in rights else "e"
+    if missing:
+        session.write(tagged(tag, "NO", f"Rights {missing!r} are needed here", "NOPERM"))
         return False
     if isinstance(command, _REFUSED):
         text = "Not possible from another user's mailbox"

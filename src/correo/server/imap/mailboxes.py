@@ -17,7 +17,7 @@ from correo.imap.responses import (
     untagged,
 )
 from correo.message.objectid import mailbox_id
-from correo.server.imap.acl import resolve, shared_boxes
+from correo.server.imap.acl import WRITE_RIGHTS, resolve, shared_boxes
 from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
 from correo.server.imap.metadata import list_metadata
 from correo.server.imap.names import (
@@ -88,7 +88,7 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
             code = "NOPERM" if "l" in rights else "NONEXISTENT"
             session.write(tagged(tag, "NO", "No such mailbox", code))
             return
-        read_only = True  # shared mailboxes open read-only
+        read_only = read_only or WRITE_RIGHTS.isdisjoint(rights)
     session.seen_counter = store.change_counter(account, name)
     session.checked_at = time.monotonic()
     try:
@@ -97,7 +97,7 @@ async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) 
         session.write(tagged(tag, "NO", "No such mailbox", "NONEXISTENT"))
         return
     messages = await _snapshot(session, account, name, status)
-    if read_only:  # EXAMINE sees \Recent without claiming it (RFC 3501 §6.3.2)
+    if read_only or account != session.user:  # \Recent seen, not claimed (RFC 3501 §6.3.2)
         recent = status.recent
         uids = messages.uids
         first_recent = uids[-recent] if 0 < recent <= len(uids) else status.uidnext

@@ -12,6 +12,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
+from correo.server.imap.acl import may_set_seen
 from correo.server.imap.bodies import Prefetcher
 from correo.server.imap.context import (
     contexts_changed,
@@ -77,7 +78,7 @@ async def cmd_close(session: ImapSession, tag: str, cmd: c.Close | c.Unselect) -
     if isinstance(cmd, c.Close) and not view.read_only:
         deleted = [u for u in view.uids if "\\Deleted" in view.info[u].flags]
         if deleted:
-            await session.ctx.store.expunge(session.user, view.name, deleted)  # silently (§6.4.1)
+            await session.ctx.store.expunge(view.account, view.name, deleted)  # silently (§6.4.1)
     session.view = None
     session.core.unselected()
     session.write(
@@ -97,7 +98,7 @@ async def cmd_expunge(session: ImapSession, tag: str, cmd: c.Expunge | c.UidExpu
         candidates = _uids(session, cmd.uids, True)
     deleted = [u for u in candidates if "\\Deleted" in view.info[u].flags]
     if deleted:
-        await session.ctx.store.expunge(session.user, view.name, deleted)
+        await session.ctx.store.expunge(view.account, view.name, deleted)
         for line in view.expunged_now(deleted, session.core.vanished):
             session.write(line)
     await session._updates()
@@ -174,11 +175,11 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
             gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in known)]
             if gone:
                 session.write(b"* VANISHED (EARLIER) " + format_uids(gone).encode() + b"\r\n")
-    if plan.sets_seen and not view.read_only:
+    if plan.sets_seen and not view.read_only and await may_set_seen(session):  # RFC 4314 s
         unseen = [u for u in uids if "\\Seen" not in view.info[u].flags]
         if unseen:
             changed, _ = await session.ctx.store.store_flags(
-                session.user, view.name, unseen, "add", ["\\Seen"]
+                view.account, view.name, unseen, "add", ["\\Seen"]
             )
             await session._stored(changed)
             await contexts_changed(session)
@@ -258,7 +259,7 @@ async def cmd_store(session: ImapSession, tag: str, cmd: c.Store) -> None:
     if cmd.unchangedsince is not None:
         session._condstore_on()
     changed, failed = await session.ctx.store.store_flags(
-        session.user, view.name, uids, cmd.mode, cmd.flags, cmd.unchangedsince
+        view.account, view.name, uids, cmd.mode, cmd.flags, cmd.unchangedsince
     )
     await session._stored(changed)
     for line in view.new_keywords(changed):

@@ -125,6 +125,10 @@ def test_shared_mailbox_read_only_in_every_read_path(server: Server) -> None:
     assert bob.cmd("e", "EXPUNGE")[-1].startswith(b"e NO [READ-ONLY]")
     assert bob.cmd("cp", f"COPY 1 {box}")[-1].startswith(b"cp NO [CANNOT]")
     assert bob.cmd("mv", f"MOVE 1 {box}")[-1].startswith(b"mv NO")
+    out = bob.cmd("t", f'STATUS "{shared}" (MESSAGES UIDNEXT)')
+    assert out[0] == f'* STATUS "{shared}" (MESSAGES 1 UIDNEXT 2)'.encode(), out
+    out = bob.cmd("lr", f'LIST "" "{shared}" RETURN (STATUS (MESSAGES))')
+    assert f'* STATUS "{shared}" (MESSAGES 1)'.encode() in out, out
     out = bob.cmd("se", "SEARCH SUBJECT alice-one")
     assert out[0] == b"* SEARCH 1", out
     # IDLE sees the owner's delivery into the shared mailbox

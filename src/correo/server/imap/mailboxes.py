@@ -319,7 +319,12 @@ async def cmd_lsub(session: ImapSession, tag: str, cmd: c.Lsub) -> None:
 
 async def status_line(session: ImapSession, name: str, items: tuple[str, ...]) -> None:
     assert session.user is not None
-    st = await session.ctx.store.mailbox_status(session.user, name)
+    account, box = resolve(session.user, name)
+    if account != session.user and "r" not in await session.ctx.store.acl_rights(
+        account, box, session.user
+    ):  # RFC 4314 §4: STATUS needs "r"; without it the mailbox is not there
+        raise MailboxError("No such mailbox", "NONEXISTENT")
+    st = await session.ctx.store.mailbox_status(account, box)
     values: dict[str, int | str] = {
         "MESSAGES": st.messages,
         "UIDNEXT": st.uidnext,

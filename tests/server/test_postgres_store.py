@@ -18,7 +18,7 @@ from tests.server.cluster_helpers import init_node
 from tests.server.helpers import mailbox, wait_count
 
 psycopg = pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
-from correo.store.postgres_schema import LATEST  # noqa: E402  (needs psycopg)
+from correo.store.postgres_schema import MIGRATIONS  # noqa: E402  (needs psycopg)
 
 ALICE = "alice@example.test"
 
@@ -53,12 +53,12 @@ def test_init_writes_the_store_url_and_creates_the_schema(pg_url: str, tmp_path:
     assert result.returncode == 0, result.stderr
     config = (data / "correo.toml").read_text()
     assert f'[store]\nurl = "{pg_url}"' in config
-    assert rows(pg_url, "SELECT count(*) FROM schema_version") == LATEST
+    assert rows(pg_url, "SELECT count(*) FROM schema_version") == len(MIGRATIONS)
     assert not (data / "store" / "mail.db").exists()  # no embedded store beside it
     # A second node joins what is there: same command, its own folder.
     second = init_node(tmp_path / "node2", pg_url, hostname="mx2.example.test")
     assert second.returncode == 0, second.stderr
-    assert rows(pg_url, "SELECT count(*) FROM schema_version") == LATEST
+    assert rows(pg_url, "SELECT count(*) FROM schema_version") == len(MIGRATIONS)
 
 
 def test_init_refuses_a_store_that_is_not_a_postgresql_url(tmp_path: Path) -> None:

@@ -209,6 +209,11 @@ def test_write_rights_checked_on_each_command(server: Server) -> None:
     assert carol.cmd("r", "STORE 2 FLAGS (\\Seen)")[-1].startswith(b"r NO [NOPERM]")
     assert carol.cmd("s2", "STORE 2 +FLAGS (\\Seen)")[-1].startswith(b"s2 OK")
     assert carol.cmd("e", "EXPUNGE")[-1].startswith(b"e NO [NOPERM]")
+    carol.cmd("cc", f"CREATE {box}")  # carol's own mailbox of the name is never touched
+    _append(carol, box, "carol-own")
+    msg = "Subject: new\r\n\r\nx\r\n"
+    out = carol.cmd("rp", f"REPLACE 1 {box} {{{len(msg)}+}}\r\n{msg}")
+    assert out[-1].startswith(b"rp NO [CANNOT]"), out
     alice.cmd("g", f'SETACL {box} "{CAROL}" +te')
     assert carol.cmd("d2", "STORE 3 +FLAGS (\\Deleted)")[-1].startswith(b"d2 OK")
     out = carol.cmd("e2", "EXPUNGE")
@@ -230,5 +235,6 @@ def test_write_rights_checked_on_each_command(server: Server) -> None:
     assert carol.cmd("k2", "STORE 1 +FLAGS ($Work)")[-1].startswith(b"k2 OK")
     flags = _flags(alice, box)
     assert b"\\Seen" not in flags[0] and b"$Work" in flags[0], flags
+    assert len(_flags(carol, box)) == 1  # carol's own: only her message, untouched
     for raw in (alice, carol):
         raw.close()

@@ -134,6 +134,8 @@ def _replaced(session: ImapSession, event: AppendStart) -> int | None:
     refusal: tuple[str, str, str | None] | None = None
     if view.read_only:
         refusal = ("NO", "Mailbox is read-only", "READ-ONLY")
+    elif view.account != session.user:  # RFC 4314: not in another user's mailbox (yet)
+        refusal = ("NO", "Not possible in another user's mailbox", "CANNOT")
     elif len(uids) > 1:
         refusal = ("BAD", "REPLACE replaces one message", "CLIENTBUG")
     elif not uids:
@@ -222,7 +224,7 @@ async def _expunge_replaced(session: ImapSession, uid: int, appenduid: str) -> N
     assert view is not None and session.user is not None
     session.write(untagged("OK", "Replacement Message ID", appenduid))
     if uid in view.info:
-        await session.ctx.store.expunge(session.user, view.name, [uid])
+        await session.ctx.store.expunge(view.account, view.name, [uid])
         for line in view.expunged_now([uid], session.core.vanished):
             session.write(line)
     await session._updates(allow_expunge=False)

@@ -238,3 +238,33 @@ def test_write_rights_checked_on_each_command(server: Server) -> None:
     assert len(_flags(carol, box)) == 1  # carol's own: only her message, untouched
     for raw in (alice, carol):
         raw.close()
+
+
+def test_append_into_shared_needs_insert(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    alice.cmd("c", f"CREATE {box}")
+    alice.cmd("s", f'SETACL {box} "{BOB}" lr')
+    bob = _session(server, BOB)
+    carol = _session(server, CAROL)
+    shared = f"Other Users/{ALICE}/{box}"
+    msg = "Subject: from bob\r\n\r\nhello\r\n"
+    append = f'APPEND "{shared}" (\\Seen $Bob) {{{len(msg)}+}}\r\n{msg}'
+    out = bob.cmd("a1", append)
+    assert out[-1].startswith(b"a1 NO [NOPERM]"), out
+    missing = carol.cmd("a2", append)  # no rights: exactly as a missing mailbox
+    assert missing[-1].startswith(b"a2 NO [TRYCREATE]"), missing
+    nope = carol.cmd("a2", f'APPEND "Other Users/{ALICE}/Nope-{box}" {{{len(msg)}+}}\r\n{msg}')
+    assert nope == missing, (nope, missing)
+    assert _flags(alice, box) == []
+    alice.cmd("s2", f'SETACL {box} "{BOB}" +i')
+    out = bob.cmd("a3", append)
+    assert out[-1].startswith(b"a3 OK [APPENDUID"), out
+    flags = _flags(alice, box)  # in the owner's mailbox, without flags bob may not set
+    assert len(flags) == 1 and b"\\Seen" not in flags[0] and b"$Bob" not in flags[0], flags
+    alice.cmd("s3", f'SETACL {box} "{BOB}" +s')
+    assert bob.cmd("a4", append)[-1].startswith(b"a4 OK")
+    flags = _flags(alice, box)
+    assert b"\\Seen" in flags[1] and b"$Bob" not in flags[1], flags
+    for raw in (alice, bob, carol):
+        raw.close()

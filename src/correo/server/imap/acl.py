@@ -5,8 +5,8 @@ mailbox holds every right and cannot lose them; other accounts hold what their e
 and ``anyone``'s grant.  Another account's mailbox is named under the "Other Users"
 namespace (``Other Users/OWNER/MAILBOX``): LIST shows it with the ``l`` right, and
 ``r`` opens it (read-write with any of ``s w t e``, which STORE and EXPUNGE then
-check); its rights are read again before every command while it is selected, and
-COPY or MOVE out of it is refused.
+check), ``i`` lets APPEND add to it; its rights are read again before every command
+while it is selected, and COPY or MOVE out of it is refused.
 Without any right a mailbox answers exactly as a missing one (NO [NONEXISTENT]), so
 nobody learns what is not shared.
 """

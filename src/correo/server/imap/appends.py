@@ -21,9 +21,7 @@ from correo.imap.server import (
 )
 from correo.message.imapfmt import base64_binary_parts
 from correo.message.lineends import LineEnds
-from correo.server.imap.names import (
-    normalize,
-)
+from correo.server.imap.acl import flag_rights, resolve
 from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, format_uids
 from correo.server.store_failure import imap_reply
 from correo.store.api import (
@@ -43,6 +41,7 @@ class Append:
     """One message of an APPEND command being received."""
 
     __slots__ = (
+        "account",
         "date",
         "facts",
         "failed",
@@ -63,6 +62,7 @@ class Append:
         spool: Spool,
     ):
         self.mailbox = mailbox
+        self.account = ""  # the mailbox's owner: the user, or one who shared it
         self.flags = flags
         self.date = date.timestamp() if date is not None else None
         offset = date.utcoffset() if date is not None else None
@@ -88,21 +88,28 @@ def _target(account: str, mailbox: str, flags: tuple[str, ...]) -> Any:
 
 async def append_start(session: ImapSession, event: AppendStart | CatenateStart) -> None:
     assert session.user is not None
-    name = normalize(event.mailbox)
+    account, name = resolve(session.user, event.mailbox)
+    flags = event.flags
     if session.append_failed is None:
         if sum(f not in SYSTEM_FLAGS for f in event.flags) > MAX_KEYWORDS:
             drop_appends(session)
             text = f"A message carries at most {MAX_KEYWORDS} keywords"
             session.write(session.core.append_reject("NO", text, "LIMIT"))
             return
+        if account != session.user:  # RFC 4314 §4: "i", and a flag only with its right
+            rights = await session.ctx.store.acl_rights(account, name, session.user)
+            if "i" not in rights:
+                session.append_failed = "NOPERM" if "l" in rights else "TRYCREATE"
+            flags = tuple(f for f in flags if flag_rights("add", (f,)) in rights)
         try:
-            await session.ctx.store.mailbox_state(session.user, name)  # cheaper than STATUS
+            await session.ctx.store.mailbox_state(account, name)  # cheaper than STATUS
         except StoreError:
-            session.append_failed = "TRYCREATE"
+            session.append_failed = session.append_failed or "TRYCREATE"
     if session.append_failed is not None:
         drop_appends(session)
         code, session.append_failed = session.append_failed, None
-        session.write(session.core.append_reject("NO", "No such mailbox", code))
+        text = "Right 'i' is needed here" if code == "NOPERM" else "No such mailbox"
+        session.write(session.core.append_reject("NO", text, code))
         return
     replaced: int | None = None
     if isinstance(event, AppendStart) and event.replace is not None:
@@ -110,7 +117,8 @@ async def append_start(session: ImapSession, event: AppendStart | CatenateStart)
         if found is None:
             return
         replaced = found
-    append = Append(name, event.flags, event.date, session.ctx.store.new_spool())
+    append = Append(name, flags, event.date, session.ctx.store.new_spool())
+    append.account = account
     append.replace = replaced
     if isinstance(event, AppendStart) and event.binary:
         append.lines = None
@@ -157,7 +165,7 @@ async def append_done(session: ImapSession, tag: str) -> None:
     assert session.user is not None
     appends, session.appends = session.appends, []
     store = session.ctx.store
-    done: list[tuple[str, int]] = []
+    done: list[tuple[str, str, int]] = []
     failed = next((a.failed for a in appends if a.failed is not None), None)
     if failed is not None:
         for a in appends:
@@ -176,7 +184,7 @@ async def append_done(session: ImapSession, tag: str) -> None:
                 store.deliver(
                     spool,
                     Envelope(sender="", authenticated=session.user),
-                    [_target(session.user, a.mailbox, a.flags)],
+                    [_target(a.account, a.mailbox, a.flags)],
                     facts=facts,
                     internal_date=a.date,
                     internal_zone=a.zone,
@@ -189,23 +197,23 @@ async def append_done(session: ImapSession, tag: str) -> None:
                 with contextlib.suppress(ValueError):  # best effort: SEARCH scans it
                     text = indexable(held, load_tree(facts))
             result = await commit
-            done.append((a.mailbox, result.uids[0][1]))
-            indexed.append((a.mailbox, result.uids[0][1], text))
+            done.append((a.account, a.mailbox, result.uids[0][1]))
+            indexed.append((a.account, a.mailbox, result.uids[0][1], text))
     except StoreError as exc:
-        for mailbox, uid in done:  # RFC 3502 §6: all or nothing
-            await store.expunge(session.user, mailbox, [uid])
+        for account, mailbox, uid in done:  # RFC 3502 §6: all or nothing
+            await store.expunge(account, mailbox, [uid])
         for a in appends:
             a.spool.discard()
         session.ctx.log.error("imap.append_failed", session=session.id, error=str(exc))
         session.write(tagged(tag, "NO", *imap_reply(exc, "APPEND failed")))
         return
-    for mailbox, uid, text in indexed:  # the SEARCH TEXT index
+    for account, mailbox, uid, text in indexed:  # the SEARCH TEXT index
         if text is not None:
-            indexer_for(store).write(session.user, mailbox, {uid: text})
+            indexer_for(store).write(account, mailbox, {uid: text})
         else:
-            indexer_for(store).add([(session.user, mailbox, uid)])
-    status = await store.mailbox_state(session.user, done[-1][0])
-    uids = format_uids(uid for _, uid in done)
+            indexer_for(store).add([(account, mailbox, uid)])
+    status = await store.mailbox_state(done[-1][0], done[-1][1])
+    uids = format_uids(uid for _, _, uid in done)
     appenduid = f"APPENDUID {status.uidvalidity} {uids}"
     replaced = appends[-1].replace if appends else None
     if replaced is not None and session.view is not None:

@@ -268,3 +268,22 @@ def test_append_into_shared_needs_insert(server: Server) -> None:
     assert b"\\Seen" in flags[1] and b"$Bob" not in flags[1], flags
     for raw in (alice, bob, carol):
         raw.close()
+
+
+def test_other_users_namespace_is_not_for_own_mailboxes(server: Server) -> None:
+    bob = _session(server, BOB)
+    box = unique("acl")
+    spoof = f"Other Users/{ALICE}/{box}"
+    assert bob.cmd("c", f'CREATE "{spoof}"')[-1].startswith(b"c NO [CANNOT]")
+    bob.cmd("c2", f"CREATE {box}")
+    assert bob.cmd("r", f'RENAME {box} "{spoof}"')[-1].startswith(b"r NO [CANNOT]")
+    assert bob.cmd("x", f'SELECT "{spoof}"') == [b"x NO [NONEXISTENT] No such mailbox"]
+    alice = _session(server)
+    alice.cmd("c", f"CREATE {box}")
+    alice.cmd("s", f'SETACL {box} "{BOB}" lr')
+    out = bob.cmd("sub", f'SUBSCRIBE "{spoof}"')  # a shared mailbox may be subscribed
+    assert out[-1].startswith(b"sub OK"), out
+    out = bob.cmd("l", f'LIST (SUBSCRIBED) "" "{spoof}"')
+    assert any(line.endswith(f'"{spoof}"'.encode()) for line in out[:-1]), out
+    for raw in (alice, bob):
+        raw.close()

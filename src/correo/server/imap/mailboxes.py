@@ -17,7 +17,7 @@ from correo.imap.responses import (
     untagged,
 )
 from correo.message.objectid import mailbox_id
-from correo.server.imap.acl import WRITE_RIGHTS, resolve, shared_boxes
+from correo.server.imap.acl import OTHER_USERS, WRITE_RIGHTS, resolve, shared_boxes
 from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
 from correo.server.imap.metadata import list_metadata
 from correo.server.imap.names import (
@@ -65,12 +65,16 @@ __all__ = [
 # -- mailboxes ------------------------------------------------------------------
 
 
-def _name(session: ImapSession, tag: str, raw: str) -> str | None:
+def _name(session: ImapSession, tag: str, raw: str, *, own: bool = False) -> str | None:
     try:
-        return check_name(raw)
+        name = check_name(raw)
     except MailboxNameError as exc:
         session.write(tagged(tag, "NO", str(exc), "CANNOT"))
         return None
+    if own and name.startswith(OTHER_USERS):  # other users' mailboxes live there
+        session.write(tagged(tag, "NO", "Other users' namespace", "CANNOT"))
+        return None
+    return name
 
 
 async def cmd_select(session: ImapSession, tag: str, cmd: c.Select | c.Examine) -> None:
@@ -192,7 +196,7 @@ def mailboxes_changed(session: ImapSession) -> None:
 
 async def cmd_create(session: ImapSession, tag: str, cmd: c.Create) -> None:
     assert session.user is not None
-    name = _name(session, tag, cmd.mailbox.rstrip(DELIMITER))
+    name = _name(session, tag, cmd.mailbox.rstrip(DELIMITER), own=True)
     if name is None:
         return
     if name == INBOX:
@@ -227,7 +231,7 @@ async def cmd_delete(session: ImapSession, tag: str, cmd: c.Delete) -> None:
 
 async def cmd_rename(session: ImapSession, tag: str, cmd: c.Rename) -> None:
     assert session.user is not None
-    new = _name(session, tag, cmd.new_name)
+    new = _name(session, tag, cmd.new_name, own=True)
     if new is None:
         return
     if new == INBOX:

@@ -287,3 +287,19 @@ def test_other_users_namespace_is_not_for_own_mailboxes(server: Server) -> None:
     assert any(line.endswith(f'"{spoof}"'.encode()) for line in out[:-1]), out
     for raw in (alice, bob):
         raw.close()
+
+
+def test_idle_ends_when_rights_are_taken_away(server: Server) -> None:
+    alice = _session(server)
+    box = unique("acl")
+    alice.cmd("c", f"CREATE {box}")
+    alice.cmd("s", f'SETACL {box} "{BOB}" lr')
+    bob = _session(server, BOB)
+    assert bob.cmd("x", f'EXAMINE "Other Users/{ALICE}/{box}"')[-1].startswith(b"x OK")
+    bob.send(b"i IDLE\r\n")
+    assert bob.line().startswith(b"+")
+    alice.cmd("d", f'DELETEACL {box} "{BOB}"')
+    _append(alice, box, "after-removal")  # wakes the IDLE: nothing of it is told
+    assert bob.line() == b"* BYE The mailbox is no longer shared"
+    assert bob.closed()
+    alice.close()

@@ -49,6 +49,7 @@ __all__ = [
     "resolve",
     "rights_of",
     "shared_boxes",
+    "still_readable",
 ]
 
 #: The "Other Users" namespace prefix (RFC 2342 §5, RFC 4314 §1).
@@ -254,3 +255,12 @@ async def guard(session: ImapSession, tag: str, command: object) -> bool:
         session.write(tagged(tag, "NO", text, "CANNOT"))
         return False
     return True
+
+
+async def still_readable(session: ImapSession) -> bool:
+    """Whether the selected mailbox may still be read (IDLE asks before each push)."""
+    view = session.view
+    if view is None or view.account == session.user:
+        return True
+    assert session.user is not None
+    return "r" in await session.ctx.store.acl_rights(view.account, view.name, session.user)

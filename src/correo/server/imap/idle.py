@@ -9,6 +9,7 @@ from correo.imap import commands as c
 from correo.imap.responses import (
     untagged,
 )
+from correo.server.imap.acl import still_readable
 from correo.server.imap.notify import deliver as notify_deliver
 from correo.server.imap.notify import wait as notify_wait
 from correo.store.api import (
@@ -79,6 +80,10 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
                 if not data:
                     session.closing = True
                 return  # _drain picks up IdleDone (or the next command)
+            if not await still_readable(session):  # RFC 4314: its rights were taken away
+                session.write(untagged("BYE", "The mailbox is no longer shared"))
+                session.closing = True
+                return
             answered = await _idle_updates(session)
             await notify_deliver(session)
             await session.conn.flush(session.write_timeout)

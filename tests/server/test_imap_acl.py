@@ -131,6 +131,8 @@ def test_shared_mailbox_read_only_in_every_read_path(server: Server) -> None:
     assert f'* STATUS "{shared}" (MESSAGES 1)'.encode() in out, out
     out = bob.cmd("se", "SEARCH SUBJECT alice-one")
     assert out[0] == b"* SEARCH 1", out
+    out = bob.cmd("es", "ESEARCH IN (SELECTED) SUBJECT bob-own")  # not bob's own of the name
+    assert out == [b"es OK ESEARCH completed"], out
     # IDLE sees the owner's delivery into the shared mailbox
     bob.send(b"i IDLE\r\n")
     assert bob.line().startswith(b"+")

@@ -87,7 +87,8 @@ async def cmd_esearch(session: ImapSession, tag: str, cmd: MultiSearch) -> None:
     subscribed: set[str] = set()
     if any(kind == "SUBSCRIBED" for kind, _ in cmd.sources):
         subscribed = set(await store.list_subscriptions(session.user))
-    selected = session.view.name if session.view is not None else None
+    view = session.view  # another user's mailbox is not among the user's own sources
+    selected = view.name if view is not None and view.account == session.user else None
     utf8 = session.core.utf8
     for name in source_mailboxes(cmd, names, subscribed, selected):
         try:

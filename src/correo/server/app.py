@@ -25,6 +25,7 @@ from correo.certs.manager import CertificateManager, acme_names
 from correo.config import Config, ConfigError, load_config
 from correo.config_rules import serve_problems
 from correo.delivery.local import LocalDelivery
+from correo.delivery.quotawarn import QuotaWarner, default_limits
 from correo.directory import Directory
 from correo.directory.factory import open_directory
 from correo.dns import DnsPythonResolver, Resolver
@@ -56,7 +57,6 @@ from correo.server.tls import (
 )
 from correo.server.watchdog import LoopWatchdog
 from correo.server.web_listener import WebListener
-from correo.delivery.quotawarn import QuotaWarner, default_limits
 from correo.store.factory import open_store
 from correo.web.acme_http import http_listener
 from correo.web.app import https_listener

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import requests
 import urllib3
 
-from tests.conftest import PASSWORDS, Server
+from tests.conftest import PASSWORDS, Server, make_data_dir
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -15,6 +17,9 @@ USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 
 
 class Jmap:
+    #: The capabilities every request declares; a subclass adds its own.
+    using: list[str] = USING
+
     def __init__(self, server: Server, user: str = "alice@example.test") -> None:
         self.base = f"https://127.0.0.1:{server.ports['https']}"
         self.http = requests.Session()
@@ -32,7 +37,7 @@ class Jmap:
     def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
         """Run ``calls`` (accountId filled in); the method responses."""
         body = {
-            "using": USING,
+            "using": self.using,
             "methodCalls": [
                 [name, {"accountId": self.account, **args}, str(i)]
                 for i, (name, args) in enumerate(calls)
@@ -75,3 +80,13 @@ def sieve_login(port: int, user: str = "alice@example.test") -> Any:
     done = client.cmd(b'AUTHENTICATE "PLAIN" "' + token + b'"')
     assert done[-1].startswith(b"OK"), done
     return client
+
+
+def sieve_server(tmp_path: Path) -> Iterator[Server]:
+    """A running server with ManageSieve on, for a fixture to ``yield from``."""
+    data = tmp_path / "data"
+    make_data_dir(data, {"sieve": '["127.0.0.1:0"]'})
+    server = Server(data)
+    server.start()
+    yield server
+    server.stop()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.conftest import Server, correo
 from tests.server.helpers import RawSmtp
 from tests.server.jmap_helpers import Jmap
@@ -15,18 +13,7 @@ CAROL = "carol@example.test"
 
 
 class Client(Jmap):
-    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {
-            "using": USING,
-            "methodCalls": [
-                [name, {"accountId": self.account, **args}, str(i)]
-                for i, (name, args) in enumerate(calls)
-            ],
-        }
-        got = self.post(body)
-        assert got.status_code == 200, got.text
-        responses: list[list[Any]] = got.json()["methodResponses"]
-        return responses
+    using = USING
 
 
 def _deliver(server: Server) -> None:

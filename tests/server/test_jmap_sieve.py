@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import Server, make_data_dir
+from tests.conftest import Server
 from tests.server.cluster_helpers import eventually
 from tests.server.helpers import RawSmtp
-from tests.server.jmap_helpers import Jmap, sieve_login
+from tests.server.jmap_helpers import Jmap, sieve_login, sieve_server
 
 SIEVE = "urn:ietf:params:jmap:sieve"
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", SIEVE]
@@ -21,27 +20,11 @@ ALICE = "alice@example.test"
 
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[Server]:
-    data = tmp_path / "data"
-    make_data_dir(data, {"sieve": '["127.0.0.1:0"]'})
-    server = Server(data)
-    server.start()
-    yield server
-    server.stop()
+    yield from sieve_server(tmp_path)
 
 
 class Client(Jmap):
-    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {
-            "using": USING,
-            "methodCalls": [
-                [name, {"accountId": self.account, **args}, str(i)]
-                for i, (name, args) in enumerate(calls)
-            ],
-        }
-        got = self.post(body)
-        assert got.status_code == 200, got.text
-        responses: list[list[Any]] = got.json()["methodResponses"]
-        return responses
+    using = USING
 
     def upload(self, data: bytes) -> str:
         got = self.http.post(f"{self.base}/jmap/upload/{self.account}/", data=data, timeout=10)

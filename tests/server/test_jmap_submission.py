@@ -8,7 +8,6 @@ from __future__ import annotations
 import imaplib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -42,18 +41,7 @@ def relayed(tmp_path: Path, mx: CaptureMx) -> Iterator[Server]:
 
 
 class Client(Jmap):
-    def calls(self, *calls: tuple[str, dict[str, Any]]) -> list[list[Any]]:
-        body = {
-            "using": USING,
-            "methodCalls": [
-                [name, {"accountId": self.account, **args}, str(i)]
-                for i, (name, args) in enumerate(calls)
-            ],
-        }
-        got = self.post(body)
-        assert got.status_code == 200, got.text
-        responses: list[list[Any]] = got.json()["methodResponses"]
-        return responses
+    using = USING
 
 
 def _draft(jmap: Client, to: list[str], subject: str, sender: str = ALICE) -> str:

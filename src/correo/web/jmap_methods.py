@@ -261,6 +261,14 @@ async def set_arguments(
     old_state = await call.view.state()
     if args.get("ifInState") not in (None, old_state):
         raise MethodError("stateMismatch")  # RFC 8620 §5.3
+    return (old_state, *set_objects(call, args))
+
+
+def set_objects(
+    call: Call, args: dict[str, Any], *, bounded: bool = True
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """A /set's create, update and destroy arguments (RFC 8620 §5.3), type-checked and,
+    when ``bounded``, held to maxObjectsInSet."""
     create = args.get("create") or {}
     update = args.get("update") or {}
     destroy = args.get("destroy") or []
@@ -270,9 +278,9 @@ async def set_arguments(
         or not isinstance(destroy, list)
     ):
         raise MethodError("invalidArguments", "create, update and destroy")
-    if len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
+    if bounded and len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
         raise MethodError("requestTooLarge", "more objects than maxObjectsInSet")
-    return old_state, create, update, destroy
+    return create, update, destroy
 
 
 async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from correo.jmap.core import MethodError, SetError
 from correo.sieve import SIEVE_EXTENSIONS, check
 from correo.store.api import MailboxError
 from correo.web.jmap_import import read_blob
-from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids
+from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids, set_objects
 
 __all__ = ["SIEVE", "SIEVE_METHODS", "script_blob", "sieve_capability"]
 
@@ -212,15 +212,7 @@ async def sieve_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     old_state = _state(scripts)
     if args.get("ifInState") not in (None, old_state):
         raise MethodError("stateMismatch")
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if (
-        not isinstance(create, dict)
-        or not isinstance(update, dict)
-        or not isinstance(destroy, list)
-    ):
-        raise MethodError("invalidArguments", "create, update and destroy")
+    create, update, destroy = set_objects(call, args, bounded=False)
     activate = args.get("onSuccessActivateScript")
     deactivate = bool(args.get("onSuccessDeactivateScript"))
     store, account = call.store, call.account

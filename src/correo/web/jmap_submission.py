@@ -19,7 +19,7 @@ from correo.jmap.core import MethodError, SetError, is_id
 from correo.jmap.mail import digest_of, header_view, utc_date
 from correo.store.api import Record, StoreError
 from correo.web.jmap_email import email_set
-from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids
+from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids, set_objects
 from correo.web.jmap_send import Refusal, send_message
 
 __all__ = ["SUBMISSION", "SUBMISSION_METHODS"]
@@ -190,7 +190,7 @@ async def identity_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     old_state = _state(counter)
     if args.get("ifInState") not in (None, old_state):
         raise MethodError("stateMismatch")
-    create, update, destroy = _set_parts(call, args)
+    create, update, destroy = set_objects(call, args)
     assert call.ctx is not None
     directory = call.ctx.directory
     created: dict[str, Any] = {}
@@ -255,23 +255,6 @@ async def identity_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         "notUpdated": not_updated or None,
         "notDestroyed": not_destroyed or None,
     }
-
-
-def _set_parts(
-    call: Call, args: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if (
-        not isinstance(create, dict)
-        or not isinstance(update, dict)
-        or not isinstance(destroy, list)
-    ):
-        raise MethodError("invalidArguments", "create, update and destroy")
-    if len(create) + len(update) + len(destroy) > call.limits.max_objects_in_set:
-        raise MethodError("requestTooLarge", "more objects than maxObjectsInSet")
-    return create, update, destroy
 
 
 # -- EmailSubmission (RFC 8621 §7) ------------------------------------------------------
@@ -466,7 +449,7 @@ async def submission_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     old_state = _state(counter)
     if args.get("ifInState") not in (None, old_state):
         raise MethodError("stateMismatch")
-    create, update, destroy = _set_parts(call, args)
+    create, update, destroy = set_objects(call, args)
     on_update = args.get("onSuccessUpdateEmail")
     on_destroy = args.get("onSuccessDestroyEmail")
     if on_update is not None and not isinstance(on_update, dict):

@@ -28,7 +28,7 @@ from typing import Any
 
 from correo.jmap.core import MethodError, SetError
 from correo.sieve import check
-from correo.web.jmap_methods import Call, Method, check_account, get_ids
+from correo.web.jmap_methods import Call, Method, check_account, get_ids, set_objects
 
 __all__ = ["VACATION", "VACATION_METHODS", "vacation_script"]
 
@@ -208,15 +208,7 @@ async def vacation_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     old_state = _state(script)
     if args.get("ifInState") not in (None, old_state):
         raise MethodError("stateMismatch")
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if (
-        not isinstance(create, dict)
-        or not isinstance(update, dict)
-        or not isinstance(destroy, list)
-    ):
-        raise MethodError("invalidArguments", "create, update and destroy")
+    create, update, destroy = set_objects(call, args, bounded=False)
     singleton = SetError("singleton", "there is one VacationResponse").json()  # RFC 8621 §8.2
     not_created = dict.fromkeys(create, singleton)
     not_destroyed = {str(i): singleton for i in destroy}

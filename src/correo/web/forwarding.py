@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from correo.web.jmap_vacation import _leading_requires_end
+from correo.web.jmap_vacation import with_block, without_block
 
 __all__ = ["MAX_ADDRESSES", "forward_script", "forward_settings"]
 
@@ -47,31 +47,15 @@ def valid_address(address: str) -> bool:
     return _ADDRESS.fullmatch(address) is not None
 
 
-def _without_block(script: str) -> str:
-    out: list[str] = []
-    inside = False
-    for line in script.splitlines(keepends=True):
-        bare = line.rstrip("\r\n")
-        if bare == _BEGIN:
-            inside = True
-        elif bare == _END:
-            inside = False
-        elif not inside and not bare.startswith(_HEAD) and bare != _REQUIRE:
-            out.append(line)
-    return "".join(out)
-
-
 def forward_script(script: str | None, to: list[str], keep: bool) -> str:
     """``script`` with its forwarding block replaced by one for ``to`` (none: removed).
 
     The addresses must already have passed :func:`valid_address`.
     """
-    rest = _without_block(script or "")
+    rest = without_block(script or "", _HEAD, _REQUIRE, _BEGIN, _END)
     if not to:
         return rest
     head = _HEAD + json.dumps({"to": to, "keep": keep}, separators=(",", ":")) + "\n"
     action = "redirect :copy" if keep else "redirect"
     block = _BEGIN + "\n" + "".join(f'{action} "{a}";\n' for a in to) + _END + "\n"
-    at = _leading_requires_end(rest)
-    before = rest[:at] if not rest[:at] or rest[:at].endswith("\n") else rest[:at] + "\n"
-    return head + _REQUIRE + "\n" + before + block + rest[at:]
+    return with_block(rest, head, _REQUIRE, block)

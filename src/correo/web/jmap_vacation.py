@@ -58,18 +58,28 @@ def _settings(script: str | None) -> dict[str, Any]:
     return dict(_EMPTY)
 
 
-def _without_block(script: str) -> str:
+def without_block(script: str, head: str, require: str, begin: str, end: str) -> str:
+    """``script`` without a marked block: its ``head`` line, its ``require`` line and
+    everything from ``begin`` to ``end`` (vacation here, forwarding too)."""
     out: list[str] = []
     inside = False
     for line in script.splitlines(keepends=True):
         bare = line.rstrip("\r\n")
-        if bare == _BEGIN:
+        if bare == begin:
             inside = True
-        elif bare == _END:
+        elif bare == end:
             inside = False
-        elif not inside and not bare.startswith(_HEAD) and bare != _REQUIRE:
+        elif not inside and not bare.startswith(head) and bare != require:
             out.append(line)
     return "".join(out)
+
+
+def with_block(rest: str, head: str, require: str, block: str) -> str:
+    """``rest`` with a marked block put in: ``head`` and ``require`` first, ``block``
+    right after the script's leading ``require`` commands."""
+    at = _leading_requires_end(rest)
+    before = rest[:at] if not rest[:at] or rest[:at].endswith("\n") else rest[:at] + "\n"
+    return head + require + "\n" + before + block + rest[at:]
 
 
 def _leading_requires_end(script: str) -> int:
@@ -115,7 +125,7 @@ def _sieve_date(utc: str) -> str:
 
 def vacation_script(script: str | None, settings: dict[str, Any]) -> str:
     """``script`` with its vacation block replaced by one for ``settings``."""
-    rest = _without_block(script or "")
+    rest = without_block(script or "", _HEAD, _REQUIRE, _BEGIN, _END)
     head = _HEAD + json.dumps(settings, ensure_ascii=False, separators=(",", ":")) + "\n"
     if not settings["isEnabled"]:
         return head + rest
@@ -133,10 +143,7 @@ def vacation_script(script: str | None, settings: dict[str, Any]) -> str:
     ]
     if tests:
         action = f"if allof ({', '.join(tests)}) {{\n    {action}\n}}"
-    block = f"{_BEGIN}\n{action}\n{_END}\n"
-    at = _leading_requires_end(rest)
-    before = rest[:at] if not rest[:at] or rest[:at].endswith("\n") else rest[:at] + "\n"
-    return head + _REQUIRE + "\n" + before + block + rest[at:]
+    return with_block(rest, head, _REQUIRE, f"{_BEGIN}\n{action}\n{_END}\n")
 
 
 async def _current(call: Call) -> tuple[str | None, str | None]:

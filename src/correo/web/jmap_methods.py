@@ -99,6 +99,34 @@ def _int(args: dict[str, Any], name: str, default: int, low: int = 0) -> int:
     return value
 
 
+def sort_rows(rows: list[dict[str, Any]], args: dict[str, Any], props: tuple[str, ...]) -> None:
+    """Sort ``rows`` in place by a /query's ``sort`` (RFC 8620 §5.5), on ``props`` only."""
+    for comparator in reversed(args.get("sort") or []):
+        prop = comparator.get("property") if isinstance(comparator, dict) else None
+        if prop not in props:
+            raise MethodError("unsupportedSort", " or ".join(props))
+        rows.sort(key=lambda r: r[str(prop)], reverse=not comparator.get("isAscending", True))
+
+
+def query_answer(
+    call: Call, args: dict[str, Any], ids: list[str], query_state: str
+) -> dict[str, Any]:
+    """A /query's answer (RFC 8620 §5.5) for ``ids`` in order: the page ``position`` and
+    ``limit`` ask for, the total when ``calculateTotal`` asks, no changes kept."""
+    position = _int(args, "position", 0, 0)
+    limit = args.get("limit")
+    answer: dict[str, Any] = {
+        "accountId": call.account_id,
+        "queryState": query_state,
+        "canCalculateChanges": False,
+        "position": position,
+        "ids": ids[position : position + limit] if isinstance(limit, int) else ids[position:],
+    }
+    if args.get("calculateTotal"):
+        answer["total"] = len(ids)
+    return answer
+
+
 # -- Core -------------------------------------------------------------------------------
 
 

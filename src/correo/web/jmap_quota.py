@@ -13,7 +13,15 @@ from typing import Any
 
 from correo.jmap.core import MethodError
 from correo.store.api import Quota
-from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids
+from correo.web.jmap_methods import (
+    Call,
+    Method,
+    _int,
+    check_account,
+    get_ids,
+    query_answer,
+    sort_rows,
+)
 
 __all__ = ["QUOTA", "QUOTA_METHODS"]
 
@@ -127,24 +135,8 @@ async def quota_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             rows = [r for r in rows if want in r["types"]]
         else:
             raise MethodError("unsupportedFilter", f"no filter on {str(key)[:50]}")
-    for comparator in reversed(args.get("sort") or []):
-        prop = comparator.get("property") if isinstance(comparator, dict) else None
-        if prop not in ("name", "used"):
-            raise MethodError("unsupportedSort", "name or used")
-        rows.sort(key=lambda r: r[str(prop)], reverse=not comparator.get("isAscending", True))
-    position = _int(args, "position", 0, 0)
-    limit = args.get("limit")
-    ids = [r["id"] for r in rows]
-    answer: dict[str, Any] = {
-        "accountId": call.account_id,
-        "queryState": _state(quota),
-        "canCalculateChanges": False,
-        "position": position,
-        "ids": ids[position : position + limit] if isinstance(limit, int) else ids[position:],
-    }
-    if args.get("calculateTotal"):
-        answer["total"] = len(ids)
-    return answer
+    sort_rows(rows, args, ("name", "used"))
+    return query_answer(call, args, [r["id"] for r in rows], _state(quota))
 
 
 async def quota_query_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:

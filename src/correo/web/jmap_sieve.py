@@ -22,7 +22,16 @@ from correo.jmap.core import MethodError, SetError
 from correo.sieve import SIEVE_EXTENSIONS, check
 from correo.store.api import MailboxError
 from correo.web.jmap_import import read_blob
-from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids, set_objects
+from correo.web.jmap_methods import (
+    Call,
+    Method,
+    _int,
+    check_account,
+    get_ids,
+    query_answer,
+    set_objects,
+    sort_rows,
+)
 
 __all__ = ["SIEVE", "SIEVE_METHODS", "script_blob", "sieve_capability"]
 
@@ -142,24 +151,9 @@ async def sieve_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             scripts = [s for s in scripts if s["isActive"] is want]
         else:
             raise MethodError("unsupportedFilter", f"no filter on {str(key)[:50]}")
-    for comparator in reversed(args.get("sort") or []):
-        prop = comparator.get("property") if isinstance(comparator, dict) else None
-        if prop not in ("name", "isActive"):
-            raise MethodError("unsupportedSort", "name or isActive")
-        scripts.sort(key=lambda s: s[str(prop)], reverse=not comparator.get("isAscending", True))
-    position = _int(args, "position", 0, 0)
-    limit = args.get("limit")
+    sort_rows(scripts, args, ("name", "isActive"))
     ids = [s["id"] for s in scripts]
-    answer: dict[str, Any] = {
-        "accountId": call.account_id,
-        "queryState": _state({s["id"]: s for s in scripts}),
-        "canCalculateChanges": False,
-        "position": position,
-        "ids": ids[position : position + limit] if isinstance(limit, int) else ids[position:],
-    }
-    if args.get("calculateTotal"):
-        answer["total"] = len(ids)
-    return answer
+    return query_answer(call, args, ids, _state({s["id"]: s for s in scripts}))
 
 
 class _Refused(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from correo.jmap.core import MethodError, SetError, is_id
@@ -122,14 +123,17 @@ async def _changes(call: Call, args: dict[str, Any], kind: str, prefix: str) -> 
     }
 
 
-# -- Identity (RFC 8621 §6) -------------------------------------------------------------
-
-
-async def identity_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+async def _get(
+    call: Call,
+    args: dict[str, Any],
+    every: tuple[str, ...],
+    records: Callable[[Call], Awaitable[tuple[int, dict[str, dict[str, Any]]]]],
+) -> dict[str, Any]:
+    """A /get (RFC 8620 §5.1) over the objects ``records`` reads."""
     check_account(call, args)
     ids = get_ids(call, args)
-    props = _properties(args, IDENTITY_PROPS)
-    counter, found = await _identities(call)
+    props = _properties(args, every)
+    counter, found = await records(call)
     chosen = list(found) if ids is None else [i for i in ids if i in found]
     return {
         "accountId": call.account_id,
@@ -137,6 +141,13 @@ async def identity_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         "list": [{k: v for k, v in found[i].items() if k in props} for i in chosen],
         "notFound": [] if ids is None else [i for i in ids if i not in found],
     }
+
+
+# -- Identity (RFC 8621 §6) -------------------------------------------------------------
+
+
+async def identity_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    return await _get(call, args, IDENTITY_PROPS, _identities)
 
 
 async def identity_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
@@ -266,17 +277,7 @@ async def _submissions(call: Call) -> tuple[int, dict[str, dict[str, Any]]]:
 
 
 async def submission_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    check_account(call, args)
-    ids = get_ids(call, args)
-    props = _properties(args, SUBMISSION_PROPS)
-    counter, found = await _submissions(call)
-    chosen = list(found) if ids is None else [i for i in ids if i in found]
-    return {
-        "accountId": call.account_id,
-        "state": _state(counter),
-        "list": [{k: v for k, v in found[i].items() if k in props} for i in chosen],
-        "notFound": [] if ids is None else [i for i in ids if i not in found],
-    }
+    return await _get(call, args, SUBMISSION_PROPS, _submissions)
 
 
 async def submission_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:

@@ -540,6 +540,7 @@ def _render_mda() -> list[str]:
         'folder = "Junk"',
         'dnsbl = []                  # e.g. ["zen.spamhaus.org"]',
         f"dnsbl_score = {j.dnsbl_score}",
+        f"dnsbl_timeout = {j.dnsbl_timeout}       # seconds per blocklist lookup",
         f"auth_fail_score = {j.auth_fail_score}",
         f"max_size = {j.max_size}          # larger messages are not scanned",
         f"bayes_min_messages = {j.bayes_min_messages}  # each of spam and ham, first",

@@ -129,6 +129,8 @@ def _print_where(server: MailServer) -> None:
             print(f"  {names.get(service, service):34} {host}:{port}")
     if server.config.lmtp.socket:
         print(f"  {names['lmtp']:34} {server.config.path(server.config.lmtp.socket)}")
+    for host, port in server.bound.get("https", [])[:1]:
+        print(f"  {'Webmail (in a browser)':34} https://{host}:{port}/")
     print("Stop with Ctrl-C (or SIGTERM). Logs follow on standard error.", flush=True)
 
 

@@ -330,6 +330,27 @@ class MailStore(Protocol):
         """Copy (or move, atomically) messages; returns (source UID, new UID) pairs."""
         ...
 
+    async def copy_across(
+        self,
+        source_account: str,
+        source: str,
+        uids: Sequence[int],
+        target_account: str,
+        target: str,
+        *,
+        move: bool = False,
+        keep_flags: Callable[[tuple[str, ...]], tuple[str, ...]] | None = None,
+    ) -> list[tuple[int, int]]:
+        """:meth:`copy_messages` between two accounts' mailboxes (shared mailboxes,
+        RFC 4314); (source UID, new UID) pairs.
+
+        The target account's quota is charged, for a MOVE too when the owner changes:
+        QuotaExceededError and nothing written (RFC 9208 §4.4). ``keep_flags``: given a
+        message's flags, those the copy keeps (the rest are the user's to set only with
+        rights it lacks there, RFC 4314 §4). MailboxError NONEXISTENT for either mailbox.
+        """
+        ...
+
     async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes: ...
 
     def change_counter(self, account: str, mailbox: str) -> int:

@@ -56,6 +56,7 @@ from correo.store.api import (
     local_zone,
 )
 from correo.store.postgres_acl import PgAclOps
+from correo.store.postgres_across import PgAcrossOps
 from correo.store.postgres_base import CHUNK, Conn
 from correo.store.postgres_bodies import PgBodyOps
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
@@ -101,6 +102,7 @@ class PostgresStore(
     PgQuotaOps,
     PgMetadataOps,
     PgAclOps,
+    PgAcrossOps,
     PgSaveDateOps,
     PgBodyOps,
 ):

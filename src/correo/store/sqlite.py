@@ -31,6 +31,7 @@ from correo.store.api import StoreError
 from correo.store.committer import AfterCommit, GroupCommitter
 from correo.store.sqlite_accounts import AccountOps
 from correo.store.sqlite_acl import ACL_SCHEMA, AclOps  # RFC 4314
+from correo.store.sqlite_across import AcrossOps  # COPY/MOVE between accounts
 from correo.store.sqlite_base import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -77,6 +78,7 @@ class SqliteStore(
     WebhookOps,
     MetadataOps,
     AclOps,
+    AcrossOps,
     SaveDateOps,
     BodyOps,
 ):

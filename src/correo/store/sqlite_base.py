@@ -9,7 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from correo.store.api import MessageFacts, StoreError, StoreFullError
 
@@ -22,6 +24,7 @@ __all__ = [
     "facts_row",
     "fsync_dir",
     "migrate",
+    "rows_for_uids",
     "store_error",
 ]
 
@@ -197,3 +200,27 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_UID_CHUNK = 500  # UIDs per statement (SQLite's bound on parameters is far above)
+
+
+def rows_for_uids(
+    conn: sqlite3.Connection, account: str, mailbox: str, uids: Sequence[int], select: str
+) -> Iterator[Any]:
+    """Rows of ``select`` for a mailbox's UIDs, a bounded chunk of UIDs per statement.
+
+    ``select`` takes the mailbox id as its first parameter and ``{marks}`` where the UID
+    placeholders go; an unknown mailbox yields nothing.
+    """
+    row = conn.execute(
+        "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+        " WHERE a.name = ? AND m.name = ?",
+        (account, mailbox),
+    ).fetchone()
+    if row is None:
+        return
+    wanted = list(uids)
+    for start in range(0, len(wanted), _UID_CHUNK):
+        chunk = wanted[start : start + _UID_CHUNK]
+        yield from conn.execute(select.format(marks=",".join("?" * len(chunk))), (row[0], *chunk))

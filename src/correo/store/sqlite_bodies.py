@@ -11,12 +11,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from correo.store.sqlite_base import rows_for_uids
+
 if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["BodyOps"]
-
-_CHUNK = 500  # UIDs per statement
 
 
 class BodyOps:
@@ -30,28 +30,16 @@ class BodyOps:
     async def read_inlines(
         self, account: str, mailbox: str, uids: Sequence[int]
     ) -> dict[int, bytes]:
-        wanted = list(uids)
-
         def read() -> dict[int, bytes]:
-            conn = self._reader()
-            row = conn.execute(
-                "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
-                " WHERE a.name = ? AND m.name = ?",
-                (account, mailbox),
-            ).fetchone()
-            if row is None:
-                return {}
-            out: dict[int, bytes] = {}
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for uid, data in conn.execute(
-                    "SELECT m.uid, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
-                    f" WHERE m.mailbox_id = ? AND m.uid IN ({marks}) AND b.path IS NULL",
-                    (row[0], *chunk),
-                ):
-                    out[int(uid)] = b"" if data is None else bytes(data)
-            return out
+            rows = rows_for_uids(
+                self._reader(),
+                account,
+                mailbox,
+                uids,
+                "SELECT m.uid, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                " WHERE m.mailbox_id = ? AND m.uid IN ({marks}) AND b.path IS NULL",
+            )
+            return {int(uid): b"" if data is None else bytes(data) for uid, data in rows}
 
         found: dict[int, bytes] = await self._read(read)
         return found

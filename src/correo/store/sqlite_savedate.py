@@ -12,6 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from correo.store.sqlite_base import rows_for_uids
+
 if TYPE_CHECKING:
     from typing import Any
 
@@ -24,7 +26,6 @@ CREATE TRIGGER IF NOT EXISTS messages_saved AFTER INSERT ON messages
     WHERE mailbox_id = NEW.mailbox_id AND uid = NEW.uid;
 END;
 """
-_CHUNK = 500  # UIDs per query (SQLite's bound on parameters is far above)
 
 
 def prepare_save_dates(conn: sqlite3.Connection) -> None:
@@ -45,28 +46,16 @@ class SaveDateOps:
         def _reader(self) -> sqlite3.Connection: ...
 
     async def save_dates(self, account: str, mailbox: str, uids: Sequence[int]) -> dict[int, float]:
-        wanted = list(uids)
-
         def read() -> dict[int, float]:
-            conn = self._reader()
-            row = conn.execute(
-                "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
-                " WHERE a.name = ? AND m.name = ?",
-                (account, mailbox),
-            ).fetchone()
-            if row is None:
-                return {}
-            out: dict[int, float] = {}
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for uid, saved in conn.execute(
-                    f"SELECT uid, saved FROM messages WHERE mailbox_id = ? AND uid IN ({marks})"
-                    " AND saved IS NOT NULL",
-                    (row[0], *chunk),
-                ):
-                    out[int(uid)] = float(saved)
-            return out
+            rows = rows_for_uids(
+                self._reader(),
+                account,
+                mailbox,
+                uids,
+                "SELECT uid, saved FROM messages WHERE mailbox_id = ? AND uid IN ({marks})"
+                " AND saved IS NOT NULL",
+            )
+            return {int(uid): float(saved) for uid, saved in rows}
 
         found: dict[int, float] = await self._read(read)
         return found

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import imaplib
 import json
+import multiprocessing
 import re
 import shutil
 import ssl
@@ -91,19 +92,31 @@ def fill(port: int, messages: list[bytes]) -> float:
     return len(messages) / (time.perf_counter() - started)
 
 
-def measure(name: str, fn: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """(first, median of the next ``rounds``) in milliseconds, printed as measured."""
+def burn(seconds: float) -> None:
+    """One busy process: the "loaded" case (other work on the machine's two cores)."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+
+
+def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
-    first = (time.perf_counter() - started) * 1000
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    median = statistics.median(times)
-    print(f"{name:34} first {first:8.1f} ms  median {median:7.1f} ms", flush=True)
-    return first, median
+    return (time.perf_counter() - started) * 1000
+
+
+def appender(port: int) -> Callable[[bytes], None]:
+    """A second IMAP session that delivers one new message (APPEND): the next query
+    after it is "cold" (the mailbox's MODSEQ moved, every cache keyed on it is stale)."""
+    client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=_tls(), timeout=600)
+    client.login(USER, PASSWORD)
+
+    def deliver(message: bytes) -> None:
+        typ, _ = client.append("INBOX", None, None, message)
+        assert typ == "OK"
+
+    return deliver
 
 
 def jmap_round(port: int) -> Callable[[], object]:
@@ -155,40 +168,6 @@ def imap_round(port: int) -> Callable[[], object]:
     return run
 
 
-def dovecot_tls(work: Path, port: int) -> subprocess.Popen[bytes] | None:
-    """imap_bench's private Dovecot, with TLS on ``port`` (a throwaway certificate)."""
-    proc = dovecot_start(work, port + 1)  # writes the configuration, plain IMAP on port+1
-    if proc is None:
-        return None
-    proc.terminate()
-    proc.wait(20)
-    cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-         "-days", "2", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    conf = work / "dovecot.conf"
-    text = conf.read_text().replace(
-        "ssl = no", f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
-    )
-    listener = f"  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n  }}"
-    text, found = re.subn(r"  inet_listener imaps \{[^}]*\}", listener, text)
-    if found != 1:
-        raise RuntimeError("no imaps listener in imap_bench's Dovecot configuration")
-    conf.write_text(text)
-    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(conf)])
-    from imap_bench import _wait_port
-
-    try:
-        _wait_port(port, timeout=180.0)  # a loaded machine starts it slowly
-    except OSError:
-        proc.terminate()
-        proc.wait(20)
-        raise
-    return proc
-
-
 def maildir_fill(work: Path, messages: list[bytes]) -> None:
     """Dovecot's mailbox written as Maildir files (its APPEND with mail_fsync=always runs
     at ~25/s here); Dovecot indexes them at the first SELECT, inside the first round."""
@@ -207,38 +186,68 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--dovecot", action="store_true", help="also Dovecot (needs root)")
+    p.add_argument("--load", type=int, default=0, help="busy processes while measuring")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/correo-jmap-bench"))
     p.add_argument("--port", type=int, default=24_993, help="imaps; https is port+1")
     args = p.parse_args(argv)
-    messages = small_messages(args.messages)
-    results: dict[str, tuple[float, float]] = {}
+    messages = small_messages(args.messages + args.rounds)
+    base, extra = messages[: args.messages], messages[args.messages :]
     srv = correo_start(args.workdir / "correo", args.port, args.port + 1)
+    dovecot = None
+    burners: list[multiprocessing.Process] = []
     try:
-        print(f"correo: {fill(args.port, messages):.0f} APPENDs/s", flush=True)
-        for name, run in (("correo JMAP query+get 50", jmap_round(args.port + 1)),
-                          ("correo IMAP SEARCH+FETCH 50", imap_round(args.port))):  # fmt: skip
-            results[name] = measure(name, run, args.rounds)
+        print(f"correo: {fill(args.port, base):.0f} APPENDs/s", flush=True)
+        if args.dovecot:
+            dovecot = dovecot_start(args.workdir / "dovecot", args.port + 10, tls=True)
+            if dovecot is None:
+                print("no Dovecot here")
+            else:
+                maildir_fill(args.workdir / "dovecot", base)
+        runs: dict[str, tuple[Callable[[], object], Callable[[bytes], None]]] = {
+            "correo JMAP": (jmap_round(args.port + 1), appender(args.port)),
+            "correo IMAP": (imap_round(args.port), appender(args.port)),
+        }
+        if dovecot is not None:
+            runs["Dovecot IMAP"] = (imap_round(args.port + 10), appender(args.port + 10))
+        first = {name: timed(run) for name, (run, _) in runs.items()}  # after start/load
+        burners = [
+            multiprocessing.Process(target=burn, args=(3600,), daemon=True)
+            for _ in range(args.load)
+        ]
+        for b in burners:
+            b.start()
+        cold: dict[str, list[float]] = {name: [] for name in runs}
+        warm: dict[str, list[float]] = {name: [] for name in runs}
+        for i in range(args.rounds):  # interleaved: each round runs every server
+            for name, (run, deliver) in runs.items():
+                deliver(extra[i])
+                cold[name].append(timed(run))
+            for _ in range(3):
+                for name, (run, _) in runs.items():
+                    warm[name].append(timed(run))
         assert srv.data is not None
         log = (srv.data / "serve.log").read_text(errors="replace")
         stalls = [line for line in log.splitlines() if "event=loop.blocked" in line]
         print(f"correo loop stalls over 100 ms: {len(stalls)}", *stalls[:3], sep="\n")
     finally:
+        for b in burners:
+            b.terminate()
         srv.stop()
-    if args.dovecot:
-        proc = dovecot_tls(args.workdir / "dovecot", args.port + 10)
-        if proc is None:
-            print("no Dovecot here")
-        else:
-            try:
-                maildir_fill(args.workdir / "dovecot", messages)
-                name = "Dovecot IMAP SEARCH+FETCH 50"
-                results[name] = measure(name, imap_round(args.port + 10), args.rounds)
-            finally:
-                proc.terminate()
-                proc.wait(20)
-    print(f"{'':34} {'first ms':>10} {'median ms':>10}")
-    for name, (first, median) in results.items():
-        print(f"{name:34} {first:10.1f} {median:10.1f}")
+        if dovecot is not None:
+            dovecot.terminate()
+            dovecot.wait(20)
+    print(f"TLS, {args.messages} messages, {args.rounds} rounds, {args.load} busy processes")
+    print(f"{'query + 50 envelopes':22} {'first ms':>9} {'cold ms':>9} {'warm ms':>9}")
+    med = {n: (statistics.median(cold[n]), statistics.median(warm[n])) for n in runs}
+    for name in runs:
+        print(f"{name:22} {first[name]:9.1f} {med[name][0]:9.1f} {med[name][1]:9.1f}")
+    if "Dovecot IMAP" in runs:
+        peer = med["Dovecot IMAP"]
+        for name in ("correo JMAP", "correo IMAP"):
+            print(
+                f"{name} / Dovecot IMAP: cold {med[name][0] / peer[0]:.2f}"
+                f"  warm {med[name][1] / peer[1]:.2f}"
+            )
     return 0
 
 

@@ -55,7 +55,9 @@ class DigestOps:
             fresh: dict[int, str] = {}  # blob id -> digest computed now
             by_blob: dict[int, str] = {}
             rows = conn.execute(
-                "SELECT m.uid, m.blob_id, d.digest, b.data, b.path FROM messages m"
+                # a body's octets are read only where no digest is kept (the first listing)
+                "SELECT m.uid, m.blob_id, d.digest, CASE WHEN d.digest IS NULL THEN b.data END,"
+                " CASE WHEN d.digest IS NULL THEN b.path END FROM messages m"
                 " JOIN blobs b ON b.id = m.blob_id"
                 " LEFT JOIN blob_digests d ON d.blob_id = m.blob_id WHERE m.mailbox_id=?",
                 (mailbox_id,),

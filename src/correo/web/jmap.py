@@ -281,6 +281,8 @@ async def _run(
                 raise MethodError("unknownMethod", f"{name} needs {_NEEDS[name]} in using")
             args = resolve_references(invocation.arguments, responses)
             result = await method(call, args)
+            if name.endswith(("/set", "/copy", "/import")):
+                index.bump(account)  # push reads the states of every type again
             responses.append((name, result, invocation.call_id))
             for implied in call.implicit:  # RFC 8621 §7.5: same call id, after ours
                 responses.append((*implied, invocation.call_id))
@@ -431,12 +433,13 @@ def add_routes(app: web.Application) -> None:
         app[STOPPING].set()
 
     app.on_shutdown.append(stop)
+    from correo.web import jmap_push
+
+    app[jmap_push.HUB] = jmap_push.PushHub(app[CTX], app[INDEX], app[STOPPING])
     app.router.add_get(SESSION_PATH, _session)
     app.router.add_post(API_PATH, _api)
     app.router.add_post("/jmap/api", _api)
     app.router.add_post("/jmap/upload/{account}/", _upload)
     app.router.add_get("/jmap/download/{account}/{blob}/{name}", _download)
-    from correo.web import jmap_push
-
     app.router.add_get("/jmap/eventsource/", jmap_push.eventsource)
     app.router.add_get(WS_PATH, jmap_push.websocket)

@@ -110,6 +110,7 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     max_value = _int(args, "maxBodyValueBytes", 0, 0)
     parsed_props = [p for p in wanted if p not in _META]
     needs_body = any(p in BODY_PROPS for p in parsed_props)
+    heads_key = tuple(parsed_props)
     found, missing = [], []
     jobs: list[tuple[dict[str, Any], bytes, str]] = []  # parsed together, off the loop
     held = 0
@@ -129,6 +130,8 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
 
         for (entry, _, _), parsed in zip(jobs, await asyncio.to_thread(parse_all), strict=True):
             entry.update(parsed)
+            if not needs_body:  # header properties are a function of the octets: kept
+                call.view.index.keep_head(digest_of(entry["id"]) or "", heads_key, parsed)
         jobs.clear()
 
     threads: Mapping[str, str] = _NO_THREADS
@@ -144,6 +147,11 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         meta = _meta(email, threads)
         entry = {k: v for k, v in meta.items() if k in wanted}
         if parsed_props:
+            known = None if needs_body else call.view.index.head(email.digest, heads_key)
+            if known is not None:
+                entry.update(known)
+                found.append(entry)
+                continue
             try:
                 limit = call.max_message if needs_body else _HEAD_ONLY
                 raw = await call.view.raw(email.first, limit)

@@ -13,9 +13,11 @@ store's change feed) and the reverse.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from correo.jmap.mail import MailboxMark, email_id, mailbox_id, write_state
 from correo.jmap.threads import thread_of
@@ -95,6 +97,9 @@ _THREAD_BATCH = 100  # header sections read (synchronously), then threaded off t
 _THREAD_HEAD = 64 * 1024  # octets read for a message's Thread (a longer header is cut)
 _BOXES_KEPT = 100_000  # mailboxes whose last STATUS is kept
 _ORDERS_KEPT = 8  # query orders kept per account snapshot
+_HEADS_KEPT = 50_000  # Emails whose parsed header properties are kept
+_CATCH_UP_MOST = 500  # new messages a kept listing takes in by hashing them here
+_CATCH_UP_OCTETS = 8 << 20  # and their octets at most (else the mailbox is listed again)
 
 
 @dataclass(slots=True)
@@ -139,6 +144,41 @@ class ExpungeIndex:
         self._boxes: OrderedDict[tuple[str, str], tuple[MailboxState, Box]] = OrderedDict()
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._threads: OrderedDict[str, str] = OrderedDict()  # digest -> Thread id
+        self._heads: OrderedDict[tuple[str, tuple[str, ...]], dict[str, Any]] = OrderedDict()
+        self._recording: set[asyncio.Task[None]] = set()
+        self.generations: dict[str, int] = {}  # account -> JMAP writes of this process
+
+    def bump(self, account: str) -> None:
+        """A JMAP method changed something of the account's (push looks at this)."""
+        self.generations[account] = self.generations.get(account, 0) + 1
+
+    def head(self, digest: str, props: tuple[str, ...]) -> dict[str, Any] | None:
+        """The header properties parsed of a message before (a function of its octets)."""
+        return self._heads.get((digest, props))
+
+    def keep_head(self, digest: str, props: tuple[str, ...], values: dict[str, Any]) -> None:
+        self._heads[(digest, props)] = values
+        if len(self._heads) > _HEADS_KEPT:
+            self._heads.popitem(last=False)
+
+    def stale_listing(self, account: str, box: Box) -> tuple[int, int, list[Row]] | None:
+        """The rows last listed of ``box`` under its UIDVALIDITY, however old."""
+        return self._listings.get((account, box.status.uidvalidity))
+
+    def record_later(
+        self, store: MailStore, account: str, box: str, digests: dict[int, str]
+    ) -> None:
+        """Tell the store digests hashed here (Email/changes reads them after a restart)."""
+
+        async def record() -> None:
+            try:
+                await store.record_digests(account, box, digests)
+            except StoreError:
+                pass  # listed again after a restart: message_digests records them then
+
+        task = asyncio.get_running_loop().create_task(record())
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
 
     def thread(self, digest: str) -> str | None:
         return self._threads.get(digest)
@@ -319,7 +359,7 @@ class MailView:
             rows = self.index.listing(self.account, box)
             if rows is None:
                 try:
-                    rows = await self._list(box)
+                    rows = await self._catch_up(box) or await self._list(box)
                 except StoreError:
                     continue
             for count, row in enumerate(rows, 1):
@@ -343,6 +383,49 @@ class MailView:
             if digest is not None:  # None: arrived between the two reads, next time
                 rows.append(Row(box, info, digest))
         self.index.note(self.account, rows)
+        self.index.keep(self.account, box, rows)
+        return rows
+
+    async def _catch_up(self, box: Box) -> list[Row] | None:
+        """The kept listing of ``box`` brought up to its mark from the changes since
+        (RFC 7162 CONDSTORE/QRESYNC's MODSEQ): a delivery costs the new message's
+        octets, not a new listing of the mailbox.  None when a full listing is due."""
+        kept = self.index.stale_listing(self.account, box)
+        if kept is None or kept[0] > box.status.highestmodseq:
+            return None
+        modseq, _, old = kept
+        changes = await self.store.changes_since(self.account, box.name, modseq)
+        if changes.highestmodseq != box.status.highestmodseq:
+            return None  # moved again meanwhile: list it whole
+        gone = set(changes.expunged)
+        changed = {info.uid: info for info in changes.messages}
+        rows = []
+        for count, row in enumerate(old, 1):
+            if count % 5000 == 0:
+                await asyncio.sleep(0)
+            uid = row.info.uid
+            if uid in gone:
+                continue
+            info = changed.pop(uid, None)
+            rows.append(row if info is None else Row(row.box, info, row.digest))
+        fresh = [info for uid, info in changed.items() if uid not in gone]
+        if len(fresh) > _CATCH_UP_MOST or sum(i.size for i in fresh) > _CATCH_UP_OCTETS:
+            return None
+        added = []
+        for info in fresh:
+            digest = hashlib.sha256()
+            digest.update(await self.raw(Row(box, info, ""), _CATCH_UP_OCTETS))
+            added.append(Row(box, info, digest.hexdigest()))
+        if added:
+            unordered = bool(rows) and added[0].info.uid < rows[-1].info.uid
+            rows.extend(added)
+            if unordered:
+                rows.sort(key=lambda r: r.info.uid)
+            self.index.note(self.account, added)
+            recorded = {r.info.uid: r.digest for r in added}
+            self.index.record_later(self.store, self.account, box.name, recorded)
+        if rows and rows[0].box.info != box.info:  # renamed
+            rows = [Row(box, r.info, r.digest) for r in rows]
         self.index.keep(self.account, box, rows)
         return rows
 

@@ -1,15 +1,18 @@
 """JMAP push: Server-Sent Events (RFC 8620 §7.3) and JMAP over WebSocket (RFC 8887).
 
-Both watch the account through :class:`StateWatcher`: the store's in-process change
-counters are looked at twice a second (no I/O), and the account's state is read only
-when they moved, or every 15 s for writers in other processes (the CLI, another node).
-A client that stops reading is dropped after 30 s; the streams end when the server
-shuts down.
+Every stream of an account joins one :class:`_Watch` of it (:class:`PushHub`): one task
+looks at the store's in-process change counters and this process's JMAP writes twice a
+second (no I/O) and reads the states of every type the account has only when they
+moved, or every 15 s for writers in other processes (the CLI, ManageSieve, another
+node); a thousand streams cost one read per change, and each stream only waits on an
+event.  A StateChange names the types whose state moved.  A client that stops reading
+is dropped after 30 s; the streams end when the server shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -31,63 +34,158 @@ from correo.web.jmap import (
     _Slot,
     account_id,
 )
-from correo.web.jmap_mail import MailView
+from correo.web.jmap_mail import ExpungeIndex, MailView
+from correo.web.jmap_quota import quota_state
+from correo.web.jmap_sieve import sieve_state
+from correo.web.jmap_submission import record_state
+from correo.web.jmap_vacation import vacation_state
 
-__all__ = ["StateWatcher", "eventsource", "websocket"]
+__all__ = ["HUB", "TYPES", "PushHub", "eventsource", "websocket"]
 
 _POLL = 0.5  # seconds between looks at the in-process change counters
 _REFRESH = 15.0  # seconds between reads of the store (other processes' changes)
 _SEND_TIMEOUT = 30.0
-_TYPES = ("Email", "Mailbox", "Thread")
+_MAIL = ("Mailbox", "Email", "Thread")
+# Every type an account has (RFC 8620 §7.1, RFC 8621 §1.5, RFC 9425, RFC 9661)
+TYPES = (*_MAIL, "EmailDelivery", "Identity", "EmailSubmission", "VacationResponse",
+         "Quota", "SieveScript")  # fmt: skip
 
 
-class StateWatcher:
-    """The account's state, re-read when the store's change feed says it may differ."""
+class _Watch:
+    """One account's states, read by one task for every push stream of the account.
 
-    def __init__(self, ctx: ServerContext, app: web.Application, account: str) -> None:
+    The store's in-process change counters and the JMAP writes of this process are
+    looked at twice a second (no I/O); the states are read when they moved, or every
+    15 s for writers in other processes (the CLI, ManageSieve, another node).
+    """
+
+    def __init__(self, ctx: ServerContext, index: ExpungeIndex, account: str) -> None:
         self.ctx = ctx
+        self.index = index
         self.account = account
-        self.view = MailView(ctx.store, account, app[INDEX])
-        self.state = ""
+        self.view = MailView(ctx.store, account, index)
+        self.states: dict[str, str] = {}
+        self.users = 0
+        self.task: asyncio.Task[None] | None = None
+        self.first: asyncio.Task[None] | None = None
+        self._woken = asyncio.Event()
         self._names: list[str] = []
         self._counters: tuple[int, ...] = ()
-        self._last_read = 0.0
-
-    async def start(self) -> str:
-        await self._read()
-        return self.state
-
-    async def _read(self) -> None:
-        self.view.forget()
-        self.state = await self.view.state()
-        self._names = [b.name for b in await self.view.boxes()]
-        self._counters = self._count()
-        self._last_read = asyncio.get_running_loop().time()
 
     def _count(self) -> tuple[int, ...]:
-        return tuple(self.ctx.store.change_counter(self.account, n) for n in self._names)
+        store = self.ctx.store
+        mail = tuple(store.change_counter(self.account, n) for n in self._names)
+        return (self.index.generations.get(self.account, 0), *mail)
 
-    async def changed(self) -> bool:
-        """Whether the state moved since the last look (which this one becomes)."""
-        now = asyncio.get_running_loop().time()
-        if self._count() == self._counters and now - self._last_read < _REFRESH:
-            return False
-        before = self.state
-        await self._read()
-        return self.state != before
+    async def read(self) -> None:
+        """Every type's state now (one read of each, shared by all the streams)."""
+        store, account = self.ctx.store, self.account
+        counters = self._count()
+        self.view.forget()
+        boxes = await self.view.boxes()
+        mail = await self.view.state()
+        deliveries = hashlib.sha256(
+            repr(sorted((b.status.uidvalidity, b.status.uidnext) for b in boxes)).encode()
+        ).hexdigest()[:16]
+        states = dict.fromkeys(_MAIL, mail)
+        states["EmailDelivery"] = "d" + deliveries  # moves when a message arrives (§1.5)
+        states["Identity"] = await record_state(store, account, "identity")
+        states["EmailSubmission"] = await record_state(store, account, "submission")
+        states["VacationResponse"] = await vacation_state(store, account)
+        states["Quota"] = await quota_state(store, account)
+        states["SieveScript"] = await sieve_state(store, account)
+        names = [b.name for b in boxes]
+        if names != self._names:  # counters of other mailboxes: look from now on
+            self._names = names
+            counters = self._count()
+        self._counters = counters
+        if states != self.states:
+            self.states = states
+            woken, self._woken = self._woken, asyncio.Event()
+            woken.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            try:
+                await asyncio.wait_for(stopping.wait(), _POLL)
+            except TimeoutError:
+                pass
+            else:
+                self._woken.set()  # the streams end
+                return
+            now = loop.time()
+            if self._count() == self._counters and now - last < _REFRESH:
+                continue
+            last = now
+            try:
+                await self.read()
+            except StoreError as exc:
+                self.ctx.log.info("jmap.push_read_failed", user=self.account, error=str(exc))
+
+    async def wait(self, states: dict[str, str], timeout: float | None) -> None:
+        """Until the states differ from ``states`` (or ``timeout``, or the server stops)."""
+        if self.states != states:
+            return
+        woken = self._woken
+        try:
+            async with asyncio.timeout(timeout):
+                await woken.wait()
+        except TimeoutError:
+            pass
 
 
-def _change(ident: str, state: str, wanted: set[str]) -> dict[str, Any]:
-    return {"@type": "StateChange", "changed": {ident: {t: state for t in _TYPES if t in wanted}}}
+class PushHub:
+    """The watched accounts of one server: a stream joins its account's watch."""
+
+    def __init__(self, ctx: ServerContext, index: ExpungeIndex, stopping: asyncio.Event):
+        self.ctx = ctx
+        self.index = index
+        self.stopping = stopping
+        self._watches: dict[str, _Watch] = {}
+
+    async def join(self, account: str) -> _Watch:
+        watch = self._watches.get(account)
+        if watch is None:
+            watch = self._watches[account] = _Watch(self.ctx, self.index, account)
+            watch.first = asyncio.get_running_loop().create_task(watch.read())
+        assert watch.first is not None
+        try:
+            await asyncio.shield(watch.first)
+        except StoreError:
+            if self._watches.get(account) is watch:
+                del self._watches[account]
+            raise
+        watch.users += 1
+        if watch.task is None:
+            watch.task = asyncio.get_running_loop().create_task(watch.run(self.stopping))
+        return watch
+
+    def leave(self, watch: _Watch) -> None:
+        watch.users -= 1
+        if watch.users <= 0 and self._watches.get(watch.account) is watch:
+            del self._watches[watch.account]
+            if watch.task is not None:
+                watch.task.cancel()
 
 
-async def _pause(stopping: asyncio.Event) -> bool:
-    """Wait one poll; True when the server is stopping."""
-    try:
-        await asyncio.wait_for(stopping.wait(), _POLL)
-    except TimeoutError:
-        return False
-    return True
+HUB = web.AppKey("jmap_push_hub", PushHub)
+
+
+def _change(ident: str, states: dict[str, str], wanted: set[str]) -> dict[str, Any]:
+    """A StateChange (RFC 8620 §7.1) of the ``wanted`` types in ``states``."""
+    changed = {t: s for t, s in states.items() if t in wanted}
+    return {"@type": "StateChange", "changed": {ident: changed}}
+
+
+def _differ(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    return {t: s for t, s in new.items() if old.get(t) != s}
+
+
+def push_state(states: dict[str, str]) -> str:
+    """One token for every type's state (RFC 8887 §4.3.5.1 pushState)."""
+    return hashlib.sha256(repr(sorted(states.items())).encode()).hexdigest()[:24]
 
 
 # -- EventSource (RFC 8620 §7.3) ------------------------------------------------------
@@ -97,7 +195,7 @@ async def eventsource(request: web.Request) -> web.StreamResponse:
     account = await _authenticate(request)
     app = request.app
     types = request.query.get("types", "*")
-    wanted = set(_TYPES) if types == "*" else set(types.split(","))
+    wanted = set(TYPES) if types == "*" else set(types.split(","))
     close_after = request.query.get("closeafter", "no") == "state"
     try:
         ping = int(request.query.get("ping", "0"))
@@ -115,21 +213,29 @@ async def eventsource(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    watcher = StateWatcher(app[CTX], app, account)
-    await watcher.start()
+    hub = app[HUB]
+    watch = await hub.join(account)
     ident = account_id(account)
     loop = asyncio.get_running_loop()
     last_ping = loop.time()
-    while not await _pause(app[STOPPING]):
-        if await watcher.changed():
-            if not await _event(response, "state", _change(ident, watcher.state, wanted)):
+    sent = watch.states
+    try:
+        while not app[STOPPING].is_set():
+            await watch.wait(sent, None if not ping else last_ping + ping - loop.time())
+            if app[STOPPING].is_set():
                 break
-            if close_after:
-                break
-        if ping and loop.time() - last_ping >= ping:
-            last_ping = loop.time()
-            if not await _event(response, "ping", {"@type": "Ping", "interval": ping}):
-                break
+            fresh, sent = _differ(sent, watch.states), watch.states
+            if any(t in wanted for t in fresh):
+                if not await _event(response, "state", _change(ident, fresh, wanted)):
+                    break
+                if close_after:
+                    break
+            if ping and loop.time() - last_ping >= ping:
+                last_ping = loop.time()
+                if not await _event(response, "ping", {"@type": "Ping", "interval": ping}):
+                    break
+    finally:
+        hub.leave(watch)
     return response
 
 
@@ -172,19 +278,25 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             await ws.send_str(text)
 
     async def pushing(wanted: set[str], known: str | None) -> None:
-        watcher = StateWatcher(ctx, app, account)
-        state = await watcher.start()
+        hub = app[HUB]
+        watch = await hub.join(account)
         ident = account_id(account)
+        sent = watch.states
         try:
-            if known is not None and known != state:  # RFC 8887 §4.3.5.2: catch up now
-                await send({**_change(ident, state, wanted), "pushState": state})
-            while not await _pause(app[STOPPING]):
-                if await watcher.changed():
-                    change = _change(ident, watcher.state, wanted)
-                    await send({**change, "pushState": watcher.state})
-        except (TimeoutError, ConnectionError, StoreError) as exc:  # a client gone or slow
+            if known is not None and known != push_state(sent):  # RFC 8887 §4.3.5.2
+                await send({**_change(ident, sent, wanted), "pushState": push_state(sent)})
+            while not app[STOPPING].is_set():
+                await watch.wait(sent, None)
+                if app[STOPPING].is_set():
+                    break
+                fresh, sent = _differ(sent, watch.states), watch.states
+                if any(t in wanted for t in fresh):
+                    await send({**_change(ident, fresh, wanted), "pushState": push_state(sent)})
+        except (TimeoutError, ConnectionError) as exc:  # a client gone or slow
             ctx.log.info("jmap.push_ended", user=account, error=type(exc).__name__)
             await ws.close()
+        finally:
+            hub.leave(watch)
 
     try:
         async for message in ws:
@@ -217,7 +329,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await send(answer)
             elif kind == "WebSocketPushEnable":  # RFC 8887 §4.3.5.2
                 types = value.get("dataTypes")
-                wanted = set(_TYPES) if types is None else {str(t) for t in types or ()}
+                wanted = set(TYPES) if types is None else {str(t) for t in types or ()}
                 known = value.get("pushState")
                 if push is not None:
                     push.cancel()

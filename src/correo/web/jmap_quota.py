@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from correo.jmap.core import MethodError
-from correo.store.api import Quota
+from correo.store.api import MailStore, Quota
 from correo.web.jmap_methods import (
     Call,
     Method,
@@ -23,7 +23,7 @@ from correo.web.jmap_methods import (
     sort_rows,
 )
 
-__all__ = ["QUOTA", "QUOTA_METHODS"]
+__all__ = ["QUOTA", "QUOTA_METHODS", "quota_state"]
 
 QUOTA = "urn:ietf:params:jmap:quota"
 _PROPS = ("id", "resourceType", "used", "hardLimit", "scope", "name", "types",
@@ -56,6 +56,11 @@ def _objects(account: str, quota: Quota) -> dict[str, dict[str, Any]]:
 def _state(quota: Quota) -> str:
     parts = (quota.storage, quota.used_storage, quota.messages, quota.used_messages)
     return "q" + "-".join("n" if p is None else str(p) for p in parts)
+
+
+async def quota_state(store: MailStore, account: str) -> str:
+    """The Quota state now (RFC 9425 §4): push announces it when usage moves."""
+    return _state(await store.get_quota(account))
 
 
 def _read_state(token: object) -> dict[str, tuple[int, int]] | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from correo.jmap.core import MethodError, SetError
 from correo.sieve import SIEVE_EXTENSIONS, check
-from correo.store.api import MailboxError
+from correo.store.api import MailboxError, MailStore
 from correo.web.jmap_import import read_blob
 from correo.web.jmap_methods import (
     Call,
@@ -33,7 +33,7 @@ from correo.web.jmap_methods import (
     sort_rows,
 )
 
-__all__ = ["SIEVE", "SIEVE_METHODS", "script_blob", "sieve_capability"]
+__all__ = ["SIEVE", "SIEVE_METHODS", "script_blob", "sieve_capability", "sieve_state"]
 
 SIEVE = "urn:ietf:params:jmap:sieve"
 _PROPS = ("id", "name", "blobId", "isActive")
@@ -73,9 +73,18 @@ def script_blob(text: str) -> str:
 
 
 async def _scripts(call: Call) -> dict[str, dict[str, Any]]:
+    return await _scripts_of(call.store, call.account)
+
+
+async def sieve_state(store: MailStore, account: str) -> str:
+    """The SieveScript state now (what push announces, RFC 9661 §2)."""
+    return _state(await _scripts_of(store, account))
+
+
+async def _scripts_of(store: MailStore, account: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name, active in await call.store.sieve_list(call.account):
-        text = await call.store.sieve_get(call.account, name)
+    for name, active in await store.sieve_list(account):
+        text = await store.sieve_get(account, name)
         if text is None:
             continue
         out[_id(name)] = {"id": _id(name), "name": name, "blobId": script_blob(text),

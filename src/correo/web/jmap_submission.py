@@ -18,12 +18,12 @@ from typing import Any
 
 from correo.jmap.core import MethodError, SetError, is_id
 from correo.jmap.mail import digest_of, header_view, utc_date
-from correo.store.api import Record, StoreError
+from correo.store.api import MailStore, Record, StoreError
 from correo.web.jmap_email import email_set
 from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids, set_objects
 from correo.web.jmap_send import Refusal, send_message
 
-__all__ = ["SUBMISSION", "SUBMISSION_METHODS"]
+__all__ = ["SUBMISSION", "SUBMISSION_METHODS", "record_state"]
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 IDENTITY_PROPS = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature",
@@ -32,6 +32,7 @@ SUBMISSION_PROPS = ("id", "identityId", "emailId", "threadId", "envelope", "send
                     "undoStatus", "deliveryStatus", "dsnBlobIds", "mdnBlobIds")  # fmt: skip
 _KEEP_SUBMISSIONS = 1000
 _DEFAULT = "Idefault"
+_ONLY_COUNTER = 1 << 62  # a `since` above every counter: records() reads the counter
 _MAX_TEXT = 64 * 1024  # a signature's length
 _MAX_RCPT_IN_HEADERS = 1000
 
@@ -50,6 +51,12 @@ def _new_id(prefix: str) -> str:
 
 def _state(counter: int) -> str:
     return str(counter)
+
+
+async def record_state(store: MailStore, account: str, kind: str) -> str:
+    """The state of ``kind`` ("identity", "submission") now: its counter, read alone."""
+    counter, _ = await store.records(account, kind, since=_ONLY_COUNTER)
+    return _state(counter)
 
 
 def _since(args: dict[str, Any]) -> int:

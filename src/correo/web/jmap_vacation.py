@@ -28,9 +28,10 @@ from typing import Any
 
 from correo.jmap.core import MethodError, SetError
 from correo.sieve import check
+from correo.store.api import MailStore
 from correo.web.jmap_methods import Call, Method, check_account, get_ids, set_objects
 
-__all__ = ["VACATION", "VACATION_METHODS", "vacation_script"]
+__all__ = ["VACATION", "VACATION_METHODS", "vacation_script", "vacation_state"]
 
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 _SCRIPT = "correo-vacation"
@@ -153,6 +154,12 @@ async def _current(call: Call) -> tuple[str | None, str | None]:
 
 def _state(script: str | None) -> str:
     return hashlib.sha256((script or "").encode()).hexdigest()[:16]
+
+
+async def vacation_state(store: MailStore, account: str) -> str:
+    """The VacationResponse state now: that of the active script (push announces it)."""
+    active = await store.sieve_active(account)
+    return _state(None if active is None else active[1])
 
 
 async def vacation_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:

@@ -218,3 +218,33 @@ def test_append_when_the_spool_cannot_be_written_is_no_and_the_session_goes_on(
     typ, data = client.search(None, "SUBJECT", "big")
     assert typ == "OK" and len(data[0].split()) == 1  # only the second one was stored
     client.logout()
+
+
+def test_fetch_of_data_expunged_elsewhere_leaves_it_out_with_expungeissued(server: Server) -> None:
+    """RFC 9051 §7.5.1 keeps the number of a message another session expunged; its data
+    is gone: the message is left out (never a half FETCH, never a NO for the whole
+    command) and the tagged OK says EXPUNGEISSUED (RFC 5530 §3)."""
+    box = _box_with(server, "gone", 3)
+    a, b = _session(server, box), _session(server, box)
+    assert b.cmd("1", "STORE 2 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"1 OK")
+    assert b.cmd("2", "EXPUNGE")[0] == b"* 2 EXPUNGE"
+    for tag, items in (
+        ("f1", "BODY.PEEK[]"),
+        ("f2", "BODY.PEEK[HEADER.FIELDS (Subject)]"),
+        ("f3", "(RFC822.SIZE BODYSTRUCTURE)"),
+        ("f4", "(FLAGS ENVELOPE)"),
+        ("f5", "BINARY.PEEK[1]"),
+    ):
+        out = a.cmd(tag, f"FETCH 1:3 {items}")
+        assert out[-1] == tag.encode() + b" OK [EXPUNGEISSUED] Some messages were already expunged"
+        heads = [line.split(b" (")[0] for line in out if b" FETCH (" in line]
+        assert heads == [b"* 1 FETCH", b"* 3 FETCH"], out
+        assert b"m1" not in b"".join(out)
+    out = a.cmd("f6", "FETCH 1:3 (FLAGS)")  # what the view holds is still told
+    assert out[-1] == b"f6 OK FETCH completed" and b"* 2 FETCH (FLAGS" in b"".join(out)
+    out = a.cmd("n", "NOOP")
+    assert b"* 2 EXPUNGE" in out, out
+    out = a.cmd("f7", "FETCH 1:* BODY.PEEK[]")
+    assert out[-1] == b"f7 OK FETCH completed"
+    a.close()
+    b.close()

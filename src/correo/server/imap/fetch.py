@@ -33,6 +33,7 @@ __all__ = [
     "Rendered",
     "WireCache",
     "ensure_facts",
+    "expunged_meanwhile",
     "read_range",
     "render_message",
     "render_meta",
@@ -145,6 +146,15 @@ async def ensure_facts(
         facts[uid] = computed
         await store.save_facts(view.account, view.name, uid, computed)
     return facts
+
+
+async def expunged_meanwhile(store: MailStore, view: MailboxView, uid: int) -> bool:
+    """Whether another session expunged ``uid`` since this view was taken: its data is
+    gone though its number stays until the EXPUNGE may be told (RFC 9051 §7.5.1)."""
+    if uid in view.pending_expunge:
+        return True
+    changes = await store.changes_since(view.account, view.name, view.highestmodseq)
+    return uid in changes.expunged
 
 
 async def read_range(
@@ -437,17 +447,22 @@ def _columns(plan: FetchPlan) -> tuple[bytes, tuple[str, ...]]:
 
 def _flag_column(view: MailboxView, uids: list[int], infos: list[MessageInfo]) -> list[bytes]:
     """FLAGS of each message, formatted once per distinct flag set (there are few)."""
-    if not view.rev2 and max(uids) >= view.first_recent:
-        return [view.flag_list(u) for u in uids]  # some carry \Recent (RFC 3501 §2.3.2)
     flags = list(map(attrgetter("flags"), infos))
+    if not view.rev2 and max(uids) >= view.first_recent:
+        # some carry \Recent (RFC 3501 §2.3.2): once per flag set and recency, since
+        # right after a SELECT that claimed them every message of a mailbox may be recent
+        keys = list(zip(flags, map(view.first_recent.__le__, uids), strict=True))
+        recent = {k: view.flag_list(u) for k, u in dict(zip(keys, uids, strict=True)).items()}
+        return list(map(recent.__getitem__, keys))
     memo = {f: view.flag_list(u) for f, u in dict(zip(flags, uids, strict=True)).items()}
     return list(map(memo.__getitem__, flags))
 
 
 async def render_meta_batch(
     store: MailStore, view: MailboxView, uids: Sequence[int], plan: FetchPlan
-) -> bytes:
-    """The ``* n FETCH`` responses of a metadata-only plan for ``uids``, as one buffer.
+) -> tuple[bytes, list[int]]:
+    """The ``* n FETCH`` responses of a metadata-only plan for ``uids``, as one buffer,
+    and the UIDs left out because their structure could not be read (expunged).
 
     Structure items come from the shared :class:`WireCache`; only messages missing
     there are read from the store (one batched query, without the part tree).
@@ -456,20 +471,23 @@ async def render_meta_batch(
     infos_by_uid = view.info
     batch = [u for u in uids if u in infos_by_uid]
     if not batch:
-        return b""
+        return b"", []
     fmt, names = _columns(plan)
     wire_names = [n for n in names if n in _WIRE_FIELDS]
     wires: list[_Wire] = []
     if wire_names:
         wires = await _wires(store, view, batch, "INTERNALDATE" in wire_names, plan.needs_facts)
         if plan.needs_facts and any(w.envelope is None for w in wires):
-            # expunged meanwhile, facts gone: those messages without their structure
-            out = []
+            # expunged meanwhile, facts gone: those messages are left out, not half told
+            out, lost = [], []
             for uid, wire in zip(batch, wires, strict=True):
                 seq = view.seq(uid)
-                if seq is not None:
-                    out.append(render_meta(view, uid, seq, plan, _facts_of(wire)))
-            return b"".join(out)
+                facts = _facts_of(wire)
+                if facts is None:
+                    lost.append(uid)
+                elif seq is not None:
+                    out.append(render_meta(view, uid, seq, plan, facts))
+            return b"".join(out), lost
     infos = list(map(infos_by_uid.__getitem__, batch))
     first = bisect.bisect_left(all_uids, batch[0])
     seqs: Sequence[int]
@@ -493,7 +511,7 @@ async def render_meta_batch(
             columns.append(list(map(_INFO_FIELDS[name], infos)))
         else:
             columns.append(list(map(attrgetter(_WIRE_FIELDS[name]), wires)))
-    return b"".join(map(fmt.__mod__, zip(*columns, strict=True)))
+    return b"".join(map(fmt.__mod__, zip(*columns, strict=True))), []
 
 
 def _facts_of(wire: _Wire) -> MessageFacts | None:

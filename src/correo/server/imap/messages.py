@@ -23,6 +23,7 @@ from correo.server.imap.fetch import (
     FetchPlan,
     UnknownCte,
     ensure_facts,
+    expunged_meanwhile,
     render_message,
     render_meta_batch,
 )
@@ -37,6 +38,7 @@ from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, format_uids
 from correo.server.junk_moves import on_imap_move  # moving to/from Junk trains the filter
 from correo.store.api import (
     MailboxError,
+    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -190,10 +192,15 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                     condstore=plan.condstore,
                 )
     facts = {}
+    expunged = False  # some message's data was gone: left out (RFC 5530 §3 EXPUNGEISSUED)
     for start in range(0, len(uids), 1000):
         batch = uids[start : start + 1000]
         if plan.metadata_only:
-            data = await render_meta_batch(session.ctx.store, view, batch, plan)
+            data, lost = await render_meta_batch(session.ctx.store, view, batch, plan)
+            for uid in lost:
+                if not await expunged_meanwhile(session.ctx.store, view, uid):
+                    raise StoreError(f"the structure of message {uid} cannot be read")
+                expunged = True
             pending = len(data)
             session.write(data)
         else:
@@ -212,6 +219,11 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                     covered = i + max(n, 1)
                 if uid not in view.info:
                     continue
+                if plan.needs_facts and uid not in facts:
+                    if not await expunged_meanwhile(session.ctx.store, view, uid):
+                        raise StoreError(f"the structure of message {uid} cannot be read")
+                    expunged = True
+                    continue
                 try:
                     out = await render_message(
                         session.ctx.store,
@@ -226,6 +238,11 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                     text = "Unknown Content-Transfer-Encoding"
                     session.write(tagged(tag, "NO", text, "UNKNOWN-CTE"))
                     return
+                except StoreError:
+                    if not await expunged_meanwhile(session.ctx.store, view, uid):
+                        raise
+                    expunged = True  # RFC 2180 §4.1.2: another session expunged it
+                    continue
                 if out.streams is None:
                     for piece in out.pieces:
                         pending += len(piece)
@@ -239,6 +256,9 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
             await session.conn.flush(
                 session.write_timeout
             )  # a small last batch goes out with the tagged reply
+    if expunged:  # RFC 5530 §3: the client may want to NOOP soon
+        session.write(tagged(tag, "OK", "Some messages were already expunged", "EXPUNGEISSUED"))
+        return
     session.write(tagged(tag, "OK", "FETCH completed"))
 
 

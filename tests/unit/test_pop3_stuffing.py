@@ -62,6 +62,17 @@ def test_dot_stuffer_table(data: bytes, expected: bytes) -> None:
     assert stuff_chunks([data[i : i + 1] for i in range(len(data))]) == expected
 
 
+@pytest.mark.parametrize("periods", [0, 1, 15, 16, 17, 40])
+def test_dot_stuffer_line_start_after_many_periods(periods: int) -> None:
+    """A line starting with "." is stuffed however many periods inside lines come first
+    (a chunk is scanned period by period, then by replace() when there are many)."""
+    data = b"a. b" * periods + b"\r\n.hidden\r\nend.\r\n"
+    assert stuff_chunks([data]) == reference_stuff(data)
+    assert b"\r\n..hidden\r\n" in stuff_chunks([data])
+    plain = b"a. b" * periods + b"\r\n"
+    assert stuff_chunks([plain]) == plain + b".\r\n"
+
+
 def test_dot_stuffer_misuse() -> None:
     s = DotStuffer()
     s.finish()

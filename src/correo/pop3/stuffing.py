@@ -12,6 +12,29 @@ from __future__ import annotations
 __all__ = ["DotStuffer", "TopFilter"]
 
 
+#: Periods looked at one by one before a chunk goes through ``bytes.replace`` whole.
+_SCAN = 16
+
+
+def _stuffed(chunk: bytes) -> bytes:
+    """``chunk`` with every ``\\n.`` made ``\\n..``; the chunk itself when there is none.
+
+    ``replace`` searches for the two octets at under 1 GB/s, while a period alone is
+    found by ``memchr``: a chunk without periods (base64 parts, plain short text) or
+    whose first few start no line is checked by a few ``find`` calls instead; other
+    chunks pay those calls on top of ``replace``.
+    """
+    find = chunk.find
+    at = find(b".", 1)
+    for _ in range(_SCAN):
+        if at < 0:
+            return chunk
+        if chunk[at - 1] == 0x0A:  # a line starts with "."
+            break
+        at = find(b".", at + 1)
+    return chunk.replace(b"\n.", b"\n..")
+
+
 class DotStuffer:
     """Byte-stuff a message body and add the terminating ``.`` line (RFC 1939 §3)."""
 
@@ -29,7 +52,7 @@ class DotStuffer:
             raise ValueError("DotStuffer.feed() after finish()")
         if not chunk:
             return b""
-        out = chunk.replace(b"\n.", b"\n..")  # RFC 1939 §3: byte-stuff the termination octet
+        out = _stuffed(chunk)  # RFC 1939 §3: byte-stuff the termination octet
         if self._at_line_start and chunk[:1] == b".":
             out = b"." + out  # the line began in an earlier chunk boundary
         self._at_line_start = chunk[-1:] == b"\n"

@@ -19,9 +19,12 @@ from correo.config_rules import (
     listen_host,
     normalize_hostname,
     normalize_nameserver,
+    normalize_networks,
+    proxy_networks,
 )
 
 __all__ = [
+    "PROXY_SERVICES",
     "SERVICES",
     "AcmeSettings",
     "AuthSettings",
@@ -77,6 +80,11 @@ _DEFAULT_PORTS = {
 }
 # LMTP has no authentication: whoever reaches it delivers mail, so TCP is opt-in.
 _OFF_BY_DEFAULT = frozenset({"lmtp"})
+#: Listeners that read a PROXY header from ``[server] proxy_protocol`` peers unless
+#: ``proxy_protocol_services`` says otherwise: the ones clients reach through a load
+#: balancer; a local MTA's LMTP and the monitoring scrape come directly.
+PROXY_SERVICES = tuple(s for s in SERVICES if s not in ("lmtp", "metrics"))
+_SERVER_KEYS = frozenset({"hostname", "proxy_protocol", "proxy_protocol_services"})
 
 
 class ConfigError(Exception):
@@ -355,6 +363,9 @@ class Config:
     acme: AcmeSettings = field(default_factory=AcmeSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     webhooks: tuple[WebhookSettings, ...] = ()  # [[webhooks]]
+    #: [server] proxy_protocol: networks whose connections open with a PROXY header
+    proxy_protocol: tuple[str, ...] = ()
+    proxy_protocol_services: tuple[str, ...] = PROXY_SERVICES  # the listeners that read it
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the data directory."""
@@ -453,8 +464,11 @@ def load_config(data_dir: Path) -> Config:
         if key not in allowed:
             raise ConfigError(f"{path}: unknown table [{key}] (see docs/config.md)")
     server = raw.get("server", {})
-    if not isinstance(server, dict) or set(server) - {"hostname"}:
-        raise ConfigError(f"{path}: [server] takes only 'hostname'")
+    if not isinstance(server, dict) or set(server) - _SERVER_KEYS:
+        raise ConfigError(
+            f"{path}: [server] takes only 'hostname', 'proxy_protocol' and "
+            "'proxy_protocol_services'"
+        )
     hostname = server.get("hostname", "localhost")
     if not isinstance(hostname, str) or not hostname:
         raise ConfigError(f"{path}: [server] hostname must be a non-empty string")
@@ -495,7 +509,32 @@ def load_config(data_dir: Path) -> Config:
         acme=_acme(raw.get("acme"), path),
         reports=_section(ReportSettings, raw.get("reports"), "reports"),
         webhooks=_webhooks(raw.get("webhooks"), path),
+        **_proxy_protocol(server),
     )
+
+
+def _proxy_protocol(server: dict[str, Any]) -> dict[str, Any]:
+    """``[server] proxy_protocol`` and ``proxy_protocol_services`` (docs/cluster.md)."""
+    out: dict[str, Any] = {}
+    if "proxy_protocol" in server:
+        problem = proxy_networks(server["proxy_protocol"])
+        if problem is not None:
+            raise ConfigError(f"config error: [server] proxy_protocol: {problem}")
+        out["proxy_protocol"] = normalize_networks(server["proxy_protocol"])
+    if "proxy_protocol_services" in server:
+        names = server["proxy_protocol_services"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(
+                "config error: [server] proxy_protocol_services: must be a list of services"
+            )
+        unknown = [n for n in names if n not in SERVICES]
+        if unknown:
+            raise ConfigError(
+                f"config error: [server] proxy_protocol_services: unknown service "
+                f"{unknown[0][:40]!r} (one of {', '.join(SERVICES)})"
+            )
+        out["proxy_protocol_services"] = tuple(dict.fromkeys(names))
+    return out
 
 
 def _store(raw: object, path: Path) -> StoreSettings:
@@ -583,6 +622,10 @@ def render_default_config(
         "",
         "[server]",
         f'hostname = "{hostname}"',
+        "# Load balancers (addresses or networks) whose connections open with a PROXY",
+        "# header naming the client (docs/cluster.md); empty = none.",
+        "proxy_protocol = []",
+        "proxy_protocol_services = [" + ", ".join(f'"{s}"' for s in PROXY_SERVICES) + "]",
         "",
         '# Each service listens on a list of "host:port"; an empty list turns it off.',
         "# Production ports: smtp 25, submission 587, submissions 465, pop3 110, pop3s 995.",

@@ -33,7 +33,9 @@ __all__ = [
     "hostname_problem",
     "normalize_hostname",
     "normalize_nameserver",
+    "normalize_networks",
     "parse_size",
+    "proxy_networks",
     "serve_problems",
 ]
 
@@ -195,6 +197,28 @@ def listen_host(value: str) -> str | None:
     if hostname_problem(value) is None:
         return None
     return "must be an IP address or a host name"
+
+
+def proxy_networks(value: object) -> str | None:
+    """``[server] proxy_protocol``: the load balancers' addresses or networks."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return 'must be a list of addresses or networks, e.g. ["10.0.0.0/8", "127.0.0.1"]'
+    for text in value:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return f"{text[:60]!r} is not an IP address or network"
+        try:
+            ipaddress.ip_network(text)
+        except ValueError:
+            net = ipaddress.ip_network(text, strict=False)
+            return f"{text!r} has bits set past its prefix length (did you mean {net}?)"
+    return None
+
+
+def normalize_networks(value: list[str]) -> tuple[str, ...]:
+    """The canonical spelling of each network (``10.0.0.1`` becomes ``10.0.0.1/32``)."""
+    return tuple(str(ipaddress.ip_network(v)) for v in value)
 
 
 def normalize_nameserver(value: str) -> str:

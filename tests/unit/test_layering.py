@@ -27,6 +27,7 @@ BAND_NAMES = {WIRE: "wire", POLICY: "policy", CORE: "core", EDGE: "edge"}
 BANDS: dict[str, int] = {
     "correo": CORE,  # correo/__init__.py: the version
     "correo.sansio": WIRE,  # the plumbing every protocol core shares
+    "correo.proxyproto": WIRE,  # the PROXY protocol header a load balancer sends
     "correo.smtp": WIRE,
     "correo.pop3": WIRE,
     "correo.imap": WIRE,

@@ -43,6 +43,7 @@ from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession
 from correo.server.managesieve_session import ManageSieveSession
 from correo.server.pop3_session import Pop3Session
+from correo.server.proxy import ProxyPolicy
 from correo.server.reload import applied, restart_keys
 from correo.server.sdnotify import notify, notify_reloading
 from correo.server.signers import follow_signers, load_signers
@@ -94,7 +95,18 @@ _TOO_MANY = {
 }
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+_STREAM_LIMIT = 2**20  # StreamReader buffer of a mail connection
+
+
+class Handler(Protocol):
+    """A mail connection's coroutine; ``peer``: the client a load balancer named."""
+
+    def __call__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: tuple[str, int] | None = None,
+    ) -> Awaitable[None]: ...
 
 
 class _Session(Protocol):
@@ -151,6 +163,7 @@ class MailServer:
         self._binding: tuple[str, str, int] | None = None  # the listener being started
         self._signers: asyncio.Task[None] | None = None  # follows `correo dkim rotate`
         self.reports: ReportScheduler | None = None  # DMARC and TLS reports we send
+        self._proxy: ProxyPolicy | None = None  # [server] proxy_protocol (server/proxy.py)
 
     async def start(self) -> None:
         config = self.config
@@ -225,6 +238,12 @@ class MailServer:
         )
         await self._start_lmtp_socket()
         handshake_timeout = capped(config.limits.command_timeout, 30.0)
+        if config.proxy_protocol:  # load balancers name the client first (docs/cluster.md)
+            self._proxy = ProxyPolicy(
+                config.proxy_protocol,
+                timeout=capped(config.limits.command_timeout, 10.0),
+                log=self.log,
+            )
         for service, addresses in config.listen.items():
             if service not in _SERVICES:
                 continue  # configured for a later release of correo
@@ -238,15 +257,29 @@ class MailServer:
                         await self._web_listener(service).start(host, port)
                     )
                     continue
+                handle = self._handler(service, protocol, implicit)
+                if self._proxy is not None and self._proxied(service):
+                    # behind a load balancer: the PROXY header, then TLS (server/proxy.py)
+                    self.bound.setdefault(service, []).extend(
+                        await self._proxy.listen(
+                            host,
+                            port,
+                            _streams(handle),
+                            service=service,
+                            tls=tls if implicit else None,
+                            handshake_timeout=handshake_timeout,
+                        )
+                    )
+                    continue
                 server = await asyncio.start_server(
-                    self._handler(service, protocol, implicit),
+                    handle,
                     host,
                     port,
                     ssl=tls if implicit else None,
                     # a client that never completes it is dropped after command_timeout
                     ssl_handshake_timeout=handshake_timeout if implicit else None,
                     reuse_address=True,
-                    limit=2**20,
+                    limit=_STREAM_LIMIT,
                 )
                 self._servers.append(server)
                 for sock in server.sockets:
@@ -318,6 +351,10 @@ class MailServer:
         self.log.info("server.reloaded")  # before [log] level, which may silence it
         self.log.threshold = LEVELS[new.log.level]
 
+    def _proxied(self, service: str) -> bool:
+        """Whether ``service``'s listeners read a PROXY header from trusted balancers."""
+        return self._proxy is not None and service in self.config.proxy_protocol_services
+
     def _web_listener(self, service: str) -> WebListener:
         """The aiohttp listener of ``service``, made on first use (one per service)."""
         assert self.ctx is not None
@@ -338,6 +375,8 @@ class MailServer:
                 self.ctx, admit=self._admit, release=self._per_ip.release, routes=routes
             )
         listener.admit = self._counted(service, listener.admit)  # metrics
+        if self._proxied(service):
+            listener.proxy = self._proxy
         self._web.append(listener)
         return listener
 
@@ -346,6 +385,8 @@ class MailServer:
         assert self.ctx is not None
         listener = metrics_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
         listener.admit = self._counted("metrics", listener.admit)
+        if self._proxied("metrics"):
+            listener.proxy = self._proxy
         self._web.append(listener)
         return listener
 
@@ -381,8 +422,9 @@ class MailServer:
             return
         path = self.config.path(self.config.lmtp.socket)
         path.unlink(missing_ok=True)  # a stale socket from an earlier run
+        handle = self._handler("lmtp", "lmtp", False, screen=False)
         server = await asyncio.start_unix_server(  # local MTAs only: no HTTP screen
-            self._handler("lmtp", "lmtp", False, screen=False), str(path), limit=2**20
+            handle, str(path), limit=_STREAM_LIMIT
         )
         os.chmod(path, 0o660)
         self._servers.append(server)
@@ -390,9 +432,13 @@ class MailServer:
     def _handler(
         self, service: str, protocol: str, implicit: bool, *, screen: bool = True
     ) -> Handler:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def handle(
+            reader: asyncio.StreamReader,
+            writer: asyncio.StreamWriter,
+            peer: tuple[str, int] | None = None,
+        ) -> None:
             assert self.ctx is not None
-            conn = Connection(reader, writer, tls=implicit)
+            conn = Connection(reader, writer, tls=implicit, peer=peer)
             slot = self._admit(conn.peer_ip)
             if slot is None:
                 self.log.warning("server.too_many_connections", service=service, peer=conn.peer)
@@ -503,6 +549,8 @@ class MailServer:
             server.close()
         for listener in self._web:
             listener.close()
+        if self._proxy is not None:
+            self._proxy.close()  # connections still sending their PROXY header
         for live in list(self._live.values()):
             live.session.shutdown_requested = True
             if not live.session.in_transaction:
@@ -538,6 +586,8 @@ class MailServer:
                 await self.certs.stop()
         for server in self._servers:
             server.close()
+        if self._proxy is not None:
+            self._proxy.close()
         for listener in self._web:
             with contextlib.suppress(Exception):
                 await listener.stop()
@@ -549,6 +599,19 @@ class MailServer:
         self._lock.release()
         problem = startup_problem(exc, self._binding, self.config.data_dir / "correo.toml")
         return None if problem is None else StartupError(problem)
+
+
+def _streams(handle: Handler) -> Callable[[tuple[str, int] | None], asyncio.BaseProtocol]:
+    """For a listener behind a load balancer: the stream protocol of a connection whose
+    client the balancer named (``source``), as ``asyncio.start_server`` would make it."""
+
+    def protocol(source: tuple[str, int] | None) -> asyncio.BaseProtocol:
+        return asyncio.StreamReaderProtocol(
+            asyncio.StreamReader(limit=_STREAM_LIMIT),
+            lambda reader, writer: handle(reader, writer, source),
+        )
+
+    return protocol
 
 
 def _read_config(data_dir: Path, tls: bool) -> tuple[Config, tuple[bytes, bytes] | None]:

@@ -23,11 +23,17 @@ _PACE = 32  # commands between two turns of the loop for the other sessions
 
 class Connection:
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool = False
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: bool = False,
+        peer: tuple[str, int] | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
-        peer = writer.get_extra_info("peername") or ("?", 0)
+        # ``peer``: the client a trusted load balancer named (server/proxy.py)
+        peer = peer or writer.get_extra_info("peername") or ("?", 0)
         self.peer_ip: str = str(peer[0])
         self.peer_port: int = int(peer[1]) if len(peer) > 1 else 0
         self.tls_active = tls

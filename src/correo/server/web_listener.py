@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from correo.log import Logger
+from correo.server.proxy import PeerTransport, ProxyPolicy
 
 __all__ = ["MAX_FIELD", "MAX_HEADERS", "MAX_LINE", "Connections", "WebListener"]
 
@@ -72,9 +73,12 @@ class _LogBridge(logging.Handler):
 class _Guarded(asyncio.Protocol):
     """One connection: aiohttp's request handler behind admission and a head deadline."""
 
-    def __init__(self, listener: WebListener, inner: RequestHandler) -> None:
+    def __init__(
+        self, listener: WebListener, inner: RequestHandler, peer: tuple[str, int] | None = None
+    ) -> None:
         self.listener = listener
         self.inner = inner
+        self.peer = peer  # the client a trusted load balancer named (server/proxy.py)
         self.transport: asyncio.Transport | None = None
         self.slot: str | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -85,6 +89,8 @@ class _Guarded(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        if self.peer is not None:  # aiohttp's request.remote reads the transport's peer
+            transport = PeerTransport(transport, self.peer)
         self.transport = transport
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.slot = self.listener.admit(str(peer[0]))
@@ -220,6 +226,9 @@ class WebListener:
         self.guards = connections.guards
         self.tls = tls
         self.on_tls = on_tls  # (TLS version, cipher suite) of each admitted connection
+        #: Set when trusted load balancers open connections with a PROXY header: it is
+        #: read (and TLS started) before aiohttp sees the connection (server/proxy.py).
+        self.proxy: ProxyPolicy | None = None
         self._servers: list[asyncio.Server] = []
         bridge = logging.getLogger(f"correo.web.{service}")
         bridge.propagate = False
@@ -254,6 +263,20 @@ class WebListener:
             await self._runner.setup()
         factory = self._runner.server
         assert factory is not None
+
+        if self.proxy is not None:  # behind a load balancer: the PROXY header, then TLS
+
+            def guarded(peer: tuple[str, int] | None) -> asyncio.BaseProtocol:
+                return _Guarded(self, factory(), peer)
+
+            return await self.proxy.listen(
+                host,
+                port,
+                guarded,
+                service=self.service,
+                tls=self.tls,
+                handshake_timeout=self.head_timeout,
+            )
 
         def protocol() -> asyncio.Protocol:
             return _Guarded(self, factory())

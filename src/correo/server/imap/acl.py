@@ -5,8 +5,10 @@ mailbox holds every right and cannot lose them; other accounts hold what their e
 and ``anyone``'s grant.  Another account's mailbox is named under the "Other Users"
 namespace (``Other Users/OWNER/MAILBOX``): LIST shows it with the ``l`` right, and
 ``r`` opens it (read-write with any of ``s w t e``, which STORE and EXPUNGE then
-check), ``i`` lets APPEND add to it; its rights are read again before every command
-while it is selected, and COPY or MOVE out of it is refused.
+check), ``i`` lets APPEND, COPY and MOVE add to it (keeping only the flags the user
+may set there), MOVE out of it needs ``t`` and ``e`` as well; its rights are read again
+before every command while it is selected.  ``k``, ``x`` (CREATE, DELETE, RENAME) are
+checked in :mod:`acl_boxes`; ``p`` (post) is no IMAP right (RFC 4314 §2.1).
 Without any right a mailbox answers exactly as a missing one (NO [NONEXISTENT]), so
 nobody learns what is not shared.
 """
@@ -14,6 +16,7 @@ nobody learns what is not shared.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from correo.imap import commands as c
@@ -44,8 +47,10 @@ __all__ = [
     "cmd_myrights",
     "cmd_setacl",
     "flag_rights",
+    "flags_allowed",
     "guard",
     "may_set_seen",
+    "refusal",
     "resolve",
     "rights_of",
     "shared_boxes",
@@ -195,8 +200,6 @@ async def shared_boxes(session: ImapSession) -> list[MailboxInfo]:
     ]
 
 
-#: Commands a shared view cannot serve yet: they copy within one account.
-_REFUSED = (c.Copy, c.Move)
 #: Commands that leave the view or the session: no rights needed.
 _FREE = (c.Select, c.Examine, c.Logout, c.Unselect)
 #: Rights that change a mailbox's state: with none of them SELECT is read-only.
@@ -212,6 +215,24 @@ def flag_rights(mode: str, flags: tuple[str, ...]) -> str:
         "s" if f.lower() == "\\seen" else "t" if f.lower() == "\\deleted" else "w" for f in flags
     }
     return "".join(sorted(need))
+
+
+def refusal(tag: str, rights: str, need: str) -> bytes:
+    """The NO for a missing right: NOPERM where the user may know of the mailbox
+    (``l``), else exactly the answer for a mailbox that does not exist (RFC 4314 §4)."""
+    if "l" in rights:
+        return tagged(tag, "NO", f"Right {need!r} is needed here", "NOPERM")
+    return tagged(tag, "NO", "No such mailbox", "NONEXISTENT")
+
+
+def flags_allowed(rights: str) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    """The flags a COPY or MOVE into a shared mailbox keeps: each needs its right there
+    (RFC 4314 §4: ``s`` for \\Seen, ``t`` for \\Deleted, ``w`` for the others)."""
+
+    def keep(flags: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f for f in flags if flag_rights("add", (f,)) in rights)
+
+    return keep
 
 
 async def may_set_seen(session: ImapSession) -> bool:
@@ -247,12 +268,10 @@ async def guard(session: ImapSession, tag: str, command: object) -> bool:
         missing = "".join(r for r in flag_rights(command.mode, command.flags) if r not in rights)
     elif isinstance(command, (c.Expunge, c.UidExpunge)) and not view.read_only:
         missing = "" if "e" in rights else "e"
+    elif isinstance(command, c.Move) and not view.read_only:  # RFC 6851 §3.3, RFC 4314 §4
+        missing = "".join(r for r in "te" if r not in rights)
     if missing:
         session.write(tagged(tag, "NO", f"Rights {missing!r} are needed here", "NOPERM"))
-        return False
-    if isinstance(command, _REFUSED):
-        text = "Not possible from another user's mailbox"
-        session.write(tagged(tag, "NO", text, "CANNOT"))
         return False
     return True
 

@@ -18,6 +18,7 @@ from correo.imap.responses import (
 )
 from correo.message.objectid import mailbox_id
 from correo.server.imap.acl import OTHER_USERS, WRITE_RIGHTS, resolve, shared_boxes
+from correo.server.imap.acl_boxes import foreign, shared_create, shared_delete, shared_rename
 from correo.server.imap.listing import PAUSE, list_lines, lsub_lines
 from correo.server.imap.metadata import list_metadata
 from correo.server.imap.names import (
@@ -196,6 +197,10 @@ def mailboxes_changed(session: ImapSession) -> None:
 
 async def cmd_create(session: ImapSession, tag: str, cmd: c.Create) -> None:
     assert session.user is not None
+    shared = foreign(session, cmd.mailbox.rstrip(DELIMITER))
+    if shared is not None:  # RFC 4314 "k" on the parent
+        await shared_create(session, tag, *shared)
+        return
     name = _name(session, tag, cmd.mailbox.rstrip(DELIMITER), own=True)
     if name is None:
         return
@@ -220,6 +225,10 @@ async def cmd_create(session: ImapSession, tag: str, cmd: c.Create) -> None:
 
 async def cmd_delete(session: ImapSession, tag: str, cmd: c.Delete) -> None:
     assert session.user is not None
+    shared = foreign(session, cmd.mailbox)
+    if shared is not None:  # RFC 4314 "x"
+        await shared_delete(session, tag, *shared)
+        return
     name = normalize(cmd.mailbox)
     if session.view is not None and session.view.name == name:
         session.view = None
@@ -231,6 +240,9 @@ async def cmd_delete(session: ImapSession, tag: str, cmd: c.Delete) -> None:
 
 async def cmd_rename(session: ImapSession, tag: str, cmd: c.Rename) -> None:
     assert session.user is not None
+    if foreign(session, cmd.mailbox) or foreign(session, cmd.new_name):  # RFC 4314 "x", "k"
+        await shared_rename(session, tag, cmd.mailbox, cmd.new_name)
+        return
     new = _name(session, tag, cmd.new_name, own=True)
     if new is None:
         return

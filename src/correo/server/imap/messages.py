@@ -12,7 +12,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
-from correo.server.imap.acl import may_set_seen
+from correo.server.imap.acl import flags_allowed, may_set_seen, refusal, resolve
 from correo.server.imap.bodies import Prefetcher
 from correo.server.imap.context import (
     contexts_changed,
@@ -26,9 +26,6 @@ from correo.server.imap.fetch import (
     expunged_meanwhile,
     render_message,
     render_meta_batch,
-)
-from correo.server.imap.names import (
-    normalize,
 )
 from correo.server.imap.objects import extra_items
 from correo.server.imap.ordering import sort_uids, thread_uids
@@ -315,23 +312,43 @@ async def cmd_copy(session: ImapSession, tag: str, cmd: c.Copy | c.Move) -> None
     if move and view.read_only:
         session.write(tagged(tag, "NO", "Mailbox is read-only", "READ-ONLY"))
         return
-    target = normalize(cmd.mailbox)
+    owner, target = resolve(session.user, cmd.mailbox)
+    keep_flags = None
+    if owner != session.user:  # RFC 4314 §4: "i" there, and flags only with their rights
+        rights = await session.ctx.store.acl_rights(owner, target, session.user)
+        if "i" not in rights:
+            session.write(refusal(tag, rights, "i"))
+            return
+        keep_flags = flags_allowed(rights)
     try:
-        status = await session.ctx.store.mailbox_status(session.user, target)
+        status = await session.ctx.store.mailbox_status(owner, target)
     except MailboxError:
-        session.write(tagged(tag, "NO", "No such mailbox", "TRYCREATE"))
+        missing = "TRYCREATE" if owner == session.user else "NONEXISTENT"
+        session.write(tagged(tag, "NO", "No such mailbox", missing))
         return
     await session._updates(allow_expunge=False)
     uids = _uids(session, cmd.sequence, cmd.uid)
-    into_self = target == view.name
+    into_self = owner == view.account and target == view.name
     store = session.ctx.store
-    pairs = await store.copy_messages(
-        session.user, view.name, uids, target, move=move and not into_self
-    )
+    own = owner == session.user and view.account == session.user
+    if own:
+        pairs = await store.copy_messages(
+            session.user, view.name, uids, target, move=move and not into_self
+        )
+    else:  # a shared mailbox on either side: the target account's quota is charged
+        pairs = await store.copy_across(
+            view.account,
+            view.name,
+            uids,
+            owner,
+            target,
+            move=move and not into_self,
+            keep_flags=keep_flags,
+        )
     if move and into_self and pairs:
         # RFC 6851 §3.3: moving into the source mailbox is allowed; the messages get
         # new UIDs, so it is a copy and then an expunge of the originals.
-        await store.expunge(session.user, view.name, [p[0] for p in pairs])
+        await store.expunge(view.account, view.name, [p[0] for p in pairs])
     if pairs:
         source_uids = format_uids(p[0] for p in pairs)
         code = f"COPYUID {status.uidvalidity} {source_uids} {format_uids(p[1] for p in pairs)}"
@@ -349,7 +366,8 @@ async def cmd_copy(session: ImapSession, tag: str, cmd: c.Copy | c.Move) -> None
         session.write(tagged(tag, "OK", "MOVE completed"))
     else:
         session.write(tagged(tag, "OK", "COPY completed", code))
-    await on_imap_move(session.ctx, session.user, view.name, target, [p[1] for p in pairs])
+    if own:  # moving to/from Junk trains the owner's filter
+        await on_imap_move(session.ctx, session.user, view.name, target, [p[1] for p in pairs])
 
 
 def _uses_modseq(key: object) -> bool:

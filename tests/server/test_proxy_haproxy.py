@@ -176,6 +176,7 @@ def test_smtp_through_haproxy_v2_names_the_client(balanced: tuple[Server, Haprox
 def test_imaps_through_haproxy_tls_after_the_header(balanced: tuple[Server, Haproxy]) -> None:
     node, lb = balanced
     start = len(node.log_lines)
+
     class FromFour(imaplib.IMAP4_SSL):
         def _create_socket(self, timeout: float | None = None) -> socket.socket:
             raw = socket.create_connection(

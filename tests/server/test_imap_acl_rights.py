@@ -335,3 +335,37 @@ def test_name_guessing_tells_unshared_from_missing_never(server: Server) -> None
         assert secret.encode() not in out and owner.encode() not in out, (pattern, out)
     for raw in (alice, bob):
         raw.close()
+
+
+def test_notify_tells_of_shared_mailboxes_the_user_may_read(server: Server) -> None:
+    owner, guest = _user(server, "nown"), _user(server, "ngst")
+    alice, bob = _login(server, owner), _login(server, guest)
+    team, secret, mine = unique("team"), unique("secret"), unique("mine")
+    for box in (team, secret):
+        alice.cmd("c", f"CREATE {box}")
+    alice.cmd("s", f'SETACL {team} "{guest}" lr')
+    bob.cmd("c", f"CREATE {mine}")
+    base = f"Other Users/{owner}"
+    watched = f'"{base}/{team}" "{base}/{secret}" {mine}'
+    out = bob.cmd("n", f"NOTIFY SET STATUS (MAILBOXES ({watched}) (MessageNew MessageExpunge))")
+    assert out[-1] == b"n OK NOTIFY completed", out
+    assert any(line.startswith(f'* STATUS "{base}/{team}" ('.encode()) for line in out), out
+    assert not any(secret.encode() in line for line in out), out
+    writer = _login(server, owner)
+    assert _append(writer, secret, "hidden").startswith(b"a OK")  # never told
+    assert _append(writer, team, "shared").startswith(b"a OK")
+    line = bob.line()
+    assert line.startswith(f'* STATUS "{base}/{team}" (MESSAGES 1 UIDNEXT 2'.encode()), line
+    # rights taken away: its changes are no longer told; the user's own still are
+    alice.cmd("d", f'DELETEACL {team} "{guest}"')
+    assert _append(writer, team, "after").startswith(b"a OK")
+    assert _append(bob, mine, "own").startswith(b"a OK")
+    assert _append(writer, secret, "hidden2").startswith(b"a OK")
+    other = _login(server, guest)
+    assert _append(other, mine, "own2").startswith(b"a OK")
+    seen = [bob.line()]
+    while not seen[-1].startswith(f'* STATUS "{mine}" (MESSAGES 2'.encode()):
+        seen.append(bob.line())
+    assert not any(team.encode() in line or secret.encode() in line for line in seen), seen
+    for raw in (alice, bob, writer, other):
+        raw.close()

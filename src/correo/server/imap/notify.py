@@ -15,6 +15,12 @@ with the store and sends the difference —
 * names: LIST, ``\\NonExistent`` for a deleted one, OLDNAME for a rename (§5.4);
   subscriptions: LIST with or without ``\\Subscribed`` (§5.5).
 
+Other accounts' mailboxes shared with the user (RFC 4314, "Other Users/…") are
+watched when a MAILBOXES, SUBTREE or SUBSCRIBED group names them and the user holds
+``r`` there (read again at every look, so a right taken away ends the events); their
+owners' account feeds wake the session too.  PERSONAL and INBOXES stay the user's own
+(§6.2, §6.3), and MailboxName events are the user's own mailboxes' only.
+
 Writers in other processes (the CLI) are not announced by the feed: every
 :data:`RESCAN` seconds the session looks at all it watches anyway.  Changes this
 session made itself are absorbed silently (§5: the server SHOULD omit them).
@@ -26,11 +32,12 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from correo.imap import commands as c
 from correo.imap.notify import EventGroup, Notify
 from correo.imap.responses import Raw, list_response, mailbox_name, status_response, tagged
+from correo.server.imap.acl import OTHER_USERS
 from correo.server.imap.fetch import FetchPlan, ensure_facts, render_message
 from correo.server.imap.names import DELIMITER, normalize
 from correo.server.imap.streams import send_streams
@@ -76,6 +83,7 @@ class NotifyState:
     subscribed: set[str] = field(default_factory=set)
     known: dict[str, _Status] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # per mailbox change_counter
+    owners: dict[str, int] = field(default_factory=dict)  # shared: owner -> account_counter
 
     @classmethod
     def of(cls, cmd: Notify) -> NotifyState:
@@ -103,7 +111,7 @@ class NotifyState:
 def _matches(group: EventGroup, name: str, subscribed: set[str]) -> bool:
     match group.filter:
         case "PERSONAL" | "INBOXES":  # §6.3: INBOXES may be treated as PERSONAL
-            return True
+            return not name.startswith(OTHER_USERS)  # §6.2: the personal namespace
         case "SUBSCRIBED":  # §6.4
             return name in subscribed
         case "MAILBOXES":  # §6.6: exact names, no wildcards
@@ -148,7 +156,6 @@ async def cmd_notify(session: ImapSession, tag: str, cmd: Notify) -> None:
 
 async def notify_read(session: ImapSession, timeout: float) -> bytes:
     """The client's next octets; meanwhile, what changed goes out as it happens."""
-    store = session.ctx.store
     read = asyncio.ensure_future(session.conn.read(timeout))
     try:
         while True:
@@ -159,11 +166,9 @@ async def notify_read(session: ImapSession, timeout: float) -> bytes:
             state = session.notify
             if state is None:
                 return await read
-            assert session.user is not None
-            waiter = asyncio.ensure_future(
-                store.wait_for_account(session.user, state.counter, RESCAN)
-            )
-            done, _ = await asyncio.wait({read, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter = wait(session)
+            both: set[asyncio.Future[Any]] = {read, waiter}
+            done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
             if read in done:
                 waiter.cancel()
                 return read.result()
@@ -173,12 +178,26 @@ async def notify_read(session: ImapSession, timeout: float) -> bytes:
 
 
 def wait(session: ImapSession) -> asyncio.Future[bool]:
-    """A future done when the watched account changes (IDLE waits on it too, §4)."""
+    """A future done when the watched account, or the owner of a watched shared
+    mailbox, changes (IDLE waits on it too, §4)."""
     state = session.notify
     assert state is not None and session.user is not None
-    return asyncio.ensure_future(
-        session.ctx.store.wait_for_account(session.user, state.counter, RESCAN)
-    )
+    store = session.ctx.store
+    own = store.wait_for_account(session.user, state.counter, RESCAN)
+    if not state.owners:
+        return asyncio.ensure_future(own)
+    waits = [own] + [store.wait_for_account(o, n, RESCAN) for o, n in state.owners.items()]
+
+    async def any_of() -> bool:
+        tasks = [asyncio.ensure_future(w) for w in waits]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return any(t.result() for t in done)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    return asyncio.ensure_future(any_of())
 
 
 async def deliver(session: ImapSession) -> None:
@@ -214,8 +233,10 @@ async def _look(
     user = session.user
     assert user is not None
     counter = store.account_counter(user)  # read before the queries
+    owners = {o: store.account_counter(o) for o in state.owners}
     now = time.monotonic()
-    if not full and counter == state.counter and now - state.looked_at < RESCAN:
+    quiet = counter == state.counter and owners == state.owners
+    if not full and quiet and now - state.looked_at < RESCAN:
         return
     full = full or now - state.looked_at >= RESCAN
     state.counter, state.looked_at = counter, now
@@ -246,16 +267,49 @@ async def _look(
             continue
         if i % 32 == 31:
             await asyncio.sleep(0)  # many mailboxes: let other sessions run
+    state.owners = await _shared(session, state, fresh, full, owners)
     if speak and state.wants("MailboxName"):
         out += _name_lines(session, state, old, boxes, fresh)
     if speak:
         out += _status_lines(session, state, fresh)
     state.known = {n: s for n, s in fresh.items() if state.events_for(n) & _MESSAGE_EVENTS}
     state.names = {n: fresh[n].uidvalidity if n in fresh else old.get(n, 0) for n in boxes}
-    for name in set(state.counters) - boxes:
+    for name in set(state.counters) - boxes - set(fresh):
         del state.counters[name]
     for line in out:
         session.write(line)
+
+
+async def _shared(
+    session: ImapSession,
+    state: NotifyState,
+    fresh: dict[str, _Status],
+    full: bool,
+    before: dict[str, int],
+) -> dict[str, int]:
+    """The status of every shared mailbox a group watches and the user may read (``r``,
+    RFC 4314), into ``fresh`` by its "Other Users/" name; their owners' account counters
+    (``before``: read before the queries)."""
+    store = session.ctx.store
+    assert session.user is not None
+    owners: dict[str, int] = {}
+    if not any(g.filter in ("MAILBOXES", "SUBTREE", "SUBSCRIBED") for g in state.groups):
+        return owners
+    for owner, box, rights in await store.acl_shared(session.user):
+        name = f"{OTHER_USERS}{owner}{DELIMITER}{box}"
+        if "r" not in rights or not state.events_for(name) & _MESSAGE_EVENTS:
+            continue
+        owners.setdefault(owner, before.get(owner, store.account_counter(owner)))
+        moved = store.change_counter(owner, box) != state.counters.get(name)
+        if not (full or moved) and name in state.known:
+            fresh[name] = state.known[name]
+            continue
+        state.counters[name] = store.change_counter(owner, box)
+        try:
+            fresh[name] = _Status.of(await store.mailbox_status(owner, box))
+        except MailboxError:
+            continue
+    return owners
 
 
 async def _selected(session: ImapSession, state: NotifyState) -> None:
@@ -290,7 +344,11 @@ def _status_lines(
     session: ImapSession, state: NotifyState, fresh: dict[str, _Status]
 ) -> list[bytes]:
     out: list[bytes] = []
-    selected = session.view.name if session.view is not None else None
+    view = session.view
+    selected = None
+    if view is not None:
+        own = view.account == session.user
+        selected = view.name if own else f"{OTHER_USERS}{view.account}{DELIMITER}{view.name}"
     condstore = session.core.condstore
     for name, now in fresh.items():
         was = state.known.get(name)

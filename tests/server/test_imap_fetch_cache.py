@@ -192,3 +192,29 @@ def test_rev1_recent_and_bodies_through_fast_paths(server: Server) -> None:
         part = raw.cmd("p", f"UID FETCH {uid} (BODY.PEEK[]<5.10> RFC822.SIZE)")
         assert b"BODY[]<5> {10}\r\n" + data[5:15] + b" RFC822.SIZE %d " % len(data) in part[0]
     raw.close()
+
+
+def test_rev1_recent_only_on_the_messages_this_session_claimed(server: Server) -> None:
+    """FETCH FLAGS formats each flag set once: messages with the same flags differ by
+    \\Recent, which only the messages that arrived since the last SELECT carry."""
+    first = RawImap(server.ports["imaps"])
+    first.login()
+    box = unique("frecmix")
+    first.cmd("c", f"CREATE {box}")
+    for i in range(3):
+        data = message(f"old {i}")
+        first.send(b"a%d APPEND %s {%d+}\r\n" % (i, box.encode(), len(data)) + data + b"\r\n")
+        first.until(b"a%d" % i)
+    _select(first, box)  # claims \Recent for the three
+    first.cmd("u", "UNSELECT")
+    data = message("new")
+    first.send(b"a9 APPEND %s {%d+}\r\n" % (box.encode(), len(data)) + data + b"\r\n")
+    first.until(b"a9")
+    second = RawImap(server.ports["imaps"])
+    second.login()
+    _select(second, box)  # only the fourth is \Recent here
+    lines = _fetch_lines(second.cmd("f", "UID FETCH 1:* (UID FLAGS)"))
+    assert [b"\\Recent" in line for line in lines] == [False, False, False, True], lines
+    assert lines[3] == b"* 4 FETCH (UID 4 FLAGS (\\Recent))", lines
+    first.close()
+    second.close()

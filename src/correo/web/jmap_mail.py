@@ -110,6 +110,7 @@ class Snapshot:
     emails: dict[str, EmailRow]
     orders: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)
     threads: dict[str, str] | None = None  # digest -> Thread id, once all are known
+    listings: dict[int, list[Row]] = field(default_factory=dict)  # by UIDVALIDITY
 
     def order(self, key: str) -> list[str] | None:
         return self.orders.get(key)
@@ -202,9 +203,10 @@ class ExpungeIndex:
         while len(self._boxes) > _BOXES_KEPT:
             self._boxes.popitem(last=False)
 
-    def snapshot(self, account: str, key: tuple[MailboxMark, ...]) -> Snapshot | None:
+    def snapshot(self, account: str, key: tuple[MailboxMark, ...] | None) -> Snapshot | None:
+        """The account's snapshot as of ``key`` (None: the last one, however old)."""
         kept = self._snapshots.get(account)
-        if kept is None or kept.key != key:
+        if kept is None or (key is not None and kept.key != key):
             return None
         self._snapshots.move_to_end(account)
         return kept
@@ -258,6 +260,60 @@ class ExpungeIndex:
             self._listed -= len(dropped)
 
 
+async def _group(listings: dict[int, list[Row]]) -> dict[str, EmailRow]:
+    """Every Email of the listings by digest, its rows in mailbox order."""
+    emails: dict[str, EmailRow] = {}
+    for rows in listings.values():
+        for count, row in enumerate(rows, 1):
+            if count % 2000 == 0:
+                await asyncio.sleep(0)  # others run while a big mailbox is read
+            key = row.digest[:24]
+            entry = emails.get(key)
+            if entry is None:
+                entry = emails[key] = EmailRow(key)
+            entry.rows.append(row)
+    return emails
+
+
+async def _regroup(
+    previous: Snapshot, listings: dict[int, list[Row]]
+) -> dict[str, EmailRow] | None:
+    """The Emails of ``listings`` made from ``previous``'s: only those whose rows came or
+    went are made again (a catch-up keeps the rows that did not change), so a delivery
+    costs a pass over the mailbox's rows, not an Email object for each.  None when the
+    mailboxes themselves differ (then :func:`_group`)."""
+    if list(previous.listings) != list(listings):
+        return None
+    gone: set[int] = set()
+    came: dict[str, list[Row]] = {}
+    for uv, rows in listings.items():
+        old = previous.listings[uv]
+        if old is rows:
+            continue
+        await asyncio.sleep(0)
+        now = {id(r) for r in rows}
+        before = {id(r) for r in old}
+        for row in old:
+            if id(row) not in now:
+                gone.add(id(row))
+                came.setdefault(row.digest[:24], [])
+        for row in rows:
+            if id(row) not in before:
+                came.setdefault(row.digest[:24], []).append(row)
+    emails = dict(previous.emails)
+    place = {uv: i for i, uv in enumerate(listings)}
+    for key, added in came.items():
+        entry = emails.get(key)
+        rows = [r for r in entry.rows if id(r) not in gone] if entry is not None else []
+        rows += added
+        if not rows:
+            emails.pop(key, None)
+            continue
+        rows.sort(key=lambda r: place[r.box.status.uidvalidity])
+        emails[key] = EmailRow(key, rows)
+    return emails
+
+
 class MailView:
     """One account's mailboxes (and, on demand, messages) as of now."""
 
@@ -308,7 +364,12 @@ class MailView:
         kept = self.index.snapshot(self.account, key)
         if kept is None:
             self._emails = None
-            kept = Snapshot(key, await self._read_emails())
+            listings = await self._listings()
+            previous = self.index.snapshot(self.account, None)
+            emails = None if previous is None else await _regroup(previous, listings)
+            if emails is None:
+                emails = await _group(listings)
+            kept = Snapshot(key, emails, listings=listings)
             self.index.keep_snapshot(self.account, kept)
         self._emails = kept.emails
         return kept
@@ -353,8 +414,9 @@ class MailView:
             snapshot.threads = await self.thread_ids(list(snapshot.emails.values()))
         return snapshot.threads
 
-    async def _read_emails(self) -> dict[str, EmailRow]:
-        emails: dict[str, EmailRow] = {}
+    async def _listings(self) -> dict[int, list[Row]]:
+        """Each mailbox's rows, by UIDVALIDITY, in mailbox order."""
+        out: dict[int, list[Row]] = {}
         for box in await self.boxes():
             rows = self.index.listing(self.account, box)
             if rows is None:
@@ -362,15 +424,8 @@ class MailView:
                     rows = await self._catch_up(box) or await self._list(box)
                 except StoreError:
                     continue
-            for count, row in enumerate(rows, 1):
-                if count % 2000 == 0:
-                    await asyncio.sleep(0)  # others run while a big mailbox is read
-                key = row.digest[:24]
-                entry = emails.get(key)
-                if entry is None:
-                    entry = emails[key] = EmailRow(key)
-                entry.rows.append(row)
-        return emails
+            out[box.status.uidvalidity] = rows
+        return out
 
     async def _list(self, box: Box) -> list[Row]:
         infos = await self.store.list_messages(self.account, box.name)

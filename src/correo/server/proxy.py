@@ -96,8 +96,7 @@ class ProxyPolicy:
             self._sockets.append(sock)
             name = sock.getsockname()
             bound.append((str(name[0]), int(name[1])))
-            opener = _Opener(self, factory, service, tls, handshake_timeout)
-            self.track(loop.create_task(opener.accept(sock)))
+            _Opener(self, factory, service, tls, handshake_timeout).start(sock)
         return bound
 
     def track(self, task: asyncio.Task[None]) -> None:
@@ -109,7 +108,9 @@ class ProxyPolicy:
         """Stop listening, and drop connections whose header or handshake is awaited."""
         for task in list(self._tasks):
             task.cancel()
+        loop = asyncio.get_running_loop()
         for sock in self._sockets:
+            loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets.clear()
 
@@ -131,21 +132,31 @@ class _Opener:
         self.tls = tls
         self.handshake_timeout = handshake_timeout
 
-    async def accept(self, listening: socket.socket) -> None:
+    def start(self, listening: socket.socket) -> None:
+        asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening)
+
+    def _accept(self, listening: socket.socket) -> None:
+        """Take what the backlog holds, as asyncio's own servers do on readiness."""
         loop = asyncio.get_running_loop()
-        while True:
+        for _ in range(_BACKLOG):
             try:
-                sock, peer = await loop.sock_accept(listening)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                sock, peer = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
                 continue
-            except OSError as exc:
-                if exc.errno not in _PAUSE_ERRORS:
-                    raise
+            except OSError as exc:  # out of descriptors or memory: a second's rest
                 self.policy.log.error("server.accept_failed", service=self.service, error=str(exc))
-                await asyncio.sleep(1.0)  # as asyncio's servers do
-                continue
+                if exc.errno in _PAUSE_ERRORS:
+                    loop.remove_reader(listening.fileno())
+                    loop.call_later(1.0, self._resume, listening)
+                return
             sock.setblocking(False)
             self.policy.track(loop.create_task(self.open(sock, peer)))
+
+    def _resume(self, listening: socket.socket) -> None:
+        if listening.fileno() >= 0:  # not closed meanwhile
+            self.start(listening)
 
     async def open(self, sock: socket.socket, peer: Any) -> None:
         """Read the header of a trusted peer, then hand the socket to asyncio."""

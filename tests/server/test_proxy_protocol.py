@@ -170,6 +170,24 @@ def test_https_request_is_logged_with_the_client(lb: Server) -> None:
     _logged(lb, r"peer=2001:db8::40 .*path=/proxy-probe-v1")
 
 
+def test_http_listener_reads_the_header_too(lb: Server) -> None:
+    with balancer_socket(lb.ports["http"], v1("198.51.100.41", 40042, dport=80)) as sock:
+        sock.sendall(b"GET /proxy-probe-http HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 3")  # the redirect to https
+    _logged(lb, r"peer=198\.51\.100\.41 .*path=/proxy-probe-http")
+
+
+def test_lmtp_and_metrics_read_no_header_by_default(lb: Server) -> None:
+    """A local MTA's LMTP and the monitoring scrape come from the trusted address too,
+    without a header: those listeners are not in proxy_protocol_services by default."""
+    with balancer_socket(lb.ports["lmtp"], b"") as sock:
+        assert sock.makefile("rb").readline().startswith(b"220 ")
+    with balancer_socket(
+        lb.ports["metrics"], b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    ) as sock:
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+
 # -- the login throttle is keyed by the client, not the balancer -------------------------
 
 

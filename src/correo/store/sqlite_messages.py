@@ -294,9 +294,15 @@ class MessageOps:
         start: int = 0,
         end: int | None = None,
     ) -> AsyncIterator[bytes]:
-        # an inline body yields only the range asked for (a header: its first pages)
-        cut = "substr(b.data, ?)" if end is None else "substr(b.data, ?, ?)"
-        bounds = (start + 1,) if end is None else (start + 1, max(0, end - start))
+        # an inline body yields only the range asked for (a header: its first pages);
+        # all of it (RETR, BODY[]) without substr(), which would copy it once more
+        bounds: tuple[int, ...] = ()
+        if start == 0 and end is None:
+            cut = "b.data"
+        elif end is None:
+            cut, bounds = "substr(b.data, ?)", (start + 1,)
+        else:
+            cut, bounds = "substr(b.data, ?, ?)", (start + 1, max(0, end - start))
 
         def locate() -> tuple[bytes | None, str | None]:
             conn = self._reader()

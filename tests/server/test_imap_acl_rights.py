@@ -369,3 +369,47 @@ def test_notify_tells_of_shared_mailboxes_the_user_may_read(server: Server) -> N
     assert not any(team.encode() in line or secret.encode() in line for line in seen), seen
     for raw in (alice, bob, writer, other):
         raw.close()
+
+
+def test_metadata_and_urlauth_of_shared_mailboxes(server: Server) -> None:
+    owner, guest = _user(server, "mown"), _user(server, "mgst")
+    alice, bob = _login(server, owner), _login(server, guest)
+    team = unique("team")
+    alice.cmd("c", f"CREATE {team}")
+    assert _append(alice, team, "url-words").startswith(b"a OK")
+    # a literal8 value (RFC 5464 §5) keeps its NUL; it comes back as a literal8
+    out = alice.cmd(
+        "m1", f'SETMETADATA {team} (/shared/bin ~{{3+}}\r\na\x00b /private/note "mine")'
+    )
+    assert out == [b"m1 OK SETMETADATA completed"], out
+    out = alice.cmd("m2", f"GETMETADATA {team} /shared/bin")
+    assert out[0] == f'* METADATA "{team}" (/shared/bin ~{{3}}\r\na\x00b)'.encode(), out
+    shared = f'"Other Users/{owner}/{team}"'
+    get = f"GETMETADATA {shared} (/shared/bin /private/note)"
+    assert bob.cmd("g1", get) == [b"g1 NO [NONEXISTENT] No such mailbox"]
+    alice.cmd("s", f'SETACL {team} "{guest}" lr')
+    out = bob.cmd("g2", get)  # the owner's private entry is never shown
+    assert out[-1] == b"g2 OK GETMETADATA completed" and b"mine" not in b"".join(out), out
+    assert b"/shared/bin ~{3}\r\na\x00b" in out[0], out
+    setm = f'SETMETADATA {shared} (/shared/comment "from guest")'
+    assert bob.cmd("g3", setm)[-1].startswith(b"g3 NO [NOPERM]")
+    alice.cmd("s2", f'SETACL {team} "{guest}" lrw')
+    assert bob.cmd("g4", setm) == [b"g4 OK SETMETADATA completed"]
+    out = bob.cmd("g5", f'SETMETADATA {shared} (/private/x "y")')
+    assert out[-1].startswith(b"g5 NO [CANNOT]"), out
+    assert b"from guest" in alice.cmd("g6", f"GETMETADATA {team} /shared/comment")[0]
+    # URLAUTH: the guest signs a URL of the shared mailbox only while it may read it
+    rump = f"imap://{owner}/{team}/;uid=1;urlauth=user+{guest}"
+    out = bob.cmd("u1", f'GENURLAUTH "{rump}" INTERNAL')
+    assert out[-1] == b"u1 OK GENURLAUTH completed", out
+    url = re.findall(rb'"([^"]+)"', out[0])[0].decode()
+    out = bob.cmd("u2", f'URLFETCH "{url}"')
+    assert b"url-words" in out[0], out
+    plain = f"imap://{owner}/{team}/;uid=1"  # no URLAUTH: what FETCH could read
+    assert b"url-words" in bob.cmd("u3", f'URLFETCH "{plain}"')[0]
+    alice.cmd("d", f'DELETEACL {team} "{guest}"')
+    assert bob.cmd("u4", f'URLFETCH "{plain}"')[0] == f'* URLFETCH "{plain}" NIL'.encode()
+    assert bob.cmd("u5", f'GENURLAUTH "{rump}" INTERNAL')[-1].startswith(b"u5 BAD")
+    assert bob.cmd("g7", get) == [b"g7 NO [NONEXISTENT] No such mailbox"]
+    for raw in (alice, bob):
+        raw.close()

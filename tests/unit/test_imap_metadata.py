@@ -70,3 +70,17 @@ def test_list_return_metadata() -> None:
     assert cmd.metadata == ("/shared/color", "/private/x") and "METADATA" in cmd.return_options
     with pytest.raises(ParseError):
         parse_command([b'a LIST "" "*" RETURN (METADATA ())'], [])
+
+
+def test_setmetadata_takes_literal8_values_only() -> None:
+    """RFC 5464 §5: value = nstring / literal8; a literal8 may carry NUL."""
+    cmd = parse_any(
+        [b"a SETMETADATA box (/shared/b ~{3}", b" /shared/c {1}", b")"],
+        [b"a\x00b", b"z"],
+        binary=[True, False],
+    )
+    assert cmd == SetMetadata("box", (("/shared/b", b"a\x00b"), ("/shared/c", b"z")))
+    with pytest.raises(ParseError):  # an entry name is no literal8
+        parse_any([b"a SETMETADATA box (~{9}", b' "v")'], [b"/shared/b"], binary=[True])
+    with pytest.raises(ParseError):  # NUL only in a literal8
+        parse_any([b"a SETMETADATA box (/shared/b {3}", b")"], [b"a\x00b"], binary=[False])

@@ -133,7 +133,8 @@ def _setmetadata(r: Reader, o: ParseOptions) -> SetMetadata:
     while True:
         entry = check_entry(r.astring())
         r.sp()
-        values[entry] = r.nstring()  # RFC 5464 §5: value = nstring / literal8
+        # RFC 5464 §5: value = nstring / literal8 (which may carry NUL)
+        values[entry] = r.literal(allow_binary=True) if r.at_literal8() else r.nstring()
         if len(values) > MAX_ENTRIES:
             raise ParseError("too many entries", "LIMIT")
         if not r.take(b" "):

@@ -136,6 +136,10 @@ class Reader:
         """A literal (present or still pending) starts here."""
         return self._pos == self._end and self._end < len(self._line)
 
+    def at_literal8(self) -> bool:
+        """A literal8 (``~{n}``, RFC 3516 §4.1) starts here."""
+        return self.at_literal() and self._i < len(self._binary) and self._binary[self._i]
+
     def literal_pending(self) -> bool:
         """A literal starts here whose octets have not been read yet."""
         return self.at_literal() and self._i >= len(self._lits)

@@ -146,6 +146,8 @@ _ENABLEABLE = {
 
 #: Commands whose messages stream as AppendChunk events (RFC 8508 REPLACE too).
 _STREAMED = frozenset({"APPEND", "REPLACE", "UID REPLACE"})
+#: Commands that take a literal8 (``~{n}``) besides APPEND: a METADATA value (RFC 5464 §5).
+_LITERAL8 = frozenset({"SETMETADATA"})
 
 
 class ImapConnection(AppendFraming):
@@ -315,6 +317,7 @@ class ImapConnection(AppendFraming):
         self._lines: list[bytes] = []
         self._lits: list[bytes] = []
         self._bins: list[bool] = []
+        self._lit_binary = False  # the literal being read is a literal8 ("~{n}")
         self._text_used = 0
         self._lit_used = 0
         self._tag = "*"
@@ -423,7 +426,7 @@ class ImapConnection(AppendFraming):
         early = self._check_name()
         if early is not None:
             return self._reject(early, line)
-        if marker.binary:
+        if marker.binary and self._name not in _LITERAL8:
             return self._reject(ParseError("literal8 only for APPEND", "CLIENTBUG"), line)
         if (
             marker.size > self._limits.max_literal
@@ -433,6 +436,7 @@ class ImapConnection(AppendFraming):
         self._lit_used += marker.size
         self._need = marker.size
         self._lit = bytearray()
+        self._lit_binary = marker.binary
         self._mode = _Mode.LITERAL
         if marker.sync:
             return Respond(continuation("OK"))  # RFC 9051 §7.5: only after checking the size
@@ -459,7 +463,7 @@ class ImapConnection(AppendFraming):
         if self._need:
             return NEED_DATA
         self._lits.append(bytes(self._lit))
-        self._bins.append(False)
+        self._bins.append(self._lit_binary)
         self._lit = bytearray()
         self._mode = _Mode.COMMAND
         return None

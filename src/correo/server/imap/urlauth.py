@@ -1,6 +1,7 @@
 """URLAUTH (RFC 4467) and URLAUTH=BINARY (RFC 5524): GENURLAUTH, RESETKEY, URLFETCH.
 
-GENURLAUTH signs a URL of one of the user's own messages with the mailbox access key
+GENURLAUTH signs a URL of a message in one of the user's own mailboxes, or in one shared
+with the user with ``r`` (RFC 4314), with the mailbox access key
 (made on first use, kept by the store); URLFETCH checks the signature against the
 owner's key and hands out the part, streamed from the store.  RESETKEY forgets keys,
 so every URL signed with them stops working at once.
@@ -47,14 +48,17 @@ async def cmd_genurlauth(session: ImapSession, tag: str, cmd: GenUrlAuth) -> Non
         if url.access is None or url.token is not None:
             session.write(tagged(tag, "BAD", "Not a rump URL: ;URLAUTH=access without a token"))
             return
-        if url.owner() != user:
-            session.write(tagged(tag, "BAD", "The URL must name one of your mailboxes"))
+        owner = url.owner() or user
+        if owner != user and "r" not in await session.ctx.store.acl_rights(
+            owner, url.mailbox, user
+        ):  # another account's mailbox: only one the user may read (RFC 4314 "r")
+            session.write(tagged(tag, "BAD", "The URL must name a mailbox you may read"))
             return
         if mechanism != INTERNAL:
             session.write(tagged(tag, "BAD", "Unsupported URLAUTH mechanism"))
             return
-        try:  # RFC 4467 §7: a mailbox without a key gets one now
-            key = await session.ctx.store.urlauth_key(user, url.mailbox, create=True)
+        try:  # RFC 4467 §7: a mailbox without a key gets one now (the owner's key)
+            key = await session.ctx.store.urlauth_key(owner, url.mailbox, create=True)
         except MailboxError:
             session.write(tagged(tag, "BAD", "No such mailbox"))
             return

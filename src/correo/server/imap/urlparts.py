@@ -74,13 +74,16 @@ class Located:
 async def url_allowed(store: MailStore, url: ImapUrl, user: str, *, now: dt.datetime) -> str | None:
     """The account whose mailbox ``url`` may be read from by ``user``, or None.
 
-    Without URLAUTH only ``user``'s own mailboxes (RFC 4469 §3: the same access as
-    FETCH); with it, the token must match the owner's key (RFC 4467 §6) and the access
-    identifier must admit ``user`` (§3).
+    Without URLAUTH only ``user``'s own mailboxes and those shared with ``r`` (RFC 4469
+    §3: the same access as FETCH); with it, the token must match the owner's key
+    (RFC 4467 §6) and the access identifier must admit ``user`` (§3).
     """
     owner = url.owner() or user
     if url.access is None:
-        return user if owner == user else None
+        if owner == user:
+            return user
+        # another account's mailbox: what FETCH could read there, so "r" (RFC 4314)
+        return owner if "r" in await store.acl_rights(owner, url.mailbox, user) else None
     if url.mechanism != INTERNAL or url.token is None or len(url.token) < _MIN_TOKEN:
         return None
     if url.expire is not None and url.expire <= now:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import re
 import smtplib
+import threading
 import time
 
 import pytest
@@ -248,3 +250,52 @@ def test_fetch_of_data_expunged_elsewhere_leaves_it_out_with_expungeissued(serve
     assert out[-1] == b"f7 OK FETCH completed"
     a.close()
     b.close()
+
+
+def test_modseq_of_a_message_never_goes_back_while_others_write(server: Server) -> None:
+    """RFC 7162 §3.1: a message's MODSEQ only grows. Sessions share the mailbox's
+    message list per HIGHESTMODSEQ; one read under a MODSEQ with changes committed
+    after it made sessions tell a MODSEQ, then an older one (imaptest's stress run)."""
+    box = _box_with(server, "modseq", 20)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            raw = _session(server, box)
+            rng = random.Random(n)
+            i = 0
+            while not stop.is_set():
+                seqs = ",".join(str(rng.randint(1, 20)) for _ in range(3))
+                sign = "+-"[i % 2]
+                out = raw.cmd(f"w{i}", f"STORE {seqs} {sign}FLAGS.SILENT ($k{rng.randint(1, 4)})")
+                assert out[-1].startswith(f"w{i} OK".encode()), out
+                i += 1
+            raw.close()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for t in writers:
+        t.start()
+    readers = [_session(server, box) for _ in range(4)]
+    seen: dict[tuple[int, int], int] = {}  # (reader, seq) -> highest MODSEQ told
+    try:
+        for round_ in range(300):
+            for r, raw in enumerate(readers):
+                command = "NOOP" if round_ % 2 else "FETCH 1:* (MODSEQ)"
+                for line in raw.cmd(f"r{round_}", command):
+                    found = re.match(rb"\* (\d+) FETCH \(.*MODSEQ \((\d+)\)", line)
+                    if found is None:
+                        continue
+                    key, modseq = (r, int(found[1])), int(found[2])
+                    assert modseq >= seen.get(key, 0), (key, seen.get(key), line)
+                    seen[key] = modseq
+    finally:
+        stop.set()
+        for t in writers:
+            t.join(10)
+        for raw in readers:
+            raw.close()
+    assert not errors, errors
+    assert len(seen) == 80

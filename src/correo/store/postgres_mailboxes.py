@@ -523,12 +523,15 @@ class PgMailboxOps(PgBase):
         if row is None:
             raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
         mailbox_id, highest = int(row[0]), int(row[1])
+        # one statement, one snapshot: HIGHESTMODSEQ agrees with the changes listed
         rows = await self._fetchall(
             "SELECT 0, uid, size, internal_date, flags, modseq, zone FROM messages"
             " WHERE mailbox_id = %s AND modseq > %s"
             " UNION ALL SELECT 1, uid, 0, 0, '', 0, 0 FROM expunged"
-            " WHERE mailbox_id = %s AND modseq > %s ORDER BY 1, 2",
-            (mailbox_id, modseq, mailbox_id, modseq),
+            " WHERE mailbox_id = %s AND modseq > %s"
+            " UNION ALL SELECT 2, highestmodseq, 0, 0, '', 0, 0 FROM mailboxes WHERE id = %s"
+            " ORDER BY 1, 2",
+            (mailbox_id, modseq, mailbox_id, modseq, mailbox_id),
         )
         messages = tuple(
             MessageInfo(int(uid), int(size), float(date), _flags(flags), int(ms), int(zone))
@@ -536,6 +539,7 @@ class PgMailboxOps(PgBase):
             if kind == 0
         )
         expunged = tuple(int(r[1]) for r in rows if r[0] == 1)
+        highest = next((int(r[1]) for r in rows if r[0] == 2), highest)
         return Changes(highest, messages, expunged)
 
     # -- SEARCH TEXT/BODY index (trigram semantics as the embedded store's FTS5 index) --

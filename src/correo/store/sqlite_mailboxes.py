@@ -575,22 +575,26 @@ class MailboxOps:
             ).fetchone()
             if row is None:
                 raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
-            mailbox_id, highest = row
+            mailbox_id = row[0]
+            # One statement, one read snapshot: HIGHESTMODSEQ and the changes agree (a
+            # commit between separate reads gave changes newer than the MODSEQ they were
+            # shared under, and sessions then told a message's MODSEQ going back).
+            rows = conn.execute(
+                "SELECT 0, uid, size, internal_date, flags, modseq, zone FROM messages"
+                " WHERE mailbox_id=? AND modseq > ?"
+                " UNION ALL SELECT 1, uid, 0, 0, '', 0, 0 FROM expunged"
+                " WHERE mailbox_id=? AND modseq > ?"
+                " UNION ALL SELECT 2, highestmodseq, 0, 0, '', 0, 0 FROM mailboxes WHERE id=?"
+                " ORDER BY 1, 2",
+                (mailbox_id, modseq, mailbox_id, modseq, mailbox_id),
+            ).fetchall()
             messages = tuple(
                 MessageInfo(uid, size, date, _flags(flags), ms, zone)
-                for uid, size, date, flags, ms, zone in conn.execute(
-                    "SELECT uid, size, internal_date, flags, modseq, zone FROM messages"
-                    " WHERE mailbox_id=? AND modseq > ? ORDER BY uid",
-                    (mailbox_id, modseq),
-                )
+                for kind, uid, size, date, flags, ms, zone in rows
+                if kind == 0
             )
-            expunged = tuple(
-                r[0]
-                for r in conn.execute(
-                    "SELECT uid FROM expunged WHERE mailbox_id=? AND modseq > ? ORDER BY uid",
-                    (mailbox_id, modseq),
-                )
-            )
+            expunged = tuple(r[1] for r in rows if r[0] == 1)
+            highest = next((r[1] for r in rows if r[0] == 2), row[1])
             return Changes(int(highest), messages, expunged)
 
         result: Changes = self._read_now(read)

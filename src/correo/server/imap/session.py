@@ -493,10 +493,13 @@ class ImapSession:
         (modseq,) = modseqs
         if modseq != view.highestmodseq + 1:
             return  # someone else changed the mailbox since this view caught up
+        counter = self.ctx.store.change_counter(view.account, view.name)  # before the look
         state = await self.ctx.store.mailbox_state(view.account, view.name)
         if state.highestmodseq == modseq:
             view.highestmodseq = modseq
             view.share()
+            # caught up as of this look: the next command does not scan the change feed
+            self.seen_counter, self.checked_at = counter, time.monotonic()
 
     def _condstore_on(self) -> None:
         """RFC 7162 §3.1: a CONDSTORE-enabling command; first time, say HIGHESTMODSEQ."""

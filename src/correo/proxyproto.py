@@ -165,6 +165,8 @@ def _parse_v1(line: bytes) -> ProxyHeader:
 
 def _v1_address(text: str, version: int) -> str:
     """A literal of the family the header names, in its canonical spelling."""
+    if version == 4 and _dotted_quad(text):
+        return text  # already canonical; ipaddress would cost more than the rest
     try:
         if "%" in text:  # a scope zone is no client address
             raise ValueError(text)
@@ -174,6 +176,24 @@ def _v1_address(text: str, version: int) -> str:
     if address.version != version:
         raise ProxyProtocolError(f"PROXY v1 header: {text!r} is not an IPv{version} address")
     return _plain(address)
+
+
+def _dotted_quad(text: str) -> bool:
+    """Four decimal octets without leading zeros: an IPv4 address as ipaddress spells it."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(_octet(p) for p in parts)
+
+
+def _octet(part: str) -> bool:
+    if part == "0":
+        return True
+    return (
+        part.isascii() and part.isdigit() and len(part) <= 3 and part[0] != "0" and int(part) <= 255
+    )
+
+
+def _quad(octets: bytes) -> str:
+    return f"{octets[0]}.{octets[1]}.{octets[2]}.{octets[3]}"
 
 
 def _v1_port(text: str) -> int:
@@ -217,11 +237,13 @@ def _parse_v2(header: bytes) -> ProxyHeader:
     tlvs = _tlvs(header, _V2_FIXED + size)
     source: tuple[str, int] | None = None
     destination: tuple[str, int] | None = None
-    if family:
-        n = 4 if family == 4 else 16
-        src = ipaddress.ip_address(block[:n])
-        dst = ipaddress.ip_address(block[n : 2 * n])
-        sport, dport = struct.unpack_from("!HH", block, 2 * n)
+    if family == 4:
+        sport, dport = struct.unpack_from("!HH", block, 8)
+        source, destination = (_quad(block[:4]), sport), (_quad(block[4:8]), dport)
+    elif family == 6:
+        src = ipaddress.IPv6Address(block[:16])
+        dst = ipaddress.IPv6Address(block[16:32])
+        sport, dport = struct.unpack_from("!HH", block, 32)
         source, destination = (_plain(src), sport), (_plain(dst), dport)
     return ProxyHeader(2, len(header), source, destination, tlvs)
 

@@ -49,10 +49,6 @@ _BLANK_OR_DELIM = (
     "a header followed at once by a delimiter: correo reads the last CRLF as the header's "
     "blank line, Dovecot as the delimiter's CRLF (it then still counts it in BODY[n])"
 )
-_SEARCH_RAW = (
-    "Dovecot searches the raw text of a multipart or message/global body (boundary lines, "
-    "an attached message's header); correo searches the decoded text of its parts"
-)
 _SALVAGE = (
     "a malformed field: correo keeps what parses (RFC 2045 §5.2 default text/plain for a "
     "broken type, the well-formed parameters, the address) where Dovecot drops it or "
@@ -79,7 +75,6 @@ ALLOWED: dict[str, str] = {
     "rfc822-empty *": _NESTED_CRLF,
     "rfc822-headers-blank-only *": _BLANK_OR_DELIM,
     "boundary-empty-parts BODY.PEEK[*.MIME]": _BLANK_OR_DELIM,
-    "* SEARCH * inner": _SEARCH_RAW,
     "message-global*": (
         "RFC 9051 §7.5.2 gives message/global an envelope, body structure and lines like "
         "message/rfc822 (RFC 6532 §3.5); Dovecot 2.3 (IMAP4rev1) treats it as opaque"

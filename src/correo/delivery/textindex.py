@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from correo.delivery.facts import load_tree
+from correo.delivery.partheads import part_headers
 from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
 from correo.message.imapfmt import TransferDecoder
@@ -105,19 +106,21 @@ def header_value(value: str) -> str:
 
 def index_text_of(data: bytes, tree: Part) -> str:
     """What BODY/TEXT compare against (body text, decoded header values, the canonical
-    form of address fields), casefolded, so every evaluator match is a substring of it."""
+    form of address fields, the headers of the parts for TEXT), casefolded, so every
+    evaluator match is a substring of it."""
+    parts = part_headers(data, tree)
     section = data[tree.header_start : tree.header_end]
     if section.isascii() and b"=?" not in section and b"\\" not in section:
         # Each value is a substring of the raw section, and the index ignores white space
         # (needles are split on it): no need to parse the fields one by one.
         heads = [section.decode("ascii")]
-        return "\n".join(["\n".join(body_texts(data, tree)), *heads]).casefold()
+        return "\n".join(["\n".join(body_texts(data, tree)), *heads, *parts]).casefold()
     heads = []
     for name, value in parse_fields(section):
         heads.append(header_value(value))
         if name in ADDRESS_FIELDS and "\\" in value:  # only quoted-pairs make it differ
             heads.append(address_text(value))
-    return "\n".join(["\n".join(body_texts(data, tree)), *heads]).casefold()
+    return "\n".join(["\n".join(body_texts(data, tree)), *heads, *parts]).casefold()
 
 
 _DEDUPE_FROM = 8192  # characters; below, deduplicating costs more than it saves

@@ -196,6 +196,10 @@ _V_WEB_ADMIN: Final = "ALTER TABLE users ADD COLUMN admin boolean NOT NULL DEFAU
 #: The directory's SCRAM verifiers (RFC 5802 §3), "" until the password is set or used.
 _V_SCRAM: Final = "ALTER TABLE users ADD COLUMN scram text NOT NULL DEFAULT '';"
 
+#: The SEARCH text now holds every part's header (TEXT, as Dovecot reads it): the rows
+#: are derived data, dropped here and written again by the search-time backfill.
+_V_TEXT_PARTS: Final = "TRUNCATE text_docs;"
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     1: (_V1, _V1_TRIGRAMS),
@@ -211,6 +215,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     30: (METADATA_MIGRATION, ()),  # IMAP METADATA entries (RFC 5464)
     31: (SAVEDATE_MIGRATION, ()),  # when each message was saved (RFC 8514)
     36: (ACL_MIGRATION, ()),  # access control lists of mailboxes (RFC 4314)
+    37: (_V_TEXT_PARTS, ()),  # the SEARCH text holds the parts' headers: indexed again
     40: (_V_WEB_ADMIN, ()),  # the web admin flag of users
     45: (_V_SCRAM, ()),  # SCRAM verifiers of users
 }

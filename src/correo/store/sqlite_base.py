@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS urlauth_keys (
 # (it is the small word-deduplicated form, see correo.delivery.textindex) so that an
 # expunge can delete its row and a COPY can duplicate it without re-reading the mail.
 # The input is casefolded already, hence case_sensitive (no second folding pass).
-TEXT_VERSION = 2
+TEXT_VERSION = 3  # 3: the parts' headers are in the text too (SEARCH TEXT)
 TEXT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox_id INTEGER NOT NULL,

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
 from correo.delivery.facts import load_tree
+from correo.delivery.partheads import part_headers
 from correo.delivery.textindex import (
     ADDRESS_FIELDS,
     MAX_INDEXED,
@@ -47,6 +48,7 @@ from correo.imap.search import (
 )
 from correo.message.encoded import decode_header
 from correo.message.headers import parse_fields
+from correo.message.structure import Part
 from correo.server.imap.fetch import ensure_facts, read_range
 from correo.server.imap.objects import object_ids, object_kinds, save_days, uses_save_dates
 from correo.server.imap.view import MailboxView
@@ -122,7 +124,17 @@ def _local_date(value: str) -> dt.datetime | None:
 class _Subject:
     """One message as the evaluator sees it."""
 
-    __slots__ = ("_body", "_flags", "_folded", "_headers", "info", "sent_date", "seq")
+    __slots__ = (
+        "_body",
+        "_flags",
+        "_folded",
+        "_headers",
+        "_parts",
+        "_parts_folded",
+        "info",
+        "sent_date",
+        "seq",
+    )
 
     def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
         self.info = view.info[uid]
@@ -134,6 +146,8 @@ class _Subject:
         self._headers: dict[str, list[str]] = {}
         self._folded: list[str] | None = None  # header values casefolded, once
         self._body: str = ""
+        self._parts: tuple[bytes, Part] | None = None  # for the parts' headers (TEXT)
+        self._parts_folded: list[str] | None = None
 
     @property
     def uid(self) -> int:
@@ -167,7 +181,12 @@ class _Subject:
             return True
         if self._folded is None:
             self._folded = [v.casefold() for vs in self._headers.values() for v in vs]
-        return any(folded in v for v in self._folded)
+        if any(folded in v for v in self._folded):
+            return True
+        if self._parts_folded is None:  # every header in the message, as Dovecot reads TEXT
+            found = part_headers(*self._parts) if self._parts is not None else []
+            self._parts_folded = [v.casefold() for v in found]
+        return any(folded in v for v in self._parts_folded)
 
 
 async def run_search(
@@ -220,6 +239,7 @@ async def run_search(
             if body:
                 data = await read_range(store, view, uid, 0, None)
                 subject._body = "\n".join(body_texts(data, tree)).casefold()
+                subject._parts = (data, tree)
                 raw_header = data[tree.header_start : tree.header_end]
                 if uid in unindexed and backfill > 0:  # what this search read anyway
                     text = index_text_of(data, tree)

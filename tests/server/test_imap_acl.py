@@ -254,7 +254,7 @@ def test_append_into_shared_needs_insert(server: Server) -> None:
     out = bob.cmd("a1", append)
     assert out[-1].startswith(b"a1 NO [NOPERM]"), out
     missing = carol.cmd("a2", append)  # no rights: exactly as a missing mailbox
-    assert missing[-1].startswith(b"a2 NO [TRYCREATE]"), missing
+    assert missing[-1].startswith(b"a2 NO [NONEXISTENT]"), missing
     nope = carol.cmd("a2", f'APPEND "Other Users/{ALICE}/Nope-{box}" {{{len(msg)}+}}\r\n{msg}')
     assert nope == missing, (nope, missing)
     assert _flags(alice, box) == []

@@ -96,15 +96,19 @@ async def append_start(session: ImapSession, event: AppendStart | CatenateStart)
             text = f"A message carries at most {MAX_KEYWORDS} keywords"
             session.write(session.core.append_reject("NO", text, "LIMIT"))
             return
+        # RFC 9051 §6.3.12: TRYCREATE unless the mailbox surely cannot be made; none
+        # can be made by APPEND in another account, whose missing and unshared mailboxes
+        # alike are NONEXISTENT (RFC 4314 §4: nothing tells them apart)
+        missing = "TRYCREATE" if account == session.user else "NONEXISTENT"
         if account != session.user:  # RFC 4314 §4: "i", and a flag only with its right
             rights = await session.ctx.store.acl_rights(account, name, session.user)
             if "i" not in rights:
-                session.append_failed = "NOPERM" if "l" in rights else "TRYCREATE"
+                session.append_failed = "NOPERM" if "l" in rights else missing
             flags = tuple(f for f in flags if flag_rights("add", (f,)) in rights)
         try:
             await session.ctx.store.mailbox_state(account, name)  # cheaper than STATUS
         except StoreError:
-            session.append_failed = session.append_failed or "TRYCREATE"
+            session.append_failed = session.append_failed or missing
     if session.append_failed is not None:
         drop_appends(session)
         code, session.append_failed = session.append_failed, None

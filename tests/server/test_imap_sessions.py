@@ -299,3 +299,29 @@ def test_modseq_of_a_message_never_goes_back_while_others_write(server: Server) 
             raw.close()
     assert not errors, errors
     assert len(seen) == 80
+
+
+def test_a_new_message_is_recent_in_one_session_only(server: Server) -> None:
+    """RFC 3501 §2.3.2: \\Recent goes to the first session told of a new message; the
+    others (and later ones) see it without, and their RECENT counts say so."""
+    box = _box_with(server, "recent", 0)
+    a, b = _session(server, box), _session(server, box)
+    writer = imap(server)
+    writer.append(box, None, None, message("new one"))
+    out_a = a.cmd("n", "NOOP")
+    assert b"* 1 EXISTS" in out_a and b"* 1 RECENT" in out_a, out_a
+    out_b = b.cmd("n", "NOOP")
+    assert b"* 1 EXISTS" in out_b and b"* 0 RECENT" in out_b, out_b
+    assert a.cmd("f", "FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS (\\Recent))"
+    assert b.cmd("f", "FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS ())"
+    assert b.cmd("s", "SEARCH RECENT")[0] == b"* SEARCH"
+    writer.append(box, None, None, message("second"))  # now b is told first
+    assert b"* 1 RECENT" in b.cmd("n2", "NOOP")
+    assert b"* 1 RECENT" in a.cmd("n2", "NOOP")  # still its first one only
+    assert a.cmd("s", "SEARCH RECENT")[0] == b"* SEARCH 1"
+    assert b.cmd("s", "SEARCH RECENT")[0] == b"* SEARCH 2"
+    status = writer.status(box, "(RECENT)")[1][0]
+    assert b"RECENT 0" in status, status  # a third session: none left for it
+    writer.logout()
+    a.close()
+    b.close()

@@ -451,7 +451,7 @@ def _flag_column(view: MailboxView, uids: list[int], infos: list[MessageInfo]) -
     if not view.rev2 and max(uids) >= view.first_recent:
         # some carry \Recent (RFC 3501 §2.3.2): once per flag set and recency, since
         # right after a SELECT that claimed them every message of a mailbox may be recent
-        keys = list(zip(flags, map(view.first_recent.__le__, uids), strict=True))
+        keys = list(zip(flags, map(view.is_recent, uids), strict=True))
         recent = {k: view.flag_list(u) for k, u in dict(zip(keys, uids, strict=True)).items()}
         return list(map(recent.__getitem__, keys))
     memo = {f: view.flag_list(u) for f, u in dict(zip(flags, uids, strict=True)).items()}

@@ -462,12 +462,14 @@ class ImapSession:
         )
         self.seen_counter, self.checked_at = counter, now
         top = changes.messages[-1].uid if changes.messages else 0
-        if (
-            not view.read_only
-            and top > view.max_uid()
-            and self.ctx.imap.claims_recent(view.account, view.name, view.uidvalidity, top)
-        ):
-            await self.ctx.store.take_recent(view.account, view.name)  # they are \Recent here
+        known = view.max_uid()
+        if not view.read_only and top > known:
+            # RFC 3501 §2.3.2: a new message is \Recent in the first session told of it
+            # only; what another session claimed is not \Recent here
+            first = top + 1
+            if self.ctx.imap.claims_recent(view.account, view.name, view.uidvalidity, top):
+                first = await self.ctx.store.take_recent(view.account, view.name)
+            view.not_recent(known + 1, min(first, top + 1) - 1)
         if changes.messages or changes.expunged or view.pending_expunge:
             for line in view.catch_up(
                 changes,

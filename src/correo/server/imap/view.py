@@ -55,6 +55,8 @@ class MailboxView:
         self.uidnext = uidnext
         self.highestmodseq = highestmodseq
         self.first_recent = first_recent
+        # UID ranges at or above first_recent that another session got as \Recent
+        self.others_recent: list[tuple[int, int]] = []
         self.shared = shared
         # the snapshot this view reads (None: its own copy); holding it keeps it shared
         self._snap: Snapshot | None = None
@@ -108,10 +110,26 @@ class MailboxView:
 
     @property
     def recent(self) -> int:
-        return len(self.uids) - bisect.bisect_left(self.uids, self.first_recent)
+        count = len(self.uids) - bisect.bisect_left(self.uids, self.first_recent)
+        for lo, hi in self.others_recent:
+            count -= bisect.bisect_right(self.uids, hi) - bisect.bisect_left(self.uids, lo)
+        return count
 
     def is_recent(self, uid: int) -> bool:
-        return uid >= self.first_recent
+        return uid >= self.first_recent and not any(
+            lo <= uid <= hi for lo, hi in self.others_recent
+        )
+
+    def not_recent(self, lo: int, hi: int) -> None:
+        """UIDs ``lo``..``hi`` arrived and were claimed by another session: not \\Recent
+        here (RFC 3501 §2.3.2). Ranges come in rising order; adjacent ones merge."""
+        lo = max(lo, self.first_recent)
+        if lo > hi:
+            return
+        if self.others_recent and self.others_recent[-1][1] + 1 >= lo:
+            self.others_recent[-1] = (self.others_recent[-1][0], hi)
+        else:
+            self.others_recent.append((lo, hi))
 
     def seq(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from correo.jmap.core import (
@@ -235,17 +236,45 @@ async def _api(request: web.Request) -> web.Response:
     try:
         with _Slot(app[BUSY], account, limits.max_concurrent_requests, "maxConcurrentRequests"):
             body = await _read_body(request, limits.max_size_request, "maxSizeRequest")
-            try:
-                value = await asyncio.to_thread(json.loads, body)
-            except (ValueError, RecursionError):
-                raise RequestError("notJSON", "the request is not JSON") from None
+            value = await decode_json(body)
             parsed = parse_request(value, limits, _KNOWN)
-            answer = await _run(ctx, app[INDEX], limits, account, parsed, peer=request.remote or "")
+            octets: list[int] = []
+            answer = await _run(
+                ctx, app[INDEX], limits, account, parsed, peer=request.remote or "", octets=octets
+            )
     except RequestError as exc:
         return _problem(exc)
     answer["sessionState"] = _session_state(account, limits)
-    text = await asyncio.to_thread(json.dumps, answer, ensure_ascii=False)
-    return web.Response(text=text, content_type=_JSON)
+    return web.Response(body=await encode_json(answer, sum(octets)), content_type=_JSON)
+
+
+_INLINE_JSON = 256 * 1024  # octets of JSON parsed or made on the event loop (< 1 ms)
+
+
+async def decode_json(body: bytes | str) -> Any:
+    """A request's JSON: a small one parsed at once, a larger one in a worker thread
+    (a hop costs more than the parse when the machine is busy)."""
+    try:
+        if len(body) <= _INLINE_JSON:
+            return orjson.loads(body)
+        return await asyncio.to_thread(orjson.loads, body)
+    except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
+        raise RequestError("notJSON", "the request is not JSON") from None
+
+
+async def encode_json(answer: dict[str, Any], octets: int = 0) -> bytes:
+    """An answer as UTF-8 JSON (RFC 8620 §3.4); made in a worker thread when the
+    methods read ``octets`` of messages into it, else at once."""
+    if octets <= _INLINE_JSON:
+        return _dumps(answer)
+    return await asyncio.to_thread(_dumps, answer)
+
+
+def _dumps(answer: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # an integer past 64 bits: the standard encoder takes it
+        return json.dumps(answer, ensure_ascii=False).encode()
 
 
 async def _run(
@@ -256,7 +285,10 @@ async def _run(
     parsed: Any,
     *,
     peer: str = "",
+    octets: list[int] | None = None,
 ) -> dict[str, Any]:
+    """The answer to a parsed Request; ``octets`` gets the octets of messages its
+    methods read into it (how costly it is to encode)."""
     view = MailView(ctx.store, account, index)
     call = Call(
         view,
@@ -297,6 +329,8 @@ async def _run(
             ctx.log.error("jmap.error", method=name[:100], error=repr(exc)[:300])
             responses.append(("error", {"type": "serverFail"}, invocation.call_id))
             view.forget()
+    if octets is not None:
+        octets.append(call.octets)
     out: dict[str, Any] = {"methodResponses": [list(r) for r in responses]}
     if parsed.created_ids is not None:
         out["createdIds"] = call.created

@@ -160,6 +160,7 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
                 continue
             jobs.append((entry, raw, blob_id(email.digest)))
             held += len(raw)
+            call.octets += len(raw)
             if held > _PARSE_BATCH:
                 await parse_jobs()
                 held = 0

@@ -130,6 +130,7 @@ async def email_parse(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         if raw is None:
             not_found.append(ident)
             continue
+        call.octets += len(raw)
         if len(raw) > call.max_message:
             not_parsable.append(ident)
             continue

@@ -42,6 +42,9 @@ class Call:
     #: responses a method adds after its own, as EmailSubmission/set's implicit
     #: Email/set (RFC 8621 §7.5)
     implicit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: octets of messages and blobs read for the answer: a large one is encoded off
+    #: the event loop, a small one on it (no worker-thread hop)
+    octets: int = 0
 
     @property
     def store(self) -> MailStore:

@@ -33,6 +33,8 @@ from correo.web.jmap import (
     _session_state,
     _Slot,
     account_id,
+    decode_json,
+    encode_json,
 )
 from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_quota import quota_state
@@ -272,8 +274,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     push: asyncio.Task[None] | None = None
     lock = asyncio.Lock()  # one frame at a time from the pusher and the answers
 
-    async def send(value: dict[str, Any]) -> None:
-        text = await asyncio.to_thread(json.dumps, value, ensure_ascii=False)
+    async def send(value: dict[str, Any], octets: int = 0) -> None:
+        text = (await encode_json(value, octets)).decode()
         async with lock, asyncio.timeout(_SEND_TIMEOUT):
             await ws.send_str(text)
 
@@ -304,9 +306,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await ws.close(code=1003, message=b"JMAP frames are text")  # RFC 8887 §4.2
                 break
             try:
-                value = await asyncio.to_thread(json.loads, message.data)
-            except (ValueError, RecursionError):
-                await send(_problem(RequestError("notJSON", "not JSON"), None))
+                value = await decode_json(message.data)
+            except RequestError as exc:
+                await send(_problem(exc, None))
                 continue
             kind = value.get("@type") if isinstance(value, dict) else None
             request_id = value.get("id") if isinstance(value, dict) else None
@@ -316,8 +318,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                         app[BUSY], account, limits.max_concurrent_requests, "maxConcurrentRequests"
                     ):
                         parsed = parse_request(value, limits, _KNOWN)
+                        octets: list[int] = []
                         answer = await _run(
-                            ctx, app[INDEX], limits, account, parsed, peer=request.remote or ""
+                            ctx,
+                            app[INDEX],
+                            limits,
+                            account,
+                            parsed,
+                            peer=request.remote or "",
+                            octets=octets,
                         )
                 except RequestError as exc:
                     await send(_problem(exc, request_id))
@@ -326,7 +335,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 answer["sessionState"] = _session_state(account, limits)
                 if isinstance(request_id, str):
                     answer["requestId"] = request_id  # RFC 8887 §4.3.3
-                await send(answer)
+                await send(answer, sum(octets))
             elif kind == "WebSocketPushEnable":  # RFC 8887 §4.3.5.2
                 types = value.get("dataTypes")
                 wanted = set(TYPES) if types is None else {str(t) for t in types or ()}

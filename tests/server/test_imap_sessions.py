@@ -236,6 +236,7 @@ def test_fetch_of_data_expunged_elsewhere_leaves_it_out_with_expungeissued(serve
         ("f3", "(RFC822.SIZE BODYSTRUCTURE)"),
         ("f4", "(FLAGS ENVELOPE)"),
         ("f5", "BINARY.PEEK[1]"),
+        ("f8", "(UID EMAILID)"),  # RFC 8474 §7: an EMAILID is never NIL
     ):
         out = a.cmd(tag, f"FETCH 1:3 {items}")
         assert out[-1] == tag.encode() + b" OK [EXPUNGEISSUED] Some messages were already expunged"

@@ -216,8 +216,8 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                     covered = i + max(n, 1)
                 if uid not in view.info:
                     continue
-                gone = b"EMAILID NIL" in extras.get(uid, ())  # RFC 8474 §7: never NIL
-                if (plan.needs_facts and uid not in facts) or gone:
+                no_id = b"EMAILID NIL" in extras.get(uid, ())  # RFC 8474 §7: never NIL
+                if (plan.needs_facts and uid not in facts) or no_id:
                     if not await expunged_meanwhile(session.ctx.store, view, uid):
                         raise StoreError(f"the structure of message {uid} cannot be read")
                     expunged = True

@@ -2,23 +2,35 @@
 
     python bench/smtp_bench.py [--target correo|peer|both] [-n 5000] [-c 20] [--size 5000]
     python bench/smtp_bench.py --target correo --store private   # correo on PostgreSQL
+    python bench/smtp_bench.py --stores sqlite,private --rounds 3  # both stores and the
+                                                                   # peer, rounds alternating
 
 For each target: start it fresh, push N messages over C connections into its MX listener,
 then poll POP3 STAT over every user until all N are retrievable. Reported per target:
 acceptance rate, end-to-end rate (N / first connect -> all retrievable), machine CPU seconds
-per message (minus the load generator's own), peak RSS, DATA-end -> 250 latency.
+per message (minus the load generator's own), peak RSS, DATA-end -> 250 latency, and the
+CPU of the target's own processes per message (correo: the server and, on PostgreSQL, the
+database's processes; the peer: every Postfix and Dovecot process, children reaped by
+their masters included) -- the figure that stays meaningful when other work shares the
+machine. With --rounds, the targets take turns and the table shows medians.
 Needs root for the peer (Postfix and Dovecot start as root).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import re
+import socket
+import statistics
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import correo_server
 import peer_postfix_dovecot as peer
@@ -50,6 +62,7 @@ class Outcome:
     cpu_seconds: float
     peak_rss_kib: int
     peak_pss_kib: int
+    own_cpu: dict[str, float]  # component -> CPU seconds of its processes over the run
 
     @property
     def e2e_seconds(self) -> float:
@@ -65,6 +78,11 @@ class Outcome:
     def retrievable(self) -> int:
         return sum(self.retrieval.counts.values())
 
+    def own_per_msg(self, component: str | None = None) -> float:
+        """CPU s/msg of the target's own processes (one component, or all of them)."""
+        parts = self.own_cpu.values() if component is None else [self.own_cpu.get(component, 0)]
+        return sum(parts) / max(1, self.load.accepted)
+
     @property
     def cpu_per_msg(self) -> float:
         """Machine CPU minus the load generator minus the bench's own POP3 logins."""
@@ -78,6 +96,7 @@ def bench_target(
     pop: PopTarget,
     pids: Callable[[], Iterable[int]],
     hwm_pid: int | None,
+    components: dict[str, Callable[[], Iterable[int]]],
     n: int,
     c: int,
     size: int,
@@ -95,6 +114,7 @@ def bench_target(
     cpu = CpuWindow()
     if hwm_pid is not None:
         reset_hwm(hwm_pid)  # forget the calibration logins' memory
+    own0 = {k: _own_cpu(f()) for k, f in components.items()}
     with RssSampler(pids) as rss:
         cpu.start()
         res = run(run_load("127.0.0.1", smtp_port, n, c, size, users, domain))
@@ -104,17 +124,55 @@ def bench_target(
         for line in res.error_samples:
             print(f"  [{name}]   error: {line}", flush=True)
         expected = {u: baseline[u] + res.accepted_by_rcpt[u] for u in pop.users}
+        own1 = {k: _own_cpu(f()) for k, f in components.items()}  # the load, not the polls
         got = wait_retrievable(pop, expected, timeout, quiet=rss.paused)
         cpu.stop()
     got.counts = {u: got.counts[u] - baseline[u] for u in pop.users}
     peak = max(rss.peak_kib, hwm)
-    out = Outcome(name, res, got, poll, cpu.seconds, peak, rss.peak_pss_kib)
+    own = {k: own1[k] - own0[k] for k in components}
+    out = Outcome(name, res, got, poll, cpu.seconds, peak, rss.peak_pss_kib, own)
     print(
         f"  [{name}] retrievable {out.retrievable}/{res.accepted} after "
         f"{out.e2e_seconds:.2f}s ({got.logins} POP3 logins)",
         flush=True,
     )
     return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu(pids: Iterable[int]) -> float:
+    """utime+stime+cutime+cstime of these processes: a child that exits is reaped by its
+    parent (a Postfix or Dovecot master, the PostgreSQL postmaster) and counted there."""
+    total = 0
+    for pid in set(pids):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])
+    return total / _TICK
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _move_listeners(toml: Path, keep: set[int]) -> None:
+    """Every other listener of ``[listen]`` to a free port (other benches may run)."""
+    text = toml.read_text()
+    head, sep, rest = text.partition("[listen]")
+    body, sep2, tail = rest.partition("\n[")
+
+    def move(m: re.Match[str]) -> str:
+        return m.group(0) if int(m.group(1)) in keep else f'"127.0.0.1:{_free_port()}"'
+
+    body = re.sub(r'"127\.0\.0\.1:(\d+)"', move, body)
+    toml.write_text(head + sep + body + sep2 + tail)
 
 
 def run_peer(a: argparse.Namespace) -> Outcome:
@@ -133,6 +191,7 @@ def run_peer(a: argparse.Namespace) -> Outcome:
         time.sleep(1)  # let the freshly forked daemons settle before measuring
         return bench_target(
             "peer", cfg.smtp_port, pop, lambda: peer.peer_pids(cfg), None,
+            {"postfix+dovecot": lambda: peer.peer_pids(cfg)},
             a.n, a.c, a.size, a.users, a.timeout,
         )  # fmt: skip
     finally:
@@ -140,31 +199,65 @@ def run_peer(a: argparse.Namespace) -> Outcome:
             peer.stop(cfg)
 
 
-def run_correo(a: argparse.Namespace) -> Outcome:
-    cluster = None
-    store = a.store
+class _PrivatePg:
+    """A throwaway PostgreSQL cluster (as the tests start it: fsync and synchronous_commit
+    on), one per bench run; each round gets a new database in it."""
+
+    cluster: Any = None
+
+    @classmethod
+    def database(cls) -> str:
+        if cls.cluster is None:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.pg import PgCluster, find_pg_bin
+
+            bin_dir = find_pg_bin()
+            if bin_dir is None:
+                raise SystemExit("--store private: PostgreSQL is not installed")
+            cluster = PgCluster(bin_dir)
+            cluster.start()
+            cls.cluster = cluster
+        return str(cls.cluster.new_database())
+
+    @classmethod
+    def pids(cls) -> list[int]:
+        if cls.cluster is None:
+            return []
+        pidfile = Path(cls.cluster.data) / "postmaster.pid"
+        try:
+            return process_tree(int(pidfile.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            return []
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.cluster is not None:
+            cls.cluster.stop()
+            cls.cluster = None
+
+
+def run_correo(a: argparse.Namespace, store: str | None = None, name: str = "correo") -> Outcome:
+    store = a.store if store is None else (None if store == "sqlite" else store)
+    on_pg = store is not None
     if store == "private":  # a PostgreSQL of its own, as the tests start (tests/pg.py)
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.pg import PgCluster, find_pg_bin
-
-        bin_dir = find_pg_bin()
-        if bin_dir is None:
-            raise SystemExit("--store private: PostgreSQL is not installed")
-        cluster = PgCluster(bin_dir)
-        cluster.start()
-        store = cluster.new_database()
-    srv = correo_server.CorreoServer(a.correo_data, users=a.users, store=store)
-    print("correo: setting up" + (f" on {store}" if store else ""), flush=True)
-    try:
-        srv.setup()
-        srv.start()
-        return _bench_correo(a, srv)
-    finally:
-        if cluster is not None:
-            cluster.stop()
+        store = _PrivatePg.database()
+    srv = correo_server.CorreoServer(
+        a.correo_data, smtp_port=_free_port(), pop3s_port=_free_port(), users=a.users, store=store
+    )
+    print(f"{name}: setting up" + (f" on {store}" if store else ""), flush=True)
+    srv.setup()
+    assert srv.data is not None
+    _move_listeners(srv.data / "correo.toml", {srv.smtp_port, srv.pop3s_port})
+    srv.start()
+    return _bench_correo(a, srv, name, on_pg)
 
 
-def _bench_correo(a: argparse.Namespace, srv: correo_server.CorreoServer) -> Outcome:
+def _bench_correo(
+    a: argparse.Namespace, srv: correo_server.CorreoServer, name: str, on_pg: bool
+) -> Outcome:
+    components: dict[str, Callable[[], Iterable[int]]] = {"correo": lambda: process_tree(srv.pid)}
+    if on_pg and _PrivatePg.cluster is not None:
+        components["postgres"] = _PrivatePg.pids
     try:
         pop = PopTarget(
             "127.0.0.1",
@@ -175,7 +268,7 @@ def _bench_correo(a: argparse.Namespace, srv: correo_server.CorreoServer) -> Out
         )
         time.sleep(1)
         return bench_target(
-            "correo", srv.smtp_port, pop, lambda: process_tree(srv.pid), srv.pid,
+            name, srv.smtp_port, pop, lambda: process_tree(srv.pid), srv.pid, components,
             a.n, a.c, a.size, a.users, a.timeout,
         )  # fmt: skip
     finally:
@@ -185,8 +278,8 @@ def _bench_correo(a: argparse.Namespace, srv: correo_server.CorreoServer) -> Out
             srv.clean()
 
 
-def _table(outcomes: list[Outcome]) -> str:
-    rows: list[tuple[str, Callable[[Outcome], float], str, bool]] = [
+def _rows() -> list[tuple[str, Callable[[Outcome], float], str, bool]]:
+    return [
         ("accepted", lambda o: o.load.accepted, "{:.0f}", False),
         ("errors", lambda o: o.load.errors, "{:.0f}", False),
         ("acceptance rate (msg/s)", lambda o: o.load.acceptance_rate, "{:.0f}", True),
@@ -194,23 +287,30 @@ def _table(outcomes: list[Outcome]) -> str:
         ("all accepted (s)", lambda o: o.load.t_last_accept - o.load.t_start, "{:.2f}", False),
         ("end-to-end time (s)", lambda o: o.e2e_seconds, "{:.2f}", False),
         ("CPU s/msg (machine)", lambda o: o.cpu_per_msg, "{:.5f}", True),
+        ("CPU s/msg (own processes)", lambda o: o.own_per_msg(), "{:.5f}", True),
+        ("  of which correo", lambda o: o.own_per_msg("correo"), "{:.5f}", False),
+        ("  of which postgres", lambda o: o.own_per_msg("postgres"), "{:.5f}", False),
         ("POP3 poll round (s)", lambda o: o.poll.round_seconds, "{:.2f}", False),
         ("peak RSS (MiB)", lambda o: o.peak_rss_kib / 1024, "{:.1f}", True),
         ("peak PSS (MiB)", lambda o: o.peak_pss_kib / 1024, "{:.1f}", True),
         ("latency p50 (ms)", lambda o: percentile(o.load.latencies, 50) * 1000, "{:.1f}", True),
         ("latency p99 (ms)", lambda o: percentile(o.load.latencies, 99) * 1000, "{:.1f}", True),
     ]
-    names = [o.name for o in outcomes]
-    ratio = len(outcomes) == 2 and names == ["correo", "peer"]
-    head = (
-        f"{'':26}" + "".join(f"{n:>12}" for n in names) + (f"{'correo/peer':>14}" if ratio else "")
-    )
+
+
+def _table(outcomes: dict[str, list[Outcome]]) -> str:
+    """Medians over the rounds; the ratio columns are each correo target / the peer."""
+    names = list(outcomes)
+    mine = [n for n in names if n != "peer"] if "peer" in names else []
+    head = f"{'':27}" + "".join(f"{n:>14}" for n in names)
+    head += "".join(f"{n + '/peer':>20}" for n in mine)
     out = [head]
-    for label, get, fmt, with_ratio in rows:
-        vals = [get(o) for o in outcomes]
-        line = f"{label:26}" + "".join(f"{fmt.format(v):>12}" for v in vals)
-        if ratio and with_ratio:
-            line += f"{(vals[0] / vals[1] if vals[1] else 0.0):>13.2f}x"
+    for label, get, fmt, with_ratio in _rows():
+        vals = {n: statistics.median(get(o) for o in outcomes[n]) for n in names}
+        line = f"{label:27}" + "".join(f"{fmt.format(vals[n]):>14}" for n in names)
+        if with_ratio:
+            peer_val = vals.get("peer", 0.0)
+            line += "".join(f"{(vals[n] / peer_val if peer_val else 0.0):>19.2f}x" for n in mine)
         out.append(line)
     return "\n".join(out)
 
@@ -231,19 +331,39 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="correo on PostgreSQL: a postgresql:// URL, or 'private' for a throwaway cluster",
     )
+    p.add_argument(
+        "--stores",
+        default=None,
+        help="several correo targets, comma-separated: sqlite, private, postgresql://...",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="rounds; targets take turns")
     a = p.parse_args(argv)
-    outcomes: list[Outcome] = []
+    targets: list[tuple[str, Callable[[], Outcome]]] = []
+    if a.target in ("correo", "both"):
+        if a.stores:
+            for store in a.stores.split(","):
+                label = "correo-" + ("pg" if store != "sqlite" else "sqlite")
+                targets.append((label, functools.partial(run_correo, a, store, label)))
+        else:
+            targets.append(("correo", lambda: run_correo(a)))
+    if a.target in ("peer", "both"):
+        targets.append(("peer", lambda: run_peer(a)))
+    outcomes: dict[str, list[Outcome]] = {}
     failed = False
-    for name, fn in (("correo", run_correo), ("peer", run_peer)):
-        if a.target not in (name, "both"):
-            continue
-        try:
-            outcomes.append(fn(a))
-        except (Exception, SystemExit) as exc:  # one broken target must not hide the other
-            traceback.print_exc()
-            print(f"{name}: FAILED: {exc!r}", file=sys.stderr, flush=True)
-            failed = True
-    print(f"\nn={a.n} c={a.c} size={a.size} users={a.users}")
+    try:
+        for rnd in range(a.rounds):
+            for name, fn in targets:
+                print(f"--- round {rnd + 1}/{a.rounds}: {name}", flush=True)
+                try:
+                    outcomes.setdefault(name, []).append(fn())
+                except (Exception, SystemExit) as exc:  # one broken target must not hide another
+                    traceback.print_exc()
+                    print(f"{name}: FAILED: {exc!r}", file=sys.stderr, flush=True)
+                    failed = True
+    finally:
+        _PrivatePg.stop()
+    outcomes = {k: v for k, v in outcomes.items() if v}
+    print(f"\nn={a.n} c={a.c} size={a.size} users={a.users} rounds={a.rounds} (medians)")
     if outcomes:
         print(_table(outcomes))
     return 1 if failed else 0

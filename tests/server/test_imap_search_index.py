@@ -169,6 +169,37 @@ def test_delivered_messages_are_indexed_once_per_blob(tmp_path: Path) -> None:
     run(go())
 
 
+def test_a_message_in_hand_is_indexed_without_reading_it_back(tmp_path: Path) -> None:
+    """Local delivery hands the indexer the bytes and facts it stored: no store read."""
+
+    async def go() -> None:
+        store = await _store(tmp_path)
+        reads = 0
+
+        async def no_facts(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            raise AssertionError("read back")
+
+        store.fetch_facts = no_facts  # type: ignore[method-assign]
+        store.read_inlines = no_facts  # type: ignore[method-assign]
+        data = _mail("s", "wombatish three")
+        spool = store.new_spool()
+        spool.write(data)
+        facts = facts_from_bytes(data)
+        delivered = await store.deliver(
+            spool, Envelope(sender="s@y.test"), [DeliveryTarget(A, "INBOX")], facts=facts
+        )
+        index_delivered(store, delivered, (data, facts))
+        await _settle(store)
+        assert reads == 0
+        maybe, unindexed = await store.text_candidates(A, "INBOX", ["wombatish"])
+        assert (maybe, unindexed) == ({1}, set())
+        await store.close()
+
+    run(go())
+
+
 def test_expunge_copy_move_and_delete_follow_in_the_index(tmp_path: Path) -> None:
     async def go() -> None:
         store = await _store(tmp_path)

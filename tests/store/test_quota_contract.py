@@ -272,6 +272,65 @@ def test_two_postgresql_nodes_racing_never_pass_the_limit(
     run(go())
 
 
+def test_early_check_follows_this_nodes_writes(factory: Factory, tmp_path: Path) -> None:
+    """quota_refusal (the RCPT / pre-filing check) sees at once what this store's own
+    deliveries, limits and expunges did, though it may answer from a copy."""
+
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        try:
+            await store.set_quota("a@x.test", 1000, 3)
+            assert await store.quota_refusal("a@x.test", 400) is None
+            await put(store, 400, [DeliveryTarget("a@x.test")])
+            assert await store.quota_refusal("a@x.test", 400) is None
+            await put(store, 400, [DeliveryTarget("a@x.test")])
+            assert await store.quota_refusal("a@x.test", 400) is False  # 1200 > 1000
+            assert await store.quota_refusal("a@x.test", 1001) is True  # never fits
+            assert await store.quota_refusal("a@x.test", 100, 2) is False  # 4 > 3 messages
+            assert await store.quota_refusal("a@x.test", 100) is None
+            await store.set_quota("a@x.test", 500, None)
+            assert await store.quota_refusal("a@x.test", 100) is False
+            uids = [m.uid for m in await store.list_messages("a@x.test")]
+            await store.expunge("a@x.test", INBOX, uids[:1])
+            assert await store.quota_refusal("a@x.test", 100) is None
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_early_check_sees_another_nodes_delivery(pg_cluster: object, tmp_path: Path) -> None:
+    """A node's copy of a quota is dropped when the change feed reports another node's
+    delivery, and a refusal is always read fresh; the delivery itself still refuses."""
+    pytest.importorskip("psycopg")
+    from correo.store.postgres import PostgresStore
+
+    url = pg_cluster.new_database(schema=True)  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        one = PostgresStore(url, tmp_path / "one", spool_memory=1024, recover=True)
+        two = PostgresStore(url, tmp_path / "two", spool_memory=1024, recover=True)
+        await one.open()
+        await two.open()
+        try:
+            await one.set_quota("a@x.test", 1000, None)
+            await put(one, 100, [DeliveryTarget("a@x.test")])  # node one learns the mailbox
+            assert await one.quota_refusal("a@x.test", 500) is None
+            await put(two, 800, [DeliveryTarget("a@x.test")])
+            for _ in range(100):  # the notification reaches node one within a moment
+                if await one.quota_refusal("a@x.test", 500) is False:
+                    break
+                await asyncio.sleep(0.02)
+            assert await one.quota_refusal("a@x.test", 500) is False
+            with pytest.raises(QuotaExceededError):
+                await put(one, 500, [DeliveryTarget("a@x.test")])
+        finally:
+            await one.close()
+            await two.close()
+
+    run(go())
+
+
 def test_a_store_made_before_quotas_counts_its_mail_once(factory: Factory, tmp_path: Path) -> None:
     """The upgrade: mail stored before the quota table existed is counted when it is
     made (SQLite: on open; PostgreSQL: migration 21), and counted on from then on."""

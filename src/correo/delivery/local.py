@@ -33,7 +33,7 @@ from correo.delivery.autoreply import rejection_message, vacation_message
 from correo.delivery.facts import FactsBuilder, load_tree, shift_facts
 from correo.delivery.junk import JunkFilter
 from correo.delivery.sieverun import ScriptRunner, SieveMessage
-from correo.delivery.textindex import index_delivered
+from correo.delivery.textindex import INDEX_IN_HAND, index_delivered
 from correo.directory import Directory
 from correo.dns import Resolver
 from correo.junk import Verdict, strip_spam_headers, tokenize
@@ -319,43 +319,34 @@ class LocalDelivery:
             extra = list(queued) if first else []
             if not targets and not redirects and not extra:
                 continue
+            filed_facts: MessageFacts | None
             if fields_ and len(groups) == 1 and facts is not None:
-                new_spool, new_facts = await self._splice(
+                filed, filed_facts = await self._splice(
                     spool, queue_skip, fields_, header_end, facts
                 )
-                delivered = await self.store.deliver(
-                    new_spool,
-                    envelope,
-                    targets,
-                    extra + redirects,
-                    queue_skip=queue_skip,
-                    facts=new_facts,
-                    quota_fallback=fallback,
-                )
             elif fields_:
-                new_spool, new_facts = await self._rewrite(spool, queue_skip, fields_, header_end)
-                delivered = await self.store.deliver(
-                    new_spool,
-                    envelope,
-                    targets,
-                    extra + redirects,
-                    queue_skip=queue_skip,
-                    facts=new_facts,
-                    quota_fallback=fallback,
-                )
+                filed, filed_facts = await self._rewrite(spool, queue_skip, fields_, header_end)
             else:
-                delivered = await self.store.deliver(
-                    spool if len(groups) == 1 else await self._copy(spool),
-                    envelope,
-                    targets,
-                    extra + redirects,
-                    queue_skip=queue_skip,
-                    facts=facts,
-                    quota_fallback=fallback,
-                )
+                filed = spool if len(groups) == 1 else await self._copy(spool)
+                filed_facts = facts
+            # The indexer gets a small message in hand instead of reading it back.
+            in_hand = (
+                (filed.read(), filed_facts)
+                if filed_facts is not None and filed.in_memory and filed.size <= INDEX_IN_HAND
+                else None
+            )
+            delivered = await self.store.deliver(
+                filed,
+                envelope,
+                targets,
+                extra + redirects,
+                queue_skip=queue_skip,
+                facts=filed_facts,
+                quota_fallback=fallback,
+            )
             first = False
             over.update(delivered.over_quota)
-            index_delivered(self.store, delivered)  # SEARCH TEXT index, in the background
+            index_delivered(self.store, delivered, in_hand)  # SEARCH TEXT, in the background
             if self.events is not None:  # queued after the commit, before the reply
                 await self.events.local_delivered(
                     envelope,
@@ -423,11 +414,14 @@ class LocalDelivery:
             counted = [t for t in plan.targets if t.quota]
             if not counted or plan.redirects:
                 return None
-            quota = await self.store.get_quota(plan.account)
-            verdict = quota.refusal(size * len(counted), len(counted))
+            # An early answer (a fit may come from the store's recent copy): the
+            # delivery checks atomically; a refusal here was read fresh.
+            verdict = await self.store.quota_refusal(
+                plan.account, size * len(counted), len(counted)
+            )
             if verdict is None:
                 return None
-            permanent = permanent and quota.refusal(size) is True
+            permanent = permanent and await self.store.quota_refusal(plan.account, size) is True
         return TOO_LARGE if permanent else OVER_QUOTA
 
     # -- deciding -----------------------------------------------------------------------

@@ -33,10 +33,11 @@ from correo.message.imapfmt import TransferDecoder
 from correo.message.mime import parse_address_list
 from correo.message.structure import Part
 from correo.message.text import decode_text, html_to_text
-from correo.store.api import Delivered, MailStore, StoreError
+from correo.store.api import Delivered, MailStore, MessageFacts, StoreError
 
 __all__ = [
     "ADDRESS_FIELDS",
+    "INDEX_IN_HAND",
     "MAX_INDEXED",
     "TextIndexer",
     "address_text",
@@ -59,6 +60,9 @@ _MAX_BUFFERED = 2000  # extracted texts waiting for the index writer before extr
 _READ_AHEAD = 64  # messages whose facts and bodies are read in one store call each
 _READ_AHEAD_BODY = 256 << 10  # bytes: bigger bodies are read one by one
 _READ_AHEAD_BYTES = 4 << 20  # bytes of bodies read ahead at most
+_FLUSH_GATHER = 0.05  # seconds texts gather before an index write
+INDEX_IN_HAND = 256 << 10  # bytes: a delivered message this small may come in hand
+_IN_HAND_BYTES = 4 << 20  # bytes of bodies in hand, waiting for their turn, at most
 
 Target = tuple[str, str, int]  # (account, mailbox, uid)
 
@@ -157,14 +161,26 @@ class TextIndexer:
         # read ahead for the next jobs (one store call per kind, not two per message)
         self._trees: dict[Target, Part] = {}
         self._bodies: dict[Target, bytes] = {}
+        # bodies the delivery handed over (bounded in bytes), by the job's first target
+        self._in_hand: dict[Target, tuple[bytes, MessageFacts]] = {}
+        self._in_hand_bytes = 0
 
-    def add(self, targets: Sequence[Target]) -> None:
-        """Queue copies of one message (same bytes); over the bound they are dropped."""
+    def add(
+        self, targets: Sequence[Target], body: tuple[bytes, MessageFacts] | None = None
+    ) -> None:
+        """Queue copies of one message (same bytes); over the bound they are dropped.
+
+        ``body``: the message and its facts, when the caller has them in memory: no
+        read-back (on PostgreSQL two round trips and the database's work per batch).
+        """
         if not targets:
             return
         if len(self.pending) + len(targets) > self.limit:
             self.dropped += len(targets)  # found later by the search-time backfill
             return
+        if body is not None and self._in_hand_bytes + len(body[0]) <= _IN_HAND_BYTES:
+            self._in_hand[targets[0]] = body
+            self._in_hand_bytes += len(body[0])
         self.jobs.append(tuple(targets))
         self.pending.update(targets)
         self._idle.clear()
@@ -186,8 +202,11 @@ class TextIndexer:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """One store write for everything buffered while the previous one ran."""
+        """One store write for everything buffered while the previous one ran, and for
+        a moment before: each write is a transaction (on PostgreSQL a statement and a
+        round trip), so a burst of deliveries makes few large writes, not one each."""
         try:
+            await asyncio.sleep(_FLUSH_GATHER)
             while self._buffer:
                 batch, self._buffer, self._buffered = self._buffer, {}, 0
                 try:
@@ -209,9 +228,15 @@ class TextIndexer:
         try:
             while self.jobs:
                 job = self.jobs.popleft()
+                body = self._in_hand.pop(job[0], None)
+                if body is not None:
+                    self._in_hand_bytes -= len(body[0])
                 targets = [t for t in job if t in self.pending]
                 self.pending.difference_update(job)
-                text = await self._extract(targets) if targets else None
+                if targets and body is not None:
+                    text = self._from_hand(*body)
+                else:
+                    text = await self._extract(targets) if targets else None
                 if text is not None:
                     for account, mailbox, uid in targets:
                         self.write(account, mailbox, {uid: text})
@@ -235,6 +260,15 @@ class TextIndexer:
         await asyncio.sleep(0)
         if loop.time() - before > _BUSY_LAG:
             await asyncio.sleep(min(work * _BUSY_FACTOR, 0.05))
+
+    @staticmethod
+    def _from_hand(data: bytes, facts: MessageFacts) -> str | None:
+        """The index form of a message the delivery handed over (a copy expunged
+        meanwhile is harmless: the store writes texts of existing messages only)."""
+        try:
+            return indexable(data, load_tree(facts))
+        except ValueError:
+            return None
 
     async def _extract(self, targets: Sequence[Target]) -> str | None:
         """The index form of the first copy still there (None: leave it to the backfill)."""
@@ -303,8 +337,11 @@ def indexer_for(store: MailStore) -> TextIndexer:
     return indexer
 
 
-def index_delivered(store: MailStore, delivered: Delivered) -> None:
-    """Queue the messages a ``store.deliver`` call just committed (one blob, N copies)."""
+def index_delivered(
+    store: MailStore, delivered: Delivered, body: tuple[bytes, MessageFacts] | None = None
+) -> None:
+    """Queue the messages a ``store.deliver`` call just committed (one blob, N copies);
+    ``body``: the bytes and facts that call stored, when the caller holds them."""
     targets = [(t.account, t.mailbox, uid) for t, uid in delivered.uids]
     if targets:
-        indexer_for(store).add(targets)
+        indexer_for(store).add(targets, body)

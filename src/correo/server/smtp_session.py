@@ -532,10 +532,9 @@ class SmtpSession:
         permanent = True
         for account in accounts:
             try:
-                quota = await self.ctx.store.get_quota(account)
+                verdict = await self.ctx.store.quota_refusal(account, octets)
             except StoreError:
                 return None  # the store is down: the delivery will say so
-            verdict = quota.refusal(octets)
             if verdict is None:
                 return None
             permanent = permanent and verdict

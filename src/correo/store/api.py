@@ -458,6 +458,12 @@ class MailStore(Protocol):
         """The account's limits (its own, else the default) and its usage now."""
         ...
 
+    async def quota_refusal(self, account: str, size: int, count: int = 1) -> bool | None:
+        """An early answer (SMTP RCPT, before filing) to :meth:`Quota.refusal`: None may
+        come from this node's copy of the quota, a moment old (the write itself checks
+        again, atomically); a refusal always comes from a fresh read."""
+        ...
+
     async def set_quota(self, account: str, storage: QuotaLimit, messages: QuotaLimit) -> Quota:
         """Set the account's limits durably (creating its store entry); returns the quota."""
         ...

@@ -27,6 +27,7 @@ Durability contract as in ``api.py``: an awaited write has been committed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -141,6 +142,8 @@ class PostgresStore(
         self._health = PgHealth(self._pool)
         self._committer = PgCommitter(self._pool, self._health)
         self.feed = ChangeFeed(url, listen=listen)
+        self._quota_copies = {}
+        self.feed.on_change = self._forget_quota
         self.node = self.feed.node
         self.lease_owner = self.node  # until open() reads the folder's stable name
         self._lock_fd = -1
@@ -334,7 +337,7 @@ class PostgresStore(
                     conn, all_targets, digest, size, data, facts, now, zone
                 )
                 if quick is not None:
-                    placed, crossed = quick
+                    placed, crossed, after = quick
                     touched = [
                         (q[0], (t.account, t.mailbox))
                         for q, t in zip(placed, all_targets, strict=True)
@@ -343,6 +346,7 @@ class PostgresStore(
                     return Delivered(uids), [
                         lambda: self.feed.committed(touched),
                         self._quota_warn_later(crossed),
+                        lambda: self._kept_quotas(after),  # after the feed dropped them
                     ]
             # Quota first (postgres_quota.py): the accounts' rows stay locked to commit.
             targets, refused, crossed = await self._quota_admit(
@@ -446,12 +450,13 @@ class PostgresStore(
         facts: MessageFacts | None,
         now: float,
         zone: int,
-    ) -> tuple[list[tuple[int, int]], list[str]] | None:
+    ) -> tuple[list[tuple[int, int]], list[str], dict[str, Quota]] | None:
         """The common delivery in one statement (one round trip): existing mailboxes, a
         small body, nothing queued, every account within its quota (its row locked and
-        checked in the statement).  Returns (mailbox id, UID) per target and the accounts
-        whose usage crossed 90 %, or None when a mailbox is missing (or named twice) or an
-        account's quota needs a closer look: the caller then goes step by step.  UIDs
+        checked in the statement).  Returns (mailbox id, UID) per target, the accounts
+        whose usage crossed 90 % and each account's quota after it, or None when a
+        mailbox is missing (or named twice) or an account's quota needs a closer look:
+        the caller then goes step by step.  UIDs
         taken meanwhile by the other targets are left unused: a gap, which IMAP allows.
         """
         default_storage, default_messages = self._quota_default
@@ -487,7 +492,20 @@ class PostgresStore(
                 copies[t.account] = copies.get(t.account, 0) + 1
                 before[t.account] = self._quota_of(r[3:7])
         crossed = [a for a, n in copies.items() if before[a].crossed(size * n, n)]
-        return [(int(r[0]), int(r[1])) for r in rows], crossed
+        after = {
+            a: dataclasses.replace(
+                q,
+                used_storage=q.used_storage + size * copies[a],
+                used_messages=q.used_messages + copies[a],
+            )
+            for a, q in before.items()
+        }
+        return [(int(r[0]), int(r[1])) for r in rows], crossed, after
+
+    def _kept_quotas(self, quotas: dict[str, Quota]) -> None:
+        """What a delivery left in the rows it locked: fresh copies for the pre-check."""
+        for account, quota in quotas.items():
+            self._keep_quota(account, quota)
 
     async def _link_blob(
         self,

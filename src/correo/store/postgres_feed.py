@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import psycopg
@@ -50,6 +50,8 @@ class ChangeFeed:
         self._send_conn: psycopg.AsyncConnection[Any] | None = None
         self._closed = False
         self.listening = asyncio.Event()
+        #: Told of every account whose mail changed (None: any account may have).
+        self.on_change: Callable[[str | None], None] | None = None
 
     async def start(self) -> None:
         if self.listen:
@@ -101,12 +103,16 @@ class ChangeFeed:
         """A change of the account this node made and no mailbox id names (a
         subscription): counted and woken here; other nodes see it when they look."""
         self.account_versions[account] = self.account_versions.get(account, 0) + 1
+        if self.on_change is not None:
+            self.on_change(account)
         for future in self.account_waiters.pop(account, ()):
             if not future.done():
                 future.set_result(None)
 
     def wake_all(self) -> None:
         """Every waiter looks again (after the listener lost notifications)."""
+        if self.on_change is not None:
+            self.on_change(None)
         self._bump(list(self.waiters))
         for account in list(self.account_waiters):
             self.account_changed(account)

@@ -571,31 +571,31 @@ class PgMailboxOps(PgBase):
         await self.index_texts({(account, mailbox): texts})
 
     async def index_texts(self, texts: Mapping[tuple[str, str], Mapping[int, str]]) -> None:
-        """One statement per mailbox, committed without waiting for the WAL flush.
+        """One statement for every mailbox, committed without waiting for the WAL flush.
 
         The index is derived data: a write lost in a crash leaves messages unindexed,
         which searches scan and the indexer fills in again.
         """
-        wanted = [(key, sorted(items.items())) for key, items in texts.items() if items]
-        if not wanted:
+        rows = [
+            (account, mailbox, uid, drop_nul(text))
+            for (account, mailbox), items in texts.items()
+            for uid, text in sorted(items.items())
+        ]
+        if not rows:
             return
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 await conn.execute("SET LOCAL synchronous_commit TO OFF")
-                for (account, mailbox), items in wanted:
-                    await conn.execute(
-                        "INSERT INTO text_docs (mailbox_id, uid, text) SELECT m.mailbox_id,"
-                        " m.uid, t.text FROM unnest(%s::bigint[], %s::text[]) AS t(uid, text)"
-                        " JOIN messages m ON m.uid = t.uid AND m.mailbox_id = (SELECT x.id"
-                        " FROM mailboxes x JOIN accounts a ON a.id = x.account_id"
-                        " WHERE a.name = %s AND x.name = %s) ON CONFLICT DO NOTHING",
-                        (
-                            [uid for uid, _ in items],
-                            [drop_nul(text) for _, text in items],
-                            account,
-                            mailbox,
-                        ),
-                    )
+                await conn.execute(
+                    "INSERT INTO text_docs (mailbox_id, uid, text) SELECT m.mailbox_id,"
+                    " m.uid, t.text FROM unnest(%s::text[], %s::text[], %s::bigint[],"
+                    " %s::text[]) AS t(account, name, uid, text)"
+                    " JOIN accounts a ON a.name = t.account"
+                    " JOIN mailboxes x ON x.account_id = a.id AND x.name = t.name"
+                    " JOIN messages m ON m.mailbox_id = x.id AND m.uid = t.uid"
+                    " ORDER BY m.mailbox_id, m.uid ON CONFLICT DO NOTHING",
+                    tuple(list(column) for column in zip(*rows, strict=True)),
+                )
         except psycopg.Error as exc:
             raise StoreError(f"could not index text: {exc}") from exc
 

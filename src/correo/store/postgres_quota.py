@@ -12,6 +12,7 @@ never both pass a limit.  The trigger's update of the same row needs no further 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -75,14 +76,50 @@ _ROW: Final = (
 )
 
 
+#: Seconds a copy of an account's quota may answer an early check (RCPT, before filing).
+PRECHECK_TTL: Final = 1.0
+_MAX_COPIES: Final = 10_000
+
+
 class PgQuotaOps(PgBase):
     """Mixed into PostgresStore."""
 
     _quota_default: tuple[int | None, int | None] = (None, None)
     _quota_observer: Callable[[str], None] | None = None
+    _quota_copies: dict[str, tuple[float, Quota]]  # account -> (when read, quota)
 
     def set_default_quota(self, storage: int | None, messages: int | None) -> None:
         self._quota_default = (storage, messages)
+        self._forget_quota(None)
+
+    async def quota_refusal(self, account: str, size: int, count: int = 1) -> bool | None:
+        """Two SELECTs a message (RCPT, then before filing) cost about as much as the
+        delivery itself, so a fit may come from a copy at most ``PRECHECK_TTL`` old,
+        refreshed by this node's deliveries and dropped by the change feed when the
+        account's mail changes (here or on another node); the delivery statement checks
+        the locked row again, so a stale copy never lets a message past its quota."""
+        copy = self._quota_copies.get(account)
+        if (
+            copy is not None
+            and time.monotonic() - copy[0] < PRECHECK_TTL
+            and copy[1].refusal(size, count) is None
+        ):
+            return None
+        quota = await self.get_quota(account)
+        self._keep_quota(account, quota)
+        return quota.refusal(size, count)
+
+    def _keep_quota(self, account: str, quota: Quota) -> None:
+        if len(self._quota_copies) >= _MAX_COPIES and account not in self._quota_copies:
+            self._quota_copies.clear()
+        self._quota_copies[account] = (time.monotonic(), quota)
+
+    def _forget_quota(self, account: str | None) -> None:
+        """The feed's hook: the account's usage changed (None: any account's may have)."""
+        if account is None:
+            self._quota_copies.clear()
+        else:
+            self._quota_copies.pop(account, None)
 
     def observe_quota(self, observer: Callable[[str], None] | None) -> None:
         self._quota_observer = observer
@@ -116,7 +153,8 @@ class PgQuotaOps(PgBase):
                 " messages = EXCLUDED.messages",
                 (account_id, *values),
             )
-            return self._quota_of(await self._one(conn, _ROW, (account,))), []
+            quota = self._quota_of(await self._one(conn, _ROW, (account,)))
+            return quota, [lambda: self._forget_quota(account)]
 
         quota: Quota = await self._write(op)
         return quota

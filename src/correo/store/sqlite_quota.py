@@ -147,6 +147,10 @@ class QuotaOps:
         quota: Quota = self._read_now(read)
         return quota
 
+    async def quota_refusal(self, account: str, size: int, count: int = 1) -> bool | None:
+        """Always a fresh read: in process, it costs less than keeping a copy fresh."""
+        return (await self.get_quota(account)).refusal(size, count)
+
     async def set_quota(self, account: str, storage: QuotaLimit, messages: QuotaLimit) -> Quota:
         values = (raw_limit(storage), raw_limit(messages))
 

@@ -56,6 +56,7 @@ _NO_THREADS: Mapping[str, str] = {}
 _META = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
 _HEAD_ONLY = 256 * 1024  # what header properties read of a message
 _PARSE_BATCH = 8 << 20  # octets of messages held to be parsed in one worker-thread hop
+_PARSE_INLINE = 16 * 1024  # octets of header sections parsed on the event loop
 _QUERY_HEADS = 2000  # messages whose headers one query may read (from/to/subject filters)
 
 
@@ -116,19 +117,25 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     held = 0
 
     async def parse_jobs() -> None:
+        texts = [raw if needs_body else _header_section(raw) for _, raw, _ in jobs]
+
         def parse_all() -> list[dict[str, Any]]:
             return [
                 parse_email(
-                    raw if needs_body else _header_section(raw),
+                    text,
                     parsed_props,
                     blob=blob,
                     body_values=flags,
                     max_body_value_bytes=max_value,
                 )
-                for _, raw, blob in jobs
+                for text, (_, _, blob) in zip(texts, jobs, strict=True)
             ]
 
-        for (entry, _, _), parsed in zip(jobs, await asyncio.to_thread(parse_all), strict=True):
+        # a few header sections (what a delivery adds to a kept page) are parsed at
+        # once: a worker-thread hop costs more than they do on a busy machine
+        small = not needs_body and sum(len(t) for t in texts) <= _PARSE_INLINE
+        done = parse_all() if small else await asyncio.to_thread(parse_all)
+        for (entry, _, _), parsed in zip(jobs, done, strict=True):
             entry.update(parsed)
             if not needs_body:  # header properties are a function of the octets: kept
                 call.view.index.keep_head(digest_of(entry["id"]) or "", heads_key, parsed)

@@ -326,3 +326,28 @@ def test_a_new_message_is_recent_in_one_session_only(server: Server) -> None:
     writer.logout()
     a.close()
     b.close()
+
+
+def test_with_condstore_every_flag_fetch_carries_uid_and_modseq(server: Server) -> None:
+    """RFC 7162 §3.1: once CONDSTORE (or QRESYNC) is enabled, untagged FETCH responses
+    caused by a STORE (plain, not UID STORE) or by another session carry the UID."""
+    box = _box_with(server, "cstore", 2)
+    a = RawImap(server.ports["imaps"])
+    a.login()
+    assert a.cmd("e", "ENABLE QRESYNC")[-1].startswith(b"e OK")
+    assert a.cmd("s", f"SELECT {box}")[-1].startswith(b"s OK")
+    b = RawImap(server.ports["imaps"])
+    b.login()
+    assert b.cmd("s", f"SELECT {box} (CONDSTORE)")[-1].startswith(b"s OK")
+    uid = re.search(rb"UID (\d+)", a.cmd("u", "FETCH 2 UID")[0])
+    assert uid is not None
+    out = a.cmd("1", "STORE 2 +FLAGS (\\Flagged)")
+    told = rb"\* 2 FETCH \(UID %s FLAGS \([^)]*\\Flagged[^)]*\) MODSEQ \(\d+\)\)"
+    assert re.fullmatch(told % uid[1], out[0]), out
+    out = b.cmd("2", "STORE 2 +FLAGS.SILENT (\\Seen)")
+    assert any(re.fullmatch(rb"\* 2 FETCH \(UID %s MODSEQ \(\d+\)\)" % uid[1], x) for x in out)
+    other = rb"\* 2 FETCH \(FLAGS \([^)]*\) UID %s MODSEQ \(\d+\)\)" % uid[1]
+    assert any(re.fullmatch(other, x) for x in out), out  # a's change, told to b
+    assert any(re.fullmatch(other, x) for x in a.cmd("3", "NOOP"))  # and b's to a
+    a.close()
+    b.close()

@@ -291,7 +291,7 @@ async def cmd_store(session: ImapSession, tag: str, cmd: c.Store) -> None:
             continue
         seq = view.seq(uid)
         items = [b"FLAGS " + view.flag_list(uid)] if not cmd.silent else []
-        if cmd.uid:
+        if cmd.uid or condstore:  # RFC 7162 §3.1: with CONDSTORE, UID and MODSEQ always
             items.insert(0, b"UID %d" % uid)
         if condstore:
             items.append(b"MODSEQ (%d)" % view.info[uid].modseq)

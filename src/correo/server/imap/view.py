@@ -264,7 +264,8 @@ class MailboxView:
         extra = b" MODSEQ (%d)" % m.modseq if condstore else b""
         if self.uidonly:
             return b"* %d UIDFETCH (FLAGS %s%s)\r\n" % (m.uid, flags, extra)
-        uid_part = b" UID %d" % m.uid if qresync else b""
+        # RFC 7162 §3.1: once CONDSTORE is enabled, every untagged FETCH has UID and MODSEQ
+        uid_part = b" UID %d" % m.uid if qresync or condstore else b""
         return b"* %d FETCH (FLAGS %s%s%s)\r\n" % (seq, flags, uid_part, extra)
 
     def _announce_expunges(self, qresync: bool) -> list[bytes]:

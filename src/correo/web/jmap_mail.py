@@ -13,7 +13,9 @@ store's change feed) and the reverse.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -100,6 +102,7 @@ _ORDERS_KEPT = 8  # query orders kept per account snapshot
 _HEADS_KEPT = 50_000  # Emails whose parsed header properties are kept
 _CATCH_UP_MOST = 500  # new messages a kept listing takes in by hashing them here
 _CATCH_UP_OCTETS = 8 << 20  # and their octets at most (else the mailbox is listed again)
+_CARRIED = 1000  # changed Emails past which kept query orders are sorted again
 
 
 @dataclass(slots=True)
@@ -276,7 +279,7 @@ async def _group(listings: dict[int, list[Row]]) -> dict[str, EmailRow]:
 
 
 async def _regroup(
-    previous: Snapshot, listings: dict[int, list[Row]]
+    previous: Snapshot, listings: dict[int, list[Row]], changed: set[str] | None = None
 ) -> dict[str, EmailRow] | None:
     """The Emails of ``listings`` made from ``previous``'s: only those whose rows came or
     went are made again (a catch-up keeps the rows that did not change), so a delivery
@@ -300,6 +303,8 @@ async def _regroup(
         for row in rows:
             if id(row) not in before:
                 came.setdefault(row.digest[:24], []).append(row)
+    if changed is not None:
+        changed.update(came)
     emails = dict(previous.emails)
     place = {uv: i for i, uv in enumerate(listings)}
     for key, added in came.items():
@@ -312,6 +317,42 @@ async def _regroup(
         rows.sort(key=lambda r: place[r.box.status.uidvalidity])
         emails[key] = EmailRow(key, rows)
     return emails
+
+
+def carry_order(
+    key: str, ids: list[str], emails: dict[str, EmailRow], changed: set[str]
+) -> list[str] | None:
+    """A query's order over the last snapshot, brought to this one: the Emails that
+    changed taken out and put back where the sort places them (a delivery costs a
+    bisection, not a sort of the mailbox).  Only for a query without a filter or
+    collapsed threads, sorted on receivedAt and size (either way) or id ascending;
+    None for any other (it is sorted again)."""
+    node, sort, collapse = json.loads(key)
+    if node is not None or collapse or not sort:
+        return None
+    parts: list[tuple[str, bool]] = []
+    for comparator in sort:
+        prop, ascending = comparator.get("property"), comparator.get("isAscending", True)
+        if prop not in ("receivedAt", "size", "id") or (prop == "id" and not ascending):
+            return None
+        parts.append((prop, bool(ascending)))
+
+    def sort_key(ident: str) -> tuple[Any, ...]:
+        first = emails[ident[1:]].first.info
+        out: list[Any] = []
+        for prop, ascending in parts:
+            if prop == "id":
+                out.append(ident)
+            else:
+                value = first.internal_date if prop == "receivedAt" else first.size
+                out.append(value if ascending else -value)
+        return tuple(out)
+
+    kept = [i for i in ids if i[1:] not in changed]
+    for digest in changed:
+        if digest in emails:
+            bisect.insort_right(kept, emails[digest].id, key=sort_key)
+    return kept
 
 
 class MailView:
@@ -366,10 +407,14 @@ class MailView:
             self._emails = None
             listings = await self._listings()
             previous = self.index.snapshot(self.account, None)
-            emails = None if previous is None else await _regroup(previous, listings)
-            if emails is None:
-                emails = await _group(listings)
-            kept = Snapshot(key, emails, listings=listings)
+            changed: set[str] = set()
+            emails = None if previous is None else await _regroup(previous, listings, changed)
+            kept = Snapshot(key, emails or await _group(listings), listings=listings)
+            if emails is not None and previous is not None and len(changed) <= _CARRIED:
+                for order_key, ids in previous.orders.items():
+                    carried = carry_order(order_key, ids, kept.emails, changed)
+                    if carried is not None:
+                        kept.keep_order(order_key, carried)
             self.index.keep_snapshot(self.account, kept)
         self._emails = kept.emails
         return kept

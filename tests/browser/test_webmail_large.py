@@ -3,6 +3,7 @@ the end shows the last ones, and the page holds only the rows on screen."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +64,37 @@ def test_ten_thousand_messages_scroll(big_server: Server, page: Page, tmp_path: 
     print(
         f"first screen: {first_screen * 1000:.0f} ms after login, {again * 1000:.0f} ms on reload"
     )
+
+
+def test_first_screen_in_one_request(big_server: Server, page: Page) -> None:
+    """What the first screen needs comes with the page and one JMAP request (mailboxes,
+    the first page of the list and its threads); the static files may be cached for good;
+    the composer's code waits until after."""
+    log_in(page, big_server, "alice@example.test")
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.url, r.post_data or "")))
+    cached: dict[str, str] = {}
+    page.on(
+        "response",
+        lambda r: (
+            cached.__setitem__(r.url, r.headers.get("cache-control", ""))
+            if "/webmail/v/" in r.url
+            else None
+        ),
+    )
+    page.reload()
+    page.wait_for_function("() => performance.getEntriesByName('correo-list').length === 1")
+    expect(page.locator("#rows .row:not(.loading)").first).to_be_visible()
+    before = page.evaluate(
+        "() => { const drawn = performance.getEntriesByName('correo-list')[0].startTime;"
+        " return performance.getEntriesByType('resource')"
+        ".filter(e => e.startTime < drawn).map(e => new URL(e.name).pathname); }"
+    )
+    assert [p for p in before if p.startswith("/jmap/api")] == ["/jmap/api/"], before
+    assert not [p for p in before if p in ("/webmail/session", "/.well-known/jmap")], before
+    assert not [p for p in before if p.endswith(("/compose.js", "/mime.js"))], before
+    (call,) = [body for url, body in requests if "/jmap/api/" in url][:1]
+    names = [m[0] for m in json.loads(call)["methodCalls"]]
+    assert names == ["Mailbox/get", "Email/query", "Email/get", "Thread/get"]
+    assert cached and all(v == "public, max-age=31536000, immutable" for v in cached.values())
+    assert page.locator("#rows .row").count() < 40  # the rows on screen only

@@ -114,6 +114,14 @@ def test_login_cookie_bearer_csrf_logout(server: Server) -> None:
         "Sec-WebSocket-Protocol": "jmap",
     }
     assert http.get(base + "/jmap/ws/", headers=upgrade, timeout=10).status_code == 401
+    # the page's WebSocket: the cookie and the session's token in the query, not another
+    wrong = http.get(base + "/jmap/ws/?csrf=cw1.wrong", headers=upgrade, timeout=10)
+    assert wrong.status_code == 401
+    with http.get(
+        base + "/jmap/ws/?csrf=" + bearer, headers=upgrade, timeout=10, stream=True
+    ) as opened:
+        assert opened.status_code == 101
+        assert opened.headers["Sec-WebSocket-Protocol"] == "jmap"
     # a bearer token works without the cookie (it is the credential the page holds)
     assert _api(_http(), server, bearer, echo).status_code == 200
     # logout needs the token (CSRF) and a same-origin request

@@ -51,7 +51,7 @@ from correo.web.jmap_submission import SUBMISSION, SUBMISSION_METHODS
 from correo.web.jmap_vacation import VACATION, VACATION_METHODS
 from correo.web.session_auth import web_account
 
-__all__ = ["SESSION_PATH", "account_id", "add_routes"]
+__all__ = ["SESSION_PATH", "account_id", "add_routes", "session_body"]
 
 SESSION_PATH = "/.well-known/jmap"
 API_PATH = "/jmap/api/"
@@ -134,6 +134,12 @@ def _base(request: web.Request) -> str:
 
 async def _session(request: web.Request) -> web.Response:
     account = await _authenticate(request)
+    body = session_body(request, account)
+    return web.json_response(body, headers={"Cache-Control": "no-cache, no-store"})
+
+
+def session_body(request: web.Request, account: str) -> dict[str, Any]:
+    """The session resource of ``account`` (RFC 8620 §2), as the request's host names it."""
     limits = request.app[LIMITS]
     ident = account_id(account)
     base = _base(request)
@@ -190,7 +196,7 @@ async def _session(request: web.Request) -> web.Response:
         + "/jmap/eventsource/?types={types}&closeafter={closeafter}&ping={ping}",
     }
     body["state"] = _session_state(account, limits)
-    return web.json_response(body, headers={"Cache-Control": "no-cache, no-store"})
+    return body
 
 
 def _session_state(account: str, limits: Limits) -> str:

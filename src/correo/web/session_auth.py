@@ -38,8 +38,10 @@ __all__ = [
     "SESSION_SECONDS",
     "add_routes",
     "bearer_for",
+    "cookie_bearer",
     "end_other_sessions",
     "harden",
+    "session_info",
     "web_account",
 ]
 
@@ -109,20 +111,24 @@ def _cookie_bearer(request: web.Request) -> str | None:
 
 async def web_account(request: web.Request) -> str | None:
     """The account of the request's web session: by ``Authorization: Bearer``, or for a
-    GET or HEAD that is not a WebSocket upgrade by the session cookie alone; None when
-    it has neither."""
+    GET or HEAD by the session cookie (a WebSocket upgrade with the session's token as
+    ``?csrf=`` as well); None when it has neither."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         return await _account_of(request, value.strip())
-    # A WebSocket opened by GET carries JMAP calls that change mail: never by cookie.
-    if (
-        request.method in ("GET", "HEAD")
-        and "websocket" not in request.headers.get("Upgrade", "").lower()
-    ):
-        bearer = _cookie_bearer(request)
-        if bearer is not None:
-            return await _account_of(request, bearer)
-    return None
+    if request.method not in ("GET", "HEAD"):
+        return None
+    bearer = _cookie_bearer(request)
+    if bearer is None:
+        return None
+    # A WebSocket opened by GET carries JMAP calls that change mail: never by the cookie
+    # alone. A browser cannot add a header to it, so the page puts the session's token
+    # (the CSRF token) in the query, and it must be the one that follows from the cookie.
+    if "websocket" in request.headers.get("Upgrade", "").lower():
+        given = request.query.get("csrf", "")
+        if not given or not hmac.compare_digest(given.encode(), bearer.encode()):
+            return None
+    return await _account_of(request, bearer)
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -152,6 +158,8 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     """The login form; it works without script."""
+    from correo.web.webapp import asset_path
+
     ctx = request.app[CTX]
     note = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     host = html.escape(ctx.config.hostname)
@@ -159,7 +167,7 @@ def login_page(request: web.Request, error: str = "", status: int = 200) -> web.
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>correo — sign in</title><link rel="icon" href="data:,">
-<link rel="stylesheet" href="/webmail/static/app.css">
+<link rel="stylesheet" href="{asset_path("app.css")}">
 </head><body class="login">
 <main><form method="post" action="/login" class="login-form">
 <h1>correo</h1><p class="muted">{host}</p>{note}
@@ -244,16 +252,28 @@ async def _session_info(request: web.Request) -> web.Response:
     account = await web_account(request) if bearer is not None else None
     if account is None or bearer is None:
         raise web.HTTPUnauthorized(text="not logged in\n")
+    response = web.json_response(session_info(request, account, bearer))
+    harden(response)
+    return response
+
+
+def session_info(request: web.Request, account: str, bearer: str) -> dict[str, object]:
+    """What the page's script needs to start: who, the token, the JMAP session."""
+    from correo.web.jmap import session_body
+
     ctx = request.app[CTX]
-    body = {
+    return {
         "username": account,
         "bearer": bearer,
         "dev": ctx.dev is not None,
         "admin": ctx.directory.is_admin(account),
+        "session": session_body(request, account),
     }
-    response = web.json_response(body)
-    harden(response)
-    return response
+
+
+def cookie_bearer(request: web.Request) -> str | None:
+    """The bearer token that follows from the request's session cookie, if any."""
+    return _cookie_bearer(request)
 
 
 async def auto_login(request: web.Request) -> web.Response | None:

@@ -19,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import hashlib
+import html
+import json
 from importlib.resources import files
 from urllib.parse import quote
 
@@ -50,35 +53,100 @@ _FRAME_STYLE = (
 )
 
 
+def _load() -> tuple[str, dict[str, tuple[bytes, str, str]]]:
+    """Every static file once: ``(version, {name: (bytes, type, etag)})``; the version is a
+    digest of them all, so a release's files get new URLs and old ones can be cached for
+    good (RFC 9111 §5.2.2, RFC 8246 ``immutable``)."""
+    folder = files("correo.web").joinpath("static")
+    found: dict[str, tuple[bytes, str, str]] = {}
+    whole = hashlib.sha256()
+    for item in sorted(folder.iterdir(), key=lambda i: i.name):
+        suffix = "." + item.name.rpartition(".")[2]
+        if suffix not in _TYPES or item.name.startswith(".") or not item.is_file():
+            continue
+        data = item.read_bytes()
+        whole.update(item.name.encode() + b"\0" + data)
+        found[item.name] = (data, _TYPES[suffix], f'"{hashlib.sha256(data).hexdigest()[:20]}"')
+    version = whole.hexdigest()[:16]
+    for name, (data, ctype, _) in list(found.items()):
+        if name.endswith(".html"):  # the pages name the versioned folder
+            data = data.replace(b'"/webmail/static/', f'"/webmail/v/{version}/'.encode())
+            found[name] = (data, ctype, f'"{hashlib.sha256(data).hexdigest()[:20]}"')
+    return version, found
+
+
+_ASSETS: tuple[str, dict[str, tuple[bytes, str, str]]] | None = None
+
+
+def _assets() -> tuple[str, dict[str, tuple[bytes, str, str]]]:
+    global _ASSETS
+    if _ASSETS is None:
+        _ASSETS = _load()
+    return _ASSETS
+
+
 def static_file(name: str) -> tuple[bytes, str] | None:
-    suffix = "." + name.rpartition(".")[2]
-    if "/" in name or name.startswith(".") or suffix not in _TYPES:
-        return None
-    item = files("correo.web").joinpath("static", name)
-    if not item.is_file():
-        return None
-    return item.read_bytes(), _TYPES[suffix]
+    """A static file (pages with their links to the versioned folder), or None."""
+    found = _assets()[1].get(name)
+    return None if found is None else (found[0], found[1])
+
+
+def asset_path(name: str) -> str:
+    """The URL of static file ``name`` that may be cached for good."""
+    return f"/webmail/v/{_assets()[0]}/{name}"
+
+
+def _serve(request: web.Request, name: str, cache: str) -> web.Response:
+    found = _assets()[1].get(name)
+    if found is None or name.endswith(".html"):
+        raise web.HTTPNotFound(text="no such file\n")
+    data, ctype, etag = found
+    if etag in request.headers.get("If-None-Match", ""):  # RFC 9110 §13.1.2
+        response = web.Response(status=304)
+    else:
+        response = web.Response(body=data, content_type=ctype)
+    harden(response)
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = cache
+    return response
 
 
 async def _asset(request: web.Request) -> web.Response:
-    found = await asyncio.to_thread(static_file, request.match_info["name"])
-    if found is None:
-        raise web.HTTPNotFound(text="no such file\n")
-    data, ctype = found
-    response = web.Response(body=data, content_type=ctype)
-    harden(response)
-    response.headers["Cache-Control"] = "no-cache"  # revalidated: a new release shows at once
-    return response
+    # revalidated each time: a new release shows at once
+    return _serve(request, request.match_info["name"], "no-cache")
+
+
+async def _versioned(request: web.Request) -> web.Response:
+    """A file under the release's digest never changes: cached for a year, unasked."""
+    same = request.match_info["version"] == _assets()[0]
+    cache = "public, max-age=31536000, immutable" if same else "no-cache"
+    return _serve(request, request.match_info["name"], cache)
 
 
 async def _index(request: web.Request) -> web.Response:
     account = await web_account(request)
-    if account is None:
+    bearer = session_auth.cookie_bearer(request)
+    if account is None or bearer is None:
         opened = await session_auth.auto_login(request)  # correo dev: the catch-all at once
         return opened or session_auth.login_page(request)
-    found = await asyncio.to_thread(static_file, "index.html")
+    # What the script would ask for first comes with the page (one round trip less): the
+    # session, its JMAP session resource and the inbox's id.
+    boot = session_auth.session_info(request, account, bearer)
+    try:
+        inbox = await MailView(request.app[CTX].store, account, request.app[INDEX]).box_by_name(
+            "INBOX"
+        )
+    except StoreError:
+        inbox = None
+    boot["inbox"] = inbox.id if inbox is not None else None
+    found = static_file("index.html")
     assert found is not None
-    response = web.Response(body=found[0], content_type="text/html")
+    content = html.escape(json.dumps(boot, separators=(",", ":")), quote=True)
+    body = found[0].replace(
+        b'<meta name="correo-boot" content="">',
+        f'<meta name="correo-boot" content="{content}">'.encode(),
+    )
+    response = web.Response(body=body, content_type="text/html")
     harden(response)
     return response
 
@@ -142,9 +210,11 @@ async def _html(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """The webmail and its login (every ``https`` listener)."""
+    _assets()  # read once, at start
     session_auth.add_routes(app)
     account.add_routes(app)
     admin.add_routes(app)
     app.router.add_get("/", _index)
     app.router.add_get("/webmail/static/{name}", _asset)
+    app.router.add_get("/webmail/v/{version}/{name}", _versioned)
     app.router.add_get("/webmail/html/{blob}", _html)

@@ -3,12 +3,12 @@
 // frame the server filled with sanitized markup (webapp.py).
 
 import { Jmap } from "./jmap.js";
-import { Composer } from "./compose.js";
 import { full, who } from "./util.js";
 
 const ROW = 64; // px per row of the message list
 const PAGE = 100; // messages asked for at once
 const LIST_PROPS = ["id", "threadId", "mailboxIds", "keywords", "from", "subject", "receivedAt", "preview", "hasAttachment"];
+const THREAD_SHOWN = 50; // messages of a conversation shown at once
 const READ_PROPS = [...LIST_PROPS, "to", "cc", "replyTo", "messageId", "references", "sentAt", "textBody", "htmlBody", "attachments", "bodyValues"];
 
 const $ = (selector) => document.querySelector(selector);
@@ -42,6 +42,10 @@ class Mailboxes {
 
   async load() {
     const { list } = await this.app.jmap.call("Mailbox/get", { ids: null });
+    this.take(list);
+  }
+
+  take(list) {
     const order = { inbox: 0, drafts: 1, sent: 2, archive: 3, junk: 4, trash: 5 };
     list.sort((a, b) => (order[a.role] ?? 10) - (order[b.role] ?? 10) || (a.sortOrder ?? 0) - (b.sortOrder ?? 0) || a.name.localeCompare(b.name));
     this.list = list;
@@ -94,6 +98,9 @@ class Mailboxes {
   }
 }
 
+// The list by thread (Email/query collapseThreads): one row per thread, its newest
+// message; an expanded thread shows its other messages below it. Only the rows on screen
+// are in the document; pages of PAGE are asked for by position as they come into view.
 class MessageList {
   constructor(app) {
     this.app = app;
@@ -111,44 +118,59 @@ class MessageList {
     this.total = 0;
     this.ids = [];
     this.emails = new Map();
+    this.threads = new Map(); // threadId -> [emailId, ...], oldest first
+    this.expanded = new Map(); // threadId -> ids shown under the thread's row
     this.pages = new Map(); // page start -> promise
     this.generation = (this.generation || 0) + 1;
   }
 
-  async load(filter) {
+  async load(filter, withMailboxes = false) {
     this.reset(filter);
     this.scroller.scrollTop = 0;
-    await this.fetch(0);
+    await this.fetch(0, withMailboxes);
     this.render();
   }
 
-  // Re-read the pages on screen (after a push or a change), keeping the scroll position.
-  async refresh() {
-    const first = Math.floor(this.scroller.scrollTop / ROW / PAGE) * PAGE;
-    const keep = this.filter;
-    this.reset(keep);
-    await this.fetch(first);
+  // Re-read the pages on screen (after a push or a change), keeping the scroll position
+  // and the threads that were open.
+  async refresh(withMailboxes = false) {
+    const first = Math.floor(this.queryIndex(Math.floor(this.scroller.scrollTop / ROW)) / PAGE) * PAGE;
+    const open = [...this.expanded.keys()];
+    this.reset(this.filter);
+    await this.fetch(first, withMailboxes);
+    if (withMailboxes) this.app.mailboxes.render();
+    for (const thread of open) if (this.threads.has(thread)) await this.expand(thread, false);
     this.render();
   }
 
-  fetch(start) {
+  // One JMAP request per page: the query, the messages, their threads (for the counts),
+  // and at start the mailboxes as well.
+  fetch(start, withMailboxes = false) {
     const page = Math.floor(start / PAGE) * PAGE;
     if (this.pages.has(page)) return this.pages.get(page);
     const generation = this.generation;
     const task = (async () => {
-      const responses = await this.app.jmap.batch([
-        ["Email/query", { filter: this.filter, sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: true, position: page, limit: PAGE, calculateTotal: true }],
-        ["Email/get", { "#ids": { resultOf: "0", name: "Email/query", path: "/ids" }, properties: LIST_PROPS }],
-      ]);
+      const calls = withMailboxes ? [["Mailbox/get", { ids: null }]] : [];
+      const q = String(calls.length);
+      calls.push(["Email/query", { filter: this.filter, sort: [{ property: "receivedAt", isAscending: false }], collapseThreads: true, position: page, limit: PAGE, calculateTotal: true }]);
+      const g = String(calls.length);
+      calls.push(["Email/get", { "#ids": { resultOf: q, name: "Email/query", path: "/ids" }, properties: LIST_PROPS }]);
+      calls.push(["Thread/get", { "#ids": { resultOf: g, name: "Email/get", path: "/list/*/threadId" } }]);
+      const responses = await this.app.jmap.batch(calls);
+      if (withMailboxes) {
+        const [kind, boxes] = responses.shift();
+        if (kind !== "error") this.app.mailboxes.take(boxes.list);
+      }
       if (generation !== this.generation) return;
-      const [[kind, query], [, got]] = responses;
+      const [[kind, query], [, got], [, threads]] = responses;
       if (kind === "error") {
         this.status.textContent = query.type === "unsupportedFilter" ? "This search is not supported." : "Could not list messages.";
         return;
       }
       this.total = query.total ?? query.position + query.ids.length;
       query.ids.forEach((id, i) => (this.ids[query.position + i] = id));
-      for (const email of got.list) this.emails.set(email.id, email);
+      for (const email of got.list || []) this.emails.set(email.id, email);
+      for (const thread of (threads && threads.list) || []) this.threads.set(thread.id, thread.emailIds);
     })();
     this.pages.set(page, task);
     return task;
@@ -162,59 +184,148 @@ class MessageList {
     });
   }
 
+  // Rows shown: the query's rows, with the open threads' other messages after theirs.
+  get shownTotal() {
+    let n = this.total;
+    for (const ids of this.expanded.values()) n += ids.length;
+    return n;
+  }
+
+  // What shown row `index` is: { id, query (index in the query), child (under a thread) }.
+  at(index) {
+    let offset = 0;
+    for (const [thread, ids] of this.openThreads()) {
+      const q = this.ids.indexOf(this.topOf(thread));
+      if (index <= q + offset) break;
+      if (index <= q + offset + ids.length) return { id: ids[index - q - offset - 1], query: q, child: true };
+      offset += ids.length;
+    }
+    return { id: this.ids[index - offset], query: index - offset, child: false };
+  }
+
+  // The query index of shown row `index`.
+  queryIndex(index) {
+    return this.at(index).query;
+  }
+
+  // The shown index of email `id`, or -1.
+  indexOf(id) {
+    for (let i = 0, n = Math.min(this.shownTotal, this.ids.length + 1000); i < n; i++) if (this.at(i).id === id) return i;
+    return -1;
+  }
+
+  // Open threads in list order, with the ids under them.
+  openThreads() {
+    return [...this.expanded.entries()].filter(([thread]) => this.ids.includes(this.topOf(thread))).sort((a, b) => this.ids.indexOf(this.topOf(a[0])) - this.ids.indexOf(this.topOf(b[0])));
+  }
+
+  topOf(thread) {
+    const ids = this.threads.get(thread) || [];
+    return ids.find((id) => this.ids.includes(id));
+  }
+
+  count(email) {
+    return (this.threads.get(email.threadId) || [email.id]).length;
+  }
+
+  async expand(thread, render = true) {
+    const ids = this.threads.get(thread);
+    if (!ids || ids.length < 2 || this.expanded.has(thread)) return;
+    const top = this.topOf(thread);
+    const others = ids.filter((id) => id !== top).reverse(); // newest first, like the list
+    const missing = others.filter((id) => !this.emails.has(id));
+    if (missing.length) {
+      const { list } = await this.app.jmap.call("Email/get", { ids: missing, properties: LIST_PROPS });
+      for (const email of list) this.emails.set(email.id, email);
+    }
+    this.expanded.set(thread, others.filter((id) => this.emails.has(id)));
+    if (render) this.render();
+  }
+
+  collapse(thread) {
+    if (this.expanded.delete(thread)) this.render();
+  }
+
   render() {
-    this.spacer.style.height = `${this.total * ROW}px`;
+    const total = this.shownTotal;
+    this.spacer.style.height = `${total * ROW}px`;
     this.status.textContent = this.total ? "" : "No messages";
     const top = this.scroller.scrollTop;
     const height = this.scroller.clientHeight || 600;
     const first = Math.max(0, Math.floor(top / ROW) - 5);
-    const last = Math.min(this.total, Math.ceil((top + height) / ROW) + 5);
+    const last = Math.min(total, Math.ceil((top + height) / ROW) + 5);
     const shown = [];
     let missing = false;
     for (let i = first; i < last; i++) {
-      const email = this.emails.get(this.ids[i]);
+      const where = this.at(i);
+      const email = this.emails.get(where.id);
       if (!email) {
         missing = true;
-        this.fetch(i).then(() => this.schedule());
-        shown.push(el("div", { class: "row loading", style: `top:${i * ROW}px` }, "…"));
+        this.fetch(where.query).then(() => this.schedule());
+        shown.push(el("div", { class: "row loading", style: `top:${i * ROW}px`, "aria-hidden": "true" }, "…"));
         continue;
       }
-      shown.push(this.row(email, i));
+      shown.push(this.row(email, i, where.child));
     }
     this.rows.replaceChildren(...shown);
+    if (!missing && shown.length && !this.drawn) {
+      this.drawn = true;
+      performance.mark("correo-list"); // the first screen (bench/webmail_bench.py)
+    }
     return !missing;
   }
 
-  row(email, index) {
+  row(email, index, child) {
     const seen = email.keywords && email.keywords.$seen;
     const flagged = email.keywords && email.keywords.$flagged;
     const selected = email.id === this.app.selected;
+    const count = child ? 1 : this.count(email);
+    const open = this.expanded.has(email.threadId);
     return el(
       "div",
       {
-        class: `row${seen ? "" : " unread"}${selected ? " selected" : ""}`,
-        role: "option",
+        class: `row${seen ? "" : " unread"}${selected ? " selected" : ""}${child ? " child" : ""}`,
+        role: "treeitem",
+        "aria-level": child ? "2" : "1",
+        "aria-expanded": count > 1 ? String(open) : null,
         "aria-selected": selected ? "true" : "false",
         "data-id": email.id,
         "data-index": String(index),
+        "data-thread": email.threadId,
         style: `top:${index * ROW}px`,
         draggable: "true",
         ondragstart: (e) => {
           e.dataTransfer.setData("text/x-correo-email", email.id);
           e.dataTransfer.effectAllowed = "move";
         },
-        onclick: () => this.app.select(email.id, index, true),
+        onclick: () => this.app.select(email.id, index, true, !child),
       },
       el("span", { class: "flag", "aria-label": flagged ? "starred" : null }, flagged ? "★" : ""),
       el("span", { class: "from" }, who(email.from) || "(no sender)"),
       el("span", { class: "date" }, when(email.receivedAt)),
-      el("span", { class: "subject" }, (email.hasAttachment ? "📎 " : "") + (email.subject || "(no subject)")),
+      el(
+        "span",
+        { class: "subject" },
+        count > 1
+          ? el(
+              "button",
+              {
+                class: "thread-count",
+                tabindex: "-1",
+                "aria-label": `${count} messages, ${open ? "collapse" : "expand"}`,
+                onclick: (e) => {
+                  e.stopPropagation();
+                  if (open) this.collapse(email.threadId);
+                  else this.expand(email.threadId);
+                },
+              },
+              String(count),
+            )
+          : null,
+        (email.hasAttachment ? "📎 " : "") + (email.subject || "(no subject)"),
+      ),
       el("span", { class: "preview" }, email.preview || ""),
     );
-  }
-
-  indexOf(id) {
-    return this.ids.indexOf(id);
   }
 
   update(id, changes) {
@@ -224,6 +335,8 @@ class MessageList {
   }
 }
 
+// The reader shows the conversation: every message of the selected one's thread (the
+// last THREAD_SHOWN), oldest first, the selected one in view.
 class Reader {
   constructor(app) {
     this.app = app;
@@ -238,24 +351,26 @@ class Reader {
 
   async show(id) {
     const jmap = this.app.jmap;
-    const { list } = await jmap.call("Email/get", {
-      ids: [id],
-      properties: READ_PROPS,
-      fetchTextBodyValues: true,
-      bodyProperties: ["partId", "blobId", "type", "name", "size", "disposition", "cid"],
-    });
-    const email = list[0];
+    const known = this.app.list.emails.get(id);
+    let ids = known ? this.app.list.threads.get(known.threadId) : null;
+    const read = { properties: READ_PROPS, fetchTextBodyValues: true, bodyProperties: ["partId", "blobId", "type", "name", "size", "disposition", "cid"] };
+    let list;
+    if (ids) {
+      ({ list } = await jmap.call("Email/get", { ids: ids.slice(-THREAD_SHOWN), ...read }));
+    } else {
+      const answers = await jmap.batch([
+        ["Email/get", { ids: [id], properties: ["threadId"] }],
+        ["Thread/get", { "#ids": { resultOf: "0", name: "Email/get", path: "/list/*/threadId" } }],
+      ]);
+      const thread = (answers[1][1].list || [])[0];
+      ids = thread ? thread.emailIds : [id];
+      ({ list } = await jmap.call("Email/get", { ids: ids.slice(-THREAD_SHOWN), ...read }));
+    }
+    const email = list.find((e) => e.id === id);
     if (!email) return this.clear();
     this.email = email;
+    this.conversation = list;
     document.body.classList.add("reading");
-    const html = (email.htmlBody || []).find((p) => p.type === "text/html");
-    const text = (email.textBody || []).map((p) => (email.bodyValues[p.partId] || {}).value || "").join("\n");
-    const fields = [
-      ["From", full(email.from)],
-      ["To", full(email.to)],
-      ["Cc", full(email.cc)],
-      ["Date", new Date(email.receivedAt).toLocaleString()],
-    ].filter(([, v]) => v);
     const actions = el(
       "div",
       { class: "actions", role: "toolbar", "aria-label": "Message actions" },
@@ -268,11 +383,30 @@ class Reader {
       el("button", { onclick: () => this.app.askMove() }, "Move"),
       el("button", { onclick: () => this.app.remove(), class: "danger" }, "Delete"),
     );
+    const parts = [actions, el("h2", { class: "subject" }, email.subject || "(no subject)")];
+    if (list.length > 1) parts.push(el("p", { class: "muted thread-note" }, `${ids.length} messages in this conversation`));
+    const shown = list.map((message) => this.message(message, message.id === id, list.length > 1));
+    this.node.replaceChildren(...parts, ...shown);
+    const current = this.node.querySelector(".message.current");
+    if (list.length > 1 && current) current.scrollIntoView({ block: "nearest" });
+    const unread = list.filter((m) => !m.keywords.$seen).map((m) => m.id);
+    if (unread.length) this.app.markSeen(unread);
+  }
+
+  message(email, current, inThread) {
+    const jmap = this.app.jmap;
+    const html = (email.htmlBody || []).find((p) => p.type === "text/html");
+    const text = (email.textBody || []).map((p) => (email.bodyValues[p.partId] || {}).value || "").join("\n");
+    const fields = [
+      ["From", full(email.from)],
+      ["To", full(email.to)],
+      ["Cc", full(email.cc)],
+      ["Date", new Date(email.receivedAt).toLocaleString()],
+    ].filter(([, v]) => v);
     const body = html ? this.frame(html.blobId, false) : el("pre", { class: "text-body" }, text);
     const attachments = (email.attachments || []).filter((p) => p.disposition !== "inline" || !p.cid);
     const parts = [
-      actions,
-      el("h2", { class: "subject" }, email.subject || "(no subject)"),
+      inThread ? el("h3", { class: "message-from" }, who(email.from) || "(no sender)") : null,
       el("dl", { class: "fields" }, ...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
       attachments.length
         ? el(
@@ -283,8 +417,7 @@ class Reader {
         : null,
       body,
     ];
-    this.node.replaceChildren(...parts.filter(Boolean));
-    if (!email.keywords.$seen) this.app.setKeyword(email.id, "$seen", true);
+    return el("section", { class: `message${current ? " current" : ""}`, "data-id": email.id, "aria-current": current ? "true" : null, "aria-label": `Message from ${who(email.from) || "unknown sender"}` }, ...parts.filter(Boolean));
   }
 
   frame(blobId, images) {
@@ -321,20 +454,20 @@ class App {
     this.mailboxes = new Mailboxes(this);
     this.list = new MessageList(this);
     this.reader = new Reader(this);
-    this.composer = new Composer(this);
-    // The inbox's id from the last visit lets the list load while the mailboxes do.
-    const remembered = localStorage.getItem(`correo.inbox.${this.jmap.accountId}`);
-    const boxes = this.mailboxes.load();
-    if (remembered) {
-      this.mailboxId = remembered;
-      await Promise.all([boxes, this.list.load({ inMailbox: remembered })]);
-    } else {
-      await boxes;
-    }
+    // The page names the inbox (else the last visit did): the mailboxes, the first page
+    // of the list and its threads come in one JMAP request.
+    const key = `correo.inbox.${this.jmap.accountId}`;
+    const known = this.jmap.inbox || localStorage.getItem(key);
+    if (known) {
+      this.mailboxId = known;
+      await this.list.load({ inMailbox: known }, true);
+      this.mailboxes.render();
+    } else await this.mailboxes.load();
     const inbox = this.mailboxes.byRole("inbox") || this.mailboxes.list[0];
-    localStorage.setItem(`correo.inbox.${this.jmap.accountId}`, inbox.id);
-    if (inbox.id !== remembered) await this.open(inbox.id);
-    else this.mailboxes.render();
+    if (inbox && inbox.id !== known) {
+      localStorage.setItem(key, inbox.id);
+      await this.open(inbox.id);
+    }
     $("#search").addEventListener("submit", (e) => {
       e.preventDefault();
       this.search($("#q").value.trim());
@@ -342,16 +475,25 @@ class App {
     $("#compose-button").addEventListener("click", () => this.compose("new"));
     $("#menu").addEventListener("click", () => document.body.classList.toggle("show-nav"));
     document.addEventListener("keydown", (e) => this.key(e));
-    this.jmap.listen(() => this.pushed());
     document.body.classList.add("ready");
+    // Not needed for the first screen: push, and the composer's code.
+    setTimeout(() => {
+      this.jmap.listen(() => this.pushed());
+      import("./compose.js").catch(() => {});
+    }, 0);
   }
 
   async pushed() {
-    if (this.refreshing) return;
+    if (this.refreshing) {
+      this.again = true;
+      return;
+    }
     this.refreshing = true;
     try {
-      await this.mailboxes.load();
-      await this.list.refresh();
+      do {
+        this.again = false;
+        await this.list.refresh(true);
+      } while (this.again);
     } finally {
       this.refreshing = false;
     }
@@ -380,22 +522,57 @@ class App {
     }
   }
 
-  async select(id, index, show) {
+  // Select shown row `index` (email `id`); show it (its conversation) when asked, and
+  // open its thread in the list when asked.
+  async select(id, index, show, expand = false) {
     this.selected = id;
     this.selectedIndex = index;
     this.list.render();
+    const email = this.list.emails.get(id);
+    if (expand && email) await this.list.expand(email.threadId);
     if (show) await this.reader.show(id);
   }
 
   step(delta) {
-    const index = Math.max(0, Math.min(this.list.total - 1, (this.selectedIndex ?? -1) + delta));
-    const id = this.list.ids[index];
+    const index = Math.max(0, Math.min(this.list.shownTotal - 1, (this.selectedIndex ?? -1) + delta));
+    const id = this.list.at(index).id;
     if (!id) return;
+    this.reveal(index);
+    this.select(id, index, true);
+  }
+
+  reveal(index) {
     const top = index * ROW;
     const scroller = this.list.scroller;
     if (top < scroller.scrollTop) scroller.scrollTop = top;
     if (top + ROW > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = top + ROW - scroller.clientHeight;
-    this.select(id, index, true);
+  }
+
+  // Right arrow: open the selected thread in the list; Left: close it (from a message
+  // under it, go up to the thread's row first).
+  async branch(open) {
+    const email = this.selected && this.list.emails.get(this.selected);
+    if (!email) return;
+    const where = this.list.at(this.selectedIndex ?? -1);
+    if (open) return this.list.expand(email.threadId);
+    if (where.child) {
+      const top = this.list.ids[where.query];
+      const index = this.list.indexOf(top);
+      this.reveal(index);
+      return this.select(top, index, false);
+    }
+    this.list.collapse(email.threadId);
+  }
+
+  async markSeen(ids) {
+    const update = Object.fromEntries(ids.map((id) => [id, { "keywords/$seen": true }]));
+    await this.jmap.call("Email/set", { update });
+    for (const id of ids) {
+      const email = this.list.emails.get(id);
+      if (email) email.keywords = { ...email.keywords, $seen: true };
+    }
+    this.list.render();
+    this.mailboxes.load();
   }
 
   async setKeyword(id, keyword, on) {
@@ -426,8 +603,13 @@ class App {
       this.selected = null;
       this.reader.clear();
     }
-    await this.mailboxes.load();
-    await this.list.refresh();
+    await this.list.refresh(true);
+  }
+
+  // Archive (e): to the Archive mailbox, where there is one and this is not it.
+  async archive() {
+    const archive = this.mailboxes.byRole("archive");
+    if (this.selected && archive && archive.id !== this.mailboxId) await this.move([this.selected], archive.id);
   }
 
   async remove() {
@@ -438,8 +620,7 @@ class App {
     await this.jmap.call("Email/set", { destroy: [id] });
     this.selected = null;
     this.reader.clear();
-    await this.mailboxes.load();
-    await this.list.refresh();
+    await this.list.refresh(true);
   }
 
   askMove() {
@@ -455,7 +636,12 @@ class App {
     select.focus();
   }
 
-  compose(kind) {
+  // The composer's code is loaded when first needed (the first screen does without it).
+  async compose(kind) {
+    if (!this.composer) {
+      const { Composer } = await import("./compose.js");
+      this.composer = this.composer || new Composer(this);
+    }
     this.composer.open(kind, kind === "new" ? null : this.reader.email);
   }
 
@@ -471,7 +657,12 @@ class App {
       ArrowDown: () => this.step(1),
       k: () => this.step(-1),
       ArrowUp: () => this.step(-1),
-      Enter: () => this.selected && this.reader.show(this.selected),
+      Enter: () => this.selected && this.select(this.selected, this.selectedIndex, true, true),
+      ArrowRight: () => this.branch(true),
+      ArrowLeft: () => this.branch(false),
+      l: () => this.branch(true),
+      h: () => this.branch(false),
+      e: () => this.archive(),
       s: () => this.toggle("$flagged"),
       u: () => this.toggle("$seen"),
       m: () => this.askMove(),

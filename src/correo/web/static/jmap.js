@@ -1,9 +1,11 @@
 // A small JMAP client (RFC 8620/8621) for the webmail: the session's bearer token on
-// every request, result references, uploads, and push by EventSource (RFC 8620 §7.3).
+// every request, result references, uploads, and push by WebSocket (RFC 8887) or
+// EventSource (RFC 8620 §7.3).
 
 const CORE = "urn:ietf:params:jmap:core";
 const MAIL = "urn:ietf:params:jmap:mail";
 const SUBMISSION = "urn:ietf:params:jmap:submission";
+const WEBSOCKET = "urn:ietf:params:jmap:websocket";
 
 export class JmapError extends Error {
   constructor(type, description) {
@@ -13,16 +15,21 @@ export class JmapError extends Error {
 }
 
 export class Jmap {
+  // The webmail's page carries what it needs to start in a <meta>; other pages ask.
   static async connect() {
-    const who = await fetch("/webmail/session", { credentials: "same-origin" });
-    if (!who.ok) {
-      location.assign("/");
-      throw new Error("not logged in");
+    const boot = document.querySelector('meta[name="correo-boot"]');
+    let info = boot && boot.content ? JSON.parse(boot.content) : null;
+    if (!info) {
+      const who = await fetch("/webmail/session", { credentials: "same-origin" });
+      if (!who.ok) {
+        location.assign("/");
+        throw new Error("not logged in");
+      }
+      info = await who.json();
     }
-    const info = await who.json();
     const client = new Jmap(info);
-    const got = await fetch("/.well-known/jmap", { headers: client.headers() });
-    client.session = await got.json();
+    client.session = info.session;
+    client.inbox = info.inbox || null;
     client.accountId = client.session.primaryAccounts[MAIL];
     return client;
   }
@@ -89,13 +96,52 @@ export class Jmap {
     return got.json();
   }
 
-  // Calls onChange(changed) at every state change; the cookie authenticates the stream.
+  // Calls onChange(change) at every state change: over JMAP's WebSocket (RFC 8887
+  // §4.3.5) where the session offers it, else (or when it cannot open) the EventSource
+  // (RFC 8620 §7.3), which the cookie authenticates. A WebSocket carries changes, so it
+  // needs the session's token too: a query parameter, since a browser sends no header.
+  // document.body.dataset.push says which one listens.
   listen(onChange) {
+    const ws = this.session.capabilities[WEBSOCKET];
+    if (!ws || !ws.supportsPush || typeof WebSocket !== "function") return this.listenEvents(onChange);
+    let socket;
+    try {
+      socket = new WebSocket(`${ws.url}?csrf=${encodeURIComponent(this.bearer)}`, "jmap");
+    } catch {
+      return this.listenEvents(onChange);
+    }
+    let opened = false;
+    // a socket that neither opens nor fails (a proxy that holds it): the EventSource
+    const wait = setTimeout(() => socket.close(), 10000);
+    socket.addEventListener("open", () => {
+      clearTimeout(wait);
+      opened = true;
+      document.body.dataset.push = "websocket";
+      socket.send(JSON.stringify({ "@type": "WebSocketPushEnable", dataTypes: null, pushState: this.pushState || null }));
+    });
+    socket.addEventListener("message", (event) => {
+      const message = JSON.parse(event.data);
+      if (message["@type"] !== "StateChange") return;
+      this.pushState = message.pushState;
+      onChange(message);
+    });
+    socket.addEventListener("close", () => {
+      clearTimeout(wait);
+      if (!opened) return this.listenEvents(onChange);
+      delete document.body.dataset.push;
+      // the server restarted or the network moved: again in a moment, catching up
+      setTimeout(() => this.listen(onChange), 2000);
+    });
+    return socket;
+  }
+
+  listenEvents(onChange) {
     const url = this.session.eventSourceUrl
       .replace("{types}", "*")
       .replace("{closeafter}", "no")
       .replace("{ping}", "30");
     const source = new EventSource(url);
+    source.addEventListener("open", () => (document.body.dataset.push = "eventsource"));
     source.addEventListener("state", (event) => onChange(JSON.parse(event.data)));
     return source;
   }

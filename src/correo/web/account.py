@@ -8,7 +8,9 @@ and the account's Sieve script as text.
 * ``GET``/``PUT /webmail/account/sieve``: the active script (``{"name", "script"}``),
   replaced only by a script that passes the same validation as ManageSieve's PUTSCRIPT;
 * ``GET``/``PUT /webmail/account/forwarding``: ``{"to": [addresses], "keep": bool}``, a
-  marked block of that script (:mod:`correo.web.forwarding`).
+  marked block of that script (:mod:`correo.web.forwarding`);
+* ``GET``/``PUT /webmail/account/filters``: ``{"rules": [...]}`` (and ``"editable"``),
+  the filters form, another marked block (:mod:`correo.web.filters`).
 
 Changes need the session's bearer token in ``Authorization`` (the CSRF token): the
 cookie alone opens the page and reads, never writes.
@@ -28,6 +30,7 @@ from correo.server.context import new_session_id
 from correo.sieve import check
 from correo.store.api import StoreError
 from correo.web.app import CTX
+from correo.web.filters import FilterError, filter_rules, filters_script
 from correo.web.forwarding import MAX_ADDRESSES, forward_script, forward_settings, valid_address
 from correo.web.session_auth import end_other_sessions, harden, web_account
 
@@ -179,6 +182,28 @@ async def _forwarding_put(request: web.Request) -> web.Response:
     return await _save(request, account, forward_script(text, addresses, keep))
 
 
+async def _filters_get(request: web.Request) -> web.Response:
+    account = await web_account(request)
+    if account is None:
+        raise web.HTTPUnauthorized(text="not logged in\n")
+    _, text = await _active(request, account)
+    return answer(200, **filter_rules(text))
+
+
+async def _filters_put(request: web.Request) -> web.Response:
+    """The form's rules become the script's filters block; the Sieve made from them goes
+    through the same check as any script before it is saved."""
+    account = await bearer_account(request)
+    form = await read_json(request)
+    _, text = await _active(request, account)
+    try:
+        script = filters_script(text, form.get("rules"))
+    except FilterError as exc:
+        status = 409 if not filter_rules(text)["editable"] else 400
+        return answer(status, error=str(exc))
+    return await _save(request, account, script)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/account", _page)
     app.router.add_post("/webmail/account/password", _password)
@@ -186,3 +211,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/webmail/account/sieve", _sieve_put)
     app.router.add_get("/webmail/account/forwarding", _forwarding_get)
     app.router.add_put("/webmail/account/forwarding", _forwarding_put)
+    app.router.add_get("/webmail/account/filters", _filters_get)
+    app.router.add_put("/webmail/account/filters", _filters_put)

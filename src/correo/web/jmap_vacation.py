@@ -105,6 +105,16 @@ def _leading_requires_end(script: str) -> int:
                         j += 2 if script[j] == "\\" else 1
                 j += 1
             i = end = min(n, j + 1)
+            while i < n and script[i] in " \t":  # a comment on the same line goes with
+                i += 1  # it (the marked blocks' ``require ...; # correo:...`` lines)
+            if script.startswith("#", i):
+                nl = script.find("\n", i)
+                if nl < 0:
+                    i = end = n
+                else:
+                    i = nl
+            else:
+                i = end
             for ending in ("\r\n", "\n"):
                 if script.startswith(ending, i):
                     i = end = i + len(ending)

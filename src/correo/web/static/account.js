@@ -1,7 +1,9 @@
 // The account page: password (a correo endpoint), vacation reply (JMAP
-// VacationResponse, RFC 8621 §8) and the Sieve script as text.
+// VacationResponse, RFC 8621 §8), forwarding, filters as a form (filters.js) and the
+// Sieve script as text.
 
 import { Jmap } from "./jmap.js";
+import { FiltersForm } from "./filters.js";
 
 const VACATION = "urn:ietf:params:jmap:vacationresponse";
 const $ = (selector) => document.querySelector(selector);
@@ -81,10 +83,17 @@ async function start() {
 
   const forward = $("#forward-form");
   const sieve = $("#sieve-form");
+  // the folders a rule may move to: full names, as Sieve's fileinto takes them
+  const { list: boxes } = await jmap.call("Mailbox/get", { ids: null, properties: ["name", "parentId"] });
+  const byId = new Map(boxes.map((b) => [b.id, b]));
+  const fullName = (b) => (b.parentId && byId.has(b.parentId) ? `${fullName(byId.get(b.parentId))}/${b.name}` : b.name);
+  const filters = new FiltersForm($("#filters-form"), boxes.map(fullName).sort(), (method, url, body) => send(jmap, method, url, body));
+  $("#filters-form").addEventListener("saved", () => loadSieve());
   async function loadSieve() {
     const got = await fetch("/webmail/account/sieve", { headers: jmap.headers() });
     const answer = await got.json();
     sieve.elements.script.value = answer.script;
+    filters.show(await (await fetch("/webmail/account/filters", { headers: jmap.headers() })).json());
     const settings = await (await fetch("/webmail/account/forwarding", { headers: jmap.headers() })).json();
     forward.elements.to.value = settings.to.join(", ");
     forward.elements.keep.checked = settings.keep;
@@ -107,7 +116,7 @@ async function start() {
     say(sieve, "Checking…");
     try {
       await send(jmap, "PUT", "/webmail/account/sieve", { script: sieve.elements.script.value });
-      say(sieve, "Filters saved.");
+      say(sieve, "Script saved.");
       await loadSieve();
     } catch (error) {
       say(sieve, error.message, true);

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from correo.jmap.mail import MailboxMark, email_id, mailbox_id, write_state
@@ -52,10 +52,30 @@ def _same(state: MailboxState, status: MailboxStatus) -> bool:
     )
 
 
+def _uncounted(state: MailboxState) -> MailboxStatus:
+    return MailboxStatus(
+        messages=state.exists,
+        uidnext=state.uidnext,
+        uidvalidity=state.uidvalidity,
+        unseen=0,
+        deleted=0,
+        size=0,
+        highestmodseq=state.highestmodseq,
+        recent=0,
+    )
+
+
+def _state_of(status: MailboxStatus) -> MailboxState:
+    return MailboxState(status.uidvalidity, status.uidnext, status.highestmodseq, status.messages)
+
+
 @dataclass(slots=True)
 class Box:
     info: MailboxInfo
     status: MailboxStatus
+    #: False while ``status`` holds the mailbox's marks and EXISTS only (from its
+    #: indexed state): its unseen count is read when Mailbox/get asks for it
+    counted: bool = True
 
     @property
     def id(self) -> str:
@@ -372,16 +392,38 @@ class MailView:
                 try:
                     state = await self.store.mailbox_state(self.account, info.name)
                     box = self.index.box(self.account, info, state)
-                    if box is None:
-                        status = await self.store.mailbox_status(self.account, info.name)
-                        box = Box(info, status)
-                        if _same(state, status):  # else it moved between the two reads
-                            self.index.keep_box(self.account, state, box)
+                    if box is None:  # Email methods need its marks, not its counts
+                        box = Box(info, _uncounted(state), counted=False)
+                        self.index.keep_box(self.account, state, box)
                 except StoreError:
                     continue  # deleted meanwhile
                 boxes.append(box)
             self._boxes = boxes
         return self._boxes
+
+    async def counted_boxes(self) -> list[Box]:
+        """:meth:`boxes` with their STATUS counts (unseen), read where not yet known."""
+        out = []
+        for box in await self.boxes():
+            if not box.counted:
+                try:
+                    status = await self.store.mailbox_status(self.account, box.name)
+                except StoreError:
+                    continue  # deleted meanwhile
+                if _same(_state_of(box.status), status):
+                    box.status, box.counted = status, True  # the kept Box too
+                else:  # it moved since the marks were read: this answer's own
+                    marks = box.status
+                    counted = replace(
+                        status,
+                        uidvalidity=marks.uidvalidity,
+                        uidnext=marks.uidnext,
+                        highestmodseq=marks.highestmodseq,
+                        messages=marks.messages,
+                    )
+                    box = Box(box.info, counted)
+            out.append(box)
+        return out
 
     async def box_by_id(self, ident: str) -> Box | None:
         for box in await self.boxes():

@@ -190,7 +190,7 @@ async def mailbox_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     check_account(call, args)
     ids = get_ids(call, args)
     props = _properties(args, MAILBOX_PROPS)
-    boxes = await call.view.boxes()
+    boxes = await call.view.counted_boxes()
     by_name = {b.name: b for b in boxes}
     by_id = {b.id: b for b in boxes}
     chosen = boxes if ids is None else [by_id[i] for i in ids if i in by_id]
@@ -258,7 +258,7 @@ async def mailbox_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     cond = args.get("filter") or {}
     if not isinstance(cond, dict) or "operator" in cond:
         raise MethodError("unsupportedFilter", "a single FilterCondition only")
-    boxes = await call.view.boxes()
+    boxes = await call.view.counted_boxes()
     by_name = {b.name: b for b in boxes}
     rows = [(b, _mailbox_json(b, by_name)) for b in boxes]
     rows = [(b, j) for b, j in rows if _mailbox_matches(b, j, cond)]

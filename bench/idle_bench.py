@@ -13,9 +13,15 @@ session then times the fan-out: until every IDLE client has seen ``* n EXISTS``.
 ``--fetch-mb`` also times ``UID FETCH BODY.PEEK[]`` of one message of that size
 (MB/s, median of five), the throughput that a smaller TLS read buffer must not cost.
 
-The clients run in this process; their own asyncio TLS read buffers are shrunk so that
-10,000 of them fit (the server's are what is measured). RLIMIT_NOFILE is raised to the
-hard limit for this process and the server it starts.
+The idle clients run in a child process of their own (uvloop when importable, bare
+protocols rather than streams), so that they are not what the fan-out waits for; the
+times they saw the EXISTS are CLOCK_MONOTONIC, comparable with this process's. The
+fan-out is timed ``--rounds`` times (median): from sending the APPEND (the commit is
+in it) to the last client, and from its tagged OK. When the run ends the clients close
+all at once; the server's loop watchdog reports (``loop.blocked`` in serve.log) over the
+whole run are counted. ``--compress`` makes the IMAP clients start COMPRESS=DEFLATE
+(RFC 4978) after LOGIN. RLIMIT_NOFILE is raised to the hard limit for these processes
+and the server.
 """
 
 from __future__ import annotations
@@ -28,15 +34,19 @@ import os
 import re
 import resource
 import shutil
+import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from correo_server import DOMAIN, PASSWORD, CorreoServer
-from measure import proc_pss_kib, process_tree
+from measure import proc_pss_kib, process_tree, tree_cpu_seconds
 
 __all__ = ["main"]
 
@@ -105,75 +115,256 @@ def message(size: int, seed: int) -> bytes:
     return head.encode() + line * max(1, size // len(line))
 
 
-async def _connect(protocol: str, tls: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(
-        "127.0.0.1", PORTS[protocol], ssl=_client_tls() if tls else None, limit=2**16
-    )
+class _Client(asyncio.Protocol):
+    """One idle client as a bare protocol (no streams): cheap enough for 10,000 in one
+    process. IMAP: LOGIN, SELECT, [COMPRESS,] IDLE, then counts ``EXISTS`` lines."""
 
+    def __init__(self, worker: _Worker) -> None:
+        self.w = worker
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.step = 0  # IMAP: 0 greeting, 1 LOGIN sent, 2 COMPRESS sent, 3 IDLE sent, 4 idle
+        self.inflate: Any = None
+        self.deflate: Any = None
+        self.seen = 0  # EXISTS lines seen while idle
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-async def _until(reader: asyncio.StreamReader, done: bytes, bad: bytes = b"-ERR") -> None:
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 600)
-        if not line or line.startswith((bad, b"* BYE")):
-            raise ConnectionError(f"server refused: {line!r}")
-        if line.startswith(done):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment] # uvloop's is no subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed early: {self.buf[-200:]!r}"))
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.deflate is not None:
+            data = self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inflate is not None:
+            data = self.inflate.decompress(data)
+        if self.step == 4:  # idle: only the fan-out counts
+            tail = self.buf + data
+            n = tail.count(b" EXISTS\r\n")
+            if n:
+                self.seen += n
+                self.w.saw(self)
+            self.buf = tail[-16:]
             return
+        self.buf += data
+        w = self.w
+        while b"\r\n" in self.buf:
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            if line.startswith((b"-ERR", b"* BYE", b"a NO", b"a BAD", b"b NO", b"b BAD")):
+                self.ready.set_exception(ConnectionError(f"server refused: {line!r}"))
+                return
+            if w.protocol == "smtp":
+                if line.startswith(b"220 ") and self.step == 0:
+                    self.step = 1
+                    self.send(b"EHLO bench.example\r\n")
+                elif line.startswith(b"250 ") and self.step == 1:
+                    self.step = 4
+                    self.ready.set_result(None)
+            elif w.protocol == "pop3":
+                if self.step == 0:
+                    self.step = 1
+                    self.send(b"CAPA\r\n")
+                elif line == b".":
+                    self.step = 4
+                    self.ready.set_result(None)
+            elif self.step == 0:
+                self.step = 1
+                self.send(f'a LOGIN "{USER}" "{PASSWORD}"\r\n'.encode())
+            elif self.step == 1 and line.startswith(b"a OK"):
+                if w.compress:
+                    self.step = 2
+                    self.send(b"c COMPRESS DEFLATE\r\n")
+                else:
+                    self.step = 3
+                    self.send(b"b SELECT INBOX\r\nd IDLE\r\n")
+            elif self.step == 2 and line.startswith(b"c OK"):
+                # RFC 4978: both directions compressed from the next octet on; the
+                # client's own window is small (any window up to 32 KiB is valid)
+                self.inflate = zlib.decompressobj(-15)
+                self.deflate = zlib.compressobj(1, zlib.DEFLATED, -9, 1)
+                rest, self.buf = self.buf, b""
+                self.step = 3
+                self.send(b"b SELECT INBOX\r\nd IDLE\r\n")
+                if rest:
+                    self.data_received(rest)
+                return
+            elif self.step == 3 and line.startswith(b"+"):
+                self.step = 4
+                self.buf = b""
+                self.ready.set_result(None)
+                return
 
 
-async def _idle_client(
-    protocol: str, tls: bool, ready: asyncio.Event, seen: list[float]
-) -> asyncio.StreamWriter:
-    reader, writer = await _connect(protocol, tls)
-    await reader.readline()  # greeting
-    if protocol == "imap":
-        writer.write(f'a LOGIN "{USER}" "{PASSWORD}"\r\nb SELECT INBOX\r\nc IDLE\r\n'.encode())
-        await _until(reader, b"+")
+class _Worker:
+    """The clients' process: ``ready N`` once all are idle; then per ``go`` line waits
+    until every client has seen one more EXISTS and answers ``done COUNT LAST_TIME``
+    (time.perf_counter: CLOCK_MONOTONIC, the same clock as the parent's)."""
 
-        async def wait() -> None:
-            await ready.wait()
-            while True:
-                line = await reader.readline()
-                if not line or line.endswith(b"EXISTS\r\n"):
-                    seen.append(time.perf_counter())
-                    return
+    def __init__(self, protocol: str, tls: bool, compress: bool) -> None:
+        self.protocol, self.tls, self.compress = protocol, tls, compress
+        self.clients: list[_Client] = []
+        self.target = 0
+        self.pending = 0
+        self.last = 0.0
+        self.all_seen: asyncio.Event | None = None
 
-        asyncio.get_running_loop().create_task(wait())
-    elif protocol == "smtp":
-        writer.write(b"EHLO bench.example\r\n")
-        await _until(reader, b"250 ", b"5")
-    else:
-        writer.write(b"CAPA\r\n")
-        await _until(reader, b".")
-    return writer
+    def saw(self, client: _Client) -> None:
+        if client.seen == self.target:
+            self.pending -= 1
+            self.last = time.perf_counter()
+            if self.pending == 0 and self.all_seen is not None:
+                self.all_seen.set()
+
+    async def connect(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        ssl_ctx = _client_tls() if self.tls else None
+        port = PORTS[self.protocol]
+        for first in range(0, n, 200):
+            batch = [_Client(self) for _ in range(min(200, n - first))]
+            await asyncio.gather(
+                *(
+                    loop.create_connection(lambda c=c: c, "127.0.0.1", port, ssl=ssl_ctx)
+                    for c in batch
+                )
+            )
+            await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), 600)
+            self.clients += batch
+
+    async def run(self, n: int) -> None:
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        await self.connect(n)
+        print(f"ready {len(self.clients)}", flush=True)
+        while (await reader.readline()).strip() == b"go":
+            self.target += 1
+            self.pending = sum(1 for c in self.clients if c.seen < self.target)
+            self.all_seen = asyncio.Event()
+            print("armed", flush=True)
+            try:
+                await asyncio.wait_for(self.all_seen.wait(), 120)
+            except TimeoutError:
+                pass
+            print(f"done {len(self.clients) - self.pending} {self.last!r}", flush=True)
+        for c in self.clients:  # all at once: the server drops 10,000 sessions together
+            if c.transport is not None:
+                c.transport.close()
+        await asyncio.sleep(1)
 
 
-async def idle_test(protocol: str, tls: bool, n: int, root: int) -> dict[str, float]:
+def _worker_main(protocol: str, tls: bool, compress: bool, n: int) -> None:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    run(_Worker(protocol, tls, compress).run(n))
+
+
+def _log_size(srv: CorreoServer) -> int:
+    return (srv.data / "serve.log").stat().st_size if srv.data is not None else 0
+
+
+def _serve_log_stalls(data: Path, begin: int, end: int) -> list[str]:
+    """The loop watchdog's reports (``loop.blocked``) in serve.log between two offsets."""
+    with open(data / "serve.log", "rb") as f:
+        f.seek(begin)
+        text = f.read(end - begin)
+    return [line.decode(errors="replace") for line in text.splitlines() if b"loop.blocked" in line]
+
+
+def idle_test(
+    protocol: str,
+    tls: bool,
+    compress: bool,
+    n: int,
+    srv: CorreoServer,
+    rounds: int,
+    profile: Path | None = None,
+) -> dict[str, float]:
+    root = srv.pid
     pss = lambda: sum(proc_pss_kib(p) for p in process_tree(root))  # noqa: E731
-    await asyncio.sleep(1)
+    time.sleep(1)
+    offset = _log_size(srv)
     before = pss()
-    ready, seen = asyncio.Event(), []
-    writers: list[asyncio.StreamWriter] = []
-    for first in range(0, n, 200):
-        writers += await asyncio.gather(
-            *(_idle_client(protocol, tls, ready, seen) for _ in range(min(200, n - first)))
-        )
-    await asyncio.sleep(2)
-    after = pss()
-    name = f"{protocol}{'s' if tls else ''} x{n}"
-    r = {f"{name} KiB/conn": (after - before) / n}
-    if protocol == "imap":
-        ready.set()
-        client = await asyncio.to_thread(imap_login, tls)
-        started = time.perf_counter()
-        await asyncio.to_thread(client.append, "INBOX", None, None, message(2000, n))
-        deadline = time.monotonic() + 120
-        while len(seen) < n and time.monotonic() < deadline:  # noqa: ASYNC110 - a count
-            await asyncio.sleep(0.01)
-        r[f"{name} fan-out s"] = (max(seen) - started) if len(seen) == n else float("nan")
-        await asyncio.to_thread(client.logout)
-    for w in writers:
-        w.close()
-    await asyncio.sleep(3)  # the server drops them before the next measurement
+    args = [sys.executable, __file__, "--worker", "--protocol", protocol, "--count", str(n)]
+    args += ["--tls"] * tls + ["--compress"] * compress
+    worker = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        line = worker.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"the clients did not all go idle: {line!r}")
+        connected = _log_size(srv)
+        time.sleep(2)
+        after = pss()
+        name = f"{protocol}{'s' if tls else ''}{'+deflate' if compress else ''} x{n}"
+        r = {f"{name} KiB/conn": (after - before) / n}
+        spy = None
+        if profile is not None:  # py-spy (pip install py-spy) over the fan-out rounds
+            spy = subprocess.Popen(
+                [
+                    *("py-spy", "record", "-r", "250", "-f", "raw", "-o", str(profile)),
+                    *("--pid", str(root)),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+        if protocol == "imap":
+            client = imap_login(tls)
+            from_sent, from_ok, cpu = [], [], []
+            for i in range(rounds):
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
+                assert worker.stdout.readline().strip() == "armed"
+                cpu0 = tree_cpu_seconds([root])
+                sent = time.perf_counter()
+                typ, _ = client.append("INBOX", None, None, message(2000, n * 100 + i))
+                ok = time.perf_counter()
+                assert typ == "OK"
+                _, count, last = worker.stdout.readline().split()
+                cpu.append(tree_cpu_seconds([root]) - cpu0)
+                if int(count) != n:
+                    from_sent.append(float("nan"))
+                    from_ok.append(float("nan"))
+                else:
+                    from_sent.append(float(last) - sent)
+                    from_ok.append(float(last) - ok)
+                time.sleep(1)
+            client.logout()
+            print(f"# {name} fan-out rounds (from APPEND sent): {from_sent}", flush=True)
+            r[f"{name} fan-out s"] = statistics.median(from_sent)
+            r[f"{name} fan-out after OK s"] = statistics.median(from_ok)
+            r[f"{name} fan-out server CPU s"] = statistics.median(cpu)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        fanned = _log_size(srv)
+        worker.stdin.write("quit\n")
+        worker.stdin.flush()
+        worker.wait(120)
+        time.sleep(3)  # the server drops them before the next measurement
+        if srv.data is not None:
+            closed = _log_size(srv)
+            phases = {"connect": (offset, connected), "idle": (connected, fanned)}
+            phases["close"] = (fanned, closed)
+            for phase, (begin, end) in phases.items():
+                stalls = _serve_log_stalls(srv.data, begin, end)
+                for line in stalls:
+                    print(f"# {phase}: {line}", flush=True)
+                r[f"{name} loop stalls, {phase}"] = len(stalls)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
     return r
 
 
@@ -199,12 +390,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls", action="store_true", help="implicit TLS (imaps, submissions, pop3s)")
     p.add_argument("--count", type=int, nargs="+", default=[1000], help="idle clients per run")
     p.add_argument("--protocol", nargs="+", choices=list(PORTS), default=list(PORTS))
+    p.add_argument("--compress", action="store_true", help="IMAP: COMPRESS=DEFLATE (RFC 4978)")
+    p.add_argument("--rounds", type=int, default=3, help="IMAP: APPENDs timed (median)")
     p.add_argument("--fetch-mb", type=int, default=0, help="also time a FETCH of this size")
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/correo-idlebench"))
     p.add_argument(
         "--asyncio", action="store_true", help="serve on asyncio's own loop, not uvloop's"
     )
+    p.add_argument("--profile", type=Path, help="py-spy raw profile of the server's fan-out")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the clients
     a = p.parse_args(argv)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if a.worker:
+        _worker_main(a.protocol[0], a.tls, a.compress, a.count[0])
+        return 0
     if a.asyncio:  # correo serve falls back to asyncio when uvloop does not import
         shim = a.workdir.parent / "correo-idlebench-no-uvloop"
         shim.mkdir(parents=True, exist_ok=True)
@@ -212,8 +412,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             [str(shim), *filter(None, [os.environ.get("PYTHONPATH")])]
         )
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results: dict[str, float] = {}
     # A fresh server for each protocol and count: memory freed by one run would be
     # reused by the next and make it look cheaper.
@@ -229,11 +427,12 @@ def main(argv: list[str] | None = None) -> int:
             if protocol == "fetch":
                 results[f"FETCH {a.fetch_mb} MB MB/s"] = fetch_rate(a.tls, a.fetch_mb)
             else:
-                results |= asyncio.run(idle_test(protocol, a.tls, n, srv.pid))
+                compress = a.compress and protocol == "imap"
+                results |= idle_test(protocol, a.tls, compress, n, srv, a.rounds, a.profile)
         finally:
             srv.stop()
     for name, value in results.items():
-        print(f"{name:32} {value:10.3f}")
+        print(f"{name:36} {value:10.3f}")
     return 0
 
 

@@ -34,39 +34,52 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
     answered = await _idle_updates(session)
     await session.conn.flush(session.write_timeout)
     session.busy = False
+    loop = asyncio.get_running_loop()
     read_task: asyncio.Task[bytes] | None = None
+    # One future per wait, settled by whatever comes first (the client's input, the
+    # mailbox's watch, NOTIFY, the poll timer): no asyncio.wait and its sets per wake-up,
+    # which ten thousand sessions woken by one delivery would each pay.
+    wake: asyncio.Future[None] = loop.create_future()
+
+    def settle(_f: object = None) -> None:
+        if not wake.done():
+            wake.set_result(None)
+
     try:
         while True:
             view = session.view
             if session.core.buffered or (session.deflate is not None and session.deflate.backlog):
                 return  # input already received (DONE may be in it): _drain/_loop see it
+            if session.deflate is not None:
+                session.deflate.rest()  # RFC 4978: no compressor kept while idle
+            if wake.done():
+                wake = loop.create_future()
             if read_task is None:
                 read_task = asyncio.create_task(session.conn.read(1800.0))
-            waiters: set[asyncio.Future[Any]] = {read_task}
+                read_task.add_done_callback(settle)
+            other: asyncio.Future[Any] | None = None
             if view is not None and not answered:  # the store failed: look again soon
-                waiters.add(asyncio.ensure_future(asyncio.sleep(_IDLE_RETRY)))
-            elif view is not None:
-                waiters.add(
-                    asyncio.ensure_future(
-                        session.ctx.store.wait_for_change(
-                            view.account,
-                            view.name,
-                            view.highestmodseq,
-                            _IDLE_POLL,
-                            counter=session.seen_counter,
-                        )
+                timer = loop.call_later(_IDLE_RETRY, settle)
+            else:
+                timer = loop.call_later(_IDLE_POLL, settle)
+                if view is not None:
+                    # one store wait per mailbox for all its idle sessions (imap/shared.py)
+                    session.ctx.imap.wait_for_change(
+                        session.ctx.store, view.account, view.name, session.seen_counter, wake
                     )
-                )
             if session.notify is not None:
-                waiters.add(notify_wait(session))  # RFC 5465 §4: the same events in IDLE
-            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for fut in pending:
-                if fut is not read_task:
-                    fut.cancel()
-            for fut in done:  # a failed look is retried by _idle_updates below
-                if fut is not read_task and not fut.cancelled():
-                    fut.exception()
-            if read_task in done:
+                other = notify_wait(session)  # RFC 5465 §4: the same events in IDLE
+                other.add_done_callback(settle)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                if other is not None:
+                    other.remove_done_callback(settle)
+                    if other.done() and not other.cancelled():
+                        other.exception()  # a failed look is retried by _idle_updates
+                    other.cancel()
+            if read_task.done():
                 try:
                     data = read_task.result()
                 except TimeoutError:
@@ -93,6 +106,7 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
                 return
     finally:
         if read_task is not None:
+            read_task.remove_done_callback(settle)
             read_task.cancel()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -70,6 +69,7 @@ from correo.server.imap.acl import (
 from correo.server.imap.acl import guard as acl_guard
 from correo.server.imap.appends import Append, append_done, append_start, drop_appends
 from correo.server.imap.catenate import catenate_text, catenate_url
+from correo.server.imap.compress import Deflate
 from correo.server.imap.context import (
     cmd_cancelupdate,
     contexts_changed,
@@ -164,43 +164,10 @@ _AUTH_CAPS = (
 # Without a change counted by this process, re-read the change feed at most this often
 # (writers in other processes, e.g. the CLI import, are only seen by the query).
 _RECHECK = 1.0
-_INFLATE_PIECE = 256 * 1024  # inflated octets handed to the core at a time (COMPRESS)
 
 Handler = Callable[["ImapSession", str, Any], Awaitable[None]]
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-class _Deflate:
-    """COMPRESS=DEFLATE (RFC 4978): raw deflate both ways, flushed per write.
-
-    Inflating is bounded: one call yields at most ``_INFLATE_PIECE`` octets and keeps
-    the rest of the input as a backlog, so 64 KiB of compressed input (up to ~64 MiB
-    inflated) never expands in memory at once nor holds the event loop for long.
-    """
-
-    def __init__(self) -> None:
-        self.inflater = zlib.decompressobj(-15)
-        self.deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
-        self._full = False  # the last piece hit the bound: zlib may hold more output
-
-    @property
-    def backlog(self) -> bool:
-        """Input already received still has output to give (call :meth:`more`)."""
-        return self._full or bool(self.inflater.unconsumed_tail)
-
-    def inflate(self, data: bytes) -> bytes:
-        """The first piece of ``data``'s output; b"" when it ends mid-block (not EOF)."""
-        out = self.inflater.decompress(data, _INFLATE_PIECE)
-        self._full = len(out) == _INFLATE_PIECE
-        return out
-
-    def more(self) -> bytes:
-        """The next piece of the backlog."""
-        return self.inflate(self.inflater.unconsumed_tail)
-
-    def deflate(self, data: bytes) -> bytes:
-        return self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
 
 
 class ImapSession:
@@ -227,7 +194,7 @@ class ImapSession:
         self.auth_tag = ""
         self.appends: list[Append] = []
         self.append_failed: str | None = None
-        self.deflate: _Deflate | None = None
+        self.deflate: Deflate | None = None
         self.closing = False
         self.shutdown_requested = False
         self.busy = False
@@ -339,6 +306,7 @@ class ImapSession:
                     wait = remaining(self.ctx.config.limits.command_timeout, partial_since)
                 else:
                     partial_since = None
+                rest = deflate.rest_later() if deflate is not None else None
                 try:
                     if self.notify is not None:  # RFC 5465: changes go out meanwhile
                         data = await notify_read(self, wait)
@@ -347,6 +315,9 @@ class ImapSession:
                 except TimeoutError:
                     self.write(untagged("BYE", "Autologout; idle for too long"))
                     return
+                finally:
+                    if rest is not None:
+                        rest.cancel()
                 if data and deflate is not None:
                     data = deflate.inflate(data)
                     if not data:
@@ -633,7 +604,7 @@ class ImapSession:
         self.write(tagged(tag, "OK", "DEFLATE active"))
         await self.conn.flush(self.write_timeout)
         leftover = self.core.compression_started()
-        self.deflate = _Deflate()
+        self.deflate = Deflate()
         if leftover:
             data = self.deflate.inflate(leftover)
             if data:  # b"" is an incomplete block here, never EOF

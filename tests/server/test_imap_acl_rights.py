@@ -156,7 +156,7 @@ def test_create_rename_delete_by_rights_k_and_x(server: Server) -> None:
     lines = alice.cmd("l", f'LIST "" "{team}/*"')
     assert lines[0].endswith(f'"{team}/Sub"'.encode()), lines
     out = bob.cmd("m", f'MYRIGHTS "{base}/{team}/Sub"')  # inherited from its parent
-    assert sorted(out[0].rsplit(b" ", 1)[1].strip(b'"').decode()) == ["k", "l", "r"], out
+    assert out[0].endswith(b'"lrk"'), out
     # x: RENAME takes the mailbox away (and k puts it below its new parent)
     rename = f'RENAME "{base}/{team}/Sub" "{base}/{team}/Sub2"'
     assert bob.cmd("x1", rename)[-1].startswith(b"x1 NO [NOPERM]")

@@ -81,7 +81,8 @@ async def rights_of(session: ImapSession, owner: str, mailbox: str) -> str:
         except MailboxError:
             return ""
         return ALL_RIGHTS
-    return await store.acl_rights(owner, mailbox, session.user)
+    held = await store.acl_rights(owner, mailbox, session.user)
+    return "".join(r for r in ALL_RIGHTS if r in held)  # RFC 4314 §2.1 order, as GETACL
 
 
 async def _checked(session: ImapSession, tag: str, name: str, need: str) -> tuple[str, str] | None:

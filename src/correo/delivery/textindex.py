@@ -164,6 +164,9 @@ class TextIndexer:
         # bodies the delivery handed over (bounded in bytes), by the job's first target
         self._in_hand: dict[Target, tuple[bytes, MessageFacts]] = {}
         self._in_hand_bytes = 0
+        # by account, bumped by forget(): an extraction that spans it may belong to a
+        # mailbox now gone (what it would have written is left to the backfill)
+        self._generation: dict[str, int] = {}
 
     def add(
         self, targets: Sequence[Target], body: tuple[bytes, MessageFacts] | None = None
@@ -191,6 +194,31 @@ class TextIndexer:
         """A search scanned these messages itself: do not extract them again."""
         for uid in uids:
             self.pending.discard((account, mailbox, uid))
+
+    def forget(self, account: str, mailbox: str) -> None:
+        """The mailbox (and those below it) was deleted or renamed: drop what is queued
+        or buffered for it.
+
+        Its UIDs will name other messages if a mailbox of that name is made again
+        (a new UIDVALIDITY, RFC 9051 §2.3.1.1), so a text queued for the old one must
+        not be written under the new; messages of a renamed mailbox are found by the
+        search-time backfill.
+        """
+        below = mailbox + "/"  # the store's hierarchy delimiter
+
+        def inside(name: str) -> bool:
+            return name == mailbox or name.startswith(below)
+
+        self._generation[account] = self._generation.get(account, 0) + 1
+        gone = {t for t in self.pending if t[0] == account and inside(t[1])}
+        self.pending.difference_update(gone)
+        for target in gone & self._in_hand.keys():
+            self._in_hand_bytes -= len(self._in_hand.pop(target)[0])
+        for cache in (self._trees, self._bodies):
+            for target in gone & cache.keys():
+                del cache[target]
+        for key in [k for k in self._buffer if k[0] == account and inside(k[1])]:
+            self._buffered -= len(self._buffer.pop(key))
 
     def write(self, account: str, mailbox: str, texts: dict[int, str]) -> None:
         """Queue an index write without waiting for it (best effort, batched)."""
@@ -233,13 +261,15 @@ class TextIndexer:
                     self._in_hand_bytes -= len(body[0])
                 targets = [t for t in job if t in self.pending]
                 self.pending.difference_update(job)
+                before = [self._generation.get(t[0], 0) for t in targets]
                 if targets and body is not None:
                     text = self._from_hand(*body)
                 else:
                     text = await self._extract(targets) if targets else None
                 if text is not None:
-                    for account, mailbox, uid in targets:
-                        self.write(account, mailbox, {uid: text})
+                    for (account, mailbox, uid), generation in zip(targets, before, strict=True):
+                        if self._generation.get(account, 0) == generation:
+                            self.write(account, mailbox, {uid: text})
                 while self._buffered > _MAX_BUFFERED and self._flusher is not None:
                     await asyncio.shield(self._flusher)  # the writer sets the pace
                 await self._yield(loop.time() - started)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from correo.delivery.textindex import indexer_for
 from correo.jmap.core import Limits, MethodError, SetError, is_id
 from correo.jmap.mail import read_state, role_of
 from correo.log import Logger
@@ -355,6 +356,7 @@ async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
                     await call.store.rename_mailbox(
                         call.account, box.name, name, limit=call.mailbox_limit
                     )
+                    indexer_for(call.store).forget(call.account, box.name)
             if "isSubscribed" in props:
                 call.view.forget()
                 box = await call.view.box_by_id(ident)
@@ -383,6 +385,7 @@ async def mailbox_set(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             if box.status.messages and not remove_emails:
                 raise _Refused(SetError("mailboxHasEmail"))  # RFC 8621 §2.5
             await call.store.delete_mailbox(call.account, box.name)
+            indexer_for(call.store).forget(call.account, box.name)
             call.view.forget()
             destroyed.append(ident)
         except _Refused as exc:

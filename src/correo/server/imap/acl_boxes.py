@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from correo.delivery.textindex import indexer_for
 from correo.imap.responses import tagged
 from correo.message.objectid import mailbox_id
 from correo.server.imap.acl import OTHER_USERS, refusal, resolve
@@ -90,6 +91,7 @@ async def shared_delete(session: ImapSession, tag: str, owner: str, name: str) -
         session.view = None
         session.core.unselected()
     await session.ctx.store.delete_mailbox(owner, name)
+    indexer_for(session.ctx.store).forget(owner, name)
     _forget(session, owner)
     session.write(tagged(tag, "OK", "DELETE completed"))
 
@@ -121,5 +123,6 @@ async def shared_rename(session: ImapSession, tag: str, old: str, new: str) -> N
         return
     limit = session.ctx.config.limits.mailboxes_per_account
     await store.rename_mailbox(owner, source[1], target[1], limit=limit)
+    indexer_for(store).forget(owner, source[1])
     _forget(session, owner)
     session.write(tagged(tag, "OK", "RENAME completed"))

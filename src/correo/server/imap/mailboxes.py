@@ -9,6 +9,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+from correo.delivery.textindex import indexer_for
 from correo.imap import commands as c
 from correo.imap.responses import (
     list_response,
@@ -234,6 +235,7 @@ async def cmd_delete(session: ImapSession, tag: str, cmd: c.Delete) -> None:
         session.view = None
         session.core.unselected()
     await session.ctx.store.delete_mailbox(session.user, name)
+    indexer_for(session.ctx.store).forget(session.user, name)
     mailboxes_changed(session)
     session.write(tagged(tag, "OK", "DELETE completed"))
 
@@ -260,6 +262,7 @@ async def cmd_rename(session: ImapSession, tag: str, cmd: c.Rename) -> None:
             return
     limit = session.ctx.config.limits.mailboxes_per_account
     await session.ctx.store.rename_mailbox(session.user, old, new, limit=limit)
+    indexer_for(session.ctx.store).forget(session.user, old)
     mailboxes_changed(session)
     session.write(tagged(tag, "OK", "RENAME completed"))
 

@@ -351,3 +351,19 @@ def test_with_condstore_every_flag_fetch_carries_uid_and_modseq(server: Server) 
     assert any(re.fullmatch(other, x) for x in a.cmd("3", "NOOP"))  # and b's to a
     a.close()
     b.close()
+
+
+def test_with_condstore_a_fetch_that_sets_seen_carries_uid(server: Server) -> None:
+    """RFC 7162 §3.1: a FETCH that implicitly sets \\Seen is a flag change like a STORE:
+    under CONDSTORE its response carries UID, FLAGS and MODSEQ."""
+    box = _box_with(server, "cseen", 2)
+    a = RawImap(server.ports["imaps"])
+    a.login()
+    assert a.cmd("s", f"SELECT {box} (CONDSTORE)")[-1].startswith(b"s OK")
+    uid = re.search(rb"UID (\d+)", a.cmd("u", "FETCH 1 UID")[0])
+    assert uid is not None
+    out = a.cmd("f", "FETCH 1 BODY[HEADER.FIELDS (SUBJECT)]")
+    head = out[0]
+    assert head.startswith(b"* 1 FETCH (") and b"\\Seen" in head, out
+    assert re.search(rb" UID %s MODSEQ \(\d+\)\)$" % uid[1], head), out
+    a.close()

@@ -182,11 +182,12 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
             )
             await session._stored(changed)
             await contexts_changed(session)
-            if "FLAGS" not in plan.names:
+            added = [c.FetchAtt(n) for n in ("FLAGS",) if n not in plan.names]
+            if plan.condstore and not cmd.uid and "UID" not in plan.names:
+                added.append(c.FetchAtt("UID"))  # RFC 7162 §3.1: flags changed by FETCH too
+            if added:
                 plan = FetchPlan.of(
-                    (*cmd.items, c.FetchAtt("FLAGS")),
-                    uid_command=cmd.uid,
-                    condstore=plan.condstore,
+                    (*cmd.items, *added), uid_command=cmd.uid, condstore=plan.condstore
                 )
     facts = {}
     expunged = False  # some message's data was gone: left out (RFC 5530 §3 EXPUNGEISSUED)

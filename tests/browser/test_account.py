@@ -42,7 +42,7 @@ def test_account_page(start_server: Any, page: Page, shot: Shot) -> None:
     sieve.get_by_role("button", name="Save script").click()
     expect(sieve.get_by_role("status")).to_have_text("Script saved.")
     deliver(server, user, "Your invoice for May")
-    deadline, found = time.monotonic() + 10, []
+    deadline, found = time.monotonic() + 10, list[bytes]()
     while not found and time.monotonic() < deadline:
         client = imap(server, user)
         client.select("Archive")
@@ -154,7 +154,7 @@ def test_filters_form(start_server: Any, page: Page, shot: Shot) -> None:
     message.set_content("tracked\n")
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
         smtp.send_message(message, from_addr="t@sender.example", to_addrs=[user])
-    deadline, found = time.monotonic() + 10, []
+    deadline, found = time.monotonic() + 10, list[bytes]()
     while len(found) < 2 and time.monotonic() < deadline:
         client = imap(server, user)
         client.select("Archive", readonly=True)

@@ -226,16 +226,27 @@ class _Worker:
         loop = asyncio.get_running_loop()
         ssl_ctx = _client_tls() if self.tls else None
         port = PORTS[self.protocol]
-        for first in range(0, n, 200):
-            batch = [_Client(self) for _ in range(min(200, n - first))]
-            await asyncio.gather(
-                *(
-                    loop.create_connection(lambda c=c: c, "127.0.0.1", port, ssl=ssl_ctx)
-                    for c in batch
-                )
-            )
-            await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), 600)
-            self.clients += batch
+
+        async def one() -> _Client:
+            for attempt in range(5):  # a busy machine resets a few handshakes
+                client = _Client(self)
+                try:
+                    await loop.create_connection(
+                        lambda c=client: c,  # type: ignore[misc]
+                        "127.0.0.1",
+                        port,
+                        ssl=ssl_ctx,
+                    )
+                    await asyncio.wait_for(client.ready, 600)
+                    return client
+                except (OSError, ssl.SSLError):
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1)
+            raise AssertionError("unreachable")
+
+        for first in range(0, n, 100):
+            self.clients += await asyncio.gather(*(one() for _ in range(min(100, n - first))))
 
     async def run(self, n: int) -> None:
         reader = asyncio.StreamReader()

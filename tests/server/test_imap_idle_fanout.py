@@ -13,7 +13,7 @@ from tests.conftest import PASSWORDS, Server, client_tls
 from tests.server.imap_helpers import RawImap, imap, message, unique
 
 USER = "carol@example.test"
-SESSIONS = 200
+SESSIONS = 120
 
 
 async def _idle_session(port: int, box: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -34,8 +34,8 @@ async def _until(reader: asyncio.StreamReader, end: bytes) -> bytes:
 async def _fan_out(server: Server, box: str) -> None:
     port = server.ports["imaps"]
     sessions: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    for _ in range(SESSIONS // 25):  # TLS handshakes a few at a time
-        sessions += await asyncio.gather(*(_idle_session(port, box) for _ in range(25)))
+    for _ in range(SESSIONS // 10):  # TLS handshakes a few at a time
+        sessions += await asyncio.gather(*(_idle_session(port, box) for _ in range(10)))
     client = imap(server, USER)
     assert client.append(box, None, None, message("for everyone"))[0] == "OK"
     client.logout()

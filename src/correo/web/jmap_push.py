@@ -148,17 +148,20 @@ class PushHub:
         self._watches: dict[str, _Watch] = {}
 
     async def join(self, account: str) -> _Watch:
-        watch = self._watches.get(account)
-        if watch is None:
-            watch = self._watches[account] = _Watch(self.ctx, self.index, account)
-            watch.first = asyncio.get_running_loop().create_task(watch.read())
-        assert watch.first is not None
-        try:
-            await asyncio.shield(watch.first)
-        except StoreError:
+        while True:  # a watch its last stream left while this one waited is not taken
+            watch = self._watches.get(account)
+            if watch is None:
+                watch = self._watches[account] = _Watch(self.ctx, self.index, account)
+                watch.first = asyncio.get_running_loop().create_task(watch.read())
+            assert watch.first is not None
+            try:
+                await asyncio.shield(watch.first)
+            except StoreError:
+                if self._watches.get(account) is watch:
+                    del self._watches[account]
+                raise
             if self._watches.get(account) is watch:
-                del self._watches[account]
-            raise
+                break
         watch.users += 1
         if watch.task is None:
             watch.task = asyncio.get_running_loop().create_task(watch.run(self.stopping))
@@ -166,8 +169,9 @@ class PushHub:
 
     def leave(self, watch: _Watch) -> None:
         watch.users -= 1
-        if watch.users <= 0 and self._watches.get(watch.account) is watch:
-            del self._watches[watch.account]
+        if watch.users <= 0:
+            if self._watches.get(watch.account) is watch:
+                del self._watches[watch.account]
             if watch.task is not None:
                 watch.task.cancel()
 

@@ -55,7 +55,7 @@ def web_login(port: int) -> str:
     secret = got.cookies.get(COOKIE)
     if got.status_code != 303 or secret is None:
         raise RuntimeError(f"no web login: {got.status_code} {got.text[:200]}")
-    return bearer_for(secret)
+    return str(bearer_for(secret))
 
 
 _AUTH = {"value": ""}  # "Bearer …", set once logged in
@@ -164,7 +164,8 @@ async def _open_all(
                 await asyncio.sleep(1 + attempt)
         else:
             stream = await opener(port)
-        return asyncio.ensure_future(watch(stream, armed))
+        future: asyncio.Future[float] = asyncio.ensure_future(watch(stream, armed))
+        return future
 
     for first in range(0, n, 20):
         out += await asyncio.gather(*(one() for _ in range(min(20, n - first))))

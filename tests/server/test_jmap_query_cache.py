@@ -48,7 +48,7 @@ def test_kept_query_orders_follow_every_change(server: Server) -> None:
     expect_orders()
     client.store("4", "+FLAGS", "(\\Deleted)")
     _, found = client.fetch("4", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    gone = found[0][1].decode().split(":", 1)[1].strip()  # type: ignore[index]
+    gone = found[0][1].decode().split(":", 1)[1].strip()  # type: ignore[index,union-attr]
     client.expunge()
     del subjects[gone]
     expect_orders()

@@ -4,6 +4,13 @@
     python bench/smtp_bench.py --target correo --store private   # correo on PostgreSQL
     python bench/smtp_bench.py --stores sqlite,private --rounds 3  # both stores and the
                                                                    # peer, rounds alternating
+    python bench/smtp_bench.py --modes mx,starttls,submissions --rounds 2 -n 3000
+
+--modes picks how the load arrives (one table per mode, targets interleaved in each round):
+mx is plaintext SMTP on the MX port; starttls the same port upgraded with STARTTLS;
+submissions is implicit TLS on the submissions port with AUTH PLAIN as user1, which each
+target DKIM-signs (correo with the domain's keys from `correo init`, the peer with OpenDKIM
+as a milter when it is installed).
 
 For each target: start it fresh, push N messages over C connections into its MX listener,
 then poll POP3 STAT over every user until all N are retrievable. Reported per target:
@@ -46,7 +53,7 @@ from measure import (
     reset_hwm,
     wait_retrievable,
 )
-from smtp_load import LoadResult, percentile, run, run_load
+from smtp_load import LoadResult, Security, percentile, run, run_load
 
 __all__ = ["Outcome", "bench_target", "main"]
 
@@ -102,6 +109,7 @@ def bench_target(
     size: int,
     users: int,
     timeout: float,
+    sec: Security | None = None,
 ) -> Outcome:
     """Load one running target and wait until everything it accepted is retrievable."""
     baseline, poll = calibrate(pop)
@@ -117,10 +125,13 @@ def bench_target(
     own0 = {k: _own_cpu(f()) for k, f in components.items()}
     with RssSampler(pids) as rss:
         cpu.start()
-        res = run(run_load("127.0.0.1", smtp_port, n, c, size, users, domain))
+        res = run(
+            run_load("127.0.0.1", smtp_port, n, c, size, users, domain, sec=sec or Security())
+        )
         # correo: the kernel's exact peak over the load, read before any POP3 login.
         hwm = proc_kib(hwm_pid, "VmHWM") if hwm_pid is not None else 0
-        print(f"  [{name}] load: {res.summary()}", flush=True)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"  [{name}] load: {res.summary()} (load average {load})", flush=True)
         for line in res.error_samples:
             print(f"  [{name}]   error: {line}", flush=True)
         expected = {u: baseline[u] + res.accepted_by_rcpt[u] for u in pop.users}
@@ -175,8 +186,22 @@ def _move_listeners(toml: Path, keep: set[int]) -> None:
     toml.write_text(head + sep + body + sep2 + tail)
 
 
-def run_peer(a: argparse.Namespace) -> Outcome:
+MODES = ("mx", "starttls", "submissions")
+
+
+def _security(mode: str, user: str, password: str) -> Security:
+    """How the load arrives in one mode (see the module docstring)."""
+    if mode == "starttls":
+        return Security(starttls=True)
+    if mode == "submissions":
+        return Security(tls=True, auth=(user, password))
+    return Security()
+
+
+def run_peer(a: argparse.Namespace, mode: str = "mx") -> Outcome:
     cfg = peer.PeerConfig(workdir=a.peer_workdir, users=a.users)
+    if mode == "submissions" and not peer.opendkim_available():
+        print("peer: opendkim is not installed: submissions WITHOUT DKIM signing", flush=True)
     print("peer: Postfix -> LMTP -> Dovecot (setting up)", flush=True)
     peer.setup(cfg)
     peer.start(cfg)
@@ -189,10 +214,12 @@ def run_peer(a: argparse.Namespace) -> Outcome:
             password=peer.PASSWORD,
         )
         time.sleep(1)  # let the freshly forked daemons settle before measuring
+        port = cfg.submissions_port if mode == "submissions" else cfg.smtp_port
         return bench_target(
-            "peer", cfg.smtp_port, pop, lambda: peer.peer_pids(cfg), None,
+            "peer", port, pop, lambda: peer.peer_pids(cfg), None,
             {"postfix+dovecot": lambda: peer.peer_pids(cfg)},
             a.n, a.c, a.size, a.users, a.timeout,
+            _security(mode, pop.users[0], peer.PASSWORD),
         )  # fmt: skip
     finally:
         if not a.keep:
@@ -236,7 +263,9 @@ class _PrivatePg:
             cls.cluster = None
 
 
-def run_correo(a: argparse.Namespace, store: str | None = None, name: str = "correo") -> Outcome:
+def run_correo(
+    a: argparse.Namespace, store: str | None = None, name: str = "correo", mode: str = "mx"
+) -> Outcome:
     store = a.store if store is None else (None if store == "sqlite" else store)
     on_pg = store is not None
     if store == "private":  # a PostgreSQL of its own, as the tests start (tests/pg.py)
@@ -247,13 +276,28 @@ def run_correo(a: argparse.Namespace, store: str | None = None, name: str = "cor
     print(f"{name}: setting up" + (f" on {store}" if store else ""), flush=True)
     srv.setup()
     assert srv.data is not None
-    _move_listeners(srv.data / "correo.toml", {srv.smtp_port, srv.pop3s_port})
+    toml = srv.data / "correo.toml"
+    subs_port = _free_port()
+    toml.write_text(
+        re.sub(
+            r'(?m)^submissions = \["127\.0\.0\.1:\d+"\]',
+            f'submissions = ["127.0.0.1:{subs_port}"]',
+            toml.read_text(),
+        )
+    )
+    _move_listeners(toml, {srv.smtp_port, srv.pop3s_port, subs_port})
     srv.start()
-    return _bench_correo(a, srv, name, on_pg)
+    port = subs_port if mode == "submissions" else srv.smtp_port
+    return _bench_correo(a, srv, name, on_pg, port, mode)
 
 
 def _bench_correo(
-    a: argparse.Namespace, srv: correo_server.CorreoServer, name: str, on_pg: bool
+    a: argparse.Namespace,
+    srv: correo_server.CorreoServer,
+    name: str,
+    on_pg: bool,
+    port: int | None = None,
+    mode: str = "mx",
 ) -> Outcome:
     components: dict[str, Callable[[], Iterable[int]]] = {"correo": lambda: process_tree(srv.pid)}
     if on_pg and _PrivatePg.cluster is not None:
@@ -268,8 +312,9 @@ def _bench_correo(
         )
         time.sleep(1)
         return bench_target(
-            name, srv.smtp_port, pop, lambda: process_tree(srv.pid), srv.pid, components,
+            name, port or srv.smtp_port, pop, lambda: process_tree(srv.pid), srv.pid, components,
             a.n, a.c, a.size, a.users, a.timeout,
+            _security(mode, pop.users[0], correo_server.PASSWORD),
         )  # fmt: skip
     finally:
         if a.keep:
@@ -337,35 +382,51 @@ def main(argv: list[str] | None = None) -> int:
         help="several correo targets, comma-separated: sqlite, private, postgresql://...",
     )
     p.add_argument("--rounds", type=int, default=1, help="rounds; targets take turns")
+    p.add_argument(
+        "--modes",
+        default="mx",
+        help="comma-separated: mx (plaintext), starttls, submissions (implicit TLS, AUTH, DKIM)",
+    )
     a = p.parse_args(argv)
-    targets: list[tuple[str, Callable[[], Outcome]]] = []
-    if a.target in ("correo", "both"):
-        if a.stores:
-            for store in a.stores.split(","):
-                label = "correo-" + ("pg" if store != "sqlite" else "sqlite")
-                targets.append((label, functools.partial(run_correo, a, store, label)))
-        else:
-            targets.append(("correo", lambda: run_correo(a)))
-    if a.target in ("peer", "both"):
-        targets.append(("peer", lambda: run_peer(a)))
-    outcomes: dict[str, list[Outcome]] = {}
+    modes = a.modes.split(",")
+    if bad := [m for m in modes if m not in MODES]:
+        p.error(f"--modes: unknown {', '.join(bad)} (known: {', '.join(MODES)})")
+    targets: list[tuple[str, str, Callable[[], Outcome]]] = []
+    for mode in modes:
+        if a.target in ("correo", "both"):
+            if a.stores:
+                for store in a.stores.split(","):
+                    label = "correo-" + ("pg" if store != "sqlite" else "sqlite")
+                    fn = functools.partial(run_correo, a, store, label, mode)
+                    targets.append((mode, label, fn))
+            else:
+                targets.append(
+                    (mode, "correo", functools.partial(run_correo, a, None, "correo", mode))
+                )
+        if a.target in ("peer", "both"):
+            targets.append((mode, "peer", functools.partial(run_peer, a, mode)))
+    by_mode: dict[str, dict[str, list[Outcome]]] = {m: {} for m in modes}
     failed = False
     try:
         for rnd in range(a.rounds):
-            for name, fn in targets:
-                print(f"--- round {rnd + 1}/{a.rounds}: {name}", flush=True)
+            for mode, name, run_one in targets:
+                print(f"--- round {rnd + 1}/{a.rounds}: {name} ({mode})", flush=True)
                 try:
-                    outcomes.setdefault(name, []).append(fn())
+                    by_mode[mode].setdefault(name, []).append(run_one())
                 except (Exception, SystemExit) as exc:  # one broken target must not hide another
                     traceback.print_exc()
                     print(f"{name}: FAILED: {exc!r}", file=sys.stderr, flush=True)
                     failed = True
     finally:
         _PrivatePg.stop()
-    outcomes = {k: v for k, v in outcomes.items() if v}
-    print(f"\nn={a.n} c={a.c} size={a.size} users={a.users} rounds={a.rounds} (medians)")
-    if outcomes:
-        print(_table(outcomes))
+    for mode in modes:
+        outcomes = {k: v for k, v in by_mode[mode].items() if v}
+        print(
+            f"\n[{mode}] n={a.n} c={a.c} size={a.size} users={a.users} rounds={a.rounds} "
+            f"(medians; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+        )
+        if outcomes:
+            print(_table(outcomes))
     return 1 if failed else 0
 
 

@@ -6,14 +6,24 @@ a shared counter until N have been sent. Messages are realistic RFC 5322 text of
 bytes with a unique Message-ID, addressed round-robin to user1..userK@DOMAIN.
 
     python bench/smtp_load.py --port 2526 -n 5000 -c 20 --size 5000
+    python bench/smtp_load.py --port 2465 --tls --auth user1@bench.test:PASS   # submissions
+    python bench/smtp_load.py --port 2525 --starttls
+
+With --tls each connection opens with a TLS handshake (implicit TLS, RFC 8314 §3.3); with
+--starttls it upgrades after the first EHLO (RFC 3207) and says EHLO again. One TLS session
+per connection, reused for all its messages. --auth USER:PASS logs in with AUTH PLAIN
+(RFC 4954, RFC 4616) once per connection; the envelope sender and From are then USER.
+The server's certificate is not verified: the bench runs on loopback with self-signed ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import random
+import ssl
 import sys
 import time
 from collections import Counter
@@ -24,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "LoadResult",
+    "Security",
     "SmtpError",
     "body_lines",
     "build_message",
@@ -154,6 +165,47 @@ async def _expect(reader: asyncio.StreamReader, want: int, what: str) -> bytes:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class Security:
+    """How a connection is secured and who it logs in as (all off by default)."""
+
+    tls: bool = False  # implicit TLS from the first byte (RFC 8314)
+    starttls: bool = False  # STARTTLS after the first EHLO (RFC 3207)
+    auth: tuple[str, str] | None = None  # AUTH PLAIN user, password (RFC 4954)
+
+    def context(self) -> ssl.SSLContext | None:
+        if not (self.tls or self.starttls):
+            return None
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False  # loopback, self-signed certificates
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+async def _open(
+    host: str, port: int, helo: str, sec: Security, ctx: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Connect, greet, secure and log in; returns the streams and the last EHLO reply."""
+    tls_now = ctx if sec.tls else None
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 16, ssl=tls_now)
+    await _expect(reader, 220, "greeting")
+    writer.write(f"EHLO {helo}\r\n".encode())
+    caps = (await _expect(reader, 250, "EHLO")).upper()
+    if sec.starttls:
+        assert ctx is not None
+        writer.write(b"STARTTLS\r\n")
+        await _expect(reader, 220, "STARTTLS")
+        await writer.start_tls(ctx)
+        writer.write(f"EHLO {helo}\r\n".encode())  # RFC 3207 §4.2: forget what came before
+        caps = (await _expect(reader, 250, "EHLO")).upper()
+    if sec.auth is not None:
+        user, password = sec.auth
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        writer.write(f"AUTH PLAIN {token}\r\n".encode())  # RFC 4954 §4: initial response
+        await _expect(reader, 235, "AUTH")
+    return reader, writer, caps
+
+
 async def _connection(
     host: str,
     port: int,
@@ -163,16 +215,15 @@ async def _connection(
     rcpt_of: Callable[[int], str],
     sender: str,
     helo: str,
+    sec: Security = Security(),
+    ctx: ssl.SSLContext | None = None,
 ) -> None:
     """One client connection; on any error it records it and reconnects for the next message."""
     while True:
         i: int | None = None
         writer: asyncio.StreamWriter | None = None
         try:
-            reader, writer = await asyncio.open_connection(host, port, limit=1 << 16)
-            await _expect(reader, 220, "greeting")
-            writer.write(f"EHLO {helo}\r\n".encode())
-            caps = (await _expect(reader, 250, "EHLO")).upper()
+            reader, writer, caps = await _open(host, port, helo, sec, ctx)
             pipelining = b"PIPELINING" in caps
             while (i := next_index()) is not None:
                 rcpt = rcpt_of(i)
@@ -228,9 +279,13 @@ async def run_load(
     users: int = 10,
     domain: str = "bench.test",
     sender: str = "loadgen@sender.bench",
+    sec: Security = Security(),
 ) -> LoadResult:
     """Send n messages of about `size` bytes over `concurrency` connections."""
     res = LoadResult()
+    ctx = sec.context()
+    if sec.auth is not None:
+        sender = sec.auth[0]  # a submission server lets a user send only as themselves
     counter = itertools.count()
 
     def next_index() -> int | None:
@@ -243,7 +298,9 @@ async def run_load(
     res.t_start = time.monotonic()
     await asyncio.gather(
         *(
-            _connection(host, port, next_index, res, size, rcpt_of, sender, "loadgen.bench")
+            _connection(
+                host, port, next_index, res, size, rcpt_of, sender, "loadgen.bench", sec, ctx
+            )
             for _ in range(concurrency)
         )
     )
@@ -270,8 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=5000, help="bytes per message")
     p.add_argument("--users", type=int, default=10)
     p.add_argument("--domain", default="bench.test")
+    p.add_argument("--tls", action="store_true", help="implicit TLS (port 465 style)")
+    p.add_argument("--starttls", action="store_true", help="STARTTLS after EHLO")
+    p.add_argument("--auth", metavar="USER:PASS", help="AUTH PLAIN once per connection")
     a = p.parse_args(argv)
-    res = run(run_load(a.host, a.port, a.n, a.c, a.size, a.users, a.domain))
+    if a.tls and a.starttls:
+        p.error("--tls and --starttls exclude each other")
+    auth = None
+    if a.auth is not None:
+        user, sep, password = a.auth.partition(":")
+        if not sep:
+            p.error("--auth wants USER:PASS")
+        auth = (user, password)
+    sec = Security(tls=a.tls, starttls=a.starttls, auth=auth)
+    res = run(run_load(a.host, a.port, a.n, a.c, a.size, a.users, a.domain, sec=sec))
     print(res.summary())
     for line in res.error_samples:
         print("  error:", line)

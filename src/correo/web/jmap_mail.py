@@ -17,7 +17,7 @@ import bisect
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -123,6 +123,7 @@ _HEADS_KEPT = 50_000  # Emails whose parsed header properties are kept
 _CATCH_UP_MOST = 500  # new messages a kept listing takes in by hashing them here
 _CATCH_UP_OCTETS = 8 << 20  # and their octets at most (else the mailbox is listed again)
 _CARRIED = 1000  # changed Emails past which kept query orders are sorted again
+_SPLICED = 256  # changed UIDs past which a kept listing is rebuilt in one pass
 
 
 @dataclass(slots=True)
@@ -299,11 +300,15 @@ async def _group(listings: dict[int, list[Row]]) -> dict[str, EmailRow]:
 
 
 async def _regroup(
-    previous: Snapshot, listings: dict[int, list[Row]], changed: set[str] | None = None
+    previous: Snapshot,
+    listings: dict[int, list[Row]],
+    changed: set[str] | None = None,
+    deltas: dict[int, tuple[list[Row], list[Row], list[Row]]] | None = None,
 ) -> dict[str, EmailRow] | None:
     """The Emails of ``listings`` made from ``previous``'s: only those whose rows came or
-    went are made again (a catch-up keeps the rows that did not change), so a delivery
-    costs a pass over the mailbox's rows, not an Email object for each.  None when the
+    went are made again (a catch-up keeps the rows that did not change).  A mailbox
+    caught up from ``previous``'s own listing says what came and went (``deltas``), so
+    a delivery costs O(changes); any other is compared row by row.  None when the
     mailboxes themselves differ (then :func:`_group`)."""
     if list(previous.listings) != list(listings):
         return None
@@ -312,6 +317,14 @@ async def _regroup(
     for uv, rows in listings.items():
         old = previous.listings[uv]
         if old is rows:
+            continue
+        delta = deltas.get(uv) if deltas is not None else None
+        if delta is not None and delta[0] is old:
+            for row in delta[1]:
+                gone.add(id(row))
+                came.setdefault(row.digest[:24], [])
+            for row in delta[2]:
+                came.setdefault(row.digest[:24], []).append(row)
             continue
         await asyncio.sleep(0)
         now = {id(r) for r in rows}
@@ -334,19 +347,80 @@ async def _regroup(
         if not rows:
             emails.pop(key, None)
             continue
-        rows.sort(key=lambda r: place[r.box.status.uidvalidity])
+        rows.sort(key=lambda r: (place[r.box.status.uidvalidity], r.info.uid))  # as _group
         emails[key] = EmailRow(key, rows)
     return emails
 
 
+def _uid(row: Row) -> int:
+    return row.info.uid
+
+
+def _splice(
+    old: list[Row], gone: set[int], changed: dict[int, MessageInfo]
+) -> tuple[list[Row], list[MessageInfo], list[Row], list[Row]]:
+    """``old`` (in UID order) with a few changes applied where a bisection finds them:
+    a delivery costs a copy of the list, not a Python step per message.  Returns the
+    rows, the new messages (not yet hashed), the rows dropped and the rows put in."""
+    rows = old.copy()
+    dropped: list[Row] = []
+    replaced: list[Row] = []
+    for uid in sorted(gone):
+        i = bisect.bisect_left(rows, uid, key=_uid)
+        if i < len(rows) and rows[i].info.uid == uid:
+            dropped.append(rows.pop(i))
+    fresh = []
+    for uid, info in changed.items():
+        if uid in gone:
+            continue
+        i = bisect.bisect_left(rows, uid, key=_uid)
+        if i < len(rows) and rows[i].info.uid == uid:
+            was = rows[i]
+            rows[i] = Row(was.box, info, was.digest)
+            dropped.append(was)
+            replaced.append(rows[i])
+        else:
+            fresh.append(info)
+    return rows, fresh, dropped, replaced
+
+
+def _take_out(
+    ids: list[str],
+    changed: set[str],
+    before: dict[str, EmailRow],
+    sort_key: Callable[[str], tuple[Any, ...]],
+) -> list[str] | None:
+    """``ids`` (sorted on ``sort_key``) without the Emails ``changed``, each found by a
+    bisection and a walk over its equals; None when one is not where its key says."""
+    kept = ids.copy()
+    for digest in changed:
+        email = before.get(digest)
+        if email is None:
+            continue  # new: not in the order
+        ident = email.id
+        value = sort_key(ident)
+        i = bisect.bisect_left(kept, value, key=sort_key)
+        while i < len(kept) and kept[i] != ident and sort_key(kept[i]) == value:
+            i += 1
+        if i == len(kept) or kept[i] != ident:
+            return None
+        del kept[i]
+    return kept
+
+
 def carry_order(
-    key: str, ids: list[str], emails: dict[str, EmailRow], changed: set[str]
+    key: str,
+    ids: list[str],
+    emails: dict[str, EmailRow],
+    changed: set[str],
+    before: dict[str, EmailRow] | None = None,
 ) -> list[str] | None:
     """A query's order over the last snapshot, brought to this one: the Emails that
     changed taken out and put back where the sort places them (a delivery costs a
-    bisection, not a sort of the mailbox).  Only for a query without a filter or
-    collapsed threads, sorted on receivedAt and size (either way) or id ascending;
-    None for any other (it is sorted again)."""
+    bisection, not a sort of the mailbox).  With ``before`` (the Emails the order was
+    made of) each is found by bisection too, else by a pass.  Only for a query without
+    a filter or collapsed threads, sorted on receivedAt and size (either way) or id
+    ascending; None for any other (it is sorted again)."""
     node, sort, collapse = json.loads(key)
     if node is not None or collapse or not sort:
         return None
@@ -357,18 +431,29 @@ def carry_order(
             return None
         parts.append((prop, bool(ascending)))
 
-    def sort_key(ident: str) -> tuple[Any, ...]:
-        first = emails[ident[1:]].first.info
-        out: list[Any] = []
-        for prop, ascending in parts:
-            if prop == "id":
-                out.append(ident)
-            else:
-                value = first.internal_date if prop == "receivedAt" else first.size
-                out.append(value if ascending else -value)
-        return tuple(out)
+    def key_in(of: dict[str, EmailRow]) -> Callable[[str], tuple[Any, ...]]:
+        def sort_key(ident: str) -> tuple[Any, ...]:
+            first = of[ident[1:]].first.info
+            out: list[Any] = []
+            for prop, ascending in parts:
+                if prop == "id":
+                    out.append(ident)
+                else:
+                    value = first.internal_date if prop == "receivedAt" else first.size
+                    out.append(value if ascending else -value)
+            return tuple(out)
 
-    kept = [i for i in ids if i[1:] not in changed]
+        return sort_key
+
+    sort_key = key_in(emails)
+    kept = None
+    if before is not None:
+        try:
+            kept = _take_out(ids, changed, before, key_in(before))
+        except KeyError:  # an id the order's own Emails lack: take them out by a pass
+            kept = None
+    if kept is None:
+        kept = [i for i in ids if i[1:] not in changed]
     for digest in changed:
         if digest in emails:
             bisect.insort_right(kept, emails[digest].id, key=sort_key)
@@ -384,6 +469,8 @@ class MailView:
         self.index = index
         self._boxes: list[Box] | None = None
         self._emails: dict[str, EmailRow] | None = None
+        # by UIDVALIDITY: (listing caught up from, rows dropped, rows put in)
+        self._deltas: dict[int, tuple[list[Row], list[Row], list[Row]]] = {}
 
     async def boxes(self) -> list[Box]:
         if self._boxes is None:
@@ -447,14 +534,18 @@ class MailView:
         kept = self.index.snapshot(self.account, key)
         if kept is None:
             self._emails = None
+            self._deltas = {}
             listings = await self._listings()
             previous = self.index.snapshot(self.account, None)
             changed: set[str] = set()
-            emails = None if previous is None else await _regroup(previous, listings, changed)
+            emails = None
+            if previous is not None:
+                emails = await _regroup(previous, listings, changed, self._deltas)
+            self._deltas = {}
             kept = Snapshot(key, emails or await _group(listings), listings=listings)
             if emails is not None and previous is not None and len(changed) <= _CARRIED:
                 for order_key, ids in previous.orders.items():
-                    carried = carry_order(order_key, ids, kept.emails, changed)
+                    carried = carry_order(order_key, ids, kept.emails, changed, previous.emails)
                     if carried is not None:
                         kept.keep_order(order_key, carried)
             self.index.keep_snapshot(self.account, kept)
@@ -541,16 +632,21 @@ class MailView:
             return None  # moved again meanwhile: list it whole
         gone = set(changes.expunged)
         changed = {info.uid: info for info in changes.messages}
-        rows = []
-        for count, row in enumerate(old, 1):
-            if count % 5000 == 0:
-                await asyncio.sleep(0)
-            uid = row.info.uid
-            if uid in gone:
-                continue
-            info = changed.pop(uid, None)
-            rows.append(row if info is None else Row(row.box, info, row.digest))
-        fresh = [info for uid, info in changed.items() if uid not in gone]
+        delta: tuple[list[Row], list[Row]] | None = None
+        if len(gone) + len(changed) <= _SPLICED:
+            rows, fresh, dropped, replaced = _splice(old, gone, changed)
+            delta = (dropped, replaced)
+        else:
+            rows = []
+            for count, row in enumerate(old, 1):
+                if count % 5000 == 0:
+                    await asyncio.sleep(0)
+                uid = row.info.uid
+                if uid in gone:
+                    continue
+                info = changed.pop(uid, None)
+                rows.append(row if info is None else Row(row.box, info, row.digest))
+            fresh = [info for uid, info in changed.items() if uid not in gone]
         if len(fresh) > _CATCH_UP_MOST or sum(i.size for i in fresh) > _CATCH_UP_OCTETS:
             return None
         added = []
@@ -559,15 +655,18 @@ class MailView:
             digest.update(await self.raw(Row(box, info, ""), _CATCH_UP_OCTETS))
             added.append(Row(box, info, digest.hexdigest()))
         if added:
-            unordered = bool(rows) and added[0].info.uid < rows[-1].info.uid
-            rows.extend(added)
-            if unordered:
-                rows.sort(key=lambda r: r.info.uid)
+            for row in sorted(added, key=_uid):  # new UIDs come last: an append each
+                if rows and row.info.uid < rows[-1].info.uid:
+                    bisect.insort_right(rows, row, key=_uid)
+                else:
+                    rows.append(row)
             self.index.note(self.account, added)
             recorded = {r.info.uid: r.digest for r in added}
             self.index.record_later(self.store, self.account, box.name, recorded)
         if rows and rows[0].box.info != box.info:  # renamed
             rows = [Row(box, r.info, r.digest) for r in rows]
+        elif delta is not None:  # what came and went, for the snapshot (no pass over rows)
+            self._deltas[box.status.uidvalidity] = (old, delta[0], delta[1] + added)
         self.index.keep(self.account, box, rows)
         return rows
 

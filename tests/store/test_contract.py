@@ -307,6 +307,21 @@ def test_flags_modseq_copy_move_and_changes(factory: Factory, tmp_path: Path) ->
         assert await read_all(store.read_message("a@x.test", "Archive", 3)) == b"m1"
         changes = await store.changes_since("a@x.test", "INBOX", status.highestmodseq)
         assert changes.expunged == (2,) and changes.messages == ()
+        now = await store.mailbox_state("a@x.test", "INBOX")
+        assert changes.highestmodseq == now.highestmodseq > status.highestmodseq
+        # nothing since the latest: no rows, yet HIGHESTMODSEQ; an unknown mailbox is NO
+        quiet = await store.changes_since("a@x.test", "INBOX", now.highestmodseq)
+        assert (quiet.highestmodseq, quiet.messages, quiet.expunged) == (now.highestmodseq, (), ())
+        await store.create_mailbox("a@x.test", "Empty")
+        empty = await store.changes_since("a@x.test", "Empty", 0)
+        assert (empty.messages, empty.expunged) == ((), ())
+        from correo.store.api import MailboxError
+
+        with pytest.raises(MailboxError) as info:
+            await store.changes_since("a@x.test", "Nowhere", 0)
+        assert info.value.code == "NONEXISTENT"
+        with pytest.raises(MailboxError):
+            await store.changes_since("b@x.test", "INBOX", 0)
         first = await store.take_recent("a@x.test", "Archive")
         assert first == 1 and await store.take_recent("a@x.test", "Archive") == 4
         await store.close()

@@ -519,27 +519,31 @@ class PgMailboxOps(PgBase):
         return result
 
     async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes:
-        row = await self._mailbox_row(account, mailbox, "m.highestmodseq")
-        if row is None:
-            raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
-        mailbox_id, highest = int(row[0]), int(row[1])
-        # one statement, one snapshot: HIGHESTMODSEQ agrees with the changes listed
+        # One statement, one snapshot, one round trip (sessions ask before most commands):
+        # the mailbox found by name, HIGHESTMODSEQ agreeing with the changes listed, and
+        # the mailbox id (for the feed) in the row of kind 2, absent when no mailbox is.
         rows = await self._fetchall(
-            "SELECT 0, uid, size, internal_date, flags, modseq, zone FROM messages"
-            " WHERE mailbox_id = %s AND modseq > %s"
+            "WITH x AS (SELECT m.id, m.highestmodseq FROM mailboxes m"
+            " JOIN accounts a ON a.id = m.account_id WHERE a.name = %s AND m.name = %s)"
+            " SELECT 0, uid, size, internal_date, flags, modseq, zone FROM messages"
+            " WHERE mailbox_id = (SELECT id FROM x) AND modseq > %s"
             " UNION ALL SELECT 1, uid, 0, 0, '', 0, 0 FROM expunged"
-            " WHERE mailbox_id = %s AND modseq > %s"
-            " UNION ALL SELECT 2, highestmodseq, 0, 0, '', 0, 0 FROM mailboxes WHERE id = %s"
+            " WHERE mailbox_id = (SELECT id FROM x) AND modseq > %s"
+            " UNION ALL SELECT 2, highestmodseq, id, 0, '', 0, 0 FROM x"
             " ORDER BY 1, 2",
-            (mailbox_id, modseq, mailbox_id, modseq, mailbox_id),
+            (account, mailbox, modseq, modseq),
         )
+        top = rows[-1] if rows else None
+        if top is None or top[0] != 2:
+            raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
+        highest = int(top[1])
+        self.feed.remember(int(top[2]), (account, mailbox))
         messages = tuple(
             MessageInfo(int(uid), int(size), float(date), _flags(flags), int(ms), int(zone))
             for kind, uid, size, date, flags, ms, zone in rows
             if kind == 0
         )
         expunged = tuple(int(r[1]) for r in rows if r[0] == 1)
-        highest = next((int(r[1]) for r in rows if r[0] == 2), highest)
         return Changes(highest, messages, expunged)
 
     # -- SEARCH TEXT/BODY index (trigram semantics as the embedded store's FTS5 index) --

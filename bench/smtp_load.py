@@ -27,12 +27,13 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
 __all__ = [
+    "AuthRefused",
     "LoadResult",
     "Security",
     "SmtpError",
@@ -98,6 +99,10 @@ def build_message(i: int, size: int, rcpt: str, sender: str) -> bytes:
 
 class SmtpError(Exception):
     """An unexpected reply: the connection is dropped and a new one opened."""
+
+
+class AuthRefused(SmtpError):
+    """AUTH was refused: retrying would only hit the server's failure delays."""
 
 
 @dataclass(slots=True)
@@ -202,7 +207,9 @@ async def _open(
         user, password = sec.auth
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         writer.write(f"AUTH PLAIN {token}\r\n".encode())  # RFC 4954 §4: initial response
-        await _expect(reader, 235, "AUTH")
+        code, text = await _reply(reader)
+        if code != 235:
+            raise AuthRefused(f"AUTH: {text.decode(errors='replace').strip()}")
     return reader, writer, caps
 
 
@@ -263,7 +270,7 @@ async def _connection(
                 res.error_samples.append(f"message {i}: {exc}")
             if i is None and isinstance(exc, OSError):
                 await asyncio.sleep(0.05)  # connection refused: do not spin.
-            if res.errors > 1000:
+            if res.errors > 1000 or isinstance(exc, AuthRefused):
                 return
         finally:
             if writer is not None:
@@ -280,8 +287,10 @@ async def run_load(
     domain: str = "bench.test",
     sender: str = "loadgen@sender.bench",
     sec: Security = Security(),
+    rcpts: Sequence[str] = (),
 ) -> LoadResult:
-    """Send n messages of about `size` bytes over `concurrency` connections."""
+    """Send n messages of about `size` bytes over `concurrency` connections; to `rcpts`
+    round-robin when given, else to user1..user<users>@domain."""
     res = LoadResult()
     ctx = sec.context()
     if sec.auth is not None:
@@ -293,7 +302,7 @@ async def run_load(
         return i if i < n else None
 
     def rcpt_of(i: int) -> str:
-        return f"user{i % users + 1}@{domain}"
+        return rcpts[i % len(rcpts)] if rcpts else f"user{i % users + 1}@{domain}"
 
     res.t_start = time.monotonic()
     await asyncio.gather(

@@ -208,8 +208,9 @@ async def _open(
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         writer.write(f"AUTH PLAIN {token}\r\n".encode())  # RFC 4954 §4: initial response
         code, text = await _reply(reader)
-        if code != 235:
-            raise AuthRefused(f"AUTH: {text.decode(errors='replace').strip()}")
+        if code != 235:  # 4xx (e.g. a burst of logins throttled) is worth another try
+            why = f"AUTH: {text.decode(errors='replace').strip()}"
+            raise AuthRefused(why) if code >= 500 else SmtpError(why)
     return reader, writer, caps
 
 
@@ -268,8 +269,8 @@ async def _connection(
             res.errors += 1
             if len(res.error_samples) < 5:
                 res.error_samples.append(f"message {i}: {exc}")
-            if i is None and isinstance(exc, OSError):
-                await asyncio.sleep(0.05)  # connection refused: do not spin.
+            if i is None and (isinstance(exc, OSError) or str(exc).startswith("AUTH")):
+                await asyncio.sleep(0.05)  # connection refused, login throttled: do not spin.
             if res.errors > 1000 or isinstance(exc, AuthRefused):
                 return
         finally:

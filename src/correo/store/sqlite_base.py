@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
     warned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (queue_id, address)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, next_attempt);
+-- changes since a MODSEQ (RFC 7162 QRESYNC, JMAP's catch-up) read only those rows
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (mailbox_id, modseq);
 CREATE TABLE IF NOT EXISTS urlauth_keys (
     mailbox_id INTEGER PRIMARY KEY, uidvalidity INTEGER NOT NULL, key BLOB NOT NULL);
 """

@@ -108,7 +108,14 @@ def test_move_by_keyboard_and_drag_agrees_with_imap(
     page.locator("#mover").get_by_role("button", name="Move", exact=True).click()
     expect(row(page, "Move me by keys")).to_have_count(0)
     if browser_name == "chromium":
-        row(page, "Drag me").drag_to(page.locator("#mailboxes .mailbox[data-role=trash]"))
+        trash = page.locator("#mailboxes .mailbox[data-role=trash]")
+        for _ in range(3):  # a push re-drawing the list mid-drag drops the drag: again
+            row(page, "Drag me").drag_to(trash)
+            try:
+                expect(row(page, "Drag me")).to_have_count(0)
+                break
+            except AssertionError:
+                continue
     else:  # Playwright's BiDi has no HTML drag and drop yet: the key does the same
         row(page, "Drag me").click()
         page.locator("#list").focus()
@@ -214,7 +221,8 @@ def test_hostile_mail_runs_nothing_and_loads_nothing(
         # a positive end point: asking for images loads the one picture, and only it
         page.get_by_role("button", name="Show images").click()
         page.wait_for_function(
-            "() => { const d = document.querySelector('#reader iframe').contentDocument;"
+            "() => { const f = document.querySelector('#reader iframe');"
+            " const d = f && f.contentDocument;"
             " const i = d && d.querySelector('img[alt=tracker]');"
             " return i && i.complete && i.naturalWidth > 0; }"
         )
@@ -352,7 +360,8 @@ def test_inline_picture_and_attachment_download(
     row(page, "Pictures").click()
     # the message's own picture loads inside the sandboxed frame (same origin, cookie)
     page.wait_for_function(
-        "() => { const d = document.querySelector('#reader iframe').contentDocument;"
+        "() => { const f = document.querySelector('#reader iframe');"
+        " const d = f && f.contentDocument;"
         " const i = d && d.querySelector('img[alt=logo]');"
         " return i && i.complete && i.naturalWidth === 1; }"
     )

@@ -79,7 +79,7 @@ def _run(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "correo.cli.main", "--data", str(data), *args],
         capture_output=True,
         text=True,
-        timeout=20,  # a value that slipped through starts a server: the test fails
+        timeout=60,  # a value that slipped through starts a server: the test fails
         check=False,
     )
 

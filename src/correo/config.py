@@ -124,6 +124,7 @@ class AuthSettings:
     min_password_length: int = 10  # characters; `correo user add` and `passwd` refuse fewer
     scram_sha1_iterations: int = 4096  # PBKDF2 rounds of new SCRAM-SHA-1 verifiers
     scram_sha256_iterations: int = 8192  # and of SCRAM-SHA-256 ones (RFC 7677 §4: >= 4096)
+    tls_exporter_binding: bool = False  # SCRAM-*-PLUS on TLS 1.3, bound by tls-exporter
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,6 +672,7 @@ def render_default_config(
         f"min_password_length = {a.min_password_length}  # user add and passwd refuse shorter ones",
         f"scram_sha1_iterations = {a.scram_sha1_iterations}  # PBKDF2 rounds of SCRAM verifiers",
         f"scram_sha256_iterations = {a.scram_sha256_iterations}",
+        "tls_exporter_binding = false  # true offers SCRAM-*-PLUS on TLS 1.3 (RFC 9266)",
         "",
         "[smtp]",
         'recipient_delimiter = "+"   # user+tag@domain delivers to user@domain',

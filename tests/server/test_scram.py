@@ -5,6 +5,8 @@ verifiers for accounts made before SCRAM, channel binding on TLS 1.2 only."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 import scramp
 
+from correo.server.tlsexport import exporter
 from tests.conftest import PASSWORDS, Server, client_tls
 
 ALICE = "alice@example.test"
@@ -312,12 +315,122 @@ def test_downgrade_flag_refused_on_tls12(server: Server) -> None:
     assert proto.alive()
 
 
-def test_no_plus_without_binding(server: Server) -> None:
-    """On TLS 1.3 (no exporter available) -PLUS is neither offered nor accepted."""
+def exporter_login(proto: Proto, user: str, password: str, data: bytes) -> bool:
+    """SCRAM-SHA-256-PLUS bound with tls-exporter (RFC 9266), computed here from RFC 5802
+    §3 (scramp refuses that binding type); True when the server accepted it and its
+    signature is right."""
+    header = b"p=tls-exporter,,"
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    bare = f"n={user},r={nonce}"
+    proto.start("SCRAM-SHA-256-PLUS")
+    assert proto.challenge() == b"", proto.final
+    proto.respond(header + bare.encode())
+    first = proto.challenge()
+    if first is None:
+        return False
+    fields = dict(item.split("=", 1) for item in first.decode().split(","))
+    assert fields["r"].startswith(nonce)
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"])
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored = hashlib.sha256(client_key).digest()
+    without_proof = f"c={base64.b64encode(header + data).decode()},r={fields['r']}"
+    auth = f"{bare},{first.decode()},{without_proof}".encode()
+    signature = hmac.new(stored, auth, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    proto.respond(f"{without_proof},p={base64.b64encode(proof).decode()}".encode())
+    final = proto.challenge()
+    if final is None:
+        return False
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    expected = base64.b64encode(hmac.new(server_key, auth, "sha256").digest()).decode()
+    assert final.decode() == f"v={expected}", final
+    proto.respond(b"")
+    assert proto.challenge() is None
+    return proto.ok()
+
+
+def test_no_plus_on_tls13_by_default(server: Server) -> None:
+    """On TLS 1.3 -PLUS is neither offered nor accepted unless ``[auth]
+    tls_exporter_binding`` is on (Mutt through Cyrus SASL would pick it and fail)."""
     proto = Submission(server)
     assert "SCRAM-SHA-256-PLUS" not in proto.mechanisms()
     proto.start("SCRAM-SHA-256-PLUS")
     assert proto.challenge() is None and proto.final.startswith("504")
+
+
+def test_scram_plus_on_tls13_binds_with_tls_exporter(
+    start_server: Callable[..., Server],
+) -> None:
+    """With ``[auth] tls_exporter_binding`` on, -PLUS on TLS 1.3 is bound with
+    tls-exporter (RFC 9266): the connection's own exporter logs in, another
+    connection's is refused, tls-unique is refused; on every protocol."""
+    server = start_server({"tls_exporter_binding": "true"})
+    for proto_cls in PROTOCOLS:
+        _exporter_logins(server, proto_cls)
+
+
+def _exporter_logins(server: Server, proto_cls: type[Proto]) -> None:
+    proto = proto_cls(server)
+    assert "SCRAM-SHA-256-PLUS" in proto.mechanisms()
+    sock = proto.w.sock
+    assert isinstance(sock, ssl.SSLSocket) and sock.version() == "TLSv1.3"
+    data = exporter(sock)
+    assert data is not None and len(data) == 32
+    assert exporter_login(proto, ALICE, PASSWORDS[ALICE], data), proto.final
+    assert proto.alive()
+    proto = proto_cls(server)
+    assert not exporter_login(proto, ALICE, PASSWORDS[ALICE], data)  # not this connection's
+    assert proto.alive()
+    proto = proto_cls(server)
+    proto.start("SCRAM-SHA-256-PLUS")
+    assert proto.challenge() == b""
+    proto.respond(b"p=tls-unique,,n=alice@example.test,r=abcdefgh")
+    assert proto.challenge() is None and not proto.ok()
+    assert proto.alive()
+
+
+def test_exporter_is_what_openssl_exports(tmp_path: Path) -> None:
+    """The exporter read through OpenSSL's C function equals what an independent TLS
+    client computes for the same connection (``openssl s_client -keymatexport``), on
+    TLS 1.3 and TLS 1.2, with the memory-BIO objects asyncio's servers use."""
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=x"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.maximum_version = version
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        client = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+             "-keymatexport", "EXPORTER-Channel-Binding", "-keymatexportlen", "32"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        conn, _ = listener.accept()
+        conn.settimeout(20)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                conn.sendall(outgoing.read())
+                incoming.write(conn.recv(65536))
+        conn.sendall(outgoing.read())
+        ours = exporter(obj)
+        out, _ = client.communicate(b"", timeout=20)
+        conn.close()
+        listener.close()
+        theirs = re.search(rb"Keying material: ([0-9A-F]{64})", out)
+        assert theirs is not None, out
+        assert ours is not None and ours.hex().upper() == theirs[1].decode(), version
 
 
 @pytest.mark.parametrize(

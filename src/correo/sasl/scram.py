@@ -9,10 +9,9 @@ few HMACs, cheap enough for the event loop.  The verdict goes back to the shell 
 it like a password; only after that does the shell send the server-final message, as a
 last challenge answered by an empty response (RFC 4422 §5; RFC 5802 §5).
 
-Channel binding: RFC 9266 makes ``tls-exporter`` the binding for TLS 1.3 (tls-unique is
-undefined there, RFC 9266 §3); Python's ssl module offers no keying-material exporter, so
-the servers offer ``-PLUS`` only on TLS 1.2 connections, bound with ``tls-unique``
-(RFC 5929 §3, RFC 5802 §6), and never where the binding cannot be checked.
+Channel binding: one type per connection, chosen by the shell: ``tls-exporter`` on
+TLS 1.3 (RFC 9266; tls-unique is undefined there, §3), ``tls-unique`` on TLS 1.2 (RFC 5929
+§3, RFC 5802 §6's default); ``-PLUS`` is offered only where the binding can be checked.
 """
 
 from __future__ import annotations
@@ -114,7 +113,7 @@ def parse_verifiers(text: str) -> dict[str, ScramVerifier]:
 class ChannelBinding:
     """The binding this connection can check: its type name and data (RFC 5056)."""
 
-    kind: str  # "tls-unique" (RFC 5929 §3)
+    kind: str  # "tls-exporter" (RFC 9266) or "tls-unique" (RFC 5929 §3)
     data: bytes = field(repr=False)
 
 

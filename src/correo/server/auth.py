@@ -26,6 +26,7 @@ from correo.directory import AddressError, AddressNormalizer, DirectoryError
 from correo.sasl import ChannelBinding, ScramContext, ScramProof
 from correo.server.connection import Connection
 from correo.server.context import ServerContext
+from correo.server.tlsexport import exporter
 
 __all__ = ["AuthOutcome", "account_key", "check_password", "sasl_mechanisms", "scram_context"]
 
@@ -35,18 +36,25 @@ T = TypeVar("T")
 _SCRAM_SECRET: Final = secrets.token_bytes(32)
 
 
-def _channel_binding(conn: Connection) -> ChannelBinding | None:
+def _channel_binding(conn: Connection, exporter_on: bool) -> ChannelBinding | None:
     """The binding SCRAM-*-PLUS can be checked with on this connection, or None.
 
-    RFC 9266 §3 names tls-exporter for TLS 1.3 and rules tls-unique out there; Python's
-    ssl module has no keying-material exporter, so only TLS 1.2 connections (where
-    tls-unique is RFC 5802 §6's default, RFC 5929 §3) offer -PLUS: nothing is advertised
-    that cannot be verified.
+    TLS 1.3: ``tls-exporter`` (RFC 9266 §3; tls-unique is undefined there), read through
+    :mod:`correo.server.tlsexport`; TLS 1.2: ``tls-unique``, RFC 5802 §6's default (RFC
+    5929 §3). Where neither can be had nothing is advertised that cannot be verified.
+    ``exporter_on`` is ``[auth] tls_exporter_binding``: off, TLS 1.3 offers no -PLUS,
+    because clients such as Mutt (through Cyrus SASL) pick -PLUS when it is offered and
+    then cannot bind on TLS 1.3.
     """
     if not conn.tls_active:
         return None
     obj = conn.writer.get_extra_info("ssl_object")
-    if not isinstance(obj, ssl.SSLObject | ssl.SSLSocket) or obj.version() != "TLSv1.2":
+    if not isinstance(obj, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    if obj.version() == "TLSv1.3":
+        data = exporter(obj) if exporter_on else None
+        return ChannelBinding("tls-exporter", data) if data else None
+    if obj.version() != "TLSv1.2":
         return None
     data = obj.get_channel_binding("tls-unique")
     return ChannelBinding("tls-unique", data) if data else None
@@ -60,7 +68,7 @@ def scram_context(ctx: ServerContext, conn: Connection) -> ScramContext | None:
     auth = ctx.config.auth
     return ScramContext(
         lookup=ctx.directory.scram_verifier,
-        binding=_channel_binding(conn),
+        binding=_channel_binding(conn, auth.tls_exporter_binding),
         secret=_SCRAM_SECRET,
         iterations={
             "SCRAM-SHA-1": auth.scram_sha1_iterations,

@@ -39,7 +39,6 @@ from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
 from correo.server.devmode import DevMode
-from correo.server.gcpolicy import GcPolicy
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession
 from correo.server.managesieve_session import ManageSieveSession
@@ -665,9 +664,6 @@ async def run_server(
             task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    # full collections walk only what is new since the last one (server/gcpolicy.py)
-    gc_policy = GcPolicy(server.metrics.gc_pause)
-    gc_policy.start()
     if on_ready is not None:
         on_ready(server)
     notify("READY=1")  # sd_notify(3): every listener is bound (Type=notify)
@@ -676,5 +672,4 @@ async def run_server(
     for task in list(reloads):
         await asyncio.gather(task, return_exceptions=True)
     await server.stop()
-    gc_policy.stop()
     watchdog.stop()

@@ -1,10 +1,12 @@
-"""COPY and MOVE between two accounts' mailboxes (shared mailboxes, RFC 4314) of the
-PostgreSQL store: the counterpart of ``sqlite_across.py``, with the same semantics.
+"""COPY and MOVE of the PostgreSQL store, within one account and between two
+accounts' mailboxes (shared mailboxes, RFC 4314): the counterpart of
+``sqlite_across.py``, with the same semantics.
 
-The one-account copy of ``postgres_mailboxes.py`` does the rows, the blobs and the
-text index; here the target account's quota is charged (for a MOVE too when the
-message changes owner) and flags the user may not set in the target are dropped.
-Both mailboxes are declared to the committer, which locks their rows in id order.
+``_copy`` of ``postgres_mailboxes.py`` does the rows, the blobs and the text index;
+here the target account's quota is charged (for a COPY, and for a MOVE only when the
+message changes owner) and flags the user may not set in the target are dropped.  A
+copy within one account is the case of the same account on both sides.  Both
+mailboxes are declared to the committer, which locks their rows in id order.
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class PgAcrossOps(PgBase):
             op, [(source_account, source), (target_account, target)]
         )
         return result
+
+    async def copy_messages(
+        self, account: str, source: str, uids: Sequence[int], target: str, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        return await self.copy_across(account, source, uids, account, target, move=move)
 
 
 async def _filter_flags(conn: Conn, mailbox_id: int, uids: list[int], keep: FlagFilter) -> None:

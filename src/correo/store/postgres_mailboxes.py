@@ -12,7 +12,7 @@ import asyncio
 import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
@@ -50,11 +50,6 @@ def _like(gram: str) -> str:
 
 
 class PgMailboxOps(PgBase):
-    if TYPE_CHECKING:  # postgres_quota.py
-
-        async def _quota_added(self, conn: Conn, account: str, size: int, count: int) -> bool: ...
-        def _quota_warn_later(self, accounts: Sequence[str]) -> PgAfterCommit: ...
-
     def _touched(self, pairs: list[tuple[int, tuple[str, str]]]) -> PgAfterCommit:
         return lambda: self.feed.committed(pairs)
 
@@ -487,36 +482,6 @@ class PgMailboxOps(PgBase):
                 (ids, [counts[i] for i in ids]),
             )
         return list(zip(old, new, strict=True))
-
-    async def copy_messages(
-        self, account: str, source: str, uids: Sequence[int], target: str, *, move: bool = False
-    ) -> list[tuple[int, int]]:
-        wanted = sorted(set(uids))
-
-        async def op(conn: Conn) -> tuple[list[tuple[int, int]], list[PgAfterCommit]]:
-            src = await self._box(conn, account, source)
-            dst = await self._box(conn, account, target)
-            if src == dst and move:
-                return [], []
-            pairs = await self._copy(conn, src, wanted, dst, move=move)
-            crossed = False
-            if pairs and not move:  # RFC 9208 §4.4: a COPY past the quota fails whole
-                added = await self._one(
-                    conn,
-                    "SELECT coalesce(sum(size), 0), count(*) FROM messages"
-                    " WHERE mailbox_id = %s AND uid BETWEEN %s AND %s",
-                    (dst, min(p[1] for p in pairs), max(p[1] for p in pairs)),
-                )
-                assert added is not None
-                crossed = await self._quota_added(conn, account, int(added[0]), int(added[1]))
-            touched = [(dst, (account, target))] + ([(src, (account, source))] if move else [])
-            warn = self._quota_warn_later([account] if crossed else [])
-            return pairs, [self._touched(touched), warn]
-
-        result: list[tuple[int, int]] = await self._write(
-            op, [(account, source), (account, target)]
-        )
-        return result
 
     async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes:
         # One statement, one snapshot, one round trip (sessions ask before most commands):

@@ -1,11 +1,12 @@
-"""COPY and MOVE between two accounts' mailboxes (shared mailboxes, RFC 4314) of
-:class:`SqliteStore`.
+"""COPY and MOVE of :class:`SqliteStore`, within one account and between two
+accounts' mailboxes (shared mailboxes, RFC 4314).
 
-A mixin like ``sqlite_acl.py``.  It reuses the one-account copy of
-``sqlite_mailboxes.py`` (mailbox ids are global, so are blobs): what differs is whose
-quota is charged — the target account's, for a MOVE too when the message changes
-owner (RFC 9208 §4.4, all or nothing) — and that the caller may drop flags the user
-has no right to set in the target (RFC 4314 §4).
+A mixin like ``sqlite_acl.py``.  The rows are copied by ``_copy`` of
+``sqlite_mailboxes.py`` (mailbox ids are global, so are blobs); one transaction here
+charges the target account's quota — for a COPY, and for a MOVE only when the message
+changes owner (RFC 9208 §4.4, all or nothing) — and drops the flags the user has no
+right to set in the target (RFC 4314 §4).  A copy within one account is the case of
+the same account on both sides.
 """
 
 from __future__ import annotations
@@ -91,12 +92,23 @@ class AcrossOps:
                 ).fetchone()
                 crossed = self._quota_added(conn, target_account, int(added[0]), int(added[1]))
             touched = [(target_account, target)] + ([(source_account, source)] if move else [])
-            copied = self._text_copied(conn, src, dst, pairs, move)
+            copied = self._text_copied(conn, src, dst, pairs, move)  # the text index follows
             warn = self._quota_warn_later([target_account] if crossed else [])
             return pairs, [self._notify_later(touched), copied, warn]
 
         result: list[tuple[int, int]] = await self._write(op)
         return result
+
+    async def copy_messages(
+        self,
+        account: str,
+        source: str,
+        uids: Sequence[int],
+        target: str,
+        *,
+        move: bool = False,
+    ) -> list[tuple[int, int]]:
+        return await self.copy_across(account, source, uids, account, target, move=move)
 
 
 def _filter_flags(

@@ -79,10 +79,6 @@ class MailboxOps:
         ) -> int | None: ...
         def _next_uidvalidity(self, conn: sqlite3.Connection) -> int: ...
         def _notify_later(self, keys: list[tuple[str, str]]) -> AfterCommit: ...
-        def _quota_added(
-            self, conn: sqlite3.Connection, account: str, size: int, count: int
-        ) -> bool: ...
-        def _quota_warn_later(self, accounts: Sequence[str]) -> AfterCommit: ...
         def _unlink_later(self, paths: list[str]) -> AfterCommit: ...
         def _release_blobs(self, conn: sqlite3.Connection, blob_ids: list[int]) -> list[str]: ...
 
@@ -531,39 +527,6 @@ class MailboxOps:
         else:
             conn.executemany("UPDATE blobs SET refs=refs+1 WHERE id=?", [(b,) for b in blob_ids])
         return pairs
-
-    async def copy_messages(
-        self,
-        account: str,
-        source: str,
-        uids: Sequence[int],
-        target: str,
-        *,
-        move: bool = False,
-    ) -> list[tuple[int, int]]:
-        wanted = sorted(set(uids))
-
-        def op(conn: sqlite3.Connection) -> tuple[list[tuple[int, int]], list[AfterCommit]]:
-            src = self._box(conn, account, source)
-            dst = self._box(conn, account, target)
-            if src == dst and move:
-                return [], []
-            pairs = self._copy(conn, src, wanted, dst, move=move)
-            crossed = False
-            if pairs and not move:  # RFC 9208 §4.4: a COPY past the quota fails whole
-                added = conn.execute(
-                    "SELECT coalesce(sum(size), 0), count(*) FROM messages"
-                    " WHERE mailbox_id=? AND uid BETWEEN ? AND ?",
-                    (dst, pairs[0][1], pairs[-1][1]),
-                ).fetchone()
-                crossed = self._quota_added(conn, account, int(added[0]), int(added[1]))
-            touched = [(account, target)] + ([(account, source)] if move else [])
-            copied = self._text_copied(conn, src, dst, pairs, move)  # the text index follows
-            warn = self._quota_warn_later([account] if crossed else [])
-            return pairs, [self._notify_later(touched), copied, warn]
-
-        result: list[tuple[int, int]] = await self._write(op)
-        return result
 
     async def changes_since(self, account: str, mailbox: str, modseq: int) -> Changes:
         def read() -> Changes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from correo.delivery.facts import load_tree
 from correo.delivery.partheads import part_headers
@@ -143,6 +143,60 @@ def index_needles(needles: Iterable[str]) -> list[str]:
     return [piece for needle in needles for piece in needle.casefold().split()]
 
 
+class _Pending:
+    """The targets queued and not yet taken by a search, by account and mailbox: a
+    mailbox deleted or renamed drops its own without a scan of every queued message."""
+
+    def __init__(self) -> None:
+        self._boxes: dict[str, dict[str, set[int]]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, target: Target) -> bool:
+        account, mailbox, uid = target
+        return uid in self._boxes.get(account, {}).get(mailbox, ())
+
+    def update(self, targets: Iterable[Target]) -> None:
+        for account, mailbox, uid in targets:
+            uids = self._boxes.setdefault(account, {}).setdefault(mailbox, set())
+            if uid not in uids:
+                uids.add(uid)
+                self._count += 1
+
+    def discard(self, target: Target) -> None:
+        account, mailbox, uid = target
+        boxes = self._boxes.get(account)
+        uids = boxes.get(mailbox) if boxes is not None else None
+        if boxes is None or uids is None or uid not in uids:
+            return
+        uids.remove(uid)
+        self._count -= 1
+        if not uids:
+            del boxes[mailbox]
+            if not boxes:
+                del self._boxes[account]
+
+    def difference_update(self, targets: Iterable[Target]) -> None:
+        for target in targets:
+            self.discard(target)
+
+    def drop(self, account: str, inside: Callable[[str], bool]) -> set[Target]:
+        """Take out the targets of the account's mailboxes that ``inside`` accepts."""
+        boxes = self._boxes.get(account)
+        if boxes is None:
+            return set()
+        gone: set[Target] = set()
+        for mailbox in [name for name in boxes if inside(name)]:
+            uids = boxes.pop(mailbox)
+            self._count -= len(uids)
+            gone.update((account, mailbox, uid) for uid in uids)
+        if not boxes:
+            del self._boxes[account]
+        return gone
+
+
 class TextIndexer:
     """Indexes newly stored messages off the acknowledgement path, in FIFO order."""
 
@@ -150,7 +204,7 @@ class TextIndexer:
         self.store = store
         self.limit = limit
         self.jobs: deque[tuple[Target, ...]] = deque()
-        self.pending: set[Target] = set()  # queued and not yet taken by a search
+        self.pending = _Pending()  # queued and not yet taken by a search
         self.dropped = 0
         self.task: asyncio.Task[None] | None = None
         self._buffer: dict[tuple[str, str], dict[int, str]] = {}
@@ -210,8 +264,7 @@ class TextIndexer:
             return name == mailbox or name.startswith(below)
 
         self._generation[account] = self._generation.get(account, 0) + 1
-        gone = {t for t in self.pending if t[0] == account and inside(t[1])}
-        self.pending.difference_update(gone)
+        gone = self.pending.drop(account, inside)  # that account's queued mailboxes only
         for target in gone & self._in_hand.keys():
             self._in_hand_bytes -= len(self._in_hand.pop(target)[0])
         for cache in (self._trees, self._bodies):

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
-from correo.store.api import MailboxError
 from correo.store.postgres_base import Conn, PgBase
 from correo.store.postgres_commit import PgAfterCommit
+from correo.store.postgres_metadata import box_key, sweep_deleted
 
 __all__ = ["ACL_MIGRATION", "PgAclOps"]
 
@@ -18,10 +19,6 @@ CREATE TABLE acl (
 CREATE INDEX acl_identifier ON acl (identifier);
 """
 
-_BOX = (
-    "SELECT m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
-    " WHERE a.name = %s AND m.name = %s"
-)
 _JOINED = (
     " FROM acl JOIN accounts a ON a.name = acl.account"
     " JOIN mailboxes m ON m.account_id = a.id AND m.uidvalidity = acl.box"
@@ -30,27 +27,16 @@ _JOINED = (
 
 class PgAclOps(PgBase):
     async def acl_get(self, account: str, mailbox: str) -> dict[str, str]:
-        row = await self._fetchone(_BOX, (account, mailbox))
-        if row is None:
-            raise MailboxError("No such mailbox", "NONEXISTENT")
+        box = await box_key(self._fetchone, account, mailbox)
         rows = await self._fetchall(
-            "SELECT identifier, rights FROM acl WHERE account = %s AND box = %s",
-            (account, int(row[0])),
+            "SELECT identifier, rights FROM acl WHERE account = %s AND box = %s", (account, box)
         )
         return {str(i): str(r) for i, r in rows}
 
     async def acl_set(self, account: str, mailbox: str, identifier: str, rights: str) -> None:
         async def op(conn: Conn) -> tuple[None, list[PgAfterCommit]]:
-            row = await self._one(conn, _BOX, (account, mailbox))
-            if row is None:
-                raise MailboxError("No such mailbox", "NONEXISTENT")
-            box = int(row[0])
-            await conn.execute(  # rows of mailboxes deleted since
-                "DELETE FROM acl WHERE account = %s AND box NOT IN"
-                " (SELECT m.uidvalidity FROM mailboxes m JOIN accounts a"
-                " ON a.id = m.account_id WHERE a.name = %s)",
-                (account, account),
-            )
+            box = await box_key(partial(self._one, conn), account, mailbox)
+            await sweep_deleted(conn, "acl", account)
             if rights:
                 await conn.execute(
                     "INSERT INTO acl (account, box, identifier, rights) VALUES (%s, %s, %s, %s)"

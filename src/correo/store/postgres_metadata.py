@@ -7,14 +7,15 @@ setting entries at once cannot pass it together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, Final, Literal
 
 from correo.store.api import MailboxError
-from correo.store.postgres_base import Conn, PgBase
+from correo.store.postgres_base import Conn, PgBase, Row
 from correo.store.postgres_commit import PgAfterCommit
 
-__all__ = ["METADATA_MIGRATION", "PgMetadataOps"]
+__all__ = ["METADATA_MIGRATION", "PgMetadataOps", "box_key", "sweep_deleted"]
 
 METADATA_MIGRATION: Final = """
 CREATE TABLE annotations (
@@ -28,16 +29,37 @@ _BOX = (
 )
 
 
+async def box_key(
+    fetchone: Callable[[str, Sequence[Any]], Awaitable[Row | None]],
+    account: str,
+    mailbox: str | None,
+) -> int:
+    """The key of a mailbox's rows, here and in ``acl``: its UIDVALIDITY (0, the account's
+    own), read by ``fetchone`` (pooled, or a transaction's connection); MailboxError
+    NONEXISTENT when there is no such mailbox."""
+    if mailbox is None:
+        return 0
+    row = await fetchone(_BOX, (account, mailbox))
+    if row is None:
+        raise MailboxError("No such mailbox", "NONEXISTENT")
+    return int(row[0])
+
+
+async def sweep_deleted(conn: Conn, table: Literal["acl", "annotations"], account: str) -> None:
+    """Drop the account's rows of mailboxes deleted since (no read reaches them)."""
+    await conn.execute(
+        f"DELETE FROM {table} WHERE account = %s AND box <> 0 AND box NOT IN"
+        " (SELECT m.uidvalidity FROM mailboxes m JOIN accounts a"
+        " ON a.id = m.account_id WHERE a.name = %s)",
+        (account, account),
+    )
+
+
 class PgMetadataOps(PgBase):
     async def metadata_get(
         self, account: str, mailbox: str | None, entries: Sequence[str]
     ) -> dict[str, bytes]:
-        box = 0
-        if mailbox is not None:
-            row = await self._fetchone(_BOX, (account, mailbox))
-            if row is None:
-                raise MailboxError("No such mailbox", "NONEXISTENT")
-            box = int(row[0])
+        box = await box_key(self._fetchone, account, mailbox)
         out: dict[str, bytes] = {}
         for entry in entries:
             rows = await self._fetchall(
@@ -63,18 +85,8 @@ class PgMetadataOps(PgBase):
                 "SELECT pg_advisory_xact_lock(hashtextextended('annotations:' || %s, 0))",
                 (account,),
             )
-            box = 0
-            if mailbox is not None:
-                row = await self._one(conn, _BOX, (account, mailbox))
-                if row is None:
-                    raise MailboxError("No such mailbox", "NONEXISTENT")
-                box = int(row[0])
-            await conn.execute(  # rows of mailboxes deleted since
-                "DELETE FROM annotations WHERE account = %s AND box <> 0 AND box NOT IN"
-                " (SELECT m.uidvalidity FROM mailboxes m JOIN accounts a"
-                " ON a.id = m.account_id WHERE a.name = %s)",
-                (account, account),
-            )
+            box = await box_key(partial(self._one, conn), account, mailbox)
+            await sweep_deleted(conn, "annotations", account)
             for entry, value in items:
                 if value is None:
                     await conn.execute(

@@ -1,9 +1,10 @@
 """Access control lists (RFC 4314) of :class:`SqliteStore`: who may do what in a mailbox.
 
-A mixin like ``sqlite_metadata.py``.  Entries are keyed by the owner, the mailbox's
-UIDVALIDITY (a RENAME keeps it, a new mailbox never shares it, so the rights follow
-the mailbox and end with it) and the identifier (an account name or ``anyone``).
-Every read joins the live mailbox, so rows of a deleted mailbox grant nothing.
+A mixin like ``sqlite_metadata.py``, whose mailbox key it shares.  Entries are keyed by
+the owner, the mailbox's UIDVALIDITY (a RENAME keeps it, a new mailbox never shares it,
+so the rights follow the mailbox and end with it) and the identifier (an account name
+or ``anyone``).  Every read joins the live mailbox, so rows of a deleted mailbox grant
+nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from correo.store.api import MailboxError
+from correo.store.sqlite_metadata import box_key, sweep_deleted
 
 if TYPE_CHECKING:
     from typing import Any
@@ -30,22 +31,6 @@ CREATE INDEX IF NOT EXISTS acl_identifier ON acl (identifier);
 #: Removed (or set aside) with the owner's account.
 ACL_ACCOUNT_TABLES = ("acl",)
 
-_BOX = (
-    "SELECT m.uidvalidity FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
-    " WHERE a.name = ? AND m.name = ?"
-)
-_LIVE = (
-    "box IN (SELECT m.uidvalidity FROM mailboxes m"
-    " JOIN accounts a ON a.id = m.account_id WHERE a.name = ?)"
-)
-
-
-def _box(conn: sqlite3.Connection, account: str, mailbox: str) -> int:
-    row = conn.execute(_BOX, (account, mailbox)).fetchone()
-    if row is None:
-        raise MailboxError("No such mailbox", "NONEXISTENT")
-    return int(row[0])
-
 
 class AclOps:
     """Mixed into SqliteStore, which provides the helpers declared here."""
@@ -59,7 +44,7 @@ class AclOps:
     async def acl_get(self, account: str, mailbox: str) -> dict[str, str]:
         def read() -> dict[str, str]:
             conn = self._reader()
-            box = _box(conn, account, mailbox)
+            box = box_key(conn, account, mailbox)
             rows = conn.execute(
                 "SELECT identifier, rights FROM acl WHERE account = ? AND box = ?",
                 (account, box),
@@ -71,9 +56,8 @@ class AclOps:
 
     async def acl_set(self, account: str, mailbox: str, identifier: str, rights: str) -> None:
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
-            box = _box(conn, account, mailbox)
-            conn.execute(f"DELETE FROM acl WHERE account = ? AND NOT ({_LIVE})",
-                         (account, account))  # fmt: skip
+            box = box_key(conn, account, mailbox)
+            sweep_deleted(conn, "acl", account)
             if rights:
                 conn.execute(
                     "INSERT OR REPLACE INTO acl (account, box, identifier, rights)"

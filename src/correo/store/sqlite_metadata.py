@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from correo.store.api import MailboxError
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from correo.store.committer import AfterCommit
 
-__all__ = ["METADATA_ACCOUNT_TABLES", "METADATA_SCHEMA", "MetadataOps"]
+__all__ = ["METADATA_ACCOUNT_TABLES", "METADATA_SCHEMA", "MetadataOps", "box_key", "sweep_deleted"]
 
 METADATA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS annotations (
@@ -40,13 +40,22 @@ _LIVE = (
 )
 
 
-def _box(conn: sqlite3.Connection, account: str, mailbox: str | None) -> int:
+def box_key(conn: sqlite3.Connection, account: str, mailbox: str | None) -> int:
+    """The key of a mailbox's rows, here and in the ACL table: its UIDVALIDITY (0, the
+    account's own); MailboxError NONEXISTENT when there is no such mailbox."""
     if mailbox is None:
         return 0
     row = conn.execute(_BOX, (account, mailbox)).fetchone()
     if row is None:
         raise MailboxError("No such mailbox", "NONEXISTENT")
     return int(row[0])
+
+
+def sweep_deleted(
+    conn: sqlite3.Connection, table: Literal["acl", "annotations"], account: str
+) -> None:
+    """Drop the account's rows of mailboxes deleted since (no read reaches them)."""
+    conn.execute(f"DELETE FROM {table} WHERE account = ? AND NOT ({_LIVE})", (account, account))
 
 
 class MetadataOps:
@@ -63,7 +72,7 @@ class MetadataOps:
     ) -> dict[str, bytes]:
         def read() -> dict[str, bytes]:
             conn = self._reader()
-            box = _box(conn, account, mailbox)
+            box = box_key(conn, account, mailbox)
             out: dict[str, bytes] = {}
             for entry in entries:
                 # the entry itself, and the range of names that start with "entry/"
@@ -89,9 +98,8 @@ class MetadataOps:
         items = list(values.items())
 
         def op(conn: sqlite3.Connection) -> tuple[None, list[AfterCommit]]:
-            box = _box(conn, account, mailbox)
-            conn.execute(f"DELETE FROM annotations WHERE account = ? AND NOT ({_LIVE})",
-                         (account, account))  # fmt: skip
+            box = box_key(conn, account, mailbox)
+            sweep_deleted(conn, "annotations", account)
             for entry, value in items:
                 if value is None:
                     conn.execute(

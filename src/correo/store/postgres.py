@@ -56,6 +56,7 @@ from correo.store.api import (
     StoreError,
     local_zone,
 )
+from correo.store.exists import exists_memo
 from correo.store.postgres_acl import PgAclOps
 from correo.store.postgres_across import PgAcrossOps
 from correo.store.postgres_base import CHUNK, Conn
@@ -713,12 +714,20 @@ class PostgresStore(
         row = await self._mailbox_row(
             account,
             mailbox,
-            "m.uidvalidity, m.uidnext, m.highestmodseq,"
-            " (SELECT count(*) FROM messages WHERE mailbox_id = m.id)",
+            "m.uidvalidity, m.uidnext, m.highestmodseq",
         )
         if row is None:
             raise StoreError(f"mailbox {mailbox} of {account} does not exist")
-        return MailboxState(int(row[1]), int(row[2]), int(row[3]), int(row[4]))
+        marks = (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        memo = exists_memo(self)
+        count = memo.get(marks)  # counted under the same marks: unchanged (exists.py)
+        if count is None:
+            counted = await self._fetchone(
+                "SELECT count(*) FROM messages WHERE mailbox_id = %s", (marks[0],)
+            )
+            count = int(counted[0]) if counted is not None else 0
+            memo.put(marks, count)
+        return MailboxState(marks[1], marks[2], marks[3], count)
 
     def change_counter(self, account: str, mailbox: str) -> int:
         """Commits to the mailbox this process made or heard of (NOTIFY from other nodes)."""

@@ -25,6 +25,7 @@ from correo.store.api import (
     StoreError,
     local_zone,
 )
+from correo.store.exists import exists_memo
 from correo.store.spool import FileSpool
 from correo.store.sqlite_base import facts_row, fsync_dir, store_error
 from correo.store.sqlite_mailboxes import _forget_text, normalize_flags
@@ -347,6 +348,8 @@ class MessageOps:
         return result
 
     async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState:
+        memo = exists_memo(self)
+
         def read() -> MailboxState:
             conn = self._reader()
             row = conn.execute(
@@ -356,9 +359,12 @@ class MessageOps:
             ).fetchone()
             if row is None:
                 raise StoreError(f"mailbox {mailbox} of {account} does not exist")
-            (count,) = conn.execute(
-                "SELECT count(*) FROM messages WHERE mailbox_id=?", (row[0],)
-            ).fetchone()
+            count = memo.get(row)  # counted under the same marks: unchanged (exists.py)
+            if count is None:
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM messages WHERE mailbox_id=?", (row[0],)
+                ).fetchone()
+                memo.put(row, count)
             return MailboxState(row[1], row[2], row[3], count)
 
         state: MailboxState = self._read_now(read)

@@ -36,6 +36,7 @@ from correo.delivery.textindex import (
 )
 from correo.imap.responses import internal_datetime
 from correo.imap.search import (
+    All,
     And,
     BodyKey,
     DateKey,
@@ -91,6 +92,16 @@ def _needs(key: SearchKey) -> tuple[bool, bool, bool]:
     return False, False, False
 
 
+def _every(key: SearchKey) -> bool:
+    """Whether the program matches every message (``ALL``, alone or in a conjunction)."""
+    match key:
+        case All():
+            return True
+        case And(keys):
+            return all(_every(k) for k in keys)
+    return False
+
+
 def _size(key: SearchKey) -> int:
     """How many keys the program evaluates per message, at most."""
     match key:
@@ -131,6 +142,7 @@ class _Subject:
         "_headers",
         "_parts",
         "_parts_folded",
+        "_view",
         "info",
         "sent_date",
         "seq",
@@ -139,9 +151,8 @@ class _Subject:
     def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
         self.info = view.info[uid]
         self.seq = seq
-        flags = self.info.flags
-        # once per message, not once per flag key of the program
-        self._flags = frozenset((*flags, "\\Recent") if view.is_recent(uid) else flags)
+        self._view = view
+        self._flags: frozenset[str] | None = None  # when a key asks, once per message
         self.sent_date = dt.datetime.fromtimestamp(sent, dt.UTC) if sent is not None else None
         self._headers: dict[str, list[str]] = {}
         self._folded: list[str] | None = None  # header values casefolded, once
@@ -155,6 +166,10 @@ class _Subject:
 
     @property
     def flags(self) -> AbstractSet[str]:
+        if self._flags is None:
+            flags = self.info.flags
+            recent = self._view.is_recent(self.info.uid)
+            self._flags = frozenset((*flags, "\\Recent") if recent else flags)
         return self._flags
 
     @property
@@ -198,6 +213,11 @@ async def run_search(
 ) -> list[int]:
     """UIDs (ascending) of the messages matching ``program``."""
     headers, body, sent = _needs(program)
+    if _every(program):  # UID SEARCH ALL, a client's every sync: no per-message test
+        if candidates is None:
+            return list(view.uids)
+        known = view.info
+        return [u for u in candidates if u in known]
     uids = list(candidates) if candidates is not None else list(view.uids)
     kinds = object_kinds(program)
     ids = await object_ids(store, view, uids, threads="THREADID" in kinds) if kinds else None
@@ -223,12 +243,16 @@ async def run_search(
         facts = await ensure_facts(store, view, uids)
     matched: list[int] = []
     cost, spent = _size(program), 0
+    # the whole mailbox in order: numbers by position, not a search per message
+    by_seq: dict[int, int] | None = None
+    if candidates is None and len(uids) > 64:
+        by_seq = dict(zip(view.uids, range(1, len(view.uids) + 1), strict=True))
     for uid in uids:
         spent += cost
         if spent >= _PACE:
             spent = 0
             await asyncio.sleep(0)  # let the other connections run
-        seq = view.seq(uid)
+        seq = view.seq(uid) if by_seq is None else by_seq.get(uid)
         if seq is None:
             continue
         f = facts.get(uid)

@@ -45,6 +45,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 _COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+#: A collection past 0.1 s is a loop stall (the watchdog's threshold).
+_GC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 #: The reply classes each protocol is counted in (``correo_replies_total``).
 REPLY_CLASSES: Mapping[str, tuple[str, ...]] = {
@@ -206,6 +208,15 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=reg,
         )
+        # -- the cycle collector, which pauses the event loop (server/gcpolicy.py)
+        gc_pause = Histogram(
+            "correo_gc_pause_seconds",
+            "Time of one collection of the cycle collector, per generation",
+            ["generation"],
+            buckets=_GC_BUCKETS,
+            registry=reg,
+        )
+        self._gc_pause = tuple(gc_pause.labels(str(g)) for g in range(3))
         self.dns_lookups = Counter(
             "correo_dns_lookups", "DNS lookups asked for, per record type", ["type"], registry=reg
         )
@@ -263,6 +274,11 @@ class Metrics:
         """A store group commit: called on the store's writer thread (the library locks)."""
         self.commit_seconds.observe(seconds)
         self.commit_batch.observe(writes)
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        """One collection of ``generation`` (0-2) took ``seconds``: called on the loop by
+        server/gcpolicy.py, never from inside the collector (this takes the metric's lock)."""
+        self._gc_pause[min(max(generation, 0), 2)].observe(seconds)
 
     def tls_version(self, version: str | None) -> None:
         self.tls.labels(version or "unknown").inc()

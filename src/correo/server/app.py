@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import ssl
@@ -39,6 +40,7 @@ from correo.server.connection import Connection, capped
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
 from correo.server.devmode import DevMode
+from correo.server.gcpolicy import GcPolicy
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession
 from correo.server.managesieve_session import ManageSieveSession
@@ -664,6 +666,14 @@ async def run_server(
             task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # full collections walk only what is new since the last one (server/gcpolicy.py)
+    log = server.log
+    gc_policy = GcPolicy(
+        server.metrics.gc_pause,
+        slow=lambda g, s: log.warning("gc.pause", generation=g, ms=round(s * 1000)),
+    )
+    gc_policy.start()
+    gc.collect()  # before READY: the start-up heap is frozen, never walked again
     if on_ready is not None:
         on_ready(server)
     notify("READY=1")  # sd_notify(3): every listener is bound (Type=notify)
@@ -672,4 +682,5 @@ async def run_server(
     for task in list(reloads):
         await asyncio.gather(task, return_exceptions=True)
     await server.stop()
+    gc_policy.stop()
     watchdog.stop()

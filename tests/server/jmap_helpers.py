@@ -82,10 +82,14 @@ def sieve_login(port: int, user: str = "alice@example.test") -> Any:
     return client
 
 
-def sieve_server(tmp_path: Path) -> Iterator[Server]:
-    """A running server with ManageSieve on, for a fixture to ``yield from``."""
+def sieve_server(tmp_path: Path, outbound: str = "") -> Iterator[Server]:
+    """A running server with ManageSieve on and ``outbound`` settings (TOML lines of
+    ``[outbound]``), for a fixture to ``yield from``."""
     data = tmp_path / "data"
     make_data_dir(data, {"sieve": '["127.0.0.1:0"]'})
+    if outbound:
+        with (data / "correo.toml").open("a") as fh:
+            fh.write(f"\n[outbound]\n{outbound}\n")
     server = Server(data)
     server.start()
     yield server

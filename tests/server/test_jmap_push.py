@@ -1,137 +1,42 @@
 """JMAP push over real sockets (RFC 8620 §7.3 EventSource, RFC 8887 WebSocket): every
 type the account has is announced with its new state when it changes — Mailbox, Email,
 Thread, EmailDelivery and Quota by a delivery over SMTP, Identity, EmailSubmission,
-VacationResponse and SieveScript by their /set — and the state announced is the one
-the type's /get answers afterwards."""
+VacationResponse and SieveScript by their /set; SieveScript and Quota changed over
+ManageSieve and by the CLI (another process), and EmailSubmission when the queue
+delivers or bounces — and the state announced is the one the type's /get answers
+afterwards."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.conftest import PASSWORDS, Server, client_tls
-from tests.server.helpers import RawSmtp
-from tests.server.jmap_helpers import Jmap, sieve_server
+from tests.conftest import Server, correo
+from tests.server.jmap_helpers import sieve_login
+from tests.server.push_helpers import (
+    ALICE,
+    BOB,
+    Client,
+    Events,
+    ReplyMx,
+    WsPush,
+    deliver,
+    sieve_server,
+)
 
-ALICE = "alice@example.test"
-BOB = "bob@example.test"
-USING = [
-    "urn:ietf:params:jmap:core",
-    "urn:ietf:params:jmap:mail",
-    "urn:ietf:params:jmap:submission",
-    "urn:ietf:params:jmap:vacationresponse",
-    "urn:ietf:params:jmap:quota",
-    "urn:ietf:params:jmap:sieve",
-]
+#: Well under the 15 s the push watch waits before it reads the store unprompted: a
+#: change seen within this was pushed by the store's account feed.
+PROMPT = 5.0
 
 
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[Server]:
     yield from sieve_server(tmp_path)
-
-
-class Client(Jmap):
-    using = USING
-
-    def upload(self, data: bytes) -> str:
-        got = self.http.post(f"{self.base}/jmap/upload/{self.account}/", data=data, timeout=10)
-        assert got.status_code == 201, got.text
-        return str(got.json()["blobId"])
-
-
-class Events:
-    """An EventSource stream (RFC 8620 §7.3) read off a raw TLS socket: the latest
-    state announced of each type, gathered from its StateChange events."""
-
-    def __init__(self, server: Server, user: str = ALICE) -> None:
-        port = server.ports["https"]
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock = client_tls().wrap_socket(raw)
-        auth = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
-        self.sock.sendall(
-            b"GET /jmap/eventsource/?types=*&closeafter=no&ping=0 HTTP/1.1\r\n"
-            + f"Host: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.sock.recv(4096)
-        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, head
-        assert b"transfer-encoding: chunked" in head.lower(), head
-        self.raw = head.partition(b"\r\n\r\n")[2]  # chunked (RFC 9112 §7.1)
-        self.text = b""
-        self.seen: dict[str, dict[str, str]] = {}
-
-    def _dechunk(self) -> None:
-        while b"\r\n" in self.raw:
-            size_line, _, rest = self.raw.partition(b"\r\n")
-            size = int(size_line.split(b";")[0], 16)
-            if len(rest) < size + 2:
-                return
-            self.text += rest[:size]
-            self.raw = rest[size + 2 :]
-
-    def _events(self) -> None:
-        while b"\n\n" in self.text:
-            event, _, self.text = self.text.partition(b"\n\n")
-            lines = dict(line.split(b": ", 1) for line in event.split(b"\n") if b": " in line)
-            if lines.get(b"event") != b"state":
-                continue
-            change = json.loads(lines[b"data"])
-            assert change["@type"] == "StateChange", change
-            for account, states in change["changed"].items():
-                self.seen.setdefault(account, {}).update(states)
-
-    def expect(self, account: str, wanted: dict[str, str | None], timeout: float = 10) -> None:
-        """Until every type of ``wanted`` was announced with its state (None: any)."""
-
-        def done() -> bool:
-            seen = self.seen.get(account, {})
-            return all(k in seen and v in (None, seen[k]) for k, v in wanted.items())
-
-        deadline = time.monotonic() + timeout
-        while not done():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"announced {self.seen}, expected {wanted}")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            assert data, "the stream ended"
-            self.raw += data
-            self._dechunk()
-            self._events()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _deliver(server: Server, subject: str) -> None:
-    smtp = RawSmtp(server.ports["smtp"])
-    assert smtp.cmd("EHLO client.test")[0] == 250
-    assert smtp.cmd("MAIL FROM:<carol@elsewhere.test>")[0] == 250
-    assert smtp.cmd(f"RCPT TO:<{ALICE}>")[0] == 250
-    assert smtp.cmd("DATA")[0] == 354
-    smtp.send(
-        f"From: carol@elsewhere.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{subject}@t>\r\n\r\nhello\r\n.\r\n".encode()
-    )
-    assert smtp.reply()[0] == 250
-    smtp.close()
-
-
-def _state(jmap: Client, method: str, **args: Any) -> str:
-    return str(jmap.call(method, ids=None, **args)["state"])
 
 
 def test_every_type_is_announced_over_eventsource(srv: Server) -> None:
@@ -141,18 +46,18 @@ def test_every_type_is_announced_over_eventsource(srv: Server) -> None:
     events = Events(srv)
     try:
         # a delivery over SMTP: the mail types, EmailDelivery and Quota (usage moved)
-        _deliver(srv, "pushed")
-        mail = _state(jmap, "Mailbox/get")
-        assert mail == _state(jmap, "Email/get", properties=["id"])
+        deliver(srv, "pushed")
+        mail = jmap.state("Mailbox/get")
+        assert mail == jmap.state("Email/get", properties=["id"])
         events.expect(
             account,
             {"Mailbox": mail, "Email": mail, "Thread": mail, "EmailDelivery": None,
-             "Quota": _state(jmap, "Quota/get")},
+             "Quota": jmap.state("Quota/get")},
         )  # fmt: skip
         # Identity/set
         done = jmap.call("Identity/set", update={identity["id"]: {"name": "Alice A."}})
         assert done["updated"] == {identity["id"]: None}, done
-        assert done["newState"] == _state(jmap, "Identity/get")
+        assert done["newState"] == jmap.state("Identity/get")
         events.expect(account, {"Identity": done["newState"]})
         # EmailSubmission/set: a draft sent to a local recipient
         draft = jmap.call(
@@ -174,7 +79,7 @@ def test_every_type_is_announced_over_eventsource(srv: Server) -> None:
             create={"s": {"identityId": identity["id"], "emailId": draft}},
         )
         assert "s" in sent["created"], sent
-        assert sent["newState"] == _state(jmap, "EmailSubmission/get")
+        assert sent["newState"] == jmap.state("EmailSubmission/get")
         events.expect(account, {"EmailSubmission": sent["newState"]})
         # VacationResponse/set (the account's Sieve vacation)
         on = jmap.call(
@@ -182,13 +87,13 @@ def test_every_type_is_announced_over_eventsource(srv: Server) -> None:
             update={"singleton": {"isEnabled": True, "textBody": "Away."}},
         )
         assert on["updated"] == {"singleton": None}, on
-        assert on["newState"] == _state(jmap, "VacationResponse/get")
+        assert on["newState"] == jmap.state("VacationResponse/get")
         events.expect(account, {"VacationResponse": on["newState"]})
         # SieveScript/set: a new script
         blob = jmap.upload(b"keep;\r\n")
         made = jmap.call("SieveScript/set", create={"a": {"name": "plain", "blobId": blob}})
         assert "a" in made["created"], made
-        assert made["newState"] == _state(jmap, "SieveScript/get")
+        assert made["newState"] == jmap.state("SieveScript/get")
         events.expect(account, {"SieveScript": made["newState"]})
     finally:
         events.close()
@@ -198,26 +103,23 @@ def test_a_websocket_announces_identity_and_sieve_changes(srv: Server) -> None:
     jmap = Client(srv)
     account = jmap.account
     (identity,) = jmap.call("Identity/get", ids=None)["list"]
-    token = base64.b64encode(f"{ALICE}:{PASSWORDS[ALICE]}".encode()).decode()
-    url = f"wss://127.0.0.1:{srv.ports['https']}/jmap/ws/"
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str, str]:
-        async with (
-            aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as http,
-            http.ws_connect(url, protocols=("jmap",), ssl=False) as ws,
-        ):
-            await ws.send_str(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": None,
-                                          "pushState": "stale"}))  # fmt: skip
-            catch_up = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+        async with WsPush(srv, push_state="stale") as push:
+            catch_up = await push.receive()
             renamed = await asyncio.to_thread(
                 jmap.call, "Identity/set", update={identity["id"]: {"name": "Push"}}
             )
-            first = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            first = await push.until(
+                lambda c: c["changed"][account].get("Identity") == renamed["newState"]
+            )
             blob = await asyncio.to_thread(jmap.upload, b"keep;\r\n")
             made = await asyncio.to_thread(
                 jmap.call, "SieveScript/set", create={"a": {"name": "ws", "blobId": blob}}
             )
-            second = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            second = await push.until(
+                lambda c: c["changed"][account].get("SieveScript") == made["newState"]
+            )
             return catch_up, first, second, renamed["newState"], made["newState"]
 
     catch_up, first, second, identity_state, sieve_state = asyncio.run(scenario())
@@ -227,3 +129,125 @@ def test_a_websocket_announces_identity_and_sieve_changes(srv: Server) -> None:
     assert first["changed"][account] == {"Identity": identity_state}
     assert second["changed"][account] == {"SieveScript": sieve_state}
     assert first["pushState"] != second["pushState"] != catch_up["pushState"]
+
+
+def test_managesieve_and_cli_changes_are_pushed_at_once(srv: Server) -> None:
+    """Writers outside JMAP — a ManageSieve session, the CLI in a process of its own —
+    reach push through the store's account feed, not a poll of the store."""
+    jmap = Client(srv)
+    account = jmap.account
+    events = Events(srv)
+    try:
+        events.sync(jmap)
+        sieve = sieve_login(srv.ports["sieve"])
+        script = b"keep;\r\n"
+        put = sieve.cmd(b'PUTSCRIPT "managed" {%d+}\r\n' % len(script) + script)
+        assert put[-1] == b"OK", put
+        sieve.cmd(b"LOGOUT")
+        events.expect(account, {"SieveScript": jmap.state("SieveScript/get")}, PROMPT)
+        # the CLI: another process, writing the same store
+        done = correo(srv.data, "sieve", "put", ALICE, "cli", "-", "--activate", stdin="keep;\n")
+        assert done.returncode == 0, done.stderr
+        wanted = jmap.state("SieveScript/get")
+        events.expect(account, {"SieveScript": wanted}, PROMPT)
+        (active,) = jmap.call("SieveScript/query", filter={"isActive": True})["ids"]
+        assert jmap.call("SieveScript/get", ids=[active])["list"][0]["name"] == "cli"
+        done = correo(srv.data, "user", "quota", ALICE, "20M", "--messages", "500")
+        assert done.returncode == 0, done.stderr
+        quota = jmap.call("Quota/get", ids=None)
+        assert {q["resourceType"]: q["hardLimit"] for q in quota["list"]} == {
+            "octets": 20 * 1024 * 1024,
+            "count": 500,
+        }
+        events.expect(account, {"Quota": quota["state"]}, PROMPT)
+    finally:
+        events.close()
+
+
+def test_cli_changes_reach_push_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """On PostgreSQL the CLI's write reaches the node by NOTIFY (postgres_feed.py)."""
+    pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
+    from tests.server.test_postgres_store import pg_node
+
+    server = pg_node(tmp_path / "node", pg_url)
+    server.start()
+    try:
+        jmap = Client(server)
+        events = Events(server)
+        try:
+            events.sync(jmap)
+            done = correo(server.data, "sieve", "put", ALICE, "pg", "-", stdin="keep;\n")
+            assert done.returncode == 0, done.stderr
+            wanted = jmap.state("SieveScript/get")
+            events.expect(jmap.account, {"SieveScript": wanted}, PROMPT)
+            done = correo(server.data, "user", "quota", ALICE, "30M")
+            assert done.returncode == 0, done.stderr
+            quota = jmap.call("Quota/get", ids=None)
+            assert [q["hardLimit"] for q in quota["list"]] == [30 * 1024 * 1024]
+            events.expect(jmap.account, {"Quota": quota["state"]}, PROMPT)
+        finally:
+            events.close()
+    finally:
+        assert server.stop() == 0, server.log()[-3000:]
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[tuple[Server, ReplyMx]]:
+    """A server whose queue relays remote.test to a peer that takes ok@ and refuses the
+    rest for good (RFC 5321 §4.2.2 550)."""
+    mx = ReplyMx(lambda rcpt: b"250 2.1.5 ok" if rcpt.startswith("ok@") else b"550 5.1.1 no")
+    outbound = f"transport = {json.dumps([f'remote.test smtp:[127.0.0.1]:{mx.port}'])}"
+    try:
+        for server in sieve_server(tmp_path, outbound + "\nretry_initial = 3600.0"):
+            yield server, mx
+    finally:
+        mx.close()
+
+
+def test_the_queue_s_outcomes_are_pushed_as_emailsubmission_changes(
+    relay: tuple[Server, ReplyMx],
+) -> None:
+    """RFC 8621 §7: deliveryStatus follows the queue — "queued" when sent, then "yes"
+    for the recipient the peer took and "no" for the one it refused — and each move of
+    the EmailSubmission state is pushed."""
+    srv, mx = relay
+    jmap = Client(srv)
+    account = jmap.account
+    (identity,) = jmap.call("Identity/get", ids=None)["list"]
+    draft = jmap.call(
+        "Email/set",
+        create={
+            "d": {
+                "mailboxIds": {jmap.mailbox_id("INBOX"): True},
+                "from": [{"email": ALICE}],
+                "to": [{"email": "ok@remote.test"}, {"email": "gone@remote.test"}],
+                "subject": "relayed",
+                "textBody": [{"partId": "1", "type": "text/plain"}],
+                "bodyValues": {"1": {"value": "Out through the queue.\n"}},
+            }
+        },
+    )["created"]["d"]["id"]
+    events = Events(srv)
+    try:
+        events.sync(jmap)
+        sent = jmap.call(
+            "EmailSubmission/set", create={"s": {"identityId": identity["id"], "emailId": draft}}
+        )
+        ident = sent["created"]["s"]["id"]
+        # the queue's answers each move the state, and each move is pushed at once (a
+        # quick queue's may come before the push of the submission's own)
+        state = sent["newState"]
+        for _ in range(5):
+            got = jmap.call("EmailSubmission/get", ids=[ident])
+            delivery = got["list"][0]["deliveryStatus"]
+            if all(d["delivered"] != "queued" for d in delivery.values()):
+                events.expect(account, {"EmailSubmission": got["state"]}, PROMPT)
+                break
+            state = events.moved(account, "EmailSubmission", state, PROMPT)
+        assert delivery["ok@remote.test"]["delivered"] == "yes", delivery
+        assert delivery["ok@remote.test"]["smtpReply"].startswith("250"), delivery
+        assert delivery["gone@remote.test"]["delivered"] == "no", delivery
+        assert delivery["gone@remote.test"]["smtpReply"].startswith("5"), delivery
+        assert set(mx.answered) == {"ok@remote.test", "gone@remote.test"}
+    finally:
+        events.close()

@@ -10,12 +10,10 @@ import pytest
 
 from tests.conftest import Server
 from tests.server.cluster_helpers import eventually
-from tests.server.helpers import RawSmtp
-from tests.server.jmap_helpers import Jmap, sieve_login, sieve_server
+from tests.server.jmap_helpers import sieve_login
+from tests.server.push_helpers import Client, deliver, sieve_server
 
 SIEVE = "urn:ietf:params:jmap:sieve"
-USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", SIEVE]
-ALICE = "alice@example.test"
 
 
 @pytest.fixture
@@ -23,31 +21,9 @@ def srv(tmp_path: Path) -> Iterator[Server]:
     yield from sieve_server(tmp_path)
 
 
-class Client(Jmap):
-    using = USING
-
-    def upload(self, data: bytes) -> str:
-        got = self.http.post(f"{self.base}/jmap/upload/{self.account}/", data=data, timeout=10)
-        assert got.status_code == 201, got.text
-        return str(got.json()["blobId"])
-
-
 SCRIPT = (
     b'require ["fileinto"];\r\nif header :contains "subject" "sorted" { fileinto "Sorted"; }\r\n'
 )
-
-
-def _deliver(server: Server, subject: str) -> None:
-    smtp = RawSmtp(server.ports["smtp"])
-    assert smtp.cmd("EHLO client.test")[0] == 250
-    assert smtp.cmd("MAIL FROM:<bob@elsewhere.test>")[0] == 250
-    assert smtp.cmd(f"RCPT TO:<{ALICE}>")[0] == 250
-    assert smtp.cmd("DATA")[0] == 354
-    smtp.send(
-        f"From: bob@elsewhere.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n\r\nx\r\n.\r\n".encode()
-    )
-    assert smtp.reply()[0] == 250
-    smtp.close()
 
 
 def test_sieve_scripts_are_managesieve_s(srv: Server) -> None:
@@ -84,7 +60,7 @@ def test_sieve_scripts_are_managesieve_s(srv: Server) -> None:
     sieve = sieve_login(srv.ports["sieve"])
     assert b'"rules" ACTIVE' in sieve.cmd(b"LISTSCRIPTS")
     sieve.cmd(b"LOGOUT")
-    _deliver(srv, "to be sorted")
+    deliver(srv, "to be sorted")
     sorted_box = jmap.mailbox_id("Sorted")
     assert eventually(lambda: len(jmap.email_ids("Sorted")) == 1, 10), sorted_box
     changes = jmap.call("SieveScript/changes", sinceState=state)

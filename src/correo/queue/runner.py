@@ -28,7 +28,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -154,6 +154,11 @@ class QueueRunner(HandOff):
         self.mda = mda
         #: Webhooks (delivered, bounced, deferred): set by the server.
         self.events: WebhookEvents | None = None
+        #: Told of each attempt's outcomes once recorded (JMAP EmailSubmission's
+        #: deliveryStatus, RFC 8621 §7): set by the server.
+        self.outcomes: (
+            Callable[[QueuedMessage, Sequence[RecipientUpdate]], Awaitable[None]] | None
+        ) = None
         self.clock = clock
         self.table = routing_table(config)
         #: Extra CAs for verified outbound TLS, resolved against the data folder once.
@@ -332,6 +337,7 @@ class QueueRunner(HandOff):
                 if self.events is not None:  # webhooks: before the record, as DSNs are
                     await self.events.queue_outcome(message, done)
                 await self.store.queue_update(message.id, done)
+                await self._recorded(message, done)
                 self.delivered += len(delivered)
                 success += [
                     RecipientReport(
@@ -450,6 +456,16 @@ class QueueRunner(HandOff):
             if self.events is not None:  # webhooks: before the record, as DSNs are
                 await self.events.queue_outcome(message, updates)
             await self.store.queue_update(message.id, updates)
+            await self._recorded(message, updates)
+
+    async def _recorded(self, message: QueuedMessage, updates: Sequence[RecipientUpdate]) -> None:
+        """Tell :attr:`outcomes` of recorded ``updates``; its failure costs no delivery."""
+        if self.outcomes is None or not message.authenticated:
+            return
+        try:
+            await self.outcomes(message, updates)
+        except StoreError as exc:
+            self.log.info("queue.outcome_not_shown", queue_id=message.id, error=str(exc))
 
     def _metrics_route(self, address: str) -> str:
         """The metrics' route: "mailbox" for a local domain delivered here, "remote" for

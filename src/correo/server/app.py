@@ -64,6 +64,7 @@ from correo.store.factory import open_store
 from correo.web.acme_http import http_listener
 from correo.web.app import https_listener
 from correo.web.devapi import add_routes as dev_api_routes
+from correo.web.jmap_submission import submission_outcome
 from correo.web.monitoring import metrics_listener
 from correo.web.webhook_files import add_routes as webhook_file_routes
 from correo.webhooks.events import WebhookEvents
@@ -303,6 +304,8 @@ class MailServer:
                 metrics=self.metrics,
             )
             self.runner.events = self.ctx.mda.events
+            store = self.store  # JMAP EmailSubmission deliveryStatus (RFC 8621 §7)
+            self.runner.outcomes = lambda m, u: submission_outcome(store, m, u)
             self.runner.start()
         self._start_reports()
         self.webhooks.start()

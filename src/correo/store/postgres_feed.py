@@ -2,7 +2,9 @@
 
 A commit wakes this process's waiters at once and queues its mailbox ids for one
 ``NOTIFY correo_changes`` that other nodes' listeners receive.  The notification only
-carries ids ("node:1,2,3"); waiters read the changes themselves from the tables, so a
+carries ids ("node:1,2,3"), or the name of an account whose other state changed
+("node@account": Sieve scripts, quota limits, JMAP records, which the CLI and other
+nodes change too); waiters read the changes themselves from the tables, so a
 lost notification (a listener reconnecting, a node that died after its commit) loses
 nothing: sessions still look now and then, and a listener that reconnects wakes every
 waiter to catch up.
@@ -45,6 +47,7 @@ class ChangeFeed:
         self.account_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._keys: dict[int, Key] = {}
         self._pending: set[int] = set()
+        self._pending_accounts: set[str] = set()
         self._sender: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._send_conn: psycopg.AsyncConnection[Any] | None = None
@@ -85,7 +88,18 @@ class ChangeFeed:
             self._pending.add(mailbox_id)
             keys.append(key)
         self._bump(keys)
-        if self._pending and not self._closed and (self._sender is None or self._sender.done()):
+        self._start_sending()
+
+    def account_committed(self, account: str) -> None:
+        """After a local commit of the account's state that no mailbox id names (Sieve
+        scripts, quota limits, records): wake local waiters and tell the other nodes."""
+        self.account_changed(account)
+        self._pending_accounts.add(account)
+        self._start_sending()
+
+    def _start_sending(self) -> None:
+        pending = self._pending or self._pending_accounts
+        if pending and not self._closed and (self._sender is None or self._sender.done()):
             self._sender = asyncio.create_task(self._send(), name="correo-pg-notify")
 
     def _bump(self, keys: Iterable[Key]) -> None:
@@ -120,8 +134,9 @@ class ChangeFeed:
     # -- across nodes ---------------------------------------------------------------
 
     async def _send(self) -> None:
-        while self._pending:
+        while self._pending or self._pending_accounts:
             ids, self._pending = sorted(self._pending), set()
+            accounts, self._pending_accounts = sorted(self._pending_accounts), set()
             payloads: list[str] = []
             text = ""
             for mailbox_id in ids:
@@ -130,13 +145,14 @@ class ChangeFeed:
                     payloads.append(text)
                     text = ""
                 text = f"{text},{piece}" if text else piece
-            payloads.append(text)
+            if text:
+                payloads.append(f"{self.node}:{text}")
+            # One notification per account: a name is short (an address, 254 octets)
+            payloads += [f"{self.node}@{a}" for a in accounts if len(a.encode()) < _MAX_PAYLOAD]
             try:
                 conn = await self._sender_connection()
                 for payload in payloads:
-                    await conn.execute(
-                        "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.node}:{payload}")
-                    )
+                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
             except (psycopg.Error, OSError):
                 # Best effort: the other nodes' sessions poll and catch up anyway.
                 if self._send_conn is not None:
@@ -179,6 +195,11 @@ class ChangeFeed:
 
     def _received(self, payload: str) -> None:
         node, _, ids = payload.partition(":")
+        if "@" in node:  # "node@account": the account's other state changed
+            node, _, account = payload.partition("@")
+            if node != self.node and account:
+                self.account_changed(account)
+            return
         if node == self.node:
             return  # our own commit: already counted and woken
         keys = []

@@ -49,7 +49,7 @@ class PgMdaOps(PgBase):
                 " DO UPDATE SET script = EXCLUDED.script, updated = EXCLUDED.updated",
                 (account, name, text, time.time()),
             )
-            return None, []
+            return None, [lambda: self.feed.account_committed(account)]
 
         await self._write(op)
 
@@ -67,7 +67,7 @@ class PgMdaOps(PgBase):
             await conn.execute(
                 "DELETE FROM sieve_scripts WHERE account = %s AND name = %s", (account, name)
             )
-            return None, []
+            return None, [lambda: self.feed.account_committed(account)]
 
         await self._write(op)
 
@@ -82,7 +82,7 @@ class PgMdaOps(PgBase):
                 "UPDATE sieve_scripts SET name = %s WHERE account = %s AND name = %s",
                 (new, account, old),
             )
-            return None, []
+            return None, [lambda: self.feed.account_committed(account)]
 
         await self._write(op)
 
@@ -101,7 +101,7 @@ class PgMdaOps(PgBase):
                 " WHERE account = %s",
                 (name, account),
             )
-            return None, []
+            return None, [lambda: self.feed.account_committed(account)]
 
         await self._write(op)
 

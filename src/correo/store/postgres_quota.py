@@ -154,7 +154,7 @@ class PgQuotaOps(PgBase):
                 (account_id, *values),
             )
             quota = self._quota_of(await self._one(conn, _ROW, (account,)))
-            return quota, [lambda: self._forget_quota(account)]
+            return quota, [lambda: self.feed.account_committed(account)]  # forgets it
 
         quota: Quota = await self._write(op)
         return quota

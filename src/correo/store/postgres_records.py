@@ -111,7 +111,7 @@ class PgRecordOps(PgBase):
                 " WHERE account = %s AND kind = %s",
                 (counter, floor, account, kind),
             )
-            return counter, []
+            return counter, [lambda: self.feed.account_committed(account)]
 
         result: int = await self._write(op)
         return result

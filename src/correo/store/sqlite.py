@@ -44,6 +44,7 @@ from correo.store.sqlite_base import (
 from correo.store.sqlite_bodies import BodyOps  # many small bodies in one read
 from correo.store.sqlite_digests import DIGEST_SCHEMA, DigestOps  # idempotent imports
 from correo.store.sqlite_expunged import EXPUNGED_SCHEMA, ExpungedOps  # JMAP Email/changes
+from correo.store.sqlite_feed import FeedOps  # other processes' account changes
 from correo.store.sqlite_mailboxes import MailboxOps
 from correo.store.sqlite_mda import MDA_SCHEMA, MdaOps  # Sieve, vacation, junk
 from correo.store.sqlite_messages import MessageOps  # deliver, expunge, bodies
@@ -81,6 +82,7 @@ class SqliteStore(
     AcrossOps,
     SaveDateOps,
     BodyOps,
+    FeedOps,
 ):
     """:class:`correo.store.api.MailStore` on SQLite plus files."""
 
@@ -182,6 +184,7 @@ class SqliteStore(
                     blob.unlink(missing_ok=True)
 
     async def close(self) -> None:
+        self._feed_stop()
         await asyncio.to_thread(self._committer.stop)
         await asyncio.to_thread(self._text_committer.stop)
         self._readers.shutdown(wait=True)
@@ -271,7 +274,11 @@ class SqliteStore(
                     future.set_result(None)
 
     def account_counter(self, account: str) -> int:
-        """How many commits of this process touched the account's mailboxes or names."""
+        """How many commits of this process touched the account's mailboxes or names, or
+        its Sieve scripts, quota limits and records (those of other processes too, once
+        the account feed saw them: ``sqlite_feed.py``)."""
+        if self._feed_seen < 0:
+            self._feed_baseline()
         return self._account_versions.get(account, 0)
 
     async def wait_for_account(self, account: str, counter: int, timeout: float) -> bool:
@@ -280,6 +287,7 @@ class SqliteStore(
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._account_waiters.setdefault(account, set()).add(future)
+        self._feed_watch()  # other processes' writes (the CLI) wake it too
         timer = loop.call_later(timeout, _expire, future)  # no wait_for: many wait at once
         try:
             await future

@@ -58,6 +58,7 @@ class MdaOps:
         def _reader(self) -> sqlite3.Connection: ...
         async def _read(self, fn: Any, *args: Any) -> Any: ...
         async def _write(self, op: Any) -> Any: ...
+        def _account_event(self, conn: sqlite3.Connection, account: str) -> AfterCommit: ...
 
     async def _mda_write(self, op: Any) -> Any:
         return await self._write(op)  # failures arrive as StoreError (see SqliteStore._write)
@@ -96,7 +97,7 @@ class MdaOps:
                 " updated=excluded.updated",
                 (account, name, text, time.time()),
             )
-            return None, []
+            return None, [self._account_event(conn, account)]
 
         await self._mda_write(op)
 
@@ -110,7 +111,7 @@ class MdaOps:
             if row[0]:  # RFC 5804 §2.10: the active script cannot be deleted
                 raise MailboxError("script is active", "ACTIVE")
             conn.execute("DELETE FROM sieve_scripts WHERE account=? AND name=?", (account, name))
-            return None, []
+            return None, [self._account_event(conn, account)]
 
         await self._mda_write(op)
 
@@ -124,7 +125,7 @@ class MdaOps:
             conn.execute(
                 "UPDATE sieve_scripts SET name=? WHERE account=? AND name=?", (new, account, old)
             )
-            return None, []
+            return None, [self._account_event(conn, account)]
 
         await self._mda_write(op)
 
@@ -139,7 +140,7 @@ class MdaOps:
             conn.execute(
                 "UPDATE sieve_scripts SET active=(name IS ?) WHERE account=?", (name, account)
             )
-            return None, []
+            return None, [self._account_event(conn, account)]
 
         await self._mda_write(op)
 

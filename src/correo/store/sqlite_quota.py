@@ -110,6 +110,7 @@ class QuotaOps:
         def _reader(self) -> sqlite3.Connection: ...
         def _read_now(self, fn: Any, *args: Any) -> Any: ...
         async def _write(self, op: Any) -> Any: ...
+        def _account_event(self, conn: sqlite3.Connection, account: str) -> AfterCommit: ...
         def _account_id(
             self, conn: sqlite3.Connection, account: str, create: bool
         ) -> int | None: ...
@@ -162,7 +163,8 @@ class QuotaOps:
                 " messages=excluded.messages",
                 (account_id, *values),
             )
-            return self._quota_of(conn.execute(self._QUOTA_ROW, (account,)).fetchone()), []
+            quota = self._quota_of(conn.execute(self._QUOTA_ROW, (account,)).fetchone())
+            return quota, [self._account_event(conn, account)]
 
         quota: Quota = await self._write(op)
         return quota

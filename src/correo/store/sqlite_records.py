@@ -47,6 +47,7 @@ class RecordOps:
         def _reader(self) -> sqlite3.Connection: ...
         async def _read(self, fn: Any, *args: Any) -> Any: ...
         async def _write(self, op: Any) -> Any: ...
+        def _account_event(self, conn: sqlite3.Connection, account: str) -> AfterCommit: ...
 
     async def records(self, account: str, kind: str, since: int = 0) -> tuple[int, list[Record]]:
         def read() -> tuple[int, list[Record]]:
@@ -141,7 +142,7 @@ class RecordOps:
                 " VALUES (?, ?, ?, ?)",
                 (account, kind, counter, floor),
             )
-            return counter, []
+            return counter, [self._account_event(conn, account)]
 
         result: int = await self._write(op)
         return result

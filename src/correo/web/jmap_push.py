@@ -1,12 +1,15 @@
 """JMAP push: Server-Sent Events (RFC 8620 §7.3) and JMAP over WebSocket (RFC 8887).
 
 Every stream of an account joins one :class:`_Watch` of it (:class:`PushHub`): one task
-looks at the store's in-process change counters and this process's JMAP writes twice a
-second (no I/O) and reads the states of every type the account has only when they
-moved, or every 15 s for writers in other processes (the CLI, ManageSieve, another
-node); a thousand streams cost one read per change, and each stream only waits on an
-event.  A StateChange names the types whose state moved.  A client that stops reading
-is dropped after 30 s; the streams end when the server shuts down.
+waits on the store's account feed (:meth:`MailStore.wait_for_account`: mail, Sieve
+scripts, quota limits, identities and submissions, whoever wrote them — ManageSieve, the
+CLI, the queue, another node) and looks at the mailboxes' change counters and this
+process's JMAP writes twice a second (no I/O); it reads the states of every type the
+account has when any of them moved, and every 15 s regardless, for a change whose
+notice was lost (a node that died between its commit and its NOTIFY).  A thousand
+streams cost one read per change, and each stream only waits on an event.  A
+StateChange names the types whose state moved.  A client that stops reading is dropped
+after 30 s; the streams end when the server shuts down.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from correo.web.jmap_vacation import vacation_state
 __all__ = ["HUB", "TYPES", "PushHub", "eventsource", "websocket"]
 
 _POLL = 0.5  # seconds between looks at the in-process change counters
-_REFRESH = 15.0  # seconds between reads of the store (other processes' changes)
+_REFRESH = 15.0  # seconds between reads of the store (a lost notice of a change)
+_GAP = 0.05  # seconds at least between two reads (a burst of commits is one read)
 _SEND_TIMEOUT = 30.0
 _MAIL = ("Mailbox", "Email", "Thread")
 # Every type an account has (RFC 8620 §7.1, RFC 8621 §1.5, RFC 9425, RFC 9661)
@@ -56,9 +60,9 @@ TYPES = (*_MAIL, "EmailDelivery", "Identity", "EmailSubmission", "VacationRespon
 class _Watch:
     """One account's states, read by one task for every push stream of the account.
 
-    The store's in-process change counters and the JMAP writes of this process are
-    looked at twice a second (no I/O); the states are read when they moved, or every
-    15 s for writers in other processes (the CLI, ManageSieve, another node).
+    The task wakes at once on the store's account feed; the mailboxes' counters and the
+    JMAP writes of this process are looked at twice a second (no I/O); the states are
+    read when any moved, or every 15 s.
     """
 
     def __init__(self, ctx: ServerContext, index: ExpungeIndex, account: str) -> None:
@@ -77,7 +81,8 @@ class _Watch:
     def _count(self) -> tuple[int, ...]:
         store = self.ctx.store
         mail = tuple(store.change_counter(self.account, n) for n in self._names)
-        return (self.index.generations.get(self.account, 0), *mail)
+        generation = self.index.generations.get(self.account, 0)
+        return (store.account_counter(self.account), generation, *mail)
 
     async def read(self) -> None:
         """Every type's state now (one read of each, shared by all the streams)."""
@@ -106,25 +111,25 @@ class _Watch:
             woken, self._woken = self._woken, asyncio.Event()
             woken.set()
 
-    async def run(self, stopping: asyncio.Event) -> None:
+    async def run(self) -> None:
+        """Until cancelled (the last stream left, or the server stops: :class:`PushHub`)."""
         loop = asyncio.get_running_loop()
+        store = self.ctx.store
         last = loop.time()
         while True:
-            try:
-                await asyncio.wait_for(stopping.wait(), _POLL)
-            except TimeoutError:
-                pass
-            else:
-                self._woken.set()  # the streams end
-                return
+            # the account feed wakes at once; the other counters are looked at each _POLL
+            await store.wait_for_account(self.account, self._counters[0], _POLL)
             now = loop.time()
             if self._count() == self._counters and now - last < _REFRESH:
                 continue
-            last = now
+            if now - last < _GAP:
+                await asyncio.sleep(last + _GAP - now)
+            last = loop.time()
             try:
                 await self.read()
             except StoreError as exc:
                 self.ctx.log.info("jmap.push_read_failed", user=self.account, error=str(exc))
+                await asyncio.sleep(_POLL)  # the counters still differ: not at once again
 
     async def wait(self, states: dict[str, str], timeout: float | None) -> None:
         """Until the states differ from ``states`` (or ``timeout``, or the server stops)."""
@@ -146,6 +151,15 @@ class PushHub:
         self.index = index
         self.stopping = stopping
         self._watches: dict[str, _Watch] = {}
+        self._ender: asyncio.Task[None] | None = None
+
+    async def _end(self) -> None:
+        """When the server stops: every watch stops and wakes its streams (they end)."""
+        await self.stopping.wait()
+        for watch in list(self._watches.values()):
+            if watch.task is not None:
+                watch.task.cancel()
+            watch._woken.set()
 
     async def join(self, account: str) -> _Watch:
         while True:  # a watch its last stream left while this one waited is not taken
@@ -163,8 +177,11 @@ class PushHub:
             if self._watches.get(account) is watch:
                 break
         watch.users += 1
+        loop = asyncio.get_running_loop()
+        if self._ender is None:
+            self._ender = loop.create_task(self._end())
         if watch.task is None:
-            watch.task = asyncio.get_running_loop().create_task(watch.run(self.stopping))
+            watch.task = loop.create_task(watch.run())
         return watch
 
     def leave(self, watch: _Watch) -> None:

@@ -43,6 +43,8 @@ class SendReport:
     queue_id: str
     #: recipient -> (SMTP reply, delivered: "yes" for a local copy, "queued" otherwise)
     status: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: The outbound queue's id of the message (None: nothing queued)
+    stored: int | None = None
 
 
 def _split(raw: bytes) -> tuple[bytes, bytes]:
@@ -193,6 +195,7 @@ async def send_message(
     else:
         stored = await ctx.store.deliver(spool, envelope, targets, remote, queue_skip=len(prefix))
         queued = stored.queue_id
+    report.stored = queued
     if queued is not None:
         ctx.queue_wakeup.set()  # the queue runner sends it now
     ctx.log.info(

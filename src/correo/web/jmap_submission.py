@@ -5,7 +5,10 @@ the account's own address (it cannot be destroyed); more may name any address th
 account may send as (its aliases, subaddresses).  A submission sends a stored Email at
 once through :func:`correo.web.jmap_send.send_message` (the submission port's checks,
 DKIM, the outbound queue) and is kept as a record of kind ``submission`` (the newest
-1,000), ``undoStatus`` ``final``: nothing is delayed, so nothing can be cancelled.
+1,000), ``undoStatus`` ``final``: nothing is delayed, so nothing can be cancelled.  As
+the queue delivers, defers or bounces a recipient, :func:`submission_outcome` writes
+the outcome into the record's ``deliveryStatus``, which moves the EmailSubmission state
+that push announces.
 """
 
 from __future__ import annotations
@@ -13,17 +16,17 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from correo.jmap.core import MethodError, SetError, is_id
 from correo.jmap.mail import digest_of, header_view, utc_date
-from correo.store.api import MailStore, Record, StoreError
+from correo.store.api import MailStore, QueuedMessage, RecipientUpdate, Record, StoreError
 from correo.web.jmap_email import email_set
 from correo.web.jmap_methods import Call, Method, _int, check_account, get_ids, set_objects
 from correo.web.jmap_send import Refusal, send_message
 
-__all__ = ["SUBMISSION", "SUBMISSION_METHODS", "record_state"]
+__all__ = ["SUBMISSION", "SUBMISSION_METHODS", "record_state", "submission_outcome"]
 
 SUBMISSION = "urn:ietf:params:jmap:submission"
 IDENTITY_PROPS = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature",
@@ -31,6 +34,11 @@ IDENTITY_PROPS = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htm
 SUBMISSION_PROPS = ("id", "identityId", "emailId", "threadId", "envelope", "sendAt",
                     "undoStatus", "deliveryStatus", "dsnBlobIds", "mdnBlobIds")  # fmt: skip
 _KEEP_SUBMISSIONS = 1000
+_QUEUED = "_queueId"  # the outbound queue's id of a submission's message (not a property)
+#: RFC 8621 §7 ``delivered`` of a queue outcome, and the reply class when the outcome's
+#: text is not an SMTP reply (a local error, a connection that failed)
+_OUTCOMES = {"delivered": ("yes", "250 2.0.0"), "failed": ("no", "550 5.0.0"),
+             "queued": ("queued", "451 4.0.0")}  # fmt: skip
 _DEFAULT = "Idefault"
 _ONLY_COUNTER = 1 << 62  # a `since` above every counter: records() reads the counter
 _MAX_TEXT = 64 * 1024  # a signature's length
@@ -57,6 +65,43 @@ async def record_state(store: MailStore, account: str, kind: str) -> str:
     """The state of ``kind`` ("identity", "submission") now: its counter, read alone."""
     counter, _ = await store.records(account, kind, since=_ONLY_COUNTER)
     return _state(counter)
+
+
+async def submission_outcome(
+    store: MailStore, message: QueuedMessage, updates: Sequence[RecipientUpdate]
+) -> None:
+    """The queue recorded ``updates`` of ``message``: the submission that queued it shows
+    each recipient's outcome (RFC 8621 §7 deliveryStatus: smtpReply, delivered), and its
+    new state reaches push through the store's account feed."""
+    account = message.authenticated
+    if not account:
+        return
+    mark = f'"{_QUEUED}": {message.id}'
+    _, rows = await store.records(account, "submission")
+    for row in reversed(rows):  # the newest first: the queue's outcome comes soon after
+        if mark not in row.data:
+            continue
+        record = json.loads(row.data)
+        if record.get(_QUEUED) != message.id:
+            continue
+        status = record.get("deliveryStatus") or {}
+        keys = {k.lower(): k for k in status}
+        changed = False
+        for update in updates:
+            key = keys.get(update.address.lower())
+            outcome = _OUTCOMES.get(update.status)
+            if key is None or outcome is None or not update.counted:
+                continue  # an address the routing expanded is not the client's
+            delivered, reply = outcome
+            text = " ".join(update.last_error.split())[:500]
+            if not (text[:3].isdigit() and text[3:4] in (" ", "-", "")):
+                text = f"{reply} {text}".rstrip()
+            entry = {**status[key], "smtpReply": text, "delivered": delivered}
+            if entry != status[key]:
+                status[key], changed = entry, True
+        if changed:
+            await store.record_put(account, "submission", row.id, json.dumps(record))
+        return
 
 
 def _since(args: dict[str, Any]) -> int:
@@ -430,7 +475,7 @@ async def _submit(
         error.update(exc.extra)
         raise _Refused(error) from None
     ident = _new_id("S")
-    record = {
+    record: dict[str, Any] = {
         "id": ident,
         "identityId": identity_id,
         "emailId": email.id,
@@ -445,6 +490,8 @@ async def _submit(
         "dsnBlobIds": [],
         "mdnBlobIds": [],
     }
+    if report.stored is not None:  # kept, not shown: the queue's outcomes find it by it
+        record[_QUEUED] = report.stored
     await call.store.record_put(
         call.account, "submission", ident, json.dumps(record), keep=_KEEP_SUBMISSIONS
     )

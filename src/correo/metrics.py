@@ -230,6 +230,7 @@ class Metrics:
         self.sessions: Callable[[], SessionCounts] = lambda: SessionCounts({}, 0)
         #: (monotonic time, the store's queue summary) of the last scrape, reused briefly.
         self.queue_cache: tuple[float, object] | None = None
+        self._by_status: dict[str, Mapping[bytes, Counter]] = {}
 
     # -- one-line instrumentation --------------------------------------------------------
 
@@ -237,6 +238,15 @@ class Metrics:
         """Children of ``correo_replies_total`` for ``protocol``, by class: a session
         binds them once and increments ``counters[cls]`` per reply."""
         return {c: self.replies.labels(protocol, c) for c in REPLY_CLASSES[protocol]}
+
+    def status_counters(self, protocol: str) -> Mapping[bytes, Counter]:
+        """The children by reply class as the wire spells it (``b"OK"``), one mapping
+        shared by every session of ``protocol``, not one dict each."""
+        found = self._by_status.get(protocol)
+        if found is None:
+            counters = self.reply_counters(protocol).items()
+            found = self._by_status[protocol] = {c.encode(): n for c, n in counters}
+        return found
 
     def code_counters(self, protocol: str) -> dict[int, Counter]:
         """SMTP and LMTP: the children by the reply code's first digit (2 for 250)."""

@@ -156,6 +156,7 @@ class MailServer:
         self._live: dict[asyncio.Task[None], _Live] = {}
         self._per_ip = PeerLimit(config.limits.connections_per_ip, config.limits.ipv6_prefix)
         self.metrics = Metrics(process=True)
+        self._on_tls = self.metrics.tls_version  # one bound method for every connection
         self.log.keep_recent(500)  # warnings and errors for correo status
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.runner: QueueRunner | None = None
@@ -456,9 +457,24 @@ class MailServer:
             self.metrics.connections.labels(service).inc()
             if implicit:
                 self.metrics.tls_version(conn.tls_version)
-            conn.on_tls = self.metrics.tls_version  # STARTTLS
+            conn.on_tls = self._on_tls  # STARTTLS
             try:
-                await self._serve(conn, service, protocol)
+                # served here, not in a coroutine of its own: one object less per session
+                session = self._session(conn, service, protocol)
+                task = asyncio.current_task()
+                assert task is not None
+                self._live[task] = _Live(session, task, conn.peer_ip, service)
+                try:
+                    await session.run()
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:  # a bug must cost one session, never the server
+                    self.log.error(
+                        "server.session_crashed", service=service, peer=conn.peer, error=repr(exc)
+                    )
+                    await conn.close()
+                finally:
+                    del self._live[task]
             finally:
                 self._per_ip.release(slot)
                 if conn.http_hangup:
@@ -466,7 +482,7 @@ class MailServer:
 
         return handle
 
-    async def _serve(self, conn: Connection, service: str, protocol: str) -> None:
+    def _session(self, conn: Connection, service: str, protocol: str) -> _Session:
         assert self.ctx is not None
         session: _Session
         if protocol == "smtp":
@@ -479,20 +495,7 @@ class MailServer:
             session = ManageSieveSession(self.ctx, conn)
         else:
             session = Pop3Session(self.ctx, conn)
-        task = asyncio.current_task()
-        assert task is not None
-        self._live[task] = _Live(session, task, conn.peer_ip, service)
-        try:
-            await session.run()
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # a bug must cost one session, never the server
-            self.log.error(
-                "server.session_crashed", service=service, peer=conn.peer, error=repr(exc)
-            )
-            await conn.close()
-        finally:
-            del self._live[task]
+        return session
 
     def _session_counts(self) -> SessionCounts:
         """Open connections per listener and IMAP sessions in IDLE, read at each scrape."""

@@ -7,18 +7,26 @@ pipelined commands, so a burst of N commands costs one socket write, not N.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
 import time
 from collections.abc import Callable
+from typing import Final
 
 from correo.log import Logger
 from correo.server.crossproto import HttpGuard
 from correo.server.tls import describe
 
-__all__ = ["Connection", "capped", "remaining"]
+__all__ = ["QUIET", "Connection", "capped", "remaining"]
 
 _READ_SIZE = 65536
 _PACE = 32  # commands between two turns of the loop for the other sessions
+
+#: The context of the callbacks an idle connection keeps scheduled (its timeout, the
+#: IDLE wake-ups), which read and set no context variable: a timer or done callback
+#: handed no context copies the current one, one more object per connection for the
+#: cycle collector to walk. Callbacks run one at a time, so sharing it is safe.
+QUIET: Final = contextvars.Context()
 
 
 class Connection:
@@ -37,7 +45,7 @@ class Connection:
         self.peer_ip: str = str(peer[0])
         self.peer_port: int = int(peer[1]) if len(peer) > 1 else 0
         self.tls_active = tls
-        self._out: list[bytes] = []
+        self._out: list[bytes] | None = None  # queued writes; no list while idle
         self.closed = False
         self._deadline = 0.0  # loop time by which the current read must get data
         self._timer: asyncio.TimerHandle | None = None
@@ -80,7 +88,7 @@ class Connection:
             if timer is None or timer.when() > deadline:
                 if timer is not None:
                     timer.cancel()
-                self._timer = loop.call_at(deadline, self._expire)
+                self._timer = loop.call_at(deadline, self._expire, context=QUIET)
             self._reading = asyncio.current_task()  # what _expire cancels
         task = self._reading
         try:
@@ -132,14 +140,17 @@ class Connection:
             return  # not reading now: the next read arms the timer again
         loop = asyncio.get_running_loop()
         if loop.time() < self._deadline:  # a later read moved the deadline on
-            self._timer = loop.call_at(self._deadline, self._expire)
+            self._timer = loop.call_at(self._deadline, self._expire, context=QUIET)
             return
         self._expired = True
         task.cancel()
 
     def write(self, data: bytes) -> None:
         if data:
-            self._out.append(data)
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
 
     async def flush(self, timeout: float = 0.0) -> bool:
         """Write what is queued; False if the connection is gone.
@@ -149,11 +160,10 @@ class Connection:
         connection is aborted: a session must not hold its slot forever. The timer is
         only armed when the kernel did not take everything at once.
         """
-        if not self._out or self.closed:
-            self._out.clear()
-            return not self.closed
         out = self._out
-        self._out = []
+        self._out = None
+        if not out or self.closed:
+            return not self.closed
         try:
             if len(out) == 1:
                 self.writer.write(out[0])

@@ -9,6 +9,7 @@ from correo.imap import commands as c
 from correo.imap.responses import (
     untagged,
 )
+from correo.server.connection import QUIET
 from correo.server.imap.acl import still_readable
 from correo.server.imap.notify import deliver as notify_deliver
 from correo.server.imap.notify import wait as notify_wait
@@ -28,6 +29,21 @@ _IDLE_RETRY = 2.0  # seconds before an idle session looks again after a store fa
 # -- IDLE ---------------------------------------------------------------------
 
 
+class _Settle:
+    """Settles the current wait of an idle session, whichever source comes first: one
+    object per session, where a closure over the future cost three (function, cell,
+    tuple) for the cycle collector to walk in each of ten thousand sessions."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self, wake: asyncio.Future[None]) -> None:
+        self.wake = wake
+
+    def __call__(self, _f: object = None) -> None:
+        if not self.wake.done():
+            self.wake.set_result(None)
+
+
 async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
     session.write(session.core.idle_started())
     session.idling = True
@@ -40,11 +56,7 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
     # mailbox's watch, NOTIFY, the poll timer): no asyncio.wait and its sets per wake-up,
     # which ten thousand sessions woken by one delivery would each pay.
     wake: asyncio.Future[None] = loop.create_future()
-
-    def settle(_f: object = None) -> None:
-        if not wake.done():
-            wake.set_result(None)
-
+    settle = _Settle(wake)
     try:
         while True:
             view = session.view
@@ -53,15 +65,15 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
             if session.deflate is not None:
                 session.deflate.rest()  # RFC 4978: no compressor kept while idle
             if wake.done():
-                wake = loop.create_future()
+                wake = settle.wake = loop.create_future()
             if read_task is None:
                 read_task = asyncio.create_task(session.conn.read(1800.0))
-                read_task.add_done_callback(settle)
+                read_task.add_done_callback(settle, context=QUIET)
             other: asyncio.Future[Any] | None = None
             if view is not None and not answered:  # the store failed: look again soon
-                timer = loop.call_later(_IDLE_RETRY, settle)
+                timer = loop.call_later(_IDLE_RETRY, settle, context=QUIET)
             else:
-                timer = loop.call_later(_IDLE_POLL, settle)
+                timer = loop.call_later(_IDLE_POLL, settle, context=QUIET)
                 if view is not None:
                     # one store wait per mailbox for all its idle sessions (imap/shared.py)
                     session.ctx.imap.wait_for_change(
@@ -69,7 +81,7 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
                     )
             if session.notify is not None:
                 other = notify_wait(session)  # RFC 5465 §4: the same events in IDLE
-                other.add_done_callback(settle)
+                other.add_done_callback(settle, context=QUIET)
             try:
                 await wake
             finally:

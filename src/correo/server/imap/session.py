@@ -204,8 +204,7 @@ class ImapSession:
         self.idling = False  # in IDLE (RFC 2177), for the metrics
         self._last = b""  # the last response written: a tagged one is counted (_count)
         self._commands = ctx.metrics.commands.labels("imap")
-        replies = ctx.metrics.reply_counters("imap")
-        self._replies = {status.encode(): counter for status, counter in replies.items()}
+        self._replies = ctx.metrics.status_counters("imap")  # shared by every session
 
     # -- plumbing -------------------------------------------------------------------
 

@@ -264,8 +264,27 @@ class _PrivatePg:
 
 
 def run_correo(
-    a: argparse.Namespace, store: str | None = None, name: str = "correo", mode: str = "mx"
+    a: argparse.Namespace,
+    store: str | None = None,
+    name: str = "correo",
+    mode: str = "mx",
+    src: Path | None = None,
 ) -> Outcome:
+    """``src``: run correo from this source tree (``--baseline-src``) instead."""
+    if src is None:
+        return _run_correo(a, store, name, mode)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src)  # the server and its CLI children import from it
+    try:
+        return _run_correo(a, store, name, mode)
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def _run_correo(a: argparse.Namespace, store: str | None, name: str, mode: str) -> Outcome:
     store = a.store if store is None else (None if store == "sqlite" else store)
     on_pg = store is not None
     if store == "private":  # a PostgreSQL of its own, as the tests start (tests/pg.py)
@@ -381,6 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="several correo targets, comma-separated: sqlite, private, postgresql://...",
     )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also run each correo target from this source tree (e.g. an exported older"
+        " commit's src/), as '<target>-base', in the same rounds",
+    )
     p.add_argument("--rounds", type=int, default=1, help="rounds; targets take turns")
     p.add_argument(
         "--modes",
@@ -399,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
                     label = "correo-" + ("pg" if store != "sqlite" else "sqlite")
                     fn = functools.partial(run_correo, a, store, label, mode)
                     targets.append((mode, label, fn))
+                    if a.baseline_src is not None:
+                        base = functools.partial(
+                            run_correo, a, store, label + "-base", mode, a.baseline_src.resolve()
+                        )
+                        targets.append((mode, label + "-base", base))
             else:
                 targets.append(
                     (mode, "correo", functools.partial(run_correo, a, None, "correo", mode))

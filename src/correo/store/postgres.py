@@ -64,6 +64,7 @@ from correo.store.postgres_bodies import PgBodyOps
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
 from correo.store.postgres_expunged import PgExpungedOps
 from correo.store.postgres_feed import ChangeFeed
+from correo.store.postgres_group import GroupedDelivery, PgGroupOps
 from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection_lost
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
@@ -107,6 +108,7 @@ class PostgresStore(
     PgAcrossOps,
     PgSaveDateOps,
     PgBodyOps,
+    PgGroupOps,
 ):
     """:class:`correo.store.api.MailStore` on PostgreSQL (``url``: a libpq URI).
 
@@ -423,8 +425,12 @@ class PostgresStore(
             return Delivered(uids, queue_id, over), [lambda: self.feed.committed(touched), warn]
 
         try:
-            result: Delivered = await self._write(
-                op, [(t.account, t.mailbox) for t in targets], guarded=False
+            group = None
+            if staged is None and data is not None and not all_queued:  # postgres_group.py
+                grouped = GroupedDelivery(targets, digest, size, data, facts, now, zone)
+                group = (self._deliver_group, grouped)
+            result: Delivered = await self._committer.submit(
+                op, [(t.account, t.mailbox) for t in targets], guarded=False, group=group
             )
         except Exception:
             # Not on cancellation: the write may still commit, and needs its chunks.

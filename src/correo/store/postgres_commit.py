@@ -16,6 +16,11 @@ two nodes' batches then take their locks in the same order and cannot deadlock o
 A deadlock or serialization failure that happens anyway (bodies shared across mailboxes)
 aborts the batch, which is retried whole: nothing of it was committed.
 
+Writes of one kind that can share a statement (small deliveries, ``postgres_group.py``)
+carry a *group runner*: the batch hands all of them to it at once, after the locks and
+before the other writes, and runs one on its own only where the runner declines it.
+A runner that fails rolls the batch back; it is then run again without grouping.
+
 Large bodies are not written here: they are staged beforehand on another connection
 (``postgres.py``), so a 100 MB message never holds up the other sessions' writes.
 """
@@ -35,12 +40,18 @@ from psycopg_pool import AsyncConnectionPool
 from correo.store.api import StoreError
 from correo.store.postgres_health import PgHealth, connection_lost, store_error
 
-__all__ = ["PgAfterCommit", "PgCommitter", "PgWriteOp", "store_error"]
+__all__ = ["PgAfterCommit", "PgCommitter", "PgGroupRun", "PgWriteOp", "store_error"]
 
 #: A post-commit action (waking waiters, announcing changes); runs on the event loop.
 PgAfterCommit = Callable[[], None]
 #: A write: runs in the batch's transaction, returns (result, after-commit actions).
 PgWriteOp = Callable[[AsyncConnection[Any]], Awaitable[tuple[Any, list[PgAfterCommit]]]]
+#: Runs the payloads of several writes of one kind at once; per payload its outcome, or
+#: None for a write to run on its own (its op) after all.
+PgGroupRun = Callable[
+    [AsyncConnection[Any], list[Any]],
+    Awaitable[list[tuple[Any, list[PgAfterCommit]] | None]],
+]
 
 _MAX_BATCH: Final = 256
 _RETRIES: Final = 5
@@ -54,7 +65,7 @@ _LOCK_MAILBOXES: Final = (
 
 
 class _Item:
-    __slots__ = ("future", "guarded", "keys", "op")
+    __slots__ = ("future", "group", "guarded", "keys", "op")
 
     def __init__(
         self,
@@ -62,15 +73,21 @@ class _Item:
         keys: Sequence[tuple[str, str]],
         guarded: bool,
         future: asyncio.Future[Any],
+        group: tuple[PgGroupRun, Any] | None,
     ) -> None:
         self.op = op
         self.keys = keys
         self.guarded = guarded
         self.future = future
+        self.group = group
 
 
 class _Redo(Exception):
     """An unguarded write failed: the batch is rolled back and run again without it."""
+
+
+class _Ungroup(Exception):
+    """A group runner failed: the batch is rolled back and run again write by write."""
 
 
 class PgCommitter:
@@ -100,7 +117,12 @@ class PgCommitter:
             self._task = None
 
     def submit(
-        self, op: PgWriteOp, keys: Sequence[tuple[str, str]] = (), *, guarded: bool = True
+        self,
+        op: PgWriteOp,
+        keys: Sequence[tuple[str, str]] = (),
+        *,
+        guarded: bool = True,
+        group: tuple[PgGroupRun, Any] | None = None,
     ) -> asyncio.Future[Any]:
         """Queue a write; the future resolves once it is durably committed.
 
@@ -108,12 +130,14 @@ class PgCommitter:
         ``guarded``: run it in a savepoint (two round trips) because it refuses requests
         in the normal course (a mailbox that exists); an unguarded write that fails
         anyway costs a rerun of its batch instead.
+        ``group``: (runner, payload) for a write that may share a statement with others
+        of its kind in the batch; ``op`` still runs it alone where the runner declines.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._task is None or self._stopping:
             future.set_exception(StoreError("the store is closed"))
             return future
-        self._queue.append(_Item(op, keys, guarded, future))
+        self._queue.append(_Item(op, keys, guarded, future, group))
         self._wake.set()
         return future
 
@@ -134,14 +158,18 @@ class PgCommitter:
         failure: BaseException | None = None
         retries = 0
         reconnected = False
+        grouping = True
         started = time.monotonic()
         while True:
             outcomes, after = {}, []
             sent: list[bool] = []  # COMMIT sent: after it, the outcome of a failure is unknown
             try:
-                await self._attempt(batch, refused, outcomes, after, sent)
+                await self._attempt(batch, refused, outcomes, after, sent, grouping)
                 self._health.answered()
                 break
+            except _Ungroup:
+                grouping = False  # rolled back; once: the rerun has no groups
+                continue
             except _Redo:
                 continue  # rolled back; bounded: each rerun has one write fewer
             except _RETRYABLE:
@@ -185,14 +213,20 @@ class PgCommitter:
         outcomes: dict[int, Any],
         after: list[PgAfterCommit],
         sent: list[bool],
+        grouping: bool,
     ) -> None:
         keys = sorted({k for i, item in enumerate(batch) if i not in refused for k in item.keys})
         wait = self._health.wait
         async with self._pool.connection(timeout=wait) as conn, conn.transaction():
             if keys:
                 await conn.execute(_LOCK_MAILBOXES, ([k[0] for k in keys], [k[1] for k in keys]))
+            grouped = await self._groups(conn, batch, refused) if grouping else {}
             for i, item in enumerate(batch):
                 if i in refused:
+                    continue
+                if i in grouped:
+                    outcomes[i], actions = grouped[i]
+                    after.extend(actions)
                     continue
                 try:
                     if item.guarded:
@@ -212,3 +246,28 @@ class PgCommitter:
                     outcomes[i] = result
                     after.extend(actions)
             sent.append(True)  # leaving the block sends COMMIT
+
+    @staticmethod
+    async def _groups(
+        conn: AsyncConnection[Any], batch: list[_Item], refused: dict[int, BaseException]
+    ) -> dict[int, tuple[Any, list[PgAfterCommit]]]:
+        """Run each kind's grouped writes at once (two or more of a kind); their outcomes
+        by batch index, without the ones the runner left to their own op."""
+        kinds: dict[PgGroupRun, list[int]] = {}
+        for i, item in enumerate(batch):
+            if item.group is not None and i not in refused:
+                kinds.setdefault(item.group[0], []).append(i)
+        done: dict[int, tuple[Any, list[PgAfterCommit]]] = {}
+        for run, indexes in kinds.items():
+            if len(indexes) < 2:
+                continue
+            try:
+                results = await run(conn, [batch[i].group[1] for i in indexes])  # type: ignore[index]
+            except (*_RETRYABLE, psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception as exc:
+                raise _Ungroup from exc
+            for i, result in zip(indexes, results, strict=True):
+                if result is not None:
+                    done[i] = result
+        return done

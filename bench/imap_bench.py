@@ -14,8 +14,9 @@ wall time of: APPEND (rate), SELECT, FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDA
 ENVELOPE) twice, FETCH 1:* BODYSTRUCTURE twice; then ``--rounds`` rounds (median kept;
 every server is up at once and the rounds alternate between them) of: 1,000 random
 UID FETCH n BODY.PEEK[], one UID FETCH of 1,000 random UIDs BODY.PEEK[],
-UID SEARCH TEXT <rare word>, STORE +FLAGS.SILENT 1:* (after an untimed -FLAGS),
-UID FETCH 1:* (UID FLAGS); then
+UID SEARCH TEXT <rare word>, UID SEARCH ALL then UID FETCH of the newest 50 UIDs
+(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE) (a client's sync), STORE +FLAGS.SILENT
+1:* (after an untimed -FLAGS), UID FETCH 1:* (UID FLAGS); then
 ``--idle`` connections in IDLE: server memory (PSS of its process tree) per connection
 and the time for one APPEND to reach all of them as ``* n EXISTS``. Between the APPENDs
 and the rest, the bench waits until the server is idle ("settle"): what a server defers
@@ -321,6 +322,15 @@ def round_ops(c: imaplib.IMAP4, count: int, seed: int) -> dict[str, float]:
     r["UID SEARCH TEXT rare"] = timed(lambda: found.append(c.uid("SEARCH", "TEXT", RARE)))
     _typ, data = found[0]  # type: ignore[misc]
     assert data[0].split() == [str(count // 2 + 1).encode()], data
+
+    def sync_newest() -> None:  # a client's sync: every UID, then the newest 50 envelopes
+        typ, got = c.uid("SEARCH", "ALL")
+        assert typ == "OK" and len(got[0].split()) == count
+        newest = b",".join(got[0].split()[-50:]).decode()
+        typ, fetched = c.uid("FETCH", newest, "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
+        assert typ == "OK" and len([f for f in fetched if f != b")"]) == 50
+
+    r["UID SEARCH ALL + FETCH 50 ENV"] = timed(sync_newest)
     c.store("1:*", "-FLAGS.SILENT", "(\\Flagged)")  # untimed: each round sets them anew
     r["STORE +FLAGS 1:*"] = timed(lambda: c.store("1:*", "+FLAGS.SILENT", "(\\Flagged)"))
     r["UID FETCH 1:* (UID FLAGS)"] = timed(lambda: c.uid("FETCH", "1:*", "(UID FLAGS)"))

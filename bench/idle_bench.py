@@ -19,9 +19,10 @@ times they saw the EXISTS are CLOCK_MONOTONIC, comparable with this process's. T
 fan-out is timed ``--rounds`` times (median): from sending the APPEND (the commit is
 in it) to the last client, and from its tagged OK. When the run ends the clients close
 all at once; the server's loop watchdog reports (``loop.blocked`` in serve.log) over the
-whole run are counted. ``--compress`` makes the IMAP clients start COMPRESS=DEFLATE
-(RFC 4978) after LOGIN. RLIMIT_NOFILE is raised to the hard limit for these processes
-and the server.
+whole run are counted, and so are the server's ``gc.pause`` lines (a collection of 100 ms
+or more of wall time, logged a second late by server/gcpolicy.py). ``--compress`` makes
+the IMAP clients start COMPRESS=DEFLATE (RFC 4978) after LOGIN. RLIMIT_NOFILE is raised
+to the hard limit for these processes and the server.
 """
 
 from __future__ import annotations
@@ -284,12 +285,15 @@ def _log_size(srv: CorreoServer) -> int:
     return (srv.data / "serve.log").stat().st_size if srv.data is not None else 0
 
 
-def _serve_log_stalls(data: Path, begin: int, end: int) -> list[str]:
-    """The loop watchdog's reports (``loop.blocked``) in serve.log between two offsets."""
+def _serve_log_stalls(
+    data: Path, begin: int, end: int, event: bytes = b"loop.blocked"
+) -> list[str]:
+    """The loop watchdog's reports (``loop.blocked``), or the collector's pauses of 100 ms
+    or more (``gc.pause``), in serve.log between two offsets."""
     with open(data / "serve.log", "rb") as f:
         f.seek(begin)
         text = f.read(end - begin)
-    return [line.decode(errors="replace") for line in text.splitlines() if b"loop.blocked" in line]
+    return [line.decode(errors="replace") for line in text.splitlines() if event in line]
 
 
 def idle_test(
@@ -372,6 +376,8 @@ def idle_test(
                 for line in stalls:
                     print(f"# {phase}: {line}", flush=True)
                 r[f"{name} loop stalls, {phase}"] = len(stalls)
+                pauses = _serve_log_stalls(srv.data, begin, end, b"event=gc.pause")
+                r[f"{name} gc pauses >=100 ms, {phase}"] = len(pauses)
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -132,21 +132,11 @@ def _local_date(value: str) -> dt.datetime | None:
         return None
 
 
-class _Subject:
-    """One message as the evaluator sees it."""
+class _Meta:
+    """One message as the evaluator sees it when the program reads no text: flags,
+    numbers, sizes and dates from the view only (UNSEEN, UID ranges, MODSEQ…)."""
 
-    __slots__ = (
-        "_body",
-        "_flags",
-        "_folded",
-        "_headers",
-        "_parts",
-        "_parts_folded",
-        "_view",
-        "info",
-        "sent_date",
-        "seq",
-    )
+    __slots__ = ("_flags", "_view", "info", "sent_date", "seq")
 
     def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
         self.info = view.info[uid]
@@ -154,11 +144,6 @@ class _Subject:
         self._view = view
         self._flags: frozenset[str] | None = None  # when a key asks, once per message
         self.sent_date = dt.datetime.fromtimestamp(sent, dt.UTC) if sent is not None else None
-        self._headers: dict[str, list[str]] = {}
-        self._folded: list[str] | None = None  # header values casefolded, once
-        self._body: str = ""
-        self._parts: tuple[bytes, Part] | None = None  # for the parts' headers (TEXT)
-        self._parts_folded: list[str] | None = None
 
     @property
     def uid(self) -> int:
@@ -183,6 +168,29 @@ class _Subject:
     @property
     def modseq(self) -> int:
         return self.info.modseq
+
+    def header(self, name: str) -> Sequence[str]:
+        return ()  # never asked: the program has no header key
+
+    def body_contains(self, needle: str) -> bool:
+        return False  # never asked: the program has no BODY/TEXT key
+
+    def text_contains(self, needle: str) -> bool:
+        return False
+
+
+class _Subject(_Meta):
+    """One message as the evaluator sees it, with the text the program reads."""
+
+    __slots__ = ("_body", "_folded", "_headers", "_parts", "_parts_folded")
+
+    def __init__(self, view: MailboxView, uid: int, seq: int, sent: float | None) -> None:
+        super().__init__(view, uid, seq, sent)
+        self._headers: dict[str, list[str]] = {}
+        self._folded: list[str] | None = None  # header values casefolded, once
+        self._body: str = ""
+        self._parts: tuple[bytes, Part] | None = None  # for the parts' headers (TEXT)
+        self._parts_folded: list[str] | None = None
 
     def header(self, name: str) -> Sequence[str]:
         return self._headers.get(name.lower(), [])
@@ -256,9 +264,14 @@ async def run_search(
         if seq is None:
             continue
         f = facts.get(uid)
+        if not (headers or body or sent):
+            hit = matcher(_Meta(view, uid, seq, None))
+            if hit:
+                matched.append(uid)
+            continue
         subject = _Subject(view, uid, seq, f.sent_date if f is not None else None)
         text_size = 0
-        if (headers or body or sent) and f is not None:
+        if f is not None:
             tree = load_tree(f)
             if body:
                 data = await read_range(store, view, uid, 0, None)

@@ -19,6 +19,7 @@ import email
 import email.header
 import email.policy
 import json
+import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 _ID_HEX = 24  # hex digits of the SHA-256 in an id: 96 bits
+_HEX = frozenset("0123456789abcdef")
+_STATES_KEPT = 256  # state tokens kept by their marks (compressing one costs ~50 µs)
 
 # RFC 8621 §4.1.1: the IMAP system flags and their keywords
 _SYSTEM = {"\\seen": "$seen", "\\flagged": "$flagged", "\\answered": "$answered",
@@ -71,7 +74,7 @@ def digest_of(ident: str) -> str | None:
     if len(ident) != _ID_HEX + 1 or ident[0] not in "EBT":
         return None
     hexpart = ident[1:]
-    return hexpart if all(c in "0123456789abcdef" for c in hexpart) else None
+    return hexpart if _HEX.issuperset(hexpart) else None
 
 
 def mailbox_id(uidvalidity: int) -> str:
@@ -131,10 +134,21 @@ class MailboxMark:
 
 
 def write_state(marks: Iterable[MailboxMark]) -> str:
-    """A state token: every mailbox's mark, compressed, URL-safe."""
-    rows = sorted([m.uidvalidity, m.uidnext, m.modseq, m.name] for m in marks)
-    packed = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 9)
-    return "s" + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+    """A state token: every mailbox's mark, compressed, URL-safe.  The token is a
+    function of the marks, and every request asks for it twice or more: kept."""
+    key = tuple(marks)
+    token = _states.get(key)
+    if token is None:
+        rows = sorted([m.uidvalidity, m.uidnext, m.modseq, m.name] for m in key)
+        packed = zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 9)
+        token = "s" + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+        _states[key] = token
+        if len(_states) > _STATES_KEPT:
+            del _states[next(iter(_states))]
+    return token
+
+
+_states: dict[tuple[MailboxMark, ...], str] = {}
 
 
 def read_state(token: str, most: int = 100_000) -> dict[int, MailboxMark] | None:
@@ -207,8 +221,13 @@ def _date(message: Message) -> str | None:
 
 
 def utc_date(seconds: float) -> str:
-    """A JMAP UTCDate (RFC 8620 §1.4)."""
-    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A JMAP UTCDate (RFC 8620 §1.4): one per Email listed, so formatted from the
+    broken-down time (a fifth of a datetime's cost); a year past four digits as before."""
+    when = time.gmtime(int(seconds))
+    if not 1 <= when.tm_year <= 9999:
+        return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    y, mo, d, h, mi, sec = when[:6]
+    return f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{sec:02d}Z"
 
 
 @dataclass(slots=True)

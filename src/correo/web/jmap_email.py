@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from correo.delivery.textindex import index_delivered
@@ -50,10 +50,9 @@ DEFAULT_PROPS = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "
                  "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
                  "textBody", "htmlBody", "attachments")  # fmt: skip
 _YIELD_EVERY = 2000  # Emails looked at between two turns of the loop for others
-_NO_META: dict[str, Any] = {}
 _NO_TEXTS: Mapping[str, Searchable] = {}
 _NO_THREADS: Mapping[str, str] = {}
-_META = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
+_META = frozenset(("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"))
 _HEAD_ONLY = 256 * 1024  # what header properties read of a message
 _PARSE_BATCH = 8 << 20  # octets of messages held to be parsed in one worker-thread hop
 _PARSE_INLINE = 16 * 1024  # octets of header sections parsed on the event loop
@@ -69,20 +68,28 @@ def _header_section(raw: bytes) -> bytes:
     return raw
 
 
-def _meta(email: EmailRow, threads: Mapping[str, str] = _NO_THREADS) -> dict[str, Any]:
+def _meta(
+    email: EmailRow, threads: Mapping[str, str] = _NO_THREADS, wanted: Container[str] = _META
+) -> dict[str, Any]:
+    """The properties an Email's rows give (no octets read), those ``wanted`` only."""
     first = email.first
-    flags: set[str] = set()
-    for row in email.rows:
-        flags.update(row.info.flags)
-    return {
-        "id": email.id,
-        "blobId": blob_id(email.digest),
-        "threadId": threads.get(email.digest),
-        "mailboxIds": {row.box.id: True for row in email.rows},
-        "keywords": flags_to_keywords(flags),
-        "size": first.info.size,
-        "receivedAt": utc_date(first.info.internal_date),
-    }
+    out: dict[str, Any] = {"id": email.id}
+    if "blobId" in wanted:
+        out["blobId"] = blob_id(email.digest)
+    if "threadId" in wanted:
+        out["threadId"] = threads.get(email.digest)
+    if "mailboxIds" in wanted:
+        out["mailboxIds"] = {row.box.id: True for row in email.rows}
+    if "keywords" in wanted:
+        flags: set[str] = set()
+        for row in email.rows:
+            flags.update(row.info.flags)
+        out["keywords"] = flags_to_keywords(flags)
+    if "size" in wanted:
+        out["size"] = first.info.size
+    if "receivedAt" in wanted:
+        out["receivedAt"] = utc_date(first.info.internal_date)
+    return out
 
 
 async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +117,7 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     }
     max_value = _int(args, "maxBodyValueBytes", 0, 0)
     parsed_props = [p for p in wanted if p not in _META]
+    wanted_meta = _META.intersection(wanted)
     needs_body = any(p in BODY_PROPS for p in parsed_props)
     heads_key = tuple(parsed_props)
     found, missing = [], []
@@ -151,8 +159,7 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
         if email is None:
             missing.append(ident)
             continue
-        meta = _meta(email, threads)
-        entry = {k: v for k, v in meta.items() if k in wanted}
+        entry = _meta(email, threads, wanted_meta)
         if parsed_props:
             known = None if needs_body else call.view.index.head(email.digest, heads_key)
             if known is not None:
@@ -352,45 +359,55 @@ async def _query_ids(
 ) -> list[str]:
     """The ids of the Emails ``node`` matches, in ``sort`` order; with ``collapse`` only
     the first of each Thread (RFC 8621 §4.4.3)."""
-    sort_size = any(c["property"] == "size" for c in sort)
     emails = list((await call.view.emails()).values())
     if node is not None and reads_headers and len(emails) > _QUERY_HEADS:
         raise MethodError("unsupportedFilter", "header filters over this many messages")
     texts = await texts_for(call.view, terms) if terms else _NO_TEXTS
-    chosen = []
+    chosen = emails if node is None else []  # every Email: a new list, sorted below
     every = _YIELD_EVERY if not reads_headers else 100  # each header read is synchronous
-    for count, email in enumerate(emails, 1):
+    for count, email in enumerate(emails if node is not None else [], 1):
         if count % every == 0:
             await asyncio.sleep(0)  # a large mailbox must not hold the loop
-        meta = _meta(email) if node is not None or sort_size else _NO_META
         heads = None
-        if node is not None and reads_headers:
+        if reads_headers:
             try:
                 heads = header_view(await call.view.raw(email.first, 64 * 1024))
             except StoreError:
                 continue
-        if node is None or _matches(node, email, meta, heads, texts):
-            chosen.append((email, meta))
+        if _matches(node, email, _meta(email), heads, texts):
+            chosen.append(email)
     for comparator in reversed(sort):
         prop = comparator["property"]
         reverse = not comparator.get("isAscending", True)
         if prop == "receivedAt":
-            chosen.sort(key=lambda em: em[0].first.info.internal_date, reverse=reverse)
+            chosen.sort(key=_received, reverse=reverse)
         elif prop == "size":
-            chosen.sort(key=lambda em: em[1]["size"], reverse=reverse)
+            chosen.sort(key=_size, reverse=reverse)
         else:
-            chosen.sort(key=lambda em: em[0].id, reverse=reverse)
+            chosen.sort(key=_email_id, reverse=reverse)
     if collapse:
         threads = await call.view.all_threads()
         seen: set[str] = set()
         kept = []
-        for email, meta in chosen:
+        for email in chosen:
             thread = threads.get(email.digest, email.digest)
             if thread not in seen:
                 seen.add(thread)
-                kept.append((email, meta))
+                kept.append(email)
         chosen = kept
-    return [e.id for e, _ in chosen]
+    return [e.id for e in chosen]
+
+
+def _received(email: EmailRow) -> float:
+    return email.first.info.internal_date
+
+
+def _size(email: EmailRow) -> int:
+    return email.first.info.size
+
+
+def _email_id(email: EmailRow) -> str:
+    return email.id
 
 
 # -- changes ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from correo.jmap.mail import MailboxMark, email_id, mailbox_id, write_state
+from correo.jmap.mail import MailboxMark, digest_of, email_id, mailbox_id, write_state
 from correo.jmap.threads import thread_of
 from correo.store.api import (
     MailboxInfo,
@@ -162,7 +162,9 @@ class ExpungeIndex:
     def __init__(self, most: int = 2_000_000, listed: int = 500_000) -> None:
         self.most = most
         self.listed_most = listed
-        self._by_account: OrderedDict[str, dict[tuple[int, int], str]] = OrderedDict()
+        # account -> UIDVALIDITY -> UID -> digest (dicts of ints and strings: not walked by
+        # the cycle collector, and no tuple made per message listed)
+        self._by_account: OrderedDict[str, dict[int, dict[int, str]]] = OrderedDict()
         self._total = 0
         self._listings: OrderedDict[tuple[str, int], tuple[int, int, list[Row]]] = OrderedDict()
         self._listed = 0
@@ -246,18 +248,24 @@ class ExpungeIndex:
             total -= len(dropped.emails)
 
     def note(self, account: str, rows: list[Row]) -> None:
-        index = self._by_account.setdefault(account, {})
+        boxes = self._by_account.setdefault(account, {})
         self._by_account.move_to_end(account)
-        before = len(index)
+        index: dict[int, str] = {}
+        last = None
         for row in rows:
-            index[(row.box.status.uidvalidity, row.info.uid)] = row.digest
-        self._total += len(index) - before
+            uidvalidity = row.box.status.uidvalidity
+            if uidvalidity != last:
+                index, last = boxes.setdefault(uidvalidity, {}), uidvalidity
+            uid = row.info.uid
+            if uid not in index:
+                self._total += 1
+            index[uid] = row.digest
         while self._total > self.most and len(self._by_account) > 1:
             _, dropped = self._by_account.popitem(last=False)
-            self._total -= len(dropped)
+            self._total -= sum(len(index) for index in dropped.values())
 
     def lookup(self, account: str, uidvalidity: int, uid: int) -> str | None:
-        return self._by_account.get(account, {}).get((uidvalidity, uid))
+        return self._by_account.get(account, {}).get(uidvalidity, {}).get(uid)
 
     def listing(self, account: str, box: Box) -> list[Row] | None:
         """The rows listed of ``box`` when it has not changed since, else None."""
@@ -606,8 +614,11 @@ class MailView:
         return out
 
     async def _list(self, box: Box) -> list[Row]:
-        infos = await self.store.list_messages(self.account, box.name)
-        digests = await self.store.message_digests(self.account, box.name)
+        # both are read at once (two reader threads): the first listing of a mailbox
+        infos, digests = await asyncio.gather(
+            self.store.list_messages(self.account, box.name),
+            self.store.message_digests(self.account, box.name),
+        )
         rows = []
         for count, info in enumerate(infos, 1):
             if count % 2000 == 0:
@@ -671,8 +682,6 @@ class MailView:
         return rows
 
     async def email(self, ident: str) -> EmailRow | None:
-        from correo.jmap.mail import digest_of
-
         digest = digest_of(ident)
         return None if digest is None else (await self.emails()).get(digest)
 

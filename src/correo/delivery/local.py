@@ -179,6 +179,9 @@ class LocalDelivery:
         self._sieve = ScriptRunner(store, log, _CACHE_SECONDS)
         # Every delivery asks; a change takes effect within _CACHE_SECONDS.
         self._mailbox_cache: TtlCache[str, set[str]] = TtlCache(_CACHE_SECONDS)
+        # Whether an account has a quota limit at all: most have none, and then the
+        # early quota answers need no read (the store's write still checks atomically).
+        self._limited_cache: TtlCache[str, bool] = TtlCache(_CACHE_SECONDS)
         self._generation = -1  # the directory's, when the caches above were started
         #: Webhooks (received, delivered): set by the server when [[webhooks]] exist.
         self.events: WebhookEvents | None = None
@@ -412,7 +415,7 @@ class LocalDelivery:
         permanent = True
         for plan in plans.values():
             counted = [t for t in plan.targets if t.quota]
-            if not counted or plan.redirects:
+            if not counted or plan.redirects or not await self.quota_limited(plan.account):
                 return None
             # An early answer (a fit may come from the store's recent copy): the
             # delivery checks atomically; a refusal here was read fresh.
@@ -556,11 +559,28 @@ class LocalDelivery:
             self._generation = self.directory.generation
             self._sieve.clear()
             self._mailbox_cache = TtlCache(_CACHE_SECONDS)
+            self._limited_cache = TtlCache(_CACHE_SECONDS)
 
     def forget(self, account: str) -> None:
         """Drop what is cached about an account (its script or folders just changed)."""
         self._sieve.forget(account)
         self._mailbox_cache.forget(account)
+        self._limited_cache.forget(account)
+
+    async def quota_limited(self, account: str) -> bool:
+        """Whether the account has a storage or message limit (cached briefly).
+
+        Only the early answers (RCPT, and the refusal before filing) skip their fresh
+        read for an account with no limit; a limit set meanwhile is still enforced by
+        the store's delivery, which checks atomically (RFC 9208 §5).
+        """
+        limited = self._limited_cache.get(account)
+        if isinstance(limited, Missing):
+            quota = await self.store.get_quota(account)
+            limited = self._limited_cache.put(
+                account, quota.storage is not None or quota.messages is not None
+            )
+        return limited
 
     async def _mailboxes(self, account: str) -> set[str]:
         """The account's mailbox names, cached briefly: every delivery asks."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,9 +58,16 @@ class AuthVerdict:
         return f"Message rejected by the DMARC policy of {self.dmarc.from_domain}"
 
 
-def from_domain_of(header: bytes) -> tuple[str, str]:
-    """(domain, problem): the single RFC5322.From domain DMARC needs (RFC 7489 §6.6.1)."""
-    values = [v for name, v in parse_fields(header) if name == "from"]
+def from_domain_of(
+    header: bytes, fields: Sequence[tuple[str, str]] | None = None
+) -> tuple[str, str]:
+    """(domain, problem): the single RFC5322.From domain DMARC needs (RFC 7489 §6.6.1).
+
+    ``fields``: ``parse_fields(header)`` when the caller has it already.
+    """
+    if fields is None:
+        fields = parse_fields(header)
+    values = [v for name, v in fields if name == "from"]
     if len(values) != 1:
         return "", f"{len(values)} From fields"
     addresses = addresses_in(values[0])
@@ -120,8 +128,12 @@ class MessageAuthenticator:
         """The header section as received (complete once the body has started)."""
         return self._collector.header
 
-    async def finish(self) -> AuthVerdict:
-        """End of data: every check, then DMARC on their results."""
+    async def finish(self, fields: Sequence[tuple[str, str]] | None = None) -> AuthVerdict:
+        """End of data: every check, then DMARC on their results.
+
+        ``fields``: ``parse_fields`` of this same header section, if the caller parsed
+        it already (the SMTP session does, for its own checks): it is not parsed twice.
+        """
         if self._dkim is None:
             self._collector.finish()
             self._start_body()
@@ -151,7 +163,7 @@ class MessageAuthenticator:
         spf, dkim, arc = await asyncio.gather(
             spf_task(), dkim_task(), arc_verifier.verify(self.resolver, digests, now)
         )
-        from_domain, problem = from_domain_of(self._collector.header)
+        from_domain, problem = from_domain_of(self._collector.header, fields)
         if from_domain:
             spf_domains = [spf.domain] if spf.result is SpfResult.PASS else []
             dkim_domains = [r.domain for r in dkim if r.status is DkimStatus.PASS]

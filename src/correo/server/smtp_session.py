@@ -530,8 +530,11 @@ class SmtpSession:
         size = tx.params.get("SIZE")
         octets = max(1, int(size)) if size is not None and size.isdigit() else 1
         permanent = True
+        mda = self.ctx.mda
         for account in accounts:
             try:
+                if mda is not None and not await mda.quota_limited(account):
+                    return None  # no limit: it fits (the delivery checks again)
                 verdict = await self.ctx.store.quota_refusal(account, octets)
             except StoreError:
                 return None  # the store is down: the delivery will say so
@@ -681,7 +684,7 @@ class SmtpSession:
         prefix = b""
         verdict: AuthVerdict | None = None
         if reply is None and tx.auth is not None:
-            verdict = await tx.auth.finish()
+            verdict = await tx.auth.finish(tx.fields)  # the same header section
             prefix = verdict.header
             tx.auth_summary = (
                 str(verdict.spf.result),
@@ -821,17 +824,23 @@ class SmtpSession:
             assert self.user is not None
             if tx.headers is not None and tx.headers.overflow:
                 return Reply(552, "5.3.4", "Header section too large")
-            return self._originator_policy(originators(fields))
+            return self._originator_policy(originators(fields), tx.sender)
         return None
 
-    def _originator_policy(self, found: Originators) -> Reply | None:
-        """Every From/Sender address must be the user's (the same parse IMAP shows)."""
+    def _originator_policy(self, found: Originators, owned: str = "") -> Reply | None:
+        """Every From/Sender address must be the user's (the same parse IMAP shows).
+
+        ``owned``: the envelope sender, which MAIL FROM already found the user's in this
+        transaction; the same address is not looked up again.
+        """
         assert self.user is not None
         if found.from_fields == 0 or not found.addresses:
             return Reply(550, "5.6.0", "Message has no From: header")
         if found.from_fields > 1 or found.sender_fields > 1:  # RFC 5322 §3.6
             return Reply(550, "5.6.0", "Message must have one From: and at most one Sender:")
         for address in found.addresses:
+            if owned and address == owned:
+                continue
             if not self.ctx.directory.may_send_as(self.user, address):
                 shown = address if len(address) <= 200 else address[:200] + "..."
                 self.ctx.log.warning(

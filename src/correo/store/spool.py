@@ -73,6 +73,9 @@ class FileSpool:
         stop = self.size if end is None else min(end, self.size)
         if start >= stop:
             return b""
+        if self.path is None and self.failed is None:  # one copy, not a slice and a join
+            with memoryview(self.buffer) as view:
+                return bytes(view[start : min(stop, len(self.buffer))])
         return b"".join(self._pieces(start, stop, stop - start))
 
     def chunks(self, start: int = 0, chunk_size: int = 65536) -> Iterator[bytes]:

@@ -31,21 +31,23 @@ _TOMBSTONES = 1000
 
 class PgRecordOps(PgBase):
     async def records(self, account: str, kind: str, since: int = 0) -> tuple[int, list[Record]]:
-        row = await self._fetchone(
-            "SELECT counter, floor FROM record_counters WHERE account = %s AND kind = %s",
-            (account, kind),
+        # One statement, one snapshot: a record changed between a read of the counter and
+        # a read of the rows (the queue writing a submission's outcome) is neither lost
+        # nor shown ahead of its counter.
+        rows = await self._fetchall(
+            "SELECT c.counter, c.floor, r.id, r.data, r.created, r.changed, r.removed"
+            " FROM record_counters c LEFT JOIN records r ON r.account = c.account"
+            " AND r.kind = c.kind AND r.changed > %s AND (NOT r.removed OR %s > 0)"
+            " WHERE c.account = %s AND c.kind = %s ORDER BY r.changed",
+            (since, since, account, kind),
         )
-        counter, floor = (int(row[0]), int(row[1])) if row else (0, 0)
+        counter, floor = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
         if since and since < floor:
             raise StoreError("changes older than the oldest kept")
-        rows = await self._fetchall(
-            "SELECT id, data, created, changed, removed FROM records"
-            " WHERE account = %s AND kind = %s AND changed > %s AND (NOT removed OR %s > 0)"
-            " AND changed <= %s ORDER BY changed",
-            (account, kind, since, since, counter),
-        )
         return counter, [
-            Record(str(i), str(d), int(c), int(ch), bool(r)) for i, d, c, ch, r in rows
+            Record(str(i), str(d), int(c), int(ch), bool(r))
+            for _, _, i, d, c, ch, r in rows
+            if i is not None
         ]
 
     async def record_put(

@@ -5,7 +5,7 @@ the server (ManageSieve, JMAP, the queue) and through the CLI, a process of its 
 Each such write adds a row ``(seq, account, node)`` to ``account_feed`` in its own
 transaction and, after the commit, counts the account in :meth:`account_counter` and
 wakes its waiters at once.  While anyone waits on an account, this process looks at the
-newest ``seq`` five times a second (one indexed read, no thread hop) and wakes the
+newest ``seq`` ten times a second (one indexed read, no thread hop) and wakes the
 accounts other processes wrote; the rows themselves say only *who* changed, the
 waiters read *what* from the tables, so the newest 1,000 rows are enough (a look that
 falls further behind wakes every waiter).
@@ -28,7 +28,7 @@ FEED_SCHEMA = (
     " seq INTEGER PRIMARY KEY, account TEXT NOT NULL, node TEXT NOT NULL)"
 )
 _KEEP = 1000  # newest rows kept
-_LOOK_EVERY = 0.2  # seconds between looks while someone waits
+_LOOK_EVERY = 0.1  # seconds between looks while someone waits
 
 
 class FeedOps:

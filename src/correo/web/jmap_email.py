@@ -432,11 +432,22 @@ async def email_changes(call: Call, args: dict[str, Any]) -> dict[str, Any]:
             continue
         try:
             changes = await call.store.changes_since(call.account, box.name, since_modseq)
-            digests = await call.store.message_digests(call.account, box.name)
         except StoreError:
             raise MethodError("cannotCalculateChanges", "a mailbox changed meanwhile") from None
+        # a (UIDVALIDITY, UID) names one message for ever: the listing just made knows
+        # each digest, so the mailbox's are read only for a message it lacks (O(changes))
+        digests: dict[int, str] | None = None
         for info in changes.messages:
-            digest = digests.get(info.uid)
+            digest = view.index.lookup(call.account, uv, info.uid)
+            if digest is None:
+                if digests is None:
+                    try:
+                        digests = await call.store.message_digests(call.account, box.name)
+                    except StoreError:
+                        raise MethodError(
+                            "cannotCalculateChanges", "a mailbox changed meanwhile"
+                        ) from None
+                digest = digests.get(info.uid)
             if digest is None:
                 continue
             touched.add(digest[:24])

@@ -118,7 +118,7 @@ def test_pauses_reach_the_histogram_from_the_loop_not_the_collector() -> None:
 
     async def run() -> None:
         policy = GcPolicy(
-            observe, export_every=0.02, slow=lambda g, s: slow.append(g), slow_after=0.0
+            observe, export_every=0.02, slow=lambda g, s, cpu: slow.append(g), slow_after=0.0
         )
         policy.start()
         policy.start()  # once only

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -17,7 +18,7 @@ from correo.log import Logger
 from correo.server.crossproto import HttpGuard
 from correo.server.tls import describe
 
-__all__ = ["QUIET", "Connection", "capped", "remaining"]
+__all__ = ["CLOSES_PER_TURN", "QUIET", "Connection", "TurnGate", "capped", "remaining"]
 
 _READ_SIZE = 65536
 _PACE = 32  # commands between two turns of the loop for the other sessions
@@ -27,6 +28,60 @@ _PACE = 32  # commands between two turns of the loop for the other sessions
 #: handed no context copies the current one, one more object per connection for the
 #: cycle collector to walk. Callbacks run one at a time, so sharing it is safe.
 QUIET: Final = contextvars.Context()
+#: Connections that begin their close in one turn of the loop; the others wait a turn.
+CLOSES_PER_TURN: Final = 200
+
+
+class TurnGate:
+    """Lets at most ``per_turn`` callers on per turn of the loop, the rest in order later.
+
+    Ten thousand clients that go at once (a network blip, a load balancer restarting)
+    all end in one poll: their sessions would flush, log and shut TLS down in the same
+    turns, keeping every other session waiting for seconds. Through the gate each turn
+    carries a bounded share and the loop's timers run in between.
+    """
+
+    __slots__ = ("_armed", "_loop", "_passed", "_waiting", "per_turn")
+
+    def __init__(self, per_turn: int) -> None:
+        self.per_turn = per_turn
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._passed = 0  # let on since the last turn began
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._armed = False
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run several): nothing carries over
+            self._loop, self._passed, self._waiting, self._armed = loop, 0, deque(), False
+        if not self._waiting and self._passed < self.per_turn:
+            self._passed += 1
+            self._arm(loop)
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(waiter)
+        self._arm(loop)
+        await waiter
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._armed:
+            self._armed = True
+            loop.call_soon(self._turn, loop, context=QUIET)
+
+    def _turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Early in a turn: a new share, woken in order (a cancelled waiter takes none)."""
+        self._armed = False
+        self._passed = 0
+        while self._waiting and self._passed < self.per_turn:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._passed += 1
+        if self._waiting and loop is self._loop:
+            self._arm(loop)
+
+
+_CLOSING: Final = TurnGate(CLOSES_PER_TURN)
 
 
 class Connection:
@@ -94,7 +149,7 @@ class Connection:
         try:
             data = await self.reader.read(_READ_SIZE)
         except (ConnectionError, ssl.SSLError):
-            return b""
+            data = b""
         except asyncio.CancelledError:
             if self._expired and task is not None:
                 self._expired = False
@@ -103,7 +158,12 @@ class Connection:
             raise
         finally:
             self._reading = None
-        if self.guard is not None and data:
+        if not data:
+            # the end of the stream: clients that all left at once (one poll) are taken
+            # down a few hundred per turn of the loop, not ten thousand in one
+            await _CLOSING.wait()
+            return b""
+        if self.guard is not None:
             return self._screen(self.guard, data)
         return data
 
@@ -227,6 +287,7 @@ class Connection:
             self._timer = None
         if self.closed:
             return
+        await _CLOSING.wait()  # thousands ending at once close a few hundred per turn
         if not await self.flush(linger):
             return
         self.closed = True

@@ -43,11 +43,15 @@ class GcPolicy:
     """Freeze the survivors of each full collection; record every collection's pause.
 
     ``observe(generation, seconds)`` is called on the loop, never from the collector.
-    ``slow(generation, seconds)``, if given, is told of pauses of ``slow_after`` or more
-    (the loop watchdog's threshold), so a ``loop.blocked`` report can be explained.
+    ``freeze_from``: the youngest generation whose collection freezes (2: full ones).
+    ``slow(generation, seconds, cpu_seconds)``, if given, is told of collections that took
+    ``slow_after`` or more of the thread's CPU time (as the loop watchdog counts), so a
+    ``loop.blocked`` report can be explained; on a busy host wall time says little.
     """
 
     __slots__ = (
+        "_cpu",
+        "_cpu_start",
         "_gens",
         "_installed",
         "_read",
@@ -58,6 +62,7 @@ class GcPolicy:
         "dropped",
         "export_every",
         "freeze",
+        "freeze_from",
         "frozen_collections",
         "observe",
         "slow",
@@ -71,20 +76,24 @@ class GcPolicy:
         observe: Callable[[int, float], None] | None = None,
         *,
         freeze: bool = True,
+        freeze_from: int = 2,
         unfreeze_every: float = UNFREEZE_EVERY,
         export_every: float = EXPORT_EVERY,
-        slow: Callable[[int, float], None] | None = None,
+        slow: Callable[[int, float, float], None] | None = None,
         slow_after: float = 0.1,
     ) -> None:
         self.observe = observe
         self.freeze = freeze
+        self.freeze_from = freeze_from
         self.unfreeze_every = unfreeze_every
         self.export_every = export_every
         self.slow = slow
         self.slow_after = slow_after
         # written by the collector's callback only: plain numbers, preallocated arrays
         self._start = 0.0
+        self._cpu_start = 0.0
         self._secs = array("d", bytes(8 * RING))
+        self._cpu = array("d", bytes(8 * RING))
         self._gens = bytearray(RING)
         self._written = 0  # collections recorded, ever
         self.frozen_collections = 0  # full collections whose survivors were frozen
@@ -126,13 +135,13 @@ class GcPolicy:
         done = 0
         while self._read < written:
             i = self._read % RING
-            generation, seconds = self._gens[i], self._secs[i]
+            generation, seconds, cpu = self._gens[i], self._secs[i], self._cpu[i]
             self._read += 1
             done += 1
             if self.observe is not None:
                 self.observe(generation, seconds)
-            if self.slow is not None and seconds >= self.slow_after:
-                self.slow(generation, seconds)
+            if self.slow is not None and cpu >= self.slow_after:
+                self.slow(generation, seconds, cpu)
         return done
 
     def _export(self) -> None:
@@ -150,16 +159,19 @@ class GcPolicy:
         """Inside the collector: numbers into preallocated slots, no lock, no logging."""
         if phase == "start":
             self._start = time.perf_counter()
+            self._cpu_start = time.thread_time()
             return
         generation = info["generation"]
-        if generation == 2 and self.freeze:
-            # every younger generation was merged into this one and its garbage freed:
-            # what is left are survivors only
+        if generation >= self.freeze_from and self.freeze:
+            # every younger generation was merged into this one and its garbage freed;
+            # after a full collection what is left are survivors only (after one of
+            # generation 1, the old generation may also hold cycles that died there)
             gc.freeze()
             self.frozen_collections += 1
         if self._start:
             i = self._written % RING
             self._secs[i] = time.perf_counter() - self._start
+            self._cpu[i] = time.thread_time() - self._cpu_start
             self._gens[i] = generation
             self._written += 1
             self._start = 0.0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from correo import sieve
 from correo.config import Config
 from correo.delivery.autoreply import rejection_message, vacation_message
-from correo.delivery.facts import FactsBuilder, load_tree, shift_facts
+from correo.delivery.facts import FactsBuilder, load_tree
 from correo.delivery.junk import JunkFilter
 from correo.delivery.sieverun import ScriptRunner, SieveMessage
 from correo.delivery.textindex import INDEX_IN_HAND, index_delivered
@@ -38,6 +39,7 @@ from correo.directory import Directory
 from correo.dns import Resolver
 from correo.junk import Verdict, strip_spam_headers, tokenize
 from correo.log import Logger
+from correo.message.structure import shift_tree
 from correo.store.api import (
     INBOX,
     DeliveryTarget,
@@ -671,7 +673,8 @@ class LocalDelivery:
         if strip_spam_headers(header) != header:
             return await self._rewrite(spool, queue_skip, fields_, header_end)
         await spool_insert(spool, queue_skip, fields_)
-        return spool, shift_facts(facts, queue_skip, len(fields_))
+        tree = shift_tree(json.loads(facts.tree), queue_skip, len(fields_))  # offsets only
+        return spool, replace(facts, tree=json.dumps(tree, separators=(",", ":")).encode())
 
     async def _copy(self, spool: Spool) -> Spool:
         """Another spool with the same bytes (a file copy runs off the event loop)."""

@@ -34,6 +34,7 @@ __all__ = [
     "Part",
     "StructureBuilder",
     "parse_structure",
+    "shift_tree",
 ]
 
 _TEXT_PLAIN: Params = (("charset", "us-ascii"),)
@@ -612,6 +613,22 @@ def _field_value(raw: bytes) -> str:
         raw = first + nl + b"".join(ln for ln in lines if ln[:1] in (b" ", b"\t"))
     value = raw[raw.index(b":") + 1 :].decode("utf-8", "surrogateescape")
     return value.lstrip(" \t").rstrip(" \t\r\n")
+
+
+def shift_tree(obj: dict[str, Any], at: int, delta: int) -> dict[str, Any]:
+    """A :meth:`Part.to_json` tree after ``delta`` header bytes were inserted at ``at``.
+
+    The offsets at or after ``at`` move; everything else is kept as stored.  Delivery
+    inserts its header fields into every message, and moving three numbers per part
+    costs far less than building the tree of Parts and serialising it again.
+    """
+    out = dict(obj)
+    out["o"] = [x + delta if x >= at else x for x in obj["o"]]
+    if "children" in obj:
+        out["children"] = [shift_tree(c, at, delta) for c in obj["children"]]
+    if "message" in obj:
+        out["message"] = shift_tree(obj["message"], at, delta)
+    return out
 
 
 def parse_structure(data: bytes, limits: Limits | None = None) -> Part:

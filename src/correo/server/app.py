@@ -676,7 +676,9 @@ async def run_server(
     log = server.log
     gc_policy = GcPolicy(
         server.metrics.gc_pause,
-        slow=lambda g, s: log.warning("gc.pause", generation=g, ms=round(s * 1000)),
+        slow=lambda g, s, cpu: log.warning(
+            "gc.pause", generation=g, ms=round(s * 1000), cpu_ms=round(cpu * 1000)
+        ),
     )
     gc_policy.start()
     gc.collect()  # before READY: the start-up heap is frozen, never walked again

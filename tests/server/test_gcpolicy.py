@@ -206,3 +206,36 @@ def test_a_burst_beyond_the_ring_is_counted_as_dropped() -> None:
 
     asyncio.run(run())
     assert len(seen) >= RING
+
+
+def test_an_observer_that_raises_does_not_end_the_exports() -> None:
+    seen: list[int] = []
+
+    def observe(generation: int, seconds: float) -> None:
+        seen.append(generation)
+        if len(seen) == 1:
+            raise RuntimeError("a broken observer")
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[object] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        policy = GcPolicy(observe, freeze=False, export_every=0.01)
+        policy.start()
+        try:
+            gc.collect(0)
+            for _ in range(500):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            count = len(seen)
+            gc.collect(0)  # recorded after the failed export: a later one hands it on
+            for _ in range(500):
+                if len(seen) > count:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(seen) > count and errors
+        finally:
+            policy.stop()
+
+    asyncio.run(run())

@@ -145,9 +145,10 @@ class GcPolicy:
         return done
 
     def _export(self) -> None:
-        self.export()
         loop = asyncio.get_running_loop()
+        # first, so that an observer that raises costs one export, not all that follow
         self._timers[0] = loop.call_later(self.export_every, self._export)
+        self.export()
 
     def _unfreeze(self) -> None:
         gc.unfreeze()  # the next full collection walks (and frees) it all once

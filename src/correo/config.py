@@ -110,6 +110,7 @@ class Limits:
     mailboxes_per_account: int = 10_000  # IMAP CREATE/RENAME past it: NO [LIMIT]; 0 = none
     metadata_size: int = 64 * 1024  # octets of one IMAP METADATA value (RFC 5464 MAXSIZE)
     metadata_entries: int = 1000  # METADATA entries per account: NO [METADATA TOOMANY]
+    body_cache: int = 64 * 1024 * 1024  # bytes of small bodies kept for FETCH; 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,6 +662,7 @@ def render_default_config(
         f"mailboxes_per_account = {d.mailboxes_per_account}  # also bounds subscriptions",
         f"metadata_size = {d.metadata_size}          # octets of one IMAP METADATA value",
         f"metadata_entries = {d.metadata_entries}         # IMAP METADATA entries per account",
+        f"body_cache = {d.body_cache}          # bytes of recent bodies kept for FETCH; 0 = none",
         "",
         "[auth]",
         f"free_failures = {a.free_failures}       # failed logins before delays start",

@@ -398,6 +398,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("limits", "bad_commands"): count(1),
     ("limits", "metadata_size"): count(1),
     ("limits", "metadata_entries"): count(1),
+    ("limits", "body_cache"): count(0, zero="no cache"),
     ("limits", "pop3_line"): count(255),  # RFC 2449 §4
     ("limits", "auth_line"): count(512),
     ("auth", "free_failures"): count(0),

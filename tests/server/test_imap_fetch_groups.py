@@ -4,6 +4,7 @@ FETCH per message gives, on SQLite and on PostgreSQL, big bodies still streamed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,31 @@ def test_grouped_bodies_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         _grouped_equals_single(node.ports["imaps"])
     finally:
         node.stop()
+
+
+def test_body_cache_bound_follows_the_configuration() -> None:
+    from correo.server.imap import bodies
+
+    cache = BodyCache(max_bytes=1_000_000)
+    for uid in range(1, 6):
+        cache.put(("u", "INBOX", 1, uid), b"x" * 2_000)
+    owner = _Store()
+    bodies._CACHES[owner] = cache  # type: ignore[index]
+    try:
+        bodies.configure(4_000)  # a reload lowers the bound: the cache is trimmed at once
+        assert cache.size <= 4_000 and cache.get(("u", "INBOX", 1, 5)) == b"x" * 2_000
+        bodies.configure(0)  # 0: nothing is kept
+        cache.put(("u", "INBOX", 1, 9), b"y" * 10)
+        assert cache.size == 0 and cache.get(("u", "INBOX", 1, 9)) is None
+    finally:
+        bodies.configure(64 << 20)
+        del bodies._CACHES[owner]  # type: ignore[arg-type]
+
+
+class _Store:
+    """A stand-in key for the weak mapping of caches (only its identity is used)."""
+
+
+def test_fetch_with_the_body_cache_off(start_server: Callable[..., Server]) -> None:
+    srv = start_server({"body_cache": "0"})
+    _grouped_equals_single(srv.ports["imaps"])

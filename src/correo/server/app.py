@@ -41,6 +41,7 @@ from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
 from correo.server.devmode import DevMode
 from correo.server.gcpolicy import GcPolicy
+from correo.server.imap import bodies as imap_bodies
 from correo.server.imap.session import ImapSession
 from correo.server.lmtp_session import LmtpSession
 from correo.server.managesieve_session import ManageSieveSession
@@ -202,6 +203,7 @@ class MailServer:
         )
         self.ctx = ServerContext(config, self.store, self.directory, tls, throttle, self.log)
         self.ctx.bound = self.bound  # filled below as the listeners start
+        imap_bodies.configure(config.limits.body_cache)
         if config.acme.directory and tls is not None:  # the stored certificate, if any
             names = acme_names(config, self.directory.domains())
             self.certs = CertificateManager(
@@ -354,6 +356,7 @@ class MailServer:
         self.store.set_default_quota(
             *default_limits(new.delivery.quota, new.delivery.quota_messages)
         )
+        imap_bodies.configure(new.limits.body_cache)  # [limits] body_cache
         self.log.info("server.reloaded")  # before [log] level, which may silence it
         self.log.threshold = LEVELS[new.log.level]
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore
 
-__all__ = ["BodyCache", "Prefetcher", "body_cache", "key_of", "prefetch"]
+__all__ = ["BodyCache", "Prefetcher", "body_cache", "configure", "key_of", "prefetch"]
 
 #: Bodies up to this size are cached (a typical mail; the bound keeps the cache useful).
 CACHED_MAX = 128 << 10
@@ -37,7 +37,7 @@ Key = tuple[str, str, int, int]  # account, mailbox, UIDVALIDITY, UID
 class BodyCache:
     """Recently read small bodies, bounded in bytes."""
 
-    def __init__(self, max_bytes: int = 32 << 20) -> None:
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
         self.size = 0
         self._bodies: OrderedDict[Key, bytes] = OrderedDict()
@@ -49,23 +49,42 @@ class BodyCache:
         return data
 
     def put(self, key: Key, data: bytes) -> None:
-        if len(data) > CACHED_MAX or key in self._bodies:
+        if len(data) > CACHED_MAX or len(data) > self.max_bytes or key in self._bodies:
             return
         self._bodies[key] = data
         self.size += len(data)
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop the least recently used bodies until the cache fits its bound."""
         while self.size > self.max_bytes:
             _, old = self._bodies.popitem(last=False)
             self.size -= len(old)
 
 
 _CACHES: weakref.WeakKeyDictionary[MailStore, BodyCache] = weakref.WeakKeyDictionary()
+#: Bytes each store's cache may hold: ``[limits] body_cache`` (:func:`configure`).
+_max_bytes = 64 << 20
+
+
+def configure(max_bytes: int) -> None:
+    """Bound every body cache to ``max_bytes`` (0: keep none), set from the configuration.
+
+    On PostgreSQL a body not in the cache is a database round trip per FETCH; the bound
+    is what a node spends in memory to save it.
+    """
+    global _max_bytes
+    _max_bytes = max_bytes
+    for cache in _CACHES.values():
+        cache.max_bytes = max_bytes
+        cache.trim()
 
 
 def body_cache(store: MailStore) -> BodyCache:
     """The cache of ``store``'s sessions (one per store object, dropped with it)."""
     cache = _CACHES.get(store)
     if cache is None:
-        cache = _CACHES[store] = BodyCache()
+        cache = _CACHES[store] = BodyCache(_max_bytes)
     return cache
 
 

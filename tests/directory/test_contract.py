@@ -410,6 +410,38 @@ def test_a_server_follows_another_writer(impl: Impl) -> None:
     assert not server.user_exists("alice@example.com")
 
 
+def test_one_look_holds_one_view_and_the_next_lookup_sees_a_deletion(tmp_path: Path) -> None:
+    """An SMTP command's lookups share one look at the database; a user another process
+    deletes is refused from the next lookup on, without waiting (recheck 0)."""
+    path = tmp_path / "data" / "directory.db"
+    server = SqliteDirectory(path, passwords=PasswordScheme(FAST))  # the server's default
+    cli = SqliteDirectory(path, passwords=PasswordScheme(FAST))
+    try:
+        cli.add_domain("example.com")
+        cli.add_user("alice@example.com", SECRET)
+        cli.add_user("bob@example.com", SECRET)
+        with server.one_look():
+            assert server.is_local_domain("example.com")
+            cli.del_user("alice@example.com")
+            # one view for the whole look: as when it began
+            assert server.resolve("alice@example.com") is not None
+            seen: list[object] = []
+            other = threading.Thread(
+                target=lambda: seen.append(server.resolve("alice@example.com"))
+            )
+            other.start()
+            other.join()
+            assert seen == [None]  # another thread is not inside this look
+        assert server.resolve("alice@example.com") is None  # at once after the look
+        cli.del_user("bob@example.com")
+        assert not server.user_exists("bob@example.com")  # and without a look, at once
+        with server.one_look():
+            assert server.resolve("bob@example.com") is None
+    finally:
+        server.close()
+        cli.close()
+
+
 def test_concurrent_readers_and_writer(impl: Impl) -> None:
     server = impl.open(server=True)
     cli = impl.open()

@@ -15,6 +15,7 @@ database whether the snapshot is current.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -107,6 +108,11 @@ class Directory(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def one_look(self) -> AbstractContextManager[None]:
+        """Lookups inside (on this thread) see one view: one look for other writers'
+        changes instead of one per lookup; the next look is at the next call."""
+        ...
 
     def __enter__(self) -> Directory: ...
 

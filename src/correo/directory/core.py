@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol, Self
 
 from correo.directory.addresses import AddressError, AddressNormalizer, ParsedAddress
@@ -173,6 +173,7 @@ class DirectoryBase:
         self._passwords = passwords if passwords is not None else PasswordScheme()
         self._lock = threading.RLock()
         self._generation = 0
+        self._look = threading.local()  # one_look(): per thread, the view pinned for it
 
     # ---- what a backend provides --------------------------------------------------
 
@@ -195,6 +196,26 @@ class DirectoryBase:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def one_look(self) -> Iterator[None]:
+        """The lookups inside share one look for other processes' writes.
+
+        One SMTP command asks several questions (is the domain local, what does the
+        address resolve to): they see one view, as if asked at one instant, instead of
+        each reading the database's change counter. The next command looks again, so a
+        deleted user is still refused from the next command on.
+        """
+        look = self._look
+        if getattr(look, "pinned", False):
+            yield  # already inside one: the outer look holds
+            return
+        look.pinned = True
+        try:
+            yield
+        finally:
+            look.pinned = False
+            look.snap = None
 
     # ---- shared plumbing ----------------------------------------------------------
 

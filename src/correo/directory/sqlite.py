@@ -170,6 +170,15 @@ class SqliteDirectory(DirectoryBase):
         return self._conn
 
     def _snapshot(self) -> Snapshot:
+        look = self._look
+        if getattr(look, "pinned", False):  # inside one_look(): one look for all
+            snap = getattr(look, "snap", None)
+            if snap is None or self._stale:
+                snap = look.snap = self._current()
+            return snap
+        return self._current()
+
+    def _current(self) -> Snapshot:
         snap = self._snap
         now = time.monotonic()
         if snap is not None and not self._stale and now - self._checked < self._recheck:

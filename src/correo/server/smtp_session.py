@@ -484,16 +484,17 @@ class SmtpSession:
             local_part, domain = "postmaster", domains[0]
         else:
             local_part, domain = address.local, address.domain
-        route = route_recipient(
-            self.ctx.directory,
-            local_part,
-            domain,
-            may_relay=self.submission and self.user is not None,
-            # LMTP hand-off of local domains and NOTIFY=SUCCESS both go through the queue
-            handoff=handoff_domains(self.ctx.config.outbound.transport),
-            notify_success=notify is not None and "SUCCESS" in notify.upper(),
-            postmaster=self.ctx.config.delivery.postmaster,  # RFC 5321 §4.5.1
-        )
+        with self.ctx.directory.one_look():  # domain, address, postmaster: one view
+            route = route_recipient(
+                self.ctx.directory,
+                local_part,
+                domain,
+                may_relay=self.submission and self.user is not None,
+                # LMTP hand-off of local domains and NOTIFY=SUCCESS go through the queue
+                handoff=handoff_domains(self.ctx.config.outbound.transport),
+                notify_success=notify is not None and "SUCCESS" in notify.upper(),
+                postmaster=self.ctx.config.delivery.postmaster,  # RFC 5321 §4.5.1
+            )
         kind = self._report_kind(local_part, domain)
         if kind is not None:  # a report address takes reports, with or without an account
             tx.report_kinds.add(kind)

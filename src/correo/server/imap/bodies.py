@@ -28,6 +28,9 @@ CACHED_MAX = 128 << 10
 #: Bytes of bodies :func:`prefetch` asks the store for in one call.
 GROUP_BYTES = 4 << 20
 GROUP_MESSAGES = 250
+#: The first group of a :class:`Prefetcher` is this small, so that the first bytes go
+#: out after a short read; each next group is twice the last, up to :data:`GROUP_BYTES`.
+FIRST_GROUP_BYTES = 256 << 10
 #: Bigger bodies are never asked for in a group (no store keeps them inline).
 INLINE_MAX = 256 << 10
 
@@ -93,10 +96,10 @@ def key_of(view: MailboxView, uid: int) -> Key:
 
 
 async def prefetch(
-    store: MailStore, view: MailboxView, uids: Sequence[int]
+    store: MailStore, view: MailboxView, uids: Sequence[int], budget: int = GROUP_BYTES
 ) -> tuple[dict[int, bytes], int]:
     """The small bodies among the first messages of ``uids``, and how many of ``uids``
-    that covers: cached ones, the rest (at most :data:`GROUP_BYTES` by the sizes the view
+    that covers: cached ones, the rest (at most ``budget`` bytes by the sizes the view
     knows) in one store call. Bodies the store streams (big) are not in the answer."""
     cache = body_cache(store)
     found: dict[int, bytes] = {}
@@ -110,7 +113,7 @@ async def prefetch(
             if data is not None:
                 found[uid] = data
             elif info.size <= INLINE_MAX:
-                if wanted and (total + info.size > GROUP_BYTES or len(wanted) >= GROUP_MESSAGES):
+                if wanted and (total + info.size > budget or len(wanted) >= GROUP_MESSAGES):
                     break
                 wanted.append(uid)
                 total += info.size
@@ -126,12 +129,17 @@ async def prefetch(
 class Prefetcher:
     """:func:`prefetch` over a list of UIDs, the next group read while this one is sent:
     the store's read (a worker thread, or the database) overlaps the encryption and
-    writing on the event loop. At most two groups are held."""
+    writing on the event loop. At most two groups are held.
+
+    The groups grow from :data:`FIRST_GROUP_BYTES` to :data:`GROUP_BYTES`: the client
+    gets its first bytes after a short read instead of a 4 MiB one, and once writing
+    is under way the bigger reads cost fewer store calls."""
 
     def __init__(self, store: MailStore, view: MailboxView, uids: Sequence[int]) -> None:
         self.store, self.view, self.uids = store, view, uids
         self._ahead: asyncio.Future[tuple[dict[int, bytes], int]] | None = None
         self._at = -1
+        self._budget = FIRST_GROUP_BYTES
 
     async def group(self, i: int) -> tuple[dict[int, bytes], int]:
         """The bodies of the first group of ``uids[i:]``, and how many UIDs it covers."""
@@ -141,15 +149,20 @@ class Prefetcher:
         else:
             if ahead is not None:
                 ahead.cancel()
-            found, n = await prefetch(self.store, self.view, self.uids[i:])
+            found, n = await prefetch(self.store, self.view, self.uids[i:], self._next_budget())
         following = i + max(n, 1)
         if following < len(self.uids):
             self._at = following
             self._ahead = asyncio.ensure_future(
-                prefetch(self.store, self.view, self.uids[following:])
+                prefetch(self.store, self.view, self.uids[following:], self._next_budget())
             )
             self._ahead.add_done_callback(_retrieved)
         return found, n
+
+    def _next_budget(self) -> int:
+        budget = self._budget
+        self._budget = min(budget * 2, GROUP_BYTES)
+        return budget
 
 
 def _retrieved(future: asyncio.Future[tuple[dict[int, bytes], int]]) -> None:

@@ -21,6 +21,13 @@ from correo.server.tls import describe
 __all__ = ["CLOSES_PER_TURN", "QUIET", "Connection", "TurnGate", "capped", "remaining"]
 
 _READ_SIZE = 65536
+#: A write this big (a bulk FETCH, a RETR) lets the transport hold up to _WRITE_HIGH
+#: unsent and makes drain() wait only down to _WRITE_LOW, not the default 64/16 KiB:
+#: the next part is rendered while the socket still has plenty to send, so the client
+#: is never left waiting, and a connection's unsent data stays bounded by
+#: _WRITE_HIGH plus one write.
+_WRITE_HIGH = 1 << 20
+_WRITE_LOW = 256 << 10
 _PACE = 32  # commands between two turns of the loop for the other sessions
 
 #: The context of the callbacks an idle connection keeps scheduled (its timeout, the
@@ -224,7 +231,10 @@ class Connection:
         self._out = None
         if not out or self.closed:
             return not self.closed
+        transport = self.writer.transport
         try:
+            if (len(out[0]) if len(out) == 1 else sum(map(len, out))) >= _WRITE_LOW:
+                transport.set_write_buffer_limits(_WRITE_HIGH, _WRITE_LOW)  # cheap to repeat
             if len(out) == 1:
                 self.writer.write(out[0])
             elif self.tls_active:
@@ -235,7 +245,7 @@ class Connection:
                 self.writer.write(b"".join(out))
             else:
                 self.writer.writelines(out)  # one writev: a 50 KB literal is not copied
-            if timeout > 0 and self.writer.transport.get_write_buffer_size():
+            if timeout > 0 and transport.get_write_buffer_size():
                 try:
                     async with asyncio.timeout(timeout):
                         await self.writer.drain()

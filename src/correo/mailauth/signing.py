@@ -119,12 +119,27 @@ class SigningStream:
             names += [name] * (count + (1 if name in _OVERSIGN and count else 0))
         if "from" not in names:
             names.append("from")  # RFC 6376 §5.4: From must be signed
+        signed = self._signed_headers(names)  # the same for every key: canonicalized once
         out = []
         for key in self._signer.keys:
-            out.append(self._sign_one(key, names, body_hash, timestamp))
+            out.append(self._sign_one(key, names, body_hash, timestamp, signed))
         return b"".join(out)
 
-    def _sign_one(self, key: SigningKey, names: list[str], body_hash: str, now: int) -> bytes:
+    def _signed_headers(self, names: list[str]) -> bytes:
+        """The relaxed canonical form of the fields named in h=, in h= order."""
+        by_name: dict[str, list[bytes]] = {}
+        for name, raw in self._fields or ():
+            by_name.setdefault(name, []).append(raw)
+        parts = []
+        for name in names:  # RFC 6376 §5.4.2: bottom-most unused instance first
+            instances = by_name.get(name)
+            if instances:
+                parts.append(canon_header(instances.pop(), relaxed=True))
+        return b"".join(parts)
+
+    def _sign_one(
+        self, key: SigningKey, names: list[str], body_hash: str, now: int, signed: bytes
+    ) -> bytes:
         tags = [
             ("v", "1"),
             ("a", key.algorithm),
@@ -137,16 +152,8 @@ class SigningStream:
             tags.append(("x", str(now + self._signer.expire_after)))
         tags += [("h", ":".join(names)), ("bh", body_hash), ("b", "")]
         unsigned = _fold_tags(tags)
-        by_name: dict[str, list[bytes]] = {}
-        for name, raw in self._fields or ():
-            by_name.setdefault(name, []).append(raw)
-        parts = []
-        for name in names:  # RFC 6376 §5.4.2: bottom-most unused instance first
-            instances = by_name.get(name)
-            if instances:
-                parts.append(canon_header(instances.pop(), relaxed=True))
-        parts.append(canon_header(unsigned + b"\r\n", relaxed=True)[:-2])  # RFC 6376 §3.7
-        signature = base64.b64encode(sign_digest_input(key.key, b"".join(parts))).decode()
+        own = canon_header(unsigned + b"\r\n", relaxed=True)[:-2]  # RFC 6376 §3.7
+        signature = base64.b64encode(sign_digest_input(key.key, signed + own)).decode()
         last_line = unsigned.rsplit(b"\r\n", 1)[-1]
         return unsigned + _fold_b64(signature, len(last_line)).encode() + b"\r\n"
 

@@ -534,14 +534,16 @@ class MailStore(Protocol):
     async def message_digests(self, account: str, mailbox: str) -> dict[int, str]:
         """SHA-256 (hex) of every message's stored bytes in a mailbox, by UID.
 
-        Digests recorded with :meth:`record_digests` are reused; any message lacking one
-        (delivered by SMTP, or imported by a run that stopped before recording) is hashed
+        Each store records a body's digest with the body (:meth:`deliver`), so new mail
+        is never hashed here; a body stored without one (by an older version) is hashed
         now and remembered, so the answer is complete however the mail arrived.
         """
         ...
 
     async def record_digests(self, account: str, mailbox: str, digests: dict[int, str]) -> None:
-        """Remember digests the caller computed while storing (UID -> SHA-256 hex)."""
+        """Remember digests the caller computed while storing (UID -> SHA-256 hex).
+
+        A digest the store already holds for a body is kept (the first one learnt)."""
         ...
 
     # -- SAVEDATE (RFC 8514) ------------------------------------------------------------

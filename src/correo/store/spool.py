@@ -9,11 +9,15 @@ when the message is committed.
 A write that fails (disk full) removes the spool's file at once and leaves the spool
 failed: later writes raise the same error and the store refuses to commit it, so a
 message with a hole in it is never stored and no partial file waits for a restart.
+
+A spilled spool hashes its bytes as they pass (SHA-256, the content digest a JMAP
+Email id is), so the store records it with the body without reading the file again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -25,7 +29,17 @@ __all__ = ["FileSpool"]
 class FileSpool:
     """A :class:`correo.store.api.Spool` backed by memory, then a file."""
 
-    __slots__ = ("_fd", "buffer", "failed", "memory_limit", "name", "path", "size", "tmp_dir")
+    __slots__ = (
+        "_fd",
+        "_sha",
+        "buffer",
+        "failed",
+        "memory_limit",
+        "name",
+        "path",
+        "size",
+        "tmp_dir",
+    )
 
     def __init__(self, tmp_dir: Path, memory_limit: int = 256 * 1024) -> None:
         self.tmp_dir = tmp_dir
@@ -35,6 +49,7 @@ class FileSpool:
         self.path: Path | None = None
         self.name = ""
         self._fd = -1
+        self._sha = hashlib.sha256()  # of the spilled file's bytes (unused in memory)
         self.failed: OSError | None = None  # the write error that broke this spool
 
     def write(self, data: bytes) -> None:
@@ -47,6 +62,7 @@ class FileSpool:
                 return
             self._guarded(self._spill)
         self._guarded(_write_all, self._fd, data)
+        self._sha.update(data)
 
     def _guarded(self, fn: Callable[..., None], *args: object) -> None:
         """Run a file operation; on failure drop the file and keep the error."""
@@ -62,7 +78,17 @@ class FileSpool:
         self.path = self.tmp_dir / self.name
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         _write_all(self._fd, self.buffer)
+        self._sha = hashlib.sha256(self.buffer)
         self.buffer = bytearray()
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the content: one pass over a small buffer, or the running
+        hash a spilled file was written with (never read back)."""
+        if self.failed is not None:
+            raise self.failed
+        if self.path is None:
+            return hashlib.sha256(self.buffer).hexdigest()
+        return self._sha.hexdigest()
 
     @property
     def in_memory(self) -> bool:
@@ -140,10 +166,12 @@ class FileSpool:
         self._spill()  # a fresh file with the (empty) buffer
         with open(old_path, "rb") as src:
             head = src.read(offset)
-            _write_all(self._fd, head)
-            _write_all(self._fd, data)
+            for piece in (head, data):
+                _write_all(self._fd, piece)
+                self._sha.update(piece)
             while chunk := src.read(1 << 20):
                 _write_all(self._fd, chunk)
+                self._sha.update(chunk)
 
     def discard(self) -> None:
         if self._fd >= 0:

@@ -3,7 +3,9 @@
 A separate mixin, like ``sqlite_mailboxes.py``.  Digests belong to a stored *body*
 (``blobs`` row), not to a mailbox entry: COPY/MOVE share the body, so they share the
 digest too.  A trigger drops a digest with its body, so a reused blob id can never
-inherit a stale one.
+inherit a stale one.  ``deliver`` records each new body's digest in the transaction
+that stores it (the spool hashes as it is written); hashing on a miss is only for
+bodies stored before that.
 """
 
 from __future__ import annotations

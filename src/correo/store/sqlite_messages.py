@@ -92,6 +92,8 @@ class MessageOps:
             raise store_error(spool.failed)
         now = time.time() if internal_date is None else internal_date
         zone = local_zone(now) if internal_zone is None else internal_zone
+        # Recorded with the body, so the first JMAP listing hashes nothing (sqlite_digests.py).
+        digest = spool.digest()
 
         placed: list[Path] = []  # a body file renamed into blobs/, until it is committed
         all_targets, all_queued = targets, queued
@@ -131,6 +133,10 @@ class MessageOps:
                 (spool.size, refs, data, path),
             )
             blob_id = cur.lastrowid
+            conn.execute(
+                "INSERT OR REPLACE INTO blob_digests (blob_id, digest) VALUES (?, ?)",
+                (blob_id, digest),
+            )
             if facts is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO blob_facts (blob_id, envelope, bodystructure, body,"

@@ -684,7 +684,10 @@ async def run_server(
         ),
     )
     gc_policy.start()
-    gc.collect()  # before READY: the start-up heap is frozen, never walked again
+    # before READY: the start-up heap goes to the permanent generation without a walk (a
+    # full collection of it costs about 100 ms on the loop, which the watchdog reports);
+    # its few garbage cycles wait for the hourly unfreeze
+    gc.freeze()
     if on_ready is not None:
         on_ready(server)
     notify("READY=1")  # sd_notify(3): every listener is bound (Type=notify)

@@ -141,6 +141,7 @@ def test_phone_width_by_keyboard(
         page.keyboard.press("e")  # archive: back to the list, without it
         expect(page.locator("#list")).to_be_visible()
         expect(row(page, "Phone four")).to_have_count(0)
+        expect(row(page, "Phone two")).to_be_visible()  # the list is drawn again: j has rows
         page.keyboard.press("j")  # the next one down: Phone two
         expect(page.locator("#reader h2")).to_have_text("Phone two")
         page.get_by_role("button", name="Back to the list").click()

@@ -63,7 +63,7 @@ def test_racing_appends_and_deliveries_through_two_nodes_never_pass_the_limit(
             c.cmd("QUIT")
             c.close()
             with lock:
-                outcomes.append("OK" if code == 250 else f"SMTP {code}")
+                outcomes.append("SMTP 250" if code == 250 else f"SMTP {code}")
 
     threads = [
         threading.Thread(target=appender, args=(node, i))
@@ -73,8 +73,13 @@ def test_racing_appends_and_deliveries_through_two_nodes_never_pass_the_limit(
         t.start()
     for t in threads:
         t.join(120)
-    assert outcomes.count("OK") == LIMIT, outcomes
-    assert all(o in ("OK", "NO", "SMTP 452") for o in outcomes), outcomes
+    # IMAP APPEND is refused past the limit; SMTP refuses at DATA what the pre-check sees
+    # over it, and a message that passed the pre-check while another node's commit took
+    # the last place gets its 250 and waits in the queue (retried, bounced in the end):
+    # never filed past the limit, which the mailbox's contents below hold
+    accepted = outcomes.count("OK") + outcomes.count("SMTP 250")
+    assert outcomes.count("OK") <= LIMIT <= accepted, outcomes
+    assert all(o in ("OK", "NO", "SMTP 250", "SMTP 452") for o in outcomes), outcomes
 
     def inbox() -> list[bytes]:
         client = imap_login(pair.two)

@@ -341,15 +341,19 @@ class Reader {
   constructor(app) {
     this.app = app;
     this.node = $("#reader");
+    this.asked = 0; // shows begun: an answer for an older one is dropped
   }
 
   clear() {
+    this.asked += 1; // a message still loading is not shown after this
     this.email = null;
     document.body.classList.remove("reading");
     this.node.replaceChildren(el("p", { class: "muted empty" }, "Select a message."));
   }
 
   async show(id) {
+    // the latest message asked for wins: an earlier, slower answer never replaces it
+    const asked = ++this.asked;
     const jmap = this.app.jmap;
     const known = this.app.list.emails.get(id);
     let ids = known ? this.app.list.threads.get(known.threadId) : null;
@@ -366,6 +370,7 @@ class Reader {
       ids = thread ? thread.emailIds : [id];
       ({ list } = await jmap.call("Email/get", { ids: ids.slice(-THREAD_SHOWN), ...read }));
     }
+    if (asked !== this.asked) return;
     const email = list.find((e) => e.id === id);
     if (!email) return this.clear();
     this.email = email;

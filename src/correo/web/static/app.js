@@ -124,16 +124,26 @@ class MessageList {
     this.generation = (this.generation || 0) + 1;
   }
 
-  async load(filter, withMailboxes = false) {
+  // Keys act on the list as drawn: while it is being read again they wait for it
+  // (`settled`), else a key pressed just after a push would find no rows.
+  load(filter, withMailboxes = false) {
     this.reset(filter);
     this.scroller.scrollTop = 0;
-    await this.fetch(0, withMailboxes);
-    this.render();
+    return this.track(this.fetch(0, withMailboxes).then(() => this.render()));
+  }
+
+  track(task) {
+    this.settled = task.catch(() => {});
+    return task;
   }
 
   // Re-read the pages on screen (after a push or a change), keeping the scroll position
   // and the threads that were open.
-  async refresh(withMailboxes = false) {
+  refresh(withMailboxes = false) {
+    return this.track(this.reread(withMailboxes));
+  }
+
+  async reread(withMailboxes) {
     const first = Math.floor(this.queryIndex(Math.floor(this.scroller.scrollTop / ROW)) / PAGE) * PAGE;
     const open = [...this.expanded.keys()];
     this.reset(this.filter);
@@ -538,7 +548,8 @@ class App {
     if (show) await this.reader.show(id);
   }
 
-  step(delta) {
+  async step(delta) {
+    await this.list.settled;
     const index = Math.max(0, Math.min(this.list.shownTotal - 1, (this.selectedIndex ?? -1) + delta));
     const id = this.list.at(index).id;
     if (!id) return;

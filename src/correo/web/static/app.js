@@ -548,8 +548,7 @@ class App {
     if (show) await this.reader.show(id);
   }
 
-  async step(delta) {
-    await this.list.settled;
+  step(delta) {
     const index = Math.max(0, Math.min(this.list.shownTotal - 1, (this.selectedIndex ?? -1) + delta));
     const id = this.list.at(index).id;
     if (!id) return;
@@ -668,16 +667,18 @@ class App {
       if (event.key === "Escape" && target.closest("#search")) target.blur();
       return;
     }
+    // moving in the list waits for a list being read again (see MessageList.track)
+    const listed = (f) => () => Promise.resolve(this.list.settled).then(f);
     const actions = {
-      j: () => this.step(1),
-      ArrowDown: () => this.step(1),
-      k: () => this.step(-1),
-      ArrowUp: () => this.step(-1),
-      Enter: () => this.selected && this.select(this.selected, this.selectedIndex, true, true),
-      ArrowRight: () => this.branch(true),
-      ArrowLeft: () => this.branch(false),
-      l: () => this.branch(true),
-      h: () => this.branch(false),
+      j: listed(() => this.step(1)),
+      ArrowDown: listed(() => this.step(1)),
+      k: listed(() => this.step(-1)),
+      ArrowUp: listed(() => this.step(-1)),
+      Enter: listed(() => this.selected && this.select(this.selected, this.selectedIndex, true, true)),
+      ArrowRight: listed(() => this.branch(true)),
+      ArrowLeft: listed(() => this.branch(false)),
+      l: listed(() => this.branch(true)),
+      h: listed(() => this.branch(false)),
       e: () => this.archive(),
       s: () => this.toggle("$flagged"),
       u: () => this.toggle("$seen"),

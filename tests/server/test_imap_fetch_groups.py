@@ -71,11 +71,11 @@ def test_grouped_bodies_on_postgresql(pg_url: str, tmp_path: Path) -> None:
 def test_body_cache_bound_follows_the_configuration() -> None:
     from correo.server.imap import bodies
 
-    cache = BodyCache(max_bytes=1_000_000)
+    owner = _Store()
+    cache = bodies.body_cache(owner)
+    cache.max_bytes = 1_000_000
     for uid in range(1, 6):
         cache.put(("u", "INBOX", 1, uid), b"x" * 2_000)
-    owner = _Store()
-    bodies._CACHES[owner] = cache  # type: ignore[index]
     try:
         bodies.configure(4_000)  # a reload lowers the bound: the cache is trimmed at once
         assert cache.size <= 4_000 and cache.get(("u", "INBOX", 1, 5)) == b"x" * 2_000
@@ -84,7 +84,6 @@ def test_body_cache_bound_follows_the_configuration() -> None:
         assert cache.size == 0 and cache.get(("u", "INBOX", 1, 9)) is None
     finally:
         bodies.configure(64 << 20)
-        del bodies._CACHES[owner]  # type: ignore[arg-type]
 
 
 class _Store:

@@ -11,7 +11,7 @@ HIGHESTMODSEQ) is still the count, whichever process or node made the change.
 
 from __future__ import annotations
 
-import weakref
+from correo.store.perstore import PerStore
 
 __all__ = ["ExistsMemo", "exists_memo"]
 
@@ -37,12 +37,5 @@ class ExistsMemo:
             del seen[next(iter(seen))]
 
 
-_MEMOS: weakref.WeakKeyDictionary[object, ExistsMemo] = weakref.WeakKeyDictionary()
-
-
-def exists_memo(store: object) -> ExistsMemo:
-    """The memo of one store instance (two stores in a process never share ids)."""
-    memo = _MEMOS.get(store)
-    if memo is None:
-        memo = _MEMOS[store] = ExistsMemo()
-    return memo
+#: The memo of one store instance (two stores in a process never share ids).
+exists_memo: PerStore[ExistsMemo] = PerStore(ExistsMemo)

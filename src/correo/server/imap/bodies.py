@@ -14,12 +14,12 @@ the bound is in bytes, least recently used out first.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore
+from correo.store.perstore import PerStore
 
 __all__ = ["BodyCache", "Prefetcher", "body_cache", "configure", "key_of", "prefetch"]
 
@@ -65,7 +65,6 @@ class BodyCache:
             self.size -= len(old)
 
 
-_CACHES: weakref.WeakKeyDictionary[MailStore, BodyCache] = weakref.WeakKeyDictionary()
 #: Bytes each store's cache may hold: ``[limits] body_cache`` (:func:`configure`).
 _max_bytes = 64 << 20
 
@@ -78,17 +77,13 @@ def configure(max_bytes: int) -> None:
     """
     global _max_bytes
     _max_bytes = max_bytes
-    for cache in _CACHES.values():
+    for cache in body_cache.values():
         cache.max_bytes = max_bytes
         cache.trim()
 
 
-def body_cache(store: MailStore) -> BodyCache:
-    """The cache of ``store``'s sessions (one per store object, dropped with it)."""
-    cache = _CACHES.get(store)
-    if cache is None:
-        cache = _CACHES[store] = BodyCache(_max_bytes)
-    return cache
+#: The cache of a store's sessions (one per store object, dropped with it).
+body_cache: PerStore[BodyCache] = PerStore(lambda: BodyCache(_max_bytes))
 
 
 def key_of(view: MailboxView, uid: int) -> Key:

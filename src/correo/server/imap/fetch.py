@@ -13,7 +13,6 @@ store and formats nothing but sequence numbers and flags.
 from __future__ import annotations
 
 import bisect
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from correo.message.structure import Part
 from correo.server.imap.bodies import body_cache, key_of
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts, MessageInfo, StoreError
+from correo.store.perstore import PerStore
 
 __all__ = [
     "FetchPlan",
@@ -401,15 +401,8 @@ def _wire_size(wire: _Wire) -> int:
     )
 
 
-_CACHES: weakref.WeakKeyDictionary[MailStore, WireCache] = weakref.WeakKeyDictionary()
-
-
-def wire_cache(store: MailStore) -> WireCache:
-    """The cache of ``store``'s sessions (one per store object, dropped with it)."""
-    cache = _CACHES.get(store)
-    if cache is None:
-        cache = _CACHES[store] = WireCache()
-    return cache
+#: The cache of a store's sessions (one per store object, dropped with it).
+wire_cache: PerStore[WireCache] = PerStore(WireCache)
 
 
 # Each metadata item is a format piece and a column of values for a whole batch, built

@@ -64,7 +64,7 @@ from correo.store.postgres_bodies import PgBodyOps
 from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
 from correo.store.postgres_expunged import PgExpungedOps
 from correo.store.postgres_feed import ChangeFeed
-from correo.store.postgres_group import GroupedDelivery, PgGroupOps
+from correo.store.postgres_group import GroupedDelivery, PgGroupOps, quota_fits
 from correo.store.postgres_health import RECONNECT_GIVE_UP, PgHealth, connection_lost
 from correo.store.postgres_mailboxes import PgMailboxOps
 from correo.store.postgres_mda import PgMdaOps
@@ -768,26 +768,13 @@ class PostgresStore(
 
 # Data-modifying CTEs all run, so the body and the messages are written only when every
 # target mailbox was found (and updated) by ``alloc``.
-_AT_ONCE = """
+_AT_ONCE = f"""
 WITH t AS (
     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[]) WITH ORDINALITY
         AS t(account, name, flags, counted, ord)
 ), want AS (
     SELECT account, count(*) AS n FROM t WHERE counted GROUP BY account
-), q AS (
-    SELECT a.name, q.storage, q.messages, q.used_storage, q.used_messages
-    FROM quotas q JOIN accounts a ON a.id = q.account_id
-    WHERE a.name IN (SELECT account FROM want) ORDER BY q.account_id FOR UPDATE OF q
-), fits AS (
-    SELECT count(*) = (SELECT count(*) FROM want) AND coalesce(bool_and(
-        (e.storage IS NULL OR q.used_storage + %s::bigint * want.n <= e.storage)
-        AND (e.messages IS NULL OR q.used_messages + want.n <= e.messages)), true) AS ok
-    FROM want JOIN q ON q.name = want.account CROSS JOIN LATERAL (SELECT
-        CASE WHEN q.storage IS NULL THEN %s::bigint WHEN q.storage >= 0 THEN q.storage END
-            AS storage,
-        CASE WHEN q.messages IS NULL THEN %s::bigint WHEN q.messages >= 0 THEN q.messages END
-            AS messages) e
-), alloc AS (
+), {quota_fits("%s::bigint * want.n")}, alloc AS (
     UPDATE mailboxes m SET uidnext = m.uidnext + 1, highestmodseq = m.highestmodseq + 1
     FROM accounts a, t WHERE a.id = m.account_id AND a.name = t.account AND m.name = t.name
         AND (SELECT ok FROM fits)

@@ -29,7 +29,34 @@ from correo.store.sqlite_mailboxes import normalize_flags
 if TYPE_CHECKING:
     from correo.store.postgres_commit import PgAfterCommit
 
-__all__ = ["GroupedDelivery", "PgGroupOps"]
+__all__ = ["GroupedDelivery", "PgGroupOps", "quota_fits"]
+
+
+def quota_fits(added_storage: str) -> str:
+    """The ``q`` and ``fits`` CTEs of a delivery statement, one text for the single and
+    the grouped delivery so their quota rules cannot drift apart.
+
+    ``want`` (account, n: messages counted against it) must precede them; ``q`` locks the
+    accounts' quota rows in id order (no deadlock between concurrent deliveries) and keeps
+    their usage before the statement; ``fits.ok`` is true when every account has a row
+    and stays within its limits after ``added_storage`` bytes and ``n`` messages (a NULL
+    limit takes the configured default, passed as the two parameters here; a negative
+    one means none).  The limits are RFC 9208 §5.1 STORAGE and §5.2 MESSAGE.
+    """
+    return f"""q AS (
+    SELECT a.name, q.storage, q.messages, q.used_storage, q.used_messages
+    FROM quotas q JOIN accounts a ON a.id = q.account_id
+    WHERE a.name IN (SELECT account FROM want) ORDER BY q.account_id FOR UPDATE OF q
+), fits AS (
+    SELECT count(*) = (SELECT count(*) FROM want) AND coalesce(bool_and(
+        (e.storage IS NULL OR q.used_storage + {added_storage} <= e.storage)
+        AND (e.messages IS NULL OR q.used_messages + want.n <= e.messages)), true) AS ok
+    FROM want JOIN q ON q.name = want.account CROSS JOIN LATERAL (SELECT
+        CASE WHEN q.storage IS NULL THEN %s::bigint WHEN q.storage >= 0 THEN q.storage END
+            AS storage,
+        CASE WHEN q.messages IS NULL THEN %s::bigint WHEN q.messages >= 0 THEN q.messages END
+            AS messages) e
+)"""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,26 +72,13 @@ class GroupedDelivery:
     zone: int
 
 
-_GROUP: Final = """
+_GROUP: Final = f"""
 WITH t AS (
     SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::bool[],
         %s::bigint[]) WITH ORDINALITY AS t(d, account, name, flags, counted, size, ord)
 ), want AS (
     SELECT account, count(*) AS n, sum(size) AS s FROM t WHERE counted GROUP BY account
-), q AS (
-    SELECT a.name, q.storage, q.messages, q.used_storage, q.used_messages
-    FROM quotas q JOIN accounts a ON a.id = q.account_id
-    WHERE a.name IN (SELECT account FROM want) ORDER BY q.account_id FOR UPDATE OF q
-), fits AS (
-    SELECT count(*) = (SELECT count(*) FROM want) AND coalesce(bool_and(
-        (e.storage IS NULL OR q.used_storage + want.s <= e.storage)
-        AND (e.messages IS NULL OR q.used_messages + want.n <= e.messages)), true) AS ok
-    FROM want JOIN q ON q.name = want.account CROSS JOIN LATERAL (SELECT
-        CASE WHEN q.storage IS NULL THEN %s::bigint WHEN q.storage >= 0 THEN q.storage END
-            AS storage,
-        CASE WHEN q.messages IS NULL THEN %s::bigint WHEN q.messages >= 0 THEN q.messages END
-            AS messages) e
-), box AS (
+), {quota_fits("want.s")}, box AS (
     SELECT account, name, count(*) AS k FROM t GROUP BY account, name
 ), alloc AS (
     UPDATE mailboxes m SET uidnext = m.uidnext + box.k, highestmodseq = m.highestmodseq + box.k

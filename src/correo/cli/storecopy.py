@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from correo.cli import searchindex
 from correo.cli.admin import AdminError
 from correo.mua.progress import Progress
 
@@ -56,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     a.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
     a.set_defaults(func=cmd_store_copy)
+    searchindex.register(ssub)  # store search-index on|off|status (docs/cluster.md)
 
 
 @dataclass

@@ -17,9 +17,10 @@ Layout, and how it differs from the embedded store (``sqlite.py``):
 * Mailbox ids come from a sequence and are never reused, so the text index and the
   change feed can name a mailbox by id alone (SQLite needs UIDVALIDITY to tell a reused
   rowid apart).
-* ``text_docs`` (SEARCH TEXT/BODY) references ``messages`` and is deleted with it; a
-  trigram GIN index (``pg_trgm``) speeds the substring tests when the extension is
-  available, and the queries are the same without it.
+* ``text_docs`` (SEARCH TEXT/BODY) references ``messages`` and is deleted with it.
+  Searches scan a mailbox's rows with ``strpos``; an operator whose users search much
+  can add a trigram GIN index (``pg_trgm``, :func:`set_search_index`), which costs
+  every delivery about 0.5 ms of database CPU (bench/README.md).
 * ``queue_recipients`` carries a lease (``lease_until``, ``lease_owner``): a node
   takes due work with ``FOR UPDATE SKIP LOCKED`` so one recipient is attempted by one
   node at a time.
@@ -40,7 +41,15 @@ from correo.store.postgres_savedate import SAVEDATE_MIGRATION
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-__all__ = ["LATEST", "MIGRATIONS", "migrate"]
+__all__ = [
+    "LATEST",
+    "MIGRATIONS",
+    "SEARCH_INDEX",
+    "SearchIndexError",
+    "migrate",
+    "search_index",
+    "set_search_index",
+]
 
 #: An arbitrary, fixed advisory-lock key: "correo" in ASCII.
 _LOCK_KEY: Final = 0x636F7272656F
@@ -108,12 +117,6 @@ CREATE TABLE junk_tokens (
     ham integer NOT NULL DEFAULT 0, seen double precision NOT NULL,
     PRIMARY KEY (account, token));
 """
-
-#: Optional: a trigram index for SEARCH TEXT/BODY; skipped where pg_trgm is missing.
-_V1_TRIGRAMS: Final = (
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX text_docs_trgm ON text_docs USING gin (text gin_trgm_ops)",
-)
 
 #: Certificates obtained by ACME and the ACME account keys (docs/tls.md).
 _V2: Final = """
@@ -210,9 +213,15 @@ _V_LZ4: Final = (
     " ALTER TABLE blob_chunks ALTER COLUMN data SET COMPRESSION lz4",
 )
 
+#: The trigram index migration 1 made where pg_trgm was available: each delivery paid
+#: 0.5-0.8 ms of database CPU for it (correo on PostgreSQL 2.0x correo on SQLite, 1.4x
+#: without), while SEARCH TEXT/BODY without it scans with ``strpos`` (0.55-0.7 s per
+#: 10,000 messages; bench/README.md). ``correo store search-index on`` makes it again.
+_V_NO_TRIGRAMS: Final = "DROP INDEX IF EXISTS text_docs_trgm;"
+
 #: version -> (required statements, optional statements)
 MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
-    1: (_V1, _V1_TRIGRAMS),
+    1: (_V1, ()),
     2: (_V2, ()),
     3: (_V3, ()),
     4: (_V4, ()),
@@ -229,6 +238,7 @@ MIGRATIONS: Final[dict[int, tuple[str, tuple[str, ...]]]] = {
     40: (_V_WEB_ADMIN, ()),  # the web admin flag of users
     45: (_V_SCRAM, ()),  # SCRAM verifiers of users
     47: ("SELECT 1", _V_LZ4),  # new bodies compressed with lz4 where the server has it
+    48: (_V_NO_TRIGRAMS, ()),  # SEARCH TEXT scans; the trigram index is the operator's
 }
 LATEST: Final = max(MIGRATIONS)
 
@@ -272,3 +282,54 @@ async def migrate(conn: AsyncConnection[object]) -> int:
                 (version, time.time()),
             )
     return current
+
+
+#: The optional trigram index of SEARCH TEXT/BODY (``correo store search-index``).
+SEARCH_INDEX: Final = "text_docs_trgm"
+
+
+class SearchIndexError(Exception):
+    """The trigram index cannot be made here; the message is one line for the operator."""
+
+
+async def search_index(conn: AsyncConnection[object]) -> str:
+    """``on``, ``off``, or ``invalid`` (a concurrent build that failed or is running)."""
+    cur = await conn.execute(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (SEARCH_INDEX,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return "off"
+    return "on" if row[0] else "invalid"  # type: ignore[index]
+
+
+async def set_search_index(conn: AsyncConnection[object], on: bool) -> str:
+    """Create or drop the trigram index without a long lock (``conn`` in autocommit).
+
+    CONCURRENTLY lets deliveries and flag changes go on while the index is built or
+    dropped; a build that failed leaves an invalid index, dropped before trying again.
+    Nodes notice the change within a minute (``postgres_mailboxes._INDEX_RECHECK``).
+    Returns the state after.
+    """
+    import psycopg
+
+    state = await search_index(conn)
+    if state == "invalid" or (state == "on" and not on):
+        await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SEARCH_INDEX}".encode())
+        state = "off"
+    if on and state == "off":
+        try:
+            await conn.execute(b"CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SearchIndexError(
+                f"cannot use pg_trgm ({first}): install PostgreSQL's contrib extensions"
+                " (e.g. the postgresql-contrib package) or have a superuser run"
+                " CREATE EXTENSION pg_trgm in this database"
+            ) from None
+        await conn.execute(
+            f"CREATE INDEX CONCURRENTLY {SEARCH_INDEX} ON text_docs"
+            " USING gin (text gin_trgm_ops)".encode()
+        )
+        state = await search_index(conn)
+    return state

@@ -52,6 +52,29 @@ def test_records_created_changed_removed_and_told_apart(factory: Factory, tmp_pa
     run(go())
 
 
+def test_record_get_reads_one_live_record_by_its_key(factory: Factory, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await opened(factory, tmp_path)
+        try:
+            assert await store.record_get("a@x.test", "submission", "S1") is None
+            await store.record_put("a@x.test", "submission", "S1", '{"n": 1}')
+            await store.record_put("a@x.test", "submission", "S2", '{"n": 2}')
+            await store.record_put("a@x.test", "submission", "S1", '{"n": 3}')
+            got = await store.record_get("a@x.test", "submission", "S1")
+            assert got is not None
+            assert (got.id, got.data, got.created, got.changed) == ("S1", '{"n": 3}', 1, 3)
+            assert not got.removed
+            # the key is (account, kind, id): neither another account nor another kind
+            assert await store.record_get("b@x.test", "submission", "S1") is None
+            assert await store.record_get("a@x.test", "identity", "S1") is None
+            await store.record_put("a@x.test", "submission", "S2", None)  # a tombstone now
+            assert await store.record_get("a@x.test", "submission", "S2") is None
+        finally:
+            await store.close()
+
+    run(go())
+
+
 def test_expunged_digests_name_what_an_expunge_or_move_removed(
     factory: Factory, tmp_path: Path
 ) -> None:

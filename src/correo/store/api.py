@@ -674,6 +674,11 @@ class MailStore(Protocol):
         live ones; above 0, tombstones of removed ones too), oldest change first."""
         ...
 
+    async def record_get(self, account: str, kind: str, ident: str) -> Record | None:
+        """The live record ``ident`` of ``kind``, or None (never made, or removed): one
+        keyed read, where ``records`` would read them all (a queue outcome's submission)."""
+        ...
+
     async def record_put(
         self, account: str, kind: str, ident: str, data: str | None, *, keep: int = 0
     ) -> int:

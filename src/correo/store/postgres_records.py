@@ -50,6 +50,14 @@ class PgRecordOps(PgBase):
             if i is not None
         ]
 
+    async def record_get(self, account: str, kind: str, ident: str) -> Record | None:
+        row = await self._fetchone(
+            "SELECT data, created, changed FROM records"
+            " WHERE account = %s AND kind = %s AND id = %s AND NOT removed",
+            (account, kind, ident),
+        )
+        return None if row is None else Record(ident, str(row[0]), int(row[1]), int(row[2]))
+
     async def record_put(
         self, account: str, kind: str, ident: str, data: str | None, *, keep: int = 0
     ) -> int:

@@ -80,6 +80,30 @@ class RecordOps:
             raise StoreError(f"could not read records: {exc}") from exc
         return result
 
+    async def record_get(self, account: str, kind: str, ident: str) -> Record | None:
+        def read() -> Record | None:
+            try:
+                row = (
+                    self._reader()
+                    .execute(
+                        "SELECT data, created, changed FROM records"
+                        " WHERE account=? AND kind=? AND id=? AND removed=0",
+                        (account, kind, ident),
+                    )
+                    .fetchone()
+                )
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None  # nothing written yet (the writer creates the tables)
+                raise
+            return None if row is None else Record(ident, str(row[0]), int(row[1]), int(row[2]))
+
+        try:
+            result: Record | None = await self._read(read)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read a record: {exc}") from exc
+        return result
+
     async def record_put(
         self, account: str, kind: str, ident: str, data: str | None, *, keep: int = 0
     ) -> int:

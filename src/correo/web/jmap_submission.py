@@ -8,7 +8,8 @@ DKIM, the outbound queue) and is kept as a record of kind ``submission`` (the ne
 1,000), ``undoStatus`` ``final``: nothing is delayed, so nothing can be cancelled.  As
 the queue delivers, defers or bounces a recipient, :func:`submission_outcome` writes
 the outcome into the record's ``deliveryStatus``, which moves the EmailSubmission state
-that push announces.
+that push announces; a submission whose message was queued is named after its queue
+entry, so the outcome reads that one record by its key.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ async def record_state(store: MailStore, account: str, kind: str) -> str:
     return _state(counter)
 
 
+def _queued_id(message: QueuedMessage) -> str:
+    """The id of the submission that queued ``message``, which the queue's outcome reads
+    by its key: the queue id with the time it was queued (an embedded store gives a
+    queue id again once its message has left).  Random ids hold no ``-``."""
+    return f"S{message.id}-{int(message.created * 1_000_000)}"
+
+
 async def submission_outcome(
     store: MailStore, message: QueuedMessage, updates: Sequence[RecipientUpdate]
 ) -> None:
@@ -76,32 +84,29 @@ async def submission_outcome(
     account = message.authenticated
     if not account:
         return
-    mark = f'"{_QUEUED}": {message.id}'
-    _, rows = await store.records(account, "submission")
-    for row in reversed(rows):  # the newest first: the queue's outcome comes soon after
-        if mark not in row.data:
-            continue
-        record = json.loads(row.data)
-        if record.get(_QUEUED) != message.id:
-            continue
-        status = record.get("deliveryStatus") or {}
-        keys = {k.lower(): k for k in status}
-        changed = False
-        for update in updates:
-            key = keys.get(update.address.lower())
-            outcome = _OUTCOMES.get(update.status)
-            if key is None or outcome is None or not update.counted:
-                continue  # an address the routing expanded is not the client's
-            delivered, reply = outcome
-            text = " ".join(update.last_error.split())[:500]
-            if not (text[:3].isdigit() and text[3:4] in (" ", "-", "")):
-                text = f"{reply} {text}".rstrip()
-            entry = {**status[key], "smtpReply": text, "delivered": delivered}
-            if entry != status[key]:
-                status[key], changed = entry, True
-        if changed:
-            await store.record_put(account, "submission", row.id, json.dumps(record))
+    row = await store.record_get(account, "submission", _queued_id(message))
+    if row is None:
+        return  # not queued by EmailSubmission/set, or the record is gone
+    record = json.loads(row.data)
+    if record.get(_QUEUED) != message.id:
         return
+    status = record.get("deliveryStatus") or {}
+    keys = {k.lower(): k for k in status}
+    changed = False
+    for update in updates:
+        key = keys.get(update.address.lower())
+        outcome = _OUTCOMES.get(update.status)
+        if key is None or outcome is None or not update.counted:
+            continue  # an address the routing expanded is not the client's
+        delivered, reply = outcome
+        text = " ".join(update.last_error.split())[:500]
+        if not (text[:3].isdigit() and text[3:4] in (" ", "-", "")):
+            text = f"{reply} {text}".rstrip()
+        entry = {**status[key], "smtpReply": text, "delivered": delivered}
+        if entry != status[key]:
+            status[key], changed = entry, True
+    if changed:
+        await store.record_put(account, "submission", row.id, json.dumps(record))
 
 
 def _since(args: dict[str, Any]) -> int:
@@ -475,6 +480,10 @@ async def _submit(
         error.update(exc.extra)
         raise _Refused(error) from None
     ident = _new_id("S")
+    if report.stored is not None:  # named so that the queue's outcomes find it by its key
+        queued = await call.store.queue_get(report.stored)
+        if queued is not None and queued.authenticated == call.account:
+            ident = _queued_id(queued)
     record: dict[str, Any] = {
         "id": ident,
         "identityId": identity_id,
@@ -490,7 +499,7 @@ async def _submit(
         "dsnBlobIds": [],
         "mdnBlobIds": [],
     }
-    if report.stored is not None:  # kept, not shown: the queue's outcomes find it by it
+    if report.stored is not None:  # kept, not shown: the outcome checks it is the one
         record[_QUEUED] = report.stored
     await call.store.record_put(
         call.account, "submission", ident, json.dumps(record), keep=_KEEP_SUBMISSIONS

@@ -41,8 +41,11 @@ class Client(Jmap):
 
     using = USING
 
-    def upload(self, data: bytes) -> str:
-        got = self.http.post(f"{self.base}/jmap/upload/{self.account}/", data=data, timeout=10)
+    def upload(self, data: bytes, content_type: str | None = None) -> str:
+        headers = {"Content-Type": content_type} if content_type else None
+        got = self.http.post(
+            f"{self.base}/jmap/upload/{self.account}/", data=data, headers=headers, timeout=10
+        )
         assert got.status_code == 201, got.text
         return str(got.json()["blobId"])
 
@@ -51,16 +54,27 @@ class Client(Jmap):
         return str(self.call(method, ids=None, **args)["state"])
 
 
-def deliver(server: Server, subject: str, rcpt: str = ALICE) -> None:
-    """A message from outside over SMTP, accepted (250 after DATA)."""
+def deliver(
+    server: Server,
+    subject: str,
+    rcpt: str = ALICE,
+    *,
+    body: str = "hello",
+    headers: str | None = None,
+    sender: str = "carol@elsewhere.test",
+) -> None:
+    """A message from outside over SMTP, accepted (250 after DATA).  ``headers``
+    (fields ending in CRLF, or none) stand in for the Message-ID made of the subject."""
+    if headers is None:
+        headers = f"Message-ID: <{subject.replace(' ', '.')}@t>\r\n"
     smtp = RawSmtp(server.ports["smtp"])
     assert smtp.cmd("EHLO client.test")[0] == 250
-    assert smtp.cmd("MAIL FROM:<carol@elsewhere.test>")[0] == 250
+    assert smtp.cmd(f"MAIL FROM:<{sender}>")[0] == 250
     assert smtp.cmd(f"RCPT TO:<{rcpt}>")[0] == 250
     assert smtp.cmd("DATA")[0] == 354
     smtp.send(
-        f"From: carol@elsewhere.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{subject.replace(' ', '.')}@t>\r\n\r\nhello\r\n.\r\n".encode()
+        f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n{headers}"
+        f"\r\n{body}\r\n.\r\n".encode()
     )
     assert smtp.reply()[0] == 250
     smtp.close()

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Server, make_data_dir
-from tests.server.helpers import RawSmtp
 from tests.server.imap_helpers import imap
 from tests.server.jmap_helpers import Jmap
-
-ALICE = "alice@example.test"
+from tests.server.push_helpers import ALICE, deliver
 
 
 @pytest.fixture
@@ -29,20 +27,6 @@ def srv(tmp_path: Path) -> Iterator[Server]:
         server.stop()
 
 
-def _deliver(server: Server, subject: str, headers: str = "") -> None:
-    smtp = RawSmtp(server.ports["smtp"])
-    assert smtp.cmd("EHLO client.test")[0] == 250
-    assert smtp.cmd("MAIL FROM:<bob@elsewhere.test>")[0] == 250
-    assert smtp.cmd(f"RCPT TO:<{ALICE}>")[0] == 250
-    assert smtp.cmd("DATA")[0] == 354
-    smtp.send(
-        f"From: bob@elsewhere.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n{headers}"
-        f"\r\nhello\r\n.\r\n".encode()
-    )
-    assert smtp.reply()[0] == 250
-    smtp.close()
-
-
 def _by_subject(jmap: Jmap) -> dict[str, dict[str, Any]]:
     ids = jmap.email_ids()
     got = jmap.call("Email/get", ids=ids, properties=["subject", "threadId"])["list"]
@@ -50,12 +34,12 @@ def _by_subject(jmap: Jmap) -> dict[str, dict[str, Any]]:
 
 
 def test_threads_by_references_stable_across_restart(srv: Server) -> None:
-    _deliver(srv, "plans", "Message-ID: <root@t>\r\n")
-    _deliver(srv, "Re: plans", "Message-ID: <r1@t>\r\nIn-Reply-To: <root@t>\r\n")
-    _deliver(srv, "Re: Re: plans", "Message-ID: <r2@t>\r\nReferences: <root@t> <r1@t>\r\n")
-    _deliver(srv, "other", "Message-ID: <other@t>\r\n")
-    _deliver(srv, "Re: nothing", "")  # no ids: by base subject
-    _deliver(srv, "nothing", "")
+    deliver(srv, "plans", headers="Message-ID: <root@t>\r\n")
+    deliver(srv, "Re: plans", headers="Message-ID: <r1@t>\r\nIn-Reply-To: <root@t>\r\n")
+    deliver(srv, "Re: Re: plans", headers="Message-ID: <r2@t>\r\nReferences: <root@t> <r1@t>\r\n")
+    deliver(srv, "other", headers="Message-ID: <other@t>\r\n")
+    deliver(srv, "Re: nothing", headers="")  # no ids: by base subject
+    deliver(srv, "nothing", headers="")
     jmap = Jmap(srv)
     emails = _by_subject(jmap)
     plans = emails["plans"]["threadId"]
@@ -74,7 +58,7 @@ def test_threads_by_references_stable_across_restart(srv: Server) -> None:
     assert inbox["unreadThreads"] == 3
     # a reply arriving later updates the thread
     state = jmap.call("Thread/get", ids=[])["state"]
-    _deliver(srv, "Re: other", "References: <other@t>\r\n")
+    deliver(srv, "Re: other", headers="References: <other@t>\r\n")
     changes = jmap.call("Thread/changes", sinceState=state)
     assert changes["updated"] == [emails["other"]["threadId"]] and changes["created"] == []
     # an expunge over IMAP before a restart is named by Email/changes after it

@@ -19,7 +19,10 @@ per message (minus the load generator's own), peak RSS, DATA-end -> 250 latency,
 CPU of the target's own processes per message (correo: the server and, on PostgreSQL, the
 database's processes; the peer: every Postfix and Dovecot process, children reaped by
 their masters included) -- the figure that stays meaningful when other work shares the
-machine. With --rounds, the targets take turns and the table shows medians.
+machine. "Until idle" also counts what a target does after the load (correo's text index
+catching up), waiting after retrieval until its processes are idle, minus the bench's POP3
+logins at the per-login cost measured on those processes before the load. With --rounds,
+the targets take turns and the table shows medians.
 Needs root for the peer (Postfix and Dovecot start as root).
 """
 
@@ -70,6 +73,7 @@ class Outcome:
     peak_rss_kib: int
     peak_pss_kib: int
     own_cpu: dict[str, float]  # component -> CPU seconds of its processes over the run
+    settled_cpu: float = 0.0  # all components, until idle after retrieval, logins taken out
 
     @property
     def e2e_seconds(self) -> float:
@@ -89,6 +93,11 @@ class Outcome:
         """CPU s/msg of the target's own processes (one component, or all of them)."""
         parts = self.own_cpu.values() if component is None else [self.own_cpu.get(component, 0)]
         return sum(parts) / max(1, self.load.accepted)
+
+    @property
+    def settled_per_msg(self) -> float:
+        """CPU s/msg of the target's own processes until they were idle again."""
+        return self.settled_cpu / max(1, self.load.accepted)
 
     @property
     def cpu_per_msg(self) -> float:
@@ -112,7 +121,10 @@ def bench_target(
     sec: Security | None = None,
 ) -> Outcome:
     """Load one running target and wait until everything it accepted is retrievable."""
+    cal0 = sum(_own_cpu(f()) for f in components.values())
     baseline, poll = calibrate(pop)
+    # what one POP3 login costs the target's own processes (argon2id on correo)
+    login_cpu = (sum(_own_cpu(f()) for f in components.values()) - cal0) / len(pop.users)
     print(
         f"  [{name}] POP3 poll round {poll.round_seconds:.2f}s, "
         f"{poll.cpu_per_login:.3f} CPU s per login",
@@ -138,10 +150,18 @@ def bench_target(
         own1 = {k: _own_cpu(f()) for k, f in components.items()}  # the load, not the polls
         got = wait_retrievable(pop, expected, timeout, quiet=rss.paused)
         cpu.stop()
+    idle = _until_idle(lambda: sum(_own_cpu(f()) for f in components.values()))
+    settled = idle - sum(own0.values()) - got.logins * login_cpu
     got.counts = {u: got.counts[u] - baseline[u] for u in pop.users}
     peak = max(rss.peak_kib, hwm)
     own = {k: own1[k] - own0[k] for k in components}
-    out = Outcome(name, res, got, poll, cpu.seconds, peak, rss.peak_pss_kib, own)
+    out = Outcome(name, res, got, poll, cpu.seconds, peak, rss.peak_pss_kib, own, settled)
+    print(
+        f"  [{name}] own CPU {1000 * out.own_per_msg():.2f} ms/msg during the load, "
+        f"{1000 * out.settled_per_msg:.2f} ms/msg until idle "
+        f"({got.logins} POP3 logins at {login_cpu:.3f} s taken out)",
+        flush=True,
+    )
     print(
         f"  [{name}] retrievable {out.retrievable}/{res.accepted} after "
         f"{out.e2e_seconds:.2f}s ({got.logins} POP3 logins)",
@@ -151,6 +171,26 @@ def bench_target(
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_IDLE_WINDOW = 0.5  # seconds
+_IDLE_SHARE = 0.03  # of one core: below that over a window, the target is idle
+_IDLE_LIMIT = 120.0  # seconds at most
+
+
+def _until_idle(read: Callable[[], float]) -> float:
+    """Wait until the target's processes stop working, then their CPU seconds.
+
+    Work a target leaves for after the load (correo's text index catches up once the
+    SMTP burst ends) is part of what a message costs, so the figure includes it.
+    """
+    deadline = time.monotonic() + _IDLE_LIMIT
+    last = read()
+    while time.monotonic() < deadline:
+        time.sleep(_IDLE_WINDOW)
+        now = read()
+        if now - last < _IDLE_SHARE * _IDLE_WINDOW:
+            return now
+        last = now
+    return last
 
 
 def _own_cpu(pids: Iterable[int]) -> float:
@@ -352,6 +392,7 @@ def _rows() -> list[tuple[str, Callable[[Outcome], float], str, bool]]:
         ("end-to-end time (s)", lambda o: o.e2e_seconds, "{:.2f}", False),
         ("CPU s/msg (machine)", lambda o: o.cpu_per_msg, "{:.5f}", True),
         ("CPU s/msg (own processes)", lambda o: o.own_per_msg(), "{:.5f}", True),
+        ("CPU s/msg (own, until idle)", lambda o: o.settled_per_msg, "{:.5f}", True),
         ("  of which correo", lambda o: o.own_per_msg("correo"), "{:.5f}", False),
         ("  of which postgres", lambda o: o.own_per_msg("postgres"), "{:.5f}", False),
         ("POP3 poll round (s)", lambda o: o.poll.round_seconds, "{:.2f}", False),

@@ -21,6 +21,7 @@ are found by the search-time backfill (``correo.server.imap.searching``).
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -55,7 +56,11 @@ MAX_INDEXED = 4 << 20  # characters; a longer text stays unindexed and is always
 _MAX_INDEX_READ = 2 << 20  # bytes; bigger messages are not read whole in the background
 _QUEUE_LIMIT = 50_000  # messages waiting; beyond that the search-time backfill finds them
 _BUSY_LAG = 0.0005  # seconds other callbacks took in one loop turn: sessions are busy
-_BUSY_FACTOR = 9.0  # then sleep this many times the last message's extraction time
+_BUSY_FACTOR = 9.0  # then sleep this many times the last slice's extraction time
+# seconds of extraction between two yields: one message per loop turn fell behind a
+# burst (a busy turn takes milliseconds), so the bodies in hand ran out and the rest were
+# read back from the store afterwards at about five times the cost (bench/README.md)
+_SLICE = 0.002
 _MAX_BUFFERED = 2000  # extracted texts waiting for the index writer before extraction waits
 _READ_AHEAD = 64  # messages whose facts and bodies are read in one store call each
 _READ_AHEAD_BODY = 256 << 10  # bytes: bigger bodies are read one by one
@@ -304,8 +309,9 @@ class TextIndexer:
             await asyncio.shield(self._flusher)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds, so
+        # one extraction measured 0 and the share below was not kept
+        started = time.perf_counter()
         try:
             while self.jobs:
                 job = self.jobs.popleft()
@@ -325,8 +331,9 @@ class TextIndexer:
                             self.write(account, mailbox, {uid: text})
                 while self._buffered > _MAX_BUFFERED and self._flusher is not None:
                     await asyncio.shield(self._flusher)  # the writer sets the pace
-                await self._yield(loop.time() - started)
-                started = loop.time()
+                if time.perf_counter() - started >= _SLICE or not self.jobs:
+                    await self._yield(time.perf_counter() - started)
+                    started = time.perf_counter()
         finally:
             self.task = None
             self._idle.set()
@@ -336,12 +343,12 @@ class TextIndexer:
         """Let sessions run; while they keep the loop busy, take a small share of it.
 
         Acknowledgements come first: under an SMTP or APPEND burst the indexer uses at
-        most about 1/(1+_BUSY_FACTOR) of the loop and catches up when the burst ends.
+        most about 1/(1+_BUSY_FACTOR) of the loop, in slices of about ``_SLICE``, which
+        keeps up with the burst at the cost of a few messages' extraction each.
         """
-        loop = asyncio.get_running_loop()
-        before = loop.time()
+        before = time.perf_counter()
         await asyncio.sleep(0)
-        if loop.time() - before > _BUSY_LAG:
+        if time.perf_counter() - before > _BUSY_LAG:
             await asyncio.sleep(min(work * _BUSY_FACTOR, 0.05))
 
     @staticmethod

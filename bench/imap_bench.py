@@ -13,12 +13,15 @@ text with one rare word in one message), appended over IMAP. Then, per server, t
 wall time of: APPEND (rate), SELECT, FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE
 ENVELOPE) twice, FETCH 1:* BODYSTRUCTURE twice; then ``--rounds`` rounds (median kept;
 every server is up at once and the rounds alternate between them) of: 1,000 random
-UID FETCH n BODY.PEEK[], one UID FETCH of 1,000 random UIDs BODY.PEEK[],
+UID FETCH n BODY.PEEK[], one UID FETCH of 1,000 random UIDs BODY.PEEK[], 1,000 UID
+FETCH n BODY.PEEK[] in UID order (a client walking the mailbox: mbsync, offlineimap),
 UID SEARCH TEXT <rare word>, UID SEARCH ALL then UID FETCH of the newest 50 UIDs
 (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE) (a client's sync), STORE +FLAGS.SILENT
 1:* (after an untimed -FLAGS), UID FETCH 1:* (UID FLAGS); then
 ``--idle`` connections in IDLE: server memory (PSS of its process tree) per connection
-and the time for one APPEND to reach all of them as ``* n EXISTS``. Between the APPENDs
+and the time for one APPEND to reach all of them as ``* n EXISTS``. The body FETCH
+rows also get the CPU of the server's processes (correo on PostgreSQL: and of the private
+cluster's) from /proc, in ms per round (10 ms ticks). Between the APPENDs
 and the rest, the bench waits until the server is idle ("settle"): what a server defers
 after a bulk load is reported there instead of slowing whichever operation comes next.
 
@@ -303,8 +306,14 @@ def first_ops(c: imaplib.IMAP4) -> dict[str, float]:
     return r
 
 
-def round_ops(c: imaplib.IMAP4, count: int, seed: int) -> dict[str, float]:
-    """One round of the repeated operations; the same picks for every server."""
+def round_ops(
+    c: imaplib.IMAP4, count: int, seed: int, cpu: Callable[[], float] | None = None
+) -> dict[str, float]:
+    """One round of the repeated operations; the same picks for every server.
+
+    ``cpu``: CPU seconds used so far by the server (and its database); the body FETCH
+    rows then get a "CPU ms" row each, the steadier figure on a loaded machine.
+    """
     r: dict[str, float] = {}
     rnd = random.Random(seed)
     picks = [rnd.randint(1, count) for _ in range(1000)]
@@ -314,10 +323,26 @@ def round_ops(c: imaplib.IMAP4, count: int, seed: int) -> dict[str, float]:
             typ, _ = c.uid("FETCH", str(uid), "BODY.PEEK[]")
             assert typ == "OK"
 
-    r["1000 UID FETCH BODY[]"] = timed(singles)
+    def with_cpu(name: str, fn: Callable[[], object]) -> None:
+        before = cpu() if cpu else 0.0
+        r[name] = timed(fn)
+        if cpu:
+            r[name + " CPU ms"] = (cpu() - before) * 1000
+
+    with_cpu("1000 UID FETCH BODY[]", singles)
     # the same in one command: 1,000 random UIDs, bodies in one response
     one = ",".join(map(str, sorted({rnd.randint(1, count) for _ in range(1000)})))
-    r["UID FETCH <1000> BODY[]"] = timed(lambda: c.uid("FETCH", one, "BODY.PEEK[]"))
+    with_cpu("UID FETCH <1000> BODY[]", lambda: c.uid("FETCH", one, "BODY.PEEK[]"))
+    # one by one in UID order from a random start, as mbsync and offlineimap fetch
+    first = random.Random(seed + 1000).randint(1, max(1, count - 999))
+    walk = list(range(first, min(first + 1000, count + 1)))
+
+    def in_order() -> None:
+        for uid in walk:
+            typ, _ = c.uid("FETCH", str(uid), "BODY.PEEK[]")
+            assert typ == "OK"
+
+    with_cpu("1000 UID FETCH BODY[] in order", in_order)
     found: list[object] = []
     r["UID SEARCH TEXT rare"] = timed(lambda: found.append(c.uid("SEARCH", "TEXT", RARE)))
     _typ, data = found[0]  # type: ignore[misc]
@@ -390,8 +415,9 @@ async def idle_test(port: int, n: int, pids: Callable[[], list[int]]) -> dict[st
     }
 
 
-def _private_store() -> tuple[str, Callable[[], None]]:
-    """A throwaway PostgreSQL cluster, as the tests start (tests/pg.py)."""
+def _private_store() -> tuple[str, Callable[[], None], Callable[[], list[int]]]:
+    """A throwaway PostgreSQL cluster, as the tests start (tests/pg.py): its URL, how to
+    stop it, and its processes (the postmaster's tree)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.pg import PgCluster, find_pg_bin
 
@@ -400,7 +426,8 @@ def _private_store() -> tuple[str, Callable[[], None]]:
         raise SystemExit("correo-pg: PostgreSQL is not installed")
     cluster = PgCluster(bin_dir)
     cluster.start()
-    return cluster.new_database(), cluster.stop
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    return cluster.new_database(), cluster.stop, lambda: process_tree(postmaster)
 
 
 TARGETS = {
@@ -432,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     ports = {"correo": a.port, "dovecot": a.port + 10, "correo-pg": a.port + 20}
     running: dict[str, tuple[int, Callable[[], None]]] = {}
     cleanups: list[Callable[[], None]] = []
+    database: Callable[[], list[int]] = list  # the private cluster's processes, if any
     try:
         for target in TARGETS[a.target]:  # every server up at once: rounds alternate
             port, work = ports[target], a.workdir / target
@@ -439,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
                 store = None
                 if target == "correo-pg":
                     if a.store == "private":
-                        store, stop_pg = _private_store()
+                        store, stop_pg, database = _private_store()
                         cleanups.append(stop_pg)
                     else:
                         store = a.store
@@ -452,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 running[target] = (proc.pid, proc.terminate)
         tree = {t: (lambda root=root: process_tree(root)) for t, (root, _s) in running.items()}
+        own = {
+            t: (lambda f=f: f() + database()) if t == "correo-pg" else f for t, f in tree.items()
+        }
+        cpu = {t: (lambda f=f: tree_cpu_seconds(f())) for t, f in own.items()}
         clients: dict[str, imaplib.IMAP4] = {}
         for target in running:
             results[target] = load(ports[target], messages, tree[target])
@@ -464,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(a.rounds):
             order = list(running) if n % 2 == 0 else list(reversed(running))
             for target in order:
-                rounds[target].append(round_ops(clients[target], len(messages), 7 + n))
+                rounds[target].append(round_ops(clients[target], len(messages), 7 + n, cpu[target]))
         for target, got in rounds.items():
             for name in got[0]:
                 results[target][name] = statistics.median(g[name] for g in got)

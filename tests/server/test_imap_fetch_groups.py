@@ -4,12 +4,16 @@ FETCH per message gives, on SQLite and on PostgreSQL, big bodies still streamed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from correo.server.imap.bodies import BodyCache
+from correo.server.imap.view import MailboxView
+from correo.store.api import DeliveryTarget, Envelope
+from correo.store.sqlite import SqliteStore
 from tests.conftest import Server
 from tests.server.imap_helpers import RawImap, message, unique
 
@@ -93,3 +97,72 @@ class _Store:
 def test_fetch_with_the_body_cache_off(start_server: Callable[..., Server]) -> None:
     srv = start_server({"body_cache": "0"})
     _grouped_equals_single(srv.ports["imaps"])
+
+
+class _Counted(SqliteStore):
+    """The SQLite store, counting the body reads a single-message FETCH makes."""
+
+    calls: list[tuple[int, ...]]
+
+    async def read_inline(self, account: str, mailbox: str, uid: int) -> bytes | None:
+        self.calls.append((uid,))
+        return await super().read_inline(account, mailbox, uid)
+
+    async def read_inlines(
+        self, account: str, mailbox: str, uids: Sequence[int]
+    ) -> dict[int, bytes]:
+        self.calls.append(tuple(uids))
+        return await super().read_inlines(account, mailbox, uids)
+
+
+def test_a_walk_uid_by_uid_reads_ahead_and_a_jump_does_not(tmp_path: Path) -> None:
+    """mbsync and offlineimap FETCH one UID after another: from the second step on, the
+    next small bodies come in the same store call, bounded; a client that jumps around
+    costs one read per message, as before; the bodies are the store's either way."""
+    from correo.server.imap import bodies
+
+    async def go() -> None:
+        store = _Counted(tmp_path)
+        store.calls = []
+        await store.open()
+        try:
+            for i in range(40):
+                spool = store.new_spool()
+                spool.write(b"Subject: %d\r\n\r\n" % i + b"x" * (60_000 if i == 30 else 2_000))
+                await store.deliver(spool, Envelope("s@x.test"), [DeliveryTarget("a@x.test")])
+            state = await store.mailbox_state("a@x.test")
+            view = MailboxView(
+                "a@x.test",
+                "INBOX",
+                read_only=True,
+                uidvalidity=state.uidvalidity,
+                uidnext=state.uidnext,
+                highestmodseq=state.highestmodseq,
+                messages=await store.list_messages("a@x.test"),
+                first_recent=10_000,
+            )
+            want = {u: await store.read_inline("a@x.test", "INBOX", u) for u in view.uids}
+            store.calls.clear()
+            assert await bodies.read_one(store, view, 5) == want[5]  # a jump: one read
+            assert store.calls == [(5,)]
+            for uid in range(6, 24):  # the walk: 6 and the next 16 in one call
+                assert await bodies.read_one(store, view, uid) == want[uid]
+            assert store.calls[1] == tuple(range(6, 6 + 1 + bodies.WALK_MESSAGES))
+            assert store.calls[2][0] == 23 and len(store.calls) == 3
+            store.calls.clear()
+            assert await bodies.read_one(store, view, 2) == want[2]  # a jump back
+            assert await bodies.read_one(store, view, 4) == want[4]  # and forward
+            assert store.calls == [(2,), (4,)]
+            assert await bodies.read_one(store, view, 33) == want[33]  # read ahead at 23
+            assert store.calls == [(2,), (4,)]
+            cache = bodies.body_cache(store)
+            cache.max_bytes = 0  # no cache: nothing read ahead
+            cache.trim()
+            store.calls.clear()
+            assert await bodies.read_one(store, view, 35) == want[35]
+            assert await bodies.read_one(store, view, 36) == want[36]
+            assert store.calls == [(35,), (36,)]
+        finally:
+            await store.close()
+
+    asyncio.run(go())

@@ -48,6 +48,7 @@ class PgBase:
     node: str
     lease_owner: str  # this node's name on queue leases, stable across restarts
     _hot: Conn | None = None  # the reads' preferred connection, taken from the pool
+    _hot_cur: psycopg.AsyncCursor[Any] | None = None  # its cursor, used again and again
     _hot_busy: bool = False
 
     # -- reads on the pool (autocommit: each statement sees every committed write) -----
@@ -94,12 +95,19 @@ class PgBase:
             conn = self._hot
             if conn is None:
                 conn = self._hot = await self._pool.getconn(timeout=self._health.wait)
+                self._hot_cur = None
             try:
-                cur = await conn.execute(sql, params, binary=True)
+                # one cursor for every read on it: a new one per statement cost about
+                # 15 µs of a 50 KB body's 85 µs of client CPU (measured in-process); it
+                # keeps its last result (at most one group of bodies) until the next
+                cur = self._hot_cur
+                if cur is None:
+                    cur = self._hot_cur = conn.cursor(binary=True)
+                await cur.execute(sql, params)
                 return await (cur.fetchone() if one else cur.fetchall())
             except BaseException:
                 # broken, or cancelled mid-statement: back to the pool, which checks it
-                self._hot = None
+                self._hot, self._hot_cur = None, None
                 await self._pool.putconn(conn)
                 raise
         finally:
@@ -107,7 +115,7 @@ class PgBase:
 
     async def _release_hot(self) -> None:
         """Give the hot connection back to the pool (before the pool closes)."""
-        conn, self._hot = self._hot, None
+        conn, self._hot, self._hot_cur = self._hot, None, None
         if conn is not None:
             await self._pool.putconn(conn)
 

@@ -23,7 +23,7 @@ from correo.imap.commands import FetchAtt
 from correo.imap.responses import format_internal_date
 from correo.message.imapfmt import TransferDecoder, header_fields, resolve_part, section
 from correo.message.structure import Part
-from correo.server.imap.bodies import body_cache, key_of
+from correo.server.imap.bodies import read_one
 from correo.server.imap.view import MailboxView
 from correo.store.api import MailStore, MessageFacts, MessageInfo, StoreError
 from correo.store.perstore import PerStore
@@ -204,14 +204,7 @@ class _Source:
     async def inline(self) -> bytes | None:
         """The whole message if it is small enough to be kept inline, else None."""
         if not self.checked:
-            view = self.view
-            cache = body_cache(self.store)
-            key = key_of(view, self.uid)
-            self.data = cache.get(key)
-            if self.data is None:
-                self.data = await self.store.read_inline(view.account, view.name, self.uid)
-                if self.data is not None:
-                    cache.put(key, self.data)
+            self.data = await read_one(self.store, self.view, self.uid)
             self.checked = True
         return self.data
 

@@ -29,7 +29,7 @@ from correo.store.api import (
 )
 from correo.store.postgres_base import Conn, PgBase, drop_nul
 from correo.store.postgres_commit import PgAfterCommit
-from correo.store.sqlite_mailboxes import _trigrams, merge_flags, normalize_flags
+from correo.store.sqlite_mailboxes import merge_flags, normalize_flags
 
 __all__ = ["PgMailboxOps"]
 
@@ -46,13 +46,18 @@ def _superiors(name: str) -> list[str]:
 
 #: Seconds between two reads of whether the trigram index exists.
 _INDEX_RECHECK = 60.0
+#: The id of the mailbox (account, name), as a subquery PostgreSQL evaluates once.
+_BOX = (
+    "(SELECT x.id FROM mailboxes x JOIN accounts a ON a.id = x.account_id"
+    " WHERE a.name = %s AND x.name = %s)"
+)
 #: Needles tested at most; a subset of them still selects a superset of the matches.
 _MAX_NEEDLES = 32
 
 
-def _like(gram: str) -> str:
-    """A LIKE pattern matching ``gram`` anywhere (backslash is PostgreSQL's escape)."""
-    escaped = gram.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _like(needle: str) -> str:
+    """A LIKE pattern matching ``needle`` anywhere (backslash is PostgreSQL's escape)."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -553,20 +558,29 @@ class PgMailboxOps(PgBase):
         """
         pieces = [drop_nul(n) for n in needles if n]  # NUL as index_texts stores it
         if await self._trgm_present():
-            terms = [_like(g) for g in _trigrams(pieces)]
-            test = " AND ".join(["d.text LIKE %s"] * len(terms))
+            # One LIKE per needle, in a WHERE of its own: pg_trgm looks up the needle's
+            # trigrams in the index and rechecks a row once per needle (in the select
+            # list, or as a LIKE per trigram, every row or every trigram is tested).
+            grams = [_like(p) for p in dict.fromkeys(pieces)][:_MAX_NEEDLES]
+            test = " AND ".join(["t.text LIKE %s"] * len(grams)) or "true"
+            rows = await self._fetchall(
+                "SELECT m.uid, d.uid IS NOT NULL, d.uid IS NULL OR h.uid IS NOT NULL"
+                " FROM messages m"
+                " LEFT JOIN text_docs d ON d.mailbox_id = m.mailbox_id AND d.uid = m.uid"
+                f" LEFT JOIN (SELECT t.uid FROM text_docs t WHERE t.mailbox_id = {_BOX}"
+                f" AND {test}) h ON h.uid = m.uid WHERE m.mailbox_id = {_BOX}",
+                (account, mailbox, *grams, account, mailbox),
+            )
         else:
             # The longest first: the most selective, and AND stops at the first miss.
             terms = sorted(dict.fromkeys(pieces), key=len, reverse=True)[:_MAX_NEEDLES]
-            test = " AND ".join(["strpos(d.text, %s) > 0"] * len(terms))
-        rows = await self._fetchall(
-            f"SELECT m.uid, d.uid IS NOT NULL, d.uid IS NULL OR ({test or 'true'})"
-            " FROM messages m"
-            " JOIN mailboxes x ON x.id = m.mailbox_id JOIN accounts a ON a.id = x.account_id"
-            " LEFT JOIN text_docs d ON d.mailbox_id = m.mailbox_id AND d.uid = m.uid"
-            " WHERE a.name = %s AND x.name = %s",
-            (*terms, account, mailbox),
-        )
+            test = " AND ".join(["strpos(d.text, %s) > 0"] * len(terms)) or "true"
+            rows = await self._fetchall(
+                f"SELECT m.uid, d.uid IS NOT NULL, d.uid IS NULL OR ({test}) FROM messages m"
+                " LEFT JOIN text_docs d ON d.mailbox_id = m.mailbox_id AND d.uid = m.uid"
+                f" WHERE m.mailbox_id = {_BOX}",
+                (*terms, account, mailbox),
+            )
         maybe = {int(uid) for uid, _, hit in rows if hit}
         unindexed = {int(uid) for uid, indexed, _ in rows if not indexed}
         return maybe, unindexed

@@ -1,9 +1,9 @@
 """``correo --data DIR store search-index on|off|status``: the PostgreSQL trigram index.
 
 Without it (the default since migration 48) SEARCH TEXT/BODY scans a mailbox's texts
-with ``strpos``, about 0.6 s of one database process per 10,000 messages, and every
-delivery saves about 0.5 ms of database CPU. With it a rare word is found in about 1 ms:
-worth it where users search often, in large mailboxes (docs/cluster.md). The index is
+with ``strpos``, about 0.15 s of database CPU per 10,000 messages, and every delivery
+saves about 0.5 ms of database CPU. With it a rare word is found in about 25 ms: worth
+it where users search often, in large mailboxes (docs/cluster.md). The index is
 built and dropped CONCURRENTLY, so a live store keeps taking mail meanwhile.
 """
 
@@ -33,7 +33,7 @@ def register(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="turn PostgreSQL's trigram index for SEARCH TEXT/BODY on or off",
         description="PostgreSQL only. 'on' builds a trigram GIN index (pg_trgm) on the"
         " search text without locking out deliveries: a rare word is then found in about"
-        " 1 ms instead of a scan (about 0.6 s per 10,000 messages), and every delivery"
+        " 25 ms instead of a scan (about 0.2 s per 10,000 messages), and every delivery"
         " costs about 0.5 ms more database CPU. 'off' drops it. Running nodes notice"
         " within a minute. See docs/cluster.md.",
     )

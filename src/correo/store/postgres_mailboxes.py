@@ -552,9 +552,10 @@ class PgMailboxOps(PgBase):
         correo.delivery.textindex), so a message containing them holds each one in its
         indexed text, a word set, and callers verify every candidate. Without the
         trigram index (the default, migration 48) one ``strpos`` per needle scans the
-        mailbox's rows: about 0.6 s per 10,000 messages, where a LIKE per trigram would
-        take 2.6 s. With it (``correo store search-index on``) the LIKEs use it: a rare
-        word is found in about 1 ms (bench/README.md).
+        mailbox's rows: about 0.15 s of database CPU per 10,000 messages (46 MB of
+        text), a rare word or a common one. With it (``correo store search-index on``)
+        one LIKE per needle is looked up in it: a rare word in about 10 ms, a common
+        one as fast as the scan (bench/pg_search_bench.py, bench/README.md).
         """
         pieces = [drop_nul(n) for n in needles if n]  # NUL as index_texts stores it
         if await self._trgm_present():

@@ -523,7 +523,7 @@ class PgMailboxOps(PgBase):
         expunged = tuple(int(r[1]) for r in rows if r[0] == 1)
         return Changes(highest, messages, expunged)
 
-    # -- SEARCH TEXT/BODY index (trigram semantics as the embedded store's FTS5 index) --
+    # -- SEARCH TEXT/BODY index (candidates, as from the embedded store's FTS5 index) ---
 
     #: Whether ``text_docs_trgm`` exists and is valid, and when that was last read: an
     #: operator turns it on or off while nodes run (``correo store search-index``).
@@ -554,23 +554,23 @@ class PgMailboxOps(PgBase):
         trigram index (the default, migration 48) one ``strpos`` per needle scans the
         mailbox's rows: about 0.15 s of database CPU per 10,000 messages (46 MB of
         text), a rare word or a common one. With it (``correo store search-index on``)
-        one LIKE per needle is looked up in it: a rare word in about 10 ms, a common
-        one as fast as the scan (bench/pg_search_bench.py, bench/README.md).
+        one LIKE per needle is looked up in it: a rare word in about 25 ms (10 ms of
+        database CPU), a common one at the scan's cost (bench/pg_search_bench.py, bench/README.md).
         """
         pieces = [drop_nul(n) for n in needles if n]  # NUL as index_texts stores it
         if await self._trgm_present():
             # One LIKE per needle, in a WHERE of its own: pg_trgm looks up the needle's
             # trigrams in the index and rechecks a row once per needle (in the select
             # list, or as a LIKE per trigram, every row or every trigram is tested).
-            grams = [_like(p) for p in dict.fromkeys(pieces)][:_MAX_NEEDLES]
-            test = " AND ".join(["t.text LIKE %s"] * len(grams)) or "true"
+            likes = [_like(p) for p in dict.fromkeys(pieces)][:_MAX_NEEDLES]
+            test = " AND ".join(["t.text LIKE %s"] * len(likes)) or "true"
             rows = await self._fetchall(
                 "SELECT m.uid, d.uid IS NOT NULL, d.uid IS NULL OR h.uid IS NOT NULL"
                 " FROM messages m"
                 " LEFT JOIN text_docs d ON d.mailbox_id = m.mailbox_id AND d.uid = m.uid"
                 f" LEFT JOIN (SELECT t.uid FROM text_docs t WHERE t.mailbox_id = {_BOX}"
                 f" AND {test}) h ON h.uid = m.uid WHERE m.mailbox_id = {_BOX}",
-                (account, mailbox, *grams, account, mailbox),
+                (account, mailbox, *likes, account, mailbox),
             )
         else:
             # The longest first: the most selective, and AND stops at the first miss.

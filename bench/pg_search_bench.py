@@ -20,6 +20,7 @@ import itertools
 import os
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -138,9 +139,9 @@ async def main() -> None:
     assert bin_dir is not None
     cluster = PgCluster(bin_dir)
     cluster.start()
+    root = Path(tempfile.mkdtemp(prefix="pgsearch-"))
     try:
         url = cluster.new_database()
-        root = Path(tempfile.mkdtemp(prefix="pgsearch-"))
         store = await build(url, root, docs)
         pids = process_tree(int((Path(cluster.data) / "postmaster.pid").read_text().split()[0]))
         results: dict[str, list[tuple[float, float, int]]] = {}
@@ -176,6 +177,7 @@ async def main() -> None:
         await store.close()
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

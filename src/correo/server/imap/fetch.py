@@ -38,6 +38,7 @@ __all__ = [
     "render_message",
     "render_meta",
     "render_meta_batch",
+    "render_whole",
     "wire_cache",
 ]
 
@@ -76,6 +77,10 @@ class FetchPlan:
     sets_seen: bool = False
     reads_bodies: bool = False  # beyond headers: worth reading whole bodies in groups
     names: frozenset[str] = field(default_factory=frozenset)
+    #: Each item's label when every item is a whole-message literal (BODY[], RFC822)
+    #: or view metadata, else None: :func:`render_whole` answers without the general
+    #: machinery, once the body is in hand. None in the tuple marks a metadata item.
+    whole_labels: tuple[bytes | None, ...] | None = None
 
     @classmethod
     def of(cls, items: Sequence[FetchAtt], *, uid_command: bool, condstore: bool) -> FetchPlan:
@@ -119,8 +124,26 @@ class FetchPlan:
             sets_seen=any(i.sets_seen for i in items),
             reads_bodies=any(_reads_body(i) for i in items),
             names=names,
+            whole_labels=_whole_labels(items),
         )
         return plan
+
+
+_VIEW_ITEMS = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
+
+
+def _whole_labels(items: Sequence[FetchAtt]) -> tuple[bytes | None, ...] | None:
+    """The labels for :attr:`FetchPlan.whole_labels`, or None when some item needs more
+    than the message's bytes and the view (a part, a header, structure, EMAILID…)."""
+    labels: list[bytes | None] = []
+    for att in items:
+        if att.name in _VIEW_ITEMS:
+            labels.append(None)
+        elif (att.name == "BODY" and _whole(att)) or (att.name == "RFC822" and not att.partial):
+            labels.append(att.response_name())
+        else:
+            return None
+    return tuple(labels) if any(label is not None for label in labels) else None
 
 
 _PLANS: dict[tuple[int, bool, bool], FetchPlan] = {}
@@ -693,6 +716,35 @@ async def render_message(
     pieces[0] = head + pieces[0]
     pieces.append(b" ".join(small) + b")\r\n")
     return Rendered(pieces, streams or None)
+
+
+def render_whole(view: MailboxView, uid: int, plan: FetchPlan, data: bytes) -> list[bytes]:
+    """The response pieces for one message of a :attr:`FetchPlan.whole_labels` plan,
+    its bytes ``data`` in hand: what :func:`render_message` sends for the same items,
+    without its per-call set-up (no I/O, no part tree; the body is not copied).
+    """
+    labels = plan.whole_labels
+    assert labels is not None
+    small: list[bytes] = []
+    if plan.uid_command and "UID" not in plan.names:
+        small.append(b"UID %d" % uid)  # RFC 9051 §6.4.9: UID FETCH always returns UID
+    pieces: list[bytes] = []
+    for att, label in zip(plan.items, labels, strict=True):
+        if label is None:
+            item = _meta_item(view, uid, att, None)
+            assert item is not None
+            small.append(item)
+            continue
+        body = _partial(data, att.partial)  # RFC 9051 §6.4.5 <origin.count>
+        small.append(label + b" {%d}\r\n" % len(body))
+        pieces.append(b" ".join(small))
+        pieces.append(body)
+        small = [b""]  # the next item follows the literal after a space
+    if plan.condstore and "MODSEQ" not in plan.names:
+        small.append(b"MODSEQ (%d)" % view.info[uid].modseq)  # RFC 7162 §3.1.4.1
+    pieces[0] = view.fetch_head(view.seq(uid) or 0, uid) + pieces[0]
+    pieces.append(b" ".join(small) + b")\r\n")
+    return pieces
 
 
 _SMALL_RANGE = 16 << 10  # sections up to this size are read alone, not via the whole body

@@ -13,7 +13,7 @@ from correo.imap.responses import (
     untagged,
 )
 from correo.server.imap.acl import flags_allowed, may_set_seen, refusal, resolve
-from correo.server.imap.bodies import Prefetcher
+from correo.server.imap.bodies import CACHED_MAX, Prefetcher, read_one
 from correo.server.imap.context import (
     contexts_changed,
     esearch_reply,
@@ -26,6 +26,7 @@ from correo.server.imap.fetch import (
     expunged_meanwhile,
     render_message,
     render_meta_batch,
+    render_whole,
 )
 from correo.server.imap.objects import extra_items
 from correo.server.imap.ordering import sort_uids, thread_uids
@@ -189,6 +190,13 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
                 plan = FetchPlan.of(
                     (*cmd.items, *added), uid_command=cmd.uid, condstore=plan.condstore
                 )
+    if (
+        len(uids) == 1
+        and plan.whole_labels is not None
+        and await _fetch_whole(session, uids[0], plan)
+    ):
+        session.write(tagged(tag, "OK", "FETCH completed"))
+        return
     facts = {}
     expunged = False  # some message's data was gone: left out (RFC 5530 §3 EXPUNGEISSUED)
     for start in range(0, len(uids), 1000):
@@ -259,6 +267,27 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
         session.write(tagged(tag, "OK", "Some messages were already expunged", "EXPUNGEISSUED"))
         return
     session.write(tagged(tag, "OK", "FETCH completed"))
+
+
+async def _fetch_whole(session: ImapSession, uid: int, plan: FetchPlan) -> bool:
+    """One small message's BODY[] (a client that syncs one UID FETCH at a time): its
+    bytes read once and the response written, without the group read-ahead and the
+    per-item machinery of the general path. False when that path must answer: a big
+    message (streamed), or one whose bytes are gone (expunged meanwhile)."""
+    view = session.view
+    assert view is not None
+    info = view.info.get(uid)
+    if info is None or info.size > CACHED_MAX:
+        return False
+    try:
+        data = await read_one(session.ctx.store, view, uid)
+    except StoreError:
+        return False  # the general path tells an expunge from a failure
+    if data is None:
+        return False
+    for piece in render_whole(view, uid, plan, data):
+        session.write(piece)
+    return True
 
 
 async def cmd_store(session: ImapSession, tag: str, cmd: c.Store) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -108,11 +107,6 @@ def key_of(view: MailboxView, uid: int) -> Key:
     return (view.account, view.name, view.uidvalidity, uid)
 
 
-#: Per view, the UID its session's next single-message read would be if it walks the
-#: mailbox in order (weak: a view that goes away takes its entry along).
-_walks: weakref.WeakKeyDictionary[MailboxView, int] = weakref.WeakKeyDictionary()
-
-
 async def read_one(store: MailStore, view: MailboxView, uid: int) -> bytes | None:
     """The whole message ``uid`` if it is small enough to be kept inline, else None.
 
@@ -127,11 +121,8 @@ async def read_one(store: MailStore, view: MailboxView, uid: int) -> bytes | Non
     key = key_of(view, uid)
     uids = view.uids
     at = bisect.bisect_left(uids, uid)
-    walking = _walks.get(view) == uid
-    if at + 1 < len(uids):
-        _walks[view] = uids[at + 1]
-    else:
-        _walks.pop(view, None)
+    walking = view.walk_next == uid
+    view.walk_next = uids[at + 1] if at + 1 < len(uids) else 0
     data = cache.get(key)
     if data is not None:
         return data

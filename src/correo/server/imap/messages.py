@@ -12,6 +12,7 @@ from correo.imap.responses import (
     tagged,
     untagged,
 )
+from correo.imap.sequence import STAR
 from correo.server.imap.acl import flags_allowed, may_set_seen, refusal, resolve
 from correo.server.imap.bodies import CACHED_MAX, Prefetcher, read_one
 from correo.server.imap.context import (
@@ -57,6 +58,7 @@ _HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at
 #: Within a FETCH of bodies, output is sent once this much is queued: memory stays
 #: bounded and the client decodes (and decrypts) one part while the next is read.
 _SEND_AT = 256 * 1024
+_FETCH_OK = b" OK FETCH completed\r\n"
 
 
 # -- selected state -------------------------------------------------------------
@@ -68,6 +70,9 @@ def _uids(session: ImapSession, sequence: Any, uid: bool) -> list[int]:
     if sequence.saved:
         return [u for u in view.saved if u in view.info]
     if uid:
+        ranges = sequence.ranges
+        if len(ranges) == 1 and ranges[0][0] == ranges[0][1] != STAR:  # one UID, no "*"
+            return [ranges[0][0]] if view.seq(ranges[0][0]) is not None else []
         return view.uids_for_uid_ranges(sequence.resolve(view.max_uid()))
     return view.uids_for_seq_ranges(sequence.resolve(view.exists))
 
@@ -195,7 +200,7 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
         and plan.whole_labels is not None
         and await _fetch_whole(session, uids[0], plan)
     ):
-        session.write(tagged(tag, "OK", "FETCH completed"))
+        session.write(tag.encode("ascii") + _FETCH_OK)  # what tagged() makes, formed once
         return
     facts = {}
     expunged = False  # some message's data was gone: left out (RFC 5530 §3 EXPUNGEISSUED)

@@ -348,11 +348,17 @@ class ImapSession:
                 if handler is None:
                     self.write(tagged(tag, "BAD", "Command not supported", "CLIENTBUG"))
                     return
-                started = time.monotonic()
+                debug = self.ctx.log.enabled("debug")
+                started = time.monotonic() if debug else 0.0
                 self.busy = True
                 try:
-                    if not await acl_guard(self, tag, command):  # another user's mailbox
-                        return
+                    view = self.view
+                    if (
+                        view is not None
+                        and view.account != self.user
+                        and not await acl_guard(self, tag, command)
+                    ):
+                        return  # another user's mailbox, the right missing: answered
                     await handler(self, tag, command)
                 except MailboxError as exc:
                     self.write(tagged(tag, "NO", str(exc), exc.code))
@@ -363,7 +369,7 @@ class ImapSession:
                     self.busy = False
                 if self.notify is not None:
                     await absorb(self, command)  # RFC 5465 §5: its own changes, untold
-                if self.ctx.log.enabled("debug"):
+                if debug:
                     self.ctx.log.debug(
                         "imap.command",
                         session=self.id,

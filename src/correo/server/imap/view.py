@@ -73,6 +73,9 @@ class MailboxView:
         self.keywords.difference_update(SYSTEM_FLAGS)
         self.pending_expunge: set[int] = set()
         self.saved: list[int] = []  # SEARCHRES "$" (RFC 5182), as UIDs
+        #: The UID :func:`~correo.server.imap.bodies.read_one` is asked for next if the
+        #: session walks the mailbox one FETCH at a time (0: none expected).
+        self.walk_next = 0
         self.rev2 = False  # IMAP4rev2 has no \Recent (RFC 9051 §2.3.2)
         self.uidonly = False  # RFC 9586: UIDFETCH and VANISHED, never a message number
         self.contexts: Contexts | None = None  # RFC 5267 §4.3 updating searches

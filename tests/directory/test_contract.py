@@ -673,3 +673,21 @@ def test_sqlite_schema_2_gains_the_scram_column(tmp_path: Path) -> None:
         assert d.scram_verifier("alice@example.com", "SCRAM-SHA-256") is None
         assert d.verify_password("alice@example.com", SECRET) == "alice@example.com"
         assert d.scram_verifier("alice@example.com", "SCRAM-SHA-256") is not None
+
+
+def test_a_file_key_rotation_shows_to_servers_only_when_complete(tmp_path: Path) -> None:
+    """A server watching the key files never loads a rotation halfway (new keys written,
+    old ones not yet marked retired): what it watches moves once, when it is complete."""
+    from correo.directory.dkim_files import FileKeyStore
+
+    keys = FileKeyStore(tmp_path)
+    first = ensure_domain_keys(keys, "example.org")
+    stamped = keys.version()
+    folder = keys.folder("example.org")
+    (folder / "extra.key").write_bytes(b"a new key")  # a rotation's first write
+    (folder / f"{first[1].selector}.retired").write_text("retired\n")
+    assert keys.version() == stamped
+    (folder / "extra.key").unlink()
+    (folder / f"{first[1].selector}.retired").unlink()
+    rotate_keys(keys, "example.org")
+    assert keys.version() != stamped

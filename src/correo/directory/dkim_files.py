@@ -3,17 +3,31 @@
 DATA/dkim/<domain>/<selector>.key, PEM, mode 0600, folders 0700; a key's creation
 time is its file's modification time and a ``<selector>.retired`` file beside it marks
 it retired.  The rules (selectors, rotation) are :mod:`correo.mailauth.keys`'.
+A rotation ends by replacing DATA/dkim/<domain>/version, which is what a running server
+watches: it never loads the keys halfway through one (new keys written, old ones not
+yet marked retired).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from correo.mailauth.keys import StoredKey, domain_name
 
 __all__ = ["FileKeyStore"]
+
+
+_STAMP = "version"
+
+
+def _stamp_of(folder: Path) -> tuple[str, object]:
+    try:
+        return folder.name, (folder / _STAMP).read_text()
+    except FileNotFoundError:
+        return folder.name, folder.stat().st_mtime_ns
 
 
 class FileKeyStore:
@@ -62,13 +76,17 @@ class FileKeyStore:
             marker = folder / f"{selector}.retired"
             if not marker.exists():
                 marker.write_text("retired: published until its selector is removed\n")
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = folder / _STAMP
+        tmp = stamp.with_suffix(".tmp")
+        tmp.write_text(f"{time.time_ns()} {os.getpid()}\n")
+        os.replace(tmp, stamp)  # the rotation is complete: servers load it now
 
     def version(self) -> object:
-        """The folders' modification times: adding a key or a marker changes them."""
+        """Each domain's rotation stamp (a folder from before stamps: its modification
+        time, which every key or marker written changes)."""
         try:
-            return tuple(
-                (p.name, p.stat().st_mtime_ns) for p in sorted(self.root.iterdir()) if p.is_dir()
-            )
+            return tuple(_stamp_of(p) for p in sorted(self.root.iterdir()) if p.is_dir())
         except OSError:
             return ()
 

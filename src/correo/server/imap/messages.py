@@ -58,7 +58,6 @@ _HOLD_BACK = 256 * 1024  # FETCH output held for the tagged reply (one write) at
 #: Within a FETCH of bodies, output is sent once this much is queued: memory stays
 #: bounded and the client decodes (and decrypts) one part while the next is read.
 _SEND_AT = 256 * 1024
-_FETCH_OK = b" OK FETCH completed\r\n"
 
 
 # -- selected state -------------------------------------------------------------
@@ -200,7 +199,7 @@ async def cmd_fetch(session: ImapSession, tag: str, cmd: c.Fetch) -> None:
         and plan.whole_labels is not None
         and await _fetch_whole(session, uids[0], plan)
     ):
-        session.write(tag.encode("ascii") + _FETCH_OK)  # what tagged() makes, formed once
+        session.write(tagged(tag, "OK", "FETCH completed"))
         return
     facts = {}
     expunged = False  # some message's data was gone: left out (RFC 5530 §3 EXPUNGEISSUED)

@@ -352,13 +352,8 @@ class ImapSession:
                 started = time.monotonic() if debug else 0.0
                 self.busy = True
                 try:
-                    view = self.view
-                    if (
-                        view is not None
-                        and view.account != self.user
-                        and not await acl_guard(self, tag, command)
-                    ):
-                        return  # another user's mailbox, the right missing: answered
+                    if not await acl_guard(self, tag, command):  # another user's mailbox
+                        return
                     await handler(self, tag, command)
                 except MailboxError as exc:
                     self.write(tagged(tag, "NO", str(exc), exc.code))

@@ -10,7 +10,8 @@ keeps a tombstone row so ``/changes`` can name it; tombstones older than the new
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from correo.store.api import Record, StoreError
 
@@ -39,6 +40,9 @@ RECORD_ACCOUNT_TABLES = ("records", "record_counters")
 _TOMBSTONES = 1000
 
 
+T = TypeVar("T")
+
+
 class RecordOps:
     """Mixed into SqliteStore, which provides the helpers declared here."""
 
@@ -49,18 +53,29 @@ class RecordOps:
         async def _write(self, op: Any) -> Any: ...
         def _account_event(self, conn: sqlite3.Connection, account: str) -> AfterCommit: ...
 
-    async def records(self, account: str, kind: str, since: int = 0) -> tuple[int, list[Record]]:
-        def read() -> tuple[int, list[Record]]:
-            conn = self._reader()
+    async def _read_records(self, fn: Callable[[sqlite3.Connection], T], empty: T, what: str) -> T:
+        """``fn`` on a reader; ``empty`` before the writer has made the tables."""
+
+        def read() -> T:
             try:
-                row = conn.execute(
-                    "SELECT counter, floor FROM record_counters WHERE account=? AND kind=?",
-                    (account, kind),
-                ).fetchone()
+                return fn(self._reader())
             except sqlite3.OperationalError as exc:
                 if "no such table" in str(exc):
-                    return 0, []  # nothing written yet (the writer creates the tables)
+                    return empty  # nothing written yet (the writer creates the tables)
                 raise
+
+        try:
+            result: T = await self._read(read)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read {what}: {exc}") from exc
+        return result
+
+    async def records(self, account: str, kind: str, since: int = 0) -> tuple[int, list[Record]]:
+        def read(conn: sqlite3.Connection) -> tuple[int, list[Record]]:
+            row = conn.execute(
+                "SELECT counter, floor FROM record_counters WHERE account=? AND kind=?",
+                (account, kind),
+            ).fetchone()
             counter, floor = (int(row[0]), int(row[1])) if row else (0, 0)
             if since and since < floor:
                 raise StoreError("changes older than the oldest kept")
@@ -74,35 +89,18 @@ class RecordOps:
                 Record(str(i), str(d), int(c), int(ch), bool(r)) for i, d, c, ch, r in rows
             ]
 
-        try:
-            result: tuple[int, list[Record]] = await self._read(read)
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not read records: {exc}") from exc
-        return result
+        return await self._read_records(read, (0, []), "records")
 
     async def record_get(self, account: str, kind: str, ident: str) -> Record | None:
-        def read() -> Record | None:
-            try:
-                row = (
-                    self._reader()
-                    .execute(
-                        "SELECT data, created, changed FROM records"
-                        " WHERE account=? AND kind=? AND id=? AND removed=0",
-                        (account, kind, ident),
-                    )
-                    .fetchone()
-                )
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    return None  # nothing written yet (the writer creates the tables)
-                raise
+        def read(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(
+                "SELECT data, created, changed FROM records"
+                " WHERE account=? AND kind=? AND id=? AND removed=0",
+                (account, kind, ident),
+            ).fetchone()
             return None if row is None else Record(ident, str(row[0]), int(row[1]), int(row[2]))
 
-        try:
-            result: Record | None = await self._read(read)
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not read a record: {exc}") from exc
-        return result
+        return await self._read_records(read, None, "a record")
 
     async def record_put(
         self, account: str, kind: str, ident: str, data: str | None, *, keep: int = 0

@@ -709,7 +709,7 @@ class SmtpSession:
                 tx.targets = [replace(t, mailbox="Junk") for t in tx.targets]
                 tx.quarantine = True
         if reply is None and tx.signing is not None:
-            prefix = tx.signing.finish()
+            prefix = await tx.signing.finish_async()  # a worker process's core
         if reply is None and isinstance(spool, _BrokenSpool):
             reply = Reply(451, "4.3.0", "Local error writing the message; try again later")
         if reply is not None:

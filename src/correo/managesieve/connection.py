@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from correo.sansio import NEED_DATA, ConnectionClosed, LocalProtocolError, ReceiveBuffer, Sentinel
 
@@ -140,23 +140,41 @@ class _Bad:
     text: str
 
 
-def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need | _Bad:
-    """One line: ``atom *(SP arg) CRLF`` (or, in SASL, just one string)."""
-    pos = 0
+@dataclass(slots=True)
+class _Progress:
+    """How far an incomplete command has been read: the next bytes resume it there, so a
+    command arriving a few octets at a time is parsed once, not once per arrival."""
+
+    atom: bool = True
+    pos: int = 0  # where the next argument (or its separating space) starts
+    args: list[bytes | int] = field(default_factory=list)
+    literal_total: int = 0
     name: bytes | None = None
-    if atom:
+
+
+def _parse(buf: bytearray, limits: SieveLimits, progress: _Progress) -> _Line | _Need | _Bad:
+    """One line: ``atom *(SP arg) CRLF`` (or, in SASL, just one string).
+
+    ``progress`` holds the complete arguments of an earlier call on the same buffer; a
+    ``_Need`` answer leaves it at the first incomplete argument.
+    """
+    atom = progress.atom
+    pos = progress.pos
+    name = progress.name
+    if atom and name is None:
         m = _ATOM.match(buf)
         if m is None:
             if len(buf) < 2 or buf.find(b"\r\n") >= 0:
                 return _Bad("Bad command") if len(buf) >= 2 else _Need()
             return _Bad("Bad command")
-        name = m.group()
-        pos = m.end()
-        if pos == len(buf):
+        if m.end() == len(buf):
             return _Need()
-    args: list[bytes | int] = []
-    literal_total = 0
+        name = progress.name = m.group()
+        pos = progress.pos = m.end()
+    args = progress.args
+    literal_total = progress.literal_total
     while True:
+        progress.pos, progress.literal_total = pos, literal_total  # all before is complete
         if buf.startswith(b"\r\n", pos):
             return _Line(args, pos + 2, name)
         if pos >= len(buf) or (pos + 1 == len(buf) and buf[pos] == 0x0D):
@@ -187,11 +205,11 @@ def _parse(buf: bytearray, limits: SieveLimits, *, atom: bool) -> _Line | _Need 
                     break
                 return _Bad("Syntax error in literal")
             size = int(m.group(1))
-            literal_total += size
-            if literal_total > limits.max_literal:
+            if literal_total + size > limits.max_literal:
                 return _Bad("Literal too big")  # dropped with the line
             if len(buf) < m.end() + size:
                 return _Need()
+            literal_total += size
             args.append(bytes(buf[m.end() : m.end() + size]))
             pos = m.end() + size
         elif 0x30 <= first <= 0x39:
@@ -222,6 +240,7 @@ class SieveServerConnection:
         self._awaiting: Command | None = None
         self._errors = 0
         self._error_pending = False  # a CommandError waits for its NO
+        self._progress = _Progress()  # the command being read, as far as it has arrived
 
     @property
     def state(self) -> State:
@@ -253,9 +272,12 @@ class SieveServerConnection:
             if not done:
                 return self._end_or_need()
         sasl = self._state is State.SASL
-        parsed = _parse(self._in.data, self.limits, atom=not sasl)
+        if self._progress.atom is sasl:  # a new state reads its lines anew
+            self._progress = _Progress(atom=not sasl)
+        parsed = _parse(self._in.data, self.limits, self._progress)
         if isinstance(parsed, _Need):
             return self._end_or_need()
+        self._progress = _Progress(atom=not sasl)  # the buffer's start moves on
         if isinstance(parsed, _Bad):
             self._skip_line = True
             if self._drop_line() is None:
@@ -338,6 +360,7 @@ class SieveServerConnection:
         if self._state is not State.TLS_PENDING:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
         self._in.data.clear()  # no command injection across the upgrade (cf. CVE-2011-0411)
+        self._progress = _Progress()
         self.tls_active = True
         self._state = State.NOT_AUTHENTICATED
 
@@ -403,3 +426,4 @@ class SieveServerConnection:
         self._state = State.CLOSED
         self._awaiting = None
         self._in.data.clear()
+        self._progress = _Progress()

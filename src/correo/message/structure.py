@@ -275,6 +275,7 @@ class StructureBuilder:
         self._buf = bytearray()
         self._base = 0  # absolute offset of _buf[0]
         self._p = 0  # processing point within _buf
+        self._scanned = 0  # absolute offset up to which the header line at _p has no LF
         self._nl = 0  # LFs in the message before _nl_pos
         self._nl_pos = 0
         self._root = _Node(0, True)
@@ -337,8 +338,10 @@ class StructureBuilder:
         node = self._stack[-1]
         while True:
             p = self._p
-            e = buf.find(b"\n", p)
+            # a line arriving in small pieces is searched once, not from its start each time
+            e = buf.find(b"\n", max(p, self._scanned - self._base))
             if e < 0:
+                self._scanned = self._base + len(buf)
                 if final and p < len(buf):
                     e = len(buf) - 1  # RFC 5322 §2.1 allows a message of headers only
                 elif len(buf) - p > self.limits.max_header:

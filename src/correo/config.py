@@ -306,6 +306,8 @@ class StoreSettings:
     """Where mail is kept (docs/config.md "[store]", docs/cluster.md)."""
 
     url: str = ""  # postgresql://USER[:PASSWORD]@HOST[:PORT]/DB; "" = SQLite in DATA/store
+    body_cache_mb: int = 1024  # PostgreSQL: the node's small bodies on disk; 0 = none
+    body_cache_dir: str = ""  # "" = DATA/cache/bodies (relative paths: to DATA)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,11 @@ __all__ = ["open_store", "store_for_data", "store_url"]
 
 def open_store(config: Config, *, recover: bool = False) -> MailStore:
     """The configured store, not yet opened (``recover``: the serving process)."""
-    return _make(config.data_dir, config.store.url, recover=recover)
+    settings = config.store
+    folder = config.path(settings.body_cache_dir) if settings.body_cache_dir else None
+    return _make(
+        config.data_dir, settings.url, recover=recover, cache=(settings.body_cache_mb, folder)
+    )
 
 
 def store_url(data_dir: Path) -> str:
@@ -47,7 +51,10 @@ def store_for_data(data_dir: Path, *, recover: bool = False) -> MailStore:
     return _make(data_dir, store_url(data_dir), recover=recover)
 
 
-def _make(data_dir: Path, url: str, *, recover: bool) -> MailStore:
+def _make(
+    data_dir: Path, url: str, *, recover: bool, cache: tuple[int, Path | None] = (0, None)
+) -> MailStore:
+    """``cache``: the node's body cache on disk, MiB and folder (PostgreSQL only)."""
     root = data_dir / "store"
     if not url:
         from correo.store.sqlite import SqliteStore
@@ -60,4 +67,6 @@ def _make(data_dir: Path, url: str, *, recover: bool) -> MailStore:
             f"[store] url names PostgreSQL but psycopg is not installed ({exc}):"
             " pip install 'correo[postgresql]'"
         ) from None
-    return PostgresStore(url, root, recover=recover)
+    return PostgresStore(
+        url, root, recover=recover, body_cache_mb=cache[0], body_cache_dir=cache[1]
+    )

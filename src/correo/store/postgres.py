@@ -56,6 +56,7 @@ from correo.store.api import (
     StoreError,
     local_zone,
 )
+from correo.store.bodycache import DiskBodyCache
 from correo.store.exists import exists_memo
 from correo.store.postgres_acl import PgAclOps
 from correo.store.postgres_across import PgAcrossOps
@@ -115,6 +116,8 @@ class PostgresStore(
     ``root`` is the node's local folder for spool files.  ``recover`` (the server):
     take the folder's owner lock and sweep what a crash left there and in the staging
     table.  The password may come from the URL, ``PGPASSWORD`` or ``~/.pgpass``.
+    ``body_cache_mb`` (0: none) bounds the node's body cache in ``body_cache_dir``
+    (default ``root/../cache/bodies``), used only by the serving process (``recover``).
     """
 
     def __init__(
@@ -126,6 +129,8 @@ class PostgresStore(
         recover: bool = False,
         pool_size: int = 16,
         listen: bool = True,
+        body_cache_mb: int = 0,
+        body_cache_dir: Path | None = None,
     ) -> None:
         self.url = url
         self.root = root
@@ -150,6 +155,11 @@ class PostgresStore(
         self.node = self.feed.node
         self.lease_owner = self.node  # until open() reads the folder's stable name
         self._lock_fd = -1
+        self._names = {}
+        if body_cache_mb > 0 and recover:  # one process per folder: the server's
+            folder = body_cache_dir or root.parent / "cache" / "bodies"
+            self._disk_bodies = DiskBodyCache(folder, body_cache_mb << 20)
+            self.feed.on_remote = self._forget_boxes
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -178,6 +188,23 @@ class PostgresStore(
             await conn.close()
         self._committer.start()
         await self.feed.start()
+        if self._disk_bodies is not None:
+            await self._disk_bodies.open(await self._database_identity())
+
+    async def _database_identity(self) -> str:
+        """A random number the database keeps for good, and the database's oid: a node's
+        body cache filled from another database, or from this one before it was made
+        again from a dump (``pg_restore`` into a new database), is emptied."""
+        row = await self._fetchone(
+            "WITH new AS (INSERT INTO meta (key, value) VALUES ('body_cache', %s)"
+            " ON CONFLICT (key) DO NOTHING RETURNING value)"
+            " SELECT value, (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " FROM new UNION ALL SELECT value, (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()) FROM meta WHERE key = 'body_cache'",
+            (secrets.randbits(62),),
+        )
+        assert row is not None
+        return f"{row[0]}-{row[1]}"
 
     def _prepare_local(self) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -220,6 +247,8 @@ class PostgresStore(
             self._lock_fd = -1
 
     async def close(self) -> None:
+        if self._disk_bodies is not None:
+            await self._disk_bodies.close()
         await self._committer.stop()
         await self.feed.close()
         await self._release_hot()
@@ -346,8 +375,10 @@ class PostgresStore(
                         for q, t in zip(placed, all_targets, strict=True)
                     ]
                     uids = tuple((t, q[1]) for q, t in zip(placed, all_targets, strict=True))
+                    kept = [(*k, u) for k, (_, u) in zip(touched, placed, strict=True)]
                     return Delivered(uids), [
                         lambda: self.feed.committed(touched),
+                        self._keep_new(kept, data),
                         self._quota_warn_later(crossed),
                         lambda: self._kept_quotas(after),  # after the feed dropped them
                     ]
@@ -422,7 +453,12 @@ class PostgresStore(
                 (a[0], (t.account, t.mailbox)) for a, t in zip(allocated, targets, strict=True)
             ]
             uids = tuple((t, a[1]) for t, a in zip(targets, allocated, strict=True))
-            return Delivered(uids, queue_id, over), [lambda: self.feed.committed(touched), warn]
+            kept = [(*k, a[1]) for k, a in zip(touched, allocated, strict=True)]
+            return Delivered(uids, queue_id, over), [
+                lambda: self.feed.committed(touched),
+                warn,
+                self._keep_new(kept, data),
+            ]
 
         try:
             group = None
@@ -591,7 +627,7 @@ class PostgresStore(
             await conn.execute("DELETE FROM subscriptions WHERE account_id = %s", (account_id,))
             await conn.execute("DELETE FROM accounts WHERE id = %s", (account_id,))
             touched = [(int(r[0]), (account, str(r[1]))) for r in boxes]
-            return None, [lambda: self.feed.committed(touched)]
+            return None, [lambda: self.feed.committed(touched), lambda: self._forget_boxes(account)]
 
         await self._write(op)
 
@@ -621,7 +657,11 @@ class PostgresStore(
                 await conn.execute(
                     "UPDATE accounts SET name = %s WHERE id = %s", (tombstone, account_id)
                 )
-            return tombstone, []
+            # other nodes forget its mailbox names too (a new account may take the name)
+            return tombstone, [
+                lambda: self._forget_boxes(account),
+                lambda: self.feed.account_committed(account),
+            ]
 
         result: str | None = await self._write(op)
         return result
@@ -678,45 +718,8 @@ class PostgresStore(
             for uid, size, date, flags, ms, z in rows
         ]
 
-    _BODY = (
-        " FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id"
-        " JOIN accounts a ON a.id = x.account_id JOIN blobs b ON b.id = m.blob_id"
-        " WHERE a.name = %s AND x.name = %s AND m.uid = %s"
-    )
-
-    async def read_message(
-        self,
-        account: str,
-        mailbox: str,
-        uid: int,
-        chunk_size: int = 65536,
-        start: int = 0,
-        end: int | None = None,
-    ) -> AsyncIterator[bytes]:
-        span = 2**31 - 1 if end is None else max(0, end - start)
-        # an inline body yields only the range asked for (a header: its first bytes)
-        row = await self._fetchone(
-            "SELECT b.id, b.size, substring(b.data FROM %s FOR %s)" + self._BODY,
-            (start + 1, span, account, mailbox, uid),
-        )
-        if row is None:
-            raise StoreError(f"message {uid} of {account}/{mailbox} does not exist")
-        data: bytes | None = row[2]
-        if data is not None:
-            for i in range(0, len(data), chunk_size):
-                yield data[i : i + chunk_size]
-            return
-        async for chunk in self._blob_stream(int(row[0]), int(row[1]), start, end, chunk_size):
-            yield chunk
-
-    async def read_inline(self, account: str, mailbox: str, uid: int) -> bytes | None:
-        row = await self._fetchone("SELECT b.data" + self._BODY, (account, mailbox, uid))
-        if row is None:
-            raise StoreError(f"message {uid} of {account}/{mailbox} does not exist")
-        data: bytes | None = row[0]
-        return data
-
     async def mailbox_state(self, account: str, mailbox: str = INBOX) -> MailboxState:
+        epoch = self._names_epoch
         row = await self._mailbox_row(
             account,
             mailbox,
@@ -725,6 +728,7 @@ class PostgresStore(
         if row is None:
             raise StoreError(f"mailbox {mailbox} of {account} does not exist")
         marks = (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        self._learn_box(account, mailbox, marks[0], marks[1], epoch)
         memo = exists_memo(self)
         count = memo.get(marks)  # counted under the same marks: unchanged (exists.py)
         if count is None:

@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from correo.store.api import MailboxError, StoreError
+from correo.store.bodycache import DiskBodyCache
 from correo.store.postgres_commit import PgCommitter, PgWriteOp
 from correo.store.postgres_feed import ChangeFeed
 from correo.store.postgres_health import PgHealth, connection_lost, store_error
@@ -29,6 +30,9 @@ CHUNK: Final = 256 * 1024
 
 Conn = AsyncConnection[Any]
 Row = tuple[Any, ...]
+
+#: Mailbox names whose (id, UIDVALIDITY) a node keeps for its body cache, at most.
+_MAX_NAMES: Final = 100_000
 
 _FIND_MAILBOX: Final = (
     "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
@@ -50,6 +54,13 @@ class PgBase:
     _hot: Conn | None = None  # the reads' preferred connection, taken from the pool
     _hot_cur: psycopg.AsyncCursor[Any] | None = None  # its cursor, used again and again
     _hot_busy: bool = False
+    _disk_bodies: DiskBodyCache | None = None  # the node's body cache (bodycache.py)
+    #: account -> mailbox name -> (mailbox id, UIDVALIDITY): how the body cache's keys
+    #: are found without a round trip; learnt from the store's own reads, forgotten on
+    #: a rename or deletion here and on any change another node announces
+    _names: dict[str, dict[str, tuple[int, int]]]
+    _names_epoch: int = 0  # moves with every forgetting: a read begun before learns nothing
+    _names_count: int = 0
 
     # -- reads on the pool (autocommit: each statement sees every committed write) -----
 
@@ -136,6 +147,35 @@ class PgBase:
         if row is not None:
             self.feed.remember(int(row[0]), (account, mailbox))
         return row
+
+    # -- the body cache's names (postgres_bodies.py) --------------------------------------
+
+    def _learn_box(
+        self, account: str, mailbox: str, box_id: int, validity: int, epoch: int
+    ) -> None:
+        """Remember which mailbox ``mailbox`` is, as read by a statement that began at
+        ``epoch``: a rename or deletion heard of since then may have made it stale."""
+        if self._disk_bodies is None or epoch != self._names_epoch:
+            return
+        boxes = self._names.get(account)
+        if boxes is None:
+            if self._names_count >= _MAX_NAMES:
+                self._names.clear()  # learnt again by the next reads
+                self._names_count = 0
+            boxes = self._names[account] = {}
+        if mailbox not in boxes:
+            self._names_count += 1
+        boxes[mailbox] = (box_id, validity)
+        self.feed.remember(box_id, (account, mailbox))  # so its notifications reach us
+
+    def _forget_boxes(self, account: str | None) -> None:
+        """Forget the account's mailbox names (None: every account's)."""
+        self._names_epoch += 1
+        if account is None:
+            self._names.clear()
+            self._names_count = 0
+        else:
+            self._names_count -= len(self._names.pop(account, ()))
 
     # -- inside a write ----------------------------------------------------------------
 

@@ -55,6 +55,9 @@ class ChangeFeed:
         self.listening = asyncio.Event()
         #: Told of every account whose mail changed (None: any account may have).
         self.on_change: Callable[[str | None], None] | None = None
+        #: Told of every account another node announced a change of (None: any may
+        #: have changed unheard): the body cache's mailbox names are forgotten.
+        self.on_remote: Callable[[str | None], None] | None = None
 
     async def start(self) -> None:
         if self.listen:
@@ -125,6 +128,8 @@ class ChangeFeed:
 
     def wake_all(self) -> None:
         """Every waiter looks again (after the listener lost notifications)."""
+        if self.on_remote is not None:
+            self.on_remote(None)
         if self.on_change is not None:
             self.on_change(None)
         self._bump(list(self.waiters))
@@ -198,6 +203,8 @@ class ChangeFeed:
         if "@" in node:  # "node@account": the account's other state changed
             node, _, account = payload.partition("@")
             if node != self.node and account:
+                if self.on_remote is not None:
+                    self.on_remote(account)
                 self.account_changed(account)
             return
         if node == self.node:
@@ -208,4 +215,7 @@ class ChangeFeed:
                 key = self._keys.get(int(piece))
                 if key is not None:
                     keys.append(key)
+        if self.on_remote is not None:
+            for account in {key[0] for key in keys}:
+                self.on_remote(account)
         self._bump(keys)

@@ -137,6 +137,9 @@ class PgGroupOps(PgBase):
         def _quota_of(self, row: Sequence[object] | None) -> Quota: ...
         def _quota_warn_later(self, accounts: Sequence[str]) -> PgAfterCommit: ...
         def _kept_quotas(self, quotas: dict[str, Quota]) -> None: ...
+        def _keep_new(
+            self, placed: Sequence[tuple[int, tuple[str, str], int]], data: bytes | None
+        ) -> PgAfterCommit: ...
 
     async def _deliver_group(
         self, conn: Conn, group: Sequence[GroupedDelivery]
@@ -224,6 +227,9 @@ class PgGroupOps(PgBase):
                         _committed(self, touched),
                         self._quota_warn_later(crossed),
                         _kept(self, after),
+                        self._keep_new(
+                            [(*k, u) for k, (_, u) in zip(touched, uids, strict=True)], g.data
+                        ),
                     ],
                 )
             )

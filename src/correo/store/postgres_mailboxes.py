@@ -156,7 +156,10 @@ class PgMailboxOps(PgBase):
             await conn.execute("DELETE FROM expunged WHERE mailbox_id = %s", (mailbox_id,))
             await conn.execute("DELETE FROM urlauth_keys WHERE mailbox_id = %s", (mailbox_id,))
             await conn.execute("DELETE FROM mailboxes WHERE id = %s", (mailbox_id,))
-            return None, [self._touched([(mailbox_id, (account, name))])]
+            return None, [
+                self._touched([(mailbox_id, (account, name))]),
+                lambda: self._forget_boxes(account),
+            ]
 
         await self._write(op, [(account, name)])
 
@@ -198,7 +201,10 @@ class PgMailboxOps(PgBase):
                     )
                 ]
                 await self._copy(conn, source, uids, int(row[0]), move=True)
-                return None, [self._touched([(source, (account, INBOX))])]
+                return None, [
+                    self._touched([(source, (account, INBOX))]),
+                    lambda: self._forget_boxes(account),
+                ]
             # The hierarchy below ``old``, exactly and case-sensitively (never LIKE).
             moving = await self._all(
                 conn,
@@ -238,7 +244,10 @@ class PgMailboxOps(PgBase):
                 " FROM unnest(%s::text[]) AS n ON CONFLICT DO NOTHING",
                 (account_id, [str(r[0]) for r in followed]),
             )
-            return None, [self._touched([(source, (account, old))])]
+            return None, [
+                self._touched([(source, (account, old))]),
+                lambda: self._forget_boxes(account),
+            ]
 
         await self._write(op, [(account, old)])
 
@@ -282,6 +291,7 @@ class PgMailboxOps(PgBase):
         return [str(r[0]) for r in rows]
 
     async def mailbox_status(self, account: str, mailbox: str) -> MailboxStatus:
+        epoch = self._names_epoch
         row = await self._mailbox_row(
             account,
             mailbox,
@@ -295,7 +305,8 @@ class PgMailboxOps(PgBase):
         )
         if row is None:
             raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
-        _, uidnext, uidvalidity, modseq, count, unseen, deleted, size, recent, deleted_size = row
+        box, uidnext, uidvalidity, modseq, count, unseen, deleted, size, recent, deleted_size = row
+        self._learn_box(account, mailbox, int(box), int(uidvalidity), epoch)
         return MailboxStatus(
             int(count),
             int(uidnext),
@@ -499,14 +510,15 @@ class PgMailboxOps(PgBase):
         # One statement, one snapshot, one round trip (sessions ask before most commands):
         # the mailbox found by name, HIGHESTMODSEQ agreeing with the changes listed, and
         # the mailbox id (for the feed) in the row of kind 2, absent when no mailbox is.
+        epoch = self._names_epoch
         rows = await self._fetchall(
-            "WITH x AS (SELECT m.id, m.highestmodseq FROM mailboxes m"
+            "WITH x AS (SELECT m.id, m.highestmodseq, m.uidvalidity FROM mailboxes m"
             " JOIN accounts a ON a.id = m.account_id WHERE a.name = %s AND m.name = %s)"
             " SELECT 0, uid, size, internal_date, flags, modseq, zone FROM messages"
             " WHERE mailbox_id = (SELECT id FROM x) AND modseq > %s"
             " UNION ALL SELECT 1, uid, 0, 0, '', 0, 0 FROM expunged"
             " WHERE mailbox_id = (SELECT id FROM x) AND modseq > %s"
-            " UNION ALL SELECT 2, highestmodseq, id, 0, '', 0, 0 FROM x"
+            " UNION ALL SELECT 2, highestmodseq, id, 0, '', uidvalidity, 0 FROM x"
             " ORDER BY 1, 2",
             (account, mailbox, modseq, modseq),
         )
@@ -515,6 +527,7 @@ class PgMailboxOps(PgBase):
             raise MailboxError(f"mailbox {mailbox} does not exist", "NONEXISTENT")
         highest = int(top[1])
         self.feed.remember(int(top[2]), (account, mailbox))
+        self._learn_box(account, mailbox, int(top[2]), int(top[5]), epoch)
         messages = tuple(
             MessageInfo(int(uid), int(size), float(date), _flags(flags), int(ms), int(zone))
             for kind, uid, size, date, flags, ms, zone in rows

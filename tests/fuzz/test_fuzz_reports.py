@@ -95,12 +95,12 @@ def _loop(seeds: list[bytes], parse: Callable[[bytes], object], seed: int) -> in
     runs = 0
     while time.monotonic() < deadline:
         data = _mutate(rng, rng.choice(seeds))
-        started = time.monotonic()
+        started = time.thread_time()  # CPU time: a loaded machine's waits do not count
         try:
             parse(data)
         except ReportError:
             pass
-        assert time.monotonic() - started < 2.0, data[:200]
+        assert time.thread_time() - started < 2.0, data[:200]
         runs += 1
     return runs
 

@@ -42,7 +42,8 @@ def test_idle_read_times_out() -> None:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await conn.read(0.2)
-        assert 0.15 < time.monotonic() - started < 2.0
+        # It fired, and not early; how late a loaded machine lets it run is not its own.
+        assert 0.15 < time.monotonic() - started < 10.0
 
     run(body)
 
@@ -75,7 +76,7 @@ def test_a_shorter_timeout_after_a_longer_one_applies() -> None:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             await conn.read(0.2)
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 10.0  # the 0.2 s timer's, not the 30 s one's
 
     run(body)
 

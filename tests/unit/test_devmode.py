@@ -50,11 +50,14 @@ def test_chaos_verdicts() -> None:
 
 def test_chaos_delay_applies_to_its_stages_only() -> None:
     chaos = Chaos(delay=0.2, stages=frozenset({"data"}))
+    # Outside its stages the coroutine ends without once yielding to the loop: no wait
+    # at all, seen without a clock a loaded machine could stretch.
+    with pytest.raises(StopIteration) as done:
+        chaos.before("rcpt").send(None)
+    assert done.value.value is None
     started = time.monotonic()
-    assert asyncio.run(chaos.before("rcpt")) is None
-    assert time.monotonic() - started < 0.15
     asyncio.run(chaos.before("data"))
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.2  # a lower bound: load only lengthens it
 
 
 def test_catch_all_directory(tmp_path: Path) -> None:

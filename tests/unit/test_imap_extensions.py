@@ -186,8 +186,8 @@ def test_any_text_is_a_url_or_url_error(text: str) -> None:
 
 def test_url_parsing_is_linear() -> None:
     hostile = "/" + "/;" * 3000 + "x"
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a loaded machine's waits do not count
     for _ in range(20):
         with pytest.raises(UrlError):
             parse_url(hostile)
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5

@@ -138,13 +138,13 @@ def test_policy_and_envelope_agree_on_any_header(fields: list[tuple[str, str, li
 
 def test_escapes_in_a_quoted_string_cost_linear_time() -> None:
     value = '"' + "\\a" * 100_000 + '" <b@y.test>'
-    t0 = time.perf_counter()
+    t0 = time.thread_time()  # CPU time: a loaded machine's waits do not count
     assert addresses_in(value) == ["b@y.test"]
-    assert time.perf_counter() - t0 < 0.5
+    assert time.thread_time() - t0 < 0.5
 
 
 def test_many_folds_cost_linear_time() -> None:
     header = b"From: b@y.test" + b"\r\n x" * 60_000 + b"\r\n"
-    t0 = time.perf_counter()
+    t0 = time.thread_time()  # CPU time: a loaded machine's waits do not count
     assert parse_fields(header)[0][0] == "from"
-    assert time.perf_counter() - t0 < 0.5
+    assert time.thread_time() - t0 < 0.5

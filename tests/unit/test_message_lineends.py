@@ -31,7 +31,7 @@ def test_crlf_split_across_chunks_is_not_doubled() -> None:
 
 def test_linear_on_hostile_input() -> None:
     data = b"\r\n\n\r" * 500_000
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a loaded machine's waits do not count
     out = LineEnds().feed(data)
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert out == _whole(data)

@@ -126,10 +126,10 @@ def _nested(depth: int, lines: int) -> bytes:
 def test_hostile_nesting_is_cheap() -> None:
     """900 nested multiparts around 100,000 lines: the stdlib parser took over 8 s."""
     data = _nested(900, 100_000)
-    started = time.monotonic()
+    started = time.thread_time()  # CPU time: a loaded machine's waits do not count
     for test in ('body :text :contains "needle"', 'body :raw :contains "needle"'):
         fires(test, data)
-    assert time.monotonic() - started < 2.0
+    assert time.thread_time() - started < 2.0
     # Below the depth bound the innermost text is found as usual.
     assert fires('body :text :contains "needle"', _nested(10, 10))
 
@@ -162,9 +162,9 @@ def test_matches_with_many_wildcards_is_charged_and_stopped() -> None:
     data = b"Subject: big\r\n\r\n" + b"a" * 1_000_000
     pattern = "*" + "?" * 2000 + "b*"
     script = parse(f'require "body"; if body :raw :matches "{pattern}" {{ discard; }}')
-    started = time.monotonic()
+    started = time.thread_time()  # CPU time: a loaded machine's waits do not count
     result = run(script, BytesMessageView(data), ENV, now=NOW)
-    assert time.monotonic() - started < 2.0
+    assert time.thread_time() - started < 2.0
     assert result.implicit_keep and "step limit" in result.errors[0]
 
 
@@ -238,6 +238,6 @@ def test_a_header_in_a_slow_pseudo_charset_is_cheap() -> None:
     UTF-8 like any charset that is not one."""
     subject = "=?punycode?q?" + "a" * 1000 + "-" + "b" * 200_000 + "?="
     data = f"Subject: {subject}\r\n\r\nbody\r\n".encode()
-    started = time.monotonic()
+    started = time.thread_time()  # CPU time: a loaded machine's waits do not count
     assert fires('header :contains "subject" "bbbb"', data)
-    assert time.monotonic() - started < 1.0
+    assert time.thread_time() - started < 1.0

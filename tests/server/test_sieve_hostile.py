@@ -112,20 +112,19 @@ def test_a_nested_message_to_a_body_test_does_not_stall_other_clients(srv: Serve
         reply.append(hostile.reply())
         done.set()
 
-    worst = 0.0
     rounds = 0
     thread = threading.Thread(target=finish)
     thread.start()
     while not done.is_set() or rounds < 5:
-        started = time.monotonic()
-        assert other.cmd("NOOP")[0] == 250
-        worst = max(worst, time.monotonic() - started)
+        assert other.cmd("NOOP")[0] == 250  # answered meanwhile (10 s socket timeout)
         rounds += 1
     thread.join()
     other.cmd("QUIT")
     assert reply[0][0] == 250, reply
-    assert worst < 1.0, f"a NOOP waited {worst:.2f} s while the body test ran"
     assert wait_count(srv.ports["pop3s"], ALICE, before + 1) == before + 1
+    # How long a NOOP waited is the machine's load as much as the server's; the
+    # watchdog's report of a callback computing past 100 ms is the server's alone.
+    srv.assert_loop_never_blocked()
     deactivate(srv, ALICE)
 
 
@@ -267,17 +266,14 @@ def test_a_huge_script_is_refused_before_it_is_parsed(srv: Server) -> None:
 
     thread = threading.Thread(target=put)
     thread.start()
-    worst = 0.0
     while not done.is_set():
-        started = time.monotonic()
-        assert other.cmd("NOOP")[0] == 250
-        worst = max(worst, time.monotonic() - started)
+        assert other.cmd("NOOP")[0] == 250  # answered meanwhile (10 s socket timeout)
     thread.join()
     other.cmd("QUIT")
     assert answer[0][-1].startswith(b"NO (QUOTA/MAXSIZE)"), answer
-    assert worst < 1.0, f"a NOOP waited {worst:.2f} s while the script was checked"
     assert c.cmd(b"NOOP")[-1].startswith(b"OK")
     c.cmd(b"LOGOUT")
+    srv.assert_loop_never_blocked()  # no parse on the loop: the watchdog saw no stall
 
 
 def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> None:
@@ -287,8 +283,10 @@ def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> 
     c = Client(srv.ports["sieve"])
     c.response()
     c.sock.settimeout(10)
-    started = time.monotonic()
     got = b""
+    # Dribbled whole, the command takes 12 s, twelve times the timeout: a server that
+    # timed from the last read would never cut it off, so a BYE before its end is the
+    # proof, however much a loaded machine stretches each 0.2 s.
     for byte in b'NOOP "and on and on and on and on and on and on and on and on"':
         c.sock.sendall(bytes([byte]))  # every byte well inside the per-read timeout
         time.sleep(0.2)
@@ -296,4 +294,3 @@ def test_a_command_dribbled_a_byte_at_a_time_times_out(start_server: object) -> 
             got = c.sock.recv(1000)
             break
     assert got.startswith(b"BYE"), got
-    assert time.monotonic() - started < 2.5

@@ -111,7 +111,10 @@ def test_auth_failures_are_throttled_then_locked(start_server: object) -> None:
             code, text = smtp.docmd("AUTH", f"PLAIN {wrong}")
             assert code == 535 and text.startswith(b"5.7.8")
             delays.append(time.monotonic() - started)
-        assert delays[-1] > delays[0] + 0.2
+        # The third failure waits the 0.5 s max_delay before its answer; a loaded machine
+        # can only lengthen that, while comparing it with the first (free) failure's time
+        # would judge the load.  Which failures are free is tests/unit/test_throttle.py's.
+        assert delays[-1] >= 0.49, delays
         # Locked now, even with the right password.
         code, text = smtp.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1zZWNyZXQtMQ==")
         assert code == 454 and text.startswith(b"4.7.0")

@@ -9,14 +9,14 @@ per snippet is an alternation of escaped literals, linear in the text.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
+
+from correo.jmap.mail import parse_message
 
 __all__ = [
     "MAX_TERMS",
@@ -60,7 +60,7 @@ def _header(message: Message, name: str) -> str:
 
 def searchable(raw: bytes) -> Searchable:
     """The searchable text of one message (worker thread: cost follows its size)."""
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    message = parse_message(raw)
     subject = _header(message, "Subject")
     heads = " ".join(_header(message, n) for n in ("From", "To", "Cc", "Bcc")) + " " + subject
     texts: list[str] = []

@@ -17,8 +17,6 @@ Everything else the page does, it does over JMAP with the session's bearer token
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import hashlib
 import html
 import json
@@ -27,7 +25,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from correo.jmap.mail import _decoded, _leaves, digest_of
+from correo.jmap.mail import _decoded, _leaves, digest_of, parse_message
 from correo.store.api import StoreError
 from correo.web import account, admin, session_auth
 from correo.web.app import CTX
@@ -157,7 +155,7 @@ def sanitized_document(raw: bytes, part_id: str, download: str, *, images: bool)
     ``download`` is the JMAP download URL of the message's blob with ``{part}`` and
     ``{name}`` left to fill in, for the ``cid:`` pictures.
     """
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    message = parse_message(raw)
     leaves = _leaves(message)
     html_part = next((p for p in leaves if p.part_id == part_id), None)
     if html_part is None or html_part.message.get_content_type() != "text/html":

@@ -1,0 +1,97 @@
+"""JMAP's reading of hostile messages (RFC 8621 §4): the stdlib parser recurses per
+multipart/message level and tests every line against every enclosing boundary, so a
+message nested a thousand deep raised RecursionError (failing every Email/get and text
+search of the mailbox holding it) and 600 levels over 20,000 lines took 8 s.  Such a
+message is now read as its header and one opaque body; real nesting is read in full."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from correo.jmap.mail import find_part, parse_email, parse_message
+from correo.jmap.search import searchable
+
+PROPS = ["subject", "from", "textBody", "htmlBody", "attachments", "bodyValues", "preview",
+         "bodyStructure", "hasAttachment", "sentAt"]  # fmt: skip
+
+
+def nested(depth: int, kind: bytes = b"multipart/mixed", body: bytes = b"x\r\n") -> bytes:
+    head = b"Subject: deep\r\nFrom: a@b.test\r\n"
+    levels = b"".join(
+        b"Content-Type: %s; boundary=b%d\r\n\r\n--b%d\r\n" % (kind, i, i) for i in range(depth)
+    )
+    return head + levels + b"Content-Type: text/plain\r\n\r\n" + body
+
+
+def rfc822(depth: int) -> bytes:
+    return b"Subject: deep\r\n" + b"Content-Type: message/rfc822\r\n\r\n" * depth + b"\r\nx\r\n"
+
+
+def _depth(structure: dict[str, object]) -> int:
+    deepest, stack = 0, [(structure, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.get("subParts") or [])  # type: ignore[attr-defined]
+    return deepest
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        nested(1000),
+        nested(5000),
+        nested(600, body=b"line\r\n" * 20_000),
+        nested(2000, b"multipart/digest"),
+        rfc822(5000),
+        nested(3000).replace(b"\r\n", b"\r"),  # the stdlib splits lines at a bare CR too
+    ],
+    ids=["1000-deep", "5000-deep", "600-deep-long", "digests", "rfc822", "bare-cr"],
+)
+def test_deep_messages_are_read_as_one_opaque_body(raw: bytes) -> None:
+    out = parse_email(raw, PROPS, blob="Bx", body_values={"all": True})
+    assert out["subject"] == "deep"
+    assert _depth(out["bodyStructure"]) == 0  # no tree built: header and one body
+    assert not parse_message(raw).is_multipart()
+    assert searchable(raw) is not None
+    assert find_part(raw, "1") is not None
+
+
+def test_real_nesting_is_read_in_full() -> None:
+    """Twelve levels, and forty more boundaries than the quick count allows (a digest of
+    forwarded messages): still the whole tree, by the second check."""
+    inner = b"".join(
+        b"--d\r\nContent-Type: multipart/alternative; boundary=a%d\r\n\r\n"
+        b"--a%d\r\nContent-Type: text/plain\r\n\r\nt%d\r\n--a%d--\r\n" % (i, i, i, i)
+        for i in range(40)
+    )
+    raw = nested(12, body=b"").replace(
+        b"Content-Type: text/plain\r\n\r\n",
+        b"Content-Type: multipart/mixed; boundary=d\r\n\r\n" + inner + b"--d--\r\n",
+    )
+    out = parse_email(raw, PROPS, blob="Bx", body_values={"all": True})
+    assert _depth(out["bodyStructure"]) == 14
+    assert len(out["textBody"]) == 40
+    assert parse_message(raw).is_multipart()
+
+
+def test_random_nesting_never_fails_a_call() -> None:
+    """Any mix of multiparts, digests, message/rfc822 and line ends: an answer, never
+    an exception (one used to fail the whole Email/get)."""
+    rng = random.Random(5)
+    pieces = [
+        b"Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\n",
+        b"Content-Type: multipart/digest; boundary=r\r\n\r\n--r\r\n\r\n",
+        b"Content-Type: message/rfc822\r\n\r\n",
+        b"--q--\r\n",
+        b"text\r\n",
+        b"\r",
+        b"\n",
+        b"Content-Transfer-Encoding: base64\r\n\r\n////\r\n",
+    ]
+    for _ in range(60):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 1500)))
+        out = parse_email(raw, PROPS, blob="Bx", body_values={"all": True})
+        assert set(PROPS) <= set(out)

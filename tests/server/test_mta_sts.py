@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.pki import PolicyServer, TestCA
-from tests.server.conftest_mta import DnsServer, Instance, message
+from tests.server.conftest_mta import DnsServer, Instance, _free_mx_port, correo, message
 
 
 @pytest.fixture
@@ -57,9 +57,15 @@ def _held_back(a: Instance, b: Instance, subject: str, reason: str) -> None:
     a.submit("alice@a.test", ["bob@b.test"], message("alice@a.test", "bob@b.test", subject))
     assert _wait_log(a, "event=queue.deferred"), a.log()[-3000:]
     assert reason in a.log()
-    time.sleep(1.5)  # a retry or two
+    # Not a fixed wait: a retry (1 s later) is deferred again, and only then is b's
+    # mailbox looked at and the message found still queued.
+    deferred = a.log().count("event=queue.deferred")
+    deadline = time.monotonic() + 30
+    while a.log().count("event=queue.deferred") <= deferred:
+        assert time.monotonic() < deadline, a.log()[-3000:]
+        time.sleep(0.1)
     assert b.mailbox("bob") == []
-    assert not a.queue_empty(timeout=0.5)
+    assert "Mail queue is empty" not in correo(a.data, "queue", "list").stdout
 
 
 def test_enforced_policy_delivers_over_verified_tls(
@@ -118,7 +124,7 @@ def test_correo_publishes_a_policy_another_correo_enforces(
     from correo.web.site import mta_sts_id, mta_sts_policy
 
     ca = TestCA(tmp_path / "own-ca")
-    port = 18443
+    port = _free_mx_port()  # not a fixed port: another run on this machine may hold it
     a: Instance = instances(  # type: ignore[operator]
         "a.test", "127.0.0.2", {"mta_sts_port": str(port), "ca_file": f'"{ca.cert_path}"'}
     )

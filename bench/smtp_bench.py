@@ -21,7 +21,9 @@ database's processes; the peer: every Postfix and Dovecot process, children reap
 their masters included) -- the figure that stays meaningful when other work shares the
 machine. "Until idle" also counts what a target does after the load (correo's text index
 catching up), waiting after retrieval until its processes are idle, minus the bench's POP3
-logins at the per-login cost measured on those processes before the load. With --rounds,
+logins at the per-login cost measured on those processes before the load. "Main process"
+is the part of that of correo's server process alone (its threads included, its DKIM
+signing workers not): what bounds a server whose event loop is one core. With --rounds,
 the targets take turns and the table shows medians.
 Needs root for the peer (Postfix and Dovecot start as root).
 """
@@ -74,6 +76,7 @@ class Outcome:
     peak_pss_kib: int
     own_cpu: dict[str, float]  # component -> CPU seconds of its processes over the run
     settled_cpu: float = 0.0  # all components, until idle after retrieval, logins taken out
+    main_cpu: float = 0.0  # the same for one process alone (correo's server), if given
 
     @property
     def e2e_seconds(self) -> float:
@@ -100,6 +103,11 @@ class Outcome:
         return self.settled_cpu / max(1, self.load.accepted)
 
     @property
+    def main_per_msg(self) -> float:
+        """CPU s/msg of the main process alone until idle (0 when not measured)."""
+        return self.main_cpu / max(1, self.load.accepted)
+
+    @property
     def cpu_per_msg(self) -> float:
         """Machine CPU minus the load generator minus the bench's own POP3 logins."""
         server = self.cpu_seconds - self.retrieval.logins * self.poll.cpu_per_login
@@ -119,12 +127,15 @@ def bench_target(
     users: int,
     timeout: float,
     sec: Security | None = None,
+    main_pid: int | None = None,
 ) -> Outcome:
     """Load one running target and wait until everything it accepted is retrievable."""
     cal0 = sum(_own_cpu(f()) for f in components.values())
+    main_cal0 = _self_cpu(main_pid)
     baseline, poll = calibrate(pop)
     # what one POP3 login costs the target's own processes (argon2id on correo)
     login_cpu = (sum(_own_cpu(f()) for f in components.values()) - cal0) / len(pop.users)
+    login_main = (_self_cpu(main_pid) - main_cal0) / len(pop.users)
     print(
         f"  [{name}] POP3 poll round {poll.round_seconds:.2f}s, "
         f"{poll.cpu_per_login:.3f} CPU s per login",
@@ -135,6 +146,7 @@ def bench_target(
     if hwm_pid is not None:
         reset_hwm(hwm_pid)  # forget the calibration logins' memory
     own0 = {k: _own_cpu(f()) for k, f in components.items()}
+    main0 = _self_cpu(main_pid)
     with RssSampler(pids) as rss:
         cpu.start()
         res = run(
@@ -152,13 +164,15 @@ def bench_target(
         cpu.stop()
     idle = _until_idle(lambda: sum(_own_cpu(f()) for f in components.values()))
     settled = idle - sum(own0.values()) - got.logins * login_cpu
+    main = _self_cpu(main_pid) - main0 - got.logins * login_main
     got.counts = {u: got.counts[u] - baseline[u] for u in pop.users}
     peak = max(rss.peak_kib, hwm)
     own = {k: own1[k] - own0[k] for k in components}
-    out = Outcome(name, res, got, poll, cpu.seconds, peak, rss.peak_pss_kib, own, settled)
+    out = Outcome(name, res, got, poll, cpu.seconds, peak, rss.peak_pss_kib, own, settled, main)
     print(
         f"  [{name}] own CPU {1000 * out.own_per_msg():.2f} ms/msg during the load, "
         f"{1000 * out.settled_per_msg:.2f} ms/msg until idle "
+        f"(main process {1000 * out.main_per_msg:.2f}) "
         f"({got.logins} POP3 logins at {login_cpu:.3f} s taken out)",
         flush=True,
     )
@@ -205,6 +219,18 @@ def _own_cpu(pids: Iterable[int]) -> float:
             continue
         total += sum(int(x) for x in fields[11:15])
     return total / _TICK
+
+
+def _self_cpu(pid: int | None) -> float:
+    """utime+stime of one process (all its threads; not its children), seconds."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _free_port() -> int:
@@ -373,7 +399,7 @@ def _bench_correo(
         return bench_target(
             name, port or srv.smtp_port, pop, lambda: process_tree(srv.pid), srv.pid, components,
             a.n, a.c, a.size, a.users, a.timeout,
-            _security(mode, pop.users[0], correo_server.PASSWORD),
+            _security(mode, pop.users[0], correo_server.PASSWORD), main_pid=srv.pid,
         )  # fmt: skip
     finally:
         if a.keep:
@@ -393,6 +419,7 @@ def _rows() -> list[tuple[str, Callable[[Outcome], float], str, bool]]:
         ("CPU s/msg (machine)", lambda o: o.cpu_per_msg, "{:.5f}", True),
         ("CPU s/msg (own processes)", lambda o: o.own_per_msg(), "{:.5f}", True),
         ("CPU s/msg (own, until idle)", lambda o: o.settled_per_msg, "{:.5f}", True),
+        ("  main process, until idle", lambda o: o.main_per_msg, "{:.5f}", False),
         ("  of which correo", lambda o: o.own_per_msg("correo"), "{:.5f}", False),
         ("  of which postgres", lambda o: o.own_per_msg("postgres"), "{:.5f}", False),
         ("POP3 poll round (s)", lambda o: o.poll.round_seconds, "{:.2f}", False),

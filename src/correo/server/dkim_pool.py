@@ -58,6 +58,7 @@ class _Worker(asyncio.SubprocessProtocol):
         self.pending: dict[int, tuple[asyncio.Future[list[bytes]], asyncio.TimerHandle]] = {}
         self.keys: set[int] = set()
         self._buf = bytearray()
+        self._out: list[bytes] = []  # frames for the next write
 
     @property
     def pid(self) -> int | None:
@@ -121,8 +122,17 @@ class _Worker(asyncio.SubprocessProtocol):
             self.transport.close()  # its pipes; the process is reaped
 
     def send(self, frame: bytes) -> None:
-        assert self.stdin is not None
-        self.stdin.write(_HEAD.pack(len(frame)) + frame)
+        """Queue a frame; the requests of one loop turn go in one write.  Each write
+        wakes the worker, and a wake-up costs the writer about 0.1 ms on this kind of
+        virtual machine: sessions that end DATA in the same turn share one."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(_HEAD.pack(len(frame)) + frame)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.stdin is not None and not self.stdin.is_closing():
+            self.stdin.write(b"".join(out))
 
     def request(
         self, req: int, jobs: Sequence[tuple[int, bytes]], timeout: float

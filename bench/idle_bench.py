@@ -281,6 +281,20 @@ def _worker_main(protocol: str, tls: bool, compress: bool, n: int) -> None:
     run(_Worker(protocol, tls, compress).run(n))
 
 
+def _sockets(pid: int) -> list[str]:
+    """The sockets ``pid`` holds open (every client's session ended: as many as before)."""
+    fds = Path(f"/proc/{pid}/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:"):
+            found.append(target)
+    return found
+
+
 def _log_size(srv: CorreoServer) -> int:
     return (srv.data / "serve.log").stat().st_size if srv.data is not None else 0
 
@@ -296,6 +310,26 @@ def _serve_log_stalls(
     return [line.decode(errors="replace") for line in text.splitlines() if event in line]
 
 
+def _spy(profile: Path, pid: int, *, native: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy (``pip install py-spy``; root to attach) recording ``pid`` until SIGINT."""
+    spy = subprocess.Popen(
+        [
+            *(
+                os.environ.get("PY_SPY", "py-spy"),
+                "record",
+                "-r",
+                "1000" if native else "250",
+                "-f",
+                "raw",
+            ),
+            *("-o", str(profile), "--pid", str(pid), *["--native"] * native),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    return spy
+
+
 def idle_test(
     protocol: str,
     tls: bool,
@@ -304,12 +338,15 @@ def idle_test(
     srv: CorreoServer,
     rounds: int,
     profile: Path | None = None,
+    profile_close: bool = False,
 ) -> dict[str, float]:
     root = srv.pid
     pss = lambda: sum(proc_pss_kib(p) for p in process_tree(root))  # noqa: E731
     time.sleep(1)
     offset = _log_size(srv)
     before = pss()
+    sockets = lambda: len(_sockets(root))  # noqa: E731
+    open_before = sockets()
     args = [sys.executable, __file__, "--worker", "--protocol", protocol, "--count", str(n)]
     args += ["--tls"] * tls + ["--compress"] * compress
     worker = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -324,15 +361,8 @@ def idle_test(
         name = f"{protocol}{'s' if tls else ''}{'+deflate' if compress else ''} x{n}"
         r = {f"{name} KiB/conn": (after - before) / n}
         spy = None
-        if profile is not None:  # py-spy (pip install py-spy) over the fan-out rounds
-            spy = subprocess.Popen(
-                [
-                    *("py-spy", "record", "-r", "250", "-f", "raw", "-o", str(profile)),
-                    *("--pid", str(root)),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            time.sleep(1)
+        if profile is not None and not profile_close:  # over the fan-out rounds
+            spy = _spy(profile, root)
         if protocol == "imap":
             client = imap_login(tls)
             from_sent, from_ok, cpu = [], [], []
@@ -362,11 +392,19 @@ def idle_test(
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+            spy = None
         fanned = _log_size(srv)
+        if profile is not None and profile_close:  # over the close, native frames too
+            spy = _spy(profile, root, native=True)
         worker.stdin.write("quit\n")
         worker.stdin.flush()
         worker.wait(120)
         time.sleep(3)  # the server drops them before the next measurement
+        r[f"{name} sockets left after close"] = sockets() - open_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+            spy = None
         if srv.data is not None:
             closed = _log_size(srv)
             phases = {"connect": (offset, connected), "idle": (connected, fanned)}
@@ -415,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         "--asyncio", action="store_true", help="serve on asyncio's own loop, not uvloop's"
     )
     p.add_argument("--profile", type=Path, help="py-spy raw profile of the server's fan-out")
+    p.add_argument(
+        "--profile-close", action="store_true", help="--profile the close, not the fan-out"
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the clients
     a = p.parse_args(argv)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -445,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"FETCH {a.fetch_mb} MB MB/s"] = fetch_rate(a.tls, a.fetch_mb)
             else:
                 compress = a.compress and protocol == "imap"
-                results |= idle_test(protocol, a.tls, compress, n, srv, a.rounds, a.profile)
+                results |= idle_test(
+                    protocol, a.tls, compress, n, srv, a.rounds, a.profile, a.profile_close
+                )
         finally:
             srv.stop()
     for name, value in results.items():

@@ -36,7 +36,7 @@ from correo.queue.runner import QueueRunner
 from correo.reports.inbound import ReportIntake
 from correo.reports.outbound import ReportSender
 from correo.reports.schedule import ReportScheduler
-from correo.server.connection import Connection, capped
+from correo.server.connection import Connection, capped, serve_tls
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
 from correo.server.devmode import DevMode
@@ -277,16 +277,20 @@ class MailServer:
                         )
                     )
                     continue
-                server = await asyncio.start_server(
-                    handle,
-                    host,
-                    port,
-                    ssl=tls if implicit else None,
-                    # a client that never completes it is dropped after command_timeout
-                    ssl_handshake_timeout=handshake_timeout if implicit else None,
-                    reuse_address=True,
-                    limit=_STREAM_LIMIT,
-                )
+                if implicit and tls is not None:  # reads through the gate (connection.py)
+                    server = await serve_tls(
+                        handle,
+                        host,
+                        port,
+                        context=tls,
+                        # a client that never completes it is dropped after command_timeout
+                        handshake_timeout=handshake_timeout,
+                        limit=_STREAM_LIMIT,
+                    )
+                else:
+                    server = await asyncio.start_server(
+                        handle, host, port, reuse_address=True, limit=_STREAM_LIMIT
+                    )
                 self._servers.append(server)
                 for sock in server.sockets:
                     name = sock.getsockname()

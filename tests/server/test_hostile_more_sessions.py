@@ -202,3 +202,29 @@ def test_a_message_nested_a_thousand_deep_fails_no_jmap_call(srv: Server) -> Non
     assert sorted(e["subject"] for e in got["list"]) == ["deep", "plain"]
     found = jmap.call("Email/query", filter={"text": "buried"})
     assert len(found["ids"]) <= 1  # answered (the opaque body may or may not be searched)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("Mailbox/query", {"sort": True}),
+        ("Mailbox/query", {"sort": 1.5}),
+        ("Quota/query", {"sort": 7}),
+        ("SieveScript/query", {"sort": 2**63}),
+        ("Email/query", {"filter": {"maxSize": {"x": 1}}}),
+        ("Email/query", {"filter": {"minSize": "10"}}),
+        ("Email/query", {"filter": {"minSize": -1}}),
+        ("Email/query", {"filter": {"inMailbox": ["a"]}}),
+        ("Email/query", {"filter": {"inMailboxOtherThan": 5}}),
+        ("Email/query", {"filter": {"operator": "OR", "conditions": [{"maxSize": None}]}}),
+    ],
+)
+def test_jmap_arguments_of_the_wrong_type_are_refused(
+    srv: Server, name: str, args: dict[str, object]
+) -> None:
+    """RFC 8620 §3.6.2: an argument of the wrong type is invalidArguments; these used to
+    raise inside the method (TypeError) and answer serverFail."""
+    jmap = Jmap(srv)
+    jmap.using = [c for c in jmap.session["capabilities"] if not c.endswith(":websocket")]
+    ((kind, body, _),) = jmap.calls((name, args))
+    assert kind == "error" and body["type"] == "invalidArguments", body

@@ -233,6 +233,17 @@ def _check_filter(node: object, depth: int = 0) -> bool:
             raise MethodError("invalidArguments", f"{key} needs a keyword")
         if key in ("before", "after"):
             _timestamp(node[key])
+        value = node[key]
+        if key in ("minSize", "maxSize") and (  # RFC 8621 §4.4.1: UnsignedInt
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise MethodError("invalidArguments", f"{key} needs an unsigned integer")
+        if key == "inMailbox" and not isinstance(value, str):  # RFC 8621 §4.4.1: Id
+            raise MethodError("invalidArguments", "inMailbox needs a mailbox id")
+        if key == "inMailboxOtherThan" and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise MethodError("invalidArguments", "inMailboxOtherThan needs mailbox ids")
         if key in TEXT_CONDITIONS and (not isinstance(node[key], str) or len(node[key]) > 256):
             raise MethodError("invalidArguments", f"{key} needs a string of 256 at most")
     return any(k in _HEADER_CONDITIONS or k == "hasAttachment" for k in node)

@@ -103,9 +103,17 @@ def _int(args: dict[str, Any], name: str, default: int, low: int = 0) -> int:
     return value
 
 
+def sort_list(args: dict[str, Any]) -> list[Any]:
+    """A /query's ``sort`` argument: a list of Comparators (RFC 8620 §5.5), or none."""
+    sort = args.get("sort") or []
+    if not isinstance(sort, list):
+        raise MethodError("invalidArguments", "sort is a list of comparators")
+    return sort
+
+
 def sort_rows(rows: list[dict[str, Any]], args: dict[str, Any], props: tuple[str, ...]) -> None:
     """Sort ``rows`` in place by a /query's ``sort`` (RFC 8620 §5.5), on ``props`` only."""
-    for comparator in reversed(args.get("sort") or []):
+    for comparator in reversed(sort_list(args)):
         prop = comparator.get("property") if isinstance(comparator, dict) else None
         if prop not in props:
             raise MethodError("unsupportedSort", " or ".join(props))
@@ -263,7 +271,7 @@ async def mailbox_query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     by_name = {b.name: b for b in boxes}
     rows = [(b, _mailbox_json(b, by_name)) for b in boxes]
     rows = [(b, j) for b, j in rows if _mailbox_matches(b, j, cond)]
-    for comparator in reversed(args.get("sort") or []):
+    for comparator in reversed(sort_list(args)):
         prop = comparator.get("property") if isinstance(comparator, dict) else None
         if prop not in ("name", "sortOrder"):
             raise MethodError("unsupportedSort", f"cannot sort by {str(prop)[:50]}")

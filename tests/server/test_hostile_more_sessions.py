@@ -228,3 +228,13 @@ def test_jmap_arguments_of_the_wrong_type_are_refused(
     jmap.using = [c for c in jmap.session["capabilities"] if not c.endswith(":websocket")]
     ((kind, body, _),) = jmap.calls((name, args))
     assert kind == "error" and body["type"] == "invalidArguments", body
+
+
+def test_jmap_using_every_advertised_capability_is_a_request(srv: Server) -> None:
+    """RFC 8620 §3.6.1: unknownCapability is for a capability the server does not
+    support; naming every one the session lists (WebSocket, RFC 8887, included) was
+    refused with it."""
+    jmap = Jmap(srv)
+    jmap.using = list(jmap.session["capabilities"])
+    assert any(c.endswith(":websocket") for c in jmap.using)
+    assert jmap.call("Mailbox/get", ids=[])["notFound"] == []

@@ -58,7 +58,9 @@ API_PATH = "/jmap/api/"
 WS_PATH = "/jmap/ws/"
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 _JSON = "application/json"
-_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION, QUOTA, SIEVE})
+# every capability the session object lists may be named in ``using`` (RFC 8620 §3.6.1:
+# unknownCapability is for one the server does not support); WebSocket names no methods
+_KNOWN = frozenset({CORE, MAIL, SUBMISSION, VACATION, QUOTA, SIEVE, WEBSOCKET})
 _ALL_METHODS = {
     **METHODS,
     **EMAIL_METHODS,

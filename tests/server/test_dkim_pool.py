@@ -60,6 +60,7 @@ def test_the_pool_signs_replaces_workers_and_stops_them_all() -> None:
     async def run() -> None:
         pool = SignPool(1, respawn_after=0.0, timeout=1.0)
         first = await _ready(pool)
+        assert os.sched_getscheduler(first) == os.SCHED_BATCH  # no wake-up preemption
         before = pool.signed_by_workers
         for i in range(20):
             data = b"header data %d" % i

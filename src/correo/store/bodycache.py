@@ -14,8 +14,11 @@ Shape:
 
 * One file per body, ``FOLDER/<mailbox id>.<UIDVALIDITY>/<UID>``, written to
   ``FOLDER/tmp`` and renamed into place, never fsynced: each file opens with a header
-  (magic, length, CRC-32 of the body) checked on every read, so a file torn by a power
-  loss is a miss (and removed), never served.
+  (magic, length, CRC-32 of the body), so a file torn by a power loss is a miss (and
+  removed), never served.  Only a power loss or a crash of the machine tears a file,
+  and either also ends this process: the CRC is checked on the first read of each file
+  found at start, not again, nor for files this process wrote (11 µs of a 50 KB read's
+  28 µs).
 * An index in memory (key -> size, least recently used first), built off the loop when
   the store opens; eviction pops the oldest entries as a write needs room, so no step
   ever scans the folder on the event loop.
@@ -64,6 +67,7 @@ class DiskBodyCache:
         self.limit = limit
         self._lock = threading.Lock()
         self._index: OrderedDict[Key, int] = OrderedDict()  # key -> bytes on disk
+        self._sound: set[Key] = set()  # written or checked since this process started
         self._bytes = 0
         self._backlog = 0
         self._ready = False
@@ -121,6 +125,7 @@ class DiskBodyCache:
                 self.misses += 1
                 return None
             self._index.move_to_end(key)
+            sound = key in self._sound
         try:
             # the size is known: a read of exactly that costs a tenth of a read to EOF
             # (measured: 4 µs against 30 µs for 50 KB; no buffer grown and shrunk)
@@ -133,13 +138,17 @@ class DiskBodyCache:
             self._forget(key)
             self.misses += 1
             return None
-        body = _check(raw)
+        body = _check(raw, sound)
         if body is None:  # torn or damaged: never served, removed
             self.bad_files += 1
             self._forget(key)
             self._submit(self._unlink, key)
             self.misses += 1
             return None
+        if not sound:
+            with self._lock:
+                if key in self._index:
+                    self._sound.add(key)
         self.hits += 1
         return body
 
@@ -167,6 +176,7 @@ class DiskBodyCache:
 
     def _forget(self, key: Key) -> None:
         with self._lock:
+            self._sound.discard(key)
             size = self._index.pop(key, None)
             if size is not None:
                 self._bytes -= size
@@ -201,8 +211,10 @@ class DiskBodyCache:
                 if key not in self._index:
                     self._index[key] = len(data)
                     self._bytes += len(data)
+                self._sound.add(key)
                 while self._bytes > self.limit and self._index:
                     old, size = self._index.popitem(last=False)
+                    self._sound.discard(old)
                     self._bytes -= size
                     doomed.append(old)
             for old in doomed:
@@ -266,13 +278,14 @@ def _nothing() -> None:
     pass
 
 
-def _check(raw: bytes) -> bytes | None:
-    """The body of a cache file, or None when its header does not match what follows."""
+def _check(raw: bytes, sound: bool) -> bytes | None:
+    """The body of a cache file, or None when its header does not match what follows
+    (``sound``: the file cannot be torn, its CRC is not computed again)."""
     if len(raw) < _HEADER.size:
         return None
     magic, length, crc = _HEADER.unpack_from(raw)
     body = raw[_HEADER.size :]
-    if magic != _MAGIC or length != len(body) or zlib.crc32(body) != crc:
+    if magic != _MAGIC or length != len(body) or (not sound and zlib.crc32(body) != crc):
         return None
     return body
 

@@ -186,20 +186,24 @@ def _nested(depth: int) -> str:
 
 
 def test_a_message_nested_a_thousand_deep_fails_no_jmap_call(srv: Server) -> None:
-    """It used to raise RecursionError in the stdlib parser: every Email/get of the
-    mailbox answered serverFail, and the webmail showed nothing."""
+    """A message 1,000 multiparts deep, or with a To: of 5,000 "(", used to raise
+    RecursionError in the stdlib parser: every Email/get of the mailbox answered
+    serverFail, and the webmail showed nothing."""
     client = imap(srv, "bob@example.test")
     client.append("INBOX", "", None, message("plain"))
     client.append("INBOX", "", None, _nested(1000).encode())
+    parens = "Subject: parens\r\nFrom: x@example.test\r\nTo: " + "(" * 5000 + "\r\n\r\nhi\r\n"
+    client.append("INBOX", "", None, parens.encode())  # RecursionError in the stdlib too
     client.logout()
     jmap = Jmap(srv, "bob@example.test")
     got = jmap.call(
         "Email/get",
         ids=None,
-        properties=["subject", "preview", "textBody", "bodyStructure"],
+        properties=["subject", "from", "to", "preview", "textBody", "bodyStructure"],
         fetchTextBodyValues=True,
     )
-    assert sorted(e["subject"] for e in got["list"]) == ["deep", "plain"]
+    assert sorted(e["subject"] for e in got["list"]) == ["deep", "parens", "plain"]
+    assert jmap.call("Email/get", ids=None)["notFound"] == []  # the default properties
     found = jmap.call("Email/query", filter={"text": "buried"})
     assert len(found["ids"]) <= 1  # answered (the opaque body may or may not be searched)
 
@@ -238,3 +242,24 @@ def test_jmap_using_every_advertised_capability_is_a_request(srv: Server) -> Non
     jmap.using = list(jmap.session["capabilities"])
     assert any(c.endswith(":websocket") for c in jmap.using)
     assert jmap.call("Mailbox/get", ids=[])["notFound"] == []
+
+
+def test_a_date_past_any_calendar_is_no_date(srv: Server) -> None:
+    """Date: 1 Jan 99999999999 (RFC 5322 §3.3 sets no bound on the year): the stdlib
+    raises OverflowError, which crashed the IMAP session of any SEARCH SENT* over the
+    mailbox and failed Email/get (sentAt is a default property). Now the message just
+    has no sent date (RFC 9051 §6.4.4.2: an unparsable Date matches no SENT* key)."""
+    carol = "carol@example.test"
+    client = imap(srv, carol)
+    for date in ("1 Jan 99999999999 00:00:00 +0000", "1 Jan 2024 00:00:00 +99999999999999"):
+        text = f"From: x@example.test\r\nSubject: far\r\nDate: {date}\r\n\r\nhi\r\n"
+        client.append("INBOX", "", None, text.encode())
+    client.select("INBOX")
+    for query in ("SENTON 1-Jan-2024", "SENTBEFORE 1-Jan-2024", "SENTSINCE 1-Jan-2024 SUBJECT far"):
+        status, found = client.search(None, query)
+        assert status == "OK" and found == [b""], (query, found)
+    assert client.noop()[0] == "OK"
+    client.logout()
+    jmap = Jmap(srv, carol)
+    listed = jmap.call("Email/get", ids=None, properties=["subject", "sentAt"])["list"]
+    assert [(e["subject"], e["sentAt"]) for e in listed] == [("far", None), ("far", None)]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email
-import email.header
 import email.policy
 import itertools
 import json
@@ -31,6 +30,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
+from correo.message.encoded import decode_header
+from correo.message.mime import parse_address_list
 from correo.message.structure import parse_structure
 
 __all__ = [
@@ -199,9 +200,17 @@ def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
         values = message.get_all(name)
         if not values:
             return None
-        pairs = getaddresses([str(v) for v in values])
+        texts = [str(v) for v in values]
+        pairs = getaddresses(texts)
     except (ValueError, TypeError, IndexError):
         return None
+    except RecursionError:  # comments or groups nested a thousand deep: the stdlib recurses
+        pairs = [
+            (a.name or "", f"{a.mailbox}@{a.host}")
+            for text in texts
+            for a in parse_address_list(text)  # correo's own reader: linear, no recursion
+            if a.mailbox is not None and a.host is not None
+        ]
     return [{"name": n or None, "email": a} for n, a in pairs if a or n]
 
 
@@ -219,7 +228,7 @@ def _date(message: Message) -> str | None:
         return None
     try:
         when = parsedate_to_datetime(value)
-    except (ValueError, TypeError, IndexError):
+    except (ValueError, TypeError, IndexError, OverflowError):  # "1 Jan 99999999999 …"
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -512,14 +521,7 @@ def _header_value(fields: list[tuple[str, str]], name: str, form: str, every: bo
     if form == "asText":  # RFC 8621 §4.1.2.2: unfolded, encoded words decoded, trimmed
         shown = []
         for value in values:
-            try:
-                parts = email.header.decode_header(value.replace("\r\n", ""))
-                text = "".join(
-                    p.decode(c or "utf-8", "replace") if isinstance(p, bytes) else p
-                    for p, c in parts
-                )
-            except (LookupError, ValueError, TypeError):
-                text = value
+            text = decode_header(value)  # linear (the stdlib's is quadratic in words)
             shown.append(" ".join(text.split()))
     if every:
         return shown
@@ -552,14 +554,8 @@ def _decoded_header(message: Message, name: str) -> str | None:
     raw = message.get(name)
     if raw is None:
         return None
-    try:
-        parts = email.header.decode_header(str(raw))
-        text = "".join(
-            p.decode(c or "utf-8", "replace") if isinstance(p, bytes) else p for p, c in parts
-        )
-    except (LookupError, ValueError, TypeError):
-        text = str(raw)
-    return " ".join(text.split())
+    # correo's decoder is linear: the stdlib's took 65 s for 100,000 encoded words
+    return " ".join(decode_header(str(raw)).split())
 
 
 def find_part(raw: bytes, part_id: str) -> tuple[bytes, str] | None:

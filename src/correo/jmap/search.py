@@ -17,6 +17,7 @@ from email.message import Message
 from typing import Any
 
 from correo.jmap.mail import parse_message
+from correo.message.encoded import decode_header
 
 __all__ = [
     "MAX_TERMS",
@@ -47,14 +48,8 @@ class Searchable:
 
 
 def _header(message: Message, name: str) -> str:
-    from email.header import decode_header, make_header
-
-    values = []
-    try:
-        for value in message.get_all(name) or ():
-            values.append(str(make_header(decode_header(str(value)))))
-    except (ValueError, TypeError, IndexError, LookupError, UnicodeError):
-        pass
+    # correo's decoder: linear in the encoded words (the stdlib's took 65 s for 100,000)
+    values = [decode_header(str(value)) for value in message.get_all(name) or ()]
     return " ".join(" ".join(values).split())
 
 

@@ -128,7 +128,7 @@ def _local_date(value: str) -> dt.datetime | None:
     """The Date field in its own zone: SENT* compare the date as written (RFC 9051 §6.4.4)."""
     try:
         return email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year past C's int
         return None
 
 

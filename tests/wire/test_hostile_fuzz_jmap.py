@@ -137,3 +137,14 @@ def test_many_encoded_words_decode_in_linear_time(monkeypatch: pytest.MonkeyPatc
     found = searchable(raw.replace(b"\r\nX:", b"\r\nFrom: " + b"(" * 5000 + b"\r\nX:"))
     assert found.subject == "a" * words  # the text search reads it the same way
     assert calls == words
+
+
+def test_raw_utf8_and_invalid_octets_in_a_subject() -> None:
+    """RFC 6532: a Subject in raw UTF-8 reads as written (it came out as U+FFFD pairs);
+    octets that are not UTF-8 still give text, never an exception."""
+    out = parse_email(
+        b"Subject: caf\xc3\xa9 =?utf-8?q?na=C3=AFve?=\r\n\r\nb", ["subject"], blob="B"
+    )
+    assert out["subject"] == "caf\u00e9 na\u00efve"
+    out = parse_email(b"Subject: \xff\xfe\x00 x\r\n\r\nb", ["subject"], blob="B")
+    assert isinstance(out["subject"], str) and out["subject"].endswith("x")

@@ -551,11 +551,13 @@ def _structure(message: Message, blob: str) -> dict[str, Any]:
 
 
 def _decoded_header(message: Message, name: str) -> str | None:
-    raw = message.get(name)
+    # the stored value, not get()'s: for raw UTF-8 (RFC 6532) get() gives U+FFFD
+    lowered = name.lower()
+    raw = next((str(v) for k, v in message.raw_items() if k.lower() == lowered), None)
     if raw is None:
         return None
     # correo's decoder is linear: the stdlib's took 65 s for 100,000 encoded words
-    return " ".join(decode_header(str(raw)).split())
+    return " ".join(decode_header(raw).split())
 
 
 def find_part(raw: bytes, part_id: str) -> tuple[bytes, str] | None:

@@ -33,6 +33,8 @@ from tests.conftest import Server, client_tls
 COUNT = 3000  # at about 50 µs of CPU each, 150 ms in one turn without the gate
 IN_PROCESS = 3 * READS_PER_TURN + 17
 
+Peer = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
 
 def _raise_fd_limit(needed: int) -> None:
     """Raise RLIMIT_NOFILE (inherited by the server started after) or skip the test."""
@@ -137,13 +139,14 @@ def _loops() -> list[str]:
 
 
 @pytest.mark.parametrize("kind", _loops())
+@pytest.mark.parametrize("upgrade", [False, True], ids=["implicit", "starttls"])
 def test_tls_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
-    kind: str, tmp_path: Path
+    kind: str, upgrade: bool, tmp_path: Path
 ) -> None:
     """Clients in this process close together, so the server side reads all their
     close_notify alerts in one poll: the TLS layer hands at most a share on per turn of
-    the loop (uvloop's and asyncio's TLS layers alike), in order, and every session
-    still sees the end, and every client the server's own close_notify."""
+    the loop (uvloop's and asyncio's TLS layers alike, implicit TLS or after STARTTLS),
+    and every session still sees the end, and every client the server's close_notify."""
     generate_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "localhost")
     context = server_context(tmp_path / "cert.pem", tmp_path / "key.pem")
 
@@ -154,23 +157,37 @@ def test_tls_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             readers.append(reader)
-            conn = Connection(reader, writer, tls=True)
+            conn = Connection(reader, writer, tls=not upgrade)
+            if upgrade:  # RFC 3207 §4, RFC 2595 §3.1: the go-ahead, then the handshake
+                assert await conn.read(60) == b"STARTTLS\r\n"
+                conn.write(b"OK go ahead\r\n")
+                await conn.start_tls(context)
             conn.write(b"* OK\r\n")
             await conn.flush()
             ended.append(await conn.read(60))
             await conn.close()
 
-        server = await serve_tls(
-            handle, "127.0.0.1", 0, context=context, handshake_timeout=30, limit=1 << 16
-        )
+        async def client(port: int, tls: ssl.SSLContext) -> Peer:
+            if not upgrade:
+                return await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"STARTTLS\r\n")
+            assert await asyncio.wait_for(reader.readline(), 30) == b"OK go ahead\r\n"
+            await writer.start_tls(tls)
+            return reader, writer
+
+        if upgrade:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        else:
+            server = await serve_tls(
+                handle, "127.0.0.1", 0, context=context, handshake_timeout=30, limit=1 << 16
+            )
         port = server.sockets[0].getsockname()[1]
         tls = client_tls()
-        clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        clients: list[Peer] = []
         for _ in range(IN_PROCESS // 100 + 1):
             n = min(100, IN_PROCESS - len(clients))
-            clients += await asyncio.gather(
-                *(asyncio.open_connection("127.0.0.1", port, ssl=tls) for _ in range(n))
-            )
+            clients += await asyncio.gather(*(client(port, tls) for _ in range(n)))
         for reader, _ in clients:
             assert await asyncio.wait_for(reader.readline(), 30) == b"* OK\r\n"
         assert len(readers) == IN_PROCESS

@@ -28,6 +28,7 @@ __all__ = [
     "ReadGate",
     "TurnGate",
     "capped",
+    "pace_reads",
     "remaining",
     "serve_tls",
 ]
@@ -230,6 +231,20 @@ class PacedTls(asyncio.BufferedProtocol):
             if not self._tls.eof_received():
                 transport.close()
         return True
+
+
+def pace_reads(transport: asyncio.BaseTransport) -> None:
+    """After STARTTLS: put the TLS layer that now reads ``transport`` behind the gate.
+
+    ``start_tls`` made the loop's TLS protocol the protocol of the connection's socket;
+    it is wrapped in its place (between two reads, so none is lost or read twice).
+    """
+    tls = transport.get_protocol()
+    if isinstance(tls, PacedTls) or transport.is_closing():
+        return
+    paced = PacedTls(asyncio.get_running_loop(), tls)
+    paced._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
+    transport.set_protocol(paced)
 
 
 def _tls_layer(loop: asyncio.AbstractEventLoop) -> Any:
@@ -443,8 +458,10 @@ class Connection:
     async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> None:
         """Upgrade in place (RFC 3207, RFC 2595); raises on handshake failure."""
         await self.flush()
+        raw = self.writer.transport
         async with asyncio.timeout(timeout):
             await self.writer.start_tls(context)
+        pace_reads(raw)
         self.tls_active = True
         if self.on_tls is not None:
             self.on_tls(self.tls_version)

@@ -148,3 +148,22 @@ def test_raw_utf8_and_invalid_octets_in_a_subject() -> None:
     assert out["subject"] == "caf\u00e9 na\u00efve"
     out = parse_email(b"Subject: \xff\xfe\x00 x\r\n\r\nb", ["subject"], blob="B")
     assert isinstance(out["subject"], str) and out["subject"].endswith("x")
+
+
+@pytest.mark.parametrize(
+    "charset", ["punycode", "idna", "base64", "rot13", "zlib_codec", "x-bogus"]
+)
+def test_a_charset_that_is_no_text_charset(charset: str) -> None:
+    """charset=punycode made bytes.decode raise UnicodeError even with "replace" (and
+    it decodes in quadratic time): parse_email and the text search raised, failing the
+    whole Email/get.  A charset that is no text encoding reads as UTF-8, flagged."""
+    raw = (
+        b"Subject: s\r\nContent-Type: text/plain; charset=" + charset.encode() + b"\r\n\r\n"
+        b"caf\xc3\xa9 -\r\n" * 2000
+    )
+    out = parse_email(
+        raw, ["textBody", "bodyValues", "preview"], blob="B", body_values={"all": True}
+    )
+    ((value),) = out["bodyValues"].values()
+    assert value["value"].startswith("caf\u00e9 -") and value["isEncodingProblem"] is True
+    assert "caf\u00e9" in searchable(raw).body

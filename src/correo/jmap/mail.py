@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import email
 import email.policy
 import itertools
@@ -30,7 +31,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from correo.message.encoded import decode_header
+from correo.message.encoded import decode_header, text_codec
 from correo.message.mime import parse_address_list
 from correo.message.structure import parse_structure
 
@@ -344,8 +345,16 @@ def _decoded(part: Message) -> tuple[str, bool]:
     data = payload if isinstance(payload, bytes) else b""
     charset = part.get_content_charset() or "us-ascii"
     try:
-        return data.decode(charset), False
-    except (LookupError, UnicodeDecodeError):
+        codec = codecs.lookup(charset).name
+    except LookupError:
+        codec = ""
+    # text_codec refuses what is no text charset (base64, rot13) and punycode/idna,
+    # which decode in quadratic time and raise UnicodeError even with "replace"
+    if codec != text_codec(charset):
+        return data.decode("utf-8", "replace"), True
+    try:
+        return data.decode(codec), False
+    except UnicodeError:
         return data.decode("utf-8", "replace"), True
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from correo.jmap.mail import parse_message
 from correo.message.encoded import decode_header
+from correo.message.text import decode_text
 
 __all__ = [
     "MAX_TERMS",
@@ -69,10 +70,7 @@ def searchable(raw: bytes) -> Searchable:
             continue
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
-        try:
-            text = data.decode(part.get_content_charset() or "us-ascii")
-        except (LookupError, UnicodeDecodeError):
-            text = data.decode("utf-8", "replace")
+        text = decode_text(data, part.get_content_charset())  # never raises, linear
         if part.get_content_subtype() == "html":
             from correo.message.html import html_to_text
 

@@ -263,3 +263,22 @@ def test_a_date_past_any_calendar_is_no_date(srv: Server) -> None:
     jmap = Jmap(srv, carol)
     listed = jmap.call("Email/get", ids=None, properties=["subject", "sentAt"])["list"]
     assert [(e["subject"], e["sentAt"]) for e in listed] == [("far", None), ("far", None)]
+
+
+def test_a_submission_whose_recipients_nest_thousands_deep_is_refused(srv: Server) -> None:
+    """RFC 8621 §7.5: the envelope comes from the Email's address fields when none is
+    given; a To: of 5,000 "(" raised RecursionError in the stdlib reader (serverFail)."""
+    client = imap(srv)
+    raw = "From: alice@example.test\r\nSubject: nest\r\nTo: " + "(" * 5000 + "\r\n\r\nx\r\n"
+    client.append("INBOX", "", None, raw.encode())
+    client.logout()
+    jmap = Jmap(srv)
+    jmap.using = [c for c in jmap.session["capabilities"] if not c.endswith(":websocket")]
+    (email,) = [
+        e["id"]
+        for e in jmap.call("Email/get", ids=None, properties=["subject"])["list"]
+        if e["subject"] == "nest"
+    ]
+    identity = jmap.call("Identity/get", ids=None)["list"][0]["id"]
+    got = jmap.call("EmailSubmission/set", create={"s": {"identityId": identity, "emailId": email}})
+    assert got["notCreated"]["s"]["type"] == "invalidEmail", got

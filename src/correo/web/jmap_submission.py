@@ -430,12 +430,16 @@ def _envelope(props: dict[str, Any], raw: bytes) -> tuple[str, list[str], dict[s
     from email.utils import getaddresses
 
     heads = header_view(raw)
-    senders = getaddresses([str(v) for v in heads.get_all("Sender") or ()])
-    froms = getaddresses([str(v) for v in heads.get_all("From") or ()])
+    try:
+        senders = getaddresses([str(v) for v in heads.get_all("Sender") or ()])
+        froms = getaddresses([str(v) for v in heads.get_all("From") or ()])
+        wanted = [getaddresses([str(v) for v in heads.get_all(n) or ()]) for n in _RCPT_FIELDS]
+    except RecursionError:  # comments or groups nested thousands deep: the stdlib recurses
+        raise _Refused(SetError("invalidEmail", "address fields nested too deep")) from None
     first = (senders or froms or [("", "")])[0][1]
     seen: list[str] = []
-    for name in ("To", "Cc", "Bcc"):
-        for _, address in getaddresses([str(v) for v in heads.get_all(name) or ()]):
+    for pairs in wanted:
+        for _, address in pairs:
             if address and address not in seen:
                 seen.append(address)
     if len(seen) > _MAX_RCPT_IN_HEADERS:
@@ -445,6 +449,9 @@ def _envelope(props: dict[str, Any], raw: bytes) -> tuple[str, list[str], dict[s
         "rcptTo": [{"email": a, "parameters": None} for a in seen],
     }
     return first, seen, envelope
+
+
+_RCPT_FIELDS = ("To", "Cc", "Bcc")
 
 
 async def _submit(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from correo.server.connection import READS_PER_TURN, Connection, serve_tls
+from correo.server.connection import READS_PER_TURN, Connection, serve_plain, serve_tls
 from correo.server.tls import generate_self_signed, server_context
 from tests.conftest import Server, client_tls
 
@@ -139,14 +139,15 @@ def _loops() -> list[str]:
 
 
 @pytest.mark.parametrize("kind", _loops())
-@pytest.mark.parametrize("upgrade", [False, True], ids=["implicit", "starttls"])
-def test_tls_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
-    kind: str, upgrade: bool, tmp_path: Path
+@pytest.mark.parametrize("mode", ["implicit", "starttls", "plain"])
+def test_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
+    kind: str, mode: str, tmp_path: Path
 ) -> None:
     """Clients in this process close together, so the server side reads all their
-    close_notify alerts in one poll: the TLS layer hands at most a share on per turn of
-    the loop (uvloop's and asyncio's TLS layers alike, implicit TLS or after STARTTLS),
-    and every session still sees the end, and every client the server's close_notify."""
+    ends (close_notify alerts, FINs) in one poll: at most a share is handed on per turn
+    of the loop (uvloop's and asyncio's TLS layers alike, implicit TLS, after STARTTLS or
+    in plaintext), and every session still sees the end, and every client the server's."""
+    upgrade = mode == "starttls"
     generate_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "localhost")
     context = server_context(tmp_path / "cert.pem", tmp_path / "key.pem")
 
@@ -157,7 +158,7 @@ def test_tls_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             readers.append(reader)
-            conn = Connection(reader, writer, tls=not upgrade)
+            conn = Connection(reader, writer, tls=mode == "implicit")
             if upgrade:  # RFC 3207 §4, RFC 2595 §3.1: the go-ahead, then the handshake
                 assert await conn.read(60) == b"STARTTLS\r\n"
                 conn.write(b"OK go ahead\r\n")
@@ -168,16 +169,18 @@ def test_tls_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
             await conn.close()
 
         async def client(port: int, tls: ssl.SSLContext) -> Peer:
-            if not upgrade:
+            if mode == "implicit":
                 return await asyncio.open_connection("127.0.0.1", port, ssl=tls)
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if mode == "plain":
+                return reader, writer
             writer.write(b"STARTTLS\r\n")
             assert await asyncio.wait_for(reader.readline(), 30) == b"OK go ahead\r\n"
             await writer.start_tls(tls)
             return reader, writer
 
-        if upgrade:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        if mode != "implicit":
+            server = await serve_plain(handle, "127.0.0.1", 0, limit=1 << 16)
         else:
             server = await serve_tls(
                 handle, "127.0.0.1", 0, context=context, handshake_timeout=30, limit=1 << 16
@@ -200,7 +203,7 @@ def test_tls_ends_read_in_one_poll_reach_the_sessions_a_share_per_turn(
                 loop.call_soon(tick)
 
         loop.call_soon(tick)
-        for _, writer in clients:  # each sends its close_notify now
+        for _, writer in clients:  # each sends its close_notify (or FIN) now
             writer.close()
         for reader, writer in clients:  # the server answers each with its own
             assert await asyncio.wait_for(reader.read(), 60) == b""

@@ -36,7 +36,7 @@ from correo.queue.runner import QueueRunner
 from correo.reports.inbound import ReportIntake
 from correo.reports.outbound import ReportSender
 from correo.reports.schedule import ReportScheduler
-from correo.server.connection import Connection, capped, serve_tls
+from correo.server.connection import Connection, capped, serve_plain, serve_tls
 from correo.server.context import ServerContext
 from correo.server.crossproto import HttpGuard
 from correo.server.devmode import DevMode
@@ -277,7 +277,7 @@ class MailServer:
                         )
                     )
                     continue
-                if implicit and tls is not None:  # reads through the gate (connection.py)
+                if implicit and tls is not None:  # reads through a gate (server/connection.py)
                     server = await serve_tls(
                         handle,
                         host,
@@ -288,9 +288,7 @@ class MailServer:
                         limit=_STREAM_LIMIT,
                     )
                 else:
-                    server = await asyncio.start_server(
-                        handle, host, port, reuse_address=True, limit=_STREAM_LIMIT
-                    )
+                    server = await serve_plain(handle, host, port, limit=_STREAM_LIMIT)
                 self._servers.append(server)
                 for sock in server.sockets:
                     name = sock.getsockname()

@@ -24,12 +24,14 @@ __all__ = [
     "QUIET",
     "READS_PER_TURN",
     "Connection",
+    "PacedStream",
     "PacedTls",
     "ReadGate",
     "TurnGate",
     "capped",
     "pace_reads",
     "remaining",
+    "serve_plain",
     "serve_tls",
 ]
 
@@ -124,7 +126,7 @@ class ReadGate:
         self.per_turn = per_turn
         self._loop: asyncio.AbstractEventLoop | None = None
         self._used = 0  # reads taken in since the last turn began
-        self._held: deque[PacedTls] = deque()
+        self._held: deque[PacedTls | PacedStream] = deque()
         self._armed = False
 
     def admit(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -139,7 +141,7 @@ class ReadGate:
             loop.call_soon(self._turn, loop, context=QUIET)
         return True
 
-    def hold(self, conn: PacedTls) -> None:
+    def hold(self, conn: PacedTls | PacedStream) -> None:
         self._held.append(conn)
         if not self._armed and self._loop is not None:
             self._armed = True
@@ -231,6 +233,92 @@ class PacedTls(asyncio.BufferedProtocol):
             if not self._tls.eof_received():
                 transport.close()
         return True
+
+
+class PacedStream(asyncio.Protocol):
+    """A plaintext connection's stream protocol behind the read gate, as ``PacedTls``.
+
+    Ten thousand plaintext clients leaving in one poll cost less (no TLS), but each
+    end still wakes its session: about 110-130 ms of CPU in one turn at 10,000.
+    """
+
+    __slots__ = ("_app", "_data", "_eof", "_loop", "_transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.Protocol) -> None:
+        self._loop = loop
+        self._app = app
+        self._transport: asyncio.Transport | None = None
+        self._data = b""  # received, not yet handed on
+        self._eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
+        self._app.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._data = b""
+        self._app.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if _READING.admit(self._loop):
+            self._app.data_received(data)
+            return
+        assert self._transport is not None
+        self._data = data
+        self._transport.pause_reading()
+        _READING.hold(self)
+
+    def eof_received(self) -> bool | None:
+        if _READING.admit(self._loop):
+            return self._app.eof_received()
+        self._eof = True
+        _READING.hold(self)
+        return True
+
+    def pause_writing(self) -> None:
+        self._app.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._app.resume_writing()
+
+    def release(self) -> bool:
+        """In its turn: hand on what was held; False if the connection went meanwhile."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        if transport.get_protocol() is not self:
+            # STARTTLS began meanwhile: plaintext sent after the command must not reach
+            # the session as if it came through TLS (RFC 3207 §6, RFC 2595 §3.1)
+            self._data = b""
+            transport.abort()
+            return True
+        if self._data:
+            data, self._data = self._data, b""
+            transport.resume_reading()
+            self._app.data_received(data)
+        elif self._eof:
+            self._eof = False
+            if not self._app.eof_received():
+                transport.close()
+        return True
+
+
+async def serve_plain(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str | None,
+    port: int,
+    *,
+    limit: int,
+) -> asyncio.Server:
+    """``asyncio.start_server`` whose connections read through the gate."""
+    loop = asyncio.get_running_loop()
+
+    def protocol() -> PacedStream:
+        app = asyncio.StreamReaderProtocol(asyncio.StreamReader(limit, loop), handle, loop)
+        return PacedStream(loop, app)
+
+    return await loop.create_server(protocol, host, port, reuse_address=True)
 
 
 def pace_reads(transport: asyncio.BaseTransport) -> None:

@@ -106,7 +106,7 @@ class Server:
     allow_stalls: bool = False
     _pump: threading.Thread | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:  # only a failed start waits that long
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "correo.cli.main", "--data", str(self.data), "serve"],
             stdout=subprocess.DEVNULL,
@@ -161,7 +161,7 @@ class Server:
     def log(self) -> str:
         return "".join(self.log_lines)
 
-    def wait_log(self, text: str, timeout: float = 10.0, start: int = 0) -> bool:
+    def wait_log(self, text: str, timeout: float = 30.0, start: int = 0) -> bool:
         """Wait until a log line contains ``text``; scans each line once, so a server
         that logs millions of lines (a flood test at debug level) is not re-read."""
         deadline = time.monotonic() + timeout

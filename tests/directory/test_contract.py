@@ -98,8 +98,9 @@ def populated(directory: Directory) -> Directory:
     return directory
 
 
-def eventually(check: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """A server's lookups follow another writer within milliseconds; wait that long."""
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """A server's lookups follow another writer within milliseconds; only a failure
+    waits the whole timeout, kept generous for a loaded machine."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

@@ -81,8 +81,9 @@ def make_node(
     return Server(data)
 
 
-def eventually(check: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    """Poll ``check`` until it holds or ``timeout`` runs out."""
+def eventually(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.02) -> bool:
+    """Poll ``check`` until it holds or ``timeout`` runs out (only a failure waits that
+    long: generous, for a loaded machine)."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

@@ -7,6 +7,7 @@ where node or npm is missing or the registry cannot be reached."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -31,18 +32,22 @@ def _jam_folder() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are not installed")
     folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "correo-jmap-jam"
-    if not (folder / "node_modules" / "jmap-jam" / "package.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", f"jmap-jam@{JAM_VERSION}"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"npm could not install jmap-jam: {done.stderr[-300:]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    # The folder is shared by every run on the machine: one installs while others wait,
+    # rather than two npm runs writing one node_modules at once.
+    with open(folder / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "node_modules" / "jmap-jam" / "package.json").exists():
+            done = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", f"jmap-jam@{JAM_VERSION}"],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            if done.returncode != 0:
+                pytest.skip(f"npm could not install jmap-jam: {done.stderr[-300:]}")
     return folder
 
 

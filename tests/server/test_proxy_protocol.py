@@ -255,7 +255,9 @@ def test_incomplete_header_is_closed_after_the_timeout(lb: Server) -> None:
     with sock:
         assert closed_without_answer(sock, timeout=20)
     took = time.monotonic() - started
-    assert 2.0 < took < 15, took  # command_timeout = 3 s
+    # Not at once but at the timeout (command_timeout = 3 s); a lower bound, which load
+    # only lengthens.  That it closes at all is the 20 s read above, which raises.
+    assert took > 2.0, took
     _logged(lb, r"event=proxy\.refused .*service=pop3s .*in time")
 
 

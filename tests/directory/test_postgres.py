@@ -24,7 +24,7 @@ from tests.pg import PgCluster  # noqa: E402
 DIRECTORY_MIGRATION = 4
 
 
-def eventually(check: object, timeout: float = 2.0) -> bool:
+def eventually(check: object, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
         if time.monotonic() > deadline:
@@ -187,7 +187,9 @@ def test_a_database_restart_is_ridden_out(own_pg_cluster: PgCluster) -> None:
         try:
             started = time.monotonic()
             assert server.verify_password("alice@example.com", "a long passphrase")
-            assert time.monotonic() - started < 3  # the snapshot answers, soon
+            # The snapshot answers after the login's 1 s wait for the database, not the
+            # pool's 30 s; 15 s leaves room for a loaded machine's password hashing.
+            assert time.monotonic() - started < 15
             assert server.is_local_domain("example.com")
             with pytest.raises(DirectoryError):
                 cli.add_user("bob@example.com", "another passphrase")

@@ -15,6 +15,11 @@ from correo.mua.mailfile import MaildirWriter, MboxWriter
 from correo.store.sqlite import SqliteStore
 from tests.conftest import PASSWORDS, client_tls, make_data_dir
 
+# Each test runs a dozen CLI processes (two data folders made with users' password
+# hashes, imports and exports of thousands of messages): on a loaded two-core machine
+# that outlasts the suite's default 120 s, which is a hang detector, not a budget.
+pytestmark = pytest.mark.timeout(600)
+
 USER = "alice@example.test"
 BASE = 1_600_000_000.0
 

@@ -106,7 +106,7 @@ def _dovecot_in(root: Path) -> Iterator[int]:
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # only a failed start waits that long
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()

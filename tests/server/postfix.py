@@ -105,7 +105,7 @@ class Postfix:
             pytest.fail(f"postfix start failed: {started.stdout}{started.stderr}")
         self._started = True
         host, _, port = listen.rpartition(":")
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # only a failed start waits that long
         while True:
             try:
                 socket.create_connection((host, int(port)), timeout=1).close()

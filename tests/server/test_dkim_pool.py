@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from correo.directory.dkim_files import FileKeyStore
 from correo.mailauth.keys import dns_record, load_domain_keys
+from correo.mailauth.signing import DkimSigner, SigningKey
 from correo.server.dkim_pool import SignPool
 from tests.conftest import PASSWORDS, Server, client_tls
 from tests.server.helpers import mailbox, message
@@ -92,6 +93,26 @@ def test_the_pool_signs_replaces_workers_and_stops_them_all() -> None:
         assert pool.workers == []
         for pid in (first, second, third):
             assert not _alive(pid), pid
+
+    asyncio.run(run())
+
+
+def test_fields_signed_by_the_pool_equal_those_signed_in_process() -> None:
+    """Both algorithms are deterministic: the same message, time and keys give the same
+    bytes whichever process made the private-key operations."""
+    keys = [SigningKey("example.test", "ed", ED_KEY), SigningKey("example.test", "rsa", RSA_KEY)]
+    here = DkimSigner(keys)
+    msg = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: s\r\n\r\nbody\r\n"
+
+    async def run() -> None:
+        pool = SignPool(1)
+        await _ready(pool)
+        stream = here.using(pool.sign).stream()
+        stream.feed(msg)
+        before = pool.signed_by_workers
+        assert await stream.finish_async(now=1_700_000_000) == here.sign(msg, now=1_700_000_000)
+        assert pool.signed_by_workers == before + 1
+        await pool.close()
 
     asyncio.run(run())
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORDS, Server, client_tls
+from tests.conftest import PASSWORDS, Server, client_tls, correo
 from tests.pg import PgCluster
 from tests.server.cluster_helpers import eventually, make_node
 from tests.server.imap_helpers import message
@@ -104,3 +104,13 @@ def test_delivered_on_node_1_read_on_node_2_miss_then_hit_and_after_a_restart(
         assert fetch(again, uid) == first  # nothing in memory now: the folder's file
     finally:
         again.logout()
+
+
+def test_a_backup_leaves_the_body_cache_out(pair: Pair, tmp_path: Path) -> None:
+    """The cache copies what the database holds: a node's backup would only grow by it."""
+    assert cached(pair.two)  # filled by the test above
+    out = tmp_path / "backup"
+    made = correo(pair.two.data, "backup", str(out))
+    assert made.returncode == 0, made.stderr
+    assert (out / "correo.toml").is_file() and (out / "store.pgdump").is_file()
+    assert not (out / "cache" / "bodies").exists()

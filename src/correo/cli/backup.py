@@ -87,8 +87,9 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _walk(data: Path) -> Iterator[tuple[Path, os.DirEntry[str]]]:
-    """Every entry of the data folder but the store's body files, spool and staging."""
-    skip_dirs = {data / "store" / "blobs", data / "store" / "tmp"}
+    """Every entry of the data folder but the store's body files, spool and staging, and
+    a PostgreSQL node's body cache (copies of what the database holds)."""
+    skip_dirs = {data / "store" / "blobs", data / "store" / "tmp", data / "cache" / "bodies"}
     stack = [data]
     while stack:
         folder = stack.pop()

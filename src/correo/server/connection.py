@@ -116,8 +116,8 @@ class ReadGate:
     leave at once, uvloop reads all their close_notify alerts in one poll (libuv keeps
     polling while it fills its event array, up to 48 times), and each one is decrypted,
     answered with our close_notify and given a shutdown timer before any timer of the
-    loop runs again: half a second of CPU. A read past the share stops its socket's
-    reading instead (a few µs), and is handed on in a later turn.
+    loop runs again: half a second of CPU. A read past the share is set aside instead
+    (a copy of a few µs) and handed on in a later turn.
     """
 
     __slots__ = ("_armed", "_held", "_loop", "_used", "per_turn")
@@ -126,7 +126,7 @@ class ReadGate:
         self.per_turn = per_turn
         self._loop: asyncio.AbstractEventLoop | None = None
         self._used = 0  # reads taken in since the last turn began
-        self._held: deque[PacedTls | PacedStream] = deque()
+        self._held: deque[_Paced] = deque()
         self._armed = False
 
     def admit(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -141,7 +141,7 @@ class ReadGate:
             loop.call_soon(self._turn, loop, context=QUIET)
         return True
 
-    def hold(self, conn: PacedTls | PacedStream) -> None:
+    def hold(self, conn: _Paced) -> None:
         self._held.append(conn)
         if not self._armed and self._loop is not None:
             self._armed = True
@@ -162,51 +162,98 @@ class ReadGate:
 _READING: Final = ReadGate(READS_PER_TURN)
 
 
-class PacedTls(asyncio.BufferedProtocol):
+#: Bytes held for one connection while it waits its turn; past this its socket stops
+#: being read (a held read costs a copy, stopping the socket a selector update).
+HOLD_MAX: Final = 1 << 16
+
+
+class _Paced:
+    """What a connection behind the gate holds: bytes read and not handed on, the end."""
+
+    __slots__ = ("_data", "_eof", "_loop", "_paused", "_queued", "_transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._data = b""  # read, not yet handed on
+        self._eof = False  # the end of the stream, not yet handed on
+        self._queued = False  # waiting in the gate
+        self._paused = False  # its socket's reading stopped by us (HOLD_MAX)
+
+    def _admit(self) -> bool:
+        """Whether what just arrived may be handed on now (nothing of ours held first)."""
+        return not self._queued and _READING.admit(self._loop)
+
+    def _hold(self, data: bytes) -> None:
+        self._data += data
+        if not self._queued:
+            self._queued = True
+            _READING.hold(self)
+        if len(self._data) > HOLD_MAX and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _hold_eof(self) -> bool:
+        self._eof = True
+        self._hold(b"")
+        return True  # kept open until its turn: then the protocol decides
+
+    def _lost(self) -> None:
+        self._transport = None  # what is held is dropped (release sees None)
+        self._data = b""
+
+    def release(self) -> bool:
+        """In its turn: hand on what was held; False if the connection went meanwhile."""
+        raise NotImplementedError
+
+    def _take(self) -> tuple[asyncio.Transport, bytes, bool] | None:
+        """In its turn: the transport and what was held; None if the connection went."""
+        self._queued = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return None
+        data, eof, self._data, self._eof = self._data, self._eof, b"", False
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()  # first: the protocol may stop it again
+        return transport, data, eof
+
+
+class PacedTls(_Paced, asyncio.BufferedProtocol):
     """The loop's own TLS protocol (uvloop's or asyncio's) behind the read gate.
 
-    Every read and the end of the stream pass ``ReadGate``; one held leaves its bytes in
-    the TLS layer's read buffer and stops the socket's reading, so no later read can
-    overwrite them, until its turn comes. What the connection does in its turn is
-    exactly what the TLS layer would have done at once.
+    Every read and the end of the stream pass ``ReadGate``; a read held is copied out of
+    the TLS layer's read buffer (the next read overwrites it) and copied back in its
+    turn. What the connection does in its turn is what the TLS layer would have done.
     """
 
-    __slots__ = ("_eof", "_held", "_loop", "_tls", "_transport")
+    __slots__ = ("_tls",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tls: Any) -> None:
-        self._loop = loop
+        super().__init__(loop)
         self._tls = tls  # uvloop.loop.SSLProtocol or asyncio.sslproto.SSLProtocol
-        self._transport: asyncio.Transport | None = None
-        self._held = 0  # bytes in the TLS layer's buffer not yet handed to it
-        self._eof = False  # the end of the stream, not yet handed on
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
         self._tls.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None  # a held read is dropped (release sees None)
-        self._held = 0
+        self._lost()
         self._tls.connection_lost(exc)
 
     def get_buffer(self, sizehint: int) -> Any:
         return self._tls.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        if _READING.admit(self._loop):
+        if self._admit():
             self._tls.buffer_updated(nbytes)
-            return
-        assert self._transport is not None
-        self._held = nbytes
-        self._transport.pause_reading()
-        _READING.hold(self)
+        else:  # the TLS layer's buffer holds them (get_buffer returns it again)
+            self._hold(bytes(self._tls.get_buffer(nbytes)[:nbytes]))
 
     def eof_received(self) -> bool | None:
-        if _READING.admit(self._loop):
+        if self._admit():
             return self._tls.eof_received()  # type: ignore[no-any-return]
-        self._eof = True
-        _READING.hold(self)
-        return True  # kept open until its turn: then the TLS layer decides
+        return self._hold_eof()
 
     def pause_writing(self) -> None:
         self._tls.pause_writing()
@@ -221,60 +268,53 @@ class PacedTls(asyncio.BufferedProtocol):
 
     def release(self) -> bool:
         """In its turn: hand on what was held; False if the connection went meanwhile."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        taken = self._take()
+        if taken is None:
             return False
-        if self._held:
-            nbytes, self._held = self._held, 0
-            transport.resume_reading()  # first: the TLS layer may pause it again
-            self._tls.buffer_updated(nbytes)
-        elif self._eof:
-            self._eof = False
-            if not self._tls.eof_received():
-                transport.close()
+        transport, data, eof = taken
+        view = memoryview(data)
+        while view and self._transport is not None:
+            buffer = self._tls.get_buffer(len(view))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            view = view[n:]
+            self._tls.buffer_updated(n)
+        if eof and self._transport is not None and not self._tls.eof_received():
+            transport.close()
         return True
 
 
-class PacedStream(asyncio.Protocol):
+class PacedStream(_Paced, asyncio.Protocol):
     """A plaintext connection's stream protocol behind the read gate, as ``PacedTls``.
 
     Ten thousand plaintext clients leaving in one poll cost less (no TLS), but each
     end still wakes its session: about 110-130 ms of CPU in one turn at 10,000.
     """
 
-    __slots__ = ("_app", "_data", "_eof", "_loop", "_transport")
+    __slots__ = ("_app",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.Protocol) -> None:
-        self._loop = loop
+        super().__init__(loop)
         self._app = app
-        self._transport: asyncio.Transport | None = None
-        self._data = b""  # received, not yet handed on
-        self._eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
         self._app.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self._data = b""
+        self._lost()
         self._app.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if _READING.admit(self._loop):
+        if self._admit():
             self._app.data_received(data)
-            return
-        assert self._transport is not None
-        self._data = data
-        self._transport.pause_reading()
-        _READING.hold(self)
+        else:
+            self._hold(data)
 
     def eof_received(self) -> bool | None:
-        if _READING.admit(self._loop):
+        if self._admit():
             return self._app.eof_received()
-        self._eof = True
-        _READING.hold(self)
-        return True
+        return self._hold_eof()
 
     def pause_writing(self) -> None:
         self._app.pause_writing()
@@ -285,22 +325,21 @@ class PacedStream(asyncio.Protocol):
     def release(self) -> bool:
         """In its turn: hand on what was held; False if the connection went meanwhile."""
         transport = self._transport
-        if transport is None or transport.is_closing():
-            return False
-        if transport.get_protocol() is not self:
+        if transport is not None and transport.get_protocol() is not self:
             # STARTTLS began meanwhile: plaintext sent after the command must not reach
             # the session as if it came through TLS (RFC 3207 §6, RFC 2595 §3.1)
-            self._data = b""
+            self._lost()
+            self._queued = False
             transport.abort()
             return True
-        if self._data:
-            data, self._data = self._data, b""
-            transport.resume_reading()
+        taken = self._take()
+        if taken is None:
+            return False
+        transport, data, eof = taken
+        if data:
             self._app.data_received(data)
-        elif self._eof:
-            self._eof = False
-            if not self._app.eof_received():
-                transport.close()
+        if eof and self._transport is not None and not self._app.eof_received():
+            transport.close()
         return True
 
 

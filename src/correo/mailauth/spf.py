@@ -95,9 +95,20 @@ _MACRO_TOKEN = re.compile(
     re.S,
 )
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-_.]*\Z")  # RFC 7208 §12 name
-_TOPLABEL = re.compile(  # RFC 7208 §7.1 toplabel
-    r"(?:[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*|[A-Za-z0-9]+-[A-Za-z0-9\-]*[A-Za-z0-9])\Z"
-)
+_ALNUM_DASH = re.compile(r"[A-Za-z0-9-]*\Z")
+
+
+def _is_toplabel(label: str) -> bool:
+    """RFC 7208 §7.1 toplabel: ``*alphanum ALPHA *alphanum`` or ``1*alphanum "-"
+    *(alphanum / "-") alphanum``, checked in one pass.  (As one regex, where the letter
+    may be anywhere, a 16,000-letter label from a sender's SPF record took 0.7 s.)"""
+    if not label or _ALNUM_DASH.match(label) is None:
+        return False
+    if "-" not in label:
+        return not label.isdigit()
+    return label[0] != "-" and label[-1] != "-"
+
+
 _CIDR = re.compile(r"(?:/(0|[1-9][0-9]{0,2}))?(?://(0|[1-9][0-9]{0,2}))?\Z")
 _IP4_CIDR = re.compile(r"/(0|[1-9][0-9]?)\Z")
 _IP6_CIDR = re.compile(r"/(0|[1-9][0-9]{0,2})\Z")
@@ -173,7 +184,7 @@ def _check_domain_spec(spec: str) -> None:
     if spec.endswith("}"):
         return  # ends with a macro-expand
     labels = spec[:-1].split(".") if spec.endswith(".") else spec.split(".")
-    if len(labels) < 2 or not _TOPLABEL.match(labels[-1]):
+    if len(labels) < 2 or not _is_toplabel(labels[-1]):
         raise _PermError(f"domain-spec {spec!r} does not end in a valid top label")
 
 

@@ -4,7 +4,7 @@ Each TLS client that leaves costs the server a decryption of its close_notify, a
 close_notify of its own and a shutdown timer. When the ends of thousands of streams are
 read in one poll of the loop (a network blip, a load balancer that restarts, a client
 that opened them to time it so), that work ran in one turn: half a second of CPU for
-10,000 sessions. Reads of implicit-TLS connections now pass a gate of a few hundred per
+10,000 sessions. Reads of every mail listener now pass a gate of a bounded share per
 turn (server/connection.py).
 
 The server is stopped (SIGSTOP) while the clients close, so every end is waiting when it

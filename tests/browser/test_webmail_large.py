@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_webmail import log_in, row
+from tests.browser.test_webmail import log_in
 from tests.conftest import Server, correo, make_data_dir
 
 COUNT = 10_000
@@ -54,9 +54,12 @@ def test_ten_thousand_messages_scroll(big_server: Server, page: Page, tmp_path: 
     expect(last).to_be_visible()
     assert page.locator("#rows .row").count() < 60  # only what is on screen, and a margin
     page.locator("#list").evaluate("l => { l.scrollTop = l.scrollHeight / 2; }")
-    expect(page.locator(f"#rows .row[data-index='{COUNT // 2}']:not(.loading)")).to_be_visible()
-    row(page, "Message number").first.click()
-    expect(page.locator("#reader .text-body")).to_contain_text("Body of message")
+    middle = page.locator(f"#rows .row[data-index='{COUNT // 2}']:not(.loading)")
+    expect(middle).to_be_visible()
+    # the row on screen, not the first in the page's margin: clicking one off screen
+    # scrolls the list, which draws its rows again under the pointer
+    middle.click()
+    expect(page.locator("#reader .text-body")).to_contain_text("Body of message", timeout=15_000)
     started = time.monotonic()
     page.reload()  # the session cookie: straight to the list
     expect(page.locator("#rows .row:not(.loading)").first).to_be_visible()
@@ -98,3 +101,31 @@ def test_first_screen_in_one_request(big_server: Server, page: Page) -> None:
     assert names == ["Mailbox/get", "Email/query", "Email/get", "Thread/get"]
     assert cached and all(v == "public, max-age=31536000, immutable" for v in cached.values())
     assert page.locator("#rows .row").count() < 40  # the rows on screen only
+
+
+def test_a_click_survives_a_redraw_of_the_list(big_server: Server, page: Page) -> None:
+    """The button goes down on a row, the list is drawn again (a scroll here; a page of
+    the list arriving or a push does the same), the button comes up: the row opens. A
+    list that made its rows anew on every draw lost such clicks."""
+    log_in(page, big_server, "alice@example.test")
+    target = page.locator("#rows .row[data-index='3']:not(.loading)")
+    expect(target).to_be_visible()
+    subject = target.locator(".subject").inner_text()
+    number = subject.rsplit(" ", 1)[-1]
+    box = target.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    drawn = page.locator("#list").evaluate(
+        """l => new Promise(done => {
+            const before = document.querySelector("#rows .row[data-index='3']");
+            l.scrollTop += 1;  // a scroll: the list is drawn again
+            requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(() =>
+                done(document.querySelector("#rows .row[data-index='3']") === before), 50)));
+        })"""
+    )
+    page.mouse.up()
+    assert drawn, "the row under the pointer was made anew by the redraw"
+    expect(page.locator("#reader .text-body")).to_contain_text(
+        f"Body of message {number}.", timeout=15_000
+    )

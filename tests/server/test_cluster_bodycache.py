@@ -19,9 +19,9 @@ import pytest
 
 from tests.conftest import PASSWORDS, Server, client_tls, correo
 from tests.pg import PgCluster
-from tests.server.cluster_helpers import eventually, make_node
+from tests.server.cluster_helpers import eventually
 from tests.server.imap_helpers import message
-from tests.server.test_cluster import Pair, _stop_pair
+from tests.server.test_cluster import Pair, _start_pair, _stop_pair
 
 psycopg = pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
 
@@ -32,15 +32,7 @@ ALICE = "alice@example.test"
 def pair(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("cachecluster")
     url = pg_cluster.new_database()
-    one = make_node(root / "node1", url, "node1.example.test", users=True)
-    two = make_node(root / "node2", url, "node2.example.test")
-    one.start()
-    try:
-        two.start()
-    except BaseException:
-        one.stop()
-        raise
-    made = Pair(url, one, two)
+    made = _start_pair(root, url)
     yield made
     _stop_pair(made)
 

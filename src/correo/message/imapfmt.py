@@ -291,7 +291,8 @@ def _b64(data: bytes) -> bytes:
     return out
 
 
-_QP_BAD_EQ = re.compile(rb"=(?![0-9A-Fa-f]{2})")
+# an "=" neither an escape nor a soft break (blanks, then the line's end): literal
+_QP_BAD_EQ = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t\r]*(?:\n|\Z))")
 
 
 def _qp(data: bytes) -> bytes:
@@ -302,7 +303,9 @@ def _qp(data: bytes) -> bytes:
     come out as CRLF. ``=`` without two hex digits stays literal (note 1), lowercase
     hex is accepted (note 2). The escapes themselves are left to binascii (C).
     """
-    lines = data.split(b"\n")
+    # literal "=" escaped before soft breaks join lines: "==" ending a line and "41"
+    # starting the next are "=" and "41", never the escape "=41" (note 1)
+    lines = _QP_BAD_EQ.sub(b"=3D", data).split(b"\n")
     last = lines.pop()  # after the last LF: empty, or a line without its end yet
     out: list[bytes] = []
     for line in lines:
@@ -310,7 +313,7 @@ def _qp(data: bytes) -> bytes:
         out.append(line[:-1] if line[-1:] == b"=" else line + b"\r\n")
     last = last.rstrip(b" \t\r")
     out.append(last[:-1] if last[-1:] == b"=" else last)
-    return binascii.a2b_qp(_QP_BAD_EQ.sub(b"=3D", b"".join(out)))
+    return binascii.a2b_qp(b"".join(out))
 
 
 def decode_transfer(data: bytes, cte: str | None) -> bytes:
@@ -324,14 +327,21 @@ def decode_transfer(data: bytes, cte: str | None) -> bytes:
 
 
 class TransferDecoder:
-    """Streaming :func:`decode_transfer`: ``feed()`` chunks, then ``finish()``."""
+    """Streaming :func:`decode_transfer`: ``feed()`` chunks, then ``finish()``.
 
-    __slots__ = ("_buf", "_done", "_kind")
+    Quoted-printable holds an unfinished line as a list of pieces, searched for a line
+    end only in each new piece and joined once: a long line arriving in small pieces
+    costs time in proportion to its length, not to its square.
+    """
+
+    __slots__ = ("_buf", "_done", "_held", "_kind", "_pieces")
 
     def __init__(self, cte: str | None) -> None:
         self._kind = (cte or "").strip().lower()
         self._buf = b""
         self._done = False
+        self._pieces: list[bytes] = []
+        self._held = 0
 
     def feed(self, data: bytes) -> bytes:
         if self._kind == "base64":
@@ -346,24 +356,39 @@ class TransferDecoder:
             self._buf = clean[cut:]
             return binascii.a2b_base64(clean[:cut]) if cut else b""
         if self._kind == "quoted-printable":
-            buf = self._buf + data
-            cut = buf.rfind(b"\n") + 1
-            if not cut and len(buf) > 65536:
-                # an overlong line: cut before its trailing blanks and any "=", which
-                # mean something only once the line's end is known (RFC 2045 §6.7)
-                cut = len(buf.rstrip(b" \t\r"))
-                eq = buf.find(b"=", max(cut - 2, 0), cut)
-                cut = (eq if eq >= 0 else cut) or len(buf)  # all blanks: bounded anyway
-            self._buf = buf[cut:]
-            return _qp(buf[:cut]) if cut else b""
+            return self._feed_qp(bytes(data))
         return bytes(data)
+
+    def _feed_qp(self, data: bytes) -> bytes:
+        out = b""
+        end = data.rfind(b"\n") + 1
+        if end:
+            self._pieces.append(data[:end])
+            out = _qp(b"".join(self._pieces))
+            data = data[end:]
+            self._pieces, self._held = [], 0
+        if data:
+            self._pieces.append(data)
+            self._held += len(data)
+        if self._held > 65536:
+            # an overlong line: cut before its trailing blanks and any "=", which
+            # mean something only once the line's end is known (RFC 2045 §6.7)
+            buf = b"".join(self._pieces)
+            cut = len(buf.rstrip(b" \t\r"))
+            eq = buf.find(b"=", max(cut - 2, 0), cut)
+            cut = (eq if eq >= 0 else cut) or len(buf)  # all blanks: bounded anyway
+            self._pieces = [buf[cut:]] if cut < len(buf) else []
+            self._held = len(buf) - cut
+            out += _qp(buf[:cut])
+        return out
 
     def finish(self) -> bytes:
         buf, self._buf = self._buf, b""
         if self._kind == "base64":
             return _b64(buf)
         if self._kind == "quoted-printable":
-            return _qp(buf)
+            rest, self._pieces, self._held = b"".join(self._pieces), [], 0
+            return _qp(rest)
         return b""
 
 

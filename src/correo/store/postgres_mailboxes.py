@@ -13,7 +13,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 
@@ -32,6 +32,39 @@ from correo.store.postgres_commit import PgAfterCommit
 from correo.store.sqlite_mailboxes import merge_flags, normalize_flags
 
 __all__ = ["PgMailboxOps"]
+
+
+#: At most this many UPDATE statements for one flag change, one per resulting flag set;
+#: past it, one statement joins every row to its own set.
+_FLAG_GROUPS: Final = 8
+
+
+async def _write_flags(
+    conn: Conn, mailbox_id: int, modseq: int, rows: Sequence[tuple[int, str]]
+) -> None:
+    """Set each (uid, flags) row's flags and its MODSEQ.
+
+    A STORE leaves most rows with one of a few flag sets (``+FLAGS \\Seen`` on a mailbox
+    gives one or two): an UPDATE per set, matching UIDs from an array, takes the
+    database a third of the time of joining 5,000 rows to their own texts.
+    """
+    groups: dict[str, list[int]] = {}
+    for uid, text in rows:
+        groups.setdefault(text, []).append(uid)
+    if len(groups) > _FLAG_GROUPS:
+        await conn.execute(
+            "UPDATE messages m SET flags = t.flags, modseq = %s"
+            " FROM unnest(%s::bigint[], %s::text[]) AS t(uid, flags)"
+            " WHERE m.mailbox_id = %s AND m.uid = t.uid",
+            (modseq, [r[0] for r in rows], [r[1] for r in rows], mailbox_id),
+        )
+        return
+    for text, group in groups.items():
+        await conn.execute(
+            "UPDATE messages SET flags = %s, modseq = %s"
+            " WHERE mailbox_id = %s AND uid = ANY(%s::bigint[])",
+            (text, modseq, mailbox_id, group),
+        )
 
 
 def _flags(text: str) -> tuple[str, ...]:
@@ -406,6 +439,13 @@ class PgMailboxOps(PgBase):
         given = normalize_flags(flags)
         given_keys = {f.lower() for f in given}
         wanted = sorted(set(uids))
+        # a run of UIDs (1:*, the common case) as a range: the 5,000-element array took
+        # the database three times as long to match
+        args: tuple[object, ...]
+        if wanted and wanted[-1] - wanted[0] + 1 == len(wanted):
+            where, args = "uid BETWEEN %s AND %s", (wanted[0], wanted[-1])
+        else:
+            where, args = "uid = ANY(%s::bigint[])", (wanted,)
 
         async def op(
             conn: Conn,
@@ -416,8 +456,8 @@ class PgMailboxOps(PgBase):
             for uid, size, date, text, modseq, zone in await self._all(
                 conn,
                 "SELECT uid, size, internal_date, flags, modseq, zone FROM messages"
-                " WHERE mailbox_id = %s AND uid = ANY(%s::bigint[]) ORDER BY uid",
-                (mailbox_id, wanted),
+                f" WHERE mailbox_id = %s AND {where} ORDER BY uid",
+                (mailbox_id, *args),
             ):
                 if unchanged_since is not None and modseq > unchanged_since:
                     failed.append(int(uid))  # RFC 7162 §3.1.3
@@ -429,12 +469,7 @@ class PgMailboxOps(PgBase):
             if not changed:
                 return ([], failed), []
             modseq = await self._new_modseq(conn, mailbox_id)
-            await conn.execute(
-                "UPDATE messages m SET flags = t.flags, modseq = %s"
-                " FROM unnest(%s::bigint[], %s::text[]) AS t(uid, flags)"
-                " WHERE m.mailbox_id = %s AND m.uid = t.uid",
-                (modseq, [c[0] for c in changed], [" ".join(c[3]) for c in changed], mailbox_id),
-            )
+            await _write_flags(conn, mailbox_id, modseq, [(c[0], " ".join(c[3])) for c in changed])
             infos = [
                 MessageInfo(uid, size, date, new, modseq, zone)
                 for uid, size, date, new, zone in changed

@@ -196,12 +196,31 @@ def _text(message: Message, name: str) -> str | None:
     return None if value is None else " ".join(str(value).split())
 
 
-def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
+def _stored(message: Message, name: str) -> list[str]:
+    """Every value of field ``name`` as stored: ``get()`` makes raw UTF-8 (RFC 6532)
+    into U+FFFD or a Header object whose text is mojibake."""
+    lowered = name.lower()
+    return [str(v) for k, v in message.raw_items() if k.lower() == lowered]
+
+
+def _unescaped(text: str) -> str:
+    """8-bit octets the parser kept as surrogates, read as UTF-8 (RFC 6532 §3.2)."""
+    if text.isascii():
+        return text
+    raw = text.encode("utf-8", "surrogateescape")
     try:
-        values = message.get_all(name)
-        if not values:
-            return None
-        texts = [str(v) for v in values]
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
+    """RFC 8621 §4.1.2.3 EmailAddress objects. The list is parsed first and each name
+    decoded after (RFC 2047 §5: a decoded word may hold "," or "<"), raw UTF-8 as UTF-8."""
+    texts = _stored(message, name)
+    if not texts:
+        return None
+    try:
         pairs = getaddresses(texts)
     except (ValueError, TypeError, IndexError):
         return None
@@ -212,7 +231,12 @@ def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
             for a in parse_address_list(text)  # correo's own reader: linear, no recursion
             if a.mailbox is not None and a.host is not None
         ]
-    return [{"name": n or None, "email": a} for n, a in pairs if a or n]
+    out = []
+    for n, a in pairs:
+        if a or n:
+            label = " ".join(decode_header(n).split()) if n else ""  # linear decoder
+            out.append({"name": label or None, "email": _unescaped(a)})
+    return out
 
 
 def _ids(message: Message, name: str) -> list[str] | None:
@@ -561,8 +585,7 @@ def _structure(message: Message, blob: str) -> dict[str, Any]:
 
 def _decoded_header(message: Message, name: str) -> str | None:
     # the stored value, not get()'s: for raw UTF-8 (RFC 6532) get() gives U+FFFD
-    lowered = name.lower()
-    raw = next((str(v) for k, v in message.raw_items() if k.lower() == lowered), None)
+    raw = next(iter(_stored(message, name)), None)
     if raw is None:
         return None
     # correo's decoder is linear: the stdlib's took 65 s for 100,000 encoded words

@@ -29,6 +29,7 @@ from correo.jmap.mail import (
     valid_keyword,
 )
 from correo.jmap.search import MAX_TERMS, TEXT_CONDITIONS, Searchable, text_matches
+from correo.message.encoded import decode_header
 from correo.store.api import (
     DeliveryTarget,
     Envelope,
@@ -292,8 +293,10 @@ def _matches(
         if key in ("notKeyword", "noneInThreadHaveKeyword") and want.lower() in keywords:
             return False
         if key in _HEADER_CONDITIONS:
-            values = heads.get_all(_HEADER_CONDITIONS[key]) if heads is not None else None
-            text = " ".join(str(v) for v in values or ()).lower()
+            field = _HEADER_CONDITIONS[key].lower()  # stored values: get_all() garbles UTF-8
+            items = heads.raw_items() if heads is not None else ()
+            values = [str(v) for k, v in items if k.lower() == field]
+            text = " ".join(decode_header(v) for v in values).lower()  # RFC 2047, RFC 6532
             if str(want).lower() not in text:
                 return False
         if key in TEXT_CONDITIONS and want.split():  # not a candidate: none of the words

@@ -20,11 +20,13 @@ import json
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
 from aiohttp import web
 
+from correo.message.mime import parse_address_list
+from correo.message.structure import parse_structure
 from correo.server.devmode import ENVELOPE_FIELD, DevMode, read_message_bytes
 from correo.store.api import INBOX, MailStore, MessageInfo, StoreError
 from correo.web.app import CTX
@@ -37,7 +39,10 @@ _HEAD_BYTES = 64 * 1024  # what a summary reads of each message: its header sect
 _MAX_LIMIT = 500
 _DEFAULT_LIMIT = 50
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
-_PARSE_ERRORS = (LookupError, ValueError, TypeError, AssertionError)
+# RecursionError too: the stdlib's readers recurse per nested comment, group or part
+# (a To: of 5,000 "(" or a message 1,000 parts deep), here in a worker thread
+_PARSE_ERRORS = (LookupError, ValueError, TypeError, AssertionError, RecursionError)
+_MAX_NESTING = 16  # parts within parts beyond what mail uses: read as header and one body
 
 
 def add_routes(app: web.Application) -> None:
@@ -53,6 +58,10 @@ def _addresses(message: EmailMessage, name: str) -> list[str]:
     try:
         header = message.get(name)
         return [] if header is None else [str(a.addr_spec) for a in header.addresses]
+    except RecursionError:  # nested a thousand deep: correo's own reader, linear
+        values = [str(v) for k, v in message.raw_items() if k.lower() == name.lower()]
+        found = (a for v in values for a in parse_address_list(v))
+        return [f"{a.mailbox}@{a.host}" for a in found if a.mailbox and a.host]
     except (*_PARSE_ERRORS, AttributeError, IndexError):  # beyond the parser's reading
         return []
 
@@ -92,10 +101,12 @@ def message_summary(head: bytes, info: MessageInfo) -> dict[str, Any]:
 def message_detail(raw: bytes, info: MessageInfo) -> dict[str, Any]:
     """One message in full: the summary, every header field, bodies and attachments."""
     detail = message_summary(raw[:_HEAD_BYTES], info)
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
+    message = _parse(raw)
     # RFC 5322 §2.2.3: unfolded, as a reader sees the value
-    detail["headers"] = [[name, _UNFOLD.sub("", str(value))] for name, value in message.raw_items()]
+    detail["headers"] = [
+        [_unescaped(name), _unescaped(_UNFOLD.sub("", str(value)))]
+        for name, value in message.raw_items()
+    ]
     detail["text"] = _body(message, "plain")
     detail["html"] = _body(message, "html")
     attachments = []
@@ -113,6 +124,50 @@ def message_detail(raw: bytes, info: MessageInfo) -> dict[str, Any]:
         pass  # a part the parser cannot walk: the raw message still has it
     detail["attachments"] = attachments
     return detail
+
+
+def _unescaped(text: str) -> str:
+    """A raw field as text: 8-bit octets, which the parser keeps as surrogates (and JSON
+    cannot encode: the answer was a 500), read as UTF-8 (RFC 6532), else Latin-1."""
+    if text.isascii():
+        return text
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep parts nest in ``raw``, by correo's own parser (linear, no recursion); a
+    bare CR, a line end to the stdlib and not to correo, counts as too deep."""
+    if raw.count(b"\r") != raw.count(b"\r\n"):
+        return _MAX_NESTING + 1
+    deepest = 0
+    stack = [(parse_structure(raw), 0)]
+    while stack and deepest <= _MAX_NESTING:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in part.children)
+        if part.message is not None:
+            stack.append((part.message, depth + 1))
+    return deepest
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    """The stdlib's tree, or the header and one opaque body for a message nested deeper
+    than mail goes: the stdlib parser recurses per level (RecursionError at about a
+    thousand) and its cost grows faster than the message."""
+    if _nesting(raw) <= _MAX_NESTING:
+        try:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            return message
+        except RecursionError:  # not expected under the bound; still a clean answer
+            pass
+    head = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+    assert isinstance(head, EmailMessage)
+    return head
 
 
 def _body(message: EmailMessage, kind: str) -> str | None:

@@ -11,9 +11,10 @@ import asyncio.sslproto
 import contextvars
 import ssl
 import time
+import typing
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from correo.log import Logger
 from correo.server.crossproto import HttpGuard
@@ -29,10 +30,12 @@ __all__ = [
     "ReadGate",
     "TurnGate",
     "capped",
+    "gated",
     "pace_reads",
     "remaining",
     "serve_plain",
     "serve_tls",
+    "wake_in_turn",
 ]
 
 _READ_SIZE = 65536
@@ -127,7 +130,7 @@ class ReadGate:
         self.per_turn = per_turn
         self._loop: asyncio.AbstractEventLoop | None = None
         self._used = 0  # reads taken in since the last turn began
-        self._held: deque[_Paced] = deque()
+        self._held: deque[_Held] = deque()
         self._armed = False
 
     def admit(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -142,7 +145,7 @@ class ReadGate:
             loop.call_soon(self._turn, loop, context=QUIET)
         return True
 
-    def hold(self, conn: _Paced) -> None:
+    def hold(self, conn: _Held) -> None:
         self._held.append(conn)
         if not self._armed and self._loop is not None:
             self._armed = True
@@ -160,7 +163,37 @@ class ReadGate:
             loop.call_soon(self._turn, loop, context=QUIET)
 
 
+class _Held(typing.Protocol):
+    """What waits in the gate: a connection's held read, or a wake-up (``wake_in_turn``)."""
+
+    def release(self) -> bool:
+        """In its turn: go on; False if it went meanwhile (it takes no share then)."""
+
+
 _READING: Final = ReadGate(READS_PER_TURN)
+
+
+class _Wake:
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self._future = future
+
+    def release(self) -> bool:
+        if self._future.done():  # cancelled meanwhile (a timeout)
+            return False
+        self._future.set_result(None)
+        return True
+
+
+def wake_in_turn(future: asyncio.Future[None]) -> None:
+    """Complete ``future`` now if the read gate lets one more read through this turn, else
+    in its turn, in order: for reads made by a task woken on readiness (a PROXY header,
+    server/proxy.py) rather than by a protocol."""
+    if _READING.admit(future.get_loop()):
+        future.set_result(None)
+    else:
+        _READING.hold(_Wake(future))
 
 
 #: Bytes held for one connection while it waits its turn; past this its socket stops
@@ -168,18 +201,49 @@ _READING: Final = ReadGate(READS_PER_TURN)
 HOLD_MAX: Final = 1 << 16
 
 
-class _Paced:
-    """What a connection behind the gate holds: bytes read and not handed on, the end."""
+#: The protocol behind the gate: the loop's TLS layer, or a connection's stream protocol.
+_Inner = TypeVar("_Inner", bound=asyncio.Protocol | asyncio.BufferedProtocol)
 
-    __slots__ = ("_data", "_eof", "_loop", "_paused", "_queued", "_transport")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+class _Paced(Generic[_Inner]):
+    """A connection's protocol (``_inner``) behind the gate: what it holds, read and not
+    handed on, and the end; what the gate does not concern goes to ``_inner`` as it is."""
+
+    __slots__ = ("_data", "_eof", "_inner", "_loop", "_paused", "_queued", "_transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, inner: _Inner) -> None:
         self._loop = loop
+        self._inner = inner
         self._transport: asyncio.Transport | None = None
         self._data = b""  # read, not yet handed on
         self._eof = False  # the end of the stream, not yet handed on
         self._queued = False  # waiting in the gate
         self._paused = False  # its socket's reading stopped by us (HOLD_MAX)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._drop()
+        self._inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        if self._admit():
+            return self._inner.eof_received()
+        self._eof = True
+        self._hold(b"")
+        return True  # kept open until its turn: then the protocol decides
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def _drop(self) -> None:
+        self._transport = None  # what is held is dropped (release sees None)
+        self._data = b""
 
     def _admit(self) -> bool:
         """Whether what just arrived may be handed on now (nothing of ours held first)."""
@@ -193,15 +257,6 @@ class _Paced:
         if len(self._data) > HOLD_MAX and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
-
-    def _hold_eof(self) -> bool:
-        self._eof = True
-        self._hold(b"")
-        return True  # kept open until its turn: then the protocol decides
-
-    def _lost(self) -> None:
-        self._transport = None  # what is held is dropped (release sees None)
-        self._data = b""
 
     def release(self) -> bool:
         """In its turn: hand on what was held; False if the connection went meanwhile."""
@@ -220,47 +275,30 @@ class _Paced:
         return transport, data, eof
 
 
-class PacedTls(_Paced, asyncio.BufferedProtocol):
+class PacedTls(_Paced[Any], asyncio.BufferedProtocol):
     """The loop's own TLS protocol (uvloop's or asyncio's) behind the read gate.
 
     Every read and the end of the stream pass ``ReadGate``; a read held is copied out of
     the TLS layer's read buffer (the next read overwrites it) and copied back in its
     turn. What the connection does in its turn is what the TLS layer would have done.
+    ``_inner`` is uvloop.loop.SSLProtocol or asyncio.sslproto.SSLProtocol.
     """
 
-    __slots__ = ("_tls",)
+    __slots__ = ("handshake",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tls: Any) -> None:
-        super().__init__(loop)
-        self._tls = tls  # uvloop.loop.SSLProtocol or asyncio.sslproto.SSLProtocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
-        self._tls.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost()
-        self._tls.connection_lost(exc)
+        super().__init__(loop, tls)
+        #: Done when the handshake is, failed if it failed (set by ``gated``).
+        self.handshake: asyncio.Future[None] | None = None
 
     def get_buffer(self, sizehint: int) -> Any:
-        return self._tls.get_buffer(sizehint)
+        return self._inner.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._admit():
-            self._tls.buffer_updated(nbytes)
+            self._inner.buffer_updated(nbytes)
         else:  # the TLS layer's buffer holds them (get_buffer returns it again)
-            self._hold(bytes(self._tls.get_buffer(nbytes)[:nbytes]))
-
-    def eof_received(self) -> bool | None:
-        if self._admit():
-            return self._tls.eof_received()  # type: ignore[no-any-return]
-        return self._hold_eof()
-
-    def pause_writing(self) -> None:
-        self._tls.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._tls.resume_writing()
+            self._hold(bytes(self._inner.get_buffer(nbytes)[:nbytes]))
 
     def handshake_done(self, waiter: asyncio.Future[None]) -> None:
         """A failed handshake drops the connection (as the loop's TLS servers do)."""
@@ -275,53 +313,30 @@ class PacedTls(_Paced, asyncio.BufferedProtocol):
         transport, data, eof = taken
         view = memoryview(data)
         while view and self._transport is not None:
-            buffer = self._tls.get_buffer(len(view))
+            buffer = self._inner.get_buffer(len(view))
             n = min(len(buffer), len(view))
             buffer[:n] = view[:n]
             view = view[n:]
-            self._tls.buffer_updated(n)
-        if eof and self._transport is not None and not self._tls.eof_received():
+            self._inner.buffer_updated(n)
+        if eof and self._transport is not None and not self._inner.eof_received():
             transport.close()
         return True
 
 
-class PacedStream(_Paced, asyncio.Protocol):
+class PacedStream(_Paced[asyncio.Protocol], asyncio.Protocol):
     """A plaintext connection's stream protocol behind the read gate, as ``PacedTls``.
 
     Ten thousand plaintext clients leaving in one poll cost less (no TLS), but each
     end still wakes its session: about 110-130 ms of CPU in one turn at 10,000.
     """
 
-    __slots__ = ("_app",)
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.Protocol) -> None:
-        super().__init__(loop)
-        self._app = app
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment] # uvloop's: no subclass
-        self._app.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost()
-        self._app.connection_lost(exc)
+    __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
         if self._admit():
-            self._app.data_received(data)
+            self._inner.data_received(data)
         else:
             self._hold(data)
-
-    def eof_received(self) -> bool | None:
-        if self._admit():
-            return self._app.eof_received()
-        return self._hold_eof()
-
-    def pause_writing(self) -> None:
-        self._app.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._app.resume_writing()
 
     def release(self) -> bool:
         """In its turn: hand on what was held; False if the connection went meanwhile."""
@@ -329,7 +344,7 @@ class PacedStream(_Paced, asyncio.Protocol):
         if transport is not None and transport.get_protocol() is not self:
             # STARTTLS began meanwhile: plaintext sent after the command must not reach
             # the session as if it came through TLS (RFC 3207 §6, RFC 2595 §3.1)
-            self._lost()
+            self._drop()
             self._queued = False
             transport.abort()
             return True
@@ -338,10 +353,32 @@ class PacedStream(_Paced, asyncio.Protocol):
             return False
         transport, data, eof = taken
         if data:
-            self._app.data_received(data)
-        if eof and self._transport is not None and not self._app.eof_received():
+            self._inner.data_received(data)
+        if eof and self._transport is not None and not self._inner.eof_received():
             transport.close()
         return True
+
+
+def gated(
+    loop: asyncio.AbstractEventLoop,
+    app: asyncio.Protocol,
+    *,
+    tls: ssl.SSLContext | None = None,
+    handshake_timeout: float = 30.0,
+) -> PacedStream | PacedTls:
+    """The protocol of one accepted connection whose reads pass the gate: ``app`` behind
+    it, and with ``tls`` behind the loop's own TLS layer too (server side), as the loop
+    would make it for ``create_server(..., ssl=tls)``. A failed handshake aborts."""
+    if tls is None:
+        return PacedStream(loop, app)
+    waiter = loop.create_future()
+    layer = _tls_layer(loop)(
+        loop, app, tls, waiter, server_side=True, ssl_handshake_timeout=handshake_timeout
+    )
+    paced = PacedTls(loop, layer)
+    paced.handshake = waiter
+    waiter.add_done_callback(paced.handshake_done)
+    return paced
 
 
 async def serve_plain(
@@ -354,9 +391,9 @@ async def serve_plain(
     """``asyncio.start_server`` whose connections read through the gate."""
     loop = asyncio.get_running_loop()
 
-    def protocol() -> PacedStream:
+    def protocol() -> PacedStream | PacedTls:
         app = asyncio.StreamReaderProtocol(asyncio.StreamReader(limit, loop), handle, loop)
-        return PacedStream(loop, app)
+        return gated(loop, app)
 
     return await loop.create_server(protocol, host, port, reuse_address=True)
 
@@ -396,17 +433,10 @@ async def serve_tls(
 ) -> asyncio.Server:
     """``asyncio.start_server(..., ssl=context)`` whose connections read through the gate."""
     loop = asyncio.get_running_loop()
-    layer = _tls_layer(loop)
 
-    def protocol() -> PacedTls:
+    def protocol() -> PacedStream | PacedTls:
         app = asyncio.StreamReaderProtocol(asyncio.StreamReader(limit, loop), handle, loop)
-        waiter = loop.create_future()
-        tls = layer(
-            loop, app, context, waiter, server_side=True, ssl_handshake_timeout=handshake_timeout
-        )
-        paced = PacedTls(loop, tls)
-        waiter.add_done_callback(paced.handshake_done)
-        return paced
+        return gated(loop, app, tls=context, handshake_timeout=handshake_timeout)
 
     return await loop.create_server(protocol, host, port, reuse_address=True)
 

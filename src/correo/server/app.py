@@ -614,11 +614,11 @@ class MailServer:
         return None if problem is None else StartupError(problem)
 
 
-def _streams(handle: Handler) -> Callable[[tuple[str, int] | None], asyncio.BaseProtocol]:
+def _streams(handle: Handler) -> Callable[[tuple[str, int] | None], asyncio.Protocol]:
     """For a listener behind a load balancer: the stream protocol of a connection whose
     client the balancer named (``source``), as ``asyncio.start_server`` would make it."""
 
-    def protocol(source: tuple[str, int] | None) -> asyncio.BaseProtocol:
+    def protocol(source: tuple[str, int] | None) -> asyncio.Protocol:
         return asyncio.StreamReaderProtocol(
             asyncio.StreamReader(limit=_STREAM_LIMIT),
             lambda reader, writer: handle(reader, writer, source),

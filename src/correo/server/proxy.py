@@ -16,6 +16,12 @@ the client's first command, or its TLS ClientHello, is still in the socket when 
 transport (and on an implicit-TLS listener the handshake) starts with
 ``loop.connect_accepted_socket``.  That works the same on asyncio's loop and uvloop,
 whose transports start reading before a protocol could pause them.
+
+Reads pass the read gate of every listener (server/connection.py), a bounded share per
+turn of the loop: a header's arrival wakes its reader in its turn
+(``wake_in_turn``), and the connection is made with the gated protocol the listeners
+without a balancer use (``gated``, TLS included), so thousands of balanced connections
+whose headers, or ends, arrive in one poll are taken in over many turns.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ from typing import Any
 
 from correo.log import Logger
 from correo.proxyproto import HeaderReader, ProxyHeader, ProxyProtocolError
+from correo.server.connection import PacedTls, gated, wake_in_turn
 
 __all__ = ["PeerTransport", "ProxyPolicy", "read_header"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The protocol of one connection, given the client a balancer named (None: the
 #: connection's own peer stands).
-Factory = Callable[[tuple[str, int] | None], asyncio.BaseProtocol]
+Factory = Callable[[tuple[str, int] | None], asyncio.Protocol]
 
 _BACKLOG = 100  # as asyncio's create_server
 #: accept() errors that mean "out of descriptors or memory for now": wait, go on
@@ -175,21 +182,32 @@ class _Opener:
                     return
             source = header.source if header is not None else None
             loop = asyncio.get_running_loop()
-            await loop.connect_accepted_socket(
-                lambda: self.factory(source),
-                sock,
-                ssl=self.tls,
-                ssl_handshake_timeout=self.handshake_timeout if self.tls else None,
+            protocol = gated(
+                loop, self.factory(source), tls=self.tls, handshake_timeout=self.handshake_timeout
             )
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError as exc:
-            # a TLS handshake that fails, a peer that resets: dropped as a listener does
-            self.policy.log.debug(
-                "server.handshake_failed", service=self.service, peer=where, error=str(exc)
-            )
+            self._failed(where, exc)
             sock.close()
+            return
         except asyncio.CancelledError:
             sock.close()
             raise
+        if not isinstance(protocol, PacedTls) or protocol.handshake is None:
+            return
+        try:
+            await protocol.handshake  # a failed one has aborted the connection (gated)
+        except OSError as exc:
+            self._failed(where, exc)
+        except asyncio.CancelledError:
+            transport.abort()  # closing the policy: a handshake still under way
+            raise
+
+    def _failed(self, where: str, exc: OSError) -> None:
+        """A TLS handshake that fails, a peer that resets: dropped as a listener does."""
+        self.policy.log.debug(
+            "server.handshake_failed", service=self.service, peer=where, error=str(exc)
+        )
 
     def _refuse(self, sock: socket.socket, where: str, why: str) -> None:
         self.policy.log.warning("proxy.refused", service=self.service, peer=where, error=why)
@@ -231,8 +249,9 @@ async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     waiter: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:
+        loop.remove_reader(fd)  # readable until read: once is enough
         if not waiter.done():
-            waiter.set_result(None)
+            wake_in_turn(waiter)  # a share of the balancers' headers per turn
 
     loop.add_reader(fd, wake)
     try:

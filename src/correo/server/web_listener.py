@@ -12,7 +12,14 @@ adds what a mail server's listeners all do:
   within ``command_timeout`` (30 s at most); a partial head past it gets ``408``,
   an idle connection is closed quietly, so a slow client cannot hold a slot;
 * request line and header sizes, keep-alive and lingering bounded by aiohttp's own
-  parameters (``max_line_size``, ``max_field_size``, ``max_headers``).
+  parameters (``max_line_size``, ``max_field_size``, ``max_headers``);
+* reads through the mail listeners' gate (:func:`correo.server.connection.gated`): a
+  bounded share of reads per turn of the loop, so thousands of clients whose requests
+  or ends arrive in one poll (push streams dropped by a network blip) are taken in over
+  many turns.  aiohttp's request handler is a plain ``asyncio.Protocol`` that never
+  replaces itself on its transport (WebSockets included), so it is wrapped, not forked:
+  the gate, and over TLS the loop's own TLS layer, sit between the socket and
+  ``_Guarded``, as they sit before a mail session's stream protocol.
 
 Each request's own deadline (body, handler and response together) is kept by the
 application's guard middleware (:func:`correo.web.app.build_app`).
@@ -31,6 +38,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from correo.log import Logger
+from correo.server.connection import gated
 from correo.server.proxy import PeerTransport, ProxyPolicy
 
 __all__ = ["MAX_FIELD", "MAX_HEADERS", "MAX_LINE", "Connections", "WebListener"]
@@ -266,8 +274,8 @@ class WebListener:
 
         if self.proxy is not None:  # behind a load balancer: the PROXY header, then TLS
 
-            def guarded(peer: tuple[str, int] | None) -> asyncio.BaseProtocol:
-                return _Guarded(self, factory(), peer)
+            def guarded(peer: tuple[str, int] | None) -> asyncio.Protocol:
+                return _Guarded(self, factory(), peer)  # the policy puts it behind the gate
 
             return await self.proxy.listen(
                 host,
@@ -278,19 +286,15 @@ class WebListener:
                 handshake_timeout=self.head_timeout,
             )
 
-        def protocol() -> asyncio.Protocol:
-            return _Guarded(self, factory())
-
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            protocol,
-            host,
-            port,
-            ssl=self.tls,
+
+        def protocol() -> asyncio.BaseProtocol:
+            guarded = _Guarded(self, factory())
             # a client that never completes the handshake is dropped in time
-            ssl_handshake_timeout=self.head_timeout if self.tls else None,
-            reuse_address=True,
-            family=socket.AF_UNSPEC,
+            return gated(loop, guarded, tls=self.tls, handshake_timeout=self.head_timeout)
+
+        server = await loop.create_server(
+            protocol, host, port, reuse_address=True, family=socket.AF_UNSPEC
         )
         self._servers.append(server)
         bound: list[tuple[str, int]] = []

@@ -29,6 +29,17 @@ class ExistsMemo:
         kept = self._seen.get(marks[0])
         return kept[1] if kept is not None and kept[0] == marks else None
 
+    def added(self, box: int, uid: int) -> None:
+        """A commit put one message at ``uid`` into mailbox row ``box``, moving UIDNEXT
+        to ``uid + 1`` and HIGHESTMODSEQ up by one: a count kept under UIDNEXT ``uid``
+        is one more under the marks that follow.  Had anything else moved HIGHESTMODSEQ
+        since that count, the marks made here are never read: a miss, never a wrong count.
+        """
+        kept = self._seen.get(box)
+        if kept is not None and kept[0][2] == uid:
+            marks, count = kept[0], kept[1]
+            self.put((box, marks[1], uid + 1, marks[3] + 1), count + 1)
+
     def put(self, marks: Marks, count: int) -> None:
         seen = self._seen
         seen.pop(marks[0], None)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from correo.store.api import StoreError
 from correo.store.bodycache import MAX_BODY
+from correo.store.exists import exists_memo
 from correo.store.postgres_base import PgBase
 from correo.store.postgres_commit import PgAfterCommit
 
@@ -47,9 +48,14 @@ class PgBodyOps(PgBase):
     ) -> PgAfterCommit:
         """After a delivery's commit: its small body into the cache, under each target's
         (mailbox id, UIDVALIDITY, UID), when the node knows that mailbox id's UIDVALIDITY
-        (a session has it open); the id comes from the commit itself."""
+        (a session has it open); the id comes from the commit itself.  Each mailbox's
+        remembered message count moves on too (``exists.py``), so the EXISTS that
+        follows an APPEND (the APPENDUID's state) costs no ``count(*)``."""
 
         def keep() -> None:
+            memo = exists_memo(self)
+            for box_id, _name, uid in placed:  # in UID order per mailbox, as allocated
+                memo.added(box_id, uid)
             if self._disk_bodies is None or data is None:
                 return
             for box_id, (account, mailbox), uid in placed:

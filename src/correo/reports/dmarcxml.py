@@ -8,9 +8,9 @@ element budget, and every kept string cut to a bounded length.  Pure: bytes in, 
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
@@ -35,6 +35,30 @@ MAX_DEPTH = 16
 MAX_ELEMENTS = 500_000
 MAX_RECORDS = 10_000
 MAX_TEXT = 255
+#: Attributes one tag may carry (the schema uses none but namespace declarations): expat
+#: hands a tag's attributes over in one call that holds the GIL, and 1.5 million of them
+#: in one 16 MB tag held it for five seconds, stalling the server's event loop.
+MAX_ATTRIBUTES = 256
+#: A tag name longer than this is refused: expat and the parser hold the GIL over a whole
+#: name (a 16 MB one: a second).
+MAX_NAME = 1024
+#: What the tree keeps while it is read: the report reads five levels (feedback, record,
+#: auth_results, dkim, domain), at most 20 dkim and 20 spf results of a record.
+_READ_LEVELS = 5
+_MAX_CHILDREN = 48
+_MAX_ALIVE = 20_000
+_HEAD = frozenset({"report_metadata", "policy_published"})  # the first of each always kept
+#: What the parser is fed at a time. Expat 2.5 (before its reparse deferral) scans an
+#: unfinished token again from its start at every feed: a 16 MB attribute value or
+#: comment fed 16 KiB at a time (as iterparse reads) cost five seconds of CPU; it is no
+#: more so that the elements parsed ahead of their events stay few.
+_MAX_QUIET = 1024 * 1024
+_FEED = 256 * 1024
+_HOSTILE_TAG = re.compile(  # linear: names stop at "=", quoted values at "<"
+    rb"</?[^\s<>/!?=][^\s<>/=]{%d}"  # a tag name longer than any the schema has
+    rb"|<[^\s<>/!?]+(?:\s+[^\s=<>]+\s*=\s*(?:\"[^\"<]*\"|'[^'<]*')){%d}"
+    % (MAX_NAME, MAX_ATTRIBUTES + 1)
+)
 
 
 class ReportError(ValueError):
@@ -188,26 +212,88 @@ def _int(text: str | None) -> int:
     return value if 0 <= value < 2**63 else 0
 
 
-def _tree(data: bytes) -> Element:
-    """Parse with the budget: no DTD or entities, bounded depth and element count."""
-    depth = 0
+class _Pieces:
+    """``data`` read in _FEED pieces whatever size iterparse asks for, and refused once
+    _MAX_QUIET octets went by without an event: a token that long (a comment, an
+    attribute value, a text) is scanned again from its start at every feed."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._at = 0
+        self.quiet = 0  # octets read since the last event
+
+    def read(self, _size: int = -1) -> bytes:
+        if self.quiet > _MAX_QUIET:
+            raise ReportError(f"XML token or text longer than {_MAX_QUIET} bytes")
+        piece = bytes(self._data[self._at : self._at + _FEED])
+        self._at += len(piece)
+        self.quiet += len(piece)
+        return piece
+
+
+def _check_tags(data: bytes) -> None:
+    """Refuse a tag the parser would take in one long GIL-holding step, searched a
+    _FEED window at a time (so the search itself never holds it long either)."""
+    for at in range(0, len(data), _FEED):
+        end = min(len(data), at + _FEED + 64 * 1024)  # a tag begun in this window
+        found = _HOSTILE_TAG.search(data, at, end)
+        if found is not None and found.start() < at + _FEED:
+            raise ReportError(
+                f"XML tag with more than {MAX_ATTRIBUTES} attributes or a name longer"
+                f" than {MAX_NAME}"
+            )
+
+
+def _tree(data: bytes, on_record: Callable[[Element], None]) -> Element:
+    """Parse with the budget: no DTD or entities, bounded depth, element count, tag
+    names and attributes per tag. Each ``<record>`` is handed to ``on_record`` as it
+    ends and then dropped, and so is any element the report cannot use (past
+    _MAX_CHILDREN of its parent, below _READ_LEVELS, past _MAX_ALIVE kept): half a
+    million elements alive made each full garbage collection hold the GIL for 250 ms."""
+    _check_tags(data)
+    pieces = _Pieces(data)
     elements = 0
+    alive = 0
+    stack: list[tuple[Element, list[Element], list[int]]] = []  # kept children, size
     root: Element | None = None
     try:
         for event, elem in iterparse(
-            io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True
+            pieces, events=("start", "end"), forbid_dtd=True, forbid_entities=True
         ):
+            pieces.quiet = 0
             if event == "start":
-                depth += 1
                 elements += 1
+                alive += 1
                 if root is None:
                     root = elem
-                if depth > MAX_DEPTH:
+                stack.append((elem, [], [1]))
+                if len(stack) > MAX_DEPTH:
                     raise ReportError(f"XML nested deeper than {MAX_DEPTH}")
                 if elements > MAX_ELEMENTS:
                     raise ReportError(f"XML has more than {MAX_ELEMENTS} elements")
+                continue
+            _, kept, size = stack.pop()
+            elem[:] = kept  # its children the report can use, all others let go
+            if not stack:
+                continue  # the root
+            parent, siblings, parent_size = stack[-1]
+            name = _local(elem.tag) if len(stack) == 1 else ""
+            record = name == "record"
+            if record:
+                on_record(elem)
+            head = name in _HEAD and name not in {_local(e.tag) for e in siblings}
+            if head or (
+                not record
+                and len(stack) < _READ_LEVELS
+                and len(siblings) < _MAX_CHILDREN
+                and alive <= _MAX_ALIVE
+            ):
+                siblings.append(elem)
+                parent_size[0] += size[0]
             else:
-                depth -= 1
+                alive -= size[0]
+            if len(parent) > 2 * _MAX_CHILDREN:
+                del parent[:]  # the kept ones come back when the parent ends
     except ReportError:
         raise
     # LookupError: an unknown encoding in the XML declaration
@@ -239,11 +325,42 @@ def _all(elem: Element | None, name: str) -> list[Element]:
     return [] if elem is None else [c for c in elem if _local(c.tag) == name]
 
 
+def _record(rec: Element) -> dict[str, Any]:
+    row = _find(rec, "row")
+    auth = _find(rec, "auth_results")
+    return {
+        "source_ip": _get(row, "source_ip"),
+        "count": _int(_get(row, "count")),
+        "disposition": _get(row, "policy_evaluated", "disposition"),
+        "dkim": _get(row, "policy_evaluated", "dkim"),
+        "spf": _get(row, "policy_evaluated", "spf"),
+        "header_from": _get(rec, "identifiers", "header_from"),
+        "envelope_from": _get(rec, "identifiers", "envelope_from"),
+        "envelope_to": _get(rec, "identifiers", "envelope_to"),
+        "dkim_results": [
+            {k: _get(d, k) for k in ("domain", "selector", "result")}
+            for d in _all(auth, "dkim")[:20]
+        ],
+        "spf_results": [
+            {k: _get(s, k) for k in ("domain", "scope", "result")} for s in _all(auth, "spf")[:20]
+        ],
+    }
+
+
 def parse_report(data: bytes) -> dict[str, Any]:
     """A received aggregate report (XML bytes) as a bounded dictionary; ReportError if
     it is not one.  Keys: org_name, email, report_id, begin, end, policy, records,
     and ``truncated`` when there were more than :data:`MAX_RECORDS` records."""
-    root = _tree(data)
+    records: list[dict[str, Any]] = []
+    seen = 0
+
+    def take(rec: Element) -> None:
+        nonlocal seen
+        seen += 1
+        if seen <= MAX_RECORDS:
+            records.append(_record(rec))
+
+    root = _tree(data, take)
     if _local(root.tag) != "feedback":
         raise ReportError(f"root element is <{_local(root.tag)[:40]}>, not <feedback>")
     meta = _find(root, "report_metadata")
@@ -257,31 +374,6 @@ def parse_report(data: bytes) -> dict[str, Any]:
     policy = {name: _get(pub, name) for name in ("domain", "adkim", "aspf", "p", "sp", "pct", "fo")}
     if not policy["domain"]:
         raise ReportError("no <policy_published><domain>")
-    records: list[dict[str, Any]] = []
-    all_records = _all(root, "record")
-    for rec in all_records[:MAX_RECORDS]:
-        row = _find(rec, "row")
-        auth = _find(rec, "auth_results")
-        records.append(
-            {
-                "source_ip": _get(row, "source_ip"),
-                "count": _int(_get(row, "count")),
-                "disposition": _get(row, "policy_evaluated", "disposition"),
-                "dkim": _get(row, "policy_evaluated", "dkim"),
-                "spf": _get(row, "policy_evaluated", "spf"),
-                "header_from": _get(rec, "identifiers", "header_from"),
-                "envelope_from": _get(rec, "identifiers", "envelope_from"),
-                "envelope_to": _get(rec, "identifiers", "envelope_to"),
-                "dkim_results": [
-                    {k: _get(d, k) for k in ("domain", "selector", "result")}
-                    for d in _all(auth, "dkim")[:20]
-                ],
-                "spf_results": [
-                    {k: _get(s, k) for k in ("domain", "scope", "result")}
-                    for s in _all(auth, "spf")[:20]
-                ],
-            }
-        )
     out: dict[str, Any] = {
         "org_name": org,
         "email": _get(meta, "email"),
@@ -291,7 +383,7 @@ def parse_report(data: bytes) -> dict[str, Any]:
         "policy": policy,
         "records": records,
     }
-    if len(all_records) > MAX_RECORDS:
+    if seen > MAX_RECORDS:
         out["truncated"] = True
     return out
 

@@ -32,6 +32,12 @@ _RATIO_FLOOR = 1024 * 1024
 _STEP = 64 * 1024
 #: Attachments and zip members looked at in one message.
 _MAX_PARTS = 10
+#: Members a report archive may list: zipfile reads its whole central directory into
+#: objects first (a 20 MB archive of empty members is 250,000 of them).
+_MAX_MEMBERS = 1000
+#: The compressions a report member may use (APPNOTE 4.4.5): zipfile inflates bzip2 and
+#: LZMA with no bound on one step's output, so 465 octets of bzip2 became 400 MB at once.
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +95,19 @@ _ZIP_ERRORS = (
 )
 
 
+def _member_count(data: bytes) -> int:
+    """The member count in the end of central directory record (APPNOTE 4.3.16), read
+    before zipfile reads the directory itself; 0xFFFF (ZIP64) counts as too many."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
+    if at < 0 or at + 22 > len(data):
+        raise ReportError("bad zip archive: no end of central directory")
+    count: int = struct.unpack_from("<H", data, at + 10)[0]
+    return count
+
+
 def _unzip(data: bytes, limits: IntakeLimits, suffixes: tuple[str, ...]) -> bytes:
+    if _member_count(data) > _MAX_MEMBERS:
+        raise ReportError(f"zip archive of more than {_MAX_MEMBERS} members")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = [i for i in archive.infolist()[:_MAX_PARTS] if not i.is_dir()]
@@ -97,6 +115,8 @@ def _unzip(data: bytes, limits: IntakeLimits, suffixes: tuple[str, ...]) -> byte
             if not wanted:
                 raise ReportError("empty zip archive")
             info = wanted[0]
+            if info.compress_type not in _ZIP_METHODS:
+                raise ReportError(f"zip member compressed with method {info.compress_type}")
             cap = _cap(info.compress_size or len(data), limits)
             out = bytearray()
             with archive.open(info) as member:

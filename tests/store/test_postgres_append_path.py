@@ -131,3 +131,35 @@ def test_exists_follows_this_nodes_deliveries_and_is_right_after_another_nodes_c
         await one.close()
 
     run(go())
+
+
+def test_mailbox_names_bound_on_the_client_lock_the_right_rows(pg_url: str, tmp_path: Path) -> None:
+    """The locks go with BEGIN as text psycopg quotes on the client: names carrying
+    quotes, backslashes, array punctuation and non-ASCII still lock (and deliver into)
+    exactly their own mailbox, and none is read as SQL."""
+    names = [
+        "it's",
+        'say "hi"',
+        "back\\slash",
+        "{braces},comma",
+        "naïve ✉",
+        "x'); DROP TABLE meta; --",
+    ]
+
+    async def go() -> None:
+        store = await node(pg_url, tmp_path)
+        for name in names:
+            await store.create_mailbox(ACCOUNT, name)
+        for name in names:
+            spool = store.new_spool()
+            spool.write(f"Subject: {name}\r\n\r\nbody\r\n".encode())
+            done = await store.deliver(spool, Envelope("s@x.test"), [DeliveryTarget(ACCOUNT, name)])
+            assert done.uids[0][1] == 1
+        for name in names:
+            assert [m.uid for m in await store.list_messages(ACCOUNT, name)] == [1]
+        await store.close()
+
+    run(go())
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT count(*) FROM meta").fetchone()
+    assert row is not None and row[0] >= 1

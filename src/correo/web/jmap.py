@@ -257,11 +257,21 @@ async def _api(request: web.Request) -> web.Response:
 
 
 _INLINE_JSON = 256 * 1024  # octets of JSON parsed or made on the event loop (< 1 ms)
+# arrays and objects a request may hold (brackets inside strings counted too, which no
+# real request comes near): orjson holds the GIL for all of its parse, even in a worker
+# thread, and 3 million empty arrays (9 MB, under maxSizeRequest) held it 1.1 s
+_MAX_CONTAINERS = 100_000
 
 
 async def decode_json(body: bytes | str) -> Any:
     """A request's JSON: a small one parsed at once, a larger one in a worker thread
     (a hop costs more than the parse when the machine is busy)."""
+    if isinstance(body, str):
+        containers = body.count("[") + body.count("{")
+    else:
+        containers = body.count(b"[") + body.count(b"{")
+    if containers > _MAX_CONTAINERS:
+        raise RequestError("limit", "too many arrays and objects", limit="maxSizeRequest")
     try:
         if len(body) <= _INLINE_JSON:
             return orjson.loads(body)

@@ -55,6 +55,7 @@ _MAIL = ("Mailbox", "Email", "Thread")
 # Every type an account has (RFC 8620 §7.1, RFC 8621 §1.5, RFC 9425, RFC 9661)
 TYPES = (*_MAIL, "EmailDelivery", "Identity", "EmailSubmission", "VacationResponse",
          "Quota", "SieveScript")  # fmt: skip
+_MAX_PING = 3600  # seconds: the longest ping interval granted (RFC 8620 §7.3)
 
 
 class _Watch:
@@ -224,7 +225,9 @@ async def eventsource(request: web.Request) -> web.StreamResponse:
         ping = int(request.query.get("ping", "0"))
     except ValueError:
         ping = 0
-    ping = 0 if ping <= 0 else max(ping, 5)  # RFC 8620 §7.3: the server may raise it
+    # RFC 8620 §7.3: the server may move it into its own range (a 400-digit one made
+    # the first wait's deadline an OverflowError)
+    ping = 0 if ping <= 0 else min(max(ping, 5), _MAX_PING)
     deadline = request.get(DEADLINE)
     if deadline is not None:
         deadline.reschedule(None)  # a push stream stays open; each write has a deadline
@@ -359,7 +362,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 await send(answer, sum(octets))
             elif kind == "WebSocketPushEnable":  # RFC 8887 §4.3.5.2
                 types = value.get("dataTypes")
-                wanted = set(TYPES) if types is None else {str(t) for t in types or ()}
+                if types is not None and not isinstance(types, list):  # String[]|null
+                    # a number or a bool here raised out of the loop and ended the socket
+                    problem = RequestError("notRequest", "dataTypes is a list or null")
+                    await send(_problem(problem, request_id))
+                    continue
+                wanted = set(TYPES) if types is None else {str(t) for t in types}
                 known = value.get("pushState")
                 if push is not None:
                     push.cancel()

@@ -152,7 +152,10 @@ async def _form(request: web.Request) -> dict[str, str]:
     body = await request.content.read(_MAX_FORM + 1)
     if len(body) > _MAX_FORM:
         raise web.HTTPRequestEntityTooLarge(max_size=_MAX_FORM, actual_size=len(body))
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+    except ValueError:  # more fields than the forms have: a 500 before
+        raise web.HTTPBadRequest(text="too many form fields\n") from None
     return {k: v[0] for k, v in fields.items()}
 
 

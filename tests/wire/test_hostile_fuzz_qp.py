@@ -8,7 +8,9 @@ from __future__ import annotations
 import random
 import time
 
-from correo.message.imapfmt import TransferDecoder, decode_transfer
+import pytest
+
+from correo.message.imapfmt import TransferDecoder, _qp, decode_transfer
 
 
 def _feed(data: bytes, cte: str, step: int) -> tuple[bytes, float]:
@@ -77,3 +79,40 @@ def test_any_split_decodes_as_one_piece() -> None:
         whole = decode_transfer(data, "quoted-printable")
         for step in (1, 2, 3, 7, 64):
             assert _feed(data, "quoted-printable", step)[0] == whole, (data, step)
+
+
+def test_a_whole_body_is_decoded_in_bounded_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_transfer (webhooks, Sieve's body test) goes through the streaming decoder:
+    no single regex pass over the whole body, which for 16 MB of "=" held the GIL 2.4 s."""
+    from correo.message import imapfmt
+
+    sizes: list[int] = []
+    whole = imapfmt._qp
+
+    def counted(data: bytes, final: bool = True) -> bytes:
+        sizes.append(len(data))
+        return whole(data, final)
+
+    monkeypatch.setattr(imapfmt, "_qp", counted)
+    data = b"=" * 2_000_000
+    got = decode_transfer(data, "quoted-printable")
+    assert max(sizes) <= 200_000, max(sizes)
+    assert got == whole(data)  # every "=" literal but the last, a soft break
+
+
+def test_overlong_lines_of_equals_signs_decode_as_one_piece() -> None:
+    """A line past 64 KiB is cut within it: a piece ending in "=" followed by "=" is a
+    literal "=", not a soft break (it was dropped at every cut)."""
+    rng = random.Random(9)
+    alphabet = [b"a", b"=", b"3D", b"=41", b" ", b"\t", b"=4", b"  " * 50]
+    for _ in range(12):
+        lines = [
+            b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 60_000)))
+            for _ in range(rng.randrange(1, 4))
+        ]
+        data = b"\n".join(lines)
+        whole = _qp(data)
+        for step in (777, 100_003):
+            assert _feed(data, "quoted-printable", step)[0] == whole
+    for data in (b"=" * 300_000, b"= " * 150_000, b"=4" * 100_000 + b"1"):
+        assert _feed(data, "quoted-printable", 4096)[0] == _qp(data)

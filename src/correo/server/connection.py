@@ -288,7 +288,8 @@ class PacedTls(_Paced[Any], asyncio.BufferedProtocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tls: Any) -> None:
         super().__init__(loop, tls)
-        #: Done when the handshake is, failed if it failed (set by ``gated``).
+        #: Done when the handshake is, failed if it failed (set by ``gated``); None once
+        #: done, so an idle connection does not keep it.
         self.handshake: asyncio.Future[None] | None = None
 
     def get_buffer(self, sizehint: int) -> Any:
@@ -302,6 +303,7 @@ class PacedTls(_Paced[Any], asyncio.BufferedProtocol):
 
     def handshake_done(self, waiter: asyncio.Future[None]) -> None:
         """A failed handshake drops the connection (as the loop's TLS servers do)."""
+        self.handshake = None
         if not waiter.cancelled() and waiter.exception() is not None and self._transport:
             self._transport.abort()
 

@@ -185,6 +185,8 @@ class _Opener:
             protocol = gated(
                 loop, self.factory(source), tls=self.tls, handshake_timeout=self.handshake_timeout
             )
+            # taken now: the protocol lets go of it once it is done
+            handshake = protocol.handshake if isinstance(protocol, PacedTls) else None
             transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError as exc:
             self._failed(where, exc)
@@ -193,10 +195,10 @@ class _Opener:
         except asyncio.CancelledError:
             sock.close()
             raise
-        if not isinstance(protocol, PacedTls) or protocol.handshake is None:
+        if handshake is None:
             return
         try:
-            await protocol.handshake  # a failed one has aborted the connection (gated)
+            await handshake  # a failed one has aborted the connection (gated)
         except OSError as exc:
             self._failed(where, exc)
         except asyncio.CancelledError:

@@ -35,6 +35,9 @@ MAX_DEPTH = 16
 MAX_ELEMENTS = 500_000
 MAX_RECORDS = 10_000
 MAX_TEXT = 255
+#: Characters of text kept over all records: each of their 127 fields may hold 255, and
+#: 15 MB of XML made 46 MB of JSON to store; past this the report is kept truncated.
+MAX_KEPT = 2 * 1024 * 1024
 #: Attributes one tag may carry (the schema uses none but namespace declarations): expat
 #: hands a tag's attributes over in one call that holds the GIL, and 1.5 million of them
 #: in one 16 MB tag held it for five seconds, stalling the server's event loop.
@@ -347,18 +350,32 @@ def _record(rec: Element) -> dict[str, Any]:
     }
 
 
+def _text_size(value: object) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_size(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_size(v) for v in value)
+    return 1
+
+
 def parse_report(data: bytes) -> dict[str, Any]:
     """A received aggregate report (XML bytes) as a bounded dictionary; ReportError if
     it is not one.  Keys: org_name, email, report_id, begin, end, policy, records,
-    and ``truncated`` when there were more than :data:`MAX_RECORDS` records."""
+    and ``truncated`` when records were left out (past :data:`MAX_RECORDS`, or past
+    :data:`MAX_KEPT` characters of their text)."""
     records: list[dict[str, Any]] = []
     seen = 0
+    kept = 0  # characters of text in the records kept
 
     def take(rec: Element) -> None:
-        nonlocal seen
+        nonlocal seen, kept
         seen += 1
-        if seen <= MAX_RECORDS:
-            records.append(_record(rec))
+        if seen <= MAX_RECORDS and kept <= MAX_KEPT:
+            record = _record(rec)
+            kept += _text_size(record)
+            records.append(record)
 
     root = _tree(data, take)
     if _local(root.tag) != "feedback":
@@ -383,7 +400,7 @@ def parse_report(data: bytes) -> dict[str, Any]:
         "policy": policy,
         "records": records,
     }
-    if seen > MAX_RECORDS:
+    if seen > len(records):
         out["truncated"] = True
     return out
 

@@ -168,6 +168,34 @@ def downgrade_8bit(message: bytes) -> bytes | None:
         return None
 
 
+# Encoders in C hold the GIL for all of one call, in a worker thread too: one over a
+# 50 MB part kept the event loop waiting for most of a second. These take a piece of
+# about 64 KiB at a time, with the same output as one call over the whole.
+_B64_PIECE = 57 * 1152  # octets: whole 76-character base64 lines (57 octets each)
+_QP_PIECE = 64 * 1024
+
+
+def _base64_lines(data: bytes) -> str:
+    pieces = range(0, len(data), _B64_PIECE)
+    return "".join(base64.encodebytes(data[i : i + _B64_PIECE]).decode("ascii") for i in pieces)
+
+
+def _quoted_printable(data: bytes) -> str | None:
+    """Quoted-printable (RFC 2045 §6.7) a run of whole lines at a time; None when a line
+    is longer than a piece (then the part goes as base64)."""
+    out = []
+    at = 0
+    while at < len(data):
+        end = len(data)
+        if end - at > _QP_PIECE:
+            end = data.rfind(b"\n", at, at + _QP_PIECE) + 1
+            if end <= at:
+                return None
+        out.append(quopri.encodestring(data[at:end]).decode("ascii"))
+        at = end
+    return "".join(out)
+
+
 def _downgrade(message: bytes) -> bytes | None:
     msg = BytesParser(policy=email.policy.compat32).parsebytes(message)
     for part in msg.walk():
@@ -181,13 +209,15 @@ def _downgrade(message: bytes) -> bytes | None:
         if not isinstance(data, bytes):
             continue
         del part["Content-Transfer-Encoding"]
+        text = None
         if part.get_content_maintype() == "text":
-            encoded = quopri.encodestring(data.replace(b"\r\n", b"\n")).decode("ascii")
+            text = _quoted_printable(data.replace(b"\r\n", b"\n"))
+        if text is not None:
             part["Content-Transfer-Encoding"] = "quoted-printable"
-        else:
-            encoded = base64.encodebytes(data).decode("ascii")
+        else:  # not text, or a line too long to encode a piece at a time
+            text = _base64_lines(data)
             part["Content-Transfer-Encoding"] = "base64"
-        part.set_payload(encoded)
+        part.set_payload(text)
     out = msg.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
     return out if out.isascii() else None
 

@@ -42,7 +42,7 @@ from correo.store.api import StoreError
 from correo.web.app import CTX, LOG_FIELDS
 from correo.web.jmap_email import EMAIL_METHODS
 from correo.web.jmap_import import IMPORT_METHODS
-from correo.web.jmap_mail import ExpungeIndex, MailView
+from correo.web.jmap_mail import ExpungeIndex, MailView, Row
 from correo.web.jmap_methods import METHODS, Call
 from correo.web.jmap_quota import QUOTA, QUOTA_METHODS
 from correo.web.jmap_search import SEARCH_METHODS
@@ -433,11 +433,10 @@ async def _download(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="no such blob\n")
     if blob.startswith("U") and len(blob) == 25 and digest_of("B" + blob[1:]):
         path = _uploads(ctx, account) / blob[1:]
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError:
-            raise web.HTTPNotFound(text="no such blob\n") from None
-        return web.Response(body=data, content_type=accept, headers=disposition)
+        if not await asyncio.to_thread(path.is_file):
+            raise web.HTTPNotFound(text="no such blob\n")
+        # sent from the file in pieces (sendfile where the loop has it), never read whole
+        return web.FileResponse(path, headers={**disposition, "Content-Type": accept})
     base, _, part = blob.partition("p")
     digest = digest_of(base)
     if digest is None or base[0] != "B" or (part and not part.isdigit()):
@@ -446,25 +445,46 @@ async def _download(request: web.Request) -> web.StreamResponse:
     email = (await view.emails()).get(digest)
     if email is None:
         raise web.HTTPNotFound(text="no such blob\n")
+    # RFC 8620 §6.2: the type is what the client asked for; the blob is not to be sniffed
+    headers = {
+        **disposition,
+        "Content-Type": accept,
+        "Cache-Control": "private, immutable, max-age=31536000",
+    }
+    if not part:
+        return await _stream_message(request, view, email.first, headers)
     limit = ctx.config.limits.message_size or 50_000_000
     try:
         raw = await view.raw(email.first, limit)
     except StoreError:
         raise web.HTTPNotFound(text="no such blob\n") from None
-    if part:
-        found = await asyncio.to_thread(find_part, raw, part)
-        if found is None:
-            raise web.HTTPNotFound(text="no such blob\n")
-        raw = found[0]
-    # RFC 8620 §6.2: the type is what the client asked for; the blob is not to be sniffed
-    return web.Response(
-        body=raw,
-        headers={
-            **disposition,
-            "Content-Type": accept,
-            "Cache-Control": "private, immutable, max-age=31536000",
-        },
-    )
+    found = await asyncio.to_thread(find_part, raw, part)
+    if found is None:
+        raise web.HTTPNotFound(text="no such blob\n")
+    return web.Response(body=found[0], headers=headers)
+
+
+async def _stream_message(
+    request: web.Request, view: MailView, row: Row, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A whole message as its blob, from the store in chunks (never held whole).
+
+    The first chunk is read before the answer starts, so a message expunged meanwhile
+    is a 404; one that goes while it is sent cuts the response short of its length.
+    """
+    chunks = view.store.read_message(view.account, row.box.name, row.info.uid)
+    try:
+        first = await anext(chunks, b"")
+    except StoreError:
+        raise web.HTTPNotFound(text="no such blob\n") from None
+    response = web.StreamResponse(headers=headers)
+    response.content_length = row.info.size
+    await response.prepare(request)
+    await response.write(first)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def _attachment(name: str) -> str:

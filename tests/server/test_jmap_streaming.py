@@ -1,0 +1,57 @@
+"""JMAP blob downloads stream: a big message is sent from the store in chunks, an
+upload from its file, and the server never holds either whole in memory (RFC 8620 §6.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from tests.conftest import Server
+from tests.server.imap_helpers import imap
+from tests.server.jmap_helpers import Jmap
+from tests.server.test_imap_streaming import _MB, _big_message, _peak_rss
+
+
+def _download(jmap: Jmap, blob: str, name: str) -> tuple[int, str, int]:
+    """Status, sha256 and length of a download, read as it arrives."""
+    url = f"{jmap.base}/jmap/download/{jmap.account}/{blob}/{name}?accept=message/rfc822"
+    digest = hashlib.sha256()
+    length = 0
+    with jmap.http.get(url, stream=True, timeout=60) as got:
+        for piece in got.iter_content(1 << 16):
+            digest.update(piece)
+            length += len(piece)
+        return got.status_code, digest.hexdigest(), length
+
+
+def test_a_big_message_downloads_whole_with_flat_memory(server: Server) -> None:
+    data = _big_message()
+    client = imap(server)
+    client.create("BigBlob")
+    assert client.append("BigBlob", None, None, data)[0] == "OK"
+    client.logout()
+    jmap = Jmap(server)
+    boxes = jmap.call("Mailbox/get", ids=None, properties=["name"])["list"]
+    box = next(b["id"] for b in boxes if b["name"] == "BigBlob")
+    ids = jmap.call("Email/query", filter={"inMailbox": box})["ids"]
+    email = jmap.call("Email/get", ids=ids, properties=["blobId", "size"])["list"][0]
+    assert email["size"] == len(data)
+    before = _peak_rss(server)
+    status, digest, length = _download(jmap, email["blobId"], "big.eml")
+    assert status == 200 and length == len(data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    grown = _peak_rss(server) - before
+    assert grown < len(data) // 4, f"peak RSS grew {grown / _MB:.1f} MiB for a 40 MiB download"
+    # a blob that names no message of the account is a 404, not a stream cut short
+    missing = "B" + "0" * 24
+    assert _download(jmap, missing, "x.eml")[0] == 404
+
+
+def test_an_upload_downloads_back_exact(server: Server) -> None:
+    jmap = Jmap(server)
+    data = os.urandom(3 * _MB)
+    upload = jmap.http.post(f"{jmap.base}/jmap/upload/{jmap.account}/", data=data, timeout=60)
+    assert upload.status_code == 201, upload.text
+    status, digest, length = _download(jmap, upload.json()["blobId"], "u.bin")
+    assert (status, length, digest) == (200, len(data), hashlib.sha256(data).hexdigest())

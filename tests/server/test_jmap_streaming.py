@@ -4,6 +4,7 @@ upload from its file, and the server never holds either whole in memory (RFC 862
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 
@@ -55,3 +56,32 @@ def test_an_upload_downloads_back_exact(server: Server) -> None:
     assert upload.status_code == 201, upload.text
     status, digest, length = _download(jmap, upload.json()["blobId"], "u.bin")
     assert (status, length, digest) == (200, len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_a_big_attachment_downloads_decoded_with_flat_memory(server: Server) -> None:
+    payload = bytes(range(256)) * (24 * _MB // 256)
+    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    data = (
+        b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: attached\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=cut\r\n\r\n"
+        b"--cut\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n"
+        b"--cut\r\nContent-Type: application/octet-stream; name=big.bin\r\n"
+        b"Content-Disposition: attachment; filename=big.bin\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--cut--\r\n"
+    )
+    client = imap(server)
+    client.create("BigPart")
+    assert client.append("BigPart", None, None, data)[0] == "OK"
+    client.logout()
+    jmap = Jmap(server)
+    boxes = jmap.call("Mailbox/get", ids=None, properties=["name"])["list"]
+    box = next(b["id"] for b in boxes if b["name"] == "BigPart")
+    ids = jmap.call("Email/query", filter={"inMailbox": box})["ids"]
+    email = jmap.call("Email/get", ids=ids, properties=["attachments"])["list"][0]
+    (attachment,) = email["attachments"]
+    before = _peak_rss(server)
+    status, digest, length = _download(jmap, attachment["blobId"], "big.bin")
+    assert (status, length) == (200, len(payload))
+    assert digest == hashlib.sha256(payload).hexdigest()
+    grown = _peak_rss(server) - before
+    assert grown < len(payload) // 4, f"peak RSS grew {grown / _MB:.1f} MiB for 24 MiB"

@@ -40,9 +40,10 @@ from correo.server.auth import check_password
 from correo.server.context import ServerContext, new_session_id
 from correo.store.api import StoreError
 from correo.web.app import CTX, LOG_FIELDS
+from correo.web.jmap_download import STREAM_MIN, stream_message, stream_part
 from correo.web.jmap_email import EMAIL_METHODS
 from correo.web.jmap_import import IMPORT_METHODS
-from correo.web.jmap_mail import ExpungeIndex, MailView, Row
+from correo.web.jmap_mail import ExpungeIndex, MailView
 from correo.web.jmap_methods import METHODS, Call
 from correo.web.jmap_quota import QUOTA, QUOTA_METHODS
 from correo.web.jmap_search import SEARCH_METHODS
@@ -452,7 +453,11 @@ async def _download(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, immutable, max-age=31536000",
     }
     if not part:
-        return await _stream_message(request, view, email.first, headers)
+        return await stream_message(request, view, email.first, headers)
+    if email.first.info.size >= STREAM_MIN:
+        streamed = await stream_part(request, view, email.first, part, headers)
+        if streamed is not None:
+            return streamed
     limit = ctx.config.limits.message_size or 50_000_000
     try:
         raw = await view.raw(email.first, limit)
@@ -462,29 +467,6 @@ async def _download(request: web.Request) -> web.StreamResponse:
     if found is None:
         raise web.HTTPNotFound(text="no such blob\n")
     return web.Response(body=found[0], headers=headers)
-
-
-async def _stream_message(
-    request: web.Request, view: MailView, row: Row, headers: dict[str, str]
-) -> web.StreamResponse:
-    """A whole message as its blob, from the store in chunks (never held whole).
-
-    The first chunk is read before the answer starts, so a message expunged meanwhile
-    is a 404; one that goes while it is sent cuts the response short of its length.
-    """
-    chunks = view.store.read_message(view.account, row.box.name, row.info.uid)
-    try:
-        first = await anext(chunks, b"")
-    except StoreError:
-        raise web.HTTPNotFound(text="no such blob\n") from None
-    response = web.StreamResponse(headers=headers)
-    response.content_length = row.info.size
-    await response.prepare(request)
-    await response.write(first)
-    async for chunk in chunks:
-        await response.write(chunk)
-    await response.write_eof()
-    return response
 
 
 def _attachment(name: str) -> str:

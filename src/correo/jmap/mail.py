@@ -31,7 +31,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from correo.message.encoded import decode_header, text_codec
+from correo.message.encoded import decode_header, raw_utf8, text_codec
 from correo.message.mime import parse_address_list
 from correo.message.structure import parse_structure
 
@@ -203,17 +203,6 @@ def _stored(message: Message, name: str) -> list[str]:
     return [str(v) for k, v in message.raw_items() if k.lower() == lowered]
 
 
-def _unescaped(text: str) -> str:
-    """8-bit octets the parser kept as surrogates, read as UTF-8 (RFC 6532 §3.2)."""
-    if text.isascii():
-        return text
-    raw = text.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
 def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
     """RFC 8621 §4.1.2.3 EmailAddress objects. The list is parsed first and each name
     decoded after (RFC 2047 §5: a decoded word may hold "," or "<"), raw UTF-8 as UTF-8."""
@@ -235,7 +224,7 @@ def _addresses(message: Message, name: str) -> list[dict[str, Any]] | None:
     for n, a in pairs:
         if a or n:
             label = " ".join(decode_header(n).split()) if n else ""  # linear decoder
-            out.append({"name": label or None, "email": _unescaped(a)})
+            out.append({"name": label or None, "email": raw_utf8(a)})
     return out
 
 

@@ -6,7 +6,7 @@ import binascii
 import codecs
 import re
 
-__all__ = ["decode_header", "encode_header", "text_codec"]
+__all__ = ["decode_header", "encode_header", "raw_utf8", "text_codec"]
 
 # RFC 2047 §2: =?charset?encoding?encoded-text?= (charset may carry *lang, RFC 2231 §5)
 _EW = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
@@ -54,8 +54,9 @@ def _decode_bytes(raw: bytes, charset: str) -> str:
         return raw.decode("utf-8", "replace")
 
 
-def _plain(text: str) -> str:
-    """Undo surrogateescape'd 8-bit header text (RFC 6532 UTF-8, else Latin-1)."""
+def raw_utf8(text: str) -> str:
+    """Undo surrogateescape'd 8-bit header text (RFC 6532 UTF-8, else Latin-1): the
+    parsers keep 8-bit octets as surrogates, which JSON cannot encode."""
     if not any("\udc80" <= c <= "\udcff" for c in text):
         return text
     raw = text.encode("utf-8", "surrogateescape")
@@ -83,7 +84,7 @@ def decode_header(value: str) -> str:
             if pending_cs:
                 out.append(_decode_bytes(bytes(pending), pending_cs))
                 pending, pending_cs = bytearray(), ""
-            out.append(_plain(gap))
+            out.append(raw_utf8(gap))
         charset = m.group(1).lower()
         if pending_cs and charset != pending_cs:
             out.append(_decode_bytes(bytes(pending), pending_cs))
@@ -93,7 +94,7 @@ def decode_header(value: str) -> str:
         pos = m.end()
     if pending_cs:
         out.append(_decode_bytes(bytes(pending), pending_cs))
-    out.append(_plain(value[pos:]))
+    out.append(raw_utf8(value[pos:]))
     return "".join(out)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from correo.message.encoded import raw_utf8
 from correo.message.mime import parse_address_list
 from correo.message.structure import parse_structure
 from correo.server.devmode import ENVELOPE_FIELD, DevMode, read_message_bytes
@@ -104,7 +105,7 @@ def message_detail(raw: bytes, info: MessageInfo) -> dict[str, Any]:
     message = _parse(raw)
     # RFC 5322 §2.2.3: unfolded, as a reader sees the value
     detail["headers"] = [
-        [_unescaped(name), _unescaped(_UNFOLD.sub("", str(value)))]
+        [raw_utf8(name), raw_utf8(_UNFOLD.sub("", str(value)))]
         for name, value in message.raw_items()
     ]
     detail["text"] = _body(message, "plain")
@@ -124,18 +125,6 @@ def message_detail(raw: bytes, info: MessageInfo) -> dict[str, Any]:
         pass  # a part the parser cannot walk: the raw message still has it
     detail["attachments"] = attachments
     return detail
-
-
-def _unescaped(text: str) -> str:
-    """A raw field as text: 8-bit octets, which the parser keeps as surrogates (and JSON
-    cannot encode: the answer was a 500), read as UTF-8 (RFC 6532), else Latin-1."""
-    if text.isascii():
-        return text
-    raw = text.encode("utf-8", "surrogateescape")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _nesting(raw: bytes) -> int:

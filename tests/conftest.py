@@ -185,6 +185,22 @@ def client_tls() -> ssl.SSLContext:
     return ctx
 
 
+def crash_free_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *also: str
+) -> Iterator[Server]:
+    """A module's own server, for a fixture to ``yield from``: stopped cleanly at the
+    end, and its log free of crashed sessions, tracebacks and the ``also`` markers."""
+    data = tmp_path_factory.mktemp(name) / "data"
+    make_data_dir(data)
+    srv = Server(data)
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log()[-3000:]
+    log = srv.log()
+    for marker in ("session_crashed", "Traceback", *also):
+        assert marker not in log, log[-3000:]
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("correo") / "data"

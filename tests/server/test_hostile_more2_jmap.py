@@ -9,12 +9,11 @@ from __future__ import annotations
 import smtplib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Server, make_data_dir
+from tests.conftest import Server, crash_free_server
 from tests.server.imap_helpers import imap
 from tests.server.jmap_helpers import Jmap
 
@@ -23,13 +22,7 @@ CAROL = "carol@example.test"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data: Path = tmp_path_factory.mktemp("hostile-more2-jmap") / "data"
-    make_data_dir(data)
-    server = Server(data)
-    server.start()
-    yield server
-    assert server.stop() == 0, server.log()[-3000:]
-    assert "session_crashed" not in server.log() and "Traceback" not in server.log()
+    yield from crash_free_server(tmp_path_factory, "hostile-more2-jmap")
 
 
 _NAMED = (

@@ -18,22 +18,15 @@ import zipfile
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import SMTP
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, correo, make_data_dir
+from tests.conftest import Server, correo, crash_free_server
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data: Path = tmp_path_factory.mktemp("hostile-more2-reports") / "data"
-    make_data_dir(data)
-    server = Server(data)
-    server.start()
-    yield server
-    assert server.stop() == 0, server.log()[-3000:]
-    assert "session_crashed" not in server.log() and "Traceback" not in server.log()
+    yield from crash_free_server(tmp_path_factory, "hostile-more2-reports")
 
 
 def _tls(report_id: str) -> bytes:

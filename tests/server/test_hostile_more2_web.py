@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import requests
 
-from tests.conftest import Server, make_data_dir
+from tests.conftest import Server, crash_free_server
 from tests.server.jmap_helpers import USING, Jmap
 from tests.server.push_helpers import basic
 
@@ -30,14 +29,7 @@ ALICE = "alice@example.test"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data: Path = tmp_path_factory.mktemp("hostile-more2-web") / "data"
-    make_data_dir(data)
-    server = Server(data)
-    server.start()
-    yield server
-    assert server.stop() == 0, server.log()[-3000:]
-    log = server.log()
-    assert "session_crashed" not in log and "Traceback" not in log and "https.error" not in log
+    yield from crash_free_server(tmp_path_factory, "hostile-more2-web", "https.error")
 
 
 def _base(srv: Server) -> str:

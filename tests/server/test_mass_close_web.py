@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.conftest import Server, client_tls
-from tests.server.test_mass_close import _new_loop, _raise_fd_limit, _sockets
+from tests.server.test_mass_close import _close, _closed, _new_loop, _raise_fd_limit, _sockets
 
 COUNT = 3000  # as test_mass_close
 V1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 993\r\n"
@@ -68,20 +68,6 @@ async def _connect(opener: Opener, port: int) -> list[asyncio.StreamWriter]:
     for _ in range(COUNT // 100):  # handshakes a hundred at a time (the listen backlog)
         writers += await asyncio.gather(*(opener(port, tls) for _ in range(100)))
     return writers
-
-
-async def _close(writers: list[asyncio.StreamWriter]) -> None:
-    for writer in writers:  # each sends its close_notify at once
-        writer.close()
-    await asyncio.sleep(0)
-
-
-async def _closed(writers: list[asyncio.StreamWriter]) -> None:
-    for writer in writers:
-        try:
-            await asyncio.wait_for(writer.wait_closed(), 60)
-        except (OSError, TimeoutError):
-            pass  # the end is what counts; the server's sockets are checked below
 
 
 def _leave_at_once(srv: Server, opener: Opener, port: int) -> None:

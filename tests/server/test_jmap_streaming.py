@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from typing import Any
 
 from tests.conftest import Server
 from tests.server.imap_helpers import imap
@@ -26,17 +27,24 @@ def _download(jmap: Jmap, blob: str, name: str) -> tuple[int, str, int]:
         return got.status_code, digest.hexdigest(), length
 
 
-def test_a_big_message_downloads_whole_with_flat_memory(server: Server) -> None:
-    data = _big_message()
+def _appended(
+    server: Server, box: str, data: bytes, properties: list[str]
+) -> tuple[Jmap, dict[str, Any]]:
+    """``data`` appended over IMAP to a new ``box``; JMAP's Email/get of it."""
     client = imap(server)
-    client.create("BigBlob")
-    assert client.append("BigBlob", None, None, data)[0] == "OK"
+    client.create(box)
+    assert client.append(box, None, None, data)[0] == "OK"
     client.logout()
     jmap = Jmap(server)
     boxes = jmap.call("Mailbox/get", ids=None, properties=["name"])["list"]
-    box = next(b["id"] for b in boxes if b["name"] == "BigBlob")
-    ids = jmap.call("Email/query", filter={"inMailbox": box})["ids"]
-    email = jmap.call("Email/get", ids=ids, properties=["blobId", "size"])["list"][0]
+    box_id = next(b["id"] for b in boxes if b["name"] == box)
+    ids = jmap.call("Email/query", filter={"inMailbox": box_id})["ids"]
+    return jmap, jmap.call("Email/get", ids=ids, properties=properties)["list"][0]
+
+
+def test_a_big_message_downloads_whole_with_flat_memory(server: Server) -> None:
+    data = _big_message()
+    jmap, email = _appended(server, "BigBlob", data, ["blobId", "size"])
     assert email["size"] == len(data)
     before = _peak_rss(server)
     status, digest, length = _download(jmap, email["blobId"], "big.eml")
@@ -69,15 +77,7 @@ def test_a_big_attachment_downloads_decoded_with_flat_memory(server: Server) -> 
         b"Content-Disposition: attachment; filename=big.bin\r\n"
         b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--cut--\r\n"
     )
-    client = imap(server)
-    client.create("BigPart")
-    assert client.append("BigPart", None, None, data)[0] == "OK"
-    client.logout()
-    jmap = Jmap(server)
-    boxes = jmap.call("Mailbox/get", ids=None, properties=["name"])["list"]
-    box = next(b["id"] for b in boxes if b["name"] == "BigPart")
-    ids = jmap.call("Email/query", filter={"inMailbox": box})["ids"]
-    email = jmap.call("Email/get", ids=ids, properties=["attachments"])["list"][0]
+    jmap, email = _appended(server, "BigPart", data, ["attachments"])
     (attachment,) = email["attachments"]
     before = _peak_rss(server)
     status, digest, length = _download(jmap, attachment["blobId"], "big.bin")

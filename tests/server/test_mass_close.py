@@ -22,6 +22,7 @@ import resource
 import signal
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,35 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def leave_at_once(
+    srv: Server, connect: Callable[[], Awaitable[list[asyncio.StreamWriter]]]
+) -> None:
+    """COUNT clients opened by ``connect``, then all closed while the server is stopped
+    (SIGSTOP: every end is waiting when it runs again); every one of its sockets gone
+    afterwards, on the server's side too."""
+    assert srv.proc is not None
+    pid = srv.proc.pid
+    base = _sockets(pid)
+    loop = _new_loop()
+    try:
+        writers = loop.run_until_complete(connect())
+        assert _sockets(pid) >= base + COUNT
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            loop.run_until_complete(_close(writers))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        loop.run_until_complete(_closed(writers))
+    finally:
+        loop.close()
+    for _ in range(600):
+        if _sockets(pid) <= base:
+            break
+        assert srv.proc.poll() is None, srv.log()[-3000:]
+        time.sleep(0.05)
+    assert _sockets(pid) <= base, f"{_sockets(pid) - base} connections left open"
+
+
 def test_thousands_of_tls_clients_leaving_at_once_do_not_stall_the_loop(
     start_server: object,
 ) -> None:
@@ -106,27 +136,7 @@ def test_thousands_of_tls_clients_leaving_at_once_do_not_stall_the_loop(
         "level": '"info"',  # as deployed: the test fixture's debug logs every session twice
     }
     srv: Server = start_server(limits)  # type: ignore[operator]
-    assert srv.proc is not None
-    pid = srv.proc.pid
-    base = _sockets(pid)
-    loop = _new_loop()
-    try:
-        writers = loop.run_until_complete(_connect(srv.ports["imaps"]))
-        assert _sockets(pid) >= base + COUNT
-        os.kill(pid, signal.SIGSTOP)  # every close_notify is waiting when it runs again
-        try:
-            loop.run_until_complete(_close(writers))
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        loop.run_until_complete(_closed(writers))
-    finally:
-        loop.close()
-    for _ in range(600):  # every session ended on the server's side too
-        if _sockets(pid) <= base:
-            break
-        assert srv.proc.poll() is None, srv.log()[-3000:]
-        time.sleep(0.05)
-    assert _sockets(pid) <= base, f"{_sockets(pid) - base} connections left open"
+    leave_at_once(srv, lambda: _connect(srv.ports["imaps"]))
     srv.stop()  # raises if the watchdog saw the loop held over 100 ms
 
 

@@ -17,16 +17,13 @@ process, by test_read_gate_listeners.py.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from tests.conftest import Server, client_tls
-from tests.server.test_mass_close import _close, _closed, _new_loop, _raise_fd_limit, _sockets
+from tests.server.test_mass_close import _raise_fd_limit, leave_at_once
 
 COUNT = 3000  # as test_mass_close
 V1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 993\r\n"
@@ -70,32 +67,6 @@ async def _connect(opener: Opener, port: int) -> list[asyncio.StreamWriter]:
     return writers
 
 
-def _leave_at_once(srv: Server, opener: Opener, port: int) -> None:
-    """COUNT clients opened, then all closed while the server is stopped; every one of
-    its sockets gone afterwards."""
-    assert srv.proc is not None
-    pid = srv.proc.pid
-    base = _sockets(pid)
-    loop = _new_loop()
-    try:
-        writers = loop.run_until_complete(_connect(opener, port))
-        assert _sockets(pid) >= base + COUNT
-        os.kill(pid, signal.SIGSTOP)  # every end is waiting when it runs again
-        try:
-            loop.run_until_complete(_close(writers))
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        loop.run_until_complete(_closed(writers))
-    finally:
-        loop.close()
-    for _ in range(600):
-        if _sockets(pid) <= base:
-            break
-        assert srv.proc.poll() is None, srv.log()[-3000:]
-        time.sleep(0.05)
-    assert _sockets(pid) <= base, f"{_sockets(pid) - base} connections left open"
-
-
 def _limits(**more: str) -> dict[str, str]:
     return {
         "connections": str(2 * COUNT),
@@ -108,7 +79,7 @@ def _limits(**more: str) -> dict[str, str]:
 def test_thousands_of_https_keepalive_clients_leaving_at_once(start_server: object) -> None:
     _raise_fd_limit(COUNT + 1000)
     srv: Server = start_server(_limits())  # type: ignore[operator]
-    _leave_at_once(srv, _https, srv.ports["https"])
+    leave_at_once(srv, lambda: _connect(_https, srv.ports["https"]))
     srv.stop()  # raises if the watchdog saw the loop held over 100 ms
 
 
@@ -128,5 +99,5 @@ def test_thousands_of_proxied_clients_leaving_at_once(start_server: object, serv
         return writer
 
     opener = _proxied_imaps if service == "imaps" else https
-    _leave_at_once(srv, opener, srv.ports[service])
+    leave_at_once(srv, lambda: _connect(opener, srv.ports[service]))
     srv.stop()

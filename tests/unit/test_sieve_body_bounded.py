@@ -12,7 +12,7 @@ import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import correo.sieve.body as body_module
@@ -217,6 +217,15 @@ _PIECES = st.sampled_from(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(_PIECES, st.binary(max_size=8)), max_size=30))
+@example(  # a quoted-printable body with a bare LF cut by the budget: CRLF out
+    [
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b"\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+    ]
+)
 def test_message_body_is_total_and_within_budget(pieces: list[bytes]) -> None:
     """Invariant: any octets give strings for every transform, never more decoded
     characters than the byte budget allows."""

@@ -147,7 +147,9 @@ class MessageBody:
             return None  # the byte budget is spent: later parts are not read
         end = min(part.body_end, len(self._data), start + self._budget)
         self._budget -= max(0, end - start)
-        raw = decode_transfer(self._data[start:end], part.encoding)
+        # quoted-printable writes a bare LF's hard break as CRLF (RFC 2045 §6.7), one
+        # octet more than it read: the decoded octets are held to those read
+        raw = decode_transfer(self._data[start:end], part.encoding)[: max(0, end - start)]
         text = decode_text(raw, decode_param(part.params, "charset"))
         self._decoded[index] = text
         return text

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from correo.store.api import DeliveryTarget, Envelope, MailStore, QueuedRecipient, StoreError
+from correo.store.api import (
+    Delivered,
+    DeliveryTarget,
+    Envelope,
+    MailStore,
+    QueuedRecipient,
+    StoreError,
+)
 from correo.store.sqlite import SqliteStore
 
 Factory = Callable[[Path], MailStore]
@@ -63,7 +70,7 @@ async def put(
     data: bytes,
     targets: list[DeliveryTarget],
     queued: list[QueuedRecipient] | None = None,
-) -> object:
+) -> Delivered:
     spool = store.new_spool()
     for i in range(0, len(data), 700):
         spool.write(data[i : i + 700])
@@ -80,7 +87,7 @@ def test_deliver_and_read_back_small_and_large(factory: Factory, tmp_path: Path,
         store = await opened(factory, tmp_path)
         data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
         delivered = await put(store, data, [DeliveryTarget("a@x.test"), DeliveryTarget("b@x.test")])
-        assert len(delivered.uids) == 2  # type: ignore[attr-defined]
+        assert len(delivered.uids) == 2
         for account in ("a@x.test", "b@x.test"):
             (info,) = await store.list_messages(account)
             assert info.size == size
@@ -100,11 +107,14 @@ def test_uids_strictly_increase_and_are_never_reused(factory: Factory, tmp_path:
         state = await store.mailbox_state("a@x.test")
         assert await store.expunge("a@x.test", "INBOX", uids[-5:]) == 5
         await put(store, b"later", target)
+        got = await put(store, b"late", [*target, DeliveryTarget("b@x.test", "New")])
+        b_state = await store.mailbox_state("b@x.test", "New")  # made by the delivery
+        assert got.validities == (state.uidvalidity, b_state.uidvalidity)  # type: ignore[attr-defined]
         await store.close()
         store = await opened(factory, tmp_path)
         after = await store.mailbox_state("a@x.test")
         assert after.uidvalidity == state.uidvalidity
-        assert [m.uid for m in await store.list_messages("a@x.test")][-1] == 51
+        assert [m.uid for m in await store.list_messages("a@x.test")][-1] == 52
         assert after.highestmodseq > state.highestmodseq
         await store.close()
 

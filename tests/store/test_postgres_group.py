@@ -77,7 +77,9 @@ def test_concurrent_deliveries_share_a_statement_with_distinct_uids(
                 state = await store.mailbox_state(account, mailbox)
                 assert max(m.uid for m in infos) < state.uidnext
                 assert max(m.modseq for m in infos) <= state.highestmodseq
-            for r in results:
+            for r in results:  # APPENDUID's UIDVALIDITY, read by the same statement
+                validity = [await store.mailbox_state(t.account, t.mailbox) for t, _ in r.uids]
+                assert r.validities == tuple(v.uidvalidity for v in validity)
                 for target, uid in r.uids:
                     body = b"".join(
                         [c async for c in store.read_message(target.account, target.mailbox, uid)]
@@ -136,11 +138,13 @@ def test_a_missing_mailbox_in_a_group_is_made_by_its_own_path(pg_url: str, tmp_p
                     [DeliveryTarget("a@x.test" if i % 4 else f"new{i}@x.test")])
                 for i in range(24)
             ]  # fmt: skip
-            await asyncio.gather(*jobs)
+            results = await asyncio.gather(*jobs)
             assert max(sizes, default=0) >= 2
             assert len(await store.list_messages("a@x.test")) == 18
             for i in range(0, 24, 4):
                 assert len(await store.list_messages(f"new{i}@x.test")) == 1
+                made = await store.mailbox_state(f"new{i}@x.test")
+                assert results[i].validities == (made.uidvalidity,)
         finally:
             await store.close()
 

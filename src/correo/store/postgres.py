@@ -375,8 +375,8 @@ class PostgresStore(
                         for q, t in zip(placed, all_targets, strict=True)
                     ]
                     uids = tuple((t, q[1]) for q, t in zip(placed, all_targets, strict=True))
-                    kept = [(*k, u) for k, (_, u) in zip(touched, placed, strict=True)]
-                    return Delivered(uids), [
+                    kept = [(*k, q[1]) for k, q in zip(touched, placed, strict=True)]
+                    return Delivered(uids, validities=tuple(q[2] for q in placed)), [
                         lambda: self.feed.committed(touched),
                         self._keep_new(kept, data),
                         self._quota_warn_later(crossed),
@@ -397,14 +397,14 @@ class PostgresStore(
             refs = len(targets) + (1 if queued else 0)
             warn = self._quota_warn_later(crossed)
             # UIDs first (the batch locked these rows already, in id order), then the body.
-            allocated: list[tuple[int, int, int]] = []  # (mailbox id, uid, modseq)
+            allocated: list[tuple[int, int, int, int]] = []  # mailbox id, uid, modseq, validity
             for target in targets:
                 row = await self._one(
                     conn,
                     "UPDATE mailboxes m SET uidnext = m.uidnext + 1,"
                     " highestmodseq = m.highestmodseq + 1 FROM accounts a"
                     " WHERE a.id = m.account_id AND a.name = %s AND m.name = %s"
-                    " RETURNING m.id, m.uidnext - 1, m.highestmodseq",
+                    " RETURNING m.id, m.uidnext - 1, m.highestmodseq, m.uidvalidity",
                     (target.account, target.mailbox),
                 )
                 if row is None:  # first delivery to this account or mailbox
@@ -413,11 +413,11 @@ class PostgresStore(
                         conn,
                         "UPDATE mailboxes SET uidnext = uidnext + 1,"
                         " highestmodseq = highestmodseq + 1 WHERE id = %s"
-                        " RETURNING id, uidnext - 1, highestmodseq",
+                        " RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
                         (mailbox_id,),
                     )
                     assert row is not None
-                allocated.append((int(row[0]), int(row[1]), int(row[2])))
+                allocated.append((int(row[0]), int(row[1]), int(row[2]), int(row[3])))
             blob_id = await self._link_blob(conn, digest, size, refs, data, staged)
             if facts is not None:
                 await conn.execute(
@@ -454,7 +454,8 @@ class PostgresStore(
             ]
             uids = tuple((t, a[1]) for t, a in zip(targets, allocated, strict=True))
             kept = [(*k, a[1]) for k, a in zip(touched, allocated, strict=True)]
-            return Delivered(uids, queue_id, over), [
+            validities = tuple(a[3] for a in allocated)
+            return Delivered(uids, queue_id, over, validities), [
                 lambda: self.feed.committed(touched),
                 warn,
                 self._keep_new(kept, data),
@@ -493,10 +494,10 @@ class PostgresStore(
         facts: MessageFacts | None,
         now: float,
         zone: int,
-    ) -> tuple[list[tuple[int, int]], list[str], dict[str, Quota]] | None:
+    ) -> tuple[list[tuple[int, int, int]], list[str], dict[str, Quota]] | None:
         """The common delivery in one statement (one round trip): existing mailboxes, a
         small body, nothing queued, every account within its quota (its row locked and
-        checked in the statement).  Returns (mailbox id, UID) per target, the accounts
+        checked in the statement).  Returns (mailbox id, UID, UIDVALIDITY) per target, the accounts
         whose usage crossed 90 % and each account's quota after it, or None when a
         mailbox is missing (or named twice) or an account's quota needs a closer look:
         the caller then goes step by step.  UIDs
@@ -543,7 +544,7 @@ class PostgresStore(
             )
             for a, q in before.items()
         }
-        return [(int(r[0]), int(r[1])) for r in rows], crossed, after
+        return [(int(r[0]), int(r[1]), int(r[7])) for r in rows], crossed, after
 
     def _kept_quotas(self, quotas: dict[str, Quota]) -> None:
         """What a delivery left in the rows it locked: fresh copies for the pre-check."""
@@ -783,7 +784,7 @@ WITH t AS (
     FROM accounts a, t WHERE a.id = m.account_id AND a.name = t.account AND m.name = t.name
         AND (SELECT ok FROM fits)
     RETURNING m.id, m.uidnext - 1 AS uid, m.highestmodseq AS modseq, t.ord, t.flags,
-        t.account
+        t.account, m.uidvalidity
 ), blob AS (
     INSERT INTO blobs (digest, size, refs, data)
     SELECT %s::bytea, %s::bigint, %s::int, %s::bytea WHERE (SELECT count(*) FROM alloc) = %s
@@ -801,7 +802,7 @@ WITH t AS (
     FROM alloc, blob
 )
 SELECT alloc.id, alloc.uid, (SELECT id FROM blob), q.storage, q.messages, q.used_storage,
-    q.used_messages
+    q.used_messages, alloc.uidvalidity
 FROM alloc LEFT JOIN q ON q.name = alloc.account ORDER BY alloc.ord
 """
 

@@ -85,9 +85,9 @@ WITH t AS (
     FROM accounts a, box WHERE a.id = m.account_id AND a.name = box.account
         AND m.name = box.name AND (SELECT ok FROM fits)
     RETURNING m.id, m.uidnext - box.k AS uid0, m.highestmodseq - box.k AS modseq0,
-        box.account, box.name
+        box.account, box.name, m.uidvalidity
 ), placed AS (
-    SELECT t.ord, t.d, t.account, t.flags, t.size, alloc.id,
+    SELECT t.ord, t.d, t.account, t.flags, t.size, alloc.id, alloc.uidvalidity,
         alloc.uid0 + row_number() OVER w - 1 AS uid, alloc.modseq0 + row_number() OVER w AS modseq
     FROM t JOIN alloc ON alloc.account = t.account AND alloc.name = t.name
     WINDOW w AS (PARTITION BY alloc.id ORDER BY t.ord)
@@ -121,7 +121,7 @@ WITH t AS (
     ORDER BY placed.id, placed.uid
 )
 SELECT placed.id, placed.uid, (SELECT count(*) FROM blob), q.storage, q.messages,
-    q.used_storage, q.used_messages
+    q.used_storage, q.used_messages, placed.uidvalidity
 FROM placed LEFT JOIN q ON q.name = placed.account ORDER BY placed.ord
 """
 
@@ -222,7 +222,7 @@ class PgGroupOps(PgBase):
             uids = tuple((t, int(r[1])) for t, r in zip(g.targets, mine, strict=True))
             out.append(
                 (
-                    Delivered(uids),
+                    Delivered(uids, validities=tuple(int(r[7]) for r in mine)),
                     [
                         _committed(self, touched),
                         self._quota_warn_later(crossed),

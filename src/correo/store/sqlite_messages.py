@@ -144,12 +144,13 @@ class MessageOps:
                     (blob_id, *facts_row(facts)),
                 )
             uids: list[tuple[DeliveryTarget, int]] = []
+            validities: list[int] = []
             touched: list[tuple[str, str]] = []
             for target in targets:
                 mailbox_id = self._mailbox_id(conn, target.account, target.mailbox)
-                uid, modseq = conn.execute(
+                uid, modseq, validity = conn.execute(
                     "UPDATE mailboxes SET uidnext=uidnext+1, highestmodseq=highestmodseq+1 "
-                    "WHERE id=? RETURNING uidnext-1, highestmodseq",
+                    "WHERE id=? RETURNING uidnext-1, highestmodseq, uidvalidity",
                     (mailbox_id,),
                 ).fetchone()
                 conn.execute(
@@ -167,6 +168,7 @@ class MessageOps:
                     ),
                 )
                 uids.append((target, int(uid)))
+                validities.append(int(validity))
                 touched.append((target.account, target.mailbox))
             queue_id: int | None = None
             if queued:
@@ -191,7 +193,7 @@ class MessageOps:
                     " next_attempt) VALUES (?, ?, ?, ?, ?)",
                     [(queue_id, r.address, r.notify, r.orcpt, now) for r in queued],
                 )
-            return Delivered(tuple(uids), queue_id, over), [
+            return Delivered(tuple(uids), queue_id, over, tuple(validities)), [
                 self._notify_later(touched),
                 self._quota_warn_later(crossed),
             ]

@@ -108,6 +108,9 @@ class Delivered:
     # accounts refused over quota (see MailStore.deliver's quota_fallback), each with
     # True when the message alone is larger than the limit (permanent, RFC 3463 5.2.2)
     over_quota: tuple[tuple[str, bool], ...] = ()
+    # the UIDVALIDITY of each copy's mailbox, in the order of ``uids``: APPENDUID
+    # (RFC 4315 §3) without another read of the mailbox
+    validities: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,7 @@ async def append_done(session: ImapSession, tag: str) -> None:
     appends, session.appends = session.appends, []
     store = session.ctx.store
     done: list[tuple[str, str, int]] = []
+    validity: int | None = None  # the last copy's mailbox's, from its commit
     failed = next((a.failed for a in appends if a.failed is not None), None)
     if failed is not None:
         for a in appends:
@@ -201,6 +202,7 @@ async def append_done(session: ImapSession, tag: str) -> None:
                 with contextlib.suppress(ValueError):  # best effort: SEARCH scans it
                     text = indexable(held, load_tree(facts))
             result = await commit
+            validity = result.validities[0] if result.validities else None
             done.append((a.account, a.mailbox, result.uids[0][1]))
             indexed.append((a.account, a.mailbox, result.uids[0][1], text))
     except StoreError as exc:
@@ -216,9 +218,10 @@ async def append_done(session: ImapSession, tag: str) -> None:
             indexer_for(store).write(account, mailbox, {uid: text})
         else:
             indexer_for(store).add([(account, mailbox, uid)])
-    status = await store.mailbox_state(done[-1][0], done[-1][1])
+    if validity is None:  # a store that did not say
+        validity = (await store.mailbox_state(done[-1][0], done[-1][1])).uidvalidity
     uids = format_uids(uid for _, _, uid in done)
-    appenduid = f"APPENDUID {status.uidvalidity} {uids}"
+    appenduid = f"APPENDUID {validity} {uids}"
     replaced = appends[-1].replace if appends else None
     if replaced is not None and session.view is not None:
         await _expunge_replaced(session, replaced, appenduid)

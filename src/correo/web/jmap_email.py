@@ -39,6 +39,7 @@ from correo.store.api import (
 )
 from correo.web.jmap_mail import EmailRow
 from correo.web.jmap_methods import Call, _int, check_account, get_ids, set_arguments
+from correo.web.jmap_parts import PARTS_MIN, email_from_tree
 from correo.web.jmap_text import texts_for
 
 __all__ = ["EMAIL_METHODS"]
@@ -167,13 +168,28 @@ async def email_get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
                 entry.update(known)
                 found.append(entry)
                 continue
+            blob = blob_id(email.digest)
             try:
+                if needs_body and email.first.info.size >= PARTS_MIN:  # from its parts
+                    done = await email_from_tree(
+                        call.view,
+                        email.first,
+                        parsed_props,
+                        blob=blob,
+                        body_values=flags,
+                        max_body_value_bytes=max_value,
+                    )
+                    if done is not None:
+                        entry.update(done[0])
+                        call.octets += done[1]
+                        found.append(entry)
+                        continue
                 limit = call.max_message if needs_body else _HEAD_ONLY
                 raw = await call.view.raw(email.first, limit)
             except StoreError:
                 missing.append(ident)  # expunged meanwhile
                 continue
-            jobs.append((entry, raw, blob_id(email.digest)))
+            jobs.append((entry, raw, blob))
             held += len(raw)
             call.octets += len(raw)
             if held > _PARSE_BATCH:

@@ -1,0 +1,518 @@
+"""Email/get of a big message from its stored part tree, read in pieces (RFC 8621 §4.1.4).
+
+Parsing a 40 MB message to list its parts holds all 40 MB (and parses all of it). The
+store keeps each message's part tree (the offsets IMAP's BODY[section] uses); from it
+and each part's header section this module builds the bodyStructure, textBody,
+htmlBody, attachments, hasAttachment, preview and bodyValues that parsing the whole
+message gives (:func:`correo.jmap.mail.parse_email`, the stdlib's parser), the same
+to the octet: a part's size is its decoded size (RFC 8621 §4.1.4), counted as its
+octets stream past; text is decoded in pieces and held only as far as it is returned.
+
+Where the tree might not say what the stdlib's parser says (a defect, a header the
+parser reads otherwise, nesting near its bounds, a message/* other than rfc822, a
+digest, base64 the parser would repair, uuencode), :class:`Irregular` sends the caller
+to the whole-message path. What a part's header shows cannot tell two cases: a preview
+is read from at most the first 256 KiB of a part not returned (an encoding problem
+after them, or markup hiding the text in them, could change it), and parse_message's
+guard against deep nesting (which counts "boundary" in bodies too) is judged from the
+header sections alone.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email.policy
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from typing import Any, Final
+
+from correo.delivery.facts import load_tree
+from correo.jmap.mail import (
+    BODY_PROPS,
+    PREVIEW,
+    _is_inline_text,
+    _Part,
+    parse_email,
+)
+from correo.message.encoded import text_codec
+from correo.message.structure import Part
+from correo.web.jmap_mail import MailView, Row
+
+__all__ = ["PARTS_MIN", "Irregular", "body_from_tree", "email_from_tree", "email_of_tree"]
+
+#: Messages at least this big are read from their part tree; smaller ones are parsed.
+PARTS_MIN: Final = 1 << 20
+_TEXT_CAP: Final = 256 * 1024  # decoded octets of a part read for a preview only
+_HEADS_MAX: Final = 1 << 20  # octets of header sections read for one message
+_GAP: Final = 64 * 1024  # octets between two header sections read rather than skipped
+_DEPTH: Final = 16  # parse_message reads a message nested deeper as one opaque body
+_LEAVES: Final = 1000  # parse_email's _leaves stops counting there
+_HINTS: Final = 32  # parse_message looks at nesting past this many boundary/message hints
+_HINT = re.compile(rb"(?i)boundary|message/")
+_CHUNK: Final = 1 << 20  # a read is a worker-thread hop: 41 of them for 41 MB
+_QP_LINE: Final = 1 << 20  # an unfinished quoted-printable line held at most this long
+_B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_LINES: Final = _B64 + b"=\r\n"
+_UU: Final = frozenset(("x-uuencode", "uuencode", "uue", "x-uue"))
+_PARSER: Final = BytesParser(policy=email.policy.compat32)
+
+Reader = Callable[[int, int], AsyncIterator[bytes]]
+
+
+class Irregular(Exception):
+    """The tree may not say what parsing the message says: parse it whole."""
+
+
+@dataclass(slots=True)
+class _Node:
+    head: Message  # the part's header fields, as the stdlib reads them
+    tree: Part
+    parts: list[_Node] | None = None  # a multipart's or a message/rfc822's; None: a leaf
+    leaf: _Part | None = None
+    cte: str = ""
+
+    @property
+    def part_id(self) -> str:
+        assert self.leaf is not None  # only leaves are listed
+        return self.leaf.part_id
+
+    def json(self, blob: str) -> dict[str, Any]:
+        assert self.leaf is not None
+        return self.leaf.json(blob)
+
+
+@dataclass(slots=True)
+class _Text:
+    """A leaf's decoded text as far as held, and whether decoding met a problem."""
+
+    value: str
+    problem: bool
+
+
+def _parse_head(section: bytes) -> Message:
+    """A header section as the stdlib reads it; Irregular where it would read otherwise."""
+    head = _PARSER.parsebytes(section, headersonly=True)
+    if head.defects or head.get_payload():
+        raise Irregular("a header section the stdlib reads otherwise")
+    return head
+
+
+async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
+    """Every part's header section by the part's id(), read in as few reads as the
+    gaps between them allow (a part's header often follows the last one closely)."""
+    parts = tree.walk()
+    if len(parts) > 2 * _LEAVES:
+        raise Irregular("more parts than parse_email counts")
+    parts.sort(key=lambda p: p.header_start)
+    out: dict[int, bytes] = {}
+    budget = _HEADS_MAX
+    at = 0
+    while at < len(parts):
+        start, end, upto = parts[at].header_start, parts[at].header_end, at + 1
+        while upto < len(parts) and parts[upto].header_start - end <= _GAP:
+            end = max(end, parts[upto].header_end)
+            upto += 1
+        budget -= end - start
+        if budget < 0:
+            raise Irregular("header sections past the budget")
+        span = b"".join([chunk async for chunk in read(start, end)])
+        for part in parts[at:upto]:
+            out[id(part)] = span[part.header_start - start : part.header_end - start]
+        at = upto
+    return out
+
+
+async def _shape(tree: Part, read: Reader) -> tuple[_Node, list[_Node], bytes]:
+    """The node tree mirroring the stdlib's parse, its leaves in partId order, and the
+    message's header section."""
+    sections = await _sections(tree, read)
+    leaves: list[_Node] = []
+    hints = 0
+
+    def node(part: Part, depth: int, digest: bool) -> _Node:
+        nonlocal hints
+        if part.defects or depth > _DEPTH or digest:
+            raise Irregular("a defect, deep nesting or a digest's default type")
+        section = sections[id(part)]
+        hints += len(_HINT.findall(section))
+        head = _parse_head(section)
+        main = head.get_content_maintype()
+        out = _Node(head, part)
+        if part.is_multipart:
+            if main != "multipart" or head.get_boundary() != part.param("boundary"):
+                raise Irregular("a multipart the stdlib splits otherwise")
+            if not part.children:
+                raise Irregular("a multipart without parts")
+            inner = head.get_content_subtype() == "digest"
+            out.parts = [node(child, depth + 1, inner) for child in part.children]
+            return out
+        if part.type.lower() == "message" or main in ("message", "multipart"):
+            if head.get_content_type() != "message/rfc822" or part.message is None:
+                raise Irregular("a message/* the stdlib reads otherwise")
+            out.parts = [node(part.message, depth + 1, False)]
+            return out
+        out.cte = str(head.get("content-transfer-encoding", "")).lower()
+        if out.cte in _UU:
+            raise Irregular("uuencode")
+        if len(leaves) >= _LEAVES:
+            raise Irregular("more leaves than parse_email counts")
+        out.leaf = _Part(str(len(leaves) + 1), head, part.body_size)
+        leaves.append(out)
+        return out
+
+    root = node(tree, 0, False)
+    if hints > _HINTS:
+        raise Irregular("parse_message would look at the nesting")
+    return root, leaves, _head_section(tree, sections[id(tree)])
+
+
+# -- decoding in pieces, as Message.get_payload(decode=True) decodes whole --------------
+
+
+@dataclass(slots=True)
+class _Base64:
+    """base64 decoded in pieces as the stdlib's decode_b decodes what it finds clean
+    (only the alphabet, line ends and final padding); Irregular for the rest, which it
+    repairs in ways of its own."""
+
+    held: bytes = b""  # alphabet characters short of a whole quantum
+    count: int = 0  # alphabet characters
+    pads: int = 0
+
+    def feed(self, chunk: bytes, decode: bool) -> bytes:
+        if chunk.translate(None, _B64_LINES):
+            raise Irregular("base64 with characters outside its alphabet")
+        if not decode and not self.pads and b"=" not in chunk:  # counted without a copy
+            self.count += len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
+            return b""
+        piece = chunk.translate(None, b"\r\n")  # the stdlib joins splitlines()
+        if self.pads:  # RFC 4648 §3.3: nothing follows the padding
+            if piece.strip(b"="):
+                raise Irregular("base64 past its padding")
+            self.pads += len(piece)
+            return b""
+        at = piece.find(b"=")
+        if at >= 0:
+            if piece[at:].strip(b"="):
+                raise Irregular("base64 past its padding")
+            self.pads += len(piece) - at
+            piece = piece[:at]
+        self.count += len(piece)
+        if not decode or not piece:
+            return b""
+        held = self.held + piece
+        cut = len(held) - len(held) % 4
+        self.held = held[cut:]
+        return binascii.a2b_base64(held[:cut]) if cut else b""
+
+    def finish(self, decode: bool) -> tuple[bytes, int]:
+        """The last octets and the decoded size."""
+        rest = self.count % 4
+        # b64decode(validate=True) of the characters padded to a whole quantum
+        pads = self.pads
+        if not (rest == pads == 0 or (rest == 2 and pads <= 2) or (rest == 3 and pads <= 1)):
+            raise Irregular("base64 the stdlib repairs")
+        size = self.count // 4 * 3 + (rest - 1 if rest else 0)
+        if decode and rest:
+            return binascii.a2b_base64(self.held + b"=" * (4 - rest)), size
+        return b"", size
+
+
+@dataclass(slots=True)
+class _Qp:
+    """quopri.decodestring (binascii.a2b_qp) line by line: no escape spans a line end."""
+
+    held: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = b""
+        end = chunk.rfind(b"\n") + 1
+        if end:
+            self.held.append(chunk[:end])
+            out = binascii.a2b_qp(b"".join(self.held))
+            chunk = chunk[end:]
+            self.held, self.size = [], 0
+        if chunk:
+            self.held.append(chunk)
+            self.size += len(chunk)
+            if self.size > _QP_LINE:
+                raise Irregular("an overlong quoted-printable line")
+        return out
+
+    def finish(self) -> bytes:
+        return binascii.a2b_qp(b"".join(self.held)) if self.held else b""
+
+
+class _Sink:
+    """A text part's characters held up to ``keep`` UTF-8 octets, as ``_decoded`` reads
+    them: in its charset, or as UTF-8 with U+FFFD once that meets a problem."""
+
+    def __init__(self, charset: str, keep: int) -> None:
+        try:
+            codec = codecs.lookup(charset).name
+        except LookupError:
+            codec = ""
+        self.keep = keep
+        self.problem = codec != text_codec(charset)
+        self.strict = None if self.problem else codecs.getincrementaldecoder(codec)()
+        self.loose = codecs.getincrementaldecoder("utf-8")("replace")
+        self.held: tuple[list[str], list[str]] = ([], [])
+        self.octets = [0, 0]
+
+    def _hold(self, which: int, text: str) -> None:
+        if self.octets[which] <= self.keep:
+            self.held[which].append(text)
+            self.octets[which] += len(text.encode("utf-8", "surrogatepass"))
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        if self.strict is not None:
+            try:
+                self._hold(0, self.strict.decode(data, final))
+            except UnicodeError:
+                self.problem, self.strict = True, None
+        if self.octets[1] <= self.keep:
+            self._hold(1, self.loose.decode(data, final))
+
+    def text(self) -> _Text:
+        return _Text("".join(self.held[1 if self.problem else 0]), self.problem)
+
+
+async def _scan(
+    node: _Node, read: Reader, keep: int | None, whole: bool = True
+) -> tuple[int, _Text | None]:
+    """A leaf read in pieces: its decoded size (when read ``whole``) and, when ``keep``
+    is given, its text held up to ``keep`` UTF-8 octets."""
+    part, cte = node.tree, node.cte
+    whole = whole or part.body_size <= _TEXT_CAP
+    if keep is None and cte not in ("base64", "quoted-printable"):
+        return part.body_size, None  # the stdlib's payload is the octets themselves
+    end = part.body_end if whole else min(part.body_end, part.header_end + _TEXT_CAP)
+    sink = _Sink(node.head.get_content_charset() or "us-ascii", keep or 0)
+    decode = keep is not None
+    size = 0
+    b64 = _Base64() if cte == "base64" else None
+    qp = _Qp() if cte == "quoted-printable" else None
+    async for chunk in read(part.header_end, end):
+        piece = b64.feed(chunk, decode) if b64 else qp.feed(chunk) if qp else chunk
+        size += len(piece)
+        if decode and piece:
+            sink.feed(piece)
+    if b64 is not None:
+        last, size = b64.finish(decode)
+    else:
+        last = qp.finish() if qp else b""
+        size += len(last)
+    if not decode:
+        return size, None
+    sink.feed(last, final=whole)
+    return size, sink.text()
+
+
+# -- the properties ---------------------------------------------------------------------
+
+
+def _lists(root: _Node) -> tuple[list[_Node], list[_Node], list[_Node]]:
+    """textBody, htmlBody and attachments as parse_email's _body_lists makes them."""
+    text: list[_Node] = []
+    html: list[_Node] = []
+    attachments: list[_Node] = []
+
+    def walk(node: _Node, alternative: str | None) -> None:
+        if node.parts is not None:
+            sub = node.head.get_content_subtype()
+            for child in node.parts:
+                walk(child, sub if sub == "alternative" else alternative)
+            return
+        ctype = node.head.get_content_type()
+        if _is_inline_text(node.head) and ctype in ("text/plain", "text/html"):
+            if alternative is None:  # RFC 8621 §4.1.4: outside alternatives, in both
+                text.append(node)
+                html.append(node)
+            elif ctype == "text/plain":
+                text.append(node)
+            else:
+                html.append(node)
+        else:
+            attachments.append(node)
+
+    walk(root, None)
+    return text, html, attachments
+
+
+def _structure(node: _Node, blob: str) -> dict[str, Any]:
+    if node.leaf is not None:
+        return node.leaf.json(blob)
+    return {
+        "partId": None,
+        "blobId": None,
+        "type": node.head.get_content_type(),
+        "subParts": [_structure(child, blob) for child in node.parts or ()],
+    }
+
+
+def _preview_of(node: _Node, text: _Text) -> str:
+    value = text.value
+    if node.head.get_content_subtype() == "html":
+        from correo.message.html import html_to_text
+
+        value = html_to_text(value)
+    return " ".join(value.split())[:PREVIEW]
+
+
+def _body_value(text: _Text, most: int) -> dict[str, Any]:
+    value, truncated = text.value, False
+    if most and len(value.encode()) > most:
+        value = value.encode()[:most].decode("utf-8", "ignore")
+        truncated = True
+    return {"value": value, "isEncodingProblem": text.problem, "isTruncated": truncated}
+
+
+async def body_from_tree(
+    tree: Part,
+    read: Reader,
+    properties: Sequence[str],
+    *,
+    blob: str,
+    body_values: Mapping[str, bool] | None = None,
+    max_body_value_bytes: int = 0,
+) -> tuple[dict[str, Any], bytes, int]:
+    """The body properties parse_email gives, from the tree and ``read``'s octets; the
+    header section (for the other properties); and the octets held for them.
+    Irregular where the tree may disagree with the parse."""
+    wants = set(properties)
+    root, leaves, section = await _shape(tree, read)
+    text, html, attachments = _lists(root)
+    flags = body_values or {}
+    chosen: dict[str, _Node] = {}
+    if "bodyValues" in wants:
+        if flags.get("text") or flags.get("all"):
+            chosen.update((n.part_id, n) for n in text)
+        if flags.get("html") or flags.get("all"):
+            chosen.update((n.part_id, n) for n in html)
+        if flags.get("all"):
+            chosen.update((n.part_id, n) for n in attachments if _is_inline_text(n.head))
+    previews = {id(n) for n in text} if "preview" in wants else set()
+    unbounded = max_body_value_bytes or 1 << 62  # the client asked for all of it
+    texts: dict[int, _Text] = {}
+    held = 0
+    for node in leaves:
+        keep: int | None = None
+        if node.part_id in chosen:
+            keep = max(unbounded, _TEXT_CAP) if id(node) in previews else unbounded
+        elif id(node) in previews and node.cte in ("base64", "quoted-printable"):
+            keep = _TEXT_CAP  # read whole for its size anyway
+        size, got = await _scan(node, read, keep)
+        assert node.leaf is not None
+        node.leaf.size = size
+        if got is not None:
+            texts[id(node)] = got
+            held += len(got.value)
+    out: dict[str, Any] = {}
+    if "textBody" in wants:
+        out["textBody"] = [n.json(blob) for n in text]
+    if "htmlBody" in wants:
+        out["htmlBody"] = [n.json(blob) for n in html]
+    if "attachments" in wants:
+        out["attachments"] = [n.json(blob) for n in attachments]
+    if "hasAttachment" in wants:
+        out["hasAttachment"] = any(
+            n.head.get_content_disposition() == "attachment" or not _is_inline_text(n.head)
+            for n in attachments
+        )
+    if "preview" in wants:
+        out["preview"] = ""
+        for node in text:
+            got = texts.get(id(node))
+            if got is None:  # a part read for its preview only: its first octets
+                got = (await _scan(node, read, _TEXT_CAP, whole=False))[1]
+                assert got is not None
+                held += len(got.value)
+            value = _preview_of(node, got)
+            if value:
+                out["preview"] = value
+                break
+    if "bodyStructure" in wants:
+        out["bodyStructure"] = _structure(root, blob)
+    if "bodyValues" in wants:
+        out["bodyValues"] = {
+            part_id: _body_value(texts[id(node)], max_body_value_bytes)
+            for part_id, node in chosen.items()
+        }
+    return out, section, held + len(section)
+
+
+async def email_from_tree(
+    view: MailView,
+    row: Row,
+    properties: Sequence[str],
+    *,
+    blob: str,
+    body_values: Mapping[str, bool] | None = None,
+    max_body_value_bytes: int = 0,
+) -> tuple[dict[str, Any], int] | None:
+    """parse_email's properties of a stored message from its part tree, and the octets
+    held for them; None where the message must be parsed whole (no tree, or Irregular).
+    StoreError when the message is gone."""
+    box, uid = row.box.name, row.info.uid
+    facts = (await view.store.fetch_facts(view.account, box, [uid])).get(uid)
+    if facts is None or not facts.tree:
+        return None
+    tree = load_tree(facts)
+
+    def read(start: int, end: int) -> AsyncIterator[bytes]:
+        return view.store.read_message(view.account, box, uid, _CHUNK, start, end)
+
+    return await email_of_tree(
+        tree,
+        read,
+        properties,
+        blob=blob,
+        body_values=body_values,
+        max_body_value_bytes=max_body_value_bytes,
+    )
+
+
+async def email_of_tree(
+    tree: Part,
+    read: Reader,
+    properties: Sequence[str],
+    *,
+    blob: str,
+    body_values: Mapping[str, bool] | None = None,
+    max_body_value_bytes: int = 0,
+) -> tuple[dict[str, Any], int] | None:
+    """parse_email's properties from ``tree`` and ``read``; None: parse it whole."""
+    try:
+        body, section, held = await body_from_tree(
+            tree,
+            read,
+            properties,
+            blob=blob,
+            body_values=body_values,
+            max_body_value_bytes=max_body_value_bytes,
+        )
+    except Irregular:
+        return None
+    heads = [p for p in properties if p not in BODY_PROPS]
+    out = parse_email(section, heads, blob=blob) if heads else {}
+    out.update(body)
+    return out, held
+
+
+def _head_section(tree: Part, section: bytes) -> bytes:
+    """The message's header section, when the parse of the whole message reads the
+    same fields from it: CRLF line ends only, ending in the blank line."""
+    if tree.header_start != 0:
+        raise Irregular("a header section not at the start")
+    ends = section.count(b"\r\n")
+    if (
+        not section.endswith(b"\r\n\r\n")
+        or not section.count(b"\n") == section.count(b"\r") == ends
+    ):
+        raise Irregular("a header section with bare CR or LF")
+    return section

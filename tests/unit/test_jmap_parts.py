@@ -1,0 +1,326 @@
+"""Email/get of a big message from its part tree says what parsing the message says.
+
+A big message's body properties are built from the stored part tree and the octets of
+its parts, read in pieces (web/jmap_parts.py); a small one's by parsing it whole
+(``parse_email``). For every message here, every property set and every piece size,
+the two must give the same answer to the octet; where the tree might disagree with
+the parse (broken MIME), the tree path must say so (None: the caller parses whole)
+rather than guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email
+import email.policy
+import quopri
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from correo.delivery.facts import facts_from_bytes, load_tree
+from correo.jmap.mail import BODY_PROPS, parse_email
+from correo.web.jmap_parts import _TEXT_CAP, Irregular, _Base64, email_of_tree
+
+BLOB = "Bfeedfacefeedfacefeedface"
+HEADS = ["subject", "from", "messageId", "sentAt", "header:X-Tag:asText", "header:Subject"]
+
+
+def _b64(data: bytes, width: int = 76) -> bytes:
+    text = base64.b64encode(data)
+    return b"\r\n".join(text[i : i + width] for i in range(0, len(text), width))
+
+
+def _qp(text: bytes) -> bytes:
+    return quopri.encodestring(text).replace(b"\n", b"\r\n")
+
+
+def _mixed(boundary: bytes, *parts: bytes, head: bytes = b"") -> bytes:
+    out = (
+        head + b"From: Ana <ana@example.test>\r\nTo: bob@example.test\r\n"
+        b"Subject: =?utf-8?q?caf=C3=A9?=\r\n"
+        b"Message-ID: <m1@example.test>\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+        b"X-Tag: =?iso-8859-1?q?tr=E8s?=\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\npreamble\r\n'
+    )
+    for part in parts:
+        out += b"--" + boundary + b"\r\n" + part + b"\r\n"
+    return out + b"--" + boundary + b"--\r\nepilogue\r\n"
+
+
+def _part(ctype: bytes, body: bytes, *fields: bytes) -> bytes:
+    return (
+        b"Content-Type: " + ctype + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
+    )
+
+
+BIG = random.Random(7).randbytes(600_000)
+LATIN = "Grüße aus Köln, déjà vu. ".encode("iso-8859-1") * 40
+UTF8 = "Ünïcödé ∑ 日本語 text. ".encode() * 30
+ALTERNATIVE = _part(
+    b"multipart/alternative; boundary=alt",
+    b"--alt\r\n"
+    + _part(b"text/plain; charset=utf-8", _qp(UTF8), b"Content-Transfer-Encoding: quoted-printable")
+    + b"\r\n--alt\r\n"
+    + _part(
+        b"text/html; charset=utf-8",
+        b"<html><head><title>t</title></head>"
+        b"<body><p>Hello <b>there</b>&amp; all</p></body></html>",
+    )
+    + b"\r\n--alt--",
+)
+RELATED = _part(
+    b"multipart/related; boundary=rel; type=text/html",
+    b"--rel\r\n"
+    + _part(b"text/html", b"<img src=cid:logo@x> <div>logo</div>")
+    + b"\r\n--rel\r\n"
+    + _part(
+        b"image/png",
+        _b64(BIG[:3000]),
+        b"Content-ID: <logo@x>",
+        b"Content-Transfer-Encoding: base64",
+        b"Content-Disposition: inline",
+    )
+    + b"\r\n--rel--",
+)
+INNER = (
+    b"From: c@example.test\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n"
+    b"--in\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n"
+    + _b64(LATIN)
+    + b"\r\n--in\r\n"
+    + _part(
+        b'application/zip; name="z.zip"', _b64(BIG[:5001]), b"Content-Transfer-Encoding: BASE64"
+    )
+    + b"\r\n--in--\r\n"
+)
+ATTACHMENT = _part(
+    b"application/octet-stream",
+    _b64(BIG),
+    b"Content-Disposition: attachment; filename*=utf-8''%E2%82%AC%20bill.bin",
+    b"Content-Transfer-Encoding: base64",
+)
+
+GOOD: dict[str, bytes] = {
+    "mixed-alternative-related-nested": _mixed(
+        b"out",
+        ALTERNATIVE,
+        RELATED,
+        _part(b"message/rfc822", INNER),
+        ATTACHMENT,
+        _part(b'text/plain; charset="ISO-8859-1"', LATIN, b"Content-Transfer-Encoding: 8bit"),
+    ),
+    "single-base64-text": b"From: a@example.test\r\nSubject: one\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + _b64(UTF8, 60) + b"\r\n",
+    "single-no-mime": b"From: a@example.test\r\nSubject: plain\r\n\r\n"
+    b"Just text,\r\nover two lines.\r\n",
+    "qp-soft-breaks": _mixed(
+        b"q",
+        _part(
+            b"text/plain; charset=utf-8",
+            b"caf=C3=A9 =3D long=\r\n line=20\r\nsoft=\r\n=\r\nend=",
+            b"Content-Transfer-Encoding: quoted-printable",
+        ),
+        _part(
+            b"text/plain", b"a=\rb\r\nc=4 =ZZ ==41", b"Content-Transfer-Encoding: Quoted-Printable"
+        ),
+    ),
+    "charsets": _mixed(
+        b"cs",
+        _part(
+            b"text/plain; charset=shift_jis",
+            "日本語のテキスト".encode("shift_jis"),
+            b"Content-Transfer-Encoding: 8bit",
+        ),
+        _part(
+            b"text/plain; charset=utf-16",
+            _b64("wide text".encode("utf-16")),
+            b"Content-Transfer-Encoding: base64",
+        ),
+        _part(b"text/plain; charset=x-unknown", b"unknown \xe9 charset"),
+        _part(b"text/plain; charset=utf-8", b"late bad byte " * 50 + b"\xff end"),
+        _part(b"text/plain; charset=utf-8", b"cut mid char \xe2\x82"),
+        _part(b"text/html; charset=us-ascii", b"<p>8bit \xc3\xa9 in ascii</p>"),
+    ),
+    "dispositions": _mixed(
+        b"d",
+        _part(
+            b"text/html",
+            b"<p>an html file</p>",
+            b"Content-Disposition: attachment; filename=page.html",
+        ),
+        _part(b"text/plain; name=notes.txt", b"inline named text", b"Content-Disposition: inline"),
+        _part(b"text/calendar", b"BEGIN:VCALENDAR"),
+        _part(b"image/gif", b"GIF89a", b"Content-ID:   <g@x>  "),
+    ),
+    "no-part-headers": b"Subject: bare\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\n\r\nno headers here\r\n--b\r\nContent-Type: text/plain\r\n\r\n\r\n--b--\r\n",
+    "base64-padding": _mixed(
+        b"p",
+        _part(b"application/x-a", b"QQ", b"Content-Transfer-Encoding: base64"),
+        _part(b"application/x-b", b"QUI=", b"Content-Transfer-Encoding: base64"),
+        _part(b"application/x-c", b"QUJD\r\nRA=\r\n=", b"Content-Transfer-Encoding: base64"),
+        _part(b"application/x-d", b"", b"Content-Transfer-Encoding: base64"),
+        _part(b"application/x-e", b"QUJD", b"Content-Transfer-Encoding: base64 "),
+    ),
+    "long-text": _mixed(
+        b"l",
+        _part(b"text/plain", b"   \r\n" * 1000 + b"word " * 120_000),
+        _part(
+            b"text/html",
+            _qp(b"<p>" + b"x" * 300_000 + b"</p>"),
+            b"Content-Transfer-Encoding: quoted-printable",
+        ),
+    ),
+    "rfc2231-boundary": b"Subject: x\r\n"
+    b"Content-Type: multipart/mixed; boundary*0=a; boundary*1=b\r\n\r\n"
+    b"--ab\r\nContent-Type: text/plain\r\n\r\nt\r\n--ab--\r\n",
+}
+
+BROKEN: dict[str, bytes] = {
+    "unclosed": GOOD["dispositions"].rsplit(b"--d--", 1)[0],
+    "base64-junk": _mixed(
+        b"j", _part(b"text/plain", b"SGVs bG8h\r\n", b"Content-Transfer-Encoding: base64")
+    ),
+    "base64-length": _mixed(
+        b"k", _part(b"application/x", b"QUJDR", b"Content-Transfer-Encoding: base64")
+    ),
+    "base64-inner-pad": _mixed(
+        b"k", _part(b"application/x", b"QQ==QUJD", b"Content-Transfer-Encoding: base64")
+    ),
+    "no-boundary": b"Subject: x\r\nContent-Type: multipart/mixed\r\n\r\n"
+    b"--a\r\n\r\nbody\r\n--a--\r\n",
+    "digest": b"Subject: x\r\nContent-Type: multipart/digest; boundary=g\r\n\r\n--g\r\n\r\n"
+    b"Subject: in\r\n\r\ndigest body\r\n--g--\r\n",
+    "bare-lf": GOOD["dispositions"].replace(b"\r\n", b"\n"),
+    "header-without-colon": b"Subject: x\r\nnot a header\r\nFrom: a@x\r\n\r\nbody\r\n",
+    "encoded-message": _mixed(
+        b"e", _part(b"message/rfc822", _b64(INNER), b"Content-Transfer-Encoding: base64")
+    ),
+    "uuencode": _mixed(
+        b"u",
+        _part(
+            b"application/x",
+            b"begin 644 a\r\n#86)C\r\n`\r\nend\r\n",
+            b"Content-Transfer-Encoding: x-uuencode",
+        ),
+    ),
+    "delivery-status": _mixed(
+        b"s", _part(b"message/delivery-status", b"Reporting-MTA: dns; x\r\n\r\nAction: failed\r\n")
+    ),
+    "deep": b"Subject: deep\r\n"
+    + b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(20)
+    )
+    + b"Content-Type: text/plain\r\n\r\ndeep\r\n"
+    + b"".join(b"--b%d--\r\n" % i for i in reversed(range(20))),
+}
+
+CASES: list[tuple[list[str], dict[str, bool], int]] = [
+    ([*HEADS, *BODY_PROPS], {"all": True}, 0),
+    (list(BODY_PROPS), {"text": True}, 7),
+    (["bodyValues", "preview", "htmlBody"], {"html": True}, 100),
+    (["attachments", "hasAttachment", "subject"], {}, 0),
+    (["bodyValues"], {"all": True}, 3),
+]
+
+
+def _tree_path(
+    raw: bytes, props: list[str], flags: dict[str, bool], most: int, piece: int
+) -> dict[str, Any] | None:
+    async def read(start: int, end: int) -> AsyncIterator[bytes]:
+        for at in range(start, end, piece):
+            yield raw[at : min(at + piece, end)]
+
+    async def run() -> tuple[dict[str, Any], int] | None:
+        return await email_of_tree(
+            load_tree(facts_from_bytes(raw)),
+            read,
+            props,
+            blob=BLOB,
+            body_values=flags,
+            max_body_value_bytes=most,
+        )
+
+    done = asyncio.run(run())
+    return None if done is None else done[0]
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+@pytest.mark.parametrize("piece", [5, 1 << 16])
+def test_the_tree_gives_what_the_parse_gives(name: str, piece: int) -> None:
+    raw = GOOD[name]
+    for props, flags, most in CASES:
+        want = parse_email(raw, props, blob=BLOB, body_values=flags, max_body_value_bytes=most)
+        got = _tree_path(raw, props, flags, most, piece)
+        assert got is not None, f"{name}: the tree path gave up"
+        assert got == want, (name, props, flags, most)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_mime_reads_whole_or_the_same(name: str) -> None:
+    """Where the tree path answers at all, it answers what the parse does; for these
+    it must give up (the parse repairs them in ways of its own)."""
+    raw = BROKEN[name]
+    for props, flags, most in CASES:
+        got = _tree_path(raw, props, flags, most, 1 << 16)
+        assert got is None, name
+
+
+def test_a_preview_reads_at_most_its_cap() -> None:
+    """A long first text part not asked for: its preview comes from its first octets."""
+    text = b"start " + b"y" * (_TEXT_CAP * 3)
+    raw = _mixed(b"c", _part(b"text/plain", text), ATTACHMENT)
+    tree = load_tree(facts_from_bytes(raw))
+    read_octets = 0
+
+    async def read(start: int, end: int) -> AsyncIterator[bytes]:
+        nonlocal read_octets
+        for at in range(start, end, 1 << 16):
+            chunk = raw[at : min(at + (1 << 16), end)]
+            read_octets += len(chunk)
+            yield chunk
+
+    done = asyncio.run(email_of_tree(tree, read, ["preview", "textBody"], blob=BLOB))
+    assert done is not None
+    assert done[0] == parse_email(raw, ["preview", "textBody"], blob=BLOB)
+    # the attachment is read to count its decoded size; the text only to its cap
+    assert read_octets < len(_b64(BIG)) + _TEXT_CAP + 8192
+    assert done[1] < _TEXT_CAP + 8192  # and no more than the cap is held
+
+
+def test_base64_in_pieces_is_the_stdlib_decode_or_irregular() -> None:
+    """Random base64-ish bodies: decoded in pieces, the octets and size are what
+    get_payload(decode=True) gives, or the body is one the stdlib repairs."""
+    rng = random.Random(1)
+    alphabet = b"QUJDabc+/=\r\n \x00"
+    agreed = 0
+    for _ in range(3000):
+        body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
+        if rng.random() < 0.5:  # mostly clean ones, so that most decode
+            body = base64.b64encode(rng.randbytes(rng.randrange(0, 12)))
+            body = body.rstrip(b"=") if rng.random() < 0.3 else body
+        message = email.message_from_bytes(
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + body, policy=email.policy.compat32
+        )
+        want = message.get_payload(decode=True)
+        decoder = _Base64()
+        try:
+            step = rng.randrange(1, 5)
+            out = b"".join(
+                decoder.feed(body[i : i + step], True) for i in range(0, len(body), step)
+            )
+            last, size = decoder.finish(True)
+        except Irregular:
+            continue
+        agreed += 1
+        assert (out + last, size) == (want, len(want)), body
+        counter = _Base64()  # counting only, as for a part whose size alone is asked
+        for i in range(0, len(body), step):
+            counter.feed(body[i : i + step], False)
+        assert counter.finish(False) == (b"", len(want)), body
+    assert agreed > 1000

@@ -206,6 +206,21 @@ def test_append_appenduid_and_multiappend(server: Server) -> None:
     client.logout()
 
 
+def test_append_to_inbox_in_any_case_names_the_selected_uidvalidity(server: Server) -> None:
+    """INBOX is taken without a look before the "+" (it always exists): APPEND in any
+    case of the name files the message there, and APPENDUID names INBOX's UIDVALIDITY."""
+    client = imap(server)
+    typ, data = client.append("iNbOx", None, None, message("to inbox"))
+    m = re.search(rb"APPENDUID (\d+) (\d+)", data[0])  # type: ignore[arg-type]
+    assert typ == "OK" and m, data
+    _ok(client.select("INBOX"))
+    typ, got = client.response("UIDVALIDITY")
+    assert got == [m.group(1)]
+    fetched = _ok(client.uid("FETCH", m.group(2).decode(), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+    assert b"to inbox" in fetched[0][1]  # type: ignore[index]
+    client.logout()
+
+
 # -- FETCH -------------------------------------------------------------------------------
 
 MULTIPART = (

@@ -25,6 +25,7 @@ from correo.server.imap.acl import flag_rights, resolve
 from correo.server.imap.view import MAX_KEYWORDS, SYSTEM_FLAGS, format_uids
 from correo.server.store_failure import imap_reply
 from correo.store.api import (
+    INBOX,
     Envelope,
     Spool,
     StoreError,
@@ -105,10 +106,13 @@ async def append_start(session: ImapSession, event: AppendStart | CatenateStart)
             if "i" not in rights:
                 session.append_failed = "NOPERM" if "l" in rights else missing
             flags = tuple(f for f in flags if flag_rights("add", (f,)) in rights)
-        try:
-            await session.ctx.store.mailbox_state(account, name)  # cheaper than STATUS
-        except StoreError:
-            session.append_failed = session.append_failed or missing
+        # the user's own INBOX is always there (RFC 9051 §5.1; DELETE refuses it, and a
+        # delivery makes it): no read of it before the "+"
+        if account != session.user or name != INBOX:
+            try:
+                await session.ctx.store.mailbox_state(account, name)  # cheaper than STATUS
+            except StoreError:
+                session.append_failed = session.append_failed or missing
     if session.append_failed is not None:
         drop_appends(session)
         code, session.append_failed = session.append_failed, None

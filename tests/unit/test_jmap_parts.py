@@ -141,6 +141,9 @@ GOOD: dict[str, bytes] = {
             _b64("wide text".encode("utf-16")),
             b"Content-Transfer-Encoding: base64",
         ),
+        _part(b"text/plain; charset=utf-16", "no BOM, the machine's order".encode("utf-16-le")),
+        _part(b"text/plain; charset=UTF-32", "a BOM".encode("utf-32")),
+        _part(b"text/plain; charset=utf-16", b"\r\n\xff\xfeo\x00d\x00d\x00"),
         _part(b"text/plain; charset=x-unknown", b"unknown \xe9 charset"),
         _part(b"text/plain; charset=utf-8", b"late bad byte " * 50 + b"\xff end"),
         _part(b"text/plain; charset=utf-8", b"cut mid char \xe2\x82"),
@@ -324,3 +327,72 @@ def test_base64_in_pieces_is_the_stdlib_decode_or_irregular() -> None:
             counter.feed(body[i : i + step], False)
         assert counter.finish(False) == (b"", len(want)), body
     assert agreed > 1000
+
+
+def _random_entity(rng: random.Random, depth: int) -> bytes:
+    """A random MIME entity: nested multiparts and messages, charsets, encodings."""
+    if depth < 4 and rng.random() < 0.4:
+        if rng.random() < 0.25:
+            inner = _random_entity(rng, depth + 1)
+            return b"Content-Type: message/rfc822\r\n\r\nSubject: in\r\nFrom: x@y\r\n" + inner
+        sub = rng.choice([b"mixed", b"alternative", b"related", b"signed"])
+        cut = b"b%d" % rng.randrange(10**6)
+        out = b"Content-Type: multipart/" + sub + b'; boundary="' + cut + b'"\r\n\r\n'
+        for _ in range(rng.randint(1, 4)):
+            out += b"--" + cut + b"\r\n" + _random_entity(rng, depth + 1) + b"\r\n"
+        return out + b"--" + cut + b"--" + rng.choice([b"", b"\r\nepilogue"])
+    kind = rng.choice([b"text/plain", b"text/html", b"application/pdf", b"TEXT/Plain", b""])
+    charset = rng.choice(["us-ascii", "utf-8", "iso-8859-1", "shift_jis", "utf-16", "x-bogus"])
+    cte = rng.choice([b"", b"base64", b"quoted-printable", b"8bit", b"BASE64"])
+    text = rng.choice(["plain words", "Grüße, déjà vu €", "日本語", "<p>Hi <b>x</b></p>", " "])
+    try:
+        data = (text * rng.randint(1, 40)).encode(charset)
+    except (LookupError, UnicodeError):
+        data = text.encode()
+    data += bytes([rng.randrange(256)]) if rng.random() < 0.1 else b""
+    if cte.lower() == b"base64":
+        data = _b64(data, rng.choice([76, 4, 1000]))
+    elif cte == b"quoted-printable":
+        data = _qp(data)
+    head = b"Content-Type: " + kind + b"; charset=" + charset.encode() + b"\r\n" if kind else b""
+    head += b"Content-Transfer-Encoding: " + cte + b"\r\n" if cte else b""
+    disposition = rng.choice([b"", b"inline", b"attachment; filename=a.txt"])
+    head += b"Content-Disposition: " + disposition + b"\r\n" if disposition else b""
+    return head + b"\r\n" + data
+
+
+def _mutated(rng: random.Random, raw: bytes) -> bytes:
+    """``raw`` broken a little: lines lost, doubled with a bare LF, given a bare CR or
+    blanks, junk lines put in, the message cut short."""
+    lines = raw.split(b"\r\n")
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(lines))
+        how = rng.randrange(6)
+        if how == 0:
+            del lines[at]
+        elif how == 1:
+            lines[at] += b"\n" + lines[at]
+        elif how == 2:
+            lines[at] += rng.choice([b"\r", b" \t"])
+        elif how == 3:
+            lines.insert(at, rng.choice([b"junk", b"", b"--", b" folded", b"="]))
+        elif how == 4:
+            lines = lines[: max(at, 1)]
+        else:
+            lines[at] = lines[at].upper()
+    return b"\r\n".join(lines)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_random_messages_give_what_the_parse_gives(broken: bool) -> None:
+    rng = random.Random(11 + broken)
+    answered = 0
+    for _ in range(80):
+        raw = b"From: a@example.test\r\nSubject: r\r\n" + _random_entity(rng, 0)
+        raw = _mutated(rng, raw) if broken else raw
+        for props, flags, most in CASES:
+            want = parse_email(raw, props, blob=BLOB, body_values=flags, max_body_value_bytes=most)
+            got = _tree_path(raw, props, flags, most, rng.choice([3, 1 << 16]))
+            assert got is None or got == want, raw
+            answered += got is not None
+    assert answered > (100 if broken else 399)  # well-formed ones are all answered

@@ -24,6 +24,7 @@ import binascii
 import codecs
 import email.policy
 import re
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -48,6 +49,7 @@ __all__ = ["PARTS_MIN", "Irregular", "body_from_tree", "email_from_tree", "email
 PARTS_MIN: Final = 1 << 20
 _TEXT_CAP: Final = 256 * 1024  # decoded octets of a part read for a preview only
 _HEADS_MAX: Final = 1 << 20  # octets of header sections read for one message
+_LINE: Final = 1024  # octets of a preamble's tail read with its first delimiter
 _GAP: Final = 64 * 1024  # octets between two header sections read rather than skipped
 _DEPTH: Final = 16  # parse_message reads a message nested deeper as one opaque body
 _LEAVES: Final = 1000  # parse_email's _leaves stops counting there
@@ -57,6 +59,10 @@ _CHUNK: Final = 1 << 20  # a read is a worker-thread hop: 41 of them for 41 MB
 _QP_LINE: Final = 1 << 20  # an unfinished quoted-printable line held at most this long
 _B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_LINES: Final = _B64 + b"=\r\n"
+_BOMS: Final = {
+    "utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+    "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE),
+}
 _UU: Final = frozenset(("x-uuencode", "uuencode", "uue", "x-uue"))
 _PARSER: Final = BytesParser(policy=email.policy.compat32)
 
@@ -101,27 +107,62 @@ def _parse_head(section: bytes) -> Message:
     return head
 
 
+def _clean(data: bytes) -> bool:
+    """Whether every line end in ``data`` is CRLF: the stdlib ends a line at a bare CR
+    or LF too, where the tree may not have."""
+    ends = data.count(b"\r\n")
+    return data.count(b"\r") == ends == data.count(b"\n")
+
+
+def _lines_between(tree: Part) -> list[tuple[int, int]]:
+    """The octets around each multipart's delimiters: the tail of its preamble with the
+    first, each one between two parts, and the close delimiter's line (RFC 2046 §5.1.1)."""
+    out: list[tuple[int, int]] = []
+    for part in tree.walk():
+        if not part.children:
+            continue
+        first, last = part.children[0], part.children[-1]
+        out.append((max(part.header_end, first.header_start - _LINE), first.header_start))
+        out.extend(
+            (before.body_end, after.header_start)
+            for before, after in zip(part.children, part.children[1:], strict=False)
+        )
+        out.append((last.body_end, min(part.body_end, last.body_end + _LINE)))
+    return out
+
+
 async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
-    """Every part's header section by the part's id(), read in as few reads as the
-    gaps between them allow (a part's header often follows the last one closely)."""
+    """Every part's header section by the part's id(), read in as few reads as the gaps
+    between them allow (a part's header often follows the last one closely), once the
+    delimiter lines are seen to end as the tree says they do."""
     parts = tree.walk()
     if len(parts) > 2 * _LEAVES:
         raise Irregular("more parts than parse_email counts")
-    parts.sort(key=lambda p: p.header_start)
+    ranges: list[tuple[int, int, Part | None]] = [(p.header_start, p.header_end, p) for p in parts]
+    ranges += [(start, end, None) for start, end in _lines_between(tree)]
+    ranges.sort(key=lambda r: r[0])
     out: dict[int, bytes] = {}
     budget = _HEADS_MAX
     at = 0
-    while at < len(parts):
-        start, end, upto = parts[at].header_start, parts[at].header_end, at + 1
-        while upto < len(parts) and parts[upto].header_start - end <= _GAP:
-            end = max(end, parts[upto].header_end)
+    while at < len(ranges):
+        start, end, upto = ranges[at][0], ranges[at][1], at + 1
+        while upto < len(ranges) and ranges[upto][0] - end <= _GAP:
+            end = max(end, ranges[upto][1])
             upto += 1
         budget -= end - start
         if budget < 0:
             raise Irregular("header sections past the budget")
         span = b"".join([chunk async for chunk in read(start, end)])
-        for part in parts[at:upto]:
-            out[id(part)] = span[part.header_start - start : part.header_end - start]
+        for first, stop, part in ranges[at:upto]:
+            data = span[first - start : stop - start]
+            if part is None:  # the close delimiter's line: up to its end
+                data = data[: data.find(b"\n", data.find(b"--")) + 1 or len(data)]
+            elif first == stop:
+                raise Irregular("a part without even its blank line")
+            else:
+                out[id(part)] = data
+            if not _clean(data):
+                raise Irregular("a bare CR or LF around a delimiter or in a header")
         at = upto
     return out
 
@@ -259,7 +300,11 @@ class _Sink:
             codec = ""
         self.keep = keep
         self.problem = codec != text_codec(charset)
-        self.strict = None if self.problem else codecs.getincrementaldecoder(codec)()
+        self.strict: codecs.IncrementalDecoder | None = None
+        if not self.problem and codec not in _BOMS:
+            self.strict = codecs.getincrementaldecoder(codec)()
+        self.sniff = codec if codec in _BOMS and not self.problem else ""
+        self.start = b""  # the first octets, while a UTF-16 or -32 decoder is not chosen
         self.loose = codecs.getincrementaldecoder("utf-8")("replace")
         self.held: tuple[list[str], list[str]] = ([], [])
         self.octets = [0, 0]
@@ -269,7 +314,22 @@ class _Sink:
             self.held[which].append(text)
             self.octets[which] += len(text.encode("utf-8", "surrogatepass"))
 
+    def _choose(self, data: bytes, final: bool) -> bytes:
+        """UTF-16 and -32 as bytes.decode() reads them: a BOM picks the order, and
+        none means the machine's (the incremental decoders refuse a missing BOM)."""
+        self.start += data
+        boms = _BOMS[self.sniff]
+        if len(self.start) < len(boms[0]) and not final:
+            return b""
+        name = self.sniff
+        if not self.start.startswith(boms):
+            name += "-le" if sys.byteorder == "little" else "-be"
+        self.strict, self.sniff = codecs.getincrementaldecoder(name)(), ""
+        return self.start
+
     def feed(self, data: bytes, final: bool = False) -> None:
+        if self.sniff:
+            data = self._choose(data, final)
         if self.strict is not None:
             try:
                 self._hold(0, self.strict.decode(data, final))
@@ -506,13 +566,7 @@ async def email_of_tree(
 
 def _head_section(tree: Part, section: bytes) -> bytes:
     """The message's header section, when the parse of the whole message reads the
-    same fields from it: CRLF line ends only, ending in the blank line."""
-    if tree.header_start != 0:
-        raise Irregular("a header section not at the start")
-    ends = section.count(b"\r\n")
-    if (
-        not section.endswith(b"\r\n\r\n")
-        or not section.count(b"\n") == section.count(b"\r") == ends
-    ):
-        raise Irregular("a header section with bare CR or LF")
+    same fields from it (its line ends were seen to be CRLF): it ends in the blank line."""
+    if tree.header_start != 0 or not section.endswith(b"\r\n\r\n"):
+        raise Irregular("a header section not at the start, or not ending in CRLF")
     return section

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import random
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from correo.jmap.mail import BODY_PROPS, parse_email
 from tests.conftest import Server
@@ -96,3 +99,31 @@ def test_a_big_message_the_tree_may_misread_is_parsed_whole(server: Server) -> N
         body_values={"all": True},
         max_body_value_bytes=_ARGS["maxBodyValueBytes"],
     )
+
+
+def test_a_big_message_is_got_from_its_parts_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The parts are read by range from PostgreSQL's copy as from SQLite's files."""
+    pytest.importorskip("psycopg", reason="pip install 'correo[postgresql]'")
+    from tests.server.test_postgres_store import pg_node
+
+    server = pg_node(tmp_path / "node", pg_url)
+    server.start()
+    try:
+        payload = random.Random(6).randbytes(16 * _MB)
+        data = _message(_b64(payload))
+        jmap, ident, blob = _get(server, "BigParts", data)
+        before = _peak_rss(server)
+        (got,) = jmap.call("Email/get", ids=[ident], properties=_PROPS, **_ARGS)["list"]
+        grown = _peak_rss(server) - before
+        assert got["attachments"][0]["size"] == len(payload)
+        assert grown < len(data) // 4, f"peak RSS grew {grown / _MB:.1f} MiB for 22 MiB"
+        del got["id"]
+        assert got == parse_email(
+            data,
+            _PROPS,
+            blob=blob,
+            body_values={"all": True},
+            max_body_value_bytes=_ARGS["maxBodyValueBytes"],
+        )
+    finally:
+        assert server.stop() == 0, server.log()[-3000:]

@@ -76,11 +76,25 @@ def _status_line(lead: bytes, status: str, text: str, code: str | None) -> bytes
     return b" ".join(parts) + CRLF
 
 
+#: What follows the tag of the few tagged replies a session sends over and over ("OK
+#: FETCH completed"): built and checked once, bounded (texts with names in them vary).
+_TAILS: dict[tuple[str, str, str | None], bytes] = {}
+_TAILS_KEPT = 256
+
+
 def tagged(tag: str, status: str, text: str, code: str | None = None) -> bytes:
     """``tag OK|NO|BAD [code] text`` (RFC 9051 §7.1)."""
-    if status not in ("OK", "NO", "BAD"):
-        raise LocalProtocolError(f"invalid tagged status {status!r}")
-    return _status_line(tag.encode("ascii"), status, text, code)
+    lead = tag.encode("ascii")
+    key = (status, text, code)
+    tail = _TAILS.get(key)
+    if tail is None:
+        if status not in ("OK", "NO", "BAD"):
+            raise LocalProtocolError(f"invalid tagged status {status!r}")
+        tail = _status_line(b"", status, text, code)  # b" OK [code] text\r\n"
+        if len(_TAILS) >= _TAILS_KEPT:
+            _TAILS.clear()
+        _TAILS[key] = tail
+    return lead + tail
 
 
 def untagged(data: str | bytes, text: str = "", code: str | None = None) -> bytes:

@@ -271,8 +271,16 @@ class ImapConnection(AppendFraming):
 
     def next_event(self) -> Event | Sentinel:
         """The next event, ``NEED_DATA``, or ``PAUSED`` while an AppendStart is unanswered."""
-        if self._mode is _Mode.APPEND_WAIT:
+        mode = self._mode
+        if mode is _Mode.APPEND_WAIT:
             return PAUSED
+        if (
+            mode is _Mode.COMMAND
+            and not self._in.data
+            and not self._in.eof
+            and self._text_used < self._limits.max_line
+        ):
+            return NEED_DATA  # between commands, all read: what _command_step would say
         allowed, self._may = self._may, frozenset()
         while True:
             if self._mode is _Mode.CLOSED:
@@ -327,6 +335,16 @@ class ImapConnection(AppendFraming):
         """One CRLF-terminated line (CRLF stripped), an error, or None for NEED_DATA."""
         buf = self._in.data
         end = buf.find(b"\n", 0, limit)
+        if (
+            end > 0
+            and buf[end - 1] == 0x0D
+            and buf.find(b"\r", 0, end - 1) < 0
+            and buf.find(b"\x00", 0, end - 1) < 0
+        ):  # a well-formed line, copied once (the checks below, passed)
+            line = bytes(buf[: end - 1])
+            del buf[: end + 1]
+            self._text_used += end + 1
+            return line
         self._bad_head = bytes(buf[:64])
         if end < 0:
             if len(buf) < limit:

@@ -335,7 +335,7 @@ class PacedStream(_Paced[asyncio.Protocol], asyncio.Protocol):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        if self._admit():
+        if not self._queued and _READING.admit(self._loop):  # _admit(), one call less
             self._inner.data_received(data)
         else:
             self._hold(data)
@@ -463,6 +463,7 @@ class Connection:
         self.closed = False
         self._deadline = 0.0  # loop time by which the current read must get data
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._reading: asyncio.Task[object] | None = None
         self._expired = False
         #: Screens the first line for an HTTP request (set by the listener); once it
@@ -496,14 +497,16 @@ class Connection:
         cost a busy connection about 10 µs each time.
         """
         if timeout > 0:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            if loop is None:  # the loop the connection was accepted on, looked up once
+                loop = self._loop = asyncio.get_running_loop()
             deadline = self._deadline = loop.time() + timeout
             timer = self._timer
             if timer is None or timer.when() > deadline:
                 if timer is not None:
                     timer.cancel()
                 self._timer = loop.call_at(deadline, self._expire, context=QUIET)
-            self._reading = asyncio.current_task()  # what _expire cancels
+            self._reading = asyncio.current_task(loop)  # what _expire cancels
         task = self._reading
         try:
             data = await self.reader.read(_READ_SIZE)
@@ -533,10 +536,17 @@ class Connection:
         while the kernel takes it, so a client that pipelines thousands of commands in
         one packet would otherwise keep every other session waiting until the last one.
         """
+        if self.due():
+            await asyncio.sleep(0)
+
+    def due(self) -> bool:
+        """Once per command: True every few commands, when the caller must let the loop
+        run (``await asyncio.sleep(0)``); :meth:`pace` without a coroutine per command."""
         self._paced += 1
         if self._paced >= _PACE:
             self._paced = 0
-            await asyncio.sleep(0)
+            return True
+        return False
 
     def _screen(self, guard: HttpGuard, data: bytes) -> bytes:
         """Pass ``data`` on unless it shows an HTTP request (see HttpGuard): then nothing of it
@@ -587,17 +597,24 @@ class Connection:
         try:
             if (len(out[0]) if len(out) == 1 else sum(map(len, out))) >= _WRITE_LOW:
                 transport.set_write_buffer_limits(_WRITE_HIGH, _WRITE_LOW)  # cheap to repeat
+            # to the transport itself: StreamWriter.write and writelines only pass it on
             if len(out) == 1:
-                self.writer.write(out[0])
+                transport.write(out[0])
             elif self.tls_active:
                 # The TLS layer encrypts each piece it is handed as records of its own
                 # (RFC 8446 §5.1): a FETCH line, its literal and ")" would be three
                 # records for the peer to take apart. Joined, they fill 16 KiB records;
                 # the copy costs far less than the records it saves.
-                self.writer.write(b"".join(out))
+                transport.write(b"".join(out))
             else:
-                self.writer.writelines(out)  # one writev: a 50 KB literal is not copied
-            if timeout > 0 and transport.get_write_buffer_size():
+                transport.writelines(out)  # one writev: a 50 KB literal is not copied
+            if not transport.get_write_buffer_size():
+                # the kernel took it all: nothing to wait for (the protocol is paused
+                # only above the high-water mark), unless the connection is going, when
+                # drain() raises its error or lets connection_lost run
+                if transport.is_closing():
+                    await self.writer.drain()
+            elif timeout > 0:
                 try:
                     async with asyncio.timeout(timeout):
                         await self.writer.drain()

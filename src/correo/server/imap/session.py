@@ -338,7 +338,8 @@ class ImapSession:
             self._last = b""
             await self._event(event)
             self._count()
-            await self.conn.pace()
+            if self.conn.due():  # Connection.pace, without a coroutine per command
+                await asyncio.sleep(0)
 
     async def _event(self, event: object) -> None:
         match event:
@@ -352,7 +353,12 @@ class ImapSession:
                 started = time.monotonic() if debug else 0.0
                 self.busy = True
                 try:
-                    if not await acl_guard(self, tag, command):  # another user's mailbox
+                    view = self.view
+                    if (
+                        view is not None
+                        and view.account != self.user
+                        and not await acl_guard(self, tag, command)  # another user's mailbox
+                    ):
                         return
                     await handler(self, tag, command)
                 except MailboxError as exc:

@@ -362,7 +362,9 @@ async def _scan(
         size += len(piece)
         if decode and piece:
             sink.feed(piece)
-    if b64 is not None:
+    if not whole:  # the first octets of a preview: an escape or quantum cut is dropped
+        last = b""
+    elif b64 is not None:
         last, size = b64.finish(decode)
     else:
         last = qp.finish() if qp else b""
@@ -460,12 +462,15 @@ async def body_from_tree(
     unbounded = max_body_value_bytes or 1 << 62  # the client asked for all of it
     texts: dict[int, _Text] = {}
     held = 0
+    sized = not wants.isdisjoint(("bodyStructure", "textBody", "htmlBody", "attachments"))
     for node in leaves:
         keep: int | None = None
         if node.part_id in chosen:
             keep = max(unbounded, _TEXT_CAP) if id(node) in previews else unbounded
-        elif id(node) in previews and node.cte in ("base64", "quoted-printable"):
+        elif sized and id(node) in previews and node.cte in ("base64", "quoted-printable"):
             keep = _TEXT_CAP  # read whole for its size anyway
+        elif not sized:
+            continue  # neither its size nor its text is asked for: not read
         size, got = await _scan(node, read, keep)
         assert node.leaf is not None
         node.leaf.size = size

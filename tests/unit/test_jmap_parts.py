@@ -184,6 +184,17 @@ GOOD: dict[str, bytes] = {
         _part(b"text/plain; charset=utf-8", _b64(UTF8 * 400), b"Content-Transfer-Encoding: base64"),
         ATTACHMENT,
     ),
+    "many-parts": _mixed(  # header sections read together, the parts between them not kept
+        b"m",
+        *[
+            _part(
+                b"image/jpeg",
+                _b64(BIG[i * 30_000 : (i + 1) * 30_000]),
+                b"Content-Transfer-Encoding: base64",
+            )
+            for i in range(20)
+        ],
+    ),
     "rfc2231-boundary": b"Subject: x\r\n"
     b"Content-Type: multipart/mixed; boundary*0=a; boundary*1=b\r\n\r\n"
     b"--ab\r\nContent-Type: text/plain\r\n\r\nt\r\n--ab--\r\n",

@@ -146,10 +146,14 @@ async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
     at = 0
     while at < len(ranges):
         start, end, upto = ranges[at][0], ranges[at][1], at + 1
-        while upto < len(ranges) and ranges[upto][0] - end <= _GAP:
+        while (
+            upto < len(ranges)
+            and ranges[upto][0] - end <= _GAP
+            and max(end, ranges[upto][1]) - start <= _CHUNK
+        ):
             end = max(end, ranges[upto][1])
             upto += 1
-        budget -= end - start
+        budget -= sum(stop - first for first, stop, _ in ranges[at:upto])
         if budget < 0:
             raise Irregular("header sections past the budget")
         span = b"".join([chunk async for chunk in read(start, end)])

@@ -6,16 +6,18 @@ and each part's header section this module builds the bodyStructure, textBody,
 htmlBody, attachments, hasAttachment, preview and bodyValues that parsing the whole
 message gives (:func:`correo.jmap.mail.parse_email`, the stdlib's parser), the same
 to the octet: a part's size is its decoded size (RFC 8621 §4.1.4), counted as its
-octets stream past; text is decoded in pieces and held only as far as it is returned.
+octets stream past; text is decoded in pieces and held only as far as it is returned;
+a part whose size and text are not asked for (a list's preview) is not read at all.
 
 Where the tree might not say what the stdlib's parser says (a defect, a header the
-parser reads otherwise, nesting near its bounds, a message/* other than rfc822, a
-digest, base64 the parser would repair, uuencode), :class:`Irregular` sends the caller
-to the whole-message path. What a part's header shows cannot tell two cases: a preview
-is read from at most the first 256 KiB of a part not returned (an encoding problem
-after them, or markup hiding the text in them, could change it), and parse_message's
-guard against deep nesting (which counts "boundary" in bodies too) is judged from the
-header sections alone.
+parser reads otherwise, a bare CR or LF around a delimiter, nesting near its bounds, a
+message/* other than rfc822, a digest, base64 the parser would repair, uuencode),
+:class:`Irregular` sends the caller to the whole-message path. Three cases lie past
+what the octets read show: a preview is read from at most the first 256 KiB of a part
+not returned (an encoding problem after them, or markup hiding the text in them, could
+change it); a bare CR inside a body that the parser would take for the end of a
+delimiter line; and parse_message's guard against deep nesting (which counts
+"boundary" in bodies too), judged from the header sections alone.
 """
 
 from __future__ import annotations

@@ -9,10 +9,13 @@ tree exported with ``git archive`` serves as "before"). Every server gets the sa
 mailbox (``--messages`` messages of 2-100 KB, appended over IMAP, then the server left
 to settle); then ``--rounds`` rounds, the trees' order alternating, of 1,000 random
 ``UID FETCH n BODY.PEEK[]``, one per command (the same picks for every tree in a
-round). Per round the server's CPU comes from /proc (utime + stime of correo's process,
-not the database's: what changes between trees is correo's own work), and is printed
-as µs per command, mean and median over the rounds. The 10 ms ticks of /proc are
-1-2 ms of a ~200 ms round: the mean over 20-30 rounds is the figure to compare.
+round; with ``--block 100`` the trees take turns every 100 commands, ABBA, so that a
+change in the machine's load falls on both). Per round the server's CPU is read from
+/proc (correo's process, not the database's: what changes between trees is correo's
+own work) and printed as µs per command, mean and median over the rounds, and the
+median of the rounds' ratios to the first tree. It is counted twice: utime + stime of
+/proc/PID/stat, in 10 ms ticks (1-2 ms of a ~200 ms round), and the threads' schedstat
+in nanoseconds, the steadier figure.
 
 ``--spy NAME:OUT``: py-spy records that tree's server (``-r 400 -f raw``) through all
 its rounds; ``OUT`` gets the raw stacks, aggregated by ``--aggregate OUT``.
@@ -21,6 +24,7 @@ its rounds; ``OUT`` gets the raw stacks, aggregated by ``--aggregate OUT``.
 from __future__ import annotations
 
 import argparse
+import functools
 import imaplib
 import os
 import random
@@ -95,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=3000)
     p.add_argument("--rounds", type=int, default=25)
     p.add_argument("--commands", type=int, default=1000, help="single FETCHes per round")
+    p.add_argument(
+        "--block", type=int, default=1000, help="trees alternate every BLOCK commands of a round"
+    )
     p.add_argument("--port", type=int, default=24100, help="first port (uses +0..+9 a tree)")
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/imapshell-bench"))
     p.add_argument("--spy", help="NAME:OUT, py-spy that tree's server into OUT")
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             c = _login(port)
             for m in messages:
                 assert c.append("INBOX", None, None, m)[0] == "OK"
-            settle(lambda pid=pid: process_tree(pid))
+            settle(functools.partial(process_tree, pid))
             c.select("INBOX", readonly=False)
             _round(c, list(range(1, 101)))  # warm: the first commands' imports and caches
             clients[name] = c
@@ -149,14 +156,21 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(a.rounds):
             rnd = random.Random(1000 + r)
             picks = [rnd.randint(1, a.messages) for _ in range(a.commands)]
-            order = list(servers) if r % 2 == 0 else list(reversed(servers))
-            for name in order:
-                pid = servers[name][1]
-                cpu0, ns0, t0 = tree_cpu_seconds([pid]), _cpu_ns(pid), time.perf_counter()
-                _round(clients[name], picks)
-                wall[name].append(time.perf_counter() - t0)
-                per[name].append((tree_cpu_seconds([pid]) - cpu0) / a.commands * 1e6)
-                fine[name].append((_cpu_ns(pid) - ns0) / a.commands / 1e3)
+            got = {n: [0.0, 0.0, 0.0] for n in servers}  # ticks s, schedstat ns, wall s
+            for b, start in enumerate(range(0, a.commands, a.block)):
+                block = picks[start : start + a.block]
+                order = list(servers) if (r + b) % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    pid, sums = servers[name][1], got[name]
+                    cpu0, ns0, t0 = tree_cpu_seconds([pid]), _cpu_ns(pid), time.perf_counter()
+                    _round(clients[name], block)
+                    sums[2] += time.perf_counter() - t0
+                    sums[0] += tree_cpu_seconds([pid]) - cpu0
+                    sums[1] += _cpu_ns(pid) - ns0
+            for name, (ticks, ns, spent) in got.items():
+                wall[name].append(spent)
+                per[name].append(ticks / a.commands * 1e6)
+                fine[name].append(ns / a.commands / 1e3)
             loads.append(os.getloadavg()[0])
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -179,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in got:
             mean, med = statistics.mean(got[name]), statistics.median(got[name])
             ratio = mean / statistics.mean(got[first])
+            paired = statistics.median(x / y for x, y in zip(got[name], got[first], strict=True))
             print(
-                f"{name:>8}: mean {mean:6.1f} median {med:6.1f} ({ratio:.3f}x {first});"
+                f"{name:>8}: mean {mean:6.1f} median {med:6.1f} ({ratio:.3f}x {first},"
+                f" median of the rounds' ratios {paired:.3f});"
                 f" wall ms/round median {statistics.median(wall[name]) * 1000:.0f}"
             )
     return 0
@@ -192,7 +208,7 @@ def _new_database(url: str, base_url: str, i: int) -> str:
 
     name = url.rsplit("/", 1)[1].split("?")[0] + f"_{i}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        conn.execute(f"CREATE DATABASE {name}".encode())
     return f"{base_url}/{name}" + (url[url.index("?") :] if "?" in url else "")
 
 

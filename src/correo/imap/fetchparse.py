@@ -143,15 +143,16 @@ def quick_fetch(line: bytes, options: ParseOptions) -> tuple[str, Fetch] | None:
     m = _QUICK_FETCH.fullmatch(line)
     if m is None:
         return None
-    uid = m.group(2) is not None
-    known = _FETCH_TAILS.get((uid, m.group(4)))
+    tag, uid_word, sequence, tail = m.groups()
+    uid = uid_word is not None
+    known = _FETCH_TAILS.get((uid, tail))
     if known is None:
         return None
     try:
-        seq = SequenceSet.parse(m.group(3), max_ranges=options.max_ranges)
+        seq = SequenceSet.parse(sequence, max_ranges=options.max_ranges)
     except ParseError:
         return None
-    return m.group(1).decode("ascii"), Fetch(uid, seq, *known)
+    return tag.decode("ascii"), Fetch(uid, seq, *known)
 
 
 def fetch_parser(uid: bool) -> Callable[[Reader, ParseOptions], Command]:

@@ -283,9 +283,11 @@ class ImapConnection(AppendFraming):
             return NEED_DATA  # between commands, all read: what _command_step would say
         allowed, self._may = self._may, frozenset()
         while True:
-            if self._mode is _Mode.CLOSED:
+            mode = self._mode
+            if mode is _Mode.CLOSED:
                 return ConnectionClosed()
-            result = self._step()
+            # the usual mode called directly, the others through _step's match
+            result = self._command_step() if mode is _Mode.COMMAND else self._step()
             if result is None:
                 continue
             if result is NEED_DATA:

@@ -589,10 +589,18 @@ class Connection:
         connection is aborted: a session must not hold its slot forever. The timer is
         only armed when the kernel did not take everything at once.
         """
+        if self.send():
+            await self.sent(timeout)
+        return not self.closed
+
+    def send(self) -> bool:
+        """The first half of :meth:`flush`: what is queued handed to the transport in one
+        write. True when :meth:`sent` must be awaited (the kernel did not take it all, or
+        the connection is going); a reply taken at once then costs no coroutine."""
         out = self._out
         self._out = None
         if not out or self.closed:
-            return not self.closed
+            return False
         transport = self.writer.transport
         try:
             if (len(out[0]) if len(out) == 1 else sum(map(len, out))) >= _WRITE_LOW:
@@ -608,13 +616,20 @@ class Connection:
                 transport.write(b"".join(out))
             else:
                 transport.writelines(out)  # one writev: a 50 KB literal is not copied
-            if not transport.get_write_buffer_size():
-                # the kernel took it all: nothing to wait for (the protocol is paused
-                # only above the high-water mark), unless the connection is going, when
-                # drain() raises its error or lets connection_lost run
-                if transport.is_closing():
-                    await self.writer.drain()
-            elif timeout > 0:
+            # all taken: nothing to wait for (the protocol is paused only above the
+            # high-water mark), unless the connection is going, when drain() raises its
+            # error or lets connection_lost run
+            return bool(transport.get_write_buffer_size()) or transport.is_closing()
+        except (ConnectionError, ssl.SSLError, RuntimeError):
+            self.closed = True
+            return False
+
+    async def sent(self, timeout: float = 0.0) -> bool:
+        """The second half of :meth:`flush`, after :meth:`send` returned True: wait for
+        the socket to take the rest (at most ``timeout``, as flush); False if gone."""
+        transport = self.writer.transport
+        try:
+            if timeout > 0 and transport.get_write_buffer_size():
                 try:
                     async with asyncio.timeout(timeout):
                         await self.writer.drain()

@@ -118,7 +118,7 @@ async def read_one(store: MailStore, view: MailboxView, uid: int) -> bytes | Non
     jumps around pays nothing extra.
     """
     cache = body_cache(store)
-    key = key_of(view, uid)
+    key = (view.account, view.name, view.uidvalidity, uid)  # key_of(view, uid)
     uids = view.uids
     at = bisect.bisect_left(uids, uid)
     walking = view.walk_next == uid

@@ -322,24 +322,23 @@ class ImapSession:
                     if not data:
                         continue  # RFC 4978: a deflate block split by TCP is not EOF
                 self.core.receive_data(data)
-            await self._drain()
-            await self.conn.flush(self.write_timeout)
+            # _drain: the events of what was read, in order (inline, no coroutine per read)
+            while not self.closing:
+                event = self.core.next_event()
+                if event is NEED_DATA or event is PAUSED:
+                    break
+                self._last = b""
+                await self._event(event)
+                self._count()
+                if self.conn.due():  # Connection.pace, without a coroutine per command
+                    await asyncio.sleep(0)
+            if self.conn.send():  # Connection.flush, without a coroutine when all is taken
+                await self.conn.sent(self.write_timeout)
             if self.appends:
                 self._quickack()
             if self.shutdown_requested and not self.in_transaction:
                 self.write(untagged("BYE", "Server shutting down"))
                 return
-
-    async def _drain(self) -> None:
-        while not self.closing:
-            event = self.core.next_event()
-            if event is NEED_DATA or event is PAUSED:
-                return
-            self._last = b""
-            await self._event(event)
-            self._count()
-            if self.conn.due():  # Connection.pace, without a coroutine per command
-                await asyncio.sleep(0)
 
     async def _event(self, event: object) -> None:
         match event:

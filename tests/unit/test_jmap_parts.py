@@ -148,6 +148,8 @@ GOOD: dict[str, bytes] = {
         _part(b"text/plain; charset=utf-8", b"late bad byte " * 50 + b"\xff end"),
         _part(b"text/plain; charset=utf-8", b"cut mid char \xe2\x82"),
         _part(b"text/html; charset=us-ascii", b"<p>8bit \xc3\xa9 in ascii</p>"),
+        _part(b'text/plain; charset="utf\x00"', b"a NUL in the charset \xe9"),
+        _part(b"text/html; charset=utf-8\x00", b"<p>and in an html one</p>"),
     ),
     "dispositions": _mixed(
         b"d",

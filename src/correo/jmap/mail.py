@@ -357,13 +357,15 @@ def _decoded(part: Message) -> tuple[str, bool]:
     payload = part.get_payload(decode=True)
     data = payload if isinstance(payload, bytes) else b""
     charset = part.get_content_charset() or "us-ascii"
+    # text_codec refuses what is no text charset (base64, rot13) and punycode/idna,
+    # which decode in quadratic time and raise UnicodeError even with "replace"; a
+    # name lookup() refuses (a NUL in it raises ValueError) is an unknown charset
     try:
         codec = codecs.lookup(charset).name
-    except LookupError:
-        codec = ""
-    # text_codec refuses what is no text charset (base64, rot13) and punycode/idna,
-    # which decode in quadratic time and raise UnicodeError even with "replace"
-    if codec != text_codec(charset):
+        known = codec == text_codec(charset)
+    except (LookupError, ValueError):  # UnicodeError is a ValueError
+        codec, known = "", False
+    if not known:
         return data.decode("utf-8", "replace"), True
     try:
         return data.decode(codec), False

@@ -300,12 +300,12 @@ class _Sink:
     them: in its charset, or as UTF-8 with U+FFFD once that meets a problem."""
 
     def __init__(self, charset: str, keep: int) -> None:
-        try:
+        try:  # as _decoded: a name lookup() refuses (a NUL: ValueError) is unknown
             codec = codecs.lookup(charset).name
-        except LookupError:
-            codec = ""
+            self.problem = codec != text_codec(charset)
+        except (LookupError, ValueError):
+            codec, self.problem = "", True
         self.keep = keep
-        self.problem = codec != text_codec(charset)
         self.strict: codecs.IncrementalDecoder | None = None
         if not self.problem and codec not in _BOMS:
             self.strict = codecs.getincrementaldecoder(codec)()

@@ -233,6 +233,9 @@ BROKEN: dict[str, bytes] = {
     "delivery-status": _mixed(
         b"s", _part(b"message/delivery-status", b"Reporting-MTA: dns; x\r\n\r\nAction: failed\r\n")
     ),
+    # a preamble line with "--" in it, then a delimiter line the parse ends at a bare CR
+    "preamble-dashes-bare-cr": b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"pre -- amble\r\n--b \rContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n",
     "deep": b"Subject: deep\r\n"
     + b"".join(
         b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(20)

@@ -116,20 +116,21 @@ def _clean(data: bytes) -> bool:
     return data.count(b"\r") == ends == data.count(b"\n")
 
 
-def _lines_between(tree: Part) -> list[tuple[int, int]]:
+def _lines_between(tree: Part) -> list[tuple[int, int, bool]]:
     """The octets around each multipart's delimiters: the tail of its preamble with the
-    first, each one between two parts, and the close delimiter's line (RFC 2046 §5.1.1)."""
-    out: list[tuple[int, int]] = []
+    first, each one between two parts, and the close delimiter's line (RFC 2046 §5.1.1),
+    the last said by True (read past its line: the epilogue's first octets)."""
+    out: list[tuple[int, int, bool]] = []
     for part in tree.walk():
         if not part.children:
             continue
         first, last = part.children[0], part.children[-1]
-        out.append((max(part.header_end, first.header_start - _LINE), first.header_start))
+        out.append((max(part.header_end, first.header_start - _LINE), first.header_start, False))
         out.extend(
-            (before.body_end, after.header_start)
+            (before.body_end, after.header_start, False)
             for before, after in zip(part.children, part.children[1:], strict=False)
         )
-        out.append((last.body_end, min(part.body_end, last.body_end + _LINE)))
+        out.append((last.body_end, min(part.body_end, last.body_end + _LINE), True))
     return out
 
 
@@ -140,8 +141,8 @@ async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
     parts = tree.walk()
     if len(parts) > 2 * _LEAVES:
         raise Irregular("more parts than parse_email counts")
-    ranges: list[tuple[int, int, Part | None]] = [(p.header_start, p.header_end, p) for p in parts]
-    ranges += [(start, end, None) for start, end in _lines_between(tree)]
+    ranges: list[tuple[int, int, Part | bool]] = [(p.header_start, p.header_end, p) for p in parts]
+    ranges += _lines_between(tree)
     ranges.sort(key=lambda r: r[0])
     out: dict[int, bytes] = {}
     budget = _HEADS_MAX
@@ -161,11 +162,11 @@ async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
         span = b"".join([chunk async for chunk in read(start, end)])
         for first, stop, part in ranges[at:upto]:
             data = span[first - start : stop - start]
-            if part is None:  # the close delimiter's line: up to its end
+            if part is True:  # the close delimiter's line: up to its end, not the epilogue
                 data = data[: data.find(b"\n", data.find(b"--")) + 1 or len(data)]
-            elif first == stop:
-                raise Irregular("a part without even its blank line")
-            else:
+            elif isinstance(part, Part):  # else a delimiter line, a preamble's tail before it
+                if first == stop:
+                    raise Irregular("a part without even its blank line")
                 out[id(part)] = data
             if not _clean(data):
                 raise Irregular("a bare CR or LF around a delimiter or in a header")

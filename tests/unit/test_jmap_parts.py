@@ -197,6 +197,8 @@ GOOD: dict[str, bytes] = {
             for i in range(20)
         ],
     ),
+    "delimiter-blanks": b"Subject: x\r\nContent-Type: multipart/mixed; boundary=w\r\n\r\n"
+    b"--w \t\r\nContent-Type: text/plain\r\n\r\none\r\n--w\t\r\n\r\ntwo\r\n--w-- \r\nend\r\n",
     "rfc2231-boundary": b"Subject: x\r\n"
     b"Content-Type: multipart/mixed; boundary*0=a; boundary*1=b\r\n\r\n"
     b"--ab\r\nContent-Type: text/plain\r\n\r\nt\r\n--ab--\r\n",
@@ -233,6 +235,14 @@ BROKEN: dict[str, bytes] = {
     "delivery-status": _mixed(
         b"s", _part(b"message/delivery-status", b"Reporting-MTA: dns; x\r\n\r\nAction: failed\r\n")
     ),
+    # lines that start with the delimiter but are none (RFC 2046 §5.1.1): the parse
+    # reads "--bogus" as text and "--b-- x" too, so the part after it is one more
+    "delimiter-prefix": b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain\r\n\r\none\r\n--bogus\r\n"
+    b"Content-Type: text/html\r\n\r\n<p>two</p>\r\n--b--\r\n",
+    "close-with-more": b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain\r\n\r\none\r\n--b-- x\r\n"
+    b"--b\r\nContent-Type: text/html\r\n\r\n<p>two</p>\r\n--b--\r\n",
     # a preamble line with "--" in it, then a delimiter line the parse ends at a bare CR
     "preamble-dashes-bare-cr": b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
     b"pre -- amble\r\n--b \rContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n",

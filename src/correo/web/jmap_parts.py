@@ -116,22 +116,64 @@ def _clean(data: bytes) -> bool:
     return data.count(b"\r") == ends == data.count(b"\n")
 
 
-def _lines_between(tree: Part) -> list[tuple[int, int, bool]]:
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A delimiter's range: its line, after the preamble's tail for a ``first`` (all of
+    it: ``whole``), or followed by the epilogue for a ``closing`` one that may end with
+    the multipart (``ends``)."""
+
+    delim: bytes  # b"--" + the boundary, as the tree matches it
+    first: bool = False
+    whole: bool = False
+    closing: bool = False
+    ends: bool = False
+
+
+def _lines_between(tree: Part) -> list[tuple[int, int, _Line]]:
     """The octets around each multipart's delimiters: the tail of its preamble with the
-    first, each one between two parts, and the close delimiter's line (RFC 2046 §5.1.1),
-    the last said by True (read past its line: the epilogue's first octets)."""
-    out: list[tuple[int, int, bool]] = []
+    first, each one between two parts, and the close delimiter's line (RFC 2046 §5.1.1)."""
+    out: list[tuple[int, int, _Line]] = []
     for part in tree.walk():
         if not part.children:
             continue
+        try:
+            delim = b"--" + (part.param("boundary") or "").encode("utf-8", "surrogateescape")
+        except UnicodeError:
+            raise Irregular("a boundary the tree cannot have matched") from None
         first, last = part.children[0], part.children[-1]
-        out.append((max(part.header_end, first.header_start - _LINE), first.header_start, False))
+        start = max(part.header_end, first.header_start - _LINE)
+        whole = start == part.header_end
+        out.append((start, first.header_start, _Line(delim, first=True, whole=whole)))
         out.extend(
-            (before.body_end, after.header_start, False)
+            (before.body_end, after.header_start, _Line(delim))
             for before, after in zip(part.children, part.children[1:], strict=False)
         )
-        out.append((last.body_end, min(part.body_end, last.body_end + _LINE), True))
+        end = min(part.body_end, last.body_end + _LINE)
+        out.append((last.body_end, end, _Line(delim, closing=True, ends=end == part.body_end)))
     return out
+
+
+def _check_delimiter(data: bytes, line: _Line) -> None:
+    """Irregular unless the delimiter line in ``data`` is one to the stdlib's parser too:
+    the tree takes any line that starts with the delimiter (RFC 2046 §5.1.1 allows it),
+    the parser only ``--boundary(--)?[ \\t]*`` and the line's end. Checked by slicing:
+    no regex on the octets."""
+    if line.first:  # the preamble's last line, unless the data is cut inside it
+        at = data.rfind(b"\n", 0, len(data) - 1) + 1
+        if not at and not line.whole:
+            raise Irregular("a delimiter line longer than read")
+        data = data[at:]
+    elif data.startswith(b"\r\n"):  # the CRLF before a delimiter is the delimiter's
+        data = data[2:]
+    rest = data[len(line.delim) :] if data.startswith(line.delim) else b"-"
+    if line.closing:
+        rest = rest[2:] if rest.startswith(b"--") else b"-"
+    if rest.endswith(b"\r\n"):
+        rest = rest[:-2]
+    elif not (line.closing and line.ends and b"\n" not in rest):  # the parse's last line
+        raise Irregular("a delimiter line without its line end")
+    if rest.strip(b" \t"):
+        raise Irregular("a line the tree takes for a delimiter and the parse does not")
 
 
 async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
@@ -141,7 +183,7 @@ async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
     parts = tree.walk()
     if len(parts) > 2 * _LEAVES:
         raise Irregular("more parts than parse_email counts")
-    ranges: list[tuple[int, int, Part | bool]] = [(p.header_start, p.header_end, p) for p in parts]
+    ranges: list[tuple[int, int, Part | _Line]] = [(p.header_start, p.header_end, p) for p in parts]
     ranges += _lines_between(tree)
     ranges.sort(key=lambda r: r[0])
     out: dict[int, bytes] = {}
@@ -162,12 +204,14 @@ async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
         span = b"".join([chunk async for chunk in read(start, end)])
         for first, stop, part in ranges[at:upto]:
             data = span[first - start : stop - start]
-            if part is True:  # the close delimiter's line: up to its end, not the epilogue
-                data = data[: data.find(b"\n", data.find(b"--")) + 1 or len(data)]
-            elif isinstance(part, Part):  # else a delimiter line, a preamble's tail before it
+            if isinstance(part, Part):
                 if first == stop:
                     raise Irregular("a part without even its blank line")
                 out[id(part)] = data
+            else:  # a delimiter line, after a preamble's tail or before an epilogue
+                if part.closing:  # up to its line's end: the epilogue is not checked
+                    data = data[: data.find(b"\n", data.find(b"--")) + 1 or len(data)]
+                _check_delimiter(data, part)
             if not _clean(data):
                 raise Irregular("a bare CR or LF around a delimiter or in a header")
         at = upto

@@ -16,6 +16,7 @@ import email
 import email.policy
 import quopri
 import random
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 
 from correo.delivery.facts import facts_from_bytes, load_tree
 from correo.jmap.mail import BODY_PROPS, parse_email
-from correo.web.jmap_parts import _TEXT_CAP, Irregular, _Base64, email_of_tree
+from correo.web.jmap_parts import _TEXT_CAP, Irregular, _Base64, _Sink, _Text, email_of_tree
 
 BLOB = "Bfeedfacefeedfacefeedface"
 HEADS = ["subject", "from", "messageId", "sentAt", "header:X-Tag:asText", "header:Subject"]
@@ -149,6 +150,11 @@ GOOD: dict[str, bytes] = {
         _part(b"text/plain; charset=utf-8", b"cut mid char \xe2\x82"),
         _part(b"text/html; charset=us-ascii", b"<p>8bit \xc3\xa9 in ascii</p>"),
         _part(b'text/plain; charset="utf\x00"', b"a NUL in the charset \xe9"),
+        # problems past the first octets: read again as UTF-8 from the start
+        _part(b"text/plain; charset=shift_jis", "日本語".encode("shift_jis") * 9 + b"\xff\xff!"),
+        _part(b"text/plain; charset=iso-8859-7", "Καλη μερα ".encode("iso-8859-7") * 9 + b"\xae"),
+        _part(b"text/plain; charset=utf-16-le", "wide ".encode("utf-16-le") * 9 + b"\x00\xd8a\x00"),
+        _part(b"text/plain; charset=us-ascii", b"ascii then " * 9 + b"\xc3\xa9 utf-8"),
         _part(b"text/html; charset=utf-8\x00", b"<p>and in an html one</p>"),
     ),
     "dispositions": _mixed(
@@ -334,6 +340,22 @@ def test_a_preview_reads_at_most_its_cap() -> None:
     done = asyncio.run(email_of_tree(tree, read, ["preview"], blob=BLOB))
     assert done is not None and done[0] == parse_email(raw, ["preview"], blob=BLOB)
     assert read_octets < _TEXT_CAP + 8192
+
+
+def test_a_text_is_held_once() -> None:
+    """A text asked for whole is held as one decode, not its fallback beside it."""
+    data = "Ünïcödé text ".encode() * 40_000  # 520,000 characters
+    for charset, encoded in (("utf-8", data), ("iso-8859-1", data.decode().encode("latin-1"))):
+        tracemalloc.start()
+        sink = _Sink(charset, 1 << 62)
+        for at in range(0, len(encoded), 1 << 16):
+            sink.feed(encoded[at : at + (1 << 16)])
+        sink.feed(b"", final=True)
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        want = encoded.decode(charset)  # Latin-1 characters: an octet each in a str
+        assert sink.text() == _Text(want, False)
+        assert held < len(want) * 1.5, (charset, held)
 
 
 def test_base64_in_pieces_is_the_stdlib_decode_or_irregular() -> None:

@@ -342,12 +342,15 @@ class _Qp:
 
 class _Sink:
     """A text part's characters held up to ``keep`` UTF-8 octets, as ``_decoded`` reads
-    them: in its charset, or as UTF-8 with U+FFFD once that meets a problem."""
+    them: in its charset, or as UTF-8 with U+FFFD once that meets a problem. One text
+    is held: a problem met in UTF-8 or ASCII goes on from the strict text (its prefix is
+    the loose one's); in another charset, past its first octets, it asks to be read
+    again (``again``) loosely from the start, which is rare, rather than hold both."""
 
-    def __init__(self, charset: str, keep: int) -> None:
+    def __init__(self, charset: str, keep: int, loose: bool = False) -> None:
         try:  # as _decoded: a name lookup() refuses (a NUL: ValueError) is unknown
             codec = codecs.lookup(charset).name
-            self.problem = codec != text_codec(charset)
+            self.problem = loose or codec != text_codec(charset)
         except (LookupError, ValueError):
             codec, self.problem = "", True
         self.keep = keep
@@ -356,14 +359,17 @@ class _Sink:
             self.strict = codecs.getincrementaldecoder(codec)()
         self.sniff = codec if codec in _BOMS and not self.problem else ""
         self.start = b""  # the first octets, while a UTF-16 or -32 decoder is not chosen
+        self.prefix = codec in ("utf-8", "ascii")  # strict text so far is the loose one
+        self.fed = False  # octets went into the strict decoder
+        self.again = False
         self.loose = codecs.getincrementaldecoder("utf-8")("replace")
-        self.held: tuple[list[str], list[str]] = ([], [])
-        self.octets = [0, 0]
+        self.held: list[str] = []
+        self.octets = 0
 
-    def _hold(self, which: int, text: str) -> None:
-        if self.octets[which] <= self.keep:
-            self.held[which].append(text)
-            self.octets[which] += len(text.encode("utf-8", "surrogatepass"))
+    def _hold(self, text: str) -> None:
+        if self.octets <= self.keep:
+            self.held.append(text)
+            self.octets += len(text.encode("utf-8", "surrogatepass"))
 
     def _choose(self, data: bytes, final: bool) -> bytes:
         """UTF-16 and -32 as bytes.decode() reads them: a BOM picks the order, and
@@ -379,18 +385,26 @@ class _Sink:
         return self.start
 
     def feed(self, data: bytes, final: bool = False) -> None:
+        if self.again:
+            return
         if self.sniff:
             data = self._choose(data, final)
         if self.strict is not None:
+            pending = self.strict.getstate()[0]
             try:
-                self._hold(0, self.strict.decode(data, final))
+                self._hold(self.strict.decode(data, final))
+                self.fed = self.fed or bool(data)
+                return
             except UnicodeError:
                 self.problem, self.strict = True, None
-        if self.octets[1] <= self.keep:
-            self._hold(1, self.loose.decode(data, final))
+                if self.fed and not self.prefix:
+                    self.again = True
+                    return
+                data = pending + data  # the strict text held is the loose one's so far
+        self._hold(self.loose.decode(data, final))
 
     def text(self) -> _Text:
-        return _Text("".join(self.held[1 if self.problem else 0]), self.problem)
+        return _Text("".join(self.held), self.problem)
 
 
 async def _scan(
@@ -402,9 +416,19 @@ async def _scan(
     whole = whole or part.body_size <= _TEXT_CAP
     if keep is None and cte not in ("base64", "quoted-printable"):
         return part.body_size, None  # the stdlib's payload is the octets themselves
+    charset = node.head.get_content_charset() or "us-ascii"
+    size, sink = await _pass(node, read, _Sink(charset, keep or 0), keep is not None, whole)
+    if sink.again:  # a problem past the first octets of a charset other than UTF-8
+        size, sink = await _pass(node, read, _Sink(charset, keep or 0, True), True, whole)
+    return size, sink.text() if keep is not None else None
+
+
+async def _pass(
+    node: _Node, read: Reader, sink: _Sink, decode: bool, whole: bool
+) -> tuple[int, _Sink]:
+    """One read of a leaf, its decoded octets counted and, if ``decode``, fed to ``sink``."""
+    part, cte = node.tree, node.cte
     end = part.body_end if whole else min(part.body_end, part.header_end + _TEXT_CAP)
-    sink = _Sink(node.head.get_content_charset() or "us-ascii", keep or 0)
-    decode = keep is not None
     size = 0
     b64 = _Base64() if cte == "base64" else None
     qp = _Qp() if cte == "quoted-printable" else None
@@ -420,10 +444,9 @@ async def _scan(
     else:
         last = qp.finish() if qp else b""
         size += len(last)
-    if not decode:
-        return size, None
-    sink.feed(last, final=whole)
-    return size, sink.text()
+    if decode:
+        sink.feed(last, final=whole)
+    return size, sink
 
 
 # -- the properties ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ import email
 import email.policy
 import quopri
 import random
+import threading
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
@@ -340,6 +341,43 @@ def test_a_preview_reads_at_most_its_cap() -> None:
     done = asyncio.run(email_of_tree(tree, read, ["preview"], blob=BLOB))
     assert done is not None and done[0] == parse_email(raw, ["preview"], blob=BLOB)
     assert read_octets < _TEXT_CAP + 8192
+
+
+def test_html_previews_are_made_in_a_thread_from_a_bounded_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An html part of empty paragraphs, megabytes of them: html_to_text of it all is
+    seconds of CPU; it sees at most the first _TEXT_CAP octets, and off the loop."""
+    from correo.message import html
+
+    calls: list[tuple[bool, int]] = []
+    real = html.html_to_text
+
+    def spy(value: str) -> str:
+        calls.append((threading.current_thread() is threading.main_thread(), len(value)))
+        return real(value)
+
+    monkeypatch.setattr(html, "html_to_text", spy)
+    paragraphs = b"<p>" * 700_000 + b"late words"  # 2.1 MB decoded
+    raw = _mixed(b"h", _part(b"text/html", _b64(paragraphs), b"Content-Transfer-Encoding: base64"))
+    tree = load_tree(facts_from_bytes(raw))
+
+    async def read(start: int, end: int) -> AsyncIterator[bytes]:
+        for at in range(start, end, 1 << 20):  # the store's pieces
+            yield raw[at : min(at + (1 << 20), end)]
+
+    for props, flags in (
+        (["preview", "textBody"], {}),
+        (["preview", "bodyValues"], {"html": True}),
+    ):
+        done = asyncio.run(email_of_tree(tree, read, props, blob=BLOB, body_values=flags))
+        assert done is not None and done[0]["preview"] == ""
+        assert calls and all(not main and size <= _TEXT_CAP for main, size in calls), calls
+        calls.clear()
+        if "textBody" in props:  # the text held for a preview is cut at its cap
+            assert done[1] <= _TEXT_CAP + 1024
+        else:  # asked for whole: all of it
+            assert done[0]["bodyValues"]["1"]["value"] == paragraphs.decode()
 
 
 def test_a_text_is_held_once() -> None:

@@ -14,14 +14,16 @@ parser reads otherwise, a bare CR or LF around a delimiter, nesting near its bou
 message/* other than rfc822, a digest, base64 the parser would repair, uuencode),
 :class:`Irregular` sends the caller to the whole-message path. Three cases lie past
 what the octets read show: a preview is read from at most the first 256 KiB of a part
-not returned (an encoding problem after them, or markup hiding the text in them, could
-change it); a bare CR inside a body that the parser would take for the end of a
-delimiter line; and parse_message's guard against deep nesting (which counts
-"boundary" in bodies too), judged from the header sections alone.
+not returned, and of an html part's text even when returned (an encoding problem after
+them, or markup hiding the text in them, could change it); a bare CR inside a body
+that the parser would take for the end of a delimiter line; and parse_message's guard
+against deep nesting (which counts "boundary" in bodies too), judged from the header
+sections alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import codecs
 import email.policy
@@ -58,6 +60,7 @@ _LEAVES: Final = 1000  # parse_email's _leaves stops counting there
 _HINTS: Final = 32  # parse_message looks at nesting past this many boundary/message hints
 _HINT = re.compile(rb"(?i)boundary|message/")
 _CHUNK: Final = 1 << 20  # a read is a worker-thread hop: 41 of them for 41 MB
+_INLINE: Final = 16 * 1024  # characters of plain text made a preview on the event loop
 _QP_LINE: Final = 1 << 20  # an unfinished quoted-printable line held at most this long
 _B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_LINES: Final = _B64 + b"=\r\n"
@@ -367,9 +370,21 @@ class _Sink:
         self.octets = 0
 
     def _hold(self, text: str) -> None:
-        if self.octets <= self.keep:
-            self.held.append(text)
-            self.octets += len(text.encode("utf-8", "surrogatepass"))
+        """Hold ``text`` as far as ``keep`` octets reach, cut at a character's start."""
+        room = self.keep - self.octets
+        if room <= 0 or not text:
+            return
+        if len(text) > room:  # a character is at least one octet: no more are kept
+            text = text[:room]
+        octets = text.encode("utf-8", "surrogatepass")
+        if len(octets) > room:
+            while octets[room] & 0xC0 == 0x80:  # a continuation octet: back to its start
+                room -= 1
+            text = octets[:room].decode("utf-8", "surrogatepass")
+            self.keep = self.octets + room  # full: a later, shorter character is not kept
+            octets = octets[:room]
+        self.held.append(text)
+        self.octets += len(octets)
 
     def _choose(self, data: bytes, final: bool) -> bytes:
         """UTF-16 and -32 as bytes.decode() reads them: a BOM picks the order, and
@@ -491,13 +506,33 @@ def _structure(node: _Node, blob: str) -> dict[str, Any]:
     }
 
 
-def _preview_of(node: _Node, text: _Text) -> str:
-    value = text.value
-    if node.head.get_content_subtype() == "html":
+def _preview_of(html: bool, value: str) -> str:
+    """parse_email's preview of a text: of html, from its first ``_TEXT_CAP`` octets
+    (html_to_text of more is seconds of CPU, and a part not returned is read no
+    further); of plain text, the same as of the whole, from as little as gives it."""
+    if html:
         from correo.message.html import html_to_text
 
-        value = html_to_text(value)
-    return " ".join(value.split())[:PREVIEW]
+        if len(value) > _TEXT_CAP // 4:  # past where _TEXT_CAP octets may end
+            head = value[:_TEXT_CAP].encode("utf-8", "surrogatepass")[:_TEXT_CAP]
+            value = head.decode("utf-8", "ignore")
+            if value.rfind("<") > value.rfind(">"):  # a tag cut short is no text
+                value = value[: value.rfind("<")]
+        return " ".join(html_to_text(value).split())[:PREVIEW]
+    size = 4096
+    while True:  # the words of a prefix are a prefix of the words: enough once PREVIEW
+        out = " ".join(value[:size].split())
+        if len(out) >= PREVIEW or size >= len(value):
+            return out[:PREVIEW]
+        size *= 4
+
+
+async def _preview(node: _Node, text: _Text) -> str:
+    """The preview, worked out in a thread where it could hold the loop."""
+    html = node.head.get_content_subtype() == "html"
+    if html or len(text.value) > _INLINE:
+        return await asyncio.to_thread(_preview_of, html, text.value)
+    return _preview_of(html, text.value)
 
 
 def _body_value(text: _Text, most: int) -> dict[str, Any]:
@@ -541,6 +576,7 @@ async def body_from_tree(
         keep: int | None = None
         if node.part_id in chosen:
             keep = max(unbounded, _TEXT_CAP) if id(node) in previews else unbounded
+            keep += 4  # a character past the most: whether the value is truncated
         elif sized and id(node) in previews and node.cte in ("base64", "quoted-printable"):
             keep = _TEXT_CAP  # read whole for its size anyway
         elif not sized:
@@ -571,7 +607,7 @@ async def body_from_tree(
                 got = (await _scan(node, read, _TEXT_CAP, whole=False))[1]
                 assert got is not None
                 held += len(got.value)
-            value = _preview_of(node, got)
+            value = await _preview(node, got)
             if value:
                 out["preview"] = value
                 break

@@ -319,6 +319,11 @@ class StructureBuilder:
             self._buf = bytearray()
         return self._done
 
+    @property
+    def parts(self) -> int:
+        """Parts found so far (the message itself is the first)."""
+        return self._parts
+
     # --- scanning ----------------------------------------------------------------------
 
     def _count_to(self, pos: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from correo.delivery.facts import FactsBuilder
+from correo.delivery.facts import FactsBuilder, finish_facts
 from correo.delivery.local import LocalRecipient
 from correo.queue.attempt import RecipientResult, SuccessAction
 from correo.queue.dsn import (
@@ -123,7 +123,7 @@ class HandOff:
                     local,
                     forwards,
                     queue_skip=len(prefix),
-                    facts=facts.finish(),
+                    facts=await finish_facts(facts),
                     refusal="none",
                 )
                 for who, outcome in zip(local, report.outcomes, strict=False):
@@ -136,7 +136,7 @@ class HandOff:
                     targets,
                     forwards,
                     queue_skip=len(prefix),
-                    facts=facts.finish() if targets else None,
+                    facts=await finish_facts(facts) if targets else None,
                     quota_fallback={},
                 )
                 over = dict(done.over_quota)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
 
-from correo.delivery.facts import FactsBuilder
+from correo.delivery.facts import FactsBuilder, finish_facts
 from correo.delivery.local import DeliveryReport, LocalRecipient
 from correo.delivery.routing import RecipientRoute, route_recipient
 from correo.delivery.trace import protocol_name, received_field, return_path_field
@@ -738,7 +738,9 @@ class SmtpSession:
             if prefix and not isinstance(spool, _BrokenSpool):
                 await spool_insert(spool, skip, prefix)
             inserted = (skip, len(prefix))
-            facts = tx.facts.finish(inserted) if tx.facts is not None and tx.targets else None
+            facts = None
+            if tx.facts is not None and tx.targets:
+                facts = await finish_facts(tx.facts, inserted)
             if tx.report_kinds and self.ctx.reports is not None:
                 await self._take_reports(tx, spool)
             if tx.targets or tx.remote:

@@ -9,7 +9,7 @@ import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from correo.delivery.facts import FactsBuilder, load_tree
+from correo.delivery.facts import FactsBuilder, finish_facts, load_tree
 from correo.delivery.textindex import indexable, indexer_for
 from correo.imap.responses import (
     tagged,
@@ -186,7 +186,7 @@ async def append_done(session: ImapSession, tag: str) -> None:
         for a in appends:
             if a.nul:
                 await _binary_to_base64(session, a)
-            facts = a.facts.finish()
+            facts = await finish_facts(a.facts)
             spool = a.spool
             held = spool.read() if spool.in_memory else b""
             commit = asyncio.ensure_future(

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email
 import email.policy
+import json
 import quopri
 import random
 import threading
@@ -378,6 +380,62 @@ def test_html_previews_are_made_in_a_thread_from_a_bounded_text(
             assert done[1] <= _TEXT_CAP + 1024
         else:  # asked for whole: all of it
             assert done[0]["bodyValues"]["1"]["value"] == paragraphs.decode()
+
+
+def test_many_header_sections_are_parsed_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """999 parts of short header lines (0.85 MB of them) and a long To: list: parsed in
+    one worker-thread hop, not in one slice of the event loop."""
+    from correo.web import jmap_parts
+
+    where: list[bool] = []
+    parse_head, parse = jmap_parts._parse_head, jmap_parts.parse_email
+
+    def head_spy(section: bytes) -> Any:
+        where.append(threading.current_thread() is threading.main_thread())
+        return parse_head(section)
+
+    def parse_spy(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        where.append(threading.current_thread() is threading.main_thread())
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(jmap_parts, "_parse_head", head_spy)
+    monkeypatch.setattr(jmap_parts, "parse_email", parse_spy)
+    fields = [b"X-F%d: v" % i for i in range(100)]
+    many = _mixed(b"n", *[_part(b"text/plain", b"x", *fields) for i in range(999)])
+    to = b"To: " + b", ".join(b"user%d@example.test" % i for i in range(10_000)) + b"\r\n"
+    for raw, props in ((many, ["bodyStructure"]), (to + GOOD["dispositions"], ["to", "textBody"])):
+        got = _tree_path(raw, props, {}, 0, 1 << 20)
+        assert got == parse(raw, props, blob=BLOB)
+        assert where and not any(where), sum(where)
+        where.clear()
+    small = _tree_path(GOOD["dispositions"], ["subject", "textBody"], {}, 0, 1 << 20)
+    assert small is not None and all(where)  # a few short ones: on the loop, no hop
+
+
+def test_a_stored_tree_is_counted_before_it_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from correo.web import jmap_parts
+
+    loads: list[tuple[bool, int]] = []
+
+    def spy(facts: Any) -> Any:
+        loads.append((threading.current_thread() is threading.main_thread(), len(facts.tree)))
+        return load_tree(facts)
+
+    monkeypatch.setattr(jmap_parts, "load_tree", spy)
+    facts = facts_from_bytes(GOOD["dispositions"])
+
+    def with_parts(count: int) -> Any:
+        child = {"o": [0, 2, 3]}
+        tree = {"o": [0, 1, 9], "t": ["multipart", "mixed"], "children": [child] * count}
+        return dataclasses.replace(facts, tree=json.dumps(tree, separators=(",", ":")).encode())
+
+    with pytest.raises(Irregular):
+        asyncio.run(jmap_parts._load(with_parts(2001)))
+    assert loads == []  # 10,000 parts took 155 ms to load: not loaded at all
+    assert len(asyncio.run(jmap_parts._load(with_parts(1999))).children) == 1999
+    assert loads == [(False, len(with_parts(1999).tree))]  # long: loaded in a thread
+    assert asyncio.run(jmap_parts._load(facts)) == load_tree(facts)
+    assert loads[1][0]  # short: on the loop
 
 
 def test_a_text_is_held_once() -> None:

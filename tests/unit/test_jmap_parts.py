@@ -438,6 +438,44 @@ def test_a_stored_tree_is_counted_before_it_is_loaded(monkeypatch: pytest.Monkey
     assert loads[1][0]  # short: on the loop
 
 
+def test_leaves_side_by_side_are_read_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """999 tiny base64 leaves, or 60 of 48 KiB: not a store read each (a worker-thread
+    hop and a statement); and past a bound on reads, the message is parsed whole."""
+    from correo.web import jmap_parts
+
+    def reads_for(raw: bytes, props: list[str]) -> tuple[int, dict[str, Any] | None]:
+        count = 0
+
+        async def read(start: int, end: int) -> AsyncIterator[bytes]:
+            nonlocal count
+            count += 1
+            for at in range(start, end, 1 << 20):
+                yield raw[at : min(at + (1 << 20), end)]
+
+        done = asyncio.run(email_of_tree(load_tree(facts_from_bytes(raw)), read, props, blob=BLOB))
+        return count, None if done is None else done[0]
+
+    coded = b"Content-Transfer-Encoding: base64"
+    tiny = _mixed(b"t", *[_part(b"image/gif", _b64(b"GIF%d" % i), coded) for i in range(999)])
+    wide = _mixed(b"w", *[_part(b"image/png", _b64(BIG[: 36 << 10]), coded) for _ in range(60)])
+    for raw in (tiny, wide):
+        count, got = reads_for(raw, ["bodyStructure", "subject"])
+        assert got == parse_email(raw, ["bodyStructure", "subject"], blob=BLOB)
+        assert count <= 2 + len(raw) // (1 << 20) * 2, count
+    spread = _mixed(  # leaves 70 KB apart: a read each, past the bound too many
+        b"s",
+        *[
+            part
+            for i in range(12)
+            for part in (_part(b"image/gif", _b64(b"GIF"), coded), _part(b"a/b", b"z" * 70_000))
+        ],
+    )
+    count, got = reads_for(spread, ["bodyStructure"])
+    assert got is not None and count > 12
+    monkeypatch.setattr(jmap_parts, "_READS", 12)
+    assert reads_for(spread, ["bodyStructure"])[1] is None
+
+
 def test_a_text_is_held_once() -> None:
     """A text asked for whole is held as one decode, not its fallback beside it."""
     data = "Ünïcödé text ".encode() * 40_000  # 520,000 characters

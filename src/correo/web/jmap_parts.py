@@ -66,6 +66,8 @@ _INLINE_HEADS: Final = 16 * 1024  # octets of header sections parsed on the even
 _INLINE_PARTS: Final = 32  # in at most this many parts (jmap_email's _PARSE_INLINE)
 _TREE_INLINE: Final = 8 * 1024  # octets of a stored tree's JSON loaded on the event loop
 _QP_LINE: Final = 1 << 20  # an unfinished quoted-printable line held at most this long
+_READS: Final = 256  # store reads for one message: past them, it is parsed whole
+_CODED: Final = ("base64", "quoted-printable")  # read for their decoded size
 _B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_LINES: Final = _B64 + b"=\r\n"
 _BOMS: Final = {
@@ -449,7 +451,7 @@ async def _scan(
     is given, its text held up to ``keep`` UTF-8 octets."""
     part, cte = node.tree, node.cte
     whole = whole or part.body_size <= _TEXT_CAP
-    if keep is None and cte not in ("base64", "quoted-printable"):
+    if keep is None and cte not in _CODED:
         return part.body_size, None  # the stdlib's payload is the octets themselves
     charset = node.head.get_content_charset() or "us-ascii"
     size, sink = await _pass(node, read, _Sink(charset, keep or 0), keep is not None, whole)
@@ -482,6 +484,53 @@ async def _pass(
     if decode:
         sink.feed(last, final=whole)
     return size, sink
+
+
+class _Reads:
+    """One message's store reads, counted (each is a worker-thread hop and a statement:
+    past ``_READS`` the message is parsed whole), the leaves planned to be read next to
+    each other read together in spans of at most ``_CHUNK``, one span held at a time."""
+
+    def __init__(self, read: Reader) -> None:
+        self._read = read
+        self._spans: dict[tuple[int, int], tuple[int, int]] = {}  # a leaf's body: its span
+        self._span, self._data = (0, 0), b""
+        self.count = 0
+
+    def plan(self, parts: Sequence[Part]) -> None:
+        """Group the bodies of ``parts`` (in the message's order) into shared spans."""
+        at = 0
+        while at < len(parts):
+            start, end, upto = parts[at].header_end, parts[at].body_end, at + 1
+            while (
+                upto < len(parts)
+                and 0 <= parts[upto].header_end - end <= _GAP
+                and parts[upto].body_end - start <= _CHUNK
+            ):
+                end, upto = parts[upto].body_end, upto + 1
+            if upto - at > 1:
+                self._spans.update(
+                    ((p.header_end, p.body_end), (start, end)) for p in parts[at:upto]
+                )
+            at = upto
+
+    def _counted(self, start: int, end: int) -> AsyncIterator[bytes]:
+        self.count += 1
+        if self.count > _READS:
+            raise Irregular("more store reads than one message is given")
+        return self._read(start, end)
+
+    async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
+        span = self._spans.get((start, end))
+        if span is None:
+            async for chunk in self._counted(start, end):
+                yield chunk
+            return
+        if span != self._span:
+            self._span, self._data = (0, 0), b""
+            self._data = b"".join([chunk async for chunk in self._counted(*span)])
+            self._span = span
+        yield self._data[start - span[0] : end - span[0]]
 
 
 # -- the properties ---------------------------------------------------------------------
@@ -576,6 +625,8 @@ async def body_from_tree(
     octets held for them. Irregular where the tree may disagree with the parse."""
     wants = set(properties)
     heads = [p for p in properties if p not in BODY_PROPS]
+    reads = _Reads(read)
+    read = reads.read
     root, leaves, out, held = await _shape(tree, read, heads, blob)
     text, html, attachments = _lists(root)
     flags = body_values or {}
@@ -591,15 +642,19 @@ async def body_from_tree(
     unbounded = max_body_value_bytes or 1 << 62  # the client asked for all of it
     texts: dict[int, _Text] = {}
     sized = not wants.isdisjoint(("bodyStructure", "textBody", "htmlBody", "attachments"))
+    plan: list[tuple[_Node, int | None]] = []
     for node in leaves:
         keep: int | None = None
         if node.part_id in chosen:
             keep = max(unbounded, _TEXT_CAP) if id(node) in previews else unbounded
             keep += 4  # a character past the most: whether the value is truncated
-        elif sized and id(node) in previews and node.cte in ("base64", "quoted-printable"):
+        elif sized and id(node) in previews and node.cte in _CODED:
             keep = _TEXT_CAP  # read whole for its size anyway
         elif not sized:
             continue  # neither its size nor its text is asked for: not read
+        plan.append((node, keep))
+    reads.plan([n.tree for n, keep in plan if keep is not None or n.cte in _CODED])
+    for node, keep in plan:
         size, got = await _scan(node, read, keep)
         assert node.leaf is not None
         node.leaf.size = size

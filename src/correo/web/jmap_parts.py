@@ -55,7 +55,7 @@ PARTS_MIN: Final = 1 << 20
 _TEXT_CAP: Final = 256 * 1024  # decoded octets of a part read for a preview only
 _HEADS_MAX: Final = 1 << 20  # octets of header sections read for one message
 _LINE: Final = 1024  # octets of a preamble's tail read with its first delimiter
-_GAP: Final = 64 * 1024  # octets between two header sections read rather than skipped
+_GAP: Final = 256 * 1024  # octets between two ranges read rather than a read more
 _DEPTH: Final = 16  # parse_message reads a message nested deeper as one opaque body
 _LEAVES: Final = 1000  # parse_email's _leaves stops counting there
 _HINTS: Final = 32  # parse_message looks at nesting past this many boundary/message hints
@@ -66,7 +66,7 @@ _INLINE_HEADS: Final = 16 * 1024  # octets of header sections parsed on the even
 _INLINE_PARTS: Final = 32  # in at most this many parts (jmap_email's _PARSE_INLINE)
 _TREE_INLINE: Final = 8 * 1024  # octets of a stored tree's JSON loaded on the event loop
 _QP_LINE: Final = 1 << 20  # an unfinished quoted-printable line held at most this long
-_READS: Final = 256  # store reads for one message: past them, it is parsed whole
+_READS: Final = 512  # store reads for one message: past them, it is parsed whole
 _CODED: Final = ("base64", "quoted-printable")  # read for their decoded size
 _B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_LINES: Final = _B64 + b"=\r\n"

@@ -111,6 +111,7 @@ class Limits:
     metadata_size: int = 64 * 1024  # octets of one IMAP METADATA value (RFC 5464 MAXSIZE)
     metadata_entries: int = 1000  # METADATA entries per account: NO [METADATA TOOMANY]
     body_cache: int = 64 * 1024 * 1024  # bytes of small bodies kept for FETCH; 0 = none
+    listen_backlog: int = 1024  # connections the kernel queues per listener before accept
 
 
 @dataclass(frozen=True, slots=True)
@@ -665,6 +666,7 @@ def render_default_config(
         f"metadata_size = {d.metadata_size}          # octets of one IMAP METADATA value",
         f"metadata_entries = {d.metadata_entries}         # IMAP METADATA entries per account",
         f"body_cache = {d.body_cache}          # bytes of recent bodies kept for FETCH; 0 = none",
+        f"listen_backlog = {d.listen_backlog}          # connections queued before accept",
         "",
         "[auth]",
         f"free_failures = {a.free_failures}       # failed logins before delays start",

@@ -399,6 +399,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("limits", "metadata_size"): count(1),
     ("limits", "metadata_entries"): count(1),
     ("limits", "body_cache"): count(0, zero="no cache"),
+    ("limits", "listen_backlog"): count(1, 65535),
     ("store", "body_cache_mb"): count(1, 1 << 24, zero="no body cache on disk"),
     ("store", "body_cache_dir"): optional(path),
     ("limits", "pop3_line"): count(255),  # RFC 2449 §4

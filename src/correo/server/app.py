@@ -249,6 +249,7 @@ class MailServer:
                 config.proxy_protocol,
                 timeout=capped(config.limits.command_timeout, 10.0),
                 log=self.log,
+                backlog=config.limits.listen_backlog,
             )
         for service, addresses in config.listen.items():
             if service not in _SERVICES:
@@ -286,9 +287,16 @@ class MailServer:
                         # a client that never completes it is dropped after command_timeout
                         handshake_timeout=handshake_timeout,
                         limit=_STREAM_LIMIT,
+                        backlog=config.limits.listen_backlog,
                     )
                 else:
-                    server = await serve_plain(handle, host, port, limit=_STREAM_LIMIT)
+                    server = await serve_plain(
+                        handle,
+                        host,
+                        port,
+                        limit=_STREAM_LIMIT,
+                        backlog=config.limits.listen_backlog,
+                    )
                 self._servers.append(server)
                 for sock in server.sockets:
                     name = sock.getsockname()
@@ -386,6 +394,7 @@ class MailServer:
                 self.ctx, admit=self._admit, release=self._per_ip.release, routes=routes
             )
         listener.admit = self._counted(service, listener.admit)  # metrics
+        listener.backlog = self.config.limits.listen_backlog
         if self._proxied(service):
             listener.proxy = self._proxy
         self._web.append(listener)
@@ -396,6 +405,7 @@ class MailServer:
         assert self.ctx is not None
         listener = metrics_listener(self.ctx, admit=self._admit, release=self._per_ip.release)
         listener.admit = self._counted("metrics", listener.admit)
+        listener.backlog = self.config.limits.listen_backlog
         if self._proxied("metrics"):
             listener.proxy = self._proxy
         self._web.append(listener)

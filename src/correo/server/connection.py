@@ -389,6 +389,7 @@ async def serve_plain(
     port: int,
     *,
     limit: int,
+    backlog: int = 1024,
 ) -> asyncio.Server:
     """``asyncio.start_server`` whose connections read through the gate."""
     loop = asyncio.get_running_loop()
@@ -397,7 +398,7 @@ async def serve_plain(
         app = asyncio.StreamReaderProtocol(asyncio.StreamReader(limit, loop), handle, loop)
         return gated(loop, app)
 
-    return await loop.create_server(protocol, host, port, reuse_address=True)
+    return await loop.create_server(protocol, host, port, reuse_address=True, backlog=backlog)
 
 
 def pace_reads(transport: asyncio.BaseTransport) -> None:
@@ -432,6 +433,7 @@ async def serve_tls(
     context: ssl.SSLContext,
     handshake_timeout: float,
     limit: int,
+    backlog: int = 1024,
 ) -> asyncio.Server:
     """``asyncio.start_server(..., ssl=context)`` whose connections read through the gate."""
     loop = asyncio.get_running_loop()
@@ -440,7 +442,7 @@ async def serve_tls(
         app = asyncio.StreamReaderProtocol(asyncio.StreamReader(limit, loop), handle, loop)
         return gated(loop, app, tls=context, handshake_timeout=handshake_timeout)
 
-    return await loop.create_server(protocol, host, port, reuse_address=True)
+    return await loop.create_server(protocol, host, port, reuse_address=True, backlog=backlog)
 
 
 class Connection:

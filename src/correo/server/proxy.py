@@ -46,7 +46,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: connection's own peer stands).
 Factory = Callable[[tuple[str, int] | None], asyncio.Protocol]
 
-_BACKLOG = 100  # as asyncio's create_server
+_ACCEPTS_PER_WAKE = 100  # connections accepted per readiness, as asyncio's servers
 #: accept() errors that mean "out of descriptors or memory for now": wait, go on
 _PAUSE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -55,9 +55,12 @@ class ProxyPolicy:
     """Which peers must open with a PROXY header, how long they get, and the listeners
     and connections being opened (closed when the server stops)."""
 
-    def __init__(self, networks: Iterable[str], *, timeout: float, log: Logger) -> None:
+    def __init__(
+        self, networks: Iterable[str], *, timeout: float, log: Logger, backlog: int = 1024
+    ) -> None:
         self.networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in networks)
         self.timeout = timeout
+        self.backlog = backlog  # [limits] listen_backlog
         self.log = log
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: list[socket.socket] = []
@@ -95,7 +98,7 @@ class ProxyPolicy:
                 if family == socket.AF_INET6:  # one socket per family, as asyncio does
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
-                sock.listen(_BACKLOG)
+                sock.listen(self.backlog)
                 sock.setblocking(False)
             except OSError:
                 sock.close()
@@ -145,7 +148,7 @@ class _Opener:
     def _accept(self, listening: socket.socket) -> None:
         """Take what the backlog holds, as asyncio's own servers do on readiness."""
         loop = asyncio.get_running_loop()
-        for _ in range(_BACKLOG):
+        for _ in range(_ACCEPTS_PER_WAKE):
             try:
                 sock, peer = listening.accept()
             except (BlockingIOError, InterruptedError):

@@ -30,7 +30,7 @@ LIVE_KEYS = frozenset(
     }
 )
 #: Read once at start although their section is live.
-_FIXED = frozenset({"limits.connections_per_ip", "limits.ipv6_prefix"})
+_FIXED = frozenset({"limits.connections_per_ip", "limits.ipv6_prefix", "limits.listen_backlog"})
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:

@@ -237,6 +237,7 @@ class WebListener:
         #: Set when trusted load balancers open connections with a PROXY header: it is
         #: read (and TLS started) before aiohttp sees the connection (server/proxy.py).
         self.proxy: ProxyPolicy | None = None
+        self.backlog = 1024  # [limits] listen_backlog
         self._servers: list[asyncio.Server] = []
         bridge = logging.getLogger(f"correo.web.{service}")
         bridge.propagate = False
@@ -294,7 +295,7 @@ class WebListener:
             return gated(loop, guarded, tls=self.tls, handshake_timeout=self.head_timeout)
 
         server = await loop.create_server(
-            protocol, host, port, reuse_address=True, family=socket.AF_UNSPEC
+            protocol, host, port, reuse_address=True, family=socket.AF_UNSPEC, backlog=self.backlog
         )
         self._servers.append(server)
         bound: list[tuple[str, int]] = []

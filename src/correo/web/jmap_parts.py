@@ -48,7 +48,7 @@ from correo.message.structure import Part
 from correo.store.api import MessageFacts
 from correo.web.jmap_mail import MailView, Row
 
-__all__ = ["PARTS_MIN", "Irregular", "body_from_tree", "email_from_tree", "email_of_tree"]
+__all__ = ["PARTS_MIN", "Irregular", "email_from_tree", "email_of_tree"]
 
 #: Messages at least this big are read from their part tree; smaller ones are parsed.
 PARTS_MIN: Final = 1 << 20
@@ -612,14 +612,13 @@ def _body_value(text: _Text, most: int) -> dict[str, Any]:
     return {"value": value, "isEncodingProblem": text.problem, "isTruncated": truncated}
 
 
-async def body_from_tree(
+async def _email(
     tree: Part,
     read: Reader,
     properties: Sequence[str],
-    *,
     blob: str,
-    body_values: Mapping[str, bool] | None = None,
-    max_body_value_bytes: int = 0,
+    flags: Mapping[str, bool],
+    most: int,
 ) -> tuple[dict[str, Any], int]:
     """The properties parse_email gives, from the tree and ``read``'s octets, and the
     octets held for them. Irregular where the tree may disagree with the parse."""
@@ -629,7 +628,6 @@ async def body_from_tree(
     read = reads.read
     root, leaves, out, held = await _shape(tree, read, heads, blob)
     text, html, attachments = _lists(root)
-    flags = body_values or {}
     chosen: dict[str, _Node] = {}
     if "bodyValues" in wants:
         if flags.get("text") or flags.get("all"):
@@ -639,7 +637,7 @@ async def body_from_tree(
         if flags.get("all"):
             chosen.update((n.part_id, n) for n in attachments if _is_inline_text(n.head))
     previews = {id(n) for n in text} if "preview" in wants else set()
-    unbounded = max_body_value_bytes or 1 << 62  # the client asked for all of it
+    unbounded = most or 1 << 62  # the client asked for all of it
     texts: dict[int, _Text] = {}
     sized = not wants.isdisjoint(("bodyStructure", "textBody", "htmlBody", "attachments"))
     plan: list[tuple[_Node, int | None]] = []
@@ -688,8 +686,7 @@ async def body_from_tree(
         out["bodyStructure"] = _structure(root, blob)
     if "bodyValues" in wants:
         out["bodyValues"] = {
-            part_id: _body_value(texts[id(node)], max_body_value_bytes)
-            for part_id, node in chosen.items()
+            part_id: _body_value(texts[id(node)], most) for part_id, node in chosen.items()
         }
     return out, held
 
@@ -739,14 +736,7 @@ async def email_of_tree(
 ) -> tuple[dict[str, Any], int] | None:
     """parse_email's properties from ``tree`` and ``read``; None: parse it whole."""
     try:
-        return await body_from_tree(
-            tree,
-            read,
-            properties,
-            blob=blob,
-            body_values=body_values,
-            max_body_value_bytes=max_body_value_bytes,
-        )
+        return await _email(tree, read, properties, blob, body_values or {}, max_body_value_bytes)
     except Irregular:
         return None
 

@@ -383,12 +383,12 @@ def test_html_previews_are_made_in_a_thread_from_a_bounded_text(
 
 
 def test_many_header_sections_are_parsed_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """999 parts of short header lines (0.85 MB of them) and a long To: list: parsed in
-    one worker-thread hop, not in one slice of the event loop."""
+    """999 parts of short header lines (0.85 MB of them) and a long To: list: parsed,
+    and the leaves' JSON made, in one worker-thread hop, not in a slice of the loop."""
     from correo.web import jmap_parts
 
     where: list[bool] = []
-    parse_head, parse = jmap_parts._parse_head, jmap_parts.parse_email
+    parse_head, parse, lists = jmap_parts._parse_head, jmap_parts.parse_email, jmap_parts._lists
 
     def head_spy(section: bytes) -> Any:
         where.append(threading.current_thread() is threading.main_thread())
@@ -398,7 +398,12 @@ def test_many_header_sections_are_parsed_off_the_loop(monkeypatch: pytest.Monkey
         where.append(threading.current_thread() is threading.main_thread())
         return parse(*args, **kwargs)
 
+    def lists_spy(root: Any) -> Any:  # and the leaves' lists, with their JSON
+        where.append(threading.current_thread() is threading.main_thread())
+        return lists(root)
+
     monkeypatch.setattr(jmap_parts, "_parse_head", head_spy)
+    monkeypatch.setattr(jmap_parts, "_lists", lists_spy)
     monkeypatch.setattr(jmap_parts, "parse_email", parse_spy)
     fields = [b"X-F%d: v" % i for i in range(100)]
     many = _mixed(b"n", *[_part(b"text/plain", b"x", *fields) for i in range(999)])

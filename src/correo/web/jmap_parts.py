@@ -91,15 +91,28 @@ class _Node:
     parts: list[_Node] | None = None  # a multipart's or a message/rfc822's; None: a leaf
     leaf: _Part | None = None
     cte: str = ""
+    info: dict[str, Any] = field(default_factory=dict)  # a leaf's JSON, made off the loop
 
     @property
     def part_id(self) -> str:
         assert self.leaf is not None  # only leaves are listed
         return self.leaf.part_id
 
-    def json(self, blob: str) -> dict[str, Any]:
+    def json(self) -> dict[str, Any]:
         assert self.leaf is not None
-        return self.leaf.json(blob)
+        return {**self.info, "size": self.leaf.size}
+
+
+@dataclass(slots=True)
+class _Shape:
+    """What one worker-thread hop makes of the header sections."""
+
+    root: _Node
+    leaves: list[_Node]  # in partId order
+    lists: tuple[list[_Node], list[_Node], list[_Node]]  # textBody, htmlBody, attachments
+    attached: bool  # hasAttachment
+    heads: dict[str, Any]  # the header properties asked for
+    section: int  # the message's header section's octets
 
 
 @dataclass(slots=True)
@@ -227,18 +240,25 @@ async def _sections(tree: Part, read: Reader) -> dict[int, bytes]:
     return out
 
 
-async def _shape(
-    tree: Part, read: Reader, heads: Sequence[str], blob: str
-) -> tuple[_Node, list[_Node], dict[str, Any], int]:
-    """The node tree mirroring the stdlib's parse, its leaves in partId order, parse_email's
-    ``heads`` properties of the message's header section, and that section's size: the
-    header sections parsed in one worker-thread hop unless they are few and short."""
+async def _shape(tree: Part, read: Reader, heads: Sequence[str], blob: str) -> _Shape:
+    """The node tree mirroring the stdlib's parse, its leaves' JSON and lists, and
+    parse_email's ``heads`` properties of the message's header section: the header
+    sections parsed in one worker-thread hop unless they are few and short."""
     sections = await _sections(tree, read)
 
-    def work() -> tuple[_Node, list[_Node], dict[str, Any], int]:
+    def work() -> _Shape:
         root, leaves = _build(tree, sections)
+        for node in leaves:
+            assert node.leaf is not None
+            node.info = node.leaf.json(blob)
+        lists = _lists(root)
+        attached = any(
+            n.head.get_content_disposition() == "attachment" or not _is_inline_text(n.head)
+            for n in lists[2]
+        )
         section = _head_section(tree, sections[id(tree)])
-        return root, leaves, parse_email(section, heads, blob=blob) if heads else {}, len(section)
+        props = parse_email(section, heads, blob=blob) if heads else {}
+        return _Shape(root, leaves, lists, attached, props, len(section))
 
     if len(sections) <= _INLINE_PARTS and sum(map(len, sections.values())) <= _INLINE_HEADS:
         return work()
@@ -564,14 +584,14 @@ def _lists(root: _Node) -> tuple[list[_Node], list[_Node], list[_Node]]:
     return text, html, attachments
 
 
-def _structure(node: _Node, blob: str) -> dict[str, Any]:
+def _structure(node: _Node) -> dict[str, Any]:
     if node.leaf is not None:
-        return node.leaf.json(blob)
+        return node.json()
     return {
         "partId": None,
         "blobId": None,
         "type": node.head.get_content_type(),
-        "subParts": [_structure(child, blob) for child in node.parts or ()],
+        "subParts": [_structure(child) for child in node.parts or ()],
     }
 
 
@@ -626,8 +646,9 @@ async def _email(
     heads = [p for p in properties if p not in BODY_PROPS]
     reads = _Reads(read)
     read = reads.read
-    root, leaves, out, held = await _shape(tree, read, heads, blob)
-    text, html, attachments = _lists(root)
+    shape = await _shape(tree, read, heads, blob)
+    root, leaves, out, held = shape.root, shape.leaves, shape.heads, shape.section
+    text, html, attachments = shape.lists
     chosen: dict[str, _Node] = {}
     if "bodyValues" in wants:
         if flags.get("text") or flags.get("all"):
@@ -660,16 +681,13 @@ async def _email(
             texts[id(node)] = got
             held += len(got.value)
     if "textBody" in wants:
-        out["textBody"] = [n.json(blob) for n in text]
+        out["textBody"] = [n.json() for n in text]
     if "htmlBody" in wants:
-        out["htmlBody"] = [n.json(blob) for n in html]
+        out["htmlBody"] = [n.json() for n in html]
     if "attachments" in wants:
-        out["attachments"] = [n.json(blob) for n in attachments]
+        out["attachments"] = [n.json() for n in attachments]
     if "hasAttachment" in wants:
-        out["hasAttachment"] = any(
-            n.head.get_content_disposition() == "attachment" or not _is_inline_text(n.head)
-            for n in attachments
-        )
+        out["hasAttachment"] = shape.attached
     if "preview" in wants:
         out["preview"] = ""
         for node in text:
@@ -683,7 +701,7 @@ async def _email(
                 out["preview"] = value
                 break
     if "bodyStructure" in wants:
-        out["bodyStructure"] = _structure(root, blob)
+        out["bodyStructure"] = _structure(root)
     if "bodyValues" in wants:
         out["bodyValues"] = {
             part_id: _body_value(texts[id(node)], most) for part_id, node in chosen.items()

@@ -155,11 +155,45 @@ def test_mailbox_names_bound_on_the_client_lock_the_right_rows(pg_url: str, tmp_
             spool.write(f"Subject: {name}\r\n\r\nbody\r\n".encode())
             done = await store.deliver(spool, Envelope("s@x.test"), [DeliveryTarget(ACCOUNT, name)])
             assert done.uids[0][1] == 1
+        spool = store.new_spool()  # two mailboxes: a batch's BEGIN with its locks
+        spool.write(b"Subject: both\r\n\r\nbody\r\n")
+        both = [DeliveryTarget(ACCOUNT, names[0]), DeliveryTarget(ACCOUNT, names[-1])]
+        done = await store.deliver(spool, Envelope("s@x.test"), both)
+        assert [uid for _, uid in done.uids] == [2, 2]
         for name in names:
-            assert [m.uid for m in await store.list_messages(ACCOUNT, name)] == [1]
+            assert min(m.uid for m in await store.list_messages(ACCOUNT, name)) == 1
         await store.close()
 
     run(go())
     with psycopg.connect(pg_url) as conn:
         row = conn.execute("SELECT count(*) FROM meta").fetchone()
     assert row is not None and row[0] >= 1
+
+
+def test_a_lone_delivery_is_one_message_and_one_sync_without_begin(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A batch of one small delivery to one mailbox sends its lock and its statement in
+    one pipeline (one implicit transaction, committed by the Sync): libpq's trace of the
+    writer's connection shows one Sync, no BEGIN and no COMMIT, and the message is there."""
+
+    async def go() -> list[str]:
+        store = await node(pg_url, tmp_path)
+        await put(store, b"Subject: first\r\n\r\nbody\r\n")  # the writer's connection
+        conn = store._committer._conn
+        assert conn is not None
+        trace = tmp_path / "trace"
+        with trace.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            try:
+                assert await put(store, b"Subject: second\r\n\r\nbody\r\n") == 2
+            finally:
+                conn.pgconn.untrace()
+        assert [m.uid for m in await store.list_messages(ACCOUNT)] == [1, 2]
+        await store.close()
+        return trace.read_text().splitlines()
+
+    lines = run(go())
+    sent = [line for line in lines if "\tF\t" in line or line.startswith("F")]  # type: ignore[union-attr]
+    assert sum("Sync" in line for line in sent) == 1, sent
+    assert not any("BEGIN" in line or "COMMIT" in line for line in sent), sent

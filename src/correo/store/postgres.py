@@ -33,7 +33,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from correo.store.postgres_acl import PgAclOps
 from correo.store.postgres_across import PgAcrossOps
 from correo.store.postgres_base import CHUNK, Conn
 from correo.store.postgres_bodies import PgBodyOps
-from correo.store.postgres_commit import PgAfterCommit, PgCommitter, store_error
+from correo.store.postgres_commit import PgAfterCommit, PgCommitter, PgOutcome, store_error
 from correo.store.postgres_expunged import PgExpungedOps
 from correo.store.postgres_feed import ChangeFeed
 from correo.store.postgres_group import GroupedDelivery, PgGroupOps, quota_fits
@@ -363,25 +363,39 @@ class PostgresStore(
             spool.discard()
             raise StoreError(f"could not store message: {exc}") from exc
 
+        def quick_outcome(
+            quick: tuple[list[tuple[int, int, int]], list[str], dict[str, Quota]],
+        ) -> tuple[Delivered, list[PgAfterCommit]]:
+            placed, crossed, after = quick
+            touched = [
+                (q[0], (t.account, t.mailbox)) for q, t in zip(placed, all_targets, strict=True)
+            ]
+            uids = tuple((t, q[1]) for q, t in zip(placed, all_targets, strict=True))
+            kept = [(*k, q[1]) for k, q in zip(touched, placed, strict=True)]
+            return Delivered(uids, validities=tuple(q[2] for q in placed)), [
+                lambda: self.feed.committed(touched),
+                self._keep_new(kept, data),
+                self._quota_warn_later(crossed),
+                lambda: self._kept_quotas(after),  # after the feed dropped them
+            ]
+
+        async def solo(conn: Conn) -> Callable[[], Awaitable[PgOutcome | None]]:
+            """The one statement alone, in the committer's pipeline (postgres_commit.py)."""
+            cur = await self._send_at_once(conn, all_targets, digest, size, data, facts, now, zone)
+
+            async def finish() -> PgOutcome | None:
+                quick = self._at_once_result(all_targets, size, await cur.fetchall())
+                return None if quick is None else quick_outcome(quick)
+
+            return finish
+
         async def op(conn: Conn) -> tuple[Delivered, list[PgAfterCommit]]:
             if staged is None and not all_queued:  # one statement, quota check included
                 quick = await self._deliver_at_once(
                     conn, all_targets, digest, size, data, facts, now, zone
                 )
                 if quick is not None:
-                    placed, crossed, after = quick
-                    touched = [
-                        (q[0], (t.account, t.mailbox))
-                        for q, t in zip(placed, all_targets, strict=True)
-                    ]
-                    uids = tuple((t, q[1]) for q, t in zip(placed, all_targets, strict=True))
-                    kept = [(*k, q[1]) for k, q in zip(touched, placed, strict=True)]
-                    return Delivered(uids, validities=tuple(q[2] for q in placed)), [
-                        lambda: self.feed.committed(touched),
-                        self._keep_new(kept, data),
-                        self._quota_warn_later(crossed),
-                        lambda: self._kept_quotas(after),  # after the feed dropped them
-                    ]
+                    return quick_outcome(quick)
             # Quota first (postgres_quota.py): the accounts' rows stay locked to commit.
             targets, refused, crossed = await self._quota_admit(
                 conn, all_targets, size, quota_fallback
@@ -463,11 +477,17 @@ class PostgresStore(
 
         try:
             group = None
+            alone = None
             if staged is None and data is not None and not all_queued:  # postgres_group.py
                 grouped = GroupedDelivery(targets, digest, size, data, facts, now, zone)
                 group = (self._deliver_group, grouped)
+                alone = solo if len(targets) == 1 else None
             result: Delivered = await self._committer.submit(
-                op, [(t.account, t.mailbox) for t in targets], guarded=False, group=group
+                op,
+                [(t.account, t.mailbox) for t in targets],
+                guarded=False,
+                group=group,
+                solo=alone,
             )
         except Exception:
             # Not on cancellation: the write may still commit, and needs its chunks.
@@ -503,9 +523,24 @@ class PostgresStore(
         the caller then goes step by step.  UIDs
         taken meanwhile by the other targets are left unused: a gap, which IMAP allows.
         """
+        cur = await self._send_at_once(conn, targets, digest, size, data, facts, now, zone)
+        return self._at_once_result(targets, size, await cur.fetchall())
+
+    async def _send_at_once(
+        self,
+        conn: Conn,
+        targets: Sequence[DeliveryTarget],
+        digest: bytes,
+        size: int,
+        data: bytes | None,
+        facts: MessageFacts | None,
+        now: float,
+        zone: int,
+    ) -> psycopg.AsyncCursor[Any]:
+        """The one-statement delivery sent; its rows are read by ``_at_once_result``
+        (in a pipeline: after its Sync)."""
         default_storage, default_messages = self._quota_default
-        rows = await self._all(
-            conn,
+        return await conn.execute(
             _AT_ONCE,
             (
                 [t.account for t in targets],
@@ -527,6 +562,10 @@ class PostgresStore(
                 zone,
             ),
         )
+
+    def _at_once_result(
+        self, targets: Sequence[DeliveryTarget], size: int, rows: list[Any]
+    ) -> tuple[list[tuple[int, int, int]], list[str], dict[str, Quota]] | None:
         if len(rows) != len(targets) or rows[0][2] is None:
             return None
         copies: dict[str, int] = {}

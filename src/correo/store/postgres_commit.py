@@ -24,7 +24,11 @@ A runner that fails rolls the batch back; it is then run again without grouping.
 Large bodies are not written here: they are staged beforehand on another connection
 (``postgres.py``), so a 100 MB message never holds up the other sessions' writes.
 
-Round trips: a lone client's APPEND waits for every one of its batch's.  The writer keeps
+Round trips: a lone client's APPEND waits for every one of its batch's.  A batch of one
+write that has a *solo* form (a small delivery to one mailbox: one statement) sends its
+mailbox lock and that statement in one pipeline and no BEGIN or COMMIT: the two run in
+one implicit transaction that the pipeline's Sync commits, one round trip in all, the
+locks taken in the same order as a batch's.  Otherwise:  The writer keeps
 one connection of the pool for itself (a database process that has just answered answers
 sooner than one the pool left idle, and no pool hand-over per batch), and the batch's
 BEGIN goes in one message with its mailbox locks (two statements, simple query protocol,
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -47,12 +52,26 @@ from psycopg_pool import AsyncConnectionPool
 from correo.store.api import StoreError
 from correo.store.postgres_health import PgHealth, connection_lost, store_error
 
-__all__ = ["PgAfterCommit", "PgCommitter", "PgGroupRun", "PgWriteOp", "store_error"]
+__all__ = [
+    "PgAfterCommit",
+    "PgCommitter",
+    "PgGroupRun",
+    "PgOutcome",
+    "PgSolo",
+    "PgWriteOp",
+    "store_error",
+]
 
 #: A post-commit action (waking waiters, announcing changes); runs on the event loop.
 PgAfterCommit = Callable[[], None]
 #: A write: runs in the batch's transaction, returns (result, after-commit actions).
 PgWriteOp = Callable[[AsyncConnection[Any]], Awaitable[tuple[Any, list[PgAfterCommit]]]]
+#: A write's result and its after-commit actions.
+PgOutcome = tuple[Any, list[PgAfterCommit]]
+#: A write as one statement, sent (not read) inside the committer's pipeline; the
+#: function it returns reads the outcome after the Sync, None when the write must run
+#: as its op after all (nothing of it was kept but, at most, UIDs left unused).
+PgSolo = Callable[[AsyncConnection[Any]], Awaitable[Callable[[], Awaitable[PgOutcome | None]]]]
 #: Runs the payloads of several writes of one kind at once; per payload its outcome, or
 #: None for a write to run on its own (its op) after all.
 PgGroupRun = Callable[
@@ -64,16 +83,18 @@ _MAX_BATCH: Final = 256
 _RETRIES: Final = 5
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
-#: The batch's start: BEGIN, then its mailbox rows locked in id order, in one message.
-_BEGIN_LOCKED: Final = (
-    "BEGIN; SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
+#: A batch's mailbox rows locked in id order.
+_LOCK: Final = (
+    "SELECT m.id FROM mailboxes m JOIN accounts a ON a.id = m.account_id"
     " JOIN unnest(%s::text[], %s::text[]) AS k(account, name)"
     " ON a.name = k.account AND m.name = k.name ORDER BY m.id FOR UPDATE OF m"
 )
+#: The batch's start: BEGIN, then its mailbox rows locked, in one message.
+_BEGIN_LOCKED: Final = "BEGIN; " + _LOCK
 
 
 class _Item:
-    __slots__ = ("future", "group", "guarded", "keys", "op")
+    __slots__ = ("future", "group", "guarded", "keys", "op", "solo")
 
     def __init__(
         self,
@@ -82,12 +103,23 @@ class _Item:
         guarded: bool,
         future: asyncio.Future[Any],
         group: tuple[PgGroupRun, Any] | None,
+        solo: PgSolo | None = None,
     ) -> None:
         self.op = op
+        self.solo = solo
         self.keys = keys
         self.guarded = guarded
         self.future = future
         self.group = group
+
+
+def _quiet(conn: AsyncConnection[Any]) -> bool:
+    """Nothing waits to be read on the idle connection.  A database process that ended
+    (a restart, an administrator) sent its last message and closed; the batch then takes
+    the path that may run again on a new connection, since its BEGIN never reached one."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return not poller.poll(0)
 
 
 class _Redo(Exception):
@@ -141,6 +173,7 @@ class PgCommitter:
         *,
         guarded: bool = True,
         group: tuple[PgGroupRun, Any] | None = None,
+        solo: PgSolo | None = None,
     ) -> asyncio.Future[Any]:
         """Queue a write; the future resolves once it is durably committed.
 
@@ -150,12 +183,14 @@ class PgCommitter:
         anyway costs a rerun of its batch instead.
         ``group``: (runner, payload) for a write that may share a statement with others
         of its kind in the batch; ``op`` still runs it alone where the runner declines.
+        ``solo``: the write as one statement, for a batch of it alone (see the module's
+        docstring); ``op`` runs it where that declines.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._task is None or self._stopping:
             future.set_exception(StoreError("the store is closed"))
             return future
-        self._queue.append(_Item(op, keys, guarded, future, group))
+        self._queue.append(_Item(op, keys, guarded, future, group, solo))
         self._wake.set()
         return future
 
@@ -238,6 +273,22 @@ class PgCommitter:
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._conn = await self._pool.getconn(timeout=self._health.wait)
+        alone = batch[0].solo if len(batch) == 1 and not refused else None
+        if alone is not None and _quiet(conn):
+            sent.append(True)  # the Sync commits: a failure from here on is of unknown outcome
+            try:
+                async with conn.pipeline():
+                    await conn.execute(_LOCK, ([k[0] for k in keys], [k[1] for k in keys]))
+                    finish = await alone(conn)
+                got = await finish()
+            except BaseException:
+                await self._abandon(conn)
+                raise
+            if got is not None:
+                outcomes[0], actions = got
+                after.extend(actions)
+                return
+            sent.clear()  # committed nothing but unused UIDs: the batch runs as usual
         try:
             if keys:
                 await AsyncClientCursor(conn).execute(

@@ -88,6 +88,7 @@ DECODE = [
     ("=?utf-8?b?w6k=?= =?utf-8?b?w6k=?=", "éé"),  # RFC 2047 §6.2 adjacent words join
     ("=?utf-8?b?4g==?= =?utf-8?b?iIA=?=", "∀"),  # a character split across two words
     ("=?x-unknown?q?abc?=", "abc"),
+    ("=?utf\0?q?caf=C3=A9?=", "café"),  # codecs.lookup raises ValueError on NUL
     ("=?utf-8?b?!!!?=", ""),
     ("=?utf-8*en?q?hi?=", "hi"),  # RFC 2231 §5 language
     ("a =?utf-8?q?b?=\r\n =?utf-8?q?c?= d", "a bc d"),

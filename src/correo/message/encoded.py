@@ -40,8 +40,8 @@ def text_codec(charset: str | None) -> str:
     text encoding Python knows and decodes in linear time, else UTF-8."""
     try:
         info = codecs.lookup((charset or "utf-8").strip())
-    except LookupError:  # unknown charset: UTF-8 is the likeliest truth today
-        return "utf-8"
+    except (LookupError, ValueError):  # unknown, or a name with NUL in it (ValueError)
+        return "utf-8"  # UTF-8 is the likeliest truth today
     if not info._is_text_encoding or info.name in _NOT_CHARSETS:
         return "utf-8"
     return info.name

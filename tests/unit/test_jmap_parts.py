@@ -27,7 +27,8 @@ import pytest
 
 from correo.delivery.facts import facts_from_bytes, load_tree
 from correo.jmap.mail import BODY_PROPS, parse_email
-from correo.web.jmap_parts import _TEXT_CAP, Irregular, _Base64, _Sink, _Text, email_of_tree
+from correo.web.jmap_partdecode import Base64, Irregular, Text, TextSink
+from correo.web.jmap_parts import _TEXT_CAP, email_of_tree
 
 BLOB = "Bfeedfacefeedfacefeedface"
 HEADS = ["subject", "from", "messageId", "sentAt", "header:X-Tag:asText", "header:Subject"]
@@ -486,14 +487,14 @@ def test_a_text_is_held_once() -> None:
     data = "Ünïcödé text ".encode() * 40_000  # 520,000 characters
     for charset, encoded in (("utf-8", data), ("iso-8859-1", data.decode().encode("latin-1"))):
         tracemalloc.start()
-        sink = _Sink(charset, 1 << 62)
+        sink = TextSink(charset, 1 << 62)
         for at in range(0, len(encoded), 1 << 16):
             sink.feed(encoded[at : at + (1 << 16)])
         sink.feed(b"", final=True)
         held = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         want = encoded.decode(charset)  # Latin-1 characters: an octet each in a str
-        assert sink.text() == _Text(want, False)
+        assert sink.text() == Text(want, False)
         assert held < len(want) * 1.5, (charset, held)
 
 
@@ -512,7 +513,7 @@ def test_base64_in_pieces_is_the_stdlib_decode_or_irregular() -> None:
             b"Content-Transfer-Encoding: base64\r\n\r\n" + body, policy=email.policy.compat32
         )
         want = message.get_payload(decode=True)
-        decoder = _Base64()
+        decoder = Base64()
         try:
             step = rng.randrange(1, 5)
             out = b"".join(
@@ -523,7 +524,7 @@ def test_base64_in_pieces_is_the_stdlib_decode_or_irregular() -> None:
             continue
         agreed += 1
         assert (out + last, size) == (want, len(want)), body
-        counter = _Base64()  # counting only, as for a part whose size alone is asked
+        counter = Base64()  # counting only, as for a part whose size alone is asked
         for i in range(0, len(body), step):
             counter.feed(body[i : i + step], False)
         assert counter.finish(False) == (b"", len(want)), body

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from correo.message.encoded import decode_header, raw_utf8, text_codec
 from correo.message.mime import parse_address_list
@@ -37,7 +37,9 @@ from correo.message.structure import parse_structure
 
 __all__ = [
     "MailboxMark",
+    "add_to_body_lists",
     "blob_id",
+    "charset_codec",
     "digest_of",
     "email_id",
     "flags_to_keywords",
@@ -51,6 +53,8 @@ __all__ = [
     "thread_id",
     "write_state",
 ]
+
+_L = TypeVar("_L")  # a leaf, as one of the body lists holds it
 
 _ID_HEX = 24  # hex digits of the SHA-256 in an id: 96 bits
 _HEX = frozenset("0123456789abcdef")
@@ -334,38 +338,53 @@ def _body_lists(message: Message) -> tuple[list[_Part], list[_Part], list[_Part]
                     walk(child, sub if sub == "alternative" else alternative, depth + 1)
             return
         leaf = by_message.get(id(part))
-        if leaf is None:
-            return
-        ctype = part.get_content_type()
-        if _is_inline_text(part) and ctype in ("text/plain", "text/html"):
-            if alternative is None:  # RFC 8621 §4.1.4: outside alternatives, in both
-                text.append(leaf)
-                html.append(leaf)
-            elif ctype == "text/plain":
-                text.append(leaf)
-            else:
-                html.append(leaf)
-        else:
-            attachments.append(leaf)
+        if leaf is not None:
+            add_to_body_lists((text, html, attachments), leaf, part, alternative)
 
     walk(message, None, 0)
     return text, html, attachments
+
+
+def add_to_body_lists(
+    lists: tuple[list[_L], list[_L], list[_L]], leaf: _L, head: Message, alternative: str | None
+) -> None:
+    """Add ``leaf`` (whose header fields are ``head``, inside a multipart/alternative
+    when ``alternative`` is set) to textBody, htmlBody or attachments, as both
+    parse_email and the part-tree path of correo.web.jmap_parts sort leaves."""
+    text, html, attachments = lists
+    ctype = head.get_content_type()
+    if _is_inline_text(head) and ctype in ("text/plain", "text/html"):
+        if alternative is None:  # RFC 8621 §4.1.4: outside alternatives, in both
+            text.append(leaf)
+            html.append(leaf)
+        elif ctype == "text/plain":
+            text.append(leaf)
+        else:
+            html.append(leaf)
+    else:
+        attachments.append(leaf)
+
+
+def charset_codec(charset: str) -> str | None:
+    """The codec a text part in ``charset`` is decoded with; None where it is read as
+    UTF-8 with U+FFFD and an encoding problem instead. text_codec refuses what is no
+    text charset (base64, rot13) and punycode/idna, which decode in quadratic time and
+    raise UnicodeError even with "replace"; a name lookup() refuses (a NUL in it raises
+    ValueError) is an unknown charset."""
+    try:
+        codec = codecs.lookup(charset).name
+        known = codec == text_codec(charset)
+    except (LookupError, ValueError):  # UnicodeError is a ValueError
+        return None
+    return codec if known else None
 
 
 def _decoded(part: Message) -> tuple[str, bool]:
     """A text part's content and whether decoding met a problem."""
     payload = part.get_payload(decode=True)
     data = payload if isinstance(payload, bytes) else b""
-    charset = part.get_content_charset() or "us-ascii"
-    # text_codec refuses what is no text charset (base64, rot13) and punycode/idna,
-    # which decode in quadratic time and raise UnicodeError even with "replace"; a
-    # name lookup() refuses (a NUL in it raises ValueError) is an unknown charset
-    try:
-        codec = codecs.lookup(charset).name
-        known = codec == text_codec(charset)
-    except (LookupError, ValueError):  # UnicodeError is a ValueError
-        codec, known = "", False
-    if not known:
+    codec = charset_codec(part.get_content_charset() or "us-ascii")
+    if codec is None:
         return data.decode("utf-8", "replace"), True
     try:
         return data.decode(codec), False

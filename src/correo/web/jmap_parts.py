@@ -24,11 +24,8 @@ sections alone.
 from __future__ import annotations
 
 import asyncio
-import binascii
-import codecs
 import email.policy
 import re
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -41,12 +38,13 @@ from correo.jmap.mail import (
     PREVIEW,
     _is_inline_text,
     _Part,
+    add_to_body_lists,
     parse_email,
 )
-from correo.message.encoded import text_codec
 from correo.message.structure import Part
 from correo.store.api import MessageFacts
 from correo.web.jmap_mail import MailView, Row
+from correo.web.jmap_partdecode import Base64, Irregular, QuotedPrintable, Text, TextSink
 
 __all__ = ["PARTS_MIN", "Irregular", "email_from_tree", "email_of_tree"]
 
@@ -65,23 +63,12 @@ _INLINE: Final = 16 * 1024  # characters of plain text made a preview on the eve
 _INLINE_HEADS: Final = 16 * 1024  # octets of header sections parsed on the event loop,
 _INLINE_PARTS: Final = 32  # in at most this many parts (jmap_email's _PARSE_INLINE)
 _TREE_INLINE: Final = 8 * 1024  # octets of a stored tree's JSON loaded on the event loop
-_QP_LINE: Final = 1 << 20  # an unfinished quoted-printable line held at most this long
 _READS: Final = 512  # store reads for one message: past them, it is parsed whole
 _CODED: Final = ("base64", "quoted-printable")  # read for their decoded size
-_B64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_LINES: Final = _B64 + b"=\r\n"
-_BOMS: Final = {
-    "utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
-    "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE),
-}
 _UU: Final = frozenset(("x-uuencode", "uuencode", "uue", "x-uue"))
 _PARSER: Final = BytesParser(policy=email.policy.compat32)
 
 Reader = Callable[[int, int], AsyncIterator[bytes]]
-
-
-class Irregular(Exception):
-    """The tree may not say what parsing the message says: parse it whole."""
 
 
 @dataclass(slots=True)
@@ -113,14 +100,6 @@ class _Shape:
     attached: bool  # hasAttachment
     heads: dict[str, Any]  # the header properties asked for
     section: int  # the message's header section's octets
-
-
-@dataclass(slots=True)
-class _Text:
-    """A leaf's decoded text as far as held, and whether decoding met a problem."""
-
-    value: str
-    problem: bool
 
 
 def _parse_head(section: bytes) -> Message:
@@ -307,166 +286,12 @@ def _build(tree: Part, sections: Mapping[int, bytes]) -> tuple[_Node, list[_Node
     return root, leaves
 
 
-# -- decoding in pieces, as Message.get_payload(decode=True) decodes whole --------------
-
-
-@dataclass(slots=True)
-class _Base64:
-    """base64 decoded in pieces as the stdlib's decode_b decodes what it finds clean
-    (only the alphabet, line ends and final padding); Irregular for the rest, which it
-    repairs in ways of its own."""
-
-    held: bytes = b""  # alphabet characters short of a whole quantum
-    count: int = 0  # alphabet characters
-    pads: int = 0
-
-    def feed(self, chunk: bytes, decode: bool) -> bytes:
-        if chunk.translate(None, _B64_LINES):
-            raise Irregular("base64 with characters outside its alphabet")
-        if not decode and not self.pads and b"=" not in chunk:  # counted without a copy
-            self.count += len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
-            return b""
-        piece = chunk.translate(None, b"\r\n")  # the stdlib joins splitlines()
-        if self.pads:  # RFC 4648 §3.3: nothing follows the padding
-            if piece.strip(b"="):
-                raise Irregular("base64 past its padding")
-            self.pads += len(piece)
-            return b""
-        at = piece.find(b"=")
-        if at >= 0:
-            if piece[at:].strip(b"="):
-                raise Irregular("base64 past its padding")
-            self.pads += len(piece) - at
-            piece = piece[:at]
-        self.count += len(piece)
-        if not decode or not piece:
-            return b""
-        held = self.held + piece
-        cut = len(held) - len(held) % 4
-        self.held = held[cut:]
-        return binascii.a2b_base64(held[:cut]) if cut else b""
-
-    def finish(self, decode: bool) -> tuple[bytes, int]:
-        """The last octets and the decoded size."""
-        rest = self.count % 4
-        # b64decode(validate=True) of the characters padded to a whole quantum
-        pads = self.pads
-        if not (rest == pads == 0 or (rest == 2 and pads <= 2) or (rest == 3 and pads <= 1)):
-            raise Irregular("base64 the stdlib repairs")
-        size = self.count // 4 * 3 + (rest - 1 if rest else 0)
-        if decode and rest:
-            return binascii.a2b_base64(self.held + b"=" * (4 - rest)), size
-        return b"", size
-
-
-@dataclass(slots=True)
-class _Qp:
-    """quopri.decodestring (binascii.a2b_qp) line by line: no escape spans a line end."""
-
-    held: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = b""
-        end = chunk.rfind(b"\n") + 1
-        if end:
-            self.held.append(chunk[:end])
-            out = binascii.a2b_qp(b"".join(self.held))
-            chunk = chunk[end:]
-            self.held, self.size = [], 0
-        if chunk:
-            self.held.append(chunk)
-            self.size += len(chunk)
-            if self.size > _QP_LINE:
-                raise Irregular("an overlong quoted-printable line")
-        return out
-
-    def finish(self) -> bytes:
-        return binascii.a2b_qp(b"".join(self.held)) if self.held else b""
-
-
-class _Sink:
-    """A text part's characters held up to ``keep`` UTF-8 octets, as ``_decoded`` reads
-    them: in its charset, or as UTF-8 with U+FFFD once that meets a problem. One text
-    is held: a problem met in UTF-8 or ASCII goes on from the strict text (its prefix is
-    the loose one's); in another charset, past its first octets, it asks to be read
-    again (``again``) loosely from the start, which is rare, rather than hold both."""
-
-    def __init__(self, charset: str, keep: int, loose: bool = False) -> None:
-        try:  # as _decoded: a name lookup() refuses (a NUL: ValueError) is unknown
-            codec = codecs.lookup(charset).name
-            self.problem = loose or codec != text_codec(charset)
-        except (LookupError, ValueError):
-            codec, self.problem = "", True
-        self.keep = keep
-        self.strict: codecs.IncrementalDecoder | None = None
-        if not self.problem and codec not in _BOMS:
-            self.strict = codecs.getincrementaldecoder(codec)()
-        self.sniff = codec if codec in _BOMS and not self.problem else ""
-        self.start = b""  # the first octets, while a UTF-16 or -32 decoder is not chosen
-        self.prefix = codec in ("utf-8", "ascii")  # strict text so far is the loose one
-        self.fed = False  # octets went into the strict decoder
-        self.again = False
-        self.loose = codecs.getincrementaldecoder("utf-8")("replace")
-        self.held: list[str] = []
-        self.octets = 0
-
-    def _hold(self, text: str) -> None:
-        """Hold ``text`` as far as ``keep`` octets reach, cut at a character's start."""
-        room = self.keep - self.octets
-        if room <= 0 or not text:
-            return
-        if len(text) > room:  # a character is at least one octet: no more are kept
-            text = text[:room]
-        octets = text.encode("utf-8", "surrogatepass")
-        if len(octets) > room:
-            while octets[room] & 0xC0 == 0x80:  # a continuation octet: back to its start
-                room -= 1
-            text = octets[:room].decode("utf-8", "surrogatepass")
-            self.keep = self.octets + room  # full: a later, shorter character is not kept
-            octets = octets[:room]
-        self.held.append(text)
-        self.octets += len(octets)
-
-    def _choose(self, data: bytes, final: bool) -> bytes:
-        """UTF-16 and -32 as bytes.decode() reads them: a BOM picks the order, and
-        none means the machine's (the incremental decoders refuse a missing BOM)."""
-        self.start += data
-        boms = _BOMS[self.sniff]
-        if len(self.start) < len(boms[0]) and not final:
-            return b""
-        name = self.sniff
-        if not self.start.startswith(boms):
-            name += "-le" if sys.byteorder == "little" else "-be"
-        self.strict, self.sniff = codecs.getincrementaldecoder(name)(), ""
-        return self.start
-
-    def feed(self, data: bytes, final: bool = False) -> None:
-        if self.again:
-            return
-        if self.sniff:
-            data = self._choose(data, final)
-        if self.strict is not None:
-            pending = self.strict.getstate()[0]
-            try:
-                self._hold(self.strict.decode(data, final))
-                self.fed = self.fed or bool(data)
-                return
-            except UnicodeError:
-                self.problem, self.strict = True, None
-                if self.fed and not self.prefix:
-                    self.again = True
-                    return
-                data = pending + data  # the strict text held is the loose one's so far
-        self._hold(self.loose.decode(data, final))
-
-    def text(self) -> _Text:
-        return _Text("".join(self.held), self.problem)
+# -- reading the leaves in pieces (decoded by correo.web.jmap_partdecode) ---------------
 
 
 async def _scan(
     node: _Node, read: Reader, keep: int | None, whole: bool = True
-) -> tuple[int, _Text | None]:
+) -> tuple[int, Text | None]:
     """A leaf read in pieces: its decoded size (when read ``whole``) and, when ``keep``
     is given, its text held up to ``keep`` UTF-8 octets."""
     part, cte = node.tree, node.cte
@@ -474,21 +299,21 @@ async def _scan(
     if keep is None and cte not in _CODED:
         return part.body_size, None  # the stdlib's payload is the octets themselves
     charset = node.head.get_content_charset() or "us-ascii"
-    size, sink = await _pass(node, read, _Sink(charset, keep or 0), keep is not None, whole)
+    size, sink = await _pass(node, read, TextSink(charset, keep or 0), keep is not None, whole)
     if sink.again:  # a problem past the first octets of a charset other than UTF-8
-        size, sink = await _pass(node, read, _Sink(charset, keep or 0, True), True, whole)
+        size, sink = await _pass(node, read, TextSink(charset, keep or 0, True), True, whole)
     return size, sink.text() if keep is not None else None
 
 
 async def _pass(
-    node: _Node, read: Reader, sink: _Sink, decode: bool, whole: bool
-) -> tuple[int, _Sink]:
+    node: _Node, read: Reader, sink: TextSink, decode: bool, whole: bool
+) -> tuple[int, TextSink]:
     """One read of a leaf, its decoded octets counted and, if ``decode``, fed to ``sink``."""
     part, cte = node.tree, node.cte
     end = part.body_end if whole else min(part.body_end, part.header_end + _TEXT_CAP)
     size = 0
-    b64 = _Base64() if cte == "base64" else None
-    qp = _Qp() if cte == "quoted-printable" else None
+    b64 = Base64() if cte == "base64" else None
+    qp = QuotedPrintable() if cte == "quoted-printable" else None
     async for chunk in read(part.header_end, end):
         piece = b64.feed(chunk, decode) if b64 else qp.feed(chunk) if qp else chunk
         size += len(piece)
@@ -568,17 +393,7 @@ def _lists(root: _Node) -> tuple[list[_Node], list[_Node], list[_Node]]:
             for child in node.parts:
                 walk(child, sub if sub == "alternative" else alternative)
             return
-        ctype = node.head.get_content_type()
-        if _is_inline_text(node.head) and ctype in ("text/plain", "text/html"):
-            if alternative is None:  # RFC 8621 §4.1.4: outside alternatives, in both
-                text.append(node)
-                html.append(node)
-            elif ctype == "text/plain":
-                text.append(node)
-            else:
-                html.append(node)
-        else:
-            attachments.append(node)
+        add_to_body_lists((text, html, attachments), node, node.head, alternative)
 
     walk(root, None)
     return text, html, attachments
@@ -616,7 +431,7 @@ def _preview_of(html: bool, value: str) -> str:
         size *= 4
 
 
-async def _preview(node: _Node, text: _Text) -> str:
+async def _preview(node: _Node, text: Text) -> str:
     """The preview, worked out in a thread where it could hold the loop."""
     html = node.head.get_content_subtype() == "html"
     if html or len(text.value) > _INLINE:
@@ -624,7 +439,7 @@ async def _preview(node: _Node, text: _Text) -> str:
     return _preview_of(html, text.value)
 
 
-def _body_value(text: _Text, most: int) -> dict[str, Any]:
+def _body_value(text: Text, most: int) -> dict[str, Any]:
     value, truncated = text.value, False
     if most and len(value.encode()) > most:
         value = value.encode()[:most].decode("utf-8", "ignore")
@@ -659,7 +474,7 @@ async def _email(
             chosen.update((n.part_id, n) for n in attachments if _is_inline_text(n.head))
     previews = {id(n) for n in text} if "preview" in wants else set()
     unbounded = most or 1 << 62  # the client asked for all of it
-    texts: dict[int, _Text] = {}
+    texts: dict[int, Text] = {}
     sized = not wants.isdisjoint(("bodyStructure", "textBody", "htmlBody", "attachments"))
     plan: list[tuple[_Node, int | None]] = []
     for node in leaves:

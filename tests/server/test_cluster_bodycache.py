@@ -11,6 +11,7 @@ message was delivered with.
 from __future__ import annotations
 
 import imaplib
+import re
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +38,11 @@ def pair(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
     _stop_pair(made)
 
 
-def login(node: Server) -> imaplib.IMAP4:
+def login(node: Server, user: str = ALICE) -> imaplib.IMAP4:
     client = imaplib.IMAP4_SSL(
         "127.0.0.1", node.ports["imaps"], ssl_context=client_tls(), timeout=10
     )
-    client.login(ALICE, PASSWORDS[ALICE])
+    client.login(user, PASSWORDS[user])
     return client
 
 
@@ -106,3 +107,22 @@ def test_a_backup_leaves_the_body_cache_out(pair: Pair, tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert (out / "correo.toml").is_file() and (out / "store.pgdump").is_file()
     assert not (out / "cache" / "bodies").exists()
+
+
+def test_an_append_is_kept_without_a_session_having_the_mailbox_open(pair: Pair) -> None:
+    """The commit itself names the mailbox id and UIDVALIDITY: a lone APPEND (nothing
+    selected, no look at INBOX before it) is written to the node's cache and read back
+    from there, not from the database."""
+    before = len(cached(pair.one))
+    data = message("appended alone").replace(b"Hello there.\r\n", b"z" * 30_000 + b"\r\n")
+    client = login(pair.one, "bob@example.test")  # no session of this node opened his INBOX
+    try:
+        typ, got = client.append("INBOX", None, None, data)
+        assert typ == "OK", got
+        uid = re.search(rb"APPENDUID \d+ (\d+)", got[0]).group(1).decode()  # type: ignore[union-attr,arg-type]
+        assert eventually(lambda: len(cached(pair.one)) == before + 1), cached(pair.one)
+        change_stored_bodies(pair.url)
+        client.select("INBOX")
+        assert fetch(client, uid) == data  # from the cache: the database's copy changed
+    finally:
+        client.logout()

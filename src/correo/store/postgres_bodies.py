@@ -44,24 +44,23 @@ class PgBodyOps(PgBase):
             self._disk_bodies.put((box_id, validity, uid), data)
 
     def _keep_new(
-        self, placed: Sequence[tuple[int, tuple[str, str], int]], data: bytes | None
+        self, placed: Sequence[tuple[int, tuple[str, str], int, int]], data: bytes | None
     ) -> PgAfterCommit:
         """After a delivery's commit: its small body into the cache, under each target's
-        (mailbox id, UIDVALIDITY, UID), when the node knows that mailbox id's UIDVALIDITY
-        (a session has it open); the id comes from the commit itself.  Each mailbox's
+        (mailbox id, UIDVALIDITY, UID), all three read by the commit's own statement (so
+        no session need have had the mailbox open first: a client that APPENDs, then
+        reads, finds what it wrote on this node).  Each mailbox's
         remembered message count moves on too (``exists.py``), so the EXISTS that
         follows an APPEND (the APPENDUID's state) costs no ``count(*)``."""
 
         def keep() -> None:
             memo = exists_memo(self)
-            for box_id, _name, uid in placed:  # in UID order per mailbox, as allocated
+            for box_id, _name, uid, _validity in placed:  # in UID order, as allocated
                 memo.added(box_id, uid)
             if self._disk_bodies is None or data is None:
                 return
-            for box_id, (account, mailbox), uid in placed:
-                box = self._names.get(account, {}).get(mailbox)
-                if box is not None and box[0] == box_id:
-                    self._fill(box_id, box[1], uid, data)
+            for box_id, _name, uid, validity in placed:
+                self._fill(box_id, validity, uid, data)
 
         return keep
 

@@ -80,6 +80,7 @@ PgGroupRun = Callable[
 ]
 
 _MAX_BATCH: Final = 256
+_SOLO_FRESH: Final = 5.0  # seconds since the writer's connection last answered
 _RETRIES: Final = 5
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
@@ -141,6 +142,7 @@ class PgCommitter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._conn: AsyncConnection[Any] | None = None  # the writer's own, kept between batches
+        self._answered = 0.0  # monotonic time the writer's connection last answered
         self.batches = 0
         self.writes = 0
         #: Called with (seconds, writes) after each committed batch (metrics).
@@ -274,7 +276,11 @@ class PgCommitter:
         if conn is None or conn.closed:
             conn = self._conn = await self._pool.getconn(timeout=self._health.wait)
         alone = batch[0].solo if len(batch) == 1 and not refused else None
-        if alone is not None and _quiet(conn):
+        # only on a connection that answered lately: a peer that vanished without a word
+        # (a moved address, a firewall's forgotten flow) fails the first write sent, and
+        # the usual path, whose BEGIN is not a commit, runs again on a new connection
+        recent = time.monotonic() - self._answered < _SOLO_FRESH
+        if alone is not None and recent and _quiet(conn):
             sent.append(True)  # the Sync commits: a failure from here on is of unknown outcome
             try:
                 async with conn.pipeline():
@@ -284,6 +290,7 @@ class PgCommitter:
             except BaseException:
                 await self._abandon(conn)
                 raise
+            self._answered = time.monotonic()
             if got is not None:
                 outcomes[0], actions = got
                 after.extend(actions)
@@ -301,6 +308,7 @@ class PgCommitter:
             cur = await conn.execute("COMMIT")
             if cur.statusmessage != "COMMIT":  # an aborted transaction "commits" as ROLLBACK
                 raise StoreError(f"the batch was not committed ({cur.statusmessage})")
+            self._answered = time.monotonic()
         except BaseException:
             await self._abandon(conn)
             raise

@@ -286,6 +286,7 @@ class StructureBuilder:
         self._mode = _HEADER
         self._delims: list[tuple[bytes, _Node]] = []
         self._parts = 1
+        self.header_octets = 0  # header lines kept, all parts: what finish() parses
         self._header_overflow = False
         self._first_line = True
         self._done: Part | None = None
@@ -372,6 +373,7 @@ class StructureBuilder:
             if line[:1] in (b" ", b"\t") or self._is_field(line):
                 if len(node.header) + len(line) <= self.limits.max_header:
                     node.header += line
+                    self.header_octets += len(line)
                 elif "header-too-long" not in node.defects:
                     node.defects.append("header-too-long")
             elif self._first_line and line.startswith(b"From "):
@@ -381,6 +383,7 @@ class StructureBuilder:
                     node.defects.append("header-line-without-colon")
                 if len(node.header) + len(line) <= self.limits.max_header:
                     node.header += line
+                    self.header_octets += len(line)
             self._first_line = False
             self._p = e + 1
 

@@ -445,7 +445,7 @@ class MailServer:
         path.unlink(missing_ok=True)  # a stale socket from an earlier run
         handle = self._handler("lmtp", "lmtp", False, screen=False)
         server = await asyncio.start_unix_server(  # local MTAs only: no HTTP screen
-            handle, str(path), limit=_STREAM_LIMIT
+            handle, str(path), limit=_STREAM_LIMIT, backlog=self.config.limits.listen_backlog
         )
         os.chmod(path, 0o660)
         self._servers.append(server)

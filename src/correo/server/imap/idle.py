@@ -61,7 +61,7 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
         while True:
             view = session.view
             if session.core.buffered or (session.deflate is not None and session.deflate.backlog):
-                return  # input already received (DONE may be in it): _drain/_loop see it
+                return  # input already received (DONE may be in it): the session's _loop sees it
             if session.deflate is not None:
                 session.deflate.rest()  # RFC 4978: no compressor kept while idle
             if wake.done():
@@ -104,7 +104,7 @@ async def cmd_idle(session: ImapSession, tag: str, cmd: c.Idle) -> None:
                 session.core.receive_data(data)
                 if not data:
                     session.closing = True
-                return  # _drain picks up IdleDone (or the next command)
+                return  # the session's _loop picks up IdleDone (or the next command)
             if not await still_readable(session):  # RFC 4314: its rights were taken away
                 session.write(untagged("BYE", "The mailbox is no longer shared"))
                 session.closing = True

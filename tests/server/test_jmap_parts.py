@@ -17,9 +17,9 @@ import pytest
 
 from correo.jmap.mail import BODY_PROPS, parse_email
 from tests.conftest import Server
-from tests.server.imap_helpers import imap
 from tests.server.jmap_helpers import Jmap
 from tests.server.test_imap_streaming import _MB, _peak_rss
+from tests.server.test_jmap_streaming import _appended
 
 _PROPS = ["subject", "from", "header:X-Note:asText", *BODY_PROPS]
 _ARGS: dict[str, Any] = {"fetchAllBodyValues": True, "maxBodyValueBytes": 4096}
@@ -48,17 +48,20 @@ def _message(attachment: bytes) -> bytes:
 
 def _get(server: Server, box: str, data: bytes) -> tuple[Jmap, str, str]:
     """``data`` appended over IMAP to a new ``box``: the session, its id and blobId."""
-    client = imap(server)
-    client.create(box)
-    assert client.append(box, None, None, data)[0] == "OK"
-    client.logout()
-    jmap = Jmap(server)
-    boxes = jmap.call("Mailbox/get", ids=None, properties=["name"])["list"]
-    box_id = next(b["id"] for b in boxes if b["name"] == box)
-    (ident,) = jmap.call("Email/query", filter={"inMailbox": box_id})["ids"]
-    (email,) = jmap.call("Email/get", ids=[ident], properties=["blobId", "size"])["list"]
+    jmap, email = _appended(server, box, data, ["id", "blobId", "size"])
     assert email["size"] == len(data)
-    return jmap, ident, email["blobId"]
+    return jmap, email["id"], email["blobId"]
+
+
+def _parsed(data: bytes, blob: str) -> dict[str, object]:
+    """What the whole-message parse answers for the same request."""
+    return parse_email(
+        data,
+        _PROPS,
+        blob=blob,
+        body_values={"all": True},
+        max_body_value_bytes=_ARGS["maxBodyValueBytes"],
+    )
 
 
 def test_a_big_message_is_got_from_its_parts_with_flat_memory(server: Server) -> None:
@@ -75,13 +78,7 @@ def test_a_big_message_is_got_from_its_parts_with_flat_memory(server: Server) ->
     # parsing whole holds the 41 MB message and more; the parts path, pieces of it
     assert grown < len(data) // 4, f"peak RSS grew {grown / _MB:.1f} MiB for a 41 MiB message"
     del got["id"]
-    assert got == parse_email(
-        data,
-        _PROPS,
-        blob=blob,
-        body_values={"all": True},
-        max_body_value_bytes=_ARGS["maxBodyValueBytes"],
-    )
+    assert got == _parsed(data, blob)
 
 
 def test_a_big_message_the_tree_may_misread_is_parsed_whole(server: Server) -> None:
@@ -92,13 +89,7 @@ def test_a_big_message_the_tree_may_misread_is_parsed_whole(server: Server) -> N
     jmap, ident, blob = _get(server, "BigBroken", data)
     (got,) = jmap.call("Email/get", ids=[ident], properties=_PROPS, **_ARGS)["list"]
     del got["id"]
-    assert got == parse_email(
-        data,
-        _PROPS,
-        blob=blob,
-        body_values={"all": True},
-        max_body_value_bytes=_ARGS["maxBodyValueBytes"],
-    )
+    assert got == _parsed(data, blob)
 
 
 def test_a_big_message_is_got_from_its_parts_on_postgresql(pg_url: str, tmp_path: Path) -> None:
@@ -118,12 +109,6 @@ def test_a_big_message_is_got_from_its_parts_on_postgresql(pg_url: str, tmp_path
         assert got["attachments"][0]["size"] == len(payload)
         assert grown < len(data) // 4, f"peak RSS grew {grown / _MB:.1f} MiB for 22 MiB"
         del got["id"]
-        assert got == parse_email(
-            data,
-            _PROPS,
-            blob=blob,
-            body_values={"all": True},
-            max_body_value_bytes=_ARGS["maxBodyValueBytes"],
-        )
+        assert got == _parsed(data, blob)
     finally:
         assert server.stop() == 0, server.log()[-3000:]

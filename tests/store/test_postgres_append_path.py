@@ -56,7 +56,9 @@ def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_it_is_lost(
         first = await store._write(backend)  # type: ignore[arg-type]
         assert await store._write(backend) == first  # type: ignore[arg-type]
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
-            await admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            # waits until the process is gone: its last message is on our socket then
+            # (a write sent while that message is on its way, unknowable, fails instead)
+            await admin.execute("SELECT pg_terminate_backend(%s, 10000)", (first,))
         uid = await put(store, b"Subject: after\r\n\r\nbody\r\n")
         assert uid == 1
         assert await store._write(backend) != first  # type: ignore[arg-type]

@@ -380,7 +380,8 @@ class PostgresStore(
             ]
 
         async def solo(conn: Conn) -> Callable[[], Awaitable[PgOutcome | None]]:
-            """The one statement alone, in the committer's pipeline (postgres_commit.py)."""
+            """The one statement sent (alone in the committer's pipeline, postgres_commit.py,
+            or first in a batch's op); the function returned reads its outcome."""
             cur = await self._send_at_once(conn, all_targets, digest, size, data, facts, now, zone)
 
             async def finish() -> PgOutcome | None:
@@ -391,11 +392,9 @@ class PostgresStore(
 
         async def op(conn: Conn) -> tuple[Delivered, list[PgAfterCommit]]:
             if staged is None and not all_queued:  # one statement, quota check included
-                quick = await self._deliver_at_once(
-                    conn, all_targets, digest, size, data, facts, now, zone
-                )
-                if quick is not None:
-                    return quick_outcome(quick)
+                got = await (await solo(conn))()
+                if got is not None:
+                    return got
             # Quota first (postgres_quota.py): the accounts' rows stay locked to commit.
             targets, refused, crossed = await self._quota_admit(
                 conn, all_targets, size, quota_fallback
@@ -504,28 +503,6 @@ class PostgresStore(
                 raise QuotaExceededError(account, permanent)
         return result
 
-    async def _deliver_at_once(
-        self,
-        conn: Conn,
-        targets: Sequence[DeliveryTarget],
-        digest: bytes,
-        size: int,
-        data: bytes | None,
-        facts: MessageFacts | None,
-        now: float,
-        zone: int,
-    ) -> tuple[list[tuple[int, int, int]], list[str], dict[str, Quota]] | None:
-        """The common delivery in one statement (one round trip): existing mailboxes, a
-        small body, nothing queued, every account within its quota (its row locked and
-        checked in the statement).  Returns (mailbox id, UID, UIDVALIDITY) per target, the accounts
-        whose usage crossed 90 % and each account's quota after it, or None when a
-        mailbox is missing (or named twice) or an account's quota needs a closer look:
-        the caller then goes step by step.  UIDs
-        taken meanwhile by the other targets are left unused: a gap, which IMAP allows.
-        """
-        cur = await self._send_at_once(conn, targets, digest, size, data, facts, now, zone)
-        return self._at_once_result(targets, size, await cur.fetchall())
-
     async def _send_at_once(
         self,
         conn: Conn,
@@ -537,8 +514,15 @@ class PostgresStore(
         now: float,
         zone: int,
     ) -> psycopg.AsyncCursor[Any]:
-        """The one-statement delivery sent; its rows are read by ``_at_once_result``
-        (in a pipeline: after its Sync)."""
+        """The common delivery in one statement (one round trip): existing mailboxes, a
+        small body, nothing queued, every account within its quota (its row locked and
+        checked in the statement).  Sent here; ``_at_once_result`` reads its rows (in a
+        pipeline: after its Sync): (mailbox id, UID, UIDVALIDITY) per target, the accounts
+        whose usage crossed 90 % and each account's quota after it, or None when a
+        mailbox is missing (or named twice) or an account's quota needs a closer look:
+        the caller then goes step by step.  UIDs
+        taken meanwhile by the other targets are left unused: a gap, which IMAP allows.
+        """
         default_storage, default_messages = self._quota_default
         return await conn.execute(
             _AT_ONCE,

@@ -88,6 +88,9 @@ async function start() {
   const byId = new Map(boxes.map((b) => [b.id, b]));
   const fullName = (b) => (b.parentId && byId.has(b.parentId) ? `${fullName(byId.get(b.parentId))}/${b.name}` : b.name);
   const filters = new FiltersForm($("#filters-form"), boxes.map(fullName).sort(), (method, url, body) => send(jmap, method, url, body));
+  // a refresh after another form's save must not undo what is being typed here
+  let forwardEdited = false;
+  forward.addEventListener("input", () => { forwardEdited = true; });
   $("#filters-form").addEventListener("saved", () => loadSieve());
   async function loadSieve() {
     const got = await fetch("/webmail/account/sieve", { headers: jmap.headers() });
@@ -95,8 +98,10 @@ async function start() {
     sieve.elements.script.value = answer.script;
     filters.show(await (await fetch("/webmail/account/filters", { headers: jmap.headers() })).json());
     const settings = await (await fetch("/webmail/account/forwarding", { headers: jmap.headers() })).json();
-    forward.elements.to.value = settings.to.join(", ");
-    forward.elements.keep.checked = settings.keep;
+    if (!forwardEdited) {
+      forward.elements.to.value = settings.to.join(", ");
+      forward.elements.keep.checked = settings.keep;
+    }
   }
   forward.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -104,6 +109,7 @@ async function start() {
     say(forward, "Saving…");
     try {
       await send(jmap, "PUT", "/webmail/account/forwarding", { to, keep: forward.elements.keep.checked });
+      forwardEdited = false;
       say(forward, to.length ? "Forwarding saved." : "Forwarding off.");
       await loadSieve();
     } catch (error) {

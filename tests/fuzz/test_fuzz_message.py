@@ -123,3 +123,26 @@ def test_nested_rfc822_bomb_is_bounded() -> None:
     data = b"Content-Type: message/rfc822\r\n\r\n" * 10_000
     root = parse_structure(data)
     assert len(root.walk()) <= Limits().max_depth + 1
+
+
+def test_a_boundary_of_a_multipart_left_behind_delimits_nothing() -> None:
+    """An outer delimiter ends an unclosed inner multipart; a later line with the inner
+    boundary is then body text (as Dovecot reads it), not a delimiter of a multipart no
+    longer open, which emptied the parser's stack (IndexError: the session crashed)."""
+    data = (
+        b"Content-Type: multipart/mixed; boundary=outer\r\n\r\n--outer\r\n"
+        b"Content-Type: multipart/mixed; boundary=inner\r\n\r\n--inner\r\n\r\ntext\r\n"
+        b"--outer\r\n\r\nsecond\r\n--inner\r\n\r\nthird\r\n--outer--\r\n"
+    )
+    root = parse_structure(data)
+    first, second = root.children
+    assert "unclosed-multipart" in first.defects
+    assert data[second.header_end : second.body_end] == b"second\r\n--inner\r\n\r\nthird"
+    # the same past the part limit: thousands of nested multiparts, each delimiter
+    # closing the ones inside it once no part may be added
+    deep = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(3000)
+    ) + b"".join(b"--b%d--\r\n" % i for i in reversed(range(3000)))
+    root = parse_structure(deep)
+    assert len(root.walk()) <= Limits().max_parts + 1

@@ -452,11 +452,15 @@ class StructureBuilder:
         end = start
         if s >= 1 and buf[s - 1] == 10:
             end -= 2 if s >= 2 and buf[s - 2] == 13 else 1
+        popped = False
         while self._stack[-1] is not mp:
             node = self._stack.pop()
             if node.delimiter is not None and not node.closed:
                 node.defects.append("unclosed-multipart")
             self._close(node, end, end)  # the CRLF before a delimiter is its own (RFC 2046 §5.1.1)
+            popped = True
+        if popped:  # a multipart left behind no longer delimits (none may match it later)
+            self._refresh_delims()
         self._p = after
         self._first_line = False
         if closing:

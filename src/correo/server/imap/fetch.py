@@ -440,6 +440,7 @@ _WIRE_FIELDS = {
     "BODY": "body",
 }
 _INFO_FIELDS = {"RFC822.SIZE": attrgetter("size"), "MODSEQ": attrgetter("modseq")}
+_DATE, _ENVELOPE = attrgetter("date"), attrgetter("envelope")
 
 
 def _columns(plan: FetchPlan) -> tuple[bytes, tuple[str, ...]]:
@@ -460,7 +461,13 @@ def _flag_column(view: MailboxView, uids: list[int], infos: list[MessageInfo]) -
     if not view.rev2 and max(uids) >= view.first_recent:
         # some carry \Recent (RFC 3501 §2.3.2): once per flag set and recency, since
         # right after a SELECT that claimed them every message of a mailbox may be recent
-        keys = list(zip(flags, map(view.is_recent, uids), strict=True))
+        # (no ranges claimed by other sessions: one comparison a message, in C)
+        recency = (
+            map(view.first_recent.__le__, uids)
+            if not view.others_recent
+            else map(view.is_recent, uids)
+        )
+        keys = list(zip(flags, recency, strict=True))
         recent = {k: view.flag_list(u) for k, u in dict(zip(keys, uids, strict=True)).items()}
         return list(map(recent.__getitem__, keys))
     memo = {f: view.flag_list(u) for f, u in dict(zip(flags, uids, strict=True)).items()}
@@ -486,7 +493,7 @@ async def render_meta_batch(
     wires: list[_Wire] = []
     if wire_names:
         wires = await _wires(store, view, batch, "INTERNALDATE" in wire_names, plan.needs_facts)
-        if plan.needs_facts and any(w.envelope is None for w in wires):
+        if plan.needs_facts and None in map(_ENVELOPE, wires):
             # expunged meanwhile, facts gone: those messages are left out, not half told
             out, lost = [], []
             for uid, wire in zip(batch, wires, strict=True):
@@ -547,8 +554,8 @@ async def _wires(
     missing: list[tuple[int, _Wire]] = []
     if (
         None in wires
-        or (date and any(w.date is None for w in wires if w is not None))
-        or (structure and any(w.envelope is None for w in wires if w is not None))
+        or (date and None in map(_DATE, wires))  # map, not a generator: 10,000 in C
+        or (structure and None in map(_ENVELOPE, wires))
     ):
         for i, uid in enumerate(uids):
             wire = wires[i]

@@ -371,7 +371,7 @@ class PostgresStore(
                 (q[0], (t.account, t.mailbox)) for q, t in zip(placed, all_targets, strict=True)
             ]
             uids = tuple((t, q[1]) for q, t in zip(placed, all_targets, strict=True))
-            kept = [(*k, q[1], q[2]) for k, q in zip(touched, placed, strict=True)]
+            kept = [(q[0], q[1], q[2]) for q in placed]  # (mailbox id, UID, UIDVALIDITY)
             return Delivered(uids, validities=tuple(q[2] for q in placed)), [
                 lambda: self.feed.committed(touched),
                 self._keep_new(kept, data),
@@ -466,7 +466,7 @@ class PostgresStore(
                 (a[0], (t.account, t.mailbox)) for a, t in zip(allocated, targets, strict=True)
             ]
             uids = tuple((t, a[1]) for t, a in zip(targets, allocated, strict=True))
-            kept = [(*k, a[1], a[3]) for k, a in zip(touched, allocated, strict=True)]
+            kept = [(a[0], a[1], a[3]) for a in allocated]  # (mailbox id, UID, UIDVALIDITY)
             validities = tuple(a[3] for a in allocated)
             return Delivered(uids, queue_id, over, validities), [
                 lambda: self.feed.committed(touched),

@@ -44,7 +44,7 @@ class PgBodyOps(PgBase):
             self._disk_bodies.put((box_id, validity, uid), data)
 
     def _keep_new(
-        self, placed: Sequence[tuple[int, tuple[str, str], int, int]], data: bytes | None
+        self, placed: Sequence[tuple[int, int, int]], data: bytes | None
     ) -> PgAfterCommit:
         """After a delivery's commit: its small body into the cache, under each target's
         (mailbox id, UIDVALIDITY, UID), all three read by the commit's own statement (so
@@ -55,11 +55,11 @@ class PgBodyOps(PgBase):
 
         def keep() -> None:
             memo = exists_memo(self)
-            for box_id, _name, uid, _validity in placed:  # in UID order, as allocated
+            for box_id, uid, _validity in placed:  # in UID order, as allocated
                 memo.added(box_id, uid)
             if self._disk_bodies is None or data is None:
                 return
-            for box_id, _name, uid, validity in placed:
+            for box_id, uid, validity in placed:
                 self._fill(box_id, validity, uid, data)
 
         return keep

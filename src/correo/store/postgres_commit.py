@@ -28,7 +28,7 @@ Round trips: a lone client's APPEND waits for every one of its batch's.  A batch
 write that has a *solo* form (a small delivery to one mailbox: one statement) sends its
 mailbox lock and that statement in one pipeline and no BEGIN or COMMIT: the two run in
 one implicit transaction that the pipeline's Sync commits, one round trip in all, the
-locks taken in the same order as a batch's.  Otherwise:  The writer keeps
+locks taken in the same order as a batch's.  Otherwise the writer keeps
 one connection of the pool for itself (a database process that has just answered answers
 sooner than one the pool left idle, and no pool hand-over per batch), and the batch's
 BEGIN goes in one message with its mailbox locks (two statements, simple query protocol,

@@ -138,7 +138,7 @@ class PgGroupOps(PgBase):
         def _quota_warn_later(self, accounts: Sequence[str]) -> PgAfterCommit: ...
         def _kept_quotas(self, quotas: dict[str, Quota]) -> None: ...
         def _keep_new(
-            self, placed: Sequence[tuple[int, tuple[str, str], int, int]], data: bytes | None
+            self, placed: Sequence[tuple[int, int, int]], data: bytes | None
         ) -> PgAfterCommit: ...
 
     async def _deliver_group(
@@ -227,13 +227,7 @@ class PgGroupOps(PgBase):
                         _committed(self, touched),
                         self._quota_warn_later(crossed),
                         _kept(self, after),
-                        self._keep_new(
-                            [
-                                (*k, int(r[1]), int(r[7]))
-                                for k, r in zip(touched, mine, strict=True)
-                            ],
-                            g.data,
-                        ),
+                        self._keep_new([(int(r[0]), int(r[1]), int(r[7])) for r in mine], g.data),
                     ],
                 )
             )

@@ -27,6 +27,7 @@ class LineEnds:
         if self._cr and data[:1] == b"\n":
             head, data = b"\n", data[1:]
         self._cr = data[-1:] == b"\r" if data else self._cr and not head
-        if b"\n" not in data:
-            return head + data
+        if b"\n" not in data or data.count(b"\n") == data.count(b"\r\n"):
+            # no bare LF (the usual case): two counts, no copies of a 100 KB literal
+            return head + data if head else data
         return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -645,7 +645,9 @@ class PgMailboxOps(PgBase):
         The index is derived data: a write lost in a crash leaves messages unindexed,
         which searches scan and the indexer fills in again.  BEGIN, the setting, the
         INSERT and COMMIT go in one pipeline: one round trip, not four (the indexer
-        writes every few APPENDs of a lone client, beside them).
+        writes every few APPENDs of a lone client, beside them).  The arrays go in
+        binary form (``%b``): psycopg's text form escapes each 5 KB text in Python, about
+        30 µs apiece on the event loop, where the binary form copies it.
         """
         rows = [
             (account, mailbox, uid, drop_nul(text))
@@ -659,8 +661,8 @@ class PgMailboxOps(PgBase):
                 await conn.execute("SET LOCAL synchronous_commit TO OFF")
                 await conn.execute(
                     "INSERT INTO text_docs (mailbox_id, uid, text) SELECT m.mailbox_id,"
-                    " m.uid, t.text FROM unnest(%s::text[], %s::text[], %s::bigint[],"
-                    " %s::text[]) AS t(account, name, uid, text)"
+                    " m.uid, t.text FROM unnest(%b::text[], %b::text[], %b::bigint[],"
+                    " %b::text[]) AS t(account, name, uid, text)"
                     " JOIN accounts a ON a.name = t.account"
                     " JOIN mailboxes x ON x.account_id = a.id AND x.name = t.name"
                     " JOIN messages m ON m.mailbox_id = x.id AND m.uid = t.uid"

@@ -72,10 +72,13 @@ class GroupedDelivery:
     zone: int
 
 
+# The arrays go in binary form (``%b``): psycopg's text form spells each bytea element
+# in hex and escapes each text one in Python on the event loop (2.5 ms for 20 bodies of
+# 5 KB, 8 µs in binary).
 _GROUP: Final = f"""
 WITH t AS (
-    SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[], %s::bool[],
-        %s::bigint[]) WITH ORDINALITY AS t(d, account, name, flags, counted, size, ord)
+    SELECT * FROM unnest(%b::int[], %b::text[], %b::text[], %b::text[], %b::bool[],
+        %b::bigint[]) WITH ORDINALITY AS t(d, account, name, flags, counted, size, ord)
 ), want AS (
     SELECT account, count(*) AS n, sum(size) AS s FROM t WHERE counted GROUP BY account
 ), {quota_fits("want.s")}, box AS (
@@ -92,7 +95,7 @@ WITH t AS (
     FROM t JOIN alloc ON alloc.account = t.account AND alloc.name = t.name
     WINDOW w AS (PARTITION BY alloc.id ORDER BY t.ord)
 ), b AS (
-    SELECT * FROM unnest(%s::bytea[], %s::bigint[], %s::int[], %s::bytea[])
+    SELECT * FROM unnest(%b::bytea[], %b::bigint[], %b::int[], %b::bytea[])
         WITH ORDINALITY AS b(digest, size, refs, data, bi)
 ), blob AS (
     INSERT INTO blobs (digest, size, refs, data)
@@ -104,14 +107,14 @@ WITH t AS (
 ), facts AS (
     INSERT INTO blob_facts (blob_id, envelope, bodystructure, body, tree, sent_date)
     SELECT bid.id, f.envelope, f.bodystructure, f.body, f.tree, f.sent_date
-    FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[], %s::bytea[],
-        %s::float8[]) AS f(bi, envelope, bodystructure, body, tree, sent_date)
+    FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[], %b::bytea[], %b::bytea[],
+        %b::float8[]) AS f(bi, envelope, bodystructure, body, tree, sent_date)
     JOIN bid ON bid.bi = f.bi
     ON CONFLICT (blob_id) DO UPDATE
     SET envelope = EXCLUDED.envelope, bodystructure = EXCLUDED.bodystructure,
         body = EXCLUDED.body, tree = EXCLUDED.tree, sent_date = EXCLUDED.sent_date
 ), dl AS (
-    SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::int[]) WITH ORDINALITY
+    SELECT * FROM unnest(%b::bigint[], %b::float8[], %b::int[]) WITH ORDINALITY
         AS dl(bi, now, zone, d)
 ), msgs AS (
     INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, modseq, zone)

@@ -112,6 +112,7 @@ class Limits:
     metadata_entries: int = 1000  # METADATA entries per account: NO [METADATA TOOMANY]
     body_cache: int = 64 * 1024 * 1024  # bytes of small bodies kept for FETCH; 0 = none
     listen_backlog: int = 1024  # connections the kernel queues per listener before accept
+    index_workers: int = 1  # processes extracting SEARCH index texts; 0 = on the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,6 +668,7 @@ def render_default_config(
         f"metadata_entries = {d.metadata_entries}         # IMAP METADATA entries per account",
         f"body_cache = {d.body_cache}          # bytes of recent bodies kept for FETCH; 0 = none",
         f"listen_backlog = {d.listen_backlog}          # connections queued before accept",
+        f"index_workers = {d.index_workers}              # processes indexing new mail for SEARCH",
         "",
         "[auth]",
         f"free_failures = {a.free_failures}       # failed logins before delays start",

@@ -400,6 +400,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("limits", "metadata_entries"): count(1),
     ("limits", "body_cache"): count(0, zero="no cache"),
     ("limits", "listen_backlog"): count(1, 65535),
+    ("limits", "index_workers"): count(1, 16, zero="extract in the server's process"),
     ("store", "body_cache_mb"): count(1, 1 << 24, zero="no body cache on disk"),
     ("store", "body_cache_dir"): optional(path),
     ("limits", "pop3_line"): count(255),  # RFC 2449 §4

@@ -40,6 +40,7 @@ __all__ = [
     "ADDRESS_FIELDS",
     "INDEX_IN_HAND",
     "MAX_INDEXED",
+    "Extractor",
     "TextIndexer",
     "address_text",
     "body_texts",
@@ -69,7 +70,13 @@ _FLUSH_GATHER = 0.05  # seconds texts gather before an index write
 INDEX_IN_HAND = 256 << 10  # bytes: a delivered message this small may come in hand
 _IN_HAND_BYTES = 4 << 20  # bytes of bodies in hand, waiting for their turn, at most
 
+_WINDOW = 24  # extractions in flight at the extractor at most
+
 Target = tuple[str, str, int]  # (account, mailbox, uid)
+# An extraction elsewhere (a worker process): the index form of (bytes, facts tree) on its
+# way, or None to extract in this process.  A future that fails means the same.
+Extractor = Callable[[bytes, bytes], "asyncio.Future[str | None] | None"]
+_InFlight = tuple[list[Target], list[int], "asyncio.Future[str | None]", tuple[bytes, MessageFacts]]
 
 ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 
@@ -208,8 +215,11 @@ class _Pending:
 class TextIndexer:
     """Indexes newly stored messages off the acknowledgement path, in FIFO order."""
 
-    def __init__(self, store: MailStore, limit: int = _QUEUE_LIMIT) -> None:
+    def __init__(
+        self, store: MailStore, limit: int = _QUEUE_LIMIT, extractor: Extractor | None = None
+    ) -> None:
         self.store = store
+        self.extractor = extractor  # messages in hand go there first (server/index_pool.py)
         self.limit = limit
         self.jobs: deque[tuple[Target, ...]] = deque()
         self.pending = _Pending()  # queued and not yet taken by a search
@@ -229,6 +239,7 @@ class TextIndexer:
         # by account, bumped by forget(): an extraction that spans it may belong to a
         # mailbox now gone (what it would have written is left to the backfill)
         self._generation: dict[str, int] = {}
+        self._wake: asyncio.Future[None] | None = None  # set by add() while _run waits
 
     def add(
         self, targets: Sequence[Target], body: tuple[bytes, MessageFacts] | None = None
@@ -249,6 +260,8 @@ class TextIndexer:
         self.jobs.append(tuple(targets))
         self.pending.update(targets)
         self._idle.clear()
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)  # the runner waits for an answer: take this one too
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -314,32 +327,78 @@ class TextIndexer:
     async def _run(self) -> None:
         # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds, so
         # one extraction measured 0 and the share below was not kept
-        started = time.perf_counter()
+        work = 0.0  # seconds of the loop's time since the last yield
+        # extractions handed to the extractor, oldest first: several in flight, so its
+        # worker is not idle while this loop waits for one answer
+        window: deque[_InFlight] = deque()
         try:
-            while self.jobs:
-                job = self.jobs.popleft()
-                body = self._in_hand.pop(job[0], None)
-                if body is not None:
-                    self._in_hand_bytes -= len(body[0])
-                targets = [t for t in job if t in self.pending]
-                self.pending.difference_update(job)
-                before = [self._generation.get(t[0], 0) for t in targets]
-                if targets and body is not None:
-                    text = self._from_hand(*body)
+            while self.jobs or window:
+                started = time.perf_counter()
+                if self.jobs and len(window) < _WINDOW:
+                    job = self.jobs.popleft()
+                    body = self._in_hand.pop(job[0], None)
+                    if body is not None:
+                        self._in_hand_bytes -= len(body[0])
+                    targets = [t for t in job if t in self.pending]
+                    self.pending.difference_update(job)
+                    before = [self._generation.get(t[0], 0) for t in targets]
+                    if targets and body is not None:
+                        handed = self.extractor(body[0], body[1].tree) if self.extractor else None
+                        if handed is not None:
+                            window.append((targets, before, handed, body))
+                            text = None
+                        else:
+                            text = self._from_hand(*body)
+                    else:
+                        text = await self._extract(targets) if targets else None
+                elif not self.jobs and not window[0][2].done():
+                    await self._answer_or_job(window[0][2])  # a stuck worker blocks no job
+                    continue
                 else:
-                    text = await self._extract(targets) if targets else None
+                    targets, before, handed, body = window.popleft()
+                    try:
+                        text = await handed
+                        started = time.perf_counter()
+                    except Exception:  # the worker died or failed: extract it here
+                        started = time.perf_counter()
+                        text = self._from_hand(*body)
                 if text is not None:
-                    for (account, mailbox, uid), generation in zip(targets, before, strict=True):
-                        if self._generation.get(account, 0) == generation:
-                            self.write(account, mailbox, {uid: text})
+                    self._keep(targets, before, text)
+                work += time.perf_counter() - started
                 while self._buffered > _MAX_BUFFERED and self._flusher is not None:
                     await asyncio.shield(self._flusher)  # the writer sets the pace
-                if time.perf_counter() - started >= _SLICE or not self.jobs:
-                    await self._yield(time.perf_counter() - started)
-                    started = time.perf_counter()
+                if work >= _SLICE or not (self.jobs or window):
+                    await self._yield(work)
+                    work = 0.0
         finally:
+            for _, _, handed, _ in window:  # cancelled: nothing will await these
+                if handed.done() and not handed.cancelled():
+                    handed.exception()  # retrieved: no "never retrieved" warning
+                handed.cancel()
             self.task = None
             self._idle.set()
+
+    async def _answer_or_job(self, handed: asyncio.Future[str | None]) -> None:
+        """Wait until ``handed`` is answered or a new job is queued, whichever is first."""
+        wake = self._wake = asyncio.get_running_loop().create_future()
+
+        def done(_: object) -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        handed.add_done_callback(done)
+        try:
+            await wake
+        finally:
+            self._wake = None
+            handed.remove_done_callback(done)
+
+    def _keep(self, targets: Sequence[Target], before: Sequence[int], text: str) -> None:
+        """Write ``text`` for the targets whose account forgot no mailbox since the job
+        was taken (a mailbox gone meanwhile must not get it)."""
+        for (account, mailbox, uid), generation in zip(targets, before, strict=True):
+            if self._generation.get(account, 0) == generation:
+                self.write(account, mailbox, {uid: text})
 
     @staticmethod
     async def _yield(work: float) -> None:

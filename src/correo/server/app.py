@@ -43,6 +43,7 @@ from correo.server.devmode import DevMode
 from correo.server.gcpolicy import GcPolicy
 from correo.server.imap import bodies as imap_bodies
 from correo.server.imap.session import ImapSession
+from correo.server.index_pool import IndexPool, attach, detach
 from correo.server.lmtp_session import LmtpSession
 from correo.server.managesieve_session import ManageSieveSession
 from correo.server.pop3_session import Pop3Session
@@ -167,6 +168,7 @@ class MailServer:
         self._lock = DataFolderLock(config.data_dir)  # one server per data folder
         self._binding: tuple[str, str, int] | None = None  # the listener being started
         self._signers: asyncio.Task[None] | None = None  # follows `correo dkim rotate`
+        self._index_pool: IndexPool | None = None  # [limits] index_workers
         self.reports: ReportScheduler | None = None  # DMARC and TLS reports we send
         self._proxy: ProxyPolicy | None = None  # [server] proxy_protocol (server/proxy.py)
 
@@ -180,6 +182,7 @@ class MailServer:
         bound_tls_read_buffer()  # asyncio's 256 KiB per TLS connection (server/tls.py)
         await self.store.open()
         self.store.observe_commits(self.metrics.commit)
+        self._index_pool = attach(self.store, config.limits.index_workers, self.log)
         # [delivery] quota: the limits of accounts without their own; one warning mail at 90 %
         self.store.set_default_quota(
             *default_limits(config.delivery.quota, config.delivery.quota_messages)
@@ -587,6 +590,7 @@ class MailServer:
         for listener in self._web:
             await listener.stop()
         await self._stop_signers()
+        await detach(self.store, self._index_pool)
         await self.store.close()
         if self.directory is not None:
             await asyncio.to_thread(self.directory.close)
@@ -615,6 +619,8 @@ class MailServer:
             with contextlib.suppress(Exception):
                 await listener.stop()
         await self._stop_signers()
+        with contextlib.suppress(Exception):
+            await detach(self.store, self._index_pool)
         with contextlib.suppress(Exception):
             await self.store.close()
         if self.directory is not None:

@@ -30,7 +30,14 @@ LIVE_KEYS = frozenset(
     }
 )
 #: Read once at start although their section is live.
-_FIXED = frozenset({"limits.connections_per_ip", "limits.ipv6_prefix", "limits.listen_backlog"})
+_FIXED = frozenset(
+    {
+        "limits.connections_per_ip",
+        "limits.ipv6_prefix",
+        "limits.listen_backlog",
+        "limits.index_workers",
+    }
+)
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:

@@ -9,7 +9,7 @@ import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from correo.delivery.facts import FactsBuilder, finish_facts, tree_is_large, tree_of
+from correo.delivery.facts import FactsBuilder, finish_facts, load_tree
 from correo.delivery.textindex import indexable, indexer_for
 from correo.imap.responses import (
     tagged,
@@ -199,20 +199,18 @@ async def append_done(session: ImapSession, tag: str) -> None:
                     internal_zone=a.zone,
                 )
             )
-            text = None
-            if held and len(held) == spool.size:  # small: it never left memory
+            text, in_hand = None, None
+            if held and len(held) == spool.size and indexer_for(store).extractor is not None:
+                in_hand = (held, facts)  # the indexer hands it to a worker process
+            elif held and len(held) == spool.size:  # small: it never left memory
                 await asyncio.sleep(0)  # the commit goes to the writer thread first
                 # the SEARCH text, extracted while the commit waits for its fsync
                 with contextlib.suppress(ValueError):  # best effort: SEARCH scans it
-                    tree = await tree_of(facts)
-                    if tree_is_large(facts):  # hundreds of parts to walk
-                        text = await asyncio.to_thread(indexable, held, tree)
-                    else:
-                        text = indexable(held, tree)
+                    text = indexable(held, load_tree(facts))
             result = await commit
             validity = result.validities[0] if result.validities else None
             done.append((a.account, a.mailbox, result.uids[0][1]))
-            indexed.append((a.account, a.mailbox, result.uids[0][1], text))
+            indexed.append((a.account, a.mailbox, result.uids[0][1], text, in_hand))
     except StoreError as exc:
         for account, mailbox, uid in done:  # RFC 3502 §6: all or nothing
             await store.expunge(account, mailbox, [uid])
@@ -221,11 +219,11 @@ async def append_done(session: ImapSession, tag: str) -> None:
         session.ctx.log.error("imap.append_failed", session=session.id, error=str(exc))
         session.write(tagged(tag, "NO", *imap_reply(exc, "APPEND failed")))
         return
-    for account, mailbox, uid, text in indexed:  # the SEARCH TEXT index
+    for account, mailbox, uid, text, in_hand in indexed:  # the SEARCH TEXT index
         if text is not None:
             indexer_for(store).write(account, mailbox, {uid: text})
         else:
-            indexer_for(store).add([(account, mailbox, uid)])
+            indexer_for(store).add([(account, mailbox, uid)], in_hand)
     if validity is None:  # a store that did not say
         validity = (await store.mailbox_state(done[-1][0], done[-1][1])).uidvalidity
     uids = format_uids(uid for _, _, uid in done)

@@ -9,7 +9,7 @@ import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from correo.delivery.facts import FactsBuilder, finish_facts, load_tree
+from correo.delivery.facts import FactsBuilder, finish_facts, tree_is_large, tree_of
 from correo.delivery.textindex import indexable, indexer_for
 from correo.imap.responses import (
     tagged,
@@ -206,7 +206,11 @@ async def append_done(session: ImapSession, tag: str) -> None:
                 await asyncio.sleep(0)  # the commit goes to the writer thread first
                 # the SEARCH text, extracted while the commit waits for its fsync
                 with contextlib.suppress(ValueError):  # best effort: SEARCH scans it
-                    text = indexable(held, load_tree(facts))
+                    tree = await tree_of(facts)
+                    if tree_is_large(facts):  # hundreds of parts to walk
+                        text = await asyncio.to_thread(indexable, held, tree)
+                    else:
+                        text = indexable(held, tree)
             result = await commit
             validity = result.validities[0] if result.validities else None
             done.append((a.account, a.mailbox, result.uids[0][1]))

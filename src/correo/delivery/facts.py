@@ -24,6 +24,8 @@ __all__ = [
     "load_tree",
     "shift_facts",
     "shift_part",
+    "tree_is_large",
+    "tree_of",
 ]
 
 
@@ -118,3 +120,21 @@ def facts_from_bytes(data: bytes) -> MessageFacts:
 
 def load_tree(facts: MessageFacts) -> Part:
     return Part.from_json(json.loads(facts.tree))
+
+
+# Loading a stored tree costs 55-70 µs of CPU a KB of its JSON (measured here: 4.8 ms
+# for 1,000 parts in 84 KB, 61 ms for the 10,000 parts in 880 KB that stores written
+# before Limits.max_parts hold), so up to 64 KB (about 3.5 ms) is loaded on the loop.
+_INLINE_TREE = 64 * 1024
+
+
+def tree_is_large(facts: MessageFacts, inline: int = _INLINE_TREE) -> bool:
+    """Is loading (and so walking) this tree too long for one turn of the event loop?"""
+    return len(facts.tree) > inline
+
+
+async def tree_of(facts: MessageFacts, inline: int = _INLINE_TREE) -> Part:
+    """``load_tree(facts)``, in a worker thread when the tree's JSON is past ``inline``."""
+    if len(facts.tree) <= inline:
+        return load_tree(facts)
+    return await asyncio.to_thread(load_tree, facts)

@@ -16,7 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
-from correo.delivery.facts import load_tree
+from correo.delivery.facts import tree_of
 from correo.message.imapfmt import TransferDecoder
 from correo.message.structure import Part
 from correo.store.api import StoreError
@@ -95,7 +95,7 @@ async def stream_part(
     facts = (await view.store.fetch_facts(view.account, box, [uid])).get(uid)
     if facts is None or not facts.tree:
         return None
-    leaf = part_leaf(load_tree(facts), part_id)
+    leaf = part_leaf(await tree_of(facts), part_id)
     if leaf is None:
         return None
     decoder = TransferDecoder(leaf.encoding)

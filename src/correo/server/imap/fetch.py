@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from correo.delivery.facts import facts_from_bytes, load_tree
+from correo.delivery.facts import facts_from_bytes, tree_of
 from correo.imap.commands import FetchAtt
 from correo.imap.responses import format_internal_date
 from correo.message.imapfmt import TransferDecoder, header_fields, resolve_part, section
@@ -612,7 +612,7 @@ async def render_message(
     """
     info = view.info[uid]
     seq = view.seq(uid)
-    tree: Part | None = load_tree(facts) if facts is not None and plan.needs_tree else None
+    tree: Part | None = await tree_of(facts) if facts is not None and plan.needs_tree else None
     src = _Source(store, view, uid)
     if whole is not None:
         src.data, src.checked = whole, True

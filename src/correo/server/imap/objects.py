@@ -15,7 +15,7 @@ import datetime as dt
 import weakref
 from collections.abc import Mapping, Sequence
 
-from correo.delivery.facts import load_tree
+from correo.delivery.facts import tree_is_large, tree_of
 from correo.imap.responses import format_internal_date, internal_datetime, quote_string
 from correo.imap.search import And, Not, ObjectIdKey, Or, SaveDateKey, SearchKey
 from correo.message.objectid import THREAD_HEAD, email_id, thread_id_of
@@ -113,8 +113,11 @@ def object_kinds(key: SearchKey) -> frozenset[str]:
 
 
 async def _preview(store: MailStore, view: MailboxView, uid: int, facts: MessageFacts) -> str:
-    tree = load_tree(facts)
-    part = preview_part(tree)
+    tree = await tree_of(facts)
+    # the walk may pass every part of a large tree before a text one
+    part = (
+        await asyncio.to_thread(preview_part, tree) if tree_is_large(facts) else preview_part(tree)
+    )
     if part is None:
         return ""
     end = min(part.body_end, part.header_end + PREVIEW_READ)

@@ -21,7 +21,7 @@ import email.utils
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
-from correo.delivery.facts import load_tree
+from correo.delivery.facts import tree_is_large, tree_of
 from correo.delivery.partheads import part_headers
 from correo.delivery.textindex import (
     ADDRESS_FIELDS,
@@ -271,18 +271,20 @@ async def run_search(
             continue
         subject = _Subject(view, uid, seq, f.sent_date if f is not None else None)
         text_size = 0
+        large = f is not None and tree_is_large(f)
         if f is not None:
-            tree = load_tree(f)
+            tree = await tree_of(f)
             if body:
                 data = await read_range(store, view, uid, 0, None)
-                subject._body = "\n".join(body_texts(data, tree)).casefold()
-                subject._parts = (data, tree)
+                index = uid in unindexed and backfill > 0  # what this search read anyway
+                if large:  # a walk over thousands of parts
+                    form = await asyncio.to_thread(_read_body, subject, data, tree, index)
+                else:
+                    form = _read_body(subject, data, tree, index)
+                if form is not None:
+                    texts[uid] = form
+                    backfill -= len(form)
                 raw_header = data[tree.header_start : tree.header_end]
-                if uid in unindexed and backfill > 0:  # what this search read anyway
-                    text = index_text_of(data, tree)
-                    if len(text) <= MAX_INDEXED:
-                        texts[uid] = form = index_form(text)
-                        backfill -= len(form)
             else:
                 raw_header = await read_range(store, view, uid, tree.header_start, tree.header_end)
             for name, value in parse_fields(raw_header):
@@ -293,11 +295,22 @@ async def run_search(
                 if name == "date" and sent:
                     subject.sent_date = _local_date(value) or subject.sent_date
             text_size = len(subject._body) + len(raw_header)
-        if cost * text_size > _HEAVY:
-            hit = await asyncio.to_thread(matcher, subject)  # many scans of a large text
+        # many scans of a large text, or (TEXT) the header of every part of a large tree
+        if cost * text_size > _HEAVY or large:
+            hit = await asyncio.to_thread(matcher, subject)
         else:
             hit = matcher(subject)
         if hit:
             matched.append(uid)
     indexer_for(store).write(view.account, view.name, texts)  # not awaited: off the reply
     return matched
+
+
+def _read_body(subject: _Subject, data: bytes, tree: Part, index: bool) -> str | None:
+    """Give ``subject`` the message's body text; its indexed form if ``index`` and short."""
+    subject._body = "\n".join(body_texts(data, tree)).casefold()
+    subject._parts = (data, tree)
+    if not index:
+        return None
+    text = index_text_of(data, tree)
+    return index_form(text) if len(text) <= MAX_INDEXED else None

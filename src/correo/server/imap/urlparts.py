@@ -16,7 +16,7 @@ import hmac
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from correo.delivery.facts import facts_from_bytes, load_tree
+from correo.delivery.facts import facts_from_bytes, tree_of
 from correo.imap.urls import ImapUrl
 from correo.message.imapfmt import header_fields, resolve_part, section
 from correo.message.structure import Part
@@ -120,7 +120,7 @@ async def locate(store: MailStore, url: ImapUrl, account: str) -> Located | None
             await store.save_facts(account, url.mailbox, url.uid, facts)
     except StoreError:
         return None
-    tree = load_tree(facts)
+    tree = await tree_of(facts)
     spec = url.section or ""
     rng = section(tree, spec)
     if rng is None:

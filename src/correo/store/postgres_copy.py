@@ -352,7 +352,7 @@ class PgCopyTarget:
             return
         self._run(
             "INSERT INTO text_docs (mailbox_id, uid, text) SELECT %s, t.uid, t.text"
-            " FROM unnest(%s::bigint[], %s::text[]) AS t(uid, text) WHERE EXISTS"
+            " FROM unnest(%b::bigint[], %b::text[]) AS t(uid, text) WHERE EXISTS"
             " (SELECT 1 FROM messages m WHERE m.mailbox_id = %s AND m.uid = t.uid)"
             " ON CONFLICT DO NOTHING",
             (mailbox_id, [i[0] for i in items], [drop_nul(i[1]) for i in items], mailbox_id),

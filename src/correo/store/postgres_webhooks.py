@@ -29,7 +29,7 @@ class PgWebhookOps(PgBase):
                 conn,
                 "INSERT INTO webhook_calls (key, url, event, payload, created, next_attempt)"
                 " SELECT t.key, t.url, t.event, t.payload, %s, %s FROM unnest("
-                "%s::text[], %s::text[], %s::text[], %s::bytea[]) WITH ORDINALITY"
+                "%b::text[], %b::text[], %b::text[], %b::bytea[]) WITH ORDINALITY"  # binary: no hex
                 " AS t(key, url, event, payload, n) ORDER BY t.n RETURNING id",
                 (
                     now,

@@ -239,3 +239,24 @@ def test_an_observer_that_raises_does_not_end_the_exports() -> None:
             policy.stop()
 
     asyncio.run(run())
+
+
+def test_young_collections_are_spaced_while_it_runs_and_restored_after() -> None:
+    before = gc.get_threshold()
+
+    async def run() -> None:
+        policy = GcPolicy(young=12_345)
+        policy.start()
+        try:
+            assert gc.get_threshold() == (12_345, *before[1:])
+            # a young collection now waits for about 12,345 net container allocations:
+            # 3,000 more leave the count past CPython's 700, uncollected
+            gc.collect(0)
+            kept = [[] for _ in range(3_000)]
+            assert gc.get_count()[0] >= 2_500
+            del kept
+        finally:
+            policy.stop()
+        assert gc.get_threshold() == before
+
+    asyncio.run(run())

@@ -29,7 +29,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["EXPORT_EVERY", "RING", "UNFREEZE_EVERY", "GcPolicy"]
+__all__ = ["EXPORT_EVERY", "RING", "UNFREEZE_EVERY", "YOUNG_THRESHOLD", "GcPolicy"]
 
 #: How often frozen survivors go back to the collector (a frozen cycle lives this long).
 UNFREEZE_EVERY: Final = 3600.0
@@ -37,6 +37,11 @@ UNFREEZE_EVERY: Final = 3600.0
 EXPORT_EVERY: Final = 1.0
 #: Collections recorded between two exports; older ones are counted as ``dropped``.
 RING: Final = 1024
+#: Container allocations (net) between two young collections: CPython's 700 made an SMTP
+#: delivery set off several of them, and the MX bench (5 KB messages, 20 connections)
+#: delivered 405 -> 492 messages/s and spent 1.68 -> 1.58 ms of CPU a message with 10,000;
+#: what dies young is freed by reference counting before the collector sees it anyway.
+YOUNG_THRESHOLD: Final = 10_000
 
 
 class GcPolicy:
@@ -57,6 +62,7 @@ class GcPolicy:
         "_read",
         "_secs",
         "_start",
+        "_thresholds",
         "_timers",
         "_written",
         "dropped",
@@ -69,6 +75,7 @@ class GcPolicy:
         "slow_after",
         "unfreeze_every",
         "unfreezes",
+        "young",
     )
 
     def __init__(
@@ -81,8 +88,10 @@ class GcPolicy:
         export_every: float = EXPORT_EVERY,
         slow: Callable[[int, float, float], None] | None = None,
         slow_after: float = 0.1,
+        young: int = YOUNG_THRESHOLD,
     ) -> None:
         self.observe = observe
+        self.young = young
         self.freeze = freeze
         self.freeze_from = freeze_from
         self.unfreeze_every = unfreeze_every
@@ -103,6 +112,7 @@ class GcPolicy:
         self.unfreezes = 0
         self._installed = False
         self._timers: list[asyncio.TimerHandle] = []
+        self._thresholds: tuple[int, int, int] | None = None  # the collector's, before start
 
     def start(self) -> None:
         """From now on, on the running loop (the start-up heap is frozen at the first
@@ -111,6 +121,8 @@ class GcPolicy:
             return
         gc.callbacks.append(self._callback)
         self._installed = True
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self.young, *self._thresholds[1:])
         loop = asyncio.get_running_loop()
         self._timers = [loop.call_later(self.export_every, self._export)]
         if self.freeze:
@@ -124,6 +136,9 @@ class GcPolicy:
         if self._installed:
             gc.callbacks.remove(self._callback)
             self._installed = False
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
         self.export()
 
     def export(self) -> int:

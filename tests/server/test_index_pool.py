@@ -27,7 +27,7 @@ from tests.server.imap_helpers import imap, message, unique
 
 pytestmark = pytest.mark.timeout(120)
 
-A = "a@x.test"
+A, B = "a@x.test", "b@x.test"
 
 MIXED = (
     b'From: =?utf-8?q?Ren=C3=A9e?= <renee@y.test>\r\nTo: "Ann \\"A\\"" <a@x.test>\r\n'
@@ -182,6 +182,48 @@ def test_a_killed_worker_loses_no_text(tmp_path: Path) -> None:
             assert (maybe, unindexed) == ({uid}, set()), word
         await pool.close()
         assert not _alive(first) and not _alive(second)
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_mailbox_forgotten_while_its_text_is_at_the_worker_does_not_get_it(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        store = SqliteStore(tmp_path)
+        await store.open()
+        pool = IndexPool(1)
+        indexer = TextIndexer(store, extractor=pool.submit)
+        pid = await _ready(pool)
+        uids = {}
+        os.kill(pid, signal.SIGSTOP)  # the answers wait until the mailbox is gone
+        try:
+            for account, box in ((A, "Gone"), (B, "Kept")):  # forget() spans an account
+                data = message(box, f"the {box}gnu body\r\n", to=account)
+                spool = store.new_spool()
+                spool.write(data)
+                facts = facts_from_bytes(data)
+                delivered = await store.deliver(
+                    spool, Envelope(sender="s@y.test"), [DeliveryTarget(account, box)], facts=facts
+                )
+                uids[box] = delivered.uids[0][1]
+                indexer.add([(account, box, uids[box])], (data, facts))
+            for _ in range(1000):
+                if len(pool.workers[0].pending) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(pool.workers[0].pending) == 2
+            indexer.forget(A, "Gone")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await indexer.drain()
+        assert pool.by_workers == 2  # both answered by the worker
+        await store._text_committer.submit(lambda conn: (None, []))  # earlier writes done
+        assert await store.text_candidates(B, "Kept", ["keptgnu"]) == ({uids["Kept"]}, set())
+        maybe, unindexed = await store.text_candidates(A, "Gone", ["gonegnu"])
+        assert maybe == unindexed == {uids["Gone"]}  # unindexed: left to the backfill
+        await pool.close()
         await store.close()
 
     asyncio.run(run())

@@ -17,7 +17,7 @@ import pytest
 
 from correo.delivery.facts import facts_from_bytes, load_tree
 from correo.delivery.textindex import INDEX_IN_HAND, TextIndexer, indexable
-from correo.server.index_pool import IndexPool
+from correo.server.index_pool import WORKER_FROM, IndexPool
 from correo.server.index_worker import MAX_REQUEST, REQUEST
 from correo.server.worker_pipes import ANSWER, FAILED, HEAD, OK, READY, Failed
 from correo.store.api import DeliveryTarget, Envelope
@@ -28,13 +28,14 @@ from tests.server.imap_helpers import imap, message, unique
 pytestmark = pytest.mark.timeout(120)
 
 A, B = "a@x.test", "b@x.test"
+FILL = "padding words to make it worth a worker\r\n" * (WORKER_FROM // 40)
 
 MIXED = (
     b'From: =?utf-8?q?Ren=C3=A9e?= <renee@y.test>\r\nTo: "Ann \\"A\\"" <a@x.test>\r\n'
     b"Subject: =?utf-8?b?U3Ryw6LDn2UgZ3LDvMOfZQ==?=\r\nMIME-Version: 1.0\r\n"
     b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
     b"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
-    b"quoted-printable\r\n\r\nStra=C3=9Fe ZEBRAFINCH caf=C3=A9 " + b"word " * 400 + b"\r\n"
+    b"quoted-printable\r\n\r\nStra=C3=9Fe ZEBRAFINCH caf=C3=A9 " + b"word " * 2000 + b"\r\n"
     b"--b\r\nContent-Type: text/html\r\n\r\n<p>Hippo&amp;potamus <b>bold</b></p>\r\n--b--\r\n"
 )
 
@@ -51,7 +52,7 @@ async def _ready(pool: IndexPool, but: frozenset[int | None] = frozenset()) -> i
     """Submit until a worker (not one of ``but``) is ready; its pid."""
     deadline = time.monotonic() + 30
     while True:
-        fut = pool.submit(b"x", b"{}")  # starts one if needed; a malformed tree: FAILED
+        fut = pool.submit(b"x" * WORKER_FROM, b"{}")  # starts one; a bad tree: FAILED
         if fut is not None:
             with pytest.raises(Failed):  # a malformed tree, answered at once
                 await fut
@@ -64,7 +65,7 @@ async def _ready(pool: IndexPool, but: frozenset[int | None] = frozenset()) -> i
 
 def test_a_worker_answers_the_index_form_made_in_process() -> None:
     big = b"From: a@x.test\r\nSubject: big\r\n\r\n" + b"averylongword" * (INDEX_IN_HAND // 13)
-    mails = [MIXED, message("plain", "just a few words\r\n"), big[:INDEX_IN_HAND]]
+    mails = [MIXED, message("plain", "just a few words\r\n" + FILL), big[:INDEX_IN_HAND]]
 
     async def run() -> None:
         pool = IndexPool(1)
@@ -78,6 +79,8 @@ def test_a_worker_answers_the_index_form_made_in_process() -> None:
         for data, fut in zip(mails, futures, strict=True):
             assert await fut == indexable(data, load_tree(facts_from_bytes(data)))
         assert "zebrafinch" in (await futures[0] or "")  # the comparison is not vacuous
+        small = message("small", "too small to pay for the pipe\r\n")
+        assert pool.submit(small, facts_from_bytes(small).tree) is None  # in process
         over = big + b"more"
         assert pool.submit(over, facts_from_bytes(over).tree) is None  # too big: in process
         await pool.close()
@@ -151,7 +154,7 @@ def test_a_killed_worker_loses_no_text(tmp_path: Path) -> None:
         first = await _ready(pool)
 
         async def deliver(word: str) -> None:
-            data = message(word, f"the {word} body\r\n", to=A)
+            data = message(word, f"the {word} body\r\n{FILL}", to=A)
             spool = store.new_spool()
             spool.write(data)
             facts = facts_from_bytes(data)
@@ -200,7 +203,7 @@ def test_a_mailbox_forgotten_while_its_text_is_at_the_worker_does_not_get_it(
         os.kill(pid, signal.SIGSTOP)  # the answers wait until the mailbox is gone
         try:
             for account, box in ((A, "Gone"), (B, "Kept")):  # forget() spans an account
-                data = message(box, f"the {box}gnu body\r\n", to=account)
+                data = message(box, f"the {box}gnu body\r\n{FILL}", to=account)
                 spool = store.new_spool()
                 spool.write(data)
                 facts = facts_from_bytes(data)
@@ -244,7 +247,7 @@ def test_appended_mail_is_indexed_by_the_servers_worker(start_server: object) ->
 
     def append(body: str) -> None:
         nonlocal n
-        assert client.append(box, None, None, message(f"m{n}", body))[0] == "OK"
+        assert client.append(box, None, None, message(f"m{n}", body + FILL))[0] == "OK"
         n += 1
 
     def appended_until_a_worker(but: set[int]) -> int:

@@ -7,10 +7,10 @@ signatures come back.  Nothing here may fail a message: when no worker is ready,
 many requests are in flight, a worker does not answer within ``timeout`` or dies, the
 digest is signed in process as before (:func:`correo.mailauth.signing.sign_digest`).
 
-Workers are ``python -I dkim_worker.py`` (standard library and ``cryptography`` only),
-run by :mod:`correo.server.worker_pipes`: started when the first message that has an
-RSA key is signed, restarted after one dies (at most once per ``respawn_after``
-seconds), and stopped by :meth:`SignPool.close`.  Private keys go to a worker once, as
+Workers are ``python -I -m correo.server.dkim_worker`` (standard library and
+``cryptography``), run by :mod:`correo.server.worker_pipes`: started when the first
+message that has an RSA key is signed, restarted after one dies (at most once per
+``respawn_after`` seconds), and stopped by :meth:`SignPool.close`.  Private keys go to a worker once, as
 PKCS#8 DER over its stdin pipe, and are known there by a number.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from correo.log import Logger
 from correo.mailauth.dkim import PrivateKey
 from correo.mailauth.signing import sign_digest
-from correo.server import dkim_worker
 from correo.server.worker_pipes import HEAD, OK, Failed, PipePool, PipeWorker
 
 __all__ = ["SignPool"]
@@ -62,7 +60,7 @@ class SignPool(PipePool):
     ) -> None:
         super().__init__(
             workers,
-            ["-I", str(Path(dkim_worker.__file__))],  # isolated: no PYTHONPATH, no user site
+            ["-I", "-m", "correo.server.dkim_worker"],  # isolated: no PYTHONPATH, no user site
             max_pending=max_pending,
             timeout=timeout,
             respawn_after=respawn_after,

@@ -1,7 +1,8 @@
 """A DKIM signing worker process: private-key operations on digests, off the server's GIL.
 
-Started by :mod:`correo.server.dkim_pool` as ``python -I this_file`` (isolated: it imports
-only the standard library and ``cryptography``, never correo). It reads frames on stdin
+Started by :mod:`correo.server.dkim_pool` as ``python -I -m correo.server.dkim_worker``
+(isolated; it imports the standard library, ``cryptography`` and
+:mod:`correo.server.worker_main`, nothing else of correo). It reads frames on stdin
 and answers on stdout; the parent's end of stdin closing (shutdown, or the server dying)
 ends it.
 
@@ -19,12 +20,12 @@ process.  The first frame the worker writes is req 0 status 2: "ready".
 from __future__ import annotations
 
 import os
-import signal
 import struct
-import sys
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+
+from correo.server.worker_main import run, write_all
 
 _HEAD = struct.Struct(">I")
 _SIGN = struct.Struct(">IB")
@@ -88,25 +89,11 @@ def serve(rfd: int, wfd: int) -> None:
             elif kind == b"C":
                 keys.clear()
         if out:
-            data = b"".join(out)
-            while data:
-                data = data[os.write(wfd, data) :]
+            write_all(wfd, out)
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the server
-    # A pipe write wakes its reader "synchronously": Linux puts the worker on the
-    # server's CPU and, as it has slept, lets it preempt the event loop there.  A batch
-    # task never preempts on wake-up; it takes an idle core or waits its turn.
-    if hasattr(os, "sched_setscheduler"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        except OSError:
-            pass
-    try:
-        serve(sys.stdin.fileno(), sys.stdout.fileno())
-    except (BrokenPipeError, KeyboardInterrupt):
-        pass
+    run(serve)
 
 
 if __name__ == "__main__":

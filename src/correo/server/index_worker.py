@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
-import sys
 
 from correo.delivery.textindex import INDEX_IN_HAND, indexable
 from correo.message.structure import Part
+from correo.server.worker_main import run, write_all
 from correo.server.worker_pipes import ANSWER, FAILED, HEAD, OK, READY
 
 __all__ = ["MAX_REQUEST", "MAX_TREE", "NONE", "REQUEST", "answer", "main", "serve"]
@@ -84,24 +83,11 @@ def serve(rfd: int, wfd: int) -> None:
             reply = answer(body)
             out.append(HEAD.pack(len(reply)) + reply)
         if out:
-            data = b"".join(out)
-            while data:
-                data = data[os.write(wfd, data) :]
+            write_all(wfd, out)
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the server
-    # as the DKIM worker (dkim_worker.py): a batch task does not preempt the event loop
-    # on the core it shares when a pipe write wakes it
-    if hasattr(os, "sched_setscheduler"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        except OSError:
-            pass
-    try:
-        serve(sys.stdin.fileno(), sys.stdout.fileno())
-    except (BrokenPipeError, KeyboardInterrupt):
-        pass
+    run(serve)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ digest is signed in process as before (:func:`correo.mailauth.signing.sign_diges
 Workers are ``python -I -m correo.server.dkim_worker`` (standard library and
 ``cryptography``), run by :mod:`correo.server.worker_pipes`: started when the first
 message that has an RSA key is signed, restarted after one dies (at most once per
-``respawn_after`` seconds), and stopped by :meth:`SignPool.close`.  Private keys go to a worker once, as
-PKCS#8 DER over its stdin pipe, and are known there by a number.
+``respawn_after`` seconds), and stopped by :meth:`SignPool.close`.  Private keys go to
+a worker once, as PKCS#8 DER over its stdin pipe, and are known there by a number.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ _BLOB = r"\[[^\[\]]*\][ \t]*"
 _LEADER = re.compile(rf"(?:{_BLOB})*(?:re|fwd?)[ \t]*(?:{_BLOB})?:|[ \t]+", re.IGNORECASE)
 _BLOB_RE = re.compile(_BLOB)
 _TRAILERS = re.compile(r"(?:\(fwd\)|[ \t])+$", re.IGNORECASE)
-_PREFIX = re.compile(r"^(?:\s*(?:re|fwd?)\s*(?:\[[^\]]*\])?\s*:|\s*\[[^\]]*\])", re.IGNORECASE)
+# the blob of a subj-refwd holds no "[" or "]" (RFC 5256 §5 BLOBCHAR): "Re[[]:" is no reply
+_PREFIX = re.compile(r"^(?:\s*(?:re|fwd?)\s*(?:\[[^\[\]]*\])?\s*:|\s*\[[^\]]*\])", re.IGNORECASE)
 _TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.IGNORECASE)
 
 
@@ -62,6 +63,7 @@ def test_examples() -> None:
     assert base_subject("[a] [b]") == "[B]"
     assert base_subject("=?utf-8?q?Re=3A_caf=C3=A9?=", casemap=False) == "café"
     assert is_reply_or_forward("Re: x") and not is_reply_or_forward("x")
+    assert is_reply_or_forward("Re[a]: x") and not is_reply_or_forward("Re[[]: x")
 
 
 def test_adversarial_subjects_are_linear() -> None:
